@@ -1,0 +1,75 @@
+"""Build the fastbook extensions.
+
+Everything about how the Cython core is compiled lives here, in one place:
+
+* ``FASTBOOK_DEBUG=1``      bounds/wraparound checks on, ``-O0 -g``, asserts kept.
+* ``FASTBOOK_LINETRACE=1``  Cython line tracing for coverage (``CYTHON_TRACE_NOGIL``).
+* ``FASTBOOK_ANNOTATE=1``   write ``*.html`` annotation next to each ``.pyx``.
+
+Generated ``.c`` files are build products and are not committed.
+"""
+
+import os
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+DEBUG = _flag("FASTBOOK_DEBUG")
+LINETRACE = _flag("FASTBOOK_LINETRACE")
+ANNOTATE = _flag("FASTBOOK_ANNOTATE")
+
+# The one place for compiler directives.
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+    "freethreading_compatible": False,
+    "linetrace": LINETRACE,
+    "profile": False,
+}
+
+MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
+if LINETRACE:
+    MACROS += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+
+if sys.platform == "win32":
+    COMPILE_ARGS = ["/Od", "/Zi"] if DEBUG else ["/O2"]
+else:
+    COMPILE_ARGS = ["-O0", "-g3", "-UNDEBUG"] if DEBUG else ["-O3"]
+    COMPILE_ARGS += ["-Wno-unreachable-code", "-Wno-unused-function"]
+
+
+def extension(name: str) -> Extension:
+    path = "src/" + name.replace(".", "/") + ".pyx"
+    return Extension(
+        name,
+        [path],
+        include_dirs=[numpy.get_include()],
+        define_macros=MACROS,
+        extra_compile_args=COMPILE_ARGS,
+    )
+
+
+EXTENSIONS = [
+    extension("fastbook._core"),
+]
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        compiler_directives=DIRECTIVES,
+        annotate=ANNOTATE,
+        include_path=["src"],
+        force=DEBUG or LINETRACE,
+    ),
+)

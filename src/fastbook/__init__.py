@@ -1,0 +1,72 @@
+"""fastbook: exact, fast limit order books for Python.
+
+Prices and quantities are ``int64`` fixed-point integers (value = integer /
+10**decimals). The compiled Cython core is used by default; set
+``FASTBOOK_NO_EXTENSIONS=1`` to use the pure-Python twin instead (slow, for
+debugging and as the reference the tests compare against).
+
+>>> import fastbook as fb
+>>> book = fb.Book(price_decimals=2, qty_decimals=8)
+>>> book.set_str(fb.BID, "27431.50", "0.25")
+True
+>>> book.best_bid()
+(2743150, 25000000)
+"""
+
+from __future__ import annotations
+
+import os as _os
+import warnings as _warnings
+
+from fastbook.errors import ArrayError, DecodeError, FastbookError, UpdateError
+
+__version__ = "0.1.0.dev0"
+
+
+def _load_core():  # type: ignore[no-untyped-def]
+    if _os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
+        from fastbook import _pycore
+
+        return _pycore
+    try:
+        from fastbook import _core
+    except ImportError as exc:  # pragma: no cover - only without a compiled build
+        _warnings.warn(
+            f"fastbook: the compiled core could not be imported ({exc}); using the slow "
+            "pure-Python twin. Reinstall with a C compiler available to get the fast core.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        from fastbook import _pycore
+
+        return _pycore
+    return _core
+
+
+_impl = _load_core()
+
+Book = _impl.Book
+BID: int = _impl.BID
+ASK: int = _impl.ASK
+parse_decimal = _impl.parse_decimal
+format_decimal = _impl.format_decimal
+BYTES_PER_LEVEL: int = _impl.BYTES_PER_LEVEL
+MAX_DECIMALS: int = _impl.MAX_DECIMALS
+#: True when the compiled Cython core is in use.
+COMPILED: bool = _impl.COMPILED
+
+__all__ = [
+    "ASK",
+    "BID",
+    "BYTES_PER_LEVEL",
+    "COMPILED",
+    "MAX_DECIMALS",
+    "ArrayError",
+    "Book",
+    "DecodeError",
+    "FastbookError",
+    "UpdateError",
+    "__version__",
+    "format_decimal",
+    "parse_decimal",
+]
