@@ -11,10 +11,13 @@ must match exactly (``tests/test_differential.py``).
 cimport cython
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int64_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memmove
+
+import operator
 
 import numpy as np
 
@@ -29,13 +32,41 @@ BYTES_PER_LEVEL = 2 * sizeof(int64_t)
 #: Largest supported ``price_decimals`` / ``qty_decimals`` (10**18 fits int64).
 MAX_DECIMALS = 18
 COMPILED = True
+#: Layout version of the C API in ``_core.pxd`` (``FB_ABI_VERSION``).
+ABI_VERSION = FB_ABI_VERSION
 
 # Batches shorter than this keep the GIL: releasing it costs more than the work.
 cdef Py_ssize_t _NOGIL_MIN_BATCH = 256
-# Linear scan from the best level before falling back to binary search.
-cdef Py_ssize_t _LINEAR_SCAN = 8
+# Levels nearest the top that are searched without branches before binary search.
+cdef enum:
+    _TOP_WINDOW = 8
 cdef Py_ssize_t _MIN_CAPACITY = 16
 cdef Py_ssize_t _MAX_CAPACITY = (<Py_ssize_t>(<size_t>-1 >> 1)) // sizeof(int64_t)
+
+
+# ===========================================================================
+# Integer arguments
+# ===========================================================================
+# Cython's typed int arguments accept floats and truncate them (1.5 -> 1), which
+# would silently move a price. Every integer argument goes through _as_i64:
+# exact ints take a fast path, other integer types go through __index__, and
+# floats or anything else are refused.
+
+cdef int64_t _as_i64_slow(object value, str what) except? -1:
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+    return _as_i64(operator.index(value), what)
+
+
+cdef inline int64_t _as_i64(object value, str what) except? -1:
+    cdef int overflow = 0
+    cdef long long result
+    if PyLong_CheckExact(value):
+        result = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0:
+            return result
+        raise OverflowError(f"{what} {value} is outside the int64 range")
+    return _as_i64_slow(value, what)
 
 
 # ===========================================================================
@@ -46,16 +77,16 @@ cdef int fb_parse_decimal(const char *text, Py_ssize_t length, int decimals,
                           int64_t *out) noexcept nogil:
     """Parse ``[+-]digits[.digits][(e|E)[+-]digits]`` exactly into ``value * 10**decimals``.
 
-    Zeros are held back as a pending power of ten instead of being multiplied in,
-    so trailing zeros past the scale (``"0.00012000"`` at 5 decimals) and long
-    zero runs never overflow or count as excess precision.
+    Three steps: find the mantissa and read the exponent; refuse any nonzero
+    digit beyond the scale (so excess precision is reported before range);
+    then accumulate with overflow checks. Zeros are held back as a pending
+    power of ten rather than multiplied in, so long zero runs never overflow.
     """
-    cdef Py_ssize_t i = 0
-    cdef bint neg = False
+    cdef Py_ssize_t i = 0, start, mant_end, k
+    cdef bint neg = False, in_frac = False, exp_neg = False
     cdef uint64_t limit, m = 0
-    cdef int64_t pending = 0, frac_len = 0, exp = 0, shift
+    cdef int64_t pending = 0, frac_len = 0, exp = 0, allowed, shift
     cdef int digits = 0, exp_digits = 0, d
-    cdef bint exp_neg = False, in_frac = False
     cdef char c
 
     if decimals < 0 or decimals > 18:
@@ -65,25 +96,11 @@ cdef int fb_parse_decimal(const char *text, Py_ssize_t length, int decimals,
     if text[0] == c'+' or text[0] == c'-':
         neg = text[0] == c'-'
         i = 1
-    limit = (<uint64_t>INT64_MAX) + (1 if neg else 0)
-
+    start = i
     while i < length:
         c = text[i]
         if c'0' <= c <= c'9':
             digits += 1
-            if in_frac:
-                frac_len += 1
-            if c == c'0':
-                pending += 1
-            else:
-                d = c - c'0'
-                while pending >= 0:
-                    # multiply in the held-back zeros, then this digit
-                    if m > (limit - (d if pending == 0 else 0)) // 10:
-                        return FB_EPARSE_OVERFLOW
-                    m = m * 10 + (<uint64_t>d if pending == 0 else 0)
-                    pending -= 1
-                pending = 0
         elif c == c'.' and not in_frac:
             in_frac = True
         else:
@@ -91,7 +108,7 @@ cdef int fb_parse_decimal(const char *text, Py_ssize_t length, int decimals,
         i += 1
     if digits == 0:
         return FB_EPARSE_SYNTAX
-
+    mant_end = i
     if i < length:
         if text[i] != c'e' and text[i] != c'E':
             return FB_EPARSE_SYNTAX
@@ -100,7 +117,7 @@ cdef int fb_parse_decimal(const char *text, Py_ssize_t length, int decimals,
             exp_neg = text[i] == c'-'
             i += 1
         while i < length and c'0' <= text[i] <= c'9':
-            if exp < 100000:
+            if exp < 100000:    # beyond this any nonzero value fails anyway
                 exp = exp * 10 + (text[i] - c'0')
             exp_digits += 1
             i += 1
@@ -109,13 +126,49 @@ cdef int fb_parse_decimal(const char *text, Py_ssize_t length, int decimals,
         if exp_neg:
             exp = -exp
 
+    # fraction digits that fit the scale; nonzero digits past them lose precision
+    allowed = decimals + exp
+    in_frac = False
+    for k in range(start, mant_end):
+        if text[k] == c'.':
+            in_frac = True
+        elif in_frac:
+            frac_len += 1
+            if frac_len > allowed and text[k] != c'0':
+                return FB_EPARSE_PRECISION
+
+    limit = (<uint64_t>INT64_MAX) + (1 if neg else 0)
+    frac_len = 0
+    in_frac = False
+    for k in range(start, mant_end):
+        c = text[k]
+        if c == c'.':
+            in_frac = True
+            continue
+        if in_frac:
+            frac_len += 1
+            if frac_len > allowed:
+                break           # only zeros remain (checked above)
+        if c == c'0':
+            pending += 1
+        else:
+            d = c - c'0'
+            while pending > 0:
+                if m > limit // 10:
+                    return FB_EPARSE_OVERFLOW
+                m *= 10
+                pending -= 1
+            if m > (limit - <uint64_t>d) // 10:
+                return FB_EPARSE_OVERFLOW
+            m = m * 10 + <uint64_t>d
     if m == 0:
         out[0] = 0
         return FB_OK
-    shift = decimals + exp - frac_len + pending
+    if frac_len > allowed:
+        frac_len = allowed if allowed > 0 else 0
+    shift = allowed - frac_len + pending
     if shift < 0:
-        # m has no trailing zeros (they were held in ``pending``), so any
-        # negative shift drops a nonzero digit.
+        # m ends in a nonzero digit, so a negative shift would drop it
         return FB_EPARSE_PRECISION
     while shift > 0:
         if m > limit // 10:
@@ -228,7 +281,7 @@ cdef int64_t _parse_text(object text, int decimals, str what) except? -1:
     return value
 
 
-def parse_decimal(text, int decimals):
+def parse_decimal(text, decimals):
     """Parse decimal text into an exact fixed-point integer.
 
     Parameters
@@ -257,10 +310,10 @@ def parse_decimal(text, int decimals):
     12
     """
     _check_decimals(decimals, "decimals")
-    return _parse_text(text, decimals, "text")
+    return _parse_text(text, <int>decimals, "text")
 
 
-def format_decimal(int64_t value, int decimals, *, bint strip=False):
+def format_decimal(value, decimals, *, bint strip=False):
     """Format a fixed-point integer as exact decimal text.
 
     ``strip=True`` removes trailing fractional zeros and a bare point, the form
@@ -275,8 +328,9 @@ def format_decimal(int64_t value, int decimals, *, bint strip=False):
     """
     cdef char buf[FB_FORMAT_BUFSIZE]
     cdef Py_ssize_t n
+    cdef int64_t v = _as_i64(value, "value")
     _check_decimals(decimals, "decimals")
-    n = fb_format_decimal(value, decimals, strip, buf)
+    n = fb_format_decimal(v, <int>decimals, strip, buf)
     return buf[:n].decode("ascii")
 
 
@@ -312,27 +366,29 @@ cdef int _ladder_reserve(fb_ladder *lad, Py_ssize_t need) noexcept nogil:
 @cython.wraparound(False)
 cdef inline Py_ssize_t _lower_bound(const int64_t *keys, Py_ssize_t n,
                                     int64_t key) noexcept nogil:
-    """First index whose key is >= ``key``, searching from the best end.
+    """First index whose key is >= ``key`` (the number of keys below it).
 
-    Most updates land within a few levels of the top, so a short linear scan
-    from the end finds them without touching the rest of the array.
+    Most updates land within a few levels of the top, so the top
+    ``_TOP_WINDOW`` keys are counted first without branches; only keys below
+    that window pay for a (branch-free, cmov) binary search. Mispredicted
+    branches, not memory, dominate a search over a few thousand levels.
     """
-    cdef Py_ssize_t j = n, stop = n - _LINEAR_SCAN if n > _LINEAR_SCAN else 0
-    cdef Py_ssize_t lo, count, half
-    while j > stop and keys[j - 1] >= key:
-        j -= 1
-    if j > stop or j == 0:
-        return j
-    lo = 0
-    count = stop
-    while count > 0:
-        half = count >> 1
-        if keys[lo + half] < key:
-            lo += half + 1
-            count -= half + 1
-        else:
-            count = half
-    return lo
+    cdef Py_ssize_t i, above = 0, base = 0, size, half
+    if n <= _TOP_WINDOW:
+        for i in range(n):
+            above += keys[i] >= key
+        return n - above
+    for i in range(n - _TOP_WINDOW, n):
+        above += keys[i] >= key
+    if above < _TOP_WINDOW:
+        return n - above
+    # every key in the window is >= key: the answer is in [0, n - _TOP_WINDOW]
+    size = n - _TOP_WINDOW
+    while size > 1:
+        half = size >> 1
+        base = base + half if keys[base + half] < key else base
+        size -= half
+    return base + (keys[base] < key)
 
 
 cdef inline int _book_set(fb_book *book, int side, int64_t price,
@@ -385,7 +441,7 @@ cdef inline int _book_set(fb_book *book, int side, int64_t price,
 
 cdef int fb_book_init(fb_book *book, int price_decimals, int qty_decimals,
                       Py_ssize_t capacity) noexcept nogil:
-    """Initialise a zeroed book with ``capacity`` level slots per side."""
+    """Set up ``book`` (old contents ignored) with ``capacity`` level slots per side."""
     cdef int rc
     cdef int s
     if price_decimals < 0 or price_decimals > 18 or qty_decimals < 0 or qty_decimals > 18:
@@ -509,10 +565,18 @@ cdef Py_ssize_t fb_book_top(const fb_book *book, Py_ssize_t n,
 # Python face
 # ===========================================================================
 
-cdef int _check_side(object side) except -1:
-    if side is not BID and side is not ASK and side != BID and side != ASK:
+cdef inline int _as_side(object side) except? -1:
+    """Side as a C int for the core to check; out-of-range values map to 0 (invalid)."""
+    cdef int64_t s = _as_i64(side, "side")
+    return <int>s if s == FB_BID or s == FB_ASK else 0
+
+
+cdef int _valid_side(object side) except -1:
+    """Side for reads: BID or ASK, else UpdateError."""
+    cdef int s = _as_side(side)
+    if s == 0:
         raise UpdateError(f"side must be fastbook.BID ({BID}) or fastbook.ASK ({ASK}), got {side!r}")
-    return 0
+    return s
 
 
 cdef int _raise_status(int rc, object side, object price, object qty) except -1:
@@ -573,6 +637,13 @@ cdef int _validate_and_apply(fb_book *book, const int8_t *sides, const int64_t *
     return fb_book_apply(book, sides, prices, qtys, n, applied)
 
 
+cdef int _raise_busy() except -1:
+    raise RuntimeError(
+        "fastbook.Book is being modified by Book.apply in another thread; a book has one "
+        "writer at a time (read it from the writer's thread, or copy it there)"
+    )
+
+
 @cython.final
 cdef class _LevelIterator:
     """Best-first iterator over one side; fails if the book changes under it."""
@@ -580,6 +651,7 @@ cdef class _LevelIterator:
     cdef int _side
     cdef Py_ssize_t _i
     cdef uint64_t _version
+    cdef bint _done
 
     def __iter__(self):
         return self
@@ -587,9 +659,15 @@ cdef class _LevelIterator:
     def __next__(self):
         cdef const fb_ladder *lad = &self._owner._book.ladders[self._side - 1]
         cdef Py_ssize_t idx
+        if self._done:
+            # exhausted iterators stay exhausted, as dict iterators do
+            raise StopIteration
+        if self._owner._busy:
+            _raise_busy()
         if self._owner._book.version != self._version:
             raise RuntimeError("fastbook.Book changed size or contents during iteration")
         if self._i >= lad.count:
+            self._done = True
             raise StopIteration
         idx = lad.count - 1 - self._i
         self._i += 1
@@ -654,28 +732,36 @@ cdef class Book:
     @property
     def missing_deletes(self):
         """How many quantity-0 updates named a level that did not exist (each a no-op)."""
+        if self._busy:
+            _raise_busy()
         return self._book.missing_deletes
 
     @property
     def nbytes(self):
         """Bytes of level storage allocated (both sides), excluding the object header."""
+        if self._busy:
+            _raise_busy()
         return BYTES_PER_LEVEL * (self._book.ladders[0].capacity + self._book.ladders[1].capacity)
 
     def capacity(self, side):
         """Level slots allocated on ``side``."""
-        _check_side(side)
-        return self._book.ladders[<int>side - 1].capacity
+        if self._busy:
+            _raise_busy()
+        return self._book.ladders[_valid_side(side) - 1].capacity
 
-    def reserve(self, side, Py_ssize_t capacity):
+    def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
-        _check_side(side)
-        if capacity < 0:
+        if self._busy:
+            _raise_busy()
+        cdef int s = _valid_side(side)
+        cdef int64_t cap = _as_i64(capacity, "capacity")
+        if cap < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
-        if fb_book_reserve(&self._book, side, capacity) < 0:
+        if cap > _MAX_CAPACITY or fb_book_reserve(&self._book, s, <Py_ssize_t>cap) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
     # -- updates -------------------------------------------------------------
-    def set(self, int side, int64_t price, int64_t qty):
+    def set(self, side, price, qty):
         """Set the absolute quantity at ``price`` on ``side``.
 
         A quantity of 0 deletes the level; deleting an absent level is a no-op
@@ -683,16 +769,21 @@ cdef class Book:
         that side changed. Raises ``UpdateError`` (book unchanged) for a bad
         side, a negative quantity or ``INT64_MIN`` as price.
         """
-        cdef int rc = _book_set(&self._book, side, price, qty)
+        if self._busy:
+            _raise_busy()
+        cdef int rc = _book_set(&self._book, _as_side(side), _as_i64(price, "price"),
+                                _as_i64(qty, "qty"))
         if rc < 0:
             _raise_status(rc, side, price, qty)
         return rc == FB_TOP_CHANGED
 
-    def set_str(self, int side, price_text, qty_text):
+    def set_str(self, side, price_text, qty_text):
         """Like ``set`` with decimal text (str or bytes) parsed exactly at the book's scales."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t price = _parse_text(price_text, self._book.price_decimals, "price")
         cdef int64_t qty = _parse_text(qty_text, self._book.qty_decimals, "quantity")
-        cdef int rc = _book_set(&self._book, side, price, qty)
+        cdef int rc = _book_set(&self._book, _as_side(side), price, qty)
         if rc < 0:
             _raise_status(rc, side, price_text, qty_text)
         return rc == FB_TOP_CHANGED
@@ -729,9 +820,17 @@ cdef class Book:
                 f"sides, prices and qtys must have equal lengths, got "
                 f"{n}, {cnp.PyArray_DIMS(a_p)[0]} and {cnp.PyArray_DIMS(a_q)[0]}"
             )
+        if self._busy:
+            _raise_busy()
         if n >= _NOGIL_MIN_BATCH:
-            with nogil:
-                rc = _validate_and_apply(&self._book, ps, pp, pq, n, &applied, &bad)
+            # other threads may run while the GIL is released; every method
+            # checks _busy, so they get an error instead of a torn book
+            self._busy = True
+            try:
+                with nogil:
+                    rc = _validate_and_apply(&self._book, ps, pp, pq, n, &applied, &bad)
+            finally:
+                self._busy = False
         else:
             rc = _validate_and_apply(&self._book, ps, pp, pq, n, &applied, &bad)
         if bad >= 0:
@@ -749,11 +848,15 @@ cdef class Book:
 
     def clear(self):
         """Remove every level (capacity is kept)."""
+        if self._busy:
+            _raise_busy()
         fb_book_clear(&self._book)
 
     # -- reads ---------------------------------------------------------------
     def best_bid(self):
         """``(price, qty)`` of the best bid, or None when there are no bids."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t p, q
         if fb_book_best(&self._book, FB_BID, &p, &q):
             return (p, q)
@@ -761,6 +864,8 @@ cdef class Book:
 
     def best_ask(self):
         """``(price, qty)`` of the best ask, or None when there are no asks."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t p, q
         if fb_book_best(&self._book, FB_ASK, &p, &q):
             return (p, q)
@@ -768,6 +873,8 @@ cdef class Book:
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)`` in one call; None for an empty side's pair."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
         cdef bint hb = fb_book_best(&self._book, FB_BID, &bp, &bq)
         cdef bint ha = fb_book_best(&self._book, FB_ASK, &ap, &aq)
@@ -778,6 +885,8 @@ cdef class Book:
 
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_book_best(&self._book, FB_ASK, &ap, &aq):
@@ -790,34 +899,40 @@ cdef class Book:
         The exact mid is ``(bid + ask) / 2``; when ``spread()`` is odd it lies
         half a unit above this value.
         """
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_book_best(&self._book, FB_ASK, &ap, &aq):
             return (<object>ap + <object>bp) // 2
         return None
 
-    def qty_at(self, int side, int64_t price):
+    def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
-        if side != FB_BID and side != FB_ASK:
-            _check_side(side)
-        return fb_book_qty_at(&self._book, side, price)
+        if self._busy:
+            _raise_busy()
+        return fb_book_qty_at(&self._book, _valid_side(side), _as_i64(price, "price"))
 
-    def depth(self, int side):
+    def depth(self, side):
         """Number of price levels on ``side``."""
-        if side != FB_BID and side != FB_ASK:
-            _check_side(side)
-        return fb_book_depth(&self._book, side)
+        if self._busy:
+            _raise_busy()
+        return fb_book_depth(&self._book, _valid_side(side))
 
     def __len__(self):
+        if self._busy:
+            _raise_busy()
         return self._book.ladders[0].count + self._book.ladders[1].count
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked): never valid for one venue."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         return bool(fb_book_best(&self._book, FB_BID, &bp, &bq)
                     and fb_book_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
 
-    def top(self, Py_ssize_t n, out=None):
+    def top(self, n_levels, out=None):
         """The best ``n`` levels of both sides as one ``int64`` array of shape ``(4, n)``.
 
         Rows are ``[bid_prices, bid_qtys, ask_prices, ask_qtys]``; column ``i``
@@ -832,9 +947,12 @@ cdef class Book:
             A C-contiguous, writeable ``int64`` array of shape ``(4, n)``. When
             given it is filled and returned, and nothing is allocated.
         """
+        if self._busy:
+            _raise_busy()
         cdef cnp.ndarray a
         cdef int64_t *base
         cdef cnp.npy_intp *dims
+        cdef int64_t n = _as_i64(n_levels, "n")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if out is None:
@@ -857,16 +975,17 @@ cdef class Book:
         fb_book_top(&self._book, n, base, base + n, base + 2 * n, base + 3 * n)
         return a
 
-    def to_arrays(self, int side):
+    def to_arrays(self, side):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
+        if self._busy:
+            _raise_busy()
         cdef const fb_ladder *lad
         cdef cnp.ndarray prices, qtys
         cdef int64_t *pp
         cdef int64_t *pq
         cdef Py_ssize_t i, n, top
-        if side != FB_BID and side != FB_ASK:
-            _check_side(side)
-        lad = &self._book.ladders[side - 1]
+        cdef int s = _valid_side(side)
+        lad = &self._book.ladders[s - 1]
         n = lad.count
         prices = np.empty(n, dtype=np.int64)
         qtys = np.empty(n, dtype=np.int64)
@@ -874,22 +993,24 @@ cdef class Book:
         pq = <int64_t *>cnp.PyArray_DATA(qtys)
         top = n - 1
         for i in range(n):
-            pp[i] = lad.keys[top - i] if side == FB_BID else -lad.keys[top - i]
+            pp[i] = lad.keys[top - i] if s == FB_BID else -lad.keys[top - i]
             pq[i] = lad.qtys[top - i]
         return prices, qtys
 
-    def levels(self, int side):
+    def levels(self, side):
         """Iterate ``(price, qty)`` of ``side``, best first.
 
         Raises RuntimeError if the book is modified during iteration.
         """
+        if self._busy:
+            _raise_busy()
         cdef _LevelIterator it
-        if side != FB_BID and side != FB_ASK:
-            _check_side(side)
+        cdef int s = _valid_side(side)
         it = _LevelIterator.__new__(_LevelIterator)
         it._owner = self
-        it._side = side
+        it._side = s
         it._i = 0
+        it._done = False
         it._version = self._book.version
         return it
 
@@ -909,17 +1030,19 @@ cdef class Book:
         """Parse quantity text at this book's ``qty_decimals``."""
         return _parse_text(text, self._book.qty_decimals, "quantity")
 
-    def format_price(self, int64_t price, *, bint strip=False):
+    def format_price(self, price, *, bint strip=False):
         """Format a fixed-point price as text at this book's scale."""
         return format_decimal(price, self._book.price_decimals, strip=strip)
 
-    def format_qty(self, int64_t qty, *, bint strip=False):
+    def format_qty(self, qty, *, bint strip=False):
         """Format a fixed-point quantity as text at this book's scale."""
         return format_decimal(qty, self._book.qty_decimals, strip=strip)
 
     # -- copying and pickling --------------------------------------------------
     def copy(self):
         """An independent copy of this book."""
+        if self._busy:
+            _raise_busy()
         cdef Book other = Book(price_decimals=self._book.price_decimals,
                                qty_decimals=self._book.qty_decimals, capacity=0)
         cdef int s
@@ -929,6 +1052,8 @@ cdef class Book:
         return other
 
     def _load_ladder(self, int side, cnp.ndarray prices, cnp.ndarray qtys):
+        if self._busy:
+            _raise_busy()
         # best-first arrays from to_arrays(); used by copy() and unpickling
         cdef Py_ssize_t n = prices.shape[0], i
         cdef fb_ladder *lad = &self._book.ladders[side - 1]
@@ -943,6 +1068,8 @@ cdef class Book:
         self._book.version += 1
 
     def __reduce__(self):
+        if self._busy:
+            _raise_busy()
         bids = self.to_arrays(FB_BID)
         asks = self.to_arrays(FB_ASK)
         return (_rebuild_book, (self._book.price_decimals, self._book.qty_decimals,
@@ -956,6 +1083,8 @@ cdef class Book:
         return self.copy()
 
     def __repr__(self):
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         bid = ask = "None"
         if fb_book_best(&self._book, FB_BID, &bp, &bq):

@@ -24,8 +24,6 @@ COMPILED = False
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-_C_INT_MIN = -(2**31)
-_C_INT_MAX = 2**31 - 1
 _MIN_CAPACITY = 16
 
 _DECIMAL_RE = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
@@ -36,18 +34,14 @@ _PRECISION = "more decimal places than the scale allows"
 _OVERFLOW = "out of int64 range at this scale"
 
 
-def _c_integer(value: Any, lo: int, hi: int, what: str) -> int:
-    """Convert like a Cython typed argument: TypeError for non-ints, OverflowError out of range."""
-    if isinstance(value, float) or not hasattr(value, "__index__"):
-        raise TypeError(f"an integer is required for {what}, got {type(value).__name__}")
-    v = value.__index__()
-    if not lo <= v <= hi:
-        raise OverflowError(f"{what} {v} is out of range")
-    return v
-
-
 def _int64(value: Any, what: str) -> int:
-    return _c_integer(value, _INT64_MIN, _INT64_MAX, what)
+    """An integer argument as the core takes it: floats refused, int64 range enforced."""
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+    v = value.__index__()
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        raise OverflowError(f"{what} {v} is outside the int64 range")
+    return v
 
 
 def _check_decimals(decimals: Any, name: str) -> int:
@@ -58,7 +52,10 @@ def _check_decimals(decimals: Any, name: str) -> int:
 
 
 def _decode_reason(text: str, decimals: int) -> tuple[int | None, str]:
-    """(value, "") on success, (None, reason) on failure; same rules as fb_parse_decimal."""
+    """(value, "") on success, (None, reason) on failure; same rules as fb_parse_decimal.
+
+    Excess precision is reported before range, as in the core.
+    """
     if not text:
         return None, _EMPTY
     m = _DECIMAL_RE.fullmatch(text)
@@ -69,16 +66,22 @@ def _decode_reason(text: str, decimals: int) -> tuple[int | None, str]:
     digits = int_part + frac_part
     if not digits:
         return None, _SYNTAX
-    neg = sign == "-"
-    limit = _INT64_MAX + (1 if neg else 0)
-    significant = digits.rstrip("0")
-    mantissa = int(significant) if significant else 0
+    # the core stops growing the exponent at 100000; no nonzero value survives that
+    exp = max(-100000, min(100000, int(exp_part))) if exp_part else 0
+    allowed = decimals + exp          # fraction digits that fit the scale
+    kept = max(0, allowed)
+    if frac_part[kept:].strip("0"):
+        return None, _PRECISION
+    value_digits = int_part + frac_part[:kept]
+    mantissa = int(value_digits.rstrip("0") or "0")
     if mantissa == 0:
         return 0, ""
+    neg = sign == "-"
+    limit = _INT64_MAX + (1 if neg else 0)
     if mantissa > limit:
         return None, _OVERFLOW
-    exp = int(exp_part) if exp_part else 0
-    shift = decimals + exp - len(frac_part) + (len(digits) - len(significant))
+    trailing_zeros = len(value_digits) - len(value_digits.rstrip("0"))
+    shift = allowed - len(frac_part[:kept]) + trailing_zeros
     if shift < 0:
         return None, _PRECISION
     if shift > 19:
@@ -111,7 +114,7 @@ def _parse_text(text: Any, decimals: int, what: str) -> int:
 
 def parse_decimal(text: Any, decimals: int) -> int:
     """Parse decimal text into an exact fixed-point integer (see ``fastbook.parse_decimal``)."""
-    decimals = _c_integer(decimals, _C_INT_MIN, _C_INT_MAX, "decimals")
+    decimals = _int64(decimals, "decimals")
     _check_decimals(decimals, "decimals")
     return _parse_text(text, decimals, "text")
 
@@ -119,7 +122,7 @@ def parse_decimal(text: Any, decimals: int) -> int:
 def format_decimal(value: int, decimals: int, *, strip: bool = False) -> str:
     """Format a fixed-point integer as exact decimal text (see ``fastbook.format_decimal``)."""
     value = _int64(value, "value")
-    decimals = _c_integer(decimals, _C_INT_MIN, _C_INT_MAX, "decimals")
+    decimals = _int64(decimals, "decimals")
     _check_decimals(decimals, "decimals")
     sign = "-" if value < 0 else ""
     whole, frac = divmod(abs(value), 10**decimals)
@@ -213,7 +216,7 @@ class Book:
 
     def reserve(self, side: int, capacity: int) -> None:
         lad = self._ladder(side)
-        capacity = _c_integer(capacity, -(2**63), 2**63 - 1, "capacity")
+        capacity = _int64(capacity, "capacity")
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         lad.reserve(capacity)
@@ -257,14 +260,14 @@ class Book:
         return is_top
 
     def set(self, side: int, price: int, qty: int) -> bool:
-        s = _c_integer(side, _C_INT_MIN, _C_INT_MAX, "side")
+        s = _int64(side, "side")
         p = _int64(price, "price")
         q = _int64(qty, "qty")
         self._check_update(s, p, q, (s, p, q))
         return self._set(s, p, q)
 
     def set_str(self, side: int, price_text: Any, qty_text: Any) -> bool:
-        s = _c_integer(side, _C_INT_MIN, _C_INT_MAX, "side")
+        s = _int64(side, "side")
         p = _parse_text(price_text, self._price_decimals, "price")
         q = _parse_text(qty_text, self._qty_decimals, "quantity")
         self._check_update(s, p, q, (s, price_text, qty_text))
@@ -324,12 +327,12 @@ class Book:
         return None if b is None or a is None else (a[0] + b[0]) // 2
 
     def qty_at(self, side: int, price: int) -> int:
-        s = _c_integer(side, _C_INT_MIN, _C_INT_MAX, "side")
+        s = _int64(side, "side")
         p = _int64(price, "price")
         return self._ladder(s).qty.get(p, 0)
 
     def depth(self, side: int) -> int:
-        s = _c_integer(side, _C_INT_MIN, _C_INT_MAX, "side")
+        s = _int64(side, "side")
         return len(self._ladder(s).keys)
 
     def __len__(self) -> int:
@@ -345,7 +348,7 @@ class Book:
         return [(sign * k, lad.qty[sign * k]) for k in reversed(lad.keys)]
 
     def top(self, n: int, out: Any = None) -> np.ndarray:
-        n = _c_integer(n, -(2**63), 2**63 - 1, "n")
+        n = _int64(n, "n")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if out is None:
@@ -369,14 +372,14 @@ class Book:
         return a
 
     def to_arrays(self, side: int) -> tuple[np.ndarray, np.ndarray]:
-        s = _c_integer(side, _C_INT_MIN, _C_INT_MAX, "side")
+        s = _int64(side, "side")
         self._ladder(s)
         levels = self._side_levels(s)
         return (np.array([p for p, _ in levels], dtype=np.int64),
                 np.array([q for _, q in levels], dtype=np.int64))
 
     def levels(self, side: int) -> Iterator[tuple[int, int]]:
-        s = _c_integer(side, _C_INT_MIN, _C_INT_MAX, "side")
+        s = _int64(side, "side")
         self._ladder(s)
         return self._iter_side(s, self._version)
 
