@@ -1,0 +1,113 @@
+"""Package-level promises: which core is loaded, the public names, no hidden allocation."""
+
+from __future__ import annotations
+
+import os
+import itertools
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastbook
+
+NO_EXT = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
+
+
+def run_python(code: str, **env: str) -> str:
+    full_env = {k: v for k, v in os.environ.items() if k != "FASTBOOK_NO_EXTENSIONS"}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.skipif(NO_EXT, reason="this run tests the twin on purpose")
+def test_compiled_core_is_the_default():
+    assert fastbook.COMPILED is True
+    assert fastbook.Book.__module__ == "fastbook._core"
+    assert fastbook.parse_decimal.__module__ == "fastbook._core"
+    # and in a fresh interpreter with a clean environment
+    out = run_python("import fastbook; print(fastbook.COMPILED, fastbook.Book.__module__)")
+    assert out == "True fastbook._core"
+
+
+def test_env_switch_selects_the_twin():
+    out = run_python(
+        "import fastbook; print(fastbook.COMPILED, fastbook.Book.__module__)",
+        FASTBOOK_NO_EXTENSIONS="1",
+    )
+    assert out == "False fastbook._pycore"
+
+
+def test_public_names():
+    for name in fastbook.__all__:
+        assert hasattr(fastbook, name), name
+    assert fastbook.BID == 1 and fastbook.ASK == 2
+    assert fastbook.__version__
+
+
+def test_package_ships_typing_and_cython_headers():
+    from importlib import resources
+
+    files = {p.name for p in resources.files("fastbook").iterdir()}
+    assert {"py.typed", "_core.pyi", "_core.pxd", "__init__.pxd"} <= files
+
+
+def test_codecs_package_is_importable():
+    from fastbook import codecs
+
+    assert isinstance(codecs.available(), list)
+    with pytest.raises(ValueError, match="unknown codec 'nope'"):
+        codecs.load("nope")
+
+
+@pytest.mark.skipif(NO_EXT, reason="allocation-free reads are a property of the compiled core")
+def test_hot_reads_allocate_nothing():
+    book = fastbook.Book(price_decimals=2, qty_decimals=3, capacity=64)
+    for i in range(50):
+        book.set(fastbook.BID, 10_000 - i, 1 + i)
+        book.set(fastbook.ASK, 10_001 + i, 1 + i)
+    out = np.empty((4, 10), dtype=np.int64)
+    book.top(10, out=out)  # warm up
+    book.set(fastbook.BID, 9_990, 77)
+    def hot_reads():
+        book.top(10, out=out)
+        book.top(10, out)
+        book.set(fastbook.BID, 9_990, 78)   # updates within capacity
+        book.set(fastbook.BID, 9_990, 77)
+        book.set(fastbook.BID, 9_989, 0)
+        book.set(fastbook.BID, 9_989, 3)
+
+    def nothing():
+        pass
+
+    def peak_growth(body):
+        steps = itertools.repeat(None, 1000)  # a range would allocate ints above 256
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()
+            for _ in steps:
+                body()
+            end = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return end[1] - base[0]
+
+    hot_reads()
+    # the measuring calls allocate their own result tuples; an empty body shows how much
+    assert peak_growth(hot_reads) == peak_growth(nothing)
+    assert out[0, 0] == 10_000 and out[1, 0] == 1
+
+
+def test_demo_runs_on_built_in_data():
+    out = subprocess.run(
+        [sys.executable, "-m", "fastbook", "demo", "--updates", "20000"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "updates/s" in out
+    assert "best bid" in out and "best ask" in out
+    assert "verified against the pure-Python reference: OK" in out
