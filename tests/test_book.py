@@ -291,7 +291,7 @@ def test_copy_and_pickle_are_independent(book, impl):
 @pytest.mark.parametrize("side", [0, 3, -1, 255])
 def test_bad_side_raises_and_changes_nothing(book, impl, side):
     before = state(book, impl)
-    with pytest.raises(UpdateError, match="side must be fastbook.BID"):
+    with pytest.raises(UpdateError, match=r"side must be fastbook\.BID"):
         book.set(side, 100, 1)
     assert state(book, impl) == before
 
@@ -352,7 +352,7 @@ def test_constructor_requires_keywords(impl):
 # --- batch apply -----------------------------------------------------------------
 
 def arrays(rows):
-    sides, prices, qtys = zip(*rows) if rows else ((), (), ())
+    sides, prices, qtys = zip(*rows, strict=True) if rows else ((), (), ())
     return (np.array(sides, dtype=np.int8), np.array(prices, dtype=np.int64),
             np.array(qtys, dtype=np.int64))
 
@@ -377,7 +377,7 @@ def test_apply_large_batch_releases_gil_path(impl):
     qtys = rng.integers(0, 4, n).astype(np.int64)
     a, b = make(impl), make(impl)
     a.apply(sides, prices, qtys)
-    for s, p, q in zip(sides.tolist(), prices.tolist(), qtys.tolist()):
+    for s, p, q in zip(sides.tolist(), prices.tolist(), qtys.tolist(), strict=True):
         b.set(s, p, q)
     assert state(a, impl) == state(b, impl)
 
@@ -393,7 +393,7 @@ def test_apply_empty(impl):
         ((3, 100, 1), "update 2: side must be"),
         ((0, 100, 1), "update 2: side must be"),
         ((1, 100, -5), "update 2: quantity must be >= 0"),
-        ((2, INT64_MIN, 1), "update 2: price .* INT64_MIN"),
+        ((2, INT64_MIN, 1), r"update 2: price .* INT64_MIN"),
     ],
 )
 def test_apply_bad_row_is_all_or_nothing(book, impl, row, message):

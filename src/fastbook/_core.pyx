@@ -565,6 +565,11 @@ cdef Py_ssize_t fb_book_top(const fb_book *book, Py_ssize_t n,
 # Python face
 # ===========================================================================
 
+cdef str _SIDE_MESSAGE = (
+    f"side must be fastbook.BID ({FB_BID}) or fastbook.ASK ({FB_ASK}), got {{side!r}}"
+)
+
+
 cdef inline int _as_side(object side) except? -1:
     """Side as a C int for the core to check; out-of-range values map to 0 (invalid)."""
     cdef int64_t s = _as_i64(side, "side")
@@ -575,13 +580,13 @@ cdef int _valid_side(object side) except -1:
     """Side for reads: BID or ASK, else UpdateError."""
     cdef int s = _as_side(side)
     if s == 0:
-        raise UpdateError(f"side must be fastbook.BID ({BID}) or fastbook.ASK ({ASK}), got {side!r}")
+        raise UpdateError(_SIDE_MESSAGE.format(side=side))
     return s
 
 
 cdef int _raise_status(int rc, object side, object price, object qty) except -1:
     if rc == FB_ESIDE:
-        raise UpdateError(f"side must be fastbook.BID ({BID}) or fastbook.ASK ({ASK}), got {side!r}")
+        raise UpdateError(_SIDE_MESSAGE.format(side=side))
     if rc == FB_EQTY:
         raise UpdateError(f"quantity must be >= 0, got {qty!r} (at price {price!r})")
     if rc == FB_EPRICE:
@@ -872,7 +877,7 @@ cdef class Book:
         return None
 
     def bbo(self):
-        """``(bid_price, bid_qty, ask_price, ask_qty)`` in one call; None for an empty side's pair."""
+        """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
         if self._busy:
             _raise_busy()
         cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
@@ -932,7 +937,7 @@ cdef class Book:
         return bool(fb_book_best(&self._book, FB_BID, &bp, &bq)
                     and fb_book_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
 
-    def top(self, n_levels, out=None):
+    def top(self, n, out=None):
         """The best ``n`` levels of both sides as one ``int64`` array of shape ``(4, n)``.
 
         Rows are ``[bid_prices, bid_qtys, ask_prices, ask_qtys]``; column ``i``
@@ -952,11 +957,11 @@ cdef class Book:
         cdef cnp.ndarray a
         cdef int64_t *base
         cdef cnp.npy_intp *dims
-        cdef int64_t n = _as_i64(n_levels, "n")
-        if n < 0:
+        cdef int64_t count = _as_i64(n, "n")
+        if count < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if out is None:
-            a = np.empty((4, n), dtype=np.int64)
+            a = np.empty((4, count), dtype=np.int64)
         else:
             if not cnp.PyArray_Check(out):
                 raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
@@ -965,14 +970,14 @@ cdef class Book:
             dims = cnp.PyArray_DIMS(a)
             if not cnp.PyArray_EquivTypenums(cnp.PyArray_TYPE(a), cnp.NPY_INT64) \
                     or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != 2 \
-                    or dims[0] != 4 or dims[1] != n or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
+                    or dims[0] != 4 or dims[1] != count or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
                     or not cnp.PyArray_ISWRITEABLE(a):
                 raise ArrayError(
                     f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
                     f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
                 )
         base = <int64_t *>cnp.PyArray_DATA(a)
-        fb_book_top(&self._book, n, base, base + n, base + 2 * n, base + 3 * n)
+        fb_book_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
         return a
 
     def to_arrays(self, side):

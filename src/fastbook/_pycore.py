@@ -283,7 +283,7 @@ class Book:
                 f"sides, prices and qtys must have equal lengths, got "
                 f"{n}, {a_p.shape[0]} and {a_q.shape[0]}"
             )
-        rows = list(zip(a_s.tolist(), a_p.tolist(), a_q.tolist()))
+        rows = list(zip(a_s.tolist(), a_p.tolist(), a_q.tolist(), strict=True))
         for i, (s, p, q) in enumerate(rows):
             try:
                 self._check_update(s, p, q, (s, p, q))
