@@ -649,6 +649,15 @@ cdef int _raise_busy() except -1:
     )
 
 
+cdef object _best_level(Book book, int side):
+    cdef int64_t p, q
+    if book._busy:
+        _raise_busy()
+    if fb_book_best(&book._book, side, &p, &q):
+        return (p, q)
+    return None
+
+
 @cython.final
 cdef class _LevelIterator:
     """Best-first iterator over one side; fails if the book changes under it."""
@@ -860,21 +869,11 @@ cdef class Book:
     # -- reads ---------------------------------------------------------------
     def best_bid(self):
         """``(price, qty)`` of the best bid, or None when there are no bids."""
-        if self._busy:
-            _raise_busy()
-        cdef int64_t p, q
-        if fb_book_best(&self._book, FB_BID, &p, &q):
-            return (p, q)
-        return None
+        return _best_level(self, FB_BID)
 
     def best_ask(self):
         """``(price, qty)`` of the best ask, or None when there are no asks."""
-        if self._busy:
-            _raise_busy()
-        cdef int64_t p, q
-        if fb_book_best(&self._book, FB_ASK, &p, &q):
-            return (p, q)
-        return None
+        return _best_level(self, FB_ASK)
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
