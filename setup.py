@@ -62,6 +62,7 @@ def extension(name: str) -> Extension:
 
 EXTENSIONS = [
     extension("fastbook._core"),
+    extension("fastbook._l3"),
 ]
 
 setup(

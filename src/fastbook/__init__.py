@@ -55,6 +55,8 @@ MAX_DECIMALS: int = _impl.MAX_DECIMALS
 #: True when the compiled Cython core is in use.
 COMPILED: bool = _impl.COMPILED
 
+from fastbook.l3 import OrderBook  # noqa: E402  (after the core: it cimports it)
+
 __all__ = [
     "ASK",
     "BID",
@@ -65,6 +67,7 @@ __all__ = [
     "Book",
     "DecodeError",
     "FastbookError",
+    "OrderBook",
     "UpdateError",
     "__version__",
     "format_decimal",

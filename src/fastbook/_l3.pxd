@@ -1,0 +1,209 @@
+# cython: language_level=3
+"""Public C API of the fastbook L3 (order-by-order) book.
+
+Other Cython projects use it with ``from fastbook._l3 cimport ...`` and call
+these functions without the GIL. Conventions follow ``_core.pxd``: sides are
+``FB_BID`` (1) / ``FB_ASK`` (2), prices and quantities are ``int64_t``
+fixed-point, ``INT64_MIN`` is never a price, and functions that can fail
+return a negative ``FB_E*`` status with the book unchanged.
+
+Memory layout
+-------------
+* Orders live in a pool of ``fb_order`` records (32 bytes) plus one side byte
+  each, recycled through a free list and linked FIFO per level by ``int32_t``
+  pool indices (``FB_NIL`` = none).
+* ``order_id -> pool index`` is an open-addressing hash table (linear probing,
+  Fibonacci hashing, backward-shift deletion) of ``int32_t`` slots. The pool
+  capacity is a power of two and the table always has twice as many slots, so
+  its load factor never exceeds 1/2.
+* That makes ``FB_L3_BYTES_PER_ORDER`` = 32 + 1 + 2 * 4 = 41 bytes per order
+  slot; with geometric growth a pool holds between 1 and 2 slots per live
+  order (exactly the requested capacity, rounded up to a power of two, when
+  ``order_capacity`` is given up front).
+* Each side is an array of ``fb_l3level`` (32 bytes) sorted ascending by key
+  (price for bids, -price for asks), best level at ``[count - 1]``, as in
+  ``_core``; each level holds its aggregate quantity, order count and the head
+  and tail of its FIFO queue.
+"""
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from fastbook._core cimport (
+    FB_ASK, FB_BID, FB_EDECIMALS, FB_ENOMEM, FB_EPRICE, FB_EQTY, FB_ESIDE, FB_OK, FB_TOP_CHANGED,
+)
+
+
+# Status codes added by the L3 book (the FB_E* codes of _core keep their meaning;
+# FB_EQTY also covers a quantity that must be >= 1 and is not).
+cdef enum:
+    FB_EUNKNOWN_ORDER = -20     # the order id is not live
+    FB_EDUPLICATE_ORDER = -21   # add (or replace's new id) names an order that is live
+    FB_EOVER_EXECUTE = -22      # execute/reduce more than the order's remaining quantity
+    FB_EOVERFLOW = -23          # a level's aggregate quantity would overflow int64
+    FB_EACTION = -24            # event action is 0, unknown, or not supported by the book
+    FB_EINSTRUMENT = -25        # event instrument is not in the BookSet
+
+# Error kinds, the indices of fb_l3book.errors (counted in skip mode).
+cdef enum:
+    FB_ERR_BAD_SIDE = 0
+    FB_ERR_BAD_QUANTITY = 1
+    FB_ERR_BAD_PRICE = 2
+    FB_ERR_UNKNOWN_ORDER = 3
+    FB_ERR_DUPLICATE_ORDER = 4
+    FB_ERR_OVER_EXECUTE = 5
+    FB_ERR_OVERFLOW = 6
+    FB_ERR_BAD_ACTION = 7
+    FB_ERR_KINDS = 8
+    FB_ERR_BAD_INSTRUMENT = 8   # BookSet only
+    FB_BS_ERR_KINDS = 9
+
+cdef enum:
+    FB_NIL = -1                         # "no order" link / empty hash slot
+    FB_L3_BYTES_PER_ORDER = 41          # record 32 + side 1 + two 4-byte hash slots
+    FB_L3_BYTES_PER_LEVEL = 32          # sizeof(fb_l3level)
+
+
+ctypedef struct fb_order:
+    uint64_t order_id
+    int64_t price
+    int64_t qty                 # remaining quantity, always >= 1 while live
+    int32_t prev                # older order at the same level, or FB_NIL
+    int32_t next                # newer order at the same level (free list link when free)
+
+
+ctypedef struct fb_l3level:
+    int64_t key                 # price for bids, -price for asks
+    int64_t qty                 # sum of the remaining quantities of its orders
+    int32_t count               # live orders at this level (>= 1)
+    int32_t head                # oldest order (front of the queue)
+    int32_t tail                # newest order (back of the queue)
+    int32_t reserved
+
+
+ctypedef struct fb_l3side:
+    fb_l3level *levels
+    Py_ssize_t count            # live levels
+    Py_ssize_t capacity         # allocated levels
+
+
+ctypedef struct fb_l3book:
+    fb_l3side sides[2]          # [0] bids, [1] asks
+    fb_order *orders            # the pool: order_capacity records
+    int8_t *order_sides         # FB_BID / FB_ASK of each pool record
+    int32_t *slots              # hash table: pool index or FB_NIL; 2 * order_capacity slots
+    Py_ssize_t order_capacity   # a power of two
+    Py_ssize_t order_count      # live orders
+    Py_ssize_t pool_top         # records [0, pool_top) have been handed out at least once
+    int32_t free_head           # first recycled record, or FB_NIL
+    int slot_bits               # log2 of the number of hash slots
+    int price_decimals
+    int qty_decimals
+    uint64_t version            # bumped by every mutation (iterators check it)
+    uint64_t errors[FB_ERR_KINDS]   # failures counted by fb_l3_count_error (skip mode)
+
+
+# --- lifecycle -------------------------------------------------------------
+cdef int fb_l3_init(fb_l3book *book, int price_decimals, int qty_decimals,
+                    Py_ssize_t level_capacity, Py_ssize_t order_capacity) noexcept nogil
+cdef void fb_l3_free(fb_l3book *book) noexcept nogil
+cdef void fb_l3_clear(fb_l3book *book) noexcept nogil
+cdef int fb_l3_reserve_orders(fb_l3book *book, Py_ssize_t capacity) noexcept nogil
+cdef int fb_l3_reserve_levels(fb_l3book *book, int side, Py_ssize_t capacity) noexcept nogil
+cdef Py_ssize_t fb_l3_nbytes(const fb_l3book *book) noexcept nogil
+
+# --- updates: FB_TOP_CHANGED when the best level of the order's side changed,
+# FB_OK when it did not, or a negative status with the book unchanged ------
+cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
+                   int64_t qty) noexcept nogil
+cdef int fb_l3_execute(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil
+cdef int fb_l3_reduce(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil
+cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id) noexcept nogil
+cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id,
+                       int64_t qty, int64_t price) noexcept nogil
+cdef void fb_l3_count_error(fb_l3book *book, int status) noexcept nogil
+
+# --- reads -----------------------------------------------------------------
+cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id) noexcept nogil
+cdef int fb_l3_queue_position(const fb_l3book *book, uint64_t order_id,
+                              int64_t *orders_ahead, int64_t *qty_ahead) noexcept nogil
+cdef int64_t fb_l3_qty_at(const fb_l3book *book, int side, int64_t price) noexcept nogil
+cdef Py_ssize_t fb_l3_top(const fb_l3book *book, Py_ssize_t n,
+                          int64_t *bid_prices, int64_t *bid_qtys,
+                          int64_t *ask_prices, int64_t *ask_qtys) noexcept nogil
+
+
+cdef inline Py_ssize_t fb_l3_depth(const fb_l3book *book, int side) noexcept nogil:
+    """Number of levels on ``side`` (0 for an invalid side)."""
+    if side != FB_BID and side != FB_ASK:
+        return 0
+    return book.sides[side - 1].count
+
+
+cdef inline bint fb_l3_best(const fb_l3book *book, int side,
+                            int64_t *price, int64_t *qty) noexcept nogil:
+    """Write the best level of ``side``; return False when that side is empty."""
+    cdef const fb_l3side *s
+    if side != FB_BID and side != FB_ASK:
+        return False
+    s = &book.sides[side - 1]
+    if s.count == 0:
+        return False
+    price[0] = s.levels[s.count - 1].key if side == FB_BID else -s.levels[s.count - 1].key
+    qty[0] = s.levels[s.count - 1].qty
+    return True
+
+
+# --- events and books sets ---------------------------------------------------
+
+cdef enum:
+    # fastbook.events.Action
+    FB_ADD = 1
+    FB_REDUCE = 2
+    FB_EXECUTE = 3
+    FB_DELETE = 4
+    FB_REPLACE = 5
+    FB_SET_LEVEL = 6
+    FB_CLEAR = 7
+    FB_TRADE = 8
+    FB_SNAPSHOT_BEGIN = 9
+    FB_SNAPSHOT_END = 10
+    FB_STATUS = 11
+    # kinds of book in a BookSet
+    FB_KIND_L3 = 1              # books[i] is an fb_l3book *
+    FB_KIND_L2 = 2              # books[i] is an fastbook._core fb_book *
+
+
+ctypedef struct fb_event:
+    # One record of fastbook.events.EVENT_DTYPE (64 bytes, this exact layout).
+    int64_t ts_exchange
+    int64_t ts_receive
+    uint32_t instrument
+    uint8_t action
+    int8_t side
+    uint16_t flags
+    int64_t price
+    int64_t qty
+    uint64_t order_id
+    uint64_t new_order_id
+    uint64_t sequence
+
+
+ctypedef struct fb_bookset:
+    # Books indexed by dense instrument id; the BookSet object owns the books.
+    Py_ssize_t count
+    uint8_t *kinds              # FB_KIND_L3 / FB_KIND_L2 per instrument
+    void **books                # fb_l3book * or fb_book * per instrument
+    uint64_t *errors            # count * FB_BS_ERR_KINDS failures counted in skip mode
+    uint64_t bad_instrument     # skip mode: events naming no instrument of the set
+
+
+cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
+                          Py_ssize_t *done) noexcept nogil
+
+
+cdef class OrderBook:
+    # The L3 book's Python face; owns and frees ``_book``.
+    cdef fb_l3book _book
+    cdef bint _skip
+    cdef bint _busy             # True while a BookSet applies events to it without the GIL
+    cdef object __weakref__

@@ -1,0 +1,1133 @@
+# cython: language_level=3
+"""Compiled L3 (order-by-order) book: the order store and the per-level FIFO queues.
+
+State lives in the C structs of ``_l3.pxd`` and is changed by free ``nogil``
+functions that report failure with negative status codes and leave the book
+unchanged; ``OrderBook`` owns the struct, validates at the Python edge and
+turns codes into ``UpdateError`` (or counts them, with ``on_error="skip"``).
+The pure-Python twin in ``fastbook._pyl3`` defines the behaviour this module
+must match exactly (``tests/test_l3_differential.py``).
+"""
+
+cimport cython
+cimport numpy as cnp
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memmove, memset
+
+import operator
+
+import numpy as np
+
+from fastbook._core import format_decimal
+from fastbook.errors import ArrayError, UpdateError
+
+cnp.import_array()
+
+BID = FB_BID
+ASK = FB_ASK
+#: Bytes per order slot: the 32-byte record, its side byte and two 4-byte hash slots.
+BYTES_PER_ORDER = FB_L3_BYTES_PER_ORDER
+#: Bytes of level storage per allocated level slot (key, qty, count, head, tail).
+BYTES_PER_LEVEL = FB_L3_BYTES_PER_LEVEL
+#: Names of the error kinds counted with ``on_error="skip"``, in counter order.
+ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
+               "duplicate_order", "over_execute", "overflow", "bad_action")
+COMPILED = True
+
+cdef Py_ssize_t _LINEAR_SCAN = 8
+cdef Py_ssize_t _MIN_LEVELS = 16
+cdef Py_ssize_t _MIN_ORDERS = 16
+# Pool indices are int32 and the table has 2 slots per record: 2**30 orders at most.
+cdef Py_ssize_t _MAX_ORDERS = 1 << 30
+cdef Py_ssize_t _MAX_LEVELS = (<Py_ssize_t>(<size_t>-1 >> 1)) // sizeof(fb_l3level)
+cdef uint64_t _FIB = 0x9E3779B97F4A7C15ULL
+
+assert sizeof(fb_order) == 32 and sizeof(fb_l3level) == FB_L3_BYTES_PER_LEVEL
+assert FB_L3_BYTES_PER_ORDER == sizeof(fb_order) + sizeof(int8_t) + 2 * sizeof(int32_t)
+
+
+# ===========================================================================
+# The order hash table
+# ===========================================================================
+
+cdef inline Py_ssize_t _home(uint64_t order_id, int bits) noexcept nogil:
+    # Fibonacci hashing: sequential exchange ids spread evenly over the table.
+    return <Py_ssize_t>((order_id * _FIB) >> (64 - bits))
+
+
+cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id) noexcept nogil:
+    """Pool index of the live order ``order_id``, or FB_NIL."""
+    cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
+    cdef Py_ssize_t i = _home(order_id, book.slot_bits)
+    cdef int32_t s
+    while True:
+        s = book.slots[i]
+        if s == FB_NIL or book.orders[s].order_id == order_id:
+            return s
+        i = (i + 1) & mask
+
+
+cdef inline void _slot_insert(fb_l3book *book, uint64_t order_id, int32_t idx) noexcept nogil:
+    # the caller guarantees order_id is absent and the table has a free slot
+    cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
+    cdef Py_ssize_t i = _home(order_id, book.slot_bits)
+    while book.slots[i] != FB_NIL:
+        i = (i + 1) & mask
+    book.slots[i] = idx
+
+
+cdef void _slot_remove(fb_l3book *book, uint64_t order_id) noexcept nogil:
+    """Remove ``order_id`` (present) by backward shift, so no tombstones build up."""
+    cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
+    cdef Py_ssize_t i = _home(order_id, book.slot_bits), j, k
+    cdef int32_t s
+    while book.orders[book.slots[i]].order_id != order_id:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        s = book.slots[j]
+        if s == FB_NIL:
+            break
+        k = _home(book.orders[s].order_id, book.slot_bits)
+        # slots[j] may move back to the hole at i unless its home lies cyclically in (i, j]
+        if (i <= j and (k <= i or k > j)) or (i > j and k <= i and k > j):
+            book.slots[i] = s
+            i = j
+    book.slots[i] = FB_NIL
+
+
+cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
+    """Make the pool hold ``need`` records (a power of two >= 16) and rebuild the table."""
+    cdef Py_ssize_t cap = book.order_capacity if book.order_capacity > 0 else _MIN_ORDERS
+    cdef Py_ssize_t nslots, i
+    cdef int bits = 0
+    cdef int32_t *slots
+    cdef int32_t *old_slots = book.slots
+    cdef Py_ssize_t old_nslots = (<Py_ssize_t>1 << book.slot_bits) if old_slots != NULL else 0
+    cdef fb_order *orders
+    cdef int8_t *sides
+    if need <= book.order_capacity:
+        return FB_OK
+    if need > _MAX_ORDERS:
+        return FB_ENOMEM
+    while cap < need:
+        cap *= 2
+    nslots = 2 * cap
+    while (<Py_ssize_t>1 << bits) < nslots:
+        bits += 1
+    slots = <int32_t *>malloc(<size_t>nslots * sizeof(int32_t))
+    if slots == NULL:
+        return FB_ENOMEM
+    orders = <fb_order *>realloc(book.orders, <size_t>cap * sizeof(fb_order))
+    if orders == NULL:
+        free(slots)
+        return FB_ENOMEM
+    book.orders = orders  # larger block, same contents: the book is still valid
+    sides = <int8_t *>realloc(book.order_sides, <size_t>cap * sizeof(int8_t))
+    if sides == NULL:
+        free(slots)
+        return FB_ENOMEM
+    book.order_sides = sides
+    memset(slots, 0xFF, <size_t>nslots * sizeof(int32_t))  # all FB_NIL
+    book.slots = slots
+    book.slot_bits = bits
+    book.order_capacity = cap
+    for i in range(old_nslots):
+        if old_slots[i] != FB_NIL:
+            _slot_insert(book, book.orders[old_slots[i]].order_id, old_slots[i])
+    free(old_slots)
+    return FB_OK
+
+
+# ===========================================================================
+# Levels
+# ===========================================================================
+
+cdef int _levels_reserve(fb_l3side *s, Py_ssize_t need) noexcept nogil:
+    """Room for ``need`` levels, growing geometrically (the rule of ``_core``)."""
+    cdef Py_ssize_t cap
+    cdef fb_l3level *p
+    if need <= s.capacity:
+        return FB_OK
+    cap = s.capacity * 2 if s.capacity >= _MIN_LEVELS else _MIN_LEVELS
+    if cap < need:
+        cap = need
+    if cap > _MAX_LEVELS or need > _MAX_LEVELS:
+        return FB_ENOMEM
+    p = <fb_l3level *>realloc(s.levels, <size_t>cap * sizeof(fb_l3level))
+    if p == NULL:
+        return FB_ENOMEM
+    s.levels = p
+    s.capacity = cap
+    return FB_OK
+
+
+cdef inline Py_ssize_t _lower_bound(const fb_l3level *levels, Py_ssize_t n,
+                                    int64_t key) noexcept nogil:
+    """First index whose key is >= ``key``: a short scan from the best end, then bisection."""
+    cdef Py_ssize_t j = n, stop = n - _LINEAR_SCAN if n > _LINEAR_SCAN else 0
+    cdef Py_ssize_t lo, count, half
+    while j > stop and levels[j - 1].key >= key:
+        j -= 1
+    if j > stop or j == 0:
+        return j
+    lo = 0
+    count = stop
+    while count > 0:
+        half = count >> 1
+        if levels[lo + half].key < key:
+            lo += half + 1
+            count -= half + 1
+        else:
+            count = half
+    return lo
+
+
+cdef inline Py_ssize_t _level_of(const fb_l3book *book, int32_t idx) noexcept nogil:
+    # position of the (existing) level holding pool record idx
+    cdef int side = book.order_sides[idx]
+    cdef const fb_l3side *s = &book.sides[side - 1]
+    cdef int64_t price = book.orders[idx].price
+    return _lower_bound(s.levels, s.count, price if side == FB_BID else -price)
+
+
+cdef inline void _link_tail(fb_l3book *book, fb_l3level *lev, int32_t idx) noexcept nogil:
+    cdef fb_order *o = &book.orders[idx]
+    o.prev = lev.tail
+    o.next = FB_NIL
+    if lev.tail != FB_NIL:
+        book.orders[lev.tail].next = idx
+    else:
+        lev.head = idx
+    lev.tail = idx
+    lev.qty += o.qty
+    lev.count += 1
+
+
+cdef bint _unlink(fb_l3book *book, int32_t idx) noexcept nogil:
+    """Take record ``idx`` out of its level (dropping the level when it empties).
+
+    Returns True when that level was the best of its side.
+    """
+    cdef int side = book.order_sides[idx]
+    cdef fb_l3side *s = &book.sides[side - 1]
+    cdef Py_ssize_t pos = _level_of(book, idx), tail
+    cdef fb_l3level *lev = &s.levels[pos]
+    cdef fb_order *o = &book.orders[idx]
+    cdef bint top = pos == s.count - 1
+    if o.prev != FB_NIL:
+        book.orders[o.prev].next = o.next
+    else:
+        lev.head = o.next
+    if o.next != FB_NIL:
+        book.orders[o.next].prev = o.prev
+    else:
+        lev.tail = o.prev
+    lev.qty -= o.qty
+    lev.count -= 1
+    if lev.count == 0:
+        tail = s.count - pos - 1
+        if tail:
+            memmove(&s.levels[pos], &s.levels[pos + 1], <size_t>tail * sizeof(fb_l3level))
+        s.count -= 1
+    return top
+
+
+cdef inline Py_ssize_t _insert_level(fb_l3side *s, Py_ssize_t pos, int64_t key) noexcept nogil:
+    # capacity was reserved by the caller
+    cdef Py_ssize_t tail = s.count - pos
+    cdef fb_l3level *lev
+    if tail:
+        memmove(&s.levels[pos + 1], &s.levels[pos], <size_t>tail * sizeof(fb_l3level))
+    lev = &s.levels[pos]
+    lev.key = key
+    lev.qty = 0
+    lev.count = 0
+    lev.head = FB_NIL
+    lev.tail = FB_NIL
+    lev.reserved = 0
+    s.count += 1
+    return pos
+
+
+# ===========================================================================
+# Lifecycle
+# ===========================================================================
+
+cdef int fb_l3_init(fb_l3book *book, int price_decimals, int qty_decimals,
+                    Py_ssize_t level_capacity, Py_ssize_t order_capacity) noexcept nogil:
+    """Initialise ``book`` (its contents are overwritten); free it with fb_l3_free."""
+    cdef int rc, s, k
+    if price_decimals < 0 or price_decimals > 18 or qty_decimals < 0 or qty_decimals > 18:
+        return FB_EDECIMALS
+    for s in range(2):
+        book.sides[s].levels = NULL
+        book.sides[s].count = 0
+        book.sides[s].capacity = 0
+    book.orders = NULL
+    book.order_sides = NULL
+    book.slots = NULL
+    book.order_capacity = 0
+    book.order_count = 0
+    book.pool_top = 0
+    book.free_head = FB_NIL
+    book.slot_bits = 0
+    book.price_decimals = price_decimals
+    book.qty_decimals = qty_decimals
+    book.version = 0
+    for k in range(FB_ERR_KINDS):
+        book.errors[k] = 0
+    rc = _grow_orders(book, order_capacity if order_capacity > _MIN_ORDERS else _MIN_ORDERS)
+    if rc == FB_OK and level_capacity > 0:
+        for s in range(2):
+            rc = _levels_reserve(&book.sides[s], level_capacity)
+            if rc < 0:
+                break
+    if rc < 0:
+        fb_l3_free(book)
+    return rc
+
+
+cdef void fb_l3_free(fb_l3book *book) noexcept nogil:
+    cdef int s
+    for s in range(2):
+        free(book.sides[s].levels)
+        book.sides[s].levels = NULL
+        book.sides[s].count = 0
+        book.sides[s].capacity = 0
+    free(book.orders)
+    free(book.order_sides)
+    free(book.slots)
+    book.orders = NULL
+    book.order_sides = NULL
+    book.slots = NULL
+    book.order_capacity = 0
+    book.order_count = 0
+    book.pool_top = 0
+    book.free_head = FB_NIL
+
+
+cdef void fb_l3_clear(fb_l3book *book) noexcept nogil:
+    """Remove every order and level; capacities (and error counters) are kept."""
+    book.sides[0].count = 0
+    book.sides[1].count = 0
+    if book.slots != NULL:
+        memset(book.slots, 0xFF, sizeof(int32_t) << book.slot_bits)
+    book.order_count = 0
+    book.pool_top = 0
+    book.free_head = FB_NIL
+    book.version += 1
+
+
+cdef int fb_l3_reserve_orders(fb_l3book *book, Py_ssize_t capacity) noexcept nogil:
+    """Ensure room for ``capacity`` live orders without growing."""
+    return _grow_orders(book, capacity)
+
+
+cdef int fb_l3_reserve_levels(fb_l3book *book, int side, Py_ssize_t capacity) noexcept nogil:
+    """Ensure ``side`` can hold ``capacity`` levels without reallocating."""
+    if side != FB_BID and side != FB_ASK:
+        return FB_ESIDE
+    return _levels_reserve(&book.sides[side - 1], capacity)
+
+
+cdef Py_ssize_t fb_l3_nbytes(const fb_l3book *book) noexcept nogil:
+    """Bytes allocated: order pool and hash table plus level storage of both sides."""
+    return (FB_L3_BYTES_PER_ORDER * book.order_capacity
+            + FB_L3_BYTES_PER_LEVEL * (book.sides[0].capacity + book.sides[1].capacity))
+
+
+# ===========================================================================
+# Updates
+# ===========================================================================
+
+cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
+                   int64_t qty) noexcept nogil:
+    """Add a new order at the back of the queue at (side, price)."""
+    cdef fb_l3side *s
+    cdef fb_l3level *lev
+    cdef fb_order *o
+    cdef int64_t key
+    cdef Py_ssize_t pos
+    cdef bint exists
+    cdef int32_t idx
+    cdef int rc
+    if side != FB_BID and side != FB_ASK:
+        return FB_ESIDE
+    if qty <= 0:
+        return FB_EQTY
+    if price == INT64_MIN:
+        return FB_EPRICE
+    if fb_l3_find(book, order_id) != FB_NIL:
+        return FB_EDUPLICATE_ORDER
+    s = &book.sides[side - 1]
+    key = price if side == FB_BID else -price
+    pos = _lower_bound(s.levels, s.count, key)
+    exists = pos < s.count and s.levels[pos].key == key
+    if exists:
+        if s.levels[pos].qty > INT64_MAX - qty:
+            return FB_EOVERFLOW
+    elif s.count == s.capacity:
+        rc = _levels_reserve(s, s.count + 1)
+        if rc < 0:
+            return rc
+    if book.free_head == FB_NIL and book.pool_top == book.order_capacity:
+        rc = _grow_orders(book, book.order_capacity + 1)
+        if rc < 0:
+            return rc
+    # --- nothing can fail from here on ---
+    if book.free_head != FB_NIL:
+        idx = book.free_head
+        book.free_head = book.orders[idx].next
+    else:
+        idx = <int32_t>book.pool_top
+        book.pool_top += 1
+    o = &book.orders[idx]
+    o.order_id = order_id
+    o.price = price
+    o.qty = qty
+    book.order_sides[idx] = <int8_t>side
+    if not exists:
+        _insert_level(s, pos, key)
+    lev = &s.levels[pos]
+    _link_tail(book, lev, idx)
+    _slot_insert(book, order_id, idx)
+    book.order_count += 1
+    book.version += 1
+    return FB_TOP_CHANGED if pos == s.count - 1 else FB_OK
+
+
+cdef inline void _release(fb_l3book *book, int32_t idx) noexcept nogil:
+    _slot_remove(book, book.orders[idx].order_id)
+    book.orders[idx].next = book.free_head
+    book.free_head = idx
+    book.order_count -= 1
+
+
+cdef int _take(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
+    # execute and reduce have the same effect on the book
+    cdef int32_t idx
+    cdef fb_order *o
+    cdef fb_l3side *s
+    cdef Py_ssize_t pos
+    cdef bint top
+    if qty <= 0:
+        return FB_EQTY
+    idx = fb_l3_find(book, order_id)
+    if idx == FB_NIL:
+        return FB_EUNKNOWN_ORDER
+    o = &book.orders[idx]
+    if qty > o.qty:
+        return FB_EOVER_EXECUTE
+    if qty == o.qty:
+        top = _unlink(book, idx)
+        _release(book, idx)
+    else:
+        s = &book.sides[book.order_sides[idx] - 1]
+        pos = _level_of(book, idx)
+        o.qty -= qty
+        s.levels[pos].qty -= qty
+        top = pos == s.count - 1
+    book.version += 1
+    return FB_TOP_CHANGED if top else FB_OK
+
+
+cdef int fb_l3_execute(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
+    """The order traded ``qty`` (1 <= qty <= remaining; all of it removes the order)."""
+    return _take(book, order_id, qty)
+
+
+cdef int fb_l3_reduce(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
+    """Partial cancel of ``qty`` (1 <= qty <= remaining; all of it removes the order)."""
+    return _take(book, order_id, qty)
+
+
+cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id) noexcept nogil:
+    """Remove the order whatever its remaining quantity."""
+    cdef int32_t idx = fb_l3_find(book, order_id)
+    cdef bint top
+    if idx == FB_NIL:
+        return FB_EUNKNOWN_ORDER
+    top = _unlink(book, idx)
+    _release(book, idx)
+    book.version += 1
+    return FB_TOP_CHANGED if top else FB_OK
+
+
+cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id,
+                       int64_t qty, int64_t price) noexcept nogil:
+    """Cancel ``order_id`` and add ``new_order_id`` on its side at the back of ``price``."""
+    cdef int32_t idx
+    cdef fb_order *o
+    cdef fb_l3side *s
+    cdef int side
+    cdef int64_t key, rest
+    cdef Py_ssize_t pos
+    cdef bint exists, top
+    cdef int rc
+    if qty <= 0:
+        return FB_EQTY
+    if price == INT64_MIN:
+        return FB_EPRICE
+    idx = fb_l3_find(book, order_id)
+    if idx == FB_NIL:
+        return FB_EUNKNOWN_ORDER
+    if new_order_id != order_id and fb_l3_find(book, new_order_id) != FB_NIL:
+        return FB_EDUPLICATE_ORDER
+    o = &book.orders[idx]
+    side = book.order_sides[idx]
+    s = &book.sides[side - 1]
+    key = price if side == FB_BID else -price
+    pos = _lower_bound(s.levels, s.count, key)
+    exists = pos < s.count and s.levels[pos].key == key
+    if exists:
+        rest = s.levels[pos].qty
+        if o.price == price:
+            rest -= o.qty
+        if rest > INT64_MAX - qty:
+            return FB_EOVERFLOW
+    elif s.count == s.capacity:
+        rc = _levels_reserve(s, s.count + 1)
+        if rc < 0:
+            return rc
+    # --- nothing can fail from here on: reuse the record in place ---
+    top = _unlink(book, idx)
+    if new_order_id != order_id:
+        _slot_remove(book, order_id)
+        o.order_id = new_order_id
+        _slot_insert(book, new_order_id, idx)
+    o.price = price
+    o.qty = qty
+    pos = _lower_bound(s.levels, s.count, key)
+    if not (pos < s.count and s.levels[pos].key == key):
+        _insert_level(s, pos, key)
+    _link_tail(book, &s.levels[pos], idx)
+    book.version += 1
+    return FB_TOP_CHANGED if top or pos == s.count - 1 else FB_OK
+
+
+cdef void fb_l3_count_error(fb_l3book *book, int status) noexcept nogil:
+    """Count a failed update by kind (what ``on_error="skip"`` does)."""
+    cdef int k = _error_kind(status)
+    if k >= 0:
+        book.errors[k] += 1
+
+
+cdef inline int _error_kind(int status) noexcept nogil:
+    if status == FB_ESIDE:
+        return FB_ERR_BAD_SIDE
+    if status == FB_EQTY:
+        return FB_ERR_BAD_QUANTITY
+    if status == FB_EPRICE:
+        return FB_ERR_BAD_PRICE
+    if status == FB_EUNKNOWN_ORDER:
+        return FB_ERR_UNKNOWN_ORDER
+    if status == FB_EDUPLICATE_ORDER:
+        return FB_ERR_DUPLICATE_ORDER
+    if status == FB_EOVER_EXECUTE:
+        return FB_ERR_OVER_EXECUTE
+    if status == FB_EOVERFLOW:
+        return FB_ERR_OVERFLOW
+    if status == FB_EACTION:
+        return FB_ERR_BAD_ACTION
+    return -1
+
+
+# ===========================================================================
+# Reads
+# ===========================================================================
+
+cdef int fb_l3_queue_position(const fb_l3book *book, uint64_t order_id,
+                              int64_t *orders_ahead, int64_t *qty_ahead) noexcept nogil:
+    """Orders and quantity ahead of ``order_id`` in its level's FIFO queue (O(position))."""
+    cdef int32_t idx = fb_l3_find(book, order_id)
+    cdef int64_t n = 0, q = 0
+    if idx == FB_NIL:
+        return FB_EUNKNOWN_ORDER
+    idx = book.orders[idx].prev
+    while idx != FB_NIL:
+        n += 1
+        q += book.orders[idx].qty
+        idx = book.orders[idx].prev
+    orders_ahead[0] = n
+    qty_ahead[0] = q
+    return FB_OK
+
+
+cdef int64_t fb_l3_qty_at(const fb_l3book *book, int side, int64_t price) noexcept nogil:
+    """Aggregate quantity at ``price`` on ``side``; 0 when there is no such level."""
+    cdef const fb_l3side *s
+    cdef int64_t key
+    cdef Py_ssize_t pos
+    if (side != FB_BID and side != FB_ASK) or price == INT64_MIN:
+        return 0
+    s = &book.sides[side - 1]
+    key = price if side == FB_BID else -price
+    pos = _lower_bound(s.levels, s.count, key)
+    if pos < s.count and s.levels[pos].key == key:
+        return s.levels[pos].qty
+    return 0
+
+
+cdef Py_ssize_t fb_l3_top(const fb_l3book *book, Py_ssize_t n,
+                          int64_t *bid_prices, int64_t *bid_qtys,
+                          int64_t *ask_prices, int64_t *ask_qtys) noexcept nogil:
+    """Copy the best ``n`` levels of each side, best first, zero-padded (as ``fb_book_top``)."""
+    cdef const fb_l3side *bids = &book.sides[0]
+    cdef const fb_l3side *asks = &book.sides[1]
+    cdef Py_ssize_t i, nb = bids.count if bids.count < n else n
+    cdef Py_ssize_t na = asks.count if asks.count < n else n
+    cdef Py_ssize_t top_b = bids.count - 1, top_a = asks.count - 1
+    for i in range(nb):
+        bid_prices[i] = bids.levels[top_b - i].key
+        bid_qtys[i] = bids.levels[top_b - i].qty
+    for i in range(nb, n):
+        bid_prices[i] = 0
+        bid_qtys[i] = 0
+    for i in range(na):
+        ask_prices[i] = -asks.levels[top_a - i].key
+        ask_qtys[i] = asks.levels[top_a - i].qty
+    for i in range(na, n):
+        ask_prices[i] = 0
+        ask_qtys[i] = 0
+    return nb if nb > na else na
+
+
+# ===========================================================================
+# Python face
+# ===========================================================================
+
+# Cython's typed integer arguments accept floats and truncate them (1.5 -> 1),
+# which would silently move a price or hit another order. Every integer
+# argument goes through these: exact ints take a fast path, other integer types
+# go through __index__, floats and anything else are refused (as in _core).
+
+cdef int64_t _as_i64_slow(object value, str what) except? -1:
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+    value = operator.index(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise OverflowError(f"{what} {value} is outside the int64 range")
+    return <int64_t>value
+
+
+cdef inline int64_t _as_i64(object value, str what) except? -1:
+    cdef int overflow = 0
+    cdef long long result
+    if PyLong_CheckExact(value):
+        result = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0:
+            return result
+    return _as_i64_slow(value, what)
+
+
+cdef uint64_t _as_u64_slow(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+    value = operator.index(value)
+    if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError(f"{what} {value} is outside the uint64 range")
+    return <uint64_t>value
+
+
+cdef inline uint64_t _as_u64(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
+    cdef int overflow = 0
+    cdef long long result
+    if PyLong_CheckExact(value):
+        result = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0 and result >= 0:
+            return <uint64_t>result
+    return _as_u64_slow(value, what)
+
+
+cdef inline int _as_side(object side) except? -1:
+    """Side as a C int for the core to check; values other than BID/ASK map to 0 (invalid)."""
+    cdef int64_t s = _as_i64(side, "side")
+    return <int>s if s == FB_BID or s == FB_ASK else 0
+
+
+cdef str _side_message(object side):
+    return f"side must be fastbook.BID ({BID}) or fastbook.ASK ({ASK}), got {side!r}"
+
+
+cdef int _valid_side(object side) except -1:
+    """Side for reads: BID or ASK, else UpdateError."""
+    cdef int s = _as_side(side)
+    if s == 0:
+        raise UpdateError(_side_message(side))
+    return s
+
+
+cdef int _check_decimals(object decimals, str name) except -1:
+    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 18:
+        raise ValueError(f"{name} must be an int between 0 and 18, got {decimals!r}")
+    return 0
+
+
+cdef int _check_capacity(object value, str name) except -1:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return 0
+
+
+cdef int _fail(OrderBook self, int rc, str verb, uint64_t order_id, object side, int64_t price,
+               int64_t qty, uint64_t new_order_id) except -1:
+    """Count (skip mode) or raise for status ``rc``; the book is unchanged."""
+    cdef int32_t idx
+    if rc == FB_ENOMEM:
+        raise MemoryError("fastbook: cannot grow the order pool or the level arrays")
+    if self._skip:
+        fb_l3_count_error(&self._book, rc)
+        return 0
+    if rc == FB_ESIDE:
+        raise UpdateError(_side_message(side))
+    if rc == FB_EQTY:
+        raise UpdateError(f"quantity must be >= 1, got {qty} (order {order_id})")
+    if rc == FB_EPRICE:
+        raise UpdateError(f"price {price} is INT64_MIN, which fastbook reserves for "
+                          f"'no price' (order {order_id})")
+    if rc == FB_EUNKNOWN_ORDER:
+        raise UpdateError(f"cannot {verb} order {order_id}: it is not in the book")
+    if rc == FB_EDUPLICATE_ORDER:
+        if verb == "replace":
+            raise UpdateError(f"cannot replace order {order_id} by {new_order_id}: "
+                              f"order {new_order_id} is already in the book")
+        raise UpdateError(f"cannot add order {order_id}: it is already in the book")
+    if rc == FB_EOVER_EXECUTE:
+        idx = fb_l3_find(&self._book, order_id)
+        raise UpdateError(f"cannot {verb} {qty} from order {order_id}: only "
+                          f"{self._book.orders[idx].qty} remaining")
+    if rc == FB_EOVERFLOW:
+        raise UpdateError(f"cannot {verb} order {order_id}: the quantity at price "
+                          f"{price} would overflow int64")
+    raise SystemError(f"fastbook: unexpected status {rc}")
+
+
+@cython.final
+cdef class _LevelIterator:
+    """Best-first iterator over one side; fails if the book changes under it."""
+    cdef OrderBook _owner
+    cdef int _side
+    cdef Py_ssize_t _i
+    cdef uint64_t _version
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef const fb_l3side *s = &self._owner._book.sides[self._side - 1]
+        cdef Py_ssize_t idx
+        if self._owner._book.version != self._version:
+            raise RuntimeError("fastbook.OrderBook changed size or contents during iteration")
+        if self._i >= s.count:
+            raise StopIteration
+        idx = s.count - 1 - self._i
+        self._i += 1
+        return (s.levels[idx].key if self._side == FB_BID else -s.levels[idx].key,
+                s.levels[idx].qty)
+
+
+cdef class OrderBook:
+    """An L3 (order-by-order) book: every resting order, FIFO per price level.
+
+    Orders are found by id in O(1) (an open-addressing hash table over a pool
+    of fixed-size records) and linked in arrival order at their level, so
+    ``queue_position`` is exact. The L2 view (``best_bid``, ``top``, ``depth``
+    ...) is the same as :class:`fastbook.Book`'s and is kept consistent with the
+    orders after every call.
+
+    Parameters
+    ----------
+    price_decimals, qty_decimals : int
+        Fixed-point scales (0 to 18), as for ``Book``; used only for ``repr``.
+    capacity : int, default 256
+        Level slots to preallocate per side (grown geometrically).
+    order_capacity : int, default 1024
+        Order records to preallocate, rounded up to a power of two (grown by
+        doubling). Each costs ``BYTES_PER_ORDER`` (41) bytes, hash table included.
+    on_error : {"raise", "skip"}
+        What a failed update does. ``"raise"``: raise ``fastbook.UpdateError``.
+        ``"skip"``: count it in ``errors`` by kind and return False. Either way
+        the book is unchanged by a failed update.
+
+    Every update returns True when the best level of the order's side changed
+    (price or quantity), False otherwise (and when skipped).
+
+    Examples
+    --------
+    >>> import fastbook as fb
+    >>> from fastbook.l3 import OrderBook
+    >>> ob = OrderBook(price_decimals=4, qty_decimals=0)
+    >>> ob.add(1, fb.BID, 5853300, 18)
+    True
+    >>> ob.add(2, fb.BID, 5853300, 100)
+    True
+    >>> ob.queue_position(2)
+    (1, 18)
+    >>> ob.execute(1, 18)
+    True
+    >>> ob.best_bid(), ob.order(2)
+    ((5853300, 100), (1, 5853300, 100))
+    """
+
+    def __cinit__(self, *, price_decimals, qty_decimals=0, capacity=256,
+                  order_capacity=1024, on_error="raise"):
+        _check_decimals(price_decimals, "price_decimals")
+        _check_decimals(qty_decimals, "qty_decimals")
+        _check_capacity(capacity, "capacity")
+        _check_capacity(order_capacity, "order_capacity")
+        if on_error != "raise" and on_error != "skip":
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if capacity > _MAX_LEVELS or order_capacity > _MAX_ORDERS:
+            raise MemoryError(f"capacity {capacity} / order_capacity {order_capacity} "
+                              f"is too large (at most {_MAX_ORDERS} orders)")
+        self._skip = on_error == "skip"
+        if fb_l3_init(&self._book, price_decimals, qty_decimals, capacity,
+                      order_capacity) < 0:
+            raise MemoryError(f"fastbook: cannot allocate {order_capacity} orders and "
+                              f"{capacity} levels per side")
+
+    def __dealloc__(self):
+        fb_l3_free(&self._book)
+
+    # -- errors --------------------------------------------------------------
+    @property
+    def on_error(self):
+        """``"raise"`` or ``"skip"``: what a failed update does."""
+        return "skip" if self._skip else "raise"
+
+    @property
+    def errors(self):
+        """Failed updates counted in skip mode, by kind (a new dict; every kind present)."""
+        cdef int k
+        cdef dict out = {}
+        for k in range(FB_ERR_KINDS):
+            out[ERROR_KINDS[k]] = self._book.errors[k]
+        return out
+
+    def reset_errors(self):
+        """Set every error counter back to 0."""
+        cdef int k
+        for k in range(FB_ERR_KINDS):
+            self._book.errors[k] = 0
+
+    # -- updates -------------------------------------------------------------
+    def add(self, order_id, side, price, qty):
+        """Add order ``order_id`` at the back of the queue at ``price`` on ``side``.
+
+        Fails (``UpdateError``, or counted in skip mode) for a bad side,
+        ``qty < 1``, ``INT64_MIN`` as price, an id already live, or a level
+        quantity that would overflow int64. Returns True when the best level of
+        ``side`` changed.
+        """
+        cdef uint64_t oid = _as_u64(order_id, "order_id")
+        cdef int s = _as_side(side)
+        cdef int64_t p = _as_i64(price, "price")
+        cdef int rc = fb_l3_add(&self._book, oid, s, p, _as_i64(qty, "qty"))
+        if rc < 0:
+            _fail(self, rc, "add", oid, side, p, qty, 0)
+        return rc == FB_TOP_CHANGED
+
+    def execute(self, order_id, qty):
+        """The resting order traded ``qty`` (1 to its remaining quantity; all of it removes it)."""
+        cdef uint64_t oid = _as_u64(order_id, "order_id")
+        cdef int64_t q = _as_i64(qty, "qty")
+        cdef int rc = fb_l3_execute(&self._book, oid, q)
+        if rc < 0:
+            _fail(self, rc, "execute", oid, None, 0, q, 0)
+        return rc == FB_TOP_CHANGED
+
+    def reduce(self, order_id, qty):
+        """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
+        cdef uint64_t oid = _as_u64(order_id, "order_id")
+        cdef int64_t q = _as_i64(qty, "qty")
+        cdef int rc = fb_l3_reduce(&self._book, oid, q)
+        if rc < 0:
+            _fail(self, rc, "reduce", oid, None, 0, q, 0)
+        return rc == FB_TOP_CHANGED
+
+    def delete(self, order_id):
+        """Remove the order, whatever its remaining quantity."""
+        cdef uint64_t oid = _as_u64(order_id, "order_id")
+        cdef int rc = fb_l3_delete(&self._book, oid)
+        if rc < 0:
+            _fail(self, rc, "delete", oid, None, 0, 0, 0)
+        return rc == FB_TOP_CHANGED
+
+    def replace(self, order_id, new_order_id, qty, price):
+        """Replace ``order_id`` by ``new_order_id`` with ``qty`` at ``price``, on the same side.
+
+        The new order goes to the back of its level's queue, even at an
+        unchanged price. ``new_order_id`` may equal ``order_id``.
+        """
+        cdef uint64_t oid = _as_u64(order_id, "order_id")
+        cdef uint64_t nid = _as_u64(new_order_id, "new_order_id")
+        cdef int64_t q = _as_i64(qty, "qty")
+        cdef int64_t p = _as_i64(price, "price")
+        cdef int rc = fb_l3_replace(&self._book, oid, nid, q, p)
+        if rc < 0:
+            _fail(self, rc, "replace", oid, None, p, q, nid)
+        return rc == FB_TOP_CHANGED
+
+    def clear(self):
+        """Remove every order and level (capacities and error counters are kept)."""
+        fb_l3_clear(&self._book)
+
+    # -- orders --------------------------------------------------------------
+    def order(self, order_id):
+        """``(side, price, remaining_qty)`` of a live order, or None."""
+        cdef int32_t idx = fb_l3_find(&self._book, _as_u64(order_id, "order_id"))
+        cdef fb_order *o
+        if idx == FB_NIL:
+            return None
+        o = &self._book.orders[idx]
+        return (<int>self._book.order_sides[idx], o.price, o.qty)
+
+    def queue_position(self, order_id):
+        """``(orders_ahead, qty_ahead)`` of a live order in its level's FIFO queue, or None.
+
+        Exact: counts every older order at the same price and side. O(position).
+        """
+        cdef int64_t n = 0, q = 0
+        if fb_l3_queue_position(&self._book, _as_u64(order_id, "order_id"), &n, &q) < 0:
+            return None
+        return (n, q)
+
+    def __contains__(self, order_id):
+        if not isinstance(order_id, int) or not 0 <= order_id < 2 ** 64:
+            return False
+        return fb_l3_find(&self._book, <uint64_t>order_id) != FB_NIL
+
+    @property
+    def order_count(self):
+        """Number of live orders."""
+        return self._book.order_count
+
+    def orders_at(self, side, price):
+        """The orders at ``price`` on ``side``: ``[(order_id, qty), ...]``, oldest first."""
+        cdef const fb_l3side *s
+        cdef int64_t key
+        cdef Py_ssize_t pos
+        cdef int32_t idx
+        cdef list out = []
+        cdef int sd = _valid_side(side)
+        cdef int64_t p = _as_i64(price, "price")
+        if p == INT64_MIN:
+            return out
+        s = &self._book.sides[sd - 1]
+        key = p if sd == FB_BID else -p
+        pos = _lower_bound(s.levels, s.count, key)
+        if pos < s.count and s.levels[pos].key == key:
+            idx = s.levels[pos].head
+            while idx != FB_NIL:
+                out.append((self._book.orders[idx].order_id, self._book.orders[idx].qty))
+                idx = self._book.orders[idx].next
+        return out
+
+    def count_at(self, side, price):
+        """Number of orders at ``price`` on ``side`` (0 when there is no level)."""
+        cdef const fb_l3side *s
+        cdef int64_t key
+        cdef Py_ssize_t pos
+        cdef int sd = _valid_side(side)
+        cdef int64_t p = _as_i64(price, "price")
+        if p == INT64_MIN:
+            return 0
+        s = &self._book.sides[sd - 1]
+        key = p if sd == FB_BID else -p
+        pos = _lower_bound(s.levels, s.count, key)
+        if pos < s.count and s.levels[pos].key == key:
+            return s.levels[pos].count
+        return 0
+
+    # -- memory --------------------------------------------------------------
+    @property
+    def price_decimals(self):
+        """Decimal places of prices (the fixed-point scale)."""
+        return self._book.price_decimals
+
+    @property
+    def qty_decimals(self):
+        """Decimal places of quantities (the fixed-point scale)."""
+        return self._book.qty_decimals
+
+    @property
+    def nbytes(self):
+        """Bytes allocated: ``BYTES_PER_ORDER * order_capacity + BYTES_PER_LEVEL * level slots``."""
+        return fb_l3_nbytes(&self._book)
+
+    @property
+    def order_capacity(self):
+        """Order records allocated (a power of two)."""
+        return self._book.order_capacity
+
+    def capacity(self, side):
+        """Level slots allocated on ``side``."""
+        return self._book.sides[_valid_side(side) - 1].capacity
+
+    def reserve(self, side, capacity):
+        """Preallocate room for ``capacity`` levels on ``side``."""
+        cdef int sd = _valid_side(side)
+        cdef int64_t cap = _as_i64(capacity, "capacity")
+        if cap < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        if cap > _MAX_LEVELS or fb_l3_reserve_levels(&self._book, sd, <Py_ssize_t>cap) < 0:
+            raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
+
+    def reserve_orders(self, capacity):
+        """Preallocate room for ``capacity`` live orders (rounded up to a power of two)."""
+        cdef int64_t cap = _as_i64(capacity, "capacity")
+        if cap < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        if fb_l3_reserve_orders(&self._book, <Py_ssize_t>cap) < 0:
+            raise MemoryError(f"fastbook: cannot allocate {capacity} orders "
+                              f"(at most {_MAX_ORDERS})")
+
+    # -- L2 reads (as fastbook.Book) -------------------------------------------
+    def best_bid(self):
+        """``(price, qty)`` of the best bid, or None when there are no bids."""
+        cdef int64_t p, q
+        if fb_l3_best(&self._book, FB_BID, &p, &q):
+            return (p, q)
+        return None
+
+    def best_ask(self):
+        """``(price, qty)`` of the best ask, or None when there are no asks."""
+        cdef int64_t p, q
+        if fb_l3_best(&self._book, FB_ASK, &p, &q):
+            return (p, q)
+        return None
+
+    def bbo(self):
+        """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
+        cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
+        cdef bint hb = fb_l3_best(&self._book, FB_BID, &bp, &bq)
+        cdef bint ha = fb_l3_best(&self._book, FB_ASK, &ap, &aq)
+        if hb and ha:
+            return (bp, bq, ap, aq)
+        return (bp if hb else None, bq if hb else None,
+                ap if ha else None, aq if ha else None)
+
+    def spread(self):
+        """Best ask minus best bid (an int), or None when a side is empty."""
+        cdef int64_t bp, bq, ap, aq
+        if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
+                fb_l3_best(&self._book, FB_ASK, &ap, &aq):
+            return <object>ap - <object>bp
+        return None
+
+    def mid(self):
+        """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
+        cdef int64_t bp, bq, ap, aq
+        if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
+                fb_l3_best(&self._book, FB_ASK, &ap, &aq):
+            return (<object>ap + <object>bp) // 2
+        return None
+
+    def qty_at(self, side, price):
+        """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
+        cdef int sd = _valid_side(side)
+        return fb_l3_qty_at(&self._book, sd, _as_i64(price, "price"))
+
+    def depth(self, side):
+        """Number of price levels on ``side``."""
+        return fb_l3_depth(&self._book, _valid_side(side))
+
+    def is_crossed(self):
+        """True when best bid >= best ask (crossed or locked)."""
+        cdef int64_t bp, bq, ap, aq
+        return bool(fb_l3_best(&self._book, FB_BID, &bp, &bq)
+                    and fb_l3_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
+
+    def top(self, n_levels, out=None):
+        """The best ``n`` levels as an ``int64`` array of shape ``(4, n)``, exactly as ``Book.top``.
+
+        Rows are ``[bid_prices, bid_qtys, ask_prices, ask_qtys]``, best first;
+        missing levels are 0. ``out`` (a writeable C-contiguous int64 ``(4, n)``
+        array) is filled and returned without allocating.
+        """
+        cdef cnp.ndarray a
+        cdef int64_t *base
+        cdef cnp.npy_intp *dims
+        cdef int64_t n = _as_i64(n_levels, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if out is None:
+            a = np.empty((4, n), dtype=np.int64)
+        else:
+            if not cnp.PyArray_Check(out):
+                raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
+                                 f"got {type(out).__name__}")
+            a = <cnp.ndarray>out
+            dims = cnp.PyArray_DIMS(a)
+            if not cnp.PyArray_EquivTypenums(cnp.PyArray_TYPE(a), cnp.NPY_INT64) \
+                    or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != 2 \
+                    or dims[0] != 4 or dims[1] != n or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
+                    or not cnp.PyArray_ISWRITEABLE(a):
+                raise ArrayError(
+                    f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
+                    f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
+                )
+        base = <int64_t *>cnp.PyArray_DATA(a)
+        fb_l3_top(&self._book, n, base, base + n, base + 2 * n, base + 3 * n)
+        return a
+
+    def to_arrays(self, side):
+        """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
+        cdef const fb_l3side *s
+        cdef cnp.ndarray prices, qtys
+        cdef int64_t *pp
+        cdef int64_t *pq
+        cdef Py_ssize_t i, n, top
+        cdef int sd = _valid_side(side)
+        s = &self._book.sides[sd - 1]
+        n = s.count
+        prices = np.empty(n, dtype=np.int64)
+        qtys = np.empty(n, dtype=np.int64)
+        pp = <int64_t *>cnp.PyArray_DATA(prices)
+        pq = <int64_t *>cnp.PyArray_DATA(qtys)
+        top = n - 1
+        for i in range(n):
+            pp[i] = s.levels[top - i].key if sd == FB_BID else -s.levels[top - i].key
+            pq[i] = s.levels[top - i].qty
+        return prices, qtys
+
+    def levels(self, side):
+        """Iterate ``(price, qty)`` of ``side``, best first (RuntimeError if the book changes)."""
+        cdef int sd = _valid_side(side)
+        cdef _LevelIterator it = _LevelIterator.__new__(_LevelIterator)
+        it._owner = self
+        it._side = sd
+        it._i = 0
+        it._version = self._book.version
+        return it
+
+    def __iter__(self):
+        """Iterate ``(side, price, qty)``: all bids best first, then all asks best first."""
+        for price, qty in self.levels(FB_BID):
+            yield (BID, price, qty)
+        for price, qty in self.levels(FB_ASK):
+            yield (ASK, price, qty)
+
+    def format_price(self, price, *, strip=False):
+        """Format a fixed-point price as text at this book's scale."""
+        return format_decimal(price, self._book.price_decimals, strip=strip)
+
+    def format_qty(self, qty, *, strip=False):
+        """Format a fixed-point quantity as text at this book's scale."""
+        return format_decimal(qty, self._book.qty_decimals, strip=strip)
+
+    def __repr__(self):
+        cdef int64_t bp, bq, ap, aq
+        bid = ask = "None"
+        if fb_l3_best(&self._book, FB_BID, &bp, &bq):
+            bid = f"{self.format_price(bp)} x {self.format_qty(bq, strip=True)}"
+        if fb_l3_best(&self._book, FB_ASK, &ap, &aq):
+            ask = f"{self.format_price(ap)} x {self.format_qty(aq, strip=True)}"
+        return (f"<fastbook.OrderBook price_decimals={self._book.price_decimals} "
+                f"qty_decimals={self._book.qty_decimals} orders={self._book.order_count} "
+                f"bids={self._book.sides[0].count} asks={self._book.sides[1].count} "
+                f"best_bid={bid} best_ask={ask}>")

@@ -1,0 +1,476 @@
+"""The pure-Python twin of ``fastbook._l3``: a small, obviously correct, slow L3 book.
+
+A dict maps each live order id to ``[side, price, qty]`` and each price level
+is a plain list of order ids in arrival order; every aggregate is recomputed
+from those when read. It is the oracle of the differential tests and the
+implementation used when ``FASTBOOK_NO_EXTENSIONS=1``. Every public behaviour
+here, errors and capacity accounting included, is what the compiled
+``OrderBook`` must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from fastbook._pycore import format_decimal
+from fastbook.errors import ArrayError, UpdateError
+
+BID = 1
+ASK = 2
+BYTES_PER_ORDER = 41
+BYTES_PER_LEVEL = 32
+ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
+               "duplicate_order", "over_execute", "overflow", "bad_action")
+COMPILED = False
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+_MIN_LEVELS = 16
+_MIN_ORDERS = 16
+_MAX_ORDERS = 1 << 30
+
+
+def _integer(value: Any, what: str, lo: int, hi: int, range_name: str) -> int:
+    """An integer argument as the core takes it: floats refused, range enforced."""
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+    v = value.__index__()
+    if not lo <= v <= hi:
+        raise OverflowError(f"{what} {v} is outside the {range_name} range")
+    return v
+
+
+def _int64(value: Any, what: str) -> int:
+    return _integer(value, what, _INT64_MIN, _INT64_MAX, "int64")
+
+
+def _uint64(value: Any, what: str) -> int:
+    return _integer(value, what, 0, _UINT64_MAX, "uint64")
+
+
+def _as_side(side: Any) -> int:
+    """Side for updates: BID or ASK, any other integer is 0 (invalid, reported by the update)."""
+    s = _int64(side, "side")
+    return s if s == BID or s == ASK else 0
+
+
+def _side_message(side: Any) -> str:
+    return f"side must be fastbook.BID ({BID}) or fastbook.ASK ({ASK}), got {side!r}"
+
+
+def _valid_side(side: Any) -> int:
+    """Side for reads: BID or ASK, else UpdateError."""
+    s = _as_side(side)
+    if s == 0:
+        raise UpdateError(_side_message(side))
+    return s
+
+
+def _check_decimals(decimals: Any, name: str) -> None:
+    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 18:
+        raise ValueError(f"{name} must be an int between 0 and 18, got {decimals!r}")
+
+
+def _check_capacity(value: Any, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+class _Failure(Exception):
+    """Internal: an update that cannot be applied (kind, message)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class OrderBook:
+    """Pure-Python twin of :class:`fastbook._l3.OrderBook` (see its documentation)."""
+
+    def __init__(self, *, price_decimals: int, qty_decimals: int = 0, capacity: int = 256,
+                 order_capacity: int = 1024, on_error: str = "raise") -> None:
+        _check_decimals(price_decimals, "price_decimals")
+        _check_decimals(qty_decimals, "qty_decimals")
+        _check_capacity(capacity, "capacity")
+        _check_capacity(order_capacity, "order_capacity")
+        if on_error != "raise" and on_error != "skip":
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if order_capacity > _MAX_ORDERS:
+            raise MemoryError(f"capacity {capacity} / order_capacity {order_capacity} "
+                              f"is too large (at most {_MAX_ORDERS} orders)")
+        self._price_decimals = price_decimals
+        self._qty_decimals = qty_decimals
+        self._skip = on_error == "skip"
+        self._orders: dict[int, list[int]] = {}          # id -> [side, price, qty]
+        self._queues: dict[int, dict[int, list[int]]] = {BID: {}, ASK: {}}  # price -> ids
+        self._level_capacity = {BID: 0, ASK: 0}
+        if capacity > 0:
+            for side in (BID, ASK):
+                self._reserve_levels(side, capacity)
+        self._order_capacity = 0
+        self._grow_orders(max(order_capacity, _MIN_ORDERS))
+        self._errors = dict.fromkeys(ERROR_KINDS, 0)
+        self._version = 0
+
+    # -- capacity accounting (the compiled core's growth rules) ------------------
+    def _reserve_levels(self, side: int, need: int) -> None:
+        cap = self._level_capacity[side]
+        if need <= cap:
+            return
+        new = cap * 2 if cap >= _MIN_LEVELS else _MIN_LEVELS
+        self._level_capacity[side] = max(new, need)
+
+    def _grow_orders(self, need: int) -> None:
+        if need <= self._order_capacity:
+            return
+        if need > _MAX_ORDERS:
+            raise MemoryError(f"fastbook: cannot allocate {need} orders (at most {_MAX_ORDERS})")
+        cap = self._order_capacity or _MIN_ORDERS
+        while cap < need:
+            cap *= 2
+        self._order_capacity = cap
+
+    # -- helpers ---------------------------------------------------------------
+    def _best_price(self, side: int) -> int | None:
+        q = self._queues[side]
+        if not q:
+            return None
+        return max(q) if side == BID else min(q)
+
+    def _level_qty(self, side: int, price: int) -> int:
+        return sum(self._orders[i][2] for i in self._queues[side].get(price, ()))
+
+    def _fail(self, failure: _Failure) -> bool:
+        if self._skip:
+            self._errors[failure.kind] += 1
+            return False
+        raise UpdateError(str(failure))
+
+    def _remove(self, order_id: int) -> bool:
+        """Take the order out of its level; True when that level was the best of its side."""
+        side, price, _ = self._orders.pop(order_id)
+        top = price == self._best_price(side)
+        queue = self._queues[side][price]
+        queue.remove(order_id)
+        if not queue:
+            del self._queues[side][price]
+        return top
+
+    # -- errors ------------------------------------------------------------------
+    @property
+    def on_error(self) -> str:
+        return "skip" if self._skip else "raise"
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return dict(self._errors)
+
+    def reset_errors(self) -> None:
+        self._errors = dict.fromkeys(ERROR_KINDS, 0)
+
+    # -- updates -------------------------------------------------------------------
+    # The _do_* methods take converted ints, raise _Failure (book unchanged) or
+    # apply the update and return "top changed"; BookSet uses them too.
+    @staticmethod
+    def _check_new(order_id: int, price: int, qty: int) -> None:
+        if qty <= 0:
+            raise _Failure("bad_quantity", f"quantity must be >= 1, got {qty} (order {order_id})")
+        if price == _INT64_MIN:
+            raise _Failure("bad_price", f"price {price} is INT64_MIN, which fastbook reserves "
+                                        f"for 'no price' (order {order_id})")
+
+    def _do_add(self, order_id: int, side: int, price: int, qty: int, shown_side: Any) -> bool:
+        if side != BID and side != ASK:
+            raise _Failure("bad_side", _side_message(shown_side))
+        self._check_new(order_id, price, qty)
+        if order_id in self._orders:
+            raise _Failure("duplicate_order",
+                           f"cannot add order {order_id}: it is already in the book")
+        if price in self._queues[side]:
+            if self._level_qty(side, price) > _INT64_MAX - qty:
+                raise _Failure("overflow", f"cannot add order {order_id}: the quantity at "
+                                           f"price {price} would overflow int64")
+        else:
+            self._reserve_levels(side, len(self._queues[side]) + 1)
+        if len(self._orders) == self._order_capacity:
+            self._grow_orders(self._order_capacity + 1)
+        self._orders[order_id] = [side, price, qty]
+        self._queues[side].setdefault(price, []).append(order_id)
+        self._version += 1
+        return price == self._best_price(side)
+
+    def _do_take(self, verb: str, order_id: int, qty: int) -> bool:
+        if qty <= 0:
+            raise _Failure("bad_quantity", f"quantity must be >= 1, got {qty} (order {order_id})")
+        if order_id not in self._orders:
+            raise _Failure("unknown_order",
+                           f"cannot {verb} order {order_id}: it is not in the book")
+        remaining = self._orders[order_id][2]
+        if qty > remaining:
+            raise _Failure("over_execute", f"cannot {verb} {qty} from order {order_id}: "
+                                           f"only {remaining} remaining")
+        self._version += 1
+        if qty == remaining:
+            return self._remove(order_id)
+        side, price, _ = self._orders[order_id]
+        self._orders[order_id][2] -= qty
+        return price == self._best_price(side)
+
+    def _do_delete(self, order_id: int) -> bool:
+        if order_id not in self._orders:
+            raise _Failure("unknown_order",
+                           f"cannot delete order {order_id}: it is not in the book")
+        self._version += 1
+        return self._remove(order_id)
+
+    def _do_replace(self, order_id: int, new_order_id: int, qty: int, price: int) -> bool:
+        self._check_new(order_id, price, qty)
+        if order_id not in self._orders:
+            raise _Failure("unknown_order",
+                           f"cannot replace order {order_id}: it is not in the book")
+        if new_order_id != order_id and new_order_id in self._orders:
+            raise _Failure("duplicate_order",
+                           f"cannot replace order {order_id} by {new_order_id}: "
+                           f"order {new_order_id} is already in the book")
+        side, old_price, old_qty = self._orders[order_id]
+        if price in self._queues[side]:
+            rest = self._level_qty(side, price) - (old_qty if old_price == price else 0)
+            if rest > _INT64_MAX - qty:
+                raise _Failure("overflow", f"cannot replace order {order_id}: the quantity "
+                                           f"at price {price} would overflow int64")
+        else:
+            self._reserve_levels(side, len(self._queues[side]) + 1)
+        top = self._remove(order_id)
+        self._orders[new_order_id] = [side, price, qty]
+        self._queues[side].setdefault(price, []).append(new_order_id)
+        self._version += 1
+        return top or price == self._best_price(side)
+
+    def add(self, order_id: int, side: int, price: int, qty: int) -> bool:
+        order_id = _uint64(order_id, "order_id")
+        s = _as_side(side)
+        price = _int64(price, "price")
+        qty = _int64(qty, "qty")
+        try:
+            return self._do_add(order_id, s, price, qty, side)
+        except _Failure as failure:
+            return self._fail(failure)
+
+    def _take(self, verb: str, order_id: Any, qty: Any) -> bool:
+        order_id = _uint64(order_id, "order_id")
+        qty = _int64(qty, "qty")
+        try:
+            return self._do_take(verb, order_id, qty)
+        except _Failure as failure:
+            return self._fail(failure)
+
+    def execute(self, order_id: int, qty: int) -> bool:
+        return self._take("execute", order_id, qty)
+
+    def reduce(self, order_id: int, qty: int) -> bool:
+        return self._take("reduce", order_id, qty)
+
+    def delete(self, order_id: int) -> bool:
+        order_id = _uint64(order_id, "order_id")
+        try:
+            return self._do_delete(order_id)
+        except _Failure as failure:
+            return self._fail(failure)
+
+    def replace(self, order_id: int, new_order_id: int, qty: int, price: int) -> bool:
+        order_id = _uint64(order_id, "order_id")
+        new_order_id = _uint64(new_order_id, "new_order_id")
+        qty = _int64(qty, "qty")
+        price = _int64(price, "price")
+        try:
+            return self._do_replace(order_id, new_order_id, qty, price)
+        except _Failure as failure:
+            return self._fail(failure)
+
+    def clear(self) -> None:
+        self._orders.clear()
+        for queues in self._queues.values():
+            queues.clear()
+        self._version += 1
+
+    # -- orders ------------------------------------------------------------------
+    def order(self, order_id: int) -> tuple[int, int, int] | None:
+        order_id = _uint64(order_id, "order_id")
+        rec = self._orders.get(order_id)
+        return None if rec is None else (rec[0], rec[1], rec[2])
+
+    def queue_position(self, order_id: int) -> tuple[int, int] | None:
+        order_id = _uint64(order_id, "order_id")
+        rec = self._orders.get(order_id)
+        if rec is None:
+            return None
+        queue = self._queues[rec[0]][rec[1]]
+        ahead = queue[:queue.index(order_id)]
+        return (len(ahead), sum(self._orders[i][2] for i in ahead))
+
+    def __contains__(self, order_id: object) -> bool:
+        return isinstance(order_id, int) and order_id in self._orders
+
+    @property
+    def order_count(self) -> int:
+        return len(self._orders)
+
+    def orders_at(self, side: int, price: int) -> list[tuple[int, int]]:
+        side = _valid_side(side)
+        price = _int64(price, "price")
+        return [(i, self._orders[i][2]) for i in self._queues[side].get(price, ())]
+
+    def count_at(self, side: int, price: int) -> int:
+        side = _valid_side(side)
+        price = _int64(price, "price")
+        return len(self._queues[side].get(price, ()))
+
+    # -- memory ------------------------------------------------------------------
+    @property
+    def price_decimals(self) -> int:
+        return self._price_decimals
+
+    @property
+    def qty_decimals(self) -> int:
+        return self._qty_decimals
+
+    @property
+    def nbytes(self) -> int:
+        return (BYTES_PER_ORDER * self._order_capacity
+                + BYTES_PER_LEVEL * (self._level_capacity[BID] + self._level_capacity[ASK]))
+
+    @property
+    def order_capacity(self) -> int:
+        return self._order_capacity
+
+    def capacity(self, side: int) -> int:
+        return self._level_capacity[_valid_side(side)]
+
+    def reserve(self, side: int, capacity: int) -> None:
+        side = _valid_side(side)
+        capacity = _int64(capacity, "capacity")
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        self._reserve_levels(side, capacity)
+
+    def reserve_orders(self, capacity: int) -> None:
+        capacity = _int64(capacity, "capacity")
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        if capacity > _MAX_ORDERS and capacity > self._order_capacity:
+            raise MemoryError(f"fastbook: cannot allocate {capacity} orders "
+                              f"(at most {_MAX_ORDERS})")
+        self._grow_orders(capacity)
+
+    # -- L2 reads ------------------------------------------------------------------
+    def _side_levels(self, side: int) -> list[tuple[int, int]]:
+        prices = sorted(self._queues[side], reverse=side == BID)
+        return [(p, self._level_qty(side, p)) for p in prices]
+
+    def _best(self, side: int) -> tuple[int, int] | None:
+        price = self._best_price(side)
+        return None if price is None else (price, self._level_qty(side, price))
+
+    def best_bid(self) -> tuple[int, int] | None:
+        return self._best(BID)
+
+    def best_ask(self) -> tuple[int, int] | None:
+        return self._best(ASK)
+
+    def bbo(self) -> tuple[int | None, int | None, int | None, int | None]:
+        b = self._best(BID) or (None, None)
+        a = self._best(ASK) or (None, None)
+        return (b[0], b[1], a[0], a[1])
+
+    def spread(self) -> int | None:
+        b, a = self._best_price(BID), self._best_price(ASK)
+        return None if b is None or a is None else a - b
+
+    def mid(self) -> int | None:
+        b, a = self._best_price(BID), self._best_price(ASK)
+        return None if b is None or a is None else (a + b) // 2
+
+    def qty_at(self, side: int, price: int) -> int:
+        side = _valid_side(side)
+        price = _int64(price, "price")
+        return self._level_qty(side, price)
+
+    def depth(self, side: int) -> int:
+        return len(self._queues[_valid_side(side)])
+
+    def is_crossed(self) -> bool:
+        b, a = self._best_price(BID), self._best_price(ASK)
+        return b is not None and a is not None and b >= a
+
+    def top(self, n: int, out: Any = None) -> np.ndarray:
+        n = _int64(n, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if out is None:
+            a = np.empty((4, n), dtype=np.int64)
+        else:
+            if not isinstance(out, np.ndarray):
+                raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
+                                 f"got {type(out).__name__}")
+            if out.dtype != np.int64 or not out.dtype.isnative or out.shape != (4, n) \
+                    or not out.flags.c_contiguous or not out.flags.writeable:
+                raise ArrayError(
+                    f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
+                    f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
+                )
+            a = out
+        a[...] = 0
+        for row, side in ((0, BID), (2, ASK)):
+            for i, (price, qty) in enumerate(self._side_levels(side)[:n]):
+                a[row, i] = price
+                a[row + 1, i] = qty
+        return a
+
+    def to_arrays(self, side: int) -> tuple[np.ndarray, np.ndarray]:
+        side = _valid_side(side)
+        levels = self._side_levels(side)
+        return (np.array([p for p, _ in levels], dtype=np.int64),
+                np.array([q for _, q in levels], dtype=np.int64))
+
+    def levels(self, side: int) -> Iterator[tuple[int, int]]:
+        side = _valid_side(side)
+        return self._iter_side(side, self._version)
+
+    def _iter_side(self, side: int, version: int) -> Iterator[tuple[int, int]]:
+        i = 0
+        while True:
+            if self._version != version:
+                raise RuntimeError("fastbook.OrderBook changed size or contents during iteration")
+            levels = self._side_levels(side)
+            if i >= len(levels):
+                return
+            yield levels[i]
+            i += 1
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        for price, qty in self.levels(BID):
+            yield (BID, price, qty)
+        for price, qty in self.levels(ASK):
+            yield (ASK, price, qty)
+
+    def format_price(self, price: int, *, strip: bool = False) -> str:
+        return format_decimal(price, self._price_decimals, strip=strip)
+
+    def format_qty(self, qty: int, *, strip: bool = False) -> str:
+        return format_decimal(qty, self._qty_decimals, strip=strip)
+
+    def __repr__(self) -> str:
+        bid = ask = "None"
+        b, a = self._best(BID), self._best(ASK)
+        if b is not None:
+            bid = f"{self.format_price(b[0])} x {self.format_qty(b[1], strip=True)}"
+        if a is not None:
+            ask = f"{self.format_price(a[0])} x {self.format_qty(a[1], strip=True)}"
+        return (f"<fastbook.OrderBook price_decimals={self._price_decimals} "
+                f"qty_decimals={self._qty_decimals} orders={len(self._orders)} "
+                f"bids={len(self._queues[BID])} asks={len(self._queues[ASK])} "
+                f"best_bid={bid} best_ask={ask}>")
