@@ -41,7 +41,6 @@ cdef enum:
     FB_EOVER_EXECUTE = -22      # execute/reduce more than the order's remaining quantity
     FB_EOVERFLOW = -23          # a level's aggregate quantity would overflow int64
     FB_EACTION = -24            # event action is 0, unknown, or not supported by the book
-    FB_EINSTRUMENT = -25        # event instrument is not in the BookSet
 
 # Error kinds, the indices of fb_l3book.errors (counted in skip mode).
 cdef enum:
@@ -54,8 +53,6 @@ cdef enum:
     FB_ERR_OVERFLOW = 6
     FB_ERR_BAD_ACTION = 7
     FB_ERR_KINDS = 8
-    FB_ERR_BAD_INSTRUMENT = 8   # BookSet only
-    FB_BS_ERR_KINDS = 9
 
 cdef enum:
     FB_NIL = -1                         # "no order" link / empty hash slot
@@ -153,7 +150,7 @@ cdef inline bint fb_l3_best(const fb_l3book *book, int side,
     return True
 
 
-# --- events and books sets ---------------------------------------------------
+# --- event actions (fastbook.events.Action) ---------------------------------
 
 cdef enum:
     # fastbook.events.Action
@@ -168,42 +165,10 @@ cdef enum:
     FB_SNAPSHOT_BEGIN = 9
     FB_SNAPSHOT_END = 10
     FB_STATUS = 11
-    # kinds of book in a BookSet
-    FB_KIND_L3 = 1              # books[i] is an fb_l3book *
-    FB_KIND_L2 = 2              # books[i] is an fastbook._core fb_book *
-
-
-ctypedef struct fb_event:
-    # One record of fastbook.events.EVENT_DTYPE (64 bytes, this exact layout).
-    int64_t ts_exchange
-    int64_t ts_receive
-    uint32_t instrument
-    uint8_t action
-    int8_t side
-    uint16_t flags
-    int64_t price
-    int64_t qty
-    uint64_t order_id
-    uint64_t new_order_id
-    uint64_t sequence
-
-
-ctypedef struct fb_bookset:
-    # Books indexed by dense instrument id; the BookSet object owns the books.
-    Py_ssize_t count
-    uint8_t *kinds              # FB_KIND_L3 / FB_KIND_L2 per instrument
-    void **books                # fb_l3book * or fb_book * per instrument
-    uint64_t *errors            # count * FB_BS_ERR_KINDS failures counted in skip mode
-    uint64_t bad_instrument     # skip mode: events naming no instrument of the set
-
-
-cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
-                          Py_ssize_t *done) noexcept nogil
 
 
 cdef class OrderBook:
     # The L3 book's Python face; owns and frees ``_book``.
     cdef fb_l3book _book
     cdef bint _skip
-    cdef bint _busy             # True while a BookSet applies events to it without the GIL
     cdef object __weakref__
