@@ -55,12 +55,13 @@ MAX_DECIMALS: int = _impl.MAX_DECIMALS
 #: True when the compiled Cython core is in use.
 COMPILED: bool = _impl.COMPILED
 
-from fastbook.l3 import OrderBook  # noqa: E402  (after the core: it cimports it)
+from fastbook.l3 import BookSet, OrderBook  # noqa: E402  (after the core: it cimports it)
 
 __all__ = [
     "ASK",
     "BID",
     "BYTES_PER_LEVEL",
+    "BookSet",
     "COMPILED",
     "MAX_DECIMALS",
     "ArrayError",

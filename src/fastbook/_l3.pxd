@@ -41,6 +41,7 @@ cdef enum:
     FB_EOVER_EXECUTE = -22      # execute/reduce more than the order's remaining quantity
     FB_EOVERFLOW = -23          # a level's aggregate quantity would overflow int64
     FB_EACTION = -24            # event action is 0, unknown, or not supported by the book
+    FB_EINSTRUMENT = -25        # event instrument is not in the BookSet
 
 # Error kinds, the indices of fb_l3book.errors (counted in skip mode).
 cdef enum:
@@ -150,7 +151,7 @@ cdef inline bint fb_l3_best(const fb_l3book *book, int side,
     return True
 
 
-# --- event actions (fastbook.events.Action) ---------------------------------
+# --- events and books sets ---------------------------------------------------
 
 cdef enum:
     # fastbook.events.Action
@@ -165,10 +166,52 @@ cdef enum:
     FB_SNAPSHOT_BEGIN = 9
     FB_SNAPSHOT_END = 10
     FB_STATUS = 11
+    # kinds of book in a BookSet
+    FB_KIND_L3 = 1              # books[i] is an fb_l3book *
+    FB_KIND_L2 = 2              # books[i] is an fastbook._core fb_book *
+
+
+ctypedef struct fb_event:
+    # One record of fastbook.events.EVENT_DTYPE (64 bytes, this exact layout).
+    int64_t ts_exchange
+    int64_t ts_receive
+    uint32_t instrument
+    uint8_t action
+    int8_t side
+    uint16_t flags
+    int64_t price
+    int64_t qty
+    uint64_t order_id
+    uint64_t new_order_id
+    uint64_t sequence
+
+
+ctypedef struct fb_bookset:
+    # Books indexed by dense instrument id; the BookSet object owns the books.
+    Py_ssize_t count
+    uint8_t *kinds              # FB_KIND_L3 / FB_KIND_L2 per instrument
+    void **books                # fb_l3book * or fb_book * per instrument
+    uint64_t *errors            # skip mode: count * FB_ERR_KINDS failures, by instrument
+    uint64_t bad_instrument     # skip mode: events naming no instrument of the set
+    void *undo                  # raise mode's undo journal, kept between batches
+    Py_ssize_t undo_capacity    # entries allocated in undo
+
+
+# Apply events[0:n] in order, routing each by instrument. skip: failed events are
+# counted (bs.errors) and skipped. Otherwise all-or-nothing: on the first failure
+# everything is rolled back and its status returned, with done = its index.
+# FB_ENOMEM stops either way (rolled back unless skip). done = n on success;
+# skipped receives the number of events skipped; on failure detail receives
+# what an error message needs (over-execution: the quantity that was there).
+cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
+                          Py_ssize_t *done, Py_ssize_t *skipped,
+                          int64_t *detail) noexcept nogil
+cdef void fb_bookset_free(fb_bookset *bs) noexcept nogil
 
 
 cdef class OrderBook:
     # The L3 book's Python face; owns and frees ``_book``.
     cdef fb_l3book _book
     cdef bint _skip
+    cdef bint _busy             # True while a BookSet applies events to it without the GIL
     cdef object __weakref__

@@ -1,22 +1,27 @@
 # cython: language_level=3
-"""Compiled L3 (order-by-order) book: the order store and the per-level FIFO queues.
+"""Compiled L3 (order-by-order) book, and BookSet: many books updated by event arrays.
 
 State lives in the C structs of ``_l3.pxd`` and is changed by free ``nogil``
 functions that report failure with negative status codes and leave the book
 unchanged; ``OrderBook`` owns the struct, validates at the Python edge and
 turns codes into ``UpdateError`` (or counts them, with ``on_error="skip"``).
-The pure-Python twin in ``fastbook._pyl3`` defines the behaviour this module
-must match exactly (``tests/test_l3_differential.py``).
+``BookSet.apply`` routes a whole ``fastbook.events`` array to its books in one
+``nogil`` loop (``fb_bookset_apply``); in raise mode an undo journal makes each
+batch all-or-nothing. The pure-Python twin in ``fastbook._pyl3`` defines the
+behaviour this module must match exactly (``tests/test_l3_differential.py``,
+``tests/test_bookset.py``).
 """
 
 cimport cython
 cimport numpy as cnp
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
-from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memmove, memset
+from libc.string cimport memcpy, memmove, memset
 
 import operator
+
+from fastbook._core cimport Book, fb_book, fb_book_clear, fb_book_qty_at, fb_book_set, fb_ladder
 
 import numpy as np
 
@@ -37,6 +42,10 @@ ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
 COMPILED = True
 
 cdef Py_ssize_t _LINEAR_SCAN = 8
+# Undo-journal entries reserved up front by BookSet.apply in raise mode (virtual
+# memory), and the most a BookSet keeps for its next batch (48 bytes each).
+cdef Py_ssize_t _JOURNAL_RESERVE = 1 << 22
+cdef Py_ssize_t _JOURNAL_KEEP = 1 << 21
 cdef Py_ssize_t _MIN_LEVELS = 16
 cdef Py_ssize_t _MIN_ORDERS = 16
 # Pool indices are int32 and the table has 2 slots per record: 2**30 orders at most.
@@ -69,6 +78,20 @@ cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id) noexcept nogil
         i = (i + 1) & mask
 
 
+cdef inline int32_t _probe(const fb_l3book *book, uint64_t order_id,
+                           Py_ssize_t *slot) noexcept nogil:
+    """Like fb_l3_find, also giving the slot of the match (or the empty slot ending the probe)."""
+    cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
+    cdef Py_ssize_t i = _home(order_id, book.slot_bits)
+    cdef int32_t s
+    while True:
+        s = book.slots[i]
+        if s == FB_NIL or book.orders[s].order_id == order_id:
+            slot[0] = i
+            return s
+        i = (i + 1) & mask
+
+
 cdef inline void _slot_insert(fb_l3book *book, uint64_t order_id, int32_t idx) noexcept nogil:
     # the caller guarantees order_id is absent and the table has a free slot
     cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
@@ -78,13 +101,11 @@ cdef inline void _slot_insert(fb_l3book *book, uint64_t order_id, int32_t idx) n
     book.slots[i] = idx
 
 
-cdef void _slot_remove(fb_l3book *book, uint64_t order_id) noexcept nogil:
-    """Remove ``order_id`` (present) by backward shift, so no tombstones build up."""
+cdef void _slot_remove_at(fb_l3book *book, Py_ssize_t i) noexcept nogil:
+    """Empty slot ``i`` by backward shift, so no tombstones build up."""
     cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
-    cdef Py_ssize_t i = _home(order_id, book.slot_bits), j, k
+    cdef Py_ssize_t j, k
     cdef int32_t s
-    while book.orders[book.slots[i]].order_id != order_id:
-        i = (i + 1) & mask
     j = i
     while True:
         j = (j + 1) & mask
@@ -167,23 +188,23 @@ cdef int _levels_reserve(fb_l3side *s, Py_ssize_t need) noexcept nogil:
 
 cdef inline Py_ssize_t _lower_bound(const fb_l3level *levels, Py_ssize_t n,
                                     int64_t key) noexcept nogil:
-    """First index whose key is >= ``key``: a short scan from the best end, then bisection."""
-    cdef Py_ssize_t j = n, stop = n - _LINEAR_SCAN if n > _LINEAR_SCAN else 0
-    cdef Py_ssize_t lo, count, half
-    while j > stop and levels[j - 1].key >= key:
-        j -= 1
-    if j > stop or j == 0:
-        return j
-    lo = 0
-    count = stop
-    while count > 0:
-        half = count >> 1
-        if levels[lo + half].key < key:
-            lo += half + 1
-            count -= half + 1
-        else:
-            count = half
-    return lo
+    """First index whose key is >= ``key``.
+
+    The best level (the end) is checked first, since most updates land there;
+    otherwise a branch-free binary search (conditional moves, no mispredicted
+    branches), which matters because orders are removed at every depth.
+    """
+    cdef const fb_l3level *base = levels
+    cdef Py_ssize_t half
+    if n == 0 or levels[n - 1].key < key:
+        return n
+    if levels[n - 1].key == key and (n == 1 or levels[n - 2].key < key):
+        return n - 1
+    while n > 1:
+        half = n >> 1
+        base += half * (base[half - 1].key < key)
+        n -= half
+    return (base - levels) + (base[0].key < key)
 
 
 cdef inline Py_ssize_t _level_of(const fb_l3book *book, int32_t idx) noexcept nogil:
@@ -354,6 +375,7 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
     cdef Py_ssize_t pos
     cdef bint exists
     cdef int32_t idx
+    cdef Py_ssize_t slot
     cdef int rc
     if side != FB_BID and side != FB_ASK:
         return FB_ESIDE
@@ -361,7 +383,7 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         return FB_EQTY
     if price == INT64_MIN:
         return FB_EPRICE
-    if fb_l3_find(book, order_id) != FB_NIL:
+    if _probe(book, order_id, &slot) != FB_NIL:
         return FB_EDUPLICATE_ORDER
     s = &book.sides[side - 1]
     key = price if side == FB_BID else -price
@@ -378,6 +400,7 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         rc = _grow_orders(book, book.order_capacity + 1)
         if rc < 0:
             return rc
+        _probe(book, order_id, &slot)   # the table was rebuilt
     # --- nothing can fail from here on ---
     if book.free_head != FB_NIL:
         idx = book.free_head
@@ -394,14 +417,15 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         _insert_level(s, pos, key)
     lev = &s.levels[pos]
     _link_tail(book, lev, idx)
-    _slot_insert(book, order_id, idx)
+    book.slots[slot] = idx
     book.order_count += 1
     book.version += 1
     return FB_TOP_CHANGED if pos == s.count - 1 else FB_OK
 
 
-cdef inline void _release(fb_l3book *book, int32_t idx) noexcept nogil:
-    _slot_remove(book, book.orders[idx].order_id)
+cdef inline void _release(fb_l3book *book, int32_t idx, Py_ssize_t slot) noexcept nogil:
+    # slot: where the table holds idx
+    _slot_remove_at(book, slot)
     book.orders[idx].next = book.free_head
     book.free_head = idx
     book.order_count -= 1
@@ -413,10 +437,11 @@ cdef int _take(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
     cdef fb_order *o
     cdef fb_l3side *s
     cdef Py_ssize_t pos
+    cdef Py_ssize_t slot
     cdef bint top
     if qty <= 0:
         return FB_EQTY
-    idx = fb_l3_find(book, order_id)
+    idx = _probe(book, order_id, &slot)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     o = &book.orders[idx]
@@ -424,7 +449,7 @@ cdef int _take(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
         return FB_EOVER_EXECUTE
     if qty == o.qty:
         top = _unlink(book, idx)
-        _release(book, idx)
+        _release(book, idx, slot)
     else:
         s = &book.sides[book.order_sides[idx] - 1]
         pos = _level_of(book, idx)
@@ -447,12 +472,13 @@ cdef int fb_l3_reduce(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept 
 
 cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id) noexcept nogil:
     """Remove the order whatever its remaining quantity."""
-    cdef int32_t idx = fb_l3_find(book, order_id)
+    cdef Py_ssize_t slot
+    cdef int32_t idx = _probe(book, order_id, &slot)
     cdef bint top
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     top = _unlink(book, idx)
-    _release(book, idx)
+    _release(book, idx, slot)
     book.version += 1
     return FB_TOP_CHANGED if top else FB_OK
 
@@ -465,14 +491,14 @@ cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id
     cdef fb_l3side *s
     cdef int side
     cdef int64_t key, rest
-    cdef Py_ssize_t pos
+    cdef Py_ssize_t pos, slot
     cdef bint exists, top
     cdef int rc
     if qty <= 0:
         return FB_EQTY
     if price == INT64_MIN:
         return FB_EPRICE
-    idx = fb_l3_find(book, order_id)
+    idx = _probe(book, order_id, &slot)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     if new_order_id != order_id and fb_l3_find(book, new_order_id) != FB_NIL:
@@ -496,7 +522,7 @@ cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id
     # --- nothing can fail from here on: reuse the record in place ---
     top = _unlink(book, idx)
     if new_order_id != order_id:
-        _slot_remove(book, order_id)
+        _slot_remove_at(book, slot)
         o.order_id = new_order_id
         _slot_insert(book, new_order_id, idx)
     o.price = price
@@ -597,6 +623,485 @@ cdef Py_ssize_t fb_l3_top(const fb_l3book *book, Py_ssize_t n,
 
 
 # ===========================================================================
+# Event batches over many books: BookSet's core
+# ===========================================================================
+
+cdef enum:
+    # undo journal operations (raise mode: all-or-nothing)
+    _U_L3_ADDED = 1
+    _U_L3_TOOK = 2
+    _U_L3_REMOVED = 3
+    _U_L3_REPLACED = 4
+    _U_L3_CLEARED = 5
+    _U_L2_SET = 6
+    _U_L2_CLEARED = 7
+
+
+ctypedef struct _undo:
+    uint64_t order_id           # the order affected (the old one for a replace)
+    uint64_t new_order_id       # replace: the id of the new order
+    uint64_t successor          # removal: id of the order behind it; clear: the book as it was
+    int64_t price
+    int64_t qty
+    uint32_t instrument
+    uint8_t op
+    int8_t side
+    uint8_t has_successor
+    uint8_t missing             # L2 set: it was a delete of an absent level
+
+
+ctypedef struct _journal:
+    _undo *entries
+    Py_ssize_t count
+    Py_ssize_t capacity
+
+
+ctypedef struct _l2snap:
+    fb_ladder ladders[2]
+    uint64_t missing_deletes
+
+
+cdef inline int _journal_reserve(_journal *j) noexcept nogil:
+    cdef Py_ssize_t cap
+    cdef _undo *p
+    if j.count < j.capacity:
+        return FB_OK
+    cap = j.capacity * 2 if j.capacity >= 1024 else 1024
+    p = <_undo *>realloc(j.entries, <size_t>cap * sizeof(_undo))
+    if p == NULL:
+        return FB_ENOMEM
+    j.entries = p
+    j.capacity = cap
+    return FB_OK
+
+
+cdef inline _undo *_journal_push(_journal *j, uint8_t op, uint32_t instrument) noexcept nogil:
+    # room was reserved before the mutation, so this cannot fail
+    cdef _undo *u = &j.entries[j.count]
+    j.count += 1
+    u.op = op
+    u.instrument = instrument
+    u.has_successor = 0
+    u.missing = 0
+    return u
+
+
+cdef void *_dup(const void *src, size_t n, bint *ok) noexcept nogil:
+    cdef void *p
+    if n == 0 or src == NULL:
+        return NULL
+    p = malloc(n)
+    if p == NULL:
+        ok[0] = False
+        return NULL
+    memcpy(p, src, n)
+    return p
+
+
+cdef void _l3_snapshot_free(fb_l3book *snap) noexcept nogil:
+    if snap != NULL:
+        fb_l3_free(snap)
+        free(snap)
+
+
+cdef fb_l3book *_l3_snapshot(const fb_l3book *b) noexcept nogil:
+    """A deep copy of ``b`` (NULL when out of memory)."""
+    cdef fb_l3book *snap = <fb_l3book *>malloc(sizeof(fb_l3book))
+    cdef bint ok = True
+    cdef int s
+    if snap == NULL:
+        return NULL
+    snap[0] = b[0]
+    snap.orders = <fb_order *>_dup(b.orders, <size_t>b.order_capacity * sizeof(fb_order), &ok)
+    snap.order_sides = <int8_t *>_dup(b.order_sides, <size_t>b.order_capacity, &ok)
+    snap.slots = <int32_t *>_dup(b.slots, sizeof(int32_t) << b.slot_bits, &ok)
+    for s in range(2):
+        snap.sides[s].levels = <fb_l3level *>_dup(
+            b.sides[s].levels, <size_t>b.sides[s].capacity * sizeof(fb_l3level), &ok)
+    if not ok:
+        _l3_snapshot_free(snap)
+        return NULL
+    return snap
+
+
+cdef void _l3_restore(fb_l3book *b, fb_l3book *snap) noexcept nogil:
+    """Put ``snap`` (consumed) back in place of ``b``'s state; error counters are kept."""
+    cdef uint64_t errors[FB_ERR_KINDS]
+    cdef uint64_t version = b.version
+    memcpy(errors, b.errors, sizeof(errors))
+    fb_l3_free(b)
+    b[0] = snap[0]
+    memcpy(b.errors, errors, sizeof(errors))
+    b.version = version + 1
+    free(snap)
+
+
+cdef void _l2_snapshot_free(_l2snap *snap) noexcept nogil:
+    cdef int s
+    if snap != NULL:
+        for s in range(2):
+            free(snap.ladders[s].keys)
+            free(snap.ladders[s].qtys)
+        free(snap)
+
+
+cdef _l2snap *_l2_snapshot(const fb_book *b) noexcept nogil:
+    cdef _l2snap *snap = <_l2snap *>malloc(sizeof(_l2snap))
+    cdef bint ok = True
+    cdef int s
+    cdef size_t n
+    if snap == NULL:
+        return NULL
+    for s in range(2):
+        n = <size_t>b.ladders[s].capacity * sizeof(int64_t)
+        snap.ladders[s] = b.ladders[s]
+        snap.ladders[s].keys = <int64_t *>_dup(b.ladders[s].keys, n, &ok)
+        snap.ladders[s].qtys = <int64_t *>_dup(b.ladders[s].qtys, n, &ok)
+        if snap.ladders[s].keys == NULL or snap.ladders[s].qtys == NULL:
+            # a NULL copy of a non-empty allocation means out of memory
+            if n != 0:
+                ok = False
+    snap.missing_deletes = b.missing_deletes
+    if not ok:
+        _l2_snapshot_free(snap)
+        return NULL
+    return snap
+
+
+cdef void _l2_restore(fb_book *b, _l2snap *snap) noexcept nogil:
+    cdef int s
+    for s in range(2):
+        free(b.ladders[s].keys)
+        free(b.ladders[s].qtys)
+        b.ladders[s] = snap.ladders[s]
+    b.missing_deletes = snap.missing_deletes
+    b.version += 1
+    free(snap)
+
+
+cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price, int64_t qty,
+                       bint has_successor, uint64_t successor) noexcept nogil:
+    """Undo a removal: put the order back where it was (before ``successor``, else last).
+
+    Runs in exact reverse order of the journal, so the record, the level slot
+    and the successor are all available again.
+    """
+    cdef fb_l3side *s = &b.sides[side - 1]
+    cdef int64_t key = price if side == FB_BID else -price
+    cdef Py_ssize_t pos = _lower_bound(s.levels, s.count, key)
+    cdef fb_l3level *lev
+    cdef fb_order *o
+    cdef int32_t idx, nxt
+    if not (pos < s.count and s.levels[pos].key == key):
+        _levels_reserve(s, s.count + 1)
+        _insert_level(s, pos, key)
+    lev = &s.levels[pos]
+    if b.free_head == FB_NIL and b.pool_top == b.order_capacity:
+        _grow_orders(b, b.order_capacity + 1)
+    if b.free_head != FB_NIL:
+        idx = b.free_head
+        b.free_head = b.orders[idx].next
+    else:
+        idx = <int32_t>b.pool_top
+        b.pool_top += 1
+    o = &b.orders[idx]
+    o.order_id = order_id
+    o.price = price
+    o.qty = qty
+    b.order_sides[idx] = <int8_t>side
+    nxt = fb_l3_find(b, successor) if has_successor else FB_NIL
+    if nxt == FB_NIL:
+        _link_tail(b, lev, idx)
+    else:
+        o.prev = b.orders[nxt].prev
+        o.next = nxt
+        if o.prev != FB_NIL:
+            b.orders[o.prev].next = idx
+        else:
+            lev.head = idx
+        b.orders[nxt].prev = idx
+        lev.qty += qty
+        lev.count += 1
+    _slot_insert(b, order_id, idx)
+    b.order_count += 1
+    b.version += 1
+
+
+cdef inline void _note_order(const fb_l3book *b, int32_t idx, _undo *u) noexcept nogil:
+    # what a removal must remember to be undone
+    cdef const fb_order *o = &b.orders[idx]
+    u.order_id = o.order_id
+    u.side = b.order_sides[idx]
+    u.price = o.price
+    u.qty = o.qty
+    u.has_successor = o.next != FB_NIL
+    if o.next != FB_NIL:
+        u.successor = b.orders[o.next].order_id
+
+
+cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
+                   uint32_t instrument) noexcept nogil:
+    cdef int a = e.action, rc
+    cdef int32_t idx
+    cdef _undo note
+    cdef _undo *u
+    cdef fb_l3book *snap
+    if j != NULL and (a == FB_ADD or a == FB_REDUCE or a == FB_EXECUTE or a == FB_DELETE
+                      or a == FB_REPLACE or a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN):
+        if _journal_reserve(j) < 0:
+            return FB_ENOMEM
+    if a == FB_ADD:
+        rc = fb_l3_add(b, e.order_id, e.side, e.price, e.qty)
+        if rc >= 0 and j != NULL:
+            _journal_push(j, _U_L3_ADDED, instrument).order_id = e.order_id
+        return rc
+    if a == FB_REDUCE or a == FB_EXECUTE or a == FB_DELETE or a == FB_REPLACE:
+        if j == NULL:
+            if a == FB_DELETE:
+                return fb_l3_delete(b, e.order_id)
+            if a == FB_REPLACE:
+                return fb_l3_replace(b, e.order_id, e.new_order_id, e.qty, e.price)
+            return _take(b, e.order_id, e.qty)
+        memset(&note, 0, sizeof(note))
+        idx = fb_l3_find(b, e.order_id)
+        if idx != FB_NIL:
+            _note_order(b, idx, &note)
+        if a == FB_DELETE:
+            rc = fb_l3_delete(b, e.order_id)
+        elif a == FB_REPLACE:
+            rc = fb_l3_replace(b, e.order_id, e.new_order_id, e.qty, e.price)
+        else:
+            rc = _take(b, e.order_id, e.qty)
+        if rc < 0:
+            return rc
+        if a == FB_REPLACE:
+            u = _journal_push(j, _U_L3_REPLACED, instrument)
+            u.new_order_id = e.new_order_id
+        elif a == FB_DELETE or e.qty == note.qty:
+            u = _journal_push(j, _U_L3_REMOVED, instrument)
+        else:
+            u = _journal_push(j, _U_L3_TOOK, instrument)
+            u.order_id = e.order_id
+            u.qty = e.qty
+            return rc
+        u.order_id = note.order_id
+        u.side = note.side
+        u.price = note.price
+        u.qty = note.qty
+        u.has_successor = note.has_successor
+        u.successor = note.successor
+        return rc
+    if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN:
+        if j != NULL:
+            snap = _l3_snapshot(b)
+            if snap == NULL:
+                return FB_ENOMEM
+            _journal_push(j, _U_L3_CLEARED, instrument).successor = <uint64_t><size_t>snap
+        fb_l3_clear(b)
+        return FB_OK
+    if a == FB_TRADE or a == FB_SNAPSHOT_END or a == FB_STATUS:
+        return FB_OK
+    return FB_EACTION   # SET_LEVEL (no orders in it), 0 or unknown
+
+
+cdef int _l2_event(fb_book *b, const fb_event *e, _journal *j,
+                   uint32_t instrument) noexcept nogil:
+    cdef int a = e.action, side = e.side, rc
+    cdef int64_t old, new
+    cdef _undo *u
+    cdef _l2snap *snap
+    if a == FB_TRADE or a == FB_SNAPSHOT_END or a == FB_STATUS:
+        return FB_OK
+    if a == FB_REPLACE or a < FB_ADD or a > FB_STATUS:
+        return FB_EACTION   # REPLACE does not carry the old price and quantity
+    if j != NULL and _journal_reserve(j) < 0:
+        return FB_ENOMEM
+    if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN:
+        if j != NULL:
+            snap = _l2_snapshot(b)
+            if snap == NULL:
+                return FB_ENOMEM
+            _journal_push(j, _U_L2_CLEARED, instrument).successor = <uint64_t><size_t>snap
+        fb_book_clear(b)
+        return FB_OK
+    if side != FB_BID and side != FB_ASK:
+        return FB_ESIDE
+    if a == FB_SET_LEVEL:
+        if e.qty < 0:
+            return FB_EQTY
+        if e.price == INT64_MIN:
+            return FB_EPRICE
+        old = fb_book_qty_at(b, side, e.price)
+        new = e.qty
+    else:
+        if e.qty < 1:
+            return FB_EQTY
+        if e.price == INT64_MIN:
+            return FB_EPRICE
+        old = fb_book_qty_at(b, side, e.price)
+        if a == FB_ADD:
+            if old > INT64_MAX - e.qty:
+                return FB_EOVERFLOW
+            new = old + e.qty
+        else:
+            if e.qty > old:
+                return FB_EOVER_EXECUTE
+            new = old - e.qty
+    rc = fb_book_set(b, side, e.price, new)
+    if rc >= 0 and j != NULL:
+        u = _journal_push(j, _U_L2_SET, instrument)
+        u.side = <int8_t>side
+        u.price = e.price
+        u.qty = old
+        u.missing = new == 0 and old == 0
+    return rc
+
+
+cdef void _rollback(fb_bookset *bs, _journal *j) noexcept nogil:
+    """Undo every journaled change, newest first."""
+    cdef Py_ssize_t k
+    cdef _undo *u
+    cdef fb_l3book *b3
+    cdef fb_book *b2
+    cdef int32_t idx
+    for k in range(j.count - 1, -1, -1):
+        u = &j.entries[k]
+        if u.op == _U_L2_SET or u.op == _U_L2_CLEARED:
+            b2 = <fb_book *>bs.books[u.instrument]
+            if u.op == _U_L2_SET:
+                if u.missing:
+                    b2.missing_deletes -= 1     # the set changed nothing else
+                else:
+                    fb_book_set(b2, u.side, u.price, u.qty)
+            else:
+                _l2_restore(b2, <_l2snap *><size_t>u.successor)
+            continue
+        b3 = <fb_l3book *>bs.books[u.instrument]
+        if u.op == _U_L3_ADDED:
+            fb_l3_delete(b3, u.order_id)
+        elif u.op == _U_L3_TOOK:
+            idx = fb_l3_find(b3, u.order_id)
+            b3.orders[idx].qty += u.qty
+            b3.sides[b3.order_sides[idx] - 1].levels[_level_of(b3, idx)].qty += u.qty
+            b3.version += 1
+        elif u.op == _U_L3_REMOVED:
+            _l3_reinsert(b3, u.order_id, u.side, u.price, u.qty, u.has_successor, u.successor)
+        elif u.op == _U_L3_REPLACED:
+            fb_l3_delete(b3, u.new_order_id)
+            _l3_reinsert(b3, u.order_id, u.side, u.price, u.qty, u.has_successor, u.successor)
+        elif u.op == _U_L3_CLEARED:
+            _l3_restore(b3, <fb_l3book *><size_t>u.successor)
+    j.count = 0
+
+
+cdef void _journal_done(fb_bookset *bs, _journal *j) noexcept nogil:
+    """Free the snapshots a batch kept; keep the entries for the next batch (if not huge)."""
+    cdef Py_ssize_t k
+    for k in range(j.count):
+        if j.entries[k].op == _U_L3_CLEARED:
+            _l3_snapshot_free(<fb_l3book *><size_t>j.entries[k].successor)
+        elif j.entries[k].op == _U_L2_CLEARED:
+            _l2_snapshot_free(<_l2snap *><size_t>j.entries[k].successor)
+    j.count = 0
+    if j.capacity > _JOURNAL_KEEP:
+        free(j.entries)
+        j.entries = NULL
+        j.capacity = 0
+    # reused by the next batch: its pages are already mapped
+    bs.undo = j.entries
+    bs.undo_capacity = j.capacity
+
+
+cdef void fb_bookset_free(fb_bookset *bs) noexcept nogil:
+    """Free what ``bs`` allocated itself (its arrays and undo buffer), not the books."""
+    free(bs.kinds)
+    free(bs.books)
+    free(bs.errors)
+    free(bs.undo)
+    bs.kinds = NULL
+    bs.books = NULL
+    bs.errors = NULL
+    bs.undo = NULL
+    bs.undo_capacity = 0
+    bs.count = 0
+
+
+cdef inline void _count(fb_bookset *bs, uint32_t instrument, int status) noexcept nogil:
+    cdef int k = _error_kind(status)
+    if k >= 0:
+        bs.errors[<Py_ssize_t>instrument * FB_ERR_KINDS + k] += 1
+
+
+cdef int64_t _failure_detail(fb_bookset *bs, const fb_event *e, int rc) noexcept nogil:
+    # what an error message needs from the book at the moment of failure
+    cdef fb_l3book *b3
+    cdef int32_t idx
+    if rc != FB_EOVER_EXECUTE:
+        return 0
+    if bs.kinds[e.instrument] == FB_KIND_L2:
+        return fb_book_qty_at(<fb_book *>bs.books[e.instrument], e.side, e.price)
+    b3 = <fb_l3book *>bs.books[e.instrument]
+    idx = fb_l3_find(b3, e.order_id)
+    return b3.orders[idx].qty if idx != FB_NIL else 0
+
+
+cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
+                          Py_ssize_t *done, Py_ssize_t *skipped,
+                          int64_t *detail) noexcept nogil:
+    """Apply ``events[0:n]`` to the books of ``bs`` (see ``_l3.pxd``)."""
+    cdef Py_ssize_t i, cap, nskip = 0
+    cdef const fb_event *e
+    cdef uint32_t inst
+    cdef int rc = FB_OK
+    cdef _journal journal
+    cdef _journal *j = NULL
+    journal.entries = <_undo *>bs.undo
+    journal.count = 0
+    journal.capacity = bs.undo_capacity
+    if not skip:
+        j = &journal
+        # at most one entry per event: reserve it up front (pages are touched only
+        # as entries are written), else grow as needed
+        cap = n if n < _JOURNAL_RESERVE else _JOURNAL_RESERVE
+        if journal.capacity < cap:
+            free(journal.entries)
+            journal.entries = <_undo *>malloc(<size_t>cap * sizeof(_undo))
+            journal.capacity = cap if journal.entries != NULL else 0
+            bs.undo = journal.entries
+            bs.undo_capacity = journal.capacity
+    for i in range(n):
+        e = &events[i]
+        inst = e.instrument
+        if inst >= bs.count:
+            rc = FB_EINSTRUMENT
+        elif bs.kinds[inst] == FB_KIND_L3:
+            rc = _l3_event(<fb_l3book *>bs.books[inst], e, j, inst)
+        else:
+            rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst)
+        if rc >= 0:
+            continue
+        if skip and rc != FB_ENOMEM:
+            nskip += 1
+            if rc == FB_EINSTRUMENT:
+                bs.bad_instrument += 1
+            else:
+                _count(bs, inst, rc)
+            continue
+        done[0] = i
+        skipped[0] = nskip
+        detail[0] = _failure_detail(bs, e, rc)
+        if j != NULL:
+            _rollback(bs, j)
+            _journal_done(bs, j)
+        return rc
+    done[0] = n
+    skipped[0] = nskip
+    if j != NULL:
+        _journal_done(bs, j)
+    return FB_OK
+
+
+# ===========================================================================
 # Python face
 # ===========================================================================
 
@@ -673,37 +1178,52 @@ cdef int _check_capacity(object value, str name) except -1:
     return 0
 
 
+cdef str _l3_message(int rc, str verb, uint64_t order_id, object side, int64_t price,
+                     int64_t qty, uint64_t new_order_id, int64_t remaining):
+    """What went wrong, for status ``rc`` of an update (``remaining``: for over-execution)."""
+    if rc == FB_ESIDE:
+        return _side_message(side)
+    if rc == FB_EQTY:
+        return f"quantity must be >= 1, got {qty} (order {order_id})"
+    if rc == FB_EPRICE:
+        return (f"price {price} is INT64_MIN, which fastbook reserves for "
+                f"'no price' (order {order_id})")
+    if rc == FB_EUNKNOWN_ORDER:
+        return f"cannot {verb} order {order_id}: it is not in the book"
+    if rc == FB_EDUPLICATE_ORDER:
+        if verb == "replace":
+            return (f"cannot replace order {order_id} by {new_order_id}: "
+                    f"order {new_order_id} is already in the book")
+        return f"cannot add order {order_id}: it is already in the book"
+    if rc == FB_EOVER_EXECUTE:
+        return f"cannot {verb} {qty} from order {order_id}: only {remaining} remaining"
+    if rc == FB_EOVERFLOW:
+        return f"cannot {verb} order {order_id}: the quantity at price {price} would overflow int64"
+    return f"unexpected status {rc}"
+
+
 cdef int _fail(OrderBook self, int rc, str verb, uint64_t order_id, object side, int64_t price,
                int64_t qty, uint64_t new_order_id) except -1:
     """Count (skip mode) or raise for status ``rc``; the book is unchanged."""
     cdef int32_t idx
+    cdef int64_t remaining = 0
     if rc == FB_ENOMEM:
         raise MemoryError("fastbook: cannot grow the order pool or the level arrays")
     if self._skip:
         fb_l3_count_error(&self._book, rc)
         return 0
-    if rc == FB_ESIDE:
-        raise UpdateError(_side_message(side))
-    if rc == FB_EQTY:
-        raise UpdateError(f"quantity must be >= 1, got {qty} (order {order_id})")
-    if rc == FB_EPRICE:
-        raise UpdateError(f"price {price} is INT64_MIN, which fastbook reserves for "
-                          f"'no price' (order {order_id})")
-    if rc == FB_EUNKNOWN_ORDER:
-        raise UpdateError(f"cannot {verb} order {order_id}: it is not in the book")
-    if rc == FB_EDUPLICATE_ORDER:
-        if verb == "replace":
-            raise UpdateError(f"cannot replace order {order_id} by {new_order_id}: "
-                              f"order {new_order_id} is already in the book")
-        raise UpdateError(f"cannot add order {order_id}: it is already in the book")
     if rc == FB_EOVER_EXECUTE:
         idx = fb_l3_find(&self._book, order_id)
-        raise UpdateError(f"cannot {verb} {qty} from order {order_id}: only "
-                          f"{self._book.orders[idx].qty} remaining")
-    if rc == FB_EOVERFLOW:
-        raise UpdateError(f"cannot {verb} order {order_id}: the quantity at price "
-                          f"{price} would overflow int64")
-    raise SystemError(f"fastbook: unexpected status {rc}")
+        remaining = self._book.orders[idx].qty
+    raise UpdateError(_l3_message(rc, verb, order_id, side, price, qty, new_order_id,
+                                  remaining))
+
+
+cdef int _raise_busy() except -1:
+    raise RuntimeError(
+        "fastbook.OrderBook is being modified by BookSet.apply in another thread; a book has "
+        "one writer at a time (read it from the writer's thread, or copy it there)"
+    )
 
 
 @cython.final
@@ -720,6 +1240,8 @@ cdef class _LevelIterator:
     def __next__(self):
         cdef const fb_l3side *s = &self._owner._book.sides[self._side - 1]
         cdef Py_ssize_t idx
+        if self._owner._busy:
+            _raise_busy()
         if self._owner._book.version != self._version:
             raise RuntimeError("fastbook.OrderBook changed size or contents during iteration")
         if self._i >= s.count:
@@ -802,6 +1324,8 @@ cdef class OrderBook:
     @property
     def errors(self):
         """Failed updates counted in skip mode, by kind (a new dict; every kind present)."""
+        if self._busy:
+            _raise_busy()
         cdef int k
         cdef dict out = {}
         for k in range(FB_ERR_KINDS):
@@ -810,6 +1334,8 @@ cdef class OrderBook:
 
     def reset_errors(self):
         """Set every error counter back to 0."""
+        if self._busy:
+            _raise_busy()
         cdef int k
         for k in range(FB_ERR_KINDS):
             self._book.errors[k] = 0
@@ -823,6 +1349,8 @@ cdef class OrderBook:
         quantity that would overflow int64. Returns True when the best level of
         ``side`` changed.
         """
+        if self._busy:
+            _raise_busy()
         cdef uint64_t oid = _as_u64(order_id, "order_id")
         cdef int s = _as_side(side)
         cdef int64_t p = _as_i64(price, "price")
@@ -833,6 +1361,8 @@ cdef class OrderBook:
 
     def execute(self, order_id, qty):
         """The resting order traded ``qty`` (1 to its remaining quantity; all of it removes it)."""
+        if self._busy:
+            _raise_busy()
         cdef uint64_t oid = _as_u64(order_id, "order_id")
         cdef int64_t q = _as_i64(qty, "qty")
         cdef int rc = fb_l3_execute(&self._book, oid, q)
@@ -842,6 +1372,8 @@ cdef class OrderBook:
 
     def reduce(self, order_id, qty):
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
+        if self._busy:
+            _raise_busy()
         cdef uint64_t oid = _as_u64(order_id, "order_id")
         cdef int64_t q = _as_i64(qty, "qty")
         cdef int rc = fb_l3_reduce(&self._book, oid, q)
@@ -851,6 +1383,8 @@ cdef class OrderBook:
 
     def delete(self, order_id):
         """Remove the order, whatever its remaining quantity."""
+        if self._busy:
+            _raise_busy()
         cdef uint64_t oid = _as_u64(order_id, "order_id")
         cdef int rc = fb_l3_delete(&self._book, oid)
         if rc < 0:
@@ -863,6 +1397,8 @@ cdef class OrderBook:
         The new order goes to the back of its level's queue, even at an
         unchanged price. ``new_order_id`` may equal ``order_id``.
         """
+        if self._busy:
+            _raise_busy()
         cdef uint64_t oid = _as_u64(order_id, "order_id")
         cdef uint64_t nid = _as_u64(new_order_id, "new_order_id")
         cdef int64_t q = _as_i64(qty, "qty")
@@ -874,11 +1410,15 @@ cdef class OrderBook:
 
     def clear(self):
         """Remove every order and level (capacities and error counters are kept)."""
+        if self._busy:
+            _raise_busy()
         fb_l3_clear(&self._book)
 
     # -- orders --------------------------------------------------------------
     def order(self, order_id):
         """``(side, price, remaining_qty)`` of a live order, or None."""
+        if self._busy:
+            _raise_busy()
         cdef int32_t idx = fb_l3_find(&self._book, _as_u64(order_id, "order_id"))
         cdef fb_order *o
         if idx == FB_NIL:
@@ -891,12 +1431,16 @@ cdef class OrderBook:
 
         Exact: counts every older order at the same price and side. O(position).
         """
+        if self._busy:
+            _raise_busy()
         cdef int64_t n = 0, q = 0
         if fb_l3_queue_position(&self._book, _as_u64(order_id, "order_id"), &n, &q) < 0:
             return None
         return (n, q)
 
     def __contains__(self, order_id):
+        if self._busy:
+            _raise_busy()
         if not isinstance(order_id, int) or not 0 <= order_id < 2 ** 64:
             return False
         return fb_l3_find(&self._book, <uint64_t>order_id) != FB_NIL
@@ -908,6 +1452,8 @@ cdef class OrderBook:
 
     def orders_at(self, side, price):
         """The orders at ``price`` on ``side``: ``[(order_id, qty), ...]``, oldest first."""
+        if self._busy:
+            _raise_busy()
         cdef const fb_l3side *s
         cdef int64_t key
         cdef Py_ssize_t pos
@@ -929,6 +1475,8 @@ cdef class OrderBook:
 
     def count_at(self, side, price):
         """Number of orders at ``price`` on ``side`` (0 when there is no level)."""
+        if self._busy:
+            _raise_busy()
         cdef const fb_l3side *s
         cdef int64_t key
         cdef Py_ssize_t pos
@@ -966,10 +1514,14 @@ cdef class OrderBook:
 
     def capacity(self, side):
         """Level slots allocated on ``side``."""
+        if self._busy:
+            _raise_busy()
         return self._book.sides[_valid_side(side) - 1].capacity
 
     def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
+        if self._busy:
+            _raise_busy()
         cdef int sd = _valid_side(side)
         cdef int64_t cap = _as_i64(capacity, "capacity")
         if cap < 0:
@@ -979,6 +1531,8 @@ cdef class OrderBook:
 
     def reserve_orders(self, capacity):
         """Preallocate room for ``capacity`` live orders (rounded up to a power of two)."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t cap = _as_i64(capacity, "capacity")
         if cap < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
@@ -989,6 +1543,8 @@ cdef class OrderBook:
     # -- L2 reads (as fastbook.Book) -------------------------------------------
     def best_bid(self):
         """``(price, qty)`` of the best bid, or None when there are no bids."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t p, q
         if fb_l3_best(&self._book, FB_BID, &p, &q):
             return (p, q)
@@ -996,6 +1552,8 @@ cdef class OrderBook:
 
     def best_ask(self):
         """``(price, qty)`` of the best ask, or None when there are no asks."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t p, q
         if fb_l3_best(&self._book, FB_ASK, &p, &q):
             return (p, q)
@@ -1003,6 +1561,8 @@ cdef class OrderBook:
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
         cdef bint hb = fb_l3_best(&self._book, FB_BID, &bp, &bq)
         cdef bint ha = fb_l3_best(&self._book, FB_ASK, &ap, &aq)
@@ -1013,6 +1573,8 @@ cdef class OrderBook:
 
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_l3_best(&self._book, FB_ASK, &ap, &aq):
@@ -1021,6 +1583,8 @@ cdef class OrderBook:
 
     def mid(self):
         """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_l3_best(&self._book, FB_ASK, &ap, &aq):
@@ -1029,15 +1593,21 @@ cdef class OrderBook:
 
     def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
+        if self._busy:
+            _raise_busy()
         cdef int sd = _valid_side(side)
         return fb_l3_qty_at(&self._book, sd, _as_i64(price, "price"))
 
     def depth(self, side):
         """Number of price levels on ``side``."""
+        if self._busy:
+            _raise_busy()
         return fb_l3_depth(&self._book, _valid_side(side))
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked)."""
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         return bool(fb_l3_best(&self._book, FB_BID, &bp, &bq)
                     and fb_l3_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
@@ -1049,6 +1619,8 @@ cdef class OrderBook:
         missing levels are 0. ``out`` (a writeable C-contiguous int64 ``(4, n)``
         array) is filled and returned without allocating.
         """
+        if self._busy:
+            _raise_busy()
         cdef cnp.ndarray a
         cdef int64_t *base
         cdef cnp.npy_intp *dims
@@ -1077,6 +1649,8 @@ cdef class OrderBook:
 
     def to_arrays(self, side):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
+        if self._busy:
+            _raise_busy()
         cdef const fb_l3side *s
         cdef cnp.ndarray prices, qtys
         cdef int64_t *pp
@@ -1097,6 +1671,8 @@ cdef class OrderBook:
 
     def levels(self, side):
         """Iterate ``(price, qty)`` of ``side``, best first (RuntimeError if the book changes)."""
+        if self._busy:
+            _raise_busy()
         cdef int sd = _valid_side(side)
         cdef _LevelIterator it = _LevelIterator.__new__(_LevelIterator)
         it._owner = self
@@ -1121,6 +1697,8 @@ cdef class OrderBook:
         return format_decimal(qty, self._book.qty_decimals, strip=strip)
 
     def __repr__(self):
+        if self._busy:
+            _raise_busy()
         cdef int64_t bp, bq, ap, aq
         bid = ask = "None"
         if fb_l3_best(&self._book, FB_BID, &bp, &bq):
@@ -1131,3 +1709,382 @@ cdef class OrderBook:
                 f"qty_decimals={self._book.qty_decimals} orders={self._book.order_count} "
                 f"bids={self._book.sides[0].count} asks={self._book.sides[1].count} "
                 f"best_bid={bid} best_ask={ask}>")
+
+
+# ===========================================================================
+# BookSet
+# ===========================================================================
+
+_ACTION_NAMES = {1: "ADD", 2: "REDUCE", 3: "EXECUTE", 4: "DELETE", 5: "REPLACE",
+                 6: "SET_LEVEL", 7: "CLEAR", 8: "TRADE", 9: "SNAPSHOT_BEGIN",
+                 10: "SNAPSHOT_END", 11: "STATUS"}
+_VERBS = {1: "add", 2: "reduce", 3: "execute", 4: "delete", 5: "replace"}
+
+
+def _check_event_layout():
+    # fb_event must be EVENT_DTYPE byte for byte: C reads the numpy records in place
+    from fastbook.events import EVENT_DTYPE
+    cdef fb_event e
+    cdef char *base = <char *>&e
+    offsets = {
+        "ts_exchange": <char *>&e.ts_exchange - base, "ts_receive": <char *>&e.ts_receive - base,
+        "instrument": <char *>&e.instrument - base, "action": <char *>&e.action - base,
+        "side": <char *>&e.side - base, "flags": <char *>&e.flags - base,
+        "price": <char *>&e.price - base, "qty": <char *>&e.qty - base,
+        "order_id": <char *>&e.order_id - base, "new_order_id": <char *>&e.new_order_id - base,
+        "sequence": <char *>&e.sequence - base,
+    }
+    assert EVENT_DTYPE.itemsize == sizeof(fb_event)
+    for name, offset in offsets.items():
+        assert EVENT_DTYPE.fields[name][1] == offset, name
+    return EVENT_DTYPE
+
+
+_EVENT_DTYPE = _check_event_layout()
+#: Names of the error kinds a BookSet counts with ``on_error="skip"`` (its own plus the books').
+BOOKSET_ERROR_KINDS = ERROR_KINDS + ("bad_instrument",)
+
+
+cdef str _l2_message(int rc, int action, int side, int64_t price, int64_t qty, int64_t have):
+    if rc == FB_ESIDE:
+        return _side_message(side)
+    if rc == FB_EQTY:
+        floor = 0 if action == FB_SET_LEVEL else 1
+        return f"quantity must be >= {floor}, got {qty} (at price {price})"
+    if rc == FB_EPRICE:
+        return f"price {price} is INT64_MIN, which fastbook reserves for 'no price'"
+    if rc == FB_EOVER_EXECUTE:
+        return (f"cannot {_VERBS[action]} {qty} at price {price}: the level holds only "
+                f"{have}")
+    if rc == FB_EOVERFLOW:
+        return f"cannot add {qty} at price {price}: the level quantity would overflow int64"
+    return f"unexpected status {rc}"
+
+
+cdef class BookSet:
+    """Many books, indexed by a dense instrument id, updated by whole event arrays.
+
+    Each instrument has a book (an L3 :class:`OrderBook` or an L2
+    :class:`fastbook.Book`) and metadata (symbol, venue, decimals, tick and lot
+    size). :meth:`apply` routes every event of a
+    :data:`fastbook.events.EVENT_DTYPE` array to its instrument's book in one
+    C loop, without the GIL for large batches.
+
+    Parameters
+    ----------
+    on_error : {"raise", "skip"}
+        ``"raise"``: a batch is all-or-nothing; the first failing event raises
+        ``fastbook.UpdateError`` (with its ``index``) and every book is left as
+        it was before the batch. ``"skip"``: failing events are counted by
+        instrument and kind (``errors``, ``instrument_errors``) and skipped.
+
+    Examples
+    --------
+    >>> from fastbook.l3 import BookSet
+    >>> from fastbook.events import events_from_records
+    >>> bs = BookSet()
+    >>> bs.add_instrument("AAPL", venue="XNAS", price_decimals=4, tick_size=100)
+    0
+    >>> bs.apply(events_from_records([
+    ...     {"action": "add", "side": 1, "price": 5853300, "qty": 18, "order_id": 7},
+    ...     {"action": "execute", "order_id": 7, "qty": 5},
+    ... ]))
+    2
+    >>> bs[0].best_bid()
+    (5853300, 13)
+    """
+
+    cdef fb_bookset _bs
+    cdef Py_ssize_t _capacity
+    cdef list _books
+    cdef list _meta
+    cdef dict _index
+    cdef bint _skip
+    cdef bint _busy
+
+    def __cinit__(self, *, on_error="raise"):
+        if on_error != "raise" and on_error != "skip":
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self._skip = on_error == "skip"
+        self._books = []
+        self._meta = []
+        self._index = {}
+        self._bs.count = 0
+        self._bs.kinds = NULL
+        self._bs.books = NULL
+        self._bs.errors = NULL
+        self._bs.bad_instrument = 0
+        self._bs.undo = NULL
+        self._bs.undo_capacity = 0
+        self._capacity = 0
+
+    def __dealloc__(self):
+        fb_bookset_free(&self._bs)
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t cap = self._capacity * 2 if self._capacity >= 16 else 16
+        cdef uint8_t *kinds
+        cdef void **books
+        cdef uint64_t *errors
+        if cap >= (<Py_ssize_t>1 << 32):
+            raise OverflowError("a BookSet holds at most 2**32 instruments")
+        kinds = <uint8_t *>realloc(self._bs.kinds, <size_t>cap)
+        if kinds == NULL:
+            raise MemoryError()
+        self._bs.kinds = kinds
+        books = <void **>realloc(self._bs.books, <size_t>cap * sizeof(void *))
+        if books == NULL:
+            raise MemoryError()
+        self._bs.books = books
+        errors = <uint64_t *>realloc(self._bs.errors,
+                                     <size_t>cap * FB_ERR_KINDS * sizeof(uint64_t))
+        if errors == NULL:
+            raise MemoryError()
+        self._bs.errors = errors
+        self._capacity = cap
+        return 0
+
+    def add_book(self, book, *, symbol, venue="", tick_size=1, lot_size=1):
+        """Add an existing book as the next instrument; returns its instrument id.
+
+        ``book`` is a :class:`OrderBook` (L3) or a :class:`fastbook.Book` (L2)
+        and is shared, not copied. ``(symbol, venue)`` must be new to the set.
+        ``tick_size`` and ``lot_size`` are fixed-point integers at the book's
+        scales (metadata for consumers; ``apply`` does not enforce them).
+        """
+        cdef Py_ssize_t i = self._bs.count
+        cdef uint8_t kind
+        if self._busy:
+            raise RuntimeError("BookSet.apply is running in another thread")
+        if isinstance(book, OrderBook):
+            kind = FB_KIND_L3
+        elif isinstance(book, Book):
+            kind = FB_KIND_L2
+        else:
+            raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
+                            f"got {type(book).__name__}")
+        if not isinstance(symbol, str) or not isinstance(venue, str):
+            raise TypeError("symbol and venue must be str")
+        for name, value in (("tick_size", tick_size), ("lot_size", lot_size)):
+            if not isinstance(value, int) or isinstance(value, bool) \
+                    or not 1 <= value <= INT64_MAX:
+                raise ValueError(f"{name} must be a positive int64, got {value!r}")
+        if (symbol, venue) in self._index:
+            raise ValueError(f"instrument {symbol!r} on venue {venue!r} is already in the set "
+                             f"(id {self._index[(symbol, venue)]})")
+        if any(b is book for b in self._books):
+            raise ValueError("this book is already in the set")
+        if i == self._capacity:
+            self._grow()
+        self._bs.kinds[i] = kind
+        if kind == FB_KIND_L3:
+            self._bs.books[i] = <void *>&(<OrderBook>book)._book
+        else:
+            self._bs.books[i] = <void *>&(<Book>book)._book
+        memset(&self._bs.errors[i * FB_ERR_KINDS], 0, FB_ERR_KINDS * sizeof(uint64_t))
+        self._books.append(book)
+        self._meta.append({
+            "symbol": symbol, "venue": venue, "kind": "l3" if kind == FB_KIND_L3 else "l2",
+            "price_decimals": book.price_decimals, "qty_decimals": book.qty_decimals,
+            "tick_size": tick_size, "lot_size": lot_size,
+        })
+        self._index[(symbol, venue)] = i
+        self._bs.count = i + 1
+        return i
+
+    def add_instrument(self, symbol, *, kind="l3", venue="", price_decimals, qty_decimals=0,
+                       tick_size=1, lot_size=1, capacity=256, order_capacity=1024):
+        """Create a book for a new instrument and add it; returns its instrument id.
+
+        ``kind`` is ``"l3"`` (an :class:`OrderBook` with ``capacity`` level and
+        ``order_capacity`` order slots) or ``"l2"`` (a :class:`fastbook.Book`
+        with ``capacity`` level slots).
+        """
+        if kind == "l3":
+            book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals,
+                             capacity=capacity, order_capacity=order_capacity)
+        elif kind == "l2":
+            book = Book(price_decimals=price_decimals, qty_decimals=qty_decimals,
+                        capacity=capacity)
+        else:
+            raise ValueError(f"kind must be 'l3' or 'l2', got {kind!r}")
+        return self.add_book(book, symbol=symbol, venue=venue, tick_size=tick_size,
+                             lot_size=lot_size)
+
+    def __len__(self):
+        return self._bs.count
+
+    def __getitem__(self, instrument):
+        """The book of ``instrument`` (an id from ``add_book`` / ``add_instrument``)."""
+        return self._books[self._check_id(instrument)]
+
+    cdef Py_ssize_t _check_id(self, object instrument) except -1:
+        if not isinstance(instrument, int) or isinstance(instrument, bool) \
+                or not 0 <= instrument < self._bs.count:
+            raise IndexError(f"instrument must be an id from 0 to {self._bs.count - 1}, "
+                             f"got {instrument!r}")
+        return instrument
+
+    def instrument(self, instrument):
+        """Metadata of ``instrument``: symbol, venue, kind, decimals, tick and lot size."""
+        return dict(self._meta[self._check_id(instrument)])
+
+    def find(self, symbol, venue=""):
+        """The id of ``(symbol, venue)``; KeyError when it is not in the set."""
+        try:
+            return self._index[(symbol, venue)]
+        except KeyError:
+            raise KeyError(f"no instrument {symbol!r} on venue {venue!r} in this BookSet") \
+                from None
+
+    @property
+    def on_error(self):
+        """``"raise"`` or ``"skip"``."""
+        return "skip" if self._skip else "raise"
+
+    @property
+    def errors(self):
+        """Events skipped in skip mode, by kind, summed over instruments (a new dict)."""
+        cdef Py_ssize_t i
+        cdef int k
+        out = dict.fromkeys(BOOKSET_ERROR_KINDS, 0)
+        for i in range(self._bs.count):
+            for k in range(FB_ERR_KINDS):
+                out[ERROR_KINDS[k]] += self._bs.errors[i * FB_ERR_KINDS + k]
+        out["bad_instrument"] = self._bs.bad_instrument
+        return out
+
+    def instrument_errors(self, instrument):
+        """Events of ``instrument`` skipped in skip mode, by kind (a new dict)."""
+        cdef Py_ssize_t i = self._check_id(instrument)
+        cdef int k
+        return {ERROR_KINDS[k]: self._bs.errors[i * FB_ERR_KINDS + k]
+                for k in range(FB_ERR_KINDS)}
+
+    def reset_errors(self):
+        """Set every skip-mode counter back to 0."""
+        if self._bs.count:
+            memset(self._bs.errors, 0, <size_t>self._bs.count * FB_ERR_KINDS * sizeof(uint64_t))
+        self._bs.bad_instrument = 0
+
+    def apply(self, events):
+        """Apply an event array in order, each event to its instrument's book.
+
+        Parameters
+        ----------
+        events : numpy.ndarray of fastbook.events.EVENT_DTYPE
+            1-dimensional and C-contiguous; read in place, never copied.
+
+        Returns
+        -------
+        int
+            The number of events applied (in skip mode, without the skipped ones).
+
+        Raises
+        ------
+        fastbook.UpdateError
+            Raise mode: the first event that cannot be applied (unknown order
+            id, duplicate, over-execution, bad side/quantity/price, an action
+            the book's kind does not support, an instrument not in the set).
+            Its ``index`` is the event's position and every book is exactly as
+            before the call (capacities may have grown).
+        fastbook.ArrayError
+            ``events`` is not a suitable array (nothing changed).
+        MemoryError
+            A book or the undo journal could not grow (raise mode: rolled back;
+            skip mode: the events before the one named were applied).
+        """
+        cdef cnp.ndarray arr
+        cdef const fb_event *ev
+        cdef Py_ssize_t n, done = 0, skipped = 0
+        cdef int64_t detail = 0
+        cdef int rc
+        cdef bint release
+        if self._busy:
+            raise RuntimeError("BookSet.apply is already running in another thread")
+        if not cnp.PyArray_Check(events) or events.dtype != _EVENT_DTYPE \
+                or cnp.PyArray_NDIM(<cnp.ndarray>events) != 1 \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>events):
+            from fastbook.events import check_events
+            check_events(events)
+        arr = <cnp.ndarray>events
+        n = cnp.PyArray_DIMS(arr)[0]
+        ev = <const fb_event *>cnp.PyArray_DATA(arr)
+        release = n >= 256
+        if release:
+            self._set_busy(True)
+            try:
+                with nogil:
+                    rc = fb_bookset_apply(&self._bs, ev, n, self._skip, &done, &skipped,
+                                          &detail)
+            finally:
+                self._set_busy(False)
+        else:
+            self._check_not_busy()
+            rc = fb_bookset_apply(&self._bs, ev, n, self._skip, &done, &skipped, &detail)
+        if rc == FB_ENOMEM:
+            if self._skip:
+                raise MemoryError(f"fastbook: cannot grow a book at event {done}; the events "
+                                  f"before it were applied")
+            raise MemoryError(f"fastbook: cannot grow a book at event {done}; nothing was "
+                              f"applied")
+        if rc < 0:
+            raise UpdateError(f"event {done}: {self._message(rc, &ev[done], detail)}", done)
+        return n - skipped
+
+    cdef str _message(self, int rc, const fb_event *e, int64_t detail):
+        cdef int a = e.action
+        cdef uint32_t inst = e.instrument
+        cdef str where
+        if rc == FB_EINSTRUMENT:
+            return (f"instrument {inst} is not in this BookSet "
+                    f"(it has {self._bs.count} instruments)")
+        meta = self._meta[inst]
+        where = f" (instrument {inst}, {meta['symbol']!r})"
+        if rc == FB_EACTION:
+            if a in _ACTION_NAMES:
+                need = "an L3 book" if a == FB_REPLACE else "an L2 book"
+                return f"{_ACTION_NAMES[a]} needs {need}{where}"
+            return f"action {a} is not a fastbook.events.Action{where}"
+        if self._bs.kinds[inst] == FB_KIND_L3:
+            return _l3_message(rc, _VERBS[a], e.order_id, e.side, e.price, e.qty,
+                               e.new_order_id, detail) + where
+        return _l2_message(rc, a, e.side, e.price, e.qty, detail) + where
+
+    cdef int _check_not_busy(self) except -1:
+        for book in self._books:
+            if (<OrderBook>book)._busy if isinstance(book, OrderBook) else (<Book>book)._busy:
+                raise RuntimeError(f"a book of this BookSet is being modified in another "
+                                   f"thread ({book!r})")
+        return 0
+
+    cdef int _set_busy(self, bint busy) except -1:
+        if busy:
+            self._check_not_busy()
+        self._busy = busy
+        for book in self._books:
+            if isinstance(book, OrderBook):
+                (<OrderBook>book)._busy = busy
+            else:
+                (<Book>book)._busy = busy
+        return 0
+
+    def clear(self):
+        """Clear every book of the set (instruments, metadata and error counters are kept)."""
+        cdef Py_ssize_t i
+        if self._busy:
+            raise RuntimeError("BookSet.apply is running in another thread")
+        self._check_not_busy()
+        for i in range(self._bs.count):
+            if self._bs.kinds[i] == FB_KIND_L3:
+                fb_l3_clear(<fb_l3book *>self._bs.books[i])
+            else:
+                fb_book_clear(<fb_book *>self._bs.books[i])
+
+    @property
+    def books(self):
+        """The books, in instrument order (a new list)."""
+        return list(self._books)
+
+    def __repr__(self):
+        return f"<fastbook.BookSet instruments={self._bs.count} on_error={self.on_error!r}>"

@@ -474,3 +474,237 @@ class OrderBook:
                 f"qty_decimals={self._qty_decimals} orders={len(self._orders)} "
                 f"bids={len(self._queues[BID])} asks={len(self._queues[ASK])} "
                 f"best_bid={bid} best_ask={ask}>")
+
+
+# ---------------------------------------------------------------------------
+# BookSet
+# ---------------------------------------------------------------------------
+
+BOOKSET_ERROR_KINDS = (*ERROR_KINDS, "bad_instrument")
+
+_ACTION_NAMES = {1: "ADD", 2: "REDUCE", 3: "EXECUTE", 4: "DELETE", 5: "REPLACE",
+                 6: "SET_LEVEL", 7: "CLEAR", 8: "TRADE", 9: "SNAPSHOT_BEGIN",
+                 10: "SNAPSHOT_END", 11: "STATUS"}
+_VERBS = {1: "add", 2: "reduce", 3: "execute", 4: "delete", 5: "replace"}
+_ADD, _REDUCE, _EXECUTE, _DELETE, _REPLACE, _SET_LEVEL = 1, 2, 3, 4, 5, 6
+_CLEAR, _TRADE, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS = 7, 8, 9, 10, 11
+
+
+class BookSet:
+    """Pure-Python twin of :class:`fastbook._l3.BookSet` (see its documentation).
+
+    All-or-nothing in raise mode is done the obvious way: every book an event
+    touches is deep-copied first and restored on failure.
+    """
+
+    def __init__(self, *, on_error: str = "raise") -> None:
+        if on_error != "raise" and on_error != "skip":
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self._skip = on_error == "skip"
+        self._books: list[Any] = []
+        self._meta: list[dict[str, Any]] = []
+        self._index: dict[tuple[str, str], int] = {}
+        self._errors: list[dict[str, int]] = []
+        self._bad_instrument = 0
+
+    def add_book(self, book: Any, *, symbol: str, venue: str = "", tick_size: int = 1,
+                 lot_size: int = 1) -> int:
+        from fastbook._pycore import Book
+
+        if isinstance(book, OrderBook):
+            kind = "l3"
+        elif isinstance(book, Book):
+            kind = "l2"
+        else:
+            raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
+                            f"got {type(book).__name__}")
+        if not isinstance(symbol, str) or not isinstance(venue, str):
+            raise TypeError("symbol and venue must be str")
+        for name, value in (("tick_size", tick_size), ("lot_size", lot_size)):
+            if not isinstance(value, int) or isinstance(value, bool) \
+                    or not 1 <= value <= _INT64_MAX:
+                raise ValueError(f"{name} must be a positive int64, got {value!r}")
+        if (symbol, venue) in self._index:
+            raise ValueError(f"instrument {symbol!r} on venue {venue!r} is already in the set "
+                             f"(id {self._index[(symbol, venue)]})")
+        if any(b is book for b in self._books):
+            raise ValueError("this book is already in the set")
+        i = len(self._books)
+        self._books.append(book)
+        self._meta.append({
+            "symbol": symbol, "venue": venue, "kind": kind,
+            "price_decimals": book.price_decimals, "qty_decimals": book.qty_decimals,
+            "tick_size": tick_size, "lot_size": lot_size,
+        })
+        self._index[(symbol, venue)] = i
+        self._errors.append(dict.fromkeys(ERROR_KINDS, 0))
+        return i
+
+    def add_instrument(self, symbol: str, *, kind: str = "l3", venue: str = "",
+                       price_decimals: int, qty_decimals: int = 0, tick_size: int = 1,
+                       lot_size: int = 1, capacity: int = 256, order_capacity: int = 1024) -> int:
+        from fastbook._pycore import Book
+
+        book: Any
+        if kind == "l3":
+            book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals,
+                             capacity=capacity, order_capacity=order_capacity)
+        elif kind == "l2":
+            book = Book(price_decimals=price_decimals, qty_decimals=qty_decimals,
+                        capacity=capacity)
+        else:
+            raise ValueError(f"kind must be 'l3' or 'l2', got {kind!r}")
+        return self.add_book(book, symbol=symbol, venue=venue, tick_size=tick_size,
+                             lot_size=lot_size)
+
+    def __len__(self) -> int:
+        return len(self._books)
+
+    def _check_id(self, instrument: Any) -> int:
+        if not isinstance(instrument, int) or isinstance(instrument, bool) \
+                or not 0 <= instrument < len(self._books):
+            raise IndexError(f"instrument must be an id from 0 to {len(self._books) - 1}, "
+                             f"got {instrument!r}")
+        return instrument
+
+    def __getitem__(self, instrument: int) -> Any:
+        return self._books[self._check_id(instrument)]
+
+    def instrument(self, instrument: int) -> dict[str, Any]:
+        return dict(self._meta[self._check_id(instrument)])
+
+    def find(self, symbol: str, venue: str = "") -> int:
+        try:
+            return self._index[(symbol, venue)]
+        except KeyError:
+            raise KeyError(f"no instrument {symbol!r} on venue {venue!r} in this BookSet") \
+                from None
+
+    @property
+    def on_error(self) -> str:
+        return "skip" if self._skip else "raise"
+
+    @property
+    def errors(self) -> dict[str, int]:
+        out = dict.fromkeys(BOOKSET_ERROR_KINDS, 0)
+        for counts in self._errors:
+            for kind, n in counts.items():
+                out[kind] += n
+        out["bad_instrument"] = self._bad_instrument
+        return out
+
+    def instrument_errors(self, instrument: int) -> dict[str, int]:
+        return dict(self._errors[self._check_id(instrument)])
+
+    def reset_errors(self) -> None:
+        self._errors = [dict.fromkeys(ERROR_KINDS, 0) for _ in self._books]
+        self._bad_instrument = 0
+
+    def clear(self) -> None:
+        for book in self._books:
+            book.clear()
+
+    @property
+    def books(self) -> list[Any]:
+        return list(self._books)
+
+    def __repr__(self) -> str:
+        return f"<fastbook.BookSet instruments={len(self._books)} on_error={self.on_error!r}>"
+
+    # -- apply -------------------------------------------------------------------
+    @staticmethod
+    def _l3_event(book: OrderBook, action: int, side: int, price: int, qty: int,
+                  order_id: int, new_order_id: int) -> None:
+        if action == _ADD:
+            book._do_add(order_id, side, price, qty, side)
+        elif action in (_REDUCE, _EXECUTE):
+            book._do_take(_VERBS[action], order_id, qty)
+        elif action == _DELETE:
+            book._do_delete(order_id)
+        elif action == _REPLACE:
+            book._do_replace(order_id, new_order_id, qty, price)
+        elif action in (_CLEAR, _SNAPSHOT_BEGIN):
+            book.clear()
+        elif action not in (_TRADE, _SNAPSHOT_END, _STATUS):
+            raise _Failure("bad_action", "")
+
+    @staticmethod
+    def _l2_event(book: Any, action: int, side: int, price: int, qty: int) -> None:
+        if action in (_TRADE, _SNAPSHOT_END, _STATUS):
+            return
+        if action == _REPLACE or not _ADD <= action <= _STATUS:
+            raise _Failure("bad_action", "")
+        if action in (_CLEAR, _SNAPSHOT_BEGIN):
+            book.clear()
+            return
+        if side != BID and side != ASK:
+            raise _Failure("bad_side", _side_message(side))
+        floor = 0 if action == _SET_LEVEL else 1
+        if qty < floor:
+            raise _Failure("bad_quantity",
+                           f"quantity must be >= {floor}, got {qty} (at price {price})")
+        if price == _INT64_MIN:
+            raise _Failure("bad_price",
+                           f"price {price} is INT64_MIN, which fastbook reserves for 'no price'")
+        old = book.qty_at(side, price)
+        if action == _SET_LEVEL:
+            new = qty
+        elif action == _ADD:
+            if old > _INT64_MAX - qty:
+                raise _Failure("overflow", f"cannot add {qty} at price {price}: the level "
+                                           f"quantity would overflow int64")
+            new = old + qty
+        else:
+            if qty > old:
+                raise _Failure("over_execute", f"cannot {_VERBS[action]} {qty} at price "
+                                               f"{price}: the level holds only {old}")
+            new = old - qty
+        book.set(side, price, new)
+
+    def apply(self, events: Any) -> int:
+        import copy
+
+        from fastbook.events import check_events
+
+        rows = check_events(events).tolist()
+        saved: dict[int, dict[str, Any]] = {}
+        skipped = 0
+        for i, row in enumerate(rows):
+            _, _, inst, action, side, _, price, qty, order_id, new_order_id, _ = row
+            try:
+                if inst >= len(self._books):
+                    raise _Failure("bad_instrument",
+                                   f"instrument {inst} is not in this BookSet "
+                                   f"(it has {len(self._books)} instruments)")
+                book = self._books[inst]
+                if not self._skip and inst not in saved:
+                    saved[inst] = copy.deepcopy(book.__dict__)
+                if self._meta[inst]["kind"] == "l3":
+                    self._l3_event(book, action, side, price, qty, order_id, new_order_id)
+                else:
+                    self._l2_event(book, action, side, price, qty)
+            except _Failure as failure:
+                if self._skip:
+                    skipped += 1
+                    if failure.kind == "bad_instrument":
+                        self._bad_instrument += 1
+                    else:
+                        self._errors[inst][failure.kind] += 1
+                    continue
+                message = self._message(failure, inst, action)
+                for j, state in saved.items():
+                    self._books[j].__dict__.clear()
+                    self._books[j].__dict__.update(state)
+                raise UpdateError(f"event {i}: {message}", i) from None
+        return len(rows) - skipped
+
+    def _message(self, failure: _Failure, inst: int, action: int) -> str:
+        if failure.kind == "bad_instrument":
+            return str(failure)
+        where = f" (instrument {inst}, {self._meta[inst]['symbol']!r})"
+        if failure.kind == "bad_action":
+            if action in _ACTION_NAMES:
+                need = "an L3 book" if action == _REPLACE else "an L2 book"
+                return f"{_ACTION_NAMES[action]} needs {need}{where}"
+            return f"action {action} is not a fastbook.events.Action{where}"
+        return f"{failure}{where}"

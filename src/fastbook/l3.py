@@ -1,4 +1,4 @@
-"""The L3 (order-by-order) book: ``fastbook.l3.OrderBook``.
+"""The L3 (order-by-order) book ``OrderBook`` and the multi-instrument ``BookSet``.
 
 The compiled ``fastbook._l3`` is used by default; with ``FASTBOOK_NO_EXTENSIONS=1``
 (or when the compiled module is missing) the pure-Python twin ``fastbook._pyl3``
@@ -42,13 +42,24 @@ def _load():  # type: ignore[no-untyped-def]
 _impl = _load()
 
 OrderBook = _impl.OrderBook
+BookSet = _impl.BookSet
 #: Bytes per order slot (record, side byte and hash slots); see ``OrderBook.nbytes``.
 BYTES_PER_ORDER: int = _impl.BYTES_PER_ORDER
 #: Bytes per allocated level slot of an L3 book.
 BYTES_PER_LEVEL: int = _impl.BYTES_PER_LEVEL
 #: Names of the error kinds counted by ``OrderBook(on_error="skip")``.
 ERROR_KINDS: tuple[str, ...] = _impl.ERROR_KINDS
+#: Error kinds counted by ``BookSet(on_error="skip")``: the books' kinds and "bad_instrument".
+BOOKSET_ERROR_KINDS: tuple[str, ...] = _impl.BOOKSET_ERROR_KINDS
 #: True when the compiled L3 book is in use.
 COMPILED: bool = _impl.COMPILED
 
-__all__ = ["BYTES_PER_LEVEL", "BYTES_PER_ORDER", "COMPILED", "ERROR_KINDS", "OrderBook"]
+__all__ = [
+    "BOOKSET_ERROR_KINDS",
+    "BYTES_PER_LEVEL",
+    "BYTES_PER_ORDER",
+    "COMPILED",
+    "ERROR_KINDS",
+    "BookSet",
+    "OrderBook",
+]

@@ -1,0 +1,489 @@
+"""BookSet: many books updated by event arrays, compiled and twin, unit and differential tests."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastbook
+from fastbook import _pycore, _pyl3
+from fastbook.errors import ArrayError, UpdateError
+from fastbook.events import EVENT_DTYPE, Action, empty_events, events_from_records
+
+try:
+    from fastbook import _core, _l3
+except ImportError:  # pragma: no cover - a build without the extension
+    _core = _l3 = None
+
+BID, ASK = 1, 2
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+NO_EXTENSIONS = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
+IMPLS = {"twin": (_pyl3, _pycore)}
+if _l3 is not None and not NO_EXTENSIONS:
+    IMPLS["compiled"] = (_l3, _core)
+needs_compiled = pytest.mark.skipif("compiled" not in IMPLS,
+                                    reason="compiled L3 book disabled or not built")
+
+
+@pytest.fixture(params=sorted(IMPLS))
+def impls(request):
+    """(L3 module, L2 module): compiled (_l3, _core) or twin (_pyl3, _pycore)."""
+    return IMPLS[request.param]
+
+
+def make_set(l3mod, on_error="raise"):
+    """Instruments 0 and 1 are L3 books, 2 is an L2 book."""
+    bs = l3mod.BookSet(on_error=on_error)
+    assert bs.add_instrument("AAPL", venue="XNAS", price_decimals=4, tick_size=100,
+                             order_capacity=16, capacity=0) == 0
+    assert bs.add_instrument("MSFT", venue="XNAS", price_decimals=4, order_capacity=16,
+                             capacity=0) == 1
+    assert bs.add_instrument("BTC-USD", kind="l2", venue="COINBASE", price_decimals=2,
+                             qty_decimals=8, capacity=0) == 2
+    return bs
+
+
+def ev(*records, **defaults):
+    return events_from_records(records, **defaults)
+
+
+def book_state(book):
+    """Everything observable about an L3 or L2 book's contents."""
+    levels = {}
+    for side in (BID, ASK):
+        for price, qty in book.levels(side):
+            orders = None
+            if hasattr(book, "orders_at"):
+                orders = tuple((oid, q, book.queue_position(oid))
+                               for oid, q in book.orders_at(side, price))
+            levels[(side, price)] = (qty, orders)
+    extra = book.order_count if hasattr(book, "order_count") else book.missing_deletes
+    return levels, extra, book.top(4).tolist()
+
+
+def set_state(bs):
+    return [book_state(bs[i]) for i in range(len(bs))], bs.errors
+
+
+SEED = [
+    {"instrument": 0, "action": "add", "side": BID, "price": 100, "qty": 5, "order_id": 1},
+    {"instrument": 0, "action": "add", "side": BID, "price": 100, "qty": 7, "order_id": 2},
+    {"instrument": 0, "action": "add", "side": BID, "price": 100, "qty": 1, "order_id": 3},
+    {"instrument": 0, "action": "add", "side": ASK, "price": 105, "qty": 3, "order_id": 4},
+    {"instrument": 1, "action": "add", "side": ASK, "price": 200, "qty": 9, "order_id": 1},
+    {"instrument": 2, "action": "add", "side": BID, "price": 2743150, "qty": 25},
+    {"instrument": 2, "action": "set_level", "side": ASK, "price": 2743175, "qty": 10},
+]
+
+
+def seeded(l3mod, on_error="raise"):
+    bs = make_set(l3mod, on_error)
+    assert bs.apply(ev(*SEED)) == len(SEED)
+    return bs
+
+
+# ---------------------------------------------------------------------------
+# construction and metadata
+# ---------------------------------------------------------------------------
+
+@needs_compiled
+def test_selector_exports_the_compiled_bookset():
+    from fastbook import l3
+
+    assert l3.BookSet is _l3.BookSet
+    assert l3.BOOKSET_ERROR_KINDS == _pyl3.BOOKSET_ERROR_KINDS == (*l3.ERROR_KINDS,
+                                                                    "bad_instrument")
+
+
+def test_metadata(impls):
+    l3mod, l2mod = impls
+    bs = make_set(l3mod)
+    assert len(bs) == 3
+    assert isinstance(bs[0], l3mod.OrderBook) and isinstance(bs[2], l2mod.Book)
+    assert bs.instrument(0) == {"symbol": "AAPL", "venue": "XNAS", "kind": "l3",
+                                "price_decimals": 4, "qty_decimals": 0, "tick_size": 100,
+                                "lot_size": 1}
+    assert bs.instrument(2)["kind"] == "l2" and bs.instrument(2)["qty_decimals"] == 8
+    assert bs.find("MSFT", "XNAS") == 1 and bs.find("BTC-USD", venue="COINBASE") == 2
+    with pytest.raises(KeyError, match="MSFT"):
+        bs.find("MSFT")
+    for bad in (3, -1, "0", True, 1.0):
+        with pytest.raises(IndexError):
+            bs[bad]
+    assert bs.on_error == "raise"
+    assert bs.books == [bs[0], bs[1], bs[2]]
+    assert repr(bs) == "<fastbook.BookSet instruments=3 on_error='raise'>"
+
+
+def test_add_book_shares_the_book(impls):
+    l3mod, l2mod = impls
+    bs = l3mod.BookSet(on_error="skip")
+    ob = l3mod.OrderBook(price_decimals=2)
+    book = l2mod.Book(price_decimals=2, qty_decimals=0)
+    assert bs.add_book(ob, symbol="X") == 0
+    assert bs.add_book(book, symbol="X", venue="OTHER", lot_size=100) == 1
+    assert bs[0] is ob and bs[1] is book
+    bs.apply(ev({"action": "add", "side": ASK, "price": 7, "qty": 1, "order_id": 9},
+                {"instrument": 1, "action": "set_level", "side": BID, "price": 5, "qty": 2}))
+    assert ob.best_ask() == (7, 1) and book.best_bid() == (5, 2)
+    with pytest.raises(ValueError, match="already in the set"):
+        bs.add_book(ob, symbol="Y")
+    with pytest.raises(ValueError, match="already in the set"):
+        bs.add_book(l3mod.OrderBook(price_decimals=2), symbol="X")
+    with pytest.raises(TypeError):
+        bs.add_book(object(), symbol="Z")
+    with pytest.raises(TypeError):
+        bs.add_book(l3mod.OrderBook(price_decimals=2), symbol=5)
+    for bad in (0, -1, 1.5, True, 2**63):
+        with pytest.raises(ValueError, match="tick_size"):
+            bs.add_book(l3mod.OrderBook(price_decimals=2), symbol="Z", tick_size=bad)
+    with pytest.raises(ValueError, match="kind"):
+        bs.add_instrument("Z", kind="l4", price_decimals=2)
+    with pytest.raises(ValueError, match="on_error"):
+        l3mod.BookSet(on_error="ignore")
+    assert len(bs) == 2
+
+
+@needs_compiled
+def test_books_of_the_other_implementation_are_refused():
+    with pytest.raises(TypeError):
+        _l3.BookSet().add_book(_pyl3.OrderBook(price_decimals=2), symbol="X")
+    with pytest.raises(TypeError):
+        _l3.BookSet().add_book(_pycore.Book(price_decimals=2, qty_decimals=0), symbol="X")
+    with pytest.raises(TypeError):
+        _pyl3.BookSet().add_book(_l3.OrderBook(price_decimals=2), symbol="X")
+
+
+# ---------------------------------------------------------------------------
+# apply
+# ---------------------------------------------------------------------------
+
+def test_apply_routes_by_instrument(impls):
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    aapl, msft, btc = bs[0], bs[1], bs[2]
+    assert aapl.orders_at(BID, 100) == [(1, 5), (2, 7), (3, 1)]
+    assert msft.best_ask() == (200, 9) and msft.best_bid() is None
+    assert btc.bbo() == (2743150, 25, 2743175, 10)
+    n = bs.apply(ev(
+        {"instrument": 0, "action": "execute", "order_id": 1, "qty": 2},
+        {"instrument": 0, "action": "reduce", "order_id": 2, "qty": 7},
+        {"instrument": 0, "action": "replace", "order_id": 4, "new_order_id": 5,
+         "price": 104, "qty": 6},
+        {"instrument": 1, "action": "delete", "order_id": 1},
+        {"instrument": 2, "action": "execute", "side": BID, "price": 2743150, "qty": 5},
+        {"instrument": 2, "action": "delete", "side": ASK, "price": 2743175, "qty": 10},
+        {"instrument": 1, "action": "trade", "price": 1, "qty": 1, "order_id": 777},
+        {"instrument": 0, "action": "status"},
+        {"instrument": 2, "action": "snapshot_end"},
+    ))
+    assert n == 9
+    assert aapl.orders_at(BID, 100) == [(1, 3), (3, 1)]
+    assert aapl.best_ask() == (104, 6) and 4 not in aapl
+    assert msft.order_count == 0
+    assert btc.bbo() == (2743150, 20, None, None)
+    assert bs.apply(empty_events(0)) == 0
+
+
+def test_clear_and_snapshot(impls):
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    bs.apply(ev({"instrument": 0, "action": "clear"},
+                {"instrument": 2, "action": "snapshot_begin"},
+                {"instrument": 2, "action": "set_level", "side": BID, "price": 9, "qty": 1,
+                 "flags": 2},
+                {"instrument": 2, "action": "snapshot_end"}))
+    assert bs[0].order_count == 0 and bs[0].depth(BID) == 0
+    assert bs[1].order_count == 1
+    assert list(bs[2]) == [(BID, 9, 1)]
+
+
+def test_clear_every_book(impls):
+    l3mod, _ = impls
+    bs = seeded(l3mod, on_error="skip")
+    bs.apply(ev({"instrument": 0, "action": "delete", "order_id": 99}))
+    bs.clear()
+    assert [book_state(b)[0] for b in bs.books] == [{}, {}, {}]
+    assert bs.errors["unknown_order"] == 1 and len(bs) == 3
+    assert bs.apply(ev(*SEED)) == len(SEED)          # ids are free again
+
+
+def test_l2_book_missing_delete_is_counted_not_an_error(impls):
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    bs.apply(ev({"instrument": 2, "action": "set_level", "side": BID, "price": 1, "qty": 0}))
+    assert bs[2].missing_deletes == 1
+
+
+ERROR_CASES = [
+    # (event, kind, message)
+    ({"instrument": 0, "action": "delete", "order_id": 99}, "unknown_order",
+     r"cannot delete order 99: it is not in the book \(instrument 0, 'AAPL'\)"),
+    ({"instrument": 1, "action": "add", "side": BID, "price": 1, "qty": 1, "order_id": 1},
+     "duplicate_order",
+     r"cannot add order 1: it is already in the book \(instrument 1, 'MSFT'\)"),
+    ({"instrument": 0, "action": "execute", "order_id": 4, "qty": 4}, "over_execute",
+     "cannot execute 4 from order 4: only 3 remaining"),
+    ({"instrument": 0, "action": "reduce", "order_id": 4, "qty": 0}, "bad_quantity",
+     r"quantity must be >= 1, got 0 \(order 4\)"),
+    ({"instrument": 0, "action": "add", "side": 0, "price": 1, "qty": 1, "order_id": 8},
+     "bad_side", r"side must be fastbook.BID \(1\) or fastbook.ASK \(2\), got 0"),
+    ({"instrument": 0, "action": "add", "side": BID, "price": INT64_MIN, "qty": 1,
+      "order_id": 8}, "bad_price", "INT64_MIN"),
+    ({"instrument": 0, "action": "replace", "order_id": 1, "new_order_id": 4, "price": 1,
+      "qty": 1}, "duplicate_order", "cannot replace order 1 by 4"),
+    ({"instrument": 0, "action": "add", "side": BID, "price": 100, "qty": INT64_MAX,
+      "order_id": 8}, "overflow", "would overflow int64"),
+    ({"instrument": 0, "action": "set_level", "side": BID, "price": 1, "qty": 1},
+     "bad_action", r"SET_LEVEL needs an L2 book \(instrument 0, 'AAPL'\)"),
+    ({"instrument": 2, "action": "replace", "order_id": 1, "new_order_id": 2, "price": 1,
+      "qty": 1}, "bad_action", r"REPLACE needs an L3 book \(instrument 2, 'BTC-USD'\)"),
+    ({"instrument": 2, "action": "execute", "side": BID, "price": 2743150, "qty": 26},
+     "over_execute", "cannot execute 26 at price 2743150: the level holds only 25"),
+    ({"instrument": 2, "action": "delete", "side": BID, "price": 5, "qty": 1},
+     "over_execute", "cannot delete 1 at price 5: the level holds only 0"),
+    ({"instrument": 2, "action": "add", "side": 3, "price": 5, "qty": 1}, "bad_side", "got 3"),
+    ({"instrument": 2, "action": "add", "side": ASK, "price": 5, "qty": 0}, "bad_quantity",
+     r"quantity must be >= 1, got 0 \(at price 5\)"),
+    ({"instrument": 2, "action": "set_level", "side": ASK, "price": 5, "qty": -1},
+     "bad_quantity", "quantity must be >= 0, got -1"),
+    ({"instrument": 2, "action": "set_level", "side": ASK, "price": INT64_MIN, "qty": 1},
+     "bad_price", "INT64_MIN"),
+    ({"instrument": 2, "action": "add", "side": BID, "price": 2743150, "qty": INT64_MAX},
+     "overflow", "cannot add 9223372036854775807 at price 2743150"),
+]
+
+
+@pytest.mark.parametrize(("event", "kind", "match"), ERROR_CASES)
+def test_errors_raise_and_roll_back(impls, event, kind, match):
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    before = set_state(bs)
+    # a batch that changes every book (with a clear) before the failing event
+    batch = ev(
+        {"instrument": 0, "action": "add", "side": ASK, "price": 106, "qty": 1, "order_id": 50},
+        {"instrument": 0, "action": "execute", "order_id": 1, "qty": 5},     # removes order 1
+        {"instrument": 0, "action": "reduce", "order_id": 2, "qty": 3},      # partial
+        {"instrument": 1, "action": "clear"},
+        {"instrument": 1, "action": "add", "side": BID, "price": 1, "qty": 1, "order_id": 1},
+        {"instrument": 2, "action": "set_level", "side": BID, "price": 2743150, "qty": 0},
+        {"instrument": 2, "action": "set_level", "side": BID, "price": 2743150, "qty": 25},
+        {"instrument": 2, "action": "set_level", "side": BID, "price": 3, "qty": 0},
+        {"instrument": 2, "action": "snapshot_begin"},
+        {"instrument": 2, "action": "add", "side": BID, "price": 2743150, "qty": 25},
+        {"instrument": 0, "action": "replace", "order_id": 2, "new_order_id": 20, "price": 99,
+         "qty": 1},
+        {"instrument": 0, "action": "replace", "order_id": 20, "new_order_id": 2, "price": 100,
+         "qty": 4},
+        {"instrument": 0, "action": "add", "side": BID, "price": 100, "qty": 1, "order_id": 1},
+        event,
+    )
+    with pytest.raises(UpdateError, match=match) as info:
+        bs.apply(batch)
+    assert info.value.index == len(batch) - 1
+    assert str(info.value).startswith(f"event {len(batch) - 1}: ")
+    assert set_state(bs) == before
+    assert bs[0].orders_at(BID, 100) == [(1, 5), (2, 7), (3, 1)]     # queue order restored
+
+    skip = seeded(l3mod, on_error="skip")
+    assert skip.apply(batch) == len(batch) - 1
+    expected = dict.fromkeys(l3mod.BOOKSET_ERROR_KINDS, 0)
+    expected[kind] = 1
+    assert skip.errors == expected
+    inst = int(batch[-1]["instrument"])
+    assert skip.instrument_errors(inst)[kind] == 1
+    reference = seeded(l3mod, on_error="skip")
+    reference.apply(batch[:-1])
+    assert [book_state(b) for b in skip.books] == [book_state(b) for b in reference.books]
+
+
+def test_bad_instrument_and_action(impls):
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    before = set_state(bs)
+    with pytest.raises(UpdateError, match=r"event 1: instrument 3 is not in this BookSet "
+                                          r"\(it has 3 instruments\)") as info:
+        bs.apply(ev({"instrument": 0, "action": "delete", "order_id": 1},
+                    {"instrument": 3, "action": "trade"}))
+    assert info.value.index == 1
+    assert set_state(bs) == before
+    raw = empty_events(2)
+    raw["instrument"] = [0, 2]
+    raw["action"] = [0, 12]
+    with pytest.raises(UpdateError, match=r"event 0: action 0 is not a fastbook.events.Action"):
+        bs.apply(raw)
+    skip = seeded(l3mod, on_error="skip")
+    raw = empty_events(3)
+    raw["instrument"] = [0, 2, 70000]
+    raw["action"] = [0, 12, 1]
+    assert skip.apply(raw) == 0
+    assert skip.errors["bad_action"] == 2 and skip.errors["bad_instrument"] == 1
+    assert skip.instrument_errors(0)["bad_action"] == 1
+    skip.reset_errors()
+    assert sum(skip.errors.values()) == 0
+
+
+def test_array_validation(impls):
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    for bad in ([1, 2], np.zeros(3, dtype=np.int64), np.zeros((2, 2), dtype=EVENT_DTYPE),
+                empty_events(6)[::2], EVENT_DTYPE and np.zeros(2, EVENT_DTYPE.newbyteorder())):
+        with pytest.raises(ArrayError):
+            bs.apply(bad)
+
+
+def _big_batch(n_orders):
+    """Adds on instrument 0 and 1, then deletes of most of them: n_orders * 2 events."""
+    recs = []
+    for k in range(n_orders):
+        recs.append({"instrument": k % 2, "action": "add", "side": BID if k % 3 else ASK,
+                     "price": 1000 + (k % 50) * (1 if k % 3 else -1) + (0 if k % 3 else 200),
+                     "qty": 1 + k % 9, "order_id": 1000 + k})
+    for k in range(0, n_orders, 2):
+        recs.append({"instrument": k % 2, "action": "delete", "order_id": 1000 + k})
+    return ev(*recs)
+
+
+def test_large_batches_release_the_gil_and_roll_back(impls):
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    batch = _big_batch(2000)
+    assert len(batch) >= 256
+    assert bs.apply(batch) == len(batch)
+    assert bs[0].order_count + bs[1].order_count == 5 + 1000
+    before = set_state(bs)
+    bad = np.concatenate([_big_batch(1500)[:1500], ev({"instrument": 1, "action": "delete",
+                                                      "order_id": 5})])
+    bad["order_id"][:1500] += 100_000
+    with pytest.raises(UpdateError) as info:
+        bs.apply(bad)
+    assert info.value.index == 1500
+    assert set_state(bs) == before
+    # the books are not left marked busy
+    bs[0].best_bid()
+    bs[0].add(424242, BID, 1, 1)
+    bs[2].set(BID, 1, 1)
+
+
+@needs_compiled
+def test_books_are_guarded_while_apply_runs_without_the_gil():
+    import threading
+
+    bs = seeded(_l3)
+    batch = _big_batch(60_000)
+    seen = {"ok": 0, "busy": 0}
+    done = threading.Event()
+
+    def reader():
+        while not done.is_set():
+            for book in bs.books:
+                try:
+                    book.bbo()
+                    seen["ok"] += 1
+                except RuntimeError:
+                    seen["busy"] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for _ in range(3):
+            bs.clear()
+            bs.apply(batch)
+    finally:
+        done.set()
+        t.join()
+    assert seen["ok"] > 0                 # reads work between batches (busy ones may fail)
+    assert bs[0].order_count + bs[1].order_count == 30_000
+
+
+@needs_compiled
+def test_nbytes_may_grow_but_contents_roll_back():
+    bs = seeded(_l3)
+    before = set_state(bs)
+    cap = bs[0].order_capacity
+    batch = _big_batch(3000)
+    batch = np.concatenate([batch, ev({"instrument": 0, "action": "delete", "order_id": 99})])
+    with pytest.raises(UpdateError):
+        bs.apply(batch)
+    assert set_state(bs) == before
+    assert bs[0].order_capacity >= cap
+
+
+@needs_compiled
+def test_event_struct_matches_the_dtype():
+    assert _l3._EVENT_DTYPE is EVENT_DTYPE or _l3._EVENT_DTYPE == EVENT_DTYPE
+
+
+def test_top_level_sides_are_fastbook_sides():
+    assert fastbook.BID == BID and fastbook.ASK == ASK
+    assert int(Action.ADD) == 1
+
+
+# ---------------------------------------------------------------------------
+# differential: compiled against twin, random batches
+# ---------------------------------------------------------------------------
+
+# mostly plausible events (so books fill up), some wild ones (every kind of error)
+plausible_l3 = st.fixed_dictionaries({
+    "instrument": st.sampled_from([0, 0, 1]),
+    "action": st.sampled_from([1, 1, 1, 1, 1, 2, 3, 4, 4, 5]),
+    "side": st.sampled_from([BID, ASK]),
+    "price": st.integers(97, 103),
+    "qty": st.integers(1, 6),
+    "order_id": st.integers(0, 20),
+    "new_order_id": st.integers(0, 20),
+})
+plausible_l2 = st.fixed_dictionaries({
+    "instrument": st.just(2),
+    "action": st.sampled_from([1, 1, 2, 3, 4, 6, 6]),
+    "side": st.sampled_from([BID, ASK]),
+    "price": st.integers(97, 103),
+    "qty": st.integers(0, 6),
+})
+plausible_events = st.one_of(plausible_l3, plausible_l3, plausible_l3, plausible_l2)
+wild_events = st.fixed_dictionaries({
+    "instrument": st.sampled_from([0, 1, 2, 3]),
+    "action": st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    "side": st.sampled_from([BID, ASK, 0, 3]),
+    "price": st.one_of(st.integers(95, 105), st.sampled_from([INT64_MIN, INT64_MAX])),
+    "qty": st.one_of(st.integers(1, 12), st.sampled_from([0, -1, INT64_MAX])),
+    "order_id": st.integers(0, 15),
+    "new_order_id": st.integers(0, 15),
+})
+event_records = st.one_of(plausible_events, plausible_events, plausible_events,
+                          plausible_events, plausible_events, plausible_events, wild_events)
+
+
+def _as_events(records):
+    out = empty_events(len(records))
+    for i, rec in enumerate(records):
+        for key, value in rec.items():
+            out[key][i] = value
+    return out
+
+
+def _outcome(bs, events):
+    try:
+        return bs.apply(events), None
+    except UpdateError as exc:
+        return None, (str(exc), exc.index)
+
+
+@needs_compiled
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(event_records, max_size=30), min_size=1, max_size=8))
+def test_differential(on_error, batches):
+    compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
+    for records in batches:
+        events = _as_events(records)
+        assert _outcome(compiled, events) == _outcome(twin, events)
+        assert set_state(compiled) == set_state(twin)
+        for i in range(3):
+            assert compiled.instrument_errors(i) == twin.instrument_errors(i)
