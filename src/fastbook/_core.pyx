@@ -11,13 +11,14 @@ must match exactly (``tests/test_differential.py``).
 cimport cython
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int64_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memmove
 
-import operator
+from fastbook._edge cimport (
+    MAX_SCALE, as_i64, as_side, check_decimals, side_message, valid_side,
+)
 
 import numpy as np
 
@@ -30,7 +31,7 @@ ASK = FB_ASK
 #: Bytes of level storage per allocated slot (int64 key + int64 quantity).
 BYTES_PER_LEVEL = 2 * sizeof(int64_t)
 #: Largest supported ``price_decimals`` / ``qty_decimals`` (10**18 fits int64).
-MAX_DECIMALS = 18
+MAX_DECIMALS = MAX_SCALE
 COMPILED = True
 #: Layout version of the C API in ``_core.pxd`` (``FB_ABI_VERSION``).
 ABI_VERSION = FB_ABI_VERSION
@@ -42,31 +43,6 @@ cdef enum:
     _TOP_WINDOW = 8
 cdef Py_ssize_t _MIN_CAPACITY = 16
 cdef Py_ssize_t _MAX_CAPACITY = (<Py_ssize_t>(<size_t>-1 >> 1)) // sizeof(int64_t)
-
-
-# ===========================================================================
-# Integer arguments
-# ===========================================================================
-# Cython's typed int arguments accept floats and truncate them (1.5 -> 1), which
-# would silently move a price. Every integer argument goes through _as_i64:
-# exact ints take a fast path, other integer types go through __index__, and
-# floats or anything else are refused.
-
-cdef int64_t _as_i64_slow(object value, str what) except? -1:
-    if isinstance(value, float) or not hasattr(value, "__index__"):
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
-    return _as_i64(operator.index(value), what)
-
-
-cdef inline int64_t _as_i64(object value, str what) except? -1:
-    cdef int overflow = 0
-    cdef long long result
-    if PyLong_CheckExact(value):
-        result = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow == 0:
-            return result
-        raise OverflowError(f"{what} {value} is outside the int64 range")
-    return _as_i64_slow(value, what)
 
 
 # ===========================================================================
@@ -241,13 +217,6 @@ cdef dict _PARSE_REASONS = {
 }
 
 
-cdef int _check_decimals(object decimals, str name) except -1:
-    if not isinstance(decimals, int) or isinstance(decimals, bool) \
-            or not 0 <= decimals <= MAX_DECIMALS:
-        raise ValueError(f"{name} must be an int between 0 and {MAX_DECIMALS}, got {decimals!r}")
-    return 0
-
-
 cdef int64_t _parse_text(object text, int decimals, str what) except? -1:
     """Parse str/bytes/buffer text at ``decimals``; raise DecodeError naming it."""
     cdef const char *ptr
@@ -309,7 +278,7 @@ def parse_decimal(text, decimals):
     >>> parse_decimal("0.00012000", 5)
     12
     """
-    _check_decimals(decimals, "decimals")
+    check_decimals(decimals, "decimals")
     return _parse_text(text, <int>decimals, "text")
 
 
@@ -328,8 +297,8 @@ def format_decimal(value, decimals, *, bint strip=False):
     """
     cdef char buf[FB_FORMAT_BUFSIZE]
     cdef Py_ssize_t n
-    cdef int64_t v = _as_i64(value, "value")
-    _check_decimals(decimals, "decimals")
+    cdef int64_t v = as_i64(value, "value")
+    check_decimals(decimals, "decimals")
     n = fb_format_decimal(v, <int>decimals, strip, buf)
     return buf[:n].decode("ascii")
 
@@ -565,28 +534,9 @@ cdef Py_ssize_t fb_book_top(const fb_book *book, Py_ssize_t n,
 # Python face
 # ===========================================================================
 
-cdef str _SIDE_MESSAGE = (
-    f"side must be fastbook.BID ({FB_BID}) or fastbook.ASK ({FB_ASK}), got {{side!r}}"
-)
-
-
-cdef inline int _as_side(object side) except? -1:
-    """Side as a C int for the core to check; out-of-range values map to 0 (invalid)."""
-    cdef int64_t s = _as_i64(side, "side")
-    return <int>s if s == FB_BID or s == FB_ASK else 0
-
-
-cdef int _valid_side(object side) except -1:
-    """Side for reads: BID or ASK, else UpdateError."""
-    cdef int s = _as_side(side)
-    if s == 0:
-        raise UpdateError(_SIDE_MESSAGE.format(side=side))
-    return s
-
-
 cdef int _raise_status(int rc, object side, object price, object qty) except -1:
     if rc == FB_ESIDE:
-        raise UpdateError(_SIDE_MESSAGE.format(side=side))
+        raise UpdateError(side_message(side))
     if rc == FB_EQTY:
         raise UpdateError(f"quantity must be >= 0, got {qty!r} (at price {price!r})")
     if rc == FB_EPRICE:
@@ -720,8 +670,8 @@ cdef class Book:
     """
 
     def __cinit__(self, *, price_decimals, qty_decimals, capacity=1024):
-        _check_decimals(price_decimals, "price_decimals")
-        _check_decimals(qty_decimals, "qty_decimals")
+        check_decimals(price_decimals, "price_decimals")
+        check_decimals(qty_decimals, "qty_decimals")
         if not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be a non-negative int, got {capacity!r}")
         if capacity > _MAX_CAPACITY:
@@ -761,14 +711,14 @@ cdef class Book:
         """Level slots allocated on ``side``."""
         if self._busy:
             _raise_busy()
-        return self._book.ladders[_valid_side(side) - 1].capacity
+        return self._book.ladders[valid_side(side) - 1].capacity
 
     def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
         if self._busy:
             _raise_busy()
-        cdef int s = _valid_side(side)
-        cdef int64_t cap = _as_i64(capacity, "capacity")
+        cdef int s = valid_side(side)
+        cdef int64_t cap = as_i64(capacity, "capacity")
         if cap < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         if cap > _MAX_CAPACITY or fb_book_reserve(&self._book, s, <Py_ssize_t>cap) < 0:
@@ -785,8 +735,8 @@ cdef class Book:
         """
         if self._busy:
             _raise_busy()
-        cdef int rc = _book_set(&self._book, _as_side(side), _as_i64(price, "price"),
-                                _as_i64(qty, "qty"))
+        cdef int rc = _book_set(&self._book, as_side(side), as_i64(price, "price"),
+                                as_i64(qty, "qty"))
         if rc < 0:
             _raise_status(rc, side, price, qty)
         return rc == FB_TOP_CHANGED
@@ -797,7 +747,7 @@ cdef class Book:
             _raise_busy()
         cdef int64_t price = _parse_text(price_text, self._book.price_decimals, "price")
         cdef int64_t qty = _parse_text(qty_text, self._book.qty_decimals, "quantity")
-        cdef int rc = _book_set(&self._book, _as_side(side), price, qty)
+        cdef int rc = _book_set(&self._book, as_side(side), price, qty)
         if rc < 0:
             _raise_status(rc, side, price_text, qty_text)
         return rc == FB_TOP_CHANGED
@@ -915,13 +865,13 @@ cdef class Book:
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
         if self._busy:
             _raise_busy()
-        return fb_book_qty_at(&self._book, _valid_side(side), _as_i64(price, "price"))
+        return fb_book_qty_at(&self._book, valid_side(side), as_i64(price, "price"))
 
     def depth(self, side):
         """Number of price levels on ``side``."""
         if self._busy:
             _raise_busy()
-        return fb_book_depth(&self._book, _valid_side(side))
+        return fb_book_depth(&self._book, valid_side(side))
 
     def __len__(self):
         if self._busy:
@@ -956,7 +906,7 @@ cdef class Book:
         cdef cnp.ndarray a
         cdef int64_t *base
         cdef cnp.npy_intp *dims
-        cdef int64_t count = _as_i64(n, "n")
+        cdef int64_t count = as_i64(n, "n")
         if count < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if out is None:
@@ -988,7 +938,7 @@ cdef class Book:
         cdef int64_t *pp
         cdef int64_t *pq
         cdef Py_ssize_t i, n, top
-        cdef int s = _valid_side(side)
+        cdef int s = valid_side(side)
         lad = &self._book.ladders[s - 1]
         n = lad.count
         prices = np.empty(n, dtype=np.int64)
@@ -1009,7 +959,7 @@ cdef class Book:
         if self._busy:
             _raise_busy()
         cdef _LevelIterator it
-        cdef int s = _valid_side(side)
+        cdef int s = valid_side(side)
         it = _LevelIterator.__new__(_LevelIterator)
         it._owner = self
         it._side = s

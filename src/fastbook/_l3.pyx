@@ -14,13 +14,13 @@ behaviour this module must match exactly (``tests/test_l3_differential.py``,
 
 cimport cython
 cimport numpy as cnp
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 
-import operator
-
+from fastbook._edge cimport (
+    as_i64, as_side, as_u64, check_decimals, side_message, valid_side,
+)
 from fastbook._core cimport Book, fb_book, fb_book_clear, fb_book_qty_at, fb_book_set, fb_ladder
 
 import numpy as np
@@ -1105,73 +1105,6 @@ cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, 
 # Python face
 # ===========================================================================
 
-# Cython's typed integer arguments accept floats and truncate them (1.5 -> 1),
-# which would silently move a price or hit another order. Every integer
-# argument goes through these: exact ints take a fast path, other integer types
-# go through __index__, floats and anything else are refused (as in _core).
-
-cdef int64_t _as_i64_slow(object value, str what) except? -1:
-    if isinstance(value, float) or not hasattr(value, "__index__"):
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
-    value = operator.index(value)
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise OverflowError(f"{what} {value} is outside the int64 range")
-    return <int64_t>value
-
-
-cdef inline int64_t _as_i64(object value, str what) except? -1:
-    cdef int overflow = 0
-    cdef long long result
-    if PyLong_CheckExact(value):
-        result = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow == 0:
-            return result
-    return _as_i64_slow(value, what)
-
-
-cdef uint64_t _as_u64_slow(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
-    if isinstance(value, float) or not hasattr(value, "__index__"):
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
-    value = operator.index(value)
-    if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
-        raise OverflowError(f"{what} {value} is outside the uint64 range")
-    return <uint64_t>value
-
-
-cdef inline uint64_t _as_u64(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
-    cdef int overflow = 0
-    cdef long long result
-    if PyLong_CheckExact(value):
-        result = PyLong_AsLongLongAndOverflow(value, &overflow)
-        if overflow == 0 and result >= 0:
-            return <uint64_t>result
-    return _as_u64_slow(value, what)
-
-
-cdef inline int _as_side(object side) except? -1:
-    """Side as a C int for the core to check; values other than BID/ASK map to 0 (invalid)."""
-    cdef int64_t s = _as_i64(side, "side")
-    return <int>s if s == FB_BID or s == FB_ASK else 0
-
-
-cdef str _side_message(object side):
-    return f"side must be fastbook.BID ({BID}) or fastbook.ASK ({ASK}), got {side!r}"
-
-
-cdef int _valid_side(object side) except -1:
-    """Side for reads: BID or ASK, else UpdateError."""
-    cdef int s = _as_side(side)
-    if s == 0:
-        raise UpdateError(_side_message(side))
-    return s
-
-
-cdef int _check_decimals(object decimals, str name) except -1:
-    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 18:
-        raise ValueError(f"{name} must be an int between 0 and 18, got {decimals!r}")
-    return 0
-
-
 cdef int _check_capacity(object value, str name) except -1:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -1182,7 +1115,7 @@ cdef str _l3_message(int rc, str verb, uint64_t order_id, object side, int64_t p
                      int64_t qty, uint64_t new_order_id, int64_t remaining):
     """What went wrong, for status ``rc`` of an update (``remaining``: for over-execution)."""
     if rc == FB_ESIDE:
-        return _side_message(side)
+        return side_message(side)
     if rc == FB_EQTY:
         return f"quantity must be >= 1, got {qty} (order {order_id})"
     if rc == FB_EPRICE:
@@ -1224,6 +1157,15 @@ cdef int _raise_busy() except -1:
         "fastbook.OrderBook is being modified by BookSet.apply in another thread; a book has "
         "one writer at a time (read it from the writer's thread, or copy it there)"
     )
+
+
+cdef object _best_level(OrderBook book, int side):
+    cdef int64_t p, q
+    if book._busy:
+        _raise_busy()
+    if fb_l3_best(&book._book, side, &p, &q):
+        return (p, q)
+    return None
 
 
 @cython.final
@@ -1297,8 +1239,8 @@ cdef class OrderBook:
 
     def __cinit__(self, *, price_decimals, qty_decimals=0, capacity=256,
                   order_capacity=1024, on_error="raise"):
-        _check_decimals(price_decimals, "price_decimals")
-        _check_decimals(qty_decimals, "qty_decimals")
+        check_decimals(price_decimals, "price_decimals")
+        check_decimals(qty_decimals, "qty_decimals")
         _check_capacity(capacity, "capacity")
         _check_capacity(order_capacity, "order_capacity")
         if on_error != "raise" and on_error != "skip":
@@ -1351,10 +1293,10 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _as_u64(order_id, "order_id")
-        cdef int s = _as_side(side)
-        cdef int64_t p = _as_i64(price, "price")
-        cdef int rc = fb_l3_add(&self._book, oid, s, p, _as_i64(qty, "qty"))
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int s = as_side(side)
+        cdef int64_t p = as_i64(price, "price")
+        cdef int rc = fb_l3_add(&self._book, oid, s, p, as_i64(qty, "qty"))
         if rc < 0:
             _fail(self, rc, "add", oid, side, p, qty, 0)
         return rc == FB_TOP_CHANGED
@@ -1363,8 +1305,8 @@ cdef class OrderBook:
         """The resting order traded ``qty`` (1 to its remaining quantity; all of it removes it)."""
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _as_u64(order_id, "order_id")
-        cdef int64_t q = _as_i64(qty, "qty")
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int64_t q = as_i64(qty, "qty")
         cdef int rc = fb_l3_execute(&self._book, oid, q)
         if rc < 0:
             _fail(self, rc, "execute", oid, None, 0, q, 0)
@@ -1374,8 +1316,8 @@ cdef class OrderBook:
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _as_u64(order_id, "order_id")
-        cdef int64_t q = _as_i64(qty, "qty")
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int64_t q = as_i64(qty, "qty")
         cdef int rc = fb_l3_reduce(&self._book, oid, q)
         if rc < 0:
             _fail(self, rc, "reduce", oid, None, 0, q, 0)
@@ -1385,7 +1327,7 @@ cdef class OrderBook:
         """Remove the order, whatever its remaining quantity."""
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _as_u64(order_id, "order_id")
+        cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int rc = fb_l3_delete(&self._book, oid)
         if rc < 0:
             _fail(self, rc, "delete", oid, None, 0, 0, 0)
@@ -1399,10 +1341,10 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _as_u64(order_id, "order_id")
-        cdef uint64_t nid = _as_u64(new_order_id, "new_order_id")
-        cdef int64_t q = _as_i64(qty, "qty")
-        cdef int64_t p = _as_i64(price, "price")
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef uint64_t nid = as_u64(new_order_id, "new_order_id")
+        cdef int64_t q = as_i64(qty, "qty")
+        cdef int64_t p = as_i64(price, "price")
         cdef int rc = fb_l3_replace(&self._book, oid, nid, q, p)
         if rc < 0:
             _fail(self, rc, "replace", oid, None, p, q, nid)
@@ -1419,7 +1361,7 @@ cdef class OrderBook:
         """``(side, price, remaining_qty)`` of a live order, or None."""
         if self._busy:
             _raise_busy()
-        cdef int32_t idx = fb_l3_find(&self._book, _as_u64(order_id, "order_id"))
+        cdef int32_t idx = fb_l3_find(&self._book, as_u64(order_id, "order_id"))
         cdef fb_order *o
         if idx == FB_NIL:
             return None
@@ -1434,7 +1376,7 @@ cdef class OrderBook:
         if self._busy:
             _raise_busy()
         cdef int64_t n = 0, q = 0
-        if fb_l3_queue_position(&self._book, _as_u64(order_id, "order_id"), &n, &q) < 0:
+        if fb_l3_queue_position(&self._book, as_u64(order_id, "order_id"), &n, &q) < 0:
             return None
         return (n, q)
 
@@ -1459,8 +1401,8 @@ cdef class OrderBook:
         cdef Py_ssize_t pos
         cdef int32_t idx
         cdef list out = []
-        cdef int sd = _valid_side(side)
-        cdef int64_t p = _as_i64(price, "price")
+        cdef int sd = valid_side(side)
+        cdef int64_t p = as_i64(price, "price")
         if p == INT64_MIN:
             return out
         s = &self._book.sides[sd - 1]
@@ -1480,8 +1422,8 @@ cdef class OrderBook:
         cdef const fb_l3side *s
         cdef int64_t key
         cdef Py_ssize_t pos
-        cdef int sd = _valid_side(side)
-        cdef int64_t p = _as_i64(price, "price")
+        cdef int sd = valid_side(side)
+        cdef int64_t p = as_i64(price, "price")
         if p == INT64_MIN:
             return 0
         s = &self._book.sides[sd - 1]
@@ -1516,14 +1458,14 @@ cdef class OrderBook:
         """Level slots allocated on ``side``."""
         if self._busy:
             _raise_busy()
-        return self._book.sides[_valid_side(side) - 1].capacity
+        return self._book.sides[valid_side(side) - 1].capacity
 
     def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
         if self._busy:
             _raise_busy()
-        cdef int sd = _valid_side(side)
-        cdef int64_t cap = _as_i64(capacity, "capacity")
+        cdef int sd = valid_side(side)
+        cdef int64_t cap = as_i64(capacity, "capacity")
         if cap < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         if cap > _MAX_LEVELS or fb_l3_reserve_levels(&self._book, sd, <Py_ssize_t>cap) < 0:
@@ -1533,7 +1475,7 @@ cdef class OrderBook:
         """Preallocate room for ``capacity`` live orders (rounded up to a power of two)."""
         if self._busy:
             _raise_busy()
-        cdef int64_t cap = _as_i64(capacity, "capacity")
+        cdef int64_t cap = as_i64(capacity, "capacity")
         if cap < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         if fb_l3_reserve_orders(&self._book, <Py_ssize_t>cap) < 0:
@@ -1543,21 +1485,11 @@ cdef class OrderBook:
     # -- L2 reads (as fastbook.Book) -------------------------------------------
     def best_bid(self):
         """``(price, qty)`` of the best bid, or None when there are no bids."""
-        if self._busy:
-            _raise_busy()
-        cdef int64_t p, q
-        if fb_l3_best(&self._book, FB_BID, &p, &q):
-            return (p, q)
-        return None
+        return _best_level(self, FB_BID)
 
     def best_ask(self):
         """``(price, qty)`` of the best ask, or None when there are no asks."""
-        if self._busy:
-            _raise_busy()
-        cdef int64_t p, q
-        if fb_l3_best(&self._book, FB_ASK, &p, &q):
-            return (p, q)
-        return None
+        return _best_level(self, FB_ASK)
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
@@ -1595,14 +1527,14 @@ cdef class OrderBook:
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
         if self._busy:
             _raise_busy()
-        cdef int sd = _valid_side(side)
-        return fb_l3_qty_at(&self._book, sd, _as_i64(price, "price"))
+        cdef int sd = valid_side(side)
+        return fb_l3_qty_at(&self._book, sd, as_i64(price, "price"))
 
     def depth(self, side):
         """Number of price levels on ``side``."""
         if self._busy:
             _raise_busy()
-        return fb_l3_depth(&self._book, _valid_side(side))
+        return fb_l3_depth(&self._book, valid_side(side))
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked)."""
@@ -1624,7 +1556,7 @@ cdef class OrderBook:
         cdef cnp.ndarray a
         cdef int64_t *base
         cdef cnp.npy_intp *dims
-        cdef int64_t n = _as_i64(n_levels, "n")
+        cdef int64_t n = as_i64(n_levels, "n")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if out is None:
@@ -1656,7 +1588,7 @@ cdef class OrderBook:
         cdef int64_t *pp
         cdef int64_t *pq
         cdef Py_ssize_t i, n, top
-        cdef int sd = _valid_side(side)
+        cdef int sd = valid_side(side)
         s = &self._book.sides[sd - 1]
         n = s.count
         prices = np.empty(n, dtype=np.int64)
@@ -1673,7 +1605,7 @@ cdef class OrderBook:
         """Iterate ``(price, qty)`` of ``side``, best first (RuntimeError if the book changes)."""
         if self._busy:
             _raise_busy()
-        cdef int sd = _valid_side(side)
+        cdef int sd = valid_side(side)
         cdef _LevelIterator it = _LevelIterator.__new__(_LevelIterator)
         it._owner = self
         it._side = sd
@@ -1747,7 +1679,7 @@ BOOKSET_ERROR_KINDS = ERROR_KINDS + ("bad_instrument",)
 
 cdef str _l2_message(int rc, int action, int side, int64_t price, int64_t qty, int64_t have):
     if rc == FB_ESIDE:
-        return _side_message(side)
+        return side_message(side)
     if rc == FB_EQTY:
         floor = 0 if action == FB_SET_LEVEL else 1
         return f"quantity must be >= {floor}, got {qty} (at price {price})"

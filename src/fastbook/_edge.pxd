@@ -1,0 +1,84 @@
+# cython: language_level=3
+"""Argument checks at the Python edge, shared by every compiled fastbook module.
+
+Private: not part of the public C API. The functions are inline so each module
+that cimports them keeps its fast path without a cross-module call.
+
+Cython's typed integer arguments accept floats and truncate them (1.5 -> 1),
+which would silently move a price or hit another order, so every integer
+argument goes through ``as_i64`` / ``as_u64``: exact ints take a fast path,
+other integer types go through ``__index__``, floats and anything else are
+refused.
+"""
+
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from cpython.number cimport PyNumber_Index
+from libc.stdint cimport int64_t, uint64_t
+
+# Side codes; the same values as FB_BID / FB_ASK in _core.pxd (kept literal here
+# because _core itself cimports this file).
+cdef enum:
+    _EDGE_BID = 1
+    _EDGE_ASK = 2
+    MAX_SCALE = 18          # 10**18 is the largest power of ten in int64
+
+
+cdef inline object _as_index(object value, str what):
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
+    return PyNumber_Index(value)
+
+
+cdef inline int64_t as_i64(object value, str what) except? -1:
+    """An int64 argument; TypeError for non-integers, OverflowError out of range."""
+    cdef int overflow = 0
+    cdef long long result
+    if PyLong_CheckExact(value):
+        result = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0:
+            return result
+    value = _as_index(value, what)
+    if not -0x8000000000000000 <= value <= 0x7FFFFFFFFFFFFFFF:
+        raise OverflowError(f"{what} {value} is outside the int64 range")
+    return <int64_t>value
+
+
+cdef inline uint64_t as_u64(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
+    """A uint64 argument (order ids); TypeError for non-integers, OverflowError out of range."""
+    cdef int overflow = 0
+    cdef long long result
+    if PyLong_CheckExact(value):
+        result = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow == 0 and result >= 0:
+            return <uint64_t>result
+    value = _as_index(value, what)
+    if not 0 <= value <= 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError(f"{what} {value} is outside the uint64 range")
+    return <uint64_t>value
+
+
+cdef inline str side_message(object side):
+    return (f"side must be fastbook.BID ({_EDGE_BID}) or fastbook.ASK ({_EDGE_ASK}), "
+            f"got {side!r}")
+
+
+cdef inline int as_side(object side) except? -1:
+    """Side as a C int for the C layer to check; values other than BID/ASK map to 0."""
+    cdef int64_t s = as_i64(side, "side")
+    return <int>s if s == _EDGE_BID or s == _EDGE_ASK else 0
+
+
+cdef inline int valid_side(object side) except -1:
+    """Side for reads: BID or ASK, else UpdateError."""
+    cdef int s = as_side(side)
+    if s == 0:
+        from fastbook.errors import UpdateError
+        raise UpdateError(side_message(side))
+    return s
+
+
+cdef inline int check_decimals(object decimals, str name) except -1:
+    if not isinstance(decimals, int) or isinstance(decimals, bool) \
+            or not 0 <= decimals <= MAX_SCALE:
+        raise ValueError(f"{name} must be an int between 0 and {MAX_SCALE}, got {decimals!r}")
+    return 0
