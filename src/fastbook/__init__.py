@@ -15,35 +15,13 @@ True
 
 from __future__ import annotations
 
-import os as _os
-import warnings as _warnings
-
+from fastbook import _select
 from fastbook.errors import ArrayError, DecodeError, FastbookError, UpdateError
 
 __version__ = "0.1.0.dev0"
 
 
-def _load_core():  # type: ignore[no-untyped-def]
-    if _os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-        from fastbook import _pycore
-
-        return _pycore
-    try:
-        from fastbook import _core
-    except ImportError as exc:  # pragma: no cover - only without a compiled build
-        _warnings.warn(
-            f"fastbook: the compiled core could not be imported ({exc}); using the slow "
-            "pure-Python twin. Reinstall with a C compiler available to get the fast core.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        from fastbook import _pycore
-
-        return _pycore
-    return _core
-
-
-_impl = _load_core()
+_impl = _select.load("_core", "_pycore", "core")
 
 Book = _impl.Book
 BID: int = _impl.BID

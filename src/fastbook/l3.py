@@ -15,31 +15,9 @@ True
 
 from __future__ import annotations
 
-import os as _os
-import warnings as _warnings
+from fastbook import _select
 
-
-def _load():  # type: ignore[no-untyped-def]
-    if _os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-        from fastbook import _pyl3
-
-        return _pyl3
-    try:
-        from fastbook import _l3
-    except ImportError as exc:  # pragma: no cover - only without a compiled build
-        _warnings.warn(
-            f"fastbook: the compiled L3 book could not be imported ({exc}); using the slow "
-            "pure-Python twin. Reinstall with a C compiler available to get the fast core.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        from fastbook import _pyl3
-
-        return _pyl3
-    return _l3
-
-
-_impl = _load()
+_impl = _select.load("_l3", "_pyl3", "L3 book")
 
 OrderBook = _impl.OrderBook
 BookSet = _impl.BookSet
