@@ -486,3 +486,9 @@ def test_other_threads_get_an_error_not_a_torn_book(compiled):
     for side in (1, 2):
         assert [a.tolist() for a in book.to_arrays(side)] == \
             [a.tolist() for a in ref.to_arrays(side)]
+
+
+def test_top_takes_n_by_keyword(book):
+    out = np.zeros((4, 2), dtype=np.int64)
+    assert book.top(n=2, out=out) is out
+    assert book.top(n=1).tolist() == [[10000], [5], [10001], [2]]

@@ -759,3 +759,11 @@ def test_memory_per_order_one_million(hinted):
     # and every order is still findable and consistent with the levels
     assert book.order(int(ids[-1])) is not None
     assert sum(q for _, _, q in book) == sum(1 + k % 7 for k in range(n))
+
+
+def test_top_takes_n_by_keyword(ob):
+    # the compiled book once named this parameter n_levels, so top(n=...) failed there only
+    ob.add(1, BID, 100, 5)
+    assert ob.top(n=2).tolist() == [[100, 0], [5, 0], [0, 0], [0, 0]]
+    out = np.zeros((4, 2), dtype=np.int64)
+    assert ob.top(n=2, out=out) is out

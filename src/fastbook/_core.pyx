@@ -17,7 +17,7 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memmove
 
 from fastbook._edge cimport (
-    MAX_SCALE, as_i64, as_side, check_decimals, side_message, valid_side,
+    MAX_SCALE, as_i64, as_side, check_decimals, side_message, top_array, valid_side,
 )
 
 import numpy as np
@@ -903,28 +903,9 @@ cdef class Book:
         """
         if self._busy:
             _raise_busy()
-        cdef cnp.ndarray a
+        cdef cnp.ndarray a = top_array(n, out)
         cdef int64_t *base
-        cdef cnp.npy_intp *dims
-        cdef int64_t count = as_i64(n, "n")
-        if count < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        if out is None:
-            a = np.empty((4, count), dtype=np.int64)
-        else:
-            if not cnp.PyArray_Check(out):
-                raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
-                                 f"got {type(out).__name__}")
-            a = <cnp.ndarray>out
-            dims = cnp.PyArray_DIMS(a)
-            if not cnp.PyArray_EquivTypenums(cnp.PyArray_TYPE(a), cnp.NPY_INT64) \
-                    or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != 2 \
-                    or dims[0] != 4 or dims[1] != count or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
-                    or not cnp.PyArray_ISWRITEABLE(a):
-                raise ArrayError(
-                    f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
-                    f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
-                )
+        cdef Py_ssize_t count = cnp.PyArray_DIMS(a)[1]
         base = <int64_t *>cnp.PyArray_DATA(a)
         fb_book_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
         return a

@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Argument checks at the Python edge, shared by every compiled fastbook module.
 
-Private: not part of the public C API. The functions are inline so each module
+Private: not part of the public C API. Modules that cimport it must call
+``cnp.import_array()`` (both compiled modules do). The functions are inline so each module
 that cimports them keeps its fast path without a cross-module call.
 
 Cython's typed integer arguments accept floats and truncate them (1.5 -> 1),
@@ -11,6 +12,7 @@ other integer types go through ``__index__``, floats and anything else are
 refused.
 """
 
+cimport numpy as cnp
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.number cimport PyNumber_Index
 from libc.stdint cimport int64_t, uint64_t
@@ -82,3 +84,36 @@ cdef inline int check_decimals(object decimals, str name) except -1:
             or not 0 <= decimals <= MAX_SCALE:
         raise ValueError(f"{name} must be an int between 0 and {MAX_SCALE}, got {decimals!r}")
     return 0
+
+
+cdef inline cnp.ndarray top_array(object n, object out):
+    """The ``(4, n)`` int64 array a book's ``top(n, out=None)`` fills.
+
+    Converts ``n``; returns a new array when ``out`` is None, else checks that
+    ``out`` is a writeable, C-contiguous, native int64 array of that shape and
+    returns it (nothing allocated). Raises ValueError or ArrayError otherwise.
+    """
+    cdef int64_t count = as_i64(n, "n")
+    cdef cnp.ndarray a
+    cdef cnp.npy_intp shape[2]
+    if count < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if out is None:
+        shape[0] = 4
+        shape[1] = <cnp.npy_intp>count
+        return cnp.PyArray_EMPTY(2, shape, cnp.NPY_INT64, 0)
+    if not cnp.PyArray_Check(out):
+        from fastbook.errors import ArrayError
+        raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
+                         f"got {type(out).__name__}")
+    a = <cnp.ndarray>out
+    if not cnp.PyArray_EquivTypenums(cnp.PyArray_TYPE(a), cnp.NPY_INT64) \
+            or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != 2 \
+            or cnp.PyArray_DIMS(a)[0] != 4 or cnp.PyArray_DIMS(a)[1] != count \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISWRITEABLE(a):
+        from fastbook.errors import ArrayError
+        raise ArrayError(
+            f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
+            f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
+        )
+    return a

@@ -19,14 +19,14 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 
 from fastbook._edge cimport (
-    as_i64, as_side, as_u64, check_decimals, side_message, valid_side,
+    as_i64, as_side, as_u64, check_decimals, side_message, top_array, valid_side,
 )
 from fastbook._core cimport Book, fb_book, fb_book_clear, fb_book_qty_at, fb_book_set, fb_ladder
 
 import numpy as np
 
 from fastbook._core import format_decimal
-from fastbook.errors import ArrayError, UpdateError
+from fastbook.errors import UpdateError
 
 cnp.import_array()
 
@@ -1544,7 +1544,7 @@ cdef class OrderBook:
         return bool(fb_l3_best(&self._book, FB_BID, &bp, &bq)
                     and fb_l3_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
 
-    def top(self, n_levels, out=None):
+    def top(self, n, out=None):
         """The best ``n`` levels as an ``int64`` array of shape ``(4, n)``, exactly as ``Book.top``.
 
         Rows are ``[bid_prices, bid_qtys, ask_prices, ask_qtys]``, best first;
@@ -1553,30 +1553,11 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
-        cdef cnp.ndarray a
+        cdef cnp.ndarray a = top_array(n, out)
         cdef int64_t *base
-        cdef cnp.npy_intp *dims
-        cdef int64_t n = as_i64(n_levels, "n")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        if out is None:
-            a = np.empty((4, n), dtype=np.int64)
-        else:
-            if not cnp.PyArray_Check(out):
-                raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
-                                 f"got {type(out).__name__}")
-            a = <cnp.ndarray>out
-            dims = cnp.PyArray_DIMS(a)
-            if not cnp.PyArray_EquivTypenums(cnp.PyArray_TYPE(a), cnp.NPY_INT64) \
-                    or not cnp.PyArray_ISNOTSWAPPED(a) or cnp.PyArray_NDIM(a) != 2 \
-                    or dims[0] != 4 or dims[1] != n or not cnp.PyArray_IS_C_CONTIGUOUS(a) \
-                    or not cnp.PyArray_ISWRITEABLE(a):
-                raise ArrayError(
-                    f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
-                    f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
-                )
+        cdef Py_ssize_t count = cnp.PyArray_DIMS(a)[1]
         base = <int64_t *>cnp.PyArray_DATA(a)
-        fb_l3_top(&self._book, n, base, base + n, base + 2 * n, base + 3 * n)
+        fb_l3_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
         return a
 
     def to_arrays(self, side):
