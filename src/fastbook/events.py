@@ -76,6 +76,8 @@ class Flags(enum.IntFlag):
     AGGRESSOR_BUY = 0x0040
     #: The aggressor was the seller (TRADE / EXECUTE, when the venue says so).
     AGGRESSOR_SELL = 0x0080
+    #: EXECUTE / TRADE whose shares are printed later in a bulk print (ITCH 'C' printable = N).
+    NON_PRINTABLE = 0x0100
 
 
 #: Field name, numpy type code and byte offset, in layout order. This layout is
