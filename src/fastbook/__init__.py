@@ -34,6 +34,7 @@ MAX_DECIMALS: int = _impl.MAX_DECIMALS
 COMPILED: bool = _impl.COMPILED
 
 from fastbook.l3 import BookSet, OrderBook  # noqa: E402  (after the core: it cimports it)
+from fastbook.sampling import Sampler  # noqa: E402
 
 __all__ = [
     "ASK",
@@ -47,6 +48,7 @@ __all__ = [
     "DecodeError",
     "FastbookError",
     "OrderBook",
+    "Sampler",
     "UpdateError",
     "__version__",
     "format_decimal",

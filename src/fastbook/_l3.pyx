@@ -17,11 +17,14 @@ cimport numpy as cnp
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 
 from fastbook._edge cimport (
     as_i64, as_side, as_u64, check_decimals, side_message, top_array, valid_side,
 )
-from fastbook._core cimport Book, fb_book, fb_book_clear, fb_book_qty_at, fb_book_set, fb_ladder
+from fastbook._core cimport (
+    Book, fb_book, fb_book_clear, fb_book_qty_at, fb_book_set, fb_book_top, fb_ladder,
+)
 
 import numpy as np
 
@@ -1045,14 +1048,209 @@ cdef int64_t _failure_detail(fb_bookset *bs, const fb_event *e, int rc) noexcept
     return b3.orders[idx].qty if idx != FB_NIL else 0
 
 
+# ---------------------------------------------------------------------------
+# Samplers and per-event callbacks (fastbook.sampling documents the rules)
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    _ECALLBACK = -100           # the per-event Python callback raised (see _callback.error)
+    _REASON_EVERY = 1
+    _REASON_INTERVAL = 2
+    _REASON_BBO = 4
+
+
+ctypedef struct _sampler:
+    # A fastbook.sampling.Sampler's rules, columns and per-instrument state, as
+    # raw pointers into its numpy arrays (bound with the GIL by _sampler_bind).
+    PyObject *owner             # the Sampler (borrowed: BookSet.apply holds it)
+    Py_ssize_t depth
+    Py_ssize_t count            # rows written
+    Py_ssize_t capacity         # rows the columns hold
+    int64_t every               # 0: rule off
+    int64_t interval            # 0: rule off
+    bint on_bbo
+    int64_t *ts
+    uint32_t *inst
+    uint64_t *seq
+    uint8_t *reason
+    int64_t *bid_px             # capacity x depth, row-major
+    int64_t *bid_qty
+    int64_t *ask_px
+    int64_t *ask_qty
+    const uint8_t *selected     # per instrument
+    int64_t *since              # events since the last EVERY row
+    int64_t *next_t             # next grid point; INT64_MIN before the first event
+    int64_t *bbo                # last best bid px, qty, best ask px, qty (4 per instrument)
+
+
+ctypedef struct _callback:
+    PyObject *fn                # called as fn(index, instrument) after each applied event
+    PyObject *error             # a new reference to what fn raised, else NULL
+
+
+cdef inline void *_data(object arr):
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+cdef int _sampler_bind(_sampler *s, object sampler) except -1:
+    """Point ``s`` at ``sampler``'s current arrays (it owns them; they must stay alive)."""
+    cols = sampler._cols
+    s.owner = <PyObject *>sampler
+    s.depth = sampler.depth
+    s.count = sampler._count
+    s.capacity = sampler.capacity
+    s.every = sampler.every or 0
+    s.interval = sampler.interval or 0
+    s.on_bbo = sampler.on_bbo
+    s.ts = <int64_t *>_data(cols["ts"])
+    s.inst = <uint32_t *>_data(cols["instrument"])
+    s.seq = <uint64_t *>_data(cols["sequence"])
+    s.reason = <uint8_t *>_data(cols["reason"])
+    s.bid_px = <int64_t *>_data(cols["bid_px"])
+    s.bid_qty = <int64_t *>_data(cols["bid_qty"])
+    s.ask_px = <int64_t *>_data(cols["ask_px"])
+    s.ask_qty = <int64_t *>_data(cols["ask_qty"])
+    s.selected = <const uint8_t *>_data(sampler._selected)
+    s.since = <int64_t *>_data(sampler._since)
+    s.next_t = <int64_t *>_data(sampler._next_t)
+    s.bbo = <int64_t *>_data(sampler._bbo)
+    return 0
+
+
+cdef int _sampler_grow(_sampler *s) noexcept with gil:
+    # rare (the columns double): take the GIL, let numpy allocate, rebind
+    sampler = <object>s.owner
+    try:
+        sampler._count = s.count
+        sampler._grow(s.count + 1)
+        _sampler_bind(s, sampler)
+    except BaseException:
+        return -1
+    return 0
+
+
+cdef int _invoke(_callback *cb, Py_ssize_t i, uint32_t inst) noexcept with gil:
+    try:
+        (<object>cb.fn)(i, inst)
+    except BaseException as exc:
+        Py_INCREF(exc)
+        cb.error = <PyObject *>exc
+        return -1
+    return 0
+
+
+cdef inline void _bbo_of(const fb_bookset *bs, uint32_t inst, int64_t *out) noexcept nogil:
+    cdef const fb_l3side *s3
+    cdef const fb_ladder *lad
+    cdef int k
+    out[0] = 0
+    out[1] = 0
+    out[2] = 0
+    out[3] = 0
+    if bs.kinds[inst] == FB_KIND_L3:
+        for k in range(2):
+            s3 = &(<const fb_l3book *>bs.books[inst]).sides[k]
+            if s3.count:
+                out[2 * k] = s3.levels[s3.count - 1].key if k == 0 \
+                    else -s3.levels[s3.count - 1].key
+                out[2 * k + 1] = s3.levels[s3.count - 1].qty
+    else:
+        for k in range(2):
+            lad = &(<const fb_book *>bs.books[inst]).ladders[k]
+            if lad.count:
+                out[2 * k] = lad.keys[lad.count - 1] if k == 0 else -lad.keys[lad.count - 1]
+                out[2 * k + 1] = lad.qtys[lad.count - 1]
+
+
+cdef int _sample_row(_sampler *s, const fb_bookset *bs, uint32_t inst, int64_t ts,
+                     uint64_t seq, uint8_t reason) noexcept nogil:
+    cdef Py_ssize_t r, off
+    if s.count == s.capacity and _sampler_grow(s) < 0:
+        return FB_ENOMEM
+    r = s.count
+    off = r * s.depth
+    s.ts[r] = ts
+    s.inst[r] = inst
+    s.seq[r] = seq
+    s.reason[r] = reason
+    if bs.kinds[inst] == FB_KIND_L3:
+        fb_l3_top(<const fb_l3book *>bs.books[inst], s.depth, s.bid_px + off, s.bid_qty + off,
+                  s.ask_px + off, s.ask_qty + off)
+    else:
+        fb_book_top(<const fb_book *>bs.books[inst], s.depth, s.bid_px + off, s.bid_qty + off,
+                    s.ask_px + off, s.ask_qty + off)
+    s.count = r + 1
+    return FB_OK
+
+
+cdef inline int64_t _ceil_grid(int64_t ts, int64_t t) noexcept nogil:
+    # the smallest multiple of t >= ts, clamped to INT64_MAX (as sampling._ceil_grid)
+    cdef int64_t q = ts / t     # C division truncates: the ceiling for ts < 0
+    if ts > 0 and ts % t != 0:
+        q += 1
+    if q > INT64_MAX / t:
+        return INT64_MAX
+    return q * t
+
+
+cdef inline int _sample_before(_sampler *s, const fb_bookset *bs, const fb_event *e,
+                               uint32_t inst) noexcept nogil:
+    cdef int64_t due
+    if s.interval == 0 or not s.selected[inst]:
+        return FB_OK
+    due = s.next_t[inst]
+    if due != INT64_MIN and e.ts_exchange > due:
+        if _sample_row(s, bs, inst, due, e.sequence, _REASON_INTERVAL) < 0:
+            return FB_ENOMEM
+    if due == INT64_MIN or e.ts_exchange > due:
+        s.next_t[inst] = _ceil_grid(e.ts_exchange, s.interval)
+    return FB_OK
+
+
+cdef inline int _sample_after(_sampler *s, const fb_bookset *bs, const fb_event *e,
+                              uint32_t inst) noexcept nogil:
+    cdef uint8_t reason = 0
+    cdef int64_t now[4]
+    cdef int64_t *last
+    if not s.selected[inst]:
+        return FB_OK
+    if s.every:
+        s.since[inst] += 1
+        if s.since[inst] >= s.every:
+            s.since[inst] = 0
+            reason = _REASON_EVERY
+    if s.on_bbo:
+        _bbo_of(bs, inst, now)
+        last = &s.bbo[4 * <Py_ssize_t>inst]
+        if now[0] != last[0] or now[1] != last[1] or now[2] != last[2] or now[3] != last[3]:
+            memcpy(last, now, sizeof(now))
+            reason |= _REASON_BBO
+    if reason:
+        return _sample_row(s, bs, inst, e.ts_exchange, e.sequence, reason)
+    return FB_OK
+
+
 cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
                           Py_ssize_t *done, Py_ssize_t *skipped,
                           int64_t *detail) noexcept nogil:
     """Apply ``events[0:n]`` to the books of ``bs`` (see ``_l3.pxd``)."""
+    return _bookset_run(bs, events, n, skip, done, skipped, detail, NULL, NULL)
+
+
+cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
+                      Py_ssize_t *done, Py_ssize_t *skipped, int64_t *detail,
+                      _sampler *samp, _callback *cb) noexcept nogil:
+    """fb_bookset_apply, plus an optional sampler and per-event callback.
+
+    A failure of the sampler (FB_ENOMEM) or of the callback (_ECALLBACK) after
+    event i was applied stops with done = i in raise mode (everything rolled
+    back) and done = i + 1 in skip mode (event i stays applied).
+    """
     cdef Py_ssize_t i, cap, nskip = 0
     cdef const fb_event *e
     cdef uint32_t inst
     cdef int rc = FB_OK
+    cdef bint failed = True
     cdef _journal journal
     cdef _journal *j = NULL
     journal.entries = <_undo *>bs.undo
@@ -1074,11 +1272,23 @@ cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, 
         inst = e.instrument
         if inst >= bs.count:
             rc = FB_EINSTRUMENT
-        elif bs.kinds[inst] == FB_KIND_L3:
-            rc = _l3_event(<fb_l3book *>bs.books[inst], e, j, inst)
         else:
-            rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst)
+            if samp != NULL and _sample_before(samp, bs, e, inst) < 0:
+                rc = FB_ENOMEM
+                break
+            if bs.kinds[inst] == FB_KIND_L3:
+                rc = _l3_event(<fb_l3book *>bs.books[inst], e, j, inst)
+            else:
+                rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst)
         if rc >= 0:
+            if samp != NULL and _sample_after(samp, bs, e, inst) < 0:
+                rc = FB_ENOMEM
+                i += skip
+                break
+            if cb != NULL and _invoke(cb, i, inst) < 0:
+                rc = _ECALLBACK
+                i += skip
+                break
             continue
         if skip and rc != FB_ENOMEM:
             nskip += 1
@@ -1087,9 +1297,13 @@ cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, 
             else:
                 _count(bs, inst, rc)
             continue
+        break
+    else:
+        failed = False
+    if failed:
         done[0] = i
         skipped[0] = nskip
-        detail[0] = _failure_detail(bs, e, rc)
+        detail[0] = _failure_detail(bs, &events[i], rc) if i < n else 0
         if j != NULL:
             _rollback(bs, j)
             _journal_done(bs, j)
@@ -1674,6 +1888,17 @@ cdef str _l2_message(int rc, int action, int side, int64_t price, int64_t qty, i
     return f"unexpected status {rc}"
 
 
+def _check_sampler(sampler, callback):
+    """The argument checks BookSet.apply makes on ``sampler`` and ``callback``."""
+    from fastbook.sampling import Sampler
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise TypeError(f"sampler must be a fastbook.sampling.Sampler, "
+                        f"got {type(sampler).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    return sampler
+
+
 cdef class BookSet:
     """Many books, indexed by a dense instrument id, updated by whole event arrays.
 
@@ -1880,13 +2105,24 @@ cdef class BookSet:
             memset(self._bs.errors, 0, <size_t>self._bs.count * FB_ERR_KINDS * sizeof(uint64_t))
         self._bs.bad_instrument = 0
 
-    def apply(self, events):
+    def apply(self, events, *, sampler=None, callback=None):
         """Apply an event array in order, each event to its instrument's book.
 
         Parameters
         ----------
         events : numpy.ndarray of fastbook.events.EVENT_DTYPE
             1-dimensional and C-contiguous; read in place, never copied.
+        sampler : fastbook.sampling.Sampler, optional
+            Takes top-of-book rows by its rules while the events are applied,
+            in the same C loop (no Python call per event). In raise mode a
+            failed batch also takes back the rows it wrote.
+        callback : callable, optional
+            The slow, flexible path: ``callback(index, instrument)`` is called
+            from Python after every applied event (skipped events excluded),
+            with the GIL held throughout. If it raises, apply stops and the
+            exception propagates: in raise mode every book (and sampler) is
+            back as before the call; in skip mode the events up to and
+            including ``index`` stay applied.
 
         Returns
         -------
@@ -1913,6 +2149,10 @@ cdef class BookSet:
         cdef int64_t detail = 0
         cdef int rc
         cdef bint release
+        cdef _sampler samp
+        cdef _sampler *sp = NULL
+        cdef _callback cb
+        cdef _callback *cbp = NULL
         if self._busy:
             raise RuntimeError("BookSet.apply is already running in another thread")
         if not cnp.PyArray_Check(events) or events.dtype != _EVENT_DTYPE \
@@ -1923,18 +2163,45 @@ cdef class BookSet:
         arr = <cnp.ndarray>events
         n = cnp.PyArray_DIMS(arr)[0]
         ev = <const fb_event *>cnp.PyArray_DATA(arr)
-        release = n >= 256
-        if release:
-            self._set_busy(True)
-            try:
-                with nogil:
-                    rc = fb_bookset_apply(&self._bs, ev, n, self._skip, &done, &skipped,
-                                          &detail)
-            finally:
-                self._set_busy(False)
-        else:
-            self._check_not_busy()
-            rc = fb_bookset_apply(&self._bs, ev, n, self._skip, &done, &skipped, &detail)
+        saved = None
+        if sampler is not None or callback is not None:
+            sampler = _check_sampler(sampler, callback)
+        if sampler is not None:
+            sampler._prepare(self)
+            _sampler_bind(&samp, sampler)
+            sp = &samp
+            if not self._skip:
+                saved = sampler._save()
+        if callback is not None:
+            cb.fn = <PyObject *>callback
+            cb.error = NULL
+            cbp = &cb
+        release = n >= 256 and cbp == NULL
+        if sampler is not None:
+            sampler._busy = True
+        try:
+            if release:
+                self._set_busy(True)
+                try:
+                    with nogil:
+                        rc = _bookset_run(&self._bs, ev, n, self._skip, &done, &skipped,
+                                          &detail, sp, cbp)
+                finally:
+                    self._set_busy(False)
+            else:
+                self._check_not_busy()
+                rc = _bookset_run(&self._bs, ev, n, self._skip, &done, &skipped, &detail,
+                                  sp, cbp)
+        finally:
+            if sampler is not None:
+                sampler._busy = False
+                sampler._count = samp.count
+        if rc < 0 and saved is not None:
+            sampler._restore(saved)
+        if rc == _ECALLBACK:
+            error = <object>cb.error
+            Py_DECREF(error)   # the reference _invoke took
+            raise error
         if rc == FB_ENOMEM:
             if self._skip:
                 raise MemoryError(f"fastbook: cannot grow a book at event {done}; the events "

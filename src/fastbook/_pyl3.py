@@ -490,6 +490,18 @@ _ADD, _REDUCE, _EXECUTE, _DELETE, _REPLACE, _SET_LEVEL = 1, 2, 3, 4, 5, 6
 _CLEAR, _TRADE, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS = 7, 8, 9, 10, 11
 
 
+def _check_sampler(sampler: Any, callback: Any) -> Any:
+    """The argument checks BookSet.apply makes on ``sampler`` and ``callback``."""
+    from fastbook.sampling import Sampler
+
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise TypeError(f"sampler must be a fastbook.sampling.Sampler, "
+                        f"got {type(sampler).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    return sampler
+
+
 class BookSet:
     """Pure-Python twin of :class:`fastbook._l3.BookSet` (see its documentation).
 
@@ -661,16 +673,28 @@ class BookSet:
             new = old - qty
         book.set(side, price, new)
 
-    def apply(self, events: Any) -> int:
+    def apply(self, events: Any, *, sampler: Any = None, callback: Any = None) -> int:
         import copy
 
         from fastbook.events import check_events
 
         rows = check_events(events).tolist()
+        sampler = _check_sampler(sampler, callback)
+        if sampler is not None:
+            sampler._prepare(self)
         saved: dict[int, dict[str, Any]] = {}
+        saved_sampler = sampler._save() if sampler is not None and not self._skip else None
+
+        def rollback() -> None:
+            for j, state in saved.items():
+                self._books[j].__dict__.clear()
+                self._books[j].__dict__.update(state)
+            if saved_sampler is not None:
+                sampler._restore(saved_sampler)
+
         skipped = 0
         for i, row in enumerate(rows):
-            _, _, inst, action, side, _, price, qty, order_id, new_order_id, _ = row
+            ts, _, inst, action, side, _, price, qty, order_id, new_order_id, sequence = row
             try:
                 if inst >= len(self._books):
                     raise _Failure("bad_instrument",
@@ -679,6 +703,8 @@ class BookSet:
                 book = self._books[inst]
                 if not self._skip and inst not in saved:
                     saved[inst] = copy.deepcopy(book.__dict__)
+                if sampler is not None:
+                    sampler._before(book, inst, ts, sequence)
                 if self._meta[inst]["kind"] == "l3":
                     self._l3_event(book, action, side, price, qty, order_id, new_order_id)
                 else:
@@ -692,10 +718,17 @@ class BookSet:
                         self._errors[inst][failure.kind] += 1
                     continue
                 message = self._message(failure, inst, action)
-                for j, state in saved.items():
-                    self._books[j].__dict__.clear()
-                    self._books[j].__dict__.update(state)
+                rollback()
                 raise UpdateError(f"event {i}: {message}", i) from None
+            if sampler is not None:
+                sampler._after(book, inst, ts, sequence)
+            if callback is not None:
+                try:
+                    callback(i, inst)
+                except BaseException:
+                    if not self._skip:
+                        rollback()
+                    raise
         return len(rows) - skipped
 
     def _message(self, failure: _Failure, inst: int, action: int) -> str:

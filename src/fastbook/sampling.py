@@ -1,0 +1,316 @@
+"""Top-of-book samples taken while a :class:`~fastbook.l3.BookSet` applies events.
+
+A :class:`Sampler` is handed to ``BookSet.apply(events, sampler=...)``. While
+the events are applied (in C, without the GIL, for the compiled core) it
+writes a row into preallocated numpy columns whenever one of its rules fires
+for a selected instrument:
+
+``every=K``
+    after every K-th event applied to the instrument (counted per
+    instrument; events skipped in ``on_error="skip"`` mode do not count);
+``interval=T``
+    on a grid of exchange time: row ``ts = g`` holds the book *as of* grid
+    point ``g`` (a multiple of T ns), i.e. after every event of the
+    instrument with ``ts_exchange <= g``. The row is written when the
+    instrument's first event after ``g`` arrives, before that event is
+    applied. A quiet stretch spanning several grid points gives one row, at
+    the first of them; the book did not change until the next row, so a
+    forward fill (``pandas.merge_asof``, ``numpy.searchsorted``) recovers the
+    regular grid exactly;
+``on_bbo=True``
+    after every event that changed the best bid or ask price or quantity.
+
+A row has the columns ``ts`` (int64 ns: the event's exchange time, or the grid
+point), ``instrument`` (uint32), ``sequence`` (uint64: the event's sequence
+field; for an interval row, that of the first event after the grid point),
+``reason`` (uint8 bits: :attr:`Sampler.EVERY`, :attr:`Sampler.INTERVAL`,
+:attr:`Sampler.BBO`), and ``bid_px``, ``bid_qty``, ``ask_px``, ``ask_qty``
+(int64, shape ``(rows, depth)``, best level first, padded with 0 / 0 exactly
+as ``Book.top``). One event gives at most one interval row (before it) and
+one row for the other rules (after it).
+
+Columns are numpy arrays; :meth:`Sampler.columns` returns views of the rows
+taken so far, and :meth:`Sampler.to_arrow` wraps them without copying.
+:meth:`Sampler.take` hands the rows over and starts fresh buffers, so a long
+replay can stream them to disk in bounded memory.
+
+The slow but flexible path is ``BookSet.apply(events, callback=f)``, which
+calls ``f(index, instrument)`` from Python after every applied event.
+
+>>> from fastbook.l3 import BookSet
+>>> from fastbook.events import events_from_records
+>>> from fastbook.sampling import Sampler
+>>> bs = BookSet()
+>>> bs.add_instrument("AAPL", price_decimals=4)
+0
+>>> s = Sampler(depth=2, on_bbo=True)
+>>> bs.apply(events_from_records([
+...     {"action": "add", "side": 1, "price": 1000, "qty": 5, "order_id": 1},
+...     {"action": "add", "side": 1, "price": 900, "qty": 5, "order_id": 2},
+...     {"action": "add", "side": 2, "price": 1100, "qty": 7, "order_id": 3},
+... ]), sampler=s)
+3
+>>> s.columns()["bid_px"].tolist()
+[[1000, 0], [1000, 900]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Sampler"]
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+#: The largest depth a sampler takes.
+MAX_DEPTH = 1000
+
+_SCALAR_COLUMNS = (("ts", np.int64), ("instrument", np.uint32), ("sequence", np.uint64),
+                   ("reason", np.uint8))
+_LEVEL_COLUMNS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
+
+
+def _positive(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
+            or not 1 <= value <= _INT64_MAX:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+class Sampler:
+    """Rules and preallocated columns for top-of-book samples (see the module docstring).
+
+    Parameters
+    ----------
+    depth : int
+        Levels per side in each row (1 to 1000).
+    every : int, optional
+        Take a row after every ``every``-th event of an instrument.
+    interval : int, optional
+        Take a row per grid point of ``interval`` ns of exchange time.
+    on_bbo : bool
+        Take a row after every event that changed the best bid or ask.
+    instruments : iterable of int, optional
+        Instrument ids to sample; all (including ones added later) when omitted.
+    capacity : int
+        Rows allocated up front; the buffers double when full.
+    """
+
+    #: ``reason`` bit: the ``every`` rule fired.
+    EVERY = 1
+    #: ``reason`` bit: the row is an ``interval`` grid point.
+    INTERVAL = 2
+    #: ``reason`` bit: the best bid or ask changed.
+    BBO = 4
+
+    def __init__(self, depth: int = 10, *, every: int | None = None,
+                 interval: int | None = None, on_bbo: bool = False,
+                 instruments: Iterable[int] | None = None, capacity: int = 4096) -> None:
+        if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) \
+                or not 1 <= depth <= MAX_DEPTH:
+            raise ValueError(f"depth must be an integer from 1 to {MAX_DEPTH}, got {depth!r}")
+        self.depth = int(depth)
+        self.every = _positive("every", every)
+        self.interval = _positive("interval", interval)
+        if not isinstance(on_bbo, bool):
+            raise TypeError(f"on_bbo must be a bool, got {on_bbo!r}")
+        self.on_bbo = on_bbo
+        if self.every is None and self.interval is None and not on_bbo:
+            raise ValueError("a Sampler needs at least one rule: every=, interval= or on_bbo=True")
+        if instruments is None:
+            self._chosen: frozenset[int] | None = None
+        else:
+            chosen = []
+            for i in instruments:
+                if not isinstance(i, (int, np.integer)) or isinstance(i, bool) or i < 0:
+                    raise ValueError(f"instruments must be instrument ids (ints >= 0), "
+                                     f"got {i!r}")
+                chosen.append(int(i))
+            self._chosen = frozenset(chosen)
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity must be a positive int, got {capacity!r}")
+        self._capacity0 = capacity
+        self._count = 0
+        self._allocate(capacity)
+        # per-instrument state, grown by _prepare to the BookSet's size
+        self._owner: Any = None
+        self._selected = np.zeros(0, np.uint8)
+        self._since = np.zeros(0, np.int64)
+        self._next_t = np.zeros(0, np.int64)
+        self._bbo = np.zeros((0, 4), np.int64)
+        self._busy = False
+
+    # -- storage ------------------------------------------------------------
+    def _allocate(self, capacity: int) -> None:
+        self._cols: dict[str, np.ndarray] = {name: np.zeros(capacity, t)
+                                             for name, t in _SCALAR_COLUMNS}
+        for name in _LEVEL_COLUMNS:
+            self._cols[name] = np.zeros((capacity, self.depth), np.int64)
+
+    @property
+    def capacity(self) -> int:
+        """Rows the current buffers hold before they grow."""
+        return len(self._cols["ts"])
+
+    def _grow(self, need: int) -> None:
+        """Make room for at least ``need`` rows in total (called with the GIL)."""
+        cap = self.capacity
+        if need <= cap:
+            return
+        while cap < need:
+            cap *= 2
+        old = self._cols
+        self._allocate(cap)
+        for name, col in old.items():
+            self._cols[name][: self._count] = col[: self._count]
+
+    # -- binding to a BookSet (called by BookSet.apply) ---------------------
+    def _prepare(self, bookset: Any) -> None:
+        """Bind to ``bookset`` and size the per-instrument state to its instruments."""
+        if self._busy:
+            raise RuntimeError("this Sampler is in use by BookSet.apply in another thread")
+        if self._owner is None:
+            self._owner = bookset
+        elif self._owner is not bookset:
+            raise ValueError("this Sampler already samples another BookSet; use one Sampler "
+                             "per BookSet")
+        n = len(bookset)
+        old = len(self._since)
+        if n <= old:
+            return
+        selected = np.zeros(n, np.uint8)
+        since = np.zeros(n, np.int64)
+        next_t = np.full(n, _INT64_MIN, np.int64)
+        bbo = np.zeros((n, 4), np.int64)
+        selected[:old] = self._selected
+        since[:old] = self._since
+        next_t[:old] = self._next_t
+        bbo[:old] = self._bbo
+        for i in range(old, n):
+            selected[i] = self._chosen is None or i in self._chosen
+            top = bookset[i].top(1)
+            bbo[i] = top[:, 0]
+        self._selected, self._since, self._next_t, self._bbo = selected, since, next_t, bbo
+
+    def _save(self) -> tuple[Any, ...]:
+        return (self._count, self._since.copy(), self._next_t.copy(), self._bbo.copy())
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        self._count, since, next_t, bbo = saved
+        self._since[: len(since)] = since
+        self._next_t[: len(next_t)] = next_t
+        self._bbo[: len(bbo)] = bbo
+
+    # -- the rules, in Python (the pure-Python BookSet's path) ---------------
+    def _row(self, book: Any, inst: int, ts: int, sequence: int, reason: int) -> None:
+        if self._count == self.capacity:
+            self._grow(self._count + 1)
+        r = self._count
+        cols = self._cols
+        cols["ts"][r] = ts
+        cols["instrument"][r] = inst
+        cols["sequence"][r] = sequence
+        cols["reason"][r] = reason
+        top = book.top(self.depth)
+        cols["bid_px"][r] = top[0]
+        cols["bid_qty"][r] = top[1]
+        cols["ask_px"][r] = top[2]
+        cols["ask_qty"][r] = top[3]
+        self._count = r + 1
+
+    def _before(self, book: Any, inst: int, ts: int, sequence: int) -> None:
+        """The interval rule, before an event of ``inst`` at exchange time ``ts``."""
+        if self.interval is None or not self._selected[inst]:
+            return
+        t = self.interval
+        due = int(self._next_t[inst])
+        if due != _INT64_MIN and ts > due:
+            self._row(book, inst, due, sequence, self.INTERVAL)
+        if due == _INT64_MIN or ts > due:
+            self._next_t[inst] = _ceil_grid(ts, t)
+
+    def _after(self, book: Any, inst: int, ts: int, sequence: int) -> None:
+        """The every and on_bbo rules, after an event of ``inst`` was applied."""
+        if not self._selected[inst]:
+            return
+        reason = 0
+        if self.every is not None:
+            self._since[inst] += 1
+            if self._since[inst] >= self.every:
+                self._since[inst] = 0
+                reason |= self.EVERY
+        if self.on_bbo:
+            now = book.top(1)[:, 0]
+            if not np.array_equal(now, self._bbo[inst]):
+                self._bbo[inst] = now
+                reason |= self.BBO
+        if reason:
+            self._row(book, inst, ts, sequence, reason)
+
+    # -- results ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._count
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Views of the rows taken so far, by column name (no copy).
+
+        The views stay valid and unchanged whatever happens to the sampler later
+        (:meth:`clear` and :meth:`take` start new buffers rather than reuse them).
+        """
+        n = self._count
+        return {name: col[:n] for name, col in self._cols.items()}
+
+    def take(self) -> dict[str, np.ndarray]:
+        """The rows taken so far (as :meth:`columns`); the sampler then starts empty.
+
+        Per-instrument rule state (event counters, next grid point, last BBO)
+        carries on, so sampling continues seamlessly over successive batches.
+        """
+        out = self.columns()
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        """Drop the rows (into fresh buffers); rule state carries on, as in :meth:`take`."""
+        if self._busy:
+            raise RuntimeError("this Sampler is in use by BookSet.apply in another thread")
+        self._count = 0
+        self._allocate(self._capacity0)
+
+    def to_arrow(self) -> Any:
+        """The rows as a ``pyarrow.Table``, without copying the data.
+
+        Level columns are ``fixed_size_list<int64>[depth]``. Needs pyarrow
+        (``pip install fastbook[arrow]``).
+        """
+        try:
+            import pyarrow as pa
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("Sampler.to_arrow needs pyarrow: pip install 'fastbook[arrow]'") \
+                from None
+        cols = self.columns()
+        arrays = {name: pa.array(cols[name]) for name, _ in _SCALAR_COLUMNS}
+        for name in _LEVEL_COLUMNS:
+            flat = pa.array(cols[name].reshape(-1))
+            arrays[name] = pa.FixedSizeListArray.from_arrays(flat, self.depth)
+        return pa.table(arrays)
+
+    def __repr__(self) -> str:
+        rules = []
+        if self.every is not None:
+            rules.append(f"every={self.every}")
+        if self.interval is not None:
+            rules.append(f"interval={self.interval}")
+        if self.on_bbo:
+            rules.append("on_bbo=True")
+        return f"<fastbook.Sampler depth={self.depth} {' '.join(rules)} rows={self._count}>"
+
+
+def _ceil_grid(ts: int, t: int) -> int:
+    """The smallest multiple of ``t`` that is >= ``ts``, at most INT64_MAX."""
+    return min(-((-ts) // t) * t, _INT64_MAX)
