@@ -1,0 +1,1027 @@
+"""NASDAQ TotalView-ITCH 5.0: the readable pure-Python twin of the compiled decoder.
+
+This module is the reference the compiled kernel ``fastbook.codecs._itch50`` is
+checked against, and the fallback when ``FASTBOOK_NO_EXTENSIONS=1``. It is
+written to be read next to the specification (``specs/itch.md`` section 1 and
+the ``decode_chunk`` contract), not to be fast: one ``struct`` call per field
+group, plain loops, no cleverness.
+
+It offers two levels:
+
+* **Exploration.** :func:`parse_message` turns one message into a
+  :class:`typing.NamedTuple` with the specification's field names in
+  snake_case; :func:`iter_messages` walks a whole buffer in any of the three
+  framings (BinaryFILE, MoldUDP64, SoupBinTCP); :func:`stock_directory` turns
+  an ``R`` message into a plain dict.
+* **The oracle.** :func:`decode_chunk` writes normalized book events
+  (``fastbook.events.EVENT_DTYPE``) into a caller's array, exactly as the
+  compiled kernel does; differential tests compare the two element by
+  element. Its docstring lists how this twin reads the places where the
+  shared contract leaves room; the kernel must read them the same way.
+
+Every message begins with the same 11-byte header (type, stock locate,
+tracking number, 6-byte timestamp in ns since midnight), so every message
+tuple begins with ``type, locate, tracking, timestamp``. Alpha fields are
+ASCII ``str`` with the padding spaces on the right removed; prices are ``int``
+at 4 implied decimals (8 for the ``V`` message); share counts are ``int``.
+
+>>> from fastbook.codecs._pyitch50 import parse_message
+>>> def be(value, size):
+...     return value.to_bytes(size, "big")
+>>> msg = (b"A" + be(1, 2) + be(0, 2) + be(34_200_000_000_000, 6)   # header
+...        + be(7, 8) + b"B" + be(100, 4) + b"MEAT    " + be(999_500, 4))
+>>> m = parse_message(msg)
+>>> (m.type, m.locate, m.timestamp, m.order_ref, m.side, m.shares, m.stock, m.price)
+('A', 1, 34200000000000, 7, 'B', 100, 'MEAT', 999500)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fastbook.errors import ArrayError, DecodeError
+from fastbook.events import EVENT_DTYPE, Action, Flags
+
+__all__ = [
+    "COMPILED",
+    "FRAMING_BINARYFILE",
+    "FRAMING_MOLDUDP64",
+    "FRAMING_SOUPBINTCP",
+    "MESSAGE_LENGTHS",
+    "STATUS_DIRECTORY_FULL",
+    "STATUS_EVENTS_FULL",
+    "STATUS_GAP",
+    "STATUS_OK",
+    "STATUS_TRUNCATED",
+    "STATUS_WRONG_LENGTH",
+    "STATUS_ZERO_LENGTH",
+    "AddOrder",
+    "AddOrderMpid",
+    "BrokenTrade",
+    "CrossTrade",
+    "DirectListingCapitalRaise",
+    "IpoQuotingPeriodUpdate",
+    "LuldAuctionCollar",
+    "MarketParticipantPosition",
+    "MwcbDeclineLevel",
+    "MwcbStatus",
+    "Noii",
+    "OperationalHalt",
+    "OrderCancel",
+    "OrderDelete",
+    "OrderExecuted",
+    "OrderExecutedWithPrice",
+    "OrderReplace",
+    "RegShoRestriction",
+    "RetailPriceImprovement",
+    "StockDirectory",
+    "StockTradingAction",
+    "SystemEvent",
+    "Trade",
+    "UnknownMessage",
+    "decode_chunk",
+    "iter_messages",
+    "parse_message",
+    "stock_directory",
+]
+
+#: False: this is the pure-Python twin (the compiled kernel says True).
+COMPILED = False
+
+#: Framing codes accepted by :func:`decode_chunk` and :func:`iter_messages`.
+FRAMING_BINARYFILE = 0
+FRAMING_MOLDUDP64 = 1
+FRAMING_SOUPBINTCP = 2
+_FRAMING_NAMES = {0: "BinaryFILE", 1: "MoldUDP64", 2: "SoupBinTCP"}
+
+#: Statuses returned by :func:`decode_chunk`.
+STATUS_OK = 0                 # all consumed, or an incomplete trailing frame: feed more bytes
+STATUS_EVENTS_FULL = 1        # the events array is full
+STATUS_DIRECTORY_FULL = 2     # the directory array is full
+STATUS_WRONG_LENGTH = -1      # a known type whose length is not the specification's
+STATUS_ZERO_LENGTH = -2       # a length prefix of 0
+STATUS_TRUNCATED = -3         # final=True and the buffer ends inside a frame
+STATUS_GAP = -5               # MoldUDP64 sequence number is not the expected one
+
+#: Message length in bytes, type byte included, length prefix excluded, for every type.
+MESSAGE_LENGTHS: dict[str, int] = {
+    "S": 12, "R": 39, "H": 25, "Y": 20, "L": 26, "V": 35, "W": 12, "K": 28, "J": 35, "h": 21,
+    "A": 36, "F": 40, "E": 31, "C": 36, "X": 23, "D": 19, "U": 35, "P": 44, "Q": 40, "B": 19,
+    "I": 50, "N": 20, "O": 48,
+}
+# The same table indexed by the type byte (0 = unknown type).
+_LENGTH_BY_BYTE = [0] * 256
+for _t, _n in MESSAGE_LENGTHS.items():
+    _LENGTH_BY_BYTE[ord(_t)] = _n
+del _t, _n
+
+
+# -- message tuples -------------------------------------------------------------------------
+# One class per type. Field order is the wire order; names are the specification's.
+
+class SystemEvent(NamedTuple):
+    """``S`` System Event (locate 0). ``event_code``: O S Q M E C."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    event_code: str
+
+
+class StockDirectory(NamedTuple):
+    """``R`` Stock Directory: the locate-to-symbol mapping and the stock's attributes."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    market_category: str
+    financial_status: str
+    round_lot_size: int
+    round_lots_only: str
+    issue_classification: str
+    issue_sub_type: str
+    authenticity: str
+    short_sale_threshold: str
+    ipo_flag: str
+    luld_reference_price_tier: str
+    etp_flag: str
+    etp_leverage_factor: int
+    inverse_indicator: str
+
+
+class StockTradingAction(NamedTuple):
+    """``H`` Stock Trading Action. ``trading_state``: H halted, P paused, Q quoting, T trading."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    trading_state: str
+    reserved: str
+    reason: str
+
+
+class RegShoRestriction(NamedTuple):
+    """``Y`` Reg SHO short sale price test restriction. ``action``: 0, 1 or 2."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    action: str
+
+
+class MarketParticipantPosition(NamedTuple):
+    """``L`` Market Participant Position."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    mpid: str
+    stock: str
+    primary_mm: str
+    mm_mode: str
+    participant_state: str
+
+
+class MwcbDeclineLevel(NamedTuple):
+    """``V`` MWCB Decline Level. The three levels are Price(8): 8 implied decimals."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    level_1: int
+    level_2: int
+    level_3: int
+
+
+class MwcbStatus(NamedTuple):
+    """``W`` MWCB Status. ``breached_level``: 1, 2 or 3."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    breached_level: str
+
+
+class IpoQuotingPeriodUpdate(NamedTuple):
+    """``K`` IPO Quoting Period Update. ``release_time`` is in seconds since midnight."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    release_time: int
+    qualifier: str
+    ipo_price: int
+
+
+class LuldAuctionCollar(NamedTuple):
+    """``J`` LULD Auction Collar."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    reference_price: int
+    upper_collar: int
+    lower_collar: int
+    extension_count: int
+
+
+class OperationalHalt(NamedTuple):
+    """``h`` Operational Halt. ``market_code``: Q B X; ``action``: H halted, T resumed."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    market_code: str
+    action: str
+
+
+class AddOrder(NamedTuple):
+    """``A`` Add Order (no MPID attribution). ``side``: B or S."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    order_ref: int
+    side: str
+    shares: int
+    stock: str
+    price: int
+
+
+class AddOrderMpid(NamedTuple):
+    """``F`` Add Order with MPID attribution."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    order_ref: int
+    side: str
+    shares: int
+    stock: str
+    price: int
+    attribution: str
+
+
+class OrderExecuted(NamedTuple):
+    """``E`` Order Executed, at the resting order's display price."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    order_ref: int
+    executed_shares: int
+    match_number: int
+
+
+class OrderExecutedWithPrice(NamedTuple):
+    """``C`` Order Executed With Price. ``printable``: Y, or N when printed later in a cross."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    order_ref: int
+    executed_shares: int
+    match_number: int
+    printable: str
+    execution_price: int
+
+
+class OrderCancel(NamedTuple):
+    """``X`` Order Cancel: a partial cancel, the order keeps its priority."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    order_ref: int
+    canceled_shares: int
+
+
+class OrderDelete(NamedTuple):
+    """``D`` Order Delete: the whole remaining order leaves the book."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    order_ref: int
+
+
+class OrderReplace(NamedTuple):
+    """``U`` Order Replace: ``original_ref`` leaves, ``new_ref`` joins the back of its level."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    original_ref: int
+    new_ref: int
+    shares: int
+    price: int
+
+
+class Trade(NamedTuple):
+    """``P`` Trade (non-cross) against a non-displayed order; no book effect."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    order_ref: int
+    side: str
+    shares: int
+    stock: str
+    price: int
+    match_number: int
+
+
+class CrossTrade(NamedTuple):
+    """``Q`` Cross Trade. ``shares`` is 64-bit; ``cross_type``: O C H I."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    shares: int
+    stock: str
+    cross_price: int
+    match_number: int
+    cross_type: str
+
+
+class BrokenTrade(NamedTuple):
+    """``B`` Broken Trade."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    match_number: int
+
+
+class Noii(NamedTuple):
+    """``I`` Net Order Imbalance Indicator. Both share counts are 64-bit."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    paired_shares: int
+    imbalance_shares: int
+    imbalance_direction: str
+    stock: str
+    far_price: int
+    near_price: int
+    current_reference_price: int
+    cross_type: str
+    price_variation_indicator: str
+
+
+class RetailPriceImprovement(NamedTuple):
+    """``N`` Retail Price Improvement Indicator. ``interest_flag``: B S A N."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    interest_flag: str
+
+
+class DirectListingCapitalRaise(NamedTuple):
+    """``O`` Direct Listing with Capital Raise price discovery."""
+
+    type: str
+    locate: int
+    tracking: int
+    timestamp: int
+    stock: str
+    open_eligibility: str
+    minimum_allowable_price: int
+    maximum_allowable_price: int
+    near_execution_price: int
+    near_execution_time: int
+    lower_collar: int
+    upper_collar: int
+
+
+class UnknownMessage(NamedTuple):
+    """A message whose type byte is not an ITCH 5.0 type; ``raw`` is the whole message."""
+
+    type: str
+    raw: bytes
+
+
+# Header: type(1) locate(2) tracking(2) timestamp(6). The 6-byte timestamp is read as a
+# 2-byte high part and a 4-byte low part, because struct has no 48-bit integer.
+_HEADER = ">cHHHI"
+# Body layouts in struct notation ("s"/"c" fields are alpha), from specs/itch.md table 1.2.
+_LAYOUTS: dict[str, tuple[type, str]] = {
+    "S": (SystemEvent, "c"),
+    "R": (StockDirectory, "8sccIcc2scccccIc"),
+    "H": (StockTradingAction, "8scc4s"),
+    "Y": (RegShoRestriction, "8sc"),
+    "L": (MarketParticipantPosition, "4s8sccc"),
+    "V": (MwcbDeclineLevel, "QQQ"),
+    "W": (MwcbStatus, "c"),
+    "K": (IpoQuotingPeriodUpdate, "8sIcI"),
+    "J": (LuldAuctionCollar, "8sIIII"),
+    "h": (OperationalHalt, "8scc"),
+    "A": (AddOrder, "QcI8sI"),
+    "F": (AddOrderMpid, "QcI8sI4s"),
+    "E": (OrderExecuted, "QIQ"),
+    "C": (OrderExecutedWithPrice, "QIQcI"),
+    "X": (OrderCancel, "QI"),
+    "D": (OrderDelete, "Q"),
+    "U": (OrderReplace, "QQII"),
+    "P": (Trade, "QcI8sIQ"),
+    "Q": (CrossTrade, "Q8sIQc"),
+    "B": (BrokenTrade, "Q"),
+    "I": (Noii, "QQc8sIIIcc"),
+    "N": (RetailPriceImprovement, "8sc"),
+    "O": (DirectListingCapitalRaise, "8scIIIQII"),
+}
+_STRUCTS: dict[str, struct.Struct] = {t: struct.Struct(_HEADER + body)
+                                      for t, (_, body) in _LAYOUTS.items()}
+# Self-check: every layout has exactly the table's length.
+for _t, _s in _STRUCTS.items():
+    assert _s.size == MESSAGE_LENGTHS[_t], (_t, _s.size)
+del _t, _s
+
+
+def _alpha(raw: bytes, field: str, type_char: str) -> str:
+    try:
+        return raw.decode("ascii").rstrip(" ")
+    except UnicodeDecodeError:
+        raise DecodeError(f"ITCH {type_char!r} message: field {field} is not ASCII: {raw!r}") \
+            from None
+
+
+def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = False) -> Any:
+    """Parse one ITCH 5.0 message (type byte first, no length prefix) into its NamedTuple.
+
+    Parameters
+    ----------
+    msg : bytes-like
+        Exactly one message.
+    allow_unknown : bool, default False
+        Return an :class:`UnknownMessage` for a type byte that is not an ITCH 5.0 type
+        instead of raising (``iter_messages`` does this, since unknown types are skipped
+        by their length).
+
+    Returns
+    -------
+    NamedTuple
+        The class of the type (``AddOrder`` for ``A``, ...), fields in wire order.
+
+    Raises
+    ------
+    DecodeError
+        An empty message, a known type whose length is not the specification's (the
+        message names the type and both lengths), an unknown type (unless
+        ``allow_unknown``), or a non-ASCII alpha field.
+
+    Examples
+    --------
+    >>> parse_message(b"S\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x2aO")
+    SystemEvent(type='S', locate=0, tracking=0, timestamp=42, event_code='O')
+    """
+    raw = bytes(msg)
+    if not raw:
+        raise DecodeError("empty ITCH message (length 0): there is no type byte")
+    type_char = chr(raw[0])
+    expected = _LENGTH_BY_BYTE[raw[0]]
+    if expected == 0:
+        if allow_unknown:
+            return UnknownMessage(type_char, raw)
+        raise DecodeError(f"unknown ITCH 5.0 message type {type_char!r} (byte 0x{raw[0]:02x}), "
+                          f"length {len(raw)}; known types are {''.join(MESSAGE_LENGTHS)}")
+    if len(raw) != expected:
+        raise DecodeError(f"ITCH message type {type_char!r} has length {len(raw)}, "
+                          f"but the specification says {expected}")
+    cls, _ = _LAYOUTS[type_char]
+    values = _STRUCTS[type_char].unpack(raw)
+    _, locate, tracking, ts_high, ts_low = values[:5]
+    fields: list[Any] = [type_char, locate, tracking, (ts_high << 32) | ts_low]
+    for name, value in zip(cls._fields[4:], values[5:], strict=True):
+        fields.append(_alpha(value, name, type_char) if isinstance(value, bytes) else value)
+    return cls(*fields)
+
+
+def stock_directory(msg: Any) -> dict[str, Any]:
+    """The instrument attributes of an ``R`` (stock directory) message, as a plain dict.
+
+    Parameters
+    ----------
+    msg : StockDirectory or bytes-like
+        A parsed ``R`` message or its raw bytes.
+
+    Returns
+    -------
+    dict
+        ``locate``, ``symbol``, ``round_lot``, ``market_category``, ``financial_status``,
+        ``round_lots_only`` (bool), ``issue_classification``, ``issue_sub_type``,
+        ``authenticity``, ``short_sale_threshold``, ``ipo_flag``,
+        ``luld_reference_price_tier``, ``etp_flag``, ``etp_leverage_factor``,
+        ``inverse`` (bool) and ``timestamp``.
+
+    Raises
+    ------
+    DecodeError
+        When ``msg`` is not an ``R`` message.
+    """
+    if not isinstance(msg, StockDirectory):
+        if isinstance(msg, tuple):
+            raise DecodeError(f"stock_directory needs an 'R' message, got {type(msg).__name__}")
+        msg = parse_message(msg, allow_unknown=True)
+        if not isinstance(msg, StockDirectory):
+            raise DecodeError(f"stock_directory needs an 'R' message, got type {msg.type!r}")
+    return {
+        "locate": msg.locate,
+        "symbol": msg.stock,
+        "round_lot": msg.round_lot_size,
+        "market_category": msg.market_category,
+        "financial_status": msg.financial_status,
+        "round_lots_only": msg.round_lots_only == "Y",
+        "issue_classification": msg.issue_classification,
+        "issue_sub_type": msg.issue_sub_type,
+        "authenticity": msg.authenticity,
+        "short_sale_threshold": msg.short_sale_threshold,
+        "ipo_flag": msg.ipo_flag,
+        "luld_reference_price_tier": msg.luld_reference_price_tier,
+        "etp_flag": msg.etp_flag,
+        "etp_leverage_factor": msg.etp_leverage_factor,
+        "inverse": msg.inverse_indicator == "Y",
+        "timestamp": msg.timestamp,
+    }
+
+
+# -- framing ---------------------------------------------------------------------------------
+# _next_unit reads one framing unit: a BinaryFILE frame, a SoupBinTCP packet or a whole
+# MoldUDP64 packet, which is consumed whole or not at all. It does not consume anything; it
+# says what is there, in the order the contract checks things.
+
+_U16 = struct.Struct(">H")
+_MOLD_HEADER = struct.Struct(">10sQH")   # session, sequence number, message count
+_MOLD_HEARTBEAT = 0
+_MOLD_END_OF_SESSION = 0xFFFF
+_INCOMPLETE = 1  # internal: the unit does not fit in the buffer yet
+
+
+class _Unit(NamedTuple):
+    status: int                     # 0 complete, _INCOMPLETE, or a negative status
+    end: int                        # offset just past the unit (when complete)
+    messages: list[tuple[int, int]]  # (offset of the type byte, length) per ITCH message
+    mold_sequence: int              # MoldUDP64 packet sequence number, else -1
+    mold_count: int                 # MoldUDP64 message count field, else 0
+    error_at: int                   # offset of the offending length prefix (errors only)
+
+
+def _check_message(buf: memoryview, offset: int, length: int) -> int:
+    """0, or STATUS_ZERO_LENGTH / STATUS_WRONG_LENGTH for the message at ``offset``."""
+    if length == 0:
+        return STATUS_ZERO_LENGTH
+    expected = _LENGTH_BY_BYTE[buf[offset]]
+    if expected != 0 and expected != length:
+        return STATUS_WRONG_LENGTH
+    return 0
+
+
+def _next_unit(buf: memoryview, p: int, framing: int, expected_sequence: int) -> _Unit:
+    n = len(buf)
+    if framing == FRAMING_BINARYFILE:
+        if p + 2 > n:
+            return _Unit(_INCOMPLETE, p, [], -1, 0, p)
+        (length,) = _U16.unpack_from(buf, p)
+        if length == 0:
+            return _Unit(STATUS_ZERO_LENGTH, p, [], -1, 0, p)
+        if p + 2 + length > n:
+            return _Unit(_INCOMPLETE, p, [], -1, 0, p)
+        status = _check_message(buf, p + 2, length)
+        return _Unit(status, p + 2 + length, [(p + 2, length)], -1, 0, p)
+
+    if framing == FRAMING_SOUPBINTCP:
+        if p + 2 > n:
+            return _Unit(_INCOMPLETE, p, [], -1, 0, p)
+        (length,) = _U16.unpack_from(buf, p)   # counts the packet type byte and the payload
+        if length == 0:
+            return _Unit(STATUS_ZERO_LENGTH, p, [], -1, 0, p)
+        if p + 2 + length > n:
+            return _Unit(_INCOMPLETE, p, [], -1, 0, p)
+        if buf[p + 2] != ord("S"):   # not sequenced data: skipped whole, not an ITCH message
+            return _Unit(0, p + 2 + length, [], -1, 0, p)
+        status = _check_message(buf, p + 3, length - 1)
+        return _Unit(status, p + 2 + length, [(p + 3, length - 1)], -1, 0, p)
+
+    # MoldUDP64
+    if p + _MOLD_HEADER.size > n:
+        return _Unit(_INCOMPLETE, p, [], -1, 0, p)
+    _, sequence, count = _MOLD_HEADER.unpack_from(buf, p)
+    if expected_sequence >= 0 and sequence != expected_sequence:
+        return _Unit(STATUS_GAP, p, [], sequence, count, p)
+    q = p + _MOLD_HEADER.size
+    messages: list[tuple[int, int]] = []
+    if count != _MOLD_HEARTBEAT and count != _MOLD_END_OF_SESSION:
+        for _ in range(count):
+            if q + 2 > n:
+                return _Unit(_INCOMPLETE, p, [], sequence, count, p)
+            (length,) = _U16.unpack_from(buf, q)
+            if length == 0:
+                return _Unit(STATUS_ZERO_LENGTH, p, [], sequence, count, q)
+            if q + 2 + length > n:
+                return _Unit(_INCOMPLETE, p, [], sequence, count, p)
+            status = _check_message(buf, q + 2, length)
+            if status:
+                return _Unit(status, p, [], sequence, count, q)
+            messages.append((q + 2, length))
+            q += 2 + length
+    return _Unit(0, q, messages, sequence, count, p)
+
+
+def _next_expected(unit: _Unit) -> int:
+    """The sequence number the MoldUDP64 packet after ``unit`` must carry."""
+    if unit.mold_count in (_MOLD_HEARTBEAT, _MOLD_END_OF_SESSION):
+        return unit.mold_sequence   # these carry the next expected number and no messages
+    return unit.mold_sequence + unit.mold_count
+
+
+def _as_bytes_view(buf: Any) -> memoryview:
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        raise TypeError(f"buf must be a bytes-like buffer (bytes, bytearray, memoryview, mmap, "
+                        f"numpy uint8 array), got {type(buf).__name__}") from None
+    if not view.c_contiguous:
+        raise ValueError("buf must be a C-contiguous buffer; copy it with bytes(buf) first")
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def _check_int(value: Any, name: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _check_framing(framing: Any) -> int:
+    framing = _check_int(framing, "framing")
+    if framing not in _FRAMING_NAMES:
+        raise ValueError(f"framing must be 0 (BinaryFILE), 1 (MoldUDP64) or 2 (SoupBinTCP), "
+                         f"got {framing}")
+    return framing
+
+
+def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
+                  start: int = 0) -> Iterator[tuple[int, int, Any]]:
+    """Walk every ITCH message of a buffer, for exploration and debugging.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        The whole stream (bytes, bytearray, memoryview, mmap, numpy uint8 array).
+    framing : int, default 0
+        0 BinaryFILE (2-byte length + message), 1 MoldUDP64, 2 SoupBinTCP. MoldUDP64
+        heartbeats and end-of-session packets and SoupBinTCP packets other than ``S`` carry
+        no ITCH message and are skipped. MoldUDP64 sequence numbers are not checked.
+    start : int, default 0
+        Byte offset of the first frame.
+
+    Yields
+    ------
+    (offset, message_number, message)
+        ``offset`` is the byte offset of the message's type byte in ``buf`` (so
+        ``buf[offset:offset + MESSAGE_LENGTHS[message.type]]`` is the message);
+        ``message_number`` counts ITCH messages from 0 at ``start``; ``message`` is the
+        parsed NamedTuple (:class:`UnknownMessage` for unknown types).
+
+    Raises
+    ------
+    DecodeError
+        A zero length prefix, a length that does not match the type, or a stream that ends
+        inside a frame. The message names the byte offset of the frame (for MoldUDP64, of
+        the packet) and the number of the message.
+
+    Examples
+    --------
+    >>> frame = b"\\x00\\x0c" + b"S" + bytes(10) + b"O"
+    >>> [(off, i, m.event_code) for off, i, m in iter_messages(frame + frame)]
+    [(2, 0, 'O'), (16, 1, 'O')]
+    """
+    framing = _check_framing(framing)
+    view = _as_bytes_view(buf)
+    p = _check_int(start, "start")
+    if not 0 <= p <= len(view):
+        raise ValueError(f"start must be between 0 and len(buf) = {len(view)}, got {p}")
+    number = 0
+    name = _FRAMING_NAMES[framing]
+    while p < len(view):
+        unit = _next_unit(view, p, framing, -1)
+        if unit.status == _INCOMPLETE:
+            raise DecodeError(f"{name} stream truncated: the frame at byte offset {p} "
+                              f"(message {number}) runs past the end of the buffer "
+                              f"({len(view)} bytes)")
+        if unit.status < 0:
+            raise DecodeError(_describe_error(view, unit, framing, p, number))
+        for off, length in unit.messages:
+            yield off, number, parse_message(view[off:off + length], allow_unknown=True)
+            number += 1
+        p = unit.end
+
+
+def _describe_error(view: memoryview, unit: _Unit, framing: int, p: int, number: int) -> str:
+    """The DecodeError message for a unit with a negative status, starting at offset ``p``."""
+    name = _FRAMING_NAMES[framing]
+    where = f"byte offset {p} (message {number})"
+    if framing == FRAMING_MOLDUDP64 and unit.error_at != p:
+        where = f"byte offset {p} (the packet; its bad block is at {unit.error_at}), " \
+                f"message {number}"
+    if unit.status == STATUS_ZERO_LENGTH:
+        return (f"{name}: zero length at {where}; the stream is not {name}-framed or is "
+                f"corrupt (RITCH's sample files, for one, have all-zero length prefixes)")
+    if unit.status == STATUS_WRONG_LENGTH:
+        (length,) = _U16.unpack_from(view, unit.error_at)
+        type_offset = unit.error_at + 2
+        if framing == FRAMING_SOUPBINTCP:
+            length -= 1
+            type_offset += 1
+        type_byte = view[type_offset]
+        return (f"{name}: the message at {where} has type {chr(type_byte)!r} and length "
+                f"{length}, but that type's length is {_LENGTH_BY_BYTE[type_byte]}; the "
+                f"stream is corrupt or not ITCH 5.0")
+    return f"{name}: status {unit.status} at {where}"  # pragma: no cover - no other statuses
+
+
+# -- decode_chunk: the oracle ----------------------------------------------------------------
+
+_HALTED = int(Flags.HALTED)
+_QUOTING = int(Flags.QUOTING)
+_TRADING_STATE_FLAGS = {ord("H"): _HALTED, ord("P"): _HALTED, ord("Q"): _QUOTING}
+_SIDES = {ord("B"): 1, ord("S"): 2}
+# Types that emit one event each (when their locate is not dropped).
+_EVENT_TYPES = frozenset(ord(t) for t in "AFECXDUPQH")
+_R = ord("R")
+_UINT64 = 1 << 64
+_INT64_MAX = (1 << 63) - 1
+_HEADER_STRUCT = struct.Struct(">xHHHI")   # locate, tracking, timestamp high, low
+
+
+def _check_array(value: Any, name: str, dtype: Any, length: int | None = None, *,
+                 contiguous: bool = False) -> np.ndarray:
+    dtype_name = "fastbook.events.EVENT_DTYPE" if dtype is EVENT_DTYPE else np.dtype(dtype).name
+    what = f"a 1-D {'C-contiguous ' if contiguous else ''}numpy {dtype_name} array"
+    if length is not None:
+        what += f" of length {length}"
+    if not isinstance(value, np.ndarray):
+        raise ArrayError(f"{name} must be {what}, got {type(value).__name__}")
+    if value.dtype != dtype:
+        got = "a different structured dtype" if value.dtype.names else f"dtype {value.dtype}"
+        raise ArrayError(f"{name} must be {what}, got {got}")
+    if value.ndim != 1:
+        raise ArrayError(f"{name} must be {what}, got shape {value.shape}")
+    if contiguous and not (value.flags.c_contiguous and value.flags.aligned):
+        raise ArrayError(f"{name} must be {what} (and aligned); use np.ascontiguousarray({name})")
+    if length is not None and value.shape[0] != length:
+        raise ArrayError(f"{name} must be {what}, got length {value.shape[0]}")
+    return value
+
+
+def _signed64(value: int) -> int:
+    """The int64 whose bit pattern is the uint64 ``value``."""
+    return value - _UINT64 if value > _INT64_MAX else value
+
+
+def _event_for(buf: memoryview, off: int, type_byte: int) -> tuple[int, int, int, int, int,
+                                                                     int, int] | None:
+    """(action, side, flags, price, qty, order_id, new_order_id) of a message, or None."""
+    t = chr(type_byte)
+    if t == "A" or t == "F":
+        ref, side, shares, _, price = struct.unpack_from(">QcI8sI", buf, off + 11)
+        return Action.ADD, _SIDES.get(side[0], 0), 0, price, shares, ref, 0
+    if t == "E":
+        ref, shares, _ = struct.unpack_from(">QIQ", buf, off + 11)
+        return Action.EXECUTE, 0, 0, 0, shares, ref, 0
+    if t == "C":
+        ref, shares, _, printable, price = struct.unpack_from(">QIQcI", buf, off + 11)
+        flags = int(Flags.NON_PRINTABLE) if printable == b"N" else 0
+        return Action.EXECUTE, 0, flags, price, shares, ref, 0
+    if t == "X":
+        ref, shares = struct.unpack_from(">QI", buf, off + 11)
+        return Action.REDUCE, 0, 0, 0, shares, ref, 0
+    if t == "D":
+        (ref,) = struct.unpack_from(">Q", buf, off + 11)
+        return Action.DELETE, 0, 0, 0, 0, ref, 0
+    if t == "U":
+        ref, new_ref, shares, price = struct.unpack_from(">QQII", buf, off + 11)
+        return Action.REPLACE, 0, 0, price, shares, ref, new_ref
+    if t == "P":
+        ref, side, shares, _, price, _ = struct.unpack_from(">QcI8sIQ", buf, off + 11)
+        return Action.TRADE, _SIDES.get(side[0], 0), int(Flags.HIDDEN), price, shares, ref, 0
+    if t == "Q":
+        shares, _, price, _, _ = struct.unpack_from(">Q8sIQc", buf, off + 11)
+        return Action.TRADE, 0, int(Flags.CROSS), price, _signed64(shares), 0, 0
+    if t == "H":
+        (state,) = struct.unpack_from(">8sc", buf, off + 11)[1:]
+        return Action.STATUS, 0, _TRADING_STATE_FLAGS.get(state[0], 0), 0, 0, 0, 0
+    return None
+
+
+def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
+                 locate_map: Any = None, directory: Any = None, seq: int = 0,
+                 final: bool = False, mold_next: int = -1) -> tuple[int, int, int, int, int]:
+    """Decode ITCH 5.0 messages from ``buf[pos:]`` into normalized events (the reference).
+
+    The behaviour is the shared contract ``itch_decode_chunk.md``, which the compiled
+    ``fastbook.codecs._itch50.decode_chunk`` follows too; a differential test compares
+    the two output element by output element.
+
+    Readings of the contract where it leaves room (the compiled kernel must match):
+
+    1. SoupBinTCP packets other than ``S`` are not ITCH messages: they are skipped whole
+       and NOT counted in ``counts`` (the "counts" section wins over the half sentence in
+       the framing section that mentions ``counts[0]``).
+    2. A SoupBinTCP ``S`` packet with no payload (length 1) is a zero-length ITCH
+       message: status -2, like a zero BinaryFILE prefix.
+    3. MoldUDP64 sequence numbers: ``mold_next`` (or, when it is -1, the first packet's
+       own number) sets the expectation, and every packet consumed moves it to
+       ``sequence + count`` (``sequence`` for heartbeats and end-of-session packets, which
+       announce the next number), so a gap anywhere in the call is status -5, heartbeats
+       included. The check is made as soon as the 20-byte packet header is in ``buf``,
+       before the blocks are looked at.
+    4. MoldUDP64 packet checks run in this order: header complete, sequence (-5), then
+       each block in order (its prefix present, zero length -2, block complete, length
+       matches its type -1), then capacity: events first (status 1), then directory
+       (status 2), over the whole packet. Errors inside a packet report ``pos_after`` =
+       the packet start.
+    4a. When ``directory`` is given, the call also stops (status 2) right after consuming a
+       framing unit that contained an ``R``, so the caller can put the new locate into
+       ``locate_map`` before any later message of it is decoded.
+    5. "Would emit an event" takes ``locate_map`` into account: a message whose locate is
+       dropped needs no event capacity, so it is consumed even when ``events`` is full.
+       Every negative ``locate_map`` value drops (not only -1).
+    6. ``n_directory`` is the number of offsets written to ``directory``: 0 when
+       ``directory`` is None.
+    7. Argument checks, to the letter of the contract: ``buf`` must be C-contiguous;
+       ``events`` 1-D, C-contiguous (and aligned); ``counts``, ``locate_map`` and
+       ``directory`` 1-D, of any stride; the outputs (``events``, ``counts``,
+       ``directory``) writable; ``pos`` and ``seq`` must be ints (bools are
+       refused), ``seq`` below 2**64; ``mold_next`` must be an int from -1 to 2**64 - 1
+       (ValueError otherwise). The array errors are :class:`fastbook.ArrayError` (both a
+       TypeError and a ValueError).
+    8. ``sequence`` of an event is ``(seq + n) mod 2**64`` (the field is uint64). A
+       MoldUDP64 expectation past 2**64 - 1 (``sequence + count`` overflowing) matches no
+       packet: the next packet is a gap.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        Read only, never copied.
+    pos : int
+        Byte offset of the first frame, ``0 <= pos <= len(buf)``.
+    framing : int
+        0 BinaryFILE, 1 MoldUDP64, 2 SoupBinTCP.
+    events : numpy.ndarray of EVENT_DTYPE
+        Output rows, written from index 0; its length is the capacity of this call.
+    counts : numpy.ndarray of uint64, length 256
+        ``counts[type byte]`` is incremented for every ITCH message consumed.
+    locate_map : numpy.ndarray of int32, length 65536, optional
+        Instrument id per stock locate; negative drops the locate's events.
+    directory : numpy.ndarray of int64, optional
+        Receives the byte offset of the type byte of every ``R`` message consumed.
+    seq : int, default 0
+        Message number of the first message consumed.
+    final : bool, default False
+        No bytes follow ``buf``: an incomplete trailing frame is status -3, not 0.
+    mold_next : int, default -1
+        MoldUDP64: the sequence number the first packet must carry (-1: any).
+
+    Returns
+    -------
+    (pos_after, n_events, n_messages, n_directory, status)
+        ``status`` 0: all consumed or more bytes needed; 1 events full; 2 directory full;
+        -1 length does not match the type; -2 zero length; -3 truncated (``final``); -5
+        MoldUDP64 gap. ``pos_after`` is the start of the first frame (packet) not consumed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastbook.events import EVENT_DTYPE
+    >>> frame = b"\\x00\\x13D\\x00\\x01\\x00\\x00" + (5).to_bytes(6, "big") + (9).to_bytes(8, "big")
+    >>> ev = np.zeros(4, EVENT_DTYPE)
+    >>> counts = np.zeros(256, np.uint64)
+    >>> decode_chunk(frame, 0, 0, ev, counts)
+    (21, 1, 1, 0, 0)
+    >>> ev[0][["ts_exchange", "instrument", "action", "order_id"]].tolist()
+    (5, 1, 4, 9)
+    """
+    # -- arguments, checked before anything is decoded
+    framing = _check_framing(framing)
+    view = _as_bytes_view(buf)
+    n = len(view)
+    pos = _check_int(pos, "pos")
+    if not 0 <= pos <= n:
+        raise ValueError(f"pos must be between 0 and len(buf) = {n}, got {pos}")
+    _check_array(events, "events", EVENT_DTYPE, contiguous=True)
+    _check_array(counts, "counts", np.uint64, 256)
+    if locate_map is not None:
+        _check_array(locate_map, "locate_map", np.int32, 65536)
+    if directory is not None:
+        _check_array(directory, "directory", np.int64)
+    for name, array in (("events", events), ("counts", counts), ("directory", directory)):
+        if array is not None and not array.flags.writeable:
+            raise ArrayError(f"{name} must be writable")
+    seq = _check_int(seq, "seq")
+    if not 0 <= seq < _UINT64:
+        raise ValueError(f"seq must be between 0 and 2**64 - 1, got {seq}")
+    mold_next = _check_int(mold_next, "mold_next")
+    if not -1 <= mold_next < _UINT64:
+        raise ValueError(f"mold_next must be -1 (any) or a sequence number from 0 to 2**64 - 1, "
+                         f"got {mold_next}")
+    final = bool(final)
+
+    event_capacity = events.shape[0]
+    directory_capacity = directory.shape[0] if directory is not None else 0
+    n_events = n_messages = n_directory = 0
+    expected = mold_next
+    p = pos
+
+    # -- one framing unit (frame or packet) per iteration, consumed whole or not at all
+    while p < n:
+        unit = _next_unit(view, p, framing, expected)
+        if unit.status == _INCOMPLETE:
+            return p, n_events, n_messages, n_directory, STATUS_TRUNCATED if final else STATUS_OK
+        if unit.status < 0:
+            return p, n_events, n_messages, n_directory, unit.status
+
+        # what consuming the unit would need, then whether it fits
+        need_events = need_directory = 0
+        for off, _length in unit.messages:
+            type_byte = view[off]
+            if type_byte in _EVENT_TYPES and _instrument(view, off, locate_map) >= 0:
+                need_events += 1
+            elif type_byte == _R and directory is not None:
+                need_directory += 1
+        if n_events + need_events > event_capacity:
+            return p, n_events, n_messages, n_directory, STATUS_EVENTS_FULL
+        if n_directory + need_directory > directory_capacity:
+            return p, n_events, n_messages, n_directory, STATUS_DIRECTORY_FULL
+
+        # consume
+        for off, _length in unit.messages:
+            type_byte = view[off]
+            counts[type_byte] += np.uint64(1)
+            number = (seq + n_messages) % _UINT64
+            n_messages += 1
+            if type_byte == _R and directory is not None:
+                directory[n_directory] = off
+                n_directory += 1
+            if type_byte not in _EVENT_TYPES:
+                continue
+            instrument = _instrument(view, off, locate_map)
+            if instrument < 0:
+                continue
+            event = _event_for(view, off, type_byte)
+            assert event is not None
+            action, side, flags, price, qty, order_id, new_order_id = event
+            _, _, ts_high, ts_low = _HEADER_STRUCT.unpack_from(view, off)
+            events[n_events] = ((ts_high << 32) | ts_low, 0, instrument, int(action), side,
+                                flags, price, qty, order_id, new_order_id, number)
+            n_events += 1
+        if framing == FRAMING_MOLDUDP64:
+            expected = _next_expected(unit)
+        p = unit.end
+        if need_directory:
+            # stop after a unit with an R, so the caller can map the new locate before any
+            # later message of it is decoded
+            return p, n_events, n_messages, n_directory, STATUS_DIRECTORY_FULL
+    return p, n_events, n_messages, n_directory, STATUS_OK
+
+
+def _instrument(view: memoryview, off: int, locate_map: np.ndarray | None) -> int:
+    """The instrument id of the message at ``off``: its locate, mapped; negative = dropped."""
+    (locate,) = _U16.unpack_from(view, off + 1)
+    if locate_map is None:
+        return locate
+    return int(locate_map[locate])
