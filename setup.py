@@ -63,6 +63,7 @@ def extension(name: str) -> Extension:
 EXTENSIONS = [
     extension("fastbook._core"),
     extension("fastbook._l3"),
+    extension("fastbook.codecs._itch50"),
 ]
 
 setup(
