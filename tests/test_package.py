@@ -105,7 +105,18 @@ def test_hot_reads_allocate_nothing():
 
 def test_demo_runs_on_built_in_data():
     out = subprocess.run(
-        [sys.executable, "-m", "fastbook", "demo", "--updates", "20000"],
+        [sys.executable, "-m", "fastbook", "demo", "--messages", "30000", "--symbols", "4",
+         "--verify", "4000"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "30,000 messages" in out and "M msgs/s" in out
+    assert "4 books" in out and "best bid" in out and "best ask" in out
+    assert "verified against the pure-Python decoder and books: OK" in out
+
+
+def test_l2_demo_runs_on_built_in_data():
+    out = subprocess.run(
+        [sys.executable, "-m", "fastbook", "demo", "--l2", "--updates", "20000"],
         capture_output=True, text=True, check=True,
     ).stdout
     assert "updates/s" in out

@@ -33,6 +33,7 @@ MAX_DECIMALS: int = _impl.MAX_DECIMALS
 #: True when the compiled Cython core is in use.
 COMPILED: bool = _impl.COMPILED
 
+from fastbook.driver import ReplayResult, replay  # noqa: E402
 from fastbook.l3 import BookSet, OrderBook  # noqa: E402  (after the core: it cimports it)
 from fastbook.sampling import Sampler  # noqa: E402
 
@@ -48,9 +49,11 @@ __all__ = [
     "DecodeError",
     "FastbookError",
     "OrderBook",
+    "ReplayResult",
     "Sampler",
     "UpdateError",
     "__version__",
     "format_decimal",
     "parse_decimal",
+    "replay",
 ]

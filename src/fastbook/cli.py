@@ -1,8 +1,12 @@
 """The ``fastbook`` command line.
 
-``fastbook demo`` replays a built-in synthetic L2 workload through the compiled
-core and prints the book and the throughput. Later releases add ``replay``,
-``info``, ``live`` and ``record``.
+* ``fastbook demo`` generates a synthetic NASDAQ ITCH 5.0 day in memory, replays
+  it into full order-by-order books, prints a few books and the throughput, and
+  checks the result against the pure-Python reference (``--l2``: the L2 demo).
+* ``fastbook replay FILE`` replays a recorded feed into books, with samples to
+  Parquet / Arrow / CSV, LOBSTER files and a closing summary.
+* ``fastbook info FILE`` counts messages by type and lists symbols and the time
+  range.
 """
 
 from __future__ import annotations
@@ -62,6 +66,71 @@ def _same(a, b) -> bool:  # type: ignore[no-untyped-def]
         for side in (fb.BID, fb.ASK)
         for x, y in zip(a.to_arrays(side), b.to_arrays(side), strict=True)
     )
+
+
+def _book_state(books, i: int, depth: int):  # type: ignore[no-untyped-def]
+    book = books[i]
+    return book.order_count, book.top(depth).tolist(), books.instrument(i)["symbol"]
+
+
+def itch_demo(messages: int, symbols: int, seed: int, depth: int, verify: int) -> int:
+    """Generate a synthetic ITCH day in memory, replay it, show books and rate, verify."""
+    from fastbook import _pyl3, synth
+    from fastbook.codecs import _pyitch50, itch50
+    from fastbook.driver import replay
+
+    print(f"fastbook {fb.__version__} demo: a synthetic NASDAQ TotalView-ITCH 5.0 day, "
+          f"{symbols} symbols, seed {seed}, "
+          f"{'compiled core' if fb.COMPILED else 'pure-Python twin (FASTBOOK_NO_EXTENSIONS)'}")
+    data, gen_s = _timed(lambda: synth.itch_day(messages, n_symbols=symbols, seed=seed))
+    print(f"  generated {messages:,} messages ({len(data) / 1e6:.1f} MB, BinaryFILE framing) "
+          f"in {gen_s:.2f} s")
+    result = replay(data, "itch50", every="bbo", depth=depth, progress=False)
+    print()
+    print("  replay: decode + full order-by-order books for every symbol + a top-"
+          f"{depth} sample on every BBO change")
+    for line in result.summary().splitlines():
+        print(f"    {line}")
+    print("  (one run on this machine; `python -m pytest bench` measures properly)")
+
+    books = result.books
+    busiest = sorted(range(len(books)), key=lambda i: -books[i].order_count)[:3]
+    for i in busiest:
+        book = books[i]
+        meta = books.instrument(i)
+        print()
+        print(f"  {meta['symbol']}: {book.order_count:,} live orders, "
+              f"{book.depth(fb.BID):,} bid and {book.depth(fb.ASK):,} ask levels")
+        top = book.top(depth)
+        print(f"  {'level':>5}  {'bid qty':>9}  {'best bid':>10}  {'best ask':>10}  "
+              f"{'ask qty':>9}")
+        for k in range(depth):
+            cells = [
+                f"{int(top[1, k]):,}" if top[1, k] else "",
+                book.format_price(int(top[0, k])) if top[1, k] else "",
+                book.format_price(int(top[2, k])) if top[3, k] else "",
+                f"{int(top[3, k]):,}" if top[3, k] else "",
+            ]
+            print(f"  {k + 1:>5}  {cells[0]:>9}  {cells[1]:>10}  {cells[2]:>10}  {cells[3]:>9}")
+
+    # the same first messages through the pure-Python decoder and book, compared in full
+    n_ref = min(verify, messages)
+    small = synth.itch_day(n_ref, n_symbols=symbols, seed=seed)
+    fast = replay(small, "itch50", every="bbo", depth=depth, progress=False)
+    ref_books = _pyl3.BookSet()
+    dec = itch50.Decoder(ref_books, kernel=_pyitch50)
+    sampler = fb.Sampler(depth, on_bbo=True)
+    for events in [*dec.feed(small), *dec.close()]:
+        ref_books.apply(events, sampler=sampler)
+    ok = len(ref_books) == len(fast.books) and all(
+        _book_state(ref_books, i, depth) == _book_state(fast.books, i, depth)
+        for i in range(len(ref_books)))
+    ref_rows = sampler.columns()
+    ok = ok and all(np.array_equal(ref_rows[k], fast.samples[k]) for k in ref_rows)
+    print()
+    print(f"  verified against the pure-Python decoder and books: {'OK' if ok else 'MISMATCH'} "
+          f"(every book and all {len(ref_rows['ts']):,} samples of a {n_ref:,}-message day)")
+    return 0 if ok else 1
 
 
 def demo(updates: int, seed: int, depth: int, verify: int) -> int:
@@ -125,23 +194,132 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastbook {fb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser(
-        "demo", help="replay a built-in synthetic L2 workload and print the book and throughput"
-    )
+        "demo", help="replay a built-in synthetic ITCH day (or, with --l2, an L2 workload) and "
+                     "print books and throughput")
+    p_demo.add_argument("--messages", type=int, default=2_000_000,
+                        help="ITCH messages to generate (default 2,000,000)")
+    p_demo.add_argument("--symbols", type=int, default=50, help="ITCH symbols (default 50)")
+    p_demo.add_argument("--l2", action="store_true",
+                        help="the L2 Book demo instead: a 2,000-level book and --updates")
     p_demo.add_argument("--updates", type=int, default=1_000_000,
-                        help="number of L2 updates (default 1,000,000)")
+                        help="with --l2: number of L2 updates (default 1,000,000)")
     p_demo.add_argument("--seed", type=int, default=20240607, help="workload seed")
     p_demo.add_argument("--depth", type=int, default=5, help="levels to print per side")
-    p_demo.add_argument("--verify", type=int, default=100_000,
-                        help="updates to replay through the pure-Python reference too")
+    p_demo.add_argument("--verify", type=int, default=None,
+                        help="messages (updates with --l2) to replay through the pure-Python "
+                             "reference too (default 50,000; 100,000 with --l2)")
+
+    p_replay = sub.add_parser(
+        "replay", help="replay a recorded feed file into books, with samples and a summary")
+    p_replay.add_argument("file", help="the feed file (plain, .gz or .zst; '-' for stdin)")
+    p_replay.add_argument("--codec", default="itch50", help="codec (default itch50)")
+    p_replay.add_argument("--symbols", help="comma-separated symbols to build books for")
+    p_replay.add_argument("--depth", type=int, default=10, help="levels per side in samples")
+    p_replay.add_argument("--every", help="sampling rule: 1s, 100ms, 5000msgs, bbo (or a "
+                                          "comma-separated mix)")
+    p_replay.add_argument("-o", "--output", help="write samples to out.parquet, out.arrow "
+                                                 "or out.csv as they are taken")
+    p_replay.add_argument("--lobster", metavar="DIR", help="also write LOBSTER message and "
+                                                           "orderbook files per symbol to DIR")
+    p_replay.add_argument("--framing", default="binaryfile",
+                          choices=["binaryfile", "moldudp64", "soupbintcp"])
+    p_replay.add_argument("--skip-errors", action="store_true",
+                          help="count and skip book errors (unknown orders, over-executions) "
+                               "instead of stopping at the first")
+    p_replay.add_argument("--top", type=int, default=3,
+                          help="print the top of this many of the busiest books at the end")
+    p_replay.add_argument("--no-progress", action="store_true", help="no progress line")
+
+    p_info = sub.add_parser("info", help="message counts by type, symbols and time range")
+    p_info.add_argument("file", help="the feed file (plain, .gz or .zst; '-' for stdin)")
+    p_info.add_argument("--codec", default="itch50", help="codec (default itch50)")
+    p_info.add_argument("--framing", default="binaryfile",
+                        choices=["binaryfile", "moldudp64", "soupbintcp"])
     return parser
+
+
+def _clock(ns: int) -> str:
+    """ns since midnight as HH:MM:SS.nnnnnnnnn."""
+    s, frac = divmod(ns, 1_000_000_000)
+    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{frac:09d}"
+
+
+def _print_books(books, n: int) -> None:  # type: ignore[no-untyped-def]
+    busiest = sorted(range(len(books)), key=lambda i: -books[i].order_count)[:n]
+    for i in busiest:
+        book = books[i]
+        meta = books.instrument(i)
+        bid, ask = book.best_bid(), book.best_ask()
+        text = [f"{book.format_qty(q)} @ {book.format_price(p)}" if lvl else "-"
+                for lvl in (bid, ask) for p, q in [lvl or (0, 0)]]
+        print(f"  {meta['symbol']:<10} {book.order_count:>8,} orders  bid {text[0]:<22} "
+              f"ask {text[1]}")
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    from fastbook.driver import replay
+    from fastbook.errors import DecodeError, UpdateError
+
+    try:
+        result = replay(
+            args.file, args.codec, symbols=args.symbols, depth=args.depth, every=args.every,
+            on_error="skip" if args.skip_errors else "raise", output=args.output,
+            progress=False if args.no_progress else None, framing=args.framing,
+            lobster=args.lobster)
+    except (DecodeError, UpdateError, OSError, ValueError, ImportError) as exc:
+        print(f"fastbook replay: {exc}", file=sys.stderr)
+        if isinstance(exc, UpdateError):
+            print("  (use --skip-errors to count and skip such events)", file=sys.stderr)
+        return 1
+    print(result.summary())
+    if args.top:
+        _print_books(result.books, args.top)
+    return 0
+
+
+def info_command(args: argparse.Namespace) -> int:
+    from fastbook.driver import scan
+    from fastbook.errors import DecodeError
+
+    try:
+        info = scan(args.file, args.codec, framing=args.framing)
+    except (DecodeError, OSError, ValueError) as exc:
+        print(f"fastbook info: {exc}", file=sys.stderr)
+        return 1
+    print(f"{info['messages']:,} messages, {info['bytes']:,} bytes, "
+          f"{len(info['directory']):,} symbols")
+    if info["first_ts"] is not None:
+        print(f"time {_clock(info['first_ts'])} to {_clock(info['last_ts'])}")
+    width = max((len(t) for t in info["counts"]), default=1)
+    for t, n in sorted(info["counts"].items(), key=lambda kv: -kv[1]):
+        print(f"  {t:<{width}} {n:>14,}")
+    symbols = [d["symbol"] for d in info["directory"]]
+    shown = ", ".join(symbols[:20]) + (f", ... ({len(symbols) - 20} more)"
+                                       if len(symbols) > 20 else "")
+    if symbols:
+        print(f"symbols: {shown}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        if args.updates < 1 or args.depth < 1 or args.verify < 0:
-            print("fastbook demo: --updates and --depth must be >= 1, --verify >= 0",
-                  file=sys.stderr)
+        verify = args.verify if args.verify is not None else 100_000 if args.l2 else 50_000
+        if args.l2:
+            if args.updates < 1 or args.depth < 1 or verify < 0:
+                print("fastbook demo: --updates and --depth must be >= 1, --verify >= 0",
+                      file=sys.stderr)
+                return 2
+            return demo(args.updates, args.seed, args.depth, verify)
+        if args.symbols < 1 or args.depth < 1 or verify < 0 \
+                or args.messages < 6 + 4 * args.symbols:
+            print("fastbook demo: --symbols and --depth must be >= 1, --verify >= 0, and "
+                  "--messages at least 6 + 4 x symbols", file=sys.stderr)
             return 2
-        return demo(args.updates, args.seed, args.depth, args.verify)
+        return itch_demo(args.messages, args.symbols, args.seed, args.depth,
+                         max(verify, 6 + 4 * args.symbols))
+    if args.command == "replay":
+        return replay_command(args)
+    if args.command == "info":
+        return info_command(args)
     return 2  # pragma: no cover - argparse enforces a command

@@ -1,0 +1,273 @@
+"""NASDAQ TotalView-ITCH 5.0: messages, framings, and a streaming decoder into books.
+
+Three levels, from exploration to full speed:
+
+* :func:`iter_messages` yields one ``NamedTuple`` per message (``AddOrder``,
+  ``OrderReplace``, ...; field names follow the specification) for looking at a
+  file. Slow by design: a Python object per message.
+* :func:`decode_events` turns a whole buffer into normalized events
+  (``fastbook.events.EVENT_DTYPE``) plus the stock directory.
+* :class:`Decoder` streams chunks of any size into event batches for a
+  :class:`fastbook.BookSet`, registering an instrument per stock directory
+  (``R``) message, and is what :func:`fastbook.replay` drives. Its inner loop is
+  the compiled kernel ``fastbook.codecs._itch50`` (no Python object per
+  message, GIL released); the pure-Python twin ``fastbook.codecs._pyitch50`` is
+  the readable reference that the tests compare it with, and is used when
+  ``FASTBOOK_NO_EXTENSIONS=1``.
+
+Framings: ``"binaryfile"`` (NASDAQ's historical files: a 2-byte big-endian
+length before each message), ``"moldudp64"`` (packets: session, sequence
+number, count, then length-prefixed messages) and ``"soupbintcp"``
+(2-byte length, packet type; ``S`` packets carry one message each).
+
+Book rules (``docs/events.md`` gives each event's exact effect): ``A``/``F`` add
+at the back of the queue; ``E``/``C`` execute and ``X`` cancels part of an order,
+all keeping its priority; ``D`` deletes; ``U`` replaces (the old reference is
+removed, the new one joins the back of its level, same side); ``P``/``Q`` are
+trade prints (``TRADE``, no book effect); ``H`` trading actions become
+``STATUS`` events (halts do not clear books); ``B``, ``I``, ``N``, ``S`` and the
+other reference messages do not touch books. Prices are Price(4): fixed-point
+with 4 decimals, so ``price_decimals=4``. Times are ns since midnight.
+
+Every known message type's length is checked against its prefix; unknown types
+are skipped by length and counted. Framing errors raise
+:class:`fastbook.DecodeError` naming the byte offset and message number.
+
+>>> from fastbook.synth import itch_day
+>>> from fastbook.codecs import itch50
+>>> events, directory, counts = itch50.decode_events(itch_day(2000, n_symbols=2))
+>>> sorted(d["symbol"] for d in directory)
+['SYM0001', 'SYM0002']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from fastbook import _select
+from fastbook.codecs import _pyitch50
+from fastbook.codecs._pyitch50 import (
+    MESSAGE_LENGTHS,
+    iter_messages,
+    parse_message,
+    stock_directory,
+)
+from fastbook.errors import DecodeError
+from fastbook.events import EVENT_DTYPE
+
+__all__ = [
+    "FRAMINGS",
+    "MESSAGE_LENGTHS",
+    "PRICE_DECIMALS",
+    "TS_ORIGIN",
+    "VENUE",
+    "Decoder",
+    "decode_events",
+    "iter_messages",
+    "parse_message",
+    "stock_directory",
+]
+
+_kernel = _select.load("codecs._itch50", "codecs._pyitch50", "ITCH 5.0 kernel")
+
+#: Framing names accepted by :class:`Decoder` and their kernel codes.
+FRAMINGS: dict[str, int] = {"binaryfile": 0, "moldudp64": 1, "soupbintcp": 2}
+#: ITCH prices are Price(4): integers with 4 implied decimals.
+PRICE_DECIMALS = 4
+#: Event times are ns since midnight (exchange local time, US/Eastern), as on the wire.
+TS_ORIGIN = "midnight"
+#: The venue recorded for instruments of a NASDAQ ITCH feed (``Decoder(venue=...)`` for BX, PSX).
+VENUE = "XNAS"
+
+#: Events per batch a :class:`Decoder` hands out (64 bytes each: 4 MiB).
+BATCH_EVENTS = 1 << 16
+# The longest frame a stream can hold: a 2-byte length allows 65535-byte
+# messages; a MoldUDP64 packet travels in one UDP datagram (< 64 KiB).
+_MAX_FRAME = (1 << 16) + 64
+
+_STATUS_TEXT = {
+    -1: "the length prefix does not match the message type's length",
+    -2: "a length prefix of 0 (not valid ITCH framing; RITCH's writer leaves such prefixes)",
+    -3: "the stream ends inside a message (truncated)",
+    -5: "a MoldUDP64 sequence gap",
+}
+
+
+def _framing_code(framing: str) -> int:
+    try:
+        return FRAMINGS[framing]
+    except KeyError:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}") \
+            from None
+
+
+class Decoder:
+    """Streaming ITCH 5.0 decoder feeding a :class:`fastbook.BookSet`.
+
+    Parameters
+    ----------
+    bookset : fastbook.BookSet or None
+        Receives one L3 instrument per stock directory message of a chosen
+        symbol (``price_decimals=4``, ``lot_size`` = round lot, ``venue``). An
+        instrument already in the set under the same (symbol, venue) is reused.
+        ``None``: no books; every event's ``instrument`` is its stock locate
+        (for scanning a file).
+    symbols : iterable of str, optional
+        Only these symbols get books; messages of the others are decoded,
+        counted and dropped inside the kernel. All symbols when omitted.
+    framing : {"binaryfile", "moldudp64", "soupbintcp"}
+    venue : str
+        Recorded in the instrument metadata.
+    name : str
+        Names the stream in error messages.
+    batch : int
+        Events per batch handed out by :meth:`feed`.
+
+    Use :meth:`feed` for each chunk of bytes (any size, frames may straddle
+    chunks) and apply each batch it yields before asking for the next (a batch
+    is a view of a buffer the decoder reuses), then :meth:`close`.
+    """
+
+    def __init__(self, bookset: Any, *, symbols: Iterable[str] | None = None,
+                 framing: str = "binaryfile", venue: str = VENUE, name: str = "<stream>",
+                 batch: int = BATCH_EVENTS, kernel: Any = None) -> None:
+        self.bookset = bookset
+        self.symbols = None if symbols is None else frozenset(symbols)
+        if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
+            raise TypeError("symbols must be strings")
+        self.framing = framing
+        self._framing = _framing_code(framing)
+        self.venue = venue
+        self.name = name
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        self._kernel = _kernel if kernel is None else kernel
+        self._events = np.zeros(batch, EVENT_DTYPE)
+        self._counts = np.zeros(256, np.uint64)
+        # the kernel stops after each frame or packet holding an R (at most ~1600 in a
+        # 64 KiB packet), so the new locate is mapped before its next message
+        self._directory = np.zeros(2048, np.int64)
+        self._locate_map = np.full(65536, -1, np.int32) if bookset is not None else None
+        self._tail = b""
+        self._base = 0          # absolute offset of the first byte not yet consumed
+        self.messages = 0       #: messages decoded so far
+        self.events = 0         #: events handed out so far
+        #: stock directory entries seen, in order (dicts from ``stock_directory``)
+        self.directory: list[dict[str, Any]] = []
+        #: instrument id per stock locate, for the chosen symbols
+        self.instruments: dict[int, int] = {}
+        self._closed = False
+
+    @property
+    def bytes(self) -> int:
+        """Bytes consumed so far (whole frames)."""
+        return self._base
+
+    def counts(self) -> dict[str, int]:
+        """Messages decoded so far by type character (unknown types included)."""
+        return {chr(t): int(n) for t, n in enumerate(self._counts) if n}
+
+    def unknown_types(self) -> int:
+        """Messages of types the ITCH 5.0 table does not know (skipped by length)."""
+        return sum(n for t, n in self.counts().items() if t not in MESSAGE_LENGTHS)
+
+    def feed(self, chunk: Any) -> Iterator[np.ndarray]:
+        """Decode ``chunk`` (bytes-like), yielding event batches to apply in order.
+
+        Bytes of an incomplete trailing frame are kept for the next call.
+        """
+        if self._closed:
+            raise ValueError("this Decoder is closed")
+        view = memoryview(chunk).cast("B")
+        start = 0
+        if self._tail:
+            # finish the straddling frame on a small joined buffer, then go on in place
+            head = len(self._tail)
+            take = min(len(view), _MAX_FRAME)
+            joined = self._tail + bytes(view[:take])
+            pos = yield from self._run(joined, 0, final=False, stop_at=head)
+            if pos < head:
+                if take < len(view):
+                    raise DecodeError(f"{self.name}: byte {self._base}, message {self.messages}:"
+                                      f" a frame longer than {_MAX_FRAME} bytes")
+                self._tail = joined[pos:]
+                return
+            start = pos - head
+            self._tail = b""
+        pos = yield from self._run(view, start, final=False)
+        self._tail = bytes(view[pos:])
+
+    def close(self) -> Iterator[np.ndarray]:
+        """End of stream: decode what is left; a trailing partial frame is an error."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tail:
+            yield from self._run(self._tail, 0, final=True)
+            self._tail = b""
+
+    def _run(self, buf: Any, pos: int, *, final: bool,
+             stop_at: int | None = None) -> Iterator[np.ndarray]:
+        """Decode ``buf`` from ``pos``; returns where it stopped (generator return value)."""
+        decode = self._kernel.decode_chunk
+        while True:
+            new_pos, n_events, n_messages, n_directory, status = decode(
+                buf, pos, self._framing, self._events, self._counts,
+                locate_map=self._locate_map, directory=self._directory, seq=self.messages,
+                final=final)
+            self._base += new_pos - pos
+            self.messages += n_messages
+            for k in range(n_directory):
+                self._register(buf, int(self._directory[k]))
+            if n_events:
+                self.events += n_events
+                yield self._events[:n_events]
+            pos = new_pos
+            if status < 0:
+                raise DecodeError(f"{self.name}: byte {self._base}, message {self.messages} "
+                                  f"({self.framing}): {_STATUS_TEXT.get(status, status)}")
+            if status == 0 or (stop_at is not None and pos >= stop_at):
+                return pos
+
+    def _register(self, buf: Any, offset: int) -> None:
+        msg = bytes(memoryview(buf)[offset:offset + MESSAGE_LENGTHS["R"]])
+        entry = stock_directory(msg)
+        self.directory.append(entry)
+        symbol, locate = entry["symbol"], entry["locate"]
+        if self._locate_map is None:
+            return
+        if self.symbols is not None and symbol not in self.symbols:
+            self._locate_map[locate] = -1
+            return
+        try:
+            inst = self.bookset.find(symbol, self.venue)
+        except KeyError:
+            inst = self.bookset.add_instrument(
+                symbol, venue=self.venue, price_decimals=PRICE_DECIMALS, qty_decimals=0,
+                lot_size=max(int(entry["round_lot"]), 1), capacity=16, order_capacity=64)
+        self._locate_map[locate] = inst
+        self.instruments[locate] = inst
+
+
+def decode_events(buf: Any, *, framing: str = "binaryfile", symbols: Iterable[str] | None = None,
+                  kernel: Any = None) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, int]]:
+    """Decode a whole ITCH buffer into ``(events, directory, counts)``.
+
+    ``events`` is one array with ``instrument`` = the order in which the
+    directory named the (chosen) symbols, 0, 1, ...; ``directory`` lists every
+    stock directory entry; ``counts`` gives messages by type.
+    """
+    from fastbook.l3 import BookSet
+
+    dec = Decoder(BookSet(), symbols=symbols, framing=framing, kernel=kernel)
+    parts = [batch.copy() for batch in dec.feed(buf)]
+    parts += [batch.copy() for batch in dec.close()]
+    events = np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
+    return events, dec.directory, dec.counts()
+
+
+# the twin's module, for callers that want the readable reference explicitly
+reference = _pyitch50

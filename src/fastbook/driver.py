@@ -1,0 +1,524 @@
+"""The replay driver: `fastbook.replay` turns a recorded feed into books, samples and counts.
+
+One call streams a file (plain, gzip, zstd, memory-mapped, stdin, a buffer or a
+file object) through a codec's decoder into a :class:`fastbook.BookSet`, taking
+top-N samples by a rule while it goes, in memory bounded by the chunk size plus
+the books (plus the samples, unless they stream to ``output``):
+
+>>> import fastbook as fb
+>>> from fastbook.synth import itch_day
+>>> result = fb.replay(itch_day(20_000, n_symbols=3), "itch50", every="bbo", depth=5)
+>>> result.messages
+20000
+>>> sorted(result.counts)[:3]
+['A', 'C', 'D']
+
+Sampling rules (``every=``): ``"bbo"`` (whenever the best bid or ask changes),
+a time interval of exchange time (``"1s"``, ``"100ms"``, ``"250us"``,
+``"5000ns"``), or a number of events per instrument (``"5000msgs"`` or an int);
+several rules can be joined with commas (``"1s,bbo"``).
+``fastbook.sampling`` documents exactly which rows each rule takes.
+
+Prices and quantities stay fixed-point integers everywhere; Arrow and Parquet
+output records each instrument's scales in the schema metadata
+(``fastbook.instruments``) and times as integer nanoseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from fastbook.errors import FastbookError
+
+__all__ = ["ReplayResult", "parse_every", "replay"]
+
+_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
+_RULE = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|min|m|h|msgs?|events?)\s*$")
+_OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow",
+                   ".feather": "arrow", ".ipc": "arrow", ".csv": "csv"}
+
+
+def parse_every(every: Any) -> dict[str, Any]:
+    """A sampling rule as :class:`fastbook.Sampler` keyword arguments.
+
+    >>> parse_every("100ms")
+    {'interval': 100000000}
+    >>> parse_every("5000msgs,bbo")
+    {'every': 5000, 'on_bbo': True}
+    """
+    if isinstance(every, (int, np.integer)) and not isinstance(every, bool):
+        if every < 1:
+            raise ValueError(f"every must be positive, got {every!r}")
+        return {"every": int(every)}
+    if not isinstance(every, str):
+        raise TypeError(f"every must be a str such as '1s', '5000msgs' or 'bbo', or an int; "
+                        f"got {every!r}")
+    out: dict[str, Any] = {}
+    for part in every.split(","):
+        if part.strip().lower() == "bbo":
+            out["on_bbo"] = True
+            continue
+        m = _RULE.match(part.lower())
+        if m is None or int(m.group(1)) < 1:
+            raise ValueError(f"cannot read the sampling rule {part.strip()!r}: use a time "
+                             f"such as '1s', '100ms', '250us', a count such as '5000msgs', "
+                             f"or 'bbo'")
+        n, unit = int(m.group(1)), m.group(2)
+        key = "every" if unit.startswith(("msg", "event")) else "interval"
+        if key in out:
+            raise ValueError(f"the sampling rule {every!r} gives two {key} rules")
+        out[key] = n if key == "every" else n * _UNITS_NS[unit]
+    return out
+
+
+def _output_format(path: str | os.PathLike[str]) -> str:
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    try:
+        return _OUTPUT_FORMATS[suffix]
+    except KeyError:
+        raise ValueError(f"cannot tell the output format of {os.fspath(path)!r}: use a "
+                         f"{', '.join(sorted(_OUTPUT_FORMATS))} file name") from None
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise ImportError("Arrow, Parquet and CSV output need pyarrow: "
+                          "pip install 'fastbook[arrow]'") from None
+    return pa
+
+
+def _instruments(bookset: Any) -> list[dict[str, Any]]:
+    return [dict(bookset.instrument(i), id=i) for i in range(len(bookset))]
+
+
+def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, Any]],
+                  *, codec: str = "", ts_origin: str = "") -> Any:
+    """Sample columns as a ``pyarrow.Table``: one row per sample, one column per level field.
+
+    Columns: ``ts`` (int64 ns), ``instrument`` (uint32), ``symbol`` (dictionary
+    of the instruments' symbols, sharing ``instrument``'s values as indices),
+    ``sequence``, ``reason``, then ``bid_px_1, bid_qty_1, ask_px_1, ask_qty_1``
+    and so on for each level (int64 fixed-point; 0 / 0 for an empty level).
+    The schema metadata holds ``fastbook.instruments`` (JSON: id, symbol, venue,
+    decimals, tick and lot size), ``fastbook.price_decimals`` /
+    ``fastbook.qty_decimals`` when every instrument shares them, and the time
+    unit and origin.
+    """
+    pa = _pyarrow()
+    n = len(columns["ts"])
+    depth = columns["bid_px"].shape[1] if columns["bid_px"].ndim == 2 else 0
+    symbols = pa.array([i["symbol"] for i in instruments], pa.string())
+    arrays = {
+        "ts": pa.array(columns["ts"]),
+        "instrument": pa.array(columns["instrument"]),
+        "symbol": pa.DictionaryArray.from_arrays(pa.array(columns["instrument"]), symbols),
+        "sequence": pa.array(columns["sequence"]),
+        "reason": pa.array(columns["reason"]),
+    }
+    for k in range(depth):
+        for name in ("bid_px", "bid_qty", "ask_px", "ask_qty"):
+            arrays[f"{name}_{k + 1}"] = pa.array(np.ascontiguousarray(columns[name][:, k]))
+    meta = {
+        "fastbook.instruments": json.dumps(instruments),
+        "fastbook.ts_unit": "ns",
+        "fastbook.ts_origin": ts_origin,
+        "fastbook.codec": codec,
+        "fastbook.depth": str(depth),
+        "fastbook.rows": str(n),
+    }
+    for key in ("price_decimals", "qty_decimals"):
+        values = {i[key] for i in instruments}
+        if len(values) == 1:
+            meta[f"fastbook.{key}"] = str(values.pop())
+    table = pa.table(arrays)
+    return table.replace_schema_metadata(meta)
+
+
+def _plain_symbols_schema(schema: Any) -> Any:
+    import pyarrow as pa
+
+    i = schema.get_field_index("symbol")
+    return schema.set(i, pa.field("symbol", pa.string()))
+
+
+def _plain_symbols(table: Any) -> Any:
+    i = table.schema.get_field_index("symbol")
+    return table.set_column(i, "symbol", table.column("symbol").cast("string"))
+
+
+class _Writer:
+    """Streams sample batches to a Parquet, Arrow IPC or CSV file as they are taken."""
+
+    def __init__(self, path: str | os.PathLike[str], row_group_size: int, codec: str,
+                 ts_origin: str) -> None:
+        self.path = os.fspath(path)
+        self.format = _output_format(path)
+        self.row_group_size = row_group_size
+        self.codec, self.ts_origin = codec, ts_origin
+        self.rows = 0
+        self._writer: Any = None
+        _pyarrow()
+
+    def write(self, columns: dict[str, np.ndarray], instruments: list[dict[str, Any]]) -> None:
+        if len(columns["ts"]) == 0:
+            return
+        table = samples_table(columns, instruments, codec=self.codec, ts_origin=self.ts_origin)
+        if self._writer is None:
+            self._open(table.schema)
+        elif not table.schema.equals(self._schema):
+            # instruments were added since the file was opened: keep the first schema's
+            # metadata (the final list is written at close for Parquet and IPC alike)
+            table = table.replace_schema_metadata(self._schema.metadata)
+            table = table.cast(self._schema)
+        if self.format == "parquet":
+            self._writer.write_table(table, row_group_size=self.row_group_size)
+        else:
+            # an IPC file cannot replace a dictionary between batches, and CSV has none
+            self._writer.write_table(_plain_symbols(table))
+        self.rows += table.num_rows
+
+    def _open(self, schema: Any) -> None:
+        import pyarrow as pa
+
+        self._schema = schema
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self.path, schema)
+        elif self.format == "arrow":
+            self._writer = pa.ipc.new_file(self.path, _plain_symbols_schema(schema))
+        else:
+            import pyarrow.csv as pacsv
+
+            self._writer = pacsv.CSVWriter(self.path, _plain_symbols_schema(schema))
+
+    def close(self, instruments: list[dict[str, Any]]) -> None:
+        if self._writer is None:
+            # no rows: still write a valid, empty file with the right columns
+            depth = 0
+            empty = {"ts": np.zeros(0, np.int64), "instrument": np.zeros(0, np.uint32),
+                     "sequence": np.zeros(0, np.uint64), "reason": np.zeros(0, np.uint8)}
+            for name in ("bid_px", "bid_qty", "ask_px", "ask_qty"):
+                empty[name] = np.zeros((0, depth), np.int64)
+            self._open(samples_table(empty, instruments, codec=self.codec,
+                                     ts_origin=self.ts_origin).schema)
+        if self.format == "parquet":
+            self._writer.add_key_value_metadata(
+                {"fastbook.instruments": json.dumps(instruments),
+                 "fastbook.rows": str(self.rows)})
+        self._writer.close()
+
+
+class ReplayResult:
+    """What :func:`replay` returns: books, samples, counts and timing.
+
+    Attributes
+    ----------
+    books : fastbook.BookSet
+        The final books, one per instrument (``book(symbol)`` finds one).
+    samples : dict of numpy arrays
+        The sampled columns (``fastbook.sampling`` layout: ``bid_px`` etc. of
+        shape ``(rows, depth)``); empty when there was no rule or the rows
+        were streamed to ``output``.
+    counts : dict
+        Messages by type (the codec's type names).
+    messages, events, bytes : int
+        Messages decoded, events applied (including skipped ones), bytes of
+        the decoded stream.
+    errors : dict
+        Events skipped by kind (``on_error="skip"``; all 0 in raise mode).
+    unknown_types : int
+        Messages of unknown types, skipped by length.
+    seconds : float
+        Wall time of the replay.
+    output : str or None
+        The file the samples were streamed to, and ``rows`` written.
+    """
+
+    def __init__(self, *, books: Any, samples: dict[str, np.ndarray], counts: dict[str, int],
+                 messages: int, events: int, bytes_: int, unknown_types: int, seconds: float,
+                 codec: str, ts_origin: str, output: str | None, rows: int) -> None:
+        self.books = books
+        self.samples = samples
+        self.counts = counts
+        self.messages = messages
+        self.events = events
+        self.bytes = bytes_
+        self.unknown_types = unknown_types
+        self.seconds = seconds
+        self.codec = codec
+        self.ts_origin = ts_origin
+        self.output = output
+        self.rows = rows
+        self.errors = books.errors
+
+    @property
+    def skipped(self) -> int:
+        """Events skipped in skip mode, all kinds together."""
+        return sum(self.errors.values())
+
+    @property
+    def rate(self) -> float:
+        """Messages per second of wall time."""
+        return self.messages / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def instruments(self) -> list[dict[str, Any]]:
+        """Metadata of every instrument (id, symbol, venue, decimals, tick, lot)."""
+        return _instruments(self.books)
+
+    def book(self, symbol: str, venue: str | None = None) -> Any:
+        """The final book of ``symbol`` (on ``venue``, or the only venue that has it)."""
+        if venue is not None:
+            return self.books[self.books.find(symbol, venue)]
+        found = [i for i in self.instruments if i["symbol"] == symbol]
+        if len(found) != 1:
+            raise KeyError(f"{'no' if not found else 'several'} instrument {symbol!r} in this "
+                           f"replay{'' if not found else '; name the venue'}")
+        return self.books[found[0]["id"]]
+
+    def to_arrow(self) -> Any:
+        """The samples as a ``pyarrow.Table`` (see :func:`samples_table` for the columns)."""
+        return samples_table(self._samples_or_empty(), self.instruments, codec=self.codec,
+                             ts_origin=self.ts_origin)
+
+    def to_pandas(self) -> Any:
+        """The samples as a ``pandas.DataFrame`` (needs pandas and pyarrow)."""
+        return self.to_arrow().to_pandas()
+
+    def to_parquet(self, path: str | os.PathLike[str], *, row_group_size: int = 1 << 20) -> None:
+        """Write the samples to a Parquet file, in row groups of ``row_group_size`` rows."""
+        import pyarrow.parquet as pq
+
+        pq.write_table(self.to_arrow(), os.fspath(path), row_group_size=row_group_size)
+
+    def _samples_or_empty(self) -> dict[str, np.ndarray]:
+        if self.samples:
+            return self.samples
+        if self.output is not None:
+            raise FastbookError(f"the samples were streamed to {self.output!r}; read them "
+                                f"from there")
+        return {"ts": np.zeros(0, np.int64), "instrument": np.zeros(0, np.uint32),
+                "sequence": np.zeros(0, np.uint64), "reason": np.zeros(0, np.uint8),
+                **{n: np.zeros((0, 0), np.int64) for n in ("bid_px", "bid_qty", "ask_px",
+                                                           "ask_qty")}}
+
+    def summary(self) -> str:
+        """A few lines for people: messages, rate, books, skipped, samples."""
+        lines = [
+            f"{self.messages:,} messages ({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s: "
+            f"{self.rate / 1e6:.2f} M msgs/s",
+            f"{len(self.books):,} books, {self.events:,} book events, "
+            f"{self.skipped:,} skipped, {self.unknown_types:,} unknown message types",
+        ]
+        if self.skipped:
+            lines.append("skipped: " + ", ".join(f"{k} {v:,}" for k, v in self.errors.items()
+                                                   if v))
+        if self.output is not None:
+            lines.append(f"{self.rows:,} sample rows written to {self.output}")
+        elif self.samples:
+            lines.append(f"{len(self.samples['ts']):,} sample rows")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"<fastbook.ReplayResult codec={self.codec!r} messages={self.messages} "
+                f"books={len(self.books)} skipped={self.skipped}>")
+
+
+def replay(source: Any, codec: str = "itch50", *, symbols: Iterable[str] | str | None = None,
+           depth: int = 10, every: Any = None, on_error: str = "raise",
+           output: str | os.PathLike[str] | None = None, row_group_size: int = 1 << 20,
+           chunk_size: int = 4 << 20, compression: str = "auto", progress: bool | None = None,
+           bookset: Any = None, lobster: str | os.PathLike[str] | None = None,
+           **codec_options: Any) -> ReplayResult:
+    """Replay a recorded feed into books, taking top-of-book samples on the way.
+
+    Parameters
+    ----------
+    source : path, ``"-"`` (stdin), bytes-like or binary file object
+        Compression (gzip, zstd) is detected from the content.
+    codec : str
+        A module of :mod:`fastbook.codecs` with a ``Decoder`` (``"itch50"``).
+    symbols : iterable of str or comma-separated str, optional
+        Only these symbols get books (others are decoded and dropped).
+    depth : int
+        Levels per side in each sample row.
+    every : str or int, optional
+        The sampling rule (see :func:`parse_every`); no samples when omitted.
+    on_error : {"raise", "skip"}
+        Book errors (unknown order references, over-executions): raise
+        :class:`fastbook.UpdateError` naming the event, or count and skip them
+        (``result.errors``). Framing errors always raise ``DecodeError`` with
+        the byte offset and message number.
+    output : path, optional
+        Stream the samples to this ``.parquet``, ``.arrow``/``.feather`` or
+        ``.csv`` file as they are taken (row groups of ``row_group_size``), so
+        memory stays bounded on long runs.
+    chunk_size, compression : passed to :func:`fastbook.sources.open_source`.
+    progress : bool, optional
+        Draw a progress line on stderr; by default only when it is a terminal.
+    bookset : fastbook.BookSet, optional
+        Books to continue (default: a new, empty set).
+    lobster : directory path, optional
+        Also write LOBSTER message and orderbook files (``depth`` levels) for
+        every instrument, as ``SYMBOL_message_DEPTH.csv`` and
+        ``SYMBOL_orderbook_DEPTH.csv``, streamed batch by batch. Two files
+        stay open per instrument, so at most 256 instruments: choose
+        ``symbols`` for a full day.
+    **codec_options
+        Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``).
+    """
+    from fastbook import codecs
+    from fastbook.l3 import BookSet
+    from fastbook.sampling import Sampler
+    from fastbook.sources import Progress, open_source
+
+    module = codecs.load(codec)
+    if isinstance(symbols, str):
+        symbols = [s.strip() for s in symbols.split(",") if s.strip()]
+    books = BookSet(on_error=on_error) if bookset is None else bookset
+    rules = parse_every(every) if every is not None else None
+    sampler = Sampler(depth, capacity=1 << 16, **rules) if rules else None
+    writer = None
+    if output is not None:
+        if sampler is None:
+            raise ValueError("output= needs a sampling rule (every=)")
+        writer = _Writer(output, row_group_size, codec, getattr(module, "TS_ORIGIN", ""))
+    taken: list[dict[str, np.ndarray]] = []
+    lob = _LobsterFiles(lobster, depth, getattr(module, "PRICE_DECIMALS", 4)) \
+        if lobster is not None else None
+
+    def flush(force: bool = False) -> None:
+        if sampler is None or (len(sampler) < row_group_size and not force):
+            return
+        cols = sampler.take()
+        if writer is not None:
+            writer.write(cols, _instruments(books))
+        elif len(cols["ts"]):
+            taken.append(cols)
+
+    t0 = time.perf_counter()
+    with open_source(source, chunk_size=chunk_size, compression=compression) as src:
+        decoder = module.Decoder(books, symbols=symbols, name=src.name, **codec_options)
+        bar = Progress(total=src.size, enabled=progress)
+        try:
+            for chunk in src:
+                for events in decoder.feed(chunk):
+                    _apply(books, events, sampler, src.name)
+                    if lob is not None:
+                        lob.write(events, books)
+                    flush()
+                bar.update(src.raw_bytes_read, decoder.messages)
+            for events in decoder.close():
+                _apply(books, events, sampler, src.name)
+                if lob is not None:
+                    lob.write(events, books)
+            flush(force=True)
+        finally:
+            bar.close()
+            if lob is not None:
+                lob.close()
+    if writer is not None:
+        writer.close(_instruments(books))
+    seconds = time.perf_counter() - t0
+    samples: dict[str, np.ndarray] = {}
+    if taken:
+        samples = {name: np.concatenate([t[name] for t in taken]) for name in taken[0]}
+    return ReplayResult(
+        books=books, samples=samples, counts=decoder.counts(), messages=decoder.messages,
+        events=decoder.events, bytes_=decoder.bytes, unknown_types=decoder.unknown_types(),
+        seconds=seconds, codec=codec, ts_origin=getattr(module, "TS_ORIGIN", ""),
+        output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows)
+
+
+def _apply(books: Any, events: np.ndarray, sampler: Any, name: str) -> None:
+    """BookSet.apply, with a failure named by the stream and its message number."""
+    from fastbook.errors import UpdateError
+
+    try:
+        books.apply(events, sampler=sampler)
+    except UpdateError as exc:
+        number = int(events["sequence"][exc.index])
+        detail = str(exc).split(": ", 1)[-1]
+        raise UpdateError(f"{name}: message {number}: {detail}", number) from None
+
+
+class _LobsterFiles:
+    """LOBSTER message and orderbook files per instrument, written batch by batch."""
+
+    MAX_INSTRUMENTS = 256
+
+    def __init__(self, directory: str | os.PathLike[str], depth: int,
+                 price_decimals: int) -> None:
+        self.directory = os.fspath(directory)
+        self.depth = depth
+        self.price_decimals = price_decimals
+        self._open: dict[int, tuple[Any, Any, Any]] = {}   # instrument: files and book
+        os.makedirs(self.directory, exist_ok=True)
+
+    def write(self, events: np.ndarray, books: Any) -> None:
+        from fastbook.codecs import lobster
+        from fastbook.l3 import OrderBook
+
+        instruments = events["instrument"]
+        for i in np.unique(instruments).tolist():
+            if i not in self._open:
+                if len(self._open) == self.MAX_INSTRUMENTS:
+                    raise ValueError(f"LOBSTER output is limited to {self.MAX_INSTRUMENTS} "
+                                     f"instruments (two open files each); choose symbols")
+                base = os.path.join(self.directory, books.instrument(i)["symbol"])
+                self._open[i] = (
+                    open(f"{base}_message_{self.depth}.csv", "w", newline=""),
+                    open(f"{base}_orderbook_{self.depth}.csv", "w", newline=""),
+                    OrderBook(price_decimals=self.price_decimals),
+                )
+            messages, orderbook, book = self._open[i]
+            lobster.write(events[instruments == i], messages, orderbook, levels=self.depth,
+                          price_decimals=self.price_decimals, book=book)
+
+    def close(self) -> None:
+        for messages, orderbook, _ in self._open.values():
+            messages.close()
+            orderbook.close()
+
+
+def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
+         compression: str = "auto", **codec_options: Any) -> dict[str, Any]:
+    """Decode a feed without building books: counts by type, directory, time range.
+
+    Returns a dict with ``messages``, ``bytes``, ``counts`` (by type),
+    ``directory`` (the codec's instrument directory entries), ``events``, and
+    ``first_ts`` / ``last_ts`` (the smallest and largest exchange time of a
+    book event; None when there is none).
+    """
+    from fastbook import codecs
+    from fastbook.sources import open_source
+
+    module = codecs.load(codec)
+    span: list[int] = []
+
+    def see(events: np.ndarray) -> None:
+        ts = events["ts_exchange"]
+        lo, hi = int(ts.min()), int(ts.max())
+        span[:] = [min(span[0], lo), max(span[1], hi)] if span else [lo, hi]
+
+    with open_source(source, chunk_size=chunk_size, compression=compression) as src:
+        decoder = module.Decoder(None, name=src.name, **codec_options)
+        for chunk in src:
+            for events in decoder.feed(chunk):
+                see(events)
+        for events in decoder.close():
+            see(events)
+    return {"messages": decoder.messages, "bytes": decoder.bytes, "counts": decoder.counts(),
+            "directory": decoder.directory, "events": decoder.events,
+            "first_ts": span[0] if span else None, "last_ts": span[1] if span else None}
