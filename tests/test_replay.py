@@ -287,7 +287,7 @@ def test_cli_replay_info_and_errors(day, tmp_path):
     assert "60,000 messages" in out and "6 books" in out and "sample rows written" in out
     assert out.count(" orders  bid ") == 2
     info = run("info", str(path)).stdout
-    assert "60,000 messages" in info and "SYM0001" in info and "time 0" in info
+    assert "60,000 messages" in info and "SYM0001" in info and "book events from 0" in info
     bad = run("replay", str(RITCH), check=False)
     assert bad.returncode == 1 and "byte 0, message 0" in bad.stderr
     dangling = run("replay", str(RITCH_FIXED), check=False)

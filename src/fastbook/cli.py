@@ -289,7 +289,7 @@ def info_command(args: argparse.Namespace) -> int:
     print(f"{info['messages']:,} messages, {info['bytes']:,} bytes, "
           f"{len(info['directory']):,} symbols")
     if info["first_ts"] is not None:
-        print(f"time {_clock(info['first_ts'])} to {_clock(info['last_ts'])}")
+        print(f"book events from {_clock(info['first_ts'])} to {_clock(info['last_ts'])}")
     width = max((len(t) for t in info["counts"]), default=1)
     for t, n in sorted(info["counts"].items(), key=lambda kv: -kv[1]):
         print(f"  {t:<{width}} {n:>14,}")
