@@ -194,7 +194,7 @@ ctypedef struct fb_bookset:
     uint64_t *errors            # skip mode: count * FB_ERR_KINDS failures, by instrument
     uint64_t bad_instrument     # skip mode: events naming no instrument of the set
     void *undo                  # raise mode's undo journal, kept between batches
-    Py_ssize_t undo_capacity    # entries allocated in undo
+    Py_ssize_t undo_capacity    # 8-byte words allocated in undo
 
 
 # Apply events[0:n] in order, routing each by instrument. skip: failed events are

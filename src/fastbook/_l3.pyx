@@ -44,17 +44,25 @@ ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
                "duplicate_order", "over_execute", "overflow", "bad_action")
 COMPILED = True
 
-cdef Py_ssize_t _LINEAR_SCAN = 8
 # Undo-journal entries reserved up front by BookSet.apply in raise mode (virtual
-# memory), and the most a BookSet keeps for its next batch (48 bytes each).
+# memory), and the most a BookSet keeps for its next batch (at most
+# _JOURNAL_ENTRY_MAX words of 8 bytes each).
 cdef Py_ssize_t _JOURNAL_RESERVE = 1 << 22
 cdef Py_ssize_t _JOURNAL_KEEP = 1 << 21
+cdef enum:
+    _JOURNAL_ENTRY_MAX = 6
+    _TOP_WINDOW = 8             # levels _lower_bound counts from the top before bisecting
 cdef Py_ssize_t _MIN_LEVELS = 16
 cdef Py_ssize_t _MIN_ORDERS = 16
 # Pool indices are int32 and the table has 2 slots per record: 2**30 orders at most.
 cdef Py_ssize_t _MAX_ORDERS = 1 << 30
 cdef Py_ssize_t _MAX_LEVELS = (<Py_ssize_t>(<size_t>-1 >> 1)) // sizeof(fb_l3level)
-cdef uint64_t _FIB = 0x9E3779B97F4A7C15ULL
+
+
+cdef extern from *:
+    # Fibonacci hashing's multiplier, as a C constant (a module global would be
+    # loaded from memory on every probe)
+    const uint64_t _FIB "0x9E3779B97F4A7C15ULL"
 
 assert sizeof(fb_order) == 32 and sizeof(fb_l3level) == FB_L3_BYTES_PER_LEVEL
 assert FB_L3_BYTES_PER_ORDER == sizeof(fb_order) + sizeof(int8_t) + 2 * sizeof(int32_t)
@@ -193,21 +201,28 @@ cdef inline Py_ssize_t _lower_bound(const fb_l3level *levels, Py_ssize_t n,
                                     int64_t key) noexcept nogil:
     """First index whose key is >= ``key``.
 
-    The best level (the end) is checked first, since most updates land there;
-    otherwise a branch-free binary search (conditional moves, no mispredicted
-    branches), which matters because orders are removed at every depth.
+    As ``_core._lower_bound``: the top ``_TOP_WINDOW`` levels are counted
+    without branches (independent loads), and only keys below that window pay
+    for a branch-free (cmov) binary search. On a synthetic ITCH day about half
+    of the deletes and most adds land in the top 8 levels; a window of 8 beat
+    both 4 and 16 there (16 costs more compares than the bisect it saves).
     """
-    cdef const fb_l3level *base = levels
-    cdef Py_ssize_t half
-    if n == 0 or levels[n - 1].key < key:
-        return n
-    if levels[n - 1].key == key and (n == 1 or levels[n - 2].key < key):
-        return n - 1
-    while n > 1:
-        half = n >> 1
-        base += half * (base[half - 1].key < key)
-        n -= half
-    return (base - levels) + (base[0].key < key)
+    cdef Py_ssize_t i, above = 0, base = 0, size, half
+    if n <= _TOP_WINDOW:
+        for i in range(n):
+            above += levels[i].key >= key
+        return n - above
+    for i in range(n - _TOP_WINDOW, n):
+        above += levels[i].key >= key
+    if above < _TOP_WINDOW:
+        return n - above
+    # every key in the window is >= key: the answer is in [0, n - _TOP_WINDOW]
+    size = n - _TOP_WINDOW
+    while size > 1:
+        half = size >> 1
+        base = base + half if levels[base + half].key < key else base
+        size -= half
+    return base + (levels[base].key < key)
 
 
 cdef inline Py_ssize_t _level_of(const fb_l3book *book, int32_t idx) noexcept nogil:
@@ -434,20 +449,13 @@ cdef inline void _release(fb_l3book *book, int32_t idx, Py_ssize_t slot) noexcep
     book.order_count -= 1
 
 
-cdef int _take(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
-    # execute and reduce have the same effect on the book
-    cdef int32_t idx
-    cdef fb_order *o
+cdef inline int _take_at(fb_l3book *book, int32_t idx, Py_ssize_t slot,
+                         int64_t qty) noexcept nogil:
+    # execute/reduce of the live record idx (held by table slot ``slot``); qty >= 1
+    cdef fb_order *o = &book.orders[idx]
     cdef fb_l3side *s
     cdef Py_ssize_t pos
-    cdef Py_ssize_t slot
     cdef bint top
-    if qty <= 0:
-        return FB_EQTY
-    idx = _probe(book, order_id, &slot)
-    if idx == FB_NIL:
-        return FB_EUNKNOWN_ORDER
-    o = &book.orders[idx]
     if qty > o.qty:
         return FB_EOVER_EXECUTE
     if qty == o.qty:
@@ -461,6 +469,25 @@ cdef int _take(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
         top = pos == s.count - 1
     book.version += 1
     return FB_TOP_CHANGED if top else FB_OK
+
+
+cdef inline int _delete_at(fb_l3book *book, int32_t idx, Py_ssize_t slot) noexcept nogil:
+    cdef bint top = _unlink(book, idx)
+    _release(book, idx, slot)
+    book.version += 1
+    return FB_TOP_CHANGED if top else FB_OK
+
+
+cdef int _take(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
+    # execute and reduce have the same effect on the book
+    cdef int32_t idx
+    cdef Py_ssize_t slot
+    if qty <= 0:
+        return FB_EQTY
+    idx = _probe(book, order_id, &slot)
+    if idx == FB_NIL:
+        return FB_EUNKNOWN_ORDER
+    return _take_at(book, idx, slot, qty)
 
 
 cdef int fb_l3_execute(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
@@ -477,26 +504,16 @@ cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id) noexcept nogil:
     """Remove the order whatever its remaining quantity."""
     cdef Py_ssize_t slot
     cdef int32_t idx = _probe(book, order_id, &slot)
-    cdef bint top
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
-    top = _unlink(book, idx)
-    _release(book, idx, slot)
-    book.version += 1
-    return FB_TOP_CHANGED if top else FB_OK
+    return _delete_at(book, idx, slot)
 
 
 cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id,
                        int64_t qty, int64_t price) noexcept nogil:
     """Cancel ``order_id`` and add ``new_order_id`` on its side at the back of ``price``."""
     cdef int32_t idx
-    cdef fb_order *o
-    cdef fb_l3side *s
-    cdef int side
-    cdef int64_t key, rest
-    cdef Py_ssize_t pos, slot
-    cdef bint exists, top
-    cdef int rc
+    cdef Py_ssize_t slot
     if qty <= 0:
         return FB_EQTY
     if price == INT64_MIN:
@@ -504,11 +521,21 @@ cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id
     idx = _probe(book, order_id, &slot)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
-    if new_order_id != order_id and fb_l3_find(book, new_order_id) != FB_NIL:
+    return _replace_at(book, idx, slot, new_order_id, qty, price)
+
+
+cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new_order_id,
+                     int64_t qty, int64_t price) noexcept nogil:
+    # fb_l3_replace once the old order (record idx, table slot ``slot``) was found
+    cdef fb_order *o = &book.orders[idx]
+    cdef int side = book.order_sides[idx]
+    cdef fb_l3side *s = &book.sides[side - 1]
+    cdef int64_t key, rest
+    cdef Py_ssize_t pos
+    cdef bint exists, top
+    cdef int rc
+    if new_order_id != o.order_id and fb_l3_find(book, new_order_id) != FB_NIL:
         return FB_EDUPLICATE_ORDER
-    o = &book.orders[idx]
-    side = book.order_sides[idx]
-    s = &book.sides[side - 1]
     key = price if side == FB_BID else -price
     pos = _lower_bound(s.levels, s.count, key)
     exists = pos < s.count and s.levels[pos].key == key
@@ -524,7 +551,7 @@ cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id
             return rc
     # --- nothing can fail from here on: reuse the record in place ---
     top = _unlink(book, idx)
-    if new_order_id != order_id:
+    if new_order_id != o.order_id:
         _slot_remove_at(book, slot)
         o.order_id = new_order_id
         _slot_insert(book, new_order_id, idx)
@@ -640,23 +667,40 @@ cdef enum:
     _U_L2_CLEARED = 7
 
 
-ctypedef struct _undo:
-    uint64_t order_id           # the order affected (the old one for a replace)
-    uint64_t new_order_id       # replace: the id of the new order
-    uint64_t successor          # removal: id of the order behind it; clear: the book as it was
-    int64_t price
-    int64_t qty
-    uint32_t instrument
-    uint8_t op
-    int8_t side
-    uint8_t has_successor
-    uint8_t missing             # L2 set: it was a delete of an absent level
-
-
+# The journal is a stack of variable-length entries of 8-byte words, each ending in
+# a trailer word (op | side << 8 | flag << 16 | instrument << 32) so it can be
+# walked newest first. Payload words before the trailer, oldest first:
+#   L3_ADDED     order_id
+#   L3_TOOK      order_id, qty
+#   L3_REMOVED   order_id, price, qty[, successor id when flag]
+#   L3_REPLACED  new_order_id, order_id, price, qty[, successor id when flag]
+#   L3_CLEARED   snapshot pointer
+#   L2_SET       price, qty as it was (flag: it was a delete of an absent level)
+#   L2_CLEARED   snapshot pointer
+# Small entries keep the journal's stream of writes from pushing the books out of cache.
 ctypedef struct _journal:
-    _undo *entries
-    Py_ssize_t count
-    Py_ssize_t capacity
+    uint64_t *words
+    Py_ssize_t count            # words used
+    Py_ssize_t capacity         # words allocated
+    Py_ssize_t snapshots        # CLEARED entries (their snapshots are freed when done)
+
+
+cdef inline uint64_t _trailer(int op, int side, int flag, uint32_t instrument) noexcept nogil:
+    return (<uint64_t>op | (<uint64_t><uint8_t>side << 8) | (<uint64_t><uint8_t>flag << 16)
+            | (<uint64_t>instrument << 32))
+
+
+cdef inline Py_ssize_t _entry_words(uint64_t trailer) noexcept nogil:
+    """Words of the entry ending in ``trailer``, itself included."""
+    cdef int op = trailer & 0xFF
+    cdef int flag = (trailer >> 16) & 0xFF
+    if op == _U_L3_REMOVED:
+        return 4 + flag
+    if op == _U_L3_REPLACED:
+        return 5 + flag
+    if op == _U_L3_TOOK or op == _U_L2_SET:
+        return 3
+    return 2
 
 
 ctypedef struct _l2snap:
@@ -665,28 +709,18 @@ ctypedef struct _l2snap:
 
 
 cdef inline int _journal_reserve(_journal *j) noexcept nogil:
+    # room for one more entry of any kind
     cdef Py_ssize_t cap
-    cdef _undo *p
-    if j.count < j.capacity:
+    cdef uint64_t *p
+    if j.count + _JOURNAL_ENTRY_MAX <= j.capacity:
         return FB_OK
-    cap = j.capacity * 2 if j.capacity >= 1024 else 1024
-    p = <_undo *>realloc(j.entries, <size_t>cap * sizeof(_undo))
+    cap = j.capacity * 2 if j.capacity >= 1024 * _JOURNAL_ENTRY_MAX else 1024 * _JOURNAL_ENTRY_MAX
+    p = <uint64_t *>realloc(j.words, <size_t>cap * sizeof(uint64_t))
     if p == NULL:
         return FB_ENOMEM
-    j.entries = p
+    j.words = p
     j.capacity = cap
     return FB_OK
-
-
-cdef inline _undo *_journal_push(_journal *j, uint8_t op, uint32_t instrument) noexcept nogil:
-    # room was reserved before the mutation, so this cannot fail
-    cdef _undo *u = &j.entries[j.count]
-    j.count += 1
-    u.op = op
-    u.instrument = instrument
-    u.has_successor = 0
-    u.missing = 0
-    return u
 
 
 cdef void *_dup(const void *src, size_t n, bint *ok) noexcept nogil:
@@ -830,76 +864,89 @@ cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price,
     b.version += 1
 
 
-cdef inline void _note_order(const fb_l3book *b, int32_t idx, _undo *u) noexcept nogil:
-    # what a removal must remember to be undone
+cdef inline Py_ssize_t _note_removal(const fb_l3book *b, int32_t idx, uint64_t *w,
+                                     int op, uint32_t instrument) noexcept nogil:
+    # write (not yet commit) at w what undoing the removal of record idx needs;
+    # returns the entry's words after w[0] (which a replace fills with the new id)
     cdef const fb_order *o = &b.orders[idx]
-    u.order_id = o.order_id
-    u.side = b.order_sides[idx]
-    u.price = o.price
-    u.qty = o.qty
-    u.has_successor = o.next != FB_NIL
-    if o.next != FB_NIL:
-        u.successor = b.orders[o.next].order_id
+    cdef int32_t nxt = o.next
+    cdef Py_ssize_t k = 1 if op == _U_L3_REPLACED else 0
+    w[k] = o.order_id
+    w[k + 1] = <uint64_t>o.price
+    w[k + 2] = <uint64_t>o.qty
+    if nxt != FB_NIL:
+        w[k + 3] = b.orders[nxt].order_id
+        w[k + 4] = _trailer(op, b.order_sides[idx], 1, instrument)
+        return k + 5
+    w[k + 3] = _trailer(op, b.order_sides[idx], 0, instrument)
+    return k + 4
 
 
 cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
                    uint32_t instrument) noexcept nogil:
     cdef int a = e.action, rc
     cdef int32_t idx
-    cdef _undo note
-    cdef _undo *u
+    cdef Py_ssize_t slot, words
+    cdef uint64_t *w
     cdef fb_l3book *snap
-    if j != NULL and (a == FB_ADD or a == FB_REDUCE or a == FB_EXECUTE or a == FB_DELETE
-                      or a == FB_REPLACE or a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN):
-        if _journal_reserve(j) < 0:
-            return FB_ENOMEM
     if a == FB_ADD:
         rc = fb_l3_add(b, e.order_id, e.side, e.price, e.qty)
         if rc >= 0 and j != NULL:
-            _journal_push(j, _U_L3_ADDED, instrument).order_id = e.order_id
+            w = j.words + j.count
+            w[0] = e.order_id
+            w[1] = _trailer(_U_L3_ADDED, 0, 0, instrument)
+            j.count += 2
         return rc
-    if a == FB_REDUCE or a == FB_EXECUTE or a == FB_DELETE or a == FB_REPLACE:
+    if a == FB_DELETE:
+        idx = _probe(b, e.order_id, &slot)
+        if idx == FB_NIL:
+            return FB_EUNKNOWN_ORDER
+        if j != NULL:
+            j.count += _note_removal(b, idx, j.words + j.count, _U_L3_REMOVED, instrument)
+        return _delete_at(b, idx, slot)
+    if a == FB_REPLACE:
         if j == NULL:
-            if a == FB_DELETE:
-                return fb_l3_delete(b, e.order_id)
-            if a == FB_REPLACE:
-                return fb_l3_replace(b, e.order_id, e.new_order_id, e.qty, e.price)
-            return _take(b, e.order_id, e.qty)
-        memset(&note, 0, sizeof(note))
-        idx = fb_l3_find(b, e.order_id)
-        if idx != FB_NIL:
-            _note_order(b, idx, &note)
-        if a == FB_DELETE:
-            rc = fb_l3_delete(b, e.order_id)
-        elif a == FB_REPLACE:
-            rc = fb_l3_replace(b, e.order_id, e.new_order_id, e.qty, e.price)
-        else:
-            rc = _take(b, e.order_id, e.qty)
-        if rc < 0:
-            return rc
-        if a == FB_REPLACE:
-            u = _journal_push(j, _U_L3_REPLACED, instrument)
-            u.new_order_id = e.new_order_id
-        elif a == FB_DELETE or e.qty == note.qty:
-            u = _journal_push(j, _U_L3_REMOVED, instrument)
-        else:
-            u = _journal_push(j, _U_L3_TOOK, instrument)
-            u.order_id = e.order_id
-            u.qty = e.qty
-            return rc
-        u.order_id = note.order_id
-        u.side = note.side
-        u.price = note.price
-        u.qty = note.qty
-        u.has_successor = note.has_successor
-        u.successor = note.successor
+            return fb_l3_replace(b, e.order_id, e.new_order_id, e.qty, e.price)
+        if e.qty <= 0:
+            return FB_EQTY
+        if e.price == INT64_MIN:
+            return FB_EPRICE
+        idx = _probe(b, e.order_id, &slot)
+        if idx == FB_NIL:
+            return FB_EUNKNOWN_ORDER
+        w = j.words + j.count
+        w[0] = e.new_order_id
+        words = _note_removal(b, idx, w, _U_L3_REPLACED, instrument)
+        rc = _replace_at(b, idx, slot, e.new_order_id, e.qty, e.price)
+        if rc >= 0:
+            j.count += words    # commit the entry written above
         return rc
+    if a == FB_EXECUTE or a == FB_REDUCE:
+        if e.qty <= 0:
+            return FB_EQTY
+        idx = _probe(b, e.order_id, &slot)
+        if idx == FB_NIL:
+            return FB_EUNKNOWN_ORDER
+        if j != NULL and e.qty <= b.orders[idx].qty:
+            if e.qty == b.orders[idx].qty:
+                j.count += _note_removal(b, idx, j.words + j.count, _U_L3_REMOVED, instrument)
+            else:
+                w = j.words + j.count
+                w[0] = e.order_id
+                w[1] = <uint64_t>e.qty
+                w[2] = _trailer(_U_L3_TOOK, 0, 0, instrument)
+                j.count += 3
+        return _take_at(b, idx, slot, e.qty)
     if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN:
         if j != NULL:
             snap = _l3_snapshot(b)
             if snap == NULL:
                 return FB_ENOMEM
-            _journal_push(j, _U_L3_CLEARED, instrument).successor = <uint64_t><size_t>snap
+            w = j.words + j.count
+            w[0] = <uint64_t><size_t>snap
+            w[1] = _trailer(_U_L3_CLEARED, 0, 0, instrument)
+            j.count += 2
+            j.snapshots += 1
         fb_l3_clear(b)
         return FB_OK
     if a == FB_TRADE or a == FB_SNAPSHOT_END or a == FB_STATUS:
@@ -911,20 +958,22 @@ cdef int _l2_event(fb_book *b, const fb_event *e, _journal *j,
                    uint32_t instrument) noexcept nogil:
     cdef int a = e.action, side = e.side, rc
     cdef int64_t old, new
-    cdef _undo *u
+    cdef uint64_t *w
     cdef _l2snap *snap
     if a == FB_TRADE or a == FB_SNAPSHOT_END or a == FB_STATUS:
         return FB_OK
     if a == FB_REPLACE or a < FB_ADD or a > FB_STATUS:
         return FB_EACTION   # REPLACE does not carry the old price and quantity
-    if j != NULL and _journal_reserve(j) < 0:
-        return FB_ENOMEM
     if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN:
         if j != NULL:
             snap = _l2_snapshot(b)
             if snap == NULL:
                 return FB_ENOMEM
-            _journal_push(j, _U_L2_CLEARED, instrument).successor = <uint64_t><size_t>snap
+            w = j.words + j.count
+            w[0] = <uint64_t><size_t>snap
+            w[1] = _trailer(_U_L2_CLEARED, 0, 0, instrument)
+            j.count += 2
+            j.snapshots += 1
         fb_book_clear(b)
         return FB_OK
     if side != FB_BID and side != FB_ASK:
@@ -952,66 +1001,80 @@ cdef int _l2_event(fb_book *b, const fb_event *e, _journal *j,
             new = old - e.qty
     rc = fb_book_set(b, side, e.price, new)
     if rc >= 0 and j != NULL:
-        u = _journal_push(j, _U_L2_SET, instrument)
-        u.side = <int8_t>side
-        u.price = e.price
-        u.qty = old
-        u.missing = new == 0 and old == 0
+        w = j.words + j.count
+        w[0] = <uint64_t>e.price
+        w[1] = <uint64_t>old
+        w[2] = _trailer(_U_L2_SET, side, new == 0 and old == 0, instrument)
+        j.count += 3
     return rc
 
 
 cdef void _rollback(fb_bookset *bs, _journal *j) noexcept nogil:
     """Undo every journaled change, newest first."""
-    cdef Py_ssize_t k
-    cdef _undo *u
+    cdef Py_ssize_t k = j.count
+    cdef uint64_t *w
+    cdef uint64_t t
+    cdef int op, side, flag
     cdef fb_l3book *b3
     cdef fb_book *b2
     cdef int32_t idx
-    for k in range(j.count - 1, -1, -1):
-        u = &j.entries[k]
-        if u.op == _U_L2_SET or u.op == _U_L2_CLEARED:
-            b2 = <fb_book *>bs.books[u.instrument]
-            if u.op == _U_L2_SET:
-                if u.missing:
+    while k > 0:
+        t = j.words[k - 1]
+        k -= _entry_words(t)
+        w = j.words + k
+        op = t & 0xFF
+        side = <int8_t>((t >> 8) & 0xFF)
+        flag = (t >> 16) & 0xFF
+        if op == _U_L2_SET or op == _U_L2_CLEARED:
+            b2 = <fb_book *>bs.books[t >> 32]
+            if op == _U_L2_SET:
+                if flag:
                     b2.missing_deletes -= 1     # the set changed nothing else
                 else:
-                    fb_book_set(b2, u.side, u.price, u.qty)
+                    fb_book_set(b2, side, <int64_t>w[0], <int64_t>w[1])
             else:
-                _l2_restore(b2, <_l2snap *><size_t>u.successor)
+                _l2_restore(b2, <_l2snap *><size_t>w[0])
             continue
-        b3 = <fb_l3book *>bs.books[u.instrument]
-        if u.op == _U_L3_ADDED:
-            fb_l3_delete(b3, u.order_id)
-        elif u.op == _U_L3_TOOK:
-            idx = fb_l3_find(b3, u.order_id)
-            b3.orders[idx].qty += u.qty
-            b3.sides[b3.order_sides[idx] - 1].levels[_level_of(b3, idx)].qty += u.qty
+        b3 = <fb_l3book *>bs.books[t >> 32]
+        if op == _U_L3_ADDED:
+            fb_l3_delete(b3, w[0])
+        elif op == _U_L3_TOOK:
+            idx = fb_l3_find(b3, w[0])
+            b3.orders[idx].qty += <int64_t>w[1]
+            b3.sides[b3.order_sides[idx] - 1].levels[_level_of(b3, idx)].qty += <int64_t>w[1]
             b3.version += 1
-        elif u.op == _U_L3_REMOVED:
-            _l3_reinsert(b3, u.order_id, u.side, u.price, u.qty, u.has_successor, u.successor)
-        elif u.op == _U_L3_REPLACED:
-            fb_l3_delete(b3, u.new_order_id)
-            _l3_reinsert(b3, u.order_id, u.side, u.price, u.qty, u.has_successor, u.successor)
-        elif u.op == _U_L3_CLEARED:
-            _l3_restore(b3, <fb_l3book *><size_t>u.successor)
+        elif op == _U_L3_REMOVED:
+            _l3_reinsert(b3, w[0], side, <int64_t>w[1], <int64_t>w[2], flag, w[3])
+        elif op == _U_L3_REPLACED:
+            fb_l3_delete(b3, w[0])
+            _l3_reinsert(b3, w[1], side, <int64_t>w[2], <int64_t>w[3], flag, w[4])
+        elif op == _U_L3_CLEARED:
+            _l3_restore(b3, <fb_l3book *><size_t>w[0])
     j.count = 0
+    j.snapshots = 0
 
 
 cdef void _journal_done(fb_bookset *bs, _journal *j) noexcept nogil:
-    """Free the snapshots a batch kept; keep the entries for the next batch (if not huge)."""
-    cdef Py_ssize_t k
-    for k in range(j.count):
-        if j.entries[k].op == _U_L3_CLEARED:
-            _l3_snapshot_free(<fb_l3book *><size_t>j.entries[k].successor)
-        elif j.entries[k].op == _U_L2_CLEARED:
-            _l2_snapshot_free(<_l2snap *><size_t>j.entries[k].successor)
+    """Free the snapshots a batch kept; keep the words for the next batch (if not huge)."""
+    cdef Py_ssize_t k = j.count
+    cdef uint64_t t
+    while j.snapshots > 0 and k > 0:
+        t = j.words[k - 1]
+        k -= _entry_words(t)
+        if (t & 0xFF) == _U_L3_CLEARED:
+            _l3_snapshot_free(<fb_l3book *><size_t>j.words[k])
+            j.snapshots -= 1
+        elif (t & 0xFF) == _U_L2_CLEARED:
+            _l2_snapshot_free(<_l2snap *><size_t>j.words[k])
+            j.snapshots -= 1
     j.count = 0
-    if j.capacity > _JOURNAL_KEEP:
-        free(j.entries)
-        j.entries = NULL
+    j.snapshots = 0
+    if j.capacity > _JOURNAL_KEEP * _JOURNAL_ENTRY_MAX:
+        free(j.words)
+        j.words = NULL
         j.capacity = 0
     # reused by the next batch: its pages are already mapped
-    bs.undo = j.entries
+    bs.undo = j.words
     bs.undo_capacity = j.capacity
 
 
@@ -1253,19 +1316,20 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
     cdef bint failed = True
     cdef _journal journal
     cdef _journal *j = NULL
-    journal.entries = <_undo *>bs.undo
+    journal.words = <uint64_t *>bs.undo
     journal.count = 0
     journal.capacity = bs.undo_capacity
+    journal.snapshots = 0
     if not skip:
         j = &journal
         # at most one entry per event: reserve it up front (pages are touched only
         # as entries are written), else grow as needed
-        cap = n if n < _JOURNAL_RESERVE else _JOURNAL_RESERVE
+        cap = (n if n < _JOURNAL_RESERVE else _JOURNAL_RESERVE) * _JOURNAL_ENTRY_MAX
         if journal.capacity < cap:
-            free(journal.entries)
-            journal.entries = <_undo *>malloc(<size_t>cap * sizeof(_undo))
-            journal.capacity = cap if journal.entries != NULL else 0
-            bs.undo = journal.entries
+            free(journal.words)
+            journal.words = <uint64_t *>malloc(<size_t>cap * sizeof(uint64_t))
+            journal.capacity = cap if journal.words != NULL else 0
+            bs.undo = journal.words
             bs.undo_capacity = journal.capacity
     for i in range(n):
         e = &events[i]
@@ -1274,6 +1338,9 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
             rc = FB_EINSTRUMENT
         else:
             if samp != NULL and _sample_before(samp, bs, e, inst) < 0:
+                rc = FB_ENOMEM
+                break
+            if j != NULL and _journal_reserve(j) < 0:
                 rc = FB_ENOMEM
                 break
             if bs.kinds[inst] == FB_KIND_L3:
