@@ -27,33 +27,10 @@ if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
 _itch50 = pytest.importorskip("fastbook.codecs._itch50")
 _pyitch50 = pytest.importorskip("fastbook.codecs._pyitch50")
 
+from itch_spec import LENGTHS  # noqa: E402
+
 FILE, MOLD, SOUP = 0, 1, 2
 U64 = 2**64
-LENGTHS = {
-    b"S": 12,
-    b"R": 39,
-    b"H": 25,
-    b"Y": 20,
-    b"L": 26,
-    b"V": 35,
-    b"W": 12,
-    b"K": 28,
-    b"J": 35,
-    b"h": 21,
-    b"A": 36,
-    b"F": 40,
-    b"E": 31,
-    b"C": 36,
-    b"X": 23,
-    b"D": 19,
-    b"U": 35,
-    b"P": 44,
-    b"Q": 40,
-    b"B": 19,
-    b"I": 50,
-    b"N": 20,
-    b"O": 48,
-}
 # Types that emit events come up more often, as in real feeds.
 TYPES = list(LENGTHS) + [t for t in LENGTHS if t in b"AFECXDUPQH"] * 2 + [b"R"] * 5
 # Bytes whose value changes an event (side, printable, trading state), with the values of note.

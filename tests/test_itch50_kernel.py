@@ -27,6 +27,8 @@ if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
 _itch50 = pytest.importorskip("fastbook.codecs._itch50")
 decode_chunk = _itch50.decode_chunk
 
+from itch_spec import LENGTHS  # noqa: E402
+
 FILE, MOLD, SOUP = 0, 1, 2
 FRAMINGS = (FILE, MOLD, SOUP)
 STATUSES = {0, 1, 2, -1, -2, -3, -5}
@@ -34,31 +36,6 @@ U64 = 2**64
 
 # -- message builders (specs/itch.md table 1.2) ----------------------------------------------
 
-LENGTHS = {
-    b"S": 12,
-    b"R": 39,
-    b"H": 25,
-    b"Y": 20,
-    b"L": 26,
-    b"V": 35,
-    b"W": 12,
-    b"K": 28,
-    b"J": 35,
-    b"h": 21,
-    b"A": 36,
-    b"F": 40,
-    b"E": 31,
-    b"C": 36,
-    b"X": 23,
-    b"D": 19,
-    b"U": 35,
-    b"P": 44,
-    b"Q": 40,
-    b"B": 19,
-    b"I": 50,
-    b"N": 20,
-    b"O": 48,
-}
 # Body layouts after the 11-byte header, for the types that emit no event.
 QUIET_BODIES = {
     b"S": (">c", (b"O",)),

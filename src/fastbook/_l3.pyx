@@ -1955,17 +1955,6 @@ cdef str _l2_message(int rc, int action, int side, int64_t price, int64_t qty, i
     return f"unexpected status {rc}"
 
 
-def _check_sampler(sampler, callback):
-    """The argument checks BookSet.apply makes on ``sampler`` and ``callback``."""
-    from fastbook.sampling import Sampler
-    if sampler is not None and not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a fastbook.sampling.Sampler, "
-                        f"got {type(sampler).__name__}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    return sampler
-
-
 cdef class BookSet:
     """Many books, indexed by a dense instrument id, updated by whole event arrays.
 
@@ -2232,7 +2221,8 @@ cdef class BookSet:
         ev = <const fb_event *>cnp.PyArray_DATA(arr)
         saved = None
         if sampler is not None or callback is not None:
-            sampler = _check_sampler(sampler, callback)
+            from fastbook.sampling import check_sampler
+            sampler = check_sampler(sampler, callback)
         if sampler is not None:
             sampler._prepare(self)
             _sampler_bind(&samp, sampler)

@@ -490,18 +490,6 @@ _ADD, _REDUCE, _EXECUTE, _DELETE, _REPLACE, _SET_LEVEL = 1, 2, 3, 4, 5, 6
 _CLEAR, _TRADE, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS = 7, 8, 9, 10, 11
 
 
-def _check_sampler(sampler: Any, callback: Any) -> Any:
-    """The argument checks BookSet.apply makes on ``sampler`` and ``callback``."""
-    from fastbook.sampling import Sampler
-
-    if sampler is not None and not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a fastbook.sampling.Sampler, "
-                        f"got {type(sampler).__name__}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-    return sampler
-
-
 class BookSet:
     """Pure-Python twin of :class:`fastbook._l3.BookSet` (see its documentation).
 
@@ -677,9 +665,10 @@ class BookSet:
         import copy
 
         from fastbook.events import check_events
+        from fastbook.sampling import check_sampler
 
         rows = check_events(events).tolist()
-        sampler = _check_sampler(sampler, callback)
+        sampler = check_sampler(sampler, callback)
         if sampler is not None:
             sampler._prepare(self)
         saved: dict[int, dict[str, Any]] = {}

@@ -311,6 +311,16 @@ class Sampler:
         return f"<fastbook.Sampler depth={self.depth} {' '.join(rules)} rows={self._count}>"
 
 
+def check_sampler(sampler: Any, callback: Any) -> Any:
+    """The argument checks ``BookSet.apply`` makes on ``sampler`` and ``callback``."""
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise TypeError(f"sampler must be a fastbook.sampling.Sampler, "
+                        f"got {type(sampler).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    return sampler
+
+
 def _ceil_grid(ts: int, t: int) -> int:
     """The smallest multiple of ``t`` that is >= ``ts``, at most INT64_MAX."""
     return min(-((-ts) // t) * t, _INT64_MAX)
