@@ -29,6 +29,7 @@ from fastbook._core cimport (
 import numpy as np
 
 from fastbook._core import format_decimal
+from fastbook._instruments import instrument_meta
 from fastbook.errors import UpdateError
 
 cnp.import_array()
@@ -690,6 +691,16 @@ cdef inline uint64_t _trailer(int op, int side, int flag, uint32_t instrument) n
             | (<uint64_t>instrument << 32))
 
 
+cdef inline void _journal_snapshot(_journal *j, void *snap, int op,
+                                   uint32_t instrument) noexcept nogil:
+    # a CLEARED entry: the pointer to the book's copy, then the trailer
+    cdef uint64_t *w = j.words + j.count
+    w[0] = <uint64_t><size_t>snap
+    w[1] = _trailer(op, 0, 0, instrument)
+    j.count += 2
+    j.snapshots += 1
+
+
 cdef inline Py_ssize_t _entry_words(uint64_t trailer) noexcept nogil:
     """Words of the entry ending in ``trailer``, itself included."""
     cdef int op = trailer & 0xFF
@@ -942,11 +953,7 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
             snap = _l3_snapshot(b)
             if snap == NULL:
                 return FB_ENOMEM
-            w = j.words + j.count
-            w[0] = <uint64_t><size_t>snap
-            w[1] = _trailer(_U_L3_CLEARED, 0, 0, instrument)
-            j.count += 2
-            j.snapshots += 1
+            _journal_snapshot(j, snap, _U_L3_CLEARED, instrument)
         fb_l3_clear(b)
         return FB_OK
     if a == FB_TRADE or a == FB_SNAPSHOT_END or a == FB_STATUS:
@@ -969,11 +976,7 @@ cdef int _l2_event(fb_book *b, const fb_event *e, _journal *j,
             snap = _l2_snapshot(b)
             if snap == NULL:
                 return FB_ENOMEM
-            w = j.words + j.count
-            w[0] = <uint64_t><size_t>snap
-            w[1] = _trailer(_U_L2_CLEARED, 0, 0, instrument)
-            j.count += 2
-            j.snapshots += 1
+            _journal_snapshot(j, snap, _U_L2_CLEARED, instrument)
         fb_book_clear(b)
         return FB_OK
     if side != FB_BID and side != FB_ASK:
@@ -1309,7 +1312,7 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
     event i was applied stops with done = i in raise mode (everything rolled
     back) and done = i + 1 in skip mode (event i stays applied).
     """
-    cdef Py_ssize_t i, cap, nskip = 0
+    cdef Py_ssize_t i, stop = 0, cap, nskip = 0
     cdef const fb_event *e
     cdef uint32_t inst
     cdef int rc = FB_OK
@@ -1333,6 +1336,7 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
             bs.undo_capacity = journal.capacity
     for i in range(n):
         e = &events[i]
+        stop = i
         inst = e.instrument
         if inst >= bs.count:
             rc = FB_EINSTRUMENT
@@ -1348,13 +1352,14 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
             else:
                 rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst)
         if rc >= 0:
+            # a failure after event i was applied: skip mode keeps it (done = i + 1)
             if samp != NULL and _sample_after(samp, bs, e, inst) < 0:
                 rc = FB_ENOMEM
-                i += skip
+                stop = i + skip
                 break
             if cb != NULL and _invoke(cb, i, inst) < 0:
                 rc = _ECALLBACK
-                i += skip
+                stop = i + skip
                 break
             continue
         if skip and rc != FB_ENOMEM:
@@ -1368,9 +1373,9 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
     else:
         failed = False
     if failed:
-        done[0] = i
+        done[0] = stop
         skipped[0] = nskip
-        detail[0] = _failure_detail(bs, &events[i], rc) if i < n else 0
+        detail[0] = _failure_detail(bs, &events[i], rc)
         if j != NULL:
             _rollback(bs, j)
             _journal_done(bs, j)
@@ -2057,17 +2062,9 @@ cdef class BookSet:
         else:
             raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
                             f"got {type(book).__name__}")
-        if not isinstance(symbol, str) or not isinstance(venue, str):
-            raise TypeError("symbol and venue must be str")
-        for name, value in (("tick_size", tick_size), ("lot_size", lot_size)):
-            if not isinstance(value, int) or isinstance(value, bool) \
-                    or not 1 <= value <= INT64_MAX:
-                raise ValueError(f"{name} must be a positive int64, got {value!r}")
-        if (symbol, venue) in self._index:
-            raise ValueError(f"instrument {symbol!r} on venue {venue!r} is already in the set "
-                             f"(id {self._index[(symbol, venue)]})")
-        if any(b is book for b in self._books):
-            raise ValueError("this book is already in the set")
+        meta = instrument_meta(book, "l3" if kind == FB_KIND_L3 else "l2", symbol=symbol,
+                               venue=venue, tick_size=tick_size, lot_size=lot_size,
+                               index=self._index, books=self._books)
         if i == self._capacity:
             self._grow()
         self._bs.kinds[i] = kind
@@ -2077,11 +2074,7 @@ cdef class BookSet:
             self._bs.books[i] = <void *>&(<Book>book)._book
         memset(&self._bs.errors[i * FB_ERR_KINDS], 0, FB_ERR_KINDS * sizeof(uint64_t))
         self._books.append(book)
-        self._meta.append({
-            "symbol": symbol, "venue": venue, "kind": "l3" if kind == FB_KIND_L3 else "l2",
-            "price_decimals": book.price_decimals, "qty_decimals": book.qty_decimals,
-            "tick_size": tick_size, "lot_size": lot_size,
-        })
+        self._meta.append(meta)
         self._index[(symbol, venue)] = i
         self._bs.count = i + 1
         return i

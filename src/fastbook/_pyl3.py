@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fastbook._instruments import instrument_meta
 from fastbook._pycore import format_decimal
 from fastbook.errors import ArrayError, UpdateError
 
@@ -518,24 +519,11 @@ class BookSet:
         else:
             raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
                             f"got {type(book).__name__}")
-        if not isinstance(symbol, str) or not isinstance(venue, str):
-            raise TypeError("symbol and venue must be str")
-        for name, value in (("tick_size", tick_size), ("lot_size", lot_size)):
-            if not isinstance(value, int) or isinstance(value, bool) \
-                    or not 1 <= value <= _INT64_MAX:
-                raise ValueError(f"{name} must be a positive int64, got {value!r}")
-        if (symbol, venue) in self._index:
-            raise ValueError(f"instrument {symbol!r} on venue {venue!r} is already in the set "
-                             f"(id {self._index[(symbol, venue)]})")
-        if any(b is book for b in self._books):
-            raise ValueError("this book is already in the set")
+        meta = instrument_meta(book, kind, symbol=symbol, venue=venue, tick_size=tick_size,
+                               lot_size=lot_size, index=self._index, books=self._books)
         i = len(self._books)
         self._books.append(book)
-        self._meta.append({
-            "symbol": symbol, "venue": venue, "kind": kind,
-            "price_decimals": book.price_decimals, "qty_decimals": book.qty_decimals,
-            "tick_size": tick_size, "lot_size": lot_size,
-        })
+        self._meta.append(meta)
         self._index[(symbol, venue)] = i
         self._errors.append(dict.fromkeys(ERROR_KINDS, 0))
         return i

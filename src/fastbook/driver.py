@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fastbook.errors import FastbookError
+from fastbook.sampling import LEVEL_COLUMNS, SCALAR_COLUMNS
 
 __all__ = ["ReplayResult", "parse_every", "replay"]
 
@@ -116,7 +117,7 @@ def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, An
     """
     pa = _pyarrow()
     n = len(columns["ts"])
-    depth = columns["bid_px"].shape[1] if columns["bid_px"].ndim == 2 else 0
+    depth = columns["bid_px"].shape[1]
     symbols = pa.array([i["symbol"] for i in instruments], pa.string())
     arrays = {
         "ts": pa.array(columns["ts"]),
@@ -126,7 +127,7 @@ def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, An
         "reason": pa.array(columns["reason"]),
     }
     for k in range(depth):
-        for name in ("bid_px", "bid_qty", "ask_px", "ask_qty"):
+        for name in LEVEL_COLUMNS:
             arrays[f"{name}_{k + 1}"] = pa.array(np.ascontiguousarray(columns[name][:, k]))
     meta = {
         "fastbook.instruments": json.dumps(instruments),
@@ -142,6 +143,12 @@ def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, An
             meta[f"fastbook.{key}"] = str(values.pop())
     table = pa.table(arrays)
     return table.replace_schema_metadata(meta)
+
+
+def _empty_columns() -> dict[str, np.ndarray]:
+    """Sample columns with no rows (and no levels), as ``Sampler.columns`` lays them out."""
+    return {name: np.zeros(0, t) for name, t in SCALAR_COLUMNS} | {
+        name: np.zeros((0, 0), np.int64) for name in LEVEL_COLUMNS}
 
 
 def _plain_symbols_schema(schema: Any) -> Any:
@@ -205,12 +212,7 @@ class _Writer:
     def close(self, instruments: list[dict[str, Any]]) -> None:
         if self._writer is None:
             # no rows: still write a valid, empty file with the right columns
-            depth = 0
-            empty = {"ts": np.zeros(0, np.int64), "instrument": np.zeros(0, np.uint32),
-                     "sequence": np.zeros(0, np.uint64), "reason": np.zeros(0, np.uint8)}
-            for name in ("bid_px", "bid_qty", "ask_px", "ask_qty"):
-                empty[name] = np.zeros((0, depth), np.int64)
-            self._open(samples_table(empty, instruments, codec=self.codec,
+            self._open(samples_table(_empty_columns(), instruments, codec=self.codec,
                                      ts_origin=self.ts_origin).schema)
         if self.format == "parquet":
             self._writer.add_key_value_metadata(
@@ -308,10 +310,7 @@ class ReplayResult:
         if self.output is not None:
             raise FastbookError(f"the samples were streamed to {self.output!r}; read them "
                                 f"from there")
-        return {"ts": np.zeros(0, np.int64), "instrument": np.zeros(0, np.uint32),
-                "sequence": np.zeros(0, np.uint64), "reason": np.zeros(0, np.uint8),
-                **{n: np.zeros((0, 0), np.int64) for n in ("bid_px", "bid_qty", "ask_px",
-                                                           "ask_qty")}}
+        return _empty_columns()
 
     def summary(self) -> str:
         """A few lines for people: messages, rate, books, skipped, samples."""

@@ -68,9 +68,10 @@ _INT64_MAX = (1 << 63) - 1
 #: The largest depth a sampler takes.
 MAX_DEPTH = 1000
 
-_SCALAR_COLUMNS = (("ts", np.int64), ("instrument", np.uint32), ("sequence", np.uint64),
-                   ("reason", np.uint8))
-_LEVEL_COLUMNS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
+#: The per-row columns and their dtypes, then the per-level columns (int64, rows x depth).
+SCALAR_COLUMNS = (("ts", np.int64), ("instrument", np.uint32), ("sequence", np.uint64),
+                  ("reason", np.uint8))
+LEVEL_COLUMNS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
 
 
 def _positive(name: str, value: Any) -> int | None:
@@ -148,8 +149,8 @@ class Sampler:
     # -- storage ------------------------------------------------------------
     def _allocate(self, capacity: int) -> None:
         self._cols: dict[str, np.ndarray] = {name: np.zeros(capacity, t)
-                                             for name, t in _SCALAR_COLUMNS}
-        for name in _LEVEL_COLUMNS:
+                                             for name, t in SCALAR_COLUMNS}
+        for name in LEVEL_COLUMNS:
             self._cols[name] = np.zeros((capacity, self.depth), np.int64)
 
     @property
@@ -294,8 +295,8 @@ class Sampler:
             raise ImportError("Sampler.to_arrow needs pyarrow: pip install 'fastbook[arrow]'") \
                 from None
         cols = self.columns()
-        arrays = {name: pa.array(cols[name]) for name, _ in _SCALAR_COLUMNS}
-        for name in _LEVEL_COLUMNS:
+        arrays = {name: pa.array(cols[name]) for name, _ in SCALAR_COLUMNS}
+        for name in LEVEL_COLUMNS:
             flat = pa.array(cols[name].reshape(-1))
             arrays[name] = pa.FixedSizeListArray.from_arrays(flat, self.depth)
         return pa.table(arrays)

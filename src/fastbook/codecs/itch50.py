@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 
 from fastbook import _select
-from fastbook.codecs import _pyitch50
 from fastbook.codecs._pyitch50 import (
     MESSAGE_LENGTHS,
     iter_messages,
@@ -267,7 +266,3 @@ def decode_events(buf: Any, *, framing: str = "binaryfile", symbols: Iterable[st
     parts += [batch.copy() for batch in dec.close()]
     events = np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
     return events, dec.directory, dec.counts()
-
-
-# the twin's module, for callers that want the readable reference explicitly
-reference = _pyitch50

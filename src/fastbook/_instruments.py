@@ -1,0 +1,32 @@
+"""Instrument metadata of a BookSet: the one set of checks both BookSets make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INT64_MAX = (1 << 63) - 1
+
+
+def instrument_meta(book: Any, kind: str, *, symbol: Any, venue: Any, tick_size: Any,
+                    lot_size: Any, index: dict[tuple[str, str], int],
+                    books: list[Any]) -> dict[str, Any]:
+    """Check a new instrument against the set's ``index`` and ``books``; return its metadata.
+
+    ``kind`` is ``"l3"`` or ``"l2"`` (the caller has checked the book's type).
+    """
+    if not isinstance(symbol, str) or not isinstance(venue, str):
+        raise TypeError("symbol and venue must be str")
+    for name, value in (("tick_size", tick_size), ("lot_size", lot_size)):
+        if not isinstance(value, int) or isinstance(value, bool) \
+                or not 1 <= value <= _INT64_MAX:
+            raise ValueError(f"{name} must be a positive int64, got {value!r}")
+    if (symbol, venue) in index:
+        raise ValueError(f"instrument {symbol!r} on venue {venue!r} is already in the set "
+                         f"(id {index[(symbol, venue)]})")
+    if any(b is book for b in books):
+        raise ValueError("this book is already in the set")
+    return {
+        "symbol": symbol, "venue": venue, "kind": kind,
+        "price_decimals": book.price_decimals, "qty_decimals": book.qty_decimals,
+        "tick_size": tick_size, "lot_size": lot_size,
+    }
