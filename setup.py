@@ -5,10 +5,13 @@ Everything about how the Cython core is compiled lives here, in one place:
 * ``FASTBOOK_DEBUG=1``      bounds/wraparound checks on, ``-O0 -g``, asserts kept.
 * ``FASTBOOK_LINETRACE=1``  Cython line tracing for coverage (``CYTHON_TRACE_NOGIL``).
 * ``FASTBOOK_ANNOTATE=1``   write ``*.html`` annotation next to each ``.pyx``.
+* ``FASTBOOK_BUILD_ONLY=fastbook.codecs._x,...``  build only the named extensions
+  (development: rebuild one kernel without touching the others).
 
 Generated ``.c`` files are build products and are not committed.
 """
 
+import glob
 import os
 import sys
 
@@ -63,8 +66,13 @@ def extension(name: str) -> Extension:
 EXTENSIONS = [
     extension("fastbook._core"),
     extension("fastbook._l3"),
-    extension("fastbook.codecs._itch50"),
+    # Codec kernels: every src/fastbook/codecs/_*.pyx is one extension.
+    *(extension("fastbook.codecs." + os.path.basename(p)[: -len(".pyx")])
+      for p in sorted(glob.glob("src/fastbook/codecs/_*.pyx"))),
 ]
+_ONLY = [n for n in os.environ.get("FASTBOOK_BUILD_ONLY", "").split(",") if n]
+if _ONLY:
+    EXTENSIONS = [e for e in EXTENSIONS if e.name in _ONLY]
 
 setup(
     ext_modules=cythonize(

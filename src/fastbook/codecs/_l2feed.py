@@ -1,0 +1,354 @@
+"""What every exchange L2 feed codec shares: sync states, notices, errors, counts.
+
+A venue codec (``binance``, ``coinbase``, ``kraken``, ``okx``, ``bybit``) is a
+subclass of :class:`L2Feed`. It is plain logic with no network: the caller hands
+it raw messages (``feed``) and, where the venue needs one, REST snapshots
+(``snapshot``); it keeps one exact :class:`fastbook.Book` per symbol and returns
+:class:`Notice` records telling a driver what to do (request a snapshot,
+resubscribe, or that a book just became valid).
+
+Invariants every venue keeps:
+
+* A book is only ever *valid* in :attr:`SyncState.SYNCED`. Any rule violation
+  (gap, checksum mismatch, crossed book, sequence reset) clears the book, moves
+  the symbol to :attr:`SyncState.RESYNC` and returns a ``resync`` notice with
+  the reason. No update is applied to a book known to be wrong.
+* Every message is counted: applied, buffered, dropped (and why), ignored
+  (heartbeats, acks, other channels), malformed.
+* Bad input raises :class:`FeedError` naming the venue, symbol and sequence, or,
+  with ``on_error="skip"``, is counted under ``"malformed"`` and kept in
+  :attr:`L2Feed.errors` (the last :data:`KEEP_ERRORS`); the book is untouched.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fastbook.errors import DecodeError
+
+__all__ = [
+    "COUNT_KEYS",
+    "KEEP_ERRORS",
+    "EventBuffer",
+    "FeedError",
+    "Instrument",
+    "L2Feed",
+    "Notice",
+    "SymbolSync",
+    "SyncState",
+]
+
+#: How many recent errors a feed keeps in skip mode.
+KEEP_ERRORS = 100
+
+#: The counters every feed keeps, per symbol and in total (venues may add more).
+COUNT_KEYS = (
+    "messages",         # book messages for this symbol (snapshots and updates)
+    "applied",          # messages applied to a synced book
+    "snapshots",        # snapshots applied (REST or in-band)
+    "levels",           # level sets applied
+    "buffered",         # updates held while waiting for a snapshot
+    "dropped",          # updates discarded: stale (already in the snapshot) or while not synced
+    "gaps",             # sequence gaps detected
+    "resyncs",          # times the book was discarded and a rebuild requested
+    "checksum_ok",      # checksums verified
+    "checksum_failed",  # checksums that did not match
+    "crossed",          # books found crossed after an update
+    "malformed",        # messages refused as bad input (skip mode)
+)
+
+
+class SyncState(enum.IntEnum):
+    """Where a symbol's book stands."""
+
+    WAITING_SNAPSHOT = 0    # nothing known yet: updates are buffered or dropped
+    BUFFERING = 1           # snapshot requested; updates are buffered until it arrives
+    SYNCED = 2              # the book equals the venue's: valid
+    RESYNC = 3              # the book was discarded; waiting for a new snapshot
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the driver must act on, or may want to log.
+
+    ``kind`` is one of:
+
+    * ``"request_snapshot"``: fetch a REST snapshot for ``symbol`` (``detail``
+      names the endpoint and depth, e.g. ``"GET /api/v3/depth limit=5000"``);
+    * ``"resubscribe"``: the venue's snapshot is in-band; unsubscribe and
+      subscribe ``symbol`` again (or reconnect) to get a fresh one;
+    * ``"synced"``: ``symbol``'s book just became valid;
+    * ``"resync"``: the book was discarded; ``reason`` says why (``"gap"``,
+      ``"checksum"``, ``"crossed"``, ``"sequence_reset"``, ``"snapshot_too_old"``,
+      ``"new_snapshot"``, ``"buffer_overflow"``). A ``request_snapshot`` or
+      ``resubscribe`` notice follows it in the same list.
+    """
+
+    kind: str
+    venue: str
+    symbol: str
+    reason: str = ""
+    sequence: int | None = None
+    detail: str = ""
+
+
+class FeedError(DecodeError):
+    """A feed message that cannot be used, naming where it came from.
+
+    ``venue``, ``symbol`` (native form, or ``""`` when unknown) and ``sequence``
+    (the venue's update id when known, else ``None``) are attributes; the message
+    starts with them.
+    """
+
+    def __init__(self, message: str, *, venue: str, symbol: str = "",
+                 sequence: int | None = None) -> None:
+        where = venue + (f" {symbol}" if symbol else "")
+        if sequence is not None:
+            where += f" seq {sequence}"
+        super().__init__(f"{where}: {message}")
+        self.venue = venue
+        self.symbol = symbol
+        self.sequence = sequence
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One tradable instrument of a venue and the fixed-point scales used for it.
+
+    ``tick`` and ``lot`` are in the instrument's fixed-point units (a tick of
+    0.01 at ``price_decimals=2`` is 1). ``contract_size`` is the decimal text of
+    one contract's size in base units (or in quote units for inverse
+    contracts, see ``contract_unit``) when quantities are *contracts* rather
+    than base units (Binance COIN-M, OKX derivatives); ``None`` means
+    quantities are already base units.
+    """
+
+    venue: str                      # e.g. "binance-spot", "kraken", "okx"
+    native: str                     # the venue's own symbol, e.g. "BTCUSDT", "XBT/USD"
+    symbol: str                     # normalized: "BTC/USDT", "BTC/USD:BTC", "BTC/USD:BTC-220527"
+    price_decimals: int
+    qty_decimals: int
+    tick: int = 1
+    lot: int = 1
+    kind: str = "spot"              # "spot", "perpetual", "future", "option"
+    contract_size: str | None = None
+    contract_unit: str = ""         # currency contract_size is counted in ("BTC", "USD"), or ""
+    extra: Mapping[str, Any] = field(default_factory=dict)   # venue-specific (precisions...)
+
+
+class EventBuffer:
+    """A growable ``EVENT_DTYPE`` array the feeds append applied changes to."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        from fastbook.events import EVENT_DTYPE
+
+        self._data = np.zeros(max(16, capacity), dtype=EVENT_DTYPE)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _room(self, k: int) -> None:
+        need = self._n + k
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._n] = self._data[: self._n]
+            self._data = grown
+
+    def append(self, instrument: int, action: int, *, side: int = 0, price: int = 0,
+               qty: int = 0, ts: int = 0, recv: int = 0, sequence: int = 0,
+               flags: int = 0) -> None:
+        """Append one event."""
+        self._room(1)
+        self._data[self._n] = (ts, recv, instrument, action, side, flags, price, qty, 0, 0,
+                               sequence)
+        self._n += 1
+
+    def append_levels(self, instrument: int, side: Any, prices: Any, qtys: Any, *,
+                      ts: int = 0, recv: int = 0, sequence: int = 0, flags: int = 0) -> None:
+        """Append one SET_LEVEL event per (side, price, qty); ``side`` may be a scalar."""
+        from fastbook.events import Action
+
+        prices = np.asarray(prices, dtype=np.int64)
+        k = len(prices)
+        if k == 0:
+            return
+        self._room(k)
+        out = self._data[self._n: self._n + k]
+        out["ts_exchange"] = ts
+        out["ts_receive"] = recv
+        out["instrument"] = instrument
+        out["action"] = int(Action.SET_LEVEL)
+        out["side"] = side
+        out["flags"] = flags
+        out["price"] = prices
+        out["qty"] = qtys
+        out["order_id"] = 0
+        out["new_order_id"] = 0
+        out["sequence"] = sequence
+        self._n += k
+
+    def take(self) -> np.ndarray:
+        """Return the events appended so far (a copy) and empty the buffer."""
+        out = self._data[: self._n].copy()
+        self._n = 0
+        return out
+
+
+class SymbolSync:
+    """Per-symbol state a feed keeps: the book, the sync state, counters, venue fields."""
+
+    __slots__ = ("book", "buffer", "counts", "id", "instrument", "last_seq", "native",
+                 "state", "ts", "vars")
+
+    def __init__(self, native: str, instrument: Instrument, ident: int, book: Any) -> None:
+        self.native = native
+        self.instrument = instrument
+        self.id = ident                 # dense instrument id (order of first appearance)
+        self.book = book                # fastbook.Book at the instrument's scales
+        self.state = SyncState.WAITING_SNAPSHOT
+        self.last_seq: int | None = None    # the venue's last applied update id
+        self.buffer: list[Any] = []     # updates held while not synced (venue-specific items)
+        self.counts: Counter[str] = Counter()
+        self.ts = 0                     # exchange time (ns) of the last applied message
+        self.vars: dict[str, Any] = {}  # anything else a venue needs
+
+
+class L2Feed:
+    """Base of the venue codecs: per-symbol books, states, counts, notices, errors.
+
+    Subclasses set :attr:`venue` and :attr:`default_decimals` and implement
+    :meth:`feed` (and :meth:`snapshot` when the venue's snapshot comes from
+    REST). ``instruments`` gives each native symbol its scales; a symbol
+    without one uses ``default_decimals``, and a value with more decimals than
+    the scale is a :class:`FeedError`. ``depth`` is the subscribed depth where
+    the venue needs it (Kraken truncation). ``record=True`` also appends every
+    change applied to a book to an :class:`EventBuffer` (SNAPSHOT_BEGIN,
+    SET_LEVEL..., SNAPSHOT_END for a snapshot; SET_LEVEL for an update; CLEAR
+    when a book is discarded), which :meth:`take_events` returns: that is how
+    ``fastbook.replay`` samples L2 feeds.
+    """
+
+    venue: ClassVar[str] = ""
+    default_decimals: ClassVar[tuple[int, int]] = (8, 8)
+
+    def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
+                 *, depth: int | None = None, on_error: str = "raise", record: bool = False,
+                 book_capacity: int = 1024) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        if isinstance(instruments, Mapping):
+            instruments = instruments.values()
+        self.instruments: dict[str, Instrument] = {i.native: i for i in instruments or ()}
+        self.depth = depth
+        self.on_error = on_error
+        self.book_capacity = book_capacity
+        self.errors: list[FeedError] = []
+        self.counts_total: Counter[str] = Counter()   # venue-wide: "ignored", "malformed", ...
+        self._symbols: dict[str, SymbolSync] = {}
+        self.events: EventBuffer | None = EventBuffer() if record else None
+
+    # --- per-symbol state --------------------------------------------------
+
+    def _sym(self, native: str) -> SymbolSync:
+        """The state of ``native``, created (with an empty book) on first sight."""
+        s = self._symbols.get(native)
+        if s is None:
+            inst = self.instruments.get(native)
+            if inst is None:
+                pd, qd = self.default_decimals
+                inst = Instrument(self.venue, native, native, pd, qd)
+            from fastbook import Book
+
+            book = Book(price_decimals=inst.price_decimals, qty_decimals=inst.qty_decimals,
+                        capacity=self.book_capacity)
+            s = SymbolSync(native, inst, len(self._symbols), book)
+            self._symbols[native] = s
+        return s
+
+    @property
+    def symbols(self) -> list[str]:
+        """Native symbols seen so far, in order of first appearance (= instrument ids)."""
+        return list(self._symbols)
+
+    def symbol_state(self, native: str) -> SymbolSync:
+        """The :class:`SymbolSync` of ``native`` (KeyError if never seen)."""
+        return self._symbols[native]
+
+    def book(self, native: str) -> Any:
+        """The :class:`fastbook.Book` of ``native``; only valid when :meth:`is_synced`."""
+        return self._symbols[native].book
+
+    def state(self, native: str) -> SyncState:
+        s = self._symbols.get(native)
+        return SyncState.WAITING_SNAPSHOT if s is None else s.state
+
+    def is_synced(self, native: str) -> bool:
+        return self.state(native) == SyncState.SYNCED
+
+    def counts(self, native: str | None = None) -> dict[str, int]:
+        """Counters of one symbol, or summed over all symbols plus venue-wide ones."""
+        if native is not None:
+            c = self._symbols[native].counts
+            return {k: c.get(k, 0) for k in sorted(set(COUNT_KEYS) | set(c))}
+        total: Counter[str] = Counter(self.counts_total)
+        for s in self._symbols.values():
+            total.update(s.counts)
+        return {k: total.get(k, 0) for k in sorted(set(COUNT_KEYS) | set(total))}
+
+    # --- the subclass API --------------------------------------------------
+
+    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+        """Decode one raw websocket message and act on it; return the notices."""
+        raise NotImplementedError
+
+    def snapshot(self, native: str, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+        """Hand over a REST snapshot body for ``native`` (venues with REST snapshots)."""
+        raise FeedError("this venue's snapshots arrive in the stream; there is no REST step",
+                        venue=self.venue, symbol=native)
+
+    # --- helpers for subclasses -------------------------------------------
+
+    def _fail(self, err: FeedError, s: SymbolSync | None = None) -> None:
+        """Raise ``err`` (raise mode) or count and keep it (skip mode)."""
+        if self.on_error == "raise":
+            raise err
+        (s.counts if s is not None else self.counts_total)["malformed"] += 1
+        self.errors.append(err)
+        if len(self.errors) > KEEP_ERRORS:
+            del self.errors[0]
+
+    def _resync(self, s: SymbolSync, reason: str, sequence: int | None = None,
+                detail: str = "") -> list[Notice]:
+        """Discard ``s``'s book and buffer; return the resync notice plus the recovery one."""
+        s.book.clear()
+        s.buffer.clear()
+        s.state = SyncState.RESYNC
+        s.last_seq = None
+        s.counts["resyncs"] += 1
+        if self.events is not None:
+            from fastbook.events import Action
+
+            self.events.append(s.id, int(Action.CLEAR), ts=s.ts, sequence=sequence or 0)
+        return [Notice("resync", self.venue, s.native, reason, sequence, detail),
+                *self._recover(s)]
+
+    def _recover(self, s: SymbolSync) -> list[Notice]:
+        """What to ask for after a resync: a REST snapshot or a resubscribe (override)."""
+        return [Notice("resubscribe", self.venue, s.native)]
+
+    def _synced(self, s: SymbolSync, sequence: int | None = None) -> Notice:
+        s.state = SyncState.SYNCED
+        return Notice("synced", self.venue, s.native, sequence=sequence)
+
+    def take_events(self) -> np.ndarray:
+        """The events recorded since the last call (``record=True`` only)."""
+        if self.events is None:
+            raise ValueError("this feed was created without record=True")
+        return self.events.take()
