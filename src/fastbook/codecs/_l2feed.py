@@ -232,7 +232,9 @@ class L2Feed:
     change applied to a book to an :class:`EventBuffer` (SNAPSHOT_BEGIN,
     SET_LEVEL..., SNAPSHOT_END for a snapshot; SET_LEVEL for an update; CLEAR
     when a book is discarded), which :meth:`take_events` returns: that is how
-    ``fastbook.replay`` samples L2 feeds.
+    ``fastbook.replay`` samples L2 feeds. ``symbols`` (native forms) restricts
+    the feed to those symbols: messages for others are counted as ``"ignored"``
+    (venue-wide) without being decoded further.
     """
 
     venue: ClassVar[str] = ""
@@ -240,7 +242,7 @@ class L2Feed:
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
                  *, depth: int | None = None, on_error: str = "raise", record: bool = False,
-                 book_capacity: int = 1024) -> None:
+                 book_capacity: int = 1024, symbols: Iterable[str] | None = None) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         if isinstance(instruments, Mapping):
@@ -253,6 +255,7 @@ class L2Feed:
         self.counts_total: Counter[str] = Counter()   # venue-wide: "ignored", "malformed", ...
         self._symbols: dict[str, SymbolSync] = {}
         self.events: EventBuffer | None = EventBuffer() if record else None
+        self.wanted: frozenset[str] | None = None if symbols is None else frozenset(symbols)
 
     # --- per-symbol state --------------------------------------------------
 
@@ -314,6 +317,13 @@ class L2Feed:
                         venue=self.venue, symbol=native)
 
     # --- helpers for subclasses -------------------------------------------
+
+    def _wanted(self, native: str) -> bool:
+        """False (and counted as ``"ignored"``) when ``symbols=`` excludes ``native``."""
+        if self.wanted is None or native in self.wanted:
+            return True
+        self.counts_total["ignored"] += 1
+        return False
 
     def _fail(self, err: FeedError, s: SymbolSync | None = None) -> None:
         """Raise ``err`` (raise mode) or count and keep it (skip mode)."""
