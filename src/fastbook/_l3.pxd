@@ -13,7 +13,10 @@ Memory layout
   each, recycled through a free list and linked FIFO per level by ``int32_t``
   pool indices (``FB_NIL`` = none).
 * ``order_id -> pool index`` is an open-addressing hash table (linear probing,
-  Fibonacci hashing, backward-shift deletion) of ``int32_t`` slots. The pool
+  Fibonacci hashing, backward-shift deletion) of ``int32_t`` slots. A book
+  with ``side_keys`` set (right after ``fb_l3_init``, while empty) keys its
+  orders by ``(side, order_id)`` instead, for venues whose ids are unique only
+  per side (J-GATE ITCH: per order book and side). The pool
   capacity is a power of two and the table always has twice as many slots, so
   its load factor never exceeds 1/2.
 * That makes ``FB_L3_BYTES_PER_ORDER`` = 32 + 1 + 2 * 4 = 41 bytes per order
@@ -96,6 +99,7 @@ ctypedef struct fb_l3book:
     int slot_bits               # log2 of the number of hash slots
     int price_decimals
     int qty_decimals
+    int side_keys               # 0: orders keyed by id; 1: by (side, id) (set while empty)
     uint64_t version            # bumped by every mutation (iterators check it)
     uint64_t errors[FB_ERR_KINDS]   # failures counted by fb_l3_count_error (skip mode)
 
@@ -111,19 +115,28 @@ cdef Py_ssize_t fb_l3_nbytes(const fb_l3book *book) noexcept nogil
 
 # --- updates: FB_TOP_CHANGED when the best level of the order's side changed,
 # FB_OK when it did not, or a negative status with the book unchanged ------
+# An existing order is named by (order_id, side). ``side`` is ignored unless the
+# book is side-keyed (``side_keys``), where it must be FB_BID or FB_ASK (else FB_ESIDE).
 cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
                    int64_t qty) noexcept nogil
-cdef int fb_l3_execute(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil
-cdef int fb_l3_reduce(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil
-cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id) noexcept nogil
-cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id,
+cdef int fb_l3_execute(fb_l3book *book, uint64_t order_id, int side, int64_t qty) noexcept nogil
+cdef int fb_l3_reduce(fb_l3book *book, uint64_t order_id, int side, int64_t qty) noexcept nogil
+cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id, int side) noexcept nogil
+cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, int side, uint64_t new_order_id,
                        int64_t qty, int64_t price) noexcept nogil
+# In-place modify (same id): keeps the queue place when the price is unchanged and
+# qty <= remaining, else goes to the back of its new level (as fb_l3_replace).
+cdef int fb_l3_modify(fb_l3book *book, uint64_t order_id, int side, int64_t qty,
+                      int64_t price) noexcept nogil
 cdef void fb_l3_count_error(fb_l3book *book, int status) noexcept nogil
 
 # --- reads -----------------------------------------------------------------
-cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id) noexcept nogil
-cdef int fb_l3_queue_position(const fb_l3book *book, uint64_t order_id,
+cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id, int side) noexcept nogil
+cdef int fb_l3_queue_position(const fb_l3book *book, uint64_t order_id, int side,
                               int64_t *orders_ahead, int64_t *qty_ahead) noexcept nogil
+# 1-based rank of the order among all orders of its side in price-time priority.
+cdef int fb_l3_rank(const fb_l3book *book, uint64_t order_id, int side,
+                    int64_t *rank) noexcept nogil
 cdef int64_t fb_l3_qty_at(const fb_l3book *book, int side, int64_t price) noexcept nogil
 cdef Py_ssize_t fb_l3_top(const fb_l3book *book, Py_ssize_t n,
                           int64_t *bid_prices, int64_t *bid_qtys,
@@ -166,6 +179,8 @@ cdef enum:
     FB_SNAPSHOT_BEGIN = 9
     FB_SNAPSHOT_END = 10
     FB_STATUS = 11
+    # fastbook.events.Flags read by the books
+    FB_FLAG_KEEP_PRIORITY = 0x0200  # REPLACE with new id == id: fb_l3_modify's rule
     # kinds of book in a BookSet
     FB_KIND_L3 = 1              # books[i] is an fb_l3book *
     FB_KIND_L2 = 2              # books[i] is an fastbook._core fb_book *
@@ -215,3 +230,4 @@ cdef class OrderBook:
     cdef bint _skip
     cdef bint _busy             # True while a BookSet applies events to it without the GIL
     cdef object __weakref__
+    cdef int _key_side(self, object side) except? -1

@@ -73,41 +73,57 @@ assert FB_L3_BYTES_PER_ORDER == sizeof(fb_order) + sizeof(int8_t) + 2 * sizeof(i
 # The order hash table
 # ===========================================================================
 
-cdef inline Py_ssize_t _home(uint64_t order_id, int bits) noexcept nogil:
-    # Fibonacci hashing: sequential exchange ids spread evenly over the table.
-    return <Py_ssize_t>((order_id * _FIB) >> (64 - bits))
+cdef inline Py_ssize_t _home(const fb_l3book *book, uint64_t order_id, int side) noexcept nogil:
+    # Fibonacci hashing: sequential exchange ids spread evenly over the table. A
+    # side-keyed book hashes an ask's id complemented, so (id, BID) and (id, ASK)
+    # land apart; matching compares the side as well, so collisions only cost probes.
+    if book.side_keys and side == FB_ASK:
+        order_id = ~order_id
+    return <Py_ssize_t>((order_id * _FIB) >> (64 - book.slot_bits))
 
 
-cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id) noexcept nogil:
-    """Pool index of the live order ``order_id``, or FB_NIL."""
+cdef inline bint _is(const fb_l3book *book, int32_t s, uint64_t order_id, int side) noexcept nogil:
+    # does record s hold the order (order_id, side)?
+    return book.orders[s].order_id == order_id and (
+        not book.side_keys or book.order_sides[s] == side)
+
+
+cdef inline bint _bad_key_side(const fb_l3book *book, int side) noexcept nogil:
+    # a side-keyed book cannot find an order without its side
+    return book.side_keys and side != FB_BID and side != FB_ASK
+
+
+cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id, int side) noexcept nogil:
+    """Pool index of the live order ``(order_id, side)``, or FB_NIL."""
     cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
-    cdef Py_ssize_t i = _home(order_id, book.slot_bits)
+    cdef Py_ssize_t i = _home(book, order_id, side)
     cdef int32_t s
     while True:
         s = book.slots[i]
-        if s == FB_NIL or book.orders[s].order_id == order_id:
+        if s == FB_NIL or _is(book, s, order_id, side):
             return s
         i = (i + 1) & mask
 
 
-cdef inline int32_t _probe(const fb_l3book *book, uint64_t order_id,
+cdef inline int32_t _probe(const fb_l3book *book, uint64_t order_id, int side,
                            Py_ssize_t *slot) noexcept nogil:
     """Like fb_l3_find, also giving the slot of the match (or the empty slot ending the probe)."""
     cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
-    cdef Py_ssize_t i = _home(order_id, book.slot_bits)
+    cdef Py_ssize_t i = _home(book, order_id, side)
     cdef int32_t s
     while True:
         s = book.slots[i]
-        if s == FB_NIL or book.orders[s].order_id == order_id:
+        if s == FB_NIL or _is(book, s, order_id, side):
             slot[0] = i
             return s
         i = (i + 1) & mask
 
 
-cdef inline void _slot_insert(fb_l3book *book, uint64_t order_id, int32_t idx) noexcept nogil:
-    # the caller guarantees order_id is absent and the table has a free slot
+cdef inline void _slot_insert(fb_l3book *book, uint64_t order_id, int side,
+                              int32_t idx) noexcept nogil:
+    # the caller guarantees (order_id, side) is absent and the table has a free slot
     cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
-    cdef Py_ssize_t i = _home(order_id, book.slot_bits)
+    cdef Py_ssize_t i = _home(book, order_id, side)
     while book.slots[i] != FB_NIL:
         i = (i + 1) & mask
     book.slots[i] = idx
@@ -124,7 +140,7 @@ cdef void _slot_remove_at(fb_l3book *book, Py_ssize_t i) noexcept nogil:
         s = book.slots[j]
         if s == FB_NIL:
             break
-        k = _home(book.orders[s].order_id, book.slot_bits)
+        k = _home(book, book.orders[s].order_id, book.order_sides[s])
         # slots[j] may move back to the hole at i unless its home lies cyclically in (i, j]
         if (i <= j and (k <= i or k > j)) or (i > j and k <= i and k > j):
             book.slots[i] = s
@@ -170,7 +186,8 @@ cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
     book.order_capacity = cap
     for i in range(old_nslots):
         if old_slots[i] != FB_NIL:
-            _slot_insert(book, book.orders[old_slots[i]].order_id, old_slots[i])
+            _slot_insert(book, book.orders[old_slots[i]].order_id,
+                         book.order_sides[old_slots[i]], old_slots[i])
     free(old_slots)
     return FB_OK
 
@@ -317,6 +334,7 @@ cdef int fb_l3_init(fb_l3book *book, int price_decimals, int qty_decimals,
     book.slot_bits = 0
     book.price_decimals = price_decimals
     book.qty_decimals = qty_decimals
+    book.side_keys = 0
     book.version = 0
     for k in range(FB_ERR_KINDS):
         book.errors[k] = 0
@@ -402,7 +420,7 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         return FB_EQTY
     if price == INT64_MIN:
         return FB_EPRICE
-    if _probe(book, order_id, &slot) != FB_NIL:
+    if _probe(book, order_id, side, &slot) != FB_NIL:
         return FB_EDUPLICATE_ORDER
     s = &book.sides[side - 1]
     key = price if side == FB_BID else -price
@@ -419,7 +437,7 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         rc = _grow_orders(book, book.order_capacity + 1)
         if rc < 0:
             return rc
-        _probe(book, order_id, &slot)   # the table was rebuilt
+        _probe(book, order_id, side, &slot)     # the table was rebuilt
     # --- nothing can fail from here on ---
     if book.free_head != FB_NIL:
         idx = book.free_head
@@ -479,50 +497,85 @@ cdef inline int _delete_at(fb_l3book *book, int32_t idx, Py_ssize_t slot) noexce
     return FB_TOP_CHANGED if top else FB_OK
 
 
-cdef int _take(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
+cdef int _take(fb_l3book *book, uint64_t order_id, int side, int64_t qty) noexcept nogil:
     # execute and reduce have the same effect on the book
     cdef int32_t idx
     cdef Py_ssize_t slot
+    if _bad_key_side(book, side):
+        return FB_ESIDE
     if qty <= 0:
         return FB_EQTY
-    idx = _probe(book, order_id, &slot)
+    idx = _probe(book, order_id, side, &slot)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     return _take_at(book, idx, slot, qty)
 
 
-cdef int fb_l3_execute(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
+cdef int fb_l3_execute(fb_l3book *book, uint64_t order_id, int side, int64_t qty) noexcept nogil:
     """The order traded ``qty`` (1 <= qty <= remaining; all of it removes the order)."""
-    return _take(book, order_id, qty)
+    return _take(book, order_id, side, qty)
 
 
-cdef int fb_l3_reduce(fb_l3book *book, uint64_t order_id, int64_t qty) noexcept nogil:
+cdef int fb_l3_reduce(fb_l3book *book, uint64_t order_id, int side, int64_t qty) noexcept nogil:
     """Partial cancel of ``qty`` (1 <= qty <= remaining; all of it removes the order)."""
-    return _take(book, order_id, qty)
+    return _take(book, order_id, side, qty)
 
 
-cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id) noexcept nogil:
+cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id, int side) noexcept nogil:
     """Remove the order whatever its remaining quantity."""
     cdef Py_ssize_t slot
-    cdef int32_t idx = _probe(book, order_id, &slot)
+    cdef int32_t idx
+    if _bad_key_side(book, side):
+        return FB_ESIDE
+    idx = _probe(book, order_id, side, &slot)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     return _delete_at(book, idx, slot)
 
 
-cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, uint64_t new_order_id,
+cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, int side, uint64_t new_order_id,
                        int64_t qty, int64_t price) noexcept nogil:
     """Cancel ``order_id`` and add ``new_order_id`` on its side at the back of ``price``."""
     cdef int32_t idx
     cdef Py_ssize_t slot
+    if _bad_key_side(book, side):
+        return FB_ESIDE
     if qty <= 0:
         return FB_EQTY
     if price == INT64_MIN:
         return FB_EPRICE
-    idx = _probe(book, order_id, &slot)
+    idx = _probe(book, order_id, side, &slot)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     return _replace_at(book, idx, slot, new_order_id, qty, price)
+
+
+cdef inline bint _keeps_place(const fb_l3book *book, int32_t idx, int64_t qty,
+                              int64_t price) noexcept nogil:
+    # fb_l3_modify's rule: same price and no more quantity than remains
+    return book.orders[idx].price == price and qty <= book.orders[idx].qty
+
+
+cdef int fb_l3_modify(fb_l3book *book, uint64_t order_id, int side, int64_t qty,
+                      int64_t price) noexcept nogil:
+    """Modify in place (same id): keep the queue place if the price is unchanged and qty
+    does not grow, else go to the back of the new level (as fb_l3_replace)."""
+    cdef int32_t idx
+    cdef Py_ssize_t slot
+    if _bad_key_side(book, side):
+        return FB_ESIDE
+    if qty <= 0:
+        return FB_EQTY
+    if price == INT64_MIN:
+        return FB_EPRICE
+    idx = _probe(book, order_id, side, &slot)
+    if idx == FB_NIL:
+        return FB_EUNKNOWN_ORDER
+    if _keeps_place(book, idx, qty, price):
+        if qty == book.orders[idx].qty:
+            return FB_OK
+        return _take_at(book, idx, slot, book.orders[idx].qty - qty)
+    return _replace_at(book, idx, slot, order_id, qty, price)
 
 
 cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new_order_id,
@@ -535,7 +588,7 @@ cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new
     cdef Py_ssize_t pos
     cdef bint exists, top
     cdef int rc
-    if new_order_id != o.order_id and fb_l3_find(book, new_order_id) != FB_NIL:
+    if new_order_id != o.order_id and fb_l3_find(book, new_order_id, side) != FB_NIL:
         return FB_EDUPLICATE_ORDER
     key = price if side == FB_BID else -price
     pos = _lower_bound(s.levels, s.count, key)
@@ -555,7 +608,7 @@ cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new
     if new_order_id != o.order_id:
         _slot_remove_at(book, slot)
         o.order_id = new_order_id
-        _slot_insert(book, new_order_id, idx)
+        _slot_insert(book, new_order_id, side, idx)
     o.price = price
     o.qty = qty
     pos = _lower_bound(s.levels, s.count, key)
@@ -597,11 +650,14 @@ cdef inline int _error_kind(int status) noexcept nogil:
 # Reads
 # ===========================================================================
 
-cdef int fb_l3_queue_position(const fb_l3book *book, uint64_t order_id,
+cdef int fb_l3_queue_position(const fb_l3book *book, uint64_t order_id, int side,
                               int64_t *orders_ahead, int64_t *qty_ahead) noexcept nogil:
     """Orders and quantity ahead of ``order_id`` in its level's FIFO queue (O(position))."""
-    cdef int32_t idx = fb_l3_find(book, order_id)
+    cdef int32_t idx
     cdef int64_t n = 0, q = 0
+    if _bad_key_side(book, side):
+        return FB_ESIDE
+    idx = fb_l3_find(book, order_id, side)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     idx = book.orders[idx].prev
@@ -611,6 +667,31 @@ cdef int fb_l3_queue_position(const fb_l3book *book, uint64_t order_id,
         idx = book.orders[idx].prev
     orders_ahead[0] = n
     qty_ahead[0] = q
+    return FB_OK
+
+
+cdef int fb_l3_rank(const fb_l3book *book, uint64_t order_id, int side,
+                    int64_t *rank) noexcept nogil:
+    """1-based rank of the order among all orders of its side in price-time priority:
+    orders at better prices, plus orders ahead in its queue, plus one."""
+    cdef int32_t idx
+    cdef int64_t n = 1
+    cdef const fb_l3side *s
+    cdef Py_ssize_t pos, i
+    if _bad_key_side(book, side):
+        return FB_ESIDE
+    idx = fb_l3_find(book, order_id, side)
+    if idx == FB_NIL:
+        return FB_EUNKNOWN_ORDER
+    s = &book.sides[book.order_sides[idx] - 1]
+    pos = _level_of(book, idx)
+    for i in range(pos + 1, s.count):       # better levels sit above pos
+        n += s.levels[i].count
+    idx = book.orders[idx].prev
+    while idx != FB_NIL:
+        n += 1
+        idx = book.orders[idx].prev
+    rank[0] = n
     return FB_OK
 
 
@@ -857,7 +938,7 @@ cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price,
     o.price = price
     o.qty = qty
     b.order_sides[idx] = <int8_t>side
-    nxt = fb_l3_find(b, successor) if has_successor else FB_NIL
+    nxt = fb_l3_find(b, successor, side) if has_successor else FB_NIL
     if nxt == FB_NIL:
         _link_tail(b, lev, idx)
     else:
@@ -870,7 +951,7 @@ cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price,
         b.orders[nxt].prev = idx
         lev.qty += qty
         lev.count += 1
-    _slot_insert(b, order_id, idx)
+    _slot_insert(b, order_id, side, idx)
     b.order_count += 1
     b.version += 1
 
@@ -897,6 +978,7 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
                    uint32_t instrument) noexcept nogil:
     cdef int a = e.action, rc
     cdef int32_t idx
+    cdef int64_t less
     cdef Py_ssize_t slot, words
     cdef uint64_t *w
     cdef fb_l3book *snap
@@ -905,26 +987,42 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
         if rc >= 0 and j != NULL:
             w = j.words + j.count
             w[0] = e.order_id
-            w[1] = _trailer(_U_L3_ADDED, 0, 0, instrument)
+            w[1] = _trailer(_U_L3_ADDED, e.side, 0, instrument)
             j.count += 2
         return rc
     if a == FB_DELETE:
-        idx = _probe(b, e.order_id, &slot)
+        if _bad_key_side(b, e.side):
+            return FB_ESIDE
+        idx = _probe(b, e.order_id, e.side, &slot)
         if idx == FB_NIL:
             return FB_EUNKNOWN_ORDER
         if j != NULL:
             j.count += _note_removal(b, idx, j.words + j.count, _U_L3_REMOVED, instrument)
         return _delete_at(b, idx, slot)
     if a == FB_REPLACE:
-        if j == NULL:
-            return fb_l3_replace(b, e.order_id, e.new_order_id, e.qty, e.price)
+        if _bad_key_side(b, e.side):
+            return FB_ESIDE
         if e.qty <= 0:
             return FB_EQTY
         if e.price == INT64_MIN:
             return FB_EPRICE
-        idx = _probe(b, e.order_id, &slot)
+        idx = _probe(b, e.order_id, e.side, &slot)
         if idx == FB_NIL:
             return FB_EUNKNOWN_ORDER
+        if ((e.flags & FB_FLAG_KEEP_PRIORITY) and e.new_order_id == e.order_id
+                and _keeps_place(b, idx, e.qty, e.price)):
+            less = b.orders[idx].qty - e.qty    # < remaining, since qty >= 1
+            if less == 0:
+                return FB_OK
+            if j != NULL:
+                w = j.words + j.count
+                w[0] = e.order_id
+                w[1] = <uint64_t>less
+                w[2] = _trailer(_U_L3_TOOK, b.order_sides[idx], 0, instrument)
+                j.count += 3
+            return _take_at(b, idx, slot, less)
+        if j == NULL:
+            return _replace_at(b, idx, slot, e.new_order_id, e.qty, e.price)
         w = j.words + j.count
         w[0] = e.new_order_id
         words = _note_removal(b, idx, w, _U_L3_REPLACED, instrument)
@@ -933,9 +1031,11 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
             j.count += words    # commit the entry written above
         return rc
     if a == FB_EXECUTE or a == FB_REDUCE:
+        if _bad_key_side(b, e.side):
+            return FB_ESIDE
         if e.qty <= 0:
             return FB_EQTY
-        idx = _probe(b, e.order_id, &slot)
+        idx = _probe(b, e.order_id, e.side, &slot)
         if idx == FB_NIL:
             return FB_EUNKNOWN_ORDER
         if j != NULL and e.qty <= b.orders[idx].qty:
@@ -945,7 +1045,7 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
                 w = j.words + j.count
                 w[0] = e.order_id
                 w[1] = <uint64_t>e.qty
-                w[2] = _trailer(_U_L3_TOOK, 0, 0, instrument)
+                w[2] = _trailer(_U_L3_TOOK, b.order_sides[idx], 0, instrument)
                 j.count += 3
         return _take_at(b, idx, slot, e.qty)
     if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN:
@@ -1040,16 +1140,16 @@ cdef void _rollback(fb_bookset *bs, _journal *j) noexcept nogil:
             continue
         b3 = <fb_l3book *>bs.books[t >> 32]
         if op == _U_L3_ADDED:
-            fb_l3_delete(b3, w[0])
+            fb_l3_delete(b3, w[0], side)
         elif op == _U_L3_TOOK:
-            idx = fb_l3_find(b3, w[0])
+            idx = fb_l3_find(b3, w[0], side)
             b3.orders[idx].qty += <int64_t>w[1]
             b3.sides[b3.order_sides[idx] - 1].levels[_level_of(b3, idx)].qty += <int64_t>w[1]
             b3.version += 1
         elif op == _U_L3_REMOVED:
             _l3_reinsert(b3, w[0], side, <int64_t>w[1], <int64_t>w[2], flag, w[3])
         elif op == _U_L3_REPLACED:
-            fb_l3_delete(b3, w[0])
+            fb_l3_delete(b3, w[0], side)
             _l3_reinsert(b3, w[1], side, <int64_t>w[2], <int64_t>w[3], flag, w[4])
         elif op == _U_L3_CLEARED:
             _l3_restore(b3, <fb_l3book *><size_t>w[0])
@@ -1110,7 +1210,7 @@ cdef int64_t _failure_detail(fb_bookset *bs, const fb_event *e, int rc) noexcept
     if bs.kinds[e.instrument] == FB_KIND_L2:
         return fb_book_qty_at(<fb_book *>bs.books[e.instrument], e.side, e.price)
     b3 = <fb_l3book *>bs.books[e.instrument]
-    idx = fb_l3_find(b3, e.order_id)
+    idx = fb_l3_find(b3, e.order_id, e.side)
     return b3.orders[idx].qty if idx != FB_NIL else 0
 
 
@@ -1401,6 +1501,9 @@ cdef str _l3_message(int rc, str verb, uint64_t order_id, object side, int64_t p
                      int64_t qty, uint64_t new_order_id, int64_t remaining):
     """What went wrong, for status ``rc`` of an update (``remaining``: for over-execution)."""
     if rc == FB_ESIDE:
+        if verb != "add":
+            return (f"cannot {verb} order {order_id}: this book keys orders by (side, id), "
+                    f"so the order's side is needed; " + side_message(side))
         return side_message(side)
     if rc == FB_EQTY:
         return f"quantity must be >= 1, got {qty} (order {order_id})"
@@ -1432,7 +1535,7 @@ cdef int _fail(OrderBook self, int rc, str verb, uint64_t order_id, object side,
         fb_l3_count_error(&self._book, rc)
         return 0
     if rc == FB_EOVER_EXECUTE:
-        idx = fb_l3_find(&self._book, order_id)
+        idx = fb_l3_find(&self._book, order_id, as_side(side) if side is not None else 0)
         remaining = self._book.orders[idx].qty
     raise UpdateError(_l3_message(rc, verb, order_id, side, price, qty, new_order_id,
                                   remaining))
@@ -1524,7 +1627,7 @@ cdef class OrderBook:
     """
 
     def __cinit__(self, *, price_decimals, qty_decimals=0, capacity=256,
-                  order_capacity=1024, on_error="raise"):
+                  order_capacity=1024, on_error="raise", side_keys=False):
         check_decimals(price_decimals, "price_decimals")
         check_decimals(qty_decimals, "qty_decimals")
         _check_capacity(capacity, "capacity")
@@ -1539,6 +1642,7 @@ cdef class OrderBook:
                       order_capacity) < 0:
             raise MemoryError(f"fastbook: cannot allocate {order_capacity} orders and "
                               f"{capacity} levels per side")
+        self._book.side_keys = 1 if side_keys else 0
 
     def __dealloc__(self):
         fb_l3_free(&self._book)
@@ -1587,39 +1691,43 @@ cdef class OrderBook:
             _fail(self, rc, "add", oid, side, p, qty, 0)
         return rc == FB_TOP_CHANGED
 
-    def execute(self, order_id, qty):
-        """The resting order traded ``qty`` (1 to its remaining quantity; all of it removes it)."""
+    def execute(self, order_id, qty, *, side=0):
+        """The resting order traded ``qty`` (1 to its remaining quantity; all of it removes it).
+
+        ``side`` names the order in a side-keyed book and is ignored otherwise
+        (as in every method below that names an existing order).
+        """
         if self._busy:
             _raise_busy()
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
-        cdef int rc = fb_l3_execute(&self._book, oid, q)
+        cdef int rc = fb_l3_execute(&self._book, oid, as_side(side), q)
         if rc < 0:
-            _fail(self, rc, "execute", oid, None, 0, q, 0)
+            _fail(self, rc, "execute", oid, side, 0, q, 0)
         return rc == FB_TOP_CHANGED
 
-    def reduce(self, order_id, qty):
+    def reduce(self, order_id, qty, *, side=0):
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
         if self._busy:
             _raise_busy()
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
-        cdef int rc = fb_l3_reduce(&self._book, oid, q)
+        cdef int rc = fb_l3_reduce(&self._book, oid, as_side(side), q)
         if rc < 0:
-            _fail(self, rc, "reduce", oid, None, 0, q, 0)
+            _fail(self, rc, "reduce", oid, side, 0, q, 0)
         return rc == FB_TOP_CHANGED
 
-    def delete(self, order_id):
+    def delete(self, order_id, *, side=0):
         """Remove the order, whatever its remaining quantity."""
         if self._busy:
             _raise_busy()
         cdef uint64_t oid = as_u64(order_id, "order_id")
-        cdef int rc = fb_l3_delete(&self._book, oid)
+        cdef int rc = fb_l3_delete(&self._book, oid, as_side(side))
         if rc < 0:
-            _fail(self, rc, "delete", oid, None, 0, 0, 0)
+            _fail(self, rc, "delete", oid, side, 0, 0, 0)
         return rc == FB_TOP_CHANGED
 
-    def replace(self, order_id, new_order_id, qty, price):
+    def replace(self, order_id, new_order_id, qty, price, *, side=0):
         """Replace ``order_id`` by ``new_order_id`` with ``qty`` at ``price``, on the same side.
 
         The new order goes to the back of its level's queue, even at an
@@ -1631,10 +1739,33 @@ cdef class OrderBook:
         cdef uint64_t nid = as_u64(new_order_id, "new_order_id")
         cdef int64_t q = as_i64(qty, "qty")
         cdef int64_t p = as_i64(price, "price")
-        cdef int rc = fb_l3_replace(&self._book, oid, nid, q, p)
+        cdef int rc = fb_l3_replace(&self._book, oid, as_side(side), nid, q, p)
         if rc < 0:
-            _fail(self, rc, "replace", oid, None, p, q, nid)
+            _fail(self, rc, "replace", oid, side, p, q, nid)
         return rc == FB_TOP_CHANGED
+
+    def modify(self, order_id, qty, price, *, side=0):
+        """Modify the order in place, keeping its id (what ``Flags.KEEP_PRIORITY`` means).
+
+        At an unchanged price with no more than the remaining quantity, the
+        order keeps its queue place with quantity ``qty``; otherwise it goes to
+        the back of its (new) level, exactly as ``replace(order_id, order_id,
+        qty, price)``.
+        """
+        if self._busy:
+            _raise_busy()
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int64_t q = as_i64(qty, "qty")
+        cdef int64_t p = as_i64(price, "price")
+        cdef int rc = fb_l3_modify(&self._book, oid, as_side(side), q, p)
+        if rc < 0:
+            _fail(self, rc, "modify", oid, side, p, q, oid)
+        return rc == FB_TOP_CHANGED
+
+    @property
+    def side_keys(self):
+        """True when orders are keyed by (side, id): ids need only be unique per side."""
+        return self._book.side_keys != 0
 
     def clear(self):
         """Remove every order and level (capacities and error counters are kept)."""
@@ -1643,18 +1774,19 @@ cdef class OrderBook:
         fb_l3_clear(&self._book)
 
     # -- orders --------------------------------------------------------------
-    def order(self, order_id):
+    def order(self, order_id, *, side=0):
         """``(side, price, remaining_qty)`` of a live order, or None."""
         if self._busy:
             _raise_busy()
-        cdef int32_t idx = fb_l3_find(&self._book, as_u64(order_id, "order_id"))
+        cdef int s = self._key_side(side)
+        cdef int32_t idx = fb_l3_find(&self._book, as_u64(order_id, "order_id"), s)
         cdef fb_order *o
         if idx == FB_NIL:
             return None
         o = &self._book.orders[idx]
         return (<int>self._book.order_sides[idx], o.price, o.qty)
 
-    def queue_position(self, order_id):
+    def queue_position(self, order_id, *, side=0):
         """``(orders_ahead, qty_ahead)`` of a live order in its level's FIFO queue, or None.
 
         Exact: counts every older order at the same price and side. O(position).
@@ -1662,16 +1794,48 @@ cdef class OrderBook:
         if self._busy:
             _raise_busy()
         cdef int64_t n = 0, q = 0
-        if fb_l3_queue_position(&self._book, as_u64(order_id, "order_id"), &n, &q) < 0:
+        cdef int s = self._key_side(side)
+        if fb_l3_queue_position(&self._book, as_u64(order_id, "order_id"), s, &n, &q) < 0:
             return None
         return (n, q)
 
-    def __contains__(self, order_id):
+    def rank(self, order_id, *, side=0):
+        """1-based rank of a live order among all orders of its side, or None.
+
+        Price-time priority: every order at a better price, plus the orders
+        ahead of it in its queue, plus one. O(levels ahead + position).
+        """
         if self._busy:
             _raise_busy()
+        cdef int64_t r = 0
+        cdef int s = self._key_side(side)
+        if fb_l3_rank(&self._book, as_u64(order_id, "order_id"), s, &r) < 0:
+            return None
+        return r
+
+    cdef int _key_side(self, object side) except? -1:
+        # reads naming an order: a side-keyed book needs its side
+        cdef int s = as_side(side)
+        if self._book.side_keys and s == 0:
+            raise UpdateError("this book keys orders by (side, id): pass side=fastbook.BID "
+                              f"or fastbook.ASK, got {side!r}")
+        return s
+
+    def __contains__(self, order_id):
+        """``order_id in book``; a side-keyed book also takes ``(side, order_id)``."""
+        if self._busy:
+            _raise_busy()
+        cdef int side = 0
+        if isinstance(order_id, tuple) and len(order_id) == 2:
+            side, order_id = order_id
+            if side != FB_BID and side != FB_ASK:
+                return False
         if not isinstance(order_id, int) or not 0 <= order_id < 2 ** 64:
             return False
-        return fb_l3_find(&self._book, <uint64_t>order_id) != FB_NIL
+        if self._book.side_keys and side == 0:
+            return (fb_l3_find(&self._book, <uint64_t>order_id, FB_BID) != FB_NIL
+                    or fb_l3_find(&self._book, <uint64_t>order_id, FB_ASK) != FB_NIL)
+        return fb_l3_find(&self._book, <uint64_t>order_id, side) != FB_NIL
 
     @property
     def order_count(self):
@@ -2080,16 +2244,18 @@ cdef class BookSet:
         return i
 
     def add_instrument(self, symbol, *, kind="l3", venue="", price_decimals, qty_decimals=0,
-                       tick_size=1, lot_size=1, capacity=256, order_capacity=1024):
+                       tick_size=1, lot_size=1, capacity=256, order_capacity=1024,
+                       side_keys=False):
         """Create a book for a new instrument and add it; returns its instrument id.
 
         ``kind`` is ``"l3"`` (an :class:`OrderBook` with ``capacity`` level and
-        ``order_capacity`` order slots) or ``"l2"`` (a :class:`fastbook.Book`
-        with ``capacity`` level slots).
+        ``order_capacity`` order slots, keyed by (side, id) when ``side_keys``)
+        or ``"l2"`` (a :class:`fastbook.Book` with ``capacity`` level slots).
         """
         if kind == "l3":
             book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals,
-                             capacity=capacity, order_capacity=order_capacity)
+                             capacity=capacity, order_capacity=order_capacity,
+                             side_keys=side_keys)
         elif kind == "l2":
             book = Book(price_decimals=price_decimals, qty_decimals=qty_decimals,
                         capacity=capacity)

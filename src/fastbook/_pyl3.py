@@ -93,7 +93,8 @@ class OrderBook:
     """Pure-Python twin of :class:`fastbook._l3.OrderBook` (see its documentation)."""
 
     def __init__(self, *, price_decimals: int, qty_decimals: int = 0, capacity: int = 256,
-                 order_capacity: int = 1024, on_error: str = "raise") -> None:
+                 order_capacity: int = 1024, on_error: str = "raise",
+                 side_keys: bool = False) -> None:
         _check_decimals(price_decimals, "price_decimals")
         _check_decimals(qty_decimals, "qty_decimals")
         _check_capacity(capacity, "capacity")
@@ -106,7 +107,9 @@ class OrderBook:
         self._price_decimals = price_decimals
         self._qty_decimals = qty_decimals
         self._skip = on_error == "skip"
-        self._orders: dict[int, list[int]] = {}          # id -> [side, price, qty]
+        self._side_keys = bool(side_keys)
+        # key -> [side, price, qty]; the key is the id, or (side, id) when side-keyed
+        self._orders: dict[Any, list[int]] = {}
         self._queues: dict[int, dict[int, list[int]]] = {BID: {}, ASK: {}}  # price -> ids
         self._level_capacity = {BID: 0, ASK: 0}
         if capacity > 0:
@@ -143,7 +146,24 @@ class OrderBook:
         return max(q) if side == BID else min(q)
 
     def _level_qty(self, side: int, price: int) -> int:
-        return sum(self._orders[i][2] for i in self._queues[side].get(price, ()))
+        return sum(self._orders[self._k(i, side)][2] for i in self._queues[side].get(price, ()))
+
+    def _k(self, order_id: int, side: int) -> Any:
+        """The key of order (order_id, side) in ``_orders``."""
+        return (side, order_id) if self._side_keys else order_id
+
+    def _need_side(self, verb: str, order_id: int, side: int, shown_side: Any) -> None:
+        if self._side_keys and side != BID and side != ASK:
+            raise _Failure("bad_side", f"cannot {verb} order {order_id}: this book keys orders "
+                                       f"by (side, id), so the order's side is needed; "
+                           + _side_message(shown_side))
+
+    def _key_side(self, side: Any) -> int:
+        s = _as_side(side)
+        if self._side_keys and s == 0:
+            raise UpdateError("this book keys orders by (side, id): pass side=fastbook.BID "
+                              f"or fastbook.ASK, got {side!r}")
+        return s
 
     def _fail(self, failure: _Failure) -> bool:
         if self._skip:
@@ -151,9 +171,10 @@ class OrderBook:
             return False
         raise UpdateError(str(failure))
 
-    def _remove(self, order_id: int) -> bool:
+    def _remove(self, key: Any) -> bool:
         """Take the order out of its level; True when that level was the best of its side."""
-        side, price, _ = self._orders.pop(order_id)
+        side, price, _ = self._orders.pop(key)
+        order_id = key[1] if self._side_keys else key
         top = price == self._best_price(side)
         queue = self._queues[side][price]
         queue.remove(order_id)
@@ -188,7 +209,7 @@ class OrderBook:
         if side != BID and side != ASK:
             raise _Failure("bad_side", _side_message(shown_side))
         self._check_new(order_id, price, qty)
-        if order_id in self._orders:
+        if self._k(order_id, side) in self._orders:
             raise _Failure("duplicate_order",
                            f"cannot add order {order_id}: it is already in the book")
         if price in self._queues[side]:
@@ -199,45 +220,65 @@ class OrderBook:
             self._reserve_levels(side, len(self._queues[side]) + 1)
         if len(self._orders) == self._order_capacity:
             self._grow_orders(self._order_capacity + 1)
-        self._orders[order_id] = [side, price, qty]
+        self._orders[self._k(order_id, side)] = [side, price, qty]
         self._queues[side].setdefault(price, []).append(order_id)
         self._version += 1
         return price == self._best_price(side)
 
-    def _do_take(self, verb: str, order_id: int, qty: int) -> bool:
+    def _do_take(self, verb: str, order_id: int, qty: int, side: int = 0,
+                 shown_side: Any = 0) -> bool:
+        self._need_side(verb, order_id, side, shown_side)
         if qty <= 0:
             raise _Failure("bad_quantity", f"quantity must be >= 1, got {qty} (order {order_id})")
-        if order_id not in self._orders:
+        key = self._k(order_id, side)
+        if key not in self._orders:
             raise _Failure("unknown_order",
                            f"cannot {verb} order {order_id}: it is not in the book")
-        remaining = self._orders[order_id][2]
+        remaining = self._orders[key][2]
         if qty > remaining:
             raise _Failure("over_execute", f"cannot {verb} {qty} from order {order_id}: "
                                            f"only {remaining} remaining")
         self._version += 1
         if qty == remaining:
-            return self._remove(order_id)
-        side, price, _ = self._orders[order_id]
-        self._orders[order_id][2] -= qty
+            return self._remove(key)
+        side, price, _ = self._orders[key]
+        self._orders[key][2] -= qty
         return price == self._best_price(side)
 
-    def _do_delete(self, order_id: int) -> bool:
-        if order_id not in self._orders:
+    def _do_delete(self, order_id: int, side: int = 0, shown_side: Any = 0) -> bool:
+        self._need_side("delete", order_id, side, shown_side)
+        key = self._k(order_id, side)
+        if key not in self._orders:
             raise _Failure("unknown_order",
                            f"cannot delete order {order_id}: it is not in the book")
         self._version += 1
-        return self._remove(order_id)
+        return self._remove(key)
 
-    def _do_replace(self, order_id: int, new_order_id: int, qty: int, price: int) -> bool:
+    def _do_modify(self, order_id: int, qty: int, price: int, side: int = 0,
+                   shown_side: Any = 0, verb: str = "modify") -> bool:
+        """Keep the place at an unchanged price when qty does not grow, else replace."""
+        self._need_side(verb, order_id, side, shown_side)
         self._check_new(order_id, price, qty)
-        if order_id not in self._orders:
+        rec = self._orders.get(self._k(order_id, side))
+        if rec is None or rec[1] != price or qty > rec[2]:
+            return self._do_replace(order_id, order_id, qty, price, side, shown_side, verb)
+        if qty == rec[2]:
+            return False
+        return self._do_take(verb, order_id, rec[2] - qty, side, shown_side)
+
+    def _do_replace(self, order_id: int, new_order_id: int, qty: int, price: int,
+                    side: int = 0, shown_side: Any = 0, verb: str = "replace") -> bool:
+        self._need_side(verb, order_id, side, shown_side)
+        self._check_new(order_id, price, qty)
+        key = self._k(order_id, side)
+        if key not in self._orders:
             raise _Failure("unknown_order",
-                           f"cannot replace order {order_id}: it is not in the book")
-        if new_order_id != order_id and new_order_id in self._orders:
+                           f"cannot {verb} order {order_id}: it is not in the book")
+        side, old_price, old_qty = self._orders[key]
+        if new_order_id != order_id and self._k(new_order_id, side) in self._orders:
             raise _Failure("duplicate_order",
                            f"cannot replace order {order_id} by {new_order_id}: "
                            f"order {new_order_id} is already in the book")
-        side, old_price, old_qty = self._orders[order_id]
         if price in self._queues[side]:
             rest = self._level_qty(side, price) - (old_qty if old_price == price else 0)
             if rest > _INT64_MAX - qty:
@@ -245,8 +286,8 @@ class OrderBook:
                                            f"at price {price} would overflow int64")
         else:
             self._reserve_levels(side, len(self._queues[side]) + 1)
-        top = self._remove(order_id)
-        self._orders[new_order_id] = [side, price, qty]
+        top = self._remove(key)
+        self._orders[self._k(new_order_id, side)] = [side, price, qty]
         self._queues[side].setdefault(price, []).append(new_order_id)
         self._version += 1
         return top or price == self._best_price(side)
@@ -261,36 +302,50 @@ class OrderBook:
         except _Failure as failure:
             return self._fail(failure)
 
-    def _take(self, verb: str, order_id: Any, qty: Any) -> bool:
+    def _take(self, verb: str, order_id: Any, qty: Any, side: Any) -> bool:
         order_id = _uint64(order_id, "order_id")
         qty = _int64(qty, "qty")
         try:
-            return self._do_take(verb, order_id, qty)
+            return self._do_take(verb, order_id, qty, _as_side(side), side)
         except _Failure as failure:
             return self._fail(failure)
 
-    def execute(self, order_id: int, qty: int) -> bool:
-        return self._take("execute", order_id, qty)
+    def execute(self, order_id: int, qty: int, *, side: int = 0) -> bool:
+        return self._take("execute", order_id, qty, side)
 
-    def reduce(self, order_id: int, qty: int) -> bool:
-        return self._take("reduce", order_id, qty)
+    def reduce(self, order_id: int, qty: int, *, side: int = 0) -> bool:
+        return self._take("reduce", order_id, qty, side)
 
-    def delete(self, order_id: int) -> bool:
+    def delete(self, order_id: int, *, side: int = 0) -> bool:
         order_id = _uint64(order_id, "order_id")
         try:
-            return self._do_delete(order_id)
+            return self._do_delete(order_id, _as_side(side), side)
         except _Failure as failure:
             return self._fail(failure)
 
-    def replace(self, order_id: int, new_order_id: int, qty: int, price: int) -> bool:
+    def replace(self, order_id: int, new_order_id: int, qty: int, price: int, *,
+                side: int = 0) -> bool:
         order_id = _uint64(order_id, "order_id")
         new_order_id = _uint64(new_order_id, "new_order_id")
         qty = _int64(qty, "qty")
         price = _int64(price, "price")
         try:
-            return self._do_replace(order_id, new_order_id, qty, price)
+            return self._do_replace(order_id, new_order_id, qty, price, _as_side(side), side)
         except _Failure as failure:
             return self._fail(failure)
+
+    def modify(self, order_id: int, qty: int, price: int, *, side: int = 0) -> bool:
+        order_id = _uint64(order_id, "order_id")
+        qty = _int64(qty, "qty")
+        price = _int64(price, "price")
+        try:
+            return self._do_modify(order_id, qty, price, _as_side(side), side)
+        except _Failure as failure:
+            return self._fail(failure)
+
+    @property
+    def side_keys(self) -> bool:
+        return self._side_keys
 
     def clear(self) -> None:
         self._orders.clear()
@@ -299,22 +354,46 @@ class OrderBook:
         self._version += 1
 
     # -- orders ------------------------------------------------------------------
-    def order(self, order_id: int) -> tuple[int, int, int] | None:
+    def order(self, order_id: int, *, side: int = 0) -> tuple[int, int, int] | None:
+        s = self._key_side(side)
         order_id = _uint64(order_id, "order_id")
-        rec = self._orders.get(order_id)
+        rec = self._orders.get(self._k(order_id, s))
         return None if rec is None else (rec[0], rec[1], rec[2])
 
-    def queue_position(self, order_id: int) -> tuple[int, int] | None:
+    def queue_position(self, order_id: int, *, side: int = 0) -> tuple[int, int] | None:
+        s = self._key_side(side)
         order_id = _uint64(order_id, "order_id")
-        rec = self._orders.get(order_id)
+        rec = self._orders.get(self._k(order_id, s))
         if rec is None:
             return None
         queue = self._queues[rec[0]][rec[1]]
         ahead = queue[:queue.index(order_id)]
-        return (len(ahead), sum(self._orders[i][2] for i in ahead))
+        return (len(ahead), sum(self._orders[self._k(i, rec[0])][2] for i in ahead))
+
+    def rank(self, order_id: int, *, side: int = 0) -> int | None:
+        s = self._key_side(side)
+        order_id = _uint64(order_id, "order_id")
+        rec = self._orders.get(self._k(order_id, s))
+        if rec is None:
+            return None
+        side, price = rec[0], rec[1]
+        queues = self._queues[side]
+        better = sum(len(q) for p, q in queues.items()
+                     if (p > price if side == BID else p < price))
+        return better + queues[price].index(order_id) + 1
 
     def __contains__(self, order_id: object) -> bool:
-        return isinstance(order_id, int) and order_id in self._orders
+        side = 0
+        if isinstance(order_id, tuple) and len(order_id) == 2:
+            side, order_id = order_id
+            if side != BID and side != ASK:
+                return False
+        if not isinstance(order_id, int):
+            return False
+        if self._side_keys:
+            sides = (side,) if side else (BID, ASK)
+            return any((s, order_id) in self._orders for s in sides)
+        return order_id in self._orders
 
     @property
     def order_count(self) -> int:
@@ -323,7 +402,7 @@ class OrderBook:
     def orders_at(self, side: int, price: int) -> list[tuple[int, int]]:
         side = _valid_side(side)
         price = _int64(price, "price")
-        return [(i, self._orders[i][2]) for i in self._queues[side].get(price, ())]
+        return [(i, self._orders[self._k(i, side)][2]) for i in self._queues[side].get(price, ())]
 
     def count_at(self, side: int, price: int) -> int:
         side = _valid_side(side)
@@ -488,6 +567,7 @@ _ACTION_NAMES = {1: "ADD", 2: "REDUCE", 3: "EXECUTE", 4: "DELETE", 5: "REPLACE",
                  10: "SNAPSHOT_END", 11: "STATUS"}
 _VERBS = {1: "add", 2: "reduce", 3: "execute", 4: "delete", 5: "replace"}
 _ADD, _REDUCE, _EXECUTE, _DELETE, _REPLACE, _SET_LEVEL = 1, 2, 3, 4, 5, 6
+_KEEP_PRIORITY = 0x0200     # fastbook.events.Flags.KEEP_PRIORITY
 _CLEAR, _TRADE, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS = 7, 8, 9, 10, 11
 
 
@@ -530,13 +610,15 @@ class BookSet:
 
     def add_instrument(self, symbol: str, *, kind: str = "l3", venue: str = "",
                        price_decimals: int, qty_decimals: int = 0, tick_size: int = 1,
-                       lot_size: int = 1, capacity: int = 256, order_capacity: int = 1024) -> int:
+                       lot_size: int = 1, capacity: int = 256, order_capacity: int = 1024,
+                       side_keys: bool = False) -> int:
         from fastbook._pycore import Book
 
         book: Any
         if kind == "l3":
             book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals,
-                             capacity=capacity, order_capacity=order_capacity)
+                             capacity=capacity, order_capacity=order_capacity,
+                             side_keys=side_keys)
         elif kind == "l2":
             book = Book(price_decimals=price_decimals, qty_decimals=qty_decimals,
                         capacity=capacity)
@@ -602,15 +684,18 @@ class BookSet:
     # -- apply -------------------------------------------------------------------
     @staticmethod
     def _l3_event(book: OrderBook, action: int, side: int, price: int, qty: int,
-                  order_id: int, new_order_id: int) -> None:
+                  order_id: int, new_order_id: int, flags: int) -> None:
         if action == _ADD:
             book._do_add(order_id, side, price, qty, side)
         elif action in (_REDUCE, _EXECUTE):
-            book._do_take(_VERBS[action], order_id, qty)
+            book._do_take(_VERBS[action], order_id, qty, side, side)
         elif action == _DELETE:
-            book._do_delete(order_id)
+            book._do_delete(order_id, side, side)
         elif action == _REPLACE:
-            book._do_replace(order_id, new_order_id, qty, price)
+            if flags & _KEEP_PRIORITY and new_order_id == order_id:
+                book._do_modify(order_id, qty, price, side, side, "replace")
+            else:
+                book._do_replace(order_id, new_order_id, qty, price, side, side)
         elif action in (_CLEAR, _SNAPSHOT_BEGIN):
             book.clear()
         elif action not in (_TRADE, _SNAPSHOT_END, _STATUS):
@@ -671,7 +756,7 @@ class BookSet:
 
         skipped = 0
         for i, row in enumerate(rows):
-            ts, _, inst, action, side, _, price, qty, order_id, new_order_id, sequence = row
+            ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, sequence = row
             try:
                 if inst >= len(self._books):
                     raise _Failure("bad_instrument",
@@ -683,7 +768,8 @@ class BookSet:
                 if sampler is not None:
                     sampler._before(book, inst, ts, sequence)
                 if self._meta[inst]["kind"] == "l3":
-                    self._l3_event(book, action, side, price, qty, order_id, new_order_id)
+                    self._l3_event(book, action, side, price, qty, order_id, new_order_id,
+                                   flags)
                 else:
                     self._l2_event(book, action, side, price, qty)
             except _Failure as failure:

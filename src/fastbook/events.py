@@ -78,6 +78,10 @@ class Flags(enum.IntFlag):
     AGGRESSOR_SELL = 0x0080
     #: EXECUTE / TRADE whose shares are printed later in a bulk print (ITCH 'C' printable = N).
     NON_PRINTABLE = 0x0100
+    #: REPLACE whose ``new_order_id`` equals ``order_id`` (an in-place modify): the order keeps
+    #: its queue place when the price is unchanged and the quantity does not grow; otherwise it
+    #: goes to the back of its level, as any REPLACE (J-GATE ITCH 'U', the JPX priority rule).
+    KEEP_PRIORITY = 0x0200
 
 
 #: Field name, numpy type code and byte offset, in layout order. This layout is
