@@ -75,7 +75,7 @@ def test_selector_uses_the_compiled_book():
 
     assert l3.OrderBook is _l3.OrderBook
     assert l3.COMPILED is True
-    assert l3.BYTES_PER_ORDER == 41 and l3.BYTES_PER_LEVEL == 32
+    assert l3.BYTES_PER_ORDER == 33 and l3.BYTES_PER_LEVEL == 32
     assert l3.ERROR_KINDS == _pyl3.ERROR_KINDS == _l3.ERROR_KINDS
 
 
@@ -90,7 +90,7 @@ def test_selector_honours_no_extensions():
 
 def test_constants_agree(l3impl):
     assert l3impl.BID == BID and l3impl.ASK == ASK
-    assert l3impl.BYTES_PER_ORDER == 41
+    assert l3impl.BYTES_PER_ORDER == 33
     assert l3impl.BYTES_PER_LEVEL == 32
 
 
@@ -98,20 +98,21 @@ def test_construction_defaults(l3impl):
     book = l3impl.OrderBook(price_decimals=4)
     assert book.price_decimals == 4 and book.qty_decimals == 0
     assert book.on_error == "raise"
-    assert book.order_capacity == 1024
+    assert book.order_capacity == 1024 and book.hash_slots == 2048
     assert book.capacity(BID) == book.capacity(ASK) == 256
-    assert book.nbytes == 41 * 1024 + 32 * 512
+    assert book.nbytes == 33 * 1024 + 4 * 2048 + 32 * 512
     assert book.order_count == 0
     assert book.errors == dict.fromkeys(l3impl.ERROR_KINDS, 0)
 
 
-@pytest.mark.parametrize(("hint", "expected"), [(0, 16), (1, 16), (16, 16), (17, 32),
-                                                (1000, 1024), (4096, 4096)])
-def test_order_capacity_is_a_power_of_two(l3impl, hint, expected):
+@pytest.mark.parametrize(("hint", "expected", "slots"),
+                         [(0, 16, 32), (1, 16, 32), (16, 16, 32), (17, 17, 64),
+                          (1000, 1000, 2048), (4096, 4096, 8192)])
+def test_order_capacity_is_exact_and_the_table_a_power_of_two(l3impl, hint, expected, slots):
     book = l3impl.OrderBook(price_decimals=2, qty_decimals=8, capacity=0, order_capacity=hint)
-    assert book.order_capacity == expected
+    assert book.order_capacity == expected and book.hash_slots == slots
     assert book.capacity(BID) == 0
-    assert book.nbytes == 41 * expected
+    assert book.nbytes == 33 * expected + 4 * slots
 
 
 @pytest.mark.parametrize(
@@ -645,30 +646,31 @@ def test_errors_dict_and_reset(skip_ob):
 
 def test_growth_and_reserve(l3impl):
     book = l3impl.OrderBook(price_decimals=0, capacity=0, order_capacity=16)
-    assert book.nbytes == 41 * 16
+    assert book.nbytes == 33 * 16 + 4 * 32
     for oid in range(17):
         book.add(oid, BID, oid, 1)                  # 17 levels, 17 orders
-    assert book.order_capacity == 32
+    assert book.order_capacity == 24                # grown by half
+    assert book.hash_slots == 64
     assert book.capacity(BID) == 32 and book.capacity(ASK) == 0
-    assert book.nbytes == 41 * 32 + 32 * 32
+    assert book.nbytes == 33 * 24 + 4 * 64 + 32 * 32
     for oid in range(17):
         book.delete(oid)
-    assert book.order_capacity == 32                # never shrinks
+    assert book.order_capacity == 24                # never shrinks
     book.reserve(ASK, 100)
     assert book.capacity(ASK) == 100
     book.reserve(ASK, 10)
     assert book.capacity(ASK) == 100
-    book.reserve_orders(33)
-    assert book.order_capacity == 64
+    book.reserve_orders(40)
+    assert book.order_capacity == 40                # a reservation is exact
     book.reserve_orders(5)
-    assert book.order_capacity == 64
+    assert book.order_capacity == 40
     with pytest.raises(ValueError):
         book.reserve_orders(-1)
     with pytest.raises(ValueError):
         book.reserve(BID, -1)
     with pytest.raises(MemoryError):
         book.reserve_orders(2**31)
-    assert book.order_capacity == 64
+    assert book.order_capacity == 40
 
 
 def test_pool_recycles_records(l3impl):
@@ -752,10 +754,11 @@ def test_memory_per_order_one_million(hinted):
     for k, oid in enumerate(ids.tolist()):
         add(oid, BID if k & 1 else ASK, 10_000 + (k % 1000) * (1 if k & 1 else -1), 1 + k % 7)
     assert book.order_count == n
-    assert book.order_capacity == 2**20
     per_order = (book.nbytes - _level_bytes(book)) / n
-    assert per_order == 41 * 2**20 / n
-    assert per_order <= 48
+    assert per_order == (33 * book.order_capacity + 4 * book.hash_slots) / n
+    if hinted:      # exactly n records, 2**21 slots: 41.4 bytes per order
+        assert book.order_capacity == n and book.hash_slots == 2**21
+        assert per_order <= 48
     # and every order is still findable and consistent with the levels
     assert book.order(int(ids[-1])) is not None
     assert sum(q for _, _, q in book) == sum(1 + k % 7 for k in range(n))

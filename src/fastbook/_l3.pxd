@@ -16,13 +16,14 @@ Memory layout
   Fibonacci hashing, backward-shift deletion) of ``int32_t`` slots. A book
   with ``side_keys`` set (right after ``fb_l3_init``, while empty) keys its
   orders by ``(side, order_id)`` instead, for venues whose ids are unique only
-  per side (J-GATE ITCH: per order book and side). The pool
-  capacity is a power of two and the table always has twice as many slots, so
-  its load factor never exceeds 1/2.
-* That makes ``FB_L3_BYTES_PER_ORDER`` = 32 + 1 + 2 * 4 = 41 bytes per order
-  slot; with geometric growth a pool holds between 1 and 2 slots per live
-  order (exactly the requested capacity, rounded up to a power of two, when
-  ``order_capacity`` is given up front).
+  per side (J-GATE ITCH: per order book and side). The table is a power of
+  two with at least twice as many slots as the pool has records, so its load
+  factor never exceeds 1/2.
+* That makes ``FB_L3_BYTES_PER_ORDER`` = 32 + 1 = 33 bytes per pool record
+  plus 8 to 16 bytes of hash slots. The pool is exactly ``order_capacity``
+  records when that is given up front, and grows by half when full; records
+  are handed out in pool order, so an unused tail is never touched and costs
+  no resident memory (about 46 resident bytes per live order in all).
 * Each side is an array of ``fb_l3level`` (32 bytes) sorted ascending by key
   (price for bids, -price for asks), best level at ``[count - 1]``, as in
   ``_core``; each level holds its aggregate quantity, order count and the head
@@ -60,7 +61,7 @@ cdef enum:
 
 cdef enum:
     FB_NIL = -1                         # "no order" link / empty hash slot
-    FB_L3_BYTES_PER_ORDER = 41          # record 32 + side 1 + two 4-byte hash slots
+    FB_L3_BYTES_PER_ORDER = 33          # record 32 + side 1 (hash slots: 4 << slot_bits)
     FB_L3_BYTES_PER_LEVEL = 32          # sizeof(fb_l3level)
 
 
@@ -92,7 +93,7 @@ ctypedef struct fb_l3book:
     fb_order *orders            # the pool: order_capacity records
     int8_t *order_sides         # FB_BID / FB_ASK of each pool record
     int32_t *slots              # hash table: pool index or FB_NIL; 2 * order_capacity slots
-    Py_ssize_t order_capacity   # a power of two
+    Py_ssize_t order_capacity   # records in the pool
     Py_ssize_t order_count      # live orders
     Py_ssize_t pool_top         # records [0, pool_top) have been handed out at least once
     int32_t free_head           # first recycled record, or FB_NIL

@@ -66,7 +66,7 @@ cdef extern from *:
     const uint64_t _FIB "0x9E3779B97F4A7C15ULL"
 
 assert sizeof(fb_order) == 32 and sizeof(fb_l3level) == FB_L3_BYTES_PER_LEVEL
-assert FB_L3_BYTES_PER_ORDER == sizeof(fb_order) + sizeof(int8_t) + 2 * sizeof(int32_t)
+assert FB_L3_BYTES_PER_ORDER == sizeof(fb_order) + sizeof(int8_t)
 
 
 # ===========================================================================
@@ -148,12 +148,36 @@ cdef void _slot_remove_at(fb_l3book *book, Py_ssize_t i) noexcept nogil:
     book.slots[i] = FB_NIL
 
 
-cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
-    """Make the pool hold ``need`` records (a power of two >= 16) and rebuild the table."""
-    cdef Py_ssize_t cap = book.order_capacity if book.order_capacity > 0 else _MIN_ORDERS
-    cdef Py_ssize_t nslots, i
+cdef inline Py_ssize_t _grown_capacity(Py_ssize_t have, Py_ssize_t need) noexcept nogil:
+    """Pool records after growing ``have`` to hold ``need``: exactly ``need`` (at least
+    16) for the first allocation or a reservation, else 1.5 times ``have``."""
+    cdef Py_ssize_t cap
+    if have == 0:
+        return need if need > _MIN_ORDERS else _MIN_ORDERS
+    cap = have + have // 2
+    if cap < need:
+        cap = need
+    return cap if cap < _MAX_ORDERS else _MAX_ORDERS
+
+
+cdef inline int _slot_bits_for(Py_ssize_t cap) noexcept nogil:
+    """log2 of the hash slots for ``cap`` records: a power of two >= 2 * cap (load <= 1/2)."""
     cdef int bits = 0
-    cdef int32_t *slots
+    while (<Py_ssize_t>1 << bits) < 2 * cap:
+        bits += 1
+    return bits
+
+
+cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
+    """Make the pool hold ``need`` records; rebuild the table when it must grow too.
+
+    The pool grows by half (records are handed out in order, so the unused tail
+    is never touched and costs no resident memory); the table stays a power of
+    two with at least two slots per record.
+    """
+    cdef Py_ssize_t cap, nslots, i
+    cdef int bits
+    cdef int32_t *slots = NULL
     cdef int32_t *old_slots = book.slots
     cdef Py_ssize_t old_nslots = (<Py_ssize_t>1 << book.slot_bits) if old_slots != NULL else 0
     cdef fb_order *orders
@@ -162,14 +186,13 @@ cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
         return FB_OK
     if need > _MAX_ORDERS:
         return FB_ENOMEM
-    while cap < need:
-        cap *= 2
-    nslots = 2 * cap
-    while (<Py_ssize_t>1 << bits) < nslots:
-        bits += 1
-    slots = <int32_t *>malloc(<size_t>nslots * sizeof(int32_t))
-    if slots == NULL:
-        return FB_ENOMEM
+    cap = _grown_capacity(book.order_capacity, need)
+    bits = _slot_bits_for(cap)
+    nslots = <Py_ssize_t>1 << bits
+    if old_slots == NULL or bits != book.slot_bits:
+        slots = <int32_t *>malloc(<size_t>nslots * sizeof(int32_t))
+        if slots == NULL:
+            return FB_ENOMEM
     orders = <fb_order *>realloc(book.orders, <size_t>cap * sizeof(fb_order))
     if orders == NULL:
         free(slots)
@@ -180,10 +203,12 @@ cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
         free(slots)
         return FB_ENOMEM
     book.order_sides = sides
+    book.order_capacity = cap
+    if slots == NULL:
+        return FB_OK    # the table already has room: pool indices are unchanged
     memset(slots, 0xFF, <size_t>nslots * sizeof(int32_t))  # all FB_NIL
     book.slots = slots
     book.slot_bits = bits
-    book.order_capacity = cap
     for i in range(old_nslots):
         if old_slots[i] != FB_NIL:
             _slot_insert(book, book.orders[old_slots[i]].order_id,
@@ -395,6 +420,7 @@ cdef int fb_l3_reserve_levels(fb_l3book *book, int side, Py_ssize_t capacity) no
 cdef Py_ssize_t fb_l3_nbytes(const fb_l3book *book) noexcept nogil:
     """Bytes allocated: order pool and hash table plus level storage of both sides."""
     return (FB_L3_BYTES_PER_ORDER * book.order_capacity
+            + (<Py_ssize_t>sizeof(int32_t) << book.slot_bits if book.slots != NULL else 0)
             + FB_L3_BYTES_PER_LEVEL * (book.sides[0].capacity + book.sides[1].capacity))
 
 
@@ -1599,8 +1625,10 @@ cdef class OrderBook:
     capacity : int, default 256
         Level slots to preallocate per side (grown geometrically).
     order_capacity : int, default 1024
-        Order records to preallocate, rounded up to a power of two (grown by
-        doubling). Each costs ``BYTES_PER_ORDER`` (41) bytes, hash table included.
+        Order records to preallocate, exactly (grown by half when full). Each
+        costs ``BYTES_PER_ORDER`` (33) bytes, plus the hash table's 4-byte
+        slots, a power of two at least twice the capacity (8 to 16 bytes per
+        record).
     on_error : {"raise", "skip"}
         What a failed update does. ``"raise"``: raise ``fastbook.UpdateError``.
         ``"skip"``: count it in ``errors`` by kind and return False. Either way
@@ -1896,13 +1924,19 @@ cdef class OrderBook:
 
     @property
     def nbytes(self):
-        """Bytes allocated: ``BYTES_PER_ORDER * order_capacity + BYTES_PER_LEVEL * level slots``."""
+        """Bytes allocated: ``BYTES_PER_ORDER * order_capacity + 4 * hash_slots +
+        BYTES_PER_LEVEL * level slots``."""
         return fb_l3_nbytes(&self._book)
 
     @property
     def order_capacity(self):
-        """Order records allocated (a power of two)."""
+        """Order records allocated (exactly what was reserved, else grown by half)."""
         return self._book.order_capacity
+
+    @property
+    def hash_slots(self):
+        """Slots of the order hash table (4 bytes each; a power of two >= 2 * order_capacity)."""
+        return (<Py_ssize_t>1 << self._book.slot_bits) if self._book.slots != NULL else 0
 
     def capacity(self, side):
         """Level slots allocated on ``side``."""
@@ -1922,7 +1956,7 @@ cdef class OrderBook:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
     def reserve_orders(self, capacity):
-        """Preallocate room for ``capacity`` live orders (rounded up to a power of two)."""
+        """Preallocate room for ``capacity`` live orders (exactly; the table to match)."""
         if self._busy:
             _raise_busy()
         cdef int64_t cap = as_i64(capacity, "capacity")

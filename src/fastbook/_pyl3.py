@@ -21,7 +21,7 @@ from fastbook.errors import ArrayError, UpdateError
 
 BID = 1
 ASK = 2
-BYTES_PER_ORDER = 41
+BYTES_PER_ORDER = 33
 BYTES_PER_LEVEL = 32
 ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
                "duplicate_order", "over_execute", "overflow", "bad_action")
@@ -133,9 +133,11 @@ class OrderBook:
             return
         if need > _MAX_ORDERS:
             raise MemoryError(f"fastbook: cannot allocate {need} orders (at most {_MAX_ORDERS})")
-        cap = self._order_capacity or _MIN_ORDERS
-        while cap < need:
-            cap *= 2
+        have = self._order_capacity
+        if have == 0:
+            cap = max(need, _MIN_ORDERS)
+        else:
+            cap = min(max(have + have // 2, need), _MAX_ORDERS)
         self._order_capacity = cap
 
     # -- helpers ---------------------------------------------------------------
@@ -420,8 +422,13 @@ class OrderBook:
 
     @property
     def nbytes(self) -> int:
-        return (BYTES_PER_ORDER * self._order_capacity
+        return (BYTES_PER_ORDER * self._order_capacity + 4 * self.hash_slots
                 + BYTES_PER_LEVEL * (self._level_capacity[BID] + self._level_capacity[ASK]))
+
+    @property
+    def hash_slots(self) -> int:
+        """The compiled book's table size: a power of two >= 2 * order_capacity."""
+        return 1 << (2 * self._order_capacity - 1).bit_length()
 
     @property
     def order_capacity(self) -> int:
