@@ -86,7 +86,8 @@ class Notice:
     * ``"synced"``: ``symbol``'s book just became valid;
     * ``"resync"``: the book was discarded; ``reason`` says why (``"gap"``,
       ``"checksum"``, ``"crossed"``, ``"sequence_reset"``, ``"snapshot_too_old"``,
-      ``"new_snapshot"``, ``"buffer_overflow"``). A ``request_snapshot`` or
+      ``"new_snapshot"``, ``"buffer_overflow"``, ``"malformed"``: a bad message for a
+      synced symbol means an update was missed). A ``request_snapshot`` or
       ``resubscribe`` notice follows it in the same list.
     """
 
@@ -143,61 +144,83 @@ class Instrument:
 
 
 class EventBuffer:
-    """A growable ``EVENT_DTYPE`` array the feeds append applied changes to."""
+    """Events the feeds append as they apply changes, as an ``EVENT_DTYPE`` array on demand.
 
-    def __init__(self, capacity: int = 4096) -> None:
-        from fastbook.events import EVENT_DTYPE
+    Appends go to plain Python column lists (cheap for the few levels of a feed
+    message); :meth:`take` builds the array once per batch.
+    """
 
-        self._data = np.zeros(max(16, capacity), dtype=EVENT_DTYPE)
-        self._n = 0
+    _COLUMNS = ("ts_exchange", "ts_receive", "instrument", "action", "side", "flags", "price",
+                "qty", "sequence")
+
+    def __init__(self) -> None:
+        self._cols: tuple[list[int], ...] = tuple([] for _ in self._COLUMNS)
 
     def __len__(self) -> int:
-        return self._n
-
-    def _room(self, k: int) -> None:
-        need = self._n + k
-        if need > len(self._data):
-            grown = np.zeros(max(need, 2 * len(self._data)), dtype=self._data.dtype)
-            grown[: self._n] = self._data[: self._n]
-            self._data = grown
+        return len(self._cols[0])
 
     def append(self, instrument: int, action: int, *, side: int = 0, price: int = 0,
                qty: int = 0, ts: int = 0, recv: int = 0, sequence: int = 0,
                flags: int = 0) -> None:
         """Append one event."""
-        self._room(1)
-        self._data[self._n] = (ts, recv, instrument, action, side, flags, price, qty, 0, 0,
-                               sequence)
-        self._n += 1
+        for col, value in zip(self._cols, (ts, recv, instrument, action, side, flags, price,
+                                           qty, sequence), strict=True):
+            col.append(value)
 
     def append_levels(self, instrument: int, side: Any, prices: Any, qtys: Any, *,
-                      ts: int = 0, recv: int = 0, sequence: int = 0, flags: int = 0) -> None:
-        """Append one SET_LEVEL event per (side, price, qty); ``side`` may be a scalar."""
+                      ts: int = 0, recv: int = 0, sequence: int = 0, flags: Any = 0) -> None:
+        """Append one SET_LEVEL event per (side, price, qty).
+
+        ``side`` and ``flags`` may be scalars or one value per level; to flag only
+        the message's last event, :meth:`mark_last` is the cheap way.
+        """
         from fastbook.events import Action
 
-        prices = np.asarray(prices, dtype=np.int64)
+        prices = prices.tolist() if isinstance(prices, np.ndarray) else list(prices)
         k = len(prices)
         if k == 0:
             return
-        self._room(k)
-        out = self._data[self._n: self._n + k]
-        out["ts_exchange"] = ts
-        out["ts_receive"] = recv
-        out["instrument"] = instrument
-        out["action"] = int(Action.SET_LEVEL)
-        out["side"] = side
-        out["flags"] = flags
-        out["price"] = prices
-        out["qty"] = qtys
-        out["order_id"] = 0
-        out["new_order_id"] = 0
-        out["sequence"] = sequence
-        self._n += k
+        qtys = qtys.tolist() if isinstance(qtys, np.ndarray) else list(qtys)
+        if isinstance(side, np.ndarray):
+            sides = side.tolist()
+        elif isinstance(side, (list, tuple)):
+            sides = list(side)
+        else:
+            sides = [int(side)] * k
+        if isinstance(flags, np.ndarray):
+            flag_list = flags.tolist()
+        elif isinstance(flags, (list, tuple)):
+            flag_list = list(flags)
+        else:
+            flag_list = [int(flags)] * k
+        if len(qtys) != k or len(sides) != k or len(flag_list) != k:
+            raise ValueError("append_levels: prices, qtys, sides and flags differ in length")
+        c = self._cols
+        c[0].extend([ts] * k)
+        c[1].extend([recv] * k)
+        c[2].extend([instrument] * k)
+        c[3].extend([int(Action.SET_LEVEL)] * k)
+        c[4].extend(sides)
+        c[5].extend(flag_list)
+        c[6].extend(prices)
+        c[7].extend(qtys)
+        c[8].extend([sequence] * k)
+
+    def mark_last(self, flags: int) -> None:
+        """OR ``flags`` into the last event appended (e.g. ``LAST_IN_PACKET``)."""
+        if self._cols[5]:
+            self._cols[5][-1] |= flags
 
     def take(self) -> np.ndarray:
-        """Return the events appended so far (a copy) and empty the buffer."""
-        out = self._data[: self._n].copy()
-        self._n = 0
+        """Return the events appended so far as a new ``EVENT_DTYPE`` array and empty the buffer."""
+        from fastbook.events import EVENT_DTYPE
+
+        n = len(self)
+        out = np.zeros(n, dtype=EVENT_DTYPE)
+        if n:
+            for name, col in zip(self._COLUMNS, self._cols, strict=True):
+                out[name] = col
+                col.clear()
         return out
 
 
