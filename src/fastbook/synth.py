@@ -19,6 +19,10 @@ itch_day, write_itch_day
     A book-consistent NASDAQ TotalView-ITCH 5.0 day in BinaryFILE framing (system
     events, stock directory, a NASDAQ-like mix of adds, deletes, replaces, executions
     and cancels, crosses at the open and close), as bytes or streamed to a file.
+ose_day, write_ose_day
+    A book-consistent Osaka Exchange (J-GATE) ITCH day (futures, options, a
+    combination, auctions with equilibrium updates) in BinaryFILE, MoldUDP64 or
+    JPX historical CSV form, every order carrying its exact queue position.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["L2Workload", "itch_day", "l2_workload", "write_itch_day"]
+__all__ = ["L2Workload", "itch_day", "l2_workload", "ose_day", "write_itch_day", "write_ose_day"]
 
 _BID = 1
 _ASK = 2
@@ -748,4 +752,682 @@ def itch_day(n_messages: int = 1_000_000, *, n_symbols: int = 50,
     """
     out = _Collector()
     write_itch_day(out, n_messages, n_symbols=n_symbols, seed=seed)
+    return b"".join(out.parts)
+
+
+# -- a synthetic Osaka Exchange (J-GATE) ITCH day -------------------------------------------------
+# Layouts: docs/ose-itch.md. Frames are packed with the 2-byte length prefix in front, which
+# is also a MoldUDP64 message block. Times are epoch ns; the day is a JST trading day.
+
+_OSE_FRAMES: dict[str, struct.Struct] = {
+    "T": struct.Struct(">HcI"),
+    "S": struct.Struct(">HcIc"),
+    "R": struct.Struct(">HcII32s32s12sB3sHHIIIQBIiIHB"),
+    "M": struct.Struct(">HcIIIcI"),
+    "L": struct.Struct(">HcIIQii"),
+    "O": struct.Struct(">HcII20s"),
+    "A": struct.Struct(">HcIQIcIQiHB"),
+    "F": struct.Struct(">HcIQIcIQiHB7s"),
+    "E": struct.Struct(">HcIQIcQQI7s7s"),
+    "C": struct.Struct(">HcIQIcQQI7s7sicc"),
+    "U": struct.Struct(">HcIQIcIQiH"),
+    "D": struct.Struct(">HcIQIc"),
+    "P": struct.Struct(">HcIQIcQIi7s7scc"),
+    "Z": struct.Struct(">HcIIQQiiiQQ"),
+}
+_OSE_TYPES = {t: t.encode() for t in _OSE_FRAMES}
+_OSE_NO_PRICE = -(1 << 31)
+_OSE_FORMS = ("binaryfile", "moldudp64", "csv")
+#: 2024-06-03 (a Monday) 08:00 JST = 2024-06-02 23:00 UTC, in seconds since the epoch.
+_OSE_DAY0 = 1717369200
+_OSE_T_PRE_OPEN = _OSE_DAY0 * _NS_PER_S                  # 08:00 JST: pre-open
+_OSE_T_OPEN = _OSE_T_PRE_OPEN + 45 * 60 * _NS_PER_S      # 08:45: opening auction
+_OSE_T_PRE_CLOSE = _OSE_T_OPEN + (6 * 3600 + 55 * 60) * _NS_PER_S   # 15:40: pre-close
+_OSE_T_CLOSE = _OSE_T_PRE_CLOSE + 5 * 60 * _NS_PER_S      # 15:45: closing auction
+_OSE_T_END = _OSE_T_CLOSE + 5 * 60 * _NS_PER_S            # 15:50: end of messages
+_OSE_PRE_SHARE = 0.05
+_OSE_PRE_CLOSE_SHARE = 0.04
+#: Order actions of the continuous session and their probabilities.
+_O_ADD, _O_DEL, _O_MOD, _O_EXE, _O_EXP, _O_COMBO = range(6)
+_OSE_MIX = (0.44, 0.41, 0.10, 0.035, 0.01, 0.005)
+_OSE_MIN_LIVE = 40
+_OSE_MAX_DIST = 16
+_OSE_P_MID_MOVE = 0.02
+_OSE_P_REUSE = 0.02          # share of ask adds reusing a live bid's order id in the same book
+_OSE_P_PARTICIPANT = 0.03    # share of adds sent as F
+_OSE_P_Z = 0.5               # share of auction-period messages followed by a Z of their book
+_OSE_ID0 = 7_396_717_914_678_600_000
+
+
+class _OseSide:
+    __slots__ = ("best", "is_bid", "levels")
+
+    def __init__(self, is_bid: bool) -> None:
+        self.is_bid = is_bid
+        self.levels: dict[int, dict[int, None]] = {}
+        self.best: int | None = None
+
+    def rank(self, price: int, index: int) -> int:
+        """1-based rank of the order at ``index`` in the queue at ``price`` (price-time)."""
+        if self.is_bid:
+            ahead = sum(len(q) for p, q in self.levels.items() if p > price)
+        else:
+            ahead = sum(len(q) for p, q in self.levels.items() if p < price)
+        return ahead + index + 1
+
+    def reset_best(self) -> None:
+        levels = self.levels
+        self.best = (max(levels) if self.is_bid else min(levels)) if levels else None
+
+
+class _OseBook:
+    """One order book of the generated day: its directory data, orders and price reference."""
+
+    __slots__ = ("decimals", "kind", "legs", "live", "next_id", "obid", "orders", "ref",
+                 "sides", "symbol", "tick", "ticks")
+
+    def __init__(self, obid: int, symbol: str, kind: str, decimals: int, tick: int,
+                 ref: int, ticks: list[tuple[int, int, int]]) -> None:
+        self.obid = obid
+        self.symbol = symbol
+        self.kind = kind            # "future", "option" or "combo"
+        self.decimals = decimals
+        self.tick = tick
+        self.ref = ref              # bids rest at or below ref, asks above (continuous session)
+        self.ticks = ticks          # the L rows: (tick size, price from, price to)
+        self.legs: list[tuple[int, bytes, int]] = []
+        self.sides = (None, _OseSide(True), _OseSide(False))
+        # (side, order id) -> [price, qty, index in live]
+        self.orders: dict[tuple[int, int], list[int]] = {}
+        self.live: list[tuple[int, int]] = []
+        self.next_id = _OSE_ID0
+
+
+class _OseOut:
+    """Writes messages in one form: BinaryFILE frames, MoldUDP64 packets or JPX CSV lines.
+
+    ``put(type, ts, *fields)`` takes the wire fields after the nanoseconds; a ``T``
+    is written first whenever the second changes.
+    """
+
+    def __init__(self, sink: Any, form: str, packet_messages: int, names: dict[int, str]) -> None:
+        self.sink = sink
+        self.form = form
+        self.names = names                  # order book id -> "SYMBOL(id)" (CSV)
+        self.second = -1
+        self.csv_second = ""
+        self.parts: list[Any] = []
+        self.size = 0
+        self.total = 0
+        self.messages = 0
+        self.packet: list[bytes] = []
+        self.packet_messages = packet_messages
+        self.sequence = 1
+
+    # -- bytes out
+    def _emit(self, data: Any) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= 1 << 20:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.form == "moldudp64" and self.packet:
+            self._close_packet()
+        if self.parts:
+            data = b"".join(self.parts)
+            self.sink(data)
+            self.total += len(data)
+            self.parts = []
+            self.size = 0
+
+    def _close_packet(self) -> None:
+        header = struct.pack(">10sQH", b"OSEJGATE01", self.sequence, len(self.packet))
+        self.sequence += len(self.packet)
+        self.parts.append(header)
+        self.parts.extend(self.packet)
+        self.size += 20 + sum(len(m) for m in self.packet)
+        self.packet = []
+
+    def _frame(self, t: str, *fields: Any) -> None:
+        st = _OSE_FRAMES[t]
+        data = st.pack(st.size - 2, _OSE_TYPES[t], *fields)
+        self.messages += 1
+        if self.form == "binaryfile":
+            self._emit(data)
+        else:
+            self.packet.append(data)
+            if len(self.packet) >= self.packet_messages:
+                self._close_packet()
+                if self.size >= 1 << 20:
+                    self.flush()
+
+    def _line(self, text: str) -> None:
+        self.messages += 1
+        self._emit(text.encode("ascii"))
+
+    def _time(self, ts: int) -> int:
+        second, ns = divmod(ts, _NS_PER_S)
+        if second != self.second:
+            self.second = second
+            if self.form == "csv":
+                import datetime as _dt
+
+                when = _dt.datetime.fromtimestamp(second, _dt.timezone.utc)
+                self.csv_second = when.strftime("%Y-%m-%dT%H:%M:%S")
+                self._line(f"T,{second}\n")
+            else:
+                self._frame("T", second)
+        return ns
+
+    def put(self, t: str, ts: int, *fields: Any) -> None:
+        ns = self._time(ts)
+        if self.form != "csv":
+            self._frame(t, ns, *fields)
+            return
+        when = f"{self.csv_second}.{ns:09d}({ts})"
+        name = self.names
+        if t in ("A", "F"):
+            oid, obid, side, pos, qty, price, attrs, lot = fields[:8]
+            self._line(f"A,{when},{oid},{name[obid]},{side.decode()},{pos},{qty},{price},"
+                       f"{attrs},{lot}\n")
+        elif t == "D":
+            oid, obid, side = fields
+            self._line(f"D,{when},{oid},{name[obid]},{side.decode()}\n")
+        elif t == "U":
+            # the historical CSV writes a modification as a delete and a new add
+            oid, obid, side, pos, qty, price, attrs = fields
+            self._line(f"D,{when},{oid},{name[obid]},{side.decode()}\n")
+            self._line(f"A,{when},{oid},{name[obid]},{side.decode()},{pos},{qty},{price},"
+                       f"{attrs},0\n")
+        elif t == "E":
+            oid, obid, side, qty, match, combo = fields[:6]
+            self._line(f"E,{when},{oid},{name[obid]},{side.decode()},{qty},{match},{combo},,\n")
+        elif t == "C":
+            oid, obid, side, qty, match, combo, _, _, price, cross, printable = fields
+            self._line(f"C,{when},{oid},{name[obid]},{side.decode()},{qty},{match},{combo},,,"
+                       f"{price},{cross.decode()},{printable.decode()}\n")
+        elif t == "P":
+            match, combo, side, qty, obid, price, _, _, printable, cross = fields
+            self._line(f"P,{when},{match},{combo},{side.decode()},{qty},{name[obid]},{price},,,"
+                       f"{printable.decode()},{cross.decode()}\n")
+        elif t == "Z":
+            obid, rest = fields[0], fields[1:]
+            self._line(f"Z,{when},{name[obid]},{','.join(str(v) for v in rest)}\n")
+        elif t == "O":
+            obid, state = fields
+            self._line(f"O,{when},{name[obid]},{state.decode().rstrip()}\n")
+        elif t == "L":
+            obid, tick, lo, hi = fields
+            self._line(f"L,{when},{name[obid]},{tick},{lo},{hi}\n")
+        elif t == "M":
+            combo, leg, side, ratio = fields
+            self._line(f"M,{when},{combo},{leg},{side.decode()},{ratio}\n")
+        elif t == "S":
+            self._line(f"S,{when},{fields[0].decode()}\n")
+        else:   # R
+            cells = [v.decode().rstrip() if isinstance(v, bytes) else str(v) for v in fields]
+            self._line(f"R,{when},{','.join(cells)}\n")
+
+
+class _OseDay:
+    """The generated day's state: books, counters, the random stream and the writer."""
+
+    def __init__(self, n_options: int, rng: np.random.Generator, form: str,
+                 packet_messages: int, sink: Any) -> None:
+        self.rng = rng
+        self.books: list[_OseBook] = []
+        self._instruments(n_options)
+        names = {b.obid: f"{b.symbol}({b.obid})" for b in self.books}
+        self.out = _OseOut(sink, form, packet_messages, names)
+        self.next_match = 1
+        self.next_combo_group = 1
+        # activity: futures busiest, then the combination, then options by closeness to the money
+        weights = np.array([{"future": 8.0, "combo": 1.0}.get(b.kind, 1.0 / (1 + i % 7))
+                            for i, b in enumerate(self.books)], dtype=np.float64)
+        self.book_cum = np.cumsum(weights)
+        self.book_cum /= self.book_cum[-1]
+        self.mix_cum = np.cumsum(_OSE_MIX)
+        self.mix_cum[-1] = 1.0
+
+    # -- the instruments ----------------------------------------------------------------------
+    def _instruments(self, n_options: int) -> None:
+        def obid(k: int) -> int:
+            return 100_000_000 + (k * 2_654_435_761) % 900_000_000
+
+        fut_ticks = [(10, 10, 999_990)]
+        self.books.append(_OseBook(obid(1), "NK225_F_2406", "future", 0, 10, 38_500, fut_ticks))
+        self.books.append(_OseBook(obid(2), "NK225M_F_2406", "future", 0, 5, 38_500,
+                                   [(5, 5, 999_995)]))
+        self.books.append(_OseBook(obid(3), "NK225_F_2409", "future", 0, 10, 38_560, fut_ticks))
+        self.books.append(_OseBook(obid(4), "TOPIX_F_2406", "future", 1, 5, 27_500,
+                                   [(5, 5, 9_999_995)]))
+        combo = _OseBook(obid(5), "NK225_CS_2406_2409", "combo", 0, 5, -60, [(5, -99_995, 99_995)])
+        combo.legs = [(self.books[0].obid, b"B", 1), (self.books[2].obid, b"C", 1)]
+        self.books.append(combo)
+        self.combo = combo
+        # options at 4 decimals, priced 100-999 yen (tick 5 yen), strikes around 38,500
+        opt_ticks = [(10_000, 10_000, 999_999), (50_000, 1_000_000, 9_999_999),
+                     (100_000, 10_000_000, 999_900_000)]
+        for k in range(n_options):
+            strike = 38_500 + 250 * ((k // 2) - n_options // 4)
+            put = k % 2 == 1
+            premium = 500 + 250 * ((k // 2) % 3) - 100 * (k % 5)
+            symbol = f"{'PUT' if put else 'CAL'}_NK225_240614_{strike}"
+            self.books.append(_OseBook(obid(10 + k), symbol, "option", 4, 50_000,
+                                       premium * 10_000, opt_ticks))
+
+    def _band(self, book: _OseBook) -> tuple[int, int]:
+        if book.kind == "option":
+            return 1_000_000, 9_950_000         # 100 to 995 yen: one tick size
+        if book.kind == "combo":
+            return -2_000, 2_000
+        return book.tick * 100, book.tick * 9_000_000
+
+    def preamble(self, t: int) -> None:
+        put = self.out.put
+        put("S", t, b"O")
+        for i, b in enumerate(self.books):
+            strike = 0
+            expiry = 20240614
+            product, put_call, underlying = 3, 0, 0
+            if b.kind == "option":
+                strike = int(b.symbol.rsplit("_", 1)[1])
+                product, put_call = 1, 2 if b.symbol.startswith("PUT") else 1
+                underlying = 500
+            elif b.kind == "combo":
+                product, expiry = 11, 20240913
+            elif b.symbol.endswith("2409"):
+                expiry = 20240913
+            put("R", t + 10 + i, b.obid, b.symbol.encode(), b.symbol.encode(),
+                f"JP{b.obid:010d}".encode(), product, b"JPY", b.decimals, 0, 0, 1, 0, 0,
+                len(b.legs), underlying, strike, expiry, 0, put_call)
+        t += 1000
+        for b in self.books:
+            for leg, side, ratio in b.legs:
+                put("M", t, b.obid, leg, side, ratio)
+            for tick, lo, hi in b.ticks:
+                put("L", t, b.obid, tick, lo, hi)
+
+    def states(self, t: int, name: bytes) -> None:
+        for b in self.books:
+            self.out.put("O", t, b.obid, name.ljust(20))
+
+    # -- book bookkeeping -------------------------------------------------------------------------
+    def _add(self, b: _OseBook, side: int, oid: int, price: int, qty: int) -> int:
+        """Rest a new order at the back of its level; returns its rank."""
+        s = b.sides[side]
+        b.orders[(side, oid)] = [price, qty, len(b.live)]
+        b.live.append((side, oid))
+        queue = s.levels.get(price)
+        if queue is None:
+            queue = s.levels[price] = {}
+            if s.best is None or (price > s.best if s.is_bid else price < s.best):
+                s.best = price
+        queue[oid] = None
+        return s.rank(price, len(queue) - 1)
+
+    def _remove(self, b: _OseBook, side: int, oid: int) -> list[int]:
+        order = b.orders.pop((side, oid))
+        last = b.live.pop()
+        if last != (side, oid):
+            b.live[order[2]] = last
+            b.orders[last][2] = order[2]
+        s = b.sides[side]
+        queue = s.levels[order[0]]
+        del queue[oid]
+        if not queue:
+            del s.levels[order[0]]
+            if order[0] == s.best:
+                s.reset_best()
+        return order
+
+    def _take(self, b: _OseBook, side: int, oid: int, qty: int) -> None:
+        order = b.orders[(side, oid)]
+        if qty >= order[1]:
+            self._remove(b, side, oid)
+        else:
+            order[1] -= qty
+
+    def _price(self, b: _OseBook, is_bid: bool, dist: int, auction: bool) -> int:
+        """A price ``dist`` ticks behind the side's reference; through the other side only
+        in an auction period (where crossing orders wait for the cross)."""
+        tick = b.tick
+        lo, hi = self._band(b)
+        if is_bid:
+            price = b.ref - dist * tick
+            if auction and dist < 3:
+                price = b.ref + (3 - dist) * tick       # some bids above the reference
+            other = b.sides[2].best
+            if not auction and other is not None and price >= other:
+                price = other - tick
+        else:
+            price = b.ref + tick + dist * tick
+            if auction and dist < 3:
+                price = b.ref - (2 - dist) * tick
+            other = b.sides[1].best
+            if not auction and other is not None and price <= other:
+                price = other + tick
+        return min(max(price, lo), hi)
+
+    def _new_id(self, b: _OseBook, side: int, u: float) -> int:
+        if side == 2 and u < _OSE_P_REUSE and b.live:
+            # the same id as a live bid of this book: J-GATE ids are unique per side only
+            cand_side, cand = b.live[int(u / _OSE_P_REUSE * len(b.live))]
+            if cand_side == 1 and (2, cand) not in b.orders:
+                return cand
+        b.next_id += 1 + int(u * 7)
+        return b.next_id
+
+    # -- auctions --------------------------------------------------------------------------
+    def _equilibrium(self, b: _OseBook) -> tuple[int, int, int, int, int]:
+        """(matched volume, last matched bid price, last ask price, EP, 1) of crossing now.
+
+        The EP lies on the tick grid between the last matched ask and bid prices.
+        """
+        bids = sorted(b.sides[1].levels.items(), reverse=True)
+        asks = sorted(b.sides[2].levels.items())
+        i = j = matched = 0
+        last_b = last_a = 0
+        bq = sum(b.orders[(1, o)][1] for o in bids[0][1]) if bids else 0
+        aq = sum(b.orders[(2, o)][1] for o in asks[0][1]) if asks else 0
+        while i < len(bids) and j < len(asks) and bids[i][0] >= asks[j][0]:
+            q = min(bq, aq)
+            matched += q
+            last_b, last_a = bids[i][0], asks[j][0]
+            bq -= q
+            aq -= q
+            if bq == 0:
+                i += 1
+                bq = sum(b.orders[(1, o)][1] for o in bids[i][1]) if i < len(bids) else 0
+            if aq == 0:
+                j += 1
+                aq = sum(b.orders[(2, o)][1] for o in asks[j][1]) if j < len(asks) else 0
+        if not matched:
+            return 0, 0, 0, _OSE_NO_PRICE, 0
+        ep = last_a + (last_b - last_a) // (2 * b.tick) * b.tick
+        return matched, last_b, last_a, ep, 1
+
+    def _z(self, b: _OseBook, t: int) -> None:
+        matched, _, _, ep, _ = self._equilibrium(b)
+        bid_qty = ask_qty = 0
+        if matched:
+            bid_qty = sum(b.orders[(1, o)][1] for p, q in b.sides[1].levels.items() if p >= ep
+                          for o in q)
+            ask_qty = sum(b.orders[(2, o)][1] for p, q in b.sides[2].levels.items() if p <= ep
+                          for o in q)
+        bb, ba = b.sides[1].best, b.sides[2].best
+        bbq = sum(b.orders[(1, o)][1] for o in b.sides[1].levels[bb]) if bb is not None else 0
+        baq = sum(b.orders[(2, o)][1] for o in b.sides[2].levels[ba]) if ba is not None else 0
+        self.out.put("Z", t, b.obid, bid_qty, ask_qty, ep,
+                     _OSE_NO_PRICE if bb is None else bb, _OSE_NO_PRICE if ba is None else ba,
+                     bbq, baq)
+
+    def cross(self, t: int) -> None:
+        """Every book's auction: crossing orders execute in priority at one price (C, cross Y)."""
+        put = self.out.put
+        blank = b"       "
+        for b in self.books:
+            matched, _, _, ep, _ = self._equilibrium(b)
+            if matched:
+                bids, asks = b.sides[1], b.sides[2]
+                while bids.best is not None and asks.best is not None \
+                        and bids.best >= asks.best:
+                    bo = next(iter(bids.levels[bids.best]))
+                    ao = next(iter(asks.levels[asks.best]))
+                    q = min(b.orders[(1, bo)][1], b.orders[(2, ao)][1])
+                    match = self.next_match
+                    self.next_match += 1
+                    put("C", t, bo, b.obid, b"B", q, match, 0, blank, blank, ep, b"Y", b"Y")
+                    put("C", t, ao, b.obid, b"S", q, match, 0, blank, blank, ep, b"Y", b"N")
+                    self._take(b, 1, bo, q)
+                    self._take(b, 2, ao, q)
+                self._z(b, t)
+            # continuous trading goes on around the auction price, or the old reference
+            bb = b.sides[1].best
+            if bb is not None:
+                b.ref = bb
+            t += 1000
+
+    # -- the order flow --------------------------------------------------------------------
+    def phase(self, count: int, t0: int, t1: int, auction: bool) -> None:
+        step = (t1 - t0) / max(count, 1)
+        done = 0
+        while done < count:
+            m = min(_ITCH_BLOCK, count - done)
+            u = self.rng.random((m, 8))
+            act = np.searchsorted(self.mix_cum, u[:, 0], side="right")
+            bk = np.searchsorted(self.book_cum, u[:, 1], side="right")
+            np.minimum(bk, len(self.books) - 1, out=bk)
+            u3 = u[:, 3]
+            dist = (u3 * u3 * u3 * (_OSE_MAX_DIST + 1)).astype(np.int64)
+            u4 = u[:, 4]
+            qty = 1 + (u4 * u4 * u4 * 30).astype(np.int64)
+            u6 = u[:, 6]
+            move = np.where(u6 < _OSE_P_MID_MOVE / 2, -1, np.where(u6 < _OSE_P_MID_MOVE, 1, 0))
+            ts = t0 + ((np.arange(done, done + m, dtype=np.float64) + u[:, 7]) * step)
+            ts = np.minimum(ts.astype(np.int64), t1 - 1)
+            self._block(zip(act.tolist(), bk.tolist(), (u[:, 2] < 0.5).tolist(), dist.tolist(),
+                            qty.tolist(), u[:, 5].tolist(), move.tolist(), ts.tolist(),
+                            strict=True), auction)
+            done += m
+
+    def _block(self, rows: Any, auction: bool) -> None:
+        put = self.out.put
+        books = self.books
+        blank = b"       "
+        for act, k, is_bid, dist, qty, u5, mv, t in rows:
+            b = books[k]
+            if mv and not auction:
+                lo, hi = self._band(b)
+                ref = b.ref + mv * b.tick
+                if lo <= ref <= hi - b.tick:
+                    b.ref = ref
+            if auction and act >= _O_EXE:
+                act = _O_ADD            # no executions before the cross
+            if act == _O_COMBO:
+                b = self.combo          # combination trades happen in the spread's book
+            if act != _O_ADD and len(b.live) < _OSE_MIN_LIVE:
+                act = _O_ADD
+            if act == _O_ADD:
+                side = 1 if is_bid else 2
+                price = self._price(b, is_bid, dist, auction)
+                oid = self._new_id(b, side, u5)
+                rank = self._add(b, side, oid, price, qty)
+                sb = b"B" if is_bid else b"S"
+                if u5 > 1 - _OSE_P_PARTICIPANT:
+                    put("F", t, oid, b.obid, sb, rank, qty, price, 0, 0, b"PART001")
+                else:
+                    put("A", t, oid, b.obid, sb, rank, qty, price, 0, 0)
+            elif act == _O_DEL:
+                side, oid = b.live[int(u5 * len(b.live))]
+                self._remove(b, side, oid)
+                put("D", t, oid, b.obid, b"B" if side == 1 else b"S")
+            elif act == _O_MOD:
+                side, oid = b.live[int(u5 * len(b.live))]
+                price, left, _ = b.orders[(side, oid)]
+                choice = int(u5 * 1000) % 3
+                if choice == 0 and left > 1:
+                    # a quantity decrease at the same price keeps the queue place (JPX rule)
+                    new_qty = 1 + int(dist / (_OSE_MAX_DIST + 1) * (left - 1))
+                    b.orders[(side, oid)][1] = new_qty
+                    queue = list(b.sides[side].levels[price])
+                    rank = b.sides[side].rank(price, queue.index(oid))
+                else:
+                    # a price change or a quantity increase goes to the back of its level
+                    new_price, new_qty = price, left + qty
+                    if choice == 1 or left <= 1:
+                        new_price = self._price(b, side == 1, dist, auction)
+                        new_qty = left if new_price != price else left + qty
+                    self._remove(b, side, oid)
+                    rank = self._add(b, side, oid, new_price, new_qty)
+                    price = new_price
+                put("U", t, oid, b.obid, b"B" if side == 1 else b"S", rank, new_qty, price, 0)
+            elif act == _O_EXE or act == _O_EXP:
+                # the front order of the best level: strict price-time priority
+                s = b.sides[1 if is_bid else 2]
+                if s.best is None:
+                    s = b.sides[2 if is_bid else 1]
+                side = 1 if s.is_bid else 2
+                price = s.best
+                oid = next(iter(s.levels[price]))
+                left = b.orders[(side, oid)][1]
+                q = left if u5 < 0.5 else 1 + int((u5 - 0.5) * 2 * left)
+                q = min(q, left)
+                self._take(b, side, oid, q)
+                match = self.next_match
+                self.next_match += 1
+                sb = b"B" if side == 1 else b"S"
+                if act == _O_EXE:
+                    put("E", t, oid, b.obid, sb, q, match, 0, blank, blank)
+                else:
+                    put("C", t, oid, b.obid, sb, q, match, 0, blank, blank, price, b"N", b"Y")
+            else:
+                # a combination trade: the combo order executes (C), each leg prints (P)
+                s = b.sides[1 if is_bid else 2]
+                if s.best is None:
+                    s = b.sides[2 if is_bid else 1]
+                side = 1 if s.is_bid else 2
+                price = s.best
+                oid = next(iter(s.levels[price]))
+                q = b.orders[(side, oid)][1]
+                self._take(b, side, oid, q)
+                match = self.next_match
+                self.next_match += 1
+                group = self.next_combo_group
+                self.next_combo_group += 1
+                sb = b"B" if side == 1 else b"S"
+                put("C", t, oid, b.obid, sb, q, match, group, blank, blank, price, b"N", b"Y")
+                near = books[0].ref
+                for (leg, leg_side, ratio), leg_price in zip(b.legs, (near, near - price),
+                                                             strict=True):
+                    put("P", t, match, group, b"B" if leg_side == b"B" else b"S", q * ratio,
+                        leg, leg_price, blank, blank, b"Y", b"N")
+            if auction and u5 < _OSE_P_Z:
+                self._z(b, t)
+
+
+def _check_form(form: Any) -> str:
+    if form not in _OSE_FORMS:
+        raise ValueError(f"form must be one of {', '.join(_OSE_FORMS)}, got {form!r}")
+    return form
+
+
+def write_ose_day(file: Any, n_messages: int = 1_000_000, *, form: str = "binaryfile",
+                  n_options: int = 12, seed: int = 20240607, packet_messages: int = 32) -> int:
+    """Write a synthetic, book-consistent Osaka Exchange ITCH day. See :func:`ose_day`.
+
+    Parameters
+    ----------
+    file : str, os.PathLike or binary file object
+        A path (created or truncated, then closed) or an object with ``write(bytes)``.
+    n_messages, form, n_options, seed
+        As for :func:`ose_day`.
+    packet_messages : int, default 32
+        Messages per MoldUDP64 packet (``form="moldudp64"``); the last packet may be
+        shorter. The messages do not depend on it.
+
+    Returns
+    -------
+    int
+        Number of bytes written.
+    """
+    n_messages = _check_count(n_messages, "n_messages", 0)
+    n_options = _check_count(n_options, "n_options", 0)
+    packet_messages = _check_count(packet_messages, "packet_messages", 1)
+    form = _check_form(form)
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "wb") as f:
+            return write_ose_day(f, n_messages, form=form, n_options=n_options, seed=seed,
+                                 packet_messages=packet_messages)
+    if not hasattr(file, "write"):
+        raise TypeError(f"file must be a path or a binary file object, got {type(file).__name__}")
+    day = _OseDay(n_options, np.random.Generator(np.random.PCG64(seed)), form,
+                  min(packet_messages, 0xFFFE), file.write)
+    n_pre = int(n_messages * _OSE_PRE_SHARE)
+    n_pre_close = int(n_messages * _OSE_PRE_CLOSE_SHARE)
+    n_regular = n_messages - n_pre - n_pre_close
+    ms = _NS_PER_S // 1000
+    day.preamble(_OSE_T_PRE_OPEN)
+    day.states(_OSE_T_PRE_OPEN + 2 * ms, b"M_PRE_OPEN")
+    day.phase(n_pre, _OSE_T_PRE_OPEN + 3 * ms, _OSE_T_OPEN, True)
+    day.cross(_OSE_T_OPEN)
+    day.states(_OSE_T_OPEN + 500 * ms, b"ZARABA")
+    day.phase(n_regular, _OSE_T_OPEN + 501 * ms, _OSE_T_PRE_CLOSE, False)
+    day.states(_OSE_T_PRE_CLOSE, b"M_PRE_CLOSE")
+    day.phase(n_pre_close, _OSE_T_PRE_CLOSE + ms, _OSE_T_CLOSE, True)
+    day.cross(_OSE_T_CLOSE)
+    day.states(_OSE_T_CLOSE + 500 * ms, b"CLOSE")
+    day.out.put("S", _OSE_T_END, b"C")
+    day.out.flush()
+    return day.out.total
+
+
+def ose_day(n_messages: int = 1_000_000, *, form: str = "binaryfile", n_options: int = 12,
+            seed: int = 20240607) -> bytes:
+    """A synthetic, book-consistent Osaka Exchange (J-GATE) ITCH day, as bytes.
+
+    ``form`` picks one of three encodings of the **same** day (same seed, same
+    messages): ``"binaryfile"`` (2-byte length before each message),
+    ``"moldudp64"`` (packets of 32 messages, session ``OSEJGATE01``, sequence
+    numbers from 1) or ``"csv"`` (JPX's historical CSV: ``TAG,time,...`` lines,
+    ``SYMBOL(order_book_id)`` instruments, times as UTC ISO with the epoch ns in
+    parentheses, each ``U`` written as a ``D`` line then an ``A`` line, ``F``
+    written as ``A``).
+
+    The day (2024-06-03, Japan time), in order:
+
+    * ``S`` ``O``; an ``R`` per order book: four futures (``NK225_F_2406`` and
+      ``NK225_F_2409`` at 0 decimals, tick 10; ``NK225M_F_2406``, tick 5;
+      ``TOPIX_F_2406`` at 1 decimal, tick 0.5), the calendar spread
+      ``NK225_CS_2406_2409`` (a combination: two ``M`` legs, prices that can be
+      negative) and ``n_options`` Nikkei 225 options at 4 decimals (tick 5 yen);
+      their ``M`` legs and ``L`` tick size tables;
+    * 08:00 ``O`` ``M_PRE_OPEN`` for every book, then 5% of the order messages:
+      adds (some crossing the other side), deletes and modifies, each followed
+      half of the time by a ``Z`` (equilibrium price update) of its book;
+    * 08:45 the opening auction: in every book, crossing orders execute in
+      price-time priority at one price (a ``C`` per order and match, occurred
+      at cross ``Y``, the sell side not printable), then a ``Z``; ``O``
+      ``ZARABA``;
+    * 91% of the order messages in continuous trading: about 44% adds (3% as
+      ``F``), 41% deletes, 10% modifies ``U`` (a third decrease the quantity
+      at the same price and keep their place, the others change the price or
+      increase the quantity and go to the back), 3.5% executions ``E`` and 1%
+      ``C`` of the front order of a best level, and combination trades (a
+      ``C`` on the spread's resting order and a ``P`` per leg);
+    * 15:40 ``O`` ``M_PRE_CLOSE``, 4% of the order messages as in pre-open,
+      the closing auction at 15:45, ``O`` ``CLOSE``, and ``S`` ``C``.
+
+    A ``T`` precedes every message whose second differs from the last one.
+
+    The stream is **book-consistent** and its positions are exact: every
+    ``E``/``C``/``D``/``U`` names a live order of its book and side; every
+    ``A``/``F``/``U`` carries the order's true 1-based rank on its side
+    (price-time priority, the JPX modify rule); continuous-session orders
+    never cross the other side; about 2% of ask adds reuse the id of a live bid
+    of the same book (J-GATE order ids are unique per book and side only).
+
+    Parameters
+    ----------
+    n_messages : int, default 1_000_000
+        Order messages (adds, deletes, modifies, executions, combination trades)
+        of the three order-entry periods. The file also holds the ``T``,
+        directory, state, ``Z`` and auction messages, so it has somewhat more.
+    form : {"binaryfile", "moldudp64", "csv"}
+    n_options : int, default 12
+        Option order books.
+    seed : int, default 20240607
+        Seed of ``numpy.random.Generator(numpy.random.PCG64(seed))``.
+
+    Examples
+    --------
+    >>> data = ose_day(2000, seed=1)
+    >>> data[:3]
+    b'\\x00\\x05T'
+    >>> ose_day(2000, seed=1, form="csv").splitlines()[0]
+    b'T,1717369200'
+    """
+    out = _Collector()
+    write_ose_day(out, n_messages, form=form, n_options=n_options, seed=seed)
     return b"".join(out.parts)
