@@ -4,15 +4,20 @@
   it into full order-by-order books, prints a few books and the throughput, and
   checks the result against the pure-Python reference (``--l2``: the L2 demo).
 * ``fastbook replay FILE`` replays a recorded feed into books, with samples to
-  Parquet / Arrow / CSV, LOBSTER files and a closing summary.
+  Parquet / Arrow / CSV, LOBSTER files and a closing summary;
+  ``fastbook replay CAPTURE [CAPTURE...] --codec binance-spot`` replays exchange
+  L2 captures (merged in receive-time order) the same way.
 * ``fastbook info FILE`` counts messages by type and lists symbols and the time
-  range.
+  range; on captures, records by kind, time range and per-connection counts.
+* ``fastbook capture convert IN [IN...] OUT`` writes cryptofeed (or fastbook)
+  captures as one fastbook capture.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -210,9 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "reference too (default 50,000; 100,000 with --l2)")
 
     p_replay = sub.add_parser(
-        "replay", help="replay a recorded feed file into books, with samples and a summary")
-    p_replay.add_argument("file", help="the feed file (plain, .gz or .zst; '-' for stdin)")
-    p_replay.add_argument("--codec", default="itch50", help="codec (default itch50)")
+        "replay", help="replay a recorded feed file (or L2 captures) into books, with samples "
+                       "and a summary")
+    p_replay.add_argument("file", nargs="+",
+                          help="the feed file (plain, .gz or .zst; '-' for stdin), or one or "
+                               "more captures of an L2 feed (merged in receive-time order)")
+    p_replay.add_argument("--codec", default=None,
+                          help="codec: itch50 (default for feed files), or an L2 feed such as "
+                               "binance-spot, coinbase-exchange, kraken-v1, okx (default for a "
+                               "fastbook capture: the codec in its header)")
     p_replay.add_argument("--symbols", help="comma-separated symbols to build books for")
     p_replay.add_argument("--depth", type=int, default=10, help="levels per side in samples")
     p_replay.add_argument("--every", help="sampling rule: 1s, 100ms, 5000msgs, bbo (or a "
@@ -223,18 +234,41 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "orderbook files per symbol to DIR")
     p_replay.add_argument("--framing", default="binaryfile",
                           choices=["binaryfile", "moldudp64", "soupbintcp"])
+    p_replay.add_argument("--book-depth", type=int, default=None,
+                          help="L2 feeds: the subscribed book depth the venue truncates to "
+                               "(Kraken: 10, 25, 100, 500, 1000)")
+    p_replay.add_argument("--instruments", metavar="FILE",
+                          help="L2 feeds: the venue's instrument metadata (exchangeInfo, "
+                               "products, AssetPairs... as JSON, or a capture of the REST "
+                               "response) for the symbols' scales")
     p_replay.add_argument("--skip-errors", action="store_true",
                           help="count and skip book errors (unknown orders, over-executions) "
-                               "instead of stopping at the first")
+                               "and bad feed messages instead of stopping at the first")
     p_replay.add_argument("--top", type=int, default=3,
                           help="print the top of this many of the busiest books at the end")
     p_replay.add_argument("--no-progress", action="store_true", help="no progress line")
 
-    p_info = sub.add_parser("info", help="message counts by type, symbols and time range")
-    p_info.add_argument("file", help="the feed file (plain, .gz or .zst; '-' for stdin)")
-    p_info.add_argument("--codec", default="itch50", help="codec (default itch50)")
+    p_info = sub.add_parser("info", help="message counts by type, symbols and time range; "
+                                         "for captures, records by kind and connection")
+    p_info.add_argument("file", nargs="+", help="the feed file (plain, .gz or .zst; '-' for "
+                                                "stdin), or one or more captures")
+    p_info.add_argument("--codec", default="itch50", help="codec of a feed file (default "
+                                                          "itch50)")
     p_info.add_argument("--framing", default="binaryfile",
                         choices=["binaryfile", "moldudp64", "soupbintcp"])
+
+    p_capture = sub.add_parser("capture", help="fastbook capture files")
+    capture_sub = p_capture.add_subparsers(dest="capture_command", required=True)
+    p_convert = capture_sub.add_parser(
+        "convert", help="write cryptofeed (or fastbook) captures as one fastbook capture, "
+                        "merged in receive-time order")
+    p_convert.add_argument("inputs", nargs="+", help="captures to convert")
+    p_convert.add_argument("output", help="the fastbook capture to write (e.g. out.fbcap.zst)")
+    p_convert.add_argument("--compression", default="auto", choices=["auto", "zstd", "none"],
+                           help="zstd when the zstandard package is installed (auto), or not")
+    p_convert.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
+    p_convert.add_argument("--codec", help="record this replay codec in the header (fastbook "
+                                           "replay then needs no --codec)")
     return parser
 
 
@@ -256,24 +290,126 @@ def _print_books(books, n: int) -> None:  # type: ignore[no-untyped-def]
               f"ask {text[1]}")
 
 
+def _capture_format(path: str) -> str | None:
+    from fastbook.codecs import capture
+
+    if path == "-":
+        return None
+    try:
+        return capture.sniff(path)
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+def _default_codec(files: list[str]) -> str:
+    """The codec for ``fastbook replay`` without --codec."""
+    from fastbook import codecs
+    from fastbook.codecs import capture
+
+    fmt = _capture_format(files[0])
+    if fmt is None:
+        return "itch50"
+    if fmt == "fastbook":
+        with capture.CaptureReader(files[0]) as reader:
+            codec = reader.meta.get("codec")
+        if isinstance(codec, str):
+            return codec
+    l2 = [c for c in codecs.available() if codecs.kind(c) == "l2"]
+    raise ValueError(f"{files[0]} is a capture: name its feed with --codec (one of "
+                     f"{', '.join(l2) or 'none installed'})")
+
+
+def _print_l2_books(result, n: int) -> None:  # type: ignore[no-untyped-def]
+    feed = result.feed
+    books = result.books
+    ids = sorted(range(len(books)), key=lambda i: -feed.counts(books.instrument(i)["symbol"])
+                 .get("applied", 0))[:n]
+    for i in ids:
+        book = books[i]
+        symbol = books.instrument(i)["symbol"]
+        bid, ask = book.best_bid(), book.best_ask()
+        text = [f"{book.format_qty(q)} @ {book.format_price(p)}" if lvl else "-"
+                for lvl in (bid, ask) for p, q in [lvl or (0, 0)]]
+        state = feed.state(symbol).name.lower()
+        print(f"  {symbol:<14} {state:<16} {book.depth(fb.BID):>5,} / {book.depth(fb.ASK):<5,} "
+              f"levels  bid {text[0]:<28} ask {text[1]}")
+
+
 def replay_command(args: argparse.Namespace) -> int:
     from fastbook.driver import replay
-    from fastbook.errors import DecodeError, UpdateError
+    from fastbook.errors import DecodeError, FastbookError, UpdateError
 
+    l2 = False
     try:
+        codec = args.codec or _default_codec(args.file)
+        from fastbook import codecs
+
+        l2 = codecs.kind(codec) == "l2"
+        if not l2 and len(args.file) > 1:
+            raise ValueError(f"{codec} replays one feed file; several files are for L2 "
+                             f"captures")
+        options = {}
+        if l2:
+            options = {"instruments": args.instruments, "book_depth": args.book_depth}
+        else:
+            options = {"framing": args.framing}
         result = replay(
-            args.file, args.codec, symbols=args.symbols, depth=args.depth, every=args.every,
-            on_error="skip" if args.skip_errors else "raise", output=args.output,
-            progress=False if args.no_progress else None, framing=args.framing,
-            lobster=args.lobster)
-    except (DecodeError, UpdateError, OSError, ValueError, ImportError) as exc:
+            args.file if l2 else args.file[0], codec, symbols=args.symbols, depth=args.depth,
+            every=args.every, on_error="skip" if args.skip_errors else "raise",
+            output=args.output, progress=False if args.no_progress else None,
+            lobster=args.lobster, **options)
+    except (FastbookError, OSError, ValueError, ImportError, TypeError) as exc:
         print(f"fastbook replay: {exc}", file=sys.stderr)
-        if isinstance(exc, UpdateError):
+        if isinstance(exc, UpdateError) or (l2 and isinstance(exc, DecodeError)):
             print("  (use --skip-errors to count and skip such events)", file=sys.stderr)
         return 1
     print(result.summary())
-    if args.top:
+    if result.kind == "l2":
+        resyncs = [n for n in result.notices if n.kind == "resync"]
+        for notice in resyncs[:10]:
+            print(f"  {notice}")
+        if len(resyncs) > 10:
+            print(f"  ... {len(resyncs) - 10:,} more resyncs (result.notices)")
+        if args.top:
+            _print_l2_books(result, args.top)
+    elif args.top:
         _print_books(result.books, args.top)
+    return 0
+
+
+def _utc(ns: int) -> str:
+    """ns since the epoch as an ISO UTC time."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{frac:09d}"
+
+
+def capture_info(files: list[str]) -> int:
+    from fastbook.codecs import capture
+
+    info = capture.summarize(files)
+    for name, fmt, meta in zip(files, info["formats"], info["meta"], strict=True):
+        line = f"{name}: {fmt or 'fastbook'} capture"
+        if meta:
+            shown = {k: v for k, v in meta.items() if k != "created_ns"}
+            line += " " + json.dumps(shown, sort_keys=True)
+        print(line)
+    print(f"{info['records']:,} records, {info['bytes']:,} payload bytes")
+    if info["first_ns"] is not None:
+        span = (info["last_ns"] - info["first_ns"]) / 1e9
+        print(f"received from {_utc(info['first_ns'])} to {_utc(info['last_ns'])} UTC "
+              f"({span:,.3f} s)")
+    kinds = ", ".join(f"{k} {v:,}" for k, v in info["kinds"].items() if v)
+    print(f"records by kind: {kinds or 'none'}")
+    for conn, c in info["connections"].items():
+        what = f"connection {conn}" if conn else "no connection (REST)"
+        kinds = ", ".join(f"{k} {c[k]:,}" for k in capture.KINDS if c[k])
+        print(f"  {what}: {c['records']:,} records, {c['bytes']:,} bytes ({kinds}), "
+              f"{(c['last_ns'] - c['first_ns']) / 1e9:,.3f} s")
+        if c["url"]:
+            url = c["url"] if len(c["url"]) <= 100 else c["url"][:97] + "..."
+            print(f"    {url}")
+    for path, n in sorted(info["rest"].items()):
+        print(f"  REST {path}: {n:,}")
     return 0
 
 
@@ -282,8 +418,12 @@ def info_command(args: argparse.Namespace) -> int:
     from fastbook.errors import DecodeError
 
     try:
-        info = scan(args.file, args.codec, framing=args.framing)
-    except (DecodeError, OSError, ValueError) as exc:
+        if _capture_format(args.file[0]) is not None:
+            return capture_info(args.file)
+        if len(args.file) > 1:
+            raise ValueError("several files are for captures; give one feed file")
+        info = scan(args.file[0], args.codec, framing=args.framing)
+    except (DecodeError, OSError, ValueError, ImportError) as exc:
         print(f"fastbook info: {exc}", file=sys.stderr)
         return 1
     print(f"{info['messages']:,} messages, {info['bytes']:,} bytes, "
@@ -298,6 +438,26 @@ def info_command(args: argparse.Namespace) -> int:
                                        if len(symbols) > 20 else "")
     if symbols:
         print(f"symbols: {shown}")
+    return 0
+
+
+def capture_command(args: argparse.Namespace) -> int:
+    from fastbook.codecs import capture
+    from fastbook.errors import DecodeError
+
+    try:
+        meta = {"codec": args.codec} if args.codec else None
+        t0 = time.perf_counter()
+        n = capture.convert(args.inputs, args.output, compression=args.compression,
+                            level=args.level, meta=meta)
+    except (DecodeError, OSError, ValueError, ImportError) as exc:
+        print(f"fastbook capture convert: {exc}", file=sys.stderr)
+        return 1
+    import os
+
+    size = os.path.getsize(args.output)
+    print(f"{n:,} records from {len(args.inputs)} file(s) written to {args.output} "
+          f"({size:,} bytes) in {time.perf_counter() - t0:.2f} s")
     return 0
 
 
@@ -322,4 +482,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return replay_command(args)
     if args.command == "info":
         return info_command(args)
+    if args.command == "capture":
+        return capture_command(args)
     return 2  # pragma: no cover - argparse enforces a command

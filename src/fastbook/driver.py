@@ -30,7 +30,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -245,11 +245,32 @@ class ReplayResult:
         Wall time of the replay.
     output : str or None
         The file the samples were streamed to, and ``rows`` written.
+    kind : str
+        ``"stream"`` (ITCH) or ``"l2"`` (an exchange L2 feed replayed from captures).
+    notices : list of fastbook.codecs.l2replay.ReplayNotice
+        L2 feeds: the feed's notices (synced, resync with its reason, snapshot
+        requests...) with the record that caused each; ``str()`` of one reads
+        as a log line. ``notice_counts`` counts them by kind and reason.
+    feed : L2Feed or None
+        L2 feeds: the venue feed itself (its own books, states, per-symbol
+        ``counts(symbol)`` and ``errors``).
+
+    For L2 feeds, ``counts`` holds the feed's counters over all symbols
+    (``applied``, ``snapshots``, ``buffered``, ``dropped``, ``gaps``,
+    ``resyncs``, ``checksum_ok``, ``checksum_failed``, ``crossed``,
+    ``malformed``, ``ignored``...) and the records by kind (``records``,
+    ``records_recv``, ``records_sent``, ``records_open``, ``records_rest``,
+    ``records_close``; ``rest_snapshots`` of the REST responses went to the
+    feed, ``rest_other`` did not: not order-book snapshots, or for symbols
+    outside ``symbols=``); ``messages`` counts the records handed
+    to the feed.
     """
 
     def __init__(self, *, books: Any, samples: dict[str, np.ndarray], counts: dict[str, int],
                  messages: int, events: int, bytes_: int, unknown_types: int, seconds: float,
-                 codec: str, ts_origin: str, output: str | None, rows: int) -> None:
+                 codec: str, ts_origin: str, output: str | None, rows: int,
+                 kind: str = "stream", notices: list[Any] | None = None,
+                 notice_counts: dict[str, int] | None = None, feed: Any = None) -> None:
         self.books = books
         self.samples = samples
         self.counts = counts
@@ -259,10 +280,14 @@ class ReplayResult:
         self.unknown_types = unknown_types
         self.seconds = seconds
         self.codec = codec
+        self.kind = kind
         self.ts_origin = ts_origin
         self.output = output
         self.rows = rows
         self.errors = books.errors
+        self.notices = notices if notices is not None else []
+        self.notice_counts = notice_counts if notice_counts is not None else {}
+        self.feed = feed
 
     @property
     def skipped(self) -> int:
@@ -314,12 +339,15 @@ class ReplayResult:
 
     def summary(self) -> str:
         """A few lines for people: messages, rate, books, skipped, samples."""
-        lines = [
-            f"{self.messages:,} messages ({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s: "
-            f"{self.rate / 1e6:.2f} M msgs/s",
-            f"{len(self.books):,} books, {self.events:,} book events, "
-            f"{self.skipped:,} skipped, {self.unknown_types:,} unknown message types",
-        ]
+        if self.kind == "l2":
+            lines = self._l2_summary()
+        else:
+            lines = [
+                f"{self.messages:,} messages ({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s: "
+                f"{self.rate / 1e6:.2f} M msgs/s",
+                f"{len(self.books):,} books, {self.events:,} book events, "
+                f"{self.skipped:,} skipped, {self.unknown_types:,} unknown message types",
+            ]
         if self.skipped:
             lines.append("skipped: " + ", ".join(f"{k} {v:,}" for k, v in self.errors.items()
                                                    if v))
@@ -329,41 +357,140 @@ class ReplayResult:
             lines.append(f"{len(self.samples['ts']):,} sample rows")
         return "\n".join(lines)
 
+    def _l2_summary(self) -> list[str]:
+        c = self.counts
+        other = c.get("records", 0) - self.messages
+        lines = [
+            f"{c.get('records', 0):,} records ({self.bytes / 1e6:,.1f} MB): "
+            f"{c.get('records_recv', 0):,} received, {c.get('rest_snapshots', 0):,} REST "
+            f"snapshots, {other:,} other; {self.seconds:.2f} s, "
+            f"{self.rate / 1e3:,.0f} k msgs/s",
+        ]
+        synced = sum(1 for s in self.feed.symbols if self.feed.is_synced(s)) \
+            if self.feed is not None else 0
+        lines.append(f"{len(self.books):,} books ({synced:,} synced at the end), "
+                     f"{self.events:,} book events")
+        shown = ("applied", "snapshots", "buffered", "dropped", "gaps", "resyncs",
+                 "checksum_ok", "checksum_failed", "crossed", "malformed", "ignored")
+        lines.append("feed: " + ", ".join(f"{k} {c.get(k, 0):,}" for k in shown
+                                          if c.get(k, 0) or k in ("applied", "gaps")))
+        if self.notice_counts:
+            lines.append("notices: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                 sorted(self.notice_counts.items())))
+        return lines
+
     def __repr__(self) -> str:
         return (f"<fastbook.ReplayResult codec={self.codec!r} messages={self.messages} "
                 f"books={len(self.books)} skipped={self.skipped}>")
 
 
-def replay(source: Any, codec: str = "itch50", *, symbols: Iterable[str] | str | None = None,
+class _StreamRun:
+    """A byte-stream codec's replay: source chunks → ``module.Decoder`` → event batches."""
+
+    kind = "stream"
+
+    def __init__(self, module: Any, source: Any, books: Any, *, codec: str,
+                 symbols: Any, chunk_size: int, compression: str, progress: bool | None,
+                 options: dict[str, Any]) -> None:
+        self.module = module
+        self.source = source
+        self.books = books
+        self.codec = codec
+        self.symbols = symbols
+        self.chunk_size = chunk_size
+        self.compression = compression
+        self.progress = progress
+        self.options = options
+        self.ts_origin = getattr(module, "TS_ORIGIN", "")
+        self.name = "<source>"
+
+    def __enter__(self) -> _StreamRun:
+        from fastbook.sources import open_source
+
+        self._src = open_source(self.source, chunk_size=self.chunk_size,
+                                compression=self.compression)
+        try:
+            self.name = self._src.name
+            self.decoder = self.module.Decoder(self.books, symbols=self.symbols,
+                                               name=self._src.name, **self.options)
+        except BaseException:
+            self._src.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._src.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from fastbook.sources import Progress
+
+        src, decoder = self._src, self.decoder
+        bar = Progress(total=src.size, enabled=self.progress)
+        try:
+            for chunk in src:
+                yield from decoder.feed(chunk)
+                bar.update(src.raw_bytes_read, decoder.messages)
+            yield from decoder.close()
+        finally:
+            bar.close()
+
+    def make_sampler(self, depth: int, rules: dict[str, Any]) -> Any:
+        from fastbook.sampling import Sampler
+
+        return Sampler(depth, capacity=1 << 16, **rules)
+
+    def apply(self, events: np.ndarray, sampler: Any) -> None:
+        _apply(self.books, events, sampler, self.name)
+
+    def result_fields(self) -> dict[str, Any]:
+        d = self.decoder
+        return {"counts": d.counts(), "messages": d.messages, "events": d.events,
+                "bytes_": d.bytes, "unknown_types": d.unknown_types(),
+                "ts_origin": self.ts_origin}
+
+
+def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str | None = None,
            depth: int = 10, every: Any = None, on_error: str = "raise",
            output: str | os.PathLike[str] | None = None, row_group_size: int = 1 << 20,
            chunk_size: int = 4 << 20, compression: str = "auto", progress: bool | None = None,
            bookset: Any = None, lobster: str | os.PathLike[str] | None = None,
+           instruments: Any = None, book_depth: int | None = None, verify: bool = True,
            **codec_options: Any) -> ReplayResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
     Parameters
     ----------
-    source : path, ``"-"`` (stdin), bytes-like or binary file object
-        Compression (gzip, zstd) is detected from the content.
+    source : path, ``"-"`` (stdin), bytes-like or binary file object; or a list of captures
+        For a stream codec (ITCH), the feed file; compression (gzip, zstd) is
+        detected from the content. For an L2 feed codec, a capture (fastbook
+        or cryptofeed format, see :mod:`fastbook.codecs.capture`) or a list of
+        captures merged in receive-time order (a Binance websocket capture and
+        its REST snapshots).
     codec : str
-        A module of :mod:`fastbook.codecs` with a ``Decoder`` (``"itch50"``).
+        A replay codec (:func:`fastbook.codecs.available`): ``"itch50"``, or
+        an L2 feed such as ``"binance-spot"``, ``"coinbase-exchange"``,
+        ``"kraken-v1"``, ``"okx"``; or an ``L2Feed`` subclass.
     symbols : iterable of str or comma-separated str, optional
-        Only these symbols get books (others are decoded and dropped).
+        Only these symbols get books (others are decoded and dropped). L2
+        feeds: the venue's native symbols (``"BTCUSDT"``, ``"XBT/USD"``).
     depth : int
         Levels per side in each sample row.
     every : str or int, optional
         The sampling rule (see :func:`parse_every`); no samples when omitted.
+        L2 feeds apply it per venue message, never inside one (see
+        :class:`fastbook.codecs.l2replay.PacketSampler`).
     on_error : {"raise", "skip"}
-        Book errors (unknown order references, over-executions): raise
-        :class:`fastbook.UpdateError` naming the event, or count and skip them
-        (``result.errors``). Framing errors always raise ``DecodeError`` with
-        the byte offset and message number.
+        Book errors (unknown order references, over-executions) and, for L2
+        feeds, bad messages: raise (:class:`fastbook.UpdateError`,
+        :class:`fastbook.DecodeError` naming the capture and record) or count
+        and skip them (``result.errors``, ``result.counts["malformed"]``).
+        Framing errors always raise ``DecodeError`` with the byte offset and
+        message (record) number.
     output : path, optional
         Stream the samples to this ``.parquet``, ``.arrow``/``.feather`` or
         ``.csv`` file as they are taken (row groups of ``row_group_size``), so
         memory stays bounded on long runs.
-    chunk_size, compression : passed to :func:`fastbook.sources.open_source`.
+    chunk_size, compression : passed to :func:`fastbook.sources.open_source` (stream codecs).
     progress : bool, optional
         Draw a progress line on stderr; by default only when it is a terminal.
     bookset : fastbook.BookSet, optional
@@ -373,26 +500,59 @@ def replay(source: Any, codec: str = "itch50", *, symbols: Iterable[str] | str |
         every instrument, as ``SYMBOL_message_DEPTH.csv`` and
         ``SYMBOL_orderbook_DEPTH.csv``, streamed batch by batch. Two files
         stay open per instrument, so at most 256 instruments: choose
-        ``symbols`` for a full day.
+        ``symbols`` for a full day. Order-by-order (stream) codecs only.
+    instruments : iterable of fastbook.codecs._l2feed.Instrument, or a path, optional
+        L2 feeds: the symbols' scales, tick and lot sizes (see
+        :mod:`fastbook.codecs.instruments`); others use the feed's defaults. A
+        path is read by :func:`fastbook.codecs.l2replay.load_instruments` (the
+        venue's metadata document, or a capture of its REST response).
+    book_depth : int, optional
+        L2 feeds: the subscribed book depth, for venues that truncate to it
+        (Kraken); passed to the feed as ``depth=``.
+    verify : bool
+        L2 feeds: check each fastbook capture record's CRC32.
     **codec_options
-        Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``).
+        Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``)
+        or to the L2 feed's constructor.
     """
     from fastbook import codecs
+    from fastbook.codecs._l2feed import L2Feed
     from fastbook.l3 import BookSet
-    from fastbook.sampling import Sampler
-    from fastbook.sources import Progress, open_source
 
-    module = codecs.load(codec)
+    if isinstance(codec, type) and issubclass(codec, L2Feed):
+        # an L2Feed subclass of one's own (a venue fastbook has no codec for)
+        kind, module, codec = "l2", codec, codec.venue or codec.__name__
+    else:
+        kind = codecs.kind(codec)
+        module = codecs.load(codec)
     if isinstance(symbols, str):
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
     books = BookSet(on_error=on_error) if bookset is None else bookset
     rules = parse_every(every) if every is not None else None
-    sampler = Sampler(depth, capacity=1 << 16, **rules) if rules else None
+    run: Any
+    if kind == "l2":
+        from fastbook.codecs.l2replay import L2Run
+
+        if lobster is not None:
+            raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
+                             f"{codec!r} is an L2 feed")
+        run = L2Run(module, source, books, codec=codec, symbols=symbols, on_error=on_error,
+                    instruments=instruments, book_depth=book_depth, verify=verify,
+                    progress=progress, **codec_options)
+    else:
+        for name, value in (("instruments", instruments), ("book_depth", book_depth)):
+            if value is not None:
+                raise ValueError(f"{name}= is for L2 feed codecs; {codec!r} is not one")
+        run = _StreamRun(module, source, books, codec=codec, symbols=symbols,
+                         chunk_size=chunk_size, compression=compression, progress=progress,
+                         options=codec_options)
+    ts_origin = getattr(module, "TS_ORIGIN", "") if kind == "stream" else "epoch"
+    sampler = run.make_sampler(depth, rules) if rules else None
     writer = None
     if output is not None:
         if sampler is None:
             raise ValueError("output= needs a sampling rule (every=)")
-        writer = _Writer(output, row_group_size, codec, getattr(module, "TS_ORIGIN", ""))
+        writer = _Writer(output, row_group_size, codec, ts_origin)
     taken: list[dict[str, np.ndarray]] = []
     lob = _LobsterFiles(lobster, depth, getattr(module, "PRICE_DECIMALS", 4)) \
         if lobster is not None else None
@@ -407,26 +567,17 @@ def replay(source: Any, codec: str = "itch50", *, symbols: Iterable[str] | str |
             taken.append(cols)
 
     t0 = time.perf_counter()
-    with open_source(source, chunk_size=chunk_size, compression=compression) as src:
-        decoder = module.Decoder(books, symbols=symbols, name=src.name, **codec_options)
-        bar = Progress(total=src.size, enabled=progress)
-        try:
-            for chunk in src:
-                for events in decoder.feed(chunk):
-                    _apply(books, events, sampler, src.name)
-                    if lob is not None:
-                        lob.write(events, books)
-                    flush()
-                bar.update(src.raw_bytes_read, decoder.messages)
-            for events in decoder.close():
-                _apply(books, events, sampler, src.name)
+    try:
+        with run:
+            for batch in run:
+                run.apply(batch, sampler)
                 if lob is not None:
-                    lob.write(events, books)
+                    lob.write(batch, books)
+                flush()
             flush(force=True)
-        finally:
-            bar.close()
-            if lob is not None:
-                lob.close()
+    finally:
+        if lob is not None:
+            lob.close()
     if writer is not None:
         writer.close(_instruments(books))
     seconds = time.perf_counter() - t0
@@ -434,10 +585,9 @@ def replay(source: Any, codec: str = "itch50", *, symbols: Iterable[str] | str |
     if taken:
         samples = {name: np.concatenate([t[name] for t in taken]) for name in taken[0]}
     return ReplayResult(
-        books=books, samples=samples, counts=decoder.counts(), messages=decoder.messages,
-        events=decoder.events, bytes_=decoder.bytes, unknown_types=decoder.unknown_types(),
-        seconds=seconds, codec=codec, ts_origin=getattr(module, "TS_ORIGIN", ""),
-        output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows)
+        books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
+        output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
+        **run.result_fields())
 
 
 def _apply(books: Any, events: np.ndarray, sampler: Any, name: str) -> None:
@@ -498,11 +648,18 @@ def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
     Returns a dict with ``messages``, ``bytes``, ``counts`` (by type),
     ``directory`` (the codec's instrument directory entries), ``events``, and
     ``first_ts`` / ``last_ts`` (the smallest and largest exchange time of a
-    book event; None when there is none).
+    book event; None when there is none). For an L2 feed codec, ``source``
+    is one or more captures and the dict is :func:`fastbook.codecs.capture.summarize`'s.
     """
     from fastbook import codecs
     from fastbook.sources import open_source
 
+    if codecs.kind(codec) == "l2":
+        # an L2 capture: what it holds (``fastbook.codecs.capture.summarize``)
+        from fastbook.codecs import capture
+        from fastbook.codecs.l2replay import as_sources
+
+        return capture.summarize(as_sources(source))
     module = codecs.load(codec)
     span: list[int] = []
 

@@ -6,28 +6,125 @@ whole buffers to a compiled kernel beside it. Codecs own format knowledge
 (message layouts, instrument directories, price scales, sequencing and checksum
 rules); sources own bytes; the core owns book state.
 
-Codecs arrive with later releases (NASDAQ ITCH 5.0, Osaka J-GATE ITCH, LOBSTER,
-and the Binance, Coinbase, Kraken, OKX and Bybit L2 feeds). ``available()``
-lists the ones installed in this version.
+Replay codecs come in two kinds, both usable as ``fastbook.replay(..., codec=)``:
+
+* **stream** codecs read a byte stream (NASDAQ ITCH 5.0: ``"itch50"``): a
+  module with a streaming ``Decoder``;
+* **L2 feed** codecs read captures of raw exchange messages (see
+  :mod:`fastbook.codecs.capture`): an :class:`~fastbook.codecs._l2feed.L2Feed`
+  subclass per venue, named by its ``venue`` (``"binance-spot"``,
+  ``"kraken-v1"``, ``"okx"``...), in the module of its exchange.
+
+``available()`` lists the replay codecs installed in this version; ``load(name)``
+returns a stream codec's module or an L2 feed's class; ``kind(name)`` says which.
+Modules such as ``capture``, ``instruments`` and ``lobster`` are helpers, not
+replay codecs.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
+from typing import Any
 
-__all__ = ["available", "load"]
+__all__ = ["L2_FEEDS", "available", "kind", "load"]
+
+#: L2 feed codec names and the module of ``fastbook.codecs`` that defines each.
+L2_FEEDS: dict[str, str] = {
+    "binance-spot": "binance",
+    "binance-us": "binance",
+    "binance-usdm": "binance",
+    "binance-coinm": "binance",
+    "coinbase-advanced": "coinbase",
+    "coinbase-exchange": "coinbase",
+    "kraken-v1": "kraken",
+    "kraken-v2": "kraken",
+    "okx": "okx",
+    "bybit": "bybit",
+}
+
+# public modules of this package that are helpers, not replay codecs
+_HELPERS = frozenset({"capture", "instruments", "lobster", "l2replay"})
+
+
+def _exists(module: str) -> bool:
+    return importlib.util.find_spec(f"{__name__}.{module}") is not None
+
+
+def _feed_class(name: str, module: Any) -> Any:
+    """The L2Feed subclass of ``module`` whose ``venue`` is ``name``, or None."""
+    from fastbook.codecs._l2feed import L2Feed
+
+    explicit = getattr(module, "FEEDS", None)
+    if isinstance(explicit, dict) and name in explicit:
+        return explicit[name]
+    found = [obj for obj in vars(module).values()
+             if isinstance(obj, type) and issubclass(obj, L2Feed) and obj is not L2Feed
+             and getattr(obj, "venue", None) == name]
+    # a subclass that only specialises another keeps its venue: take the most derived one
+    found = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+    if len(found) > 1:
+        raise ValueError(f"codec {name!r}: {module.__name__} defines several feed classes "
+                         f"for it ({', '.join(c.__name__ for c in found)}); give it a FEEDS "
+                         f"dict")
+    return found[0] if found else None
 
 
 def available() -> list[str]:
-    """Names of the codec modules shipped in this version, sorted."""
-    return sorted(
-        m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")
-    )
+    """Names of the replay codecs installed in this version, sorted."""
+    names = []
+    for name, module in L2_FEEDS.items():
+        if _exists(module):
+            try:
+                if _feed_class(name, importlib.import_module(f"{__name__}.{module}")):
+                    names.append(name)
+            except ImportError:
+                pass
+    venue_modules = set(L2_FEEDS.values())
+    for m in pkgutil.iter_modules(__path__):
+        if m.name.startswith("_") or m.name in _HELPERS or m.name in venue_modules:
+            continue
+        try:
+            mod = importlib.import_module(f"{__name__}.{m.name}")
+        except ImportError:
+            continue
+        if hasattr(mod, "Decoder"):
+            names.append(m.name)
+    return sorted(names)
+
+
+def kind(name: str) -> str:
+    """``"l2"`` for an L2 feed codec, ``"stream"`` for a byte-stream codec.
+
+    Raises ValueError listing the choices if ``name`` is not a replay codec.
+    """
+    load(name)
+    return "l2" if name in L2_FEEDS else "stream"
 
 
 def load(name: str):  # type: ignore[no-untyped-def]
-    """Import the codec module ``name``; raise ValueError listing the choices if unknown."""
-    if name not in available():
-        raise ValueError(f"unknown codec {name!r}; available: {', '.join(available()) or 'none'}")
-    return importlib.import_module(f"{__name__}.{name}")
+    """A stream codec's module, or an L2 feed codec's class.
+
+    Raises ValueError listing the choices if ``name`` is not an installed replay codec.
+    """
+    def unknown() -> ValueError:
+        return ValueError(f"unknown codec {name!r}; available: "
+                          f"{', '.join(available()) or 'none'}")
+
+    if not isinstance(name, str):
+        raise TypeError(f"codec must be a str, got {type(name).__name__}")
+    if name in L2_FEEDS:
+        if not _exists(L2_FEEDS[name]):
+            raise unknown()
+        cls = _feed_class(name, importlib.import_module(f"{__name__}.{L2_FEEDS[name]}"))
+        if cls is None:
+            raise unknown()
+        return cls
+    if name.startswith("_") or name in _HELPERS or name in set(L2_FEEDS.values()) \
+            or not name.isidentifier() or not _exists(name):
+        raise unknown()
+    module = importlib.import_module(f"{__name__}.{name}")
+    if not hasattr(module, "Decoder"):
+        raise unknown()
+    return module
