@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import numpy as np
 import pytest
@@ -84,7 +85,9 @@ def test_cli_replay_and_info(tmp_path, day, capsys):
     out = capsys.readouterr().out
     assert "17 books" in out
     assert main(["info", str(path), "--codec", "ose_itch"]) == 0
-    assert "NK225_F_2406" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "NK225_F_2406" in out
+    assert re.search(r"book events from 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9} to .* UTC", out)
     csv = tmp_path / "day.csv"
     csv.write_bytes(synth.ose_day(20_000, seed=21, form="csv"))
     assert main(["replay", str(csv), "--codec", "jpx_csv", "--no-progress", "--top", "0"]) == 0
@@ -141,3 +144,32 @@ def test_the_check_catches_a_dropped_message(day):
     assert first.order_book_id == msg.order_book_id
     assert first.side == (1 if msg.side == "B" else 2)
     assert first.rank == first.position - 1 and first.kind == "mismatch"
+
+
+def test_lobster_files_from_an_ose_replay(tmp_path):
+    """LOBSTER export of side-keyed books with per-book decimals and epoch times."""
+    from fastbook.codecs import lobster
+    from fastbook.synth import ose_day
+
+    data = ose_day(20_000, seed=11)
+    result = fb.replay(data, "ose_itch", depth=5, lobster=tmp_path / "lob")
+    written = sorted(p.name for p in (tmp_path / "lob").iterdir())
+    assert written and len(written) == 2 * len({n.rsplit("_message_", 1)[0]
+                                                for n in written if "_message_" in n})
+    checked = 0
+    for i in range(len(result.books)):
+        meta = result.books.instrument(i)
+        base = tmp_path / "lob" / meta["symbol"]
+        if not (tmp_path / "lob" / f"{meta['symbol']}_message_5.csv").exists():
+            continue
+        messages = lobster.read_messages(f"{base}_message_5.csv",
+                                         price_decimals=meta["price_decimals"])
+        rows = lobster.read_orderbook(f"{base}_orderbook_5.csv", levels=5)
+        assert len(messages) == len(rows) > 0
+        # times after the local (JST) midnight of the first event: never negative, < 2 days
+        assert 0 <= messages["ts_exchange"].min() <= messages["ts_exchange"].max() < 2 * 86400e9
+        final = lobster.orderbook_top(rows[-1:], levels=5,
+                                      price_decimals=meta["price_decimals"])[0]
+        assert final.tolist() == result.books[i].top(5).tolist()
+        checked += 1
+    assert checked >= 3

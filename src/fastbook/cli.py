@@ -232,8 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "or out.csv as they are taken")
     p_replay.add_argument("--lobster", metavar="DIR", help="also write LOBSTER message and "
                                                            "orderbook files per symbol to DIR")
-    p_replay.add_argument("--framing", default="binaryfile",
-                          choices=["binaryfile", "moldudp64", "soupbintcp"])
+    p_replay.add_argument("--framing", default=None,
+                          choices=["binaryfile", "moldudp64", "soupbintcp"],
+                          help="framing of a binary feed file (default: the codec's, "
+                               "binaryfile for ITCH)")
     p_replay.add_argument("--book-depth", type=int, default=None,
                           help="L2 feeds: the subscribed book depth the venue truncates to "
                                "(Kraken: 10, 25, 100, 500, 1000)")
@@ -254,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "stdin), or one or more captures")
     p_info.add_argument("--codec", default="itch50", help="codec of a feed file (default "
                                                           "itch50)")
-    p_info.add_argument("--framing", default="binaryfile",
+    p_info.add_argument("--framing", default=None,
                         choices=["binaryfile", "moldudp64", "soupbintcp"])
 
     p_capture = sub.add_parser("capture", help="fastbook capture files")
@@ -270,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_convert.add_argument("--codec", help="record this replay codec in the header (fastbook "
                                            "replay then needs no --codec)")
     return parser
+
+
+def _accepts(fn, name: str) -> bool:  # type: ignore[no-untyped-def]
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _clock(ns: int) -> str:
@@ -348,11 +359,14 @@ def replay_command(args: argparse.Namespace) -> int:
         if not l2 and len(args.file) > 1:
             raise ValueError(f"{codec} replays one feed file; several files are for L2 "
                              f"captures")
-        options = {}
+        options: dict[str, object] = {}
         if l2:
             options = {"instruments": args.instruments, "book_depth": args.book_depth}
         else:
-            options = {"framing": args.framing}
+            if args.framing is not None:
+                options["framing"] = args.framing
+            if args.skip_errors and _accepts(codecs.load(codec).Decoder, "on_invalid"):
+                options["on_invalid"] = "skip"      # bad messages too (J-GATE ITCH)
         result = replay(
             args.file if l2 else args.file[0], codec, symbols=args.symbols, depth=args.depth,
             every=args.every, on_error="skip" if args.skip_errors else "raise",
@@ -422,14 +436,20 @@ def info_command(args: argparse.Namespace) -> int:
             return capture_info(args.file)
         if len(args.file) > 1:
             raise ValueError("several files are for captures; give one feed file")
-        info = scan(args.file[0], args.codec, framing=args.framing)
+        from fastbook import codecs
+
+        framing = {} if args.framing is None else {"framing": args.framing}
+        info = scan(args.file[0], args.codec, **framing)
+        epoch = getattr(codecs.load(args.codec), "TS_ORIGIN", "") == "epoch"
     except (DecodeError, OSError, ValueError, ImportError) as exc:
         print(f"fastbook info: {exc}", file=sys.stderr)
         return 1
     print(f"{info['messages']:,} messages, {info['bytes']:,} bytes, "
           f"{len(info['directory']):,} symbols")
     if info["first_ts"] is not None:
-        print(f"book events from {_clock(info['first_ts'])} to {_clock(info['last_ts'])}")
+        clock = _utc if epoch else _clock
+        print(f"book events from {clock(info['first_ts'])} to {clock(info['last_ts'])}"
+              + (" UTC" if epoch else ""))
     width = max((len(t) for t in info["counts"]), default=1)
     for t, n in sorted(info["counts"].items(), key=lambda kv: -kv[1]):
         print(f"  {t:<{width}} {n:>14,}")

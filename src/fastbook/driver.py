@@ -554,7 +554,8 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
             raise ValueError("output= needs a sampling rule (every=)")
         writer = _Writer(output, row_group_size, codec, ts_origin)
     taken: list[dict[str, np.ndarray]] = []
-    lob = _LobsterFiles(lobster, depth, getattr(module, "PRICE_DECIMALS", 4)) \
+    lob = _LobsterFiles(lobster, depth, ts_origin=ts_origin,
+                        utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
         if lobster is not None else None
 
     def flush(force: bool = False) -> None:
@@ -603,16 +604,25 @@ def _apply(books: Any, events: np.ndarray, sampler: Any, name: str) -> None:
 
 
 class _LobsterFiles:
-    """LOBSTER message and orderbook files per instrument, written batch by batch."""
+    """LOBSTER message and orderbook files per instrument, written batch by batch.
+
+    Each instrument keeps its own scale and order keying (from the BookSet). LOBSTER
+    times are seconds after midnight: a codec with epoch times (``ts_origin ==
+    "epoch"``) has them measured from the local midnight (``utc_offset_ns``) of the
+    instrument's first event, so a night session runs on past 24 h.
+    """
 
     MAX_INSTRUMENTS = 256
+    _DAY = 86_400 * 1_000_000_000
 
-    def __init__(self, directory: str | os.PathLike[str], depth: int,
-                 price_decimals: int) -> None:
+    def __init__(self, directory: str | os.PathLike[str], depth: int, *, ts_origin: str = "",
+                 utc_offset_ns: int = 0) -> None:
         self.directory = os.fspath(directory)
         self.depth = depth
-        self.price_decimals = price_decimals
-        self._open: dict[int, tuple[Any, Any, Any]] = {}   # instrument: files and book
+        self.epoch = ts_origin == "epoch"
+        self.utc_offset_ns = utc_offset_ns
+        # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns)
+        self._open: dict[int, tuple[Any, Any, Any, int, int]] = {}
         os.makedirs(self.directory, exist_ok=True)
 
     def write(self, events: np.ndarray, books: Any) -> None:
@@ -621,22 +631,34 @@ class _LobsterFiles:
 
         instruments = events["instrument"]
         for i in np.unique(instruments).tolist():
+            mine = events[instruments == i]
             if i not in self._open:
                 if len(self._open) == self.MAX_INSTRUMENTS:
                     raise ValueError(f"LOBSTER output is limited to {self.MAX_INSTRUMENTS} "
                                      f"instruments (two open files each); choose symbols")
-                base = os.path.join(self.directory, books.instrument(i)["symbol"])
+                meta = books.instrument(i)
+                base = os.path.join(self.directory, meta["symbol"])
+                midnight = 0
+                if self.epoch:
+                    local = int(mine["ts_exchange"][0]) + self.utc_offset_ns
+                    midnight = local - local % self._DAY - self.utc_offset_ns
                 self._open[i] = (
                     open(f"{base}_message_{self.depth}.csv", "w", newline=""),
                     open(f"{base}_orderbook_{self.depth}.csv", "w", newline=""),
-                    OrderBook(price_decimals=self.price_decimals),
+                    OrderBook(price_decimals=meta["price_decimals"],
+                              qty_decimals=meta["qty_decimals"],
+                              side_keys=getattr(books[i], "side_keys", False)),
+                    meta["price_decimals"],
+                    midnight,
                 )
-            messages, orderbook, book = self._open[i]
-            lobster.write(events[instruments == i], messages, orderbook, levels=self.depth,
-                          price_decimals=self.price_decimals, book=book)
+            messages, orderbook, book, price_decimals, midnight = self._open[i]
+            if midnight:
+                mine["ts_exchange"] -= midnight
+            lobster.write(mine, messages, orderbook, levels=self.depth,
+                          price_decimals=price_decimals, book=book)
 
     def close(self) -> None:
-        for messages, orderbook, _ in self._open.values():
+        for messages, orderbook, *_ in self._open.values():
             messages.close()
             orderbook.close()
 

@@ -575,14 +575,17 @@ def write(
     EXECUTE                   4     ``qty`` executed; price and side of the resting order
     REPLACE                   3, 1  deletion of the old order (its remaining size), then
                                     submission of ``new_order_id`` at the event's price
-                                    and ``qty`` on the same side
+                                    and ``qty`` on the same side (also an in-place
+                                    modify flagged ``KEEP_PRIORITY``: LOBSTER has no
+                                    such message; the levels are the same either way)
     TRADE + CROSS             6     order id -1 when 0; direction -1 when side is 0
     TRADE (HIDDEN or other)   5     the event's order id, ``qty``, price and side
     STATUS                    7     order id 0, size 0, direction -1, price -1 if
                                     HALTED, 0 if QUOTING, else 1 (trading resumed)
     ========================  ====  =====================================================
 
-    Direction is 1 for a bid (buy) order and -1 for an ask. CLEAR,
+    A side-keyed ``book`` (J-GATE ITCH, ids unique per side) finds each order
+    by the event's ``side``. Direction is 1 for a bid (buy) order and -1 for an ask. CLEAR,
     SET_LEVEL, SNAPSHOT_BEGIN and SNAPSHOT_END have no LOBSTER form and raise.
     Row k of the orderbook file is the book after message row k (after a
     REPLACE, the first of its rows shows the book after the deletion); rows of
@@ -766,6 +769,7 @@ def _write_block(
     new_ids: list[tuple[int, int]] = []
     views = list(tops)
     b_add, b_delete, b_order = book.add, book.delete, book.order
+    keyed = bool(getattr(book, "side_keys", False))
     b_reduce, b_execute, b_top = book.reduce, book.execute, book.top
     acts, sds, pxs, qtys, oids = (
         action[todo].tolist(),
@@ -783,7 +787,8 @@ def _write_block(
             if a == _ADD:
                 b_add(oid_j, sds[j], pxs[j], qtys[j])
             else:
-                known = b_order(oid_j)
+                # side names the order in a side-keyed book (J-GATE); others ignore it
+                known = b_order(oid_j, side=sds[j]) if keyed else b_order(oid_j)
                 r = rows0[j]
                 if known is None:
                     if a == _REPLACE or on_unknown == "raise":
@@ -805,7 +810,8 @@ def _write_block(
                         )
                 elif a == _REPLACE:
                     o_side, o_price, o_qty = known
-                    if news[j] != oid_j and b_order(news[j]) is not None:
+                    if news[j] != oid_j and (b_order(news[j], side=o_side) if keyed
+                                             else b_order(news[j])) is not None:
                         raise UpdateError(
                             f"REPLACE of order {oid_j}: the new order id "
                             f"{news[j]} is already in the book"
@@ -814,7 +820,10 @@ def _write_block(
                         raise UpdateError(
                             f"REPLACE of order {oid_j}: qty must be >= 1, got {qtys[j]}"
                         )
-                    b_delete(oid_j)
+                    if keyed:
+                        b_delete(oid_j, side=o_side)
+                    else:
+                        b_delete(oid_j)
                     b_top(levels, views[r])
                     fill_rows.append(r)
                     fill_size.append(o_qty)
@@ -831,10 +840,17 @@ def _write_block(
                 else:
                     o_side, o_price, o_qty = known
                     if a == _DELETE:
-                        b_delete(oid_j)
+                        if keyed:
+                            b_delete(oid_j, side=o_side)
+                        else:
+                            b_delete(oid_j)
                         fill_size.append(o_qty)
                     else:
-                        (b_execute if a == _EXECUTE else b_reduce)(oid_j, qtys[j])
+                        take = b_execute if a == _EXECUTE else b_reduce
+                        if keyed:
+                            take(oid_j, qtys[j], side=o_side)
+                        else:
+                            take(oid_j, qtys[j])
                         fill_size.append(qtys[j])
                     fill_rows.append(r)
                     fill_px.append(o_price)
