@@ -1,0 +1,285 @@
+"""Bybit v5 public ``orderbook.{depth}.{symbol}``: snapshot/delta books with exact sync.
+
+:class:`Bybit` (venue ``"bybit"``) reads the v5 public websocket::
+
+    {"topic":"orderbook.50.BTCUSDT","type":"snapshot"|"delta","ts":1672304484978,
+     "data":{"s":"BTCUSDT","b":[["16493.50","0.006"]],"a":[["16611.00","0.029"]],
+             "u":18521288,"seq":7961638724},"cts":1672304484976}
+
+Rules (Bybit's orderbook documentation; no real v5 capture exists yet):
+
+* The first message of a subscription is a ``snapshot``: the book becomes it
+  and the symbol is synced. **Any later snapshot replaces the book** (Bybit
+  re-sends one when it has a problem; it is the latest state). On a synced
+  book that is a ``resync`` notice with reason ``"new_snapshot"`` followed at
+  once by ``synced``: nothing to do. Depth-1 streams send only snapshots (and
+  re-send them unchanged, same ``u``, every 3 s), so there they are silent.
+* ``u`` is the update id per symbol: each ``delta`` must have ``u == prev u +
+  1``. Lower or equal is a duplicate or out of order (refused: ``FeedError`` /
+  counted); higher is a gap: the book is discarded and a ``resubscribe`` notice
+  returned.
+* ``u == 1`` means the service restarted: a snapshot with ``u == 1`` replaces
+  the book (``resync`` reason ``"sequence_reset"``, then ``synced``); a delta
+  with ``u == 1`` cannot be trusted on the old book: resync and resubscribe.
+* Sizes are absolute; ``"0"`` removes the level. A crossed or locked book after
+  a message is discarded (``"crossed"``).
+* ``seq`` (the cross sequence, monotonic but not contiguous) is kept in
+  ``SymbolSync.vars["seq"]``; it is not used for sync.
+* The exchange time is ``cts`` (the matching engine's, ms) when present, else
+  ``ts``, in ns.
+
+``category`` (``"spot"``, ``"linear"``, ``"inverse"``, ``"option"``) marks the
+default instruments: inverse quantities are contracts of 1 USD. ``depth``, when
+given, must be the depth of every topic (else the message is refused).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from fastbook.codecs import _pyl2json
+from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
+from fastbook.codecs._pyl2json import Field, Schema
+from fastbook.codecs.binance import MAX_MS, record_snapshot, record_update, scanner_module
+
+__all__ = ["CATEGORIES", "FEEDS", "Bybit"]
+
+_OK, _OTHER, _UNKNOWN, _IGNORED = _pyl2json.OK, _pyl2json.OTHER, _pyl2json.UNKNOWN, \
+    _pyl2json.IGNORED
+_SYNCED = SyncState.SYNCED
+
+#: Market categories of Bybit v5.
+CATEGORIES = ("spot", "linear", "inverse", "option")
+#: Order book depths of the public topics, by category.
+DEPTHS = {"spot": (1, 50, 200, 1000), "linear": (1, 50, 200, 1000),
+          "inverse": (1, 50, 200, 1000), "option": (25, 100)}
+#: Counters of each symbol beyond ``COUNT_KEYS``.
+EXTRA_COUNTS = ("out_of_order", "new_snapshots", "restarts")
+
+_SCHEMA = Schema(
+    containers=("data",),
+    discriminator=("topic", "top"), accept=("orderbook.",), prefix=True,
+    symbol=("s", "data"),
+    fields=[Field("type", "str", "top", required=True),
+            Field("ts", "int", "top", required=True, lo=0, hi=MAX_MS),
+            Field("cts", "int", "top", lo=0, hi=MAX_MS),
+            Field("u", "int", "data", required=True, lo=1),
+            Field("seq", "int", "data"),
+            Field("b", "bids", "data", required=True), Field("a", "asks", "data", required=True)],
+)
+
+
+class Bybit(L2Feed):
+    """Bybit v5 ``orderbook.{depth}.{symbol}`` (see the module docstring for the rules).
+
+    Options beyond :class:`~fastbook.codecs._l2feed.L2Feed`'s: ``category``
+    (default ``"linear"``) and ``kernel`` (``"auto"``, ``"compiled"``,
+    ``"python"``: which JSON scanner reads messages).
+    """
+
+    venue: ClassVar[str] = "bybit"
+    default_decimals: ClassVar[tuple[int, int]] = (8, 8)
+
+    def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
+                 *, depth: int | None = None, on_error: str = "raise", record: bool = False,
+                 book_capacity: int = 1024, symbols: Iterable[str] | None = None,
+                 category: str = "linear", kernel: str = "auto") -> None:
+        if category not in CATEGORIES:
+            raise ValueError(f"category must be one of {', '.join(CATEGORIES)}, got {category!r}")
+        if depth is not None and depth not in DEPTHS[category]:
+            raise ValueError(f"depth must be one of {DEPTHS[category]} for {category}, "
+                             f"got {depth!r}")
+        super().__init__(instruments, depth=depth, on_error=on_error, record=record,
+                         book_capacity=book_capacity, symbols=symbols)
+        self.category = category
+        mod = scanner_module(kernel)
+        self.kernel = "compiled" if getattr(mod, "COMPILED", False) else "python"
+        self._scan = mod.Scanner(_SCHEMA)
+
+    def _default_instrument(self, native: str) -> Instrument:
+        pd, qd = self.default_decimals
+        cat = self.category
+        if cat == "spot":
+            return Instrument(self.venue, native, native, pd, qd, kind="spot")
+        if cat == "option":
+            return Instrument(self.venue, native, native, pd, qd, kind="option")
+        kind = "future" if native[-2:].isdigit() else "perpetual"
+        if cat == "inverse":
+            return Instrument(self.venue, native, native, pd, qd, kind=kind, contract_size="1",
+                              contract_unit="USD", extra={"quantity": "contracts"})
+        return Instrument(self.venue, native, native, pd, qd, kind=kind)
+
+    def _sym(self, native: str) -> SymbolSync:
+        s = self._symbols.get(native)
+        if s is None:
+            if native not in self.instruments:
+                self.instruments[native] = self._default_instrument(native)
+            s = super()._sym(native)
+            for key in EXTRA_COUNTS:
+                s.counts[key] = 0
+        return s
+
+    def counts(self, native: str | None = None) -> dict[str, int]:
+        """Counters of one symbol, or summed over all symbols plus venue-wide ones."""
+        out = super().counts(native)
+        messages, levels = self._scan.applied(native)    # the deltas applied
+        out["messages"] += messages
+        out["applied"] += messages
+        out["levels"] += levels
+        return out
+
+    def _error(self, text: str, s: SymbolSync | None = None, symbol: str = "",
+               seq: int | None = None) -> list[Notice]:
+        self._fail(FeedError(text, venue=self.venue, symbol=s.native if s else symbol,
+                             sequence=seq), s)
+        return []
+
+    # --- messages ----------------------------------------------------------------------
+
+    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+        """Decode one websocket message and act on it."""
+        sc = self._scan
+        r = sc.read(message)
+        if r is None:
+            if sc.status == _UNKNOWN:
+                native = sc.symbol
+                if self.wanted is None or native in self.wanted:
+                    s = self._sym(native)
+                    sc.register(native, s.book, s)
+                else:
+                    sc.register(native, None, None)
+                r = sc.read(message)
+            if r is None:
+                return self._not_book(message)
+        s, n, ts, cts, u, seq = r
+        c = s.counts
+        topic = sc.tag
+        if topic != s.vars.get("topic") and not self._topic(s, topic, u):
+            c["messages"] += 1
+            return []
+        kind = sc.strs[0]
+        t = (ts if cts is None else cts) * 1_000_000
+        if kind == "delta":
+            last = s.last_seq
+            if s.state is not _SYNCED or u != last + 1:
+                c["messages"] += 1
+                if s.state is not _SYNCED:
+                    c["dropped"] += 1
+                    return []
+                assert last is not None
+                return self._out_of_sequence(s, u, last)
+            crossed = sc.apply()          # counts the message and its levels, too
+            s.last_seq = u
+            s.ts = t
+            s.vars["seq"] = seq
+            if self.events is not None:
+                record_update(self.events, s.id, *sc.level_lists(), t, recv_ns, u)
+            if crossed:
+                c["crossed"] += 1
+                return self._resync(s, "crossed", u, "best bid >= best ask after this update")
+            return []
+        c["messages"] += 1
+        if kind != "snapshot":
+            return self._error(f"type must be 'snapshot' or 'delta', got {kind!r}", s, seq=u)
+        return self._snapshot(s, n, u, seq, t, recv_ns)
+
+    def _topic(self, s: SymbolSync, topic: str, u: int) -> bool:
+        """Check a topic the first time a symbol shows it (``orderbook.{depth}.{symbol}``)."""
+        parts = topic.split(".")
+        depth = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        if depth is None or parts[2] != s.native:
+            self._error(f"topic {topic!r} is not orderbook.<depth>.{s.native}", s, seq=u)
+            return False
+        if depth not in DEPTHS[self.category] or (self.depth is not None and depth != self.depth):
+            want = self.depth if self.depth is not None else DEPTHS[self.category]
+            self._error(f"topic {topic!r}: depth {depth} is not {want}", s, seq=u)
+            return False
+        if "depth" in s.vars and s.vars["depth"] != depth:
+            self._error(f"topic {topic!r}: this feed already reads {s.native} at depth "
+                        f"{s.vars['depth']}", s, seq=u)
+            return False
+        s.vars["topic"] = topic
+        s.vars["depth"] = depth
+        return True
+
+    def _out_of_sequence(self, s: SymbolSync, u: int, last: int) -> list[Notice]:
+        c = s.counts
+        if u == 1:
+            c["restarts"] += 1
+            return self._resync(s, "sequence_reset", u, f"a delta with u=1 after u={last}: the "
+                                "service restarted")
+        if u <= last:
+            c["dropped"] += 1
+            c["out_of_order"] += 1
+            return self._error(f"duplicate or out-of-order delta u={u}: the book is at u={last}",
+                               s, seq=u)
+        c["gaps"] += 1
+        return self._resync(s, "gap", u, f"u={u} after u={last}")
+
+    def _snapshot(self, s: SymbolSync, n: int, u: int, seq: int | None, t: int,
+                  recv_ns: int) -> list[Notice]:
+        sc = self._scan
+        c = s.counts
+        was = s.state is _SYNCED
+        last = s.last_seq
+        book = s.book
+        book.clear()
+        book.apply(*sc.levels())
+        crossed = book.is_crossed()
+        s.state = _SYNCED
+        s.last_seq = u
+        s.ts = t
+        s.vars["seq"] = seq
+        c["snapshots"] += 1
+        c["levels"] += n
+        if self.events is not None:
+            record_snapshot(self.events, s.id, *sc.level_lists(), t, recv_ns, u)
+        if crossed:
+            c["crossed"] += 1
+            return self._resync(s, "crossed", u, "the snapshot itself is crossed")
+        if not was:
+            return [self._synced(s, u)]
+        if u == 1 and last != 1:
+            c["restarts"] += 1
+            return [Notice("resync", self.venue, s.native, "sequence_reset", u,
+                           f"snapshot with u=1 after u={last}: the service restarted"),
+                    self._synced(s, u)]
+        if u == last or s.vars.get("depth") == 1:
+            return []                           # depth 1: snapshots only, same u re-sent
+        c["new_snapshots"] += 1
+        return [Notice("resync", self.venue, s.native, "new_snapshot", u,
+                       f"the venue sent a new snapshot (u={u}, book was at u={last})"),
+                self._synced(s, u)]
+
+    def _not_book(self, message: Any) -> list[Notice]:
+        sc = self._scan
+        st = sc.status
+        if st == _IGNORED:
+            self.counts_total["ignored"] += 1
+            return []
+        if st == _OTHER:
+            if sc.other is not None:
+                self.counts_total["ignored"] += 1       # another topic: trades, tickers...
+                return []
+            try:
+                obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
+            except (ValueError, TypeError, RecursionError):  # pragma: no cover - scanned
+                obj = None
+            if isinstance(obj, dict) and "op" in obj:
+                if obj.get("success") is False:
+                    return self._error(f"request {obj.get('op')!r} failed: "
+                                       f"{obj.get('ret_msg', '')!s}")
+                self.counts_total["ignored"] += 1       # subscribe ack, pong
+                return []
+            return self._error("not a Bybit public-topic message (no 'topic' or 'op')")
+        s = sc.target if isinstance(sc.target, SymbolSync) else None
+        if s is not None:
+            s.counts["messages"] += 1
+        ints = sc.ints
+        return self._error(sc.error, s, sc.symbol or "", ints[2] if len(ints) > 2 else None)
+
+
+#: Feed classes by venue name.
+FEEDS: dict[str, type[L2Feed]] = {"bybit": Bybit}
