@@ -203,11 +203,13 @@ def test_read_orderbook_errors(tmp_path):
     assert lobster.read_orderbook(io.StringIO(good), 1).tolist() == [[5859400, 200, 5853300, 18]]
 
 
-def test_codec_is_listed():
+def test_lobster_is_a_helper_not_a_replay_codec():
+    # LOBSTER files are read and written directly; replay codecs have a Decoder or a feed
     from fastbook import codecs
 
-    assert "lobster" in codecs.available()
-    assert codecs.load("lobster") is lobster
+    assert "lobster" not in codecs.available() and "itch50" in codecs.available()
+    with pytest.raises(ValueError, match="unknown codec 'lobster'"):
+        codecs.load("lobster")
 
 
 # ---------------------------------------------------------------------------
