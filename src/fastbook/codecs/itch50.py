@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from fastbook import _select
+from fastbook.codecs._framed import FramedDecoder
 from fastbook.codecs._pyitch50 import (
     MESSAGE_LENGTHS,
     iter_messages,
@@ -83,9 +84,6 @@ VENUE = "XNAS"
 
 #: Events per batch a :class:`Decoder` hands out (64 bytes each: 4 MiB).
 BATCH_EVENTS = 1 << 16
-# The longest frame a stream can hold: a 2-byte length allows 65535-byte
-# messages; a MoldUDP64 packet travels in one UDP datagram (< 64 KiB).
-_MAX_FRAME = (1 << 16) + 64
 
 _STATUS_TEXT = {
     -1: "the length prefix does not match the message type's length",
@@ -103,7 +101,7 @@ def _framing_code(framing: str) -> int:
             from None
 
 
-class Decoder:
+class Decoder(FramedDecoder):
     """Streaming ITCH 5.0 decoder feeding a :class:`fastbook.BookSet`.
 
     Parameters
@@ -129,6 +127,8 @@ class Decoder:
     chunks) and apply each batch it yields before asking for the next (a batch
     is a view of a buffer the decoder reuses), then :meth:`close`.
     """
+
+    _MESSAGE_LENGTHS = MESSAGE_LENGTHS
 
     def __init__(self, bookset: Any, *, symbols: Iterable[str] | None = None,
                  framing: str = "binaryfile", venue: str = VENUE, name: str = "<stream>",
@@ -159,54 +159,6 @@ class Decoder:
         #: instrument id per stock locate, for the chosen symbols
         self.instruments: dict[int, int] = {}
         self._closed = False
-
-    @property
-    def bytes(self) -> int:
-        """Bytes consumed so far (whole frames)."""
-        return self._base
-
-    def counts(self) -> dict[str, int]:
-        """Messages decoded so far by type character (unknown types included)."""
-        return {chr(t): int(n) for t, n in enumerate(self._counts) if n}
-
-    def unknown_types(self) -> int:
-        """Messages of types the ITCH 5.0 table does not know (skipped by length)."""
-        return sum(n for t, n in self.counts().items() if t not in MESSAGE_LENGTHS)
-
-    def feed(self, chunk: Any) -> Iterator[np.ndarray]:
-        """Decode ``chunk`` (bytes-like), yielding event batches to apply in order.
-
-        Bytes of an incomplete trailing frame are kept for the next call.
-        """
-        if self._closed:
-            raise ValueError("this Decoder is closed")
-        view = memoryview(chunk).cast("B")
-        start = 0
-        if self._tail:
-            # finish the straddling frame on a small joined buffer, then go on in place
-            head = len(self._tail)
-            take = min(len(view), _MAX_FRAME)
-            joined = self._tail + bytes(view[:take])
-            pos = yield from self._run(joined, 0, final=False, stop_at=head)
-            if pos < head:
-                if take < len(view):
-                    raise DecodeError(f"{self.name}: byte {self._base}, message {self.messages}:"
-                                      f" a frame longer than {_MAX_FRAME} bytes")
-                self._tail = joined[pos:]
-                return
-            start = pos - head
-            self._tail = b""
-        pos = yield from self._run(view, start, final=False)
-        self._tail = bytes(view[pos:])
-
-    def close(self) -> Iterator[np.ndarray]:
-        """End of stream: decode what is left; a trailing partial frame is an error."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._tail:
-            yield from self._run(self._tail, 0, final=True)
-            self._tail = b""
 
     def _run(self, buf: Any, pos: int, *, final: bool,
              stop_at: int | None = None) -> Iterator[np.ndarray]:

@@ -61,6 +61,7 @@ import numpy as np
 
 from fastbook import _select
 from fastbook.codecs import _pyose
+from fastbook.codecs._framed import FramedDecoder
 from fastbook.codecs._pyose import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
@@ -110,7 +111,6 @@ UTC_OFFSET_NS = 9 * 3600 * 1_000_000_000
 VENUE = "XOSE"
 #: Events per batch a :class:`Decoder` hands out (64 bytes each: 4 MiB).
 BATCH_EVENTS = 1 << 16
-_MAX_FRAME = (1 << 16) + 64
 _DIRECTORY_SLOTS = 64
 
 _STATUS_TEXT = {
@@ -147,7 +147,7 @@ _OBID_OFFSET = {"A": 13, "F": 13, "E": 13, "C": 13, "U": 13, "D": 13, "P": 26, "
 _U32 = struct.Struct(">I")
 
 
-class Decoder:
+class Decoder(FramedDecoder):
     """Streaming OSE ITCH decoder feeding a :class:`fastbook.BookSet`.
 
     Parameters
@@ -180,6 +180,8 @@ class Decoder:
     Use :meth:`feed` for each chunk and apply each batch before asking for the
     next (a batch is a view of a reused buffer), then :meth:`close`.
     """
+
+    _MESSAGE_LENGTHS = MESSAGE_LENGTHS
 
     def __init__(self, bookset: Any, *, symbols: Iterable[str] | None = None,
                  framing: str = "binaryfile", venue: str = VENUE, name: str = "<stream>",
@@ -233,10 +235,6 @@ class Decoder:
         table[:, 0] = -1        # no Z yet
         return table
 
-    @property
-    def bytes(self) -> int:
-        """Bytes consumed so far (whole frames)."""
-        return self._base
 
     @property
     def seconds(self) -> int | None:
@@ -249,14 +247,6 @@ class Decoder:
         """Invalid messages skipped so far by kind (``on_invalid="skip"``; all 0 otherwise)."""
         values = self._invalid.tolist() if self._invalid is not None else [0] * 3
         return dict(zip(INVALID_KINDS, (int(v) for v in values), strict=True))
-
-    def counts(self) -> dict[str, int]:
-        """Messages decoded so far by type character (unknown types included)."""
-        return {chr(t): int(n) for t, n in enumerate(self._counts.tolist()) if n}
-
-    def unknown_types(self) -> int:
-        """Messages of types this codec does not know (skipped by length)."""
-        return sum(n for t, n in self.counts().items() if t not in MESSAGE_LENGTHS)
 
     def equilibrium(self) -> dict[int, dict[str, Any]]:
         """The last equilibrium price update (``Z``) of every chosen book that had one.
@@ -278,36 +268,6 @@ class Decoder:
                     entry[key] = None
             out[obid] = entry
         return out
-
-    def feed(self, chunk: Any) -> Iterator[np.ndarray]:
-        """Decode ``chunk`` (bytes-like), yielding event batches to apply in order."""
-        if self._closed:
-            raise ValueError("this Decoder is closed")
-        view = memoryview(chunk).cast("B")
-        start = 0
-        if self._tail:
-            head = len(self._tail)
-            take = min(len(view), _MAX_FRAME)
-            joined = self._tail + bytes(view[:take])
-            pos = yield from self._run(joined, 0, final=False, stop_at=head)
-            if pos < head:
-                if take < len(view):
-                    raise DecodeError(f"{self.name}: byte {self._base}, message {self.messages}:"
-                                      f" a frame longer than {_MAX_FRAME} bytes")
-                self._tail = joined[pos:]
-                return
-            start = pos - head
-            self._tail = b""
-        pos = yield from self._run(view, start, final=False)
-        self._tail = bytes(view[pos:])
-
-    def close(self) -> Iterator[np.ndarray]:
-        """End of stream: decode what is left; a trailing partial frame or packet is an error."""
-        if self._closed:
-            return
-        self._closed = True
-        yield from self._run(self._tail, 0, final=True)
-        self._tail = b""
 
     def _run(self, buf: Any, pos: int, *, final: bool,
              stop_at: int | None = None) -> Iterator[np.ndarray]:

@@ -1,0 +1,85 @@
+"""The streaming half the binary ITCH decoders share: frames that straddle chunks, counts.
+
+A subclass (``itch50.Decoder``, ``ose_itch.Decoder``) keeps ``name``,
+``messages``, ``_counts`` (messages by type byte), ``_base`` (the absolute offset
+of the first byte not yet consumed), ``_tail`` and ``_closed``, sets
+``_MESSAGE_LENGTHS`` (the types it knows), and implements
+``_run(buf, pos, *, final, stop_at=None)``, a generator of event batches that
+returns the position after the last whole frame it decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fastbook.errors import DecodeError
+
+#: Longest frame a decoder joins across two chunks (a 64 KiB MoldUDP64 packet and its header).
+MAX_FRAME = (1 << 16) + 64
+
+
+class FramedDecoder:
+    """``feed`` / ``close`` / ``counts`` for a decoder whose ``_run`` walks whole frames."""
+
+    _MESSAGE_LENGTHS: ClassVar[Mapping[str, int]] = {}
+
+    name: str
+    messages: int
+    _counts: np.ndarray
+    _base: int
+    _tail: bytes
+    _closed: bool
+
+    def _run(self, buf: Any, pos: int, *, final: bool,
+             stop_at: int | None = None) -> Iterator[np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def bytes(self) -> int:
+        """Bytes consumed so far (whole frames)."""
+        return self._base
+
+    def counts(self) -> dict[str, int]:
+        """Messages decoded so far by type character (unknown types included)."""
+        return {chr(t): int(n) for t, n in enumerate(self._counts.tolist()) if n}
+
+    def unknown_types(self) -> int:
+        """Messages of types this codec does not know (skipped by length)."""
+        return sum(n for t, n in self.counts().items() if t not in self._MESSAGE_LENGTHS)
+
+    def feed(self, chunk: Any) -> Iterator[np.ndarray]:
+        """Decode ``chunk`` (bytes-like), yielding event batches to apply in order.
+
+        Bytes of an incomplete trailing frame are kept for the next call.
+        """
+        if self._closed:
+            raise ValueError("this Decoder is closed")
+        view = memoryview(chunk).cast("B")
+        start = 0
+        if self._tail:
+            # finish the straddling frame on a small joined buffer, then go on in place
+            head = len(self._tail)
+            take = min(len(view), MAX_FRAME)
+            joined = self._tail + bytes(view[:take])
+            pos = yield from self._run(joined, 0, final=False, stop_at=head)
+            if pos < head:
+                if take < len(view):
+                    raise DecodeError(f"{self.name}: byte {self._base}, message {self.messages}:"
+                                      f" a frame longer than {MAX_FRAME} bytes")
+                self._tail = joined[pos:]
+                return
+            start = pos - head
+            self._tail = b""
+        pos = yield from self._run(view, start, final=False)
+        self._tail = bytes(view[pos:])
+
+    def close(self) -> Iterator[np.ndarray]:
+        """End of stream: decode what is left; a trailing partial frame is an error."""
+        if self._closed:
+            return
+        self._closed = True
+        yield from self._run(self._tail, 0, final=True)
+        self._tail = b""
