@@ -559,20 +559,28 @@ cdef int fb_l3_delete(fb_l3book *book, uint64_t order_id, int side) noexcept nog
     return _delete_at(book, idx, slot)
 
 
-cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, int side, uint64_t new_order_id,
-                       int64_t qty, int64_t price) noexcept nogil:
-    """Cancel ``order_id`` and add ``new_order_id`` on its side at the back of ``price``."""
-    cdef int32_t idx
-    cdef Py_ssize_t slot
+cdef inline int _find_to_replace(const fb_l3book *book, uint64_t order_id, int side,
+                                 int64_t qty, int64_t price, int32_t *idx,
+                                 Py_ssize_t *slot) noexcept nogil:
+    # the checks replace and modify make before anything changes; FB_OK: idx and slot found
     if _bad_key_side(book, side):
         return FB_ESIDE
     if qty <= 0:
         return FB_EQTY
     if price == INT64_MIN:
         return FB_EPRICE
-    idx = _probe(book, order_id, side, &slot)
-    if idx == FB_NIL:
-        return FB_EUNKNOWN_ORDER
+    idx[0] = _probe(book, order_id, side, slot)
+    return FB_EUNKNOWN_ORDER if idx[0] == FB_NIL else FB_OK
+
+
+cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, int side, uint64_t new_order_id,
+                       int64_t qty, int64_t price) noexcept nogil:
+    """Cancel ``order_id`` and add ``new_order_id`` on its side at the back of ``price``."""
+    cdef int32_t idx
+    cdef Py_ssize_t slot
+    cdef int rc = _find_to_replace(book, order_id, side, qty, price, &idx, &slot)
+    if rc < 0:
+        return rc
     return _replace_at(book, idx, slot, new_order_id, qty, price)
 
 
@@ -588,15 +596,9 @@ cdef int fb_l3_modify(fb_l3book *book, uint64_t order_id, int side, int64_t qty,
     does not grow, else go to the back of the new level (as fb_l3_replace)."""
     cdef int32_t idx
     cdef Py_ssize_t slot
-    if _bad_key_side(book, side):
-        return FB_ESIDE
-    if qty <= 0:
-        return FB_EQTY
-    if price == INT64_MIN:
-        return FB_EPRICE
-    idx = _probe(book, order_id, side, &slot)
-    if idx == FB_NIL:
-        return FB_EUNKNOWN_ORDER
+    cdef int rc = _find_to_replace(book, order_id, side, qty, price, &idx, &slot)
+    if rc < 0:
+        return rc
     if _keeps_place(book, idx, qty, price):
         if qty == book.orders[idx].qty:
             return FB_OK
@@ -1026,15 +1028,9 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
             j.count += _note_removal(b, idx, j.words + j.count, _U_L3_REMOVED, instrument)
         return _delete_at(b, idx, slot)
     if a == FB_REPLACE:
-        if _bad_key_side(b, e.side):
-            return FB_ESIDE
-        if e.qty <= 0:
-            return FB_EQTY
-        if e.price == INT64_MIN:
-            return FB_EPRICE
-        idx = _probe(b, e.order_id, e.side, &slot)
-        if idx == FB_NIL:
-            return FB_EUNKNOWN_ORDER
+        rc = _find_to_replace(b, e.order_id, e.side, e.qty, e.price, &idx, &slot)
+        if rc < 0:
+            return rc
         if ((e.flags & FB_FLAG_KEEP_PRIORITY) and e.new_order_id == e.order_id
                 and _keeps_place(b, idx, e.qty, e.price)):
             less = b.orders[idx].qty - e.qty    # < remaining, since qty >= 1
