@@ -488,7 +488,8 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         message (record) number.
     output : path, optional
         Stream the samples to this ``.parquet``, ``.arrow``/``.feather`` or
-        ``.csv`` file as they are taken (row groups of ``row_group_size``), so
+        ``.csv`` file as they are taken, in row groups of ``row_group_size``
+        rows (fewer for deep samples: a group holds at most about 64 MiB), so
         memory stays bounded on long runs.
     chunk_size, compression : passed to :func:`fastbook.sources.open_source` (stream codecs).
     progress : bool, optional
@@ -558,8 +559,14 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
                         utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
         if lobster is not None else None
 
+    # a row group holds row_group_size rows, but at most about _GROUP_BYTES of samples, so
+    # deep samples (depth 50: 1.6 KB a row) keep memory bounded too
+    group_rows = max(1024, min(row_group_size, _GROUP_BYTES // _row_bytes(depth)))
+    if writer is not None:
+        writer.row_group_size = min(writer.row_group_size, group_rows)
+
     def flush(force: bool = False) -> None:
-        if sampler is None or (len(sampler) < row_group_size and not force):
+        if sampler is None or (len(sampler) < group_rows and not force):
             return
         cols = sampler.take()
         if writer is not None:
@@ -589,6 +596,15 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
         **run.result_fields())
+
+
+#: Most sample bytes a replay holds before writing them out as a row group.
+_GROUP_BYTES = 64 << 20
+
+
+def _row_bytes(depth: int) -> int:
+    """Bytes of one sample row: ts, instrument, sequence, reason and 4 * depth levels."""
+    return 8 + 4 + 8 + 1 + 4 * 8 * depth
 
 
 def _apply(books: Any, events: np.ndarray, sampler: Any, name: str) -> None:
