@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fastbook.codecs._pyitch50 import _as_bytes_view, _check_int  # shared argument checks
 from fastbook.errors import ArrayError, DecodeError
 from fastbook.events import EVENT_DTYPE, Action, Flags
 
@@ -534,23 +535,6 @@ _MOLD_HEADER = struct.Struct(">10sQH")
 _MOLD_HEARTBEAT = 0
 _MOLD_END_OF_SESSION = 0xFFFF
 _UINT64 = 1 << 64
-
-
-def _as_bytes_view(buf: Any) -> memoryview:
-    try:
-        view = memoryview(buf)
-    except TypeError:
-        raise TypeError(f"buf must be a bytes-like buffer (bytes, bytearray, memoryview, mmap, "
-                        f"numpy uint8 array), got {type(buf).__name__}") from None
-    if not view.c_contiguous:
-        raise ValueError("buf must be a C-contiguous buffer; copy it with bytes(buf) first")
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-def _check_int(value: Any, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    return int(value)
 
 
 def _check_framing(framing: Any) -> int:
