@@ -21,6 +21,15 @@ from fastbook.errors import DecodeError
 MAX_FRAME = (1 << 16) + 64
 
 
+def framing_code(framings: Mapping[str, int], framing: str) -> int:
+    """The kernel code of ``framing`` in a codec's ``FRAMINGS``; ValueError naming the choices."""
+    try:
+        return framings[framing]
+    except KeyError:
+        raise ValueError(f"framing must be one of {', '.join(framings)}, got {framing!r}") \
+            from None
+
+
 class FramedDecoder:
     """``feed`` / ``close`` / ``counts`` for a decoder whose ``_run`` walks whole frames."""
 

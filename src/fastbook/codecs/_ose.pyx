@@ -26,6 +26,7 @@ from libc.string cimport memset
 from fastbook._l3 cimport (
     FB_ADD, FB_DELETE, FB_EXECUTE, FB_REPLACE, FB_STATUS, FB_TRADE, fb_event,
 )
+from fastbook.codecs._wire cimport be16 as _be16, be32 as _be32, be64 as _be64
 
 import numpy as np
 
@@ -154,20 +155,6 @@ ctypedef struct _state:
     uint32_t last_obid              # one-entry cache of the map
     int64_t last_instrument
     bint have_last
-
-
-cdef inline uint32_t _be16(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 8) | p[1]
-
-
-cdef inline uint32_t _be32(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-
-cdef inline uint64_t _be64(const uint8_t *p) noexcept nogil:
-    return ((<uint64_t>p[0] << 56) | (<uint64_t>p[1] << 48) | (<uint64_t>p[2] << 40)
-            | (<uint64_t>p[3] << 32) | (<uint64_t>p[4] << 24) | (<uint64_t>p[5] << 16)
-            | (<uint64_t>p[6] << 8) | <uint64_t>p[7])
 
 
 cdef inline bint _lookup(_state *st, uint32_t obid, int64_t *instrument) noexcept nogil:

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from fastbook import _select
-from fastbook.codecs._framed import FramedDecoder
+from fastbook.codecs._framed import FramedDecoder, framing_code
 from fastbook.codecs._pyitch50 import (
     MESSAGE_LENGTHS,
     iter_messages,
@@ -93,14 +93,6 @@ _STATUS_TEXT = {
 }
 
 
-def _framing_code(framing: str) -> int:
-    try:
-        return FRAMINGS[framing]
-    except KeyError:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}") \
-            from None
-
-
 class Decoder(FramedDecoder):
     """Streaming ITCH 5.0 decoder feeding a :class:`fastbook.BookSet`.
 
@@ -138,7 +130,7 @@ class Decoder(FramedDecoder):
         if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
             raise TypeError("symbols must be strings")
         self.framing = framing
-        self._framing = _framing_code(framing)
+        self._framing = framing_code(FRAMINGS, framing)
         self.venue = venue
         self.name = name
         if not isinstance(batch, int) or batch < 1:

@@ -61,7 +61,7 @@ import numpy as np
 
 from fastbook import _select
 from fastbook.codecs import _pyose
-from fastbook.codecs._framed import FramedDecoder
+from fastbook.codecs._framed import FramedDecoder, framing_code
 from fastbook.codecs._pyose import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
@@ -124,14 +124,6 @@ _STATUS_TEXT = {
 }
 
 
-def _framing_code(framing: str) -> int:
-    try:
-        return FRAMINGS[framing]
-    except KeyError:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}") \
-            from None
-
-
 def _kernel_module(kernel: Any) -> Any:
     if kernel is None or kernel is True:
         return _kernel
@@ -192,7 +184,7 @@ class Decoder(FramedDecoder):
         if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
             raise TypeError("symbols must be strings")
         self.framing = framing
-        self._framing = _framing_code(framing)
+        self._framing = framing_code(FRAMINGS, framing)
         self.venue = venue
         self.name = name
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
