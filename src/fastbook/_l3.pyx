@@ -428,12 +428,31 @@ cdef Py_ssize_t fb_l3_nbytes(const fb_l3book *book) noexcept nogil:
 # Updates
 # ===========================================================================
 
+cdef inline int32_t _new_record(fb_l3book *book, uint64_t order_id, int side, int64_t price,
+                                int64_t qty) noexcept nogil:
+    """A pool record for a new order (recycled first, else the next unused); the pool has room.
+
+    Links and the hash slot are the caller's to set.
+    """
+    cdef int32_t idx
+    if book.free_head != FB_NIL:
+        idx = book.free_head
+        book.free_head = book.orders[idx].next
+    else:
+        idx = <int32_t>book.pool_top
+        book.pool_top += 1
+    book.orders[idx].order_id = order_id
+    book.orders[idx].price = price
+    book.orders[idx].qty = qty
+    book.order_sides[idx] = <int8_t>side
+    return idx
+
+
 cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
                    int64_t qty) noexcept nogil:
     """Add a new order at the back of the queue at (side, price)."""
     cdef fb_l3side *s
     cdef fb_l3level *lev
-    cdef fb_order *o
     cdef int64_t key
     cdef Py_ssize_t pos
     cdef bint exists
@@ -463,19 +482,9 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         rc = _grow_orders(book, book.order_capacity + 1)
         if rc < 0:
             return rc
-        _probe(book, order_id, side, &slot)     # the table was rebuilt
+        _probe(book, order_id, side, &slot)     # the table may have been rebuilt
     # --- nothing can fail from here on ---
-    if book.free_head != FB_NIL:
-        idx = book.free_head
-        book.free_head = book.orders[idx].next
-    else:
-        idx = <int32_t>book.pool_top
-        book.pool_top += 1
-    o = &book.orders[idx]
-    o.order_id = order_id
-    o.price = price
-    o.qty = qty
-    book.order_sides[idx] = <int8_t>side
+    idx = _new_record(book, order_id, side, price, qty)
     if not exists:
         _insert_level(s, pos, key)
     lev = &s.levels[pos]
@@ -955,17 +964,8 @@ cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price,
     lev = &s.levels[pos]
     if b.free_head == FB_NIL and b.pool_top == b.order_capacity:
         _grow_orders(b, b.order_capacity + 1)
-    if b.free_head != FB_NIL:
-        idx = b.free_head
-        b.free_head = b.orders[idx].next
-    else:
-        idx = <int32_t>b.pool_top
-        b.pool_top += 1
+    idx = _new_record(b, order_id, side, price, qty)
     o = &b.orders[idx]
-    o.order_id = order_id
-    o.price = price
-    o.qty = qty
-    b.order_sides[idx] = <int8_t>side
     nxt = fb_l3_find(b, successor, side) if has_successor else FB_NIL
     if nxt == FB_NIL:
         _link_tail(b, lev, idx)
