@@ -205,6 +205,22 @@ def test_parquet_output_streams_row_groups_with_scales_in_the_metadata(day, tmp_
         streamed.to_arrow()
 
 
+def test_row_groups_are_capped_by_bytes_for_deep_samples(day, tmp_path, monkeypatch):
+    # a million-row group of depth-50 rows would hold 1.6 GB before being written
+    pq = pytest.importorskip("pyarrow.parquet")
+    from fastbook import driver
+
+    row = driver._row_bytes(50)
+    assert row == 8 + 4 + 8 + 1 + 4 * 8 * 50
+    monkeypatch.setattr(driver, "_GROUP_BYTES", 2000 * row)
+    out = tmp_path / "deep.parquet"
+    result = fb.replay(day, "itch50", every="bbo", depth=50, output=out)
+    assert result.rows > 2000
+    sizes = [pq.ParquetFile(out).metadata.row_group(k).num_rows
+             for k in range(pq.ParquetFile(out).metadata.num_row_groups)]
+    assert sum(sizes) == result.rows and max(sizes) <= 2000 and len(sizes) > 1
+
+
 def test_arrow_csv_pandas_and_to_parquet(day, tmp_path):
     pa = pytest.importorskip("pyarrow")
     result = fb.replay(day, "itch50", every="5000msgs", depth=2)

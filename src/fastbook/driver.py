@@ -549,21 +549,18 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
                          options=codec_options)
     ts_origin = getattr(module, "TS_ORIGIN", "") if kind == "stream" else "epoch"
     sampler = run.make_sampler(depth, rules) if rules else None
+    # a row group holds row_group_size rows, but at most about _GROUP_BYTES of samples, so
+    # deep samples (depth 50: 1.6 KB a row) keep memory bounded too
+    group_rows = max(1024, min(row_group_size, _GROUP_BYTES // _row_bytes(depth)))
     writer = None
     if output is not None:
         if sampler is None:
             raise ValueError("output= needs a sampling rule (every=)")
-        writer = _Writer(output, row_group_size, codec, ts_origin)
+        writer = _Writer(output, group_rows, codec, ts_origin)
     taken: list[dict[str, np.ndarray]] = []
     lob = _LobsterFiles(lobster, depth, ts_origin=ts_origin,
                         utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
         if lobster is not None else None
-
-    # a row group holds row_group_size rows, but at most about _GROUP_BYTES of samples, so
-    # deep samples (depth 50: 1.6 KB a row) keep memory bounded too
-    group_rows = max(1024, min(row_group_size, _GROUP_BYTES // _row_bytes(depth)))
-    if writer is not None:
-        writer.row_group_size = min(writer.row_group_size, group_rows)
 
     def flush(force: bool = False) -> None:
         if sampler is None or (len(sampler) < group_rows and not force):
