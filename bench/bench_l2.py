@@ -378,19 +378,27 @@ mid = rss()
 book = fb.Book(price_decimals=2, qty_decimals=3)
 book.apply(sides, prices, qtys)
 after = rss()
-assert reserved.nbytes == 16 * 2 * n and len(reserved) == 2 * n
-json.dump({"levels": len(book), "nbytes": book.nbytes,
+def windows(b):
+    return sum(b._layout(s)["window_nbytes"] for s in (fb.BID, fb.ASK))
+
+assert reserved.nbytes == 16 * 2 * n + windows(reserved) and len(reserved) == 2 * n
+json.dump({"levels": len(book), "nbytes": book.nbytes, "window_nbytes": windows(book),
            "capacity": book.capacity(fb.BID) + book.capacity(fb.ASK),
            "rss_growth": after - mid, "reserved_rss_growth": mid - before,
            "reserved_nbytes": reserved.nbytes, "crossed": book.is_crossed()}, sys.stdout)
 """
 
 
-def test_memory_per_level(benchmark: Any, record: Any) -> None:
-    """1,000,000 levels per side: 16 bytes per slot by design, and the RSS it really takes.
+def _window_nbytes(book: Any) -> int:
+    return sum(book._layout(s)["window_nbytes"] for s in (BID, ASK))
+
+
+def test_memory_per_level(benchmark: Any, record: Any, l2: Any) -> None:
+    """1,000,000 levels per side: 16 bytes per sorted slot plus the price windows.
 
     RSS is measured in a fresh child process, where earlier benchmarks' freed
-    memory cannot hide the growth. The timed part is building the book.
+    memory cannot hide the growth. The timed part is building the book. The
+    workload's own final book (about 1,000 levels per side) is reported too.
     """
     n = MEMORY_LEVELS
     info = {}
@@ -420,14 +428,26 @@ def test_memory_per_level(benchmark: Any, record: Any) -> None:
     book = made[-1]
     capacity = book.capacity(BID) + book.capacity(ASK)
     assert len(book) == 2 * n
-    assert book.nbytes / capacity == fastbook.BYTES_PER_LEVEL == 16
+    window = _window_nbytes(book) if fastbook.COMPILED else 0
+    assert (book.nbytes - window) / capacity == fastbook.BYTES_PER_LEVEL == 16
+    # the workload's final book: a realistic depth
+    w = l2.w
+    real = fastbook.Book(price_decimals=w.price_decimals, qty_decimals=w.qty_decimals)
+    real.apply(w.snapshot_sides, w.snapshot_prices, w.snapshot_qtys)
+    real.apply(w.sides, w.prices, w.qtys)
+    real_window = _window_nbytes(real) if fastbook.COMPILED else 0
     info = {
         "levels": len(book),
         "capacity_slots": capacity,
         "nbytes": book.nbytes,
-        "nbytes_per_slot": book.nbytes / capacity,
+        "window_nbytes": window,
+        "sorted_nbytes_per_slot": (book.nbytes - window) / capacity,
         "nbytes_per_level": round(book.nbytes / len(book), 2),
         **info,
+        "workload_book_levels": len(real),
+        "workload_book_nbytes": real.nbytes,
+        "workload_book_window_nbytes": real_window,
+        "workload_book_nbytes_per_level": round(real.nbytes / len(real), 2),
     }
     record("memory", "memory", len(book),
            note=f"{n:,} levels per side, grown from the default capacity; "

@@ -244,9 +244,17 @@ def test_capacity_grows_geometrically(impl):
         b.set(impl.BID, i, 1)
         seen.add(b.capacity(impl.BID))
     assert sorted(seen) == [16, 32, 64, 128, 256, 512, 1024]
-    assert b.nbytes == 16 * (1024 + 0)
+    window = window_nbytes(b)
+    assert b.nbytes == 16 * (1024 + 0) + window
     b.reserve(impl.ASK, 100)
-    assert b.capacity(impl.ASK) == 100 and b.nbytes == 16 * 1124
+    assert b.capacity(impl.ASK) == 100 and b.nbytes == 16 * 1124 + window
+
+
+def window_nbytes(book):
+    """Bytes of the compiled core's price windows (the twin has none)."""
+    if not hasattr(book, "_layout"):
+        return 0
+    return sum(book._layout(side)["window_nbytes"] for side in (1, 2))
 
 
 def test_extreme_prices_keep_order(impl):

@@ -52,19 +52,52 @@ cdef enum:
 
 cdef enum:
     # Bumped whenever a struct layout or an inline function below changes.
-    FB_ABI_VERSION = 1
+    FB_ABI_VERSION = 2
     # Buffer size fb_format_decimal needs: its longest output is 21 characters
     # ("-9.223372036854775808") plus NUL; 48 leaves room for future formats.
     FB_FORMAT_BUFSIZE = 48
 
 
+cdef enum:
+    # fb_ladder.wmode
+    FB_LADDER_SORTED = 0        # every level is in the sorted store
+    FB_LADDER_WINDOW = 1        # the top levels are in the window (then wcount >= 1)
+
+
 ctypedef struct fb_ladder:
-    # One side of an L2 book: parallel arrays sorted ascending by key, best at [count - 1].
-    # key = price for bids and -price for asks, so one code path serves both sides.
-    int64_t *keys
+    # One side of an L2 book. Levels are stored by key (the price for bids, minus the
+    # price for asks, so the best level has the largest key and one code path serves
+    # both sides) in two parts:
+    #
+    # * the window: ``wsize`` dense slots, slot ``i`` holding the level whose key is
+    #   ``wlo + i * quantum`` (quantity 0 and bit clear where there is none). It covers
+    #   the top of the side, so a set near the top is an index computation: no search,
+    #   no shifting.
+    # * the sorted store: the levels below the window (key < wlo), ascending, best last.
+    #
+    # In window mode no level lies above the window and every key is congruent to ``wlo``
+    # modulo ``quantum``, the price grid the book learns from its own prices. The side
+    # falls back to sorted mode (everything in the sorted store: a plain sorted ladder)
+    # when its prices are too sparse or too extreme for a window, and rebuilds the window
+    # when the top moves out of it. ``capacity`` is kept >= the levels of the whole side,
+    # so moving levels between the two parts never allocates.
+    int64_t *keys               # sorted store: ascending keys, best at [count - 1]
     int64_t *qtys
-    Py_ssize_t count            # live levels
-    Py_ssize_t capacity         # allocated slots in keys and qtys
+    Py_ssize_t count            # levels in the sorted store
+    Py_ssize_t capacity         # slots allocated in keys and qtys (>= levels of the side)
+    int64_t *wqtys              # window slots: wcap allocated, 0 where there is no level
+    uint64_t *wbits             # one bit per window slot, set where there is a level
+    Py_ssize_t wsize            # window slots in use (a power of two >= 64; 0 when sorted)
+    Py_ssize_t wcap             # window slots allocated
+    Py_ssize_t wcount           # levels in the window
+    Py_ssize_t wbest            # slot of the best level (when wcount >= 1)
+    int64_t wlo                 # key of slot 0
+    int64_t quantum             # key step between slots (the learned grid); 0 while unknown
+    uint64_t qinv               # exact division by quantum = odd << qshift: odd's inverse
+    uint64_t qmask              # (1 << qshift) - 1
+    int qshift
+    int wmode                   # FB_LADDER_SORTED or FB_LADDER_WINDOW
+    Py_ssize_t retry            # sorted-store inserts left before the window is (re)built
 
 
 ctypedef struct fb_book:
@@ -88,6 +121,9 @@ cdef void fb_book_free(fb_book *book) noexcept nogil
 cdef int fb_book_reserve(fb_book *book, int side, Py_ssize_t capacity) noexcept nogil
 # fb_book_clear: remove every level, keeping capacity.
 cdef void fb_book_clear(fb_book *book) noexcept nogil
+# fb_book_copy: deep copy of ``src`` into ``dst`` (whose old contents are ignored, not
+#   freed). FB_OK, or FB_ENOMEM with ``dst`` empty and valid (free it as usual).
+cdef int fb_book_copy(fb_book *dst, const fb_book *src) noexcept nogil
 
 # --- updates ---------------------------------------------------------------
 # fb_book_set: absolute quantity at ``price``; qty 0 deletes the level (deleting
@@ -115,6 +151,10 @@ cdef Py_ssize_t fb_book_top(const fb_book *book, Py_ssize_t n,
                             int64_t *bid_prices, int64_t *bid_qtys,
                             int64_t *ask_prices, int64_t *ask_qtys) noexcept nogil
 
+# fb_book_worst: the worst (deepest) level of ``side``; False when the side is empty.
+cdef bint fb_book_worst(const fb_book *book, int side, int64_t *price,
+                        int64_t *qty) noexcept nogil
+
 # --- fixed-point text ------------------------------------------------------
 # fb_parse_decimal: ``[+-]digits[.digits][(e|E)[+-]digits]`` (ASCII, no spaces)
 #   to the exact integer ``value * 10**decimals``, never through float. FB_OK, or
@@ -135,20 +175,26 @@ cdef inline Py_ssize_t fb_book_depth(const fb_book *book, int side) noexcept nog
     """Number of levels on ``side`` (0 for an invalid side)."""
     if side != FB_BID and side != FB_ASK:
         return 0
-    return book.ladders[side - 1].count
+    return book.ladders[side - 1].count + book.ladders[side - 1].wcount
 
 
 cdef inline bint fb_book_best(const fb_book *book, int side,
                               int64_t *price, int64_t *qty) noexcept nogil:
     """Write the best level of ``side``; return False when that side is empty."""
     cdef const fb_ladder *lad
+    cdef int64_t key
     if side != FB_BID and side != FB_ASK:
         return False
     lad = &book.ladders[side - 1]
-    if lad.count == 0:
+    if lad.wcount:
+        key = lad.wlo + lad.wbest * lad.quantum
+        qty[0] = lad.wqtys[lad.wbest]
+    elif lad.count:
+        key = lad.keys[lad.count - 1]
+        qty[0] = lad.qtys[lad.count - 1]
+    else:
         return False
-    price[0] = lad.keys[lad.count - 1] if side == FB_BID else -lad.keys[lad.count - 1]
-    qty[0] = lad.qtys[lad.count - 1]
+    price[0] = key if side == FB_BID else -key
     return True
 
 

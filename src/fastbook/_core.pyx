@@ -13,8 +13,8 @@ cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int64_t, uint64_t
-from libc.stdlib cimport free, realloc
-from libc.string cimport memmove
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memmove, memset
 
 from fastbook._edge cimport (
     MAX_SCALE, as_i64, as_side, check_decimals, side_message, top_array, valid_side,
@@ -307,8 +307,53 @@ def format_decimal(value, decimals, *, bint strip=False):
 # The L2 ladder
 # ===========================================================================
 
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    static __inline int fb_clz64(unsigned __int64 x) {
+        unsigned long i; _BitScanReverse64(&i, x); return 63 - (int)i;
+    }
+    static __inline int fb_ctz64(unsigned __int64 x) {
+        unsigned long i; _BitScanForward64(&i, x); return (int)i;
+    }
+    #else
+    #define fb_clz64(x) __builtin_clzll(x)
+    #define fb_ctz64(x) __builtin_ctzll(x)
+    #endif
+    """
+    # both undefined for 0
+    int fb_clz64(uint64_t x) noexcept nogil
+    int fb_ctz64(uint64_t x) noexcept nogil
+
+
+# Window sizing (see fb_ladder in _core.pxd). A window spans twice the key range of the
+# top _W_LEVELS levels, at least _W_MIN and at most _W_MAX slots, and at most
+# _W_PER_LEVEL slots per level of the side, so a sparse side does not get a window of
+# mostly empty slots. The best level is placed a quarter of the window below its top, so
+# the price can rise that far before the window has to move.
+cdef enum:
+    _W_MIN = 64
+    _W_MAX = 1 << 16
+    _W_LEVELS = 512
+    _W_PER_LEVEL = 16
+    # a window must hold at least this many levels (or all of them), else sorted mode
+    _W_MIN_LEVELS = 4
+    # sorted mode retries a window after max(_RETRY_MIN, levels) more inserts
+    _RETRY_MIN = 8
+cdef enum:
+    # what _build_window may assume about the keys' grid
+    _GRID_UNKNOWN = 0
+    _GRID_KNOWN = 1
+    _GRID_BUT_FRESH = 2
+# Window keys stay within +-2**62 (no overflow in wlo + slot * quantum): the best key must
+# be within +-_KEY_LIMIT and the quantum at most _Q_LIMIT (_Q_LIMIT * _W_MAX <= 2**61).
+cdef int64_t _KEY_LIMIT = (<int64_t>1) << 61
+cdef uint64_t _Q_LIMIT = (<uint64_t>1) << 45
+
+
 cdef int _ladder_reserve(fb_ladder *lad, Py_ssize_t need) noexcept nogil:
-    """Make room for ``need`` levels, growing geometrically; FB_ENOMEM on failure."""
+    """Make room for ``need`` levels in the sorted store, growing geometrically; FB_ENOMEM."""
     cdef Py_ssize_t cap
     cdef int64_t *p
     if need <= lad.capacity:
@@ -360,21 +405,275 @@ cdef inline Py_ssize_t _lower_bound(const int64_t *keys, Py_ssize_t n,
     return base + (keys[base] < key)
 
 
-cdef inline int _book_set(fb_book *book, int side, int64_t price,
-                          int64_t qty) noexcept nogil:
-    cdef fb_ladder *lad
-    cdef int64_t key
-    cdef Py_ssize_t n, pos, tail
+# --- the learned price grid: exact division by the quantum -------------------------------
+#
+# quantum = odd << qshift. For odd ``o`` with inverse ``inv`` modulo 2**64, ``x`` is a
+# multiple of ``o`` exactly when ``x * inv mod 2**64 <= (2**64 - 1) // o``, and the product
+# is then ``x // o`` (Granlund and Montgomery). So an index is a mask test, a shift and a
+# multiply, with no division on the hot path.
+
+cdef inline uint64_t _odd_inverse(uint64_t odd) noexcept nogil:
+    # Newton's iteration doubles the correct low bits: 3 (odd * odd == 1 mod 8), 6, ..., 96
+    cdef uint64_t x = odd
+    cdef int _
+    for _ in range(5):
+        x *= <uint64_t>2 - odd * x
+    return x
+
+
+cdef inline uint64_t _quotient(uint64_t d, uint64_t q, uint64_t *out) noexcept nogil:
+    """``d // q`` into ``out`` when ``q`` divides ``d`` (returns 1), else 0. Slow path only."""
+    cdef int shift = fb_ctz64(q)
+    cdef uint64_t odd = q >> shift, m
+    if d & ((<uint64_t>1 << shift) - 1):
+        return 0
+    m = (d >> shift) * _odd_inverse(odd)
+    if m > <uint64_t>-1 // odd:
+        return 0
+    out[0] = m
+    return 1
+
+
+cdef uint64_t _gcd(uint64_t a, uint64_t b) noexcept nogil:
+    """Binary gcd of two nonzero numbers."""
+    cdef int shift = fb_ctz64(a | b)
+    cdef uint64_t t
+    a >>= fb_ctz64(a)
+    while b:
+        b >>= fb_ctz64(b)
+        if a > b:
+            t = a
+            a = b
+            b = t
+        b -= a
+    return a << shift
+
+
+cdef inline void _set_quantum(fb_ladder *lad, uint64_t q) noexcept nogil:
+    lad.quantum = <int64_t>q
+    lad.qshift = fb_ctz64(q)
+    lad.qmask = (<uint64_t>1 << lad.qshift) - 1
+    lad.qinv = _odd_inverse(q >> lad.qshift)
+
+
+cdef inline Py_ssize_t _next_pow2(uint64_t x) noexcept nogil:
+    cdef Py_ssize_t p = 1
+    while <uint64_t>p < x:
+        p <<= 1
+    return p
+
+
+# --- window bits -------------------------------------------------------------------------
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline Py_ssize_t _scan_down(const uint64_t *bits, Py_ssize_t i) noexcept nogil:
+    """Highest set bit at or below ``i``, or -1."""
+    cdef Py_ssize_t w
+    cdef uint64_t word
+    if i < 0:
+        return -1
+    w = i >> 6
+    word = bits[w] & (<uint64_t>-1 >> (63 - (i & 63)))
+    while True:
+        if word:
+            return (w << 6) + 63 - fb_clz64(word)
+        w -= 1
+        if w < 0:
+            return -1
+        word = bits[w]
+
+
+cdef void _dump_window(fb_ladder *lad) noexcept nogil:
+    """Move every window level to the top of the sorted store (sorted mode, window zeroed).
+
+    The window's keys are all above the sorted store's, so appending them in ascending
+    order keeps the store sorted; ``capacity`` covers the whole side, so this never
+    allocates.
+    """
+    cdef Py_ssize_t w, slot, n = lad.count
+    cdef uint64_t word
+    for w in range(lad.wsize >> 6):
+        word = lad.wbits[w]
+        if word == 0:
+            continue
+        lad.wbits[w] = 0
+        while word:
+            slot = (w << 6) + fb_ctz64(word)
+            word &= word - 1
+            lad.keys[n] = lad.wlo + slot * lad.quantum
+            lad.qtys[n] = lad.wqtys[slot]
+            lad.wqtys[slot] = 0
+            n += 1
+    lad.count = n
+    lad.wcount = 0
+    lad.wsize = 0
+    lad.wmode = FB_LADDER_SORTED
+
+
+cdef int _window_alloc(fb_ladder *lad, Py_ssize_t size) noexcept nogil:
+    """Make ``size`` zeroed window slots available (FB_ENOMEM leaves the old ones)."""
+    cdef int64_t *q
+    cdef uint64_t *b
+    if size <= lad.wcap:
+        return FB_OK
+    q = <int64_t *>calloc(<size_t>size, sizeof(int64_t))
+    b = <uint64_t *>calloc(<size_t>(size >> 6), sizeof(uint64_t))
+    if q == NULL or b == NULL:
+        free(q)
+        free(b)
+        return FB_ENOMEM
+    # the window is empty whenever it is resized, so nothing is copied
+    free(lad.wqtys)
+    free(lad.wbits)
+    lad.wqtys = q
+    lad.wbits = b
+    lad.wcap = size
+    return FB_OK
+
+
+cdef void _sorted_mode(fb_ladder *lad) noexcept nogil:
+    cdef Py_ssize_t n = lad.count
+    lad.wmode = FB_LADDER_SORTED
+    lad.wsize = 0
+    lad.retry = n if n > _RETRY_MIN else _RETRY_MIN
+
+
+cdef inline uint64_t _refine(uint64_t q, uint64_t d) noexcept nogil:
+    """The grid after a key gap ``d`` (> 0): ``q`` if it divides ``d``, else their gcd."""
+    cdef uint64_t unused
+    if q == 0:
+        return d
+    if _quotient(d, q, &unused):
+        return q
+    return _gcd(q, d)
+
+
+cdef void _build_window(fb_ladder *lad, int grid, int64_t fresh) noexcept nogil:
+    """Move the top of the sorted store into a new window, or stay in sorted mode.
+
+    Precondition: the window is empty and zeroed (sorted mode, or just dumped). It learns
+    the grid, sizes the window for the top levels, and gives up (sorted mode, retried
+    later) when the prices are too sparse, too extreme, or memory is short.
+
+    ``grid`` says what is known of the keys: _GRID_UNKNOWN, every gap to the best key is
+    checked (the gcd of the gaps refines any quantum known before; O(levels)); _GRID_KNOWN,
+    every key is on ``lad.quantum``'s grid (they came from a window); _GRID_BUT_FRESH, every
+    key but ``fresh`` is, so only its gap to one other key is checked. The last two cost
+    O(window slots) only, so a top that keeps moving up never pays for the whole side.
+    """
+    cdef Py_ssize_t n = lad.count, i, k, size, cap, lo_index, slot
+    cdef int64_t best, wlo
+    cdef uint64_t q = <uint64_t>lad.quantum if lad.quantum > 0 else 0
+    cdef uint64_t d, span = 0, m = 0
+    cdef int shift = 0
+    cdef uint64_t odd = 0, inv = 0, lim = 0
+    cdef int64_t other
+    if n == 0:
+        _sorted_mode(lad)
+        lad.retry = 0
+        return
+    best = lad.keys[n - 1]
+    if best > _KEY_LIMIT or best < -_KEY_LIMIT:
+        _sorted_mode(lad)
+        return
+    if grid == _GRID_UNKNOWN or q == 0:
+        if q:
+            shift = fb_ctz64(q)
+            odd = q >> shift
+            inv = _odd_inverse(odd)
+            lim = <uint64_t>-1 // odd
+        # every gap to the best key must be a multiple of q
+        for i in range(n - 1):
+            d = <uint64_t>best - <uint64_t>lad.keys[i]
+            if q and not (d & ((<uint64_t>1 << shift) - 1)) and ((d >> shift) * inv) <= lim:
+                continue
+            q = _gcd(q, d) if q else d
+            shift = fb_ctz64(q)
+            odd = q >> shift
+            inv = _odd_inverse(odd)
+            lim = <uint64_t>-1 // odd
+    elif grid == _GRID_BUT_FRESH and n >= 2:
+        other = lad.keys[n - 1] if lad.keys[n - 1] != fresh else lad.keys[n - 2]
+        d = <uint64_t>fresh - <uint64_t>other if fresh > other \
+            else <uint64_t>other - <uint64_t>fresh
+        q = _refine(q, d)
+    if q == 0 or q > _Q_LIMIT:
+        _sorted_mode(lad)
+        return
+    _set_quantum(lad, q)        # learned even if the side turns out too sparse below
+    # size: twice the span of the top _W_LEVELS levels, within the limits
+    k = n if n < _W_LEVELS else _W_LEVELS
+    _quotient(<uint64_t>best - <uint64_t>lad.keys[n - k], q, &span)
+    span += 1
+    size = _next_pow2(2 * span) if span < _W_MAX else _W_MAX
+    if size < _W_MIN:
+        size = _W_MIN
+    cap = _next_pow2(<uint64_t>n * _W_PER_LEVEL)
+    if cap < _W_MIN:
+        cap = _W_MIN
+    if size > cap:
+        size = cap
+    if size > _W_MAX:
+        size = _W_MAX
+    wlo = best - <int64_t>(size - 1 - size // 4) * <int64_t>q
+    lo_index = _lower_bound(lad.keys, n, wlo)
+    if n - lo_index < (n if n < _W_MIN_LEVELS else _W_MIN_LEVELS):
+        _sorted_mode(lad)
+        return
+    if _window_alloc(lad, size) < 0:
+        _sorted_mode(lad)
+        return
+    lad.wlo = wlo
+    lad.wsize = size
+    for i in range(lo_index, n):
+        _quotient(<uint64_t>lad.keys[i] - <uint64_t>wlo, q, &m)
+        slot = <Py_ssize_t>m
+        lad.wqtys[slot] = lad.qtys[i]
+        lad.wbits[slot >> 6] |= <uint64_t>1 << (slot & 63)
+    lad.wbest = size - 1 - size // 4
+    lad.wcount = n - lo_index
+    lad.count = lo_index
+    lad.wmode = FB_LADDER_WINDOW
+    # inserts below the window before it is rebuilt (and perhaps resized)
+    lad.retry = n if n > size else size
+
+
+cdef inline bint _sorted_insert(fb_ladder *lad, int64_t key, int64_t qty) noexcept nogil:
+    """Insert a new level (key absent, capacity available); True when it is the new top."""
+    cdef Py_ssize_t n = lad.count
+    cdef Py_ssize_t pos = _lower_bound(lad.keys, n, key)
+    cdef Py_ssize_t tail = n - pos
+    if tail:
+        memmove(&lad.keys[pos + 1], &lad.keys[pos], <size_t>tail * sizeof(int64_t))
+        memmove(&lad.qtys[pos + 1], &lad.qtys[pos], <size_t>tail * sizeof(int64_t))
+    lad.keys[pos] = key
+    lad.qtys[pos] = qty
+    lad.count = n + 1
+    return tail == 0
+
+
+cdef int _insert_rebuild(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) noexcept nogil:
+    """Window mode: a new level the window cannot take (above it, or off its grid)."""
+    cdef int64_t best = lad.wlo + lad.wbest * lad.quantum
     cdef int rc
-    if side != FB_BID and side != FB_ASK:
-        return FB_ESIDE
-    if qty < 0:
-        return FB_EQTY
-    if price == INT64_MIN:
-        return FB_EPRICE
-    lad = &book.ladders[side - 1]
-    key = price if side == FB_BID else -price
-    n = lad.count
+    if lad.count + lad.wcount == lad.capacity:
+        rc = _ladder_reserve(lad, lad.count + lad.wcount + 1)
+        if rc < 0:
+            return rc
+    _dump_window(lad)
+    _sorted_insert(lad, key, qty)
+    book.version += 1
+    _build_window(lad, _GRID_BUT_FRESH, key)
+    return FB_TOP_CHANGED if key > best else FB_OK
+
+
+cdef int _sorted_set(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) noexcept nogil:
+    """A level in the sorted store: sorted mode, or below the window."""
+    cdef Py_ssize_t n = lad.count, pos, tail
+    cdef bint windowed = lad.wmode == FB_LADDER_WINDOW
+    cdef uint64_t m
+    cdef int rc
     pos = _lower_bound(lad.keys, n, key)
     if pos < n and lad.keys[pos] == key:
         if qty == 0:
@@ -384,17 +683,23 @@ cdef inline int _book_set(fb_book *book, int side, int64_t price,
                 memmove(&lad.qtys[pos], &lad.qtys[pos + 1], <size_t>tail * sizeof(int64_t))
             lad.count = n - 1
             book.version += 1
-            return FB_TOP_CHANGED if tail == 0 else FB_OK
+            return FB_TOP_CHANGED if tail == 0 and not windowed else FB_OK
         if lad.qtys[pos] == qty:
             return FB_OK
         lad.qtys[pos] = qty
         book.version += 1
-        return FB_TOP_CHANGED if pos == n - 1 else FB_OK
+        return FB_TOP_CHANGED if pos == n - 1 and not windowed else FB_OK
     if qty == 0:
         book.missing_deletes += 1
         return FB_OK
-    if n == lad.capacity:
-        rc = _ladder_reserve(lad, n + 1)
+    if windowed:
+        # below the window: it must be on the window's grid
+        m = <uint64_t>lad.wlo - <uint64_t>key
+        if (m & lad.qmask) or ((m >> lad.qshift) * lad.qinv) > \
+                <uint64_t>-1 // <uint64_t>(lad.quantum >> lad.qshift):
+            return _insert_rebuild(book, lad, key, qty)
+    if n + lad.wcount == lad.capacity:
+        rc = _ladder_reserve(lad, n + lad.wcount + 1)
         if rc < 0:
             return rc
     tail = n - pos
@@ -405,7 +710,93 @@ cdef inline int _book_set(fb_book *book, int side, int64_t price,
     lad.qtys[pos] = qty
     lad.count = n + 1
     book.version += 1
+    lad.retry -= 1
+    if windowed:
+        # levels piling up below the window: rebuild it, sized for the deeper top
+        if lad.retry <= 0:
+            _dump_window(lad)
+            _build_window(lad, _GRID_KNOWN, 0)
+        return FB_OK
+    if lad.retry <= 0:
+        _build_window(lad, _GRID_UNKNOWN, 0)
     return FB_TOP_CHANGED if tail == 0 else FB_OK
+
+
+cdef inline int _window_set(fb_book *book, fb_ladder *lad, Py_ssize_t slot,
+                            int64_t qty) noexcept nogil:
+    cdef int64_t old = lad.wqtys[slot]
+    cdef uint64_t bit = <uint64_t>1 << (slot & 63)
+    cdef int rc
+    if qty == 0:
+        if old == 0:
+            book.missing_deletes += 1
+            return FB_OK
+        lad.wqtys[slot] = 0
+        lad.wbits[slot >> 6] &= ~bit
+        lad.wcount -= 1
+        book.version += 1
+        if slot != lad.wbest:
+            return FB_OK
+        if lad.wcount:
+            lad.wbest = _scan_down(lad.wbits, slot - 1)
+            # the top fell into the window's bottom quarter: recentre while levels wait below
+            if lad.wbest < (lad.wsize >> 2) and lad.count:
+                _dump_window(lad)
+                _build_window(lad, _GRID_KNOWN, 0)
+        elif lad.count:
+            _dump_window(lad)
+            _build_window(lad, _GRID_KNOWN, 0)
+        else:
+            _sorted_mode(lad)
+            lad.retry = 0
+        return FB_TOP_CHANGED
+    if old == 0:
+        if lad.count + lad.wcount == lad.capacity:
+            rc = _ladder_reserve(lad, lad.count + lad.wcount + 1)
+            if rc < 0:
+                return rc
+        lad.wqtys[slot] = qty
+        lad.wbits[slot >> 6] |= bit
+        lad.wcount += 1
+        book.version += 1
+        if slot > lad.wbest:
+            lad.wbest = slot
+            return FB_TOP_CHANGED
+        return FB_OK
+    if old == qty:
+        return FB_OK
+    lad.wqtys[slot] = qty
+    book.version += 1
+    return FB_TOP_CHANGED if slot == lad.wbest else FB_OK
+
+
+cdef inline int _book_set(fb_book *book, int side, int64_t price,
+                          int64_t qty) noexcept nogil:
+    cdef fb_ladder *lad
+    cdef int64_t key
+    cdef uint64_t d
+    if side != FB_BID and side != FB_ASK:
+        return FB_ESIDE
+    if qty < 0:
+        return FB_EQTY
+    if price == INT64_MIN:
+        return FB_EPRICE
+    lad = &book.ladders[side - 1]
+    key = price if side == FB_BID else -price
+    if lad.wmode == FB_LADDER_WINDOW and key >= lad.wlo:
+        d = <uint64_t>key - <uint64_t>lad.wlo
+        if (d & lad.qmask) == 0:
+            # a slot index below wsize also proves divisibility: a non-multiple gives a
+            # product above (2**64 - 1) // odd >= 2**19 > wsize
+            d = (d >> lad.qshift) * lad.qinv
+            if d < <uint64_t>lad.wsize:
+                return _window_set(book, lad, <Py_ssize_t>d, qty)
+        # above the window or off its grid: no level can be there
+        if qty == 0:
+            book.missing_deletes += 1
+            return FB_OK
+        return _insert_rebuild(book, lad, key, qty)
+    return _sorted_set(book, lad, key, qty)
 
 
 cdef int fb_book_init(fb_book *book, int price_decimals, int qty_decimals,
@@ -415,15 +806,9 @@ cdef int fb_book_init(fb_book *book, int price_decimals, int qty_decimals,
     cdef int s
     if price_decimals < 0 or price_decimals > 18 or qty_decimals < 0 or qty_decimals > 18:
         return FB_EDECIMALS
-    for s in range(2):
-        book.ladders[s].keys = NULL
-        book.ladders[s].qtys = NULL
-        book.ladders[s].count = 0
-        book.ladders[s].capacity = 0
+    memset(book, 0, sizeof(fb_book))
     book.price_decimals = price_decimals
     book.qty_decimals = qty_decimals
-    book.version = 0
-    book.missing_deletes = 0
     if capacity > 0:
         for s in range(2):
             rc = _ladder_reserve(&book.ladders[s], capacity)
@@ -438,10 +823,9 @@ cdef void fb_book_free(fb_book *book) noexcept nogil:
     for s in range(2):
         free(book.ladders[s].keys)
         free(book.ladders[s].qtys)
-        book.ladders[s].keys = NULL
-        book.ladders[s].qtys = NULL
-        book.ladders[s].count = 0
-        book.ladders[s].capacity = 0
+        free(book.ladders[s].wqtys)
+        free(book.ladders[s].wbits)
+        memset(&book.ladders[s], 0, sizeof(fb_ladder))
 
 
 cdef int fb_book_reserve(fb_book *book, int side, Py_ssize_t capacity) noexcept nogil:
@@ -452,10 +836,59 @@ cdef int fb_book_reserve(fb_book *book, int side, Py_ssize_t capacity) noexcept 
 
 
 cdef void fb_book_clear(fb_book *book) noexcept nogil:
-    """Remove every level; capacity is kept."""
-    book.ladders[0].count = 0
-    book.ladders[1].count = 0
+    """Remove every level and forget the learned grid; allocations are kept."""
+    cdef fb_ladder *lad
+    cdef int s
+    for s in range(2):
+        lad = &book.ladders[s]
+        if lad.wsize:
+            memset(lad.wqtys, 0, <size_t>lad.wsize * sizeof(int64_t))
+            memset(lad.wbits, 0, <size_t>(lad.wsize >> 6) * sizeof(uint64_t))
+        lad.count = 0
+        lad.wcount = 0
+        lad.quantum = 0
+        _sorted_mode(lad)
+        lad.retry = 0
     book.version += 1
+
+
+cdef int fb_book_copy(fb_book *dst, const fb_book *src) noexcept nogil:
+    """Deep copy of ``src`` into ``dst`` (old contents ignored); FB_ENOMEM leaves it empty."""
+    cdef int s
+    cdef fb_ladder *d
+    cdef const fb_ladder *o
+    dst[0] = src[0]
+    for s in range(2):
+        d = &dst.ladders[s]
+        o = &src.ladders[s]
+        d.keys = NULL
+        d.qtys = NULL
+        d.wqtys = NULL
+        d.wbits = NULL
+        d.capacity = 0
+        d.wcap = 0
+    for s in range(2):
+        d = &dst.ladders[s]
+        o = &src.ladders[s]
+        if o.capacity:
+            d.keys = <int64_t *>malloc(<size_t>o.capacity * sizeof(int64_t))
+            d.qtys = <int64_t *>malloc(<size_t>o.capacity * sizeof(int64_t))
+            if d.keys == NULL or d.qtys == NULL:
+                fb_book_free(dst)
+                return FB_ENOMEM
+            d.capacity = o.capacity
+            memcpy(d.keys, o.keys, <size_t>o.count * sizeof(int64_t))
+            memcpy(d.qtys, o.qtys, <size_t>o.count * sizeof(int64_t))
+        if o.wcap:
+            d.wqtys = <int64_t *>malloc(<size_t>o.wcap * sizeof(int64_t))
+            d.wbits = <uint64_t *>malloc(<size_t>(o.wcap >> 6) * sizeof(uint64_t))
+            if d.wqtys == NULL or d.wbits == NULL:
+                fb_book_free(dst)
+                return FB_ENOMEM
+            d.wcap = o.wcap
+            memcpy(d.wqtys, o.wqtys, <size_t>o.wcap * sizeof(int64_t))
+            memcpy(d.wbits, o.wbits, <size_t>(o.wcap >> 6) * sizeof(uint64_t))
+    return FB_OK
 
 
 cdef int fb_book_set(fb_book *book, int side, int64_t price, int64_t qty) noexcept nogil:
@@ -490,19 +923,103 @@ cdef int64_t fb_book_qty_at(const fb_book *book, int side, int64_t price) noexce
     """Quantity resting at ``price`` on ``side``; 0 when there is no such level."""
     cdef const fb_ladder *lad
     cdef int64_t key
+    cdef uint64_t d
     cdef Py_ssize_t pos
     if (side != FB_BID and side != FB_ASK) or price == INT64_MIN:
         return 0
     lad = &book.ladders[side - 1]
     key = price if side == FB_BID else -price
+    if lad.wmode == FB_LADDER_WINDOW and key >= lad.wlo:
+        d = <uint64_t>key - <uint64_t>lad.wlo
+        if (d & lad.qmask) == 0:
+            d = (d >> lad.qshift) * lad.qinv
+            if d < <uint64_t>lad.wsize:
+                return lad.wqtys[d]
+        return 0
     pos = _lower_bound(lad.keys, lad.count, key)
     if pos < lad.count and lad.keys[pos] == key:
         return lad.qtys[pos]
     return 0
 
 
+cdef bint fb_book_worst(const fb_book *book, int side, int64_t *price,
+                        int64_t *qty) noexcept nogil:
+    """The worst (deepest) level of ``side``; False when the side is empty."""
+    cdef const fb_ladder *lad
+    cdef int64_t key
+    cdef Py_ssize_t w, slot
+    if side != FB_BID and side != FB_ASK:
+        return False
+    lad = &book.ladders[side - 1]
+    if lad.count:
+        key = lad.keys[0]
+        qty[0] = lad.qtys[0]
+    elif lad.wcount:
+        w = 0
+        while lad.wbits[w] == 0:
+            w += 1
+        slot = (w << 6) + fb_ctz64(lad.wbits[w])
+        key = lad.wlo + slot * lad.quantum
+        qty[0] = lad.wqtys[slot]
+    else:
+        return False
+    price[0] = key if side == FB_BID else -key
+    return True
+
+
+# --- walking a side best first -----------------------------------------------------------
+
+ctypedef struct _walk:
+    Py_ssize_t slot             # next window slot to look at (downwards), -1 when done
+    Py_ssize_t idx              # next sorted-store index (downwards), -1 when done
+
+
+cdef inline void _walk_start(const fb_ladder *lad, _walk *w) noexcept nogil:
+    w.slot = lad.wbest if lad.wcount else -1
+    w.idx = lad.count - 1
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef inline bint _walk_next(const fb_ladder *lad, _walk *w, int64_t *key,
+                            int64_t *qty) noexcept nogil:
+    """The next level (key and quantity), best first; False after the last."""
+    cdef Py_ssize_t s
+    if w.slot >= 0:
+        s = _scan_down(lad.wbits, w.slot)
+        if s >= 0:
+            key[0] = lad.wlo + s * lad.quantum
+            qty[0] = lad.wqtys[s]
+            w.slot = s - 1
+            return True
+        w.slot = -1
+    if w.idx >= 0:
+        key[0] = lad.keys[w.idx]
+        qty[0] = lad.qtys[w.idx]
+        w.idx -= 1
+        return True
+    return False
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _side_top(const fb_ladder *lad, Py_ssize_t n, int64_t sign,
+                          int64_t *prices, int64_t *qtys) noexcept nogil:
+    """Best ``n`` levels of one side (prices = sign * key), zero-padded; returns the count."""
+    cdef _walk w
+    cdef Py_ssize_t i = 0, j
+    cdef int64_t key, qty
+    _walk_start(lad, &w)
+    while i < n and _walk_next(lad, &w, &key, &qty):
+        prices[i] = sign * key
+        qtys[i] = qty
+        i += 1
+    for j in range(i, n):
+        prices[j] = 0
+        qtys[j] = 0
+    return i
+
+
 cdef Py_ssize_t fb_book_top(const fb_book *book, Py_ssize_t n,
                             int64_t *bid_prices, int64_t *bid_qtys,
                             int64_t *ask_prices, int64_t *ask_qtys) noexcept nogil:
@@ -510,23 +1027,8 @@ cdef Py_ssize_t fb_book_top(const fb_book *book, Py_ssize_t n,
 
     Returns the larger of the two sides' filled counts.
     """
-    cdef const fb_ladder *bids = &book.ladders[0]
-    cdef const fb_ladder *asks = &book.ladders[1]
-    cdef Py_ssize_t i, nb = bids.count if bids.count < n else n
-    cdef Py_ssize_t na = asks.count if asks.count < n else n
-    cdef Py_ssize_t top_b = bids.count - 1, top_a = asks.count - 1
-    for i in range(nb):
-        bid_prices[i] = bids.keys[top_b - i]
-        bid_qtys[i] = bids.qtys[top_b - i]
-    for i in range(nb, n):
-        bid_prices[i] = 0
-        bid_qtys[i] = 0
-    for i in range(na):
-        ask_prices[i] = -asks.keys[top_a - i]
-        ask_qtys[i] = asks.qtys[top_a - i]
-    for i in range(na, n):
-        ask_prices[i] = 0
-        ask_qtys[i] = 0
+    cdef Py_ssize_t nb = _side_top(&book.ladders[0], n, 1, bid_prices, bid_qtys)
+    cdef Py_ssize_t na = _side_top(&book.ladders[1], n, -1, ask_prices, ask_qtys)
     return nb if nb > na else na
 
 
@@ -613,7 +1115,7 @@ cdef class _LevelIterator:
     """Best-first iterator over one side; fails if the book changes under it."""
     cdef Book _owner
     cdef int _side
-    cdef Py_ssize_t _i
+    cdef _walk _w
     cdef uint64_t _version
     cdef bint _done
 
@@ -622,7 +1124,7 @@ cdef class _LevelIterator:
 
     def __next__(self):
         cdef const fb_ladder *lad = &self._owner._book.ladders[self._side - 1]
-        cdef Py_ssize_t idx
+        cdef int64_t key, qty
         if self._done:
             # exhausted iterators stay exhausted, as dict iterators do
             raise StopIteration
@@ -630,21 +1132,21 @@ cdef class _LevelIterator:
             _raise_busy()
         if self._owner._book.version != self._version:
             raise RuntimeError("fastbook.Book changed size or contents during iteration")
-        if self._i >= lad.count:
+        if not _walk_next(lad, &self._w, &key, &qty):
             self._done = True
             raise StopIteration
-        idx = lad.count - 1 - self._i
-        self._i += 1
-        return (lad.keys[idx] if self._side == FB_BID else -lad.keys[idx], lad.qtys[idx])
+        return (key if self._side == FB_BID else -key, qty)
 
 
 cdef class Book:
     """An L2 (price-level) order book with fixed-point integer prices and quantities.
 
-    Each side is a pair of preallocated ``int64`` arrays kept sorted with the
-    best level at the end, so the best price is read in O(1), updates near the
-    top cost O(1) amortised, and nothing is allocated once ``capacity`` is
-    reached (it then grows geometrically).
+    Each side keeps its top levels in a window of slots indexed by price (the
+    book learns the price grid from the prices it sees), so an update near the
+    top is an index computation, and the levels below the window in a sorted
+    ``int64`` array. The best price is read in O(1), and nothing is allocated
+    once ``capacity`` is reached (it then grows geometrically) and the window
+    has reached its size. See ``docs/architecture.md`` for the layout.
 
     Parameters
     ----------
@@ -653,7 +1155,8 @@ cdef class Book:
         ``2743150``. Used by the ``*_str`` methods and ``repr``; the integer API
         never rescales.
     capacity : int, default 1024
-        Level slots to preallocate per side.
+        Levels to preallocate room for per side (the sorted array, which can
+        always hold the whole side). The window is sized by the book itself.
 
     Examples
     --------
@@ -705,10 +1208,15 @@ cdef class Book:
         """Bytes of level storage allocated (both sides), excluding the object header."""
         if self._busy:
             _raise_busy()
-        return BYTES_PER_LEVEL * (self._book.ladders[0].capacity + self._book.ladders[1].capacity)
+        cdef Py_ssize_t total = 0
+        cdef int s
+        for s in range(2):
+            total += BYTES_PER_LEVEL * self._book.ladders[s].capacity \
+                + _window_nbytes(self._book.ladders[s].wcap)
+        return total
 
     def capacity(self, side):
-        """Level slots allocated on ``side``."""
+        """Levels ``side`` can hold before its arrays grow."""
         if self._busy:
             _raise_busy()
         return self._book.ladders[valid_side(side) - 1].capacity
@@ -876,7 +1384,7 @@ cdef class Book:
     def __len__(self):
         if self._busy:
             _raise_busy()
-        return self._book.ladders[0].count + self._book.ladders[1].count
+        return fb_book_depth(&self._book, FB_BID) + fb_book_depth(&self._book, FB_ASK)
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked): never valid for one venue."""
@@ -914,23 +1422,35 @@ cdef class Book:
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
         if self._busy:
             _raise_busy()
-        cdef const fb_ladder *lad
         cdef cnp.ndarray prices, qtys
-        cdef int64_t *pp
-        cdef int64_t *pq
-        cdef Py_ssize_t i, n, top
         cdef int s = valid_side(side)
-        lad = &self._book.ladders[s - 1]
-        n = lad.count
+        cdef Py_ssize_t n = fb_book_depth(&self._book, s)
         prices = np.empty(n, dtype=np.int64)
         qtys = np.empty(n, dtype=np.int64)
-        pp = <int64_t *>cnp.PyArray_DATA(prices)
-        pq = <int64_t *>cnp.PyArray_DATA(qtys)
-        top = n - 1
-        for i in range(n):
-            pp[i] = lad.keys[top - i] if s == FB_BID else -lad.keys[top - i]
-            pq[i] = lad.qtys[top - i]
+        _side_top(&self._book.ladders[s - 1], n, 1 if s == FB_BID else -1,
+                  <int64_t *>cnp.PyArray_DATA(prices), <int64_t *>cnp.PyArray_DATA(qtys))
         return prices, qtys
+
+    def _layout(self, side):
+        """How ``side`` is stored (for tests and benchmarks; the keys may change).
+
+        ``mode`` is "window" or "sorted"; ``quantum`` the learned price grid (0 while
+        unknown); ``window_slots`` / ``window_levels`` / ``window_capacity`` the window's
+        slots in use, levels and allocated slots; ``sorted_levels`` the levels below it.
+        """
+        if self._busy:
+            _raise_busy()
+        cdef const fb_ladder *lad = &self._book.ladders[valid_side(side) - 1]
+        return {
+            "mode": "window" if lad.wmode == FB_LADDER_WINDOW else "sorted",
+            "quantum": lad.quantum,
+            "window_slots": lad.wsize,
+            "window_levels": lad.wcount,
+            "window_capacity": lad.wcap,
+            "window_nbytes": _window_nbytes(lad.wcap),
+            "sorted_levels": lad.count,
+            "capacity": lad.capacity,
+        }
 
     def levels(self, side):
         """Iterate ``(price, qty)`` of ``side``, best first.
@@ -944,7 +1464,7 @@ cdef class Book:
         it = _LevelIterator.__new__(_LevelIterator)
         it._owner = self
         it._side = s
-        it._i = 0
+        _walk_start(&self._book.ladders[s - 1], &it._w)
         it._done = False
         it._version = self._book.version
         return it
@@ -996,10 +1516,15 @@ cdef class Book:
         cdef const int64_t[::1] vq = qtys
         if _ladder_reserve(lad, n) < 0:
             raise MemoryError(f"fastbook: cannot allocate {n} levels")
+        if lad.wsize:
+            memset(lad.wqtys, 0, <size_t>lad.wsize * sizeof(int64_t))
+            memset(lad.wbits, 0, <size_t>(lad.wsize >> 6) * sizeof(uint64_t))
+        lad.wcount = 0
         for i in range(n):
             lad.keys[n - 1 - i] = vp[i] if side == FB_BID else -vp[i]
             lad.qtys[n - 1 - i] = vq[i]
         lad.count = n
+        _build_window(lad, _GRID_UNKNOWN, 0)
         self._book.version += 1
 
     def __reduce__(self):
@@ -1028,8 +1553,13 @@ cdef class Book:
             ask = f"{self.format_price(ap)} x {self.format_qty(aq, strip=True)}"
         return (f"<fastbook.Book price_decimals={self._book.price_decimals} "
                 f"qty_decimals={self._book.qty_decimals} "
-                f"bids={self._book.ladders[0].count} asks={self._book.ladders[1].count} "
+                f"bids={fb_book_depth(&self._book, FB_BID)} "
+                f"asks={fb_book_depth(&self._book, FB_ASK)} "
                 f"best_bid={bid} best_ask={ask}>")
+
+
+cdef inline Py_ssize_t _window_nbytes(Py_ssize_t slots) noexcept nogil:
+    return slots * <Py_ssize_t>sizeof(int64_t) + (slots >> 6) * <Py_ssize_t>sizeof(uint64_t)
 
 
 cdef inline int _book_check(int side, int64_t price, int64_t qty) noexcept nogil:

@@ -23,7 +23,8 @@ from fastbook._edge cimport (
     as_i64, as_side, as_u64, check_decimals, side_message, top_array, valid_side,
 )
 from fastbook._core cimport (
-    Book, fb_book, fb_book_clear, fb_book_qty_at, fb_book_set, fb_book_top, fb_ladder,
+    Book, fb_book, fb_book_best, fb_book_clear, fb_book_copy, fb_book_free, fb_book_qty_at,
+    fb_book_set, fb_book_top,
 )
 
 import numpy as np
@@ -833,8 +834,7 @@ cdef inline Py_ssize_t _entry_words(uint64_t trailer) noexcept nogil:
 
 
 ctypedef struct _l2snap:
-    fb_ladder ladders[2]
-    uint64_t missing_deletes
+    fb_book book
 
 
 cdef inline int _journal_reserve(_journal *j) noexcept nogil:
@@ -903,45 +903,27 @@ cdef void _l3_restore(fb_l3book *b, fb_l3book *snap) noexcept nogil:
 
 
 cdef void _l2_snapshot_free(_l2snap *snap) noexcept nogil:
-    cdef int s
     if snap != NULL:
-        for s in range(2):
-            free(snap.ladders[s].keys)
-            free(snap.ladders[s].qtys)
+        fb_book_free(&snap.book)
         free(snap)
 
 
 cdef _l2snap *_l2_snapshot(const fb_book *b) noexcept nogil:
     cdef _l2snap *snap = <_l2snap *>malloc(sizeof(_l2snap))
-    cdef bint ok = True
-    cdef int s
-    cdef size_t n
     if snap == NULL:
         return NULL
-    for s in range(2):
-        n = <size_t>b.ladders[s].capacity * sizeof(int64_t)
-        snap.ladders[s] = b.ladders[s]
-        snap.ladders[s].keys = <int64_t *>_dup(b.ladders[s].keys, n, &ok)
-        snap.ladders[s].qtys = <int64_t *>_dup(b.ladders[s].qtys, n, &ok)
-        if snap.ladders[s].keys == NULL or snap.ladders[s].qtys == NULL:
-            # a NULL copy of a non-empty allocation means out of memory
-            if n != 0:
-                ok = False
-    snap.missing_deletes = b.missing_deletes
-    if not ok:
+    if fb_book_copy(&snap.book, b) < 0:
         _l2_snapshot_free(snap)
         return NULL
     return snap
 
 
 cdef void _l2_restore(fb_book *b, _l2snap *snap) noexcept nogil:
-    cdef int s
-    for s in range(2):
-        free(b.ladders[s].keys)
-        free(b.ladders[s].qtys)
-        b.ladders[s] = snap.ladders[s]
-    b.missing_deletes = snap.missing_deletes
-    b.version += 1
+    """Put ``snap`` (consumed) back in place of ``b``'s state."""
+    cdef uint64_t version = b.version
+    fb_book_free(b)
+    b[0] = snap.book
+    b.version = version + 1
     free(snap)
 
 
@@ -1329,7 +1311,6 @@ cdef int _invoke(_callback *cb, Py_ssize_t i, uint32_t inst) noexcept with gil:
 
 cdef inline void _bbo_of(const fb_bookset *bs, uint32_t inst, int64_t *out) noexcept nogil:
     cdef const fb_l3side *s3
-    cdef const fb_ladder *lad
     cdef int k
     out[0] = 0
     out[1] = 0
@@ -1344,10 +1325,7 @@ cdef inline void _bbo_of(const fb_bookset *bs, uint32_t inst, int64_t *out) noex
                 out[2 * k + 1] = s3.levels[s3.count - 1].qty
     else:
         for k in range(2):
-            lad = &(<const fb_book *>bs.books[inst]).ladders[k]
-            if lad.count:
-                out[2 * k] = lad.keys[lad.count - 1] if k == 0 else -lad.keys[lad.count - 1]
-                out[2 * k + 1] = lad.qtys[lad.count - 1]
+            fb_book_best(<const fb_book *>bs.books[inst], k + 1, &out[2 * k], &out[2 * k + 1])
 
 
 cdef int _sample_row(_sampler *s, const fb_bookset *bs, uint32_t inst, int64_t ts,

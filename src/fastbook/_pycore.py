@@ -385,10 +385,12 @@ class Book:
 
     def _iter_side(self, side: int, version: int) -> Iterator[tuple[int, int]]:
         i = 0
+        levels = None
         while True:
             if self._version != version:
                 raise RuntimeError("fastbook.Book changed size or contents during iteration")
-            levels = self._side_levels(side)
+            if levels is None:      # the version check above keeps this list current
+                levels = self._side_levels(side)
             if i >= len(levels):
                 return
             yield levels[i]

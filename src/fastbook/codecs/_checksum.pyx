@@ -3,7 +3,7 @@
 
 Reads (and, for :func:`truncate`, updates) a ``fastbook.Book`` through the C
 API of ``fastbook._core`` without any Python call per level: the best levels
-are read straight from the ladders, written as text into a stack buffer with
+are read with ``fb_book_top``, written as text into a stack buffer with
 integer arithmetic only (the same text the venue formats; see the twin,
 ``fastbook.codecs._pychecksum``, for the rules written out literally), and
 CRC32 is computed over it with slicing-by-8 tables. A book that is not a
@@ -19,7 +19,8 @@ from libc.stdint cimport INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from fastbook._core cimport (
-    FB_ASK, FB_BID, FB_OK, Book, fb_book, fb_book_set, fb_ladder, fb_parse_decimal,
+    FB_ASK, FB_BID, FB_OK, Book, fb_book, fb_book_depth, fb_book_set, fb_book_top,
+    fb_book_worst, fb_parse_decimal,
 )
 
 from fastbook.codecs import _pychecksum
@@ -185,31 +186,36 @@ cdef Py_ssize_t _put_stripped(char *out, int64_t v, int decimals) noexcept nogil
     return n
 
 
-cdef inline void _level(const fb_ladder *lad, int side, Py_ssize_t i,
-                        int64_t *price, int64_t *qty) noexcept nogil:
-    """The ``i``-th best level (0 = best) of a ladder."""
-    cdef Py_ssize_t j = lad.count - 1 - i
-    price[0] = lad.keys[j] if side == FB_BID else -lad.keys[j]
-    qty[0] = lad.qtys[j]
+ctypedef struct _top:
+    # the best levels of both sides, best first, as fb_book_top writes them
+    int64_t px[2][_MAX_LEVELS]
+    int64_t qty[2][_MAX_LEVELS]
+    Py_ssize_t count[2]
+
+
+cdef inline void _take_top(const fb_book *b, Py_ssize_t levels, _top *t) noexcept nogil:
+    cdef int s
+    fb_book_top(b, levels, t.px[0], t.qty[0], t.px[1], t.qty[1])
+    for s in range(2):
+        t.count[s] = fb_book_depth(b, s + 1)
+        if t.count[s] > levels:
+            t.count[s] = levels
 
 
 cdef Py_ssize_t _kraken_fill(const fb_book *b, int pdig, int qdig, Py_ssize_t levels,
                              char *buf) noexcept nogil:
     """Kraken's checksum text into ``buf``; its length, or -1 (a value past the digits)."""
-    cdef Py_ssize_t n = 0, i, k, m
-    cdef int side
-    cdef const fb_ladder *lad
-    cdef int64_t price, qty
-    for side in range(FB_ASK, FB_BID - 1, -1):     # asks, then bids
-        lad = &b.ladders[side - 1]
-        m = lad.count if lad.count < levels else levels
-        for i in range(m):
-            _level(lad, side, i, &price, &qty)
-            k = _put_kraken(buf + n, price, b.price_decimals, pdig)
+    cdef Py_ssize_t n = 0, i, k
+    cdef int s
+    cdef _top t
+    _take_top(b, levels, &t)
+    for s in range(1, -1, -1):                      # asks, then bids
+        for i in range(t.count[s]):
+            k = _put_kraken(buf + n, t.px[s][i], b.price_decimals, pdig)
             if k < 0:
                 return -1
             n += k
-            k = _put_kraken(buf + n, qty, b.qty_decimals, qdig)
+            k = _put_kraken(buf + n, t.qty[s][i], b.qty_decimals, qdig)
             if k < 0:
                 return -1
             n += k
@@ -219,21 +225,19 @@ cdef Py_ssize_t _kraken_fill(const fb_book *b, int pdig, int qdig, Py_ssize_t le
 cdef Py_ssize_t _okx_fill(const fb_book *b, Py_ssize_t levels, char *buf) noexcept nogil:
     """OKX's checksum text into ``buf``; its length."""
     cdef Py_ssize_t n = 0, i
-    cdef int side
-    cdef const fb_ladder *lad
-    cdef int64_t price, qty
+    cdef int s
+    cdef _top t
+    _take_top(b, levels, &t)
     for i in range(levels):
-        for side in range(FB_BID, FB_ASK + 1):      # bid i, then ask i
-            lad = &b.ladders[side - 1]
-            if i < lad.count:
+        for s in range(2):                          # bid i, then ask i
+            if i < t.count[s]:
                 if n:
                     buf[n] = 58             # ":"
                     n += 1
-                _level(lad, side, i, &price, &qty)
-                n += _put_stripped(buf + n, price, b.price_decimals)
+                n += _put_stripped(buf + n, t.px[s][i], b.price_decimals)
                 buf[n] = 58
                 n += 1
-                n += _put_stripped(buf + n, qty, b.qty_decimals)
+                n += _put_stripped(buf + n, t.qty[s][i], b.qty_decimals)
     return n
 
 
@@ -337,10 +341,9 @@ def truncate(book, side, depth):
 
     """
     cdef fb_book *b
-    cdef fb_ladder *lad
     cdef int s
     cdef Py_ssize_t d
-    cdef int64_t price
+    cdef int64_t price, qty
     cdef list removed
     if not isinstance(book, Book):
         return _pychecksum.truncate(book, side, depth)
@@ -350,14 +353,10 @@ def truncate(book, side, depth):
         raise ValueError(f"depth must be a non-negative int, got {depth!r}")
     s = side
     b = _book_of(book)
-    lad = &b.ladders[s - 1]
-    if lad.count <= depth:
-        return []
     d = depth
     removed = []
-    while lad.count > d:
-        # The worst level is at [0] (ladders are sorted ascending by key, best last).
-        price = lad.keys[0] if s == FB_BID else -lad.keys[0]
+    while fb_book_depth(b, s) > d:
+        fb_book_worst(b, s, &price, &qty)
         fb_book_set(b, s, price, 0)
         removed.append(price)
     return removed
