@@ -226,7 +226,7 @@ def test_levels_iterator_fails_after_a_rebuild():
 
 
 def test_bookset_rollback_restores_a_moved_window():
-    from fastbook import BookSet
+    from fastbook._l3 import BookSet      # the compiled one, whatever fastbook exports
     from fastbook.errors import UpdateError
     from fastbook.events import Action, empty_events
 
