@@ -722,6 +722,26 @@ cdef int _sorted_set(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) no
     return FB_TOP_CHANGED if tail == 0 else FB_OK
 
 
+cdef enum:
+    # _slot_of's answers other than a slot
+    _BELOW = -1                 # sorted mode, or below the window: the sorted store
+    _NOWHERE = -2               # above the window or off its grid: no level can be there
+
+
+cdef inline Py_ssize_t _slot_of(const fb_ladder *lad, int64_t key) noexcept nogil:
+    """The window slot of ``key``, or _BELOW / _NOWHERE."""
+    cdef uint64_t d
+    if lad.wmode != FB_LADDER_WINDOW or key < lad.wlo:
+        return _BELOW
+    d = <uint64_t>key - <uint64_t>lad.wlo
+    if d & lad.qmask:
+        return _NOWHERE
+    # a quotient below wsize also proves divisibility: a non-multiple gives a product
+    # above (2**64 - 1) // odd >= 2**19 > wsize
+    d = (d >> lad.qshift) * lad.qinv
+    return <Py_ssize_t>d if d < <uint64_t>lad.wsize else _NOWHERE
+
+
 cdef inline int _window_set(fb_book *book, fb_ladder *lad, Py_ssize_t slot,
                             int64_t qty) noexcept nogil:
     cdef int64_t old = lad.wqtys[slot]
@@ -774,7 +794,7 @@ cdef inline int _book_set(fb_book *book, int side, int64_t price,
                           int64_t qty) noexcept nogil:
     cdef fb_ladder *lad
     cdef int64_t key
-    cdef uint64_t d
+    cdef Py_ssize_t slot
     if side != FB_BID and side != FB_ASK:
         return FB_ESIDE
     if qty < 0:
@@ -783,15 +803,10 @@ cdef inline int _book_set(fb_book *book, int side, int64_t price,
         return FB_EPRICE
     lad = &book.ladders[side - 1]
     key = price if side == FB_BID else -price
-    if lad.wmode == FB_LADDER_WINDOW and key >= lad.wlo:
-        d = <uint64_t>key - <uint64_t>lad.wlo
-        if (d & lad.qmask) == 0:
-            # a slot index below wsize also proves divisibility: a non-multiple gives a
-            # product above (2**64 - 1) // odd >= 2**19 > wsize
-            d = (d >> lad.qshift) * lad.qinv
-            if d < <uint64_t>lad.wsize:
-                return _window_set(book, lad, <Py_ssize_t>d, qty)
-        # above the window or off its grid: no level can be there
+    slot = _slot_of(lad, key)
+    if slot >= 0:
+        return _window_set(book, lad, slot, qty)
+    if slot == _NOWHERE:
         if qty == 0:
             book.missing_deletes += 1
             return FB_OK
@@ -923,18 +938,15 @@ cdef int64_t fb_book_qty_at(const fb_book *book, int side, int64_t price) noexce
     """Quantity resting at ``price`` on ``side``; 0 when there is no such level."""
     cdef const fb_ladder *lad
     cdef int64_t key
-    cdef uint64_t d
-    cdef Py_ssize_t pos
+    cdef Py_ssize_t pos, slot
     if (side != FB_BID and side != FB_ASK) or price == INT64_MIN:
         return 0
     lad = &book.ladders[side - 1]
     key = price if side == FB_BID else -price
-    if lad.wmode == FB_LADDER_WINDOW and key >= lad.wlo:
-        d = <uint64_t>key - <uint64_t>lad.wlo
-        if (d & lad.qmask) == 0:
-            d = (d >> lad.qshift) * lad.qinv
-            if d < <uint64_t>lad.wsize:
-                return lad.wqtys[d]
+    slot = _slot_of(lad, key)
+    if slot >= 0:
+        return lad.wqtys[slot]
+    if slot == _NOWHERE:
         return 0
     pos = _lower_bound(lad.keys, lad.count, key)
     if pos < lad.count and lad.keys[pos] == key:
