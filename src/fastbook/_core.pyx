@@ -639,30 +639,34 @@ cdef void _build_window(fb_ladder *lad, int grid, int64_t fresh) noexcept nogil:
     lad.retry = n if n > size else size
 
 
-cdef inline bint _sorted_insert(fb_ladder *lad, int64_t key, int64_t qty) noexcept nogil:
-    """Insert a new level (key absent, capacity available); True when it is the new top."""
-    cdef Py_ssize_t n = lad.count
-    cdef Py_ssize_t pos = _lower_bound(lad.keys, n, key)
-    cdef Py_ssize_t tail = n - pos
+cdef inline int _room_for_one(fb_ladder *lad) noexcept nogil:
+    """Capacity for one more level of the side (the twin's growth rule); FB_ENOMEM."""
+    if lad.count + lad.wcount == lad.capacity:
+        return _ladder_reserve(lad, lad.count + lad.wcount + 1)
+    return FB_OK
+
+
+cdef inline bint _sorted_insert_at(fb_ladder *lad, Py_ssize_t pos, int64_t key,
+                                   int64_t qty) noexcept nogil:
+    """Insert a new level at ``pos`` of the sorted store (capacity available); True at the top."""
+    cdef Py_ssize_t tail = lad.count - pos
     if tail:
         memmove(&lad.keys[pos + 1], &lad.keys[pos], <size_t>tail * sizeof(int64_t))
         memmove(&lad.qtys[pos + 1], &lad.qtys[pos], <size_t>tail * sizeof(int64_t))
     lad.keys[pos] = key
     lad.qtys[pos] = qty
-    lad.count = n + 1
+    lad.count += 1
     return tail == 0
 
 
 cdef int _insert_rebuild(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) noexcept nogil:
     """Window mode: a new level the window cannot take (above it, or off its grid)."""
     cdef int64_t best = lad.wlo + lad.wbest * lad.quantum
-    cdef int rc
-    if lad.count + lad.wcount == lad.capacity:
-        rc = _ladder_reserve(lad, lad.count + lad.wcount + 1)
-        if rc < 0:
-            return rc
+    cdef int rc = _room_for_one(lad)
+    if rc < 0:
+        return rc
     _dump_window(lad)
-    _sorted_insert(lad, key, qty)
+    _sorted_insert_at(lad, _lower_bound(lad.keys, lad.count, key), key, qty)
     book.version += 1
     _build_window(lad, _GRID_BUT_FRESH, key)
     return FB_TOP_CHANGED if key > best else FB_OK
@@ -671,7 +675,7 @@ cdef int _insert_rebuild(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty
 cdef int _sorted_set(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) noexcept nogil:
     """A level in the sorted store: sorted mode, or below the window."""
     cdef Py_ssize_t n = lad.count, pos, tail
-    cdef bint windowed = lad.wmode == FB_LADDER_WINDOW
+    cdef bint windowed = lad.wmode == FB_LADDER_WINDOW, top
     cdef uint64_t m
     cdef int rc
     pos = _lower_bound(lad.keys, n, key)
@@ -698,17 +702,10 @@ cdef int _sorted_set(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) no
         if (m & lad.qmask) or ((m >> lad.qshift) * lad.qinv) > \
                 <uint64_t>-1 // <uint64_t>(lad.quantum >> lad.qshift):
             return _insert_rebuild(book, lad, key, qty)
-    if n + lad.wcount == lad.capacity:
-        rc = _ladder_reserve(lad, n + lad.wcount + 1)
-        if rc < 0:
-            return rc
-    tail = n - pos
-    if tail:
-        memmove(&lad.keys[pos + 1], &lad.keys[pos], <size_t>tail * sizeof(int64_t))
-        memmove(&lad.qtys[pos + 1], &lad.qtys[pos], <size_t>tail * sizeof(int64_t))
-    lad.keys[pos] = key
-    lad.qtys[pos] = qty
-    lad.count = n + 1
+    rc = _room_for_one(lad)
+    if rc < 0:
+        return rc
+    top = _sorted_insert_at(lad, pos, key, qty)
     book.version += 1
     lad.retry -= 1
     if windowed:
@@ -719,7 +716,7 @@ cdef int _sorted_set(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) no
         return FB_OK
     if lad.retry <= 0:
         _build_window(lad, _GRID_UNKNOWN, 0)
-    return FB_TOP_CHANGED if tail == 0 else FB_OK
+    return FB_TOP_CHANGED if top else FB_OK
 
 
 cdef enum:
@@ -771,10 +768,9 @@ cdef inline int _window_set(fb_book *book, fb_ladder *lad, Py_ssize_t slot,
             lad.retry = 0
         return FB_TOP_CHANGED
     if old == 0:
-        if lad.count + lad.wcount == lad.capacity:
-            rc = _ladder_reserve(lad, lad.count + lad.wcount + 1)
-            if rc < 0:
-                return rc
+        rc = _room_for_one(lad)
+        if rc < 0:
+            return rc
         lad.wqtys[slot] = qty
         lad.wbits[slot >> 6] |= bit
         lad.wcount += 1
@@ -790,17 +786,24 @@ cdef inline int _window_set(fb_book *book, fb_ladder *lad, Py_ssize_t slot,
     return FB_TOP_CHANGED if slot == lad.wbest else FB_OK
 
 
-cdef inline int _book_set(fb_book *book, int side, int64_t price,
-                          int64_t qty) noexcept nogil:
-    cdef fb_ladder *lad
-    cdef int64_t key
-    cdef Py_ssize_t slot
+cdef inline int _book_check(int side, int64_t price, int64_t qty) noexcept nogil:
     if side != FB_BID and side != FB_ASK:
         return FB_ESIDE
     if qty < 0:
         return FB_EQTY
     if price == INT64_MIN:
         return FB_EPRICE
+    return FB_OK
+
+
+cdef inline int _book_set(fb_book *book, int side, int64_t price,
+                          int64_t qty) noexcept nogil:
+    cdef fb_ladder *lad
+    cdef int64_t key
+    cdef Py_ssize_t slot
+    cdef int rc = _book_check(side, price, qty)
+    if rc < 0:
+        return rc
     lad = &book.ladders[side - 1]
     key = price if side == FB_BID else -price
     slot = _slot_of(lad, key)
@@ -1572,16 +1575,6 @@ cdef class Book:
 
 cdef inline Py_ssize_t _window_nbytes(Py_ssize_t slots) noexcept nogil:
     return slots * <Py_ssize_t>sizeof(int64_t) + (slots >> 6) * <Py_ssize_t>sizeof(uint64_t)
-
-
-cdef inline int _book_check(int side, int64_t price, int64_t qty) noexcept nogil:
-    if side != FB_BID and side != FB_ASK:
-        return FB_ESIDE
-    if qty < 0:
-        return FB_EQTY
-    if price == INT64_MIN:
-        return FB_EPRICE
-    return FB_OK
 
 
 def _rebuild_book(int price_decimals, int qty_decimals, bid_prices, bid_qtys,
