@@ -1448,16 +1448,19 @@ cdef inline int _sample_after(_sampler *s, const fb_bookset *bs, const fb_event 
 # events are (errors, unknown instruments, L2 books, books grown or cleared meanwhile).
 
 cdef enum:
-    _PF_BOOK = 12       # event i + 12: its book's header
-    _PF_SLOT = 8        # event i + 8: its hash slot, and the record an add would take
-    _PF_RECORD = 4      # event i + 4: the record in its slot (in cache by now)
-    _PF_RING = 8        # a power of two > _PF_SLOT - _PF_RECORD
+    _PF_EVENT = 32      # event i + 32: the event itself (the stages below read it)
+    _PF_BOOK = 16       # event i + 16: its book's header
+    _PF_SLOT = 10       # event i + 10: its hash slot, and the record an add would take
+    _PF_RECORD = 5      # event i + 5: the record in its slot (in cache by now)
+    _PF_LINKS = 2       # event i + 2: that record's queue neighbours
+    _PF_RING = 16       # a power of two > _PF_SLOT - _PF_LINKS
 
 
 ctypedef struct _pf_entry:
-    # what the slot stage found for one event, for the record stage
+    # what the earlier stages found for one event, for the later ones
     const fb_l3book *book       # NULL: not an L3 book of the set
     Py_ssize_t home             # its home slot (masked again when used)
+    int32_t record              # the record in that slot at the record stage
 
 
 # The stages take no branch on the event's action or on whether its order exists
@@ -1495,25 +1498,44 @@ cdef inline void _pf_stage_slot(const fb_bookset *bs, const fb_event *e,
     _prefetch(&b.orders[b.free_head if b.free_head != FB_NIL else b.pool_top])
 
 
-cdef inline void _pf_stage_record(const _pf_entry *p) noexcept nogil:
+cdef inline void _pf_stage_record(_pf_entry *p) noexcept nogil:
     cdef const fb_l3book *b = p.book
     cdef int32_t r
     if b == NULL:
         return
     r = b.slots[p.home & ((<Py_ssize_t>1 << b.slot_bits) - 1)]
+    p.record = r
     _prefetch(&b.orders[r])
     _prefetch(&b.order_sides[r])
+
+
+cdef inline void _pf_stage_links(const _pf_entry *p) noexcept nogil:
+    cdef const fb_l3book *b = p.book
+    cdef const fb_order *o
+    cdef int32_t r
+    if b == NULL or b.pool_top == 0:
+        return
+    # a record handed out at least once (its links were set), in place of FB_NIL or
+    # of an index the events in between made stale
+    r = p.record if <uint32_t>p.record < <uint64_t>b.pool_top else 0
+    o = &b.orders[r]
+    _prefetch(&b.orders[o.prev])
+    _prefetch(&b.orders[o.next])
 
 
 cdef inline void _prefetch_ahead(const fb_bookset *bs, const fb_event *events, Py_ssize_t i,
                                  Py_ssize_t n, _pf_entry *ring) noexcept nogil:
     """Run every stage of the pipeline once, before event ``i`` is applied."""
+    if i + _PF_EVENT < n:
+        _prefetch(&events[i + _PF_EVENT])
     if i + _PF_BOOK < n:
         _pf_stage_book(bs, &events[i + _PF_BOOK])
     if i + _PF_SLOT < n:
         _pf_stage_slot(bs, &events[i + _PF_SLOT], &ring[(i + _PF_SLOT) & (_PF_RING - 1)])
     if i + _PF_RECORD < n:
         _pf_stage_record(&ring[(i + _PF_RECORD) & (_PF_RING - 1)])
+    if i + _PF_LINKS < n:
+        _pf_stage_links(&ring[(i + _PF_LINKS) & (_PF_RING - 1)])
 
 
 cdef inline void _prefetch_start(const fb_bookset *bs, const fb_event *events, Py_ssize_t n,
@@ -1522,8 +1544,10 @@ cdef inline void _prefetch_start(const fb_bookset *bs, const fb_event *events, P
     cdef Py_ssize_t k
     for k in range(_PF_BOOK if _PF_BOOK < n else n):
         _pf_stage_book(bs, &events[k])
-    for k in range(_PF_RECORD, _PF_SLOT if _PF_SLOT < n else n):
+    for k in range(_PF_LINKS, _PF_SLOT if _PF_SLOT < n else n):
         _pf_stage_slot(bs, &events[k], &ring[k & (_PF_RING - 1)])
+    for k in range(_PF_LINKS, _PF_RECORD if _PF_RECORD < n else n):
+        _pf_stage_record(&ring[k & (_PF_RING - 1)])
 
 
 cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
