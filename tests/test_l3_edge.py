@@ -1,9 +1,10 @@
-"""The per-call methods' integer arguments: compiled fast path against the pure-Python twin.
+"""The per-call methods' integer arguments: compiled against the pure-Python twin.
 
-OrderBook.add / execute / reduce / delete / replace / modify convert an exact int
-argument inline and send everything else (other integer types, floats, bools, ints
-out of range) through the shared checks. Both routes must give exactly the twin's
-result, or the same exception type and message, for every argument.
+OrderBook.add / execute / reduce / delete / replace / modify take ints, other integer
+types (``__index__``, numpy integers) and refuse floats, strings and out-of-range
+values. For every argument, in every position, the compiled book must give exactly
+the twin's result, or the same exception type and message (this found add passing
+its unconverted quantity to the error path).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ cimport numpy as cnp
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
-from cpython.long cimport PyLong_CheckExact
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 
 from fastbook._edge cimport (
@@ -1649,35 +1648,6 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
 # Python face
 # ===========================================================================
 
-# Integer arguments of the per-call methods. An exact int takes Cython's inline
-# conversion (small values are read straight from the int object, no C-API call);
-# anything else, and an exact int out of range, goes through _edge's checks, which
-# give the errors and messages (floats and bools refused, OverflowError naming
-# the argument). The results are those of as_i64 / as_u64 / as_side.
-
-cdef inline int64_t _i64(object value, str what) except? -1:
-    if PyLong_CheckExact(value):
-        try:
-            return <int64_t>value
-        except OverflowError:
-            pass
-    return as_i64(value, what)
-
-
-cdef inline uint64_t _u64(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
-    if PyLong_CheckExact(value):
-        try:
-            return <uint64_t>value
-        except OverflowError:
-            pass
-    return as_u64(value, what)
-
-
-cdef inline int _side(object side) except? -1:
-    cdef int64_t s = _i64(side, "side")
-    return <int>s if s == FB_BID or s == FB_ASK else 0
-
-
 cdef int _check_capacity(object value, str name) except -1:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -1872,10 +1842,10 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _u64(order_id, "order_id")
-        cdef int s = _side(side)
-        cdef int64_t p = _i64(price, "price")
-        cdef int64_t q = _i64(qty, "qty")
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int s = as_side(side)
+        cdef int64_t p = as_i64(price, "price")
+        cdef int64_t q = as_i64(qty, "qty")
         cdef int rc = fb_l3_add(&self._book, oid, s, p, q)
         if rc < 0:
             _fail(self, rc, "add", oid, side, p, q, 0)
@@ -1889,9 +1859,9 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _u64(order_id, "order_id")
-        cdef int64_t q = _i64(qty, "qty")
-        cdef int rc = fb_l3_execute(&self._book, oid, _side(side), q)
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int64_t q = as_i64(qty, "qty")
+        cdef int rc = fb_l3_execute(&self._book, oid, as_side(side), q)
         if rc < 0:
             _fail(self, rc, "execute", oid, side, 0, q, 0)
         return rc == FB_TOP_CHANGED
@@ -1900,9 +1870,9 @@ cdef class OrderBook:
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _u64(order_id, "order_id")
-        cdef int64_t q = _i64(qty, "qty")
-        cdef int rc = fb_l3_reduce(&self._book, oid, _side(side), q)
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int64_t q = as_i64(qty, "qty")
+        cdef int rc = fb_l3_reduce(&self._book, oid, as_side(side), q)
         if rc < 0:
             _fail(self, rc, "reduce", oid, side, 0, q, 0)
         return rc == FB_TOP_CHANGED
@@ -1911,8 +1881,8 @@ cdef class OrderBook:
         """Remove the order, whatever its remaining quantity."""
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _u64(order_id, "order_id")
-        cdef int rc = fb_l3_delete(&self._book, oid, _side(side))
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int rc = fb_l3_delete(&self._book, oid, as_side(side))
         if rc < 0:
             _fail(self, rc, "delete", oid, side, 0, 0, 0)
         return rc == FB_TOP_CHANGED
@@ -1925,11 +1895,11 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _u64(order_id, "order_id")
-        cdef uint64_t nid = _u64(new_order_id, "new_order_id")
-        cdef int64_t q = _i64(qty, "qty")
-        cdef int64_t p = _i64(price, "price")
-        cdef int rc = fb_l3_replace(&self._book, oid, _side(side), nid, q, p)
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef uint64_t nid = as_u64(new_order_id, "new_order_id")
+        cdef int64_t q = as_i64(qty, "qty")
+        cdef int64_t p = as_i64(price, "price")
+        cdef int rc = fb_l3_replace(&self._book, oid, as_side(side), nid, q, p)
         if rc < 0:
             _fail(self, rc, "replace", oid, side, p, q, nid)
         return rc == FB_TOP_CHANGED
@@ -1944,10 +1914,10 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
-        cdef uint64_t oid = _u64(order_id, "order_id")
-        cdef int64_t q = _i64(qty, "qty")
-        cdef int64_t p = _i64(price, "price")
-        cdef int rc = fb_l3_modify(&self._book, oid, _side(side), q, p)
+        cdef uint64_t oid = as_u64(order_id, "order_id")
+        cdef int64_t q = as_i64(qty, "qty")
+        cdef int64_t p = as_i64(price, "price")
+        cdef int rc = fb_l3_modify(&self._book, oid, as_side(side), q, p)
         if rc < 0:
             _fail(self, rc, "modify", oid, side, p, q, oid)
         return rc == FB_TOP_CHANGED
