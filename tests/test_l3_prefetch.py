@@ -1,13 +1,14 @@
 """BookSet.apply's prefetch pipeline: compiled against the pure-Python twin at its edges.
 
-The compiled loop looks up to 12 events ahead (book header, hash slot, order record)
-while it applies event i. The lookahead only issues cache hints and must change no
-result, so these batches aim at what could go wrong if it did: batches shorter than,
-equal to and just longer than each stage's distance, errors in the middle of a batch
-(raise mode rolls back, skip mode counts), events switching between many books of
-both kinds and a side-keyed book, instruments outside the set, books whose pools and
-hash tables grow or are cleared between an event's lookahead and its turn, and a
-per-event callback that changes a book the lookahead already looked at.
+The compiled loop looks up to 32 events ahead (the event itself, then its book
+header, hash slot, order record and queue neighbours) while it applies event i. The
+lookahead only issues cache hints and must change no result, so these batches aim at
+what could go wrong if it did: batches shorter than, equal to and just longer than
+each stage's distance, errors in the middle of a batch (raise mode rolls back, skip
+mode counts), events switching between many books of both kinds and a side-keyed
+book, instruments outside the set, books whose pools and hash tables grow or are
+cleared between an event's lookahead and its turn, and a per-event callback that
+changes a book the lookahead already looked at.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ INT64_MIN = -(2**63)
 L3_BOOKS = 5            # instruments 0-4: L3 books (4 is side-keyed)
 L2_BOOK = 5             # instrument 5: an L2 book
 SIDE_KEYED = 4
-#: The pipeline's distances (_PF_BOOK, _PF_SLOT, _PF_RECORD in _l3.pyx) and their neighbours.
-EDGE_SIZES = (0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 17)
+#: The pipeline's distances (_PF_EVENT, _PF_BOOK, _PF_SLOT, _PF_RECORD, _PF_LINKS in
+#: _l3.pyx: 32, 16, 10, 5, 2) and their neighbours.
+EDGE_SIZES = (0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 15, 16, 17, 31, 32, 33)
 
 
 def make_set(mod, on_error):
@@ -118,7 +120,7 @@ rare_event = st.fixed_dictionaries({
 })
 event = st.one_of(l3_event, l3_event, l3_event, l3_event, l3_event, l3_event, l2_event,
                   rare_event)
-batch_size = st.one_of(st.sampled_from(EDGE_SIZES), st.integers(0, 60))
+batch_size = st.one_of(st.sampled_from(EDGE_SIZES), st.integers(0, 70))
 
 
 @st.composite
@@ -227,7 +229,7 @@ def test_long_stream_over_many_books_matches_the_twin():
             next_id += 1
     events = as_events(recs)
     start = 0
-    for size in (1, 4, 8, 12, 13, 257, 1000, 5000):
+    for size in (1, 2, 5, 10, 16, 32, 33, 257, 1000, 5000):
         chunk = events[start:start + size]
         assert compiled.apply(chunk) == twin.apply(chunk) == len(chunk)
         start += size
