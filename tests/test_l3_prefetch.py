@@ -1,0 +1,239 @@
+"""BookSet.apply's prefetch pipeline: compiled against the pure-Python twin at its edges.
+
+The compiled loop looks up to 32 events ahead (the event itself, then its book
+header, hash slot, order record and queue neighbours) while it applies event i. The
+lookahead only issues cache hints and must change no result, so these batches aim at
+what could go wrong if it did: batches shorter than, equal to and just longer than
+each stage's distance, errors in the middle of a batch (raise mode rolls back, skip
+mode counts), events switching between many books of both kinds and a side-keyed
+book, instruments outside the set, books whose pools and hash tables grow or are
+cleared between an event's lookahead and its turn, and a per-event callback that
+changes a book the lookahead already looked at.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastbook import _pyl3
+from fastbook.errors import UpdateError
+from fastbook.events import Action, empty_events
+
+try:
+    from fastbook import _l3
+except ImportError:  # the compiled core is not built
+    _l3 = None
+
+NO_EXTENSIONS = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
+pytestmark = pytest.mark.skipif(_l3 is None or NO_EXTENSIONS,
+                                reason="compiled L3 book disabled or not built")
+
+BID, ASK = 1, 2
+INT64_MIN = -(2**63)
+L3_BOOKS = 5            # instruments 0-4: L3 books (4 is side-keyed)
+L2_BOOK = 5             # instrument 5: an L2 book
+SIDE_KEYED = 4
+#: The pipeline's distances (_PF_EVENT, _PF_BOOK, _PF_SLOT, _PF_RECORD, _PF_LINKS in
+#: _l3.pyx: 32, 16, 10, 5, 2) and their neighbours.
+EDGE_SIZES = (0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 15, 16, 17, 31, 32, 33)
+
+
+def make_set(mod, on_error):
+    """Five L3 books (tiny pools, so they grow mid-batch; one side-keyed) and an L2 book."""
+    bs = mod.BookSet(on_error=on_error)
+    for i in range(L3_BOOKS):
+        if i == SIDE_KEYED:
+            book = mod.OrderBook(price_decimals=2, order_capacity=0, capacity=0,
+                                 on_error=on_error, side_keys=True)
+            assert bs.add_book(book, symbol=f"S{i}") == i
+        else:
+            assert bs.add_instrument(f"S{i}", price_decimals=2, order_capacity=0,
+                                     capacity=0) == i
+    assert bs.add_instrument("L2", kind="l2", price_decimals=2, capacity=0) == L2_BOOK
+    return bs
+
+
+def state(bs):
+    out = []
+    for i in range(len(bs)):
+        book = bs[i]
+        levels = []
+        for side in (BID, ASK):
+            for price, qty in book.levels(side):
+                orders = None
+                if i < L3_BOOKS:
+                    orders = tuple(book.orders_at(side, price))
+                levels.append((side, price, qty, orders))
+        count = book.order_count if i < L3_BOOKS else book.missing_deletes
+        out.append((levels, count))
+    return out, bs.errors, [bs.instrument_errors(i) for i in range(len(bs))]
+
+
+def outcome(bs, events, **kwargs):
+    try:
+        return bs.apply(events, **kwargs), None
+    except UpdateError as exc:
+        return None, (str(exc), exc.index)
+
+
+def as_events(records):
+    out = empty_events(len(records))
+    for i, rec in enumerate(records):
+        for key, value in rec.items():
+            out[key][i] = value
+    return out
+
+
+# Order ids from a small range, so deletes, executions and replaces mostly find their
+# order, and adds often collide in the hash tables; a few wild values for errors.
+l3_event = st.fixed_dictionaries({
+    "instrument": st.integers(0, L3_BOOKS - 1),
+    "action": st.sampled_from([Action.ADD] * 5 + [Action.DELETE] * 3
+                              + [Action.EXECUTE, Action.REDUCE, Action.REPLACE,
+                                 Action.REPLACE]),
+    "side": st.sampled_from([BID, BID, ASK, ASK, 0]),
+    "price": st.integers(98, 104),
+    "qty": st.integers(1, 5),
+    "order_id": st.integers(1, 40),
+    "new_order_id": st.integers(1, 40),
+    "flags": st.sampled_from([0, 0, 0x0200]),
+})
+l2_event = st.fixed_dictionaries({
+    "instrument": st.just(L2_BOOK),
+    "action": st.sampled_from([Action.ADD, Action.REDUCE, Action.DELETE, Action.SET_LEVEL]),
+    "side": st.sampled_from([BID, ASK]),
+    "price": st.integers(98, 104),
+    "qty": st.integers(0, 5),
+})
+rare_event = st.fixed_dictionaries({
+    "instrument": st.sampled_from([0, 1, SIDE_KEYED, L2_BOOK, 6, 2**32 - 1]),
+    "action": st.sampled_from([0, Action.CLEAR, Action.SNAPSHOT_BEGIN, Action.TRADE, 12, 255]),
+    "side": st.sampled_from([BID, ASK, 0, 7]),
+    "price": st.sampled_from([100, INT64_MIN]),
+    "qty": st.sampled_from([1, 0, -3]),
+    "order_id": st.integers(0, 40),
+})
+event = st.one_of(l3_event, l3_event, l3_event, l3_event, l3_event, l3_event, l2_event,
+                  rare_event)
+batch_size = st.one_of(st.sampled_from(EDGE_SIZES), st.integers(0, 70))
+
+
+@st.composite
+def batches(draw):
+    return [draw(st.lists(event, min_size=n, max_size=n))
+            for n in draw(st.lists(batch_size, min_size=1, max_size=6))]
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=batches())
+def test_batches_around_the_lookahead(on_error, batches):
+    compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
+    for records in batches:
+        events = as_events(records)
+        assert outcome(compiled, events) == outcome(twin, events)
+        assert state(compiled) == state(twin)
+
+
+def _growing_batch(n, first_id, instrument_of):
+    """n adds with fresh ids (the pools and hash tables double while the batch runs),
+    then a delete of every other one."""
+    recs = []
+    for k in range(n):
+        recs.append({"instrument": instrument_of(k), "action": Action.ADD,
+                     "side": BID if k % 3 else ASK, "price": 100 + (k % 7) * (1 if k % 3 else -1),
+                     "qty": 1 + k % 4, "order_id": first_id + k})
+    for k in range(0, n, 2):
+        recs.append({"instrument": instrument_of(k), "action": Action.DELETE,
+                     "side": BID if k % 3 else ASK, "order_id": first_id + k})
+    return recs
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+@pytest.mark.parametrize("n", [3, 12, 40, 700])
+def test_pools_grow_and_errors_in_the_middle(on_error, n):
+    """Books grow under the lookahead; then the same batch fails in its middle."""
+    compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
+    recs = _growing_batch(n, 1000, lambda k: (k * 7) % L3_BOOKS)
+    events = as_events(recs)
+    assert outcome(compiled, events) == outcome(twin, events)
+    assert state(compiled) == state(twin)
+    # again, with a clear of book 1 in the middle and an unknown order near the end:
+    # raise mode rolls everything back (the clear included), skip mode counts it
+    recs = _growing_batch(n, 500_000, lambda k: (k * 3) % L3_BOOKS)
+    middle = len(recs) // 2
+    recs.insert(middle, {"instrument": 1, "action": Action.CLEAR})
+    recs.insert(len(recs) - 2, {"instrument": 0, "action": Action.DELETE, "side": BID,
+                                "order_id": 999_999_999})
+    events = as_events(recs)
+    assert outcome(compiled, events) == outcome(twin, events)
+    assert state(compiled) == state(twin)
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_callback_changes_books_the_lookahead_saw(on_error):
+    """A per-event callback grows a book (and, in skip mode, clears another) right after
+    events whose successors the pipeline has already looked at.
+
+    Raise mode does not clear: the deletes after it would fail, and a raise-mode
+    rollback does not undo changes a callback made to the books itself.
+    """
+    compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
+    recs = _growing_batch(60, 1, lambda k: k % 3)
+    events = as_events(recs)
+
+    def make_callback(bs):
+        def callback(index, instrument):
+            if index == 20 and on_error == "skip":
+                bs[1].clear()
+            if index == 30:
+                for k in range(300):        # grows book 2's pool and hash table
+                    bs[2].add(10_000 + k, BID, 90 - k % 5, 1)
+        return callback
+
+    assert (outcome(compiled, events, callback=make_callback(compiled))
+            == outcome(twin, events, callback=make_callback(twin)))
+    assert state(compiled) == state(twin)
+    assert compiled[2].order_count > 300
+    # skip mode: the deletes of orders 5, 11 and 17, which book 1 had before the clear
+    assert compiled.errors["unknown_order"] == (0 if on_error == "raise" else 3)
+
+
+def test_long_stream_over_many_books_matches_the_twin():
+    """A few thousand valid events over 40 books, applied in batches of odd sizes."""
+    rng = np.random.default_rng(7)
+    compiled, twin = _l3.BookSet(), _pyl3.BookSet()
+    for bs in (compiled, twin):
+        for i in range(40):
+            bs.add_instrument(f"S{i}", price_decimals=2, order_capacity=0, capacity=0)
+    live = [[] for _ in range(40)]
+    recs, next_id = [], 1
+    for _ in range(6000):
+        inst = int(rng.integers(40))
+        if live[inst] and rng.random() < 0.5:
+            oid, side = live[inst].pop(int(rng.integers(len(live[inst]))))
+            recs.append({"instrument": inst, "action": Action.DELETE, "side": side,
+                         "order_id": oid})
+        else:
+            side = BID if rng.random() < 0.5 else ASK
+            price = 1000 - int(rng.integers(1, 30)) if side == BID else 1000 + int(
+                rng.integers(1, 30))
+            recs.append({"instrument": inst, "action": Action.ADD, "side": side,
+                         "price": price, "qty": int(rng.integers(1, 9)), "order_id": next_id})
+            live[inst].append((next_id, side))
+            next_id += 1
+    events = as_events(recs)
+    start = 0
+    for size in (1, 2, 5, 10, 16, 32, 33, 257, 1000, 5000):
+        chunk = events[start:start + size]
+        assert compiled.apply(chunk) == twin.apply(chunk) == len(chunk)
+        start += size
+    assert start >= len(events)
+    for i in range(40):
+        assert list(compiled[i]) == list(twin[i])
+        assert compiled[i].top(5).tolist() == twin[i].top(5).tolist()
