@@ -19,9 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastbook import _pycore
+from fastbook.errors import UpdateError
+from fastbook.events import Action, empty_events
 
 try:
-    from fastbook import _core
+    from fastbook import _core, _l3
     from fastbook.codecs import _checksum
 except ImportError:  # pragma: no cover
     _core = None
@@ -226,11 +228,7 @@ def test_levels_iterator_fails_after_a_rebuild():
 
 
 def test_bookset_rollback_restores_a_moved_window():
-    from fastbook._l3 import BookSet      # the compiled one, whatever fastbook exports
-    from fastbook.errors import UpdateError
-    from fastbook.events import Action, empty_events
-
-    bs = BookSet()
+    bs = _l3.BookSet()          # the compiled one, whatever fastbook exports
     bs.add_instrument("X", kind="l2", price_decimals=2, qty_decimals=0)
     ref = _pycore.Book(price_decimals=2, qty_decimals=0)
     ev = empty_events(60)

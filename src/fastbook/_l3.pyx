@@ -2484,7 +2484,10 @@ cdef class BookSet:
             with the GIL held throughout. If it raises, apply stops and the
             exception propagates: in raise mode every book (and sampler) is
             back as before the call; in skip mode the events up to and
-            including ``index`` stay applied.
+            including ``index`` stay applied. The callback may read the books
+            but must not change them: a rollback undoes the batch's own events,
+            and what it does to changes the callback made is unspecified (the
+            compiled journal keeps them, the twin's copies undo them).
 
         Returns
         -------
