@@ -1,8 +1,7 @@
 """The streaming half the binary ITCH decoders share: frames that straddle chunks, counts.
 
-A subclass (``itch50.Decoder``, ``ose_itch.Decoder``) keeps ``name``,
-``messages``, ``_counts`` (messages by type byte), ``_base`` (the absolute offset
-of the first byte not yet consumed), ``_tail`` and ``_closed``, sets
+A subclass (``itch50.Decoder``, ``ose_itch.Decoder``) calls
+``FramedDecoder.__init__`` for the state every decoder has, sets
 ``_MESSAGE_LENGTHS`` (the types it knows), and implements
 ``_run(buf, pos, *, final, stop_at=None)``, a generator of event batches that
 returns the position after the last whole frame it decoded.
@@ -10,12 +9,13 @@ returns the position after the last whole frame it decoded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from fastbook.errors import DecodeError
+from fastbook.events import EVENT_DTYPE
 
 #: Longest frame a decoder joins across two chunks (a 64 KiB MoldUDP64 packet and its header).
 MAX_FRAME = (1 << 16) + 64
@@ -35,12 +35,29 @@ class FramedDecoder:
 
     _MESSAGE_LENGTHS: ClassVar[Mapping[str, int]] = {}
 
-    name: str
-    messages: int
-    _counts: np.ndarray
-    _base: int
-    _tail: bytes
-    _closed: bool
+    def __init__(self, bookset: Any, *, symbols: Iterable[str] | None, framing: str,
+                 framings: Mapping[str, int], venue: str, name: str, batch: int) -> None:
+        self.bookset = bookset
+        self.symbols = None if symbols is None else frozenset(symbols)
+        if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
+            raise TypeError("symbols must be strings")
+        self.framing = framing
+        self._framing = framing_code(framings, framing)
+        self.venue = venue
+        self.name = name
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        self._events = np.zeros(batch, EVENT_DTYPE)
+        self._counts = np.zeros(256, np.uint64)     # messages by type byte
+        self._tail = b""        # bytes of a frame that straddles the last chunk
+        self._base = 0          # absolute offset of the first byte not yet consumed
+        self.messages = 0       #: messages decoded so far
+        self.events = 0         #: events handed out so far
+        #: directory entries seen, in order (dicts, one per directory message)
+        self.directory: list[dict[str, Any]] = []
+        #: instrument id per the feed's own book key, for the chosen symbols
+        self.instruments: dict[int, int] = {}
+        self._closed = False
 
     def _run(self, buf: Any, pos: int, *, final: bool,
              stop_at: int | None = None) -> Iterator[np.ndarray]:  # pragma: no cover

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from fastbook import _select
-from fastbook.codecs._framed import FramedDecoder, framing_code
+from fastbook.codecs._framed import FramedDecoder
 from fastbook.codecs._pyitch50 import (
     MESSAGE_LENGTHS,
     iter_messages,
@@ -125,32 +125,15 @@ class Decoder(FramedDecoder):
     def __init__(self, bookset: Any, *, symbols: Iterable[str] | None = None,
                  framing: str = "binaryfile", venue: str = VENUE, name: str = "<stream>",
                  batch: int = BATCH_EVENTS, kernel: Any = None) -> None:
-        self.bookset = bookset
-        self.symbols = None if symbols is None else frozenset(symbols)
-        if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
-            raise TypeError("symbols must be strings")
-        self.framing = framing
-        self._framing = framing_code(FRAMINGS, framing)
-        self.venue = venue
-        self.name = name
-        if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        super().__init__(bookset, symbols=symbols, framing=framing, framings=FRAMINGS,
+                         venue=venue, name=name, batch=batch)
         self._kernel = _kernel if kernel is None else kernel
-        self._events = np.zeros(batch, EVENT_DTYPE)
-        self._counts = np.zeros(256, np.uint64)
         # the kernel stops after each frame or packet holding an R (at most ~1600 in a
         # 64 KiB packet), so the new locate is mapped before its next message
         self._directory = np.zeros(2048, np.int64)
         self._locate_map = np.full(65536, -1, np.int32) if bookset is not None else None
-        self._tail = b""
-        self._base = 0          # absolute offset of the first byte not yet consumed
-        self.messages = 0       #: messages decoded so far
-        self.events = 0         #: events handed out so far
-        #: stock directory entries seen, in order (dicts from ``stock_directory``)
-        self.directory: list[dict[str, Any]] = []
-        #: instrument id per stock locate, for the chosen symbols
-        self.instruments: dict[int, int] = {}
-        self._closed = False
+        # (FramedDecoder's ``directory`` holds ``stock_directory`` dicts, and its
+        # ``instruments`` is keyed by stock locate)
 
     def _run(self, buf: Any, pos: int, *, final: bool,
              stop_at: int | None = None) -> Iterator[np.ndarray]:

@@ -61,7 +61,7 @@ import numpy as np
 
 from fastbook import _select
 from fastbook.codecs import _pyose
-from fastbook.codecs._framed import FramedDecoder, framing_code
+from fastbook.codecs._framed import FramedDecoder
 from fastbook.codecs._pyose import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
@@ -179,37 +179,21 @@ class Decoder(FramedDecoder):
                  framing: str = "binaryfile", venue: str = VENUE, name: str = "<stream>",
                  batch: int = BATCH_EVENTS, kernel: Any = True, on_invalid: str = "raise",
                  keep_positions: bool = False) -> None:
-        self.bookset = bookset
-        self.symbols = None if symbols is None else frozenset(symbols)
-        if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
-            raise TypeError("symbols must be strings")
-        self.framing = framing
-        self._framing = framing_code(FRAMINGS, framing)
-        self.venue = venue
-        self.name = name
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        super().__init__(bookset, symbols=symbols, framing=framing, framings=FRAMINGS,
+                         venue=venue, name=name, batch=batch)
         if on_invalid not in ("raise", "skip"):
             raise ValueError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
         self.on_invalid = on_invalid
         self._kernel = _kernel_module(kernel)
-        self._events = np.zeros(batch, EVENT_DTYPE)
         self._positions = np.zeros(batch, np.uint32) if keep_positions else None
-        self._counts = np.zeros(256, np.uint64)
         self._state = new_state()
         self._directory = np.zeros(_DIRECTORY_SLOTS, np.int64)
         self._invalid = np.zeros(len(INVALID_KINDS), np.uint64) if on_invalid == "skip" \
             else None
         self._book_map = book_map_new(64) if bookset is not None else None
         self._equilibrium = self._new_equilibrium(64) if bookset is not None else None
-        self._tail = b""
-        self._base = 0
-        self.messages = 0       #: messages decoded so far
-        self.events = 0         #: events handed out so far
-        #: order book directory entries (dicts of :func:`order_book_directory`), in order
-        self.directory: list[dict[str, Any]] = []
-        #: instrument id per order book id, for the chosen books
-        self.instruments: dict[int, int] = {}
+        # (FramedDecoder's ``directory`` holds ``order_book_directory`` dicts, and its
+        # ``instruments`` is keyed by order book id)
         #: combination order book id -> its legs: dicts of leg (order book id), side, ratio
         self.legs: dict[int, list[dict[str, Any]]] = {}
         #: order book id -> tick size table: (tick_size, price_from, price_to) rows
@@ -219,7 +203,6 @@ class Decoder(FramedDecoder):
         #: positions of the events of the last batch (``keep_positions=True``)
         self.batch_positions: np.ndarray | None = None
         self._obids: dict[int, int] = {}   # instrument -> order book id
-        self._closed = False
 
     @staticmethod
     def _new_equilibrium(rows: int) -> np.ndarray:
