@@ -249,8 +249,9 @@ class L2Feed:
     Subclasses set :attr:`venue` and :attr:`default_decimals` and implement
     :meth:`feed` (and :meth:`snapshot` when the venue's snapshot comes from
     REST). ``instruments`` gives each native symbol its scales; a symbol
-    without one uses ``default_decimals``, and a value with more decimals than
-    the scale is a :class:`FeedError`. ``depth`` is the subscribed depth where
+    without one gets :meth:`_default_instrument` (``default_decimals``), which
+    is then kept in ``instruments``, and a value with more decimals than the
+    scale is a :class:`FeedError`. ``depth`` is the subscribed depth where
     the venue needs it (Kraken truncation). ``record=True`` also appends every
     change applied to a book to an :class:`EventBuffer` (SNAPSHOT_BEGIN,
     SET_LEVEL..., SNAPSHOT_END for a snapshot; SET_LEVEL for an update; CLEAR
@@ -262,6 +263,11 @@ class L2Feed:
 
     venue: ClassVar[str] = ""
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
+    #: per-symbol counters a venue adds to ``COUNT_KEYS`` (0 from a symbol's first sight)
+    EXTRA_COUNTS: ClassVar[tuple[str, ...]] = ()
+    #: a venue's JSON scanner (``codecs._l2json.Scanner``) when its hot path applies
+    #: updates itself; :meth:`counts` adds what it applied
+    _scan: Any = None
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
                  *, depth: int | None = None, on_error: str = "raise", record: bool = False,
@@ -288,15 +294,21 @@ class L2Feed:
         if s is None:
             inst = self.instruments.get(native)
             if inst is None:
-                pd, qd = self.default_decimals
-                inst = Instrument(self.venue, native, native, pd, qd)
+                inst = self.instruments[native] = self._default_instrument(native)
             from fastbook import Book
 
             book = Book(price_decimals=inst.price_decimals, qty_decimals=inst.qty_decimals,
                         capacity=self.book_capacity)
             s = SymbolSync(native, inst, len(self._symbols), book)
+            for key in self.EXTRA_COUNTS:
+                s.counts[key] = 0
             self._symbols[native] = s
         return s
+
+    def _default_instrument(self, native: str) -> Instrument:
+        """The instrument of a symbol ``instruments`` does not name."""
+        pd, qd = self.default_decimals
+        return Instrument(self.venue, native, native, pd, qd)
 
     @property
     def symbols(self) -> list[str]:
@@ -322,11 +334,19 @@ class L2Feed:
         """Counters of one symbol, or summed over all symbols plus venue-wide ones."""
         if native is not None:
             c = self._symbols[native].counts
-            return {k: c.get(k, 0) for k in sorted(set(COUNT_KEYS) | set(c))}
-        total: Counter[str] = Counter(self.counts_total)
-        for s in self._symbols.values():
-            total.update(s.counts)
-        return {k: total.get(k, 0) for k in sorted(set(COUNT_KEYS) | set(total))}
+            out = {k: c.get(k, 0) for k in sorted(set(COUNT_KEYS) | set(c))}
+        else:
+            total: Counter[str] = Counter(self.counts_total)
+            for s in self._symbols.values():
+                total.update(s.counts)
+            out = {k: total.get(k, 0) for k in sorted(set(COUNT_KEYS) | set(total))}
+        if self._scan is not None:
+            # the updates the scanner's apply() took on the hot path count here
+            messages, levels = self._scan.applied(native)
+            out["messages"] += messages
+            out["applied"] += messages
+            out["levels"] += levels
+        return out
 
     # --- the subclass API --------------------------------------------------
 

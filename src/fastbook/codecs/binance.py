@@ -171,6 +171,7 @@ class _Binance(L2Feed):
     venue: ClassVar[str] = ""
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
     futures: ClassVar[bool] = False
+    EXTRA_COUNTS: ClassVar[tuple[str, ...]] = EXTRA_COUNTS
     #: REST host and path of the depth snapshot, and the depth to ask for.
     rest_base: ClassVar[str] = ""
     rest_path: ClassVar[str] = ""
@@ -196,20 +197,6 @@ class _Binance(L2Feed):
 
     # --- instruments and registration ------------------------------------------------
 
-    def _default_instrument(self, native: str) -> Instrument:
-        pd, qd = self.default_decimals
-        return Instrument(self.venue, native, native, pd, qd)
-
-    def _sym(self, native: str) -> SymbolSync:
-        s = self._symbols.get(native)
-        if s is None:
-            if native not in self.instruments:
-                self.instruments[native] = self._default_instrument(native)
-            s = super()._sym(native)
-            for key in EXTRA_COUNTS:
-                s.counts[key] = 0
-        return s
-
     def _register(self, native: str | None) -> bool:
         """Make ``native`` known to both scanners; False when ``symbols=`` excludes it."""
         if native is None:
@@ -222,16 +209,6 @@ class _Binance(L2Feed):
         self._scan.register(native, s.book, s)
         self._rest.register(native, s.book, s)
         return True
-
-    def counts(self, native: str | None = None) -> dict[str, int]:
-        """Counters of one symbol, or summed over all symbols plus venue-wide ones."""
-        out = super().counts(native)
-        # updates the hot path applied are counted by the scanner's apply()
-        messages, levels = self._scan.applied(native)
-        out["messages"] += messages
-        out["applied"] += messages
-        out["levels"] += levels
-        return out
 
     def snapshot_url(self, native: str) -> str:
         """The full REST URL of ``native``'s depth snapshot."""

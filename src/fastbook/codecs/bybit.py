@@ -80,6 +80,7 @@ class Bybit(L2Feed):
     """
 
     venue: ClassVar[str] = "bybit"
+    EXTRA_COUNTS: ClassVar[tuple[str, ...]] = EXTRA_COUNTS
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
@@ -110,25 +111,6 @@ class Bybit(L2Feed):
             return Instrument(self.venue, native, native, pd, qd, kind=kind, contract_size="1",
                               contract_unit="USD", extra={"quantity": "contracts"})
         return Instrument(self.venue, native, native, pd, qd, kind=kind)
-
-    def _sym(self, native: str) -> SymbolSync:
-        s = self._symbols.get(native)
-        if s is None:
-            if native not in self.instruments:
-                self.instruments[native] = self._default_instrument(native)
-            s = super()._sym(native)
-            for key in EXTRA_COUNTS:
-                s.counts[key] = 0
-        return s
-
-    def counts(self, native: str | None = None) -> dict[str, int]:
-        """Counters of one symbol, or summed over all symbols plus venue-wide ones."""
-        out = super().counts(native)
-        messages, levels = self._scan.applied(native)    # the deltas applied
-        out["messages"] += messages
-        out["applied"] += messages
-        out["levels"] += levels
-        return out
 
     def _error(self, text: str, s: SymbolSync | None = None, symbol: str = "",
                seq: int | None = None) -> list[Notice]:

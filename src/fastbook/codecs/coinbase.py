@@ -158,15 +158,6 @@ class CoinbaseExchange(_Coinbase):
             return self._resync(s, "crossed", None, "the snapshot itself is crossed")
         return [self._synced(s)]
 
-    def counts(self, native: str | None = None) -> dict[str, int]:
-        """Counters of one symbol, or summed over all symbols plus venue-wide ones."""
-        out = super().counts(native)
-        messages, levels = self._scan.applied(native)    # the l2updates applied
-        out["messages"] += messages
-        out["applied"] += messages
-        out["levels"] += levels
-        return out
-
     def _bad(self, s: SymbolSync, text: str) -> list[Notice]:
         self._fail(FeedError(text, venue=self.venue, symbol=s.native), s)
         return []
