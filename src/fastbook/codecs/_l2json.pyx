@@ -523,7 +523,7 @@ cdef class Scanner:
     cdef bint _disc_seen, _disc_bad, _passive, _ignored
     cdef const uint8_t *_disc_p
     cdef Py_ssize_t _disc_n
-    cdef int _kind
+    cdef readonly int kind
     cdef int _sym
     cdef fb_book *_cur
     cdef int _pd, _qd
@@ -535,15 +535,17 @@ cdef class Scanner:
     cdef const uint8_t *_strp[MAX_SLOTS]
     cdef Py_ssize_t _strn[MAX_SLOTS]
     cdef uint32_t _str_have
-    cdef uint32_t _found
+    cdef readonly uint32_t found
     cdef int8_t *_sides
     cdef int64_t *_prices
     cdef int64_t *_qtys
-    cdef Py_ssize_t _n, _cap
+    cdef readonly Py_ssize_t n
+    cdef Py_ssize_t _cap
 
     # --- results -------------------------------------------------------------
-    cdef int _status
-    cdef object _other, _symbol, _target, _error, _bobj
+    cdef readonly int status
+    cdef readonly object other, symbol, target, error
+    cdef object _bobj
     cdef object _ints_t, _strs_t    # tuples, when the twin produced the result
     cdef object _tag_t              # the twin's tag, or _SPAN: read it from the message
     cdef object _msg                # keeps the scanned bytes alive for lazy strs
@@ -587,9 +589,9 @@ cdef class Scanner:
         self._compile(schema)
         if not self._grow(256):
             raise MemoryError()
-        self._status = _OK
-        self._other = self._symbol = self._target = self._bobj = None
-        self._error = ""
+        self.status = _OK
+        self.other = self.symbol = self.target = self._bobj = None
+        self.error = ""
         self._ints_t = self._strs_t = None
         self._tag_t = None
         self.fast = self.slow = 0
@@ -816,7 +818,7 @@ cdef class Scanner:
         cdef const uint8_t *s
         cdef int64_t price, qty
         cdef int count, i
-        cdef Py_ssize_t n = self._n
+        cdef Py_ssize_t n = self.n
         cdef int pd = self._pd, qd = self._qd, lo = self._lo, hi = self._hi
         cdef bint positive = self._positive
         if p >= e or p[0] != 91:
@@ -878,7 +880,7 @@ cdef class Scanner:
             self._prices[n] = price
             self._qtys[n] = qty
             n += 1
-            self._n = n
+            self.n = n
             p = _ws(p + 1, e)
             if p < e and p[0] == 44:
                 p = _ws(p + 1, e)
@@ -909,7 +911,7 @@ cdef class Scanner:
             for i in range(self._nacc):
                 if (self._acclen[i] == n or (self._prefix and self._acclen[i] <= n)) and \
                         memcmp(self._acc[i], s, self._acclen[i]) == 0:
-                    self._kind = i
+                    self.kind = i
                     return q
             self._disc_bad = True
             self._passive = True
@@ -949,7 +951,7 @@ cdef class Scanner:
         # a level field: the symbol (so the scales) must be known already
         if self._cur == NULL:
             return NULL
-        self._found |= 1u << key.idx
+        self.found |= 1u << key.idx
         return self._levels(p, e, key.side, role == R_SIDED)
 
     cdef const uint8_t *_object(self, const uint8_t *p, const uint8_t *e, int loc) noexcept:
@@ -1031,11 +1033,11 @@ cdef class Scanner:
         self._seen[0] = self._seen[1] = self._seen[2] = self._seen[3] = 0
         self._cseen[0] = self._cseen[1] = False
         self._disc_seen = self._disc_bad = self._passive = self._ignored = False
-        self._kind = 0
+        self.kind = 0
         self._sym = -1
         self._cur = NULL
-        self._int_have = self._str_have = self._found = 0
-        self._n = 0
+        self._int_have = self._str_have = self.found = 0
+        self.n = 0
         if not self._has_sym:
             if type(symbol) is not str:
                 return -1
@@ -1058,7 +1060,7 @@ cdef class Scanner:
         if self._ignored:
             return _IGNORED
         if (self._int_req & ~self._int_have) or (self._str_req & ~self._str_have) or \
-                (self._lev_req & ~self._found):
+                (self._lev_req & ~self.found):
             return -1       # a required field is missing: the twin names it
         return _OK
 
@@ -1091,30 +1093,30 @@ cdef class Scanner:
         if st < 0:
             return self._slow(message, symbol)
         self.fast += 1
-        self._status = st
+        self.status = st
         self._ints_t = self._strs_t = None
         self._tag_t = _SPAN if self._disc_seen else None
-        self._error = ""
+        self.error = ""
         self._msg = message
         if st == _OK:
-            self._other = None
+            self.other = None
             self._slot = self._sym
-            self._symbol = self._names[self._sym]
-            self._target = self._targets[self._sym]
+            self.symbol = self._names[self._sym]
+            self.target = self._targets[self._sym]
             self._bobj = self._books[self._sym]
             return st
         self._bobj = None
-        self._n = 0
-        self._int_have = self._str_have = self._found = 0
+        self.n = 0
+        self._int_have = self._str_have = self.found = 0
         if st == _OTHER:
-            self._kind = 0
-            self._symbol = self._target = None
-            self._other = PyUnicode_DecodeASCII(<char *>self._disc_p, self._disc_n, NULL) \
+            self.kind = 0
+            self.symbol = self.target = None
+            self.other = PyUnicode_DecodeASCII(<char *>self._disc_p, self._disc_n, NULL) \
                 if self._disc_bad else None
         else:   # IGNORED
-            self._other = None
-            self._symbol = self._names[self._sym]
-            self._target = self._targets[self._sym]
+            self.other = None
+            self.symbol = self._names[self._sym]
+            self.target = self._targets[self._sym]
         return st
 
     def read(self, message, symbol=None):
@@ -1126,14 +1128,14 @@ cdef class Scanner:
         if self._scan(message, symbol) != _OK:
             return None
         if self._ints_t is not None:
-            return (self._target, self._n, *self._ints_t)
+            return (self.target, self.n, *self._ints_t)
         if self._nints == 3 and self._int_have == 7:
-            return (self._target, self._n, self._ints[0], self._ints[1], self._ints[2])
+            return (self.target, self.n, self._ints[0], self._ints[1], self._ints[2])
         if self._nints == 4 and self._int_have == 15:
-            return (self._target, self._n, self._ints[0], self._ints[1], self._ints[2],
+            return (self.target, self.n, self._ints[0], self._ints[1], self._ints[2],
                     self._ints[3])
-        return (self._target, self._n, *[self._ints[i] if self._int_have & (1u << i) else None
-                                         for i in range(self._nints)])
+        return (self.target, self.n, *[self._ints[i] if self._int_have & (1u << i) else None
+                                       for i in range(self._nints)])
 
     cdef int _slow(self, message, symbol) except -1:
         """Hand the message to the twin and take its result."""
@@ -1141,16 +1143,16 @@ cdef class Scanner:
         tw = self._twin
         st = tw.scan(message, symbol)
         self.slow += 1
-        self._status = st
-        self._kind = tw.kind
-        self._other = tw.other
-        self._symbol = tw.symbol
-        self._target = tw.target
+        self.status = st
+        self.kind = tw.kind
+        self.other = tw.other
+        self.symbol = tw.symbol
+        self.target = tw.target
         self._ints_t = tw.ints
         self._strs_t = tw.strs
         self._tag_t = tw.tag
-        self._found = tw.found
-        self._error = tw.error
+        self.found = tw.found
+        self.error = tw.error
         self._msg = None
         self._bobj = tw._book if st == _OK else None
         self._slot = self._by_name[tw.symbol] if st == _OK else -1
@@ -1161,7 +1163,7 @@ cdef class Scanner:
             self._sides[i] = s
             self._prices[i] = pr
             self._qtys[i] = q
-        self._n = n
+        self.n = n
         return st
 
     def apply(self):
@@ -1174,16 +1176,16 @@ cdef class Scanner:
         cdef fb_book *b
         cdef Py_ssize_t i
         cdef int64_t bp, bq, ap, aq
-        if self._status != _OK or self._bobj is None:
+        if self.status != _OK or self._bobj is None:
             raise RuntimeError("apply() needs a scan that returned OK")
         book = <Book>self._bobj
         if book._busy:
             raise RuntimeError("the book is being modified by Book.apply in another thread")
         b = &book._book
-        if fb_book_apply(b, self._sides, self._prices, self._qtys, self._n, &i) < 0:
+        if fb_book_apply(b, self._sides, self._prices, self._qtys, self.n, &i) < 0:
             raise MemoryError("fastbook: no memory to grow the book")
         self._napplied[self._slot] += 1
-        self._nlevels[self._slot] += self._n
+        self._nlevels[self._slot] += self.n
         return fb_book_best(b, FB_BID, &bp, &bq) and fb_book_best(b, FB_ASK, &ap, &aq) \
             and bp >= ap
 
@@ -1198,13 +1200,13 @@ cdef class Scanner:
 
     def level_lists(self):
         """The parsed levels as new ``(sides, prices, qtys)`` lists of ints."""
-        cdef Py_ssize_t i, n = self._n
+        cdef Py_ssize_t i, n = self.n
         return ([self._sides[i] for i in range(n)], [self._prices[i] for i in range(n)],
                 [self._qtys[i] for i in range(n)])
 
     def levels(self):
         """The parsed levels as new ``(sides int8, prices int64, qtys int64)`` arrays."""
-        cdef Py_ssize_t n = self._n
+        cdef Py_ssize_t n = self.n
         sides = np.empty(n, dtype=np.int8)
         prices = np.empty(n, dtype=np.int64)
         qtys = np.empty(n, dtype=np.int64)
@@ -1220,42 +1222,10 @@ cdef class Scanner:
     # --- results -----------------------------------------------------------------
 
     @property
-    def status(self):
-        return self._status
-
-    @property
-    def kind(self):
-        return self._kind
-
-    @property
-    def other(self):
-        return self._other
-
-    @property
     def tag(self):
         if self._tag_t is _SPAN:
             return PyUnicode_DecodeASCII(<char *>self._disc_p, self._disc_n, NULL)
         return self._tag_t
-
-    @property
-    def symbol(self):
-        return self._symbol
-
-    @property
-    def target(self):
-        return self._target
-
-    @property
-    def n(self):
-        return self._n
-
-    @property
-    def found(self):
-        return self._found
-
-    @property
-    def error(self):
-        return self._error
 
     @property
     def ints(self):
