@@ -95,6 +95,7 @@ ctypedef struct fb_ladder:
     int64_t quantum             # key step between slots (the learned grid); 0 while unknown
     uint64_t qinv               # exact division by quantum = odd << qshift: odd's inverse
     uint64_t qmask              # (1 << qshift) - 1
+    uint64_t qlim               # (2**64 - 1) // odd: a larger product means "not a multiple"
     int qshift
     int wmode                   # FB_LADDER_SORTED or FB_LADDER_WINDOW
     Py_ssize_t retry            # sorted-store inserts left before the window is (re)built

@@ -454,6 +454,7 @@ cdef inline void _set_quantum(fb_ladder *lad, uint64_t q) noexcept nogil:
     lad.qshift = fb_ctz64(q)
     lad.qmask = (<uint64_t>1 << lad.qshift) - 1
     lad.qinv = _odd_inverse(q >> lad.qshift)
+    lad.qlim = <uint64_t>-1 // (q >> lad.qshift)
 
 
 cdef inline Py_ssize_t _next_pow2(uint64_t x) noexcept nogil:
@@ -565,7 +566,7 @@ cdef void _build_window(fb_ladder *lad, int grid, int64_t fresh) noexcept nogil:
     cdef Py_ssize_t n = lad.count, i, k, size, cap, lo_index, slot
     cdef int64_t best, wlo
     cdef uint64_t q = <uint64_t>lad.quantum if lad.quantum > 0 else 0
-    cdef uint64_t d, span = 0, m = 0
+    cdef uint64_t d, span = 0
     cdef int shift = 0
     cdef uint64_t odd = 0, inv = 0, lim = 0
     cdef int64_t other
@@ -627,8 +628,8 @@ cdef void _build_window(fb_ladder *lad, int grid, int64_t fresh) noexcept nogil:
     lad.wlo = wlo
     lad.wsize = size
     for i in range(lo_index, n):
-        _quotient(<uint64_t>lad.keys[i] - <uint64_t>wlo, q, &m)
-        slot = <Py_ssize_t>m
+        # every gap is a multiple of q (learned above): the exact quotient, no check
+        slot = <Py_ssize_t>(((<uint64_t>lad.keys[i] - <uint64_t>wlo) >> lad.qshift) * lad.qinv)
         lad.wqtys[slot] = lad.qtys[i]
         lad.wbits[slot >> 6] |= <uint64_t>1 << (slot & 63)
     lad.wbest = size - 1 - size // 4
@@ -699,8 +700,7 @@ cdef int _sorted_set(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) no
     if windowed:
         # below the window: it must be on the window's grid
         m = <uint64_t>lad.wlo - <uint64_t>key
-        if (m & lad.qmask) or ((m >> lad.qshift) * lad.qinv) > \
-                <uint64_t>-1 // <uint64_t>(lad.quantum >> lad.qshift):
+        if (m & lad.qmask) or ((m >> lad.qshift) * lad.qinv) > lad.qlim:
             return _insert_rebuild(book, lad, key, qty)
     rc = _room_for_one(lad)
     if rc < 0:
