@@ -172,7 +172,7 @@ class _Summary:
         tr = terminalreporter
         tr.write_sep("=", "fastbook L3 benchmark summary")
         tr.write_line(f"L3 core: {'compiled' if l3.COMPILED else 'PURE-PYTHON TWIN'}; "
-                      f"{l3.BYTES_PER_ORDER} bytes per pool record (order 32 + side 1) "
+                      f"{l3.BYTES_PER_ORDER} bytes per pool record "
                       f"plus 8-16 bytes of 4-byte hash slots")
         if not _RESULTS:
             tr.write_line("benchmarks disabled: every pass ran once as a smoke test, no timings.")

@@ -75,7 +75,7 @@ def test_selector_uses_the_compiled_book():
 
     assert l3.OrderBook is _l3.OrderBook
     assert l3.COMPILED is True
-    assert l3.BYTES_PER_ORDER == 33 and l3.BYTES_PER_LEVEL == 32
+    assert l3.BYTES_PER_ORDER == 32 and l3.BYTES_PER_LEVEL == 44
     assert l3.ERROR_KINDS == _pyl3.ERROR_KINDS == _l3.ERROR_KINDS
 
 
@@ -90,8 +90,8 @@ def test_selector_honours_no_extensions():
 
 def test_constants_agree(l3impl):
     assert l3impl.BID == BID and l3impl.ASK == ASK
-    assert l3impl.BYTES_PER_ORDER == 33
-    assert l3impl.BYTES_PER_LEVEL == 32
+    assert l3impl.BYTES_PER_ORDER == 32
+    assert l3impl.BYTES_PER_LEVEL == 44
 
 
 def test_construction_defaults(l3impl):
@@ -100,7 +100,7 @@ def test_construction_defaults(l3impl):
     assert book.on_error == "raise"
     assert book.order_capacity == 1024 and book.hash_slots == 2048
     assert book.capacity(BID) == book.capacity(ASK) == 256
-    assert book.nbytes == 33 * 1024 + 4 * 2048 + 32 * 512
+    assert book.nbytes == 32 * 1024 + 4 * 2048 + 44 * 512
     assert book.order_count == 0
     assert book.errors == dict.fromkeys(l3impl.ERROR_KINDS, 0)
 
@@ -112,7 +112,7 @@ def test_order_capacity_is_exact_and_the_table_a_power_of_two(l3impl, hint, expe
     book = l3impl.OrderBook(price_decimals=2, qty_decimals=8, capacity=0, order_capacity=hint)
     assert book.order_capacity == expected and book.hash_slots == slots
     assert book.capacity(BID) == 0
-    assert book.nbytes == 33 * expected + 4 * slots
+    assert book.nbytes == 32 * expected + 4 * slots
 
 
 @pytest.mark.parametrize(
@@ -646,13 +646,13 @@ def test_errors_dict_and_reset(skip_ob):
 
 def test_growth_and_reserve(l3impl):
     book = l3impl.OrderBook(price_decimals=0, capacity=0, order_capacity=16)
-    assert book.nbytes == 33 * 16 + 4 * 32
+    assert book.nbytes == 32 * 16 + 4 * 32
     for oid in range(17):
         book.add(oid, BID, oid, 1)                  # 17 levels, 17 orders
     assert book.order_capacity == 24                # grown by half
     assert book.hash_slots == 64
     assert book.capacity(BID) == 32 and book.capacity(ASK) == 0
-    assert book.nbytes == 33 * 24 + 4 * 64 + 32 * 32
+    assert book.nbytes == 32 * 24 + 4 * 64 + 44 * 32
     for oid in range(17):
         book.delete(oid)
     assert book.order_capacity == 24                # never shrinks
@@ -740,7 +740,7 @@ def test_hash_table_against_a_dict(pattern):
 # ---------------------------------------------------------------------------
 
 def _level_bytes(book):
-    return book.capacity(BID) * 32 + book.capacity(ASK) * 32
+    return (book.capacity(BID) + book.capacity(ASK)) * 44
 
 
 @needs_compiled
@@ -755,8 +755,8 @@ def test_memory_per_order_one_million(hinted):
         add(oid, BID if k & 1 else ASK, 10_000 + (k % 1000) * (1 if k & 1 else -1), 1 + k % 7)
     assert book.order_count == n
     per_order = (book.nbytes - _level_bytes(book)) / n
-    assert per_order == (33 * book.order_capacity + 4 * book.hash_slots) / n
-    if hinted:      # exactly n records, 2**21 slots: 41.4 bytes per order
+    assert per_order == (32 * book.order_capacity + 4 * book.hash_slots) / n
+    if hinted:      # exactly n records, 2**21 slots: 40.4 bytes per order
         assert book.order_capacity == n and book.hash_slots == 2**21
         assert per_order <= 48
     # and every order is still findable and consistent with the levels

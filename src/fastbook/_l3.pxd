@@ -9,9 +9,11 @@ return a negative ``FB_E*`` status with the book unchanged.
 
 Memory layout
 -------------
-* Orders live in a pool of ``fb_order`` records (32 bytes) plus one side byte
-  each, recycled through a free list and linked FIFO per level by ``int32_t``
-  pool indices (``FB_NIL`` = none).
+* Orders live in a pool of 32-byte ``fb_order`` records (id, remaining
+  quantity, FIFO links, level record, side), recycled through a free list and
+  linked FIFO per level by ``int32_t`` pool indices (``FB_NIL`` = none).
+  An order's price is its level's: the record names the level, so deleting,
+  executing or reducing an order never searches for its price.
 * ``order_id -> pool index`` is an open-addressing hash table (linear probing,
   Fibonacci hashing, backward-shift deletion) of ``int32_t`` slots. A book
   with ``side_keys`` set (right after ``fb_l3_init``, while empty) keys its
@@ -19,18 +21,25 @@ Memory layout
   per side (J-GATE ITCH: per order book and side). The table is a power of
   two with at least twice as many slots as the pool has records, so its load
   factor never exceeds 1/2.
-* That makes ``FB_L3_BYTES_PER_ORDER`` = 32 + 1 = 33 bytes per pool record
-  plus 8 to 16 bytes of hash slots. The pool is exactly ``order_capacity``
-  records when that is given up front, and grows by half when full; records
-  are handed out in pool order, so an unused tail is never touched and costs
-  no resident memory (about 46 resident bytes per live order in all).
-* Each side is an array of ``fb_l3level`` (32 bytes) sorted ascending by key
-  (price for bids, -price for asks), best level at ``[count - 1]``, as in
-  ``_core``; each level holds its aggregate quantity, order count and the head
-  and tail of its FIFO queue.
+* That makes ``FB_L3_BYTES_PER_ORDER`` = 32 bytes per pool record plus 8 to
+  16 bytes of hash slots. The pool is exactly ``order_capacity`` records when
+  that is given up front, and grows by half when full; records are handed out
+  in pool order, so an unused tail is never touched and costs no resident
+  memory.
+* Each side has ``capacity`` level records (``fb_l3level``, 32 bytes: key,
+  aggregate quantity, order count, head and tail of the FIFO queue) that stay
+  where they are while their level lives, and a price index over them: the
+  keys (price for bids, -price for asks) sorted ascending in a compact
+  ``int64_t`` array, best at ``[count - 1]``, with the record of each key in
+  ``ids``. ``ids`` is a permutation of ``0 .. capacity - 1``: its entries from
+  ``count`` on are the free records. Adding a level takes ``ids[count]``;
+  only the index shifts, never a record. ``best`` caches ``ids[count - 1]``
+  (``FB_NIL`` when the side is empty). ``FB_L3_BYTES_PER_LEVEL`` = 32 + 8 + 4.
 """
 
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport (
+    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+)
 
 from fastbook._core cimport (
     FB_ASK, FB_BID, FB_EDECIMALS, FB_ENOMEM, FB_EPRICE, FB_EQTY, FB_ESIDE, FB_OK, FB_TOP_CHANGED,
@@ -60,17 +69,22 @@ cdef enum:
     FB_ERR_KINDS = 8
 
 cdef enum:
-    FB_NIL = -1                         # "no order" link / empty hash slot
-    FB_L3_BYTES_PER_ORDER = 33          # record 32 + side 1 (hash slots: 4 << slot_bits)
-    FB_L3_BYTES_PER_LEVEL = 32          # sizeof(fb_l3level)
+    FB_NIL = -1                         # "no order" link / empty hash slot / no level
+    FB_L3_BYTES_PER_ORDER = 32          # sizeof(fb_order) (hash slots: 4 << slot_bits)
+    FB_L3_BYTES_PER_LEVEL = 44          # sizeof(fb_l3level) + a key and an id in the index
+    # Bumped whenever a struct layout or an inline function in this file changes.
+    FB_L3_ABI_VERSION = 2
 
 
 ctypedef struct fb_order:
     uint64_t order_id
-    int64_t price
     int64_t qty                 # remaining quantity, always >= 1 while live
     int32_t prev                # older order at the same level, or FB_NIL
     int32_t next                # newer order at the same level (free list link when free)
+    int32_t level               # its level record on its side (while live)
+    int8_t side                 # FB_BID / FB_ASK
+    int8_t reserved0
+    int16_t reserved1
 
 
 ctypedef struct fb_l3level:
@@ -83,15 +97,17 @@ ctypedef struct fb_l3level:
 
 
 ctypedef struct fb_l3side:
-    fb_l3level *levels
+    int64_t *keys               # keys of the live levels, ascending: best at [count - 1]
+    int32_t *ids                # level record of each key; [count, capacity): free records
+    fb_l3level *levels          # level records, each where it is while its level lives
     Py_ssize_t count            # live levels
-    Py_ssize_t capacity         # allocated levels
+    Py_ssize_t capacity         # entries allocated in keys, ids and levels
+    int32_t best                # ids[count - 1], or FB_NIL when the side is empty
 
 
 ctypedef struct fb_l3book:
     fb_l3side sides[2]          # [0] bids, [1] asks
     fb_order *orders            # the pool: order_capacity records
-    int8_t *order_sides         # FB_BID / FB_ASK of each pool record
     int32_t *slots              # hash table: pool index or FB_NIL; 2 * order_capacity slots
     Py_ssize_t order_capacity   # records in the pool
     Py_ssize_t order_count      # live orders
@@ -158,10 +174,10 @@ cdef inline bint fb_l3_best(const fb_l3book *book, int side,
     if side != FB_BID and side != FB_ASK:
         return False
     s = &book.sides[side - 1]
-    if s.count == 0:
+    if s.best == FB_NIL:
         return False
-    price[0] = s.levels[s.count - 1].key if side == FB_BID else -s.levels[s.count - 1].key
-    qty[0] = s.levels[s.count - 1].qty
+    price[0] = s.levels[s.best].key if side == FB_BID else -s.levels[s.best].key
+    qty[0] = s.levels[s.best].qty
     return True
 
 

@@ -16,7 +16,7 @@ cimport cython
 cimport numpy as cnp
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcpy, memset
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 
 from fastbook._edge cimport (
@@ -37,10 +37,12 @@ cnp.import_array()
 
 BID = FB_BID
 ASK = FB_ASK
-#: Bytes per order slot: the 32-byte record, its side byte and two 4-byte hash slots.
+#: Bytes per order record (id, quantity, queue links, level, side); hash slots are extra.
 BYTES_PER_ORDER = FB_L3_BYTES_PER_ORDER
-#: Bytes of level storage per allocated level slot (key, qty, count, head, tail).
+#: Bytes per allocated level slot: the 32-byte record plus its key and id in the price index.
 BYTES_PER_LEVEL = FB_L3_BYTES_PER_LEVEL
+#: Layout version of the C API in ``_l3.pxd`` (``FB_L3_ABI_VERSION``).
+ABI_VERSION = FB_L3_ABI_VERSION
 #: Names of the error kinds counted with ``on_error="skip"``, in counter order.
 ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
                "duplicate_order", "over_execute", "overflow", "bad_action")
@@ -58,7 +60,8 @@ cdef Py_ssize_t _MIN_LEVELS = 16
 cdef Py_ssize_t _MIN_ORDERS = 16
 # Pool indices are int32 and the table has 2 slots per record: 2**30 orders at most.
 cdef Py_ssize_t _MAX_ORDERS = 1 << 30
-cdef Py_ssize_t _MAX_LEVELS = (<Py_ssize_t>(<size_t>-1 >> 1)) // sizeof(fb_l3level)
+# Level records are named by int32 ids.
+cdef Py_ssize_t _MAX_LEVELS = 1 << 30
 
 
 cdef extern from *:
@@ -84,8 +87,8 @@ cdef extern from *:
     """
     void _prefetch "FB_L3_PREFETCH"(const void *p) noexcept nogil
 
-assert sizeof(fb_order) == 32 and sizeof(fb_l3level) == FB_L3_BYTES_PER_LEVEL
-assert FB_L3_BYTES_PER_ORDER == sizeof(fb_order) + sizeof(int8_t)
+assert sizeof(fb_order) == FB_L3_BYTES_PER_ORDER == 32 and sizeof(fb_l3level) == 32
+assert FB_L3_BYTES_PER_LEVEL == sizeof(fb_l3level) + sizeof(int64_t) + sizeof(int32_t)
 
 
 # ===========================================================================
@@ -104,7 +107,7 @@ cdef inline Py_ssize_t _home(const fb_l3book *book, uint64_t order_id, int side)
 cdef inline bint _is(const fb_l3book *book, int32_t s, uint64_t order_id, int side) noexcept nogil:
     # does record s hold the order (order_id, side)?
     return book.orders[s].order_id == order_id and (
-        not book.side_keys or book.order_sides[s] == side)
+        not book.side_keys or book.orders[s].side == side)
 
 
 cdef inline bint _bad_key_side(const fb_l3book *book, int side) noexcept nogil:
@@ -159,7 +162,7 @@ cdef void _slot_remove_at(fb_l3book *book, Py_ssize_t i) noexcept nogil:
         s = book.slots[j]
         if s == FB_NIL:
             break
-        k = _home(book, book.orders[s].order_id, book.order_sides[s])
+        k = _home(book, book.orders[s].order_id, book.orders[s].side)
         # slots[j] may move back to the hole at i unless its home lies cyclically in (i, j]
         if (i <= j and (k <= i or k > j)) or (i > j and k <= i and k > j):
             book.slots[i] = s
@@ -200,7 +203,6 @@ cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
     cdef int32_t *old_slots = book.slots
     cdef Py_ssize_t old_nslots = (<Py_ssize_t>1 << book.slot_bits) if old_slots != NULL else 0
     cdef fb_order *orders
-    cdef int8_t *sides
     if need <= book.order_capacity:
         return FB_OK
     if need > _MAX_ORDERS:
@@ -217,11 +219,6 @@ cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
         free(slots)
         return FB_ENOMEM
     book.orders = orders  # larger block, same contents: the book is still valid
-    sides = <int8_t *>realloc(book.order_sides, <size_t>cap * sizeof(int8_t))
-    if sides == NULL:
-        free(slots)
-        return FB_ENOMEM
-    book.order_sides = sides
     book.order_capacity = cap
     if slots == NULL:
         return FB_OK    # the table already has room: pool indices are unchanged
@@ -231,7 +228,7 @@ cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
     for i in range(old_nslots):
         if old_slots[i] != FB_NIL:
             _slot_insert(book, book.orders[old_slots[i]].order_id,
-                         book.order_sides[old_slots[i]], old_slots[i])
+                         book.orders[old_slots[i]].side, old_slots[i])
     free(old_slots)
     return FB_OK
 
@@ -241,62 +238,89 @@ cdef int _grow_orders(fb_l3book *book, Py_ssize_t need) noexcept nogil:
 # ===========================================================================
 
 cdef int _levels_reserve(fb_l3side *s, Py_ssize_t need) noexcept nogil:
-    """Room for ``need`` levels, growing geometrically (the rule of ``_core``)."""
-    cdef Py_ssize_t cap
-    cdef fb_l3level *p
+    """Room for ``need`` levels, growing geometrically (the rule of ``_core``).
+
+    The keys, ids and records grow together; the new records join the free
+    end of ``ids``. A failure leaves the side as it was (an array that did
+    grow keeps its old contents and is merely larger than ``capacity``).
+    """
+    cdef Py_ssize_t cap, i
+    cdef int64_t *keys
+    cdef int32_t *ids
+    cdef fb_l3level *levels
     if need <= s.capacity:
         return FB_OK
     cap = s.capacity * 2 if s.capacity >= _MIN_LEVELS else _MIN_LEVELS
     if cap < need:
         cap = need
-    if cap > _MAX_LEVELS or need > _MAX_LEVELS:
+    if cap > _MAX_LEVELS:
+        cap = _MAX_LEVELS
+    if need > cap:
         return FB_ENOMEM
-    p = <fb_l3level *>realloc(s.levels, <size_t>cap * sizeof(fb_l3level))
-    if p == NULL:
+    keys = <int64_t *>realloc(s.keys, <size_t>cap * sizeof(int64_t))
+    if keys == NULL:
         return FB_ENOMEM
-    s.levels = p
+    s.keys = keys
+    ids = <int32_t *>realloc(s.ids, <size_t>cap * sizeof(int32_t))
+    if ids == NULL:
+        return FB_ENOMEM
+    s.ids = ids
+    levels = <fb_l3level *>realloc(s.levels, <size_t>cap * sizeof(fb_l3level))
+    if levels == NULL:
+        return FB_ENOMEM
+    s.levels = levels
+    for i in range(s.capacity, cap):
+        ids[i] = <int32_t>i
     s.capacity = cap
     return FB_OK
 
 
-cdef inline Py_ssize_t _lower_bound(const fb_l3level *levels, Py_ssize_t n,
-                                    int64_t key) noexcept nogil:
+cdef inline Py_ssize_t _lower_bound(const int64_t *keys, Py_ssize_t n, int64_t key) noexcept nogil:
     """First index whose key is >= ``key``.
 
-    As ``_core._lower_bound``: the top ``_TOP_WINDOW`` levels are counted
-    without branches (independent loads), and only keys below that window pay
-    for a branch-free (cmov) binary search. On a synthetic ITCH day about half
-    of the deletes and most adds land in the top 8 levels; a window of 8 beat
-    both 4 and 16 there (16 costs more compares than the bisect it saves).
+    As ``_core._lower_bound``: the top ``_TOP_WINDOW`` keys (one or two cache
+    lines of the compact key array) are counted without branches (independent
+    loads), and only keys below that window pay for a branch-free (cmov) binary
+    search. On a synthetic ITCH day about 70% of adds land in the top 8 levels.
     """
     cdef Py_ssize_t i, above = 0, base = 0, size, half
     if n <= _TOP_WINDOW:
         for i in range(n):
-            above += levels[i].key >= key
+            above += keys[i] >= key
         return n - above
     for i in range(n - _TOP_WINDOW, n):
-        above += levels[i].key >= key
+        above += keys[i] >= key
     if above < _TOP_WINDOW:
         return n - above
     # every key in the window is >= key: the answer is in [0, n - _TOP_WINDOW]
     size = n - _TOP_WINDOW
     while size > 1:
         half = size >> 1
-        base = base + half if levels[base + half].key < key else base
+        base = base + half if keys[base + half] < key else base
         size -= half
-    return base + (levels[base].key < key)
+    return base + (keys[base] < key)
 
 
-cdef inline Py_ssize_t _level_of(const fb_l3book *book, int32_t idx) noexcept nogil:
-    # position of the (existing) level holding pool record idx
-    cdef int side = book.order_sides[idx]
-    cdef const fb_l3side *s = &book.sides[side - 1]
-    cdef int64_t price = book.orders[idx].price
-    return _lower_bound(s.levels, s.count, price if side == FB_BID else -price)
+cdef inline int32_t _find_level(const fb_l3side *s, int64_t key) noexcept nogil:
+    # the level record holding ``key``, or FB_NIL
+    cdef Py_ssize_t pos = _lower_bound(s.keys, s.count, key)
+    if pos < s.count and s.keys[pos] == key:
+        return s.ids[pos]
+    return FB_NIL
 
 
-cdef inline void _link_tail(fb_l3book *book, fb_l3level *lev, int32_t idx) noexcept nogil:
+cdef inline int64_t _price_of(const fb_l3book *book, int32_t idx) noexcept nogil:
+    # the price of pool record idx: its level's key, signed back for asks
+    cdef const fb_order *o = &book.orders[idx]
+    cdef int64_t key = book.sides[o.side - 1].levels[o.level].key
+    return key if o.side == FB_BID else -key
+
+
+cdef inline void _link_tail(fb_l3book *book, int32_t lid, int32_t idx) noexcept nogil:
+    # put record idx at the back of the queue of level record lid (of the record's side)
     cdef fb_order *o = &book.orders[idx]
+    cdef fb_l3level *lev = &book.sides[o.side - 1].levels[lid]
+    o.level = lid
     o.prev = lev.tail
     o.next = FB_NIL
     if lev.tail != FB_NIL:
@@ -308,17 +332,33 @@ cdef inline void _link_tail(fb_l3book *book, fb_l3level *lev, int32_t idx) noexc
     lev.count += 1
 
 
+cdef inline void _set_best(fb_l3side *s) noexcept nogil:
+    s.best = s.ids[s.count - 1] if s.count else FB_NIL
+
+
+cdef void _remove_level(fb_l3side *s, int32_t lid) noexcept nogil:
+    """Drop the (empty) level record ``lid`` from the index; it becomes the first free one."""
+    cdef Py_ssize_t pos = _lower_bound(s.keys, s.count, s.levels[lid].key), k
+    # a plain loop: the shifts are short (levels sit near the top), too short for a
+    # call to memmove to pay
+    for k in range(pos, s.count - 1):
+        s.keys[k] = s.keys[k + 1]
+        s.ids[k] = s.ids[k + 1]
+    s.count -= 1
+    s.ids[s.count] = lid
+    _set_best(s)
+
+
 cdef bint _unlink(fb_l3book *book, int32_t idx) noexcept nogil:
     """Take record ``idx`` out of its level (dropping the level when it empties).
 
     Returns True when that level was the best of its side.
     """
-    cdef int side = book.order_sides[idx]
-    cdef fb_l3side *s = &book.sides[side - 1]
-    cdef Py_ssize_t pos = _level_of(book, idx), tail
-    cdef fb_l3level *lev = &s.levels[pos]
     cdef fb_order *o = &book.orders[idx]
-    cdef bint top = pos == s.count - 1
+    cdef fb_l3side *s = &book.sides[o.side - 1]
+    cdef int32_t lid = o.level
+    cdef fb_l3level *lev = &s.levels[lid]
+    cdef bint top = lid == s.best
     if o.prev != FB_NIL:
         book.orders[o.prev].next = o.next
     else:
@@ -330,28 +370,33 @@ cdef bint _unlink(fb_l3book *book, int32_t idx) noexcept nogil:
     lev.qty -= o.qty
     lev.count -= 1
     if lev.count == 0:
-        tail = s.count - pos - 1
-        if tail:
-            memmove(&s.levels[pos], &s.levels[pos + 1], <size_t>tail * sizeof(fb_l3level))
-        s.count -= 1
+        _remove_level(s, lid)
     return top
 
 
-cdef inline Py_ssize_t _insert_level(fb_l3side *s, Py_ssize_t pos, int64_t key) noexcept nogil:
-    # capacity was reserved by the caller
-    cdef Py_ssize_t tail = s.count - pos
-    cdef fb_l3level *lev
-    if tail:
-        memmove(&s.levels[pos + 1], &s.levels[pos], <size_t>tail * sizeof(fb_l3level))
-    lev = &s.levels[pos]
+cdef int32_t _insert_level(fb_l3side *s, Py_ssize_t pos, int64_t key) noexcept nogil:
+    """A new, empty level for ``key`` at index position ``pos``; returns its record.
+
+    Capacity was reserved by the caller (so ``ids[count]`` is a free record).
+    """
+    cdef Py_ssize_t k
+    cdef int32_t lid = s.ids[s.count]
+    cdef fb_l3level *lev = &s.levels[lid]
+    for k in range(s.count, pos, -1):     # as _remove_level: a loop, not memmove
+        s.keys[k] = s.keys[k - 1]
+        s.ids[k] = s.ids[k - 1]
+    s.keys[pos] = key
+    s.ids[pos] = lid
+    s.count += 1
+    if pos == s.count - 1:
+        s.best = lid
     lev.key = key
     lev.qty = 0
     lev.count = 0
     lev.head = FB_NIL
     lev.tail = FB_NIL
     lev.reserved = 0
-    s.count += 1
-    return pos
+    return lid
 
 
 # ===========================================================================
@@ -365,11 +410,13 @@ cdef int fb_l3_init(fb_l3book *book, int price_decimals, int qty_decimals,
     if price_decimals < 0 or price_decimals > 18 or qty_decimals < 0 or qty_decimals > 18:
         return FB_EDECIMALS
     for s in range(2):
+        book.sides[s].keys = NULL
+        book.sides[s].ids = NULL
         book.sides[s].levels = NULL
         book.sides[s].count = 0
         book.sides[s].capacity = 0
+        book.sides[s].best = FB_NIL
     book.orders = NULL
-    book.order_sides = NULL
     book.slots = NULL
     book.order_capacity = 0
     book.order_count = 0
@@ -396,15 +443,18 @@ cdef int fb_l3_init(fb_l3book *book, int price_decimals, int qty_decimals,
 cdef void fb_l3_free(fb_l3book *book) noexcept nogil:
     cdef int s
     for s in range(2):
+        free(book.sides[s].keys)
+        free(book.sides[s].ids)
         free(book.sides[s].levels)
+        book.sides[s].keys = NULL
+        book.sides[s].ids = NULL
         book.sides[s].levels = NULL
         book.sides[s].count = 0
         book.sides[s].capacity = 0
+        book.sides[s].best = FB_NIL
     free(book.orders)
-    free(book.order_sides)
     free(book.slots)
     book.orders = NULL
-    book.order_sides = NULL
     book.slots = NULL
     book.order_capacity = 0
     book.order_count = 0
@@ -414,8 +464,11 @@ cdef void fb_l3_free(fb_l3book *book) noexcept nogil:
 
 cdef void fb_l3_clear(fb_l3book *book) noexcept nogil:
     """Remove every order and level; capacities (and error counters) are kept."""
-    book.sides[0].count = 0
-    book.sides[1].count = 0
+    cdef int s
+    for s in range(2):
+        # ids stays a permutation of the records: all of them are free now
+        book.sides[s].count = 0
+        book.sides[s].best = FB_NIL
     if book.slots != NULL:
         memset(book.slots, 0xFF, sizeof(int32_t) << book.slot_bits)
     book.order_count = 0
@@ -447,11 +500,11 @@ cdef Py_ssize_t fb_l3_nbytes(const fb_l3book *book) noexcept nogil:
 # Updates
 # ===========================================================================
 
-cdef inline int32_t _new_record(fb_l3book *book, uint64_t order_id, int side, int64_t price,
+cdef inline int32_t _new_record(fb_l3book *book, uint64_t order_id, int side,
                                 int64_t qty) noexcept nogil:
     """A pool record for a new order (recycled first, else the next unused); the pool has room.
 
-    Links and the hash slot are the caller's to set.
+    Its level, links and hash slot are the caller's to set.
     """
     cdef int32_t idx
     if book.free_head != FB_NIL:
@@ -461,9 +514,8 @@ cdef inline int32_t _new_record(fb_l3book *book, uint64_t order_id, int side, in
         idx = <int32_t>book.pool_top
         book.pool_top += 1
     book.orders[idx].order_id = order_id
-    book.orders[idx].price = price
     book.orders[idx].qty = qty
-    book.order_sides[idx] = <int8_t>side
+    book.orders[idx].side = <int8_t>side
     return idx
 
 
@@ -471,11 +523,10 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
                    int64_t qty) noexcept nogil:
     """Add a new order at the back of the queue at (side, price)."""
     cdef fb_l3side *s
-    cdef fb_l3level *lev
     cdef int64_t key
     cdef Py_ssize_t pos
     cdef bint exists
-    cdef int32_t idx
+    cdef int32_t idx, lid
     cdef Py_ssize_t slot
     cdef int rc
     if side != FB_BID and side != FB_ASK:
@@ -488,10 +539,11 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         return FB_EDUPLICATE_ORDER
     s = &book.sides[side - 1]
     key = price if side == FB_BID else -price
-    pos = _lower_bound(s.levels, s.count, key)
-    exists = pos < s.count and s.levels[pos].key == key
+    pos = _lower_bound(s.keys, s.count, key)
+    exists = pos < s.count and s.keys[pos] == key
     if exists:
-        if s.levels[pos].qty > INT64_MAX - qty:
+        lid = s.ids[pos]
+        if s.levels[lid].qty > INT64_MAX - qty:
             return FB_EOVERFLOW
     elif s.count == s.capacity:
         rc = _levels_reserve(s, s.count + 1)
@@ -503,15 +555,14 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
             return rc
         _probe(book, order_id, side, &slot)     # the table may have been rebuilt
     # --- nothing can fail from here on ---
-    idx = _new_record(book, order_id, side, price, qty)
+    idx = _new_record(book, order_id, side, qty)
     if not exists:
-        _insert_level(s, pos, key)
-    lev = &s.levels[pos]
-    _link_tail(book, lev, idx)
+        lid = _insert_level(s, pos, key)
+    _link_tail(book, lid, idx)
     book.slots[slot] = idx
     book.order_count += 1
     book.version += 1
-    return FB_TOP_CHANGED if pos == s.count - 1 else FB_OK
+    return FB_TOP_CHANGED if lid == s.best else FB_OK
 
 
 cdef inline void _release(fb_l3book *book, int32_t idx, Py_ssize_t slot) noexcept nogil:
@@ -527,7 +578,6 @@ cdef inline int _take_at(fb_l3book *book, int32_t idx, Py_ssize_t slot,
     # execute/reduce of the live record idx (held by table slot ``slot``); qty >= 1
     cdef fb_order *o = &book.orders[idx]
     cdef fb_l3side *s
-    cdef Py_ssize_t pos
     cdef bint top
     if qty > o.qty:
         return FB_EOVER_EXECUTE
@@ -535,11 +585,10 @@ cdef inline int _take_at(fb_l3book *book, int32_t idx, Py_ssize_t slot,
         top = _unlink(book, idx)
         _release(book, idx, slot)
     else:
-        s = &book.sides[book.order_sides[idx] - 1]
-        pos = _level_of(book, idx)
+        s = &book.sides[o.side - 1]
         o.qty -= qty
-        s.levels[pos].qty -= qty
-        top = pos == s.count - 1
+        s.levels[o.level].qty -= qty
+        top = o.level == s.best
     book.version += 1
     return FB_TOP_CHANGED if top else FB_OK
 
@@ -615,7 +664,7 @@ cdef int fb_l3_replace(fb_l3book *book, uint64_t order_id, int side, uint64_t ne
 cdef inline bint _keeps_place(const fb_l3book *book, int32_t idx, int64_t qty,
                               int64_t price) noexcept nogil:
     # fb_l3_modify's rule: same price and no more quantity than remains
-    return book.orders[idx].price == price and qty <= book.orders[idx].qty
+    return _price_of(book, idx) == price and qty <= book.orders[idx].qty
 
 
 cdef int fb_l3_modify(fb_l3book *book, uint64_t order_id, int side, int64_t qty,
@@ -638,20 +687,20 @@ cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new
                      int64_t qty, int64_t price) noexcept nogil:
     # fb_l3_replace once the old order (record idx, table slot ``slot``) was found
     cdef fb_order *o = &book.orders[idx]
-    cdef int side = book.order_sides[idx]
+    cdef int side = o.side
     cdef fb_l3side *s = &book.sides[side - 1]
     cdef int64_t key, rest
     cdef Py_ssize_t pos
-    cdef bint exists, top
+    cdef int32_t lid
+    cdef bint top
     cdef int rc
     if new_order_id != o.order_id and fb_l3_find(book, new_order_id, side) != FB_NIL:
         return FB_EDUPLICATE_ORDER
     key = price if side == FB_BID else -price
-    pos = _lower_bound(s.levels, s.count, key)
-    exists = pos < s.count and s.levels[pos].key == key
-    if exists:
-        rest = s.levels[pos].qty
-        if o.price == price:
+    lid = _find_level(s, key)
+    if lid != FB_NIL:
+        rest = s.levels[lid].qty
+        if lid == o.level:
             rest -= o.qty
         if rest > INT64_MAX - qty:
             return FB_EOVERFLOW
@@ -665,14 +714,15 @@ cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new
         _slot_remove_at(book, slot)
         o.order_id = new_order_id
         _slot_insert(book, new_order_id, side, idx)
-    o.price = price
     o.qty = qty
-    pos = _lower_bound(s.levels, s.count, key)
-    if not (pos < s.count and s.levels[pos].key == key):
-        _insert_level(s, pos, key)
-    _link_tail(book, &s.levels[pos], idx)
+    pos = _lower_bound(s.keys, s.count, key)
+    if pos < s.count and s.keys[pos] == key:
+        lid = s.ids[pos]
+    else:
+        lid = _insert_level(s, pos, key)
+    _link_tail(book, lid, idx)
     book.version += 1
-    return FB_TOP_CHANGED if top or pos == s.count - 1 else FB_OK
+    return FB_TOP_CHANGED if top or lid == s.best else FB_OK
 
 
 cdef void fb_l3_count_error(fb_l3book *book, int status) noexcept nogil:
@@ -739,10 +789,10 @@ cdef int fb_l3_rank(const fb_l3book *book, uint64_t order_id, int side,
     idx = fb_l3_find(book, order_id, side)
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
-    s = &book.sides[book.order_sides[idx] - 1]
-    pos = _level_of(book, idx)
+    s = &book.sides[book.orders[idx].side - 1]
+    pos = _lower_bound(s.keys, s.count, s.levels[book.orders[idx].level].key)
     for i in range(pos + 1, s.count):       # better levels sit above pos
-        n += s.levels[i].count
+        n += s.levels[s.ids[i]].count
     idx = book.orders[idx].prev
     while idx != FB_NIL:
         n += 1
@@ -754,16 +804,12 @@ cdef int fb_l3_rank(const fb_l3book *book, uint64_t order_id, int side,
 cdef int64_t fb_l3_qty_at(const fb_l3book *book, int side, int64_t price) noexcept nogil:
     """Aggregate quantity at ``price`` on ``side``; 0 when there is no such level."""
     cdef const fb_l3side *s
-    cdef int64_t key
-    cdef Py_ssize_t pos
+    cdef int32_t lid
     if (side != FB_BID and side != FB_ASK) or price == INT64_MIN:
         return 0
     s = &book.sides[side - 1]
-    key = price if side == FB_BID else -price
-    pos = _lower_bound(s.levels, s.count, key)
-    if pos < s.count and s.levels[pos].key == key:
-        return s.levels[pos].qty
-    return 0
+    lid = _find_level(s, price if side == FB_BID else -price)
+    return s.levels[lid].qty if lid != FB_NIL else 0
 
 
 cdef Py_ssize_t fb_l3_top(const fb_l3book *book, Py_ssize_t n,
@@ -776,14 +822,14 @@ cdef Py_ssize_t fb_l3_top(const fb_l3book *book, Py_ssize_t n,
     cdef Py_ssize_t na = asks.count if asks.count < n else n
     cdef Py_ssize_t top_b = bids.count - 1, top_a = asks.count - 1
     for i in range(nb):
-        bid_prices[i] = bids.levels[top_b - i].key
-        bid_qtys[i] = bids.levels[top_b - i].qty
+        bid_prices[i] = bids.keys[top_b - i]
+        bid_qtys[i] = bids.levels[bids.ids[top_b - i]].qty
     for i in range(nb, n):
         bid_prices[i] = 0
         bid_qtys[i] = 0
     for i in range(na):
-        ask_prices[i] = -asks.levels[top_a - i].key
-        ask_qtys[i] = asks.levels[top_a - i].qty
+        ask_prices[i] = -asks.keys[top_a - i]
+        ask_qtys[i] = asks.levels[asks.ids[top_a - i]].qty
     for i in range(na, n):
         ask_prices[i] = 0
         ask_qtys[i] = 0
@@ -897,9 +943,12 @@ cdef fb_l3book *_l3_snapshot(const fb_l3book *b) noexcept nogil:
         return NULL
     snap[0] = b[0]
     snap.orders = <fb_order *>_dup(b.orders, <size_t>b.order_capacity * sizeof(fb_order), &ok)
-    snap.order_sides = <int8_t *>_dup(b.order_sides, <size_t>b.order_capacity, &ok)
     snap.slots = <int32_t *>_dup(b.slots, sizeof(int32_t) << b.slot_bits, &ok)
     for s in range(2):
+        snap.sides[s].keys = <int64_t *>_dup(
+            b.sides[s].keys, <size_t>b.sides[s].capacity * sizeof(int64_t), &ok)
+        snap.sides[s].ids = <int32_t *>_dup(
+            b.sides[s].ids, <size_t>b.sides[s].capacity * sizeof(int32_t), &ok)
         snap.sides[s].levels = <fb_l3level *>_dup(
             b.sides[s].levels, <size_t>b.sides[s].capacity * sizeof(fb_l3level), &ok)
     if not ok:
@@ -954,22 +1003,25 @@ cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price,
     """
     cdef fb_l3side *s = &b.sides[side - 1]
     cdef int64_t key = price if side == FB_BID else -price
-    cdef Py_ssize_t pos = _lower_bound(s.levels, s.count, key)
+    cdef Py_ssize_t pos = _lower_bound(s.keys, s.count, key)
     cdef fb_l3level *lev
     cdef fb_order *o
-    cdef int32_t idx, nxt
-    if not (pos < s.count and s.levels[pos].key == key):
+    cdef int32_t idx, nxt, lid
+    if pos < s.count and s.keys[pos] == key:
+        lid = s.ids[pos]
+    else:
         _levels_reserve(s, s.count + 1)
-        _insert_level(s, pos, key)
-    lev = &s.levels[pos]
+        lid = _insert_level(s, pos, key)
+    lev = &s.levels[lid]
     if b.free_head == FB_NIL and b.pool_top == b.order_capacity:
         _grow_orders(b, b.order_capacity + 1)
-    idx = _new_record(b, order_id, side, price, qty)
+    idx = _new_record(b, order_id, side, qty)
     o = &b.orders[idx]
     nxt = fb_l3_find(b, successor, side) if has_successor else FB_NIL
     if nxt == FB_NIL:
-        _link_tail(b, lev, idx)
+        _link_tail(b, lid, idx)
     else:
+        o.level = lid
         o.prev = b.orders[nxt].prev
         o.next = nxt
         if o.prev != FB_NIL:
@@ -992,13 +1044,13 @@ cdef inline Py_ssize_t _note_removal(const fb_l3book *b, int32_t idx, uint64_t *
     cdef int32_t nxt = o.next
     cdef Py_ssize_t k = 1 if op == _U_L3_REPLACED else 0
     w[k] = o.order_id
-    w[k + 1] = <uint64_t>o.price
+    w[k + 1] = <uint64_t>_price_of(b, idx)
     w[k + 2] = <uint64_t>o.qty
     if nxt != FB_NIL:
         w[k + 3] = b.orders[nxt].order_id
-        w[k + 4] = _trailer(op, b.order_sides[idx], 1, instrument)
+        w[k + 4] = _trailer(op, b.orders[idx].side, 1, instrument)
         return k + 5
-    w[k + 3] = _trailer(op, b.order_sides[idx], 0, instrument)
+    w[k + 3] = _trailer(op, b.orders[idx].side, 0, instrument)
     return k + 4
 
 
@@ -1040,7 +1092,7 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
                 w = j.words + j.count
                 w[0] = e.order_id
                 w[1] = <uint64_t>less
-                w[2] = _trailer(_U_L3_TOOK, b.order_sides[idx], 0, instrument)
+                w[2] = _trailer(_U_L3_TOOK, b.orders[idx].side, 0, instrument)
                 j.count += 3
             return _take_at(b, idx, slot, less)
         if j == NULL:
@@ -1067,7 +1119,7 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
                 w = j.words + j.count
                 w[0] = e.order_id
                 w[1] = <uint64_t>e.qty
-                w[2] = _trailer(_U_L3_TOOK, b.order_sides[idx], 0, instrument)
+                w[2] = _trailer(_U_L3_TOOK, b.orders[idx].side, 0, instrument)
                 j.count += 3
         return _take_at(b, idx, slot, e.qty)
     if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN:
@@ -1166,7 +1218,7 @@ cdef void _rollback(fb_bookset *bs, _journal *j) noexcept nogil:
         elif op == _U_L3_TOOK:
             idx = fb_l3_find(b3, w[0], side)
             b3.orders[idx].qty += <int64_t>w[1]
-            b3.sides[b3.order_sides[idx] - 1].levels[_level_of(b3, idx)].qty += <int64_t>w[1]
+            b3.sides[b3.orders[idx].side - 1].levels[b3.orders[idx].level].qty += <int64_t>w[1]
             b3.version += 1
         elif op == _U_L3_REMOVED:
             _l3_reinsert(b3, w[0], side, <int64_t>w[1], <int64_t>w[2], flag, w[3])
@@ -1337,10 +1389,9 @@ cdef inline void _bbo_of(const fb_bookset *bs, uint32_t inst, int64_t *out) noex
     if bs.kinds[inst] == FB_KIND_L3:
         for k in range(2):
             s3 = &(<const fb_l3book *>bs.books[inst]).sides[k]
-            if s3.count:
-                out[2 * k] = s3.levels[s3.count - 1].key if k == 0 \
-                    else -s3.levels[s3.count - 1].key
-                out[2 * k + 1] = s3.levels[s3.count - 1].qty
+            if s3.best != FB_NIL:
+                out[2 * k] = s3.levels[s3.best].key if k == 0 else -s3.levels[s3.best].key
+                out[2 * k + 1] = s3.levels[s3.best].qty
     else:
         for k in range(2):
             fb_book_best(<const fb_book *>bs.books[inst], k + 1, &out[2 * k], &out[2 * k + 1])
@@ -1471,12 +1522,18 @@ cdef inline void _pf_stage_book(const fb_bookset *bs, const fb_event *e) noexcep
 cdef inline void _pf_stage_slot(const fb_bookset *bs, const fb_event *e,
                                 _pf_entry *p) noexcept nogil:
     cdef const fb_l3book *b = _pf_book(bs, e)
+    cdef const fb_l3side *s
     p.book = b
     if b == NULL:
         return
     p.home = _home(b, e.order_id, e.side)
     _prefetch(&b.slots[p.home])
     _prefetch(&b.orders[b.free_head if b.free_head != FB_NIL else b.pool_top])
+    # the top of the price index an add (or a replace) searches first
+    s = &b.sides[(e.side - 1) & 1]
+    _prefetch(s.keys + s.count - 1)
+    _prefetch(s.keys + s.count - _TOP_WINDOW)
+    _prefetch(s.ids + s.count - 1)
 
 
 cdef inline void _pf_stage_record(_pf_entry *p) noexcept nogil:
@@ -1487,7 +1544,6 @@ cdef inline void _pf_stage_record(_pf_entry *p) noexcept nogil:
     r = b.slots[p.home & ((<Py_ssize_t>1 << b.slot_bits) - 1)]
     p.record = r
     _prefetch(&b.orders[r])
-    _prefetch(&b.order_sides[r])
 
 
 cdef inline void _pf_stage_links(const _pf_entry *p) noexcept nogil:
@@ -1502,6 +1558,8 @@ cdef inline void _pf_stage_links(const _pf_entry *p) noexcept nogil:
     o = &b.orders[r]
     _prefetch(&b.orders[o.prev])
     _prefetch(&b.orders[o.next])
+    # its level record (a side byte of a handed-out record is FB_BID or FB_ASK)
+    _prefetch(&b.sides[(o.side - 1) & 1].levels[o.level])
 
 
 cdef inline void _prefetch_ahead(const fb_bookset *bs, const fb_event *events, Py_ssize_t i,
@@ -1717,8 +1775,8 @@ cdef class _LevelIterator:
             raise StopIteration
         idx = s.count - 1 - self._i
         self._i += 1
-        return (s.levels[idx].key if self._side == FB_BID else -s.levels[idx].key,
-                s.levels[idx].qty)
+        return (s.keys[idx] if self._side == FB_BID else -s.keys[idx],
+                s.levels[s.ids[idx]].qty)
 
 
 cdef class OrderBook:
@@ -1738,7 +1796,7 @@ cdef class OrderBook:
         Level slots to preallocate per side (grown geometrically).
     order_capacity : int, default 1024
         Order records to preallocate, exactly (grown by half when full). Each
-        costs ``BYTES_PER_ORDER`` (33) bytes, plus the hash table's 4-byte
+        costs ``BYTES_PER_ORDER`` (32) bytes, plus the hash table's 4-byte
         slots, a power of two at least twice the capacity (8 to 16 bytes per
         record).
     on_error : {"raise", "skip"}
@@ -1925,7 +1983,7 @@ cdef class OrderBook:
         if idx == FB_NIL:
             return None
         o = &self._book.orders[idx]
-        return (<int>self._book.order_sides[idx], o.price, o.qty)
+        return (<int>o.side, _price_of(&self._book, idx), o.qty)
 
     def queue_position(self, order_id, *, side=0):
         """``(orders_ahead, qty_ahead)`` of a live order in its level's FIFO queue, or None.
@@ -1988,19 +2046,16 @@ cdef class OrderBook:
         if self._busy:
             _raise_busy()
         cdef const fb_l3side *s
-        cdef int64_t key
-        cdef Py_ssize_t pos
-        cdef int32_t idx
+        cdef int32_t idx, lid
         cdef list out = []
         cdef int sd = valid_side(side)
         cdef int64_t p = as_i64(price, "price")
         if p == INT64_MIN:
             return out
         s = &self._book.sides[sd - 1]
-        key = p if sd == FB_BID else -p
-        pos = _lower_bound(s.levels, s.count, key)
-        if pos < s.count and s.levels[pos].key == key:
-            idx = s.levels[pos].head
+        lid = _find_level(s, p if sd == FB_BID else -p)
+        if lid != FB_NIL:
+            idx = s.levels[lid].head
             while idx != FB_NIL:
                 out.append((self._book.orders[idx].order_id, self._book.orders[idx].qty))
                 idx = self._book.orders[idx].next
@@ -2011,18 +2066,14 @@ cdef class OrderBook:
         if self._busy:
             _raise_busy()
         cdef const fb_l3side *s
-        cdef int64_t key
-        cdef Py_ssize_t pos
+        cdef int32_t lid
         cdef int sd = valid_side(side)
         cdef int64_t p = as_i64(price, "price")
         if p == INT64_MIN:
             return 0
         s = &self._book.sides[sd - 1]
-        key = p if sd == FB_BID else -p
-        pos = _lower_bound(s.levels, s.count, key)
-        if pos < s.count and s.levels[pos].key == key:
-            return s.levels[pos].count
-        return 0
+        lid = _find_level(s, p if sd == FB_BID else -p)
+        return s.levels[lid].count if lid != FB_NIL else 0
 
     # -- memory --------------------------------------------------------------
     @property
@@ -2175,8 +2226,8 @@ cdef class OrderBook:
         pq = <int64_t *>cnp.PyArray_DATA(qtys)
         top = n - 1
         for i in range(n):
-            pp[i] = s.levels[top - i].key if sd == FB_BID else -s.levels[top - i].key
-            pq[i] = s.levels[top - i].qty
+            pp[i] = s.keys[top - i] if sd == FB_BID else -s.keys[top - i]
+            pq[i] = s.levels[s.ids[top - i]].qty
         return prices, qtys
 
     def levels(self, side):

@@ -21,8 +21,8 @@ from fastbook.errors import ArrayError, UpdateError
 
 BID = 1
 ASK = 2
-BYTES_PER_ORDER = 33
-BYTES_PER_LEVEL = 32
+BYTES_PER_ORDER = 32
+BYTES_PER_LEVEL = 44
 ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
                "duplicate_order", "over_execute", "overflow", "bad_action")
 COMPILED = False
