@@ -487,3 +487,113 @@ def test_differential(on_error, batches):
         assert set_state(compiled) == set_state(twin)
         for i in range(3):
             assert compiled.instrument_errors(i) == twin.instrument_errors(i)
+
+
+# ---------------------------------------------------------------------------
+# The callback path: books are read-only to the callback, the set is fixed
+# ---------------------------------------------------------------------------
+
+def _adds(n, instrument=0):
+    return ev(*[{"action": "add", "side": BID, "price": 5_000 - k, "qty": 1, "order_id": k + 1}
+                for k in range(n)], instrument=instrument)
+
+
+@pytest.mark.parametrize("call", [
+    lambda bs: bs[0].add(999, BID, 4_000, 1),
+    lambda bs: bs[0].delete(1),
+    lambda bs: bs[0].execute(1, 1),
+    lambda bs: bs[0].reduce(1, 1),
+    lambda bs: bs[0].replace(1, 998, 1, 4_000),
+    lambda bs: bs[0].modify(1, 1, 4_000),
+    lambda bs: bs[1].clear(),
+    lambda bs: bs[2].set(BID, 100, 5),
+    lambda bs: bs[2].set_str(BID, "1.00", "5"),
+    lambda bs: bs[2].apply(np.array([1], np.int8), np.array([100]), np.array([5])),
+    lambda bs: bs[2].clear(),
+], ids=["add", "delete", "execute", "reduce", "replace", "modify", "l3-clear", "set",
+        "set_str", "l2-apply", "l2-clear"])
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_callback_cannot_change_a_book(impls, call, on_error):
+    """A callback that tries to change a book gets RuntimeError, and the batch stops as
+    for any callback error: raise mode rolls every event back, skip mode keeps the
+    events up to the one whose callback failed. Nothing the callback tried happened."""
+    l3mod, _ = impls
+    bs = make_set(l3mod, on_error)
+    seen = []
+
+    def callback(index, instrument):
+        seen.append(index)
+        if index == 2:
+            call(bs)
+
+    with pytest.raises(RuntimeError, match=r"is read-only while BookSet.apply runs its "
+                                           r"callback \(the callback may read"):
+        bs.apply(_adds(5), callback=callback)
+    assert seen == [0, 1, 2]
+    kept = 0 if on_error == "raise" else 3
+    assert bs[0].order_count == kept
+    assert [p for p, _ in bs[0].levels(BID)] == [5_000 - k for k in range(kept)]
+    assert len(bs[2]) == 0 and bs[1].order_count == 0
+    # the books are writable again once apply returns
+    assert bs[0].add(999, BID, 4_000, 1) is (kept == 0)
+    bs[2].set(BID, 100, 5)
+    assert bs[2].qty_at(BID, 100) == 5
+
+
+@pytest.mark.parametrize("call, what", [
+    (lambda bs: bs.add_instrument("NEW", price_decimals=2), "add instruments"),
+    (lambda bs: bs.add_book(bs[0].__class__(price_decimals=2), symbol="B2"),
+     "add instruments"),
+    (lambda bs: bs.clear(), "clear the books"),
+    (lambda bs: bs.apply(_adds(1, instrument=1)), "apply events"),
+])
+def test_callback_cannot_change_the_set(impls, call, what):
+    """Adding instruments from a callback used to let later events reach a sampler's
+    per-instrument state past its end (it is sized when apply starts)."""
+    l3mod, _ = impls
+    bs = make_set(l3mod)
+    sampler = fastbook.Sampler(depth=2, every=1)
+
+    def callback(index, instrument):
+        if index == 1:
+            call(bs)
+
+    with pytest.raises(RuntimeError, match=rf"BookSet\.apply is running: its callback "
+                                           rf"cannot {what}"):
+        bs.apply(_adds(3), sampler=sampler, callback=callback)
+    assert len(bs) == 3 and bs[0].order_count == 0 and len(sampler) == 0
+    bs.add_instrument("NEW", price_decimals=2)      # fine outside apply
+    assert len(bs) == 4
+
+
+def test_callback_reads_and_reserves(impls):
+    """Reads work inside the callback, and so does reserving room (capacity only)."""
+    l3mod, _ = impls
+    bs = make_set(l3mod)
+    best = []
+
+    def callback(index, instrument):
+        best.append(bs[0].best_bid())
+        bs[0].reserve_orders(100)
+        bs[2].reserve(ASK, 64)
+
+    assert bs.apply(_adds(3), callback=callback) == 3
+    assert best == [(5_000, 1), (5_000, 1), (5_000, 1)]
+    assert bs[0].order_capacity == 100 and bs[2].capacity(ASK) == 64
+
+
+def test_a_book_read_only_in_one_set_refuses_another_sets_apply(impls):
+    l3mod, _ = impls
+    a, b = l3mod.BookSet(), l3mod.BookSet()
+    shared = l3mod.OrderBook(price_decimals=4)
+    a.add_book(shared, symbol="X")
+    b.add_book(shared, symbol="X")
+
+    def callback(index, instrument):
+        b.apply(_adds(1))
+
+    with pytest.raises(RuntimeError, match=r"a book of this BookSet is read-only while "
+                                           r"another BookSet\.apply runs its callback"):
+        a.apply(_adds(2), callback=callback)
+    assert shared.order_count == 0
+    assert b.apply(_adds(2)) == 2

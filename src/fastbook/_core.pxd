@@ -52,7 +52,7 @@ cdef enum:
 
 cdef enum:
     # Bumped whenever a struct layout or an inline function below changes.
-    FB_ABI_VERSION = 2
+    FB_ABI_VERSION = 3
     # Buffer size fb_format_decimal needs: its longest output is 21 characters
     # ("-9.223372036854775808") plus NUL; 48 leaves room for future formats.
     FB_FORMAT_BUFSIZE = 48
@@ -204,4 +204,5 @@ cdef class Book:
     # functions above; the Book owns and frees it.
     cdef fb_book _book
     cdef bint _busy             # True while Book.apply runs without the GIL
+    cdef bint _read_only        # True while a BookSet.apply callback runs: updates refused
     cdef object __weakref__

@@ -17,7 +17,8 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 
 from fastbook._edge cimport (
-    MAX_SCALE, as_i64, as_side, check_decimals, side_message, top_array, valid_side,
+    MAX_SCALE, as_i64, as_side, check_decimals, raise_read_only, side_message, top_array,
+    valid_side,
 )
 
 import numpy as np
@@ -1258,6 +1259,8 @@ cdef class Book:
         """
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef int rc = _book_set(&self._book, as_side(side), as_i64(price, "price"),
                                 as_i64(qty, "qty"))
         if rc < 0:
@@ -1268,6 +1271,8 @@ cdef class Book:
         """Like ``set`` with decimal text (str or bytes) parsed exactly at the book's scales."""
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef int64_t price = _parse_text(price_text, self._book.price_decimals, "price")
         cdef int64_t qty = _parse_text(qty_text, self._book.qty_decimals, "quantity")
         cdef int rc = _book_set(&self._book, as_side(side), price, qty)
@@ -1309,6 +1314,8 @@ cdef class Book:
             )
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         if n >= _NOGIL_MIN_BATCH:
             # other threads may run while the GIL is released; every method
             # checks _busy, so they get an error instead of a torn book
@@ -1337,6 +1344,8 @@ cdef class Book:
         """Remove every level (capacity is kept)."""
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         fb_book_clear(&self._book)
 
     # -- reads ---------------------------------------------------------------

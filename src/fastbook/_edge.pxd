@@ -25,6 +25,12 @@ cdef enum:
     MAX_SCALE = 18          # 10**18 is the largest power of ten in int64
 
 
+cdef inline int raise_read_only(object book) except -1:
+    """A book's mutator, called while a BookSet.apply callback runs (books are read-only)."""
+    raise RuntimeError(f"{type(book).__name__} is read-only while BookSet.apply runs its "
+                       f"callback (the callback may read the books, not change them)")
+
+
 cdef inline object _as_index(object value, str what):
     if isinstance(value, float) or not hasattr(value, "__index__"):
         raise TypeError(f"{what} must be an integer, got {type(value).__name__}")

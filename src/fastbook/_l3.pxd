@@ -246,5 +246,6 @@ cdef class OrderBook:
     cdef fb_l3book _book
     cdef bint _skip
     cdef bint _busy             # True while a BookSet applies events to it without the GIL
+    cdef bint _read_only        # True while a BookSet.apply callback runs: updates refused
     cdef object __weakref__
     cdef int _key_side(self, object side) except? -1

@@ -20,7 +20,8 @@ from libc.string cimport memcpy, memset
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 
 from fastbook._edge cimport (
-    as_i64, as_side, as_u64, check_decimals, side_message, top_array, valid_side,
+    as_i64, as_side, as_u64, check_decimals, raise_read_only, side_message, top_array,
+    valid_side,
 )
 from fastbook._core cimport (
     Book, fb_book, fb_book_best, fb_book_clear, fb_book_copy, fb_book_free, fb_book_qty_at,
@@ -1881,6 +1882,8 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int s = as_side(side)
         cdef int64_t p = as_i64(price, "price")
@@ -1898,6 +1901,8 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
         cdef int rc = fb_l3_execute(&self._book, oid, as_side(side), q)
@@ -1909,6 +1914,8 @@ cdef class OrderBook:
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
         cdef int rc = fb_l3_reduce(&self._book, oid, as_side(side), q)
@@ -1920,6 +1927,8 @@ cdef class OrderBook:
         """Remove the order, whatever its remaining quantity."""
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int rc = fb_l3_delete(&self._book, oid, as_side(side))
         if rc < 0:
@@ -1934,6 +1943,8 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef uint64_t nid = as_u64(new_order_id, "new_order_id")
         cdef int64_t q = as_i64(qty, "qty")
@@ -1953,6 +1964,8 @@ cdef class OrderBook:
         """
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
         cdef int64_t p = as_i64(price, "price")
@@ -1970,6 +1983,8 @@ cdef class OrderBook:
         """Remove every order and level (capacities and error counters are kept)."""
         if self._busy:
             _raise_busy()
+        if self._read_only:
+            raise_read_only(self)
         fb_l3_clear(&self._book)
 
     # -- orders --------------------------------------------------------------
@@ -2361,7 +2376,8 @@ cdef class BookSet:
     cdef list _meta
     cdef dict _index
     cdef bint _skip
-    cdef bint _busy
+    cdef bint _busy             # apply runs without the GIL (another thread may call)
+    cdef bint _applying         # apply runs (its callback may call): see _check_idle
 
     def __cinit__(self, *, on_error="raise"):
         if on_error != "raise" and on_error != "skip":
@@ -2415,8 +2431,7 @@ cdef class BookSet:
         """
         cdef Py_ssize_t i = self._bs.count
         cdef uint8_t kind
-        if self._busy:
-            raise RuntimeError("BookSet.apply is running in another thread")
+        self._check_idle("add instruments")
         if isinstance(book, OrderBook):
             kind = FB_KIND_L3
         elif isinstance(book, Book):
@@ -2536,9 +2551,10 @@ cdef class BookSet:
             exception propagates: in raise mode every book (and sampler) is
             back as before the call; in skip mode the events up to and
             including ``index`` stay applied. The callback may read the books
-            but must not change them: a rollback undoes the batch's own events,
-            and what it does to changes the callback made is unspecified (the
-            compiled journal keeps them, the twin's copies undo them).
+            (and reserve room in them) but not change them: while it runs, every
+            update of a book of the set raises RuntimeError, and so do adding
+            instruments to the set, clearing it and applying to it (or to another
+            set sharing one of its books).
 
         Returns
         -------
@@ -2569,8 +2585,8 @@ cdef class BookSet:
         cdef _sampler *sp = NULL
         cdef _callback cb
         cdef _callback *cbp = NULL
-        if self._busy:
-            raise RuntimeError("BookSet.apply is already running in another thread")
+        self._check_idle("apply events")
+        self._check_not_busy()
         if not cnp.PyArray_Check(events) or events.dtype != _EVENT_DTYPE \
                 or cnp.PyArray_NDIM(<cnp.ndarray>events) != 1 \
                 or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>events):
@@ -2596,6 +2612,11 @@ cdef class BookSet:
         release = n >= 256 and cbp == NULL
         if sampler is not None:
             sampler._busy = True
+        # the callback runs Python code: it may read the books but not change them, nor
+        # this set's instruments (a sampler's state is sized to them)
+        self._applying = True
+        if cbp != NULL:
+            self._set_read_only(True)
         try:
             if release:
                 self._set_busy(True)
@@ -2606,10 +2627,12 @@ cdef class BookSet:
                 finally:
                     self._set_busy(False)
             else:
-                self._check_not_busy()
                 rc = _bookset_run(&self._bs, ev, n, self._skip, &done, &skipped, &detail,
                                   sp, cbp)
         finally:
+            self._applying = False
+            if cbp != NULL:
+                self._set_read_only(False)
             if sampler is not None:
                 sampler._busy = False
                 sampler._count = samp.count
@@ -2648,11 +2671,34 @@ cdef class BookSet:
                                e.new_order_id, detail) + where
         return _l2_message(rc, a, e.side, e.price, e.qty, detail) + where
 
+    cdef int _check_idle(self, str what) except -1:
+        if self._busy:
+            raise RuntimeError("BookSet.apply is running in another thread")
+        if self._applying:
+            raise RuntimeError(f"BookSet.apply is running: its callback cannot {what}")
+        return 0
+
     cdef int _check_not_busy(self) except -1:
+        cdef bint busy, read_only
         for book in self._books:
-            if (<OrderBook>book)._busy if isinstance(book, OrderBook) else (<Book>book)._busy:
+            if isinstance(book, OrderBook):
+                busy, read_only = (<OrderBook>book)._busy, (<OrderBook>book)._read_only
+            else:
+                busy, read_only = (<Book>book)._busy, (<Book>book)._read_only
+            if busy:
                 raise RuntimeError(f"a book of this BookSet is being modified in another "
                                    f"thread ({book!r})")
+            if read_only:
+                raise RuntimeError(f"a book of this BookSet is read-only while another "
+                                   f"BookSet.apply runs its callback ({book!r})")
+        return 0
+
+    cdef int _set_read_only(self, bint read_only) except -1:
+        for book in self._books:
+            if isinstance(book, OrderBook):
+                (<OrderBook>book)._read_only = read_only
+            else:
+                (<Book>book)._read_only = read_only
         return 0
 
     cdef int _set_busy(self, bint busy) except -1:
@@ -2669,8 +2715,7 @@ cdef class BookSet:
     def clear(self):
         """Clear every book of the set (instruments, metadata and error counters are kept)."""
         cdef Py_ssize_t i
-        if self._busy:
-            raise RuntimeError("BookSet.apply is running in another thread")
+        self._check_idle("clear the books")
         self._check_not_busy()
         for i in range(self._bs.count):
             if self._bs.kinds[i] == FB_KIND_L3:

@@ -140,6 +140,12 @@ def _side_error(side: Any) -> UpdateError:
     return UpdateError(f"side must be fastbook.BID ({BID}) or fastbook.ASK ({ASK}), got {side!r}")
 
 
+def _raise_read_only(book: Any) -> None:
+    """A book's mutator, called while a BookSet.apply callback runs (books are read-only)."""
+    raise RuntimeError(f"{type(book).__name__} is read-only while BookSet.apply runs its "
+                       f"callback (the callback may read the books, not change them)")
+
+
 def _check_array(arr: Any, dtype: type, name: str, dtype_name: str) -> np.ndarray:
     if not isinstance(arr, np.ndarray):
         raise ArrayError(
@@ -177,6 +183,9 @@ class _Ladder:
 
 class Book:
     """Pure-Python twin of :class:`fastbook.Book` (see its documentation)."""
+
+    #: set on the instance by BookSet.apply while its callback runs
+    _read_only = False
 
     def __init__(self, *, price_decimals: int, qty_decimals: int, capacity: int = 1024) -> None:
         _check_decimals(price_decimals, "price_decimals")
@@ -260,6 +269,8 @@ class Book:
         return is_top
 
     def set(self, side: int, price: int, qty: int) -> bool:
+        if self._read_only:
+            _raise_read_only(self)
         s = _int64(side, "side")
         p = _int64(price, "price")
         q = _int64(qty, "qty")
@@ -267,6 +278,8 @@ class Book:
         return self._set(s, p, q)
 
     def set_str(self, side: int, price_text: Any, qty_text: Any) -> bool:
+        if self._read_only:
+            _raise_read_only(self)
         s = _int64(side, "side")
         p = _parse_text(price_text, self._price_decimals, "price")
         q = _parse_text(qty_text, self._qty_decimals, "quantity")
@@ -274,6 +287,8 @@ class Book:
         return self._set(s, p, q)
 
     def apply(self, sides: Any, prices: Any, qtys: Any) -> int:
+        if self._read_only:
+            _raise_read_only(self)
         a_s = _check_array(sides, np.int8, "sides", "int8")
         a_p = _check_array(prices, np.int64, "prices", "int64")
         a_q = _check_array(qtys, np.int64, "qtys", "int64")
@@ -294,6 +309,8 @@ class Book:
         return n
 
     def clear(self) -> None:
+        if self._read_only:
+            _raise_read_only(self)
         for lad in self._ladders.values():
             lad.qty.clear()
             lad.keys.clear()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fastbook._instruments import instrument_meta
-from fastbook._pycore import format_decimal
+from fastbook._pycore import _raise_read_only, format_decimal
 from fastbook.errors import ArrayError, UpdateError
 
 BID = 1
@@ -91,6 +91,9 @@ class _Failure(Exception):
 
 class OrderBook:
     """Pure-Python twin of :class:`fastbook._l3.OrderBook` (see its documentation)."""
+
+    #: set on the instance by BookSet.apply while its callback runs
+    _read_only = False
 
     def __init__(self, *, price_decimals: int, qty_decimals: int = 0, capacity: int = 256,
                  order_capacity: int = 1024, on_error: str = "raise",
@@ -295,6 +298,8 @@ class OrderBook:
         return top or price == self._best_price(side)
 
     def add(self, order_id: int, side: int, price: int, qty: int) -> bool:
+        if self._read_only:
+            _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
         s = _as_side(side)
         price = _int64(price, "price")
@@ -305,6 +310,8 @@ class OrderBook:
             return self._fail(failure)
 
     def _take(self, verb: str, order_id: Any, qty: Any, side: Any) -> bool:
+        if self._read_only:
+            _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
         qty = _int64(qty, "qty")
         try:
@@ -319,6 +326,8 @@ class OrderBook:
         return self._take("reduce", order_id, qty, side)
 
     def delete(self, order_id: int, *, side: int = 0) -> bool:
+        if self._read_only:
+            _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
         try:
             return self._do_delete(order_id, _as_side(side), side)
@@ -327,6 +336,8 @@ class OrderBook:
 
     def replace(self, order_id: int, new_order_id: int, qty: int, price: int, *,
                 side: int = 0) -> bool:
+        if self._read_only:
+            _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
         new_order_id = _uint64(new_order_id, "new_order_id")
         qty = _int64(qty, "qty")
@@ -337,6 +348,8 @@ class OrderBook:
             return self._fail(failure)
 
     def modify(self, order_id: int, qty: int, price: int, *, side: int = 0) -> bool:
+        if self._read_only:
+            _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
         qty = _int64(qty, "qty")
         price = _int64(price, "price")
@@ -350,6 +363,8 @@ class OrderBook:
         return self._side_keys
 
     def clear(self) -> None:
+        if self._read_only:
+            _raise_read_only(self)
         self._orders.clear()
         for queues in self._queues.values():
             queues.clear()
@@ -594,11 +609,24 @@ class BookSet:
         self._index: dict[tuple[str, str], int] = {}
         self._errors: list[dict[str, int]] = []
         self._bad_instrument = 0
+        self._applying = False
+
+    def _check_idle(self, what: str) -> None:
+        if self._applying:
+            raise RuntimeError(f"BookSet.apply is running: its callback cannot {what}")
+
+    def _set_read_only(self, read_only: bool) -> None:
+        for book in self._books:
+            if read_only:
+                book._read_only = True
+            else:
+                book.__dict__.pop("_read_only", None)
 
     def add_book(self, book: Any, *, symbol: str, venue: str = "", tick_size: int = 1,
                  lot_size: int = 1) -> int:
         from fastbook._pycore import Book
 
+        self._check_idle("add instruments")
         if isinstance(book, OrderBook):
             kind = "l3"
         elif isinstance(book, Book):
@@ -678,6 +706,7 @@ class BookSet:
         self._bad_instrument = 0
 
     def clear(self) -> None:
+        self._check_idle("clear the books")
         for book in self._books:
             book.clear()
 
@@ -747,6 +776,11 @@ class BookSet:
         from fastbook.events import check_events
         from fastbook.sampling import check_sampler
 
+        self._check_idle("apply events")
+        for book in self._books:
+            if book._read_only:
+                raise RuntimeError(f"a book of this BookSet is read-only while another "
+                                   f"BookSet.apply runs its callback ({book!r})")
         rows = check_events(events).tolist()
         sampler = check_sampler(sampler, callback)
         if sampler is not None:
@@ -761,45 +795,52 @@ class BookSet:
             if saved_sampler is not None:
                 sampler._restore(saved_sampler)
 
-        skipped = 0
-        for i, row in enumerate(rows):
-            ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, sequence = row
-            try:
-                if inst >= len(self._books):
-                    raise _Failure("bad_instrument",
-                                   f"instrument {inst} is not in this BookSet "
-                                   f"(it has {len(self._books)} instruments)")
-                book = self._books[inst]
-                if not self._skip and inst not in saved:
-                    saved[inst] = copy.deepcopy(book.__dict__)
-                if sampler is not None:
-                    sampler._before(book, inst, ts, sequence)
-                if self._meta[inst]["kind"] == "l3":
-                    self._l3_event(book, action, side, price, qty, order_id, new_order_id,
-                                   flags)
-                else:
-                    self._l2_event(book, action, side, price, qty)
-            except _Failure as failure:
-                if self._skip:
-                    skipped += 1
-                    if failure.kind == "bad_instrument":
-                        self._bad_instrument += 1
-                    else:
-                        self._errors[inst][failure.kind] += 1
-                    continue
-                message = self._message(failure, inst, action)
-                rollback()
-                raise UpdateError(f"event {i}: {message}", i) from None
-            if sampler is not None:
-                sampler._after(book, inst, ts, sequence)
-            if callback is not None:
+        self._applying = True
+        try:
+            skipped = 0
+            for i, row in enumerate(rows):
+                ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, sequence = row
                 try:
-                    callback(i, inst)
-                except BaseException:
-                    if not self._skip:
-                        rollback()
-                    raise
-        return len(rows) - skipped
+                    if inst >= len(self._books):
+                        raise _Failure("bad_instrument",
+                                       f"instrument {inst} is not in this BookSet "
+                                       f"(it has {len(self._books)} instruments)")
+                    book = self._books[inst]
+                    if not self._skip and inst not in saved:
+                        saved[inst] = copy.deepcopy(book.__dict__)
+                    if sampler is not None:
+                        sampler._before(book, inst, ts, sequence)
+                    if self._meta[inst]["kind"] == "l3":
+                        self._l3_event(book, action, side, price, qty, order_id, new_order_id,
+                                       flags)
+                    else:
+                        self._l2_event(book, action, side, price, qty)
+                except _Failure as failure:
+                    if self._skip:
+                        skipped += 1
+                        if failure.kind == "bad_instrument":
+                            self._bad_instrument += 1
+                        else:
+                            self._errors[inst][failure.kind] += 1
+                        continue
+                    message = self._message(failure, inst, action)
+                    rollback()
+                    raise UpdateError(f"event {i}: {message}", i) from None
+                if sampler is not None:
+                    sampler._after(book, inst, ts, sequence)
+                if callback is not None:
+                    self._set_read_only(True)
+                    try:
+                        callback(i, inst)
+                    except BaseException:
+                        if not self._skip:
+                            rollback()
+                        raise
+                    finally:
+                        self._set_read_only(False)
+            return len(rows) - skipped
+        finally:
+            self._applying = False
 
     def _message(self, failure: _Failure, inst: int, action: int) -> str:
         if failure.kind == "bad_instrument":

@@ -35,7 +35,9 @@ taken so far, and :meth:`Sampler.to_arrow` wraps them without copying.
 replay can stream them to disk in bounded memory.
 
 The slow but flexible path is ``BookSet.apply(events, callback=f)``, which
-calls ``f(index, instrument)`` from Python after every applied event.
+calls ``f(index, instrument)`` from Python after every applied event. ``f``
+may read the books; while it runs they refuse updates (RuntimeError), and the
+set refuses new instruments, ``clear`` and ``apply``.
 
 >>> from fastbook.l3 import BookSet
 >>> from fastbook.events import events_from_records

@@ -1181,6 +1181,9 @@ cdef class Scanner:
         book = <Book>self._bobj
         if book._busy:
             raise RuntimeError("the book is being modified by Book.apply in another thread")
+        if book._read_only:     # as Book.set: the message of _edge.raise_read_only
+            raise RuntimeError("Book is read-only while BookSet.apply runs its callback (the "
+                               "callback may read the books, not change them)")
         b = &book._book
         if fb_book_apply(b, self._sides, self._prices, self._qtys, self.n, &i) < 0:
             raise MemoryError("fastbook: no memory to grow the book")
