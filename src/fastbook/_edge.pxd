@@ -37,11 +37,37 @@ cdef inline object _as_index(object value, str what):
     return PyNumber_Index(value)
 
 
+cdef extern from *:
+    """
+    /* The value of an exact int that fits one internal digit (|v| < 2**30), read in
+       place: no call. Returns 0 for any other int (the caller takes the general path).
+       CPython 3.12 changed the layout and added the PyUnstable_Long_* accessors. */
+    static inline int fb_compact_long(PyObject *o, long long *v) {
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+            *v = (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+            return 1;
+        }
+        return 0;
+    #else
+        Py_ssize_t size = Py_SIZE(o);
+        if (size == 0) { *v = 0; return 1; }
+        if (size == 1) { *v = (long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+        if (size == -1) { *v = -(long long)((PyLongObject *)o)->ob_digit[0]; return 1; }
+        return 0;
+    #endif
+    }
+    """
+    bint fb_compact_long(object o, long long *v)
+
+
 cdef inline int64_t as_i64(object value, str what) except? -1:
     """An int64 argument; TypeError for non-integers, OverflowError out of range."""
     cdef int overflow = 0
     cdef long long result
     if PyLong_CheckExact(value):
+        if fb_compact_long(value, &result):
+            return result
         result = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0:
             return result
@@ -56,6 +82,8 @@ cdef inline uint64_t as_u64(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
     cdef int overflow = 0
     cdef long long result
     if PyLong_CheckExact(value):
+        if fb_compact_long(value, &result) and result >= 0:
+            return <uint64_t>result
         result = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and result >= 0:
             return <uint64_t>result
