@@ -13,13 +13,14 @@ cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int64_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memmove, memset
 
 from fastbook._edge cimport (
     MAX_SCALE, as_i64, as_side, check_decimals, raise_read_only, side_message, top_array,
     valid_side,
 )
+from fastbook._mem cimport grow_to
 
 import numpy as np
 
@@ -356,7 +357,6 @@ cdef uint64_t _Q_LIMIT = (<uint64_t>1) << 45
 cdef int _ladder_reserve(fb_ladder *lad, Py_ssize_t need) noexcept nogil:
     """Make room for ``need`` levels in the sorted store, growing geometrically; FB_ENOMEM."""
     cdef Py_ssize_t cap
-    cdef int64_t *p
     if need <= lad.capacity:
         return FB_OK
     cap = lad.capacity * 2 if lad.capacity >= _MIN_CAPACITY else _MIN_CAPACITY
@@ -364,15 +364,9 @@ cdef int _ladder_reserve(fb_ladder *lad, Py_ssize_t need) noexcept nogil:
         cap = need
     if cap > _MAX_CAPACITY or need > _MAX_CAPACITY:
         return FB_ENOMEM
-    p = <int64_t *>realloc(lad.keys, <size_t>cap * sizeof(int64_t))
-    if p == NULL:
-        return FB_ENOMEM
-    lad.keys = p
-    p = <int64_t *>realloc(lad.qtys, <size_t>cap * sizeof(int64_t))
-    if p == NULL:
-        # keys grew but qtys did not: capacity stays at the old, valid value
-        return FB_ENOMEM
-    lad.qtys = p
+    if not (grow_to(<void **>&lad.keys, cap, sizeof(int64_t))
+            and grow_to(<void **>&lad.qtys, cap, sizeof(int64_t))):
+        return FB_ENOMEM    # capacity stays at the old, valid value
     lad.capacity = cap
     return FB_OK
 

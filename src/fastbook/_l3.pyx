@@ -23,6 +23,7 @@ from fastbook._edge cimport (
     as_i64, as_side, as_u64, check_decimals, raise_read_only, side_message, top_array,
     valid_side,
 )
+from fastbook._mem cimport grow_to
 from fastbook._core cimport (
     Book, fb_book, fb_book_best, fb_book_clear, fb_book_copy, fb_book_free, fb_book_qty_at,
     fb_book_set, fb_book_top,
@@ -242,13 +243,9 @@ cdef int _levels_reserve(fb_l3side *s, Py_ssize_t need) noexcept nogil:
     """Room for ``need`` levels, growing geometrically (the rule of ``_core``).
 
     The keys, ids and records grow together; the new records join the free
-    end of ``ids``. A failure leaves the side as it was (an array that did
-    grow keeps its old contents and is merely larger than ``capacity``).
+    end of ``ids``. A failure leaves the side as it was (``grow_to``).
     """
     cdef Py_ssize_t cap, i
-    cdef int64_t *keys
-    cdef int32_t *ids
-    cdef fb_l3level *levels
     if need <= s.capacity:
         return FB_OK
     cap = s.capacity * 2 if s.capacity >= _MIN_LEVELS else _MIN_LEVELS
@@ -258,20 +255,12 @@ cdef int _levels_reserve(fb_l3side *s, Py_ssize_t need) noexcept nogil:
         cap = _MAX_LEVELS
     if need > cap:
         return FB_ENOMEM
-    keys = <int64_t *>realloc(s.keys, <size_t>cap * sizeof(int64_t))
-    if keys == NULL:
+    if not (grow_to(<void **>&s.keys, cap, sizeof(int64_t))
+            and grow_to(<void **>&s.ids, cap, sizeof(int32_t))
+            and grow_to(<void **>&s.levels, cap, sizeof(fb_l3level))):
         return FB_ENOMEM
-    s.keys = keys
-    ids = <int32_t *>realloc(s.ids, <size_t>cap * sizeof(int32_t))
-    if ids == NULL:
-        return FB_ENOMEM
-    s.ids = ids
-    levels = <fb_l3level *>realloc(s.levels, <size_t>cap * sizeof(fb_l3level))
-    if levels == NULL:
-        return FB_ENOMEM
-    s.levels = levels
     for i in range(s.capacity, cap):
-        ids[i] = <int32_t>i
+        s.ids[i] = <int32_t>i
     s.capacity = cap
     return FB_OK
 

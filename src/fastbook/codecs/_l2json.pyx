@@ -24,12 +24,13 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII
 from libc.stdint cimport INT64_MIN, int8_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free
 from libc.string cimport memcmp, memcpy
 
 from fastbook._core cimport (
     FB_ASK, FB_BID, Book, fb_book, fb_book_apply, fb_book_best, fb_parse_decimal,
 )
+from fastbook._mem cimport grow_to
 
 import numpy as np
 
@@ -727,50 +728,26 @@ cdef class Scanner:
         return symbol in self._by_name
 
     cdef bint _grow_reg(self, int cap) noexcept:
-        cdef fb_book **bp = <fb_book **>realloc(self._bookp, cap * sizeof(fb_book *))
-        if bp == NULL:
+        if not (grow_to(<void **>&self._bookp, cap, sizeof(fb_book *))
+                and grow_to(<void **>&self._kp, cap, sizeof(char *))
+                and grow_to(<void **>&self._kl, cap, sizeof(Py_ssize_t))
+                and grow_to(<void **>&self._napplied, cap, sizeof(int64_t))
+                and grow_to(<void **>&self._nlevels, cap, sizeof(int64_t))):
             return False
-        self._bookp = bp
-        cdef const char **kp = <const char **>realloc(self._kp, cap * sizeof(char *))
-        if kp == NULL:
-            return False
-        self._kp = kp
-        cdef Py_ssize_t *kl = <Py_ssize_t *>realloc(self._kl, cap * sizeof(Py_ssize_t))
-        if kl == NULL:
-            return False
-        self._kl = kl
-        cdef int64_t *na = <int64_t *>realloc(self._napplied, cap * sizeof(int64_t))
-        if na == NULL:
-            return False
-        self._napplied = na
-        cdef int64_t *nl = <int64_t *>realloc(self._nlevels, cap * sizeof(int64_t))
-        if nl == NULL:
-            return False
-        self._nlevels = nl
         self._capreg = cap
         return True
 
     cdef bint _grow(self, Py_ssize_t need) noexcept nogil:
         cdef Py_ssize_t cap
-        cdef int8_t *s
-        cdef int64_t *q
         if need <= self._cap:
             return True
         cap = self._cap * 2 if self._cap else 256
         if cap < need:
             cap = need
-        s = <int8_t *>realloc(self._sides, <size_t>cap * sizeof(int8_t))
-        if s == NULL:
+        if not (grow_to(<void **>&self._sides, cap, sizeof(int8_t))
+                and grow_to(<void **>&self._prices, cap, sizeof(int64_t))
+                and grow_to(<void **>&self._qtys, cap, sizeof(int64_t))):
             return False
-        self._sides = s
-        q = <int64_t *>realloc(self._prices, <size_t>cap * sizeof(int64_t))
-        if q == NULL:
-            return False
-        self._prices = q
-        q = <int64_t *>realloc(self._qtys, <size_t>cap * sizeof(int64_t))
-        if q == NULL:
-            return False
-        self._qtys = q
         self._cap = cap
         return True
 
