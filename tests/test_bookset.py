@@ -475,7 +475,7 @@ def _outcome(bs, events):
 
 
 @needs_compiled
-@pytest.mark.parametrize("on_error", ["raise", "skip"])
+@pytest.mark.parametrize("on_error", ["raise", "skip", "stop"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(event_records, max_size=30), min_size=1, max_size=8))
@@ -597,3 +597,74 @@ def test_a_book_read_only_in_one_set_refuses_another_sets_apply(impls):
         a.apply(_adds(2), callback=callback)
     assert shared.order_count == 0
     assert b.apply(_adds(2)) == 2
+
+
+# ---------------------------------------------------------------------------
+# on_error="stop": raise at the failing event, keep the events before it
+# ---------------------------------------------------------------------------
+
+def _stream_with_a_bad_event(n, bad):
+    """``n`` adds and deletes over instruments 0-2 (2 is L2); event ``bad`` deletes an
+    order that does not exist."""
+    recs = []
+    for k in range(n):
+        inst = k % 3
+        if inst == 2:
+            recs.append({"instrument": 2, "action": "set_level", "side": BID,
+                         "price": 10_000 - k, "qty": k + 1})
+        elif k % 5 == 4:
+            recs.append({"instrument": inst, "action": "delete", "order_id": k - 3})
+        else:
+            recs.append({"instrument": inst, "action": "add", "side": ASK if k & 1 else BID,
+                         "price": 5_000 + (k % 7 if k & 1 else -(k % 7)), "qty": 1 + k % 4,
+                         "order_id": k})
+    recs[bad] = {"instrument": bad % 3 if bad % 3 != 2 else 0, "action": "delete",
+                 "order_id": 10**9}
+    return ev(*recs)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 17, 299, 599])
+def test_stop_keeps_the_events_before_the_failure(impls, bad):
+    l3mod, _ = impls
+    events = _stream_with_a_bad_event(600, bad)
+    stop, reference, atomic = (make_set(l3mod, mode) for mode in ("stop", "stop", "raise"))
+    assert stop.on_error == "stop"
+    with pytest.raises(UpdateError) as got:
+        stop.apply(events)
+    with pytest.raises(UpdateError) as want:
+        atomic.apply(events)
+    # the same error as raise mode, but the books stand as of the event before it
+    assert got.value.index == want.value.index == bad and str(got.value) == str(want.value)
+    assert reference.apply(events[:bad]) == bad
+    assert set_state(stop) == set_state(reference)
+    assert set_state(atomic) == set_state(make_set(l3mod))        # raise mode: all undone
+    assert sum(stop.errors.values()) == 0
+    # and it goes on from there (to the next failure), as a set that never saw the bad
+    # event would
+    rest = events[bad + 1:]
+    assert _outcome(stop, rest) == _outcome(reference, rest)
+    assert set_state(stop) == set_state(reference)
+
+
+def test_stop_keeps_the_sample_rows_and_the_callbacks_event(impls):
+    l3mod, _ = impls
+    events = _stream_with_a_bad_event(60, 40)
+    stop, reference = make_set(l3mod, "stop"), make_set(l3mod, "raise")
+    samplers = fastbook.Sampler(depth=2, every=3), fastbook.Sampler(depth=2, every=3)
+    with pytest.raises(UpdateError, match="event 40"):
+        stop.apply(events, sampler=samplers[0])
+    reference.apply(events[:40], sampler=samplers[1])
+    assert len(samplers[0]) == len(samplers[1]) > 0
+    for a, b in zip(samplers[0].take().values(), samplers[1].take().values(), strict=True):
+        assert np.array_equal(a, b)
+    # a callback error at event i keeps events 0..i (as skip mode does)
+    stop, reference = make_set(l3mod, "stop"), make_set(l3mod, "raise")
+
+    def callback(index, instrument):
+        if index == 25:
+            raise KeyError("stop here")
+
+    with pytest.raises(KeyError, match="stop here"):
+        stop.apply(events, callback=callback)
+    reference.apply(events[:26])
+    assert set_state(stop) == set_state(reference)

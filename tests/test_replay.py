@@ -85,6 +85,19 @@ def test_ritch_lenfixed_raises_on_the_first_dangling_reference():
     assert info.value.index == 109
 
 
+def test_a_stop_mode_bookset_stands_as_of_the_message_before_the_failure():
+    """replay's own set stops (on_error="stop") rather than undoing a buffer's worth of
+    events; a set passed in with that mode shows it: its books are those of messages
+    0-108, as a replay of just those bytes gives."""
+    books = fb.BookSet(on_error="stop")
+    with pytest.raises(UpdateError, match="message 109: cannot delete order 1440692"):
+        fb.replay(RITCH_FIXED, "itch50", bookset=books)
+    data = gzip.decompress(RITCH_FIXED.read_bytes())
+    head = b"".join(struct.pack(">H", len(m)) + m for m in list(_messages(data))[:109])
+    assert book_states(books) == book_states(fb.replay(head, "itch50").books)
+    assert sum(books[i].order_count for i in range(len(books))) > 0
+
+
 def test_ritch_lenfixed_tolerated_counts_every_dangling_reference():
     result = fb.replay(RITCH_FIXED, "itch50", on_error="skip", every="bbo")
     assert result.counts == RITCH_COUNTS and result.messages == 12_012

@@ -360,7 +360,7 @@ sampler_kwargs = st.fixed_dictionaries({
 
 
 @needs_compiled
-@pytest.mark.parametrize("on_error", ["raise", "skip"])
+@pytest.mark.parametrize("on_error", ["raise", "skip", "stop"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(kwargs=sampler_kwargs,

@@ -1589,22 +1589,32 @@ cdef inline void _prefetch_start(const fb_bookset *bs, const fb_event *events, P
         _pf_stage_record(&ring[k & (_PF_RING - 1)])
 
 
+cdef enum:
+    # how _bookset_run treats a failing event (BookSet's on_error)
+    _MODE_RAISE = 0     # stop; roll the batch back (undo journal)
+    _MODE_SKIP = 1      # count it and go on
+    _MODE_STOP = 2      # stop; the events before it stay applied
+
+
 cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
                           Py_ssize_t *done, Py_ssize_t *skipped,
                           int64_t *detail) noexcept nogil:
     """Apply ``events[0:n]`` to the books of ``bs`` (see ``_l3.pxd``)."""
-    return _bookset_run(bs, events, n, skip, done, skipped, detail, NULL, NULL)
+    return _bookset_run(bs, events, n, _MODE_SKIP if skip else _MODE_RAISE, done, skipped,
+                        detail, NULL, NULL)
 
 
-cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint skip,
+cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int mode,
                       Py_ssize_t *done, Py_ssize_t *skipped, int64_t *detail,
                       _sampler *samp, _callback *cb) noexcept nogil:
-    """fb_bookset_apply, plus an optional sampler and per-event callback.
+    """fb_bookset_apply, plus an optional sampler and per-event callback, in one of the
+    BookSet's modes (_MODE_STOP: as raise mode, but nothing journaled or rolled back).
 
     A failure of the sampler (FB_ENOMEM) or of the callback (_ECALLBACK) after
     event i was applied stops with done = i in raise mode (everything rolled
-    back) and done = i + 1 in skip mode (event i stays applied).
+    back) and done = i + 1 in skip and stop modes (event i stays applied).
     """
+    cdef bint skip = mode == _MODE_SKIP
     cdef Py_ssize_t i, stop = 0, cap, nskip = 0
     cdef const fb_event *e
     cdef uint32_t inst
@@ -1617,7 +1627,7 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
     journal.count = 0
     journal.capacity = bs.undo_capacity
     journal.snapshots = 0
-    if not skip:
+    if mode == _MODE_RAISE:
         j = &journal
         # at most one entry per event: reserve it up front (pages are touched only
         # as entries are written), else grow as needed
@@ -1651,11 +1661,11 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, bint
             # a failure after event i was applied: skip mode keeps it (done = i + 1)
             if samp != NULL and _sample_after(samp, bs, e, inst) < 0:
                 rc = FB_ENOMEM
-                stop = i + skip
+                stop = i + (mode != _MODE_RAISE)
                 break
             if cb != NULL and _invoke(cb, i, inst) < 0:
                 rc = _ECALLBACK
-                stop = i + skip
+                stop = i + (mode != _MODE_RAISE)
                 break
             continue
         if skip and rc != FB_ENOMEM:
@@ -2347,11 +2357,15 @@ cdef class BookSet:
 
     Parameters
     ----------
-    on_error : {"raise", "skip"}
+    on_error : {"raise", "skip", "stop"}
         ``"raise"``: a batch is all-or-nothing; the first failing event raises
         ``fastbook.UpdateError`` (with its ``index``) and every book is left as
         it was before the batch. ``"skip"``: failing events are counted by
         instrument and kind (``errors``, ``instrument_errors``) and skipped.
+        ``"stop"``: the first failing event raises ``UpdateError`` too, but the
+        events before it stay applied (no undo journal, so it is the cheapest
+        mode): the books stand exactly as of that event. ``fastbook.replay``
+        uses it, since its batches are only a buffer size.
 
     Examples
     --------
@@ -2375,13 +2389,15 @@ cdef class BookSet:
     cdef list _meta
     cdef dict _index
     cdef bint _skip
+    cdef bint _stop             # on_error="stop": no journal, no rollback
     cdef bint _busy             # apply runs without the GIL (another thread may call)
     cdef bint _applying         # apply runs (its callback may call): see _check_idle
 
     def __cinit__(self, *, on_error="raise"):
-        if on_error != "raise" and on_error != "skip":
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if on_error != "raise" and on_error != "skip" and on_error != "stop":
+            raise ValueError(f"on_error must be 'raise', 'skip' or 'stop', got {on_error!r}")
         self._skip = on_error == "skip"
+        self._stop = on_error == "stop"
         self._books = []
         self._meta = []
         self._index = {}
@@ -2504,8 +2520,8 @@ cdef class BookSet:
 
     @property
     def on_error(self):
-        """``"raise"`` or ``"skip"``."""
-        return "skip" if self._skip else "raise"
+        """``"raise"``, ``"skip"`` or ``"stop"``."""
+        return "skip" if self._skip else "stop" if self._stop else "raise"
 
     @property
     def errors(self):
@@ -2542,13 +2558,14 @@ cdef class BookSet:
         sampler : fastbook.sampling.Sampler, optional
             Takes top-of-book rows by its rules while the events are applied,
             in the same C loop (no Python call per event). In raise mode a
-            failed batch also takes back the rows it wrote.
+            failed batch also takes back the rows it wrote (stop mode keeps the
+            rows of the events it applied).
         callback : callable, optional
             The slow, flexible path: ``callback(index, instrument)`` is called
             from Python after every applied event (skipped events excluded),
             with the GIL held throughout. If it raises, apply stops and the
             exception propagates: in raise mode every book (and sampler) is
-            back as before the call; in skip mode the events up to and
+            back as before the call; in skip and stop modes the events up to and
             including ``index`` stay applied. The callback may read the books
             (and reserve room in them) but not change them: while it runs, every
             update of a book of the set raises RuntimeError, and so do adding
@@ -2567,12 +2584,13 @@ cdef class BookSet:
             id, duplicate, over-execution, bad side/quantity/price, an action
             the book's kind does not support, an instrument not in the set).
             Its ``index`` is the event's position and every book is exactly as
-            before the call (capacities may have grown).
+            before the call (capacities may have grown). Stop mode: the same
+            error, with every event before ``index`` applied.
         fastbook.ArrayError
             ``events`` is not a suitable array (nothing changed).
         MemoryError
             A book or the undo journal could not grow (raise mode: rolled back;
-            skip mode: the events before the one named were applied).
+            skip and stop modes: the events before the one named were applied).
         """
         cdef cnp.ndarray arr
         cdef const fb_event *ev
@@ -2580,6 +2598,7 @@ cdef class BookSet:
         cdef int64_t detail = 0
         cdef int rc
         cdef bint release
+        cdef int mode = _MODE_SKIP if self._skip else _MODE_STOP if self._stop else _MODE_RAISE
         cdef _sampler samp
         cdef _sampler *sp = NULL
         cdef _callback cb
@@ -2602,7 +2621,7 @@ cdef class BookSet:
             sampler._prepare(self)
             _sampler_bind(&samp, sampler)
             sp = &samp
-            if not self._skip:
+            if mode == _MODE_RAISE:
                 saved = sampler._save()
         if callback is not None:
             cb.fn = <PyObject *>callback
@@ -2621,12 +2640,12 @@ cdef class BookSet:
                 self._set_busy(True)
                 try:
                     with nogil:
-                        rc = _bookset_run(&self._bs, ev, n, self._skip, &done, &skipped,
+                        rc = _bookset_run(&self._bs, ev, n, mode, &done, &skipped,
                                           &detail, sp, cbp)
                 finally:
                     self._set_busy(False)
             else:
-                rc = _bookset_run(&self._bs, ev, n, self._skip, &done, &skipped, &detail,
+                rc = _bookset_run(&self._bs, ev, n, mode, &done, &skipped, &detail,
                                   sp, cbp)
         finally:
             self._applying = False
@@ -2642,7 +2661,7 @@ cdef class BookSet:
             Py_DECREF(error)   # the reference _invoke took
             raise error
         if rc == FB_ENOMEM:
-            if self._skip:
+            if mode != _MODE_RAISE:
                 raise MemoryError(f"fastbook: cannot grow a book at event {done}; the events "
                                   f"before it were applied")
             raise MemoryError(f"fastbook: cannot grow a book at event {done}; nothing was "

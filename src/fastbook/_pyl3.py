@@ -597,13 +597,14 @@ class BookSet:
     """Pure-Python twin of :class:`fastbook._l3.BookSet` (see its documentation).
 
     All-or-nothing in raise mode is done the obvious way: every book an event
-    touches is deep-copied first and restored on failure.
+    touches is deep-copied first and restored on failure (stop mode copies nothing).
     """
 
     def __init__(self, *, on_error: str = "raise") -> None:
-        if on_error != "raise" and on_error != "skip":
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if on_error not in ("raise", "skip", "stop"):
+            raise ValueError(f"on_error must be 'raise', 'skip' or 'stop', got {on_error!r}")
         self._skip = on_error == "skip"
+        self._stop = on_error == "stop"
         self._books: list[Any] = []
         self._meta: list[dict[str, Any]] = []
         self._index: dict[tuple[str, str], int] = {}
@@ -687,7 +688,7 @@ class BookSet:
 
     @property
     def on_error(self) -> str:
-        return "skip" if self._skip else "raise"
+        return "skip" if self._skip else "stop" if self._stop else "raise"
 
     @property
     def errors(self) -> dict[str, int]:
@@ -786,7 +787,9 @@ class BookSet:
         if sampler is not None:
             sampler._prepare(self)
         saved: dict[int, dict[str, Any]] = {}
-        saved_sampler = sampler._save() if sampler is not None and not self._skip else None
+        # raise mode copies what a failure must restore; skip and stop modes restore nothing
+        atomic = not self._skip and not self._stop
+        saved_sampler = sampler._save() if sampler is not None and atomic else None
 
         def rollback() -> None:
             for j, state in saved.items():
@@ -806,7 +809,7 @@ class BookSet:
                                        f"instrument {inst} is not in this BookSet "
                                        f"(it has {len(self._books)} instruments)")
                     book = self._books[inst]
-                    if not self._skip and inst not in saved:
+                    if atomic and inst not in saved:
                         saved[inst] = copy.deepcopy(book.__dict__)
                     if sampler is not None:
                         sampler._before(book, inst, ts, sequence)

@@ -484,6 +484,8 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         feeds, bad messages: raise (:class:`fastbook.UpdateError`,
         :class:`fastbook.DecodeError` naming the capture and record) or count
         and skip them (``result.errors``, ``result.counts["malformed"]``).
+        On a raise, the books (``bookset=``) stand as of the message before
+        the failing one: the new set is made with ``on_error="stop"``.
         Framing errors always raise ``DecodeError`` with the byte offset and
         message (record) number.
     output : path, optional
@@ -495,7 +497,9 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     progress : bool, optional
         Draw a progress line on stderr; by default only when it is a terminal.
     bookset : fastbook.BookSet, optional
-        Books to continue (default: a new, empty set).
+        Books to continue (default: a new, empty set). Its own ``on_error``
+        decides what a failing event leaves behind; ``"stop"`` leaves the
+        books as of the message before it.
     lobster : directory path, optional
         Also write LOBSTER message and orderbook files (``depth`` levels) for
         every instrument, as ``SYMBOL_message_DEPTH.csv`` and
@@ -528,7 +532,13 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         module = codecs.load(codec)
     if isinstance(symbols, str):
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
-    books = BookSet(on_error=on_error) if bookset is None else bookset
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    # raise: stop at the first failing event with the events before it applied. A batch
+    # here is only a buffer's worth of the stream, so undoing one (BookSet's raise mode,
+    # with its undo journal) would leave the books at an arbitrary earlier point.
+    books = BookSet(on_error="stop" if on_error == "raise" else on_error) \
+        if bookset is None else bookset
     rules = parse_every(every) if every is not None else None
     run: Any
     if kind == "l2":
