@@ -238,6 +238,43 @@ def test_fastbook_apply_batch(benchmark: Any, record: Any, l2: Any) -> None:
     record("fastbook apply (batch)", "stream", len(w))
 
 
+SNAPSHOT_LEVELS = 20_000      # a side: a deep venue snapshot (Coinbase's level2 is this deep)
+
+
+def _deep_snapshot(best_first: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bids then asks, ``SNAPSHOT_LEVELS`` each, best first as venues send them (or reversed)."""
+    n = SNAPSHOT_LEVELS
+    bids = 10_000_000 - np.arange(n, dtype=np.int64) * 5
+    asks = 10_000_005 + np.arange(n, dtype=np.int64) * 5
+    if not best_first:
+        bids, asks = bids[::-1].copy(), asks[::-1].copy()
+    sides = np.concatenate([np.full(n, BID, np.int8), np.full(n, ASK, np.int8)])
+    return sides, np.concatenate([bids, asks]), np.full(2 * n, 7, np.int64)
+
+
+@pytest.mark.parametrize("order", ["best first", "worst first"])
+def test_deep_snapshot_load(benchmark: Any, record: Any, order: str) -> None:
+    """``Book.apply`` of a 20,000-level-a-side snapshot into an empty book. Best first is
+    the order venues send; applied in that order it used to be quadratic (each level went
+    below the window, to the front of the sorted store). Worst first is the same run's
+    baseline."""
+    sides, prices, qtys = _deep_snapshot(order == "best first")
+    made: list[Any] = []
+
+    def setup() -> tuple[tuple[Any, ...], dict]:
+        book = fastbook.Book(price_decimals=2, qty_decimals=0)
+        made.append(book)
+        return (book,), {}
+
+    applied = benchmark.pedantic(lambda book: book.apply(sides, prices, qtys), setup=setup,
+                                 rounds=ROUNDS, warmup_rounds=1)
+    assert applied == len(sides)
+    book = made[-1]
+    assert book.depth(BID) == book.depth(ASK) == SNAPSHOT_LEVELS
+    assert book.bbo() == (10_000_000, 7, 10_000_005, 7)
+    record(f"snapshot load, {order} ({SNAPSHOT_LEVELS // 1000}k/side)", "stream", len(sides))
+
+
 def test_pure_python_twin_set(benchmark: Any, record: Any, l2: Any) -> None:
     """The pure-Python twin on a prefix: what the compiled core buys."""
     n = min(TWIN_UPDATES, len(l2))

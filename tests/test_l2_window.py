@@ -256,3 +256,60 @@ def test_bookset_rollback_restores_a_moved_window():
         bs.apply(one)
         ref.set(side, price, qty)
         assert_same(book, ref, price, capacity=False)
+
+
+# -- best-first snapshot loads into an empty book (applied worst first inside) ---------------
+
+def _snapshot(n, *, interleave, gaps, zeros):
+    """``n`` levels a side, best first: bids falling from 100_000, asks rising from 100_050."""
+    rng = np.random.default_rng(n + 7 * interleave + 3 * zeros)
+    steps_b = (rng.integers(1, 4, n) if gaps else np.ones(n, np.int64)).cumsum() * 5
+    steps_a = (rng.integers(1, 4, n) if gaps else np.ones(n, np.int64)).cumsum() * 5
+    bids = [(BID, 100_000 - int(d), 0 if zeros and k % 9 == 4 else 1 + k % 13)
+            for k, d in enumerate(steps_b)]
+    asks = [(ASK, 100_050 + int(d), 0 if zeros and k % 11 == 5 else 1 + k % 7)
+            for k, d in enumerate(steps_a)]
+    if interleave:
+        return [x for pair_ in zip(bids, asks, strict=True) for x in pair_]
+    return bids + asks
+
+
+@pytest.mark.parametrize("n", [31, 32, 33, 200, 5_000])
+@pytest.mark.parametrize("interleave", [False, True])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_best_first_snapshot_load_matches_the_twin(n, interleave, zeros):
+    """The compiled apply loads such a batch last first (it would be quadratic in order);
+    every read, the missing-delete count and the updates that follow must be unchanged."""
+    fast, ref = pair()
+    steps = _snapshot(n, interleave=interleave, gaps=True, zeros=zeros)
+    assert fast.apply(*columns(steps)) == ref.apply(*columns(steps)) == len(steps)
+    assert_same(fast, ref, steps[len(steps) // 2][1])
+    assert fast.missing_deletes == ref.missing_deletes == sum(1 for s in steps if s[2] == 0)
+    run(fast, ref, [(BID, 100_000 - 10, 0), (ASK, 100_050 + 5, 9), (BID, 100_001, 4),
+                    (ASK, 100_040, 2), (BID, 100_000 - 5 * n, 0)])
+
+
+@pytest.mark.parametrize("case", ["repeat", "improving", "not_empty", "bad"])
+def test_batches_that_are_not_best_first_loads_apply_in_order(case):
+    """A repeated or improving price, a book that is not empty or an invalid update: the
+    batch is applied in order (a repeated price keeps its last quantity)."""
+    fast, ref = pair()
+    steps = _snapshot(100, interleave=False, gaps=False, zeros=False)
+    if case == "repeat":            # the same price twice in a row: still not worse
+        steps.insert(41, (BID, steps[40][1], 77))
+    elif case == "improving":
+        steps.insert(60, (BID, 100_500, 3))
+    elif case == "not_empty":
+        for book in (fast, ref):
+            book.set(ASK, 200_000, 1)
+    if case == "bad":
+        steps.insert(70, (BID, 5, -1))
+        for book in (fast, ref):
+            with pytest.raises(UpdateError, match=r"update 70"):
+                book.apply(*columns(steps))
+        assert len(fast) == len(ref) == 0
+        return
+    assert fast.apply(*columns(steps)) == ref.apply(*columns(steps))
+    assert_same(fast, ref)
+    if case == "repeat":
+        assert fast.qty_at(BID, steps[41][1]) == ref.qty_at(BID, steps[41][1]) == 77

@@ -136,7 +136,10 @@ cdef int fb_book_set(fb_book *book, int side, int64_t price, int64_t qty) noexce
 # fb_book_apply: fb_book_set for each of ``n`` updates, in order. On the first
 #   failure it stops and returns that status: the updates before it stay
 #   applied, and ``applied`` receives their count (``n`` on success). Validate
-#   the batch first (as Book.apply does) when it must be all-or-nothing.
+#   the batch first (as Book.apply does) when it must be all-or-nothing. A valid
+#   batch that gives each side strictly worse prices (a snapshot, best first)
+#   into an empty book is applied last first: the same book in linear time;
+#   should that fail (FB_ENOMEM), the book is empty again and ``applied`` is 0.
 cdef int fb_book_apply(fb_book *book, const int8_t *sides, const int64_t *prices,
                        const int64_t *qtys, Py_ssize_t n,
                        Py_ssize_t *applied) noexcept nogil

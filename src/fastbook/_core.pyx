@@ -923,10 +923,67 @@ cdef int fb_book_apply(fb_book *book, const int8_t *sides, const int64_t *prices
     """
     cdef Py_ssize_t i
     cdef int rc
+    if n >= _BULK_MIN and _best_first_load(book, sides, prices, qtys, n):
+        return _apply_reversed(book, sides, prices, qtys, n, applied)
     for i in range(n):
         rc = _book_set(book, sides[i], prices[i], qtys[i])
         if rc < 0:
             applied[0] = i
+            return rc
+    applied[0] = n
+    return FB_OK
+
+
+# A snapshot loaded best first into an empty book (the order venues send) would put
+# every level after the first below the window and insert it at the front of the
+# sorted store: quadratic (20,000 levels a side took 136 ms, 50,000 took 0.9 s).
+# Applied worst first instead, each level goes on top, in O(1) amortized time.
+cdef enum:
+    _BULK_MIN = 64      # batches below this are cheap either way
+
+
+cdef bint _best_first_load(const fb_book *book, const int8_t *sides, const int64_t *prices,
+                           const int64_t *qtys, Py_ssize_t n) noexcept nogil:
+    """True when ``book`` is empty and the (valid) batch gives each side strictly
+    worse prices in order: the reversed batch then leaves the same book (its prices
+    per side are distinct, so its updates commute) and counts the same missing deletes."""
+    cdef Py_ssize_t i
+    cdef int64_t key
+    cdef int64_t last[2]
+    cdef bint seen[2]
+    cdef int s
+    if fb_book_depth(book, FB_BID) or fb_book_depth(book, FB_ASK):
+        return False
+    seen[0] = seen[1] = False
+    last[0] = last[1] = 0
+    for i in range(n):
+        s = sides[i]
+        if _book_check(s, prices[i], qtys[i]) < 0:
+            return False
+        key = prices[i] if s == FB_BID else -prices[i]
+        if seen[s - 1] and key >= last[s - 1]:
+            return False
+        seen[s - 1] = True
+        last[s - 1] = key
+    return True
+
+
+cdef int _apply_reversed(fb_book *book, const int8_t *sides, const int64_t *prices,
+                         const int64_t *qtys, Py_ssize_t n, Py_ssize_t *applied) noexcept nogil:
+    """fb_book_apply of a best-first load (see _best_first_load), applied last first.
+
+    The book was empty, so a failure (only FB_ENOMEM can happen) empties it again and
+    reports 0 updates applied: still a prefix of the batch, as fb_book_apply promises.
+    """
+    cdef Py_ssize_t i
+    cdef uint64_t missing = book.missing_deletes
+    cdef int rc
+    for i in range(n - 1, -1, -1):
+        rc = _book_set(book, sides[i], prices[i], qtys[i])
+        if rc < 0:
+            fb_book_clear(book)
+            book.missing_deletes = missing
+            applied[0] = 0
             return rc
     applied[0] = n
     return FB_OK
