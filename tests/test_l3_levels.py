@@ -25,36 +25,9 @@ if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
     pytest.skip("compiled core disabled by FASTBOOK_NO_EXTENSIONS", allow_module_level=True)
 _l3 = pytest.importorskip("fastbook._l3")
 
+from test_l3_differential import assert_same_reads  # noqa: E402
+
 BID, ASK = 1, 2
-
-
-def assert_same(c, t, live, *, memory=True):
-    """Every read of the compiled book ``c`` equals the twin ``t``'s.
-
-    ``memory=False`` leaves out ``nbytes`` and capacities: a rolled-back batch
-    restores contents, and the twin (which restores a whole copy) its capacities too.
-    """
-    assert c.order_count == t.order_count
-    if memory:
-        assert c.nbytes == t.nbytes
-    for side in (BID, ASK):
-        assert c.depth(side) == t.depth(side)
-        if memory:
-            assert c.capacity(side) == t.capacity(side)
-        cp, cq = c.to_arrays(side)
-        tp, tq = t.to_arrays(side)
-        assert cp.tolist() == tp.tolist() and cq.tolist() == tq.tolist()
-        assert list(c.levels(side)) == list(t.levels(side))
-        for price in tp.tolist():
-            assert c.orders_at(side, price) == t.orders_at(side, price)
-            assert c.count_at(side, price) == t.count_at(side, price)
-            assert c.qty_at(side, price) == t.qty_at(side, price)
-    assert c.bbo() == t.bbo()
-    assert np.array_equal(c.top(12), t.top(12))
-    for oid in live:
-        assert c.order(oid) == t.order(oid)
-        assert c.queue_position(oid) == t.queue_position(oid)
-        assert c.rank(oid) == t.rank(oid)
 
 
 def both(c, t, method, *args):
@@ -113,8 +86,8 @@ def test_level_churn_walk(seed):
                 del live[oid]
                 live[new_id] = side
         if step % 7 == 0 or step > 1150:
-            assert_same(c, t, live)
-    assert_same(c, t, live)
+            assert_same_reads(c, t)
+    assert_same_reads(c, t)
     # and back to empty: every level goes, then the book refills over freed records
     for oid in list(live):
         both(c, t, "delete", oid)
@@ -122,7 +95,7 @@ def test_level_churn_walk(seed):
     for k in range(40):
         both(c, t, "add", next_id + k, BID if k & 1 else ASK,
              9_990 - k if k & 1 else 10_010 + k, 1)
-    assert_same(c, t, list(range(next_id, next_id + 40)))
+    assert_same_reads(c, t)
 
 
 def test_replace_onto_the_level_it_empties():
@@ -203,4 +176,4 @@ def test_bookset_rollback_restores_levels(seed):
             live = planned
         assert _levels(c) == _levels(t)
         for k in range(3):
-            assert_same(c[k], t[k], [oid for (i, oid) in live if i == k], memory=False)
+            assert_same_reads(c[k], t[k], memory=False)
