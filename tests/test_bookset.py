@@ -467,9 +467,10 @@ def _as_events(records):
     return out
 
 
-def _outcome(bs, events):
+def _outcome(bs, events, **kwargs):
+    """``(apply's result, None)`` or ``(None, (message, index))`` of one ``bs.apply``."""
     try:
-        return bs.apply(events), None
+        return bs.apply(events, **kwargs), None
     except UpdateError as exc:
         return None, (str(exc), exc.index)
 

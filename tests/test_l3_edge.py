@@ -9,23 +9,15 @@ its unconverted quantity to the error path).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastbook import _pyl3
+from test_bookset import _l3, needs_compiled
 
-try:
-    from fastbook import _l3
-except ImportError:  # the compiled core is not built
-    _l3 = None
-
-NO_EXTENSIONS = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
-pytestmark = pytest.mark.skipif(_l3 is None or NO_EXTENSIONS,
-                                reason="compiled L3 book disabled or not built")
+pytestmark = needs_compiled
 
 BID, ASK = 1, 2
 

@@ -13,25 +13,16 @@ grows (reserves room in) a book the lookahead already looked at.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastbook import _pyl3
-from fastbook.errors import UpdateError
-from fastbook.events import Action, empty_events
+from fastbook.events import Action
+from test_bookset import _as_events, _l3, _outcome, needs_compiled
 
-try:
-    from fastbook import _l3
-except ImportError:  # the compiled core is not built
-    _l3 = None
-
-NO_EXTENSIONS = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
-pytestmark = pytest.mark.skipif(_l3 is None or NO_EXTENSIONS,
-                                reason="compiled L3 book disabled or not built")
+pytestmark = needs_compiled
 
 BID, ASK = 1, 2
 INT64_MIN = -(2**63)
@@ -73,21 +64,6 @@ def state(bs):
         count = book.order_count if i < L3_BOOKS else book.missing_deletes
         out.append((levels, count))
     return out, bs.errors, [bs.instrument_errors(i) for i in range(len(bs))]
-
-
-def outcome(bs, events, **kwargs):
-    try:
-        return bs.apply(events, **kwargs), None
-    except UpdateError as exc:
-        return None, (str(exc), exc.index)
-
-
-def as_events(records):
-    out = empty_events(len(records))
-    for i, rec in enumerate(records):
-        for key, value in rec.items():
-            out[key][i] = value
-    return out
 
 
 # Order ids from a small range, so deletes, executions and replaces mostly find their
@@ -136,8 +112,8 @@ def batches(draw):
 def test_batches_around_the_lookahead(on_error, batches):
     compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
     for records in batches:
-        events = as_events(records)
-        assert outcome(compiled, events) == outcome(twin, events)
+        events = _as_events(records)
+        assert _outcome(compiled, events) == _outcome(twin, events)
         assert state(compiled) == state(twin)
 
 
@@ -161,8 +137,8 @@ def test_pools_grow_and_errors_in_the_middle(on_error, n):
     """Books grow under the lookahead; then the same batch fails in its middle."""
     compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
     recs = _growing_batch(n, 1000, lambda k: (k * 7) % L3_BOOKS)
-    events = as_events(recs)
-    assert outcome(compiled, events) == outcome(twin, events)
+    events = _as_events(recs)
+    assert _outcome(compiled, events) == _outcome(twin, events)
     assert state(compiled) == state(twin)
     # again, with a clear of book 1 in the middle and an unknown order near the end:
     # raise mode rolls everything back (the clear included), skip mode counts it
@@ -171,8 +147,8 @@ def test_pools_grow_and_errors_in_the_middle(on_error, n):
     recs.insert(middle, {"instrument": 1, "action": Action.CLEAR})
     recs.insert(len(recs) - 2, {"instrument": 0, "action": Action.DELETE, "side": BID,
                                 "order_id": 999_999_999})
-    events = as_events(recs)
-    assert outcome(compiled, events) == outcome(twin, events)
+    events = _as_events(recs)
+    assert _outcome(compiled, events) == _outcome(twin, events)
     assert state(compiled) == state(twin)
 
 
@@ -186,7 +162,7 @@ def test_callback_grows_books_the_lookahead_saw(on_error):
     """
     compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
     recs = _growing_batch(60, 1, lambda k: k % 3)
-    events = as_events(recs)
+    events = _as_events(recs)
 
     def make_callback(bs):
         def callback(index, instrument):
@@ -198,8 +174,8 @@ def test_callback_grows_books_the_lookahead_saw(on_error):
                 bs[2].reserve(ASK, 700)
         return callback
 
-    assert (outcome(compiled, events, callback=make_callback(compiled))
-            == outcome(twin, events, callback=make_callback(twin)))
+    assert (_outcome(compiled, events, callback=make_callback(compiled))
+            == _outcome(twin, events, callback=make_callback(twin)))
     assert state(compiled) == state(twin)
     assert compiled[2].order_capacity == twin[2].order_capacity == 5000
     assert compiled[1].capacity(BID) == twin[1].capacity(BID) == 500
@@ -229,7 +205,7 @@ def test_long_stream_over_many_books_matches_the_twin():
                          "price": price, "qty": int(rng.integers(1, 9)), "order_id": next_id})
             live[inst].append((next_id, side))
             next_id += 1
-    events = as_events(recs)
+    events = _as_events(recs)
     start = 0
     for size in (1, 2, 5, 10, 16, 32, 33, 257, 1000, 5000):
         chunk = events[start:start + size]
