@@ -481,7 +481,7 @@ def test_other_threads_get_an_error_not_a_torn_book(compiled):
             try:
                 call()
             except RuntimeError as exc:
-                assert "being modified by Book.apply in another thread" in str(exc)
+                assert "being modified by Book.apply (or BookSet.apply) in another" in str(exc)
                 refused += 1
     thread.join()
     assert not errors

@@ -600,6 +600,118 @@ def test_a_book_read_only_in_one_set_refuses_another_sets_apply(impls):
     assert b.apply(_adds(2)) == 2
 
 
+def test_sets_sharing_a_book_are_read_only_together(impls):
+    """Sets linked by shared books (directly or through a third set) form one group: a
+    callback of any of them makes every book of the group read-only, its own and the
+    others' alike, and apply on any other set of the group is refused until it returns."""
+    l3mod, l2mod = impls
+    a, b, c = l3mod.BookSet(), l3mod.BookSet(), l3mod.BookSet()
+    x, y = l3mod.OrderBook(price_decimals=4), l3mod.OrderBook(price_decimals=4)
+    own_b = l2mod.Book(price_decimals=2, qty_decimals=0)
+    a.add_book(x, symbol="X")
+    b.add_instrument("B0", price_decimals=4)
+    b.add_book(own_b, symbol="B1")
+    b.add_book(y, symbol="Y")
+    c.add_book(y, symbol="Y")       # b and c share y ...
+    c.add_book(x, symbol="X")       # ... and c and a share x: a, b, c are one group
+    loner = l3mod.BookSet()
+    loner.add_instrument("L", price_decimals=4)
+    refused, allowed = [], []
+
+    def callback(index, instrument):
+        for name, call in (("b[0].add", lambda: b[0].add(77, BID, 1, 1)),
+                           ("own_b.set", lambda: own_b.set(BID, 1, 1)),
+                           ("y.add", lambda: y.add(78, ASK, 9, 1)),
+                           ("b.apply", lambda: b.apply(_adds(1))),
+                           ("loner.apply", lambda: loner.apply(_adds(1)))):
+            try:
+                call()
+                allowed.append(name)
+            except RuntimeError:
+                refused.append(name)
+        # reads are fine
+        assert b[0].best_bid() is None and own_b.qty_at(BID, 1) == 0
+
+    assert a.apply(_adds(1), callback=callback) == 1
+    assert refused == ["b[0].add", "own_b.set", "y.add", "b.apply"]
+    assert allowed == ["loner.apply"]
+    # all writable again afterwards
+    assert b[0].add(77, BID, 1, 1) and own_b.set(BID, 1, 1) and y.add(78, ASK, 9, 1)
+    assert b.apply(_adds(1)) == 1 and c[1].best_bid() == (5_000, 1)
+
+
+def test_a_book_of_a_collected_set_joins_a_new_group(impls):
+    import gc
+
+    l3mod, _ = impls
+    x = l3mod.OrderBook(price_decimals=4)
+    old = l3mod.BookSet()
+    old.add_book(x, symbol="X")
+    del old
+    gc.collect()
+    new = l3mod.BookSet()
+    new.add_book(x, symbol="X")
+    seen = []
+
+    def callback(index, instrument):
+        with pytest.raises(RuntimeError, match="read-only"):
+            x.add(99, BID, 1, 1)
+        seen.append(index)
+
+    assert new.apply(_adds(2), callback=callback) == 2 and seen == [0, 1]
+    assert x.add(99, BID, 1, 1) is False and x.order_count == 3   # writable again
+
+
+@needs_compiled
+def test_a_set_waits_for_book_apply_on_one_of_its_books():
+    """Book.apply of one book in another thread (GIL released) makes the sets holding
+    the book refuse apply (and the book refuse to join another set) until it is done:
+    by one flag of the set's guard, not a walk over the set's books."""
+    import threading
+
+    n = 3_000_000
+    rng = np.random.default_rng(5)
+    sides = rng.integers(1, 3, n).astype(np.int8)
+    prices = (rng.integers(0, 5000, n) + np.where(sides == 1, 0, 5000)).astype(np.int64)
+    qtys = rng.integers(0, 3, n).astype(np.int64)
+    bs = make_set(_l3, "skip")      # applies outside the window repeat an add: skipped
+    book = bs[2]
+    started = threading.Event()
+    errors = []
+
+    def writer():
+        started.set()
+        try:
+            book.apply(sides, prices, qtys)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    started.wait()
+    refused = 0
+    while thread.is_alive():
+        for call in (lambda: bs.apply(_adds(1, instrument=1)),
+                     lambda: _l3.BookSet().add_book(book, symbol="B")):
+            try:
+                call()
+            except RuntimeError as exc:
+                assert "being modified" in str(exc)
+                refused += 1
+    thread.join()
+    assert not errors
+    assert refused > 0, "the apply window was never observed; the guard was not exercised"
+    ref = _core.Book(price_decimals=2, qty_decimals=8)
+    ref.apply(sides, prices, qtys)
+    for side in (BID, ASK):
+        assert [x.tolist() for x in book.to_arrays(side)] == \
+            [x.tolist() for x in ref.to_arrays(side)]
+    # idle again: the set applies and the book may join another set
+    bs.clear()
+    assert bs.apply(_adds(1, instrument=1)) == 1 and bs[1].order_count == 1
+    assert _l3.BookSet().add_book(book, symbol="B") == 0
+
+
 # ---------------------------------------------------------------------------
 # on_error="stop": raise at the failing event, keep the events before it
 # ---------------------------------------------------------------------------

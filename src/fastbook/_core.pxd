@@ -20,7 +20,8 @@ Conventions
 * One writer per book. Nothing here locks: code that holds ``&book._book``
   without the GIL must be the only code touching that book until it is done.
   ``Book`` itself refuses Python calls while its own ``apply`` runs without
-  the GIL (``_busy``), but it cannot see what other modules do.
+  the GIL (``_busy``), or a ``BookSet.apply`` of a set holding it does
+  (``_guard``), but it cannot see what other modules do.
 * ``fastbook.Book`` is the pure-Python twin when ``FASTBOOK_NO_EXTENSIONS=1``
   is set: check ``isinstance(obj, Book)`` (the cimported class) before taking
   ``&(<Book>obj)._book``.
@@ -52,7 +53,7 @@ cdef enum:
 
 cdef enum:
     # Bumped whenever a struct layout or an inline function below changes.
-    FB_ABI_VERSION = 3
+    FB_ABI_VERSION = 4
     # Buffer size fb_format_decimal needs: its longest output is 21 characters
     # ("-9.223372036854775808") plus NUL; 48 leaves room for future formats.
     FB_FORMAT_BUFSIZE = 48
@@ -202,10 +203,24 @@ cdef inline bint fb_book_best(const fb_book *book, int side,
     return True
 
 
+cdef class _Guard:
+    # What the books of a group of BookSets may be asked now. A BookSet and its
+    # books share one guard, and so do sets that share a book (their groups merge
+    # when the book joins the second set), so starting or ending an apply flips
+    # one flag, whatever the number of books. Books in no set share solo_guard().
+    cdef int sets_busy          # BookSet.apply calls running without the GIL
+    cdef int books_busy         # Book.apply calls running without the GIL on its books
+    cdef int read_only          # BookSet.apply callbacks running: updates are refused
+    cdef list sets              # weak references to the group's sets (to merge groups)
+
+
+cdef _Guard solo_guard()
+
+
 cdef class Book:
     # The L2 book's Python face. Cython callers may use ``&book._book`` with the
     # functions above; the Book owns and frees it.
     cdef fb_book _book
     cdef bint _busy             # True while Book.apply runs without the GIL
-    cdef bint _read_only        # True while a BookSet.apply callback runs: updates refused
+    cdef _Guard _guard          # its BookSets' (busy, read-only), or solo_guard()
     cdef object __weakref__

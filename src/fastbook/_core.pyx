@@ -1161,16 +1161,33 @@ cdef int _validate_and_apply(fb_book *book, const int8_t *sides, const int64_t *
     return fb_book_apply(book, sides, prices, qtys, n, applied)
 
 
+@cython.final
+cdef class _Guard:
+    """See _core.pxd: the busy and read-only state shared by a group of BookSets."""
+
+    def __cinit__(self):
+        self.sets = []
+
+
+# the guard of every book in no BookSet: no set ever changes its flags
+cdef _Guard _SOLO = _Guard()
+
+
+cdef _Guard solo_guard():
+    return _SOLO
+
+
 cdef int _raise_busy() except -1:
     raise RuntimeError(
-        "fastbook.Book is being modified by Book.apply in another thread; a book has one "
-        "writer at a time (read it from the writer's thread, or copy it there)"
+        "fastbook.Book is being modified by Book.apply (or BookSet.apply) in another "
+        "thread; a book has one writer at a time (read it from the writer's thread, or "
+        "copy it there)"
     )
 
 
 cdef object _best_level(Book book, int side):
     cdef int64_t p, q
-    if book._busy:
+    if book._busy or book._guard.sets_busy:
         _raise_busy()
     if fb_book_best(&book._book, side, &p, &q):
         return (p, q)
@@ -1195,7 +1212,7 @@ cdef class _LevelIterator:
         if self._done:
             # exhausted iterators stay exhausted, as dict iterators do
             raise StopIteration
-        if self._owner._busy:
+        if self._owner._busy or self._owner._guard.sets_busy:
             _raise_busy()
         if self._owner._book.version != self._version:
             raise RuntimeError("fastbook.Book changed size or contents during iteration")
@@ -1240,6 +1257,7 @@ cdef class Book:
     """
 
     def __cinit__(self, *, price_decimals, qty_decimals, capacity=1024):
+        self._guard = _SOLO
         check_decimals(price_decimals, "price_decimals")
         check_decimals(qty_decimals, "qty_decimals")
         if not isinstance(capacity, int) or capacity < 0:
@@ -1266,14 +1284,14 @@ cdef class Book:
     @property
     def missing_deletes(self):
         """How many quantity-0 updates named a level that did not exist (each a no-op)."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         return self._book.missing_deletes
 
     @property
     def nbytes(self):
         """Bytes of level storage allocated (both sides), excluding the object header."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef Py_ssize_t total = 0
         cdef int s
@@ -1284,13 +1302,13 @@ cdef class Book:
 
     def capacity(self, side):
         """Levels ``side`` can hold before its arrays grow."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         return self._book.ladders[valid_side(side) - 1].capacity
 
     def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef int s = valid_side(side)
         cdef int64_t cap = as_i64(capacity, "capacity")
@@ -1308,9 +1326,9 @@ cdef class Book:
         that side changed. Raises ``UpdateError`` (book unchanged) for a bad
         side, a negative quantity or ``INT64_MIN`` as price.
         """
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef int rc = _book_set(&self._book, as_side(side), as_i64(price, "price"),
                                 as_i64(qty, "qty"))
@@ -1320,9 +1338,9 @@ cdef class Book:
 
     def set_str(self, side, price_text, qty_text):
         """Like ``set`` with decimal text (str or bytes) parsed exactly at the book's scales."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef int64_t price = _parse_text(price_text, self._book.price_decimals, "price")
         cdef int64_t qty = _parse_text(qty_text, self._book.qty_decimals, "quantity")
@@ -1358,23 +1376,29 @@ cdef class Book:
         cdef const int64_t *pp = <const int64_t *>cnp.PyArray_DATA(a_p)
         cdef const int64_t *pq = <const int64_t *>cnp.PyArray_DATA(a_q)
         cdef int rc = FB_OK
+        cdef _Guard guard
         if cnp.PyArray_DIMS(a_p)[0] != n or cnp.PyArray_DIMS(a_q)[0] != n:
             raise ArrayError(
                 f"sides, prices and qtys must have equal lengths, got "
                 f"{n}, {cnp.PyArray_DIMS(a_p)[0]} and {cnp.PyArray_DIMS(a_q)[0]}"
             )
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         if n >= _NOGIL_MIN_BATCH:
             # other threads may run while the GIL is released; every method
-            # checks _busy, so they get an error instead of a torn book
+            # checks _busy, so they get an error instead of a torn book, and the
+            # sets holding it see books_busy (the guard may not change meanwhile:
+            # BookSet.add_book refuses a busy book)
+            guard = self._guard
             self._busy = True
+            guard.books_busy += 1
             try:
                 with nogil:
                     rc = _validate_and_apply(&self._book, ps, pp, pq, n, &applied, &bad)
             finally:
+                guard.books_busy -= 1
                 self._busy = False
         else:
             rc = _validate_and_apply(&self._book, ps, pp, pq, n, &applied, &bad)
@@ -1393,9 +1417,9 @@ cdef class Book:
 
     def clear(self):
         """Remove every level (capacity is kept)."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         fb_book_clear(&self._book)
 
@@ -1410,7 +1434,7 @@ cdef class Book:
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
         cdef bint hb = fb_book_best(&self._book, FB_BID, &bp, &bq)
@@ -1422,7 +1446,7 @@ cdef class Book:
 
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
@@ -1436,7 +1460,7 @@ cdef class Book:
         The exact mid is ``(bid + ask) / 2``; when ``spread()`` is odd it lies
         half a unit above this value.
         """
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
@@ -1446,24 +1470,24 @@ cdef class Book:
 
     def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         return fb_book_qty_at(&self._book, valid_side(side), as_i64(price, "price"))
 
     def depth(self, side):
         """Number of price levels on ``side``."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         return fb_book_depth(&self._book, valid_side(side))
 
     def __len__(self):
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         return fb_book_depth(&self._book, FB_BID) + fb_book_depth(&self._book, FB_ASK)
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked): never valid for one venue."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         return bool(fb_book_best(&self._book, FB_BID, &bp, &bq)
@@ -1484,7 +1508,7 @@ cdef class Book:
             A C-contiguous, writeable ``int64`` array of shape ``(4, n)``. When
             given it is filled and returned, and nothing is allocated.
         """
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef cnp.ndarray a = top_array(n, out)
         cdef int64_t *base
@@ -1495,7 +1519,7 @@ cdef class Book:
 
     def to_arrays(self, side):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef cnp.ndarray prices, qtys
         cdef int s = valid_side(side)
@@ -1513,7 +1537,7 @@ cdef class Book:
         unknown); ``window_slots`` / ``window_levels`` / ``window_capacity`` the window's
         slots in use, levels and allocated slots; ``sorted_levels`` the levels below it.
         """
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef const fb_ladder *lad = &self._book.ladders[valid_side(side) - 1]
         return {
@@ -1532,7 +1556,7 @@ cdef class Book:
 
         Raises RuntimeError if the book is modified during iteration.
         """
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef _LevelIterator it
         cdef int s = valid_side(side)
@@ -1571,7 +1595,7 @@ cdef class Book:
     # -- copying and pickling --------------------------------------------------
     def copy(self):
         """An independent copy of this book."""
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef Book other = Book(price_decimals=self._book.price_decimals,
                                qty_decimals=self._book.qty_decimals, capacity=0)
@@ -1582,7 +1606,7 @@ cdef class Book:
         return other
 
     def _load_ladder(self, int side, cnp.ndarray prices, cnp.ndarray qtys):
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         # best-first arrays from to_arrays(); used by copy() and unpickling
         cdef Py_ssize_t n = prices.shape[0], i
@@ -1603,7 +1627,7 @@ cdef class Book:
         self._book.version += 1
 
     def __reduce__(self):
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         bids = self.to_arrays(FB_BID)
         asks = self.to_arrays(FB_ASK)
@@ -1618,7 +1642,7 @@ cdef class Book:
         return self.copy()
 
     def __repr__(self):
-        if self._busy:
+        if self._busy or self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         bid = ask = "None"

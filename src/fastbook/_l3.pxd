@@ -43,6 +43,7 @@ from libc.stdint cimport (
 
 from fastbook._core cimport (
     FB_ASK, FB_BID, FB_EDECIMALS, FB_ENOMEM, FB_EPRICE, FB_EQTY, FB_ESIDE, FB_OK, FB_TOP_CHANGED,
+    _Guard,
 )
 
 
@@ -73,7 +74,7 @@ cdef enum:
     FB_L3_BYTES_PER_ORDER = 32          # sizeof(fb_order) (hash slots: 4 << slot_bits)
     FB_L3_BYTES_PER_LEVEL = 44          # sizeof(fb_l3level) + a key and an id in the index
     # Bumped whenever a struct layout or an inline function in this file changes.
-    FB_L3_ABI_VERSION = 2
+    FB_L3_ABI_VERSION = 3
 
 
 ctypedef struct fb_order:
@@ -245,7 +246,6 @@ cdef class OrderBook:
     # The L3 book's Python face; owns and frees ``_book``.
     cdef fb_l3book _book
     cdef bint _skip
-    cdef bint _busy             # True while a BookSet applies events to it without the GIL
-    cdef bint _read_only        # True while a BookSet.apply callback runs: updates refused
+    cdef _Guard _guard          # its BookSets' (busy, read-only), or solo_guard()
     cdef object __weakref__
     cdef int _key_side(self, object side) except? -1

@@ -25,9 +25,11 @@ from fastbook._edge cimport (
 )
 from fastbook._mem cimport grow_to
 from fastbook._core cimport (
-    Book, fb_book, fb_book_best, fb_book_clear, fb_book_copy, fb_book_free, fb_book_qty_at,
-    fb_book_set, fb_book_top,
+    Book, _Guard, fb_book, fb_book_best, fb_book_clear, fb_book_copy, fb_book_free,
+    fb_book_qty_at, fb_book_set, fb_book_top, solo_guard,
 )
+
+import weakref
 
 import numpy as np
 
@@ -1756,7 +1758,7 @@ cdef int _raise_busy() except -1:
 
 cdef object _best_level(OrderBook book, int side):
     cdef int64_t p, q
-    if book._busy:
+    if book._guard.sets_busy:
         _raise_busy()
     if fb_l3_best(&book._book, side, &p, &q):
         return (p, q)
@@ -1777,7 +1779,7 @@ cdef class _LevelIterator:
     def __next__(self):
         cdef const fb_l3side *s = &self._owner._book.sides[self._side - 1]
         cdef Py_ssize_t idx
-        if self._owner._busy:
+        if self._owner._guard.sets_busy:
             _raise_busy()
         if self._owner._book.version != self._version:
             raise RuntimeError("fastbook.OrderBook changed size or contents during iteration")
@@ -1836,6 +1838,7 @@ cdef class OrderBook:
 
     def __cinit__(self, *, price_decimals, qty_decimals=0, capacity=256,
                   order_capacity=1024, on_error="raise", side_keys=False):
+        self._guard = solo_guard()
         check_decimals(price_decimals, "price_decimals")
         check_decimals(qty_decimals, "qty_decimals")
         _check_capacity(capacity, "capacity")
@@ -1864,7 +1867,7 @@ cdef class OrderBook:
     @property
     def errors(self):
         """Failed updates counted in skip mode, by kind (a new dict; every kind present)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int k
         cdef dict out = {}
@@ -1874,7 +1877,7 @@ cdef class OrderBook:
 
     def reset_errors(self):
         """Set every error counter back to 0."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int k
         for k in range(FB_ERR_KINDS):
@@ -1889,9 +1892,9 @@ cdef class OrderBook:
         quantity that would overflow int64. Returns True when the best level of
         ``side`` changed.
         """
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int s = as_side(side)
@@ -1908,9 +1911,9 @@ cdef class OrderBook:
         ``side`` names the order in a side-keyed book and is ignored otherwise
         (as in every method below that names an existing order).
         """
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
@@ -1921,9 +1924,9 @@ cdef class OrderBook:
 
     def reduce(self, order_id, qty, *, side=0):
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
@@ -1934,9 +1937,9 @@ cdef class OrderBook:
 
     def delete(self, order_id, *, side=0):
         """Remove the order, whatever its remaining quantity."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int rc = fb_l3_delete(&self._book, oid, as_side(side))
@@ -1950,9 +1953,9 @@ cdef class OrderBook:
         The new order goes to the back of its level's queue, even at an
         unchanged price. ``new_order_id`` may equal ``order_id``.
         """
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef uint64_t nid = as_u64(new_order_id, "new_order_id")
@@ -1971,9 +1974,9 @@ cdef class OrderBook:
         the back of its (new) level, exactly as ``replace(order_id, order_id,
         qty, price)``.
         """
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
@@ -1990,16 +1993,16 @@ cdef class OrderBook:
 
     def clear(self):
         """Remove every order and level (capacities and error counters are kept)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
-        if self._read_only:
+        if self._guard.read_only:
             raise_read_only(self)
         fb_l3_clear(&self._book)
 
     # -- orders --------------------------------------------------------------
     def order(self, order_id, *, side=0):
         """``(side, price, remaining_qty)`` of a live order, or None."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int s = self._key_side(side)
         cdef int32_t idx = fb_l3_find(&self._book, as_u64(order_id, "order_id"), s)
@@ -2014,7 +2017,7 @@ cdef class OrderBook:
 
         Exact: counts every older order at the same price and side. O(position).
         """
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t n = 0, q = 0
         cdef int s = self._key_side(side)
@@ -2028,7 +2031,7 @@ cdef class OrderBook:
         Price-time priority: every order at a better price, plus the orders
         ahead of it in its queue, plus one. O(levels ahead + position).
         """
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t r = 0
         cdef int s = self._key_side(side)
@@ -2046,7 +2049,7 @@ cdef class OrderBook:
 
     def __contains__(self, order_id):
         """``order_id in book``; a side-keyed book also takes ``(side, order_id)``."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int side = 0
         if isinstance(order_id, tuple) and len(order_id) == 2:
@@ -2067,7 +2070,7 @@ cdef class OrderBook:
 
     def orders_at(self, side, price):
         """The orders at ``price`` on ``side``: ``[(order_id, qty), ...]``, oldest first."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef const fb_l3side *s
         cdef int32_t idx, lid
@@ -2087,7 +2090,7 @@ cdef class OrderBook:
 
     def count_at(self, side, price):
         """Number of orders at ``price`` on ``side`` (0 when there is no level)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef const fb_l3side *s
         cdef int32_t lid
@@ -2128,13 +2131,13 @@ cdef class OrderBook:
 
     def capacity(self, side):
         """Level slots allocated on ``side``."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         return self._book.sides[valid_side(side) - 1].capacity
 
     def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int sd = valid_side(side)
         cdef int64_t cap = as_i64(capacity, "capacity")
@@ -2145,7 +2148,7 @@ cdef class OrderBook:
 
     def reserve_orders(self, capacity):
         """Preallocate room for ``capacity`` live orders (exactly; the table to match)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t cap = as_i64(capacity, "capacity")
         if cap < 0:
@@ -2165,7 +2168,7 @@ cdef class OrderBook:
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
         cdef bint hb = fb_l3_best(&self._book, FB_BID, &bp, &bq)
@@ -2177,7 +2180,7 @@ cdef class OrderBook:
 
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
@@ -2187,7 +2190,7 @@ cdef class OrderBook:
 
     def mid(self):
         """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
@@ -2197,20 +2200,20 @@ cdef class OrderBook:
 
     def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int sd = valid_side(side)
         return fb_l3_qty_at(&self._book, sd, as_i64(price, "price"))
 
     def depth(self, side):
         """Number of price levels on ``side``."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         return fb_l3_depth(&self._book, valid_side(side))
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         return bool(fb_l3_best(&self._book, FB_BID, &bp, &bq)
@@ -2223,7 +2226,7 @@ cdef class OrderBook:
         missing levels are 0. ``out`` (a writeable C-contiguous int64 ``(4, n)``
         array) is filled and returned without allocating.
         """
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef cnp.ndarray a = top_array(n, out)
         cdef int64_t *base
@@ -2234,7 +2237,7 @@ cdef class OrderBook:
 
     def to_arrays(self, side):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef const fb_l3side *s
         cdef cnp.ndarray prices, qtys
@@ -2256,7 +2259,7 @@ cdef class OrderBook:
 
     def levels(self, side):
         """Iterate ``(price, qty)`` of ``side``, best first (RuntimeError if the book changes)."""
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int sd = valid_side(side)
         cdef _LevelIterator it = _LevelIterator.__new__(_LevelIterator)
@@ -2282,7 +2285,7 @@ cdef class OrderBook:
         return format_decimal(qty, self._book.qty_decimals, strip=strip)
 
     def __repr__(self):
-        if self._busy:
+        if self._guard.sets_busy:
             _raise_busy()
         cdef int64_t bp, bq, ap, aq
         bid = ask = "None"
@@ -2346,6 +2349,31 @@ cdef str _l2_message(int rc, int action, int side, int64_t price, int64_t qty, i
     return f"unexpected status {rc}"
 
 
+cdef int _busy_error(_Guard guard) except -1:
+    if guard.sets_busy or guard.books_busy:
+        raise RuntimeError("a book of this BookSet is being modified in another thread "
+                           "(by Book.apply, or by BookSet.apply of a set holding it)")
+    if guard.read_only:
+        raise RuntimeError("a book of this BookSet is read-only while another "
+                           "BookSet.apply runs its callback")
+    return 0
+
+
+cdef int _merge_guards(_Guard into, _Guard other) except -1:
+    """Make ``other``'s sets and their books use ``into`` (both groups are idle)."""
+    cdef BookSet bs
+    for ref in other.sets:
+        bs = ref()
+        if bs is None:
+            continue
+        bs._guard = into
+        for book in bs._books:
+            bs._join(book)
+        into.sets.append(ref)
+    other.sets = []
+    return 0
+
+
 cdef class BookSet:
     """Many books, indexed by a dense instrument id, updated by whole event arrays.
 
@@ -2392,12 +2420,16 @@ cdef class BookSet:
     cdef bint _stop             # on_error="stop": no journal, no rollback
     cdef bint _busy             # apply runs without the GIL (another thread may call)
     cdef bint _applying         # apply runs (its callback may call): see _check_idle
+    cdef _Guard _guard          # shared with its books (and sets sharing a book with it)
+    cdef object __weakref__
 
     def __cinit__(self, *, on_error="raise"):
         if on_error != "raise" and on_error != "skip" and on_error != "stop":
             raise ValueError(f"on_error must be 'raise', 'skip' or 'stop', got {on_error!r}")
         self._skip = on_error == "skip"
         self._stop = on_error == "stop"
+        self._guard = _Guard()
+        self._guard.sets.append(weakref.ref(self))
         self._books = []
         self._meta = []
         self._index = {}
@@ -2446,14 +2478,23 @@ cdef class BookSet:
         """
         cdef Py_ssize_t i = self._bs.count
         cdef uint8_t kind
+        cdef _Guard theirs
         self._check_idle("add instruments")
         if isinstance(book, OrderBook):
             kind = FB_KIND_L3
+            theirs = (<OrderBook>book)._guard
         elif isinstance(book, Book):
             kind = FB_KIND_L2
+            theirs = (<Book>book)._guard
+            if (<Book>book)._busy:
+                raise RuntimeError(f"the book is being modified by Book.apply in another "
+                                   f"thread ({book!r})")
         else:
             raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
                             f"got {type(book).__name__}")
+        if theirs is not self._guard and theirs is not solo_guard():
+            _busy_error(theirs)     # its sets must be idle to join this one's group
+            self._check_not_busy()
         meta = instrument_meta(book, "l3" if kind == FB_KIND_L3 else "l2", symbol=symbol,
                                venue=venue, tick_size=tick_size, lot_size=lot_size,
                                index=self._index, books=self._books)
@@ -2465,6 +2506,10 @@ cdef class BookSet:
         else:
             self._bs.books[i] = <void *>&(<Book>book)._book
         memset(&self._bs.errors[i * FB_ERR_KINDS], 0, FB_ERR_KINDS * sizeof(uint64_t))
+        if theirs is not self._guard and theirs is not solo_guard():
+            # the book is in another set: from now on the two groups are one
+            _merge_guards(self._guard, theirs)
+        self._join(book)
         self._books.append(book)
         self._meta.append(meta)
         self._index[(symbol, venue)] = i
@@ -2570,7 +2615,8 @@ cdef class BookSet:
             (and reserve room in them) but not change them: while it runs, every
             update of a book of the set raises RuntimeError, and so do adding
             instruments to the set, clearing it and applying to it (or to another
-            set sharing one of its books).
+            set sharing one of its books). Sets linked by shared books count as
+            one here: the books of all of them are read-only.
 
         Returns
         -------
@@ -2603,6 +2649,7 @@ cdef class BookSet:
         cdef _sampler *sp = NULL
         cdef _callback cb
         cdef _callback *cbp = NULL
+        cdef _Guard guard
         self._check_idle("apply events")
         self._check_not_busy()
         if not cnp.PyArray_Check(events) or events.dtype != _EVENT_DTYPE \
@@ -2632,25 +2679,29 @@ cdef class BookSet:
             sampler._busy = True
         # the callback runs Python code: it may read the books but not change them, nor
         # this set's instruments (a sampler's state is sized to them)
+        # (one flag for all the books, whatever their number: the guard they share)
+        guard = self._guard
         self._applying = True
         if cbp != NULL:
-            self._set_read_only(True)
+            guard.read_only += 1
         try:
             if release:
-                self._set_busy(True)
+                self._busy = True
+                guard.sets_busy += 1
                 try:
                     with nogil:
                         rc = _bookset_run(&self._bs, ev, n, mode, &done, &skipped,
                                           &detail, sp, cbp)
                 finally:
-                    self._set_busy(False)
+                    guard.sets_busy -= 1
+                    self._busy = False
             else:
                 rc = _bookset_run(&self._bs, ev, n, mode, &done, &skipped, &detail,
                                   sp, cbp)
         finally:
             self._applying = False
             if cbp != NULL:
-                self._set_read_only(False)
+                guard.read_only -= 1
             if sampler is not None:
                 sampler._busy = False
                 sampler._count = samp.count
@@ -2697,37 +2748,14 @@ cdef class BookSet:
         return 0
 
     cdef int _check_not_busy(self) except -1:
-        cdef bint busy, read_only
-        for book in self._books:
-            if isinstance(book, OrderBook):
-                busy, read_only = (<OrderBook>book)._busy, (<OrderBook>book)._read_only
-            else:
-                busy, read_only = (<Book>book)._busy, (<Book>book)._read_only
-            if busy:
-                raise RuntimeError(f"a book of this BookSet is being modified in another "
-                                   f"thread ({book!r})")
-            if read_only:
-                raise RuntimeError(f"a book of this BookSet is read-only while another "
-                                   f"BookSet.apply runs its callback ({book!r})")
-        return 0
+        # the books of this set (and of every set sharing one) are free to be applied
+        return _busy_error(self._guard)
 
-    cdef int _set_read_only(self, bint read_only) except -1:
-        for book in self._books:
-            if isinstance(book, OrderBook):
-                (<OrderBook>book)._read_only = read_only
-            else:
-                (<Book>book)._read_only = read_only
-        return 0
-
-    cdef int _set_busy(self, bint busy) except -1:
-        if busy:
-            self._check_not_busy()
-        self._busy = busy
-        for book in self._books:
-            if isinstance(book, OrderBook):
-                (<OrderBook>book)._busy = busy
-            else:
-                (<Book>book)._busy = busy
+    cdef int _join(self, object book) except -1:
+        if isinstance(book, OrderBook):
+            (<OrderBook>book)._guard = self._guard
+        else:
+            (<Book>book)._guard = self._guard
         return 0
 
     def clear(self):

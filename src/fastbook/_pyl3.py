@@ -10,6 +10,7 @@ here, errors and capacity accounting included, is what the compiled
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -593,6 +594,22 @@ _KEEP_PRIORITY = 0x0200     # fastbook.events.Flags.KEEP_PRIORITY
 _CLEAR, _TRADE, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS = 7, 8, 9, 10, 11
 
 
+class _Group:
+    """Sets that share books, as the compiled sets' shared guard: a callback of one
+    makes every book of all of them read-only."""
+
+    def __init__(self) -> None:
+        self.sets: weakref.WeakSet[BookSet] = weakref.WeakSet()
+        self.read_only = 0
+
+    def books(self) -> Iterator[Any]:
+        for bs in list(self.sets):
+            yield from bs._books
+
+
+_ALL_SETS: weakref.WeakSet[BookSet] = weakref.WeakSet()
+
+
 class BookSet:
     """Pure-Python twin of :class:`fastbook._l3.BookSet` (see its documentation).
 
@@ -611,14 +628,23 @@ class BookSet:
         self._errors: list[dict[str, int]] = []
         self._bad_instrument = 0
         self._applying = False
+        self._group = _Group()
+        self._group.sets.add(self)
+        _ALL_SETS.add(self)
 
     def _check_idle(self, what: str) -> None:
         if self._applying:
             raise RuntimeError(f"BookSet.apply is running: its callback cannot {what}")
 
+    def _check_group_idle(self) -> None:
+        if self._group.read_only:
+            raise RuntimeError("a book of this BookSet is read-only while another "
+                               "BookSet.apply runs its callback")
+
     def _set_read_only(self, read_only: bool) -> None:
-        for book in self._books:
-            if read_only:
+        self._group.read_only += 1 if read_only else -1
+        for book in self._group.books():
+            if self._group.read_only:
                 book._read_only = True
             else:
                 book.__dict__.pop("_read_only", None)
@@ -635,10 +661,23 @@ class BookSet:
         else:
             raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
                             f"got {type(book).__name__}")
+        theirs = {bs._group for bs in list(_ALL_SETS) if any(b is book for b in bs._books)}
+        theirs.discard(self._group)
+        for group in theirs:
+            if group.read_only:
+                raise RuntimeError("a book of this BookSet is read-only while another "
+                                   "BookSet.apply runs its callback")
+            self._check_group_idle()
         meta = instrument_meta(book, kind, symbol=symbol, venue=venue, tick_size=tick_size,
                                lot_size=lot_size, index=self._index, books=self._books)
+        for group in theirs:    # the book is in another set: from now on one group
+            for bs in list(group.sets):
+                bs._group = self._group
+                self._group.sets.add(bs)
         i = len(self._books)
         self._books.append(book)
+        if self._group.read_only:
+            book._read_only = True
         self._meta.append(meta)
         self._index[(symbol, venue)] = i
         self._errors.append(dict.fromkeys(ERROR_KINDS, 0))
@@ -778,10 +817,7 @@ class BookSet:
         from fastbook.sampling import check_sampler
 
         self._check_idle("apply events")
-        for book in self._books:
-            if book._read_only:
-                raise RuntimeError(f"a book of this BookSet is read-only while another "
-                                   f"BookSet.apply runs its callback ({book!r})")
+        self._check_group_idle()
         rows = check_events(events).tolist()
         sampler = check_sampler(sampler, callback)
         if sampler is not None:

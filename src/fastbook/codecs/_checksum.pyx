@@ -259,8 +259,9 @@ cdef inline fb_book *_book_of(object book):
     """The C book of a compiled Book, or NULL for anything else (the twin handles it)."""
     if not isinstance(book, Book):
         return NULL
-    if (<Book>book)._busy:
-        raise RuntimeError("the book is busy: Book.apply is running in another thread")
+    if (<Book>book)._busy or (<Book>book)._guard.sets_busy:
+        raise RuntimeError("the book is busy: Book.apply or BookSet.apply is running in "
+                           "another thread")
     return &(<Book>book)._book
 
 

@@ -1156,9 +1156,10 @@ cdef class Scanner:
         if self.status != _OK or self._bobj is None:
             raise RuntimeError("apply() needs a scan that returned OK")
         book = <Book>self._bobj
-        if book._busy:
-            raise RuntimeError("the book is being modified by Book.apply in another thread")
-        if book._read_only:     # as Book.set: the message of _edge.raise_read_only
+        if book._busy or book._guard.sets_busy:
+            raise RuntimeError("the book is being modified by Book.apply (or BookSet.apply) "
+                               "in another thread")
+        if book._guard.read_only:   # as Book.set: the message of _edge.raise_read_only
             raise RuntimeError("Book is read-only while BookSet.apply runs its callback (the "
                                "callback may read the books, not change them)")
         b = &book._book
