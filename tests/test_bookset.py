@@ -149,6 +149,52 @@ def test_add_book_shares_the_book(impls):
     assert len(bs) == 2
 
 
+def test_adding_a_book_looks_it_up_instead_of_scanning_the_set(impls, monkeypatch):
+    """The already-in-the-set check is a lookup in a set of ids: scanning the books made
+    registering a NASDAQ directory (about 8,000 instruments) take seconds (O(n**2))."""
+    from fastbook import _instruments
+
+    l3mod, _ = impls
+    module = _l3 if l3mod is _l3 else _pyl3
+    seen = []
+
+    def spy(book, kind, *, members, **rest):
+        assert isinstance(members, set)
+        seen.append(len(members))
+        return _instruments.instrument_meta(book, kind, members=members, **rest)
+
+    monkeypatch.setattr(module, "instrument_meta", spy)
+    bs = l3mod.BookSet()
+    books = [l3mod.OrderBook(price_decimals=2) for _ in range(3)]
+    for k, book in enumerate(books):
+        assert bs.add_book(book, symbol=f"S{k}") == k
+    assert bs.add_instrument("L2", kind="l2", price_decimals=2) == 3
+    assert seen == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="already in the set"):
+        bs.add_book(books[1], symbol="AGAIN")
+
+
+def test_instrument_meta_needs_only_membership():
+    from fastbook._instruments import instrument_meta
+
+    class Probe:
+        """A container that can answer ``in`` but cannot be iterated."""
+
+        def __init__(self, ids):
+            self.ids = ids
+
+        def __contains__(self, key):
+            return key in self.ids
+
+    book = _pyl3.OrderBook(price_decimals=2)
+    meta = instrument_meta(book, "l3", symbol="S", venue="", tick_size=1, lot_size=1,
+                           index={}, members=Probe(set()))
+    assert meta["symbol"] == "S" and meta["price_decimals"] == 2
+    with pytest.raises(ValueError, match="already in the set"):
+        instrument_meta(book, "l3", symbol="T", venue="", tick_size=1, lot_size=1, index={},
+                        members=Probe({id(book)}))
+
+
 @needs_compiled
 def test_books_of_the_other_implementation_are_refused():
     with pytest.raises(TypeError):

@@ -2414,6 +2414,7 @@ cdef class BookSet:
     cdef fb_bookset _bs
     cdef Py_ssize_t _capacity
     cdef list _books
+    cdef set _members           # id() of every book in _books
     cdef list _meta
     cdef dict _index
     cdef bint _skip
@@ -2431,6 +2432,7 @@ cdef class BookSet:
         self._guard = _Guard()
         self._guard.sets.append(weakref.ref(self))
         self._books = []
+        self._members = set()
         self._meta = []
         self._index = {}
         self._bs.count = 0
@@ -2497,7 +2499,7 @@ cdef class BookSet:
             self._check_not_busy()
         meta = instrument_meta(book, "l3" if kind == FB_KIND_L3 else "l2", symbol=symbol,
                                venue=venue, tick_size=tick_size, lot_size=lot_size,
-                               index=self._index, books=self._books)
+                               index=self._index, members=self._members)
         if i == self._capacity:
             self._grow()
         self._bs.kinds[i] = kind
@@ -2511,6 +2513,7 @@ cdef class BookSet:
             _merge_guards(self._guard, theirs)
         self._join(book)
         self._books.append(book)
+        self._members.add(id(book))
         self._meta.append(meta)
         self._index[(symbol, venue)] = i
         self._bs.count = i + 1

@@ -623,6 +623,7 @@ class BookSet:
         self._skip = on_error == "skip"
         self._stop = on_error == "stop"
         self._books: list[Any] = []
+        self._members: set[int] = set()       # id() of every book in _books
         self._meta: list[dict[str, Any]] = []
         self._index: dict[tuple[str, str], int] = {}
         self._errors: list[dict[str, int]] = []
@@ -661,7 +662,7 @@ class BookSet:
         else:
             raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
                             f"got {type(book).__name__}")
-        theirs = {bs._group for bs in list(_ALL_SETS) if any(b is book for b in bs._books)}
+        theirs = {bs._group for bs in list(_ALL_SETS) if id(book) in bs._members}
         theirs.discard(self._group)
         for group in theirs:
             if group.read_only:
@@ -669,13 +670,14 @@ class BookSet:
                                    "BookSet.apply runs its callback")
             self._check_group_idle()
         meta = instrument_meta(book, kind, symbol=symbol, venue=venue, tick_size=tick_size,
-                               lot_size=lot_size, index=self._index, books=self._books)
+                               lot_size=lot_size, index=self._index, members=self._members)
         for group in theirs:    # the book is in another set: from now on one group
             for bs in list(group.sets):
                 bs._group = self._group
                 self._group.sets.add(bs)
         i = len(self._books)
         self._books.append(book)
+        self._members.add(id(book))
         if self._group.read_only:
             book._read_only = True
         self._meta.append(meta)
