@@ -451,23 +451,32 @@ def test_apply_accepts_readonly_arrays(impl):
     assert b.bbo() == (100, 1, 200, 1)
 
 
-def test_other_threads_get_an_error_not_a_torn_book(compiled):
-    """While apply runs without the GIL, other threads' calls on that book are refused."""
-    import threading
-
-    n = 3_000_000
-    rng = np.random.default_rng(3)
+def random_updates(n=3_000_000, seed=3):
+    """``n`` random (side, price, qty) updates over 5,000 prices a side, qty 0 to 2."""
+    rng = np.random.default_rng(seed)
     sides = rng.integers(1, 3, n).astype(np.int8)
     prices = (rng.integers(0, 5000, n) + np.where(sides == 1, 0, 5000)).astype(np.int64)
     qtys = rng.integers(0, 3, n).astype(np.int64)
-    book = compiled.Book(price_decimals=2, qty_decimals=3)
+    return sides, prices, qtys
+
+
+def race_book_apply(book, updates, calls, expect):
+    """Apply ``updates`` to the compiled ``book`` in another thread (the GIL released)
+    and make ``calls`` over and over meanwhile.
+
+    Every RuntimeError a call raises must contain ``expect``, the apply itself must
+    raise nothing, and at least one call must have been refused (else the window was
+    never observed and the guard not exercised).
+    """
+    import threading
+
     started = threading.Event()
     errors: list[BaseException] = []
 
     def writer():
         started.set()
         try:
-            book.apply(sides, prices, qtys)
+            book.apply(*updates)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -476,18 +485,26 @@ def test_other_threads_get_an_error_not_a_torn_book(compiled):
     started.wait()
     refused = 0
     while thread.is_alive():
-        for call in (book.bbo, lambda: book.set(1, 1, 1), lambda: book.apply(sides, prices, qtys),
-                     lambda: book.top(5)):
+        for call in calls:
             try:
                 call()
             except RuntimeError as exc:
-                assert "being modified by Book.apply (or BookSet.apply) in another" in str(exc)
+                assert expect in str(exc)
                 refused += 1
     thread.join()
     assert not errors
     assert refused > 0, "the apply window was never observed; the guard was not exercised"
+
+
+def test_other_threads_get_an_error_not_a_torn_book(compiled):
+    """While apply runs without the GIL, other threads' calls on that book are refused."""
+    updates = random_updates()
+    book = compiled.Book(price_decimals=2, qty_decimals=3)
+    race_book_apply(book, updates, (book.bbo, lambda: book.set(1, 1, 1),
+                                    lambda: book.apply(*updates), lambda: book.top(5)),
+                    "being modified by Book.apply (or BookSet.apply) in another")
     ref = compiled.Book(price_decimals=2, qty_decimals=3)
-    ref.apply(sides, prices, qtys)
+    ref.apply(*updates)
     # calls that were not refused (set(1, 1, 1) before or after the window) may add level 1
     book.set(1, 1, 0)
     ref.set(1, 1, 0)

@@ -13,6 +13,7 @@ import fastbook
 from fastbook import _pycore, _pyl3
 from fastbook.errors import ArrayError, UpdateError
 from fastbook.events import EVENT_DTYPE, Action, empty_events, events_from_records
+from test_book import race_book_apply, random_updates
 
 try:
     from fastbook import _core, _l3
@@ -713,42 +714,14 @@ def test_a_set_waits_for_book_apply_on_one_of_its_books():
     """Book.apply of one book in another thread (GIL released) makes the sets holding
     the book refuse apply (and the book refuse to join another set) until it is done:
     by one flag of the set's guard, not a walk over the set's books."""
-    import threading
-
-    n = 3_000_000
-    rng = np.random.default_rng(5)
-    sides = rng.integers(1, 3, n).astype(np.int8)
-    prices = (rng.integers(0, 5000, n) + np.where(sides == 1, 0, 5000)).astype(np.int64)
-    qtys = rng.integers(0, 3, n).astype(np.int64)
+    updates = random_updates(seed=5)
     bs = make_set(_l3, "skip")      # applies outside the window repeat an add: skipped
     book = bs[2]
-    started = threading.Event()
-    errors = []
-
-    def writer():
-        started.set()
-        try:
-            book.apply(sides, prices, qtys)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    started.wait()
-    refused = 0
-    while thread.is_alive():
-        for call in (lambda: bs.apply(_adds(1, instrument=1)),
-                     lambda: _l3.BookSet().add_book(book, symbol="B")):
-            try:
-                call()
-            except RuntimeError as exc:
-                assert "being modified" in str(exc)
-                refused += 1
-    thread.join()
-    assert not errors
-    assert refused > 0, "the apply window was never observed; the guard was not exercised"
+    race_book_apply(book, updates, (lambda: bs.apply(_adds(1, instrument=1)),
+                                    lambda: _l3.BookSet().add_book(book, symbol="B")),
+                    "being modified")
     ref = _core.Book(price_decimals=2, qty_decimals=8)
-    ref.apply(sides, prices, qtys)
+    ref.apply(*updates)
     for side in (BID, ASK):
         assert [x.tolist() for x in book.to_arrays(side)] == \
             [x.tolist() for x in ref.to_arrays(side)]
