@@ -1,0 +1,145 @@
+"""Compare builds of the L3 core on BookSet.apply, in one process (a developer's tool).
+
+On a shared, noisy machine two builds timed in separate processes differ by more than
+most changes do: the same binary reads 30-50% apart from one minute to the next. This
+script loads several builds of ``fastbook._l3`` side by side (each as ``_fbab_<name>._l3``,
+next to the installed ``fastbook._core``), gives each two BookSets allocated in ABBA order
+(placement in memory alone moves a figure by a few percent), and times them round after
+round in alternating order. It prints each build's median and its median ratio to the
+first build, paired round by round. Differences under about 3% are noise here.
+
+Usage (each BUILD is NAME=DIR, DIR holding a built ``_l3`` extension, for example a
+worktree's ``src/fastbook`` after ``python setup.py build_ext --inplace``)::
+
+    python bench/ab_apply.py base=/tmp/wt-base/src/fastbook new=src/fastbook
+    python bench/ab_apply.py --stream itch --symbols 8000 base=... new=...
+
+Every build must be compiled against the installed ``fastbook._core`` (same
+``FB_ABI_VERSION``). Streams: ``l3`` is bench_l3's synthetic stream (1M events, 500
+instruments); ``itch`` decodes the first ``--messages`` of bench_itch's cached day
+(``FASTBOOK_BENCH_ITCH_*`` settings; run bench_itch.py once to create it) or, with
+``--symbols``, of a day generated for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import fastbook  # noqa: F401  (loads the installed _core first)
+
+BATCH = 1 << 16
+
+
+def _load(name: str, directory: str, root: Path) -> Any:
+    found = sorted(Path(directory).glob("_l3.*.so")) + sorted(Path(directory).glob("_l3.*.pyd"))
+    if not found:
+        raise SystemExit(f"{name}: no built _l3 extension in {directory}")
+    package = root / f"_fbab_{name}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(found[0], package / found[0].name)
+    return importlib.import_module(f"_fbab_{name}._l3")
+
+
+def _l3_stream() -> tuple[np.ndarray, list[dict[str, Any]]]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_l3 import EVENTS, INSTRUMENTS, SEED, l3_stream
+
+    stream = l3_stream(EVENTS, INSTRUMENTS, SEED)
+    return stream.events, [{"symbol": f"SYM{i:04d}", "lot": 1, "capacity": 64}
+                           for i in range(stream.instruments)]
+
+
+def _itch_stream(messages: int, symbols: int | None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    from fastbook import synth
+    from fastbook.codecs import itch50
+
+    if symbols is None:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_itch import _cache_key, _cache_root
+
+        path = _cache_root() / _cache_key() / "day.itch"
+        if not path.exists():
+            raise SystemExit(f"no cached ITCH day at {path}: run bench/bench_itch.py once")
+        buf = path.read_bytes()
+    else:
+        buf = synth.itch_day(messages, n_symbols=symbols)
+    events, directory, _ = itch50.decode_events(memoryview(buf)[:_frames(buf, messages)])
+    return events, [{"symbol": e["symbol"], "lot": max(int(e["round_lot"]), 1), "capacity": 16}
+                    for e in directory]
+
+
+def _frames(buf: Any, messages: int) -> int:
+    # the byte length of the first ``messages`` BinaryFILE frames
+    pos = 0
+    view = memoryview(buf)
+    for _ in range(messages):
+        if pos + 2 > len(view):
+            break
+        pos += 2 + int.from_bytes(view[pos:pos + 2], "big")
+    return min(pos, len(view))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("builds", nargs="+", metavar="NAME=DIR")
+    parser.add_argument("--stream", choices=["l3", "itch"], default="l3")
+    parser.add_argument("--messages", type=int, default=4_000_000)
+    parser.add_argument("--symbols", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args(argv)
+    builds = [b.split("=", 1) for b in args.builds]
+    if any(len(b) != 2 for b in builds):
+        parser.error("each build is NAME=DIR")
+    if args.stream == "l3":
+        events, instruments = _l3_stream()
+    else:
+        events, instruments = _itch_stream(args.messages, args.symbols)
+    with tempfile.TemporaryDirectory() as tmp:
+        sys.path.insert(0, tmp)
+        modules = [_load(name, directory, Path(tmp)) for name, directory in builds]
+        order = list(range(len(modules))) + list(range(len(modules)))[::-1]
+        sets = []
+        for k in order:
+            bs = modules[k].BookSet(on_error="skip")
+            for inst in instruments:
+                bs.add_instrument(inst["symbol"], price_decimals=4, lot_size=inst["lot"],
+                                  capacity=inst["capacity"], order_capacity=64)
+            sets.append((k, bs))
+        gc.disable()
+        for _, bs in sets:  # warm-up: grow every pool to its size
+            for s in range(0, len(events), BATCH):
+                bs.apply(events[s:s + BATCH])
+        times: list[list[float]] = [[] for _ in modules]
+        for r in range(args.rounds):
+            row = [0.0] * len(modules)
+            for k, bs in (sets if r % 2 == 0 else sets[::-1]):
+                bs.clear()
+                t = time.perf_counter()
+                for s in range(0, len(events), BATCH):
+                    bs.apply(events[s:s + BATCH])
+                row[k] += (time.perf_counter() - t) / len(events) * 1e9 / 2
+            for k in range(len(modules)):
+                times[k].append(row[k])
+        gc.enable()
+    print(f"{len(events):,} events, {len(instruments):,} instruments, {args.rounds} rounds "
+          f"(ns per event; ratio: paired by round, against {builds[0][0]})")
+    for (name, _), t in zip(builds, times, strict=True):
+        ratio = statistics.median(x / b for x, b in zip(t, times[0], strict=True))
+        print(f"{name:>12}: median {statistics.median(t):7.1f}  min {min(t):7.1f}  "
+              f"ratio {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
