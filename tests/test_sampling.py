@@ -188,6 +188,54 @@ def test_columns_grow_from_capacity_one(l3mod):
     assert c["bid_qty"][-1].tolist() == bs[0].top(3)[1].tolist()
 
 
+def test_growing_keeps_rows_and_views_taken_before(l3mod):
+    """Columns grow in place (a realloc) when nothing else holds them, and into new
+    arrays when views from columns() are out: those views keep their rows, unchanged."""
+    def run(capacity, peek_at):
+        bs = make_set(l3mod)
+        s = Sampler(depth=2, every=1, capacity=capacity)
+        seen = {}
+        for k in range(0, 600, 50):
+            bs.apply(events_from_records([add(i + 1, BID if i % 2 else ASK,
+                                              (90 + i % 7) if i % 2 else (120 - i % 5),
+                                              1 + i % 3, ts=i, seq=i)
+                                          for i in range(k, k + 50)]), sampler=s)
+            if k in peek_at:
+                seen[k] = ({n: c.copy() for n, c in s.columns().items()}, s.columns())
+        return s, seen
+
+    reference, _ = run(4096, ())
+    want = reference.columns()
+    grown, seen = run(1, (100, 300))
+    assert grown.capacity >= 600
+    got = grown.columns()
+    for name in want:
+        assert got[name].tolist() == want[name].tolist(), name
+    for copies, views in seen.values():   # the views from before later growths
+        for name in copies:
+            assert views[name].tolist() == copies[name].tolist(), name
+
+
+def test_take_gives_back_spare_capacity(l3mod):
+    bs = make_set(l3mod)
+    s = Sampler(depth=1, every=1, capacity=64)
+    bs.apply(events_from_records([add(i + 1, BID, 100 - i, 1, seq=i) for i in range(70)]),
+             sampler=s)
+    assert s.capacity == 128
+    out = s.take()
+    assert len(out["ts"]) == 70 and out["sequence"].tolist() == list(range(70))
+    # the rows' buffer was cut to them in place (no view of it was out)
+    assert out["ts"].base is not None and out["ts"].base.shape == (70,)
+    assert out["bid_px"].base.shape == (70, 1)
+    # with a view out, the column is left as it is (the view stays valid)
+    bs.apply(events_from_records([add(100 + i, BID, 10 + i, 1, seq=i) for i in range(70)]),
+             sampler=s)
+    held = s.columns()["sequence"]
+    out = s.take()
+    assert held.tolist() == out["sequence"].tolist() == list(range(70))
+    assert out["sequence"].base.shape == (128,)
+
+
 def test_take_hands_rows_over_and_views_stay_valid(l3mod):
     bs = make_set(l3mod)
     s = Sampler(depth=1, every=1)

@@ -573,7 +573,9 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         if lobster is not None else None
 
     def flush(force: bool = False) -> None:
-        if sampler is None or (len(sampler) < group_rows and not force):
+        # row groups bound the memory of a run that writes its samples out; a run that
+        # keeps them lets the sampler grow (in place) and takes them once, at the end
+        if sampler is None or (not force and (writer is None or len(sampler) < group_rows)):
             return
         cols = sampler.take()
         if writer is not None:
@@ -598,7 +600,8 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     seconds = time.perf_counter() - t0
     samples: dict[str, np.ndarray] = {}
     if taken:
-        samples = {name: np.concatenate([t[name] for t in taken]) for name in taken[0]}
+        samples = taken[0] if len(taken) == 1 else \
+            {name: np.concatenate([t[name] for t in taken]) for name in taken[0]}
     return ReplayResult(
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,

@@ -167,10 +167,30 @@ class Sampler:
             return
         while cap < need:
             cap *= 2
-        old = self._cols
-        self._allocate(cap)
-        for name, col in old.items():
-            self._cols[name][: self._count] = col[: self._count]
+        self._resize(cap)
+
+    def _resize(self, rows: int, *, copy: bool = True) -> None:
+        """Give every column ``rows`` rows, keeping the first ``self._count``.
+
+        In place when nothing else refers to a column (``ndarray.resize``: a
+        realloc, which moves a large buffer's pages instead of copying them);
+        otherwise, as when views from :meth:`columns` are out, into a new array
+        (or, with ``copy=False``, not at all), so those views stay valid and
+        unchanged.
+        """
+        for name in list(self._cols):
+            shape = (rows, *self._cols[name].shape[1:])
+            try:
+                # no local name for the column: numpy refuses when anything else holds it
+                self._cols[name].resize(shape)
+            except ValueError:
+                if not copy:
+                    continue
+                old = self._cols[name]
+                new = np.zeros(shape, old.dtype)
+                keep = min(self._count, rows)
+                new[:keep] = old[:keep]
+                self._cols[name] = new
 
     # -- binding to a BookSet (called by BookSet.apply) ---------------------
     def _prepare(self, bookset: Any) -> None:
@@ -273,7 +293,13 @@ class Sampler:
 
         Per-instrument rule state (event counters, next grid point, last BBO)
         carries on, so sampling continues seamlessly over successive batches.
+        Columns of which no views are out are cut to the rows in place, giving
+        back the spare capacity of their last growth.
         """
+        if self._busy:
+            raise RuntimeError("this Sampler is in use by BookSet.apply in another thread")
+        if self._count < self.capacity:
+            self._resize(self._count, copy=False)
         out = self.columns()
         self.clear()
         return out
