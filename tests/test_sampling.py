@@ -216,6 +216,35 @@ def test_growing_keeps_rows_and_views_taken_before(l3mod):
             assert views[name].tolist() == copies[name].tolist(), name
 
 
+def test_a_growth_cut_short_leaves_a_usable_sampler(l3mod, monkeypatch):
+    """Columns grow one by one; if memory runs out halfway, apply fails cleanly and the
+    sampler's capacity is its shortest column, so no row is ever written past an end."""
+    bs = make_set(l3mod, "skip")
+    s = Sampler(depth=2, every=1, capacity=8)
+    events = events_from_records([add(i + 1, BID, 100 - i % 9, 1, seq=i) for i in range(8)])
+    bs.apply(events, sampler=s)
+    calls = []
+    real_zeros = np.zeros
+
+    def zeros(shape, *args, **kwargs):
+        calls.append(shape)
+        if len(calls) == 3:
+            raise MemoryError("no memory (test)")
+        return real_zeros(shape, *args, **kwargs)
+
+    # in-place growth refused (as with views out), and the third new column fails
+    monkeypatch.setattr("fastbook.sampling.np.zeros", zeros)
+    held = s.columns()
+    with pytest.raises(MemoryError):
+        bs.apply(events_from_records([add(100, BID, 50, 1, seq=99)]), sampler=s)
+    monkeypatch.undo()
+    assert s.capacity == 8 and len(s) == 8
+    assert held["sequence"].tolist() == list(range(8))
+    s.clear()
+    assert bs.apply(events_from_records([add(101, BID, 51, 1, seq=100)]), sampler=s) == 1
+    assert s.columns()["sequence"].tolist() == [100]
+
+
 def test_take_gives_back_spare_capacity(l3mod):
     bs = make_set(l3mod)
     s = Sampler(depth=1, every=1, capacity=64)

@@ -158,7 +158,9 @@ class Sampler:
     @property
     def capacity(self) -> int:
         """Rows the current buffers hold before they grow."""
-        return len(self._cols["ts"])
+        # the shortest column: a growth that ran out of memory halfway (columns grow one
+        # by one) must not let the C loop write past the end of one it did not reach
+        return min(len(col) for col in self._cols.values())
 
     def _grow(self, need: int) -> None:
         """Make room for at least ``need`` rows in total (called with the GIL)."""
