@@ -223,17 +223,19 @@ def test_a_growth_cut_short_leaves_a_usable_sampler(l3mod, monkeypatch):
     s = Sampler(depth=2, every=1, capacity=8)
     events = events_from_records([add(i + 1, BID, 100 - i % 9, 1, seq=i) for i in range(8)])
     bs.apply(events, sampler=s)
-    calls = []
-    real_zeros = np.zeros
+    from fastbook import sampling
 
-    def zeros(shape, *args, **kwargs):
+    calls = []
+    real_moved = sampling._moved
+
+    def moved(old, shape, count):
         calls.append(shape)
         if len(calls) == 3:
             raise MemoryError("no memory (test)")
-        return real_zeros(shape, *args, **kwargs)
+        return real_moved(old, shape, count)
 
     # in-place growth refused (as with views out), and the third new column fails
-    monkeypatch.setattr("fastbook.sampling.np.zeros", zeros)
+    monkeypatch.setattr(sampling, "_moved", moved)
     held = s.columns()
     with pytest.raises(MemoryError):
         bs.apply(events_from_records([add(100, BID, 50, 1, seq=99)]), sampler=s)
@@ -243,6 +245,28 @@ def test_a_growth_cut_short_leaves_a_usable_sampler(l3mod, monkeypatch):
     s.clear()
     assert bs.apply(events_from_records([add(101, BID, 51, 1, seq=100)]), sampler=s) == 1
     assert s.columns()["sequence"].tolist() == [100]
+
+
+def test_large_columns_grow_into_fresh_arrays(l3mod, monkeypatch):
+    """Past _FRESH_BYTES a column grows by moving to a new array (huge pages): the rows
+    and the views taken before stay as they were, whatever the path each column took."""
+    from fastbook import sampling
+
+    monkeypatch.setattr(sampling, "_FRESH_BYTES", 256)    # level columns move, ts too
+    bs, ref = make_set(l3mod), make_set(l3mod)
+    s, big = Sampler(depth=2, every=1, capacity=2), Sampler(depth=2, every=1, capacity=4096)
+    held = None
+    for k in range(0, 300, 30):
+        events = events_from_records([add(i + 1, BID if i % 3 else ASK,
+                                          (90 + i % 7) if i % 3 else (130 - i % 4),
+                                          1 + i % 5, ts=i, seq=i) for i in range(k, k + 30)])
+        bs.apply(events, sampler=s)
+        ref.apply(events, sampler=big)
+        if k == 120:
+            held = {n: (c, c.copy()) for n, c in s.columns().items()}
+    assert s.capacity >= 300 and rows(s) == rows(big)
+    for name, (view, copy) in held.items():
+        assert view.tolist() == copy.tolist(), name
 
 
 def test_take_gives_back_spare_capacity(l3mod):
