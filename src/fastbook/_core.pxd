@@ -224,3 +224,11 @@ cdef class Book:
     cdef bint _busy             # True while Book.apply runs without the GIL
     cdef _Guard _guard          # its BookSets' (busy, read-only), or solo_guard()
     cdef object __weakref__
+
+
+# What every Book method checks first, and so must other compiled code that takes
+# ``&book._book`` from Python: reading is refused while an apply writes the book
+# without the GIL (its own, or a BookSet's), updating also while a BookSet.apply
+# callback runs.
+cdef int book_readable(Book book) except -1
+cdef int book_writable(Book book) except -1

@@ -1185,10 +1185,36 @@ cdef int _raise_busy() except -1:
     )
 
 
-cdef object _best_level(Book book, int side):
-    cdef int64_t p, q
+cdef inline int _readable(Book book) except -1:
+    # what every Book method checks first (see book_readable in _core.pxd)
     if book._busy or book._guard.sets_busy:
         _raise_busy()
+    return 0
+
+
+cdef inline int _writable(Book book) except -1:
+    # ... and every update (the raising stays out of line, so this one inlines)
+    if book._busy or book._guard.sets_busy or book._guard.read_only:
+        _refuse_update(book)
+    return 0
+
+
+cdef int _refuse_update(Book book) except -1:
+    _readable(book)
+    raise_read_only(book)
+
+
+cdef int book_readable(Book book) except -1:
+    return _readable(book)
+
+
+cdef int book_writable(Book book) except -1:
+    return _writable(book)
+
+
+cdef object _best_level(Book book, int side):
+    cdef int64_t p, q
+    _readable(book)
     if fb_book_best(&book._book, side, &p, &q):
         return (p, q)
     return None
@@ -1212,8 +1238,7 @@ cdef class _LevelIterator:
         if self._done:
             # exhausted iterators stay exhausted, as dict iterators do
             raise StopIteration
-        if self._owner._busy or self._owner._guard.sets_busy:
-            _raise_busy()
+        _readable(self._owner)
         if self._owner._book.version != self._version:
             raise RuntimeError("fastbook.Book changed size or contents during iteration")
         if not _walk_next(lad, &self._w, &key, &qty):
@@ -1284,15 +1309,13 @@ cdef class Book:
     @property
     def missing_deletes(self):
         """How many quantity-0 updates named a level that did not exist (each a no-op)."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         return self._book.missing_deletes
 
     @property
     def nbytes(self):
         """Bytes of level storage allocated (both sides), excluding the object header."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef Py_ssize_t total = 0
         cdef int s
         for s in range(2):
@@ -1302,14 +1325,12 @@ cdef class Book:
 
     def capacity(self, side):
         """Levels ``side`` can hold before its arrays grow."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         return self._book.ladders[valid_side(side) - 1].capacity
 
     def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int s = valid_side(side)
         cdef int64_t cap = as_i64(capacity, "capacity")
         if cap < 0:
@@ -1326,10 +1347,7 @@ cdef class Book:
         that side changed. Raises ``UpdateError`` (book unchanged) for a bad
         side, a negative quantity or ``INT64_MIN`` as price.
         """
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef int rc = _book_set(&self._book, as_side(side), as_i64(price, "price"),
                                 as_i64(qty, "qty"))
         if rc < 0:
@@ -1338,10 +1356,7 @@ cdef class Book:
 
     def set_str(self, side, price_text, qty_text):
         """Like ``set`` with decimal text (str or bytes) parsed exactly at the book's scales."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef int64_t price = _parse_text(price_text, self._book.price_decimals, "price")
         cdef int64_t qty = _parse_text(qty_text, self._book.qty_decimals, "quantity")
         cdef int rc = _book_set(&self._book, as_side(side), price, qty)
@@ -1382,10 +1397,7 @@ cdef class Book:
                 f"sides, prices and qtys must have equal lengths, got "
                 f"{n}, {cnp.PyArray_DIMS(a_p)[0]} and {cnp.PyArray_DIMS(a_q)[0]}"
             )
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         if n >= _NOGIL_MIN_BATCH:
             # other threads may run while the GIL is released; every method
             # checks _busy, so they get an error instead of a torn book, and the
@@ -1417,10 +1429,7 @@ cdef class Book:
 
     def clear(self):
         """Remove every level (capacity is kept)."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         fb_book_clear(&self._book)
 
     # -- reads ---------------------------------------------------------------
@@ -1434,8 +1443,7 @@ cdef class Book:
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
         cdef bint hb = fb_book_best(&self._book, FB_BID, &bp, &bq)
         cdef bint ha = fb_book_best(&self._book, FB_ASK, &ap, &aq)
@@ -1446,8 +1454,7 @@ cdef class Book:
 
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_book_best(&self._book, FB_ASK, &ap, &aq):
@@ -1460,8 +1467,7 @@ cdef class Book:
         The exact mid is ``(bid + ask) / 2``; when ``spread()`` is odd it lies
         half a unit above this value.
         """
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_book_best(&self._book, FB_ASK, &ap, &aq):
@@ -1470,25 +1476,21 @@ cdef class Book:
 
     def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         return fb_book_qty_at(&self._book, valid_side(side), as_i64(price, "price"))
 
     def depth(self, side):
         """Number of price levels on ``side``."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         return fb_book_depth(&self._book, valid_side(side))
 
     def __len__(self):
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         return fb_book_depth(&self._book, FB_BID) + fb_book_depth(&self._book, FB_ASK)
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked): never valid for one venue."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         return bool(fb_book_best(&self._book, FB_BID, &bp, &bq)
                     and fb_book_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
@@ -1508,8 +1510,7 @@ cdef class Book:
             A C-contiguous, writeable ``int64`` array of shape ``(4, n)``. When
             given it is filled and returned, and nothing is allocated.
         """
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef cnp.ndarray a = top_array(n, out)
         cdef int64_t *base
         cdef Py_ssize_t count = cnp.PyArray_DIMS(a)[1]
@@ -1519,8 +1520,7 @@ cdef class Book:
 
     def to_arrays(self, side):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef cnp.ndarray prices, qtys
         cdef int s = valid_side(side)
         cdef Py_ssize_t n = fb_book_depth(&self._book, s)
@@ -1537,8 +1537,7 @@ cdef class Book:
         unknown); ``window_slots`` / ``window_levels`` / ``window_capacity`` the window's
         slots in use, levels and allocated slots; ``sorted_levels`` the levels below it.
         """
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef const fb_ladder *lad = &self._book.ladders[valid_side(side) - 1]
         return {
             "mode": "window" if lad.wmode == FB_LADDER_WINDOW else "sorted",
@@ -1556,8 +1555,7 @@ cdef class Book:
 
         Raises RuntimeError if the book is modified during iteration.
         """
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef _LevelIterator it
         cdef int s = valid_side(side)
         it = _LevelIterator.__new__(_LevelIterator)
@@ -1595,8 +1593,7 @@ cdef class Book:
     # -- copying and pickling --------------------------------------------------
     def copy(self):
         """An independent copy of this book."""
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef Book other = Book(price_decimals=self._book.price_decimals,
                                qty_decimals=self._book.qty_decimals, capacity=0)
         cdef int s
@@ -1606,8 +1603,7 @@ cdef class Book:
         return other
 
     def _load_ladder(self, int side, cnp.ndarray prices, cnp.ndarray qtys):
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         # best-first arrays from to_arrays(); used by copy() and unpickling
         cdef Py_ssize_t n = prices.shape[0], i
         cdef fb_ladder *lad = &self._book.ladders[side - 1]
@@ -1627,8 +1623,7 @@ cdef class Book:
         self._book.version += 1
 
     def __reduce__(self):
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         bids = self.to_arrays(FB_BID)
         asks = self.to_arrays(FB_ASK)
         return (_rebuild_book, (self._book.price_decimals, self._book.qty_decimals,
@@ -1642,8 +1637,7 @@ cdef class Book:
         return self.copy()
 
     def __repr__(self):
-        if self._busy or self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         bid = ask = "None"
         if fb_book_best(&self._book, FB_BID, &bp, &bq):

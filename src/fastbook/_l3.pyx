@@ -1756,10 +1756,28 @@ cdef int _raise_busy() except -1:
     )
 
 
-cdef object _best_level(OrderBook book, int side):
-    cdef int64_t p, q
+cdef inline int _readable(OrderBook book) except -1:
+    # what every OrderBook method checks first (as _core.book_readable)
     if book._guard.sets_busy:
         _raise_busy()
+    return 0
+
+
+cdef inline int _writable(OrderBook book) except -1:
+    # ... and every update (as _core.book_writable; the raising stays out of line)
+    if book._guard.sets_busy or book._guard.read_only:
+        _refuse_update(book)
+    return 0
+
+
+cdef int _refuse_update(OrderBook book) except -1:
+    _readable(book)
+    raise_read_only(book)
+
+
+cdef object _best_level(OrderBook book, int side):
+    cdef int64_t p, q
+    _readable(book)
     if fb_l3_best(&book._book, side, &p, &q):
         return (p, q)
     return None
@@ -1779,8 +1797,7 @@ cdef class _LevelIterator:
     def __next__(self):
         cdef const fb_l3side *s = &self._owner._book.sides[self._side - 1]
         cdef Py_ssize_t idx
-        if self._owner._guard.sets_busy:
-            _raise_busy()
+        _readable(self._owner)
         if self._owner._book.version != self._version:
             raise RuntimeError("fastbook.OrderBook changed size or contents during iteration")
         if self._i >= s.count:
@@ -1867,8 +1884,7 @@ cdef class OrderBook:
     @property
     def errors(self):
         """Failed updates counted in skip mode, by kind (a new dict; every kind present)."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int k
         cdef dict out = {}
         for k in range(FB_ERR_KINDS):
@@ -1877,8 +1893,7 @@ cdef class OrderBook:
 
     def reset_errors(self):
         """Set every error counter back to 0."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int k
         for k in range(FB_ERR_KINDS):
             self._book.errors[k] = 0
@@ -1892,10 +1907,7 @@ cdef class OrderBook:
         quantity that would overflow int64. Returns True when the best level of
         ``side`` changed.
         """
-        if self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int s = as_side(side)
         cdef int64_t p = as_i64(price, "price")
@@ -1911,10 +1923,7 @@ cdef class OrderBook:
         ``side`` names the order in a side-keyed book and is ignored otherwise
         (as in every method below that names an existing order).
         """
-        if self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
         cdef int rc = fb_l3_execute(&self._book, oid, as_side(side), q)
@@ -1924,10 +1933,7 @@ cdef class OrderBook:
 
     def reduce(self, order_id, qty, *, side=0):
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
-        if self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
         cdef int rc = fb_l3_reduce(&self._book, oid, as_side(side), q)
@@ -1937,10 +1943,7 @@ cdef class OrderBook:
 
     def delete(self, order_id, *, side=0):
         """Remove the order, whatever its remaining quantity."""
-        if self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int rc = fb_l3_delete(&self._book, oid, as_side(side))
         if rc < 0:
@@ -1953,10 +1956,7 @@ cdef class OrderBook:
         The new order goes to the back of its level's queue, even at an
         unchanged price. ``new_order_id`` may equal ``order_id``.
         """
-        if self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef uint64_t nid = as_u64(new_order_id, "new_order_id")
         cdef int64_t q = as_i64(qty, "qty")
@@ -1974,10 +1974,7 @@ cdef class OrderBook:
         the back of its (new) level, exactly as ``replace(order_id, order_id,
         qty, price)``.
         """
-        if self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
         cdef int64_t q = as_i64(qty, "qty")
         cdef int64_t p = as_i64(price, "price")
@@ -1993,17 +1990,13 @@ cdef class OrderBook:
 
     def clear(self):
         """Remove every order and level (capacities and error counters are kept)."""
-        if self._guard.sets_busy:
-            _raise_busy()
-        if self._guard.read_only:
-            raise_read_only(self)
+        _writable(self)
         fb_l3_clear(&self._book)
 
     # -- orders --------------------------------------------------------------
     def order(self, order_id, *, side=0):
         """``(side, price, remaining_qty)`` of a live order, or None."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int s = self._key_side(side)
         cdef int32_t idx = fb_l3_find(&self._book, as_u64(order_id, "order_id"), s)
         cdef fb_order *o
@@ -2017,8 +2010,7 @@ cdef class OrderBook:
 
         Exact: counts every older order at the same price and side. O(position).
         """
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t n = 0, q = 0
         cdef int s = self._key_side(side)
         if fb_l3_queue_position(&self._book, as_u64(order_id, "order_id"), s, &n, &q) < 0:
@@ -2031,8 +2023,7 @@ cdef class OrderBook:
         Price-time priority: every order at a better price, plus the orders
         ahead of it in its queue, plus one. O(levels ahead + position).
         """
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t r = 0
         cdef int s = self._key_side(side)
         if fb_l3_rank(&self._book, as_u64(order_id, "order_id"), s, &r) < 0:
@@ -2049,8 +2040,7 @@ cdef class OrderBook:
 
     def __contains__(self, order_id):
         """``order_id in book``; a side-keyed book also takes ``(side, order_id)``."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int side = 0
         if isinstance(order_id, tuple) and len(order_id) == 2:
             side, order_id = order_id
@@ -2070,8 +2060,7 @@ cdef class OrderBook:
 
     def orders_at(self, side, price):
         """The orders at ``price`` on ``side``: ``[(order_id, qty), ...]``, oldest first."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef const fb_l3side *s
         cdef int32_t idx, lid
         cdef list out = []
@@ -2090,8 +2079,7 @@ cdef class OrderBook:
 
     def count_at(self, side, price):
         """Number of orders at ``price`` on ``side`` (0 when there is no level)."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef const fb_l3side *s
         cdef int32_t lid
         cdef int sd = valid_side(side)
@@ -2131,14 +2119,12 @@ cdef class OrderBook:
 
     def capacity(self, side):
         """Level slots allocated on ``side``."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         return self._book.sides[valid_side(side) - 1].capacity
 
     def reserve(self, side, capacity):
         """Preallocate room for ``capacity`` levels on ``side``."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int sd = valid_side(side)
         cdef int64_t cap = as_i64(capacity, "capacity")
         if cap < 0:
@@ -2148,8 +2134,7 @@ cdef class OrderBook:
 
     def reserve_orders(self, capacity):
         """Preallocate room for ``capacity`` live orders (exactly; the table to match)."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t cap = as_i64(capacity, "capacity")
         if cap < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
@@ -2168,8 +2153,7 @@ cdef class OrderBook:
 
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
         cdef bint hb = fb_l3_best(&self._book, FB_BID, &bp, &bq)
         cdef bint ha = fb_l3_best(&self._book, FB_ASK, &ap, &aq)
@@ -2180,8 +2164,7 @@ cdef class OrderBook:
 
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_l3_best(&self._book, FB_ASK, &ap, &aq):
@@ -2190,8 +2173,7 @@ cdef class OrderBook:
 
     def mid(self):
         """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
                 fb_l3_best(&self._book, FB_ASK, &ap, &aq):
@@ -2200,21 +2182,18 @@ cdef class OrderBook:
 
     def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int sd = valid_side(side)
         return fb_l3_qty_at(&self._book, sd, as_i64(price, "price"))
 
     def depth(self, side):
         """Number of price levels on ``side``."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         return fb_l3_depth(&self._book, valid_side(side))
 
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked)."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         return bool(fb_l3_best(&self._book, FB_BID, &bp, &bq)
                     and fb_l3_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
@@ -2226,8 +2205,7 @@ cdef class OrderBook:
         missing levels are 0. ``out`` (a writeable C-contiguous int64 ``(4, n)``
         array) is filled and returned without allocating.
         """
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef cnp.ndarray a = top_array(n, out)
         cdef int64_t *base
         cdef Py_ssize_t count = cnp.PyArray_DIMS(a)[1]
@@ -2237,8 +2215,7 @@ cdef class OrderBook:
 
     def to_arrays(self, side):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef const fb_l3side *s
         cdef cnp.ndarray prices, qtys
         cdef int64_t *pp
@@ -2259,8 +2236,7 @@ cdef class OrderBook:
 
     def levels(self, side):
         """Iterate ``(price, qty)`` of ``side``, best first (RuntimeError if the book changes)."""
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int sd = valid_side(side)
         cdef _LevelIterator it = _LevelIterator.__new__(_LevelIterator)
         it._owner = self
@@ -2285,8 +2261,7 @@ cdef class OrderBook:
         return format_decimal(qty, self._book.qty_decimals, strip=strip)
 
     def __repr__(self):
-        if self._guard.sets_busy:
-            _raise_busy()
+        _readable(self)
         cdef int64_t bp, bq, ap, aq
         bid = ask = "None"
         if fb_l3_best(&self._book, FB_BID, &bp, &bq):
@@ -2481,6 +2456,7 @@ cdef class BookSet:
         cdef Py_ssize_t i = self._bs.count
         cdef uint8_t kind
         cdef _Guard theirs
+        cdef bint merge
         self._check_idle("add instruments")
         if isinstance(book, OrderBook):
             kind = FB_KIND_L3
@@ -2494,8 +2470,10 @@ cdef class BookSet:
         else:
             raise TypeError(f"book must be a fastbook.l3.OrderBook or a fastbook.Book, "
                             f"got {type(book).__name__}")
-        if theirs is not self._guard and theirs is not solo_guard():
-            _busy_error(theirs)     # its sets must be idle to join this one's group
+        # a book already in another set: from now on the two groups are one (both idle)
+        merge = theirs is not self._guard and theirs is not solo_guard()
+        if merge:
+            _busy_error(theirs)
             self._check_not_busy()
         meta = instrument_meta(book, "l3" if kind == FB_KIND_L3 else "l2", symbol=symbol,
                                venue=venue, tick_size=tick_size, lot_size=lot_size,
@@ -2508,8 +2486,7 @@ cdef class BookSet:
         else:
             self._bs.books[i] = <void *>&(<Book>book)._book
         memset(&self._bs.errors[i * FB_ERR_KINDS], 0, FB_ERR_KINDS * sizeof(uint64_t))
-        if theirs is not self._guard and theirs is not solo_guard():
-            # the book is in another set: from now on the two groups are one
+        if merge:
             _merge_guards(self._guard, theirs)
         self._join(book)
         self._books.append(book)

@@ -19,8 +19,8 @@ from libc.stdint cimport INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from fastbook._core cimport (
-    FB_ASK, FB_BID, FB_OK, Book, fb_book, fb_book_depth, fb_book_set, fb_book_top,
-    fb_book_worst, fb_parse_decimal,
+    FB_ASK, FB_BID, FB_OK, Book, book_readable, fb_book, fb_book_depth, fb_book_set,
+    fb_book_top, fb_book_worst, fb_parse_decimal,
 )
 
 from fastbook.codecs import _pychecksum
@@ -259,9 +259,7 @@ cdef inline fb_book *_book_of(object book):
     """The C book of a compiled Book, or NULL for anything else (the twin handles it)."""
     if not isinstance(book, Book):
         return NULL
-    if (<Book>book)._busy or (<Book>book)._guard.sets_busy:
-        raise RuntimeError("the book is busy: Book.apply or BookSet.apply is running in "
-                           "another thread")
+    book_readable(<Book>book)
     return &(<Book>book)._book
 
 

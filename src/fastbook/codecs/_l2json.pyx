@@ -28,7 +28,7 @@ from libc.stdlib cimport free
 from libc.string cimport memcmp, memcpy
 
 from fastbook._core cimport (
-    FB_ASK, FB_BID, Book, fb_book, fb_book_apply, fb_book_best, fb_parse_decimal,
+    FB_ASK, FB_BID, Book, book_writable, fb_book, fb_book_apply, fb_book_best, fb_parse_decimal,
 )
 from fastbook._mem cimport grow_to
 
@@ -1156,12 +1156,7 @@ cdef class Scanner:
         if self.status != _OK or self._bobj is None:
             raise RuntimeError("apply() needs a scan that returned OK")
         book = <Book>self._bobj
-        if book._busy or book._guard.sets_busy:
-            raise RuntimeError("the book is being modified by Book.apply (or BookSet.apply) "
-                               "in another thread")
-        if book._guard.read_only:   # as Book.set: the message of _edge.raise_read_only
-            raise RuntimeError("Book is read-only while BookSet.apply runs its callback (the "
-                               "callback may read the books, not change them)")
+        book_writable(book)
         b = &book._book
         if fb_book_apply(b, self._sides, self._prices, self._qtys, self.n, &i) < 0:
             raise MemoryError("fastbook: no memory to grow the book")
