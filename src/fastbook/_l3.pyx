@@ -293,12 +293,15 @@ cdef inline Py_ssize_t _lower_bound(const int64_t *keys, Py_ssize_t n, int64_t k
     return base + (keys[base] < key)
 
 
+cdef inline int32_t _level_at(const fb_l3side *s, Py_ssize_t pos, int64_t key) noexcept nogil:
+    # the level record holding ``key`` if index position ``pos`` (its _lower_bound) has
+    # it, else FB_NIL (``key`` would be inserted at ``pos``)
+    return s.ids[pos] if pos < s.count and s.keys[pos] == key else FB_NIL
+
+
 cdef inline int32_t _find_level(const fb_l3side *s, int64_t key) noexcept nogil:
     # the level record holding ``key``, or FB_NIL
-    cdef Py_ssize_t pos = _lower_bound(s.keys, s.count, key)
-    if pos < s.count and s.keys[pos] == key:
-        return s.ids[pos]
-    return FB_NIL
+    return _level_at(s, _lower_bound(s.keys, s.count, key), key)
 
 
 cdef inline int64_t _price_of(const fb_l3book *book, int32_t idx) noexcept nogil:
@@ -517,7 +520,6 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
     cdef fb_l3side *s
     cdef int64_t key
     cdef Py_ssize_t pos
-    cdef bint exists
     cdef int32_t idx, lid
     cdef Py_ssize_t slot
     cdef int rc
@@ -532,9 +534,8 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
     s = &book.sides[side - 1]
     key = price if side == FB_BID else -price
     pos = _lower_bound(s.keys, s.count, key)
-    exists = pos < s.count and s.keys[pos] == key
-    if exists:
-        lid = s.ids[pos]
+    lid = _level_at(s, pos, key)
+    if lid != FB_NIL:
         if s.levels[lid].qty > INT64_MAX - qty:
             return FB_EOVERFLOW
     elif s.count == s.capacity:
@@ -548,7 +549,7 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         _probe(book, order_id, side, &slot)     # the table may have been rebuilt
     # --- nothing can fail from here on ---
     idx = _new_record(book, order_id, side, qty)
-    if not exists:
+    if lid == FB_NIL:
         lid = _insert_level(s, pos, key)
     _link_tail(book, lid, idx)
     book.slots[slot] = idx
@@ -708,9 +709,8 @@ cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new
         _slot_insert(book, new_order_id, side, idx)
     o.qty = qty
     pos = _lower_bound(s.keys, s.count, key)
-    if pos < s.count and s.keys[pos] == key:
-        lid = s.ids[pos]
-    else:
+    lid = _level_at(s, pos, key)
+    if lid == FB_NIL:
         lid = _insert_level(s, pos, key)
     _link_tail(book, lid, idx)
     book.version += 1
@@ -998,10 +998,9 @@ cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price,
     cdef Py_ssize_t pos = _lower_bound(s.keys, s.count, key)
     cdef fb_l3level *lev
     cdef fb_order *o
-    cdef int32_t idx, nxt, lid
-    if pos < s.count and s.keys[pos] == key:
-        lid = s.ids[pos]
-    else:
+    cdef int32_t idx, nxt
+    cdef int32_t lid = _level_at(s, pos, key)
+    if lid == FB_NIL:
         _levels_reserve(s, s.count + 1)
         lid = _insert_level(s, pos, key)
     lev = &s.levels[lid]
