@@ -606,6 +606,11 @@ class _Group:
         for bs in list(self.sets):
             yield from bs._books
 
+    def check_idle(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a book of this BookSet is read-only while another "
+                               "BookSet.apply runs its callback")
+
 
 _ALL_SETS: weakref.WeakSet[BookSet] = weakref.WeakSet()
 
@@ -637,11 +642,6 @@ class BookSet:
         if self._applying:
             raise RuntimeError(f"BookSet.apply is running: its callback cannot {what}")
 
-    def _check_group_idle(self) -> None:
-        if self._group.read_only:
-            raise RuntimeError("a book of this BookSet is read-only while another "
-                               "BookSet.apply runs its callback")
-
     def _set_read_only(self, read_only: bool) -> None:
         self._group.read_only += 1 if read_only else -1
         for book in self._group.books():
@@ -664,11 +664,9 @@ class BookSet:
                             f"got {type(book).__name__}")
         theirs = {bs._group for bs in list(_ALL_SETS) if id(book) in bs._members}
         theirs.discard(self._group)
-        for group in theirs:
-            if group.read_only:
-                raise RuntimeError("a book of this BookSet is read-only while another "
-                                   "BookSet.apply runs its callback")
-            self._check_group_idle()
+        for group in theirs:    # both groups must be idle to become one
+            group.check_idle()
+            self._group.check_idle()
         meta = instrument_meta(book, kind, symbol=symbol, venue=venue, tick_size=tick_size,
                                lot_size=lot_size, index=self._index, members=self._members)
         for group in theirs:    # the book is in another set: from now on one group
@@ -819,7 +817,7 @@ class BookSet:
         from fastbook.sampling import check_sampler
 
         self._check_idle("apply events")
-        self._check_group_idle()
+        self._group.check_idle()
         rows = check_events(events).tolist()
         sampler = check_sampler(sampler, callback)
         if sampler is not None:
