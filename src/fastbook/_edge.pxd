@@ -63,11 +63,26 @@ cdef extern from *:
 
 cdef inline int64_t as_i64(object value, str what) except? -1:
     """An int64 argument; TypeError for non-integers, OverflowError out of range."""
+    # The fast path is a few instructions and inlined at every call; the rest stays out
+    # of line so that the compiler keeps it that way.
+    cdef long long result
+    if PyLong_CheckExact(value) and fb_compact_long(value, &result):
+        return result
+    return _as_i64_slow(value, what)
+
+
+cdef inline uint64_t as_u64(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
+    """A uint64 argument (order ids); TypeError for non-integers, OverflowError out of range."""
+    cdef long long result
+    if PyLong_CheckExact(value) and fb_compact_long(value, &result) and result >= 0:
+        return <uint64_t>result
+    return _as_u64_slow(value, what)
+
+
+cdef inline int64_t _as_i64_slow(object value, str what) except? -1:
     cdef int overflow = 0
     cdef long long result
     if PyLong_CheckExact(value):
-        if fb_compact_long(value, &result):
-            return result
         result = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0:
             return result
@@ -77,13 +92,10 @@ cdef inline int64_t as_i64(object value, str what) except? -1:
     return <int64_t>value
 
 
-cdef inline uint64_t as_u64(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
-    """A uint64 argument (order ids); TypeError for non-integers, OverflowError out of range."""
+cdef inline uint64_t _as_u64_slow(object value, str what) except? 0xFFFFFFFFFFFFFFFF:
     cdef int overflow = 0
     cdef long long result
     if PyLong_CheckExact(value):
-        if fb_compact_long(value, &result) and result >= 0:
-            return <uint64_t>result
         result = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and result >= 0:
             return <uint64_t>result
@@ -100,7 +112,10 @@ cdef inline str side_message(object side):
 
 cdef inline int as_side(object side) except? -1:
     """Side as a C int for the C layer to check; values other than BID/ASK map to 0."""
-    cdef int64_t s = as_i64(side, "side")
+    cdef long long s
+    if PyLong_CheckExact(side) and fb_compact_long(side, &s):
+        return <int>s if s == _EDGE_BID or s == _EDGE_ASK else 0
+    s = _as_i64_slow(side, "side")
     return <int>s if s == _EDGE_BID or s == _EDGE_ASK else 0
 
 
