@@ -122,3 +122,27 @@ def test_l2_demo_runs_on_built_in_data():
     assert "updates/s" in out
     assert "best bid" in out and "best ask" in out
     assert "verified against the pure-Python reference: OK" in out
+
+
+@pytest.mark.skipif(NO_EXT, reason="compares the compiled classes with the twin")
+@pytest.mark.parametrize("compiled, twin", [("fastbook._core.Book", "fastbook._pycore.Book"),
+                                            ("fastbook._l3.OrderBook", "fastbook._pyl3.OrderBook")])
+def test_compiled_methods_keep_the_twins_signatures(compiled, twin):
+    # The per-call methods are plain (non-binding) methods for speed; inspect.signature
+    # must still read them, and every method must take what the twin takes.
+    import importlib
+    import inspect
+
+    def load(dotted):
+        module, name = dotted.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
+
+    def params(fn):
+        return [(p.name, p.kind.name.replace("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD"),
+                 p.default) for p in list(inspect.signature(fn).parameters.values())[1:]]
+
+    fast, slow = load(compiled), load(twin)
+    names = [n for n, v in vars(fast).items() if not n.startswith("_") and callable(v)]
+    assert {"best_bid", "bbo", "qty_at"} <= set(names)
+    for name in names:
+        assert params(getattr(fast, name)) == params(getattr(slow, name)), name

@@ -1339,6 +1339,12 @@ cdef class Book:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
     # -- updates -------------------------------------------------------------
+    # The per-call methods a Python loop calls millions of times are plain methods
+    # (binding=False): CPython's call specialisation calls them directly, where a
+    # binding (Cython function) method goes through two more calls; about 100
+    # instructions less per call. The clinic signature keeps inspect.signature working.
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def set(self, side, price, qty):
         """Set the absolute quantity at ``price`` on ``side``.
 
@@ -1433,14 +1439,20 @@ cdef class Book:
         fb_book_clear(&self._book)
 
     # -- reads ---------------------------------------------------------------
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def best_bid(self):
         """``(price, qty)`` of the best bid, or None when there are no bids."""
         return _best_level(self, FB_BID)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def best_ask(self):
         """``(price, qty)`` of the best ask, or None when there are no asks."""
         return _best_level(self, FB_ASK)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
         _readable(self)
@@ -1474,6 +1486,8 @@ cdef class Book:
             return (<object>ap + <object>bp) // 2
         return None
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
         _readable(self)

@@ -1898,6 +1898,12 @@ cdef class OrderBook:
             self._book.errors[k] = 0
 
     # -- updates -------------------------------------------------------------
+    # The per-call methods a Python loop calls millions of times are plain methods
+    # (binding=False): CPython's call specialisation calls them directly, where a
+    # binding (Cython function) method goes through two more calls; about 100
+    # instructions less per call. The clinic signature keeps inspect.signature working.
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def add(self, order_id, side, price, qty):
         """Add order ``order_id`` at the back of the queue at ``price`` on ``side``.
 
@@ -1916,6 +1922,8 @@ cdef class OrderBook:
             _fail(self, rc, "add", oid, side, p, q, 0)
         return rc == FB_TOP_CHANGED
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def execute(self, order_id, qty, *, side=0):
         """The resting order traded ``qty`` (1 to its remaining quantity; all of it removes it).
 
@@ -1930,6 +1938,8 @@ cdef class OrderBook:
             _fail(self, rc, "execute", oid, side, 0, q, 0)
         return rc == FB_TOP_CHANGED
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def reduce(self, order_id, qty, *, side=0):
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
         _writable(self)
@@ -1940,6 +1950,8 @@ cdef class OrderBook:
             _fail(self, rc, "reduce", oid, side, 0, q, 0)
         return rc == FB_TOP_CHANGED
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def delete(self, order_id, *, side=0):
         """Remove the order, whatever its remaining quantity."""
         _writable(self)
@@ -1949,6 +1961,8 @@ cdef class OrderBook:
             _fail(self, rc, "delete", oid, side, 0, 0, 0)
         return rc == FB_TOP_CHANGED
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def replace(self, order_id, new_order_id, qty, price, *, side=0):
         """Replace ``order_id`` by ``new_order_id`` with ``qty`` at ``price``, on the same side.
 
@@ -1965,6 +1979,8 @@ cdef class OrderBook:
             _fail(self, rc, "replace", oid, side, p, q, nid)
         return rc == FB_TOP_CHANGED
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def modify(self, order_id, qty, price, *, side=0):
         """Modify the order in place, keeping its id (what ``Flags.KEEP_PRIORITY`` means).
 
@@ -1993,6 +2009,8 @@ cdef class OrderBook:
         fb_l3_clear(&self._book)
 
     # -- orders --------------------------------------------------------------
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def order(self, order_id, *, side=0):
         """``(side, price, remaining_qty)`` of a live order, or None."""
         _readable(self)
@@ -2004,6 +2022,8 @@ cdef class OrderBook:
         o = &self._book.orders[idx]
         return (<int>o.side, _price_of(&self._book, idx), o.qty)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def queue_position(self, order_id, *, side=0):
         """``(orders_ahead, qty_ahead)`` of a live order in its level's FIFO queue, or None.
 
@@ -2142,14 +2162,20 @@ cdef class OrderBook:
                               f"(at most {_MAX_ORDERS})")
 
     # -- L2 reads (as fastbook.Book) -------------------------------------------
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def best_bid(self):
         """``(price, qty)`` of the best bid, or None when there are no bids."""
         return _best_level(self, FB_BID)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def best_ask(self):
         """``(price, qty)`` of the best ask, or None when there are no asks."""
         return _best_level(self, FB_ASK)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
         _readable(self)
@@ -2179,6 +2205,8 @@ cdef class OrderBook:
             return (<object>ap + <object>bp) // 2
         return None
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def qty_at(self, side, price):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
         _readable(self)
