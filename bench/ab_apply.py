@@ -1,4 +1,4 @@
-"""Compare builds of the L3 core on BookSet.apply, in one process (a developer's tool).
+"""Compare builds of the L3 core on BookSet.apply or per call, in one process (a developer's tool).
 
 On a shared, noisy machine two builds timed in separate processes differ by more than
 most changes do: the same binary reads 30-50% apart from one minute to the next. This
@@ -13,6 +13,11 @@ worktree's ``src/fastbook`` after ``python setup.py build_ext --inplace``)::
 
     python bench/ab_apply.py base=/tmp/wt-base/src/fastbook new=src/fastbook
     python bench/ab_apply.py --stream itch --symbols 8000 base=... new=...
+    python bench/ab_apply.py --stream calls base=... new=...
+
+``--stream calls`` times bench_l3's per-call passes instead (``OrderBook.add`` of 200,000
+orders from a Python loop, then ``delete`` of them in random order), each round on a new
+book of every build.
 
 Every build must be compiled against the installed ``fastbook._core`` (same
 ``FB_ABI_VERSION``). Streams: ``l3`` is bench_l3's synthetic stream (1M events, 500
@@ -91,10 +96,40 @@ def _frames(buf: Any, messages: int) -> int:
     return min(pos, len(view))
 
 
+def _calls(modules: list[Any], rounds: int) -> list[dict[str, list[float]]]:
+    """ns per call of the add and delete passes, per build, round by round."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_l3 import CALLS, _orders, _victims, loop_add, loop_delete
+
+    ids, sides, prices, qtys = _orders(CALLS)
+    victims = _victims(ids)
+    times: list[dict[str, list[float]]] = [{"add": [], "delete": []} for _ in modules]
+    order = list(range(len(modules)))
+    for r in range(rounds):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            book = modules[k].OrderBook(price_decimals=4, order_capacity=CALLS)
+            gc.collect()
+            t = time.perf_counter()
+            loop_add(book, ids, sides, prices, qtys)
+            t1 = time.perf_counter()
+            loop_delete(book, victims)
+            t2 = time.perf_counter()
+            times[k]["add"].append((t1 - t) / CALLS * 1e9)
+            times[k]["delete"].append((t2 - t1) / CALLS * 1e9)
+    return times
+
+
+def _report(names: list[str], times: list[list[float]], what: str) -> None:
+    for name, t in zip(names, times, strict=True):
+        ratio = statistics.median(x / b for x, b in zip(t, times[0], strict=True))
+        print(f"{name:>12}: {what}median {statistics.median(t):7.1f}  min {min(t):7.1f}  "
+              f"ratio {ratio:.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("builds", nargs="+", metavar="NAME=DIR")
-    parser.add_argument("--stream", choices=["l3", "itch"], default="l3")
+    parser.add_argument("--stream", choices=["l3", "itch", "calls"], default="l3")
     parser.add_argument("--messages", type=int, default=4_000_000)
     parser.add_argument("--symbols", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=10)
@@ -102,6 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     builds = [b.split("=", 1) for b in args.builds]
     if any(len(b) != 2 for b in builds):
         parser.error("each build is NAME=DIR")
+    names = [name for name, _ in builds]
+    if args.stream == "calls":
+        with tempfile.TemporaryDirectory() as tmp:
+            sys.path.insert(0, tmp)
+            modules = [_load(name, directory, Path(tmp)) for name, directory in builds]
+            calls = _calls(modules, args.rounds)
+        print(f"per call, {args.rounds} rounds (ns per call; ratio: paired by round, "
+              f"against {names[0]})")
+        for what in ("add", "delete"):
+            _report(names, [c[what] for c in calls], f"{what:<7}")
+        return
     if args.stream == "l3":
         events, instruments = _l3_stream()
     else:
@@ -135,10 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         gc.enable()
     print(f"{len(events):,} events, {len(instruments):,} instruments, {args.rounds} rounds "
           f"(ns per event; ratio: paired by round, against {builds[0][0]})")
-    for (name, _), t in zip(builds, times, strict=True):
-        ratio = statistics.median(x / b for x, b in zip(t, times[0], strict=True))
-        print(f"{name:>12}: median {statistics.median(t):7.1f}  min {min(t):7.1f}  "
-              f"ratio {ratio:.3f}")
+    _report(names, times, "")
 
 
 if __name__ == "__main__":
