@@ -1464,6 +1464,8 @@ cdef class Book:
         return (bp if hb else None, bq if hb else None,
                 ap if ha else None, aq if ha else None)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
         _readable(self)
@@ -1473,6 +1475,8 @@ cdef class Book:
             return <object>ap - <object>bp
         return None
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def mid(self):
         """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty.
 
@@ -1493,6 +1497,8 @@ cdef class Book:
         _readable(self)
         return fb_book_qty_at(&self._book, valid_side(side), as_i64(price, "price"))
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def depth(self, side):
         """Number of price levels on ``side``."""
         _readable(self)
@@ -1509,6 +1515,8 @@ cdef class Book:
         return bool(fb_book_best(&self._book, FB_BID, &bp, &bq)
                     and fb_book_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def top(self, n, out=None):
         """The best ``n`` levels of both sides as one ``int64`` array of shape ``(4, n)``.
 

@@ -2187,6 +2187,8 @@ cdef class OrderBook:
         return (bp if hb else None, bq if hb else None,
                 ap if ha else None, aq if ha else None)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
         _readable(self)
@@ -2196,6 +2198,8 @@ cdef class OrderBook:
             return <object>ap - <object>bp
         return None
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def mid(self):
         """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
         _readable(self)
@@ -2213,6 +2217,8 @@ cdef class OrderBook:
         cdef int sd = valid_side(side)
         return fb_l3_qty_at(&self._book, sd, as_i64(price, "price"))
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def depth(self, side):
         """Number of price levels on ``side``."""
         _readable(self)
@@ -2225,6 +2231,8 @@ cdef class OrderBook:
         return bool(fb_l3_best(&self._book, FB_BID, &bp, &bq)
                     and fb_l3_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def top(self, n, out=None):
         """The best ``n`` levels as an ``int64`` array of shape ``(4, n)``, exactly as ``Book.top``.
 
