@@ -14,10 +14,12 @@ worktree's ``src/fastbook`` after ``python setup.py build_ext --inplace``)::
     python bench/ab_apply.py base=/tmp/wt-base/src/fastbook new=src/fastbook
     python bench/ab_apply.py --stream itch --symbols 8000 base=... new=...
     python bench/ab_apply.py --stream calls base=... new=...
+    python bench/ab_apply.py --stream set base=... new=...
 
 ``--stream calls`` times bench_l3's per-call passes instead (``OrderBook.add`` of 200,000
 orders from a Python loop, then ``delete`` of them in random order), each round on a new
-book of every build.
+book of every build. ``--stream set`` times bench_l2's per-call pass (``Book.set`` over the
+seeded L2 workload's 1M updates) and loads each build's ``_core`` rather than its ``_l3``.
 
 Every build must be compiled against the installed ``fastbook._core`` (same
 ``FB_ABI_VERSION``). Streams: ``l3`` is bench_l3's synthetic stream (1M events, 500
@@ -46,15 +48,16 @@ import fastbook  # noqa: F401  (loads the installed _core first)
 BATCH = 1 << 16
 
 
-def _load(name: str, directory: str, root: Path) -> Any:
-    found = sorted(Path(directory).glob("_l3.*.so")) + sorted(Path(directory).glob("_l3.*.pyd"))
+def _load(name: str, directory: str, root: Path, module: str = "_l3") -> Any:
+    found = sorted(Path(directory).glob(f"{module}.*.so")) + sorted(
+        Path(directory).glob(f"{module}.*.pyd"))
     if not found:
-        raise SystemExit(f"{name}: no built _l3 extension in {directory}")
+        raise SystemExit(f"{name}: no built {module} extension in {directory}")
     package = root / f"_fbab_{name}"
-    package.mkdir()
+    package.mkdir(exist_ok=True)
     (package / "__init__.py").write_text("")
     shutil.copy(found[0], package / found[0].name)
-    return importlib.import_module(f"_fbab_{name}._l3")
+    return importlib.import_module(f"_fbab_{name}.{module}")
 
 
 def _l3_stream() -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -119,6 +122,27 @@ def _calls(modules: list[Any], rounds: int) -> list[dict[str, list[float]]]:
     return times
 
 
+def _sets(modules: list[Any], rounds: int) -> list[list[float]]:
+    """ns per call of bench_l2's per-call Book.set pass, per build, round by round."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_l2 import loop_set
+    from fastbook.synth import l2_workload
+
+    w = l2_workload()
+    sides, prices, qtys = w.sides.tolist(), w.prices.tolist(), w.qtys.tolist()
+    times: list[list[float]] = [[] for _ in modules]
+    order = list(range(len(modules)))
+    for r in range(rounds):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            book = modules[k].Book(price_decimals=w.price_decimals, qty_decimals=w.qty_decimals)
+            book.apply(w.snapshot_sides, w.snapshot_prices, w.snapshot_qtys)
+            gc.collect()
+            t = time.perf_counter()
+            loop_set(book, sides, prices, qtys)
+            times[k].append((time.perf_counter() - t) / len(sides) * 1e9)
+    return times
+
+
 def _report(names: list[str], times: list[list[float]], what: str) -> None:
     for name, t in zip(names, times, strict=True):
         ratio = statistics.median(x / b for x, b in zip(t, times[0], strict=True))
@@ -129,7 +153,7 @@ def _report(names: list[str], times: list[list[float]], what: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("builds", nargs="+", metavar="NAME=DIR")
-    parser.add_argument("--stream", choices=["l3", "itch", "calls"], default="l3")
+    parser.add_argument("--stream", choices=["l3", "itch", "calls", "set"], default="l3")
     parser.add_argument("--messages", type=int, default=4_000_000)
     parser.add_argument("--symbols", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=10)
@@ -147,6 +171,15 @@ def main(argv: list[str] | None = None) -> None:
               f"against {names[0]})")
         for what in ("add", "delete"):
             _report(names, [c[what] for c in calls], f"{what:<7}")
+        return
+    if args.stream == "set":
+        with tempfile.TemporaryDirectory() as tmp:
+            sys.path.insert(0, tmp)
+            modules = [_load(name, directory, Path(tmp), "_core") for name, directory in builds]
+            sets = _sets(modules, args.rounds)
+        print(f"Book.set per call, {args.rounds} rounds (ns per call; ratio: paired by round, "
+              f"against {names[0]})")
+        _report(names, sets, "")
         return
     if args.stream == "l3":
         events, instruments = _l3_stream()
