@@ -384,6 +384,22 @@ def test_array_validation(impls):
             bs.apply(bad)
 
 
+def test_an_equal_dtype_is_accepted_and_others_still_refused(impls):
+    # an array whose dtype equals EVENT_DTYPE without being that object (np.load,
+    # unpickling) applies; a different one is refused, whatever was applied before
+    l3mod, _ = impls
+    bs = seeded(l3mod)
+    equal = np.dtype(EVENT_DTYPE.descr)
+    assert equal == EVENT_DTYPE and equal is not EVENT_DTYPE
+    events = np.zeros(2, dtype=equal)
+    events["action"] = Action.TRADE
+    for _ in range(2):
+        assert bs.apply(events) == 2
+        for bad in (np.zeros(2, EVENT_DTYPE.newbyteorder()), np.zeros(2, np.int64)):
+            with pytest.raises(ArrayError):
+                bs.apply(bad)
+
+
 def _big_batch(n_orders):
     """Adds on instrument 0 and 1, then deletes of most of them: n_orders * 2 events."""
     recs = []
