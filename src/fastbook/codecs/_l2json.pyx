@@ -1042,7 +1042,11 @@ cdef class Scanner:
         return _OK
 
     # --- the API ---------------------------------------------------------------
+    # scan/read/apply run once or twice per message: plain methods, called directly
+    # (as the books' per-call methods; see _core.pyx)
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def scan(self, message, symbol=None):
         """Read one message; return (and set ``status``) OK/OTHER/UNKNOWN/IGNORED/ERROR."""
         return self._scan(message, symbol)
@@ -1096,6 +1100,8 @@ cdef class Scanner:
             self.target = self._targets[self._sym]
         return st
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def read(self, message, symbol=None):
         """``scan``, and for an ``OK`` one the tuple ``(target, n, *ints)``; else None.
 
@@ -1143,6 +1149,8 @@ cdef class Scanner:
         self.n = n
         return st
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def apply(self):
         """Apply the levels of an ``OK`` scan to the symbol's book; True if it is then crossed.
 
@@ -1165,6 +1173,8 @@ cdef class Scanner:
         return fb_book_best(b, FB_BID, &bp, &bq) and fb_book_best(b, FB_ASK, &ap, &aq) \
             and bp >= ap
 
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def applied(self, symbol=None):
         """``(apply() calls, levels they applied)`` for ``symbol``, or summed over all."""
         cdef int i
