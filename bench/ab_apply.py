@@ -1,4 +1,4 @@
-"""Compare builds of the L3 core on BookSet.apply or per call, in one process (a developer's tool).
+"""Compare builds of the compiled books in one process: BookSet.apply, or per call (a dev tool).
 
 On a shared, noisy machine two builds timed in separate processes differ by more than
 most changes do: the same binary reads 30-50% apart from one minute to the next. This
