@@ -140,9 +140,9 @@ def test_compiled_methods_keep_the_twins_signatures(compiled, twin):
         module, name = dotted.rsplit(".", 1)
         return getattr(importlib.import_module(module), name)
 
-    def params(fn):
-        return [(p.name, p.kind.name.replace("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD"),
-                 p.default) for p in list(inspect.signature(fn).parameters.values())[1:]]
+    def params(fn):     # all but self (positional-only in a plain method's signature)
+        return [(p.name, p.kind, p.default)
+                for p in list(inspect.signature(fn).parameters.values())[1:]]
 
     fast, slow = load(compiled), load(twin)
     names = [n for n, v in vars(fast).items() if not n.startswith("_") and callable(v)]
