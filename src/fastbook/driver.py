@@ -567,7 +567,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         if sampler is None:
             raise ValueError("output= needs a sampling rule (every=)")
         writer = _Writer(output, group_rows, codec, ts_origin)
-    taken: list[dict[str, np.ndarray]] = []
+    samples: dict[str, np.ndarray] = {}
     lob = _LobsterFiles(lobster, depth, ts_origin=ts_origin,
                         utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
         if lobster is not None else None
@@ -581,7 +581,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         if writer is not None:
             writer.write(cols, _instruments(books))
         elif len(cols["ts"]):
-            taken.append(cols)
+            samples.update(cols)    # once: without a writer only the final flush takes
 
     t0 = time.perf_counter()
     try:
@@ -598,10 +598,6 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     if writer is not None:
         writer.close(_instruments(books))
     seconds = time.perf_counter() - t0
-    samples: dict[str, np.ndarray] = {}
-    if taken:
-        samples = taken[0] if len(taken) == 1 else \
-            {name: np.concatenate([t[name] for t in taken]) for name in taken[0]}
     return ReplayResult(
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
