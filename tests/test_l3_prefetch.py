@@ -28,15 +28,9 @@ pytestmark = needs_compiled
 @pytest.fixture(autouse=True)
 def _always_prefetch():
     """apply skips the pipeline for a few small books; these tests are about the pipeline."""
-    previous = _l3_module()._set_prefetch("always")
+    previous = _l3._set_prefetch("always")
     yield
-    _l3_module()._set_prefetch(previous)
-
-
-def _l3_module():
-    from fastbook import _l3 as module
-
-    return module
+    _l3._set_prefetch(previous)
 
 BID, ASK = 1, 2
 INT64_MIN = -(2**63)
@@ -196,17 +190,14 @@ def test_callback_grows_books_the_lookahead_saw(on_error):
     assert sum(compiled.errors.values()) == 0
 
 
-def test_long_stream_over_many_books_matches_the_twin():
-    """A few thousand valid events over 40 books, applied in batches of odd sizes."""
-    rng = np.random.default_rng(7)
-    compiled, twin = _l3.BookSet(), _pyl3.BookSet()
-    for bs in (compiled, twin):
-        for i in range(40):
-            bs.add_instrument(f"S{i}", price_decimals=2, order_capacity=0, capacity=0)
-    live = [[] for _ in range(40)]
+def _valid_stream(seed, n, books):
+    """``n`` valid adds and deletes (of a random live order) over ``books`` books, and
+    the orders still live at the end."""
+    rng = np.random.default_rng(seed)
+    live = [[] for _ in range(books)]
     recs, next_id = [], 1
-    for _ in range(6000):
-        inst = int(rng.integers(40))
+    for _ in range(n):
+        inst = int(rng.integers(books))
         if live[inst] and rng.random() < 0.5:
             oid, side = live[inst].pop(int(rng.integers(len(live[inst]))))
             recs.append({"instrument": inst, "action": Action.DELETE, "side": side,
@@ -219,7 +210,16 @@ def test_long_stream_over_many_books_matches_the_twin():
                          "price": price, "qty": int(rng.integers(1, 9)), "order_id": next_id})
             live[inst].append((next_id, side))
             next_id += 1
-    events = _as_events(recs)
+    return _as_events(recs), sum(len(orders) for orders in live)
+
+
+def test_long_stream_over_many_books_matches_the_twin():
+    """A few thousand valid events over 40 books, applied in batches of odd sizes."""
+    compiled, twin = _l3.BookSet(), _pyl3.BookSet()
+    for bs in (compiled, twin):
+        for i in range(40):
+            bs.add_instrument(f"S{i}", price_decimals=2, order_capacity=0, capacity=0)
+    events, _ = _valid_stream(7, 6000, 40)
     start = 0
     for size in (1, 2, 5, 10, 16, 32, 33, 257, 1000, 5000):
         chunk = events[start:start + size]
@@ -233,58 +233,41 @@ def test_long_stream_over_many_books_matches_the_twin():
 
 def test_the_pipeline_runs_only_where_it_pays():
     """auto: not for a few small books (they stay in cache), yes for big or many books."""
-    module = _l3_module()
-    module._set_prefetch("auto")
-    small = module.BookSet()
+    _l3._set_prefetch("auto")
+    small = _l3.BookSet()
     for i in range(3):
         small.add_instrument(f"S{i}", price_decimals=2)
     assert not small._would_prefetch()
-    assert not module.BookSet()._would_prefetch()
-    big = module.BookSet()
+    assert not _l3.BookSet()._would_prefetch()
+    big = _l3.BookSet()
     big.add_instrument("BIG", price_decimals=2, order_capacity=20_000)     # 640 KB of records
     assert big[0].nbytes >= 256 * 1024 and big._would_prefetch()
-    many = module.BookSet()
+    many = _l3.BookSet()
     for i in range(33):
         many.add_instrument(f"S{i}", price_decimals=2, order_capacity=0, capacity=0)
     assert many._would_prefetch()
-    l2_only = module.BookSet()
+    l2_only = _l3.BookSet()
     l2_only.add_instrument("L2", kind="l2", price_decimals=2, capacity=100_000)
     assert not l2_only._would_prefetch()        # the pipeline only looks at L3 books
-    module._set_prefetch("never")
+    _l3._set_prefetch("never")
     assert not big._would_prefetch()
-    module._set_prefetch("always")
+    _l3._set_prefetch("always")
     assert small._would_prefetch()
     with pytest.raises(ValueError, match="'auto', 'always' or 'never'"):
-        module._set_prefetch("sometimes")
+        _l3._set_prefetch("sometimes")
 
 
 def test_results_do_not_depend_on_the_pipeline():
     """The same stream through a small set, with and without the pipeline."""
-    module = _l3_module()
-    rng = np.random.default_rng(11)
-    recs, live, next_id = [], [], 1
-    for _ in range(3000):
-        if live and rng.random() < 0.45:
-            oid, side = live.pop(int(rng.integers(len(live))))
-            recs.append({"instrument": int(oid % 3), "action": Action.DELETE, "side": side,
-                         "order_id": oid})
-        else:
-            side = BID if rng.random() < 0.5 else ASK
-            price = 1000 - int(rng.integers(1, 20)) if side == BID else 1000 + int(
-                rng.integers(1, 20))
-            recs.append({"instrument": next_id % 3, "action": Action.ADD, "side": side,
-                         "price": price, "qty": int(rng.integers(1, 9)), "order_id": next_id})
-            live.append((next_id, side))
-            next_id += 1
-    events = _as_events(recs)
+    events, live = _valid_stream(11, 3000, 3)
     results = []
     for mode in ("never", "always"):
-        module._set_prefetch(mode)
-        bs = module.BookSet()
+        _l3._set_prefetch(mode)
+        bs = _l3.BookSet()
         for i in range(3):
             bs.add_instrument(f"S{i}", price_decimals=2, order_capacity=0, capacity=0)
         assert bs.apply(events) == len(events)
         results.append([(list(bs[i]), bs[i].top(10).tolist(), bs[i].order_count)
                         for i in range(3)])
     assert results[0] == results[1]
-    assert sum(count for _, _, count in results[0]) == len(live)
+    assert sum(count for _, _, count in results[0]) == live
