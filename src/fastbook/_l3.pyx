@@ -1591,6 +1591,7 @@ cdef enum:
 
 # 0: decide per batch (_prefetch_pays); 1 / -1: always / never (tests, comparisons).
 cdef int _prefetch_mode = 0
+_PREFETCH_MODES = ("never", "auto", "always")      # by _prefetch_mode + 1
 
 
 def _set_prefetch(mode):
@@ -1600,11 +1601,10 @@ def _set_prefetch(mode):
     on it. Returns the previous mode.
     """
     global _prefetch_mode
-    cdef dict modes = {"auto": 0, "always": 1, "never": -1}
-    if mode not in modes:
+    if mode not in _PREFETCH_MODES:
         raise ValueError(f"mode must be 'auto', 'always' or 'never', got {mode!r}")
-    previous = [k for k, v in modes.items() if v == _prefetch_mode][0]
-    _prefetch_mode = modes[mode]
+    previous = _PREFETCH_MODES[_prefetch_mode + 1]
+    _prefetch_mode = _PREFETCH_MODES.index(mode) - 1
     return previous
 
 
