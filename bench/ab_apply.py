@@ -25,7 +25,8 @@ Every build must be compiled against the installed ``fastbook._core`` (same
 ``FB_ABI_VERSION``). Streams: ``l3`` is bench_l3's synthetic stream (1M events, 500
 instruments); ``itch`` decodes the first ``--messages`` of bench_itch's cached day
 (``FASTBOOK_BENCH_ITCH_*`` settings; run bench_itch.py once to create it) or, with
-``--symbols``, of a day generated for it.
+``--symbols``, of a day generated for it. Both apply in skip mode unless ``--on-error
+raise`` asks for raise mode (the undo journal).
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=4_000_000)
     parser.add_argument("--symbols", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--on-error", choices=["skip", "raise"], default="skip",
+                        help="the BookSets' mode (l3 and itch streams)")
     args = parser.parse_args(argv)
     builds = [b.split("=", 1) for b in args.builds]
     if any(len(b) != 2 for b in builds):
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         order = list(range(len(modules))) + list(range(len(modules)))[::-1]
         sets = []
         for k in order:
-            bs = modules[k].BookSet(on_error="skip")
+            bs = modules[k].BookSet(on_error=args.on_error)
             for inst in instruments:
                 bs.add_instrument(inst["symbol"], price_decimals=4, lot_size=inst["lot"],
                                   capacity=inst["capacity"], order_capacity=64)
@@ -212,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
             for k in range(len(modules)):
                 times[k].append(row[k])
         gc.enable()
-    print(f"{len(events):,} events, {len(instruments):,} instruments, {args.rounds} rounds "
+    print(f"{len(events):,} events, {len(instruments):,} instruments, {args.on_error} mode, "
+          f"{args.rounds} rounds "
           f"(ns per event; ratio: paired by round, against {builds[0][0]})")
     _report(names, times, "")
 

@@ -1045,8 +1045,25 @@ cdef inline Py_ssize_t _note_removal(const fb_l3book *b, int32_t idx, uint64_t *
     return k + 4
 
 
-cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
-                   uint32_t instrument) noexcept nogil:
+# The event loop (_run_events) and the event functions it calls are compiled three
+# times: a lean version for each of the common batches (skip or raise mode, no sampler,
+# no callback), where those are constants and every test of them goes away, and the
+# general one. The ``kind`` argument only selects the version; each version is called
+# from one place and inlined there.
+ctypedef struct _lean_skip:
+    char unused
+ctypedef struct _lean_raise:
+    char unused
+ctypedef struct _general:
+    char unused
+ctypedef fused _loop_kind:
+    _lean_skip
+    _lean_raise
+    _general
+
+
+cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j, uint32_t instrument,
+                   _loop_kind kind) noexcept nogil:
     cdef int a = e.action, rc
     cdef int32_t idx
     cdef int64_t less
@@ -1126,8 +1143,8 @@ cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j,
     return FB_EACTION   # SET_LEVEL (no orders in it), 0 or unknown
 
 
-cdef int _l2_event(fb_book *b, const fb_event *e, _journal *j,
-                   uint32_t instrument) noexcept nogil:
+cdef int _l2_event(fb_book *b, const fb_event *e, _journal *j, uint32_t instrument,
+                   _loop_kind kind) noexcept nogil:
     cdef int a = e.action, side = e.side, rc
     cdef int64_t old, new
     cdef uint64_t *w
@@ -1658,7 +1675,24 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
     event i was applied stops with done = i in raise mode (everything rolled
     back) and done = i + 1 in skip and stop modes (event i stays applied).
     """
-    cdef bint skip = mode == _MODE_SKIP
+    cdef _lean_skip lean_skip
+    cdef _lean_raise lean_raise
+    cdef _general general
+    if samp == NULL and cb == NULL:
+        if mode == _MODE_SKIP:
+            return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
+                               lean_skip)
+        if mode == _MODE_RAISE:
+            return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
+                               lean_raise)
+    return _run_events(bs, events, n, mode, done, skipped, detail, samp, cb, general)
+
+
+cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int mode,
+                     Py_ssize_t *done, Py_ssize_t *skipped, int64_t *detail,
+                     _sampler *samp, _callback *cb, _loop_kind kind) noexcept nogil:
+    # _bookset_run's loop (``kind`` only selects the compiled version)
+    cdef bint skip
     cdef Py_ssize_t i, stop = 0, cap, nskip = 0
     cdef const fb_event *e
     cdef uint32_t inst
@@ -1668,11 +1702,19 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
     cdef _journal *j = NULL
     cdef _pf_entry ring[_PF_RING]
     cdef bint prefetch = _prefetch_pays(bs)
-    journal.words = <uint64_t *>bs.undo
-    journal.count = 0
-    journal.capacity = bs.undo_capacity
-    journal.snapshots = 0
+    if _loop_kind is _lean_skip:
+        mode = _MODE_SKIP
+    elif _loop_kind is _lean_raise:
+        mode = _MODE_RAISE
+    if _loop_kind is not _general:
+        samp = NULL
+        cb = NULL
+    skip = mode == _MODE_SKIP
     if mode == _MODE_RAISE:
+        journal.words = <uint64_t *>bs.undo
+        journal.count = 0
+        journal.capacity = bs.undo_capacity
+        journal.snapshots = 0
         j = &journal
         # at most one entry per event: reserve it up front (pages are touched only
         # as entries are written), else grow as needed
@@ -1701,9 +1743,9 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
                 rc = FB_ENOMEM
                 break
             if bs.kinds[inst] == FB_KIND_L3:
-                rc = _l3_event(<fb_l3book *>bs.books[inst], e, j, inst)
+                rc = _l3_event(<fb_l3book *>bs.books[inst], e, j, inst, kind)
             else:
-                rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst)
+                rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst, kind)
         if rc >= 0:
             # a failure after event i was applied: skip mode keeps it (done = i + 1)
             if samp != NULL and _sample_after(samp, bs, e, inst) < 0:
