@@ -25,8 +25,8 @@ Every build must be compiled against the installed ``fastbook._core`` (same
 ``FB_ABI_VERSION``). Streams: ``l3`` is bench_l3's synthetic stream (1M events, 500
 instruments); ``itch`` decodes the first ``--messages`` of bench_itch's cached day
 (``FASTBOOK_BENCH_ITCH_*`` settings; run bench_itch.py once to create it) or, with
-``--symbols``, of a day generated for it. Both apply in skip mode unless ``--on-error
-raise`` asks for raise mode (the undo journal).
+``--symbols``, of a day generated for it. Both apply in skip mode unless ``--on-error``
+asks for ``raise`` (the undo journal) or ``stop`` (what ``replay`` uses).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=4_000_000)
     parser.add_argument("--symbols", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--on-error", choices=["skip", "raise"], default="skip",
+    parser.add_argument("--on-error", choices=["skip", "raise", "stop"], default="skip",
                         help="the BookSets' mode (l3 and itch streams)")
     args = parser.parse_args(argv)
     builds = [b.split("=", 1) for b in args.builds]

@@ -1045,20 +1045,23 @@ cdef inline Py_ssize_t _note_removal(const fb_l3book *b, int32_t idx, uint64_t *
     return k + 4
 
 
-# The event loop (_run_events) and the event functions it calls are compiled three
-# times: a lean version for each of the common batches (skip or raise mode, no sampler,
-# no callback), where those are constants and every test of them goes away, and the
-# general one. The ``kind`` argument only selects the version; each version is called
-# from one place and inlined there.
+# The event loop (_run_events) and the event functions it calls are compiled four
+# times: a lean version for each mode (skip, raise, stop) of a batch without sampler or
+# callback, where those are constants and every test of them goes away, and the general
+# one. The ``kind`` argument only selects the version; each version is called from one
+# place and inlined there.
 ctypedef struct _lean_skip:
     char unused
 ctypedef struct _lean_raise:
+    char unused
+ctypedef struct _lean_stop:
     char unused
 ctypedef struct _general:
     char unused
 ctypedef fused _loop_kind:
     _lean_skip
     _lean_raise
+    _lean_stop
     _general
 
 
@@ -1677,6 +1680,7 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
     """
     cdef _lean_skip lean_skip
     cdef _lean_raise lean_raise
+    cdef _lean_stop lean_stop
     cdef _general general
     if samp == NULL and cb == NULL:
         if mode == _MODE_SKIP:
@@ -1685,6 +1689,9 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
         if mode == _MODE_RAISE:
             return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
                                lean_raise)
+        if mode == _MODE_STOP:
+            return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
+                               lean_stop)
     return _run_events(bs, events, n, mode, done, skipped, detail, samp, cb, general)
 
 
@@ -1706,6 +1713,8 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
         mode = _MODE_SKIP
     elif _loop_kind is _lean_raise:
         mode = _MODE_RAISE
+    elif _loop_kind is _lean_stop:
+        mode = _MODE_STOP
     if _loop_kind is not _general:
         samp = NULL
         cb = NULL
