@@ -37,6 +37,7 @@ at 4 implied decimals (8 for the ``V`` message); share counts are ``int``.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -471,6 +472,15 @@ _STRUCTS: dict[str, struct.Struct] = {t: struct.Struct(_HEADER + body)
 for _t, _s in _STRUCTS.items():
     assert _s.size == MESSAGE_LENGTHS[_t], (_t, _s.size)
 del _t, _s
+# Where the alpha fields ("s"/"c") sit among each type's unpacked values (after the
+# header's five), so parse_message decodes just those. A count prefixes only "s" codes
+# (one value each), so each code is one value: checked against the struct.
+_ALPHA_AT: dict[str, tuple[int, ...]] = {}
+for _t, (_, _body) in _LAYOUTS.items():
+    _codes = re.findall(r"\d*([a-zA-Z])", _body)
+    assert len(_codes) + 5 == len(_STRUCTS[_t].unpack(bytes(_STRUCTS[_t].size))), _t
+    _ALPHA_AT[_t] = tuple(5 + i for i, code in enumerate(_codes) if code in "sc")
+del _t, _body, _codes
 
 
 def _alpha(raw: bytes, field: str, type_char: str) -> str:
@@ -524,12 +534,10 @@ def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = 
         raise DecodeError(f"ITCH message type {type_char!r} has length {len(raw)}, "
                           f"but the specification says {expected}")
     cls, _ = _LAYOUTS[type_char]
-    values = _STRUCTS[type_char].unpack(raw)
-    _, locate, tracking, ts_high, ts_low = values[:5]
-    fields: list[Any] = [type_char, locate, tracking, (ts_high << 32) | ts_low]
-    for name, value in zip(cls._fields[4:], values[5:], strict=True):
-        fields.append(_alpha(value, name, type_char) if isinstance(value, bytes) else value)
-    return cls(*fields)
+    values = list(_STRUCTS[type_char].unpack(raw))
+    for k in _ALPHA_AT[type_char]:
+        values[k] = _alpha(values[k], cls._fields[k - 1], type_char)   # value 5 is field 4
+    return cls(type_char, values[1], values[2], (values[3] << 32) | values[4], *values[5:])
 
 
 def stock_directory(msg: Any) -> dict[str, Any]:
