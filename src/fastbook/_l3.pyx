@@ -1678,10 +1678,11 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
     event i was applied stops with done = i in raise mode (everything rolled
     back) and done = i + 1 in skip and stop modes (event i stays applied).
     """
-    cdef _lean_skip lean_skip
-    cdef _lean_raise lean_raise
-    cdef _lean_stop lean_stop
-    cdef _general general
+    # (initialised only so that no indeterminate value is ever copied)
+    cdef _lean_skip lean_skip = _lean_skip(0)
+    cdef _lean_raise lean_raise = _lean_raise(0)
+    cdef _lean_stop lean_stop = _lean_stop(0)
+    cdef _general general = _general(0)
     if samp == NULL and cb == NULL:
         if mode == _MODE_SKIP:
             return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
