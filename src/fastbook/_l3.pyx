@@ -88,8 +88,17 @@ cdef extern from *:
     #else
     #define FB_L3_PREFETCH(p) ((void)(p))
     #endif
+    /* The hint for element i of the array at base, with the address formed in integer
+       arithmetic: the pipeline asks for elements that may not exist (index FB_NIL, a
+       stale index, below the start of a short array, or an array not yet allocated),
+       and forming such a pointer, even one never loaded, is undefined behaviour in C. */
+    #define FB_L3_PREFETCH_AT(base, i, size) FB_L3_PREFETCH( \
+        (uintptr_t)(base) + (uintptr_t)(i) * (uintptr_t)(size))
     """
     void _prefetch "FB_L3_PREFETCH"(const void *p) noexcept nogil
+    # element i (possibly negative or past the end) of size bytes each from base
+    void _prefetch_at "FB_L3_PREFETCH_AT"(const void *base, Py_ssize_t i,
+                                          size_t size) noexcept nogil
 
 assert sizeof(fb_order) == FB_L3_BYTES_PER_ORDER == 32 and sizeof(fb_l3level) == 32
 assert FB_L3_BYTES_PER_LEVEL == sizeof(fb_l3level) + sizeof(int64_t) + sizeof(int32_t)
@@ -1544,13 +1553,14 @@ cdef inline void _pf_stage_slot(const fb_event *e, _pf_entry *p) noexcept nogil:
     if b == NULL:
         return
     p.home = _home(b, e.order_id, e.side)
-    _prefetch(&b.slots[p.home])
-    _prefetch(&b.orders[b.free_head if b.free_head != FB_NIL else b.pool_top])
+    _prefetch_at(b.slots, p.home, sizeof(int32_t))
+    _prefetch_at(b.orders, b.free_head if b.free_head != FB_NIL else b.pool_top,
+                 sizeof(fb_order))
     # the top of the price index an add (or a replace) searches first
     s = &b.sides[(e.side - 1) & 1]
-    _prefetch(s.keys + s.count - 1)
-    _prefetch(s.keys + s.count - _TOP_WINDOW)
-    _prefetch(s.ids + s.count - 1)
+    _prefetch_at(s.keys, s.count - 1, sizeof(int64_t))
+    _prefetch_at(s.keys, s.count - _TOP_WINDOW, sizeof(int64_t))
+    _prefetch_at(s.ids, s.count - 1, sizeof(int32_t))
 
 
 cdef inline void _pf_stage_record(_pf_entry *p) noexcept nogil:
@@ -1560,7 +1570,7 @@ cdef inline void _pf_stage_record(_pf_entry *p) noexcept nogil:
         return
     r = b.slots[p.home & ((<Py_ssize_t>1 << b.slot_bits) - 1)]
     p.record = r
-    _prefetch(&b.orders[r])
+    _prefetch_at(b.orders, r, sizeof(fb_order))
 
 
 cdef inline void _pf_stage_links(const _pf_entry *p) noexcept nogil:
@@ -1573,10 +1583,10 @@ cdef inline void _pf_stage_links(const _pf_entry *p) noexcept nogil:
     # of an index the events in between made stale
     r = p.record if <uint32_t>p.record < <uint64_t>b.pool_top else 0
     o = &b.orders[r]
-    _prefetch(&b.orders[o.prev])
-    _prefetch(&b.orders[o.next])
+    _prefetch_at(b.orders, o.prev, sizeof(fb_order))
+    _prefetch_at(b.orders, o.next, sizeof(fb_order))
     # its level record (a side byte of a handed-out record is FB_BID or FB_ASK)
-    _prefetch(&b.sides[(o.side - 1) & 1].levels[o.level])
+    _prefetch_at(b.sides[(o.side - 1) & 1].levels, o.level, sizeof(fb_l3level))
 
 
 cdef inline void _prefetch_ahead(const fb_bookset *bs, const fb_event *events, Py_ssize_t i,
