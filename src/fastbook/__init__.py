@@ -15,23 +15,39 @@ True
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastbook import _select
 from fastbook.errors import ArrayError, DecodeError, FastbookError, UpdateError
 
 __version__ = "0.1.0.dev0"
 
+if TYPE_CHECKING:
+    # Type checkers (mypy and pyright alike) take this branch and never the other, so
+    # they see the compiled core's stubs (_core.pyi) rather than a module chosen at run
+    # time. The twin has the same API: tests compare the two classes' signatures.
+    from fastbook._core import (
+        ASK,
+        BID,
+        BYTES_PER_LEVEL,
+        MAX_DECIMALS,
+        Book,
+        format_decimal,
+        parse_decimal,
+    )
+else:
+    _impl = _select.load("_core", "_pycore", "core")
 
-_impl = _select.load("_core", "_pycore", "core")
+    Book = _impl.Book
+    BID = _impl.BID
+    ASK = _impl.ASK
+    parse_decimal = _impl.parse_decimal
+    format_decimal = _impl.format_decimal
+    BYTES_PER_LEVEL = _impl.BYTES_PER_LEVEL
+    MAX_DECIMALS = _impl.MAX_DECIMALS
 
-Book = _impl.Book
-BID: int = _impl.BID
-ASK: int = _impl.ASK
-parse_decimal = _impl.parse_decimal
-format_decimal = _impl.format_decimal
-BYTES_PER_LEVEL: int = _impl.BYTES_PER_LEVEL
-MAX_DECIMALS: int = _impl.MAX_DECIMALS
-#: True when the compiled Cython core is in use.
-COMPILED: bool = _impl.COMPILED
+#: True when the compiled Cython core is in use (what ``fastbook._select`` chose).
+COMPILED: bool = _select.compiled("_core")
 
 from fastbook.driver import ReplayResult, replay  # noqa: E402
 from fastbook.l3 import BookSet, OrderBook  # noqa: E402  (after the core: it cimports it)

@@ -252,7 +252,7 @@ cdef int64_t _parse_text(object text, int decimals, str what) except? -1:
     return value
 
 
-def parse_decimal(text, decimals):
+def parse_decimal(text, decimals, /):
     """Parse decimal text into an exact fixed-point integer.
 
     Parameters
@@ -284,7 +284,7 @@ def parse_decimal(text, decimals):
     return _parse_text(text, <int>decimals, "text")
 
 
-def format_decimal(value, decimals, *, bint strip=False):
+def format_decimal(value, decimals, /, *, bint strip=False):
     """Format a fixed-point integer as exact decimal text.
 
     ``strip=True`` removes trailing fractional zeros and a bare point, the form
@@ -1323,12 +1323,12 @@ cdef class Book:
                 + _window_nbytes(self._book.ladders[s].wcap)
         return total
 
-    def capacity(self, side):
+    def capacity(self, side, /):
         """Levels ``side`` can hold before its arrays grow."""
         _readable(self)
         return self._book.ladders[valid_side(side) - 1].capacity
 
-    def reserve(self, side, capacity):
+    def reserve(self, side, capacity, /):
         """Preallocate room for ``capacity`` levels on ``side``."""
         _readable(self)
         cdef int s = valid_side(side)
@@ -1345,7 +1345,7 @@ cdef class Book:
     # instructions less per call. The clinic signature keeps inspect.signature working.
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def set(self, side, price, qty):
+    def set(self, side, price, qty, /):
         """Set the absolute quantity at ``price`` on ``side``.
 
         A quantity of 0 deletes the level; deleting an absent level is a no-op
@@ -1360,7 +1360,7 @@ cdef class Book:
             _raise_status(rc, side, price, qty)
         return rc == FB_TOP_CHANGED
 
-    def set_str(self, side, price_text, qty_text):
+    def set_str(self, side, price_text, qty_text, /):
         """Like ``set`` with decimal text (str or bytes) parsed exactly at the book's scales."""
         _writable(self)
         cdef int64_t price = _parse_text(price_text, self._book.price_decimals, "price")
@@ -1370,7 +1370,7 @@ cdef class Book:
             _raise_status(rc, side, price_text, qty_text)
         return rc == FB_TOP_CHANGED
 
-    def apply(self, sides, prices, qtys):
+    def apply(self, sides, prices, qtys, /):
         """Apply a batch of updates from numpy arrays, in order, with the GIL released.
 
         Parameters
@@ -1492,14 +1492,14 @@ cdef class Book:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def qty_at(self, side, price):
+    def qty_at(self, side, price, /):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
         _readable(self)
         return fb_book_qty_at(&self._book, valid_side(side), as_i64(price, "price"))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def depth(self, side):
+    def depth(self, side, /):
         """Number of price levels on ``side``."""
         _readable(self)
         return fb_book_depth(&self._book, valid_side(side))
@@ -1540,7 +1540,7 @@ cdef class Book:
         fb_book_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
         return a
 
-    def to_arrays(self, side):
+    def to_arrays(self, side, /):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
         _readable(self)
         cdef cnp.ndarray prices, qtys
@@ -1572,7 +1572,7 @@ cdef class Book:
             "capacity": lad.capacity,
         }
 
-    def levels(self, side):
+    def levels(self, side, /):
         """Iterate ``(price, qty)`` of ``side``, best first.
 
         Raises RuntimeError if the book is modified during iteration.
@@ -1596,19 +1596,19 @@ cdef class Book:
             yield (ASK, price, qty)
 
     # -- text helpers ----------------------------------------------------------
-    def parse_price(self, text):
+    def parse_price(self, text, /):
         """Parse price text at this book's ``price_decimals``."""
         return _parse_text(text, self._book.price_decimals, "price")
 
-    def parse_qty(self, text):
+    def parse_qty(self, text, /):
         """Parse quantity text at this book's ``qty_decimals``."""
         return _parse_text(text, self._book.qty_decimals, "quantity")
 
-    def format_price(self, price, *, bint strip=False):
+    def format_price(self, price, /, *, bint strip=False):
         """Format a fixed-point price as text at this book's scale."""
         return format_decimal(price, self._book.price_decimals, strip=strip)
 
-    def format_qty(self, qty, *, bint strip=False):
+    def format_qty(self, qty, /, *, bint strip=False):
         """Format a fixed-point quantity as text at this book's scale."""
         return format_decimal(qty, self._book.qty_decimals, strip=strip)
 

@@ -112,14 +112,14 @@ def _parse_text(text: Any, decimals: int, what: str) -> int:
     return value
 
 
-def parse_decimal(text: Any, decimals: int) -> int:
+def parse_decimal(text: Any, decimals: int, /) -> int:
     """Parse decimal text into an exact fixed-point integer (see ``fastbook.parse_decimal``)."""
     decimals = _int64(decimals, "decimals")
     _check_decimals(decimals, "decimals")
     return _parse_text(text, decimals, "text")
 
 
-def format_decimal(value: int, decimals: int, *, strip: bool = False) -> str:
+def format_decimal(value: int, decimals: int, /, *, strip: bool = False) -> str:
     """Format a fixed-point integer as exact decimal text (see ``fastbook.format_decimal``)."""
     value = _int64(value, "value")
     decimals = _int64(decimals, "decimals")
@@ -220,10 +220,10 @@ class Book:
             raise _side_error(side)
         return self._ladders[side]
 
-    def capacity(self, side: int) -> int:
+    def capacity(self, side: int, /) -> int:
         return self._ladder(side).capacity
 
-    def reserve(self, side: int, capacity: int) -> None:
+    def reserve(self, side: int, capacity: int, /) -> None:
         lad = self._ladder(side)
         capacity = _int64(capacity, "capacity")
         if capacity < 0:
@@ -268,7 +268,7 @@ class Book:
         self._version += 1
         return is_top
 
-    def set(self, side: int, price: int, qty: int) -> bool:
+    def set(self, side: int, price: int, qty: int, /) -> bool:
         if self._read_only:
             _raise_read_only(self)
         s = _int64(side, "side")
@@ -277,7 +277,7 @@ class Book:
         self._check_update(s, p, q, (s, p, q))
         return self._set(s, p, q)
 
-    def set_str(self, side: int, price_text: Any, qty_text: Any) -> bool:
+    def set_str(self, side: int, price_text: Any, qty_text: Any, /) -> bool:
         if self._read_only:
             _raise_read_only(self)
         s = _int64(side, "side")
@@ -286,7 +286,7 @@ class Book:
         self._check_update(s, p, q, (s, price_text, qty_text))
         return self._set(s, p, q)
 
-    def apply(self, sides: Any, prices: Any, qtys: Any) -> int:
+    def apply(self, sides: Any, prices: Any, qtys: Any, /) -> int:
         if self._read_only:
             _raise_read_only(self)
         a_s = _check_array(sides, np.int8, "sides", "int8")
@@ -343,12 +343,12 @@ class Book:
         b, a = self._best(BID), self._best(ASK)
         return None if b is None or a is None else (a[0] + b[0]) // 2
 
-    def qty_at(self, side: int, price: int) -> int:
+    def qty_at(self, side: int, price: int, /) -> int:
         s = _int64(side, "side")
         p = _int64(price, "price")
         return self._ladder(s).qty.get(p, 0)
 
-    def depth(self, side: int) -> int:
+    def depth(self, side: int, /) -> int:
         s = _int64(side, "side")
         return len(self._ladder(s).keys)
 
@@ -388,14 +388,14 @@ class Book:
                 a[row + 1, i] = qty
         return a
 
-    def to_arrays(self, side: int) -> tuple[np.ndarray, np.ndarray]:
+    def to_arrays(self, side: int, /) -> tuple[np.ndarray, np.ndarray]:
         s = _int64(side, "side")
         self._ladder(s)
         levels = self._side_levels(s)
         return (np.array([p for p, _ in levels], dtype=np.int64),
                 np.array([q for _, q in levels], dtype=np.int64))
 
-    def levels(self, side: int) -> Iterator[tuple[int, int]]:
+    def levels(self, side: int, /) -> Iterator[tuple[int, int]]:
         s = _int64(side, "side")
         self._ladder(s)
         return self._iter_side(s, self._version)
@@ -420,16 +420,16 @@ class Book:
             yield (ASK, price, qty)
 
     # -- text helpers --------------------------------------------------------------
-    def parse_price(self, text: Any) -> int:
+    def parse_price(self, text: Any, /) -> int:
         return _parse_text(text, self._price_decimals, "price")
 
-    def parse_qty(self, text: Any) -> int:
+    def parse_qty(self, text: Any, /) -> int:
         return _parse_text(text, self._qty_decimals, "quantity")
 
-    def format_price(self, price: int, *, strip: bool = False) -> str:
+    def format_price(self, price: int, /, *, strip: bool = False) -> str:
         return format_decimal(price, self._price_decimals, strip=strip)
 
-    def format_qty(self, qty: int, *, strip: bool = False) -> str:
+    def format_qty(self, qty: int, /, *, strip: bool = False) -> str:
         return format_decimal(qty, self._qty_decimals, strip=strip)
 
     # -- copying -------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""Choose a compiled module or its pure-Python twin, the same way for every pair."""
+"""Choose a compiled module or its pure-Python twin, the same way for every pair.
+
+This is the one place the choice is made and recorded: ``load`` picks a module,
+``compiled`` answers "is the compiled one in use" from what ``load`` picked
+(``fastbook.COMPILED`` is ``compiled("_core")``). A module's own ``COMPILED``
+constant only says what that module is (True in an extension, False in a twin).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,28 @@ import os
 import warnings
 from types import ModuleType
 
+#: What ``load`` chose, by compiled module name: True for the compiled module.
+_CHOSEN: dict[str, bool] = {}
+
+
+def no_extensions() -> bool:
+    """True when ``FASTBOOK_NO_EXTENSIONS`` asks for the twins (set, and not ``""``/``"0"``)."""
+    return os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
+
 
 def load(compiled: str, twin: str, what: str) -> ModuleType:
     """Import ``fastbook.<compiled>``, or ``fastbook.<twin>`` instead.
 
     The twin is used when ``FASTBOOK_NO_EXTENSIONS`` is set to anything but
     ``""``/``"0"``, or, with a RuntimeWarning, when the compiled module cannot be
-    imported (a build without a C compiler).
+    imported (a build without a C compiler). The choice is recorded for ``compiled``.
     """
-    if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-        return importlib.import_module(f"fastbook.{twin}")
+    if no_extensions():
+        module = importlib.import_module(f"fastbook.{twin}")
+        _CHOSEN[compiled] = False
+        return module
     try:
-        return importlib.import_module(f"fastbook.{compiled}")
+        module = importlib.import_module(f"fastbook.{compiled}")
     except ImportError as exc:  # pragma: no cover - only without a compiled build
         warnings.warn(
             f"fastbook: the compiled {what} could not be imported ({exc}); using the slow "
@@ -26,4 +42,21 @@ def load(compiled: str, twin: str, what: str) -> ModuleType:
             RuntimeWarning,
             stacklevel=3,
         )
-        return importlib.import_module(f"fastbook.{twin}")
+        module = importlib.import_module(f"fastbook.{twin}")
+        _CHOSEN[compiled] = False
+        return module
+    _CHOSEN[compiled] = True
+    return module
+
+
+def compiled(name: str = "_core") -> bool:
+    """True when ``load`` chose the compiled ``fastbook.<name>`` over its twin.
+
+    ``name`` is the compiled module's name as given to ``load`` (``"_core"``,
+    ``"_l3"``, ``"codecs._l2json"`` ...); asking about one never loaded is a KeyError.
+    """
+    try:
+        return _CHOSEN[name]
+    except KeyError:
+        raise KeyError(f"fastbook._select.load has not chosen fastbook.{name} (or its twin) "
+                       f"yet; loaded: {sorted(_CHOSEN)}") from None

@@ -15,22 +15,37 @@ True
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastbook import _select
 
-_impl = _select.load("_l3", "_pyl3", "L3 book")
+if TYPE_CHECKING:
+    # What type checkers see (see fastbook/__init__.py): the compiled module's stubs.
+    from fastbook._l3 import (
+        BOOKSET_ERROR_KINDS,
+        BYTES_PER_LEVEL,
+        BYTES_PER_ORDER,
+        ERROR_KINDS,
+        BookSet,
+        OrderBook,
+    )
+else:
+    _impl = _select.load("_l3", "_pyl3", "L3 book")
 
-OrderBook = _impl.OrderBook
-BookSet = _impl.BookSet
-#: Bytes per order slot (record, side byte and hash slots); see ``OrderBook.nbytes``.
-BYTES_PER_ORDER: int = _impl.BYTES_PER_ORDER
-#: Bytes per allocated level slot of an L3 book.
-BYTES_PER_LEVEL: int = _impl.BYTES_PER_LEVEL
-#: Names of the error kinds counted by ``OrderBook(on_error="skip")``.
-ERROR_KINDS: tuple[str, ...] = _impl.ERROR_KINDS
-#: Error kinds counted by ``BookSet(on_error="skip")``: the books' kinds and "bad_instrument".
-BOOKSET_ERROR_KINDS: tuple[str, ...] = _impl.BOOKSET_ERROR_KINDS
-#: True when the compiled L3 book is in use.
-COMPILED: bool = _impl.COMPILED
+    OrderBook = _impl.OrderBook
+    BookSet = _impl.BookSet
+    #: Bytes per order slot (record, side byte and hash slots); see ``OrderBook.nbytes``.
+    BYTES_PER_ORDER = _impl.BYTES_PER_ORDER
+    #: Bytes per allocated level slot of an L3 book.
+    BYTES_PER_LEVEL = _impl.BYTES_PER_LEVEL
+    #: Names of the error kinds counted by ``OrderBook(on_error="skip")``.
+    ERROR_KINDS = _impl.ERROR_KINDS
+    #: Error kinds counted by ``BookSet(on_error="skip")``: the books' kinds and
+    #: "bad_instrument".
+    BOOKSET_ERROR_KINDS = _impl.BOOKSET_ERROR_KINDS
+
+#: True when the compiled L3 book is in use (what ``fastbook._select`` chose).
+COMPILED: bool = _select.compiled("_l3")
 
 __all__ = [
     "BOOKSET_ERROR_KINDS",
