@@ -53,7 +53,9 @@ def test_package_ships_typing_and_cython_headers():
     from importlib import resources
 
     files = {p.name for p in resources.files("fastbook").iterdir()}
-    assert {"py.typed", "_core.pyi", "_core.pxd", "__init__.pxd"} <= files
+    assert {"py.typed", "_core.pyi", "_l3.pyi", "_core.pxd", "_l3.pxd", "__init__.pxd"} <= files
+    codecs = {p.name for p in resources.files("fastbook.codecs").iterdir()}
+    assert {"_l2json.pyi", "_checksum.pyi", "_itch50.pyi", "_ose.pyi"} <= codecs
 
 
 def test_codecs_package_is_importable():

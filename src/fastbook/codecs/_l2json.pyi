@@ -1,11 +1,13 @@
 """Type stubs for the compiled L2 JSON kernel (its twin: ``fastbook.codecs._pyl2json``)."""
 
-from typing import Any, Final
+from typing import Any, Final, final
 
 import numpy as np
 import numpy.typing as npt
 
 from fastbook.codecs._pyl2json import Schema as Schema
+
+__all__ = ["COMPILED", "ERROR", "IGNORED", "OK", "OTHER", "UNKNOWN", "Scanner", "Schema"]
 
 COMPILED: Final[bool]
 OK: Final[int]
@@ -14,6 +16,7 @@ UNKNOWN: Final[int]
 IGNORED: Final[int]
 ERROR: Final[int]
 
+@final
 class Scanner:
     schema: Final[Schema]
     fast: int
