@@ -57,6 +57,8 @@ def extension(name: str) -> Extension:
     return Extension(
         name,
         [path],
+        # a module written in pieces includes its src/.../<module>_*.pxi files
+        depends=sorted(glob.glob(path[: -len(".pyx")] + "_*.pxi")),
         include_dirs=[numpy.get_include()],
         define_macros=MACROS,
         extra_compile_args=COMPILE_ARGS,
