@@ -130,6 +130,7 @@ def test_l2_demo_runs_on_built_in_data():
 @pytest.mark.parametrize("compiled, twin", [
     ("fastbook._core.Book", "fastbook._pycore.Book"),
     ("fastbook._l3.OrderBook", "fastbook._pyl3.OrderBook"),
+    ("fastbook._l3.BookSet", "fastbook._pyl3.BookSet"),
     ("fastbook.codecs._l2json.Scanner", "fastbook.codecs._pyl2json.Scanner"),
 ])
 def test_compiled_methods_keep_the_twins_signatures(compiled, twin):

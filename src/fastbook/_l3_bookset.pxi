@@ -172,7 +172,7 @@ cdef class BookSet:
         self._capacity = cap
         return 0
 
-    def add_book(self, book, *, symbol, venue="", tick_size=1, lot_size=1):
+    def add_book(self, book, /, *, symbol, venue="", tick_size=1, lot_size=1):
         """Add an existing book as the next instrument; returns its instrument id.
 
         ``book`` is a :class:`OrderBook` (L3) or a :class:`fastbook.Book` (L2)
@@ -223,7 +223,7 @@ cdef class BookSet:
         self._bs.count = i + 1
         return i
 
-    def add_instrument(self, symbol, *, kind="l3", venue="", price_decimals, qty_decimals=0,
+    def add_instrument(self, symbol, /, *, kind="l3", venue="", price_decimals, qty_decimals=0,
                        tick_size=1, lot_size=1, capacity=256, order_capacity=1024,
                        side_keys=False):
         """Create a book for a new instrument and add it; returns its instrument id.
@@ -258,11 +258,11 @@ cdef class BookSet:
                              f"got {instrument!r}")
         return instrument
 
-    def instrument(self, instrument):
+    def instrument(self, instrument, /):
         """Metadata of ``instrument``: symbol, venue, kind, decimals, tick and lot size."""
         return dict(self._meta[self._check_id(instrument)])
 
-    def find(self, symbol, venue=""):
+    def find(self, symbol, /, venue=""):
         """The id of ``(symbol, venue)``; KeyError when it is not in the set."""
         try:
             return self._index[(symbol, venue)]
@@ -287,7 +287,7 @@ cdef class BookSet:
         out["bad_instrument"] = self._bs.bad_instrument
         return out
 
-    def instrument_errors(self, instrument):
+    def instrument_errors(self, instrument, /):
         """Events of ``instrument`` skipped in skip mode, by kind (a new dict)."""
         cdef Py_ssize_t i = self._check_id(instrument)
         cdef int k
@@ -300,7 +300,7 @@ cdef class BookSet:
             memset(self._bs.errors, 0, <size_t>self._bs.count * FB_ERR_KINDS * sizeof(uint64_t))
         self._bs.bad_instrument = 0
 
-    def apply(self, events, *, sampler=None, callback=None):
+    def apply(self, events, /, *, sampler=None, callback=None):
         """Apply an event array in order, each event to its instrument's book.
 
         Parameters

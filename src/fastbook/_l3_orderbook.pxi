@@ -211,7 +211,7 @@ cdef class OrderBook:
     # instructions less per call. The clinic signature keeps inspect.signature working.
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def add(self, order_id, side, price, qty):
+    def add(self, order_id, side, price, qty, /):
         """Add order ``order_id`` at the back of the queue at ``price`` on ``side``.
 
         Fails (``UpdateError``, or counted in skip mode) for a bad side,
@@ -231,7 +231,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def execute(self, order_id, qty, *, side=0):
+    def execute(self, order_id, qty, /, *, side=0):
         """The resting order traded ``qty`` (1 to its remaining quantity; all of it removes it).
 
         ``side`` names the order in a side-keyed book and is ignored otherwise
@@ -247,7 +247,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def reduce(self, order_id, qty, *, side=0):
+    def reduce(self, order_id, qty, /, *, side=0):
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
         _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
@@ -259,7 +259,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def delete(self, order_id, *, side=0):
+    def delete(self, order_id, /, *, side=0):
         """Remove the order, whatever its remaining quantity."""
         _writable(self)
         cdef uint64_t oid = as_u64(order_id, "order_id")
@@ -270,7 +270,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def replace(self, order_id, new_order_id, qty, price, *, side=0):
+    def replace(self, order_id, new_order_id, qty, price, /, *, side=0):
         """Replace ``order_id`` by ``new_order_id`` with ``qty`` at ``price``, on the same side.
 
         The new order goes to the back of its level's queue, even at an
@@ -288,7 +288,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def modify(self, order_id, qty, price, *, side=0):
+    def modify(self, order_id, qty, price, /, *, side=0):
         """Modify the order in place, keeping its id (what ``Flags.KEEP_PRIORITY`` means).
 
         At an unchanged price with no more than the remaining quantity, the
@@ -318,7 +318,7 @@ cdef class OrderBook:
     # -- orders --------------------------------------------------------------
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def order(self, order_id, *, side=0):
+    def order(self, order_id, /, *, side=0):
         """``(side, price, remaining_qty)`` of a live order, or None."""
         _readable(self)
         cdef int s = self._key_side(side)
@@ -331,7 +331,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def queue_position(self, order_id, *, side=0):
+    def queue_position(self, order_id, /, *, side=0):
         """``(orders_ahead, qty_ahead)`` of a live order in its level's FIFO queue, or None.
 
         Exact: counts every older order at the same price and side. O(position).
@@ -343,7 +343,7 @@ cdef class OrderBook:
             return None
         return (n, q)
 
-    def rank(self, order_id, *, side=0):
+    def rank(self, order_id, /, *, side=0):
         """1-based rank of a live order among all orders of its side, or None.
 
         Price-time priority: every order at a better price, plus the orders
@@ -384,7 +384,7 @@ cdef class OrderBook:
         """Number of live orders."""
         return self._book.order_count
 
-    def orders_at(self, side, price):
+    def orders_at(self, side, price, /):
         """The orders at ``price`` on ``side``: ``[(order_id, qty), ...]``, oldest first."""
         _readable(self)
         cdef const fb_l3side *s
@@ -403,7 +403,7 @@ cdef class OrderBook:
                 idx = self._book.orders[idx].next
         return out
 
-    def count_at(self, side, price):
+    def count_at(self, side, price, /):
         """Number of orders at ``price`` on ``side`` (0 when there is no level)."""
         _readable(self)
         cdef const fb_l3side *s
@@ -443,12 +443,12 @@ cdef class OrderBook:
         """Slots of the order hash table (4 bytes each; a power of two >= 2 * order_capacity)."""
         return (<Py_ssize_t>1 << self._book.slot_bits) if self._book.slots != NULL else 0
 
-    def capacity(self, side):
+    def capacity(self, side, /):
         """Level slots allocated on ``side``."""
         _readable(self)
         return self._book.sides[valid_side(side) - 1].capacity
 
-    def reserve(self, side, capacity):
+    def reserve(self, side, capacity, /):
         """Preallocate room for ``capacity`` levels on ``side``."""
         _readable(self)
         cdef int sd = valid_side(side)
@@ -458,7 +458,7 @@ cdef class OrderBook:
         if cap > _MAX_LEVELS or fb_l3_reserve_levels(&self._book, sd, <Py_ssize_t>cap) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
-    def reserve_orders(self, capacity):
+    def reserve_orders(self, capacity, /):
         """Preallocate room for ``capacity`` live orders (exactly; the table to match)."""
         _readable(self)
         cdef int64_t cap = as_i64(capacity, "capacity")
@@ -518,7 +518,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def qty_at(self, side, price):
+    def qty_at(self, side, price, /):
         """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
         _readable(self)
         cdef int sd = valid_side(side)
@@ -526,7 +526,7 @@ cdef class OrderBook:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def depth(self, side):
+    def depth(self, side, /):
         """Number of price levels on ``side``."""
         _readable(self)
         return fb_l3_depth(&self._book, valid_side(side))
@@ -555,7 +555,7 @@ cdef class OrderBook:
         fb_l3_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
         return a
 
-    def to_arrays(self, side):
+    def to_arrays(self, side, /):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
         _readable(self)
         cdef const fb_l3side *s
@@ -576,7 +576,7 @@ cdef class OrderBook:
             pq[i] = s.levels[s.ids[top - i]].qty
         return prices, qtys
 
-    def levels(self, side):
+    def levels(self, side, /):
         """Iterate ``(price, qty)`` of ``side``, best first (RuntimeError if the book changes)."""
         _readable(self)
         cdef int sd = valid_side(side)
@@ -594,11 +594,11 @@ cdef class OrderBook:
         for price, qty in self.levels(FB_ASK):
             yield (ASK, price, qty)
 
-    def format_price(self, price, *, strip=False):
+    def format_price(self, price, /, *, strip=False):
         """Format a fixed-point price as text at this book's scale."""
         return format_decimal(price, self._book.price_decimals, strip=strip)
 
-    def format_qty(self, qty, *, strip=False):
+    def format_qty(self, qty, /, *, strip=False):
         """Format a fixed-point quantity as text at this book's scale."""
         return format_decimal(qty, self._book.qty_decimals, strip=strip)
 

@@ -298,7 +298,7 @@ class OrderBook:
         self._version += 1
         return top or price == self._best_price(side)
 
-    def add(self, order_id: int, side: int, price: int, qty: int) -> bool:
+    def add(self, order_id: int, side: int, price: int, qty: int, /) -> bool:
         if self._read_only:
             _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
@@ -320,13 +320,13 @@ class OrderBook:
         except _Failure as failure:
             return self._fail(failure)
 
-    def execute(self, order_id: int, qty: int, *, side: int = 0) -> bool:
+    def execute(self, order_id: int, qty: int, /, *, side: int = 0) -> bool:
         return self._take("execute", order_id, qty, side)
 
-    def reduce(self, order_id: int, qty: int, *, side: int = 0) -> bool:
+    def reduce(self, order_id: int, qty: int, /, *, side: int = 0) -> bool:
         return self._take("reduce", order_id, qty, side)
 
-    def delete(self, order_id: int, *, side: int = 0) -> bool:
+    def delete(self, order_id: int, /, *, side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
@@ -335,7 +335,7 @@ class OrderBook:
         except _Failure as failure:
             return self._fail(failure)
 
-    def replace(self, order_id: int, new_order_id: int, qty: int, price: int, *,
+    def replace(self, order_id: int, new_order_id: int, qty: int, price: int, /, *,
                 side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
@@ -348,7 +348,7 @@ class OrderBook:
         except _Failure as failure:
             return self._fail(failure)
 
-    def modify(self, order_id: int, qty: int, price: int, *, side: int = 0) -> bool:
+    def modify(self, order_id: int, qty: int, price: int, /, *, side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
@@ -372,13 +372,13 @@ class OrderBook:
         self._version += 1
 
     # -- orders ------------------------------------------------------------------
-    def order(self, order_id: int, *, side: int = 0) -> tuple[int, int, int] | None:
+    def order(self, order_id: int, /, *, side: int = 0) -> tuple[int, int, int] | None:
         s = self._key_side(side)
         order_id = _uint64(order_id, "order_id")
         rec = self._orders.get(self._k(order_id, s))
         return None if rec is None else (rec[0], rec[1], rec[2])
 
-    def queue_position(self, order_id: int, *, side: int = 0) -> tuple[int, int] | None:
+    def queue_position(self, order_id: int, /, *, side: int = 0) -> tuple[int, int] | None:
         s = self._key_side(side)
         order_id = _uint64(order_id, "order_id")
         rec = self._orders.get(self._k(order_id, s))
@@ -388,7 +388,7 @@ class OrderBook:
         ahead = queue[:queue.index(order_id)]
         return (len(ahead), sum(self._orders[self._k(i, rec[0])][2] for i in ahead))
 
-    def rank(self, order_id: int, *, side: int = 0) -> int | None:
+    def rank(self, order_id: int, /, *, side: int = 0) -> int | None:
         s = self._key_side(side)
         order_id = _uint64(order_id, "order_id")
         rec = self._orders.get(self._k(order_id, s))
@@ -417,12 +417,12 @@ class OrderBook:
     def order_count(self) -> int:
         return len(self._orders)
 
-    def orders_at(self, side: int, price: int) -> list[tuple[int, int]]:
+    def orders_at(self, side: int, price: int, /) -> list[tuple[int, int]]:
         side = _valid_side(side)
         price = _int64(price, "price")
         return [(i, self._orders[self._k(i, side)][2]) for i in self._queues[side].get(price, ())]
 
-    def count_at(self, side: int, price: int) -> int:
+    def count_at(self, side: int, price: int, /) -> int:
         side = _valid_side(side)
         price = _int64(price, "price")
         return len(self._queues[side].get(price, ()))
@@ -450,17 +450,17 @@ class OrderBook:
     def order_capacity(self) -> int:
         return self._order_capacity
 
-    def capacity(self, side: int) -> int:
+    def capacity(self, side: int, /) -> int:
         return self._level_capacity[_valid_side(side)]
 
-    def reserve(self, side: int, capacity: int) -> None:
+    def reserve(self, side: int, capacity: int, /) -> None:
         side = _valid_side(side)
         capacity = _int64(capacity, "capacity")
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         self._reserve_levels(side, capacity)
 
-    def reserve_orders(self, capacity: int) -> None:
+    def reserve_orders(self, capacity: int, /) -> None:
         capacity = _int64(capacity, "capacity")
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
@@ -497,12 +497,12 @@ class OrderBook:
         b, a = self._best_price(BID), self._best_price(ASK)
         return None if b is None or a is None else (a + b) // 2
 
-    def qty_at(self, side: int, price: int) -> int:
+    def qty_at(self, side: int, price: int, /) -> int:
         side = _valid_side(side)
         price = _int64(price, "price")
         return self._level_qty(side, price)
 
-    def depth(self, side: int) -> int:
+    def depth(self, side: int, /) -> int:
         return len(self._queues[_valid_side(side)])
 
     def is_crossed(self) -> bool:
@@ -533,13 +533,13 @@ class OrderBook:
                 a[row + 1, i] = qty
         return a
 
-    def to_arrays(self, side: int) -> tuple[np.ndarray, np.ndarray]:
+    def to_arrays(self, side: int, /) -> tuple[np.ndarray, np.ndarray]:
         side = _valid_side(side)
         levels = self._side_levels(side)
         return (np.array([p for p, _ in levels], dtype=np.int64),
                 np.array([q for _, q in levels], dtype=np.int64))
 
-    def levels(self, side: int) -> Iterator[tuple[int, int]]:
+    def levels(self, side: int, /) -> Iterator[tuple[int, int]]:
         side = _valid_side(side)
         return self._iter_side(side, self._version)
 
@@ -560,10 +560,10 @@ class OrderBook:
         for price, qty in self.levels(ASK):
             yield (ASK, price, qty)
 
-    def format_price(self, price: int, *, strip: bool = False) -> str:
+    def format_price(self, price: int, /, *, strip: bool = False) -> str:
         return format_decimal(price, self._price_decimals, strip=strip)
 
-    def format_qty(self, qty: int, *, strip: bool = False) -> str:
+    def format_qty(self, qty: int, /, *, strip: bool = False) -> str:
         return format_decimal(qty, self._qty_decimals, strip=strip)
 
     def __repr__(self) -> str:
@@ -650,7 +650,7 @@ class BookSet:
             else:
                 book.__dict__.pop("_read_only", None)
 
-    def add_book(self, book: Any, *, symbol: str, venue: str = "", tick_size: int = 1,
+    def add_book(self, book: Any, /, *, symbol: str, venue: str = "", tick_size: int = 1,
                  lot_size: int = 1) -> int:
         from fastbook._pycore import Book
 
@@ -683,7 +683,7 @@ class BookSet:
         self._errors.append(dict.fromkeys(ERROR_KINDS, 0))
         return i
 
-    def add_instrument(self, symbol: str, *, kind: str = "l3", venue: str = "",
+    def add_instrument(self, symbol: str, /, *, kind: str = "l3", venue: str = "",
                        price_decimals: int, qty_decimals: int = 0, tick_size: int = 1,
                        lot_size: int = 1, capacity: int = 256, order_capacity: int = 1024,
                        side_keys: bool = False) -> int:
@@ -715,10 +715,10 @@ class BookSet:
     def __getitem__(self, instrument: int) -> Any:
         return self._books[self._check_id(instrument)]
 
-    def instrument(self, instrument: int) -> dict[str, Any]:
+    def instrument(self, instrument: int, /) -> dict[str, Any]:
         return dict(self._meta[self._check_id(instrument)])
 
-    def find(self, symbol: str, venue: str = "") -> int:
+    def find(self, symbol: str, /, venue: str = "") -> int:
         try:
             return self._index[(symbol, venue)]
         except KeyError:
@@ -738,7 +738,7 @@ class BookSet:
         out["bad_instrument"] = self._bad_instrument
         return out
 
-    def instrument_errors(self, instrument: int) -> dict[str, int]:
+    def instrument_errors(self, instrument: int, /) -> dict[str, int]:
         return dict(self._errors[self._check_id(instrument)])
 
     def reset_errors(self) -> None:
@@ -810,7 +810,7 @@ class BookSet:
             new = old - qty
         book.set(side, price, new)
 
-    def apply(self, events: Any, *, sampler: Any = None, callback: Any = None) -> int:
+    def apply(self, events: Any, /, *, sampler: Any = None, callback: Any = None) -> int:
         import copy
 
         from fastbook.events import check_events
