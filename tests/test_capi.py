@@ -1,8 +1,10 @@
 """The public C API works for a downstream Cython project.
 
-A small consumer (``CONSUMER_PYX`` below) does ``cimport fastbook``, is built with
-the running interpreter against the *installed* ``fastbook`` package (whose
-``.pxd`` files ship as package data), and calls the core with the GIL released.
+A small consumer (``tests/capi/fastbook_capi_consumer.pyx``) does ``cimport fastbook``
+and ``from fastbook._l3 cimport ...``, is built by ``tests/capi/setup.py`` with the
+running interpreter against the *installed* ``fastbook`` package (whose ``.pxd``
+files ship as package data), and calls the L2 core, the L3 book and the BookSet
+loop with the GIL released.
 This is the numpy.random ``test_extending`` pattern: if the ``.pxd`` files stop
 shipping, stop matching the compiled core, or stop being usable from ``nogil``
 code, this test fails.
@@ -18,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -26,256 +27,14 @@ import numpy as np
 import pytest
 
 import fastbook as fb
+import fastbook.l3
+from fastbook import events as fb_events
 
 pytestmark = pytest.mark.slow
 
 MODULE_NAME = "fastbook_capi_consumer"
-
-# Keep this module free of Python objects inside ``with nogil:``: Cython refuses
-# to compile GIL-requiring code there, which is half of what this test proves.
-# The other half is ``PyGILState_Check()``, which each nogil block records.
-CONSUMER_PYX = '''
-# cython: language_level=3
-"""Downstream consumer of fastbook's C API (built by tests/test_capi.py)."""
-
-cimport fastbook
-from libc.stdint cimport INT64_MIN, int8_t, int64_t, uint64_t
-
-
-cdef extern from "Python.h":
-    int PyGILState_Check() nogil
-
-
-BID = fastbook.FB_BID
-ASK = fastbook.FB_ASK
-BOOK_TYPE = fastbook.Book
-FORMAT_BUFSIZE = fastbook.FB_FORMAT_BUFSIZE
-STATUS = {
-    "FB_OK": fastbook.FB_OK,
-    "FB_TOP_CHANGED": fastbook.FB_TOP_CHANGED,
-    "FB_ENOMEM": fastbook.FB_ENOMEM,
-    "FB_ESIDE": fastbook.FB_ESIDE,
-    "FB_EQTY": fastbook.FB_EQTY,
-    "FB_EPRICE": fastbook.FB_EPRICE,
-    "FB_EPARSE_EMPTY": fastbook.FB_EPARSE_EMPTY,
-    "FB_EPARSE_SYNTAX": fastbook.FB_EPARSE_SYNTAX,
-    "FB_EPARSE_PRECISION": fastbook.FB_EPARSE_PRECISION,
-    "FB_EPARSE_OVERFLOW": fastbook.FB_EPARSE_OVERFLOW,
-    "FB_EDECIMALS": fastbook.FB_EDECIMALS,
-}
-
-
-cdef object _best(bint has, int64_t price, int64_t qty):
-    return (price, qty) if has else None
-
-
-cdef fastbook.fb_book *_core_of(object book) except NULL:
-    # Checked cast with the GIL held; the caller's reference keeps the Book (and
-    # so the struct) alive while nogil code uses the pointer.
-    if not isinstance(book, fastbook.Book):
-        raise TypeError(f"expected fastbook.Book, got {type(book).__name__}")
-    return &(<fastbook.Book>book)._book
-
-
-def snapshot(book):
-    """Read a Book from nogil code: (best bid, best ask, bid depth, ask depth, qty at 10000)."""
-    cdef fastbook.fb_book *p = _core_of(book)
-    cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0, q10000 = -1
-    cdef bint hb, ha
-    cdef Py_ssize_t nb, na
-    cdef int gil = -1
-    with nogil:
-        gil = PyGILState_Check()
-        hb = fastbook.fb_book_best(p, fastbook.FB_BID, &bp, &bq)
-        ha = fastbook.fb_book_best(p, fastbook.FB_ASK, &ap, &aq)
-        nb = fastbook.fb_book_depth(p, fastbook.FB_BID)
-        na = fastbook.fb_book_depth(p, fastbook.FB_ASK)
-        q10000 = fastbook.fb_book_qty_at(p, fastbook.FB_BID, 10000)
-    return {
-        "gil": gil,
-        "best_bid": _best(hb, bp, bq),
-        "best_ask": _best(ha, ap, aq),
-        "depth": (nb, na),
-        "qty_at_bid_10000": q10000,
-    }
-
-
-def mutate(book):
-    """Drive a Python-owned Book through fb_book_set with the GIL released."""
-    cdef fastbook.fb_book *p = _core_of(book)
-    cdef int rc[8]
-    cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
-    cdef bint hb = False, ha = False
-    cdef Py_ssize_t nb = -1, na = -1, bad_side_depth = -1
-    cdef int gil = -1
-    with nogil:
-        gil = PyGILState_Check()
-        rc[0] = fastbook.fb_book_set(p, fastbook.FB_BID, 10000, 5)   # first bid
-        rc[1] = fastbook.fb_book_set(p, fastbook.FB_BID, 10050, 7)   # new best bid
-        rc[2] = fastbook.fb_book_set(p, fastbook.FB_BID, 9950, 3)    # behind the best
-        rc[3] = fastbook.fb_book_set(p, fastbook.FB_ASK, 10100, 2)   # first ask
-        rc[4] = fastbook.fb_book_set(p, fastbook.FB_ASK, 10075, 4)   # new best ask
-        rc[5] = fastbook.fb_book_set(p, fastbook.FB_BID, 10000, 0)   # delete a middle level
-        rc[6] = fastbook.fb_book_set(p, fastbook.FB_ASK, 10100, 6)   # resize a non-best level
-        rc[7] = fastbook.fb_book_set(p, fastbook.FB_BID, 1, 0)       # delete an absent level
-        hb = fastbook.fb_book_best(p, fastbook.FB_BID, &bp, &bq)
-        ha = fastbook.fb_book_best(p, fastbook.FB_ASK, &ap, &aq)
-        nb = fastbook.fb_book_depth(p, fastbook.FB_BID)
-        na = fastbook.fb_book_depth(p, fastbook.FB_ASK)
-        bad_side_depth = fastbook.fb_book_depth(p, 0)
-    return {
-        "gil": gil,
-        "rcs": [rc[i] for i in range(8)],
-        "best_bid": _best(hb, bp, bq),
-        "best_ask": _best(ha, ap, aq),
-        "depth": (nb, na),
-        "bad_side_depth": bad_side_depth,
-    }
-
-
-def refuse_bad_updates(book):
-    """Invalid updates through the C API: their statuses and the book version around them."""
-    cdef fastbook.fb_book *p = _core_of(book)
-    cdef uint64_t version_before, version_after
-    cdef int rc[5]
-    cdef int gil = -1
-    with nogil:
-        gil = PyGILState_Check()
-        version_before = p.version
-        rc[0] = fastbook.fb_book_set(p, 0, 10000, 1)                 # zero-filled side
-        rc[1] = fastbook.fb_book_set(p, 3, 10000, 1)
-        rc[2] = fastbook.fb_book_set(p, -1, 10050, 0)
-        rc[3] = fastbook.fb_book_set(p, fastbook.FB_BID, 10000, -1)  # negative quantity
-        rc[4] = fastbook.fb_book_set(p, fastbook.FB_ASK, INT64_MIN, 1)
-        version_after = p.version
-    return {
-        "gil": gil,
-        "rcs": [rc[i] for i in range(5)],
-        "version": (version_before, version_after),
-    }
-
-
-cdef int _standalone(int64_t *out, Py_ssize_t *counts, int *codes) noexcept nogil:
-    """Own an fb_book from init to free without the GIL; fill ``out`` with its top 3."""
-    cdef fastbook.fb_book book
-    cdef int8_t sides[8]
-    cdef int64_t prices[8]
-    cdef int64_t qtys[8]
-    cdef int8_t bad_sides[3]
-    cdef int64_t bad_prices[3]
-    cdef int64_t bad_qtys[3]
-    cdef Py_ssize_t applied = -1
-    cdef int rc
-    codes[0] = PyGILState_Check()
-    # capacity 2 per side: the batch below must grow the ladders from nogil code
-    rc = fastbook.fb_book_init(&book, 2, 8, 2)
-    codes[1] = rc
-    if rc < 0:
-        return rc
-    sides[0] = fastbook.FB_BID; prices[0] = 2743100; qtys[0] = 100
-    sides[1] = fastbook.FB_BID; prices[1] = 2743150; qtys[1] = 250
-    sides[2] = fastbook.FB_ASK; prices[2] = 2743200; qtys[2] = 300
-    sides[3] = fastbook.FB_ASK; prices[3] = 2743175; qtys[3] = 10
-    sides[4] = fastbook.FB_BID; prices[4] = 2743000; qtys[4] = 50
-    sides[5] = fastbook.FB_BID; prices[5] = 2742900; qtys[5] = 70
-    sides[6] = fastbook.FB_ASK; prices[6] = 2743300; qtys[6] = 80
-    sides[7] = fastbook.FB_BID; prices[7] = 2743100; qtys[7] = 0
-    rc = fastbook.fb_book_apply(&book, sides, prices, qtys, 8, &applied)
-    codes[2] = rc
-    counts[0] = applied
-    counts[1] = fastbook.fb_book_top(&book, 3, out, out + 3, out + 6, out + 9)
-    counts[2] = fastbook.fb_book_depth(&book, fastbook.FB_BID)
-    counts[3] = fastbook.fb_book_depth(&book, fastbook.FB_ASK)
-    # a batch with a bad side in the middle stops there; the first update stays applied
-    bad_sides[0] = fastbook.FB_ASK; bad_prices[0] = 2743400; bad_qtys[0] = 1
-    bad_sides[1] = 0;               bad_prices[1] = 2743500; bad_qtys[1] = 1
-    bad_sides[2] = fastbook.FB_ASK; bad_prices[2] = 2743600; bad_qtys[2] = 1
-    applied = -1
-    codes[3] = fastbook.fb_book_apply(&book, bad_sides, bad_prices, bad_qtys, 3, &applied)
-    counts[4] = applied
-    counts[5] = fastbook.fb_book_depth(&book, fastbook.FB_ASK)
-    counts[6] = book.ladders[0].capacity
-    fastbook.fb_book_free(&book)
-    counts[7] = book.ladders[0].capacity + book.ladders[1].capacity
-    return fastbook.FB_OK
-
-
-def standalone():
-    cdef int64_t out[12]
-    cdef Py_ssize_t counts[8]
-    cdef int codes[4]
-    cdef int rc
-    cdef Py_ssize_t i
-    for i in range(12):
-        out[i] = -1
-    for i in range(8):
-        counts[i] = -1
-    for i in range(4):
-        codes[i] = -99
-    with nogil:
-        rc = _standalone(out, counts, codes)
-    return {
-        "rc": rc,
-        "gil": codes[0],
-        "init": codes[1],
-        "apply": codes[2],
-        "applied": counts[0],
-        "top_filled": counts[1],
-        "depth": (counts[2], counts[3]),
-        "top": [[out[r * 3 + c] for c in range(3)] for r in range(4)],
-        "bad_apply": codes[3],
-        "bad_applied": counts[4],
-        "ask_depth_after_bad": counts[5],
-        "bid_capacity": counts[6],
-        "capacity_after_free": counts[7],
-    }
-
-
-def parse_and_format(bytes text, int decimals, bint strip):
-    """fb_parse_decimal then fb_format_decimal, both without the GIL."""
-    cdef const char *ptr = text
-    cdef Py_ssize_t n = len(text)
-    cdef int64_t value = 0
-    cdef char buf[fastbook.FB_FORMAT_BUFSIZE]
-    cdef Py_ssize_t written = -1
-    cdef int rc
-    cdef int gil = -1
-    with nogil:
-        gil = PyGILState_Check()
-        rc = fastbook.fb_parse_decimal(ptr, n, decimals, &value)
-        if rc == fastbook.FB_OK:
-            written = fastbook.fb_format_decimal(value, decimals, strip, buf)
-    return {
-        "gil": gil,
-        "rc": rc,
-        "value": value if rc == fastbook.FB_OK else None,
-        "text": buf[:written].decode("ascii") if written >= 0 else None,
-    }
-
-
-def format_value(int64_t value, int decimals, bint strip):
-    """fb_format_decimal alone: (length or status, text)."""
-    cdef char buf[fastbook.FB_FORMAT_BUFSIZE]
-    cdef Py_ssize_t written
-    with nogil:
-        written = fastbook.fb_format_decimal(value, decimals, strip, buf)
-    return written, (buf[:written].decode("ascii") if written >= 0 else None)
-'''
-
-CONSUMER_SETUP = """
-import numpy
-from Cython.Build import cythonize
-from setuptools import Extension, setup
-
-setup(
-    name={name!r},
-    ext_modules=cythonize(
-        [Extension({name!r}, [{name!r} + ".pyx"], include_dirs=[numpy.get_include()])],
-        include_path=[{include!r}],
-        compiler_directives={{"language_level": 3}},
-    ),
-)
-"""
+# The consumer's sources: what a downstream project would keep in its own tree.
+CONSUMER = next(p for p in Path(__file__).resolve().parents if p.name == "tests") / "capi"
 
 
 def _compiler_hint() -> str:
@@ -318,7 +77,7 @@ def consumer_build(tmp_path_factory: pytest.TempPathFactory) -> ModuleType | str
     # The directory that CONTAINS the installed package: site-packages for a wheel,
     # src/ for an editable install. Its fastbook/*.pxd are what downstream cimports.
     include = Path(fb.__file__).resolve().parent.parent
-    for pxd in ("__init__.pxd", "_core.pxd"):
+    for pxd in ("__init__.pxd", "_core.pxd", "_l3.pxd"):
         if not (include / "fastbook" / pxd).is_file():
             return (
                 f"fastbook/{pxd} is not installed next to {fb.__file__}; the .pxd "
@@ -326,11 +85,10 @@ def consumer_build(tmp_path_factory: pytest.TempPathFactory) -> ModuleType | str
             )
 
     build_dir = tmp_path_factory.mktemp("capi_consumer")
-    (build_dir / f"{MODULE_NAME}.pyx").write_text(textwrap.dedent(CONSUMER_PYX), "utf-8")
-    (build_dir / "setup.py").write_text(
-        CONSUMER_SETUP.format(name=MODULE_NAME, include=str(include)), "utf-8"
-    )
+    for name in (f"{MODULE_NAME}.pyx", "setup.py"):
+        shutil.copy(CONSUMER / name, build_dir / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTBOOK_")}
+    env["FASTBOOK_INCLUDE"] = str(include)
     proc = subprocess.run(
         [sys.executable, "setup.py", "build_ext", "--inplace"],
         cwd=build_dir,
@@ -536,3 +294,118 @@ def test_wrong_object_is_refused(consumer: ModuleType) -> None:
     for wrong in (object(), None, twin):
         with pytest.raises(TypeError, match=r"expected fastbook\.Book"):
             consumer.mutate(wrong)
+
+
+def test_abi_versions_match_the_running_package(consumer: ModuleType) -> None:
+    # what a binary built against these headers checks at import time
+    from fastbook import _core, _l3
+
+    assert consumer.ABI_VERSION == _core.ABI_VERSION
+    assert consumer.L3_ABI_VERSION == _l3.ABI_VERSION
+    assert consumer.EVENT_BYTES == 64 == fb_events.EVENT_DTYPE.itemsize
+
+
+def test_guard_accessors_refuse_writes_during_a_bookset_callback(consumer: ModuleType) -> None:
+    # book_writable / book_readable, exported by ``cimport fastbook``, make a compiled
+    # caller refuse what Book's own methods refuse: no update while a BookSet.apply
+    # callback runs (reads are fine)
+    books = fb.BookSet()
+    l2 = books.add_instrument("L2", kind="l2", price_decimals=2)
+    book = books[l2]
+    events = fb_events.empty_events(1)
+    events["instrument"] = l2
+    events["action"] = fb_events.Action.SET_LEVEL
+    events["side"] = fb.BID
+    events["price"] = 10000
+    events["qty"] = 5
+    seen = []
+
+    def callback(index: int, instrument: int) -> None:
+        seen.append(consumer.snapshot(book)["best_bid"])
+        consumer.mutate(book)
+
+    with pytest.raises(RuntimeError, match=r"Book is read-only while BookSet\.apply runs"):
+        books.apply(events, callback=callback)
+    assert seen == [(10000, 5)]
+    assert book.bbo() == (None, None, None, None)    # raise mode: the event was taken back
+    assert consumer.mutate(book)["rcs"][0] == consumer.STATUS["FB_TOP_CHANGED"]
+
+
+def test_nogil_updates_to_a_python_order_book(consumer: ModuleType) -> None:
+    book = fb.OrderBook(price_decimals=2)
+    got = consumer.l3_orders(book)
+    ok, top = consumer.STATUS["FB_OK"], consumer.STATUS["FB_TOP_CHANGED"]
+    assert got == {
+        "gil": 0,
+        "rcs": [top, top, top, consumer.L3_STATUS["FB_EUNKNOWN_ORDER"], ok],
+        "best_bid": (10000, 10),
+        "depth": 1,
+        "ahead": (1, 3),
+    }
+    # the Python object sees the orders the C code added
+    assert book.order(1) == (fb.BID, 10000, 3) and book.order(2) == (fb.BID, 10000, 7)
+    assert book.queue_position(2) == (1, 3)
+    assert book.orders_at(fb.BID, 10000) == [(1, 3), (2, 7)]
+
+
+def test_standalone_l3_book_without_the_gil(consumer: ModuleType) -> None:
+    ok, top = consumer.STATUS["FB_OK"], consumer.STATUS["FB_TOP_CHANGED"]
+    assert consumer.standalone_l3() == {
+        "init": ok, "rc": top, "best_ask": (10050, 3), "cleared": 0,
+    }
+
+
+def _bookset_events() -> np.ndarray:
+    # instrument 0 is an L3 book, 1 an L2 book; event 3 names an unknown order and
+    # event 4 an instrument the set does not have
+    a = fb_events.Action
+    rows = [
+        (0, a.ADD, fb.BID, 10000, 5, 1),
+        (0, a.ADD, fb.ASK, 10100, 3, 2),
+        (1, a.SET_LEVEL, fb.BID, 9900, 4, 0),
+        (0, a.EXECUTE, fb.BID, 0, 1, 77),
+        (9, a.ADD, fb.BID, 10000, 1, 3),
+        (0, a.EXECUTE, fb.BID, 0, 2, 1),
+    ]
+    events = fb_events.empty_events(len(rows))
+    for i, (inst, action, side, price, qty, oid) in enumerate(rows):
+        events[i]["instrument"], events[i]["action"], events[i]["side"] = inst, action, side
+        events[i]["price"], events[i]["qty"], events[i]["order_id"] = price, qty, oid
+    return events
+
+
+@pytest.mark.parametrize("skip", [True, False], ids=["skip", "raise"])
+def test_bookset_loop_without_the_gil(consumer: ModuleType, skip: bool) -> None:
+    # fb_bookset_apply over the consumer's own set gives what BookSet.apply gives
+    events = _bookset_events()
+    l3, l2 = fb.OrderBook(price_decimals=2), fb.Book(price_decimals=2, qty_decimals=0)
+    got = consumer.bookset_apply(l3, l2, events.view(np.uint8), skip)
+
+    reference = fb.BookSet(on_error="skip" if skip else "raise")
+    ref_l3 = reference[reference.add_instrument("L3", price_decimals=2)]
+    ref_l2 = reference[reference.add_instrument("L2", kind="l2", price_decimals=2)]
+    assert got["gil"] == 0
+    if skip:
+        assert reference.apply(events) == 4
+        assert got["rc"] == consumer.STATUS["FB_OK"]
+        assert (got["done"], got["skipped"]) == (6, 2)
+        kinds = list(fb.l3.ERROR_KINDS)
+        assert got["errors"] == [[reference.instrument_errors(i)[k] for k in kinds]
+                                 for i in range(2)]
+        assert got["errors"][0][kinds.index("unknown_order")] == 1
+        assert got["bad_instrument"] == reference.errors["bad_instrument"] == 1
+    else:
+        with pytest.raises(fb.UpdateError) as raised:
+            reference.apply(events)
+        assert got["rc"] == consumer.L3_STATUS["FB_EUNKNOWN_ORDER"]
+        assert got["done"] == raised.value.index == 3
+    assert (l3.bbo(), list(l3), l2.bbo()) == (ref_l3.bbo(), list(ref_l3), ref_l2.bbo())
+    if not skip:     # all-or-nothing: the books are as before the call
+        assert l3.bbo() == l2.bbo() == (None, None, None, None)
+
+
+def test_wrong_object_is_refused_by_the_l3_entry_points(consumer: ModuleType) -> None:
+    twin = importlib.import_module("fastbook._pyl3").OrderBook(price_decimals=2)
+    for wrong in (object(), None, twin, fb.Book(price_decimals=2, qty_decimals=0)):
+        with pytest.raises(TypeError, match=r"expected fastbook\.OrderBook"):
+            consumer.l3_orders(wrong)
