@@ -42,6 +42,47 @@ def test_env_switch_selects_the_twin():
     assert out == "False fastbook._pycore"
 
 
+def test_missing_build_warns_and_falls_back_to_the_twins():
+    # a build without a C compiler: the compiled modules cannot be imported
+    code = """
+import importlib.abc, sys, warnings
+
+class NoExtensions(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in ("fastbook._core", "fastbook._l3"):
+            raise ImportError(f"no module named {name!r} (simulated)")
+        return None
+
+sys.meta_path.insert(0, NoExtensions())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import fastbook
+    from fastbook import _select, l3
+print(fastbook.COMPILED, l3.COMPILED, _select.compiled("_core"), _select.compiled("_l3"))
+print(fastbook.Book.__module__, l3.OrderBook.__module__, l3.BookSet.__module__)
+print(sorted({(w.category.__name__, str(w.message).split(" (")[0]) for w in caught}))
+"""
+    lines = run_python(code).splitlines()
+    assert lines[0] == "False False False False"
+    assert lines[1] == "fastbook._pycore fastbook._pyl3 fastbook._pyl3"
+    assert lines[2] == str(sorted({
+        ("RuntimeWarning", "fastbook: the compiled core could not be imported"),
+        ("RuntimeWarning", "fastbook: the compiled L3 book could not be imported"),
+    }))
+
+
+def test_compiled_is_what_the_selector_chose():
+    from fastbook import _select, l3
+
+    assert fastbook.COMPILED is _select.compiled("_core") is _select.compiled()
+    assert l3.COMPILED is _select.compiled("_l3")
+    # each module's own constant says only what that module is
+    assert fastbook.COMPILED is (fastbook.Book.__module__ == "fastbook._core")
+    assert _select.no_extensions() is NO_EXT
+    with pytest.raises(KeyError, match=r"has not chosen fastbook\.nope \(or its twin\) yet"):
+        _select.compiled("nope")
+
+
 def test_public_names():
     for name in fastbook.__all__:
         assert hasattr(fastbook, name), name
