@@ -6,6 +6,8 @@ from typing import Final, SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
+from fastbook.events import EVENT_DTYPE as EVENT_DTYPE
+
 COMPILED: Final[bool]
 
 _Buffer = bytes | bytearray | memoryview | mmap.mmap | npt.NDArray[np.uint8]
