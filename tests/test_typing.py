@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -38,8 +39,10 @@ def source_tree() -> Path | None:
     PYTHONPATH, so they are pointed at the same package the tests import.
     """
     package_root = Path(fastbook.__file__).resolve().parent.parent
-    if package_root == Path(sysconfig.get_paths()["purelib"]).resolve():
-        return None
+    paths = sysconfig.get_paths()
+    installed = {paths["purelib"], paths["platlib"], *site.getsitepackages()}
+    if package_root in {Path(p).resolve() for p in installed}:
+        return None     # (mypy refuses site-packages in MYPYPATH)
     return package_root
 
 
