@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from fastbook import ArrayError, DecodeError, FastbookError, UpdateError
+from tests.helpers.events import random_updates
+from tests.helpers.races import race_book_apply
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -449,51 +451,6 @@ def test_apply_accepts_readonly_arrays(impl):
     b = make(impl)
     b.apply(s, p, q)
     assert b.bbo() == (100, 1, 200, 1)
-
-
-def random_updates(n=3_000_000, seed=3):
-    """``n`` random (side, price, qty) updates over 5,000 prices a side, qty 0 to 2."""
-    rng = np.random.default_rng(seed)
-    sides = rng.integers(1, 3, n).astype(np.int8)
-    prices = (rng.integers(0, 5000, n) + np.where(sides == 1, 0, 5000)).astype(np.int64)
-    qtys = rng.integers(0, 3, n).astype(np.int64)
-    return sides, prices, qtys
-
-
-def race_book_apply(book, updates, calls, expect):
-    """Apply ``updates`` to the compiled ``book`` in another thread (the GIL released)
-    and make ``calls`` over and over meanwhile.
-
-    Every RuntimeError a call raises must contain ``expect``, the apply itself must
-    raise nothing, and at least one call must have been refused (else the window was
-    never observed and the guard not exercised).
-    """
-    import threading
-
-    started = threading.Event()
-    errors: list[BaseException] = []
-
-    def writer():
-        started.set()
-        try:
-            book.apply(*updates)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    started.wait()
-    refused = 0
-    while thread.is_alive():
-        for call in calls:
-            try:
-                call()
-            except RuntimeError as exc:
-                assert expect in str(exc)
-                refused += 1
-    thread.join()
-    assert not errors
-    assert refused > 0, "the apply window was never observed; the guard was not exercised"
 
 
 def test_other_threads_get_an_error_not_a_torn_book(compiled):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import doctest
-import os
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import pytest
 import fastbook
 from fastbook import _pycore, synth
 from fastbook.synth import L2Workload, l2_workload
+from tests.helpers.impls import requires_compiled
 
 BID, ASK = 1, 2
 ARRAYS = ("snapshot_sides", "snapshot_prices", "snapshot_qtys", "sides", "prices", "qtys",
@@ -247,9 +247,8 @@ def test_depth_stays_steady(w200k: L2Workload) -> None:
 
 # -- compiled core and twin agree on the whole stream ---------------------------------------
 
+@requires_compiled()
 def test_compiled_apply_matches_twin(w200k: L2Workload) -> None:
-    if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-        pytest.skip("compiled core disabled by FASTBOOK_NO_EXTENSIONS")
     from fastbook import _core
 
     fast = _load(_core.Book(price_decimals=2, qty_decimals=3), w200k)

@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastbook.events import EVENT_DTYPE
+from tests.helpers import DATA
+from tests.helpers.impls import require
 
-if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-    pytest.skip("compiled kernel disabled by FASTBOOK_NO_EXTENSIONS", allow_module_level=True)
-_itch50 = pytest.importorskip("fastbook.codecs._itch50")
+_itch50 = require("fastbook.codecs._itch50")
 _pyitch50 = pytest.importorskip("fastbook.codecs._pyitch50")
 
-from itch_spec import LENGTHS  # noqa: E402
+from tests.helpers.itch import LENGTHS  # noqa: E402
 
 FILE, MOLD, SOUP = 0, 1, 2
 U64 = 2**64
@@ -368,7 +368,7 @@ def test_strided_arrays_and_the_largest_mold_numbers():
 def test_recorded_samples(name):
     import gzip
 
-    path = os.path.join(os.path.dirname(__file__), "data", "itch", name)
+    path = DATA / "itch" / name
     if not os.path.exists(path):
         pytest.skip(f"{name} is not in tests/data/itch")
     with open(path, "rb") as f:

@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastbook.events import EVENT_DTYPE, Action, Flags
+from tests.helpers import DATA
+from tests.helpers.impls import require
 
-if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-    pytest.skip("compiled kernel disabled by FASTBOOK_NO_EXTENSIONS", allow_module_level=True)
-_itch50 = pytest.importorskip("fastbook.codecs._itch50")
+_itch50 = require("fastbook.codecs._itch50")
 decode_chunk = _itch50.decode_chunk
 
-from itch_spec import LENGTHS  # noqa: E402
+from tests.helpers.itch import LENGTHS  # noqa: E402
 
 FILE, MOLD, SOUP = 0, 1, 2
 FRAMINGS = (FILE, MOLD, SOUP)
@@ -1257,7 +1257,7 @@ def test_fuzz_flipped_bytes(valid, framing, final, data):
 # Recorded sample files (tests/data/itch/README.md)
 # ============================================================================================
 
-ITCH_DATA = os.path.join(os.path.dirname(__file__), "data", "itch")
+ITCH_DATA = DATA / "itch"
 
 
 def _sample(name: str) -> bytes:

@@ -12,7 +12,6 @@ import collections
 import doctest
 import gzip
 import mmap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +22,9 @@ from fastbook.codecs import _pyitch50 as itch
 from fastbook.errors import ArrayError, DecodeError
 from fastbook.events import EVENT_DTYPE
 from fastbook.l3 import ERROR_KINDS, BookSet
+from tests.helpers import DATA as TESTDATA
 
-DATA = Path(__file__).parent / "data" / "itch"
+DATA = TESTDATA / "itch"
 RITCH = DATA / "ex20101224.TEST_ITCH_50.gz"
 RITCH_FIXED = DATA / "ex20101224.TEST_ITCH_50.lenfixed.gz"
 MEATPY = DATA / "sample.itch50"

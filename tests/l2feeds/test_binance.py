@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -25,8 +24,10 @@ from fastbook.codecs import binance
 from fastbook.codecs._l2feed import FeedError, Instrument, SyncState
 from fastbook.codecs.capture import read_cryptofeed
 from fastbook.events import Action, Flags
+from tests.helpers import DATA as TESTDATA
+from tests.helpers.impls import KERNELS
 
-DATA = Path(__file__).parent / "data" / "l2" / "cryptofeed"
+DATA = TESTDATA / "l2" / "cryptofeed"
 
 MARKETS = {
     "BINANCE": binance.BinanceSpot,
@@ -46,7 +47,6 @@ SYMBOLS = {
 SPOT_SNAPSHOT_IDS = {"NKNUSDT": 499869752, "BLZETH": 281916627, "LRCBTC": 259345543,
                      "RUNEEUR": 15602511}
 
-KERNELS = ["compiled", "python"] if fastbook.COMPILED else ["python"]
 
 
 # -- the captures ----------------------------------------------------------------------------

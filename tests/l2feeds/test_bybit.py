@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import fastbook
 from fastbook.codecs import bybit
 from fastbook.codecs._l2feed import FeedError, SyncState
 from fastbook.events import Action
+from tests.helpers.impls import KERNELS
 
-KERNELS = ["compiled", "python"] if fastbook.COMPILED else ["python"]
 TS = 1672304484978
 
 

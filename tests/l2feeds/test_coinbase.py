@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +14,12 @@ from fastbook.codecs import coinbase
 from fastbook.codecs._l2feed import FeedError, SyncState
 from fastbook.codecs.capture import read_cryptofeed
 from fastbook.events import Action
+from tests.helpers import DATA
+from tests.helpers.impls import KERNELS
 
-CAPTURE = Path(__file__).parent / "data" / "l2" / "cryptofeed" / "COINBASE.ws.28.0.gz"
+CAPTURE = DATA / "l2" / "cryptofeed" / "COINBASE.ws.28.0.gz"
 PRODUCTS = ["BAND-GBP", "SKL-GBP", "NU-GBP", "YFI-BTC", "SKL-BTC", "CRV-EUR", "BAND-BTC",
             "DASH-BTC", "NMR-EUR", "SKL-USD"]
-KERNELS = ["compiled", "python"] if fastbook.COMPILED else ["python"]
 
 _RECORDS: list[tuple[int, bytes]] = []
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,8 +32,9 @@ from fastbook.codecs.instruments import (
     to_native,
     to_symbol,
 )
+from tests.helpers import DATA
 
-CF = Path(__file__).parent / "data" / "l2" / "cryptofeed"
+CF = DATA / "l2" / "cryptofeed"
 
 
 def rest(name: str) -> bytes:

@@ -14,10 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import os
 import zlib
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,15 +31,16 @@ from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import kraken_instruments
 from fastbook.codecs.kraken import KrakenV1, KrakenV2, rfc3339_ns
 from fastbook.events import Action, Flags
+from tests.helpers import DATA as TESTDATA
+from tests.helpers.impls import compiled, requires_compiled
 
-DATA = Path(__file__).parent / "data" / "l2"
+DATA = TESTDATA / "l2"
 WS50 = DATA / "cryptofeed" / "KRAKEN.ws.50.0.gz"
 ASSET_PAIRS = DATA / "cryptofeed" / "KRAKEN.0.gz"
 SDK_V1 = DATA / "python-kraken-sdk" / "orderbook-v1.json.gz"
 SDK_V2 = DATA / "python-kraken-sdk" / "orderbook-v2.json.gz"
 DOC_EXAMPLE = DATA / "kraken-docs-example" / "ws_book_snapshot.json"
 
-NO_EXT = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
 BID, ASK = fastbook.BID, fastbook.ASK
 
 
@@ -625,9 +624,9 @@ def test_rfc3339_ns() -> None:
 
 # -- the kernel and its twin ---------------------------------------------------------------------
 
-kernel = pytest.importorskip("fastbook.codecs._checksum") if not NO_EXT else None
-needs_kernel = pytest.mark.skipif(NO_EXT or kernel is None,
-                                  reason="compiled kernel disabled by FASTBOOK_NO_EXTENSIONS")
+kernel = compiled("fastbook.codecs._checksum")
+needs_kernel = requires_compiled(kernel,
+                                 reason="compiled kernel disabled by FASTBOOK_NO_EXTENSIONS")
 
 VALUES = st.integers(min_value=-(10**18), max_value=10**18)
 QTYS = st.integers(min_value=1, max_value=10**18)

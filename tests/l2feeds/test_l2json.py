@@ -22,14 +22,10 @@ from hypothesis import strategies as st
 import fastbook
 from fastbook.codecs import _pyl2json
 from fastbook.codecs._pyl2json import ERROR, IGNORED, OK, OTHER, UNKNOWN, Field, Schema
+from tests.helpers.impls import compiled, requires_compiled
 
-try:
-    from fastbook.codecs import _l2json
-except ImportError:  # pragma: no cover - a build without the kernel
-    _l2json = None
-
-needs_kernel = pytest.mark.skipif(_l2json is None or not fastbook.COMPILED,
-                                  reason="the compiled kernel is not built")
+_l2json = compiled("fastbook.codecs._l2json")
+needs_kernel = requires_compiled(_l2json, reason="the compiled kernel is not built")
 
 # -- schemas of every shape the venues use ---------------------------------------------
 
@@ -447,7 +443,7 @@ GOOD = (b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":16339985
 
 @pytest.mark.parametrize("impl", ["compiled", "python"])
 def test_scan_binance(impl: str) -> None:
-    if impl == "compiled" and (_l2json is None or not fastbook.COMPILED):
+    if impl == "compiled" and _l2json is None:
         pytest.skip("the compiled kernel is not built")
     mod = _l2json if impl == "compiled" else _pyl2json
     sc = mod.Scanner(BINANCE)
@@ -627,7 +623,7 @@ def test_schema_validation() -> None:
 
 @pytest.mark.parametrize("impl", ["compiled", "python"])
 def test_odd_symbols_and_inputs(impl: str) -> None:
-    if impl == "compiled" and (_l2json is None or not fastbook.COMPILED):
+    if impl == "compiled" and _l2json is None:
         pytest.skip("the compiled kernel is not built")
     mod = _l2json if impl == "compiled" else _pyl2json
     sc = mod.Scanner(BINANCE)

@@ -10,10 +10,8 @@ messages in OKX's documented shape.
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +27,12 @@ from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import okx_instruments
 from fastbook.codecs.okx import Okx
 from fastbook.events import Action
+from tests.helpers import DATA as TESTDATA
+from tests.helpers.impls import compiled, requires_compiled
 
-DATA = Path(__file__).parent / "data" / "l2"
+DATA = TESTDATA / "l2"
 CAPTURE = DATA / "cryptofeed" / "OKX.ws.1.0.gz"
-NO_EXT = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
+_checksum = compiled("fastbook.codecs._checksum")
 BID, ASK = fastbook.BID, fastbook.ASK
 
 
@@ -207,8 +207,7 @@ def test_checksum_zero_is_absent_and_a_wrong_one_resyncs() -> None:
     c = feed.counts("BTC-USDT")
     assert (c["checksum_ok"], c["unverified"]) == (0, 2)
     book = feed.book("BTC-USDT")
-    good = fastbook.codecs._checksum.okx_checksum(book) if not NO_EXT else \
-        _pychecksum.okx_checksum(book)
+    good = (_checksum or _pychecksum).okx_checksum(book)
     ref = RefBook()
     ref.apply({"bids": [["100.6", "1"], ["100.5", "2"], ["100.4", "1"]],
                "asks": [["100.7", "3"]]})
@@ -314,7 +313,7 @@ QTYS = st.integers(min_value=1, max_value=10**18)
 DECIMALS = st.integers(min_value=0, max_value=18)
 
 
-@pytest.mark.skipif(NO_EXT, reason="compiled kernel disabled by FASTBOOK_NO_EXTENSIONS")
+@requires_compiled(_checksum, reason="compiled kernel disabled by FASTBOOK_NO_EXTENSIONS")
 @settings(max_examples=400, deadline=None)
 @given(DECIMALS, DECIMALS, st.lists(st.tuples(st.sampled_from([BID, ASK]), VALUES, QTYS),
                                     max_size=60), st.integers(min_value=1, max_value=64))

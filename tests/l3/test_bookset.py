@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,63 +10,27 @@ from hypothesis import strategies as st
 import fastbook
 from fastbook import _pycore, _pyl3
 from fastbook.errors import ArrayError, UpdateError
-from fastbook.events import EVENT_DTYPE, Action, empty_events, events_from_records
-from test_book import race_book_apply, random_updates
+from fastbook.events import EVENT_DTYPE, Action, empty_events
+from tests.helpers.events import (
+    ASK,
+    BID,
+    INT64_MAX,
+    INT64_MIN,
+    as_events,
+    book_state,
+    ev,
+    event_records,
+    make_set,
+    outcome,
+    random_updates,
+    set_state,
+)
+from tests.helpers.impls import CORE as _core
+from tests.helpers.impls import L3 as _l3
+from tests.helpers.impls import requires_compiled
+from tests.helpers.races import inside_bookset_apply, race_book_apply
 
-try:
-    from fastbook import _core, _l3
-except ImportError:  # pragma: no cover - a build without the extension
-    _core = _l3 = None
-
-BID, ASK = 1, 2
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-NO_EXTENSIONS = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
-IMPLS = {"twin": (_pyl3, _pycore)}
-if _l3 is not None and not NO_EXTENSIONS:
-    IMPLS["compiled"] = (_l3, _core)
-needs_compiled = pytest.mark.skipif("compiled" not in IMPLS,
-                                    reason="compiled L3 book disabled or not built")
-
-
-@pytest.fixture(params=sorted(IMPLS))
-def impls(request):
-    """(L3 module, L2 module): compiled (_l3, _core) or twin (_pyl3, _pycore)."""
-    return IMPLS[request.param]
-
-
-def make_set(l3mod, on_error="raise"):
-    """Instruments 0 and 1 are L3 books, 2 is an L2 book."""
-    bs = l3mod.BookSet(on_error=on_error)
-    assert bs.add_instrument("AAPL", venue="XNAS", price_decimals=4, tick_size=100,
-                             order_capacity=16, capacity=0) == 0
-    assert bs.add_instrument("MSFT", venue="XNAS", price_decimals=4, order_capacity=16,
-                             capacity=0) == 1
-    assert bs.add_instrument("BTC-USD", kind="l2", venue="COINBASE", price_decimals=2,
-                             qty_decimals=8, capacity=0) == 2
-    return bs
-
-
-def ev(*records, **defaults):
-    return events_from_records(records, **defaults)
-
-
-def book_state(book):
-    """Everything observable about an L3 or L2 book's contents."""
-    levels = {}
-    for side in (BID, ASK):
-        for price, qty in book.levels(side):
-            orders = None
-            if hasattr(book, "orders_at"):
-                orders = tuple((oid, q, book.queue_position(oid))
-                               for oid, q in book.orders_at(side, price))
-            levels[(side, price)] = (qty, orders)
-    extra = book.order_count if hasattr(book, "order_count") else book.missing_deletes
-    return levels, extra, book.top(4).tolist()
-
-
-def set_state(bs):
-    return [book_state(bs[i]) for i in range(len(bs))], bs.errors
+needs_compiled = requires_compiled(_l3, reason="compiled L3 book disabled or not built")
 
 
 SEED = [
@@ -435,11 +397,18 @@ def test_large_batches_release_the_gil_and_roll_back(impls):
 
 @needs_compiled
 def test_books_are_guarded_while_apply_runs_without_the_gil():
+    """Held inside apply's GIL-free loop (by a sampler's growth, which takes the GIL back
+    there), every book of the set refuses every call from another thread, on every run;
+    between batches they all work. A reader thread racing the batches meanwhile only
+    ever sees a read succeed or that refusal."""
     import threading
 
+    busy = (r"^fastbook\.(OrderBook is being modified by BookSet\.apply|Book is being "
+            r"modified by Book\.apply \(or BookSet\.apply\)) in another thread")
     bs = seeded(_l3)
     batch = _big_batch(60_000)
     seen = {"ok": 0, "busy": 0}
+    odd: list[str] = []
     done = threading.Event()
 
     def reader():
@@ -448,19 +417,34 @@ def test_books_are_guarded_while_apply_runs_without_the_gil():
                 try:
                     book.bbo()
                     seen["ok"] += 1
-                except RuntimeError:
+                except RuntimeError as exc:
                     seen["busy"] += 1
+                    if "being modified" not in str(exc):  # pragma: no cover - reported below
+                        odd.append(str(exc))
 
     t = threading.Thread(target=reader)
     t.start()
     try:
         for _ in range(3):
             bs.clear()
-            bs.apply(batch)
+            for book in bs.books:                 # reads work between batches
+                book.bbo()
+            with inside_bookset_apply(bs, batch):
+                for book in bs.books:
+                    with pytest.raises(RuntimeError, match=busy):
+                        book.bbo()
+                    with pytest.raises(RuntimeError, match=busy):
+                        book.clear()
+                with pytest.raises(RuntimeError, match=busy):
+                    bs[0].add(424242, BID, 1, 1)
+                with pytest.raises(RuntimeError, match=busy):
+                    bs[2].set(BID, 1, 1)
     finally:
         done.set()
         t.join()
-    assert seen["ok"] > 0                 # reads work between batches (busy ones may fail)
+    assert not odd
+    for book in bs.books:                         # and after the last one
+        book.bbo()
     assert bs[0].order_count + bs[1].order_count == 30_000
 
 
@@ -491,53 +475,6 @@ def test_top_level_sides_are_fastbook_sides():
 # differential: compiled against twin, random batches
 # ---------------------------------------------------------------------------
 
-# mostly plausible events (so books fill up), some wild ones (every kind of error)
-plausible_l3 = st.fixed_dictionaries({
-    "instrument": st.sampled_from([0, 0, 1]),
-    "action": st.sampled_from([1, 1, 1, 1, 1, 2, 3, 4, 4, 5]),
-    "side": st.sampled_from([BID, ASK]),
-    "price": st.integers(97, 103),
-    "qty": st.integers(1, 6),
-    "order_id": st.integers(0, 20),
-    "new_order_id": st.integers(0, 20),
-})
-plausible_l2 = st.fixed_dictionaries({
-    "instrument": st.just(2),
-    "action": st.sampled_from([1, 1, 2, 3, 4, 6, 6]),
-    "side": st.sampled_from([BID, ASK]),
-    "price": st.integers(97, 103),
-    "qty": st.integers(0, 6),
-})
-plausible_events = st.one_of(plausible_l3, plausible_l3, plausible_l3, plausible_l2)
-wild_events = st.fixed_dictionaries({
-    "instrument": st.sampled_from([0, 1, 2, 3]),
-    "action": st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
-    "side": st.sampled_from([BID, ASK, 0, 3]),
-    "price": st.one_of(st.integers(95, 105), st.sampled_from([INT64_MIN, INT64_MAX])),
-    "qty": st.one_of(st.integers(1, 12), st.sampled_from([0, -1, INT64_MAX])),
-    "order_id": st.integers(0, 15),
-    "new_order_id": st.integers(0, 15),
-})
-event_records = st.one_of(plausible_events, plausible_events, plausible_events,
-                          plausible_events, plausible_events, plausible_events, wild_events)
-
-
-def _as_events(records):
-    out = empty_events(len(records))
-    for i, rec in enumerate(records):
-        for key, value in rec.items():
-            out[key][i] = value
-    return out
-
-
-def _outcome(bs, events, **kwargs):
-    """``(apply's result, None)`` or ``(None, (message, index))`` of one ``bs.apply``."""
-    try:
-        return bs.apply(events, **kwargs), None
-    except UpdateError as exc:
-        return None, (str(exc), exc.index)
-
-
 @needs_compiled
 @pytest.mark.parametrize("on_error", ["raise", "skip", "stop"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -546,8 +483,8 @@ def _outcome(bs, events, **kwargs):
 def test_differential(on_error, batches):
     compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
     for records in batches:
-        events = _as_events(records)
-        assert _outcome(compiled, events) == _outcome(twin, events)
+        events = as_events(records)
+        assert outcome(compiled, events) == outcome(twin, events)
         assert set_state(compiled) == set_state(twin)
         for i in range(3):
             assert compiled.instrument_errors(i) == twin.instrument_errors(i)
@@ -790,7 +727,7 @@ def test_stop_keeps_the_events_before_the_failure(impls, bad):
     # and it goes on from there (to the next failure), as a set that never saw the bad
     # event would
     rest = events[bad + 1:]
-    assert _outcome(stop, rest) == _outcome(reference, rest)
+    assert outcome(stop, rest) == outcome(reference, rest)
     assert set_state(stop) == set_state(reference)
 
 

@@ -13,22 +13,15 @@ import pytest
 import fastbook
 from fastbook import _pyl3
 from fastbook.errors import ArrayError, FastbookError, UpdateError
-
-try:
-    from fastbook import _l3
-except ImportError:  # pragma: no cover - a build without the extension
-    _l3 = None
+from tests.helpers.impls import L3 as _l3
+from tests.helpers.impls import pair, requires_compiled
 
 BID, ASK = fastbook.BID, fastbook.ASK
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 # FASTBOOK_NO_EXTENSIONS=1 runs these tests on the twin alone.
-NO_EXTENSIONS = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
-L3_IMPLS = {"twin": _pyl3}
-if _l3 is not None and not NO_EXTENSIONS:
-    L3_IMPLS["compiled"] = _l3
-needs_compiled = pytest.mark.skipif("compiled" not in L3_IMPLS,
-                                    reason="compiled L3 book disabled or not built")
+L3_IMPLS = pair(_pyl3, _l3)
+needs_compiled = requires_compiled(_l3, reason="compiled L3 book disabled or not built")
 
 
 @pytest.fixture(params=sorted(L3_IMPLS))

@@ -8,19 +8,15 @@ and compares every read after every step.
 
 from __future__ import annotations
 
-import os
-
-import numpy as np
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fastbook import _pyl3
+from tests.helpers.events import assert_same_reads
+from tests.helpers.impls import require
 
-if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-    pytest.skip("compiled core disabled by FASTBOOK_NO_EXTENSIONS", allow_module_level=True)
-_l3 = pytest.importorskip("fastbook._l3")
+_l3 = require("fastbook._l3")
 
 BID, ASK = 1, 2
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
@@ -41,50 +37,6 @@ def outcome(book, method, *args):
         return getattr(book, method)(*args), None
     except Exception as exc:
         return None, (type(exc), str(exc))
-
-
-def assert_same_reads(c, t, *, memory=True):
-    """Every read of the compiled L3 book ``c`` equals the twin ``t``'s.
-
-    ``memory=False`` leaves out ``nbytes`` and capacities: a rolled-back BookSet batch
-    restores contents, and only the twin (which restores a whole copy) capacities too.
-    """
-    for method in ("best_bid", "best_ask", "bbo", "spread", "mid", "is_crossed",
-                   "order_count", "errors") + (("nbytes", "order_capacity") if memory else ()):
-        got, want = getattr(c, method), getattr(t, method)
-        if callable(got):
-            got, want = got(), want()
-        assert got == want, method
-    for n in (0, 1, 3, 12):
-        assert np.array_equal(c.top(n), t.top(n)), n
-    out = np.empty((4, 5), dtype=np.int64)
-    assert np.array_equal(c.top(5, out=out), t.top(5))
-    for side in (BID, ASK):
-        assert c.depth(side) == t.depth(side)
-        if memory:
-            assert c.capacity(side) == t.capacity(side)
-        cp, cq = c.to_arrays(side)
-        tp, tq = t.to_arrays(side)
-        assert np.array_equal(cp, tp) and np.array_equal(cq, tq)
-        assert list(c.levels(side)) == list(t.levels(side))
-        for price, qty in t.levels(side):
-            assert c.qty_at(side, price) == qty
-            assert c.orders_at(side, price) == t.orders_at(side, price)
-            assert c.count_at(side, price) == t.count_at(side, price)
-            assert sum(q for _, q in t.orders_at(side, price)) == qty
-    assert list(c) == list(t)
-    assert repr(c) == repr(t)
-    live = list(t._orders)
-    for order_id in live:
-        assert c.order(order_id) == t.order(order_id)
-        assert c.queue_position(order_id) == t.queue_position(order_id)
-        assert c.rank(order_id) == t.rank(order_id)
-        assert order_id in c
-    for order_id in (0, 1, 7, UINT64_MAX):
-        assert c.order(order_id) == t.order(order_id)
-        assert c.queue_position(order_id) == t.queue_position(order_id)
-    # the book never shows a level without orders, or orders without a level
-    assert sum(t.count_at(s, p) for s in (BID, ASK) for p, _ in t.levels(s)) == len(live)
 
 
 class L3Machine(RuleBasedStateMachine):

@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastbook import _pyl3
-from test_bookset import _l3, needs_compiled
+from tests.helpers.impls import L3 as _l3
+from tests.helpers.impls import requires_compiled
 
-pytestmark = needs_compiled
+pytestmark = requires_compiled(_l3, reason="compiled L3 book disabled or not built")
 
 BID, ASK = 1, 2
 

@@ -12,20 +12,16 @@ failure in raise mode must roll the levels back exactly.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from fastbook import _pyl3
 from fastbook.errors import UpdateError
 from fastbook.events import Action, empty_events
+from tests.helpers.events import assert_same_reads
+from tests.helpers.impls import require
 
-if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-    pytest.skip("compiled core disabled by FASTBOOK_NO_EXTENSIONS", allow_module_level=True)
-_l3 = pytest.importorskip("fastbook._l3")
-
-from test_l3_differential import assert_same_reads  # noqa: E402
+_l3 = require("fastbook._l3")
 
 BID, ASK = 1, 2
 

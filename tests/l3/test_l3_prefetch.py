@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 
 from fastbook import _pyl3
 from fastbook.events import Action
-from test_bookset import _as_events, _l3, _outcome, needs_compiled
+from tests.helpers.events import as_events, outcome
+from tests.helpers.impls import L3 as _l3
+from tests.helpers.impls import requires_compiled
 
-pytestmark = needs_compiled
+pytestmark = requires_compiled(_l3, reason="compiled L3 book disabled or not built")
 
 
 @pytest.fixture(autouse=True)
@@ -120,8 +122,8 @@ def batches(draw):
 def test_batches_around_the_lookahead(on_error, batches):
     compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
     for records in batches:
-        events = _as_events(records)
-        assert _outcome(compiled, events) == _outcome(twin, events)
+        events = as_events(records)
+        assert outcome(compiled, events) == outcome(twin, events)
         assert state(compiled) == state(twin)
 
 
@@ -145,8 +147,8 @@ def test_pools_grow_and_errors_in_the_middle(on_error, n):
     """Books grow under the lookahead; then the same batch fails in its middle."""
     compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
     recs = _growing_batch(n, 1000, lambda k: (k * 7) % L3_BOOKS)
-    events = _as_events(recs)
-    assert _outcome(compiled, events) == _outcome(twin, events)
+    events = as_events(recs)
+    assert outcome(compiled, events) == outcome(twin, events)
     assert state(compiled) == state(twin)
     # again, with a clear of book 1 in the middle and an unknown order near the end:
     # raise mode rolls everything back (the clear included), skip mode counts it
@@ -155,8 +157,8 @@ def test_pools_grow_and_errors_in_the_middle(on_error, n):
     recs.insert(middle, {"instrument": 1, "action": Action.CLEAR})
     recs.insert(len(recs) - 2, {"instrument": 0, "action": Action.DELETE, "side": BID,
                                 "order_id": 999_999_999})
-    events = _as_events(recs)
-    assert _outcome(compiled, events) == _outcome(twin, events)
+    events = as_events(recs)
+    assert outcome(compiled, events) == outcome(twin, events)
     assert state(compiled) == state(twin)
 
 
@@ -170,7 +172,7 @@ def test_callback_grows_books_the_lookahead_saw(on_error):
     """
     compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
     recs = _growing_batch(60, 1, lambda k: k % 3)
-    events = _as_events(recs)
+    events = as_events(recs)
 
     def make_callback(bs):
         def callback(index, instrument):
@@ -182,8 +184,8 @@ def test_callback_grows_books_the_lookahead_saw(on_error):
                 bs[2].reserve(ASK, 700)
         return callback
 
-    assert (_outcome(compiled, events, callback=make_callback(compiled))
-            == _outcome(twin, events, callback=make_callback(twin)))
+    assert (outcome(compiled, events, callback=make_callback(compiled))
+            == outcome(twin, events, callback=make_callback(twin)))
     assert state(compiled) == state(twin)
     assert compiled[2].order_capacity == twin[2].order_capacity == 5000
     assert compiled[1].capacity(BID) == twin[1].capacity(BID) == 500
@@ -210,7 +212,7 @@ def _valid_stream(seed, n, books):
                          "price": price, "qty": int(rng.integers(1, 9)), "order_id": next_id})
             live[inst].append((next_id, side))
             next_id += 1
-    return _as_events(recs), sum(len(orders) for orders in live)
+    return as_events(recs), sum(len(orders) for orders in live)
 
 
 def test_long_stream_over_many_books_matches_the_twin():

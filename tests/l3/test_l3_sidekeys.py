@@ -10,8 +10,6 @@ compares the two.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -22,17 +20,11 @@ import fastbook
 from fastbook import _pyl3
 from fastbook.errors import UpdateError
 from fastbook.events import Action, Flags, events_from_records
-
-try:
-    from fastbook import _l3
-except ImportError:  # pragma: no cover - a build without the extension
-    _l3 = None
+from tests.helpers.impls import L3 as _l3
+from tests.helpers.impls import pair
 
 BID, ASK = fastbook.BID, fastbook.ASK
-NO_EXTENSIONS = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
-IMPLS = {"twin": _pyl3}
-if _l3 is not None and not NO_EXTENSIONS:
-    IMPLS["compiled"] = _l3
+IMPLS = pair(_pyl3, _l3)
 
 
 @pytest.fixture(params=sorted(IMPLS))

@@ -9,8 +9,6 @@ equilibrium table and invalid counts. A synthetic OSE day is compared whole.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,12 +17,11 @@ from hypothesis import strategies as st
 from fastbook import synth
 from fastbook.codecs import _pyose
 from fastbook.events import EVENT_DTYPE
+from tests.helpers.impls import require
 
-if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0"):
-    pytest.skip("compiled kernel disabled by FASTBOOK_NO_EXTENSIONS", allow_module_level=True)
-_ose = pytest.importorskip("fastbook.codecs._ose")
+_ose = require("fastbook.codecs._ose")
 
-from ose_spec import (  # noqa: E402, I001
+from tests.helpers.ose import (  # noqa: E402, I001
     NO_PRICE, A, C, D, E, F, L, M, O, P, R, S, T, U, Z, frame, mold,
 )
 

@@ -13,7 +13,7 @@ from fastbook.codecs import _pyose, ose_itch
 from fastbook.errors import DecodeError
 from fastbook.events import Action, Flags
 from fastbook.l3 import BookSet
-from ose_spec import NO_PRICE, A, C, D, E, L, M, O, R, S, T, U, Z, binaryfile, mold
+from tests.helpers.ose import NO_PRICE, A, C, D, E, L, M, O, R, S, T, U, Z, binaryfile, mold
 
 SEC = 1_717_369_200
 NS = 1_000_000_000

@@ -6,15 +6,14 @@ compiled kernel (``_ose``): both must give exactly these events and statuses.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from fastbook.codecs import _pyose
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE, Action, Flags
-from ose_spec import (
+from tests.helpers.impls import compiled, pair
+from tests.helpers.ose import (
     LENGTHS,
     NO_PRICE,
     A,
@@ -36,14 +35,7 @@ from ose_spec import (
     mold,
 )
 
-KERNELS = {"twin": _pyose}
-if os.environ.get("FASTBOOK_NO_EXTENSIONS", "") in ("", "0"):
-    try:
-        from fastbook.codecs import _ose
-    except ImportError:  # pragma: no cover - a build without the extension
-        pass
-    else:
-        KERNELS["compiled"] = _ose
+KERNELS = pair(_pyose, compiled("fastbook.codecs._ose"))
 
 SEC = 1_717_369_200
 NS = 1_000_000_000

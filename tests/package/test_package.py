@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import fastbook
-
-NO_EXT = os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
+from tests.helpers.impls import NO_EXTENSIONS as NO_EXT
 
 
 def run_python(code: str, **env: str) -> str:

@@ -8,7 +8,6 @@ import json
 import struct
 import sys
 import zlib
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,9 @@ from fastbook.codecs.capture import (
     Record,
 )
 from fastbook.errors import DecodeError
+from tests.helpers import DATA
 
-CF = Path(__file__).parent / "data" / "l2" / "cryptofeed"
+CF = DATA / "l2" / "cryptofeed"
 HEADER = 16
 
 

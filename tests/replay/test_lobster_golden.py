@@ -9,9 +9,7 @@ orderbook file after every visible event.
 from __future__ import annotations
 
 import io
-import os
 from collections import Counter, defaultdict, deque
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,21 +18,17 @@ from fastbook import _pyl3
 from fastbook.codecs import lobster
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE, Action, Flags
+from tests.helpers import DATA as TESTDATA
+from tests.helpers.impls import L3 as _l3
+from tests.helpers.impls import pair
 
-try:
-    from fastbook import _l3
-except ImportError:  # pragma: no cover - a build without the extension
-    _l3 = None
-
-DATA = Path(__file__).parent / "data" / "lobster"
+DATA = TESTDATA / "lobster"
 MESSAGES = DATA / "AAPL_2012-06-21_34200000_57600000_message_10_first998.csv"
 ORDERBOOK = DATA / "AAPL_2012-06-21_34200000_57600000_orderbook_10_first998.csv"
 LEVELS = 10
 BID, ASK = 1, 2
 
-IMPLS = {"twin": _pyl3}
-if _l3 is not None and os.environ.get("FASTBOOK_NO_EXTENSIONS", "") in ("", "0"):
-    IMPLS["compiled"] = _l3
+IMPLS = pair(_pyl3, _l3)
 
 
 # ---------------------------------------------------------------------------

@@ -23,8 +23,9 @@ from fastbook.codecs import lobster
 from fastbook.errors import ArrayError, UpdateError
 from fastbook.events import EVENT_DTYPE, Action, Flags, events_from_records
 from fastbook.l3 import OrderBook
+from tests.helpers import DATA as TESTDATA
 
-DATA = Path(__file__).parent / "data" / "lobster"
+DATA = TESTDATA / "lobster"
 MESSAGES = DATA / "AAPL_2012-06-21_34200000_57600000_message_10_first998.csv"
 ORDERBOOK = DATA / "AAPL_2012-06-21_34200000_57600000_orderbook_10_first998.csv"
 LEVELS = 10

@@ -8,7 +8,6 @@ import json
 import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,9 @@ from fastbook.driver import parse_every, scan
 from fastbook.errors import DecodeError, UpdateError
 from fastbook.sampling import Sampler
 from fastbook.synth import itch_day
+from tests.helpers import DATA as TESTDATA
 
-DATA = Path(__file__).parent / "data" / "itch"
+DATA = TESTDATA / "itch"
 MEATPY = DATA / "sample.itch50"
 RITCH = DATA / "ex20101224.TEST_ITCH_50.gz"
 RITCH_FIXED = DATA / "ex20101224.TEST_ITCH_50.lenfixed.gz"

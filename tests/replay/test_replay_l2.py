@@ -11,7 +11,6 @@ import json
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +24,9 @@ from fastbook.codecs.l2replay import PacketSampler, rest_symbol
 from fastbook.driver import parse_every
 from fastbook.errors import DecodeError
 from fastbook.events import Action, Flags
+from tests.helpers import DATA
 
-CF = Path(__file__).parent / "data" / "l2" / "cryptofeed"
+CF = DATA / "l2" / "cryptofeed"
 LAST = int(Flags.LAST_IN_PACKET)
 
 

@@ -14,12 +14,12 @@ from fastbook import _pyl3
 from fastbook.errors import UpdateError
 from fastbook.events import events_from_records
 from fastbook.sampling import Sampler
-from test_bookset import IMPLS, _as_events, event_records, make_set, needs_compiled, set_state
+from tests.helpers.events import as_events, event_records, make_set, set_state
+from tests.helpers.impls import L3 as _l3
+from tests.helpers.impls import L3_PAIRS as IMPLS
+from tests.helpers.impls import requires_compiled
 
-try:
-    from fastbook import _l3
-except ImportError:  # pragma: no cover - a build without the extension
-    _l3 = None
+needs_compiled = requires_compiled(_l3, reason="compiled L3 book disabled or not built")
 
 BID, ASK = 1, 2
 EVERY, INTERVAL, BBO = Sampler.EVERY, Sampler.INTERVAL, Sampler.BBO
@@ -475,7 +475,7 @@ def test_differential_sampler(on_error, kwargs, batches):
         for rec, step in batch:
             clock += step
             records.append(dict(rec, ts_exchange=clock, sequence=len(records)))
-        events = _as_events(records)
+        events = as_events(records)
         outcomes = []
         for bs, s in zip((compiled, twin), samplers, strict=True):
             try:
