@@ -27,9 +27,17 @@ from tests.helpers.impls import require
 _itch50 = require("fastbook.codecs._itch50")
 _pyitch50 = pytest.importorskip("fastbook.codecs._pyitch50")
 
-from tests.helpers.itch import LENGTHS  # noqa: E402
+from tests.helpers.itch import (  # noqa: E402
+    FILE,
+    LENGTHS,
+    MOLD,
+    SOUP,
+    file_frames,
+    mold_packet,
+    soup_frames,
+    soup_packet,
+)
 
-FILE, MOLD, SOUP = 0, 1, 2
 U64 = 2**64
 # Types that emit events come up more often, as in real feeds.
 TYPES = list(LENGTHS) + [t for t in LENGTHS if t in b"AFECXDUPQH"] * 2 + [b"R"] * 5
@@ -74,10 +82,6 @@ def messages(draw) -> bytes:
     return bytes(msg)
 
 
-def block(msg: bytes) -> bytes:
-    return struct.pack(">H", len(msg)) + msg
-
-
 @st.composite
 def streams(draw, framing: int):
     """(buf, MoldUDP64 next-expected number after each packet end offset, first sequence)."""
@@ -88,18 +92,18 @@ def streams(draw, framing: int):
     seq = first
     for _ in range(draw(st.integers(0, 14))):
         if framing == FILE:
-            part = block(draw(messages()))
+            part = file_frames([draw(messages())])
         elif framing == SOUP:
             roll = draw(st.integers(0, 9))
             if roll < 7:
                 msg = draw(messages())
-                part = struct.pack(">H", 1 + len(msg)) + b"S" + msg
+                part = soup_packet(b"S", msg)
             elif roll < 9:
                 kind = draw(
                     st.sampled_from([b"A", b"H", b"Z", b"+", b"L", b"U", b"R", b"O", b"s", b"\x00"])
                 )
                 payload = draw(st.binary(max_size=20))
-                part = struct.pack(">H", 1 + len(payload)) + kind + payload
+                part = soup_packet(kind, payload)
             else:
                 part = b"\x00\x00"
         else:
@@ -111,15 +115,11 @@ def streams(draw, framing: int):
                 count = len(msgs)
                 if draw(st.integers(0, 19)) == 0:  # a count the blocks disagree with
                     count = draw(st.integers(1, 6))
-                part = (
-                    b"SESSION001"
-                    + struct.pack(">QH", seq, count)
-                    + b"".join(block(m) for m in msgs)
-                )
+                part = mold_packet(seq, msgs, count)
                 seq_after = seq + count
             else:
                 count = 0 if roll < 9 else 0xFFFF  # heartbeat / end of session
-                part = b"SESSION001" + struct.pack(">QH", seq, count)
+                part = mold_packet(seq, [], count)
                 seq_after = seq
             after[size + len(part)] = seq_after
             seq = seq_after % U64
@@ -277,17 +277,12 @@ def test_a_long_well_formed_stream():
     msgs *= 3
     for framing in (FILE, MOLD, SOUP):
         if framing == FILE:
-            buf = b"".join(block(m) for m in msgs)
+            buf = file_frames(msgs)
         elif framing == SOUP:
-            buf = b"".join(struct.pack(">H", 1 + len(m)) + b"S" + m for m in msgs)
+            buf = soup_frames(msgs)
         else:
-            buf = b"".join(
-                b"SESSION001"
-                + struct.pack(">QH", 5 + 2 * k, 2)
-                + block(msgs[2 * k])
-                + block(msgs[2 * k + 1])
-                for k in range(len(msgs) // 2)
-            )
+            buf = b"".join(mold_packet(5 + 2 * k, msgs[2 * k : 2 * k + 2])
+                           for k in range(len(msgs) // 2))
         statuses = drive(buf, {}, framing, [len(buf) // 3, len(buf) // 2], 3, 0, None, 0, -1)
         assert statuses[-1] == 0 and 1 in statuses and 2 in statuses
 
@@ -350,9 +345,8 @@ def test_strided_arrays_and_the_largest_mold_numbers():
     locate_map = np.zeros((65536, 2), np.int32)
     locate_map[:, 0] = np.arange(65536) % 5 - 1
     msgs = [b"R" + bytes(38), b"D\x00\x02" + bytes(16), b"D\x00\x01" + bytes(16)]
-    file_buf = b"".join(block(m) for m in msgs)
-    mold_buf = b"SESSION001" + struct.pack(">QH", U64 - 4, 3) + file_buf
-    mold_buf += b"SESSION001" + struct.pack(">QH", U64 - 1, 0)
+    file_buf = file_frames(msgs)
+    mold_buf = mold_packet(U64 - 4, msgs) + mold_packet(U64 - 1, [])
     for framing, buf, kw, status in [
         (FILE, file_buf, {"locate_map": locate_map[:, 0]}, 2),  # stops after the R
         (MOLD, mold_buf, {"mold_next": U64 - 4}, 2),
@@ -381,13 +375,12 @@ def test_recorded_samples(name):
         (length,) = struct.unpack_from(">H", buf, p)
         msgs.append(buf[p + 2 : p + 2 + length])
         p += 2 + length
-    soup = b"".join(struct.pack(">H", 1 + len(m)) + b"S" + m for m in msgs)
+    soup = soup_frames(msgs)
     assert drive(soup, {}, SOUP, splits, 777, 2, None, 5, -1)[-1] == 0
     packets, after, size = [], {}, 0
     for k in range(0, len(msgs), 3):
         group = msgs[k : k + 3]
-        packets.append(b"SESSION001" + struct.pack(">QH", 1 + k, len(group)))
-        packets.extend(block(m) for m in group)
+        packets.append(mold_packet(1 + k, group))
         size += 20 + sum(2 + len(m) for m in group)
         after[size] = 1 + k + len(group)
     statuses = drive(b"".join(packets), after, MOLD, splits, 64, 3, None, 0, 1)

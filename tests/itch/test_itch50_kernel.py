@@ -27,126 +27,73 @@ from tests.helpers.impls import require
 _itch50 = require("fastbook.codecs._itch50")
 decode_chunk = _itch50.decode_chunk
 
-from tests.helpers.itch import LENGTHS  # noqa: E402
+from tests.helpers import itch  # noqa: E402
+from tests.helpers.itch import (  # noqa: E402
+    FILE,
+    FRAMINGS,
+    LENGTHS,
+    MOLD,
+    QUIET_BODIES,
+    SOUP,
+    file_frames,
+    framed,
+    mold_packet,
+    overhead,
+    quiet,
+    soup_frames,
+    soup_packet,
+    unknown,
+)
 
-FILE, MOLD, SOUP = 0, 1, 2
-FRAMINGS = (FILE, MOLD, SOUP)
 STATUSES = {0, 1, 2, -1, -2, -3, -5}
 U64 = 2**64
 
-# -- message builders (specs/itch.md table 1.2) ----------------------------------------------
+# -- message builders: the layouts of tests/helpers/itch.py with this file's values --------
+#    (stock MEAT, timestamp 1, match numbers 555 to 558)
 
-# Body layouts after the 11-byte header, for the types that emit no event.
-QUIET_BODIES = {
-    b"S": (">c", (b"O",)),
-    b"R": (
-        ">8sccIcc2scccccIc",
-        (b"MEAT    ", b"Q", b"N", 100, b"N", b"C", b"Z ", b"P", b"N", b" ", b"1", b"N", 0, b"N"),
-    ),
-    b"Y": (">8sc", (b"MEAT    ", b"0")),
-    b"L": (">4s8sccc", (b"MPID", b"MEAT    ", b"Y", b"N", b"A")),
-    b"V": (">QQQ", (1, 2, 3)),
-    b"W": (">c", (b"1",)),
-    b"K": (">8sIcI", (b"MEAT    ", 34_200, b"A", 100_0000)),
-    b"J": (">8sIIII", (b"MEAT    ", 1, 2, 3, 4)),
-    b"h": (">8scc", (b"MEAT    ", b"Q", b"H")),
-    b"B": (">Q", (99,)),
-    b"I": (">QQc8sIIIcc", (1, 2, b"B", b"MEAT    ", 3, 4, 5, b"O", b"L")),
-    b"N": (">8sc", (b"MEAT    ", b"B")),
-    b"O": (">8scIIIQII", (b"MEAT    ", b"Y", 1, 2, 3, 4, 5, 6)),
-}
-
-
-def header(t: bytes, locate: int, ts: int, tracking: int = 0) -> bytes:
-    return struct.pack(">cHHHI", t, locate, tracking, ts >> 32, ts & 0xFFFFFFFF)
+STOCK = "MEAT"
 
 
 def add(ref, side=b"B", shares=100, price=1_000_000, locate=1, ts=1, mpid=None):
-    body = struct.pack(">QcI8sI", ref, side, shares, b"MEAT    ", price)
     if mpid is None:
-        return header(b"A", locate, ts) + body
-    return header(b"F", locate, ts) + body + mpid
+        return itch.add(ref, side, shares, STOCK, price, locate, ts)
+    return itch.add(ref, side, shares, STOCK, price, locate, ts, type_="F", mpid=mpid)
 
 
 def executed(ref, shares, locate=1, ts=1):
-    return header(b"E", locate, ts) + struct.pack(">QIQ", ref, shares, 555)
+    return itch.execute(ref, shares, 555, locate, ts)
 
 
 def executed_price(ref, shares, price, printable=b"Y", locate=1, ts=1):
-    return header(b"C", locate, ts) + struct.pack(">QIQcI", ref, shares, 556, printable, price)
+    return itch.execute_c(ref, shares, price, printable, 556, locate, ts)
 
 
 def cancel(ref, shares, locate=1, ts=1):
-    return header(b"X", locate, ts) + struct.pack(">QI", ref, shares)
+    return itch.cancel(ref, shares, locate, ts)
 
 
 def delete(ref, locate=1, ts=1):
-    return header(b"D", locate, ts) + struct.pack(">Q", ref)
+    return itch.delete(ref, locate, ts)
 
 
 def replace(ref, new_ref, shares, price, locate=1, ts=1):
-    return header(b"U", locate, ts) + struct.pack(">QQII", ref, new_ref, shares, price)
+    return itch.replace(ref, new_ref, shares, price, locate, ts)
 
 
 def trade(ref, side, shares, price, locate=1, ts=1):
-    return header(b"P", locate, ts) + struct.pack(
-        ">QcI8sIQ", ref, side, shares, b"MEAT    ", price, 557
-    )
+    return itch.trade(shares, price, side, ref, STOCK, 557, locate, ts)
 
 
 def cross(shares, price, locate=1, ts=1):
-    return header(b"Q", locate, ts) + struct.pack(">Q8sIQc", shares, b"MEAT    ", price, 558, b"O")
+    return itch.cross(shares, price, "O", STOCK, 558, locate, ts)
 
 
 def halt(state, locate=1, ts=1):
-    return header(b"H", locate, ts) + struct.pack(">8scc4s", b"MEAT    ", state, b" ", b"LUDP")
-
-
-def quiet(t: bytes, locate=1, ts=1) -> bytes:
-    fmt, values = QUIET_BODIES[t]
-    return header(t, locate, ts) + struct.pack(fmt, *values)
+    return itch.trading_action(state, STOCK, locate, ts, reason="LUDP")
 
 
 def directory_msg(locate=1, ts=1) -> bytes:
     return quiet(b"R", locate, ts)
-
-
-def unknown(t: bytes, length: int, locate=1) -> bytes:
-    return (t + struct.pack(">H", locate) + bytes(i % 251 for i in range(length)))[:length]
-
-
-# -- framings ---------------------------------------------------------------------------------
-
-
-def file_frames(msgs) -> bytes:
-    return b"".join(struct.pack(">H", len(m)) + m for m in msgs)
-
-
-def mold_packet(seq: int, msgs, count: int | None = None) -> bytes:
-    n = len(msgs) if count is None else count
-    return b"SESSION001" + struct.pack(">QH", seq, n) + file_frames(msgs)
-
-
-def soup_packet(kind: bytes, payload: bytes = b"") -> bytes:
-    return struct.pack(">H", 1 + len(payload)) + kind + payload
-
-
-def soup_frames(msgs) -> bytes:
-    return b"".join(soup_packet(b"S", m) for m in msgs)
-
-
-def framed(framing: int, msgs, first_seq: int = 1) -> bytes:
-    """``msgs`` in ``framing``: one message per frame (MoldUDP64: one per packet)."""
-    if framing == FILE:
-        return file_frames(msgs)
-    if framing == SOUP:
-        return soup_frames(msgs)
-    return b"".join(mold_packet(first_seq + i, [m]) for i, m in enumerate(msgs))
-
-
-def overhead(framing: int) -> int:
-    """Bytes before a message's type byte in a one-message frame of ``framing``."""
-    return {FILE: 2, MOLD: 22, SOUP: 3}[framing]
 
 
 # -- decoding ---------------------------------------------------------------------------------

@@ -23,6 +23,27 @@ from fastbook.errors import ArrayError, DecodeError
 from fastbook.events import EVENT_DTYPE
 from fastbook.l3 import ERROR_KINDS, BookSet
 from tests.helpers import DATA as TESTDATA
+from tests.helpers.itch import (
+    LETTER_LENGTHS,
+    a,
+    add,
+    binfile,
+    cancel,
+    cross,
+    delete,
+    directory_msg,
+    execute,
+    execute_c,
+    mold,
+    msg,
+    replace,
+    soup,
+    soup_s,
+    system,
+    trade,
+    trading_action,
+    u,
+)
 
 DATA = TESTDATA / "itch"
 RITCH = DATA / "ex20101224.TEST_ITCH_50.gz"
@@ -33,100 +54,7 @@ MEATPY = DATA / "sample.itch50"
 ADD, REDUCE, EXECUTE, DELETE, REPLACE, TRADE, STATUS = 1, 2, 3, 4, 5, 8, 11
 HIDDEN, CROSS, HALTED, QUOTING, NON_PRINTABLE = 0x4, 0x8, 0x10, 0x20, 0x100
 
-SPEC_LENGTHS = {
-    "S": 12, "R": 39, "H": 25, "Y": 20, "L": 26, "V": 35, "W": 12, "K": 28, "J": 35, "h": 21,
-    "A": 36, "F": 40, "E": 31, "C": 36, "X": 23, "D": 19, "U": 35, "P": 44, "Q": 40, "B": 19,
-    "I": 50, "N": 20, "O": 48,
-}
-
-
-# -- building messages from the specification -----------------------------------------------
-
-def u(value: int, size: int) -> bytes:
-    return value.to_bytes(size, "big")
-
-
-def a(text: str, size: int) -> bytes:
-    """An alpha field: ASCII, left-justified, padded with spaces."""
-    raw = text.encode("ascii")
-    assert len(raw) <= size
-    return raw + b" " * (size - len(raw))
-
-
-def msg(type_: str, body: bytes, locate: int = 0, tracking: int = 0, ts: int = 0) -> bytes:
-    """Header (type 1, locate 2, tracking 2, timestamp 6) followed by the body at offset 11."""
-    out = type_.encode() + u(locate, 2) + u(tracking, 2) + u(ts, 6) + body
-    assert len(out) == SPEC_LENGTHS.get(type_, len(out)), (type_, len(out))
-    return out
-
-
-def add(ref, side="B", shares=100, stock="ABC", price=1000, locate=1, ts=5, type_="A",
-        mpid="GSCO"):
-    body = u(ref, 8) + a(side, 1) + u(shares, 4) + a(stock, 8) + u(price, 4)
-    if type_ == "F":
-        body += a(mpid, 4)
-    return msg(type_, body, locate=locate, ts=ts)
-
-
-def execute(ref, shares, match=1, locate=1, ts=5):
-    return msg("E", u(ref, 8) + u(shares, 4) + u(match, 8), locate=locate, ts=ts)
-
-
-def execute_c(ref, shares, price, printable="Y", match=1, locate=1, ts=5):
-    return msg("C", u(ref, 8) + u(shares, 4) + u(match, 8) + a(printable, 1) + u(price, 4),
-               locate=locate, ts=ts)
-
-
-def cancel(ref, shares, locate=1, ts=5):
-    return msg("X", u(ref, 8) + u(shares, 4), locate=locate, ts=ts)
-
-
-def delete(ref, locate=1, ts=5):
-    return msg("D", u(ref, 8), locate=locate, ts=ts)
-
-
-def replace(ref, new_ref, shares, price, locate=1, ts=5):
-    return msg("U", u(ref, 8) + u(new_ref, 8) + u(shares, 4) + u(price, 4), locate=locate, ts=ts)
-
-
-def trade(shares, price, side="B", ref=0, stock="ABC", match=1, locate=1, ts=5):
-    return msg("P", u(ref, 8) + a(side, 1) + u(shares, 4) + a(stock, 8) + u(price, 4)
-               + u(match, 8), locate=locate, ts=ts)
-
-
-def cross(shares, price, cross_type="O", stock="ABC", match=1, locate=1, ts=5):
-    return msg("Q", u(shares, 8) + a(stock, 8) + u(price, 4) + u(match, 8) + a(cross_type, 1),
-               locate=locate, ts=ts)
-
-
-def trading_action(state, stock="ABC", locate=1, ts=5):
-    return msg("H", a(stock, 8) + a(state, 1) + a(" ", 1) + a("", 4), locate=locate, ts=ts)
-
-
-def system(code, ts=5):
-    return msg("S", a(code, 1), ts=ts)
-
-
-def directory_msg(locate, stock, ts=5):
-    return msg("R", a(stock, 8) + b"QN" + u(100, 4) + b"NCZ PNN1N" + u(0, 4) + b"N",
-               locate=locate, ts=ts)
-
-
-def binfile(*messages: bytes) -> bytes:
-    return b"".join(u(len(m), 2) + m for m in messages)
-
-
-def mold(sequence: int, *messages: bytes, session: bytes = b"SESSION001", count=None) -> bytes:
-    count = len(messages) if count is None else count
-    return session + u(sequence, 8) + u(count, 2) + b"".join(u(len(m), 2) + m for m in messages)
-
-
-def soup(packet_type: bytes, payload: bytes = b"") -> bytes:
-    return u(1 + len(payload), 2) + packet_type + payload
-
-
-def soup_s(*messages: bytes) -> bytes:
-    return b"".join(soup(b"S", m) for m in messages)
+SPEC_LENGTHS = LETTER_LENGTHS
 
 
 # Every message type with every field set to a value that would show a wrong offset, width,

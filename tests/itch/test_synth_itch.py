@@ -18,12 +18,9 @@ from fastbook.codecs import _pyitch50
 from fastbook.events import EVENT_DTYPE
 from fastbook.l3 import BookSet
 from fastbook.synth import itch_day, write_itch_day
+from tests.helpers.itch import LETTER_LENGTHS
 
-LENGTHS = {
-    "S": 12, "R": 39, "H": 25, "Y": 20, "L": 26, "V": 35, "W": 12, "K": 28, "J": 35, "h": 21,
-    "A": 36, "F": 40, "E": 31, "C": 36, "X": 23, "D": 19, "U": 35, "P": 44, "Q": 40, "B": 19,
-    "I": 50, "N": 20, "O": 48,
-}
+LENGTHS = LETTER_LENGTHS
 H4, H930, H16, H20 = (h * 3_600_000_000_000 for h in (4, 9.5, 16, 20))
 N_SYMBOLS = 50
 

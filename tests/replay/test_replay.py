@@ -20,6 +20,7 @@ from fastbook.errors import DecodeError, UpdateError
 from fastbook.sampling import Sampler
 from fastbook.synth import itch_day
 from tests.helpers import DATA as TESTDATA
+from tests.helpers.itch import file_frames, mold_packet, soup_frames
 
 DATA = TESTDATA / "itch"
 MEATPY = DATA / "sample.itch50"
@@ -93,7 +94,7 @@ def test_a_stop_mode_bookset_stands_as_of_the_message_before_the_failure():
     with pytest.raises(UpdateError, match="message 109: cannot delete order 1440692"):
         fb.replay(RITCH_FIXED, "itch50", bookset=books)
     data = gzip.decompress(RITCH_FIXED.read_bytes())
-    head = b"".join(struct.pack(">H", len(m)) + m for m in list(_messages(data))[:109])
+    head = file_frames(list(_messages(data))[:109])
     assert book_states(books) == book_states(fb.replay(head, "itch50").books)
     assert sum(books[i].order_count for i in range(len(books))) > 0
 
@@ -175,11 +176,9 @@ def test_moldudp64_and_soupbintcp_framings_give_the_same_books(day):
     seq = 1
     for i in range(0, len(msgs), 5):
         group = msgs[i:i + 5]
-        mold += struct.pack(">10sQH", b"SESSION001", seq, len(group))
-        for m in group:
-            mold += struct.pack(">H", len(m)) + m
+        mold += mold_packet(seq, group)
         seq += len(group)
-    soup = b"".join(struct.pack(">Hc", len(m) + 1, b"S") + m for m in msgs)
+    soup = soup_frames(msgs)
     expected = book_states(fb.replay(day, "itch50").books)
     for framing, data in (("moldudp64", bytes(mold)), ("soupbintcp", soup)):
         result = fb.replay(data, "itch50", framing=framing, chunk_size=999)
