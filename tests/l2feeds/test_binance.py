@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
 import pytest
 
 import fastbook
@@ -26,6 +25,8 @@ from fastbook.codecs.capture import read_cryptofeed
 from fastbook.events import Action, Flags
 from tests.helpers import DATA as TESTDATA
 from tests.helpers.impls import KERNELS
+from tests.helpers.l2 import depth, rest
+from tests.helpers.l2 import feed_bookset as replay_events
 
 DATA = TESTDATA / "l2" / "cryptofeed"
 
@@ -346,22 +347,6 @@ def test_futures_missing_event_is_a_gap() -> None:
 
 # -- hand-built messages ---------------------------------------------------------------
 
-def depth(symbol: str, U: int, u: int, bids: Any = (), asks: Any = (), pu: int | None = None,
-          E: int = 1_700_000_000_000, combined: bool = True) -> bytes:
-    d: dict[str, Any] = {"e": "depthUpdate", "E": E, "s": symbol, "U": U, "u": u}
-    if pu is not None:
-        d["pu"] = pu
-    d["b"] = [list(x) for x in bids]
-    d["a"] = [list(x) for x in asks]
-    msg = {"stream": symbol.lower() + "@depth@100ms", "data": d} if combined else d
-    return json.dumps(msg).encode()
-
-
-def rest(last: int, bids: Any, asks: Any, **extra: Any) -> bytes:
-    return json.dumps({"lastUpdateId": last, **extra, "bids": [list(x) for x in bids],
-                       "asks": [list(x) for x in asks]}).encode()
-
-
 SNAP = rest(100, [("10.00", "1"), ("9.99", "2")], [("10.01", "3"), ("10.02", "4")])
 
 
@@ -661,18 +646,6 @@ def test_off_tick_level_in_a_real_snapshot() -> None:
     assert len(err) == 1 and err[0].sequence == 499869752
     assert "bids[388]" in str(err[0]) and "'0.25974000' at 4 decimals" in str(err[0])
     assert all(feed.is_synced(s) for s in ("BLZETH", "LRCBTC", "RUNEEUR"))
-
-
-def replay_events(feed: Any, ev: np.ndarray) -> Any:
-    from fastbook.l3 import BookSet
-
-    bs = BookSet()
-    for s in feed.symbols:
-        inst = feed.symbol_state(s).instrument
-        bs.add_instrument(s, kind="l2", venue=feed.venue, price_decimals=inst.price_decimals,
-                          qty_decimals=inst.qty_decimals)
-    bs.apply(ev)
-    return bs
 
 
 @pytest.mark.parametrize("name", list(MARKETS))

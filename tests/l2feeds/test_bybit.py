@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
@@ -13,20 +12,10 @@ from fastbook.codecs import bybit
 from fastbook.codecs._l2feed import FeedError, SyncState
 from fastbook.events import Action
 from tests.helpers.impls import KERNELS
+from tests.helpers.l2 import BYBIT_TS
+from tests.helpers.l2 import bybit_msg as msg
 
-TS = 1672304484978
-
-
-def msg(kind: str, u: int, bids: Any = (), asks: Any = (), symbol: str = "BTCUSDT",
-        depth: int = 50, ts: int = TS, cts: int | None = TS - 2, seq: int = 7961638724,
-        topic_symbol: str | None = None) -> bytes:
-    d: dict[str, Any] = {"topic": f"orderbook.{depth}.{topic_symbol or symbol}", "type": kind,
-                         "ts": ts,
-                         "data": {"s": symbol, "b": [list(b) for b in bids],
-                                  "a": [list(a) for a in asks], "u": u, "seq": seq}}
-    if cts is not None:
-        d["cts"] = cts
-    return json.dumps(d).encode()
+TS = BYBIT_TS
 
 
 SNAP = msg("snapshot", 100, [("16493.50", "0.006"), ("16493.00", "0.100")],

@@ -6,7 +6,6 @@ import json
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pytest
 
 import fastbook
@@ -16,6 +15,9 @@ from fastbook.codecs.capture import read_cryptofeed
 from fastbook.events import Action
 from tests.helpers import DATA
 from tests.helpers.impls import KERNELS
+from tests.helpers.l2 import adv, heartbeat, l2u, snap
+from tests.helpers.l2 import adv_event as ev
+from tests.helpers.l2 import feed_bookset as replay_events
 
 CAPTURE = DATA / "l2" / "cryptofeed" / "COINBASE.ws.28.0.gz"
 PRODUCTS = ["BAND-GBP", "SKL-GBP", "NU-GBP", "YFI-BTC", "SKL-BTC", "CRV-EUR", "BAND-BTC",
@@ -29,18 +31,6 @@ def records() -> list[tuple[int, bytes]]:
         _RECORDS.extend((r.recv_ns, r.payload) for r in read_cryptofeed(CAPTURE)
                         if r.kind == "recv")
     return _RECORDS
-
-
-def replay_events(feed: Any, ev: np.ndarray) -> Any:
-    from fastbook.l3 import BookSet
-
-    bs = BookSet()
-    for s in feed.symbols:
-        inst = feed.symbol_state(s).instrument
-        bs.add_instrument(s, kind="l2", venue=feed.venue, price_decimals=inst.price_decimals,
-                          qty_decimals=inst.qty_decimals)
-    bs.apply(ev)
-    return bs
 
 
 # -- Coinbase Exchange: the real capture ------------------------------------------------------
@@ -127,21 +117,6 @@ def test_iso_to_ns() -> None:
             coinbase.iso_to_ns(bad)
 
 
-def snap(product: str = "BTC-USD", bids: Any = (("100.00", "1"),),
-         asks: Any = (("100.50", "2"),)) -> bytes:
-    return json.dumps({"type": "snapshot", "product_id": product, "bids": [list(b) for b in bids],
-                       "asks": [list(a) for a in asks]}).encode()
-
-
-def l2u(changes: Any, product: str = "BTC-USD",
-        time: str | None = "2021-04-17T16:43:37.075687Z") -> bytes:
-    d: dict[str, Any] = {"type": "l2update", "product_id": product,
-                         "changes": [list(c) for c in changes]}
-    if time is not None:
-        d["time"] = time
-    return json.dumps(d).encode()
-
-
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_exchange_rules(kernel: str) -> None:
     feed = coinbase.CoinbaseExchange(kernel=kernel, on_error="skip")
@@ -195,24 +170,6 @@ def test_exchange_other_messages(kernel: str) -> None:
 
 
 # -- Coinbase Advanced Trade: documented shapes --------------------------------------------
-
-def adv(seq: int, events: Any, ts: str = "2023-02-09T20:32:50.714964855Z",
-        channel: str = "l2_data") -> bytes:
-    return json.dumps({"channel": channel, "client_id": "", "timestamp": ts,
-                       "sequence_num": seq, "events": events}).encode()
-
-
-def ev(kind: str, product: str, *ups: tuple[str, str, str]) -> dict[str, Any]:
-    t = "1970-01-01T00:00:00Z" if kind == "snapshot" else "2023-02-09T20:32:50.01Z"
-    return {"type": kind, "product_id": product,
-            "updates": [{"side": s, "event_time": t, "price_level": p, "new_quantity": q}
-                        for s, p, q in ups]}
-
-
-def heartbeat(seq: int) -> bytes:
-    return json.dumps({"channel": "heartbeats", "client_id": "", "sequence_num": seq,
-                       "timestamp": "2023-02-09T20:32:51Z",
-                       "events": [{"current_time": "x", "heartbeat_counter": seq}]}).encode()
 
 
 def test_advanced_snapshot_and_updates() -> None:

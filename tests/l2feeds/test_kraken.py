@@ -18,7 +18,6 @@ import zlib
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,6 +32,8 @@ from fastbook.codecs.kraken import KrakenV1, KrakenV2, rfc3339_ns
 from fastbook.events import Action, Flags
 from tests.helpers import DATA as TESTDATA
 from tests.helpers.impls import compiled, requires_compiled
+from tests.helpers.l2 import assert_replay_equals_feed as replay_equals_feed
+from tests.helpers.l2 import book_levels
 
 DATA = TESTDATA / "l2"
 WS50 = DATA / "cryptofeed" / "KRAKEN.ws.50.0.gz"
@@ -141,27 +142,9 @@ def ref_v1(messages: list[Any], truncate: bool = True) -> tuple[dict[str, RefBoo
     return books, results
 
 
-def book_levels(book: Any, side: int) -> list[tuple[int, int]]:
-    prices, qtys = book.to_arrays(side)
-    return list(zip(prices.tolist(), qtys.tolist(), strict=True))
-
-
 def as_ints(ref: RefBook, side: str, pd: int, qd: int) -> list[tuple[int, int]]:
     return [(fastbook.parse_decimal(p, pd), fastbook.parse_decimal(q, qd))
             for p, q in ref.best(side)]
-
-
-def replay_equals_feed(feed: Any, events: np.ndarray) -> None:
-    """Replaying the recorded events through a BookSet of L2 books gives the feed's books."""
-    books = fastbook.BookSet()
-    for native in feed.symbols:
-        inst = feed.symbol_state(native).instrument
-        books.add_instrument(native, kind="l2", venue=feed.venue,
-                             price_decimals=inst.price_decimals, qty_decimals=inst.qty_decimals)
-    books.apply(events)
-    for i, native in enumerate(feed.symbols):
-        for side in (BID, ASK):
-            assert book_levels(books[i], side) == book_levels(feed.book(native), side), native
 
 
 # -- v1, depth 1000: 4,269 of 4,269 ---------------------------------------------------------------

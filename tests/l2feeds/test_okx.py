@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import zlib
 from decimal import Decimal
-from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,6 +27,8 @@ from fastbook.codecs.okx import Okx
 from fastbook.events import Action
 from tests.helpers import DATA as TESTDATA
 from tests.helpers.impls import compiled, requires_compiled
+from tests.helpers.l2 import assert_replay_equals_feed as replay_equals_feed
+from tests.helpers.l2 import book_levels, push
 
 DATA = TESTDATA / "l2"
 CAPTURE = DATA / "cryptofeed" / "OKX.ws.1.0.gz"
@@ -38,11 +38,6 @@ BID, ASK = fastbook.BID, fastbook.ASK
 
 def capture() -> list[tuple[bytes, int]]:
     return [(r.payload, r.recv_ns) for r in read_cryptofeed(CAPTURE) if r.kind == RECEIVED]
-
-
-def book_levels(book: Any, side: int) -> list[tuple[int, int]]:
-    prices, qtys = book.to_arrays(side)
-    return list(zip(prices.tolist(), qtys.tolist(), strict=True))
 
 
 class RefBook:
@@ -70,18 +65,6 @@ class RefBook:
                     parts.append(f"{side[i][0]}:{side[i][1]}")
         crc = zlib.crc32(":".join(parts).encode())
         return crc - (1 << 32) if crc >= 1 << 31 else crc
-
-
-def replay_equals_feed(feed: Any, events: np.ndarray) -> None:
-    books = fastbook.BookSet()
-    for native in feed.symbols:
-        inst = feed.symbol_state(native).instrument
-        books.add_instrument(native, kind="l2", venue=feed.venue,
-                             price_decimals=inst.price_decimals, qty_decimals=inst.qty_decimals)
-    books.apply(events)
-    for i, native in enumerate(feed.symbols):
-        for side in (BID, ASK):
-            assert book_levels(books[i], side) == book_levels(feed.book(native), side), native
 
 
 def test_every_checksum_of_the_capture_verifies() -> None:
@@ -155,19 +138,6 @@ def test_capture_with_instrument_scales() -> None:
 
 
 # -- seqId continuity ------------------------------------------------------------------------------
-
-def push(action: str, seq: int | None, prev: int | None, bids: list[list[str]] = (),
-         asks: list[list[str]] = (), checksum: int | None = None, inst: str = "BTC-USDT",
-         ts: str = "1700000000000") -> str:
-    d: dict[str, Any] = {"asks": [list(x) for x in asks], "bids": [list(x) for x in bids],
-                         "ts": ts}
-    if seq is not None:
-        d["seqId"], d["prevSeqId"] = seq, prev
-    if checksum is not None:
-        d["checksum"] = checksum
-    return json.dumps({"arg": {"channel": "books", "instId": inst}, "action": action,
-                       "data": [d]})
-
 
 SNAP = push("snapshot", 10, -1, bids=[["100.5", "2", "0", "1"], ["100.4", "1", "0", "1"]],
             asks=[["100.7", "3", "0", "2"]])
