@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fastbook import ArrayError, DecodeError, FastbookError, UpdateError
+from tests.helpers import names_bad_argument
 from tests.helpers.events import random_updates
 from tests.helpers.races import race_book_apply
 
@@ -202,7 +203,8 @@ def test_top_rejects_bad_out(book, impl, out):
 def test_top_rejects_readonly_out(book, impl):
     out = np.empty((4, 3), dtype=np.int64)
     out.flags.writeable = False
-    with pytest.raises(ArrayError):
+    message = r"^out must be a writeable C-contiguous int64 array of shape \(4, 3\)"
+    with pytest.raises(ArrayError, match=message):
         book.top(3, out=out)
 
 
@@ -317,17 +319,17 @@ def test_negative_qty_and_reserved_price(book, impl):
 
 @pytest.mark.parametrize("bad", [2**63, -(2**63) - 1, 10**30])
 def test_out_of_int64_values(book, impl, bad):
-    with pytest.raises(OverflowError):
+    with pytest.raises(OverflowError, match=rf"^price {bad} is outside the int64 range$"):
         book.set(impl.BID, bad, 1)
-    with pytest.raises(OverflowError):
+    with pytest.raises(OverflowError, match=rf"^qty {bad} is outside the int64 range$"):
         book.set(impl.BID, 1, bad)
 
 
 @pytest.mark.parametrize("bad", [1.5, "100", None])
 def test_non_integer_values(book, impl, bad):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=rf"^price must be an integer, got {type(bad).__name__}$"):
         book.set(impl.BID, bad, 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=rf"^qty must be an integer, got {type(bad).__name__}$"):
         book.set(impl.BID, 1, bad)
 
 
@@ -348,7 +350,7 @@ def test_errors_are_fastbook_errors():
     ],
 )
 def test_bad_constructor_arguments(impl, kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=names_bad_argument(kwargs)):
         impl.Book(**kwargs)
 
 

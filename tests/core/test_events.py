@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -58,7 +59,7 @@ def test_action_values():
         ("SET_LEVEL", 6), ("CLEAR", 7), ("TRADE", 8), ("SNAPSHOT_BEGIN", 9),
         ("SNAPSHOT_END", 10), ("STATUS", 11),
     ]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^0 is not a valid Action$"):
         Action(0)
     assert max(Action) <= np.iinfo(np.uint8).max
 
@@ -85,7 +86,8 @@ def test_empty_events_are_zero_and_invalid():
     assert (ev["action"] == 0).all()
     assert empty_events(0).shape == (0,)
     for bad in (-1, 1.5, True, "3"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError,
+                           match=rf"^n must be a non-negative int, got {re.escape(repr(bad))}$"):
             empty_events(bad)
 
 

@@ -127,7 +127,11 @@ def test_zero_updates() -> None:
     w = l2_workload(0)
     assert len(w) == 0
     assert w.sides.dtype == np.int8 and w.structural.dtype == np.bool_
-    assert w.snapshot_sides.shape[0] > 0
+    # the snapshot is drawn before the updates: the same as with updates after it
+    one = l2_workload(1)
+    for name in ("snapshot_sides", "snapshot_prices", "snapshot_qtys"):
+        np.testing.assert_array_equal(getattr(w, name), getattr(one, name), err_msg=name)
+    assert set(w.snapshot_sides.tolist()) == {BID, ASK}   # slot 0 of each side holds a level
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "10", True, None])
@@ -165,6 +169,19 @@ def _replay_checked(w: L2Workload) -> _pycore.Book:
     return book
 
 
+def _final_levels(w: L2Workload) -> dict[int, list[tuple[int, int]]]:
+    """The book ``w`` leaves, by a dict per side (absolute sizes, 0 deletes), best first."""
+    book: dict[int, dict[int, int]] = {BID: {}, ASK: {}}
+    for sides, prices, qtys in ((w.snapshot_sides, w.snapshot_prices, w.snapshot_qtys),
+                                (w.sides, w.prices, w.qtys)):
+        for s, p, q in zip(sides.tolist(), prices.tolist(), qtys.tolist(), strict=True):
+            if q:
+                book[s][p] = q
+            else:
+                book[s].pop(p, None)
+    return {BID: sorted(book[BID].items(), reverse=True), ASK: sorted(book[ASK].items())}
+
+
 def test_twin_replay_never_crosses_and_structural_is_exact(w20k: L2Workload) -> None:
     book = _replay_checked(w20k)
     assert book.missing_deletes == 0
@@ -175,9 +192,13 @@ def test_twin_replay_never_crosses_and_structural_is_exact(w20k: L2Workload) -> 
 def test_small_books_stay_valid(levels: int) -> None:
     # bands with no slots fall back to the whole ladder; the invariants still hold
     w = l2_workload(3000, levels=levels, seed=levels)
-    assert w.snapshot_sides.shape[0] >= 2
+    assert set(w.snapshot_sides.tolist()) == {BID, ASK}   # slot 0 of each side holds a level
     book = _replay_checked(w)
-    assert book.best_bid() is not None or book.best_ask() is not None
+    want = _final_levels(w)
+    for side in (BID, ASK):
+        assert list(book.levels(side)) == want[side]
+    assert book.best_bid() == (want[BID][0] if want[BID] else None)
+    assert book.best_ask() == (want[ASK][0] if want[ASK] else None)
 
 
 def test_mid_random_walks(w200k: L2Workload) -> None:

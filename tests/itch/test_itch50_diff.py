@@ -324,12 +324,14 @@ AGREED = [
 
 @pytest.mark.parametrize(("args", "kwargs"), AGREED)
 def test_both_refuse_the_same_bad_arguments(args, kwargs):
-    kinds = []
+    kinds, named = [], []
     for impl in (_itch50, _pyitch50):
-        with pytest.raises((TypeError, ValueError)) as info:
+        with pytest.raises((TypeError, ValueError), match=r"^\w+ must ") as info:
             impl.decode_chunk(*args, **kwargs)
         kinds.append((isinstance(info.value, TypeError), isinstance(info.value, ValueError)))
+        named.append(str(info.value).split()[0])
     assert kinds[0] == kinds[1]
+    assert named[0] == named[1]     # both name the argument at fault
 
 
 def _outputs(impl, buf, framing, **kw):

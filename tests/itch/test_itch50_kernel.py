@@ -859,7 +859,8 @@ def test_read_only_outputs_are_refused(name):
 def test_argument_error_types_are_fastbook_errors():
     from fastbook.errors import ArrayError
 
-    with pytest.raises(ArrayError):
+    with pytest.raises(ArrayError,
+                       match=r"^events must have dtype fastbook\.events\.EVENT_DTYPE, got int64$"):
         decode_chunk(STREAM, 0, 0, np.zeros(8, np.int64), np.zeros(256, np.uint64))
 
 

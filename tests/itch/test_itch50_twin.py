@@ -193,7 +193,8 @@ def test_docstring_examples():
 
 
 def test_parse_is_a_decode_error_and_value_error():
-    with pytest.raises(ValueError):
+    message = r"^ITCH message type 'A' has length 1, but the specification says 36$"
+    with pytest.raises(ValueError, match=message):
         itch.parse_message(b"A")
 
 

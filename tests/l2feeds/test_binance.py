@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pytest
 
 import fastbook
@@ -662,8 +663,25 @@ def test_recorded_events_rebuild_the_books(name: str) -> None:
     bs = replay_events(feed, ev)
     for i, s in enumerate(feed.symbols):
         assert list(bs[i]) == list(feed.book(s)), s
-    last = ev[ev["action"] == int(Action.SET_LEVEL)]
-    assert (last["flags"] & int(Flags.LAST_IN_PACKET)).sum() > 0
+    # message by message, the same events; each message's end with its one event
+    # flagged LAST_IN_PACKET (the book is consistent there, and only there), but the
+    # gap's, which is the CLEAR alone (the book is rebuilt by the later messages)
+    again, batches = MARKETS[name](record=True), []
+    for kind, recv, symbol, payload in recs[:cut] + recs[cut + 1:]:
+        if kind == "rest":
+            again.snapshot(symbol, payload, recv)
+        else:
+            again.feed(payload, recv)
+        batch = again.take_events()
+        if len(batch):
+            batches.append(batch)
+    assert np.concatenate(batches).tobytes() == ev.tobytes()
+    for batch in batches:
+        last = (batch["flags"] & int(Flags.LAST_IN_PACKET)) != 0
+        if batch["action"][0] == int(Action.CLEAR):
+            assert len(batch) == 1
+        else:
+            assert last[-1] and last.sum() == 1
     assert (ev["ts_exchange"] > 1_600_000_000 * 10**9).all()
     clear = ev["action"] == int(Action.CLEAR)
     assert clear.sum() == 1                              # the gap

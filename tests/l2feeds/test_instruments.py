@@ -10,6 +10,7 @@ documented shapes.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -63,7 +64,7 @@ def test_step_scale(step: Any, want: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("step", ["0", "-0.1", "abc", "", None, True, "1e-19", "nan"])
 def test_step_scale_refuses(step: Any) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^step\b"):
         step_scale(step)
 
 
@@ -419,7 +420,7 @@ def test_round_trip_every_instrument() -> None:
     assert big.to_symbol("btcusdt", "binance-spot") == "BTC/USDT"
     assert big.to_symbol("XXBTZUSD", "kraken-v1") == "BTC/USD"
     assert big.to_native("BTC/USDT:USDT", "binance-usdm") == "BTCUSDT"
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=r"kraken-v1: no instrument with symbol 'NOPE/USD'"):
         big.to_native("NOPE/USD", "kraken-v1")
 
 
@@ -433,7 +434,7 @@ def test_syntactic_mapping() -> None:
     for venue in ("binance-spot", "bybit"):
         with pytest.raises(ValueError, match="metadata"):
             to_symbol(venue, "BTCUSDT")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^kraken-v1 has spot books only, not 'BTC/USD:BTC'$"):
         to_native("kraken-v1", "BTC/USD:BTC")
 
 
@@ -441,7 +442,14 @@ def test_syntactic_mapping() -> None:
                                  "BTC/USD:BTC-220527-30000", "BTC/USD:BTC-220527-30000-X",
                                  "BTC/USD/EUR"])
 def test_parse_symbol_refuses(bad: str) -> None:
-    with pytest.raises(ValueError):
+    # each message names the part that is wrong
+    part = {"BTC": "'BTC' is not a normalized symbol", "BTC/": "quote '' is not",
+            "btc/usd": "base 'btc' is not", "BTC/USD:": "'BTC/USD:' is not a normalized symbol",
+            "BTC/USD:BTC-2205": "expiry must be YYMMDD, got '2205'",
+            "BTC/USD:BTC-220527-30000": "'BTC/USD:BTC-220527-30000': expected SETTLE",
+            "BTC/USD:BTC-220527-30000-X": "right C or P, got '220527', '30000', 'X'",
+            "BTC/USD/EUR": "quote 'USD/EUR' is not"}[bad]
+    with pytest.raises(ValueError, match=re.escape(part)):
         parse_symbol(bad)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import re
 import zlib
 from decimal import Decimal
 from typing import Any
@@ -601,7 +602,8 @@ def test_rfc3339_ns() -> None:
     assert rfc3339_ns("1970-01-01T00:00:01.123456789Z") == 1_123_456_789
     for bad in ("2023-10-06 17:35:55Z", "2023-10-06T17:35:55", "2023-13-06T17:35:55Z",
                 "2023-10-06T17:35:55.1234567890Z", "2023-10-06T25:35:55Z", "x" * 25):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError,
+                           match=rf"^not an RFC 3339 UTC time: {re.escape(repr(bad))}$"):
             rfc3339_ns(bad)
 
 
@@ -686,7 +688,7 @@ def test_twin_kraken_text_literal() -> None:
 def test_kernel_refuses_bad_arguments_like_the_twin() -> None:
     book = fastbook.Book(price_decimals=2, qty_decimals=2)
     for args in ((19, None, 10), (None, -1, 10), (None, None, 0), (True, None, 10)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"^(levels|price_digits|qty_digits) must be "):
             kernel.kraken_checksum(book, *args)
     with pytest.raises(ValueError, match="side"):
         kernel.truncate(book, 3, 1)

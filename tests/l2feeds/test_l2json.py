@@ -102,9 +102,9 @@ def compare(c: Any, p: Any, books: dict[str, Any], message: Any, symbol: Any = N
             assert c.read(message, symbol) == p.read(message, symbol)
     else:
         assert c.read(message, symbol) is None and p.read(message, symbol) is None
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match=r"^apply\(\) needs a scan that returned OK$"):
             c.apply()
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match=r"^apply\(\) needs a scan that returned OK$"):
             p.apply()
     return st_c
 

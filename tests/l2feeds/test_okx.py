@@ -272,7 +272,7 @@ def test_depth_option_truncates() -> None:
     feed.feed(push("update", 11, 10, bids=[["100.6", "1", "0", "1"]]))
     assert book_levels(feed.book("BTC-USDT"), BID) == [(10060000000, 100000000)]
     replay_equals_feed(feed, feed.take_events())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^depth must be None or a positive int, got 0$"):
         Okx(depth=0)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -76,7 +78,8 @@ def test_metadata(impls):
     with pytest.raises(KeyError, match="MSFT"):
         bs.find("MSFT")
     for bad in (3, -1, "0", True, 1.0):
-        with pytest.raises(IndexError):
+        message = rf"^instrument must be an id from 0 to 2, got {re.escape(repr(bad))}$"
+        with pytest.raises(IndexError, match=message):
             bs[bad]
     assert bs.on_error == "raise"
     assert bs.books == [bs[0], bs[1], bs[2]]
@@ -98,9 +101,10 @@ def test_add_book_shares_the_book(impls):
         bs.add_book(ob, symbol="Y")
     with pytest.raises(ValueError, match="already in the set"):
         bs.add_book(l3mod.OrderBook(price_decimals=2), symbol="X")
-    with pytest.raises(TypeError):
+    message = r"^book must be a fastbook\.l3\.OrderBook or a fastbook\.Book, got object$"
+    with pytest.raises(TypeError, match=message):
         bs.add_book(object(), symbol="Z")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^symbol and venue must be str$"):
         bs.add_book(l3mod.OrderBook(price_decimals=2), symbol=5)
     for bad in (0, -1, 1.5, True, 2**63):
         with pytest.raises(ValueError, match="tick_size"):
@@ -160,11 +164,14 @@ def test_instrument_meta_needs_only_membership():
 
 @needs_compiled
 def test_books_of_the_other_implementation_are_refused():
-    with pytest.raises(TypeError):
+    message = r"^book must be a fastbook\.l3\.OrderBook or a fastbook\.Book, got OrderBook$"
+    with pytest.raises(TypeError, match=message):
         _l3.BookSet().add_book(_pyl3.OrderBook(price_decimals=2), symbol="X")
-    with pytest.raises(TypeError):
+    message = r"^book must be a fastbook\.l3\.OrderBook or a fastbook\.Book, got Book$"
+    with pytest.raises(TypeError, match=message):
         _l3.BookSet().add_book(_pycore.Book(price_decimals=2, qty_decimals=0), symbol="X")
-    with pytest.raises(TypeError):
+    message = r"^book must be a fastbook\.l3\.OrderBook or a fastbook\.Book, got OrderBook$"
+    with pytest.raises(TypeError, match=message):
         _pyl3.BookSet().add_book(_l3.OrderBook(price_decimals=2), symbol="X")
 
 
@@ -342,7 +349,7 @@ def test_array_validation(impls):
     bs = seeded(l3mod)
     for bad in ([1, 2], np.zeros(3, dtype=np.int64), np.zeros((2, 2), dtype=EVENT_DTYPE),
                 empty_events(6)[::2], EVENT_DTYPE and np.zeros(2, EVENT_DTYPE.newbyteorder())):
-        with pytest.raises(ArrayError):
+        with pytest.raises(ArrayError, match=r"^events must "):
             bs.apply(bad)
 
 
@@ -358,7 +365,8 @@ def test_an_equal_dtype_is_accepted_and_others_still_refused(impls):
     for _ in range(2):
         assert bs.apply(events) == 2
         for bad in (np.zeros(2, EVENT_DTYPE.newbyteorder()), np.zeros(2, np.int64)):
-            with pytest.raises(ArrayError):
+            message = r"^events must have dtype fastbook\.events\.EVENT_DTYPE, got "
+            with pytest.raises(ArrayError, match=message):
                 bs.apply(bad)
 
 
@@ -455,7 +463,9 @@ def test_nbytes_may_grow_but_contents_roll_back():
     cap = bs[0].order_capacity
     batch = _big_batch(3000)
     batch = np.concatenate([batch, ev({"instrument": 0, "action": "delete", "order_id": 99})])
-    with pytest.raises(UpdateError):
+    message = (r"^event 4500: cannot delete order 99: it is not in the book \(instrument 0,"
+               r" 'AAPL'\)$")
+    with pytest.raises(UpdateError, match=message):
         bs.apply(batch)
     assert set_state(bs) == before
     assert bs[0].order_capacity >= cap

@@ -13,6 +13,7 @@ import pytest
 import fastbook
 from fastbook import _pyl3
 from fastbook.errors import ArrayError, FastbookError, UpdateError
+from tests.helpers import names_bad_argument
 from tests.helpers.impls import L3 as _l3
 from tests.helpers.impls import pair, requires_compiled
 
@@ -119,7 +120,7 @@ def test_order_capacity_is_exact_and_the_table_a_power_of_two(l3impl, hint, expe
     ],
 )
 def test_construction_errors(l3impl, kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=names_bad_argument(kwargs)):
         l3impl.OrderBook(**kwargs)
 
 
@@ -131,7 +132,8 @@ def test_construction_requires_keywords(l3impl):
 
 
 def test_too_many_orders(l3impl):
-    with pytest.raises(MemoryError):
+    message = r"order_capacity 2147483648 is too large \(at most 1073741824 orders\)$"
+    with pytest.raises(MemoryError, match=message):
         l3impl.OrderBook(price_decimals=2, order_capacity=2**31)
 
 
@@ -548,16 +550,18 @@ def test_top_matches_l2_book_layout(l3impl):
     ],
 )
 def test_top_out_validation(ob, out):
-    with pytest.raises(ArrayError):
+    message = r"^out must be a (numpy|writeable C-contiguous) int64 array of shape \(4, 3\)"
+    with pytest.raises(ArrayError, match=message):
         ob.top(3, out=out)
 
 
 def test_top_out_readonly(ob):
     out = np.zeros((4, 3), dtype=np.int64)
     out.flags.writeable = False
-    with pytest.raises(ArrayError):
+    message = r"^out must be a writeable C-contiguous int64 array of shape \(4, 3\)"
+    with pytest.raises(ArrayError, match=message):
         ob.top(3, out=out)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^n must be >= 0, got -1$"):
         ob.top(-1)
 
 
@@ -581,7 +585,8 @@ def test_levels_iterator_detects_changes(ob):
     next(it)
     ob.queue_position(1)               # reads do not invalidate
     ob.reduce(6, 1)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError,
+                       match=r"^fastbook\.OrderBook changed size or contents during iteration$"):
         next(it)
 
 
@@ -657,11 +662,12 @@ def test_growth_and_reserve(l3impl):
     assert book.order_capacity == 40                # a reservation is exact
     book.reserve_orders(5)
     assert book.order_capacity == 40
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^capacity must be >= 0, got -1$"):
         book.reserve_orders(-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^capacity must be >= 0, got -1$"):
         book.reserve(BID, -1)
-    with pytest.raises(MemoryError):
+    with pytest.raises(MemoryError,
+                       match=r"cannot allocate 2147483648 orders \(at most 1073741824\)$"):
         book.reserve_orders(2**31)
     assert book.order_capacity == 40
 

@@ -36,7 +36,7 @@ def test_parse_time():
     assert jpx_csv.parse_time("2021-02-28T21:07:50.931282000(1614546470931282000)") == TS
     assert jpx_csv.parse_time("2021-02-28T21:07:50.931282000") == TS
     assert jpx_csv.parse_time("2021-02-28T21:07:50Z") == TS // 10**9 * 10**9
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^bad time '2021-02-28T21:07:50\.9312820001'$"):
         jpx_csv.parse_time("2021-02-28T21:07:50.9312820001")
 
 

@@ -167,7 +167,7 @@ def test_book_map_grows_and_keeps_entries():
     assert all(_pyose.book_map_get(m, obid) == k - 1 for k, obid in enumerate(ids))
     assert _pyose.book_map_get(m, 5) is None
     assert len(m) >= 2 * len(ids) and len(m) & (len(m) - 1) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^order book id must be a uint32, got 4294967296$"):
         _pyose.book_map_set(m, 2**32, 1)
 
 
@@ -340,7 +340,8 @@ def test_positions_array_is_optional_and_checked(kernel):
     buf = binaryfile(T(SEC), A(1, 1, FUT, b"B", 7, 1, 5))
     out, *_ = run(kernel, buf, positions=False)
     assert out[1] == 1
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises((TypeError, ValueError),
+                       match=r"^positions must be at least as long as events \(4\), got 2$"):
         kernel.decode_chunk(buf, 0, 0, np.zeros(4, EVENT_DTYPE), np.zeros(256, np.uint64),
                             positions=np.zeros(2, np.uint32))
 
@@ -397,15 +398,19 @@ def test_bad_state_and_arguments(kernel):
         kernel.decode_chunk(b"", 0, 2, ev, counts)
     with pytest.raises(ValueError, match="pos"):
         kernel.decode_chunk(b"", 1, 0, ev, counts)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^pos must be an int, got bool$"):
         kernel.decode_chunk(b"", True, 0, ev, counts)
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises((TypeError, ValueError),
+                       match=r"^counts must .*length 256.*got (length )?255$"):
         kernel.decode_chunk(b"", 0, 0, ev, np.zeros(255, np.uint64))
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises((TypeError, ValueError),
+                       match=r"^book_map length must be a power of two, got 3$"):
         kernel.decode_chunk(b"", 0, 0, ev, counts, book_map=np.zeros(3, np.uint64))
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises((TypeError, ValueError),
+                       match=r"^equilibrium must have 8 columns, got shape \(2, 7\)$"):
         kernel.decode_chunk(b"", 0, 0, ev, counts, equilibrium=np.zeros((2, 7), np.int64))
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises((TypeError, ValueError),
+                       match=r"^invalid must .*length 3, got (length )?2$"):
         kernel.decode_chunk(b"", 0, 0, ev, counts, invalid=np.zeros(2, np.uint64))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^buf must be a bytes-like buffer .*, got int$"):
         kernel.decode_chunk(12, 0, 0, ev, counts)

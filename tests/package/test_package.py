@@ -58,7 +58,14 @@ def test_package_ships_typing_and_cython_headers():
 def test_codecs_package_is_importable():
     from fastbook import codecs
 
-    assert isinstance(codecs.available(), list)
+    names = codecs.available()
+    # sorted; the venues' L2 feeds and the byte-stream decoders the README names, each
+    # loadable and of its kind
+    assert names == sorted(names)
+    assert set(names) == set(codecs.L2_FEEDS) | {"itch50", "ose_itch", "jpx_csv"}
+    for name in names:
+        assert codecs.load(name) is not None
+        assert codecs.kind(name) == ("l2" if name in codecs.L2_FEEDS else "stream")
     with pytest.raises(ValueError, match="unknown codec 'nope'"):
         codecs.load("nope")
 

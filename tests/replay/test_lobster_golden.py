@@ -95,7 +95,8 @@ def test_read_messages_price_scaling():
     assert lobster.read_messages(io.StringIO(text), price_decimals=2)["price"][0] == 58533
     with pytest.raises(DecodeError, match="more decimals"):
         lobster.read_messages(io.StringIO("1.0,1,1,1,5853350,1\n"), price_decimals=2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError,
+                       match=r"^price_decimals must be an int between 0 and 18, got 19$"):
         lobster.read_messages(io.StringIO(text), price_decimals=19)
 
 
@@ -115,7 +116,7 @@ def test_read_messages_sources(tmp_path):
     with open(path, encoding="ascii", newline="") as f:
         assert len(lobster.read_messages(f)) == 2
     assert lobster.read_messages(io.StringIO("")).shape == (0,)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^source must be a path or a file object, got int$"):
         lobster.read_messages(42)
 
 
@@ -191,7 +192,7 @@ def test_read_orderbook_errors(tmp_path):
         lobster.read_orderbook(path, 1)
     with pytest.raises(DecodeError, match=":1: expected 8 columns"):
         lobster.read_orderbook(io.StringIO(good), 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^levels must be a positive int, got 0$"):
         lobster.read_orderbook(io.StringIO(good), 0)
     assert lobster.read_orderbook(io.StringIO(""), 3).shape == (0, 12)
     assert lobster.read_orderbook(io.StringIO(good), 1).tolist() == [[5859400, 200, 5853300, 18]]

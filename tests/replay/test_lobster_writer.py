@@ -421,7 +421,7 @@ def test_errors_name_the_event(record, match, tmp_path):
     assert info.value.index == 2
     # a path being written is removed again
     m, o = tmp_path / "m.csv", tmp_path / "o.csv"
-    with pytest.raises(UpdateError):
+    with pytest.raises(UpdateError, match=r"^event 2: "):
         lobster.write(events, m, o)
     assert not m.exists() and not o.exists()
 
@@ -465,7 +465,8 @@ def test_instruments():
 
 def test_argument_errors():
     good = events_from_records([ev(action="status")])
-    with pytest.raises(ArrayError):
+    with pytest.raises(ArrayError,
+                       match=r"^events must have dtype fastbook\.events\.EVENT_DTYPE, got "):
         write_text(good.astype([(n, "i8") for n in EVENT_DTYPE.names]))
     with pytest.raises(ArrayError, match="events"):
         write_text([1, 2, 3])
@@ -478,7 +479,7 @@ def test_argument_errors():
         {"time_format": "float"},
         {"instrument": -1},
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"^{next(iter(bad))} must be "):
             write_text(good, **bad)
     with pytest.raises(ValueError, match="price_decimals=2"):
         write_text(good, book=OrderBook(price_decimals=2))

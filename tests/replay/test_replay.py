@@ -54,6 +54,24 @@ def reference(data, *, every=None, depth=10, symbols=None, framing="binaryfile")
     return books, (sampler.columns() if sampler else {}), dec
 
 
+def bbo_changes(data):
+    """``(ts, instrument, (bid px, bid qty, ask px, ask qty))`` after every applied event
+    that changed its instrument's best level, from the twin's books one event at a time
+    (what ``every="bbo"`` samples; skipped events are not applied, so never sampled)."""
+    books = _pyl3.BookSet(on_error="skip")
+    dec = itch50.Decoder(books, kernel=_pyitch50)
+    out, last = [], {}
+    for events in [*dec.feed(data), *dec.close()]:
+        def step(index, instrument, events=events):
+            top = tuple(books[instrument].top(1)[:, 0].tolist())
+            if top != last.get(instrument, (0, 0, 0, 0)):
+                last[instrument] = top
+                out.append((int(events["ts_exchange"][index]), instrument, top))
+
+        books.apply(events, callback=step)
+    return out
+
+
 def same_samples(a, b):
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -104,7 +122,15 @@ def test_ritch_lenfixed_tolerated_counts_every_dangling_reference():
     assert result.counts == RITCH_COUNTS and result.messages == 12_012
     assert result.errors["unknown_order"] == 117 and result.skipped == 117
     assert [i["symbol"] for i in result.instruments] == ["ALC", "BOB", "CHAR"]
-    assert len(result.samples["ts"]) > 0
+    # a row after every applied event that changed its book's best bid or ask, and
+    # only then: found event by event with a callback on the twin's books
+    want = bbo_changes(gzip.decompress(RITCH_FIXED.read_bytes()))
+    got = result.samples
+    assert len(got["ts"]) == len(want) > 0
+    assert [(t, i, (bp[0], bq[0], ap[0], aq[0])) for t, i, bp, bq, ap, aq in zip(
+        got["ts"].tolist(), got["instrument"].tolist(), got["bid_px"].tolist(),
+        got["bid_qty"].tolist(), got["ask_px"].tolist(), got["ask_qty"].tolist(),
+        strict=True)] == want
 
 
 # ---------------------------------------------------------------------------

@@ -664,13 +664,15 @@ def test_binance_rows_against_an_independent_rebuild(tmp_path):
     to8 = 10 ** (8 - book.price_decimals), 10 ** (8 - book.qty_decimals)
     for ts, _, seq, _, levels in rows[:: max(1, len(rows) // 6)]:
         # cut the stream right after the message with this final update id
-        lines = []
+        lines, last = [], None
         for r in capture.read_cryptofeed(ws):
             if r.kind != capture.RECEIVED:
                 continue
             m = json.loads(r.payload).get("data", {})
-            if m.get("s") == "NKNUSDT" and m.get("e") == "depthUpdate" and m["u"] > seq:
-                break
+            if m.get("s") == "NKNUSDT" and m.get("e") == "depthUpdate":
+                if m["u"] > seq:
+                    break
+                last = m
             lines.append(f"{r.recv_ns / 1e9:.9f}: ".encode() + r.payload)
         cut = tmp_path / "cut.ws"
         cut.write_bytes(b"\n".join(lines) + b"\n")
@@ -679,7 +681,8 @@ def test_binance_rows_against_an_independent_rebuild(tmp_path):
         asks = sorted(ref[2].items())[:3]
         assert [p * to8[0] for p in levels[0] if p] == [p for p, _ in bids]
         assert [q * to8[1] for q in levels[3] if q] == [q for _, q in asks]
-        assert ts > 0
+        # the row is that message's: its final update id, its event time (ms) in ns
+        assert last is not None and last["u"] == seq and ts == last["E"] * 1_000_000
 
 
 def test_decode_errors_name_the_capture():

@@ -329,7 +329,8 @@ def test_raise_mode_failure_takes_back_rows_and_rule_state(l3mod):
     before = rows(s)
     bad = events_from_records([add(2, BID, 101, 5, ts=25, seq=2), add(3, BID, 102, 5, ts=26, seq=3),
                       delete(99, ts=27, seq=4)])
-    with pytest.raises(UpdateError) as info:
+    message = r"^event 2: cannot delete order 99: it is not in the book \(instrument 0, 'AAPL'\)$"
+    with pytest.raises(UpdateError, match=message) as info:
         bs.apply(bad, sampler=s)
     assert info.value.index == 2
     assert rows(s) == before

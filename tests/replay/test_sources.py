@@ -494,7 +494,7 @@ def test_argument_errors(tmp_path):
         open_source(io.StringIO("text"))
     with pytest.raises(TypeError, match="bytes-like"):
         open_source(42)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"missing\.itch"):
         open_source(tmp_path / "missing.itch")
     src = open_source(b"abc")
     src.close()
