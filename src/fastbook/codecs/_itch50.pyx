@@ -19,21 +19,20 @@ block so nothing is read beyond ``buf``.
 """
 
 cimport numpy as cnp
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport PyBuffer_Release
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from fastbook._core cimport FB_ASK, FB_BID
 from fastbook._events cimport (
     FB_ADD, FB_DELETE, FB_EXECUTE, FB_FLAG_CROSS, FB_FLAG_HALTED, FB_FLAG_HIDDEN,
     FB_FLAG_NON_PRINTABLE, FB_FLAG_QUOTING, FB_REDUCE, FB_REPLACE, FB_STATUS, FB_TRADE, fb_event,
 )
 from fastbook.codecs._wire cimport (
     FRAMING_BINARYFILE, FRAMING_MOLDUDP64, FRAMING_SOUPBINTCP, MOLD_ANY, MOLD_END_OF_SESSION,
-    MOLD_HEADER_BYTES, MOLD_HEARTBEAT, MOLD_KNOWN, MOLD_NEVER, NOGIL_MIN_BYTES,
-    STATUS_DIRECTORY_FULL, STATUS_EVENTS_FULL, STATUS_GAP, STATUS_INCOMPLETE, STATUS_OK,
-    STATUS_TRUNCATED, STATUS_WRONG_LENGTH, STATUS_ZERO_LENGTH, be16 as _be16, be32 as _be32,
-    be64 as _be64,
+    MOLD_HEADER_BYTES, MOLD_HEARTBEAT, MOLD_KNOWN, NOGIL_MIN_BYTES, STATUS_DIRECTORY_FULL,
+    STATUS_EVENTS_FULL, STATUS_INCOMPLETE, STATUS_OK, STATUS_TRUNCATED, STATUS_WRONG_LENGTH,
+    STATUS_ZERO_LENGTH, check_counts_length, fill_tables, frame_at, get_buffer, mold_expect_after,
+    mold_packet_at, be16 as _be16, be32 as _be32, be64 as _be64,
 )
 
 import numpy as np
@@ -134,15 +133,9 @@ cdef void _init_tables() noexcept nogil:
     cdef const char *types = b"SRHYLVWKJhAFECXDUPQBINO"
     cdef uint8_t *lengths = [12, 39, 25, 20, 26, 35, 12, 28, 35, 21, 36, 40, 31, 36, 23, 19,
                              35, 44, 40, 19, 50, 20, 48]
-    cdef int i
-    memset(_LENGTHS, 0, sizeof(_LENGTHS))
+    fill_tables(_LENGTHS, _SIDES, types, lengths, 23)
     memset(_SPECS, 0, sizeof(_SPECS))
-    memset(_SIDES, 0, sizeof(_SIDES))
     memset(_FLAG_MAPS, 0, sizeof(_FLAG_MAPS))
-    for i in range(23):
-        _LENGTHS[<uint8_t>types[i]] = lengths[i]
-    _SIDES[<uint8_t>b'B'] = FB_BID
-    _SIDES[<uint8_t>b'S'] = FB_ASK
     _FLAG_MAPS[_MAP_PRINTABLE][<uint8_t>b'N'] = FB_FLAG_NON_PRINTABLE
     _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'H'] = FB_FLAG_HALTED
     _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'P'] = FB_FLAG_HALTED
@@ -247,15 +240,8 @@ cdef inline int _decode_binaryfile(_state *st) noexcept nogil:
     cdef Py_ssize_t n = st.n, p = st.pos, length
     cdef int rc = STATUS_OK
     while p < n:
-        if n - p < 2:
-            rc = STATUS_INCOMPLETE
-            break
-        length = _be16(buf + p)
-        if length == 0:
-            rc = STATUS_ZERO_LENGTH
-            break
-        if n - p - 2 < length:
-            rc = STATUS_INCOMPLETE
+        rc = frame_at(buf, n, p, &length)
+        if rc != STATUS_OK:
             break
         rc = _take(st, p + 2, length)
         if rc != STATUS_OK:
@@ -273,15 +259,8 @@ cdef inline int _decode_soupbintcp(_state *st) noexcept nogil:
     cdef Py_ssize_t n = st.n, p = st.pos, length
     cdef int rc = STATUS_OK
     while p < n:
-        if n - p < 2:
-            rc = STATUS_INCOMPLETE
-            break
-        length = _be16(buf + p)     # counts the packet type byte
-        if length == 0:
-            rc = STATUS_ZERO_LENGTH
-            break
-        if n - p - 2 < length:
-            rc = STATUS_INCOMPLETE
+        rc = frame_at(buf, n, p, &length)   # length counts the packet type byte
+        if rc != STATUS_OK:
             break
         if buf[p + 2] == b'S':
             if length == 1:         # sequenced data with an empty message
@@ -311,15 +290,11 @@ cdef inline int _check_mold_packet(const _state *st, Py_ssize_t p, Py_ssize_t co
     cdef const uint8_t *buf = st.buf
     cdef Py_ssize_t n = st.n, q = p + MOLD_HEADER_BYTES, length, _block
     cdef Py_ssize_t need_events = 0, need_directory = 0
-    cdef int kind
+    cdef int kind, rc
     for _block in range(count):
-        if n - q < 2:
-            return STATUS_INCOMPLETE
-        length = _be16(buf + q)
-        if length == 0:
-            return STATUS_ZERO_LENGTH
-        if n - q - 2 < length:
-            return STATUS_INCOMPLETE
+        rc = frame_at(buf, n, q, &length)
+        if rc != STATUS_OK:
+            return rc
         kind = _kind(st, buf + q + 2, length)
         if kind == STATUS_WRONG_LENGTH:
             return STATUS_WRONG_LENGTH
@@ -341,19 +316,11 @@ cdef inline int _decode_moldudp64(_state *st) noexcept nogil:
     cdef uint64_t sequence
     cdef int rc = STATUS_OK
     while p < n:
-        if n - p < MOLD_HEADER_BYTES:
-            rc = STATUS_INCOMPLETE
-            break
-        sequence = _be64(buf + p + 10)
-        count = _be16(buf + p + 18)
-        if st.mold_state == MOLD_NEVER or (st.mold_state == MOLD_KNOWN
-                                           and sequence != st.mold_next):
-            rc = STATUS_GAP
+        rc = mold_packet_at(buf, n, p, st.mold_state, st.mold_next, &sequence, &count)
+        if rc != STATUS_OK:
             break
         if count == MOLD_HEARTBEAT or count == MOLD_END_OF_SESSION:
-            # both carry the sequence number of the next message
-            st.mold_state = MOLD_KNOWN
-            st.mold_next = sequence
+            mold_expect_after(sequence, count, &st.mold_state, &st.mold_next)
             p += MOLD_HEADER_BYTES
             continue
         rc = _check_mold_packet(st, p, count, &end, &directories)
@@ -363,8 +330,7 @@ cdef inline int _decode_moldudp64(_state *st) noexcept nogil:
         for _block in range(count):
             _take(st, q + 2, _be16(buf + q))   # cannot fail: checked above
             q += 2 + _be16(buf + q)
-        st.mold_next = sequence + <uint64_t>count
-        st.mold_state = MOLD_KNOWN if st.mold_next >= sequence else MOLD_NEVER
+        mold_expect_after(sequence, count, &st.mold_state, &st.mold_next)
         p = end
         if directories:
             rc = STATUS_DIRECTORY_FULL        # stop after an R: the caller maps its locate first
@@ -542,9 +508,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, locate_map=None, director
         raise ArrayError("events must be C-contiguous and aligned; "
                          "use fastbook.events.empty_events(n)")
     counts_arr = _array(counts, "counts", _UINT64, "uint64", True)
-    if cnp.PyArray_DIMS(counts_arr)[0] != 256:
-        raise ArrayError(f"counts must have length 256 (one per type byte), "
-                         f"got {cnp.PyArray_DIMS(counts_arr)[0]}")
+    check_counts_length(cnp.PyArray_DIMS(counts_arr)[0])
     if locate_map is not None:
         map_arr = _array(locate_map, "locate_map", _INT32, "int32", False)
         if cnp.PyArray_DIMS(map_arr)[0] != 65536:
@@ -561,13 +525,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, locate_map=None, director
     if not -1 <= mold_obj <= 0xFFFFFFFFFFFFFFFF:
         raise ValueError(f"mold_next must be -1 (any) or a sequence number in [0, 2**64), "
                          f"got {mold_obj}")
-    if not PyObject_CheckBuffer(buf):
-        raise TypeError(f"buf must be a bytes-like object (bytes, bytearray, memoryview, "
-                        f"mmap, numpy uint8), got {type(buf).__name__}")
-    try:
-        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
-    except (BufferError, ValueError) as exc:
-        raise ValueError(f"buf must be a C-contiguous buffer: {exc}") from None
+    get_buffer(buf, &view, "object (bytes, bytearray, memoryview, mmap, numpy uint8)")
     try:
         if not 0 <= pos_obj <= view.len:
             raise ValueError(f"pos must be in [0, len(buf)] = [0, {view.len}], got {pos_obj}")

@@ -19,20 +19,19 @@ packet and the caller can map the new book before the next block is read.
 """
 
 cimport numpy as cnp
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport PyBuffer_Release
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
-from fastbook._core cimport FB_ASK, FB_BID
 from fastbook._events cimport (
     FB_ADD, FB_DELETE, FB_EXECUTE, FB_FLAG_CROSS, FB_FLAG_HALTED, FB_FLAG_KEEP_PRIORITY,
     FB_FLAG_NON_PRINTABLE, FB_FLAG_QUOTING, FB_REPLACE, FB_STATUS, FB_TRADE, fb_event,
 )
 from fastbook.codecs._wire cimport (
-    FRAMING_BINARYFILE, FRAMING_MOLDUDP64, MOLD_ANY, MOLD_END_OF_SESSION, MOLD_HEADER_BYTES,
-    MOLD_HEARTBEAT, MOLD_KNOWN, MOLD_NEVER, NOGIL_MIN_BYTES, STATUS_DIRECTORY_FULL,
-    STATUS_EVENTS_FULL, STATUS_GAP, STATUS_INCOMPLETE, STATUS_OK, STATUS_TRUNCATED,
-    STATUS_WRONG_LENGTH, STATUS_ZERO_LENGTH, be16 as _be16, be32 as _be32, be64 as _be64,
+    FRAMING_BINARYFILE, FRAMING_MOLDUDP64, MOLD_ANY, MOLD_HEADER_BYTES, MOLD_KNOWN, MOLD_NEVER,
+    NOGIL_MIN_BYTES, STATUS_DIRECTORY_FULL, STATUS_EVENTS_FULL, STATUS_INCOMPLETE, STATUS_OK,
+    STATUS_TRUNCATED, STATUS_WRONG_LENGTH, check_counts_length, fill_tables, frame_at, get_buffer,
+    mold_expect_after, mold_packet_at, be32 as _be32, be64 as _be64,
 )
 
 import numpy as np
@@ -80,12 +79,9 @@ cdef void _init_tables() noexcept nogil:
     cdef const char *types = b"TSRMLOAFECUDPZ"
     cdef uint8_t *lengths = [5, 6, 129, 18, 25, 29, 37, 44, 52, 58, 36, 18, 50, 53]
     cdef int i
-    memset(_LENGTHS, 0, sizeof(_LENGTHS))
+    fill_tables(_LENGTHS, _SIDES, types, lengths, 14)
     memset(_KINDS, 0, sizeof(_KINDS))
     memset(_OBID_OFF, 0, sizeof(_OBID_OFF))
-    memset(_SIDES, 0, sizeof(_SIDES))
-    for i in range(14):
-        _LENGTHS[<uint8_t>types[i]] = lengths[i]
     _KINDS[<uint8_t>b'T'] = _K_T
     _KINDS[<uint8_t>b'S'] = _K_PLAIN
     _KINDS[<uint8_t>b'M'] = _K_DIRECTORY
@@ -98,8 +94,6 @@ cdef void _init_tables() noexcept nogil:
     _OBID_OFF[<uint8_t>b'P'] = 26
     _OBID_OFF[<uint8_t>b'O'] = 5
     _OBID_OFF[<uint8_t>b'Z'] = 5
-    _SIDES[<uint8_t>b'B'] = FB_BID
-    _SIDES[<uint8_t>b'S'] = FB_ASK
 
 
 _init_tables()
@@ -197,9 +191,22 @@ cdef inline int32_t _required_price(const uint8_t *msg, uint8_t t) noexcept nogi
     return 0
 
 
+cdef inline uint16_t _trade_flags(uint8_t cross, uint8_t printable) noexcept nogil:
+    # C and P: from an auction ('Y' cross), and printed later ('N' printable)
+    return ((FB_FLAG_CROSS if cross == b'Y' else 0)
+            | (FB_FLAG_NON_PRINTABLE if printable == b'N' else 0))
+
+
+cdef inline void _resting_order(fb_event *e, const uint8_t *msg, uint32_t *position) noexcept nogil:
+    # A, F and U: the order's price, quantity, id and place in its queue
+    e.price = <int32_t>_be32(msg + 30)
+    e.qty = <int64_t>_be64(msg + 22)
+    e.order_id = _be64(msg + 5)
+    position[0] = _be32(msg + 18)
+
+
 cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
                        int64_t instrument, uint64_t sequence, uint32_t *position) noexcept nogil:
-    cdef uint16_t flags = 0
     e.ts_exchange = ts
     e.ts_receive = 0
     e.instrument = <uint32_t>instrument
@@ -210,10 +217,7 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
     if t == b'A' or t == b'F':
         e.action = FB_ADD
         e.flags = 0
-        e.price = <int32_t>_be32(msg + 30)
-        e.qty = <int64_t>_be64(msg + 22)
-        e.order_id = _be64(msg + 5)
-        position[0] = _be32(msg + 18)
+        _resting_order(e, msg, position)
     elif t == b'D':
         e.action = FB_DELETE
         e.flags = 0
@@ -223,11 +227,8 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
     elif t == b'U':
         e.action = FB_REPLACE
         e.flags = FB_FLAG_KEEP_PRIORITY
-        e.price = <int32_t>_be32(msg + 30)
-        e.qty = <int64_t>_be64(msg + 22)
-        e.order_id = _be64(msg + 5)
+        _resting_order(e, msg, position)
         e.new_order_id = e.order_id
-        position[0] = _be32(msg + 18)
     elif t == b'E':
         e.action = FB_EXECUTE
         e.flags = 0
@@ -235,22 +236,14 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
         e.qty = <int64_t>_be64(msg + 18)
         e.order_id = _be64(msg + 5)
     elif t == b'C':
-        if msg[56] == b'Y':
-            flags = FB_FLAG_CROSS
-        if msg[57] == b'N':
-            flags |= FB_FLAG_NON_PRINTABLE
         e.action = FB_EXECUTE
-        e.flags = flags
+        e.flags = _trade_flags(msg[56], msg[57])
         e.price = <int32_t>_be32(msg + 52)
         e.qty = <int64_t>_be64(msg + 18)
         e.order_id = _be64(msg + 5)
     elif t == b'P':
-        if msg[49] == b'Y':
-            flags = FB_FLAG_CROSS
-        if msg[48] == b'N':
-            flags |= FB_FLAG_NON_PRINTABLE
         e.action = FB_TRADE
-        e.flags = flags
+        e.flags = _trade_flags(msg[49], msg[48])
         e.price = <int32_t>_be32(msg + 30)
         e.qty = <int64_t>_be64(msg + 18)
         e.order_id = 0
@@ -347,7 +340,7 @@ cdef int _decode(_state *st) noexcept nogil:
     cdef uint64_t counts[256]
     cdef const uint8_t *buf = local.buf
     cdef Py_ssize_t n = local.n, p = local.pos, length
-    cdef uint64_t sequence, after
+    cdef uint64_t sequence
     cdef Py_ssize_t count
     cdef uint8_t expected
     cdef int rc = STATUS_OK
@@ -359,34 +352,15 @@ cdef int _decode(_state *st) noexcept nogil:
                 rc = STATUS_TRUNCATED
             break
         if local.framing == FRAMING_MOLDUDP64 and local.mold_left == 0:
-            if n - p < MOLD_HEADER_BYTES:
-                rc = STATUS_INCOMPLETE
+            rc = mold_packet_at(buf, n, p, local.mold_mode, local.mold_next, &sequence, &count)
+            if rc != STATUS_OK:
                 break
-            sequence = _be64(buf + p + 10)
-            count = _be16(buf + p + 18)
-            if local.mold_mode == MOLD_NEVER or (local.mold_mode == MOLD_KNOWN
-                                                 and sequence != local.mold_next):
-                rc = STATUS_GAP
-                break
-            if count == MOLD_HEARTBEAT or count == MOLD_END_OF_SESSION:
-                local.mold_mode = MOLD_KNOWN
-                local.mold_next = sequence
-            else:
-                after = sequence + <uint64_t>count
-                local.mold_mode = MOLD_KNOWN if after >= sequence else MOLD_NEVER
-                local.mold_next = after
-                local.mold_left = count
+            local.mold_left = mold_expect_after(sequence, count, &local.mold_mode,
+                                                &local.mold_next)
             p += MOLD_HEADER_BYTES
             continue
-        if n - p < 2:
-            rc = STATUS_INCOMPLETE
-            break
-        length = _be16(buf + p)
-        if length == 0:
-            rc = STATUS_ZERO_LENGTH
-            break
-        if n - p - 2 < length:
-            rc = STATUS_INCOMPLETE
+        rc = frame_at(buf, n, p, &length)
+        if rc != STATUS_OK:
             break
         expected = _LENGTHS[buf[p + 2]]
         if expected != 0 and length != expected:
@@ -478,9 +452,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, state=None, book_map=None
     pos_obj = _as_int(pos, "pos")
     ev_arr = _array(events, "events", EVENT_DTYPE, "fastbook.events.EVENT_DTYPE", True)
     counts_arr = _array(counts, "counts", _UINT64, "uint64", True)
-    if cnp.PyArray_DIMS(counts_arr)[0] != 256:
-        raise ArrayError(f"counts must have length 256 (one per type byte), "
-                         f"got {cnp.PyArray_DIMS(counts_arr)[0]}")
+    check_counts_length(cnp.PyArray_DIMS(counts_arr)[0])
     if state is None:
         state = np.array([-1, 0, 0, 0], np.int64)
     state_arr = _array(state, "state", _INT64, "int64", True)
@@ -513,13 +485,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, state=None, book_map=None
     seq_obj = _as_int(seq, "seq")
     if not 0 <= seq_obj <= 0xFFFFFFFFFFFFFFFF:
         raise ValueError(f"seq must be between 0 and 2**64 - 1, got {seq_obj}")
-    if not PyObject_CheckBuffer(buf):
-        raise TypeError(f"buf must be a bytes-like buffer (bytes, bytearray, memoryview, mmap, "
-                        f"numpy uint8 array), got {type(buf).__name__}")
-    try:
-        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
-    except (BufferError, ValueError) as exc:
-        raise ValueError(f"buf must be a C-contiguous buffer: {exc}") from None
+    get_buffer(buf, &view, "buffer (bytes, bytearray, memoryview, mmap, numpy uint8 array)")
     try:
         if not 0 <= pos_obj <= view.len:
             raise ValueError(f"pos must be between 0 and len(buf) = {view.len}, got {pos_obj}")
