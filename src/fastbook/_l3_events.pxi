@@ -503,6 +503,7 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
     cdef _lean_raise lean_raise = _lean_raise(0)
     cdef _lean_stop lean_stop = _lean_stop(0)
     cdef _general general = _general(0)
+    cdef int rc
     if samp == NULL and cb == NULL:
         if mode == _MODE_SKIP:
             return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
@@ -513,6 +514,16 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
         if mode == _MODE_STOP:
             return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
                                lean_stop)
+    if samp != NULL and samp.packets:
+        # packet mode: the rules run at each instrument's first / last event of a packet
+        if _sampler_mark_packets(samp, bs, events, n) < 0:
+            done[0] = 0
+            skipped[0] = 0
+            detail[0] = 0
+            return FB_ENOMEM
+        rc = _run_events(bs, events, n, mode, done, skipped, detail, samp, cb, general)
+        _sampler_unmark_packets(samp)
+        return rc
     return _run_events(bs, events, n, mode, done, skipped, detail, samp, cb, general)
 
 
