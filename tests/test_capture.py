@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fastbook.codecs import capture
-from fastbook.codecs.capture import (
+from fastbook import capture
+from fastbook.capture import (
     CLOSE,
     MAGIC,
     OPEN,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import fastbook
+from fastbook.capture import read_cryptofeed
 from fastbook.codecs import coinbase
 from fastbook.codecs._l2feed import FeedError, SyncState
-from fastbook.codecs.capture import read_cryptofeed
 from fastbook.events import Action
 
 CAPTURE = Path(__file__).parent / "data" / "l2" / "cryptofeed" / "COINBASE.ws.28.0.gz"
