@@ -723,3 +723,25 @@ def test_binance_us_and_futures_sync_every_symbol(prefix, codec, n, symbol, bbo)
         book = result.book(symbol)
         assert (book.format_price(book.best_bid()[0], strip=True),
                 book.format_price(book.best_ask()[0], strip=True)) == tuple(map(str, bbo))
+
+
+@pytest.mark.parametrize("paths, codec, feed_kw", [
+    (["KRAKEN.ws.50.0.gz"], "kraken-v1", {"depth": 1000}),
+    (["COINBASE.ws.28.0.gz"], "coinbase-exchange", {}),
+    (["OKX.ws.1.0.gz"], "okx", {}),
+    (["BINANCE.ws.1.0.gz", "BINANCE.http.0.0.gz"], "binance-spot", {}),
+    (["BINANCE_FUTURES.ws.1.0.gz", "BINANCE_FUTURES.http.0.0.gz"], "binance-usdm", {}),
+])
+def test_real_captures_sample_once_per_message(paths, codec, feed_kw):
+    """The replay's per-message rows (Sampler(packets=True)) on the real captures equal the
+    plain twin's rows from the same feed's recorded events (what PacketSampler gave)."""
+    need(codec)
+    sources = [CF / p for p in paths]
+    feed, events, ends = recorded(codecs.load(codec), list(capture.merge(sources)), **feed_kw)
+    scales = [(feed.book(s).price_decimals, feed.book(s).qty_decimals) for s in feed.symbols]
+    for every in ("bbo", "250ms", "3msgs,1s,bbo"):
+        result = fb.replay(sources if len(sources) > 1 else sources[0], codec, every=every,
+                           depth=3, book_depth=feed_kw.get("depth"))
+        expected = reference_rows(events, ends, 3, scales=scales, **parse_every(every))
+        assert rows_of(result.samples) == expected, every
+        assert len(expected) > 20

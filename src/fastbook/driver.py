@@ -123,13 +123,15 @@ class Instruments:
     def announce(self, symbol: str, *, venue: str = "", kind: str = "l3",
                  price_decimals: int, qty_decimals: int = 0, tick_size: int = 1,
                  lot_size: int = 1, capacity: int = 256, order_capacity: int = 1024,
-                 side_keys: bool = False) -> int:
-        """The id of ``symbol`` on ``venue``: found, or a new book with these properties."""
+                 side_keys: bool = False, reuse: bool = True) -> int:
+        """The id of ``symbol`` on ``venue``: found (``reuse``), or a new book with these
+        properties (``BookSet.add_instrument``'s errors when it cannot be added)."""
         books = self.books
-        try:
-            return int(books.find(symbol, venue))
-        except KeyError:
-            pass
+        if reuse:
+            try:
+                return int(books.find(symbol, venue))
+            except KeyError:
+                pass
         if kind == "l2":
             return int(books.add_instrument(
                 symbol, kind="l2", venue=venue, price_decimals=price_decimals,
@@ -681,7 +683,7 @@ class L2Run:
             i = self.instruments.announce(
                 native, kind="l2", venue=self.venue, price_decimals=s.book.price_decimals,
                 qty_decimals=s.book.qty_decimals, tick_size=max(1, int(inst.tick)),
-                lot_size=max(1, int(inst.lot)))
+                lot_size=max(1, int(inst.lot)), reuse=False)
             if i != self._base + s.id:
                 raise FastbookError(f"{self.venue}: instrument {native!r} got BookSet id {i}, "
                                     f"expected {self._base + s.id} (the feed's id + "
