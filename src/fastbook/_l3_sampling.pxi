@@ -39,8 +39,7 @@ ctypedef struct _sampler:
     int64_t *next_t             # next grid point; INT64_MIN before the first event
     int64_t *bbo                # last best bid px, qty, best ask px, qty (4 per instrument)
     bint packets                # rules per packet (_sampler_mark_packets) instead of per event
-    const fb_event *events      # packet mode: the batch being applied, and per event
-    uint8_t *marks              # _MARK_FIRST | _MARK_LAST (NULL: every event is both)
+    uint8_t *marks              # packet mode: _MARK_FIRST | _MARK_LAST per event of the batch
 
 
 ctypedef struct _callback:
@@ -63,7 +62,6 @@ cdef int _sampler_bind(_sampler *s, object sampler) except -1:
     s.interval = sampler.interval or 0
     s.on_bbo = sampler.on_bbo
     s.packets = sampler.packets
-    s.events = NULL
     s.marks = NULL
     s.ts = <int64_t *>_data(cols["ts"])
     s.inst = <uint32_t *>_data(cols["instrument"])
@@ -82,7 +80,6 @@ cdef int _sampler_bind(_sampler *s, object sampler) except -1:
 
 cdef int _sampler_grow(_sampler *s) noexcept with gil:
     # rare (the columns double): take the GIL, let numpy allocate, rebind
-    cdef const fb_event *events = s.events
     cdef uint8_t *marks = s.marks
     sampler = <object>s.owner
     try:
@@ -92,7 +89,6 @@ cdef int _sampler_grow(_sampler *s) noexcept with gil:
     except BaseException:
         return -1
     finally:
-        s.events = events
         s.marks = marks
     return 0
 
@@ -100,7 +96,6 @@ cdef int _sampler_grow(_sampler *s) noexcept with gil:
 cdef inline void _sampler_unmark_packets(_sampler *s) noexcept nogil:
     free(s.marks)
     s.marks = NULL
-    s.events = NULL
 
 
 cdef inline bint _ends_packet(const fb_event *events, Py_ssize_t i,
@@ -126,7 +121,6 @@ cdef int _sampler_mark_packets(_sampler *s, const fb_bookset *bs, const fb_event
     cdef uint32_t inst
     cdef size_t count = bs.count
     cdef int64_t *seen
-    s.events = events
     s.marks = <uint8_t *>malloc(<size_t>n if n > 0 else 1)
     seen = <int64_t *>malloc((count if count > 0 else 1) * sizeof(int64_t))
     if s.marks == NULL or seen == NULL:
@@ -220,8 +214,6 @@ cdef inline int _sample_before(_sampler *s, const fb_bookset *bs, const fb_event
     cdef int64_t due
     if s.interval == 0 or not s.selected[inst]:
         return FB_OK
-    if s.marks != NULL and not (s.marks[e - s.events] & _MARK_FIRST):
-        return FB_OK
     due = s.next_t[inst]
     if due != INT64_MIN and e.ts_exchange > due:
         if _sample_row(s, bs, inst, due, e.sequence, _REASON_INTERVAL) < 0:
@@ -237,8 +229,6 @@ cdef inline int _sample_after(_sampler *s, const fb_bookset *bs, const fb_event 
     cdef int64_t now[4]
     cdef int64_t *last
     if not s.selected[inst]:
-        return FB_OK
-    if s.marks != NULL and not (s.marks[e - s.events] & _MARK_LAST):
         return FB_OK
     if s.every:
         s.since[inst] += 1
