@@ -29,6 +29,7 @@ _OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow",
 
 
 def output_format(path: str | os.PathLike[str]) -> str:
+    """``"parquet"``, ``"arrow"`` or ``"csv"`` from the file name's suffix (ValueError if none)."""
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     try:
         return _OUTPUT_FORMATS[suffix]
@@ -47,6 +48,7 @@ def _pyarrow() -> Any:
 
 
 def instruments_of(bookset: Any) -> list[dict[str, Any]]:
+    """Every instrument's metadata (``BookSet.instrument``) with its ``id``, in id order."""
     return [dict(bookset.instrument(i), id=i) for i in range(len(bookset))]
 
 
