@@ -21,6 +21,7 @@ from fastbook._edge cimport (
     valid_side,
 )
 from fastbook._mem cimport grow_to
+from fastbook._search cimport lower_bound
 
 import numpy as np
 
@@ -40,9 +41,6 @@ ABI_VERSION = FB_ABI_VERSION
 
 # Batches shorter than this keep the GIL: releasing it costs more than the work.
 cdef Py_ssize_t _NOGIL_MIN_BATCH = 256
-# Levels nearest the top that are searched without branches before binary search.
-cdef enum:
-    _TOP_WINDOW = 8
 cdef Py_ssize_t _MIN_CAPACITY = 16
 cdef Py_ssize_t _MAX_CAPACITY = (<Py_ssize_t>(<size_t>-1 >> 1)) // sizeof(int64_t)
 
@@ -371,35 +369,6 @@ cdef int _ladder_reserve(fb_ladder *lad, Py_ssize_t need) noexcept nogil:
     return FB_OK
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef inline Py_ssize_t _lower_bound(const int64_t *keys, Py_ssize_t n,
-                                    int64_t key) noexcept nogil:
-    """First index whose key is >= ``key`` (the number of keys below it).
-
-    Most updates land within a few levels of the top, so the top
-    ``_TOP_WINDOW`` keys are counted first without branches; only keys below
-    that window pay for a (branch-free, cmov) binary search. Mispredicted
-    branches, not memory, dominate a search over a few thousand levels.
-    """
-    cdef Py_ssize_t i, above = 0, base = 0, size, half
-    if n <= _TOP_WINDOW:
-        for i in range(n):
-            above += keys[i] >= key
-        return n - above
-    for i in range(n - _TOP_WINDOW, n):
-        above += keys[i] >= key
-    if above < _TOP_WINDOW:
-        return n - above
-    # every key in the window is >= key: the answer is in [0, n - _TOP_WINDOW]
-    size = n - _TOP_WINDOW
-    while size > 1:
-        half = size >> 1
-        base = base + half if keys[base + half] < key else base
-        size -= half
-    return base + (keys[base] < key)
-
-
 # --- the learned price grid: exact division by the quantum -------------------------------
 #
 # quantum = odd << qshift. For odd ``o`` with inverse ``inv`` modulo 2**64, ``x`` is a
@@ -613,7 +582,7 @@ cdef void _build_window(fb_ladder *lad, int grid, int64_t fresh) noexcept nogil:
     if size > _W_MAX:
         size = _W_MAX
     wlo = best - <int64_t>(size - 1 - size // 4) * <int64_t>q
-    lo_index = _lower_bound(lad.keys, n, wlo)
+    lo_index = lower_bound(lad.keys, n, wlo)
     if n - lo_index < (n if n < _W_MIN_LEVELS else _W_MIN_LEVELS):
         _sorted_mode(lad)
         return
@@ -662,7 +631,7 @@ cdef int _insert_rebuild(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty
     if rc < 0:
         return rc
     _dump_window(lad)
-    _sorted_insert_at(lad, _lower_bound(lad.keys, lad.count, key), key, qty)
+    _sorted_insert_at(lad, lower_bound(lad.keys, lad.count, key), key, qty)
     book.version += 1
     _build_window(lad, _GRID_BUT_FRESH, key)
     return FB_TOP_CHANGED if key > best else FB_OK
@@ -674,7 +643,7 @@ cdef int _sorted_set(fb_book *book, fb_ladder *lad, int64_t key, int64_t qty) no
     cdef bint windowed = lad.wmode == FB_LADDER_WINDOW, top
     cdef uint64_t m
     cdef int rc
-    pos = _lower_bound(lad.keys, n, key)
+    pos = lower_bound(lad.keys, n, key)
     if pos < n and lad.keys[pos] == key:
         if qty == 0:
             tail = n - pos - 1
@@ -1003,7 +972,7 @@ cdef int64_t fb_book_qty_at(const fb_book *book, int side, int64_t price) noexce
         return lad.wqtys[slot]
     if slot == _NOWHERE:
         return 0
-    pos = _lower_bound(lad.keys, lad.count, key)
+    pos = lower_bound(lad.keys, lad.count, key)
     if pos < lad.count and lad.keys[pos] == key:
         return lad.qtys[pos]
     return 0

@@ -45,6 +45,15 @@ from fastbook._core cimport (
     FB_ASK, FB_BID, FB_EDECIMALS, FB_ENOMEM, FB_EPRICE, FB_EQTY, FB_ESIDE, FB_OK, FB_TOP_CHANGED,
     _Guard,
 )
+# The event record and its action and flag codes (fastbook.events), defined in
+# _events.pxd and part of this API: ``from fastbook._l3 cimport fb_event, FB_ADD`` works.
+from fastbook._events cimport (
+    FB_ADD, FB_CLEAR, FB_DELETE, FB_EXECUTE, FB_FLAG_AGGRESSOR_BUY, FB_FLAG_AGGRESSOR_SELL,
+    FB_FLAG_CROSS, FB_FLAG_HALTED, FB_FLAG_HIDDEN, FB_FLAG_KEEP_PRIORITY,
+    FB_FLAG_LAST_IN_PACKET, FB_FLAG_NON_PRINTABLE, FB_FLAG_QUOTING, FB_FLAG_SNAPSHOT,
+    FB_REDUCE, FB_REPLACE, FB_SET_LEVEL, FB_SNAPSHOT_BEGIN, FB_SNAPSHOT_END, FB_STATUS,
+    FB_TRADE, fb_event,
+)
 
 
 # Status codes added by the L3 book (the FB_E* codes of _core keep their meaning;
@@ -185,38 +194,9 @@ cdef inline bint fb_l3_best(const fb_l3book *book, int side,
 # --- events and books sets ---------------------------------------------------
 
 cdef enum:
-    # fastbook.events.Action
-    FB_ADD = 1
-    FB_REDUCE = 2
-    FB_EXECUTE = 3
-    FB_DELETE = 4
-    FB_REPLACE = 5
-    FB_SET_LEVEL = 6
-    FB_CLEAR = 7
-    FB_TRADE = 8
-    FB_SNAPSHOT_BEGIN = 9
-    FB_SNAPSHOT_END = 10
-    FB_STATUS = 11
-    # fastbook.events.Flags read by the books
-    FB_FLAG_KEEP_PRIORITY = 0x0200  # REPLACE with new id == id: fb_l3_modify's rule
     # kinds of book in a BookSet
     FB_KIND_L3 = 1              # books[i] is an fb_l3book *
     FB_KIND_L2 = 2              # books[i] is an fastbook._core fb_book *
-
-
-ctypedef struct fb_event:
-    # One record of fastbook.events.EVENT_DTYPE (64 bytes, this exact layout).
-    int64_t ts_exchange
-    int64_t ts_receive
-    uint32_t instrument
-    uint8_t action
-    int8_t side
-    uint16_t flags
-    int64_t price
-    int64_t qty
-    uint64_t order_id
-    uint64_t new_order_id
-    uint64_t sequence
 
 
 ctypedef struct fb_bookset:

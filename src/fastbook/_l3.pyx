@@ -29,6 +29,7 @@ from fastbook._edge cimport (  # no-cython-lint
     side_message, top_array, valid_side,  # no-cython-lint
 )
 from fastbook._mem cimport grow_to  # no-cython-lint
+from fastbook._search cimport TOP_WINDOW, lower_bound  # no-cython-lint
 from fastbook._core cimport (  # no-cython-lint
     Book, _Guard, fb_book, fb_book_best, fb_book_clear,  # no-cython-lint
     fb_book_copy, fb_book_free, fb_book_qty_at, fb_book_set,  # no-cython-lint
@@ -65,7 +66,6 @@ cdef Py_ssize_t _JOURNAL_RESERVE = 1 << 22
 cdef Py_ssize_t _JOURNAL_KEEP = 1 << 21
 cdef enum:
     _JOURNAL_ENTRY_MAX = 6
-    _TOP_WINDOW = 8             # levels _lower_bound counts from the top before bisecting
 cdef Py_ssize_t _MIN_LEVELS = 16
 cdef Py_ssize_t _MIN_ORDERS = 16
 # Pool indices are int32 and the table has 2 slots per record: 2**30 orders at most.

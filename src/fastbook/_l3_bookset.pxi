@@ -5,15 +5,23 @@
 # BookSet
 # ===========================================================================
 
-_ACTION_NAMES = {1: "ADD", 2: "REDUCE", 3: "EXECUTE", 4: "DELETE", 5: "REPLACE",
-                 6: "SET_LEVEL", 7: "CLEAR", 8: "TRADE", 9: "SNAPSHOT_BEGIN",
-                 10: "SNAPSHOT_END", 11: "STATUS"}
-_VERBS = {1: "add", 2: "reduce", 3: "execute", 4: "delete", 5: "replace"}
+_ACTION_NAMES = {FB_ADD: "ADD", FB_REDUCE: "REDUCE", FB_EXECUTE: "EXECUTE", FB_DELETE: "DELETE",
+                 FB_REPLACE: "REPLACE", FB_SET_LEVEL: "SET_LEVEL", FB_CLEAR: "CLEAR",
+                 FB_TRADE: "TRADE", FB_SNAPSHOT_BEGIN: "SNAPSHOT_BEGIN",
+                 FB_SNAPSHOT_END: "SNAPSHOT_END", FB_STATUS: "STATUS"}
+_VERBS = {FB_ADD: "add", FB_REDUCE: "reduce", FB_EXECUTE: "execute", FB_DELETE: "delete",
+          FB_REPLACE: "replace"}
 
 
 def _check_event_layout():
-    # fb_event must be EVENT_DTYPE byte for byte: C reads the numpy records in place
-    from fastbook.events import EVENT_DTYPE
+    # fb_event must be EVENT_DTYPE byte for byte: C reads the numpy records in place; and
+    # the codes of _events.pxd must be those of fastbook.events (the kernels use them too)
+    from fastbook.events import EVENT_DTYPE, Action, Flags
+    flags = (FB_FLAG_LAST_IN_PACKET, FB_FLAG_SNAPSHOT, FB_FLAG_HIDDEN, FB_FLAG_CROSS,
+             FB_FLAG_HALTED, FB_FLAG_QUOTING, FB_FLAG_AGGRESSOR_BUY, FB_FLAG_AGGRESSOR_SELL,
+             FB_FLAG_NON_PRINTABLE, FB_FLAG_KEEP_PRIORITY)
+    assert _ACTION_NAMES == {int(a): a.name for a in Action.__members__.values()}
+    assert flags == tuple(int(f) for f in Flags.__members__.values() if f)
     cdef fb_event e
     cdef char *base = <char *>&e
     offsets = {

@@ -169,7 +169,7 @@ cdef void _l3_reinsert(fb_l3book *b, uint64_t order_id, int side, int64_t price,
     """
     cdef fb_l3side *s = &b.sides[side - 1]
     cdef int64_t key = price if side == FB_BID else -price
-    cdef Py_ssize_t pos = _lower_bound(s.keys, s.count, key)
+    cdef Py_ssize_t pos = lower_bound(s.keys, s.count, key)
     cdef fb_l3level *lev
     cdef fb_order *o
     cdef int32_t idx, nxt

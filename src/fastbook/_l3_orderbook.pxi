@@ -89,6 +89,20 @@ cdef object _best_level(OrderBook book, int side):
     return None
 
 
+cdef inline object _take_call(OrderBook self, object order_id, object qty, object side,
+                              bint execute):
+    # OrderBook.execute (execute) and OrderBook.reduce (not execute)
+    _writable(self)
+    cdef uint64_t oid = as_u64(order_id, "order_id")
+    cdef int64_t q = as_i64(qty, "qty")
+    cdef int sd = as_side(side)
+    cdef int rc = (fb_l3_execute(&self._book, oid, sd, q) if execute
+                   else fb_l3_reduce(&self._book, oid, sd, q))
+    if rc < 0:
+        _fail(self, rc, "execute" if execute else "reduce", oid, side, 0, q, 0)
+    return rc == FB_TOP_CHANGED
+
+
 @cython.final
 cdef class _LevelIterator:
     """Best-first iterator over one side; fails if the book changes under it."""
@@ -237,25 +251,13 @@ cdef class OrderBook:
         ``side`` names the order in a side-keyed book and is ignored otherwise
         (as in every method below that names an existing order).
         """
-        _writable(self)
-        cdef uint64_t oid = as_u64(order_id, "order_id")
-        cdef int64_t q = as_i64(qty, "qty")
-        cdef int rc = fb_l3_execute(&self._book, oid, as_side(side), q)
-        if rc < 0:
-            _fail(self, rc, "execute", oid, side, 0, q, 0)
-        return rc == FB_TOP_CHANGED
+        return _take_call(self, order_id, qty, side, True)
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def reduce(self, order_id, qty, *, side=0):
         """Cancel ``qty`` of the order, keeping its place (all of it removes the order)."""
-        _writable(self)
-        cdef uint64_t oid = as_u64(order_id, "order_id")
-        cdef int64_t q = as_i64(qty, "qty")
-        cdef int rc = fb_l3_reduce(&self._book, oid, as_side(side), q)
-        if rc < 0:
-            _fail(self, rc, "reduce", oid, side, 0, q, 0)
-        return rc == FB_TOP_CHANGED
+        return _take_call(self, order_id, qty, side, False)
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")

@@ -103,7 +103,7 @@ cdef inline void _pf_stage_slot(const fb_event *e, _pf_entry *p) noexcept nogil:
     # the top of the price index an add (or a replace) searches first
     s = &b.sides[(e.side - 1) & 1]
     _prefetch_at(s.keys, s.count - 1, sizeof(int64_t))
-    _prefetch_at(s.keys, s.count - _TOP_WINDOW, sizeof(int64_t))
+    _prefetch_at(s.keys, s.count - TOP_WINDOW, sizeof(int64_t))
     _prefetch_at(s.ids, s.count - 1, sizeof(int32_t))
 
 

@@ -184,41 +184,15 @@ cdef int _levels_reserve(fb_l3side *s, Py_ssize_t need) noexcept nogil:
     return FB_OK
 
 
-cdef inline Py_ssize_t _lower_bound(const int64_t *keys, Py_ssize_t n, int64_t key) noexcept nogil:
-    """First index whose key is >= ``key``.
-
-    As ``_core._lower_bound``: the top ``_TOP_WINDOW`` keys (one or two cache
-    lines of the compact key array) are counted without branches (independent
-    loads), and only keys below that window pay for a branch-free (cmov) binary
-    search. On a synthetic ITCH day about 70% of adds land in the top 8 levels.
-    """
-    cdef Py_ssize_t i, above = 0, base = 0, size, half
-    if n <= _TOP_WINDOW:
-        for i in range(n):
-            above += keys[i] >= key
-        return n - above
-    for i in range(n - _TOP_WINDOW, n):
-        above += keys[i] >= key
-    if above < _TOP_WINDOW:
-        return n - above
-    # every key in the window is >= key: the answer is in [0, n - _TOP_WINDOW]
-    size = n - _TOP_WINDOW
-    while size > 1:
-        half = size >> 1
-        base = base + half if keys[base + half] < key else base
-        size -= half
-    return base + (keys[base] < key)
-
-
 cdef inline int32_t _level_at(const fb_l3side *s, Py_ssize_t pos, int64_t key) noexcept nogil:
-    # the level record holding ``key`` if index position ``pos`` (its _lower_bound) has
+    # the level record holding ``key`` if index position ``pos`` (its lower_bound) has
     # it, else FB_NIL (``key`` would be inserted at ``pos``)
     return s.ids[pos] if pos < s.count and s.keys[pos] == key else FB_NIL
 
 
 cdef inline int32_t _find_level(const fb_l3side *s, int64_t key) noexcept nogil:
     # the level record holding ``key``, or FB_NIL
-    return _level_at(s, _lower_bound(s.keys, s.count, key), key)
+    return _level_at(s, lower_bound(s.keys, s.count, key), key)
 
 
 cdef inline int64_t _price_of(const fb_l3book *book, int32_t idx) noexcept nogil:
@@ -250,7 +224,7 @@ cdef inline void _set_best(fb_l3side *s) noexcept nogil:
 
 cdef void _remove_level(fb_l3side *s, int32_t lid) noexcept nogil:
     """Drop the (empty) level record ``lid`` from the index; it becomes the first free one."""
-    cdef Py_ssize_t pos = _lower_bound(s.keys, s.count, s.levels[lid].key), k
+    cdef Py_ssize_t pos = lower_bound(s.keys, s.count, s.levels[lid].key), k
     # a plain loop: the shifts are short (levels sit near the top), too short for a
     # call to memmove to pay
     for k in range(pos, s.count - 1):
@@ -315,6 +289,26 @@ cdef int32_t _insert_level(fb_l3side *s, Py_ssize_t pos, int64_t key) noexcept n
 # Lifecycle
 # ===========================================================================
 
+cdef inline void _side_reset(fb_l3side *side) noexcept nogil:
+    # an empty side that owns no arrays (none yet, or they were just freed)
+    side.keys = NULL
+    side.ids = NULL
+    side.levels = NULL
+    side.count = 0
+    side.capacity = 0
+    side.best = FB_NIL
+
+
+cdef inline void _pool_reset(fb_l3book *book) noexcept nogil:
+    # no order pool and no hash table (none yet, or they were just freed)
+    book.orders = NULL
+    book.slots = NULL
+    book.order_capacity = 0
+    book.order_count = 0
+    book.pool_top = 0
+    book.free_head = FB_NIL
+
+
 cdef int fb_l3_init(fb_l3book *book, int price_decimals, int qty_decimals,
                     Py_ssize_t level_capacity, Py_ssize_t order_capacity) noexcept nogil:
     """Initialise ``book`` (its contents are overwritten); free it with fb_l3_free."""
@@ -322,18 +316,8 @@ cdef int fb_l3_init(fb_l3book *book, int price_decimals, int qty_decimals,
     if price_decimals < 0 or price_decimals > 18 or qty_decimals < 0 or qty_decimals > 18:
         return FB_EDECIMALS
     for s in range(2):
-        book.sides[s].keys = NULL
-        book.sides[s].ids = NULL
-        book.sides[s].levels = NULL
-        book.sides[s].count = 0
-        book.sides[s].capacity = 0
-        book.sides[s].best = FB_NIL
-    book.orders = NULL
-    book.slots = NULL
-    book.order_capacity = 0
-    book.order_count = 0
-    book.pool_top = 0
-    book.free_head = FB_NIL
+        _side_reset(&book.sides[s])
+    _pool_reset(book)
     book.slot_bits = 0
     book.price_decimals = price_decimals
     book.qty_decimals = qty_decimals
@@ -358,20 +342,10 @@ cdef void fb_l3_free(fb_l3book *book) noexcept nogil:
         free(book.sides[s].keys)
         free(book.sides[s].ids)
         free(book.sides[s].levels)
-        book.sides[s].keys = NULL
-        book.sides[s].ids = NULL
-        book.sides[s].levels = NULL
-        book.sides[s].count = 0
-        book.sides[s].capacity = 0
-        book.sides[s].best = FB_NIL
+        _side_reset(&book.sides[s])
     free(book.orders)
     free(book.slots)
-    book.orders = NULL
-    book.slots = NULL
-    book.order_capacity = 0
-    book.order_count = 0
-    book.pool_top = 0
-    book.free_head = FB_NIL
+    _pool_reset(book)
 
 
 cdef void fb_l3_clear(fb_l3book *book) noexcept nogil:
@@ -450,7 +424,7 @@ cdef int fb_l3_add(fb_l3book *book, uint64_t order_id, int side, int64_t price,
         return FB_EDUPLICATE_ORDER
     s = &book.sides[side - 1]
     key = price if side == FB_BID else -price
-    pos = _lower_bound(s.keys, s.count, key)
+    pos = lower_bound(s.keys, s.count, key)
     lid = _level_at(s, pos, key)
     if lid != FB_NIL:
         if s.levels[lid].qty > INT64_MAX - qty:
@@ -625,7 +599,7 @@ cdef int _replace_at(fb_l3book *book, int32_t idx, Py_ssize_t slot, uint64_t new
         o.order_id = new_order_id
         _slot_insert(book, new_order_id, side, idx)
     o.qty = qty
-    pos = _lower_bound(s.keys, s.count, key)
+    pos = lower_bound(s.keys, s.count, key)
     lid = _level_at(s, pos, key)
     if lid == FB_NIL:
         lid = _insert_level(s, pos, key)
@@ -642,23 +616,21 @@ cdef void fb_l3_count_error(fb_l3book *book, int status) noexcept nogil:
 
 
 cdef inline int _error_kind(int status) noexcept nogil:
-    if status == FB_ESIDE:
-        return FB_ERR_BAD_SIDE
-    if status == FB_EQTY:
-        return FB_ERR_BAD_QUANTITY
-    if status == FB_EPRICE:
-        return FB_ERR_BAD_PRICE
-    if status == FB_EUNKNOWN_ORDER:
-        return FB_ERR_UNKNOWN_ORDER
-    if status == FB_EDUPLICATE_ORDER:
-        return FB_ERR_DUPLICATE_ORDER
-    if status == FB_EOVER_EXECUTE:
-        return FB_ERR_OVER_EXECUTE
-    if status == FB_EOVERFLOW:
-        return FB_ERR_OVERFLOW
-    if status == FB_EACTION:
-        return FB_ERR_BAD_ACTION
+    # The failures of _core (FB_ESIDE, FB_EQTY, FB_EPRICE: -2 to -4) and of the L3 book
+    # (FB_EUNKNOWN_ORDER to FB_EACTION: -20 to -24) are two runs of consecutive codes,
+    # counted by consecutive kinds in the same order (checked below, at import).
+    if FB_EPRICE <= status <= FB_ESIDE:
+        return FB_ERR_BAD_SIDE + (FB_ESIDE - status)
+    if FB_EACTION <= status <= FB_EUNKNOWN_ORDER:
+        return FB_ERR_UNKNOWN_ORDER + (FB_EUNKNOWN_ORDER - status)
     return -1
+
+
+assert [_error_kind(rc) for rc in (
+    FB_ESIDE, FB_EQTY, FB_EPRICE, FB_EUNKNOWN_ORDER, FB_EDUPLICATE_ORDER, FB_EOVER_EXECUTE,
+    FB_EOVERFLOW, FB_EACTION, FB_OK, FB_ENOMEM, FB_EINSTRUMENT)] == [
+    FB_ERR_BAD_SIDE, FB_ERR_BAD_QUANTITY, FB_ERR_BAD_PRICE, FB_ERR_UNKNOWN_ORDER,
+    FB_ERR_DUPLICATE_ORDER, FB_ERR_OVER_EXECUTE, FB_ERR_OVERFLOW, FB_ERR_BAD_ACTION, -1, -1, -1]
 
 
 # ===========================================================================
@@ -699,7 +671,7 @@ cdef int fb_l3_rank(const fb_l3book *book, uint64_t order_id, int side,
     if idx == FB_NIL:
         return FB_EUNKNOWN_ORDER
     s = &book.sides[book.orders[idx].side - 1]
-    pos = _lower_bound(s.keys, s.count, s.levels[book.orders[idx].level].key)
+    pos = lower_bound(s.keys, s.count, s.levels[book.orders[idx].level].key)
     for i in range(pos + 1, s.count):       # better levels sit above pos
         n += s.levels[s.ids[i]].count
     idx = book.orders[idx].prev

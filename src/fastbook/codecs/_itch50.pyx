@@ -19,14 +19,21 @@ block so nothing is read beyond ``buf``.
 """
 
 cimport numpy as cnp
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport PyBuffer_Release
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from fastbook._l3 cimport (
-    FB_ADD, FB_DELETE, FB_EXECUTE, FB_REDUCE, FB_REPLACE, FB_STATUS, FB_TRADE, fb_event,
+from fastbook._events cimport (
+    FB_ADD, FB_DELETE, FB_EXECUTE, FB_FLAG_CROSS, FB_FLAG_HALTED, FB_FLAG_HIDDEN,
+    FB_FLAG_NON_PRINTABLE, FB_FLAG_QUOTING, FB_REDUCE, FB_REPLACE, FB_STATUS, FB_TRADE, fb_event,
 )
-from fastbook.codecs._wire cimport be16 as _be16, be32 as _be32, be64 as _be64
+from fastbook.codecs._wire cimport (
+    FRAMING_BINARYFILE, FRAMING_MOLDUDP64, FRAMING_SOUPBINTCP, MOLD_ANY, MOLD_END_OF_SESSION,
+    MOLD_HEADER_BYTES, MOLD_HEARTBEAT, MOLD_KNOWN, NOGIL_MIN_BYTES, STATUS_DIRECTORY_FULL,
+    STATUS_EVENTS_FULL, STATUS_INCOMPLETE, STATUS_OK, STATUS_TRUNCATED, STATUS_WRONG_LENGTH,
+    STATUS_ZERO_LENGTH, check_counts_length, fill_tables, frame_at, get_buffer, mold_expect_after,
+    mold_packet_at, be16 as _be16, be32 as _be32, be64 as _be64,
+)
 
 import numpy as np
 
@@ -37,46 +44,14 @@ cnp.import_array()
 
 COMPILED = True
 
-# Framings (the ``framing`` argument).
 cdef enum:
-    _BINARYFILE = 0
-    _MOLDUDP64 = 1
-    _SOUPBINTCP = 2
-
-# Statuses returned to the caller, and one internal to the loops.
-cdef enum:
-    _OK = 0                 # all consumed, or stopped at an incomplete frame (final=False)
-    _EVENTS_FULL = 1
-    _DIRECTORY_FULL = 2
-    _INCOMPLETE = 3         # internal: becomes _OK, or _ETRUNCATED when final
-    _EBADLEN = -1           # a known type whose length is not its ITCH 5.0 length
-    _EZEROLEN = -2          # a zero length prefix
-    _ETRUNCATED = -3        # final=True and an incomplete trailing frame
-    _EGAP = -5              # MoldUDP64 sequence number is not the expected one
-
-# MoldUDP64 gap tracking (see decode_chunk's notes).
-cdef enum:
-    _MOLD_ANY = 0           # no expectation yet: accept any sequence number
-    _MOLD_KNOWN = 1         # the next packet must carry _state.mold_next
-    _MOLD_NEVER = 2         # the expectation overflowed uint64: every packet is a gap
-
-cdef enum:
-    _MOLD_HEADER = 20       # session(10) + sequence(8) + count(2)
-    _MOLD_HEARTBEAT = 0
-    _MOLD_END = 0xFFFF
     # Bytes an emit spec may read from the type byte on: U's price ends at 35,
     # A/F/C/P's at 36. Messages closer than this to the end of buf are copied.
     _READ_SPAN = 36
     _SCRATCH = 64           # > _READ_SPAN and > the longest emitting type (P, 44)
-    _NOGIL_MIN_BYTES = 4096
 
-# Flag bits (fastbook.events.Flags) and the flag maps of _emit_spec.flag_map.
+# The flag maps of _emit_spec.flag_map.
 cdef enum:
-    _HIDDEN = 0x0004
-    _CROSS = 0x0008
-    _HALTED = 0x0010
-    _QUOTING = 0x0020
-    _NON_PRINTABLE = 0x0100
     _MAP_NONE = 0
     _MAP_PRINTABLE = 1      # C: printable 'N' -> NON_PRINTABLE
     _MAP_TRADING = 2        # H: trading state 'H'/'P' -> HALTED, 'Q' -> QUOTING
@@ -158,19 +133,13 @@ cdef void _init_tables() noexcept nogil:
     cdef const char *types = b"SRHYLVWKJhAFECXDUPQBINO"
     cdef uint8_t *lengths = [12, 39, 25, 20, 26, 35, 12, 28, 35, 21, 36, 40, 31, 36, 23, 19,
                              35, 44, 40, 19, 50, 20, 48]
-    cdef int i
-    memset(_LENGTHS, 0, sizeof(_LENGTHS))
+    fill_tables(_LENGTHS, _SIDES, types, lengths, 23)
     memset(_SPECS, 0, sizeof(_SPECS))
-    memset(_SIDES, 0, sizeof(_SIDES))
     memset(_FLAG_MAPS, 0, sizeof(_FLAG_MAPS))
-    for i in range(23):
-        _LENGTHS[<uint8_t>types[i]] = lengths[i]
-    _SIDES[<uint8_t>b'B'] = 1
-    _SIDES[<uint8_t>b'S'] = 2
-    _FLAG_MAPS[_MAP_PRINTABLE][<uint8_t>b'N'] = _NON_PRINTABLE
-    _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'H'] = _HALTED
-    _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'P'] = _HALTED
-    _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'Q'] = _QUOTING
+    _FLAG_MAPS[_MAP_PRINTABLE][<uint8_t>b'N'] = FB_FLAG_NON_PRINTABLE
+    _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'H'] = FB_FLAG_HALTED
+    _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'P'] = FB_FLAG_HALTED
+    _FLAG_MAPS[_MAP_TRADING][<uint8_t>b'Q'] = FB_FLAG_QUOTING
     #     type      action      ref   new   qty off/bits price side flags  flag off/map
     _spec(b'A', FB_ADD, _ALL, 0, 20, 32, 32, 19, 0, 0, _MAP_NONE)
     _spec(b'F', FB_ADD, _ALL, 0, 20, 32, 32, 19, 0, 0, _MAP_NONE)
@@ -179,8 +148,8 @@ cdef void _init_tables() noexcept nogil:
     _spec(b'X', FB_REDUCE, _ALL, 0, 19, 32, 0, 0, 0, 0, _MAP_NONE)
     _spec(b'D', FB_DELETE, _ALL, 0, 0, 0, 0, 0, 0, 0, _MAP_NONE)
     _spec(b'U', FB_REPLACE, _ALL, _ALL, 27, 32, 31, 0, 0, 0, _MAP_NONE)
-    _spec(b'P', FB_TRADE, _ALL, 0, 20, 32, 32, 19, _HIDDEN, 0, _MAP_NONE)
-    _spec(b'Q', FB_TRADE, 0, 0, 11, 64, 27, 0, _CROSS, 0, _MAP_NONE)
+    _spec(b'P', FB_TRADE, _ALL, 0, 20, 32, 32, 19, FB_FLAG_HIDDEN, 0, _MAP_NONE)
+    _spec(b'Q', FB_TRADE, 0, 0, 11, 64, 27, 0, FB_FLAG_CROSS, 0, _MAP_NONE)
     _spec(b'H', FB_STATUS, 0, 0, 0, 0, 0, 0, 0, 19, _MAP_TRADING)
 
 
@@ -209,11 +178,11 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, const _emit_spec *s,
 
 
 cdef inline int _kind(const _state *st, const uint8_t *msg, Py_ssize_t length) noexcept nogil:
-    """What the message needs: 1 an event, 2 a directory slot, 0 nothing; or _EBADLEN."""
+    """What the message needs: 1 an event, 2 a directory slot, 0 nothing; or STATUS_WRONG_LENGTH."""
     cdef uint8_t t = msg[0]
     cdef int32_t instrument
     if _LENGTHS[t] != 0 and length != _LENGTHS[t]:
-        return _EBADLEN
+        return STATUS_WRONG_LENGTH
     if _SPECS[t].action != 0:
         if st.locate_map == NULL:
             return 1
@@ -227,14 +196,15 @@ cdef inline int _kind(const _state *st, const uint8_t *msg, Py_ssize_t length) n
 cdef inline int _take(_state *st, Py_ssize_t off, Py_ssize_t length) noexcept nogil:
     """Check and consume the message of ``length`` bytes whose type byte is at ``off``.
 
-    Returns _OK, or _EBADLEN / _EVENTS_FULL / _DIRECTORY_FULL with nothing consumed.
+    Returns STATUS_OK, or STATUS_WRONG_LENGTH / STATUS_EVENTS_FULL / STATUS_DIRECTORY_FULL
+    with nothing consumed.
     """
     cdef const uint8_t *msg = st.buf + off
     cdef uint8_t t = msg[0]
     cdef uint32_t locate
     cdef int32_t instrument
     if _LENGTHS[t] != 0 and length != _LENGTHS[t]:
-        return _EBADLEN
+        return STATUS_WRONG_LENGTH
     if _SPECS[t].action != 0:
         locate = _be16(msg + 1)
         instrument = <int32_t>locate
@@ -242,7 +212,7 @@ cdef inline int _take(_state *st, Py_ssize_t off, Py_ssize_t length) noexcept no
             instrument = st.locate_map[locate]
         if instrument >= 0:
             if st.n_events == st.event_capacity:
-                return _EVENTS_FULL
+                return STATUS_EVENTS_FULL
             if st.n - off < _READ_SPAN:
                 memcpy(st.scratch, msg, <size_t>length)
                 msg = st.scratch
@@ -251,41 +221,34 @@ cdef inline int _take(_state *st, Py_ssize_t off, Py_ssize_t length) noexcept no
             st.n_events += 1
     elif t == b'R' and st.directory != NULL:
         if st.n_directory == st.directory_capacity:
-            return _DIRECTORY_FULL
+            return STATUS_DIRECTORY_FULL
         # memcpy: a strided directory array need not be 8-byte aligned
         memcpy(st.directory + st.n_directory * st.directory_stride, &off, sizeof(int64_t))
         st.n_directory += 1
     st.counts[t] += 1
     st.n_messages += 1
-    return _OK
+    return STATUS_OK
 
 
 # ===========================================================================
 # The framings. Each leaves st.pos at the first frame not consumed and
-# returns a status (_INCOMPLETE included).
+# returns a status (STATUS_INCOMPLETE included).
 # ===========================================================================
 
 cdef inline int _decode_binaryfile(_state *st) noexcept nogil:
     cdef const uint8_t *buf = st.buf
     cdef Py_ssize_t n = st.n, p = st.pos, length
-    cdef int rc = _OK
+    cdef int rc = STATUS_OK
     while p < n:
-        if n - p < 2:
-            rc = _INCOMPLETE
-            break
-        length = _be16(buf + p)
-        if length == 0:
-            rc = _EZEROLEN
-            break
-        if n - p - 2 < length:
-            rc = _INCOMPLETE
+        rc = frame_at(buf, n, p, &length)
+        if rc != STATUS_OK:
             break
         rc = _take(st, p + 2, length)
-        if rc != _OK:
+        if rc != STATUS_OK:
             break
         p += 2 + length
         if buf[p - length] == b'R' and st.directory != NULL:
-            rc = _DIRECTORY_FULL    # stop after an R: the caller maps its locate first
+            rc = STATUS_DIRECTORY_FULL    # stop after an R: the caller maps its locate first
             break
     st.pos = p
     return rc
@@ -294,28 +257,21 @@ cdef inline int _decode_binaryfile(_state *st) noexcept nogil:
 cdef inline int _decode_soupbintcp(_state *st) noexcept nogil:
     cdef const uint8_t *buf = st.buf
     cdef Py_ssize_t n = st.n, p = st.pos, length
-    cdef int rc = _OK
+    cdef int rc = STATUS_OK
     while p < n:
-        if n - p < 2:
-            rc = _INCOMPLETE
-            break
-        length = _be16(buf + p)     # counts the packet type byte
-        if length == 0:
-            rc = _EZEROLEN
-            break
-        if n - p - 2 < length:
-            rc = _INCOMPLETE
+        rc = frame_at(buf, n, p, &length)   # length counts the packet type byte
+        if rc != STATUS_OK:
             break
         if buf[p + 2] == b'S':
             if length == 1:         # sequenced data with an empty message
-                rc = _EZEROLEN
+                rc = STATUS_ZERO_LENGTH
                 break
             rc = _take(st, p + 3, length - 1)
-            if rc != _OK:
+            if rc != STATUS_OK:
                 break
             if buf[p + 3] == b'R' and st.directory != NULL:
                 p += 2 + length
-                rc = _DIRECTORY_FULL    # stop after an R: the caller maps its locate first
+                rc = STATUS_DIRECTORY_FULL    # stop after an R: the caller maps its locate first
                 break
         p += 2 + length
     st.pos = p
@@ -326,70 +282,58 @@ cdef inline int _check_mold_packet(const _state *st, Py_ssize_t p, Py_ssize_t co
                                    Py_ssize_t *end, Py_ssize_t *directories) noexcept nogil:
     """Check every block of the data packet at ``p`` without consuming any.
 
-    Returns _OK (``end`` = the byte after the packet), _INCOMPLETE, _EZEROLEN,
-    _EBADLEN, or _EVENTS_FULL / _DIRECTORY_FULL when the whole packet does not
-    fit in what is left of events / directory (events checked first).
+    Returns STATUS_OK (``end`` = the byte after the packet), STATUS_INCOMPLETE,
+    STATUS_ZERO_LENGTH, STATUS_WRONG_LENGTH, or STATUS_EVENTS_FULL / STATUS_DIRECTORY_FULL
+    when the whole packet does not fit in what is left of events / directory (events
+    checked first).
     """
     cdef const uint8_t *buf = st.buf
-    cdef Py_ssize_t n = st.n, q = p + _MOLD_HEADER, length, _block
+    cdef Py_ssize_t n = st.n, q = p + MOLD_HEADER_BYTES, length, _block
     cdef Py_ssize_t need_events = 0, need_directory = 0
-    cdef int kind
+    cdef int kind, rc
     for _block in range(count):
-        if n - q < 2:
-            return _INCOMPLETE
-        length = _be16(buf + q)
-        if length == 0:
-            return _EZEROLEN
-        if n - q - 2 < length:
-            return _INCOMPLETE
+        rc = frame_at(buf, n, q, &length)
+        if rc != STATUS_OK:
+            return rc
         kind = _kind(st, buf + q + 2, length)
-        if kind == _EBADLEN:
-            return _EBADLEN
+        if kind == STATUS_WRONG_LENGTH:
+            return STATUS_WRONG_LENGTH
         need_events += kind == 1
         need_directory += kind == 2
         q += 2 + length
     if need_events > st.event_capacity - st.n_events:
-        return _EVENTS_FULL
+        return STATUS_EVENTS_FULL
     if need_directory > st.directory_capacity - st.n_directory:
-        return _DIRECTORY_FULL
+        return STATUS_DIRECTORY_FULL
     end[0] = q
     directories[0] = need_directory
-    return _OK
+    return STATUS_OK
 
 
 cdef inline int _decode_moldudp64(_state *st) noexcept nogil:
     cdef const uint8_t *buf = st.buf
     cdef Py_ssize_t n = st.n, p = st.pos, q, end = 0, count, _block, directories = 0
     cdef uint64_t sequence
-    cdef int rc = _OK
+    cdef int rc = STATUS_OK
     while p < n:
-        if n - p < _MOLD_HEADER:
-            rc = _INCOMPLETE
+        rc = mold_packet_at(buf, n, p, st.mold_state, st.mold_next, &sequence, &count)
+        if rc != STATUS_OK:
             break
-        sequence = _be64(buf + p + 10)
-        count = _be16(buf + p + 18)
-        if st.mold_state == _MOLD_NEVER or (st.mold_state == _MOLD_KNOWN
-                                            and sequence != st.mold_next):
-            rc = _EGAP
-            break
-        if count == _MOLD_HEARTBEAT or count == _MOLD_END:
-            # both carry the sequence number of the next message
-            st.mold_state = _MOLD_KNOWN
-            st.mold_next = sequence
-            p += _MOLD_HEADER
+        if count == MOLD_HEARTBEAT or count == MOLD_END_OF_SESSION:
+            mold_expect_after(sequence, count, &st.mold_state, &st.mold_next)
+            p += MOLD_HEADER_BYTES
             continue
         rc = _check_mold_packet(st, p, count, &end, &directories)
-        if rc != _OK:
+        if rc != STATUS_OK:
             break
-        q = p + _MOLD_HEADER
+        q = p + MOLD_HEADER_BYTES
         for _block in range(count):
             _take(st, q + 2, _be16(buf + q))   # cannot fail: checked above
             q += 2 + _be16(buf + q)
-        st.mold_next = sequence + <uint64_t>count
-        st.mold_state = _MOLD_KNOWN if st.mold_next >= sequence else _MOLD_NEVER
+        mold_expect_after(sequence, count, &st.mold_state, &st.mold_next)
         p = end
         if directories:
-            rc = _DIRECTORY_FULL        # stop after an R: the caller maps its locate first
+            rc = STATUS_DIRECTORY_FULL        # stop after an R: the caller maps its locate first
             break
     st.pos = p
     return rc
@@ -404,14 +348,14 @@ cdef int _decode(_state *st, int framing) noexcept nogil:
     cdef int rc
     memset(scratch, 0, sizeof(scratch))
     local.scratch = scratch
-    if framing == _BINARYFILE:
+    if framing == FRAMING_BINARYFILE:
         rc = _decode_binaryfile(&local)
-    elif framing == _MOLDUDP64:
+    elif framing == FRAMING_MOLDUDP64:
         rc = _decode_moldudp64(&local)
     else:
         rc = _decode_soupbintcp(&local)
-    if rc == _INCOMPLETE:
-        rc = _ETRUNCATED if local.final else _OK
+    if rc == STATUS_INCOMPLETE:
+        rc = STATUS_TRUNCATED if local.final else STATUS_OK
     local.scratch = NULL
     st[0] = local
     return rc
@@ -554,7 +498,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, locate_map=None, director
     cdef int rc, frm
 
     frm_obj = _as_int(framing, "framing")
-    if frm_obj not in (0, 1, 2):
+    if frm_obj not in (FRAMING_BINARYFILE, FRAMING_MOLDUDP64, FRAMING_SOUPBINTCP):
         raise ValueError(f"framing must be 0 (BinaryFILE), 1 (MoldUDP64) or 2 (SoupBinTCP), "
                          f"got {frm_obj!r}")
     frm = frm_obj
@@ -564,9 +508,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, locate_map=None, director
         raise ArrayError("events must be C-contiguous and aligned; "
                          "use fastbook.events.empty_events(n)")
     counts_arr = _array(counts, "counts", _UINT64, "uint64", True)
-    if cnp.PyArray_DIMS(counts_arr)[0] != 256:
-        raise ArrayError(f"counts must have length 256 (one per type byte), "
-                         f"got {cnp.PyArray_DIMS(counts_arr)[0]}")
+    check_counts_length(cnp.PyArray_DIMS(counts_arr)[0])
     if locate_map is not None:
         map_arr = _array(locate_map, "locate_map", _INT32, "int32", False)
         if cnp.PyArray_DIMS(map_arr)[0] != 65536:
@@ -583,13 +525,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, locate_map=None, director
     if not -1 <= mold_obj <= 0xFFFFFFFFFFFFFFFF:
         raise ValueError(f"mold_next must be -1 (any) or a sequence number in [0, 2**64), "
                          f"got {mold_obj}")
-    if not PyObject_CheckBuffer(buf):
-        raise TypeError(f"buf must be a bytes-like object (bytes, bytearray, memoryview, "
-                        f"mmap, numpy uint8), got {type(buf).__name__}")
-    try:
-        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
-    except (BufferError, ValueError) as exc:
-        raise ValueError(f"buf must be a C-contiguous buffer: {exc}") from None
+    get_buffer(buf, &view, "object (bytes, bytearray, memoryview, mmap, numpy uint8)")
     try:
         if not 0 <= pos_obj <= view.len:
             raise ValueError(f"pos must be in [0, len(buf)] = [0, {view.len}], got {pos_obj}")
@@ -613,12 +549,12 @@ def decode_chunk(buf, pos, framing, events, counts, *, locate_map=None, director
         st.seq = <uint64_t>seq_obj
         st.n_messages = 0
         st.final = bool(final)
-        st.mold_state = _MOLD_ANY if mold_obj == -1 else _MOLD_KNOWN
+        st.mold_state = MOLD_ANY if mold_obj == -1 else MOLD_KNOWN
         st.mold_next = 0 if mold_obj == -1 else <uint64_t>mold_obj
         memset(counts_seen, 0, sizeof(counts_seen))
         st.counts = counts_seen
         st.scratch = NULL               # _decode provides it
-        if st.n - st.pos >= _NOGIL_MIN_BYTES:
+        if st.n - st.pos >= NOGIL_MIN_BYTES:
             with nogil:
                 rc = _decode(&st, frm)
         else:

@@ -157,9 +157,46 @@ cdef const uint8_t *_number(const uint8_t *p, const uint8_t *e) noexcept nogil:
     return p
 
 
+cdef inline const uint8_t *_string_at(const uint8_t *p, const uint8_t *e,
+                                      const uint8_t **start) noexcept nogil:
+    """As ``_string``, with ``p`` at anything (NULL unless a quote is there); ``start``
+    receives where the string's characters begin."""
+    if p >= e or p[0] != 34:
+        return NULL
+    start[0] = p + 1
+    return _string(p, e)
+
+
+cdef inline const uint8_t *_past(const uint8_t *p, const uint8_t *e, uint8_t c) noexcept nogil:
+    """``p`` before optional whitespace and the byte ``c`` (``,`` or ``:``): just after
+    them and the whitespace that follows; NULL when ``c`` is not next."""
+    p = _ws(p, e)
+    if p >= e or p[0] != c:
+        return NULL
+    return _ws(p + 1, e)
+
+
+cdef inline const uint8_t *_next_item(const uint8_t *p, const uint8_t *e, uint8_t close,
+                                      bint *closed) noexcept nogil:
+    """``p`` after an item of an array or object ending in ``close``: at the next item
+    (after ``,`` and whitespace), or just after ``close`` with ``closed`` set; NULL when
+    neither follows."""
+    closed[0] = False
+    p = _ws(p, e)
+    if p >= e:
+        return NULL
+    if p[0] == 44:
+        return _ws(p + 1, e)
+    if p[0] == close:
+        closed[0] = True
+        return p + 1
+    return NULL
+
+
 cdef const uint8_t *_value(const uint8_t *p, const uint8_t *e, int depth) noexcept nogil:
     """Skip one JSON value, checking its grammar."""
     cdef uint8_t c
+    cdef bint closed
     if p >= e:
         return NULL
     c = p[0]
@@ -180,22 +217,15 @@ cdef const uint8_t *_value(const uint8_t *p, const uint8_t *e, int depth) noexce
                 p = _string(p, e)
                 if p == NULL:
                     return NULL
-                p = _ws(p, e)
-                if p >= e or p[0] != 58:
+                p = _past(p, e, 58)
+                if p == NULL:
                     return NULL
-                p = _ws(p + 1, e)
             p = _value(p, e, depth + 1)
             if p == NULL:
                 return NULL
-            p = _ws(p, e)
-            if p >= e:
-                return NULL
-            if p[0] == 44:
-                p = _ws(p + 1, e)
-                continue
-            if p[0] == c + 2:
-                return p + 1
-            return NULL
+            p = _next_item(p, e, c + 2, &closed)
+            if p == NULL or closed:
+                return p
     if c == 116:
         return p + 4 if e - p >= 4 and memcmp(p, b"true", 4) == 0 else NULL
     if c == 102:
@@ -402,6 +432,14 @@ cdef inline const uint8_t *_quoted(const uint8_t *p, const uint8_t *e, int decim
         return _quoted_loop(p, e, decimals, out)
     out[0] = <int64_t>((whole * _POW10[used] + frac) * _POW10[decimals - used])
     return q + 1
+
+
+cdef inline const uint8_t *_decimal_at(const uint8_t *p, const uint8_t *e, int decimals,
+                                       int64_t *out) noexcept nogil:
+    """As ``_quoted``, with ``p`` at anything: NULL unless a quote is there."""
+    if p >= e or p[0] != 34:
+        return NULL
+    return _quoted(p, e, decimals, out)
 
 
 cdef inline int _two(const uint8_t *p) noexcept nogil:
@@ -808,10 +846,7 @@ cdef class Scanner:
                 return NULL
             p = _ws(p + 1, e)
             if sided:
-                if p >= e or p[0] != 34:
-                    return NULL
-                s = p + 1
-                p = _string(p, e)
+                p = _string_at(p, e, &s)
                 if p == NULL:
                     return NULL
                 side = 0
@@ -821,22 +856,14 @@ cdef class Scanner:
                         break
                 if side == 0:
                     return NULL
-                p = _ws(p, e)
-                if p >= e or p[0] != 44:
+                p = _past(p, e, 44)
+                if p == NULL:
                     return NULL
-                p = _ws(p + 1, e)
-            if p >= e or p[0] != 34:
-                return NULL
-            p = _quoted(p, e, pd, &price)
-            if p == NULL:
-                return NULL
-            p = _ws(p, e)
-            if p >= e or p[0] != 44:
-                return NULL
-            p = _ws(p + 1, e)
-            if p >= e or p[0] != 34:
-                return NULL
-            p = _quoted(p, e, qd, &qty)
+            p = _decimal_at(p, e, pd, &price)
+            if p != NULL:
+                p = _past(p, e, 44)
+            if p != NULL:
+                p = _decimal_at(p, e, qd, &qty)
             if p == NULL:
                 return NULL
             count = 2
@@ -938,21 +965,18 @@ cdef class Scanner:
         cdef int k, ci
         cdef uint64_t bit
         cdef int depth = 1 if loc == S_TOP else 2
+        cdef bint closed
         p = _ws(p, e)
         if p < e and p[0] == 125:
             return p + 1
         while True:
-            if p >= e or p[0] != 34:
-                return NULL
-            s = p + 1
-            p = _string(p, e)
+            p = _string_at(p, e, &s)
             if p == NULL:
                 return NULL
             n = p - s - 1
-            p = _ws(p, e)
-            if p >= e or p[0] != 58:
+            p = _past(p, e, 58)
+            if p == NULL:
                 return NULL
-            p = _ws(p + 1, e)
             if p >= e:
                 return NULL
             ci = -1
@@ -994,15 +1018,9 @@ cdef class Scanner:
                     p = self._member(k, p, e, depth)
             if p == NULL:
                 return NULL
-            p = _ws(p, e)
-            if p >= e:
-                return NULL
-            if p[0] == 44:
-                p = _ws(p + 1, e)
-                continue
-            if p[0] == 125:
-                return p + 1
-            return NULL
+            p = _next_item(p, e, 125, &closed)
+            if p == NULL or closed:
+                return p
 
     cdef int _fast(self, const uint8_t *p, Py_ssize_t length, object symbol) noexcept:
         """Scan ``p[:length]``; the status, or -1 to hand the message to the twin."""

@@ -19,14 +19,20 @@ packet and the caller can map the new book before the next block is read.
 """
 
 cimport numpy as cnp
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
+from cpython.buffer cimport PyBuffer_Release
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
-from fastbook._l3 cimport (
-    FB_ADD, FB_DELETE, FB_EXECUTE, FB_REPLACE, FB_STATUS, FB_TRADE, fb_event,
+from fastbook._events cimport (
+    FB_ADD, FB_DELETE, FB_EXECUTE, FB_FLAG_CROSS, FB_FLAG_HALTED, FB_FLAG_KEEP_PRIORITY,
+    FB_FLAG_NON_PRINTABLE, FB_FLAG_QUOTING, FB_REPLACE, FB_STATUS, FB_TRADE, fb_event,
 )
-from fastbook.codecs._wire cimport be16 as _be16, be32 as _be32, be64 as _be64
+from fastbook.codecs._wire cimport (
+    FRAMING_BINARYFILE, FRAMING_MOLDUDP64, MOLD_ANY, MOLD_HEADER_BYTES, MOLD_KNOWN, MOLD_NEVER,
+    NOGIL_MIN_BYTES, STATUS_DIRECTORY_FULL, STATUS_EVENTS_FULL, STATUS_INCOMPLETE, STATUS_OK,
+    STATUS_TRUNCATED, STATUS_WRONG_LENGTH, check_counts_length, fill_tables, frame_at, get_buffer,
+    mold_expect_after, mold_packet_at, be32 as _be32, be64 as _be64,
+)
 
 import numpy as np
 
@@ -37,32 +43,12 @@ cnp.import_array()
 
 COMPILED = True
 
+# Statuses only this kernel returns (beside those of _wire.pxd), and one internal.
 cdef enum:
-    _BINARYFILE = 0
-    _MOLDUDP64 = 1
-
-cdef enum:
-    _OK = 0
-    _EVENTS_FULL = 1
-    _DIRECTORY_FULL = 2
-    _INCOMPLETE = 3         # internal: becomes _OK, or _ETRUNCATED when final
-    _R_REPORTED = 4         # internal: a message was consumed and reported: stop (status 2)
-    _EBADLEN = -1
-    _EZEROLEN = -2
-    _ETRUNCATED = -3
-    _EGAP = -5
-    _ENOSECONDS = -6
-    _EUNKNOWNBOOK = -7
-    _ENOPRICE = -8
-
-cdef enum:
-    _MOLD_ANY = 0
-    _MOLD_KNOWN = 1
-    _MOLD_NEVER = 2
-    _MOLD_HEADER = 20
-    _MOLD_HEARTBEAT = 0
-    _MOLD_END = 0xFFFF
-    _NOGIL_MIN_BYTES = 4096
+    _STATUS_REPORTED = 4    # internal: a message was consumed and reported: stop (status 2)
+    _STATUS_NO_SECONDS = -6     # a nanosecond message before any T (seconds) message
+    _STATUS_UNKNOWN_BOOK = -7   # an order book id that no R (directory) message named
+    _STATUS_NO_PRICE = -8       # INT32_MIN ("no price") where a price is required
 
 # What a type needs (_KINDS): nothing but counting, the seconds, a directory slot, an event.
 cdef enum:
@@ -73,13 +59,6 @@ cdef enum:
     _K_R = 4                # reported (the call stops after every reported message)
     _K_Z = 5                # a book lookup, the equilibrium table
     _K_EVENT = 6            # A F E C U D P O: a book lookup and one event (O also reported)
-
-cdef enum:
-    _CROSS = 0x0008
-    _QUOTING = 0x0020
-    _HALTED = 0x0010
-    _NON_PRINTABLE = 0x0100
-    _KEEP_PRIORITY = 0x0200
 
 cdef int32_t _NO_PRICE = -2147483648
 cdef uint64_t _GOLDEN = <uint64_t>0x9E3779B97F4A7C15ULL
@@ -100,12 +79,9 @@ cdef void _init_tables() noexcept nogil:
     cdef const char *types = b"TSRMLOAFECUDPZ"
     cdef uint8_t *lengths = [5, 6, 129, 18, 25, 29, 37, 44, 52, 58, 36, 18, 50, 53]
     cdef int i
-    memset(_LENGTHS, 0, sizeof(_LENGTHS))
+    fill_tables(_LENGTHS, _SIDES, types, lengths, 14)
     memset(_KINDS, 0, sizeof(_KINDS))
     memset(_OBID_OFF, 0, sizeof(_OBID_OFF))
-    memset(_SIDES, 0, sizeof(_SIDES))
-    for i in range(14):
-        _LENGTHS[<uint8_t>types[i]] = lengths[i]
     _KINDS[<uint8_t>b'T'] = _K_T
     _KINDS[<uint8_t>b'S'] = _K_PLAIN
     _KINDS[<uint8_t>b'M'] = _K_DIRECTORY
@@ -118,8 +94,6 @@ cdef void _init_tables() noexcept nogil:
     _OBID_OFF[<uint8_t>b'P'] = 26
     _OBID_OFF[<uint8_t>b'O'] = 5
     _OBID_OFF[<uint8_t>b'Z'] = 5
-    _SIDES[<uint8_t>b'B'] = 1
-    _SIDES[<uint8_t>b'S'] = 2
 
 
 _init_tables()
@@ -199,10 +173,10 @@ cdef uint16_t _state_flags(const uint8_t *name) noexcept nogil:
     if (_contains(name, 20, b"PRE_OPEN", 8) or _contains(name, 20, b"PRE_CLOSE", 9)
             or _contains(name, 20, b"DCB", 3) or _contains(name, 20, b"SCB", 3)
             or _contains(name, 20, b"ITAYOSE", 7)):
-        return _QUOTING
+        return FB_FLAG_QUOTING
     if (_contains(name, 20, b"HALT", 4) or _contains(name, 20, b"SUSP", 4)
             or _contains(name, 20, b"STOP", 4) or _contains(name, 20, b"CLOSE", 5)):
-        return _HALTED
+        return FB_FLAG_HALTED
     return 0
 
 
@@ -217,9 +191,22 @@ cdef inline int32_t _required_price(const uint8_t *msg, uint8_t t) noexcept nogi
     return 0
 
 
+cdef inline uint16_t _trade_flags(uint8_t cross, uint8_t printable) noexcept nogil:
+    # C and P: from an auction ('Y' cross), and printed later ('N' printable)
+    return ((FB_FLAG_CROSS if cross == b'Y' else 0)
+            | (FB_FLAG_NON_PRINTABLE if printable == b'N' else 0))
+
+
+cdef inline void _resting_order(fb_event *e, const uint8_t *msg, uint32_t *position) noexcept nogil:
+    # A, F and U: the order's price, quantity, id and place in its queue
+    e.price = <int32_t>_be32(msg + 30)
+    e.qty = <int64_t>_be64(msg + 22)
+    e.order_id = _be64(msg + 5)
+    position[0] = _be32(msg + 18)
+
+
 cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
                        int64_t instrument, uint64_t sequence, uint32_t *position) noexcept nogil:
-    cdef uint16_t flags = 0
     e.ts_exchange = ts
     e.ts_receive = 0
     e.instrument = <uint32_t>instrument
@@ -230,10 +217,7 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
     if t == b'A' or t == b'F':
         e.action = FB_ADD
         e.flags = 0
-        e.price = <int32_t>_be32(msg + 30)
-        e.qty = <int64_t>_be64(msg + 22)
-        e.order_id = _be64(msg + 5)
-        position[0] = _be32(msg + 18)
+        _resting_order(e, msg, position)
     elif t == b'D':
         e.action = FB_DELETE
         e.flags = 0
@@ -242,12 +226,9 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
         e.order_id = _be64(msg + 5)
     elif t == b'U':
         e.action = FB_REPLACE
-        e.flags = _KEEP_PRIORITY
-        e.price = <int32_t>_be32(msg + 30)
-        e.qty = <int64_t>_be64(msg + 22)
-        e.order_id = _be64(msg + 5)
+        e.flags = FB_FLAG_KEEP_PRIORITY
+        _resting_order(e, msg, position)
         e.new_order_id = e.order_id
-        position[0] = _be32(msg + 18)
     elif t == b'E':
         e.action = FB_EXECUTE
         e.flags = 0
@@ -255,22 +236,14 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
         e.qty = <int64_t>_be64(msg + 18)
         e.order_id = _be64(msg + 5)
     elif t == b'C':
-        if msg[56] == b'Y':
-            flags = _CROSS
-        if msg[57] == b'N':
-            flags |= _NON_PRINTABLE
         e.action = FB_EXECUTE
-        e.flags = flags
+        e.flags = _trade_flags(msg[56], msg[57])
         e.price = <int32_t>_be32(msg + 52)
         e.qty = <int64_t>_be64(msg + 18)
         e.order_id = _be64(msg + 5)
     elif t == b'P':
-        if msg[49] == b'Y':
-            flags = _CROSS
-        if msg[48] == b'N':
-            flags |= _NON_PRINTABLE
         e.action = FB_TRADE
-        e.flags = flags
+        e.flags = _trade_flags(msg[49], msg[48])
         e.price = <int32_t>_be32(msg + 30)
         e.qty = <int64_t>_be64(msg + 18)
         e.order_id = 0
@@ -300,7 +273,7 @@ cdef inline void _equilibrium(_state *st, const uint8_t *msg, int64_t ts,
 
 
 cdef int _message(_state *st, const uint8_t *msg) noexcept nogil:
-    """Check and consume one message (its length already checked); _OK or a status."""
+    """Check and consume one message (its length already checked); STATUS_OK or a status."""
     cdef uint8_t t = msg[0]
     cdef uint8_t kind = _KINDS[t]
     cdef int skip_kind = -1
@@ -312,12 +285,12 @@ cdef int _message(_state *st, const uint8_t *msg) noexcept nogil:
     if kind >= _K_PLAIN:
         if st.seconds < 0:
             if not st.skip:
-                return _ENOSECONDS
+                return _STATUS_NO_SECONDS
             skip_kind = 0
         if skip_kind < 0 and kind >= _K_Z:
             if not _lookup(st, _be32(msg + _OBID_OFF[t]), &instrument):
                 if not st.skip:
-                    return _EUNKNOWNBOOK
+                    return _STATUS_UNKNOWN_BOOK
                 skip_kind = 1
             else:
                 dropped = instrument < 0
@@ -325,28 +298,28 @@ cdef int _message(_state *st, const uint8_t *msg) noexcept nogil:
             if kind == _K_EVENT:
                 if _required_price(msg, t) == _NO_PRICE:
                     if not st.skip:
-                        return _ENOPRICE
+                        return _STATUS_NO_PRICE
                     skip_kind = 2
                 else:
                     emits = True
         if skip_kind < 0 and st.directory != NULL:
             reports = kind == _K_R or kind == _K_DIRECTORY or (t == b'O' and not dropped)
     if emits and st.n_events == st.event_capacity:
-        return _EVENTS_FULL
+        return STATUS_EVENTS_FULL
     if reports and st.n_directory == st.directory_capacity:
-        return _DIRECTORY_FULL
+        return STATUS_DIRECTORY_FULL
 
     number = st.seq + <uint64_t>st.n_messages
     st.counts[t] += 1
     st.n_messages += 1
     if skip_kind >= 0:
         st.invalid[skip_kind] += 1
-        return _OK
+        return STATUS_OK
     if kind == _K_T:
         st.seconds = <int64_t>_be32(msg + 1)
-        return _OK
+        return STATUS_OK
     if kind == _K_UNKNOWN:
-        return _OK
+        return STATUS_OK
     ts = st.seconds * _NS + <int64_t>_be32(msg + 1)
     if emits:
         _emit(&st.events[st.n_events], msg, t, ts, instrument, number, &position)
@@ -358,8 +331,8 @@ cdef int _message(_state *st, const uint8_t *msg) noexcept nogil:
     if reports:
         st.directory[st.n_directory] = <int64_t>(msg - st.buf)
         st.n_directory += 1
-        return _R_REPORTED
-    return _OK
+        return _STATUS_REPORTED
+    return STATUS_OK
 
 
 cdef int _decode(_state *st) noexcept nogil:
@@ -367,62 +340,43 @@ cdef int _decode(_state *st) noexcept nogil:
     cdef uint64_t counts[256]
     cdef const uint8_t *buf = local.buf
     cdef Py_ssize_t n = local.n, p = local.pos, length
-    cdef uint64_t sequence, after
+    cdef uint64_t sequence
     cdef Py_ssize_t count
     cdef uint8_t expected
-    cdef int rc = _OK
+    cdef int rc = STATUS_OK
     memset(counts, 0, sizeof(counts))
     local.counts = counts
     while True:
         if p >= n:
-            if local.final and local.framing == _MOLDUDP64 and local.mold_left:
-                rc = _ETRUNCATED
+            if local.final and local.framing == FRAMING_MOLDUDP64 and local.mold_left:
+                rc = STATUS_TRUNCATED
             break
-        if local.framing == _MOLDUDP64 and local.mold_left == 0:
-            if n - p < _MOLD_HEADER:
-                rc = _INCOMPLETE
+        if local.framing == FRAMING_MOLDUDP64 and local.mold_left == 0:
+            rc = mold_packet_at(buf, n, p, local.mold_mode, local.mold_next, &sequence, &count)
+            if rc != STATUS_OK:
                 break
-            sequence = _be64(buf + p + 10)
-            count = _be16(buf + p + 18)
-            if local.mold_mode == _MOLD_NEVER or (local.mold_mode == _MOLD_KNOWN
-                                                  and sequence != local.mold_next):
-                rc = _EGAP
-                break
-            if count == _MOLD_HEARTBEAT or count == _MOLD_END:
-                local.mold_mode = _MOLD_KNOWN
-                local.mold_next = sequence
-            else:
-                after = sequence + <uint64_t>count
-                local.mold_mode = _MOLD_KNOWN if after >= sequence else _MOLD_NEVER
-                local.mold_next = after
-                local.mold_left = count
-            p += _MOLD_HEADER
+            local.mold_left = mold_expect_after(sequence, count, &local.mold_mode,
+                                                &local.mold_next)
+            p += MOLD_HEADER_BYTES
             continue
-        if n - p < 2:
-            rc = _INCOMPLETE
-            break
-        length = _be16(buf + p)
-        if length == 0:
-            rc = _EZEROLEN
-            break
-        if n - p - 2 < length:
-            rc = _INCOMPLETE
+        rc = frame_at(buf, n, p, &length)
+        if rc != STATUS_OK:
             break
         expected = _LENGTHS[buf[p + 2]]
         if expected != 0 and length != expected:
-            rc = _EBADLEN
+            rc = STATUS_WRONG_LENGTH
             break
         rc = _message(&local, buf + p + 2)
-        if rc != _OK and rc != _R_REPORTED:
+        if rc != STATUS_OK and rc != _STATUS_REPORTED:
             break               # nothing consumed
         p += 2 + length
-        if local.framing == _MOLDUDP64:
+        if local.framing == FRAMING_MOLDUDP64:
             local.mold_left -= 1
-        if rc == _R_REPORTED:
-            rc = _DIRECTORY_FULL
+        if rc == _STATUS_REPORTED:
+            rc = STATUS_DIRECTORY_FULL
             break               # just reported: the caller maps a new book before going on
-    if rc == _INCOMPLETE:
-        rc = _ETRUNCATED if local.final else _OK
+    if rc == STATUS_INCOMPLETE:
+        rc = STATUS_TRUNCATED if local.final else STATUS_OK
     local.pos = p
     local.counts = st.counts
     for count in range(256):
@@ -493,21 +447,19 @@ def decode_chunk(buf, pos, framing, events, counts, *, state=None, book_map=None
     cdef int rc
 
     frm = _as_int(framing, "framing")
-    if frm not in (0, 1):
+    if frm not in (FRAMING_BINARYFILE, FRAMING_MOLDUDP64):
         raise ValueError(f"framing must be 0 (BinaryFILE) or 1 (MoldUDP64), got {frm!r}")
     pos_obj = _as_int(pos, "pos")
     ev_arr = _array(events, "events", EVENT_DTYPE, "fastbook.events.EVENT_DTYPE", True)
     counts_arr = _array(counts, "counts", _UINT64, "uint64", True)
-    if cnp.PyArray_DIMS(counts_arr)[0] != 256:
-        raise ArrayError(f"counts must have length 256 (one per type byte), "
-                         f"got {cnp.PyArray_DIMS(counts_arr)[0]}")
+    check_counts_length(cnp.PyArray_DIMS(counts_arr)[0])
     if state is None:
         state = np.array([-1, 0, 0, 0], np.int64)
     state_arr = _array(state, "state", _INT64, "int64", True)
     if cnp.PyArray_DIMS(state_arr)[0] != 4:
         raise ArrayError(f"state must have length 4, got {cnp.PyArray_DIMS(state_arr)[0]}")
     state_out = <int64_t *>cnp.PyArray_DATA(state_arr)
-    if state_out[1] not in (_MOLD_ANY, _MOLD_KNOWN, _MOLD_NEVER) or not 0 <= state_out[3] <= 0xFFFF:
+    if state_out[1] not in (MOLD_ANY, MOLD_KNOWN, MOLD_NEVER) or not 0 <= state_out[3] <= 0xFFFF:
         raise ValueError(f"state is not a decode_chunk state: {state.tolist()}")
     if book_map is not None:
         map_arr = _array(book_map, "book_map", _UINT64, "uint64", False)
@@ -533,13 +485,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, state=None, book_map=None
     seq_obj = _as_int(seq, "seq")
     if not 0 <= seq_obj <= 0xFFFFFFFFFFFFFFFF:
         raise ValueError(f"seq must be between 0 and 2**64 - 1, got {seq_obj}")
-    if not PyObject_CheckBuffer(buf):
-        raise TypeError(f"buf must be a bytes-like buffer (bytes, bytearray, memoryview, mmap, "
-                        f"numpy uint8 array), got {type(buf).__name__}")
-    try:
-        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
-    except (BufferError, ValueError) as exc:
-        raise ValueError(f"buf must be a C-contiguous buffer: {exc}") from None
+    get_buffer(buf, &view, "buffer (bytes, bytearray, memoryview, mmap, numpy uint8 array)")
     try:
         if not 0 <= pos_obj <= view.len:
             raise ValueError(f"pos must be between 0 and len(buf) = {view.len}, got {pos_obj}")
@@ -575,7 +521,7 @@ def decode_chunk(buf, pos, framing, events, counts, *, state=None, book_map=None
         st.mold_left = <Py_ssize_t>state_out[3]
         memset(counts_seen, 0, sizeof(counts_seen))
         st.counts = counts_seen
-        if st.n - st.pos >= _NOGIL_MIN_BYTES:
+        if st.n - st.pos >= NOGIL_MIN_BYTES:
             with nogil:
                 rc = _decode(&st)
         else:
