@@ -11,7 +11,6 @@ cdef enum:
     _REASON_EVERY = 1
     _REASON_INTERVAL = 2
     _REASON_BBO = 4
-    _FLAG_LAST_IN_PACKET = 0x0001   # fastbook.events.Flags.LAST_IN_PACKET
     _MARK_FIRST = 1             # packet mode: the instrument's first event in its packet
     _MARK_LAST = 2              # ... and its last
 
@@ -102,7 +101,7 @@ cdef inline bint _ends_packet(const fb_event *events, Py_ssize_t i,
                               Py_ssize_t n) noexcept nogil:
     # the packet rules of fastbook.sampling (Sampler(packets=True))
     cdef uint8_t a = events[i].action
-    if (events[i].flags & _FLAG_LAST_IN_PACKET) or a == FB_SNAPSHOT_END or a == FB_CLEAR \
+    if (events[i].flags & FB_FLAG_LAST_IN_PACKET) or a == FB_SNAPSHOT_END or a == FB_CLEAR \
             or i == n - 1:
         return True
     a = events[i + 1].action
