@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 
 import fastbook
+from fastbook.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs import binance, bybit, coinbase
-from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 
 MESSAGES = int(os.environ.get("FASTBOOK_BENCH_L2FEED_MESSAGES", 20_000))
 ROUNDS = int(os.environ.get("FASTBOOK_BENCH_L2FEED_ROUNDS", 7))

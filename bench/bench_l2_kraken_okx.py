@@ -44,8 +44,8 @@ from typing import Any
 import pytest
 
 import fastbook
+from fastbook.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs import _pychecksum
-from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import kraken_instruments
 from fastbook.codecs.kraken import KrakenV1, KrakenV2, _ck
 from fastbook.codecs.okx import Okx

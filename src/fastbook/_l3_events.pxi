@@ -219,11 +219,13 @@ cdef inline Py_ssize_t _note_removal(const fb_l3book *b, int32_t idx, uint64_t *
     return k + 4
 
 
-# The event loop (_run_events) and the event functions it calls are compiled four
+# The event loop (_run_events) and the event functions it calls are compiled five
 # times: a lean version for each mode (skip, raise, stop) of a batch without sampler or
-# callback, where those are constants and every test of them goes away, and the general
-# one. The ``kind`` argument only selects the version; each version is called from one
-# place and inlined there.
+# callback, where those are constants and every test of them goes away, the general
+# one, and the general one with a packet-mode sampler (Sampler(packets=True): the rules
+# run at the events _sampler_mark_packets marked, so the general one tests nothing
+# more). The ``kind`` argument only selects the version; each version is called from
+# one place and inlined there.
 ctypedef struct _lean_skip:
     char unused
 ctypedef struct _lean_raise:
@@ -232,11 +234,14 @@ ctypedef struct _lean_stop:
     char unused
 ctypedef struct _general:
     char unused
+ctypedef struct _packets:
+    char unused
 ctypedef fused _loop_kind:
     _lean_skip
     _lean_raise
     _lean_stop
     _general
+    _packets
 
 
 cdef int _l3_event(fb_l3book *b, const fb_event *e, _journal *j, uint32_t instrument,
@@ -503,6 +508,8 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
     cdef _lean_raise lean_raise = _lean_raise(0)
     cdef _lean_stop lean_stop = _lean_stop(0)
     cdef _general general = _general(0)
+    cdef _packets packets = _packets(0)
+    cdef int rc
     if samp == NULL and cb == NULL:
         if mode == _MODE_SKIP:
             return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
@@ -513,6 +520,16 @@ cdef int _bookset_run(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int 
         if mode == _MODE_STOP:
             return _run_events(bs, events, n, mode, done, skipped, detail, NULL, NULL,
                                lean_stop)
+    if samp != NULL and samp.packets:
+        # packet mode: the rules run at each instrument's first / last event of a packet
+        if _sampler_mark_packets(samp, bs, events, n) < 0:
+            done[0] = 0
+            skipped[0] = 0
+            detail[0] = 0
+            return FB_ENOMEM
+        rc = _run_events(bs, events, n, mode, done, skipped, detail, samp, cb, packets)
+        _sampler_unmark_packets(samp)
+        return rc
     return _run_events(bs, events, n, mode, done, skipped, detail, samp, cb, general)
 
 
@@ -530,13 +547,16 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
     cdef _journal *j = NULL
     cdef _pf_entry ring[_PF_RING]
     cdef bint prefetch = _prefetch_pays(bs)
+    cdef const uint8_t *marks = NULL
     if _loop_kind is _lean_skip:
         mode = _MODE_SKIP
     elif _loop_kind is _lean_raise:
         mode = _MODE_RAISE
     elif _loop_kind is _lean_stop:
         mode = _MODE_STOP
-    if _loop_kind is not _general:
+    if _loop_kind is _packets:
+        marks = samp.marks
+    elif _loop_kind is not _general:
         samp = NULL
         cb = NULL
     skip = mode == _MODE_SKIP
@@ -566,7 +586,11 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
         if inst >= bs.count:
             rc = FB_EINSTRUMENT
         else:
-            if samp != NULL and _sample_before(samp, bs, e, inst) < 0:
+            if _loop_kind is _packets:
+                if (marks[i] & _MARK_FIRST) and _sample_before(samp, bs, e, inst) < 0:
+                    rc = FB_ENOMEM
+                    break
+            elif samp != NULL and _sample_before(samp, bs, e, inst) < 0:
                 rc = FB_ENOMEM
                 break
             if j != NULL and _journal_reserve(j) < 0:
@@ -578,7 +602,12 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
                 rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst, kind)
         if rc >= 0:
             # a failure after event i was applied: skip mode keeps it (done = i + 1)
-            if samp != NULL and _sample_after(samp, bs, e, inst) < 0:
+            if _loop_kind is _packets:
+                if (marks[i] & _MARK_LAST) and _sample_after(samp, bs, e, inst) < 0:
+                    rc = FB_ENOMEM
+                    stop = i + (mode != _MODE_RAISE)
+                    break
+            elif samp != NULL and _sample_after(samp, bs, e, inst) < 0:
                 rc = FB_ENOMEM
                 stop = i + (mode != _MODE_RAISE)
                 break

@@ -11,6 +11,8 @@ cdef enum:
     _REASON_EVERY = 1
     _REASON_INTERVAL = 2
     _REASON_BBO = 4
+    _MARK_FIRST = 1             # packet mode: the instrument's first event in its packet
+    _MARK_LAST = 2              # ... and its last
 
 
 ctypedef struct _sampler:
@@ -35,6 +37,8 @@ ctypedef struct _sampler:
     int64_t *since              # events since the last EVERY row
     int64_t *next_t             # next grid point; INT64_MIN before the first event
     int64_t *bbo                # last best bid px, qty, best ask px, qty (4 per instrument)
+    bint packets                # rules per packet (_sampler_mark_packets) instead of per event
+    uint8_t *marks              # packet mode: _MARK_FIRST | _MARK_LAST per event of the batch
 
 
 ctypedef struct _callback:
@@ -56,6 +60,8 @@ cdef int _sampler_bind(_sampler *s, object sampler) except -1:
     s.every = sampler.every or 0
     s.interval = sampler.interval or 0
     s.on_bbo = sampler.on_bbo
+    s.packets = sampler.packets
+    s.marks = NULL
     s.ts = <int64_t *>_data(cols["ts"])
     s.inst = <uint32_t *>_data(cols["instrument"])
     s.seq = <uint64_t *>_data(cols["sequence"])
@@ -73,6 +79,7 @@ cdef int _sampler_bind(_sampler *s, object sampler) except -1:
 
 cdef int _sampler_grow(_sampler *s) noexcept with gil:
     # rare (the columns double): take the GIL, let numpy allocate, rebind
+    cdef uint8_t *marks = s.marks
     sampler = <object>s.owner
     try:
         sampler._count = s.count
@@ -80,7 +87,66 @@ cdef int _sampler_grow(_sampler *s) noexcept with gil:
         _sampler_bind(s, sampler)
     except BaseException:
         return -1
+    finally:
+        s.marks = marks
     return 0
+
+
+cdef inline void _sampler_unmark_packets(_sampler *s) noexcept nogil:
+    free(s.marks)
+    s.marks = NULL
+
+
+cdef inline bint _ends_packet(const fb_event *events, Py_ssize_t i,
+                              Py_ssize_t n) noexcept nogil:
+    # the packet rules of fastbook.sampling (Sampler(packets=True))
+    cdef uint8_t a = events[i].action
+    if (events[i].flags & FB_FLAG_LAST_IN_PACKET) or a == FB_SNAPSHOT_END or a == FB_CLEAR \
+            or i == n - 1:
+        return True
+    a = events[i + 1].action
+    return a == FB_SNAPSHOT_BEGIN or a == FB_CLEAR
+
+
+cdef int _sampler_mark_packets(_sampler *s, const fb_bookset *bs, const fb_event *events,
+                               Py_ssize_t n) noexcept nogil:
+    """Packet mode: mark each event that is its instrument's first or last in its packet.
+
+    Two passes with a packet number per instrument (the last packet it was seen in),
+    so a packet of any length and any number of instruments costs O(n).
+    """
+    cdef Py_ssize_t i
+    cdef int64_t packet
+    cdef uint32_t inst
+    cdef size_t count = bs.count
+    cdef int64_t *seen
+    s.marks = <uint8_t *>malloc(<size_t>n if n > 0 else 1)
+    seen = <int64_t *>malloc((count if count > 0 else 1) * sizeof(int64_t))
+    if s.marks == NULL or seen == NULL:
+        free(seen)
+        _sampler_unmark_packets(s)
+        return FB_ENOMEM
+    memset(s.marks, 0, <size_t>n)
+    memset(seen, 0, count * sizeof(int64_t))
+    packet = 1
+    for i in range(n):
+        inst = events[i].instrument
+        if inst < count and seen[inst] != packet:
+            seen[inst] = packet
+            s.marks[i] |= _MARK_FIRST
+        if _ends_packet(events, i, n):
+            packet += 1
+    memset(seen, 0, count * sizeof(int64_t))
+    packet = 0
+    for i in range(n - 1, -1, -1):
+        if _ends_packet(events, i, n):
+            packet += 1
+        inst = events[i].instrument
+        if inst < count and seen[inst] != packet:
+            seen[inst] = packet
+            s.marks[i] |= _MARK_LAST
+    free(seen)
+    return FB_OK
 
 
 cdef int _invoke(_callback *cb, Py_ssize_t i, uint32_t inst) noexcept with gil:

@@ -814,7 +814,7 @@ class BookSet:
         import copy
 
         from fastbook.events import check_events
-        from fastbook.sampling import check_sampler
+        from fastbook.sampling import check_sampler, packet_marks
 
         self._check_idle("apply events")
         self._group.check_idle()
@@ -822,6 +822,8 @@ class BookSet:
         sampler = check_sampler(sampler, callback)
         if sampler is not None:
             sampler._prepare(self)
+        # packet mode: the rules run only at each instrument's first / last event of a packet
+        marks = packet_marks(rows) if sampler is not None and sampler.packets else None
         saved: dict[int, dict[str, Any]] = {}
         # raise mode copies what a failure must restore; skip and stop modes restore nothing
         atomic = not self._skip and not self._stop
@@ -847,7 +849,7 @@ class BookSet:
                     book = self._books[inst]
                     if atomic and inst not in saved:
                         saved[inst] = copy.deepcopy(book.__dict__)
-                    if sampler is not None:
+                    if sampler is not None and (marks is None or marks[i] & 1):
                         sampler._before(book, inst, ts, sequence)
                     if self._meta[inst]["kind"] == "l3":
                         self._l3_event(book, action, side, price, qty, order_id, new_order_id,
@@ -865,7 +867,7 @@ class BookSet:
                     message = self._message(failure, inst, action)
                     rollback()
                     raise UpdateError(f"event {i}: {message}", i) from None
-                if sampler is not None:
+                if sampler is not None and (marks is None or marks[i] & 2):
                     sampler._after(book, inst, ts, sequence)
                 if callback is not None:
                     self._set_read_only(True)

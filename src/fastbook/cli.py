@@ -302,7 +302,7 @@ def _print_books(books, n: int) -> None:  # type: ignore[no-untyped-def]
 
 
 def _capture_format(path: str) -> str | None:
-    from fastbook.codecs import capture
+    from fastbook import capture
 
     if path == "-":
         return None
@@ -314,8 +314,7 @@ def _capture_format(path: str) -> str | None:
 
 def _default_codec(files: list[str]) -> str:
     """The codec for ``fastbook replay`` without --codec."""
-    from fastbook import codecs
-    from fastbook.codecs import capture
+    from fastbook import capture, codecs
 
     fmt = _capture_format(files[0])
     if fmt is None:
@@ -398,7 +397,7 @@ def _utc(ns: int) -> str:
 
 
 def capture_info(files: list[str]) -> int:
-    from fastbook.codecs import capture
+    from fastbook import capture
 
     info = capture.summarize(files)
     for name, fmt, meta in zip(files, info["formats"], info["meta"], strict=True):
@@ -462,7 +461,7 @@ def info_command(args: argparse.Namespace) -> int:
 
 
 def capture_command(args: argparse.Namespace) -> int:
-    from fastbook.codecs import capture
+    from fastbook import capture
     from fastbook.errors import DecodeError
 
     try:

@@ -1,9 +1,10 @@
 """The replay driver: `fastbook.replay` turns a recorded feed into books, samples and counts.
 
 One call streams a file (plain, gzip, zstd, memory-mapped, stdin, a buffer or a
-file object) through a codec's decoder into a :class:`fastbook.BookSet`, taking
-top-N samples by a rule while it goes, in memory bounded by the chunk size plus
-the books (plus the samples, unless they stream to ``output``):
+file object) or one or more L2 captures through a codec into a
+:class:`fastbook.BookSet`, taking top-N samples by a rule while it goes, in memory
+bounded by the chunk size plus the books (plus the samples, unless they stream to
+``output``):
 
 >>> import fastbook as fb
 >>> from fastbook.synth import itch_day
@@ -19,6 +20,14 @@ a time interval of exchange time (``"1s"``, ``"100ms"``, ``"250us"``,
 several rules can be joined with commas (``"1s,bbo"``).
 ``fastbook.sampling`` documents exactly which rows each rule takes.
 
+Every codec plugs into one loop, :func:`drive` (the run protocol, written down
+in ``docs/architecture.md``): a :class:`Run` adapts a codec to it (:class:`StreamRun`
+for byte-stream decoders such as ITCH, :class:`L2Run` for exchange L2 feeds
+replayed from captures); codecs announce their instruments to the driver's
+:class:`Instruments`, which owns the books; the driver applies each batch of
+events to the BookSet with the sampler and hands it to the writers
+(:mod:`fastbook.writers`).
+
 Prices and quantities stay fixed-point integers everywhere; Arrow and Parquet
 output records each instrument's scales in the schema metadata
 (``fastbook.instruments``) and times as integer nanoseconds.
@@ -26,26 +35,38 @@ output records each instrument's scales in the schema metadata
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from fastbook.errors import FastbookError
-from fastbook.sampling import LEVEL_COLUMNS, SCALAR_COLUMNS
+from fastbook.errors import DecodeError, FastbookError, UpdateError
+from fastbook.events import Flags
+from fastbook.writers import (
+    LobsterFiles,
+    SampleWriter,
+    empty_columns,
+    instruments_of,
+    samples_table,
+)
 
-__all__ = ["ReplayResult", "parse_every", "replay"]
+__all__ = ["MAX_NOTICES", "Instruments", "L2Run", "ReplayNotice", "ReplayResult", "Run",
+           "StreamRun", "drive", "load_instruments", "parse_every", "replay", "scan"]
+
+#: Notices an L2 replay keeps (the first ones; later ones are only counted).
+MAX_NOTICES = 100_000
+_LAST_IN_PACKET = int(Flags.LAST_IN_PACKET)
+_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
+_RULE = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|min|m|h|msgs?|events?)\s*$")
+
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
              "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
 _RULE = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|min|m|h|msgs?|events?)\s*$")
-_OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow",
-                   ".feather": "arrow", ".ipc": "arrow", ".csv": "csv"}
-
 
 def parse_every(every: Any) -> dict[str, Any]:
     """A sampling rule as :class:`fastbook.Sampler` keyword arguments.
@@ -80,145 +101,120 @@ def parse_every(every: Any) -> dict[str, Any]:
     return out
 
 
-def _output_format(path: str | os.PathLike[str]) -> str:
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    try:
-        return _OUTPUT_FORMATS[suffix]
-    except KeyError:
-        raise ValueError(f"cannot tell the output format of {os.fspath(path)!r}: use a "
-                         f"{', '.join(sorted(_OUTPUT_FORMATS))} file name") from None
+# ---------------------------------------------------------------------------
+# The run protocol: what a codec provides, what the driver owns
+# ---------------------------------------------------------------------------
 
+class Instruments:
+    """The driver's instrument registry: codecs announce instruments, the driver makes the books.
 
-def _pyarrow() -> Any:
-    try:
-        import pyarrow as pa
-    except ImportError:
-        raise ImportError("Arrow, Parquet and CSV output need pyarrow: "
-                          "pip install 'fastbook[arrow]'") from None
-    return pa
-
-
-def _instruments(bookset: Any) -> list[dict[str, Any]]:
-    return [dict(bookset.instrument(i), id=i) for i in range(len(bookset))]
-
-
-def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, Any]],
-                  *, codec: str = "", ts_origin: str = "") -> Any:
-    """Sample columns as a ``pyarrow.Table``: one row per sample, one column per level field.
-
-    Columns: ``ts`` (int64 ns), ``instrument`` (uint32), ``symbol`` (dictionary
-    of the instruments' symbols, sharing ``instrument``'s values as indices),
-    ``sequence``, ``reason``, then ``bid_px_1, bid_qty_1, ask_px_1, ask_qty_1``
-    and so on for each level (int64 fixed-point; 0 / 0 for an empty level).
-    The schema metadata holds ``fastbook.instruments`` (JSON: id, symbol, venue,
-    decimals, tick and lot size), ``fastbook.price_decimals`` /
-    ``fastbook.qty_decimals`` when every instrument shares them, and the time
-    unit and origin.
+    A codec calls :meth:`announce` when its input names an instrument (an ITCH
+    stock directory message, an OSE order book directory, an L2 feed's first
+    message for a symbol) and uses the id it returns in the events it emits. The
+    books themselves are the driver's: a codec never adds instruments to the
+    :class:`fastbook.BookSet` itself. An instrument already in the set under the
+    same (symbol, venue) is reused (a replay continuing a ``bookset=``).
     """
-    pa = _pyarrow()
-    n = len(columns["ts"])
-    depth = columns["bid_px"].shape[1]
-    symbols = pa.array([i["symbol"] for i in instruments], pa.string())
-    arrays = {
-        "ts": pa.array(columns["ts"]),
-        "instrument": pa.array(columns["instrument"]),
-        "symbol": pa.DictionaryArray.from_arrays(pa.array(columns["instrument"]), symbols),
-        "sequence": pa.array(columns["sequence"]),
-        "reason": pa.array(columns["reason"]),
-    }
-    for k in range(depth):
-        for name in LEVEL_COLUMNS:
-            arrays[f"{name}_{k + 1}"] = pa.array(np.ascontiguousarray(columns[name][:, k]))
-    meta = {
-        "fastbook.instruments": json.dumps(instruments),
-        "fastbook.ts_unit": "ns",
-        "fastbook.ts_origin": ts_origin,
-        "fastbook.codec": codec,
-        "fastbook.depth": str(depth),
-        "fastbook.rows": str(n),
-    }
-    for key in ("price_decimals", "qty_decimals"):
-        values = {i[key] for i in instruments}
-        if len(values) == 1:
-            meta[f"fastbook.{key}"] = str(values.pop())
-    table = pa.table(arrays)
-    return table.replace_schema_metadata(meta)
+
+    def __init__(self, books: Any) -> None:
+        self.books = books
+
+    def announce(self, symbol: str, *, venue: str = "", kind: str = "l3",
+                 price_decimals: int, qty_decimals: int = 0, tick_size: int = 1,
+                 lot_size: int = 1, capacity: int = 256, order_capacity: int = 1024,
+                 side_keys: bool = False, reuse: bool = True) -> int:
+        """The id of ``symbol`` on ``venue``: found (``reuse``), or a new book with these
+        properties (``BookSet.add_instrument``'s errors when it cannot be added)."""
+        books = self.books
+        if reuse:
+            try:
+                return int(books.find(symbol, venue))
+            except KeyError:
+                pass
+        if kind == "l2":
+            return int(books.add_instrument(
+                symbol, kind="l2", venue=venue, price_decimals=price_decimals,
+                qty_decimals=qty_decimals, tick_size=tick_size, lot_size=lot_size))
+        return int(books.add_instrument(
+            symbol, venue=venue, price_decimals=price_decimals, qty_decimals=qty_decimals,
+            tick_size=tick_size, lot_size=lot_size, capacity=capacity,
+            order_capacity=order_capacity, side_keys=side_keys))
+
+    def instrument(self, instrument: int) -> dict[str, Any]:
+        """The metadata of an announced instrument (``BookSet.instrument``)."""
+        return dict(self.books.instrument(instrument))
+
+    def __len__(self) -> int:
+        return len(self.books)
 
 
-def _empty_columns() -> dict[str, np.ndarray]:
-    """Sample columns with no rows (and no levels), as ``Sampler.columns`` lays them out."""
-    return {name: np.zeros(0, t) for name, t in SCALAR_COLUMNS} | {
-        name: np.zeros((0, 0), np.int64) for name in LEVEL_COLUMNS}
+def registry(target: Any) -> Instruments | None:
+    """``target`` as an :class:`Instruments`: a BookSet is wrapped; None stays None (scanning)."""
+    if target is None or isinstance(target, Instruments):
+        return target
+    return Instruments(target)
 
 
-def _plain_symbols_schema(schema: Any) -> Any:
-    import pyarrow as pa
+class Run(Protocol):
+    """One codec's side of a run (see ``docs/architecture.md``, "The run protocol").
 
-    i = schema.get_field_index("symbol")
-    return schema.set(i, pa.field("symbol", pa.string()))
+    The driver calls, in this order: the constructor (no I/O; the codec is
+    built with the driver's :class:`Instruments`), ``__enter__`` (sources
+    open), iteration (each item an ``EVENT_DTYPE`` array whose ``instrument``
+    ids are the BookSet's, every instrument announced before the batch that
+    first uses it is yielded; the driver applies a batch before asking for the
+    next, so a codec may reuse its buffer), :meth:`failed` when a batch does
+    not apply, ``__exit__``, then :meth:`result_fields`. ``packets`` says the
+    events mark message ends (``Flags.LAST_IN_PACKET``), so the driver samples
+    per message (``Sampler(packets=True)``). ``notices`` collects what the
+    codec asks a driver to act on (an L2 feed's :class:`ReplayNotice`\\ s).
+    """
+
+    kind: str
+    name: str
+    ts_origin: str
+    packets: bool
+    notices: list[Any]
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+    def failed(self, exc: UpdateError, events: np.ndarray) -> BaseException:
+        """The error to raise for ``exc`` (``BookSet.apply`` failing on ``events``)."""
+        ...
+
+    def result_fields(self) -> dict[str, Any]:
+        """Counts, messages, events, bytes... as :class:`ReplayResult` keyword arguments."""
+        ...
 
 
-def _plain_symbols(table: Any) -> Any:
-    i = table.schema.get_field_index("symbol")
-    return table.set_column(i, "symbol", table.column("symbol").cast("string"))
+def drive(run: Run, books: Any, *, sampler: Any = None,
+          consumers: Iterable[Callable[[np.ndarray, Any], None]] = (),
+          flush: Callable[[bool], None] | None = None) -> None:
+    """The loop every codec runs in: each batch of ``run`` → ``books.apply`` → consumers.
 
-
-class _Writer:
-    """Streams sample batches to a Parquet, Arrow IPC or CSV file as they are taken."""
-
-    def __init__(self, path: str | os.PathLike[str], row_group_size: int, codec: str,
-                 ts_origin: str) -> None:
-        self.path = os.fspath(path)
-        self.format = _output_format(path)
-        self.row_group_size = row_group_size
-        self.codec, self.ts_origin = codec, ts_origin
-        self.rows = 0
-        self._writer: Any = None
-        _pyarrow()
-
-    def write(self, columns: dict[str, np.ndarray], instruments: list[dict[str, Any]]) -> None:
-        if len(columns["ts"]) == 0:
-            return
-        table = samples_table(columns, instruments, codec=self.codec, ts_origin=self.ts_origin)
-        if self._writer is None:
-            self._open(table.schema)
-        elif not table.schema.equals(self._schema):
-            # instruments were added since the file was opened: keep the first schema's
-            # metadata (the final list is written at close for Parquet and IPC alike)
-            table = table.replace_schema_metadata(self._schema.metadata)
-            table = table.cast(self._schema)
-        if self.format == "parquet":
-            self._writer.write_table(table, row_group_size=self.row_group_size)
-        else:
-            # an IPC file cannot replace a dictionary between batches, and CSV has none
-            self._writer.write_table(_plain_symbols(table))
-        self.rows += table.num_rows
-
-    def _open(self, schema: Any) -> None:
-        import pyarrow as pa
-
-        self._schema = schema
-        if self.format == "parquet":
-            import pyarrow.parquet as pq
-
-            self._writer = pq.ParquetWriter(self.path, schema)
-        elif self.format == "arrow":
-            self._writer = pa.ipc.new_file(self.path, _plain_symbols_schema(schema))
-        else:
-            import pyarrow.csv as pacsv
-
-            self._writer = pacsv.CSVWriter(self.path, _plain_symbols_schema(schema))
-
-    def close(self, instruments: list[dict[str, Any]]) -> None:
-        if self._writer is None:
-            # no rows: still write a valid, empty file with the right columns
-            self._open(samples_table(_empty_columns(), instruments, codec=self.codec,
-                                     ts_origin=self.ts_origin).schema)
-        if self.format == "parquet":
-            self._writer.add_key_value_metadata(
-                {"fastbook.instruments": json.dumps(instruments),
-                 "fastbook.rows": str(self.rows)})
-        self._writer.close()
+    ``sampler`` takes its rows inside ``BookSet.apply``; each consumer gets
+    ``(events, books)`` after a batch is applied (the LOBSTER writer); ``flush``
+    is called after every batch with False and once at the end with True (the
+    sample writer's row groups).
+    """
+    apply = books.apply
+    consumers = tuple(consumers)
+    with run:
+        for events in run:
+            try:
+                apply(events, sampler=sampler)
+            except UpdateError as exc:
+                raise run.failed(exc, events) from None
+            for consume in consumers:
+                consume(events, books)
+            if flush is not None:
+                flush(False)
+        if flush is not None:
+            flush(True)
 
 
 class ReplayResult:
@@ -247,7 +243,7 @@ class ReplayResult:
         The file the samples were streamed to, and ``rows`` written.
     kind : str
         ``"stream"`` (ITCH) or ``"l2"`` (an exchange L2 feed replayed from captures).
-    notices : list of fastbook.codecs.l2replay.ReplayNotice
+    notices : list of fastbook.driver.ReplayNotice
         L2 feeds: the feed's notices (synced, resync with its reason, snapshot
         requests...) with the record that caused each; ``str()`` of one reads
         as a log line. ``notice_counts`` counts them by kind and reason.
@@ -302,7 +298,7 @@ class ReplayResult:
     @property
     def instruments(self) -> list[dict[str, Any]]:
         """Metadata of every instrument (id, symbol, venue, decimals, tick, lot)."""
-        return _instruments(self.books)
+        return instruments_of(self.books)
 
     def book(self, symbol: str, venue: str | None = None) -> Any:
         """The final book of ``symbol`` (on ``venue``, or the only venue that has it)."""
@@ -335,7 +331,7 @@ class ReplayResult:
         if self.output is not None:
             raise FastbookError(f"the samples were streamed to {self.output!r}; read them "
                                 f"from there")
-        return _empty_columns()
+        return empty_columns()
 
     def summary(self) -> str:
         """A few lines for people: messages, rate, books, skipped, samples."""
@@ -384,17 +380,28 @@ class ReplayResult:
                 f"books={len(self.books)} skipped={self.skipped}>")
 
 
-class _StreamRun:
-    """A byte-stream codec's replay: source chunks → ``module.Decoder`` → event batches."""
+# ---------------------------------------------------------------------------
+# Byte-stream codecs (ITCH 5.0, OSE ITCH, JPX CSV)
+# ---------------------------------------------------------------------------
+
+class StreamRun:
+    """A byte-stream codec's run: source chunks → ``module.Decoder`` → event batches.
+
+    The codec module provides ``Decoder(instruments, *, symbols, name, **options)``
+    with ``feed(chunk)`` and ``close()`` (generators of event batches),
+    ``messages``, ``events``, ``bytes``, ``counts()`` and ``unknown_types()``;
+    and optionally ``TS_ORIGIN`` and ``UTC_OFFSET_NS``.
+    """
 
     kind = "stream"
+    packets = False
 
-    def __init__(self, module: Any, source: Any, books: Any, *, codec: str,
+    def __init__(self, module: Any, source: Any, instruments: Instruments, *, codec: str,
                  symbols: Any, chunk_size: int, compression: str, progress: bool | None,
                  options: dict[str, Any]) -> None:
         self.module = module
         self.source = source
-        self.books = books
+        self.instruments = instruments
         self.codec = codec
         self.symbols = symbols
         self.chunk_size = chunk_size
@@ -403,15 +410,16 @@ class _StreamRun:
         self.options = options
         self.ts_origin = getattr(module, "TS_ORIGIN", "")
         self.name = "<source>"
+        self.notices: list[Any] = []
 
-    def __enter__(self) -> _StreamRun:
+    def __enter__(self) -> StreamRun:
         from fastbook.sources import open_source
 
         self._src = open_source(self.source, chunk_size=self.chunk_size,
                                 compression=self.compression)
         try:
             self.name = self._src.name
-            self.decoder = self.module.Decoder(self.books, symbols=self.symbols,
+            self.decoder = self.module.Decoder(self.instruments, symbols=self.symbols,
                                                name=self._src.name, **self.options)
         except BaseException:
             self._src.close()
@@ -434,18 +442,281 @@ class _StreamRun:
         finally:
             bar.close()
 
-    def make_sampler(self, depth: int, rules: dict[str, Any]) -> Any:
-        from fastbook.sampling import Sampler
-
-        return Sampler(depth, capacity=1 << 16, **rules)
-
-    def apply(self, events: np.ndarray, sampler: Any) -> None:
-        _apply(self.books, events, sampler, self.name)
+    def failed(self, exc: UpdateError, events: np.ndarray) -> BaseException:
+        """The failure named by the stream and its message number."""
+        number = int(events["sequence"][exc.index])
+        detail = str(exc).split(": ", 1)[-1]
+        return UpdateError(f"{self.name}: message {number}: {detail}", number)
 
     def result_fields(self) -> dict[str, Any]:
         d = self.decoder
         return {"counts": d.counts(), "messages": d.messages, "events": d.events,
                 "bytes_": d.bytes, "unknown_types": d.unknown_types(),
+                "ts_origin": self.ts_origin}
+
+
+# ---------------------------------------------------------------------------
+# Exchange L2 feeds replayed from captures
+# ---------------------------------------------------------------------------
+
+def load_instruments(venue: str, source: Any) -> list[Any]:
+    """Instruments of ``venue`` from a metadata document or a capture of REST responses.
+
+    ``source`` is a path or bytes: a JSON document (exchangeInfo, products,
+    AssetPairs, instruments; plain, gzip or zstd), or a capture (fastbook or
+    cryptofeed) whose REST responses are such documents. Uses
+    :func:`fastbook.codecs.instruments.load_instruments`.
+    """
+    from fastbook import capture
+    from fastbook.codecs import instruments as meta
+    from fastbook.sources import open_source
+
+    if capture.sniff(source) is not None:
+        out: list[Any] = []
+        for rec in capture.read_capture(source):
+            if rec.kind == capture.REST:
+                out.extend(meta.load_instruments(venue, rec.payload))
+        if not out:
+            raise ValueError(f"{capture.source_names([source])[0]}: no REST response with "
+                             f"{venue} instruments in this capture")
+        return out
+    with open_source(source) as src:
+        data = b"".join(bytes(chunk) for chunk in src)
+    return meta.load_instruments(venue, data)
+
+
+def _clock(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+class ReplayNotice(NamedTuple):
+    """A feed notice seen during a replay, with where it came from.
+
+    (A ``NamedTuple`` rather than a dataclass: importing fastbook then compiles no code.)
+    """
+
+    recv_ns: int            # receive time of the record that caused it
+    source: str             # the capture it came from, and "line" or "record"
+    record: int             # record number (fastbook capture) or line (cryptofeed file)
+    notice: Any             # the feed's fastbook.codecs._l2feed.Notice
+
+    @property
+    def kind(self) -> str:
+        return str(self.notice.kind)
+
+    @property
+    def symbol(self) -> str:
+        return str(self.notice.symbol)
+
+    @property
+    def reason(self) -> str:
+        return str(self.notice.reason)
+
+    def __str__(self) -> str:
+        n = self.notice
+        text = f"{_clock(self.recv_ns)} {n.venue} {n.symbol} {n.kind}"
+        if n.reason:
+            text += f" ({n.reason})"
+        if n.sequence is not None:
+            text += f" seq {n.sequence}"
+        if n.detail:
+            text += f": {n.detail}"
+        return text + f" [{self.source} {self.record}]"
+
+
+def _locate(exc: DecodeError, where: str) -> DecodeError:
+    """The same error (type and attributes) with ``where`` in front of its message."""
+    new = Exception.__new__(type(exc))
+    new.args = (f"{where}: {exc}",)
+    new.__dict__.update(exc.__dict__)
+    return new
+
+
+class L2Run:
+    """An L2 feed's run: captures → ``feed_class(record=True)`` → event batches.
+
+    Received websocket messages go to ``feed.feed(payload, recv_ns)``, REST
+    depth responses to ``feed.snapshot(symbol, body, recv_ns)`` (the symbol is
+    the request URL's ``symbol`` parameter, :func:`fastbook.capture.rest_symbol`),
+    every other record is counted. Each symbol the feed creates is announced to
+    the driver's :class:`Instruments` as an L2 instrument, in the feed's order,
+    with the feed's scales. A batch holds the events the feed recorded over
+    whole records, with the last event of each record flagged
+    ``LAST_IN_PACKET`` (a record is one message: the driver samples per
+    message). The feed's notices are kept with the record that caused them.
+    """
+
+    kind = "l2"
+    packets = True
+    ts_origin = "epoch"
+
+    def __init__(self, feed_class: Any, source: Any, instruments: Instruments, *, codec: str,
+                 symbols: Iterable[str] | None = None, on_error: str = "raise",
+                 instruments_meta: Any = None, book_depth: int | None = None,
+                 verify: bool = True, progress: bool | None = None,
+                 batch_events: int = 1 << 16, **options: Any) -> None:
+        from fastbook import capture
+
+        self.sources = capture.as_sources(source)
+        self.source_names = capture.source_names(self.sources)
+        self.name = ", ".join(self.source_names)
+        self.codec = codec
+        self.instruments = instruments
+        self.verify = verify
+        self.progress = progress
+        self.batch_events = batch_events
+        if isinstance(instruments_meta, (str, os.PathLike)):
+            instruments_meta = load_instruments(feed_class.venue, instruments_meta)
+        self.feed = feed_class(instruments_meta, depth=book_depth, on_error=on_error,
+                               record=True, symbols=None if symbols is None else list(symbols),
+                               **options)
+        self.venue = self.feed.venue
+        self._base = len(instruments)
+        self._announced = 0
+        self.records = dict.fromkeys(capture.KINDS, 0)
+        self.rest_snapshots = 0
+        self.rest_other = 0
+        self.messages = 0
+        self.events = 0
+        self.bytes = 0
+        self.notices: list[ReplayNotice] = []
+        self.notice_counts: dict[str, int] = {}
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+
+    def __enter__(self) -> L2Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from fastbook import capture
+        from fastbook.sources import Progress
+
+        feed = self.feed
+        buffer = feed.events
+        records = self.records
+        rest_symbol_of = getattr(feed, "rest_symbol", None) or capture.rest_symbol
+        names = self.source_names
+        wanted = feed.wanted
+        # cryptofeed files number lines, fastbook captures records
+        units = ["line" if capture.sniff(x) == "cryptofeed" else "record" for x in self.sources]
+        batch = self.batch_events
+        ends: list[int] = []
+        last = 0
+        nbytes = 0
+        first_ns = last_ns = None
+        bar = Progress(None, unit_name="records", enabled=self.progress)
+        n = 0
+        try:
+            for recv_ns, kind, _conn, url, payload, number, _flags, src in capture.merge_raw(
+                    self.sources, verify=self.verify):
+                n += 1
+                nbytes += len(payload)
+                if first_ns is None:
+                    first_ns = recv_ns
+                last_ns = recv_ns
+                records[kind] += 1
+                try:
+                    if kind == capture.RECEIVED:
+                        notices = feed.feed(payload, recv_ns)
+                    elif kind == capture.REST:
+                        symbol = rest_symbol_of(url)
+                        if symbol is None or (wanted is not None and symbol not in wanted):
+                            self.rest_other += 1
+                            continue
+                        self.rest_snapshots += 1
+                        notices = feed.snapshot(symbol, payload, recv_ns)
+                    else:
+                        continue
+                except DecodeError as exc:
+                    raise _locate(exc, f"{names[src]}: {units[src]} {number}") from None
+                self.messages += 1
+                if notices:
+                    self._keep(notices, recv_ns, f"{names[src]} {units[src]}", number)
+                k = len(buffer)
+                if k != last:
+                    ends.append(k)
+                    last = k
+                    if k >= batch:
+                        yield self._batch(ends)
+                        ends = []
+                        last = 0
+                if not n & 0x3FFF:
+                    bar.update(0, n)
+            if last:
+                yield self._batch(ends)
+        finally:
+            bar.close()
+            self.bytes = nbytes
+            self.first_ns, self.last_ns = first_ns, last_ns
+
+    def _batch(self, ends: list[int]) -> np.ndarray:
+        self._announce()
+        events = self.feed.take_events()
+        if self._base:
+            events["instrument"] += np.uint32(self._base)
+        # each record's events end a packet: rows are taken at message ends only
+        events["flags"][np.asarray(ends, dtype=np.int64) - 1] |= np.uint16(_LAST_IN_PACKET)
+        self.events += len(events)
+        return events
+
+    def _announce(self) -> None:
+        """Announce an L2 instrument for each symbol the feed has created since."""
+        symbols = self.feed.symbols
+        for native in symbols[:self._announced]:
+            # a feed may settle a symbol's scales late (Kraken v1 learns them from the wire):
+            # events at other scales than the BookSet's book would be silently wrong
+            book = self.feed.book(native)
+            meta = self.instruments.instrument(self._base + self.feed.symbol_state(native).id)
+            if (meta["price_decimals"], meta["qty_decimals"]) != (book.price_decimals,
+                                                                    book.qty_decimals):
+                raise FastbookError(
+                    f"{self.venue} {native}: the feed changed the book's scales from "
+                    f"{meta['price_decimals']}/{meta['qty_decimals']} to "
+                    f"{book.price_decimals}/{book.qty_decimals} decimals after the replay "
+                    f"registered the instrument")
+        for native in symbols[self._announced:]:
+            s = self.feed.symbol_state(native)
+            inst = s.instrument
+            i = self.instruments.announce(
+                native, kind="l2", venue=self.venue, price_decimals=s.book.price_decimals,
+                qty_decimals=s.book.qty_decimals, tick_size=max(1, int(inst.tick)),
+                lot_size=max(1, int(inst.lot)), reuse=False)
+            if i != self._base + s.id:
+                raise FastbookError(f"{self.venue}: instrument {native!r} got BookSet id {i}, "
+                                    f"expected {self._base + s.id} (the feed's id + "
+                                    f"{self._base})")
+            self._announced += 1
+
+    def _keep(self, notices: list[Any], recv_ns: int, source: str, number: int) -> None:
+        counts = self.notice_counts
+        for n in notices:
+            key = f"{n.kind} ({n.reason})" if n.reason else str(n.kind)
+            counts[key] = counts.get(key, 0) + 1
+            if len(self.notices) < MAX_NOTICES:
+                self.notices.append(ReplayNotice(recv_ns, source, number, n))
+
+    def failed(self, exc: UpdateError, events: np.ndarray) -> BaseException:
+        return UpdateError(f"{self.name}: the feed's events do not apply (a codec bug?): {exc}",
+                           exc.index)
+
+    def counts(self) -> dict[str, int]:
+        """The feed's counters (all symbols) and the records by kind."""
+        out = dict(self.feed.counts())
+        out["records"] = sum(self.records.values())
+        for k, v in self.records.items():
+            out[f"records_{k}"] = v
+        out["rest_snapshots"] = self.rest_snapshots
+        out["rest_other"] = self.rest_other
+        return out
+
+    def result_fields(self) -> dict[str, Any]:
+        return {"counts": self.counts(), "messages": self.messages, "events": self.events,
+                "bytes_": self.bytes, "unknown_types": 0, "notices": self.notices,
+                "notice_counts": dict(self.notice_counts), "feed": self.feed,
                 "ts_origin": self.ts_origin}
 
 
@@ -463,7 +734,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     source : path, ``"-"`` (stdin), bytes-like or binary file object; or a list of captures
         For a stream codec (ITCH), the feed file; compression (gzip, zstd) is
         detected from the content. For an L2 feed codec, a capture (fastbook
-        or cryptofeed format, see :mod:`fastbook.codecs.capture`) or a list of
+        or cryptofeed format, see :mod:`fastbook.capture`) or a list of
         captures merged in receive-time order (a Binance websocket capture and
         its REST snapshots).
     codec : str
@@ -478,7 +749,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     every : str or int, optional
         The sampling rule (see :func:`parse_every`); no samples when omitted.
         L2 feeds apply it per venue message, never inside one (see
-        :class:`fastbook.codecs.l2replay.PacketSampler`).
+        ``Sampler(packets=True)``, :mod:`fastbook.sampling`).
     on_error : {"raise", "skip"}
         Book errors (unknown order references, over-executions) and, for L2
         feeds, bad messages: raise (:class:`fastbook.UpdateError`,
@@ -509,7 +780,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     instruments : iterable of fastbook.codecs._l2feed.Instrument, or a path, optional
         L2 feeds: the symbols' scales, tick and lot sizes (see
         :mod:`fastbook.codecs.instruments`); others use the feed's defaults. A
-        path is read by :func:`fastbook.codecs.l2replay.load_instruments` (the
+        path is read by :func:`load_instruments` (the
         venue's metadata document, or a capture of its REST response).
     book_depth : int, optional
         L2 feeds: the subscribed book depth, for venues that truncate to it
@@ -523,6 +794,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     from fastbook import codecs
     from fastbook.codecs._l2feed import L2Feed
     from fastbook.l3 import BookSet
+    from fastbook.sampling import Sampler
 
     if isinstance(codec, type) and issubclass(codec, L2Feed):
         # an L2Feed subclass of one's own (a venue fastbook has no codec for)
@@ -540,25 +812,25 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     books = BookSet(on_error="stop" if on_error == "raise" else on_error) \
         if bookset is None else bookset
     rules = parse_every(every) if every is not None else None
-    run: Any
+    registered = Instruments(books)
+    run: StreamRun | L2Run
     if kind == "l2":
-        from fastbook.codecs.l2replay import L2Run
-
         if lobster is not None:
             raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
                              f"{codec!r} is an L2 feed")
-        run = L2Run(module, source, books, codec=codec, symbols=symbols, on_error=on_error,
-                    instruments=instruments, book_depth=book_depth, verify=verify,
-                    progress=progress, **codec_options)
+        run = L2Run(module, source, registered, codec=codec, symbols=symbols,
+                    on_error=on_error, instruments_meta=instruments, book_depth=book_depth,
+                    verify=verify, progress=progress, **codec_options)
     else:
         for name, value in (("instruments", instruments), ("book_depth", book_depth)):
             if value is not None:
                 raise ValueError(f"{name}= is for L2 feed codecs; {codec!r} is not one")
-        run = _StreamRun(module, source, books, codec=codec, symbols=symbols,
-                         chunk_size=chunk_size, compression=compression, progress=progress,
-                         options=codec_options)
-    ts_origin = getattr(module, "TS_ORIGIN", "") if kind == "stream" else "epoch"
-    sampler = run.make_sampler(depth, rules) if rules else None
+        run = StreamRun(module, source, registered, codec=codec, symbols=symbols,
+                        chunk_size=chunk_size, compression=compression, progress=progress,
+                        options=codec_options)
+    ts_origin = run.ts_origin
+    # L2 feeds: one row per venue message at most, never from inside one
+    sampler = Sampler(depth, capacity=1 << 16, packets=run.packets, **rules) if rules else None
     # a row group holds row_group_size rows, but at most about _GROUP_BYTES of samples, so
     # deep samples (depth 50: 1.6 KB a row) keep memory bounded too
     group_rows = max(1024, min(row_group_size, _GROUP_BYTES // _row_bytes(depth)))
@@ -566,37 +838,32 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     if output is not None:
         if sampler is None:
             raise ValueError("output= needs a sampling rule (every=)")
-        writer = _Writer(output, group_rows, codec, ts_origin)
+        writer = SampleWriter(output, group_rows, codec, ts_origin)
     samples: dict[str, np.ndarray] = {}
-    lob = _LobsterFiles(lobster, depth, ts_origin=ts_origin,
-                        utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
+    lob = LobsterFiles(lobster, depth, ts_origin=ts_origin,
+                       utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
         if lobster is not None else None
 
-    def flush(force: bool = False) -> None:
+    def flush(force: bool) -> None:
         # row groups bound the memory of a run that writes its samples out; a run that
         # keeps them lets the sampler grow (in place) and takes them once, at the end
         if sampler is None or (not force and (writer is None or len(sampler) < group_rows)):
             return
         cols = sampler.take()
         if writer is not None:
-            writer.write(cols, _instruments(books))
+            writer.write(cols, instruments_of(books))
         elif len(cols["ts"]):
             samples.update(cols)    # once: without a writer only the final flush takes
 
     t0 = time.perf_counter()
     try:
-        with run:
-            for batch in run:
-                run.apply(batch, sampler)
-                if lob is not None:
-                    lob.write(batch, books)
-                flush()
-            flush(force=True)
+        drive(run, books, sampler=sampler, consumers=() if lob is None else (lob.write,),
+              flush=flush)
     finally:
         if lob is not None:
             lob.close()
     if writer is not None:
-        writer.close(_instruments(books))
+        writer.close(instruments_of(books))
     seconds = time.perf_counter() - t0
     return ReplayResult(
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
@@ -613,78 +880,6 @@ def _row_bytes(depth: int) -> int:
     return 8 + 4 + 8 + 1 + 4 * 8 * depth
 
 
-def _apply(books: Any, events: np.ndarray, sampler: Any, name: str) -> None:
-    """BookSet.apply, with a failure named by the stream and its message number."""
-    from fastbook.errors import UpdateError
-
-    try:
-        books.apply(events, sampler=sampler)
-    except UpdateError as exc:
-        number = int(events["sequence"][exc.index])
-        detail = str(exc).split(": ", 1)[-1]
-        raise UpdateError(f"{name}: message {number}: {detail}", number) from None
-
-
-class _LobsterFiles:
-    """LOBSTER message and orderbook files per instrument, written batch by batch.
-
-    Each instrument keeps its own scale and order keying (from the BookSet). LOBSTER
-    times are seconds after midnight: a codec with epoch times (``ts_origin ==
-    "epoch"``) has them measured from the local midnight (``utc_offset_ns``) of the
-    instrument's first event, so a night session runs on past 24 h.
-    """
-
-    MAX_INSTRUMENTS = 256
-    _DAY = 86_400 * 1_000_000_000
-
-    def __init__(self, directory: str | os.PathLike[str], depth: int, *, ts_origin: str = "",
-                 utc_offset_ns: int = 0) -> None:
-        self.directory = os.fspath(directory)
-        self.depth = depth
-        self.epoch = ts_origin == "epoch"
-        self.utc_offset_ns = utc_offset_ns
-        # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns)
-        self._open: dict[int, tuple[Any, Any, Any, int, int]] = {}
-        os.makedirs(self.directory, exist_ok=True)
-
-    def write(self, events: np.ndarray, books: Any) -> None:
-        from fastbook.codecs import lobster
-        from fastbook.l3 import OrderBook
-
-        instruments = events["instrument"]
-        for i in np.unique(instruments).tolist():
-            mine = events[instruments == i]
-            if i not in self._open:
-                if len(self._open) == self.MAX_INSTRUMENTS:
-                    raise ValueError(f"LOBSTER output is limited to {self.MAX_INSTRUMENTS} "
-                                     f"instruments (two open files each); choose symbols")
-                meta = books.instrument(i)
-                base = os.path.join(self.directory, meta["symbol"])
-                midnight = 0
-                if self.epoch:
-                    local = int(mine["ts_exchange"][0]) + self.utc_offset_ns
-                    midnight = local - local % self._DAY - self.utc_offset_ns
-                self._open[i] = (
-                    open(f"{base}_message_{self.depth}.csv", "w", newline=""),
-                    open(f"{base}_orderbook_{self.depth}.csv", "w", newline=""),
-                    OrderBook(price_decimals=meta["price_decimals"],
-                              qty_decimals=meta["qty_decimals"],
-                              side_keys=getattr(books[i], "side_keys", False)),
-                    meta["price_decimals"],
-                    midnight,
-                )
-            messages, orderbook, book, price_decimals, midnight = self._open[i]
-            if midnight:
-                mine["ts_exchange"] -= midnight
-            lobster.write(mine, messages, orderbook, levels=self.depth,
-                          price_decimals=price_decimals, book=book)
-
-    def close(self) -> None:
-        for messages, orderbook, *_ in self._open.values():
-            messages.close()
-            orderbook.close()
-
-
 def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
          compression: str = "auto", **codec_options: Any) -> dict[str, Any]:
     """Decode a feed without building books: counts by type, directory, time range.
@@ -693,17 +888,16 @@ def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
     ``directory`` (the codec's instrument directory entries), ``events``, and
     ``first_ts`` / ``last_ts`` (the smallest and largest exchange time of a
     book event; None when there is none). For an L2 feed codec, ``source``
-    is one or more captures and the dict is :func:`fastbook.codecs.capture.summarize`'s.
+    is one or more captures and the dict is :func:`fastbook.capture.summarize`'s.
     """
     from fastbook import codecs
     from fastbook.sources import open_source
 
     if codecs.kind(codec) == "l2":
-        # an L2 capture: what it holds (``fastbook.codecs.capture.summarize``)
-        from fastbook.codecs import capture
-        from fastbook.codecs.l2replay import as_sources
+        # an L2 capture: what it holds (``fastbook.capture.summarize``)
+        from fastbook import capture
 
-        return capture.summarize(as_sources(source))
+        return capture.summarize(capture.as_sources(source))
     module = codecs.load(codec)
     span: list[int] = []
 

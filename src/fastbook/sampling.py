@@ -29,6 +29,20 @@ field; for an interval row, that of the first event after the grid point),
 as ``Book.top``). One event gives at most one interval row (before it) and
 one row for the other rules (after it).
 
+``packets=True`` evaluates the same rules per *packet* (one venue message)
+instead of per event, so that no row shows a message half-applied (a message
+that moves twenty levels is one change of the book; a row taken inside it may
+show a book that never existed, often a crossed one). A packet ends at an
+event flagged ``Flags.LAST_IN_PACKET``, a ``SNAPSHOT_END``, a ``CLEAR``, the
+event before a ``SNAPSHOT_BEGIN`` or ``CLEAR``, and the last event of each
+``BookSet.apply`` call. Within a packet each instrument's events count as that
+instrument's part of the packet: ``every`` counts packets, and ``every`` and
+``on_bbo`` are evaluated after the instrument's last event of the packet (the
+row has that event's ``ts`` and ``sequence``); ``interval`` is evaluated
+before the instrument's first event of the packet, with that event's time. A
+rule evaluated after an event that was skipped (``on_error="skip"``) does not
+run for that packet.
+
 Columns are numpy arrays; :meth:`Sampler.columns` returns views of the rows
 taken so far, and :meth:`Sampler.to_arrow` wraps them without copying.
 :meth:`Sampler.take` hands the rows over and starts fresh buffers, so a long
@@ -63,10 +77,16 @@ from typing import Any
 
 import numpy as np
 
+from fastbook.events import Action, Flags
+
 __all__ = ["Sampler"]
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
+_LAST_IN_PACKET = int(Flags.LAST_IN_PACKET)
+_CLEAR = int(Action.CLEAR)
+_SNAPSHOT_BEGIN = int(Action.SNAPSHOT_BEGIN)
+_SNAPSHOT_END = int(Action.SNAPSHOT_END)
 #: The largest depth a sampler takes.
 MAX_DEPTH = 1000
 
@@ -116,6 +136,9 @@ class Sampler:
         Instrument ids to sample; all (including ones added later) when omitted.
     capacity : int
         Rows allocated up front; the buffers double when full.
+    packets : bool
+        Evaluate the rules per packet (venue message) instead of per event
+        (see the module docstring).
     """
 
     #: ``reason`` bit: the ``every`` rule fired.
@@ -127,7 +150,8 @@ class Sampler:
 
     def __init__(self, depth: int = 10, *, every: int | None = None,
                  interval: int | None = None, on_bbo: bool = False,
-                 instruments: Iterable[int] | None = None, capacity: int = 4096) -> None:
+                 instruments: Iterable[int] | None = None, capacity: int = 4096,
+                 packets: bool = False) -> None:
         if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) \
                 or not 1 <= depth <= MAX_DEPTH:
             raise ValueError(f"depth must be an integer from 1 to {MAX_DEPTH}, got {depth!r}")
@@ -137,6 +161,9 @@ class Sampler:
         if not isinstance(on_bbo, bool):
             raise TypeError(f"on_bbo must be a bool, got {on_bbo!r}")
         self.on_bbo = on_bbo
+        if not isinstance(packets, bool):
+            raise TypeError(f"packets must be a bool, got {packets!r}")
+        self.packets = packets
         if self.every is None and self.interval is None and not on_bbo:
             raise ValueError("a Sampler needs at least one rule: every=, interval= or on_bbo=True")
         if instruments is None:
@@ -360,6 +387,8 @@ class Sampler:
             rules.append(f"interval={self.interval}")
         if self.on_bbo:
             rules.append("on_bbo=True")
+        if self.packets:
+            rules.append("packets=True")
         return f"<fastbook.Sampler depth={self.depth} {' '.join(rules)} rows={self._count}>"
 
 
@@ -371,6 +400,34 @@ def check_sampler(sampler: Any, callback: Any) -> Any:
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     return sampler
+
+
+def packet_marks(rows: list[tuple[Any, ...]]) -> list[int]:
+    """Per event (``EVENT_DTYPE`` rows as tuples): bit 1 if it is its instrument's first event
+    in its packet, bit 2 if it is its instrument's last (``Sampler(packets=True)``)."""
+    n = len(rows)
+    ends = []
+    for i, row in enumerate(rows):
+        action = row[3]
+        ends.append(bool(row[5] & _LAST_IN_PACKET) or action in (_SNAPSHOT_END, _CLEAR)
+                    or i == n - 1 or rows[i + 1][3] in (_SNAPSHOT_BEGIN, _CLEAR))
+    marks = [0] * n
+    start = 0
+    for i in range(n):
+        if not ends[i]:
+            continue
+        seen: set[int] = set()
+        for j in range(start, i + 1):           # first of each instrument
+            if rows[j][2] not in seen:
+                seen.add(rows[j][2])
+                marks[j] |= 1
+        seen.clear()
+        for j in range(i, start - 1, -1):       # last of each instrument
+            if rows[j][2] not in seen:
+                seen.add(rows[j][2])
+                marks[j] |= 2
+        start = i + 1
+    return marks
 
 
 def _ceil_grid(ts: int, t: int) -> int:

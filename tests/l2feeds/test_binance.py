@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import fastbook
+from fastbook.capture import read_cryptofeed
 from fastbook.codecs import binance
 from fastbook.codecs._l2feed import FeedError, Instrument, SyncState
-from fastbook.codecs.capture import read_cryptofeed
 from fastbook.events import Action, Flags
 from tests.helpers import DATA as TESTDATA
 from tests.helpers.impls import KERNELS

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import fastbook
+from fastbook.capture import read_cryptofeed
 from fastbook.codecs import coinbase
 from fastbook.codecs._l2feed import FeedError, SyncState
-from fastbook.codecs.capture import read_cryptofeed
 from fastbook.events import Action
 from tests.helpers import DATA
 from tests.helpers.impls import KERNELS

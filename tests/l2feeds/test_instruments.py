@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import fastbook
-from fastbook.codecs.capture import RECEIVED, read_cryptofeed
+from fastbook.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import (
     SymbolMap,
     binance_instruments,

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 import fastbook
 from fastbook import _pycore
+from fastbook.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs import _pychecksum, kraken
 from fastbook.codecs._l2feed import FeedError, SyncState
-from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import kraken_instruments
 from fastbook.codecs.kraken import KrakenV1, KrakenV2, rfc3339_ns
 from fastbook.events import Action, Flags

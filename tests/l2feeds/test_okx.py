@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 import fastbook
 from fastbook import _pycore
+from fastbook.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs import _pychecksum
 from fastbook.codecs._l2feed import FeedError, SyncState
-from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import okx_instruments
 from fastbook.codecs.okx import Okx
 from fastbook.events import Action

@@ -11,8 +11,8 @@ import zlib
 
 import pytest
 
-from fastbook.codecs import capture
-from fastbook.codecs.capture import (
+from fastbook import capture
+from fastbook.capture import (
     CLOSE,
     MAGIC,
     OPEN,

@@ -1,12 +1,13 @@
 """fastbook.replay of exchange L2 captures: a toy feed for the mechanics, then the real captures.
 
-The per-message sampling of :class:`PacketSampler` is checked against a plain twin
+The per-message sampling (``Sampler(packets=True)``) is checked against a plain twin
 written from its documented rules (events applied one by one to ``fastbook.Book``s);
 final BookSet books are checked against the feed's own books.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -16,11 +17,9 @@ import numpy as np
 import pytest
 
 import fastbook as fb
-from fastbook import codecs
-from fastbook.codecs import capture
+from fastbook import capture, codecs
+from fastbook.capture import CaptureWriter, rest_symbol
 from fastbook.codecs._l2feed import FeedError, L2Feed, Notice, SyncState
-from fastbook.codecs.capture import CaptureWriter
-from fastbook.codecs.l2replay import PacketSampler, rest_symbol
 from fastbook.driver import parse_every
 from fastbook.errors import DecodeError
 from fastbook.events import Action, Flags
@@ -193,7 +192,7 @@ def toy_path(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------
-# the plain twin of PacketSampler, from the documented rules
+# the plain twin of per-message sampling, from the documented rules
 # ---------------------------------------------------------------------------
 
 def reference_rows(events, record_ends, depth, *, every=None, interval=None, on_bbo=False,
@@ -434,20 +433,27 @@ def test_parquet_output_round_trips(toy_path, tmp_path):
         table.column("ts").to_pylist()
 
 
-def test_packet_sampler_bounds_its_per_event_rows(toy_path):
-    """Sub-batches of a few events give exactly the same rows as whole batches."""
+def test_packet_sampler_over_batches_and_growth(toy_path):
+    """Sampler(packets=True) over the recorded events gives the plain twin's rows, whether
+    they come in one batch or in batches of a few records, from any starting capacity."""
     records = list(capture.read_capture(toy_path))
     feed, events, ends = recorded(ToyFeed, records)
-    out = []
-    for max_rows in (1, 5, 1 << 16):
+    rules = {"every": 4, "interval": 200_000_000, "on_bbo": True}
+    expected = reference_rows(events, ends, 3, scales=[(2, 3)] * len(feed.symbols), **rules)
+    marked = events.copy()
+    marked["flags"][np.asarray(ends) - 1] |= LAST      # each record is one message
+    for per_batch, capacity in ((len(ends), 1 << 16), (5, 1), (1, 3)):
         books = fb.BookSet()
         for native in feed.symbols:
             books.add_instrument(native, kind="l2", price_decimals=2, qty_decimals=3)
-        s = PacketSampler(3, every=4, interval=200_000_000, on_bbo=True, max_rows=max_rows)
-        s._max = max_rows                     # below the usual floor, to force tiny slices
-        s.apply(books, events, ends)
-        out.append(rows_of(s.take()))
-    assert out[0] == out[1] == out[2] and len(out[0]) > 100
+        s = fb.Sampler(3, packets=True, capacity=capacity, **rules)
+        cuts = [0, *ends[per_batch - 1::per_batch]]
+        if cuts[-1] != len(events):
+            cuts.append(len(events))
+        for lo, hi in itertools.pairwise(cuts):
+            books.apply(marked[lo:hi], sampler=s)
+        assert rows_of(s.take()) == expected
+    assert len(expected) > 100
 
 
 def test_arguments():
@@ -720,3 +726,25 @@ def test_binance_us_and_futures_sync_every_symbol(prefix, codec, n, symbol, bbo)
         book = result.book(symbol)
         assert (book.format_price(book.best_bid()[0], strip=True),
                 book.format_price(book.best_ask()[0], strip=True)) == tuple(map(str, bbo))
+
+
+@pytest.mark.parametrize("paths, codec, feed_kw", [
+    (["KRAKEN.ws.50.0.gz"], "kraken-v1", {"depth": 1000}),
+    (["COINBASE.ws.28.0.gz"], "coinbase-exchange", {}),
+    (["OKX.ws.1.0.gz"], "okx", {}),
+    (["BINANCE.ws.1.0.gz", "BINANCE.http.0.0.gz"], "binance-spot", {}),
+    (["BINANCE_FUTURES.ws.1.0.gz", "BINANCE_FUTURES.http.0.0.gz"], "binance-usdm", {}),
+])
+def test_real_captures_sample_once_per_message(paths, codec, feed_kw):
+    """The replay's per-message rows (Sampler(packets=True)) on the real captures equal the
+    plain twin's rows from the same feed's recorded events (what PacketSampler gave)."""
+    need(codec)
+    sources = [CF / p for p in paths]
+    feed, events, ends = recorded(codecs.load(codec), list(capture.merge(sources)), **feed_kw)
+    scales = [(feed.book(s).price_decimals, feed.book(s).qty_decimals) for s in feed.symbols]
+    for every in ("bbo", "250ms", "3msgs,1s,bbo"):
+        result = fb.replay(sources if len(sources) > 1 else sources[0], codec, every=every,
+                           depth=3, book_depth=feed_kw.get("depth"))
+        expected = reference_rows(events, ends, 3, scales=scales, **parse_every(every))
+        assert rows_of(result.samples) == expected, every
+        assert len(expected) > 20

@@ -486,3 +486,83 @@ def test_differential_sampler(on_error, kwargs, batches):
         assert outcomes[0] == outcomes[1]
         assert rows(samplers[0]) == rows(samplers[1])
         assert set_state(compiled) == set_state(twin)
+
+
+# ---------------------------------------------------------------------------
+# packet mode: the rules per venue message (Sampler(packets=True))
+# ---------------------------------------------------------------------------
+
+LAST = 0x0001   # fastbook.events.Flags.LAST_IN_PACKET
+
+
+def test_packets_take_rows_at_message_ends_only(l3mod):
+    bs = make_set(l3mod)
+    s = Sampler(depth=1, on_bbo=True, every=2, packets=True)
+    events = events_from_records([
+        # a message on two instruments, then one on instrument 0, then an unflagged tail
+        dict(add(1, BID, 100, 5, ts=10, seq=1), flags=0),
+        dict(add(2, ASK, 200, 7, ts=10, inst=1, seq=1), flags=0),
+        dict(add(3, BID, 101, 5, ts=10, seq=1), flags=0),
+        dict(add(4, ASK, 201, 1, ts=10, inst=1, seq=1), flags=LAST),
+        dict(add(5, BID, 102, 5, ts=20, seq=2), flags=LAST),
+        dict(add(6, BID, 99, 5, ts=30, seq=3), flags=0),
+        dict(add(7, BID, 103, 5, ts=30, seq=3), flags=0),
+    ])
+    assert bs.apply(events, sampler=s) == 7
+    # rows after each instrument's last event of a packet (the batch's end ends one)
+    assert [(r[0], r[1], r[3], r[4]) for r in rows(s)] == [
+        (10, 0, BBO, [101]), (10, 1, BBO, [0]), (20, 0, EVERY | BBO, [102]),
+        (30, 0, BBO, [103])]
+    assert "packets=True" in repr(s)
+
+
+def test_packets_interval_rows_come_before_a_message(l3mod):
+    bs = make_set(l3mod)
+    s = Sampler(depth=1, interval=10, packets=True)
+    events = events_from_records([
+        dict(add(1, BID, 100, 5, ts=5, seq=1), flags=LAST),
+        dict(add(2, BID, 101, 5, ts=12, seq=2), flags=0),     # 12 > 10: the grid point 10
+        dict(add(3, BID, 102, 5, ts=25, seq=2), flags=LAST),  # inside the message: no row
+        dict(add(4, BID, 103, 5, ts=31, seq=3), flags=LAST),  # the grid point 20
+    ])
+    bs.apply(events, sampler=s)
+    assert [(r[0], r[2], r[3], r[4]) for r in rows(s)] == [
+        (10, 2, INTERVAL, [100]), (20, 3, INTERVAL, [102])]
+
+
+def test_sampler_packets_argument():
+    with pytest.raises(TypeError, match="packets must be a bool"):
+        Sampler(on_bbo=True, packets=1)
+
+
+packet_records = st.tuples(event_records, st.integers(-3, 40), st.booleans())
+
+
+@needs_compiled
+@pytest.mark.parametrize("on_error", ["raise", "skip", "stop"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(kwargs=sampler_kwargs,
+       batches=st.lists(st.lists(packet_records, max_size=30), min_size=1, max_size=6))
+def test_differential_packet_sampler(on_error, kwargs, batches):
+    """Sampler(packets=True): the compiled loop's packet marks and rules against the twin's."""
+    compiled, twin = make_set(_l3, on_error), make_set(_pyl3, on_error)
+    samplers = (Sampler(capacity=1, packets=True, **kwargs),
+                Sampler(capacity=2, packets=True, **kwargs))
+    clock = 0
+    for batch in batches:
+        records = []
+        for rec, step, last in batch:
+            clock += step
+            records.append(dict(rec, ts_exchange=clock, sequence=len(records),
+                                flags=LAST if last else 0))
+        events = _as_events(records)
+        outcomes = []
+        for bs, s in zip((compiled, twin), samplers, strict=True):
+            try:
+                outcomes.append(bs.apply(events, sampler=s))
+            except UpdateError as exc:
+                outcomes.append((str(exc), exc.index))
+        assert outcomes[0] == outcomes[1]
+        assert rows(samplers[0]) == rows(samplers[1])
+        assert set_state(compiled) == set_state(twin)

@@ -11,24 +11,33 @@ Replay codecs come in two kinds, both usable as ``fastbook.replay(..., codec=)``
 * **stream** codecs read a byte stream (NASDAQ ITCH 5.0: ``"itch50"``): a
   module with a streaming ``Decoder``;
 * **L2 feed** codecs read captures of raw exchange messages (see
-  :mod:`fastbook.codecs.capture`): an :class:`~fastbook.codecs._l2feed.L2Feed`
+  :mod:`fastbook.capture`): an :class:`~fastbook.codecs._l2feed.L2Feed`
   subclass per venue, named by its ``venue`` (``"binance-spot"``,
   ``"kraken-v1"``, ``"okx"``...), in the module of its exchange.
 
+Both kinds are named in a registry here (:data:`STREAM_CODECS`, :data:`L2_FEEDS`);
 ``available()`` lists the replay codecs installed in this version; ``load(name)``
 returns a stream codec's module or an L2 feed's class; ``kind(name)`` says which.
-Modules such as ``capture``, ``instruments`` and ``lobster`` are helpers, not
-replay codecs.
+The other modules are formats without a replay (``lobster``, read and written
+from events; ``instruments``, venues' instrument metadata) and the venue
+machinery the feeds share.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import pkgutil
 from typing import Any
 
-__all__ = ["L2_FEEDS", "available", "kind", "load"]
+__all__ = ["L2_FEEDS", "STREAM_CODECS", "available", "kind", "load"]
+
+#: Byte-stream codec names and the module of ``fastbook.codecs`` that defines each (a
+#: module with a streaming ``Decoder``, see :class:`fastbook.driver.StreamRun`).
+STREAM_CODECS: dict[str, str] = {
+    "itch50": "itch50",
+    "ose_itch": "ose_itch",
+    "jpx_csv": "jpx_csv",
+}
 
 #: L2 feed codec names and the module of ``fastbook.codecs`` that defines each.
 L2_FEEDS: dict[str, str] = {
@@ -43,9 +52,6 @@ L2_FEEDS: dict[str, str] = {
     "okx": "okx",
     "bybit": "bybit",
 }
-
-# public modules of this package that are helpers, not replay codecs
-_HELPERS = frozenset({"capture", "instruments", "lobster", "l2replay"})
 
 
 def _exists(module: str) -> bool:
@@ -81,16 +87,13 @@ def available() -> list[str]:
                     names.append(name)
             except ImportError:
                 pass
-    venue_modules = set(L2_FEEDS.values())
-    for m in pkgutil.iter_modules(__path__):
-        if m.name.startswith("_") or m.name in _HELPERS or m.name in venue_modules:
-            continue
-        try:
-            mod = importlib.import_module(f"{__name__}.{m.name}")
-        except ImportError:
-            continue
-        if hasattr(mod, "Decoder"):
-            names.append(m.name)
+    for name, module in STREAM_CODECS.items():
+        if _exists(module):
+            try:
+                if hasattr(importlib.import_module(f"{__name__}.{module}"), "Decoder"):
+                    names.append(name)
+            except ImportError:
+                pass
     return sorted(names)
 
 
@@ -121,10 +124,9 @@ def load(name: str):  # type: ignore[no-untyped-def]
         if cls is None:
             raise unknown()
         return cls
-    if name.startswith("_") or name in _HELPERS or name in set(L2_FEEDS.values()) \
-            or not name.isidentifier() or not _exists(name):
+    if name not in STREAM_CODECS or not _exists(STREAM_CODECS[name]):
         raise unknown()
-    module = importlib.import_module(f"{__name__}.{name}")
+    module = importlib.import_module(f"{__name__}.{STREAM_CODECS[name]}")
     if not hasattr(module, "Decoder"):
         raise unknown()
     return module

@@ -37,7 +37,10 @@ class FramedDecoder:
 
     def __init__(self, bookset: Any, *, symbols: Iterable[str] | None, framing: str,
                  framings: Mapping[str, int], venue: str, name: str, batch: int) -> None:
-        self.bookset = bookset
+        from fastbook.driver import registry
+
+        #: where instruments are announced (the driver's books); None: scanning
+        self.registry = registry(bookset)
         self.symbols = None if symbols is None else frozenset(symbols)
         if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
             raise TypeError("symbols must be strings")

@@ -98,9 +98,11 @@ class Decoder(FramedDecoder):
 
     Parameters
     ----------
-    bookset : fastbook.BookSet or None
-        Receives one L3 instrument per stock directory message of a chosen
-        symbol (``price_decimals=4``, ``lot_size`` = round lot, ``venue``). An
+    bookset : fastbook.driver.Instruments, fastbook.BookSet or None
+        Where the decoder announces one L3 instrument per stock directory
+        message of a chosen symbol (``price_decimals=4``, ``lot_size`` = round
+        lot, ``venue``); a BookSet is wrapped in the driver's
+        :class:`~fastbook.driver.Instruments`, which makes the books. An
         instrument already in the set under the same (symbol, venue) is reused.
         ``None``: no books; every event's ``instrument`` is its stock locate
         (for scanning a file).
@@ -168,12 +170,10 @@ class Decoder(FramedDecoder):
         if self.symbols is not None and symbol not in self.symbols:
             self._locate_map[locate] = -1
             return
-        try:
-            inst = self.bookset.find(symbol, self.venue)
-        except KeyError:
-            inst = self.bookset.add_instrument(
-                symbol, venue=self.venue, price_decimals=PRICE_DECIMALS, qty_decimals=0,
-                lot_size=max(int(entry["round_lot"]), 1), capacity=16, order_capacity=64)
+        assert self.registry is not None
+        inst = self.registry.announce(
+            symbol, venue=self.venue, price_decimals=PRICE_DECIMALS, qty_decimals=0,
+            lot_size=max(int(entry["round_lot"]), 1), capacity=16, order_capacity=64)
         self._locate_map[locate] = inst
         self.instruments[locate] = inst
 

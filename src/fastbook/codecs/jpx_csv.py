@@ -157,7 +157,10 @@ class Decoder:
             raise ValueError(f"batch must be a positive int, got {batch!r}")
         if on_invalid not in ("raise", "skip"):
             raise ValueError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
-        self.bookset = bookset
+        from fastbook.driver import registry
+
+        #: where instruments are announced (the driver's books); None: scanning
+        self.registry = registry(bookset)
         self.symbols = None if symbols is None else frozenset(symbols)
         if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
             raise TypeError("symbols must be strings")
@@ -278,7 +281,7 @@ class Decoder:
         obid, _ = _book_id(cell)
         inst = self._map.get(obid)
         if inst is None:
-            if self.bookset is None:
+            if self.registry is None:
                 return obid
             self._invalid_line("unknown_book", f"{tag!r} line of order book {obid}, which no R "
                                                f"line named; use on_invalid='skip' to count "
@@ -382,7 +385,7 @@ class Decoder:
         elif tag == "Z":
             obid, _ = _book_id(cells[2])
             inst = self._instrument(cells[2], tag)
-            if inst is None or self.bookset is None:
+            if inst is None or self.registry is None:
                 return
             values = [int(v) for v in cells[3:10]]
             entry = dict(zip(EQUILIBRIUM_FIELDS, [ts, values[2], values[0], values[1],
@@ -413,9 +416,9 @@ class Decoder:
             "ns": ts % _NS,
         }
         self.directory.append(entry)
-        if self.bookset is None:
+        if self.registry is None:
             return
-        inst = register_book(self.bookset, entry, symbols=self.symbols, venue=self.venue,
+        inst = register_book(self.registry, entry, symbols=self.symbols, venue=self.venue,
                              where=f"{self.name}: line {self._lineno}")
         obid = entry["order_book_id"]
         self._map[obid] = inst

@@ -144,8 +144,8 @@ class Decoder(FramedDecoder):
 
     Parameters
     ----------
-    bookset : fastbook.BookSet or None
-        Receives one L3 instrument (``side_keys=True``, ``price_decimals`` =
+    bookset : fastbook.driver.Instruments, fastbook.BookSet or None
+        Where the decoder announces one L3 instrument (``side_keys=True``, ``price_decimals`` =
         the book's decimals in price, ``qty_decimals=0``, ``lot_size`` = round
         lot) per order book directory message of a chosen symbol; an instrument
         already in the set under the same (symbol, venue) is reused. ``None``:
@@ -310,9 +310,9 @@ class Decoder(FramedDecoder):
 
     def _register(self, entry: dict[str, Any]) -> None:
         self.directory.append(entry)
-        if self.bookset is None or self._book_map is None:
+        if self.registry is None or self._book_map is None:
             return
-        inst = register_book(self.bookset, entry, symbols=self.symbols, venue=self.venue,
+        inst = register_book(self.registry, entry, symbols=self.symbols, venue=self.venue,
                              where=f"{self.name}: message {self.messages}")
         obid = entry["order_book_id"]
         self._book_map = book_map_set(self._book_map, obid, inst)
@@ -328,30 +328,29 @@ class Decoder(FramedDecoder):
             self._equilibrium = bigger
 
 
-def register_book(bookset: Any, entry: dict[str, Any], *, symbols: frozenset[str] | None,
+def register_book(registry: Any, entry: dict[str, Any], *, symbols: frozenset[str] | None,
                   venue: str, where: str) -> int:
-    """The instrument of an order book directory entry: found or added to ``bookset``.
+    """The instrument of an order book directory entry, announced to ``registry``.
 
-    Returns -1 when ``symbols`` does not choose the book. The instrument is an
-    L3 book with ``side_keys=True``, the entry's decimals in price and
-    ``qty_decimals=0``; an existing one must have the same price decimals.
+    ``registry`` is the driver's :class:`fastbook.driver.Instruments` (it finds
+    the instrument or makes its book). Returns -1 when ``symbols`` does not
+    choose the book. The instrument is an L3 book with ``side_keys=True``, the
+    entry's decimals in price and ``qty_decimals=0``; an existing one must have
+    the same price decimals.
     """
     obid, symbol = entry["order_book_id"], entry["symbol"]
     if symbols is not None and symbol not in symbols:
         return -1
     decimals = entry["price_decimals"]
     try:
-        inst = bookset.find(symbol, venue)
-    except KeyError:
-        try:
-            return int(bookset.add_instrument(
-                symbol, venue=venue, price_decimals=decimals, qty_decimals=0,
-                lot_size=max(int(entry["round_lot"]), 1), capacity=16, order_capacity=64,
-                side_keys=True))
-        except ValueError as exc:
-            raise DecodeError(f"{where}: order book {obid} ({symbol!r}) cannot get a book: "
-                              f"{exc}") from None
-    have = bookset.instrument(inst)["price_decimals"]
+        inst = registry.announce(
+            symbol, venue=venue, price_decimals=decimals, qty_decimals=0,
+            lot_size=max(int(entry["round_lot"]), 1), capacity=16, order_capacity=64,
+            side_keys=True)
+    except ValueError as exc:
+        raise DecodeError(f"{where}: order book {obid} ({symbol!r}) cannot get a book: "
+                          f"{exc}") from None
+    have = registry.instrument(inst)["price_decimals"]
     if have != decimals:
         raise DecodeError(f"{where}: order book {obid} ({symbol!r}) has {decimals} decimals "
                           f"in price, but the BookSet's instrument {inst} has {have}")

@@ -29,6 +29,9 @@ responses belong to no connection (id 0).
 :func:`merge` interleaves several captures in receive-time order (a Binance
 websocket capture and its REST snapshots), :func:`convert` writes any of them
 as one fastbook capture, and :func:`summarize` counts what a capture holds.
+:func:`as_sources` takes one capture or a list of them as a list, and
+:func:`rest_symbol` reads the symbol of a REST order-book snapshot request from its URL
+(what the replay driver hands the feed's ``snapshot``).
 
 >>> import io
 >>> out = io.BytesIO()
@@ -52,6 +55,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from fastbook.errors import DecodeError
 
@@ -67,11 +71,14 @@ __all__ = [
     "CaptureReader",
     "CaptureWriter",
     "Record",
+    "as_sources",
     "convert",
     "merge",
     "read_capture",
     "read_cryptofeed",
+    "rest_symbol",
     "sniff",
+    "source_names",
     "summarize",
 ]
 
@@ -770,3 +777,49 @@ def summarize(sources: Any, *, verify: bool = True) -> dict[str, Any]:
     return {"records": records, "bytes": nbytes, "kinds": kinds, "first_ns": first,
             "last_ns": last, "connections": dict(sorted(conns.items())), "rest": rest,
             "formats": formats, "meta": metas}
+
+
+# URL paths (last segment) of REST order-book snapshots, with the symbol as a query parameter
+_DEPTH_PATHS = ("depth", "full_orderbook", "orderbook")
+
+
+def rest_symbol(url: str) -> str | None:
+    """The symbol of a REST order-book snapshot request, or None if ``url`` is not one.
+
+    >>> rest_symbol("https://api.binance.com/api/v3/depth?symbol=NKNUSDT&limit=1000")
+    'NKNUSDT'
+    >>> rest_symbol("https://api.binance.com/api/v3/exchangeInfo") is None
+    True
+    """
+    parts = urlsplit(url)
+    if parts.path.rstrip("/").rsplit("/", 1)[-1] not in _DEPTH_PATHS:
+        return None
+    values = parse_qs(parts.query).get("symbol")
+    return values[0] if values else None
+
+
+def source_names(sources: list[Any]) -> list[str]:
+    """A name for each capture source, for messages: its path, ``<bytes>`` or its ``name``."""
+    out = []
+    for s in sources:
+        if isinstance(s, (str, os.PathLike)):
+            out.append(os.fspath(s))
+        elif isinstance(s, (bytes, bytearray, memoryview)):
+            out.append("<bytes>")
+        else:
+            out.append(str(getattr(s, "name", "<stream>")))
+    return out
+
+
+def as_sources(source: Any) -> list[Any]:
+    """One capture (path, bytes, file object) or an iterable of them, as a list."""
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) \
+            or hasattr(source, "read"):
+        return [source]
+    if isinstance(source, Iterable):
+        out = list(source)
+        if not out:
+            raise ValueError("no capture given: source is an empty list")
+        return out
+    raise TypeError(f"source must be a capture path, bytes, a binary file object or a list "
+                    f"of them, got {type(source).__name__}")

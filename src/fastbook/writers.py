@@ -1,0 +1,234 @@
+"""Where replay samples and books go: Arrow/Parquet/CSV sample files and LOBSTER files.
+
+The replay driver (:mod:`fastbook.driver`) hands each writer the sample columns
+(``fastbook.sampling`` layout) or the event batches it applied, batch by batch, so
+a long run writes in bounded memory:
+
+* :class:`SampleWriter` streams sample rows to a ``.parquet``, ``.arrow`` /
+  ``.feather`` or ``.csv`` file (:func:`samples_table` gives the columns and the
+  schema metadata);
+* :class:`LobsterFiles` writes LOBSTER message and orderbook files per instrument
+  through :func:`fastbook.codecs.lobster.write` (the format's encoder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from fastbook.sampling import LEVEL_COLUMNS, SCALAR_COLUMNS
+
+__all__ = ["LobsterFiles", "SampleWriter", "empty_columns", "instruments_of", "output_format",
+           "samples_table"]
+
+_OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow",
+                   ".feather": "arrow", ".ipc": "arrow", ".csv": "csv"}
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """``"parquet"``, ``"arrow"`` or ``"csv"`` from the file name's suffix (ValueError if none)."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    try:
+        return _OUTPUT_FORMATS[suffix]
+    except KeyError:
+        raise ValueError(f"cannot tell the output format of {os.fspath(path)!r}: use a "
+                         f"{', '.join(sorted(_OUTPUT_FORMATS))} file name") from None
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise ImportError("Arrow, Parquet and CSV output need pyarrow: "
+                          "pip install 'fastbook[arrow]'") from None
+    return pa
+
+
+def instruments_of(bookset: Any) -> list[dict[str, Any]]:
+    """Every instrument's metadata (``BookSet.instrument``) with its ``id``, in id order."""
+    return [dict(bookset.instrument(i), id=i) for i in range(len(bookset))]
+
+
+def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, Any]],
+                  *, codec: str = "", ts_origin: str = "") -> Any:
+    """Sample columns as a ``pyarrow.Table``: one row per sample, one column per level field.
+
+    Columns: ``ts`` (int64 ns), ``instrument`` (uint32), ``symbol`` (dictionary
+    of the instruments' symbols, sharing ``instrument``'s values as indices),
+    ``sequence``, ``reason``, then ``bid_px_1, bid_qty_1, ask_px_1, ask_qty_1``
+    and so on for each level (int64 fixed-point; 0 / 0 for an empty level).
+    The schema metadata holds ``fastbook.instruments`` (JSON: id, symbol, venue,
+    decimals, tick and lot size), ``fastbook.price_decimals`` /
+    ``fastbook.qty_decimals`` when every instrument shares them, and the time
+    unit and origin.
+    """
+    pa = _pyarrow()
+    n = len(columns["ts"])
+    depth = columns["bid_px"].shape[1]
+    symbols = pa.array([i["symbol"] for i in instruments], pa.string())
+    arrays = {
+        "ts": pa.array(columns["ts"]),
+        "instrument": pa.array(columns["instrument"]),
+        "symbol": pa.DictionaryArray.from_arrays(pa.array(columns["instrument"]), symbols),
+        "sequence": pa.array(columns["sequence"]),
+        "reason": pa.array(columns["reason"]),
+    }
+    for k in range(depth):
+        for name in LEVEL_COLUMNS:
+            arrays[f"{name}_{k + 1}"] = pa.array(np.ascontiguousarray(columns[name][:, k]))
+    meta = {
+        "fastbook.instruments": json.dumps(instruments),
+        "fastbook.ts_unit": "ns",
+        "fastbook.ts_origin": ts_origin,
+        "fastbook.codec": codec,
+        "fastbook.depth": str(depth),
+        "fastbook.rows": str(n),
+    }
+    for key in ("price_decimals", "qty_decimals"):
+        values = {i[key] for i in instruments}
+        if len(values) == 1:
+            meta[f"fastbook.{key}"] = str(values.pop())
+    table = pa.table(arrays)
+    return table.replace_schema_metadata(meta)
+
+
+def empty_columns() -> dict[str, np.ndarray]:
+    """Sample columns with no rows (and no levels), as ``Sampler.columns`` lays them out."""
+    return {name: np.zeros(0, t) for name, t in SCALAR_COLUMNS} | {
+        name: np.zeros((0, 0), np.int64) for name in LEVEL_COLUMNS}
+
+
+def _plain_symbols_schema(schema: Any) -> Any:
+    import pyarrow as pa
+
+    i = schema.get_field_index("symbol")
+    return schema.set(i, pa.field("symbol", pa.string()))
+
+
+def _plain_symbols(table: Any) -> Any:
+    i = table.schema.get_field_index("symbol")
+    return table.set_column(i, "symbol", table.column("symbol").cast("string"))
+
+
+class SampleWriter:
+    """Streams sample batches to a Parquet, Arrow IPC or CSV file as they are taken."""
+
+    def __init__(self, path: str | os.PathLike[str], row_group_size: int, codec: str,
+                 ts_origin: str) -> None:
+        self.path = os.fspath(path)
+        self.format = output_format(path)
+        self.row_group_size = row_group_size
+        self.codec, self.ts_origin = codec, ts_origin
+        self.rows = 0
+        self._writer: Any = None
+        _pyarrow()
+
+    def write(self, columns: dict[str, np.ndarray], instruments: list[dict[str, Any]]) -> None:
+        if len(columns["ts"]) == 0:
+            return
+        table = samples_table(columns, instruments, codec=self.codec, ts_origin=self.ts_origin)
+        if self._writer is None:
+            self._open(table.schema)
+        elif not table.schema.equals(self._schema):
+            # instruments were added since the file was opened: keep the first schema's
+            # metadata (the final list is written at close for Parquet and IPC alike)
+            table = table.replace_schema_metadata(self._schema.metadata)
+            table = table.cast(self._schema)
+        if self.format == "parquet":
+            self._writer.write_table(table, row_group_size=self.row_group_size)
+        else:
+            # an IPC file cannot replace a dictionary between batches, and CSV has none
+            self._writer.write_table(_plain_symbols(table))
+        self.rows += table.num_rows
+
+    def _open(self, schema: Any) -> None:
+        import pyarrow as pa
+
+        self._schema = schema
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self.path, schema)
+        elif self.format == "arrow":
+            self._writer = pa.ipc.new_file(self.path, _plain_symbols_schema(schema))
+        else:
+            import pyarrow.csv as pacsv
+
+            self._writer = pacsv.CSVWriter(self.path, _plain_symbols_schema(schema))
+
+    def close(self, instruments: list[dict[str, Any]]) -> None:
+        if self._writer is None:
+            # no rows: still write a valid, empty file with the right columns
+            self._open(samples_table(empty_columns(), instruments, codec=self.codec,
+                                     ts_origin=self.ts_origin).schema)
+        if self.format == "parquet":
+            self._writer.add_key_value_metadata(
+                {"fastbook.instruments": json.dumps(instruments),
+                 "fastbook.rows": str(self.rows)})
+        self._writer.close()
+
+
+
+class LobsterFiles:
+    """LOBSTER message and orderbook files per instrument, written batch by batch.
+
+    Each instrument keeps its own scale and order keying (from the BookSet). LOBSTER
+    times are seconds after midnight: a codec with epoch times (``ts_origin ==
+    "epoch"``) has them measured from the local midnight (``utc_offset_ns``) of the
+    instrument's first event, so a night session runs on past 24 h.
+    """
+
+    MAX_INSTRUMENTS = 256
+    _DAY = 86_400 * 1_000_000_000
+
+    def __init__(self, directory: str | os.PathLike[str], depth: int, *, ts_origin: str = "",
+                 utc_offset_ns: int = 0) -> None:
+        self.directory = os.fspath(directory)
+        self.depth = depth
+        self.epoch = ts_origin == "epoch"
+        self.utc_offset_ns = utc_offset_ns
+        # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns)
+        self._open: dict[int, tuple[Any, Any, Any, int, int]] = {}
+        os.makedirs(self.directory, exist_ok=True)
+
+    def write(self, events: np.ndarray, books: Any) -> None:
+        from fastbook.codecs import lobster
+        from fastbook.l3 import OrderBook
+
+        instruments = events["instrument"]
+        for i in np.unique(instruments).tolist():
+            mine = events[instruments == i]
+            if i not in self._open:
+                if len(self._open) == self.MAX_INSTRUMENTS:
+                    raise ValueError(f"LOBSTER output is limited to {self.MAX_INSTRUMENTS} "
+                                     f"instruments (two open files each); choose symbols")
+                meta = books.instrument(i)
+                base = os.path.join(self.directory, meta["symbol"])
+                midnight = 0
+                if self.epoch:
+                    local = int(mine["ts_exchange"][0]) + self.utc_offset_ns
+                    midnight = local - local % self._DAY - self.utc_offset_ns
+                self._open[i] = (
+                    open(f"{base}_message_{self.depth}.csv", "w", newline=""),
+                    open(f"{base}_orderbook_{self.depth}.csv", "w", newline=""),
+                    OrderBook(price_decimals=meta["price_decimals"],
+                              qty_decimals=meta["qty_decimals"],
+                              side_keys=getattr(books[i], "side_keys", False)),
+                    meta["price_decimals"],
+                    midnight,
+                )
+            messages, orderbook, book, price_decimals, midnight = self._open[i]
+            if midnight:
+                mine["ts_exchange"] -= midnight
+            lobster.write(mine, messages, orderbook, levels=self.depth,
+                          price_decimals=price_decimals, book=book)
+
+    def close(self) -> None:
+        for messages, orderbook, *_ in self._open.values():
+            messages.close()
+            orderbook.close()
+
+
