@@ -556,7 +556,7 @@ def test_differential_packet_sampler(on_error, kwargs, batches):
             clock += step
             records.append(dict(rec, ts_exchange=clock, sequence=len(records),
                                 flags=LAST if last else 0))
-        events = _as_events(records)
+        events = as_events(records)
         outcomes = []
         for bs, s in zip((compiled, twin), samplers, strict=True):
             try:
