@@ -49,6 +49,16 @@ import numpy as np
 
 from fastbook import _select
 from fastbook.codecs._framed import FramedDecoder
+from fastbook.codecs._itchwire import (
+    FRAMING_BINARYFILE,
+    FRAMING_MOLDUDP64,
+    FRAMING_SOUPBINTCP,
+    STATUS_GAP,
+    STATUS_OK,
+    STATUS_TRUNCATED,
+    STATUS_WRONG_LENGTH,
+    STATUS_ZERO_LENGTH,
+)
 from fastbook.codecs._pyitch50 import (
     MESSAGE_LENGTHS,
     iter_messages,
@@ -74,7 +84,8 @@ __all__ = [
 _kernel = _select.load("codecs._itch50", "codecs._pyitch50", "ITCH 5.0 kernel")
 
 #: Framing names accepted by :class:`Decoder` and their kernel codes.
-FRAMINGS: dict[str, int] = {"binaryfile": 0, "moldudp64": 1, "soupbintcp": 2}
+FRAMINGS: dict[str, int] = {"binaryfile": FRAMING_BINARYFILE, "moldudp64": FRAMING_MOLDUDP64,
+                            "soupbintcp": FRAMING_SOUPBINTCP}
 #: ITCH prices are Price(4): integers with 4 implied decimals.
 PRICE_DECIMALS = 4
 #: Event times are ns since midnight (exchange local time, US/Eastern), as on the wire.
@@ -86,10 +97,11 @@ VENUE = "XNAS"
 BATCH_EVENTS = 1 << 16
 
 _STATUS_TEXT = {
-    -1: "the length prefix does not match the message type's length",
-    -2: "a length prefix of 0 (not valid ITCH framing; RITCH's writer leaves such prefixes)",
-    -3: "the stream ends inside a message (truncated)",
-    -5: "a MoldUDP64 sequence gap",
+    STATUS_WRONG_LENGTH: "the length prefix does not match the message type's length",
+    STATUS_ZERO_LENGTH: "a length prefix of 0 (not valid ITCH framing; RITCH's writer leaves "
+                        "such prefixes)",
+    STATUS_TRUNCATED: "the stream ends inside a message (truncated)",
+    STATUS_GAP: "a MoldUDP64 sequence gap",
 }
 
 
@@ -155,7 +167,7 @@ class Decoder(FramedDecoder):
             if status < 0:
                 raise DecodeError(f"{self.name}: byte {self._base}, message {self.messages} "
                                   f"({self.framing}): {_STATUS_TEXT.get(status, status)}")
-            if status == 0 or (stop_at is not None and pos >= stop_at):
+            if status == STATUS_OK or (stop_at is not None and pos >= stop_at):
                 return pos
 
     def _register(self, buf: Any, offset: int) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from fastbook.codecs._pyose import EQUILIBRIUM_FIELDS, INVALID_KINDS, NO_PRICE, state_flags
+from fastbook.codecs._osewire import EQUILIBRIUM_FIELDS, INVALID_KINDS, NO_PRICE, state_flags
 from fastbook.codecs.ose_itch import register_book
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE, Action, Flags

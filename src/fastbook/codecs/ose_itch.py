@@ -62,18 +62,32 @@ import numpy as np
 from fastbook import _select
 from fastbook.codecs import _pyose
 from fastbook.codecs._framed import FramedDecoder
-from fastbook.codecs._pyose import (
+from fastbook.codecs._itchwire import (
+    FRAMING_BINARYFILE,
+    FRAMING_MOLDUDP64,
+    STATUS_GAP,
+    STATUS_OK,
+    STATUS_TRUNCATED,
+    STATUS_WRONG_LENGTH,
+    STATUS_ZERO_LENGTH,
+)
+from fastbook.codecs._osewire import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
-    MESSAGE_LENGTHS,
     NO_PRICE,
+    STATUS_NO_PRICE,
+    STATUS_NO_SECONDS,
+    STATUS_UNKNOWN_BOOK,
+    state_flags,
+)
+from fastbook.codecs._pyose import (
+    MESSAGE_LENGTHS,
     book_map_new,
     book_map_set,
     iter_messages,
     new_state,
     order_book_directory,
     parse_message,
-    state_flags,
 )
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE, Action
@@ -102,7 +116,7 @@ __all__ = [
 _kernel = _select.load("codecs._ose", "codecs._pyose", "OSE ITCH kernel")
 
 #: Framing names accepted by :class:`Decoder` and their kernel codes.
-FRAMINGS: dict[str, int] = {"binaryfile": 0, "moldudp64": 1}
+FRAMINGS: dict[str, int] = {"binaryfile": FRAMING_BINARYFILE, "moldudp64": FRAMING_MOLDUDP64}
 #: Event times are ns since the UNIX epoch (UTC), as the ``T`` messages give them.
 TS_ORIGIN = "epoch"
 #: Japan Standard Time is UTC+9 all year (no daylight saving): local time = epoch + this.
@@ -114,13 +128,13 @@ BATCH_EVENTS = 1 << 16
 _DIRECTORY_SLOTS = 64
 
 _STATUS_TEXT = {
-    -1: "the length prefix does not match the message type's length",
-    -2: "a length prefix of 0 (not valid framing)",
-    -3: "the stream ends inside a message or packet (truncated)",
-    -5: "a MoldUDP64 sequence gap",
-    -6: "a message before any T (seconds) message, so its time is unknown",
-    -7: "an order book id that no R (order book directory) message named",
-    -8: "INT32_MIN ('no price') where the message needs a price",
+    STATUS_WRONG_LENGTH: "the length prefix does not match the message type's length",
+    STATUS_ZERO_LENGTH: "a length prefix of 0 (not valid framing)",
+    STATUS_TRUNCATED: "the stream ends inside a message or packet (truncated)",
+    STATUS_GAP: "a MoldUDP64 sequence gap",
+    STATUS_NO_SECONDS: "a message before any T (seconds) message, so its time is unknown",
+    STATUS_UNKNOWN_BOOK: "an order book id that no R (order book directory) message named",
+    STATUS_NO_PRICE: "INT32_MIN ('no price') where the message needs a price",
 }
 
 
@@ -265,7 +279,7 @@ class Decoder(FramedDecoder):
             pos = new_pos
             if status < 0:
                 raise DecodeError(self._error(buf, pos, status))
-            if status == 0 or (stop_at is not None and pos >= stop_at):
+            if status == STATUS_OK or (stop_at is not None and pos >= stop_at):
                 return pos
 
     def _error(self, buf: Any, pos: int, status: int) -> str:
@@ -273,18 +287,18 @@ class Decoder(FramedDecoder):
         text = _STATUS_TEXT.get(status, f"status {status}")
         view = memoryview(buf)
         off = pos + 2
-        if status in (-6, -7, -8) and off < len(view):
+        if status in (STATUS_NO_SECONDS, STATUS_UNKNOWN_BOOK, STATUS_NO_PRICE) and off < len(view):
             t = chr(view[off])
             text = f"{t!r} message: {text}"
-            if status in (-7, -8) and t in _OBID_OFFSET:
+            if status in (STATUS_UNKNOWN_BOOK, STATUS_NO_PRICE) and t in _OBID_OFFSET:
                 (obid,) = _U32.unpack_from(view, off + _OBID_OFFSET[t])
                 text += f" (order book id {obid}"
                 if t in "AFECUD":
                     text += f", order id {int.from_bytes(view[off + 5:off + 13], 'big')}"
                 text += ")"
-            if status == -7:
+            if status == STATUS_UNKNOWN_BOOK:
                 text += "; use on_invalid='skip' to count and skip such messages"
-        elif status == -1 and off < len(view):
+        elif status == STATUS_WRONG_LENGTH and off < len(view):
             t = chr(view[off])
             length = (view[pos] << 8) | view[pos + 1]
             text += f": type {t!r} has length {length}, its layout says {MESSAGE_LENGTHS[t]}"
