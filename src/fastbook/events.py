@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fastbook._checks import check_1d_contiguous, is_int
 from fastbook._vocab import Action, Flags
 from fastbook.errors import ArrayError
 
@@ -74,7 +75,7 @@ def empty_events(n: int) -> np.ndarray:
     Zero is not a valid :class:`Action`, so rows left unfilled are refused when
     applied instead of silently meaning something.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_int(n, 0):
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     return np.zeros(n, dtype=EVENT_DTYPE)
 
@@ -162,11 +163,7 @@ def check_events(events: Any, name: str = "events") -> np.ndarray:
             f"{name} must have dtype fastbook.events.EVENT_DTYPE, got {events.dtype}; "
             f"use events.astype(EVENT_DTYPE) if the field names match"
         )
-    if events.ndim != 1:
-        raise ArrayError(f"{name} must be 1-dimensional, got shape {events.shape}")
-    if not events.flags.c_contiguous:
-        raise ArrayError(f"{name} must be C-contiguous; use np.ascontiguousarray({name})")
-    return events
+    return check_1d_contiguous(events, name)
 
 
 def arrow_schema() -> Any:

@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["L2Workload", "itch_day", "l2_workload", "ose_day", "write_itch_day", "write_ose_day"]
+from fastbook._vocab import ASK, BID
 
-_BID = 1
-_ASK = 2
+__all__ = ["L2Workload", "itch_day", "l2_workload", "ose_day", "write_itch_day", "write_ose_day"]
 
 # 50,000.00 at 2 decimals. Bids sit at or below _MID0 - 1, asks at or above _MID0.
 _MID0 = 5_000_000
@@ -197,7 +196,7 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
     snap_sides = []
     snap_prices = []
     snap_qtys = []
-    for row, side, book, sign, base in ((0, _BID, bids, -1, _MID0 - 1), (1, _ASK, asks, 1, _MID0)):
+    for row, side, book, sign, base in ((0, BID, bids, -1, _MID0 - 1), (1, ASK, asks, 1, _MID0)):
         present = u_fill[row] < fill
         present[0] = True
         d = np.flatnonzero(present)
@@ -238,7 +237,7 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
                     b += 1
                     if b in asks:  # the best ask slot becomes a bid slot
                         del asks[b]
-                        out_s.append(_ASK)
+                        out_s.append(ASK)
                         out_p.append(b)
                         out_q.append(0)
                         out_x.append(1)
@@ -247,7 +246,7 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
                     b -= 1
                     if b + 1 in bids:  # the best bid slot becomes an ask slot
                         del bids[b + 1]
-                        out_s.append(_BID)
+                        out_s.append(BID)
                         out_p.append(b + 1)
                         out_q.append(0)
                         out_x.append(1)
@@ -255,11 +254,11 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
             if is_bid:
                 book = bids
                 p = b - d
-                out_s.append(_BID)
+                out_s.append(BID)
             else:
                 book = asks
                 p = b + 1 + d
-                out_s.append(_ASK)
+                out_s.append(ASK)
             out_p.append(p)
             old = book.get(p)
             if old is None:
@@ -836,7 +835,7 @@ class _OseBook:
         self.ref = ref              # bids rest at or below ref, asks above (continuous session)
         self.ticks = ticks          # the L rows: (tick size, price from, price to)
         self.legs: list[tuple[int, bytes, int]] = []
-        self.sides = (None, _OseSide(True), _OseSide(False))
+        self.sides = (None, _OseSide(True), _OseSide(False))   # indexed by BID, ASK
         # (side, order id) -> [price, qty, index in live]
         self.orders: dict[tuple[int, int], list[int]] = {}
         self.live: list[tuple[int, int]] = []
@@ -1098,23 +1097,23 @@ class _OseDay:
             price = b.ref - dist * tick
             if auction and dist < 3:
                 price = b.ref + (3 - dist) * tick       # some bids above the reference
-            other = b.sides[2].best
+            other = b.sides[ASK].best
             if not auction and other is not None and price >= other:
                 price = other - tick
         else:
             price = b.ref + tick + dist * tick
             if auction and dist < 3:
                 price = b.ref - (2 - dist) * tick
-            other = b.sides[1].best
+            other = b.sides[BID].best
             if not auction and other is not None and price <= other:
                 price = other + tick
         return min(max(price, lo), hi)
 
     def _new_id(self, b: _OseBook, side: int, u: float) -> int:
-        if side == 2 and u < _OSE_P_REUSE and b.live:
+        if side == ASK and u < _OSE_P_REUSE and b.live:
             # the same id as a live bid of this book: J-GATE ids are unique per side only
             cand_side, cand = b.live[int(u / _OSE_P_REUSE * len(b.live))]
-            if cand_side == 1 and (2, cand) not in b.orders:
+            if cand_side == BID and (ASK, cand) not in b.orders:
                 return cand
         b.next_id += 1 + int(u * 7)
         return b.next_id
@@ -1125,12 +1124,12 @@ class _OseDay:
 
         The EP lies on the tick grid between the last matched ask and bid prices.
         """
-        bids = sorted(b.sides[1].levels.items(), reverse=True)
-        asks = sorted(b.sides[2].levels.items())
+        bids = sorted(b.sides[BID].levels.items(), reverse=True)
+        asks = sorted(b.sides[ASK].levels.items())
         i = j = matched = 0
         last_b = last_a = 0
-        bq = sum(b.orders[(1, o)][1] for o in bids[0][1]) if bids else 0
-        aq = sum(b.orders[(2, o)][1] for o in asks[0][1]) if asks else 0
+        bq = sum(b.orders[(BID, o)][1] for o in bids[0][1]) if bids else 0
+        aq = sum(b.orders[(ASK, o)][1] for o in asks[0][1]) if asks else 0
         while i < len(bids) and j < len(asks) and bids[i][0] >= asks[j][0]:
             q = min(bq, aq)
             matched += q
@@ -1139,10 +1138,10 @@ class _OseDay:
             aq -= q
             if bq == 0:
                 i += 1
-                bq = sum(b.orders[(1, o)][1] for o in bids[i][1]) if i < len(bids) else 0
+                bq = sum(b.orders[(BID, o)][1] for o in bids[i][1]) if i < len(bids) else 0
             if aq == 0:
                 j += 1
-                aq = sum(b.orders[(2, o)][1] for o in asks[j][1]) if j < len(asks) else 0
+                aq = sum(b.orders[(ASK, o)][1] for o in asks[j][1]) if j < len(asks) else 0
         if not matched:
             return 0, 0, 0, _OSE_NO_PRICE, 0
         ep = last_a + (last_b - last_a) // (2 * b.tick) * b.tick
@@ -1152,13 +1151,13 @@ class _OseDay:
         matched, _, _, ep, _ = self._equilibrium(b)
         bid_qty = ask_qty = 0
         if matched:
-            bid_qty = sum(b.orders[(1, o)][1] for p, q in b.sides[1].levels.items() if p >= ep
+            bid_qty = sum(b.orders[(BID, o)][1] for p, q in b.sides[BID].levels.items() if p >= ep
                           for o in q)
-            ask_qty = sum(b.orders[(2, o)][1] for p, q in b.sides[2].levels.items() if p <= ep
+            ask_qty = sum(b.orders[(ASK, o)][1] for p, q in b.sides[ASK].levels.items() if p <= ep
                           for o in q)
-        bb, ba = b.sides[1].best, b.sides[2].best
-        bbq = sum(b.orders[(1, o)][1] for o in b.sides[1].levels[bb]) if bb is not None else 0
-        baq = sum(b.orders[(2, o)][1] for o in b.sides[2].levels[ba]) if ba is not None else 0
+        bb, ba = b.sides[BID].best, b.sides[ASK].best
+        bbq = sum(b.orders[(BID, o)][1] for o in b.sides[BID].levels[bb]) if bb is not None else 0
+        baq = sum(b.orders[(ASK, o)][1] for o in b.sides[ASK].levels[ba]) if ba is not None else 0
         self.out.put("Z", t, b.obid, bid_qty, ask_qty, ep,
                      _OSE_NO_PRICE if bb is None else bb, _OSE_NO_PRICE if ba is None else ba,
                      bbq, baq)
@@ -1170,12 +1169,12 @@ class _OseDay:
         for b in self.books:
             matched, _, _, ep, _ = self._equilibrium(b)
             if matched:
-                bids, asks = b.sides[1], b.sides[2]
+                bids, asks = b.sides[BID], b.sides[ASK]
                 while bids.best is not None and asks.best is not None \
                         and bids.best >= asks.best:
                     bo = next(iter(bids.levels[bids.best]))
                     ao = next(iter(asks.levels[asks.best]))
-                    q = min(b.orders[(1, bo)][1], b.orders[(2, ao)][1])
+                    q = min(b.orders[(BID, bo)][1], b.orders[(ASK, ao)][1])
                     match = self.next_match
                     self.next_match += 1
                     put("C", t, bo, b.obid, b"B", q, match, 0, blank, blank, ep, b"Y", b"Y")
@@ -1184,7 +1183,7 @@ class _OseDay:
                     self._take(b, 2, ao, q)
                 self._z(b, t)
             # continuous trading goes on around the auction price, or the old reference
-            bb = b.sides[1].best
+            bb = b.sides[BID].best
             if bb is not None:
                 b.ref = bb
             t += 1000
@@ -1230,7 +1229,7 @@ class _OseDay:
             if act != _O_ADD and len(b.live) < _OSE_MIN_LIVE:
                 act = _O_ADD
             if act == _O_ADD:
-                side = 1 if is_bid else 2
+                side = BID if is_bid else ASK
                 price = self._price(b, is_bid, dist, auction)
                 oid = self._new_id(b, side, u5)
                 rank = self._add(b, side, oid, price, qty)
@@ -1242,7 +1241,7 @@ class _OseDay:
             elif act == _O_DEL:
                 side, oid = b.live[int(u5 * len(b.live))]
                 self._remove(b, side, oid)
-                put("D", t, oid, b.obid, b"B" if side == 1 else b"S")
+                put("D", t, oid, b.obid, b"B" if side == BID else b"S")
             elif act == _O_MOD:
                 side, oid = b.live[int(u5 * len(b.live))]
                 price, left, _ = b.orders[(side, oid)]
@@ -1257,18 +1256,18 @@ class _OseDay:
                     # a price change or a quantity increase goes to the back of its level
                     new_price, new_qty = price, left + qty
                     if choice == 1 or left <= 1:
-                        new_price = self._price(b, side == 1, dist, auction)
+                        new_price = self._price(b, side == BID, dist, auction)
                         new_qty = left if new_price != price else left + qty
                     self._remove(b, side, oid)
                     rank = self._add(b, side, oid, new_price, new_qty)
                     price = new_price
-                put("U", t, oid, b.obid, b"B" if side == 1 else b"S", rank, new_qty, price, 0)
+                put("U", t, oid, b.obid, b"B" if side == BID else b"S", rank, new_qty, price, 0)
             elif act == _O_EXE or act == _O_EXP:
                 # the front order of the best level: strict price-time priority
                 s = b.sides[1 if is_bid else 2]
                 if s.best is None:
                     s = b.sides[2 if is_bid else 1]
-                side = 1 if s.is_bid else 2
+                side = BID if s.is_bid else ASK
                 price = s.best
                 oid = next(iter(s.levels[price]))
                 left = b.orders[(side, oid)][1]
@@ -1277,7 +1276,7 @@ class _OseDay:
                 self._take(b, side, oid, q)
                 match = self.next_match
                 self.next_match += 1
-                sb = b"B" if side == 1 else b"S"
+                sb = b"B" if side == BID else b"S"
                 if act == _O_EXE:
                     put("E", t, oid, b.obid, sb, q, match, 0, blank, blank)
                 else:
@@ -1287,7 +1286,7 @@ class _OseDay:
                 s = b.sides[1 if is_bid else 2]
                 if s.best is None:
                     s = b.sides[2 if is_bid else 1]
-                side = 1 if s.is_bid else 2
+                side = BID if s.is_bid else ASK
                 price = s.best
                 oid = next(iter(s.levels[price]))
                 q = b.orders[(side, oid)][1]
@@ -1296,7 +1295,7 @@ class _OseDay:
                 self.next_match += 1
                 group = self.next_combo_group
                 self.next_combo_group += 1
-                sb = b"B" if side == 1 else b"S"
+                sb = b"B" if side == BID else b"S"
                 put("C", t, oid, b.obid, sb, q, match, group, blank, blank, price, b"N", b"Y")
                 near = books[0].ref
                 for (leg, leg_side, ratio), leg_price in zip(b.legs, (near, near - price),

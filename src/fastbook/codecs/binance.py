@@ -62,14 +62,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs import _pyl2json
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._pyl2json import Field, Schema
+from fastbook.codecs._l2schema import IGNORED, OK, OTHER, UNKNOWN, Field, Schema
+from fastbook.codecs._venues import MAX_MS, record_snapshot, record_update, scanner_module
 
 __all__ = ["FEEDS", "BinanceCOINM", "BinanceSpot", "BinanceUS", "BinanceUSDM", "scanner_module"]
 
-_OK, _OTHER, _UNKNOWN, _IGNORED = _pyl2json.OK, _pyl2json.OTHER, _pyl2json.UNKNOWN, \
-    _pyl2json.IGNORED
 _SYNCED = SyncState.SYNCED
 _WAITING = SyncState.WAITING_SNAPSHOT
 _BUFFERING = SyncState.BUFFERING
@@ -85,37 +83,6 @@ NON_BOOK_EVENTS = frozenset({
     "avgPrice", "markPriceUpdate", "indexPriceUpdate", "forceOrder", "compositeIndex",
     "contractInfo", "assetIndexUpdate", "serverShutdown",
 })
-
-
-def scanner_module(kernel: str = "auto") -> Any:
-    """The module whose ``Scanner`` reads messages: the compiled kernel or the twin.
-
-    ``"auto"``: the compiled ``fastbook.codecs._l2json`` when the compiled core is
-    in use (``fastbook.COMPILED``), else the pure-Python ``_pyl2json``;
-    ``"compiled"`` / ``"python"`` force one (tests compare them).
-    """
-    if kernel == "python":
-        return _pyl2json
-    if kernel not in ("auto", "compiled"):
-        raise ValueError(f"kernel must be 'auto', 'compiled' or 'python', got {kernel!r}")
-    import fastbook
-
-    if not fastbook.COMPILED:
-        if kernel == "compiled":
-            raise ValueError("kernel='compiled' needs the compiled core (FASTBOOK_NO_EXTENSIONS "
-                             "is set or the build is missing)")
-        return _pyl2json
-    try:
-        from fastbook.codecs import _l2json
-    except ImportError:  # pragma: no cover - a build without the kernel
-        if kernel == "compiled":
-            raise
-        return _pyl2json
-    return _l2json
-
-
-#: Largest exchange time in ms whose ns value fits int64 (2262-04-11).
-MAX_MS = (2**63 - 1) // 1_000_000
 
 
 def _ws_schema(futures: bool) -> Schema:
@@ -141,28 +108,6 @@ _REST_SCHEMA = Schema(
 
 # A buffered update: (U, u, pu, ts_exchange ns, recv ns, sides, prices, qtys).
 _Update = tuple
-
-
-def record_update(events: Any, instrument: int, sides: Any, prices: Any, qtys: Any, ts: int,
-                  recv: int, seq: int) -> None:
-    """Record an applied update: one SET_LEVEL per level, the last flagged LAST_IN_PACKET."""
-    from fastbook.events import Flags
-
-    if len(sides):
-        events.append_levels(instrument, sides, prices, qtys, ts=ts, recv=recv, sequence=seq)
-        events.mark_last(int(Flags.LAST_IN_PACKET))
-
-
-def record_snapshot(events: Any, instrument: int, sides: Any, prices: Any, qtys: Any, ts: int,
-                    recv: int, seq: int) -> None:
-    """Record an applied snapshot: SNAPSHOT_BEGIN, SET_LEVEL (SNAPSHOT)..., SNAPSHOT_END."""
-    from fastbook.events import Action, Flags
-
-    events.append(instrument, int(Action.SNAPSHOT_BEGIN), ts=ts, recv=recv, sequence=seq)
-    events.append_levels(instrument, sides, prices, qtys, ts=ts, recv=recv, sequence=seq,
-                         flags=int(Flags.SNAPSHOT))
-    events.append(instrument, int(Action.SNAPSHOT_END), ts=ts, recv=recv, sequence=seq,
-                  flags=int(Flags.LAST_IN_PACKET))
 
 
 class _Binance(L2Feed):
@@ -236,7 +181,7 @@ class _Binance(L2Feed):
         """A message that is not (yet) a book update of a known symbol."""
         sc = self._scan
         st = sc.status
-        if st == _UNKNOWN:
+        if st == UNKNOWN:
             self._register(sc.symbol)       # with no book when symbols= leaves it out
             r = sc.read(message)
             if r is not None:
@@ -257,10 +202,10 @@ class _Binance(L2Feed):
     def _not_book(self, st: int, message: Any) -> list[Notice]:
         """A scan that did not give a book update: ignore it or report it."""
         sc = self._scan
-        if st == _IGNORED:
+        if st == IGNORED:
             self.counts_total["ignored"] += 1
             return []
-        if st == _OTHER:
+        if st == OTHER:
             if sc.other is not None:
                 if sc.other in NON_BOOK_EVENTS:
                     self.counts_total["ignored"] += 1
@@ -452,14 +397,14 @@ class _Binance(L2Feed):
         """Hand over the body of ``GET .../depth?symbol=<native>`` for ``native``."""
         rs = self._rest
         st = rs.scan(message, native)
-        if st == _UNKNOWN:
+        if st == UNKNOWN:
             self._register(native)
             st = rs.scan(message, native)
-        if st == _IGNORED:
+        if st == IGNORED:
             self.counts_total["ignored"] += 1
             return []
         s = rs.target if isinstance(rs.target, SymbolSync) else self._symbols.get(native)
-        if st != _OK:
+        if st != OK:
             if s is not None:
                 s.counts["messages"] += 1
             self._fail(FeedError(f"snapshot: {rs.error}", venue=self.venue, symbol=native,

@@ -39,15 +39,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs import _pyl2json
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._pyl2json import Field, Schema
-from fastbook.codecs.binance import MAX_MS, record_snapshot, record_update, scanner_module
+from fastbook.codecs._l2schema import IGNORED, OTHER, UNKNOWN, Field, Schema
+from fastbook.codecs._venues import MAX_MS, record_snapshot, record_update, scanner_module
 
 __all__ = ["CATEGORIES", "FEEDS", "Bybit"]
 
-_OK, _OTHER, _UNKNOWN, _IGNORED = _pyl2json.OK, _pyl2json.OTHER, _pyl2json.UNKNOWN, \
-    _pyl2json.IGNORED
 _SYNCED = SyncState.SYNCED
 
 #: Market categories of Bybit v5.
@@ -125,7 +122,7 @@ class Bybit(L2Feed):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            if sc.status == _UNKNOWN:
+            if sc.status == UNKNOWN:
                 native = sc.symbol
                 if self.wanted is None or native in self.wanted:
                     s = self._sym(native)
@@ -238,10 +235,10 @@ class Bybit(L2Feed):
     def _not_book(self, message: Any) -> list[Notice]:
         sc = self._scan
         st = sc.status
-        if st == _IGNORED:
+        if st == IGNORED:
             self.counts_total["ignored"] += 1
             return []
-        if st == _OTHER:
+        if st == OTHER:
             if sc.other is not None:
                 self.counts_total["ignored"] += 1       # another topic: trades, tickers...
                 return []

@@ -51,17 +51,14 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs import _pyl2json
+from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._pyl2json import Field, Schema, iso_to_ns
-from fastbook.codecs.binance import record_snapshot, record_update, scanner_module
+from fastbook.codecs._l2schema import IGNORED, OTHER, UNKNOWN, Field, Schema, iso_to_ns
+from fastbook.codecs._venues import record_snapshot, record_update, scanner_module
 
 __all__ = ["FEEDS", "CoinbaseAdvanced", "CoinbaseExchange", "iso_to_ns"]
 
-_OK, _OTHER, _UNKNOWN, _IGNORED = _pyl2json.OK, _pyl2json.OTHER, _pyl2json.UNKNOWN, \
-    _pyl2json.IGNORED
 _SYNCED = SyncState.SYNCED
-BID, ASK = 1, 2
 
 class _Coinbase(L2Feed):
     """What both Coinbase feeds share: in-band snapshots, resubscribe to recover."""
@@ -110,7 +107,7 @@ class CoinbaseExchange(_Coinbase):
         r = sc.read(message)
         if r is None:
             st = sc.status
-            if st == _UNKNOWN:
+            if st == UNKNOWN:
                 native = sc.symbol
                 if self.wanted is None or native in self.wanted:
                     s = self._sym(native)
@@ -164,10 +161,10 @@ class CoinbaseExchange(_Coinbase):
 
     def _not_book(self, st: int, message: Any) -> list[Notice]:
         sc = self._scan
-        if st == _IGNORED:
+        if st == IGNORED:
             self.counts_total["ignored"] += 1
             return []
-        if st == _OTHER:
+        if st == OTHER:
             kind = sc.other
             if kind in EXCHANGE_NON_BOOK:
                 self.counts_total["ignored"] += 1
