@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from fastbook._checks import is_int
 from fastbook.errors import DecodeError
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "Progress", "Source", "open_source"]
@@ -574,7 +575,7 @@ def _closer(*things: Any) -> Callable[[], None]:
 
 
 def _check_chunk_size(chunk_size: Any) -> int:
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+    if not is_int(chunk_size, 1):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     return chunk_size
 

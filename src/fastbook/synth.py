@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fastbook._checks import is_int
 from fastbook._vocab import ASK, BID
 
 __all__ = ["L2Workload", "itch_day", "l2_workload", "ose_day", "write_itch_day", "write_ose_day"]
@@ -178,10 +179,9 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
     >>> round(float((w.qtys == 0).mean()), 2), round(float(w.structural.mean()), 2)
     (0.2, 0.41)
     """
-    if not isinstance(n_updates, (int, np.integer)) or isinstance(n_updates, bool) \
-            or n_updates < 0:
+    if not is_int(n_updates, 0, numpy=True):
         raise ValueError(f"n_updates must be an int >= 0, got {n_updates!r}")
-    if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < 2:
+    if not is_int(levels, 2, numpy=True):
         raise ValueError(f"levels must be an int >= 2, got {levels!r}")
     n_updates = int(n_updates)
     fill = 1.0 / (1.0 + _P_DELETE)
@@ -338,7 +338,7 @@ _S_I = struct.Struct(">HcHQQQc8sIIIcc")
 
 
 def _check_count(value: Any, name: str, low: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+    if not is_int(value, low, numpy=True):
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return int(value)
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fastbook._checks import is_int
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE
 
@@ -45,7 +46,7 @@ class FramedDecoder:
         self._framing = framing_code(framings, framing)
         self.venue = venue
         self.name = name
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        if not is_int(batch, 1):
             raise ValueError(f"batch must be a positive int, got {batch!r}")
         self._events = np.zeros(batch, EVENT_DTYPE)
         self._counts = np.zeros(256, np.uint64)     # messages by type byte

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from fastbook import _select
+from fastbook._vocab import BID
 from fastbook.codecs import _pyose
 from fastbook.codecs._framed import FramedDecoder
 from fastbook.codecs._itchwire import (
@@ -429,7 +430,7 @@ class QueueReport:
                 f"messages: {self.mismatched:,} disagreements ({self.beyond_queue:,} beyond "
                 f"the queue)")
         rows = [f"  message {d.message}: {d.symbol} (book {d.order_book_id}) order "
-                f"{d.order_id} {'bid' if d.side == 1 else 'ask'} {d.action}: exchange position "
+                f"{d.order_id} {'bid' if d.side == BID else 'ask'} {d.action}: exchange position "
                 f"{d.position}, fastbook rank {d.rank} ({d.kind})"
                 for d in self.disagreements[:20]]
         more = len(self.disagreements) - len(rows)
