@@ -73,7 +73,22 @@ def _detect(head: bytes) -> str:
 # ---------------------------------------------------------------------------
 
 
-class _ZlibMember:
+class _Frame:
+    """What the bz2-style wrappers share: ``_d``, the library's decompression object."""
+
+    __slots__ = ()
+    _d: Any
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+
+class _ZlibMember(_Frame):
     """One gzip member through the standard library's ``zlib``, with a bz2-style interface.
 
     ``decompress(data, max_length)`` keeps input it could not use yet; call it
@@ -94,16 +109,8 @@ class _ZlibMember:
         self.needs_input = not self._tail and len(out) < max_length
         return out
 
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
 
-    @property
-    def unused_data(self) -> bytes:
-        return self._d.unused_data
-
-
-class _ZstandardFrame:
+class _ZstandardFrame(_Frame):
     """One zstd frame through the ``zstandard`` package, with a bz2-style interface.
 
     ``zstandard``'s decompression object has no output limit, so input is fed
@@ -130,10 +137,6 @@ class _ZstandardFrame:
             self._feed *= 2
         self.needs_input = not len(self._pending) or self._d.eof
         return out
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
 
     @property
     def unused_data(self) -> bytes:

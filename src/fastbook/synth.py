@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import struct
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,6 +338,38 @@ _S_Q = struct.Struct(">HcHQQ8sIQc")
 _S_I = struct.Struct(">HcHQQQc8sIIIcc")
 
 
+def _flow_blocks(rng: np.random.Generator, count: int, t0: int, t1: int, mix_cum: np.ndarray,
+                 target_cum: np.ndarray, max_dist: int,
+                 p_move: float) -> Iterator[tuple[np.ndarray, ...]]:
+    """The draws both day generators make for ``count`` book messages over [t0, t1), in blocks.
+
+    Each block of ``m`` messages draws one ``(m, 8)`` array of uniforms ``u``
+    and yields ``(u, act, target, dist, move, ts)``: the message kind (column
+    0 against ``mix_cum``), the symbol or book (column 1 against
+    ``target_cum``), the distance from the reference in ticks (column 3,
+    skewed towards 0, up to ``max_dist``), the reference move (column 6, with
+    probability ``p_move``) and the timestamp (column 7 jitters it). Columns 2,
+    4 and 5 are the caller's.
+    """
+    step = (t1 - t0) / max(count, 1)
+    n_targets = len(target_cum)
+    done = 0
+    while done < count:
+        m = min(_ITCH_BLOCK, count - done)
+        u = rng.random((m, 8))
+        act = np.searchsorted(mix_cum, u[:, 0], side="right")
+        target = np.searchsorted(target_cum, u[:, 1], side="right")
+        np.minimum(target, n_targets - 1, out=target)
+        u3 = u[:, 3]
+        dist = (u3 * u3 * u3 * (max_dist + 1)).astype(np.int64)
+        u6 = u[:, 6]
+        move = np.where(u6 < p_move / 2, -1, np.where(u6 < p_move, 1, 0))
+        ts = t0 + ((np.arange(done, done + m, dtype=np.float64) + u[:, 7]) * step)
+        ts = np.minimum(ts.astype(np.int64), t1 - 1)
+        yield u, act, target, dist, move, ts
+        done += m
+
+
 def _check_count(value: Any, name: str, low: int) -> int:
     if not is_int(value, low, numpy=True):
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -497,29 +530,16 @@ class _ItchDay:
 
     def book_phase(self, count: int, t0: int, t1: int, noii_cross: bytes) -> None:
         """``count`` book messages with timestamps spread over [t0, t1)."""
-        step = (t1 - t0) / max(count, 1)
-        done = 0
-        while done < count:
-            m = min(_ITCH_BLOCK, count - done)
-            u = self.rng.random((m, 8))
-            act = np.searchsorted(self.mix_cum, u[:, 0], side="right")
-            sym = np.searchsorted(self.symbol_cum, u[:, 1], side="right")
-            np.minimum(sym, self.n_symbols - 1, out=sym)
-            u3 = u[:, 3]
-            dist = (u3 * u3 * u3 * (_MAX_DIST + 1)).astype(np.int64)
+        for u, act, sym, dist, move, ts in _flow_blocks(self.rng, count, t0, t1, self.mix_cum,
+                                                        self.symbol_cum, _MAX_DIST, _P_MID_MOVE):
             # shares: 10% odd lots (1-99), else 1-20 round lots skewed towards 1
             u4 = u[:, 4]
             frac = (u4 - 0.1) / 0.9
             lots = 1 + (frac * frac * frac * 20).astype(np.int64)
             shares = np.where(u4 < 0.1, 1 + (u4 * 990).astype(np.int64), lots * _ROUND_LOT)
-            u6 = u[:, 6]
-            move = np.where(u6 < _P_MID_MOVE / 2, -1, np.where(u6 < _P_MID_MOVE, 1, 0))
-            ts = t0 + ((np.arange(done, done + m, dtype=np.float64) + u[:, 7]) * step)
-            ts = np.minimum(ts.astype(np.int64), t1 - 1)
             self._book_block(zip(act.tolist(), sym.tolist(), (u[:, 2] < 0.5).tolist(),
                                  dist.tolist(), shares.tolist(), u[:, 5].tolist(),
                                  move.tolist(), ts.tolist(), strict=True), noii_cross)
-            done += m
 
     def _book_block(self, rows: Any, noii_cross: bytes) -> None:
         # The hot loop: locals for everything it touches often.
@@ -1190,26 +1210,14 @@ class _OseDay:
 
     # -- the order flow --------------------------------------------------------------------
     def phase(self, count: int, t0: int, t1: int, auction: bool) -> None:
-        step = (t1 - t0) / max(count, 1)
-        done = 0
-        while done < count:
-            m = min(_ITCH_BLOCK, count - done)
-            u = self.rng.random((m, 8))
-            act = np.searchsorted(self.mix_cum, u[:, 0], side="right")
-            bk = np.searchsorted(self.book_cum, u[:, 1], side="right")
-            np.minimum(bk, len(self.books) - 1, out=bk)
-            u3 = u[:, 3]
-            dist = (u3 * u3 * u3 * (_OSE_MAX_DIST + 1)).astype(np.int64)
+        for u, act, bk, dist, move, ts in _flow_blocks(self.rng, count, t0, t1, self.mix_cum,
+                                                       self.book_cum, _OSE_MAX_DIST,
+                                                       _OSE_P_MID_MOVE):
             u4 = u[:, 4]
             qty = 1 + (u4 * u4 * u4 * 30).astype(np.int64)
-            u6 = u[:, 6]
-            move = np.where(u6 < _OSE_P_MID_MOVE / 2, -1, np.where(u6 < _OSE_P_MID_MOVE, 1, 0))
-            ts = t0 + ((np.arange(done, done + m, dtype=np.float64) + u[:, 7]) * step)
-            ts = np.minimum(ts.astype(np.int64), t1 - 1)
             self._block(zip(act.tolist(), bk.tolist(), (u[:, 2] < 0.5).tolist(), dist.tolist(),
                             qty.tolist(), u[:, 5].tolist(), move.tolist(), ts.tolist(),
                             strict=True), auction)
-            done += m
 
     def _block(self, rows: Any, auction: bool) -> None:
         put = self.out.put

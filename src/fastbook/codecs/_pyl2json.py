@@ -97,6 +97,19 @@ class _Error(Exception):
     """Internal: stops a scan with a message."""
 
 
+def _field_value(get: Any, f: Any) -> Any:
+    """The value of field ``f`` (``get(name, scope)`` looks it up), or ``_MISSING``.
+
+    A required field that is missing stops the scan.
+    """
+    there, value = get(f.name, f.scope)
+    if there:
+        return value
+    if f.required:
+        raise _Error(f"missing field {f.name!r}")
+    return _MISSING
+
+
 class Scanner:
     """The reference scanner: ``json.loads`` plus ``parse_decimal`` (see the module docstring).
 
@@ -265,10 +278,8 @@ class Scanner:
 
         ints: list[int | None] = []
         for f in s.int_fields:
-            there, value = get(f.name, f.scope)
-            if not there:
-                if f.required:
-                    raise _Error(f"missing field {f.name!r}")
+            value = _field_value(get, f)
+            if value is _MISSING:
                 ints.append(None)
                 continue
             if f.kind == "isotime":
@@ -288,10 +299,8 @@ class Scanner:
             self.ints = (*ints, *([None] * (len(s.int_fields) - len(ints))))
         strs: list[str | None] = []
         for f in s.str_fields:
-            there, value = get(f.name, f.scope)
-            if not there:
-                if f.required:
-                    raise _Error(f"missing field {f.name!r}")
+            value = _field_value(get, f)
+            if value is _MISSING:
                 strs.append(None)
                 continue
             if type(value) is not str:
@@ -300,12 +309,11 @@ class Scanner:
         self.strs = tuple(strs)
         found = 0
         for i, f in enumerate(s.level_fields):
-            there, value = get(f.name, f.scope)
-            if there:
-                found |= 1 << i
-            elif f.required:
-                raise _Error(f"missing field {f.name!r}")
-            if there and type(value) is not list:
+            value = _field_value(get, f)
+            if value is _MISSING:
+                continue
+            found |= 1 << i
+            if type(value) is not list:
                 raise _Error(f"{f.name}: expected a list of levels, got {_tname(value)}")
         self.found = found
         if s.level_fields:

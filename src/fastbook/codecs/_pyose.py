@@ -38,27 +38,8 @@ import numpy as np
 
 from fastbook._checks import as_bytes_view, check_int, check_kernel_array
 from fastbook._vocab import NO_SIDE, Action, Flags
-from fastbook.codecs._itchwire import (
-    FRAMING_BINARYFILE,
-    FRAMING_MOLDUDP64,
-    MOLD_END_OF_SESSION,
-    MOLD_HEADER,
-    MOLD_HEARTBEAT,
-    SIDES,
-    STATUS_DIRECTORY_FULL,
-    STATUS_EVENTS_FULL,
-    STATUS_GAP,
-    STATUS_OK,
-    STATUS_TRUNCATED,
-    STATUS_WRONG_LENGTH,
-    STATUS_ZERO_LENGTH,
-    U16,
-    UINT64,
-    check_framing,
-    length_by_byte,
-    message_type,
-    signed64,
-)
+from fastbook.codecs import _itchwire as wire
+from fastbook.codecs._itchwire import FRAMING_BINARYFILE, FRAMING_MOLDUDP64, MOLD_HEADER, SIDES, U16
 from fastbook.codecs._osewire import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
@@ -120,7 +101,7 @@ MESSAGE_LENGTHS: dict[str, int] = {
     "T": 5, "S": 6, "R": 129, "M": 18, "L": 25, "O": 29, "A": 37, "F": 44, "E": 52,
     "C": 58, "U": 36, "D": 18, "P": 50, "Z": 53,
 }
-_LENGTH_BY_BYTE = length_by_byte(MESSAGE_LENGTHS)
+_LENGTH_BY_BYTE = wire.length_by_byte(MESSAGE_LENGTHS)
 
 _MOLD_ANY, _MOLD_KNOWN, _MOLD_NEVER = 0, 1, 2
 
@@ -374,7 +355,7 @@ def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = 
     Seconds(type='T', seconds=1614557640)
     """
     raw = bytes(msg)
-    type_char = message_type(raw, MESSAGE_LENGTHS, _LENGTH_BY_BYTE, protocol="OSE ITCH",
+    type_char = wire.message_type(raw, MESSAGE_LENGTHS, _LENGTH_BY_BYTE, protocol="OSE ITCH",
                              version="OSE ITCH", authority="its layout",
                              allow_unknown=allow_unknown)
     if type_char is None:
@@ -518,7 +499,7 @@ def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
         stream that ends inside a frame or packet (naming the byte offset and
         message number).
     """
-    framing = check_framing(framing, _FRAMING_NAMES)
+    framing = wire.check_framing(framing, _FRAMING_NAMES)
     view = as_bytes_view(buf)
     p = check_int(start, "start")
     n = len(view)
@@ -535,7 +516,7 @@ def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
                                   f"{p} (message {number}) runs past the end of the buffer")
             _, _, count = MOLD_HEADER.unpack_from(view, p)
             p += MOLD_HEADER.size
-            if count not in (MOLD_HEARTBEAT, MOLD_END_OF_SESSION):
+            if count not in (wire.MOLD_HEARTBEAT, wire.MOLD_END_OF_SESSION):
                 left = count
             continue
         if p + 2 > n or p + 2 + U16.unpack_from(view, p)[0] > n:
@@ -703,7 +684,7 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
     (1700000000000000005, 42, 4, 1, 9)
     """
     # -- arguments, checked before anything is decoded
-    framing = check_framing(framing, _FRAMING_NAMES)
+    framing = wire.check_framing(framing, _FRAMING_NAMES)
     view = as_bytes_view(buf)
     n = len(view)
     pos = check_int(pos, "pos")
@@ -734,7 +715,7 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
     if invalid is not None:
         check_kernel_array(invalid, "invalid", np.uint64, len(INVALID_KINDS), writeable=True)
     seq = check_int(seq, "seq")
-    if not 0 <= seq < UINT64:
+    if not 0 <= seq < wire.UINT64:
         raise ValueError(f"seq must be between 0 and 2**64 - 1, got {seq}")
     if int(state[1]) not in (_MOLD_ANY, _MOLD_KNOWN, _MOLD_NEVER) or int(state[3]) < 0 \
             or int(state[3]) > 0xFFFF:
@@ -743,53 +724,53 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
 
     seconds = int(state[0]) if state[0] >= 0 else -1
     mold_mode = int(state[1])
-    mold_next, mold_left = int(state[2]) % UINT64, int(state[3])
+    mold_next, mold_left = int(state[2]) % wire.UINT64, int(state[3])
     event_capacity = events.shape[0]
     directory_capacity = directory.shape[0] if directory is not None else 0
     n_events = n_messages = n_directory = 0
     p = pos
-    status = STATUS_OK
+    status = wire.STATUS_OK
 
     while True:
         if p >= n:
             if final and framing == FRAMING_MOLDUDP64 and mold_left:
-                status = STATUS_TRUNCATED
+                status = wire.STATUS_TRUNCATED
             break
         if framing == FRAMING_MOLDUDP64 and mold_left == 0:
             # a packet header: sequence check, then its blocks one by one
             if p + MOLD_HEADER.size > n:
-                status = STATUS_TRUNCATED if final else STATUS_OK
+                status = wire.STATUS_TRUNCATED if final else wire.STATUS_OK
                 break
             _, sequence, count = MOLD_HEADER.unpack_from(view, p)
             if mold_mode == _MOLD_NEVER or (mold_mode == _MOLD_KNOWN and sequence != mold_next):
-                status = STATUS_GAP
+                status = wire.STATUS_GAP
                 break
-            if count in (MOLD_HEARTBEAT, MOLD_END_OF_SESSION):
+            if count in (wire.MOLD_HEARTBEAT, wire.MOLD_END_OF_SESSION):
                 mold_mode, mold_next = _MOLD_KNOWN, sequence
             else:
                 after = sequence + count
-                mold_mode = _MOLD_KNOWN if after < UINT64 else _MOLD_NEVER
-                mold_next = after % UINT64
+                mold_mode = _MOLD_KNOWN if after < wire.UINT64 else _MOLD_NEVER
+                mold_next = after % wire.UINT64
                 mold_left = count
             p += MOLD_HEADER.size
             continue
 
         # one frame: 2-byte length, then the message
         if p + 2 > n:
-            status = STATUS_TRUNCATED if final else STATUS_OK
+            status = wire.STATUS_TRUNCATED if final else wire.STATUS_OK
             break
         (length,) = U16.unpack_from(view, p)
         if length == 0:
-            status = STATUS_ZERO_LENGTH
+            status = wire.STATUS_ZERO_LENGTH
             break
         if p + 2 + length > n:
-            status = STATUS_TRUNCATED if final else STATUS_OK
+            status = wire.STATUS_TRUNCATED if final else wire.STATUS_OK
             break
         off = p + 2
         type_byte = view[off]
         expected = _LENGTH_BY_BYTE[type_byte]
         if expected and expected != length:
-            status = STATUS_WRONG_LENGTH
+            status = wire.STATUS_WRONG_LENGTH
             break
 
         # what the message needs, checked before anything is written
@@ -831,14 +812,14 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
                                                       and not dropped)):
                 directs = directory is not None
         if emits and n_events == event_capacity:
-            status = STATUS_EVENTS_FULL
+            status = wire.STATUS_EVENTS_FULL
             break
         if directs and n_directory == directory_capacity:
-            status = STATUS_DIRECTORY_FULL
+            status = wire.STATUS_DIRECTORY_FULL
             break
 
         # consume
-        number = (seq + n_messages) % UINT64
+        number = (seq + n_messages) % wire.UINT64
         counts[type_byte] += np.uint64(1)
         n_messages += 1
         p = off + length
@@ -856,26 +837,26 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
         if emits:
             action, side, flags, price, qty, order_id, new_order_id, _ = _event_fields(msg)
             events[n_events] = (ts, 0, instrument, int(action), side, flags, price,
-                                signed64(qty), order_id, new_order_id, number)
+                                wire.signed64(qty), order_id, new_order_id, number)
             if positions is not None:
                 positions[n_events] = getattr(msg, "order_book_position",
                                               getattr(msg, "new_order_book_position", 0))
             n_events += 1
         if type_byte == _Z and equilibrium is not None and 0 <= instrument < equilibrium.shape[0]:
-            equilibrium[instrument] = (ts, msg.equilibrium_price, signed64(msg.bid_quantity),
-                                       signed64(msg.ask_quantity), msg.best_bid_price,
-                                       msg.best_ask_price, signed64(msg.best_bid_quantity),
-                                       signed64(msg.best_ask_quantity))
+            equilibrium[instrument] = (ts, msg.equilibrium_price, wire.signed64(msg.bid_quantity),
+                                       wire.signed64(msg.ask_quantity), msg.best_bid_price,
+                                       msg.best_ask_price, wire.signed64(msg.best_bid_quantity),
+                                       wire.signed64(msg.best_ask_quantity))
         if directs:
             # stop after every reported message: the caller maps a new book (R), and
             # reads the seconds of an M, L or O exactly, before anything later is decoded
             directory[n_directory] = off
             n_directory += 1
-            status = STATUS_DIRECTORY_FULL
+            status = wire.STATUS_DIRECTORY_FULL
             break
 
     state[0] = seconds
     state[1] = mold_mode
-    state[2] = signed64(mold_next)
+    state[2] = wire.signed64(mold_next)
     state[3] = mold_left
     return p, n_events, n_messages, n_directory, status

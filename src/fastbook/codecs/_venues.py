@@ -1,9 +1,9 @@
 """Machinery several venue codecs share (each venue module imports it from here).
 
 * the JSON scanner selection (``scanner_module``: compiled ``_l2json`` or the
-  twin ``_pyl2json``, chosen by :mod:`fastbook._select` like every other pair)
-  and the event recorders of the schema-driven venues (Binance, Bybit,
-  Coinbase);
+  twin ``_pyl2json``, chosen by :mod:`fastbook._select` like every other pair),
+  the event recorders and :class:`ScannedFeed`, the base of the venues whose
+  messages a schema describes (Binance, Bybit, Coinbase Exchange);
 * the checksum kernel, the JSON decoding and :class:`InBandFeed`, the base of
   the venues whose snapshot comes in the stream and whose integrity check is a
   checksum (Kraken, OKX).
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,10 +21,12 @@ from fastbook import _select
 from fastbook._vocab import ASK, BID, Action, Flags
 from fastbook.codecs import _pyl2json
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2schema import IGNORED, OTHER, Schema
 
 __all__ = [
     "MAX_MS",
     "InBandFeed",
+    "ScannedFeed",
     "checksum_kernel",
     "json_message",
     "record_snapshot",
@@ -76,6 +78,66 @@ def record_snapshot(events: Any, instrument: int, sides: Any, prices: Any, qtys:
     events.append_levels(instrument, sides, prices, qtys, ts=ts, recv=recv, sequence=seq,
                          flags=_SNAP)
     events.append(instrument, _END, ts=ts, recv=recv, sequence=seq, flags=_LAST)
+
+
+class ScannedFeed(L2Feed):
+    """Shared by the venues whose messages a :class:`~fastbook.codecs._l2schema.Schema`
+    describes: their scanners, the registration of new symbols, and what is done
+    with a scan that gave no book update.
+
+    A subclass calls :meth:`_use_scanners` once (the first scanner is
+    ``self._scan``, the websocket one) and implements :meth:`_other_message`.
+    Its hot path is its own ``feed``; everything here runs off that path.
+    """
+
+    #: Index in ``Scanner.ints`` of the sequence number an ERROR names (None: none).
+    ERROR_SEQUENCE: ClassVar[int | None] = None
+
+    _scan: Any
+    _scanners: tuple[Any, ...] = ()
+
+    def _use_scanners(self, kernel: str, *schemas: Schema) -> None:
+        """One scanner per schema, from the module ``kernel`` names (see :func:`scanner_module`)."""
+        mod = scanner_module(kernel)
+        self.kernel = "compiled" if getattr(mod, "COMPILED", False) else "python"
+        self._scanners = tuple(mod.Scanner(schema) for schema in schemas)
+        self._scan = self._scanners[0]
+
+    def _register(self, native: str | None) -> bool:
+        """Make ``native`` known to every scanner; False when ``symbols=`` excludes it."""
+        if native is None:
+            return False
+        if self.wanted is not None and native not in self.wanted:
+            for sc in self._scanners:
+                sc.register(native, None, None)
+            return False
+        s = self._sym(native)
+        for sc in self._scanners:
+            sc.register(native, s.book, s)
+        return True
+
+    def _not_book(self, message: Any) -> list[Notice]:
+        """The websocket scan gave no book update: ignore it or report it (UNKNOWN is handled)."""
+        sc = self._scan
+        st = sc.status
+        if st == IGNORED:
+            self.counts_total["ignored"] += 1
+            return []
+        if st == OTHER:
+            return self._other_message(sc.other, message)
+        # ERROR: counted against the symbol it names, if any
+        s = sc.target if isinstance(sc.target, SymbolSync) else None
+        if s is not None:
+            s.counts["messages"] += 1
+        seq = None
+        if self.ERROR_SEQUENCE is not None and len(sc.ints) > self.ERROR_SEQUENCE:
+            seq = sc.ints[self.ERROR_SEQUENCE]
+        self._fail(FeedError(sc.error, venue=self.venue, symbol=sc.symbol or "", sequence=seq), s)
+        return []
+
+    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:  # pragma: no cover
+        """A message the schema does not accept (``kind``: its discriminator, None if absent)."""
+        raise NotImplementedError
 
 
 _loads = json.JSONDecoder().decode

@@ -62,9 +62,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._l2schema import IGNORED, OK, OTHER, UNKNOWN, Field, Schema
-from fastbook.codecs._venues import MAX_MS, record_snapshot, record_update, scanner_module
+from fastbook.codecs._l2feed import FeedError, Instrument, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2schema import IGNORED, OK, UNKNOWN, Field, Schema
+from fastbook.codecs._venues import (
+    MAX_MS,
+    ScannedFeed,
+    record_snapshot,
+    record_update,
+    scanner_module,
+)
 
 __all__ = ["FEEDS", "BinanceCOINM", "BinanceSpot", "BinanceUS", "BinanceUSDM", "scanner_module"]
 
@@ -110,13 +116,14 @@ _REST_SCHEMA = Schema(
 _Update = tuple
 
 
-class _Binance(L2Feed):
+class _Binance(ScannedFeed):
     """What the four Binance markets share; the subclasses set the rules and endpoints."""
 
     venue: ClassVar[str] = ""
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
     futures: ClassVar[bool] = False
     EXTRA_COUNTS: ClassVar[tuple[str, ...]] = EXTRA_COUNTS
+    ERROR_SEQUENCE: ClassVar[int | None] = 2        # "u"
     #: REST host and path of the depth snapshot, and the depth to ask for.
     rest_base: ClassVar[str] = ""
     rest_path: ClassVar[str] = ""
@@ -134,26 +141,11 @@ class _Binance(L2Feed):
         self.max_buffer = max_buffer
         if snapshot_depth is not None:
             self.snapshot_depth = snapshot_depth
-        mod = scanner_module(kernel)
-        self.kernel = "compiled" if getattr(mod, "COMPILED", False) else "python"
-        self._scan = mod.Scanner(_ws_schema(self.futures))
-        self._rest = mod.Scanner(_REST_SCHEMA)
+        self._use_scanners(kernel, _ws_schema(self.futures), _REST_SCHEMA)
+        self._rest = self._scanners[1]
         self.counts_total["server_shutdown"] = 0    # serverShutdown events (also "ignored")
 
     # --- instruments and registration ------------------------------------------------
-
-    def _register(self, native: str | None) -> bool:
-        """Make ``native`` known to both scanners; False when ``symbols=`` excludes it."""
-        if native is None:
-            return False
-        if self.wanted is not None and native not in self.wanted:
-            self._scan.register(native, None, None)
-            self._rest.register(native, None, None)
-            return False
-        s = self._sym(native)
-        self._scan.register(native, s.book, s)
-        self._rest.register(native, s.book, s)
-        return True
 
     def snapshot_url(self, native: str) -> str:
         """The full REST URL of ``native``'s depth snapshot."""
@@ -187,8 +179,7 @@ class _Binance(L2Feed):
             if r is not None:
                 s, _, E, U, u, *rest = r
                 return self._slow(s, U, u, rest[0] if rest else 0, E, recv_ns)
-            st = sc.status
-        return self._not_book(st, message)
+        return self._not_book(message)
 
     def _fast_done(self, s: SymbolSync, u: int, recv_ns: int, crossed: bool) -> list[Notice]:
         """Book-keeping of an update the hot path applied (recording, crossed book)."""
@@ -199,29 +190,15 @@ class _Binance(L2Feed):
             return self._resync(s, "crossed", u, "best bid >= best ask after this update")
         return []
 
-    def _not_book(self, st: int, message: Any) -> list[Notice]:
-        """A scan that did not give a book update: ignore it or report it."""
-        sc = self._scan
-        if st == IGNORED:
-            self.counts_total["ignored"] += 1
-            return []
-        if st == OTHER:
-            if sc.other is not None:
-                if sc.other in NON_BOOK_EVENTS:
-                    self.counts_total["ignored"] += 1
-                    if sc.other == "serverShutdown":
-                        self.counts_total["server_shutdown"] += 1
-                    return []
-                self._fail(FeedError(f"unknown event type {sc.other!r}", venue=self.venue))
-                return []
+    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+        if kind is None:
             return self._untyped(message)
-        # ERROR (UNKNOWN does not get here)
-        s = sc.target if isinstance(sc.target, SymbolSync) else None
-        ints = sc.ints
-        seq = ints[2] if len(ints) > 2 else None
-        if s is not None:
-            s.counts["messages"] += 1
-        self._fail(FeedError(sc.error, venue=self.venue, symbol=sc.symbol or "", sequence=seq), s)
+        if kind in NON_BOOK_EVENTS:
+            self.counts_total["ignored"] += 1
+            if kind == "serverShutdown":
+                self.counts_total["server_shutdown"] += 1
+            return []
+        self._fail(FeedError(f"unknown event type {kind!r}", venue=self.venue))
         return []
 
     def _untyped(self, message: Any) -> list[Notice]:

@@ -53,8 +53,8 @@ from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._l2schema import IGNORED, OTHER, UNKNOWN, Field, Schema, iso_to_ns
-from fastbook.codecs._venues import record_snapshot, record_update, scanner_module
+from fastbook.codecs._l2schema import UNKNOWN, Field, Schema, iso_to_ns
+from fastbook.codecs._venues import ScannedFeed, record_snapshot, record_update
 
 __all__ = ["FEEDS", "CoinbaseAdvanced", "CoinbaseExchange", "iso_to_ns"]
 
@@ -83,7 +83,7 @@ EXCHANGE_NON_BOOK = frozenset({
 })
 
 
-class CoinbaseExchange(_Coinbase):
+class CoinbaseExchange(_Coinbase, ScannedFeed):
     """Coinbase Exchange ``level2`` / ``level2_batch``: snapshots and ``l2update`` changes.
 
     ``kernel`` (``"auto"``, ``"compiled"``, ``"python"``) chooses the JSON scanner.
@@ -97,26 +97,18 @@ class CoinbaseExchange(_Coinbase):
                  kernel: str = "auto") -> None:
         super().__init__(instruments, depth=depth, on_error=on_error, record=record,
                          book_capacity=book_capacity, symbols=symbols)
-        mod = scanner_module(kernel)
-        self.kernel = "compiled" if getattr(mod, "COMPILED", False) else "python"
-        self._scan = mod.Scanner(_EXCHANGE_SCHEMA)
+        self._use_scanners(kernel, _EXCHANGE_SCHEMA)
 
     def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
         """Decode one websocket message and act on it."""
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            st = sc.status
-            if st == UNKNOWN:
-                native = sc.symbol
-                if self.wanted is None or native in self.wanted:
-                    s = self._sym(native)
-                    sc.register(native, s.book, s)
-                else:
-                    sc.register(native, None, None)
+            if sc.status == UNKNOWN:
+                self._register(sc.symbol)       # with no book when symbols= leaves it out
                 r = sc.read(message)
             if r is None:
-                return self._not_book(sc.status, message)
+                return self._not_book(message)
         s, n, time = r
         c = s.counts
         if sc.kind == 1:                                 # l2update
@@ -159,32 +151,20 @@ class CoinbaseExchange(_Coinbase):
         self._fail(FeedError(text, venue=self.venue, symbol=s.native), s)
         return []
 
-    def _not_book(self, st: int, message: Any) -> list[Notice]:
-        sc = self._scan
-        if st == IGNORED:
+    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+        if kind in EXCHANGE_NON_BOOK:
             self.counts_total["ignored"] += 1
             return []
-        if st == OTHER:
-            kind = sc.other
-            if kind in EXCHANGE_NON_BOOK:
-                self.counts_total["ignored"] += 1
-                return []
-            if kind == "error":
-                try:
-                    obj = json.loads(bytes(message) if isinstance(message, memoryview)
-                                     else message)
-                    why = f"{obj.get('message', '')}: {obj.get('reason', '')}"
-                except (ValueError, TypeError, AttributeError):  # pragma: no cover - scanned
-                    why = "?"
-                self._fail(FeedError(f"the venue sent an error: {why}", venue=self.venue))
-                return []
-            what = "no 'type'" if kind is None else f"unknown type {kind!r}"
-            self._fail(FeedError(f"not a Coinbase Exchange message ({what})", venue=self.venue))
+        if kind == "error":
+            try:
+                obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
+                why = f"{obj.get('message', '')}: {obj.get('reason', '')}"
+            except (ValueError, TypeError, AttributeError):  # pragma: no cover - scanned
+                why = "?"
+            self._fail(FeedError(f"the venue sent an error: {why}", venue=self.venue))
             return []
-        s = sc.target if isinstance(sc.target, SymbolSync) else None
-        if s is not None:
-            s.counts["messages"] += 1
-        self._fail(FeedError(sc.error, venue=self.venue, symbol=sc.symbol or ""), s)
+        what = "no 'type'" if kind is None else f"unknown type {kind!r}"
+        self._fail(FeedError(f"not a Coinbase Exchange message ({what})", venue=self.venue))
         return []
 
 

@@ -124,6 +124,17 @@ class _KrakenFeed(InBandFeed):
                          book_capacity=book_capacity, symbols=symbols,
                          verify_checksum=verify_checksum)
 
+    def _verify_applied(self, s: SymbolSync, crc: int | None) -> list[Notice]:
+        """After a message is applied: its checksum (a message without one is counted), then
+        the crossed-book check; the notices of a failure."""
+        if crc is not None and self.verify_checksum:
+            out = self._verify(s, crc)
+            if out:
+                return out
+        elif crc is None:
+            s.counts["unverified"] += 1
+        return self._check_crossed(s)
+
     def _verify(self, s: SymbolSync, expected: int) -> list[Notice]:
         """Compare Kraken's checksum with the book's; resync on a mismatch."""
         pdig, qdig = s.vars["digits"]
@@ -323,13 +334,7 @@ class KrakenV1(_KrakenFeed):
             s.ts = ts[0]
         s.vars["recv"] = recv_ns
         self._apply_update(s, groups, depth)
-        if crc is not None and self.verify_checksum:
-            out = self._verify(s, crc)
-            if out:
-                return out
-        elif crc is None:
-            s.counts["unverified"] += 1
-        return self._check_crossed(s)
+        return self._verify_applied(s, crc)
 
 
 def _rescale(units: int, old: int, new: int) -> int:
@@ -513,13 +518,7 @@ class KrakenV2(_KrakenFeed):
             s.vars["recv"] = recv_ns
             # Kraken's v2 update lists bids then asks; each side in wire order.
             self._apply_update(s, [(BID, *levels["bids"]), (ASK, *levels["asks"])], depth)
-        if crc is not None and self.verify_checksum:
-            out = self._verify(s, crc)
-            if out:
-                return out
-        elif crc is None:
-            s.counts["unverified"] += 1
-        out = self._check_crossed(s)
+        out = self._verify_applied(s, crc)
         if out:
             return out
         return [self._synced(s)] if snapshot else []
