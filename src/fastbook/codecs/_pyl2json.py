@@ -110,6 +110,22 @@ def _field_value(get: Any, f: Any) -> Any:
     return _MISSING
 
 
+def _int_value(f: Any, value: Any) -> int:
+    """The value of an ``int`` or ``isotime`` field, checked against its kind and range."""
+    if f.kind == "isotime":
+        if type(value) is not str:
+            raise _Error(f"{f.name}: expected an ISO 8601 time, got {_tname(value)}")
+        try:
+            value = iso_to_ns(value)
+        except ValueError as exc:
+            raise _Error(f"{f.name}: {exc}") from None
+    elif type(value) is not int:
+        raise _Error(f"{f.name}: expected an integer, got {_tname(value)} {short_repr(value)}")
+    if not f.lo <= value <= f.hi:
+        raise _Error(f"{f.name}: {value} is outside [{f.lo}, {f.hi}]")
+    return value
+
+
 class Scanner:
     """The reference scanner: ``json.loads`` plus ``parse_decimal`` (see the module docstring).
 
@@ -279,31 +295,15 @@ class Scanner:
         ints: list[int | None] = []
         for f in s.int_fields:
             value = _field_value(get, f)
-            if value is _MISSING:
-                ints.append(None)
-                continue
-            if f.kind == "isotime":
-                if type(value) is not str:
-                    raise _Error(f"{f.name}: expected an ISO 8601 time, got {_tname(value)}")
-                try:
-                    value = iso_to_ns(value)
-                except ValueError as exc:
-                    raise _Error(f"{f.name}: {exc}") from None
-            elif type(value) is not int:
-                raise _Error(f"{f.name}: expected an integer, got {_tname(value)} "
-                             f"{short_repr(value)}")
-            if not f.lo <= value <= f.hi:
-                raise _Error(f"{f.name}: {value} is outside [{f.lo}, {f.hi}]")
-            ints.append(value)
+            ints.append(None if value is _MISSING else _int_value(f, value))
             # kept as they come, so that an error further on can still name the sequence
             self.ints = (*ints, *([None] * (len(s.int_fields) - len(ints))))
         strs: list[str | None] = []
         for f in s.str_fields:
             value = _field_value(get, f)
             if value is _MISSING:
-                strs.append(None)
-                continue
-            if type(value) is not str:
+                value = None
+            elif type(value) is not str:
                 raise _Error(f"{f.name}: expected a string, got {_tname(value)}")
             strs.append(value)
         self.strs = tuple(strs)

@@ -21,7 +21,7 @@ from fastbook import _select
 from fastbook._vocab import ASK, BID, Action, Flags
 from fastbook.codecs import _pyl2json
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._l2schema import IGNORED, OTHER, Schema
+from fastbook.codecs._l2schema import IGNORED, OTHER, UNKNOWN, Schema
 
 __all__ = [
     "MAX_MS",
@@ -116,8 +116,21 @@ class ScannedFeed(L2Feed):
             sc.register(native, s.book, s)
         return True
 
+    def _miss(self, message: Any, recv_ns: int) -> list[Notice]:
+        """The websocket scan of ``message`` gave no book update (the hot path's one exit).
+
+        A symbol seen for the first time is registered (with no book when
+        ``symbols=`` leaves it out) and the message fed again, which then scans
+        as a book message or as IGNORED; anything else goes to :meth:`_not_book`.
+        """
+        sc = self._scan
+        if sc.status == UNKNOWN and sc.symbol is not None:
+            self._register(sc.symbol)
+            return self.feed(message, recv_ns)
+        return self._not_book(message)
+
     def _not_book(self, message: Any) -> list[Notice]:
-        """The websocket scan gave no book update: ignore it or report it (UNKNOWN is handled)."""
+        """The websocket scan gave no book update: ignore it or report it."""
         sc = self._scan
         st = sc.status
         if st == IGNORED:

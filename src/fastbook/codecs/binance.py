@@ -165,21 +165,9 @@ class _Binance(ScannedFeed):
         # the subclasses' feed is this with the market's rule written inline (speed)
         r = self._scan.read(message)
         if r is None:
-            return self._other(message, recv_ns)
+            return self._miss(message, recv_ns)
         s, _, E, U, u, *rest = r
         return self._slow(s, U, u, rest[0] if rest else 0, E, recv_ns)
-
-    def _other(self, message: Any, recv_ns: int) -> list[Notice]:
-        """A message that is not (yet) a book update of a known symbol."""
-        sc = self._scan
-        st = sc.status
-        if st == UNKNOWN:
-            self._register(sc.symbol)       # with no book when symbols= leaves it out
-            r = sc.read(message)
-            if r is not None:
-                s, _, E, U, u, *rest = r
-                return self._slow(s, U, u, rest[0] if rest else 0, E, recv_ns)
-        return self._not_book(message)
 
     def _fast_done(self, s: SymbolSync, u: int, recv_ns: int, crossed: bool) -> list[Notice]:
         """Book-keeping of an update the hot path applied (recording, crossed book)."""
@@ -471,7 +459,7 @@ class BinanceSpot(_Binance):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            return self._other(message, recv_ns)
+            return self._miss(message, recv_ns)
         s, _, E, U, u = r
         if s.state is not _SYNCED or U != s.last_seq + 1 or U > u:
             return self._slow(s, U, u, 0, E, recv_ns)
@@ -505,7 +493,7 @@ class BinanceUSDM(_Binance):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            return self._other(message, recv_ns)
+            return self._miss(message, recv_ns)
         s, _, E, U, u, pu = r
         if s.state is not _SYNCED or pu != s.last_seq or not pu < U <= u:
             return self._slow(s, U, u, pu, E, recv_ns)

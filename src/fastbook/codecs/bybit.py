@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._l2schema import UNKNOWN, Field, Schema
+from fastbook.codecs._l2schema import Field, Schema
 from fastbook.codecs._venues import MAX_MS, ScannedFeed, record_snapshot, record_update
 
 __all__ = ["CATEGORIES", "FEEDS", "Bybit"]
@@ -121,11 +121,7 @@ class Bybit(ScannedFeed):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            if sc.status == UNKNOWN:
-                self._register(sc.symbol)       # with no book when symbols= leaves it out
-                r = sc.read(message)
-            if r is None:
-                return self._not_book(message)
+            return self._miss(message, recv_ns)
         s, n, ts, cts, u, seq = r
         c = s.counts
         topic = sc.tag

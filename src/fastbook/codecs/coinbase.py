@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._l2schema import UNKNOWN, Field, Schema, iso_to_ns
+from fastbook.codecs._l2schema import Field, Schema, iso_to_ns
 from fastbook.codecs._venues import ScannedFeed, record_snapshot, record_update
 
 __all__ = ["FEEDS", "CoinbaseAdvanced", "CoinbaseExchange", "iso_to_ns"]
@@ -104,11 +104,7 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            if sc.status == UNKNOWN:
-                self._register(sc.symbol)       # with no book when symbols= leaves it out
-                r = sc.read(message)
-            if r is None:
-                return self._not_book(message)
+            return self._miss(message, recv_ns)
         s, n, time = r
         c = s.counts
         if sc.kind == 1:                                 # l2update
