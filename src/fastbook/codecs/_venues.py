@@ -116,6 +116,13 @@ class ScannedFeed(L2Feed):
             sc.register(native, s.book, s)
         return True
 
+    def _load_scanned(self, s: SymbolSync) -> bool:
+        """Replace ``s``'s book with the levels of the snapshot just scanned; True if crossed."""
+        book = s.book
+        book.clear()
+        book.apply(*self._scan.levels())
+        return book.is_crossed()
+
     def _miss(self, message: Any, recv_ns: int) -> list[Notice]:
         """The websocket scan of ``message`` gave no book update (the hot path's one exit).
 

@@ -193,10 +193,7 @@ class Bybit(ScannedFeed):
         c = s.counts
         was = s.state is _SYNCED
         last = s.last_seq
-        book = s.book
-        book.clear()
-        book.apply(*sc.levels())
-        crossed = book.is_crossed()
+        crossed = self._load_scanned(s)
         s.state = _SYNCED
         s.last_seq = u
         s.ts = t

@@ -128,10 +128,7 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
         if sc.found != _BIDS_ASKS:
             return self._bad(s, "a snapshot needs 'bids' and 'asks' (and no 'changes')")
         ts = s.ts if time is None else time
-        book = s.book
-        book.clear()
-        book.apply(*sc.levels())
-        crossed = book.is_crossed()
+        crossed = self._load_scanned(s)
         s.ts = ts
         s.last_seq = None
         c["snapshots"] += 1
