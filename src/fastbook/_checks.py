@@ -36,7 +36,7 @@ def is_int(value: Any, low: int | None = None, high: int | None = None, *,
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer) if numpy else int):
         return False
-    return (low is None or value >= low) and (high is None or value <= high)
+    return bool((low is None or value >= low) and (high is None or value <= high))
 
 
 def check_int(value: Any, name: str) -> int:

@@ -14,15 +14,16 @@ pulling the event dtype into modules that only need a side code.
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 __all__ = ["ASK", "BID", "NO_SIDE", "Action", "Flags"]
 
 #: ``side`` of a bid (buy) level or order.
-BID = 1
+BID: Final = 1
 #: ``side`` of an ask (sell) level or order.
-ASK = 2
+ASK: Final = 2
 #: ``side`` of an event with no side (CLEAR, STATUS, ...).
-NO_SIDE = 0
+NO_SIDE: Final = 0
 
 
 class Action(enum.IntEnum):
