@@ -38,6 +38,9 @@ import numpy as np
 
 from fastbook._checks import is_int
 from fastbook._vocab import ASK, BID
+from fastbook.codecs._itch50wire import BODIES as ITCH_BODIES
+from fastbook.codecs._osewire import LAYOUTS as OSE_LAYOUTS
+from fastbook.codecs._osewire import NO_PRICE as OSE_NO_PRICE
 
 __all__ = ["L2Workload", "itch_day", "l2_workload", "ose_day", "write_itch_day", "write_ose_day"]
 
@@ -323,19 +326,9 @@ _MPIDS = (b"NSDQ", b"GSCO", b"MSCO", b"UBSS")
 # Frames: 2-byte BinaryFILE prefix, then the message. Tracking number (2 bytes, always 0
 # here) and the 6-byte timestamp are packed together as one big-endian uint64 "Q": with a
 # zero tracking number its value is just the timestamp, which saves a split per message.
-_S_S = struct.Struct(">HcHQc")
-_S_R = struct.Struct(">HcHQ8sccIcc2scccccIc")
-_S_H = struct.Struct(">HcHQ8scc4s")
-_S_A = struct.Struct(">HcHQQcI8sI")
-_S_F = struct.Struct(">HcHQQcI8sI4s")
-_S_E = struct.Struct(">HcHQQIQ")
-_S_C = struct.Struct(">HcHQQIQcI")
-_S_X = struct.Struct(">HcHQQI")
-_S_D = struct.Struct(">HcHQQ")
-_S_U = struct.Struct(">HcHQQQII")
-_S_P = struct.Struct(">HcHQQcI8sIQ")
-_S_Q = struct.Struct(">HcHQQ8sIQc")
-_S_I = struct.Struct(">HcHQQQc8sIIIcc")
+# The bodies are the parser's layouts (codecs/_itch50wire.py), so writer and reader agree.
+_S_S, _S_R, _S_H, _S_A, _S_F, _S_E, _S_C, _S_X, _S_D, _S_U, _S_P, _S_Q, _S_I = (
+    struct.Struct(">HcHQ" + ITCH_BODIES[t]) for t in "SRHAFECXDUPQI")
 
 
 def _flow_blocks(rng: np.random.Generator, count: int, t0: int, t1: int, mix_cum: np.ndarray,
@@ -778,24 +771,10 @@ def itch_day(n_messages: int = 1_000_000, *, n_symbols: int = 50,
 # Layouts: docs/ose-itch.md. Frames are packed with the 2-byte length prefix in front, which
 # is also a MoldUDP64 message block. Times are epoch ns; the day is a JST trading day.
 
-_OSE_FRAMES: dict[str, struct.Struct] = {
-    "T": struct.Struct(">HcI"),
-    "S": struct.Struct(">HcIc"),
-    "R": struct.Struct(">HcII32s32s12sB3sHHIIIQBIiIHB"),
-    "M": struct.Struct(">HcIIIcI"),
-    "L": struct.Struct(">HcIIQii"),
-    "O": struct.Struct(">HcII20s"),
-    "A": struct.Struct(">HcIQIcIQiHB"),
-    "F": struct.Struct(">HcIQIcIQiHB7s"),
-    "E": struct.Struct(">HcIQIcQQI7s7s"),
-    "C": struct.Struct(">HcIQIcQQI7s7sicc"),
-    "U": struct.Struct(">HcIQIcIQiH"),
-    "D": struct.Struct(">HcIQIc"),
-    "P": struct.Struct(">HcIQIcQIi7s7scc"),
-    "Z": struct.Struct(">HcIIQQiiiQQ"),
-}
+# The parser's layouts (codecs/_osewire.py) behind the 2-byte prefix.
+_OSE_FRAMES: dict[str, struct.Struct] = {t: struct.Struct(">H" + fmt[1:])
+                                         for t, fmt in OSE_LAYOUTS.items()}
 _OSE_TYPES = {t: t.encode() for t in _OSE_FRAMES}
-_OSE_NO_PRICE = -(1 << 31)
 _OSE_FORMS = ("binaryfile", "moldudp64", "csv")
 #: 2024-06-03 (a Monday) 08:00 JST = 2024-06-02 23:00 UTC, in seconds since the epoch.
 _OSE_DAY0 = 1717369200
@@ -1163,7 +1142,7 @@ class _OseDay:
                 j += 1
                 aq = sum(b.orders[(ASK, o)][1] for o in asks[j][1]) if j < len(asks) else 0
         if not matched:
-            return 0, 0, 0, _OSE_NO_PRICE, 0
+            return 0, 0, 0, OSE_NO_PRICE, 0
         ep = last_a + (last_b - last_a) // (2 * b.tick) * b.tick
         return matched, last_b, last_a, ep, 1
 
@@ -1179,7 +1158,7 @@ class _OseDay:
         bbq = sum(b.orders[(BID, o)][1] for o in b.sides[BID].levels[bb]) if bb is not None else 0
         baq = sum(b.orders[(ASK, o)][1] for o in b.sides[ASK].levels[ba]) if ba is not None else 0
         self.out.put("Z", t, b.obid, bid_qty, ask_qty, ep,
-                     _OSE_NO_PRICE if bb is None else bb, _OSE_NO_PRICE if ba is None else ba,
+                     OSE_NO_PRICE if bb is None else bb, OSE_NO_PRICE if ba is None else ba,
                      bbq, baq)
 
     def cross(self, t: int) -> None:

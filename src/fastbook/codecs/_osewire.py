@@ -1,13 +1,28 @@
 """Definitions of the OSE ITCH (J-GATE) protocol that the kernels and the decoder share.
 
-The twin ``_pyose`` re-exports them; ``ose_itch`` and ``jpx_csv`` (which reads
-the same day from JPX's CSV files) import them from here, so neither depends on
-the twin. The wire codes OSE shares with NASDAQ ITCH are in ``_itchwire``.
+The twin ``_pyose`` parses with the layouts and re-exports the rest;
+``ose_itch`` and ``jpx_csv`` (which reads the same day from JPX's CSV files)
+import them from here, so neither depends on the twin, and ``fastbook.synth``
+writes with the same layouts. The wire codes OSE shares with NASDAQ ITCH are in
+``_itchwire``.
 """
 
 from __future__ import annotations
 
 from fastbook._vocab import Flags
+
+#: Message length in bytes, type byte included, length prefix excluded.
+MESSAGE_LENGTHS: dict[str, int] = {
+    "T": 5, "S": 6, "R": 129, "M": 18, "L": 25, "O": 29, "A": 37, "F": 44, "E": 52,
+    "C": 58, "U": 36, "D": 18, "P": 50, "Z": 53,
+}
+#: Each type's layout in struct notation, type byte first (``docs/ose-itch.md``).
+LAYOUTS: dict[str, str] = {
+    "T": ">cI", "S": ">cIc", "R": ">cII32s32s12sB3sHHIIIQBIiIHB", "M": ">cIIIcI", "L": ">cIIQii",
+    "O": ">cII20s", "A": ">cIQIcIQiHB", "F": ">cIQIcIQiHB7s", "E": ">cIQIcQQI7s7s",
+    "C": ">cIQIcQQI7s7sicc", "U": ">cIQIcIQiH", "D": ">cIQIc", "P": ">cIQIcQIi7s7scc",
+    "Z": ">cIIQQiiiQQ",
+}
 
 #: Statuses only the OSE kernel returns (beside those of ``_itchwire``).
 STATUS_NO_SECONDS = -6        # a nanosecond message before any T (seconds) message

@@ -46,6 +46,7 @@ import numpy as np
 
 from fastbook._checks import as_bytes_view, check_int, check_kernel_array
 from fastbook._vocab import NO_SIDE, Action, Flags
+from fastbook.codecs._itch50wire import BODIES, HEADER, MESSAGE_LENGTHS
 from fastbook.codecs._itchwire import (
     FRAMING_BINARYFILE,
     FRAMING_MOLDUDP64,
@@ -122,12 +123,6 @@ COMPILED = False
 _FRAMING_NAMES = {FRAMING_BINARYFILE: "BinaryFILE", FRAMING_MOLDUDP64: "MoldUDP64",
                   FRAMING_SOUPBINTCP: "SoupBinTCP"}
 
-#: Message length in bytes, type byte included, length prefix excluded, for every type.
-MESSAGE_LENGTHS: dict[str, int] = {
-    "S": 12, "R": 39, "H": 25, "Y": 20, "L": 26, "V": 35, "W": 12, "K": 28, "J": 35, "h": 21,
-    "A": 36, "F": 40, "E": 31, "C": 36, "X": 23, "D": 19, "U": 35, "P": 44, "Q": 40, "B": 19,
-    "I": 50, "N": 20, "O": 48,
-}
 # The same table indexed by the type byte (0 = unknown type).
 _LENGTH_BY_BYTE = length_by_byte(MESSAGE_LENGTHS)
 
@@ -448,36 +443,18 @@ class UnknownMessage(NamedTuple):
     raw: bytes
 
 
-# Header: type(1) locate(2) tracking(2) timestamp(6). The 6-byte timestamp is read as a
-# 2-byte high part and a 4-byte low part, because struct has no 48-bit integer.
-_HEADER = ">cHHHI"
-# Body layouts in struct notation ("s"/"c" fields are alpha), from specs/itch.md table 1.2.
-_LAYOUTS: dict[str, tuple[type, str]] = {
-    "S": (SystemEvent, "c"),
-    "R": (StockDirectory, "8sccIcc2scccccIc"),
-    "H": (StockTradingAction, "8scc4s"),
-    "Y": (RegShoRestriction, "8sc"),
-    "L": (MarketParticipantPosition, "4s8sccc"),
-    "V": (MwcbDeclineLevel, "QQQ"),
-    "W": (MwcbStatus, "c"),
-    "K": (IpoQuotingPeriodUpdate, "8sIcI"),
-    "J": (LuldAuctionCollar, "8sIIII"),
-    "h": (OperationalHalt, "8scc"),
-    "A": (AddOrder, "QcI8sI"),
-    "F": (AddOrderMpid, "QcI8sI4s"),
-    "E": (OrderExecuted, "QIQ"),
-    "C": (OrderExecutedWithPrice, "QIQcI"),
-    "X": (OrderCancel, "QI"),
-    "D": (OrderDelete, "Q"),
-    "U": (OrderReplace, "QQII"),
-    "P": (Trade, "QcI8sIQ"),
-    "Q": (CrossTrade, "Q8sIQc"),
-    "B": (BrokenTrade, "Q"),
-    "I": (Noii, "QQc8sIIIcc"),
-    "N": (RetailPriceImprovement, "8sc"),
-    "O": (DirectListingCapitalRaise, "8scIIIQII"),
+# The body layout of each type (codecs/_itch50wire.py, from specs/itch.md table 1.2) and the
+# tuple class it is read into.
+_CLASSES: dict[str, type] = {
+    "S": SystemEvent, "R": StockDirectory, "H": StockTradingAction, "Y": RegShoRestriction,
+    "L": MarketParticipantPosition, "V": MwcbDeclineLevel, "W": MwcbStatus,
+    "K": IpoQuotingPeriodUpdate, "J": LuldAuctionCollar, "h": OperationalHalt, "A": AddOrder,
+    "F": AddOrderMpid, "E": OrderExecuted, "C": OrderExecutedWithPrice, "X": OrderCancel,
+    "D": OrderDelete, "U": OrderReplace, "P": Trade, "Q": CrossTrade, "B": BrokenTrade, "I": Noii,
+    "N": RetailPriceImprovement, "O": DirectListingCapitalRaise,
 }
-_STRUCTS: dict[str, struct.Struct] = {t: struct.Struct(_HEADER + body)
+_LAYOUTS: dict[str, tuple[type, str]] = {t: (cls, BODIES[t]) for t, cls in _CLASSES.items()}
+_STRUCTS: dict[str, struct.Struct] = {t: struct.Struct(HEADER + body)
                                       for t, (_, body) in _LAYOUTS.items()}
 # Self-check: every layout has exactly the table's length.
 for _t, _s in _STRUCTS.items():

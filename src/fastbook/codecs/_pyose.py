@@ -43,6 +43,8 @@ from fastbook.codecs._itchwire import FRAMING_BINARYFILE, FRAMING_MOLDUDP64, MOL
 from fastbook.codecs._osewire import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
+    LAYOUTS,
+    MESSAGE_LENGTHS,
     NO_PRICE,
     STATE_FIELDS,
     STATUS_NO_PRICE,
@@ -96,11 +98,6 @@ COMPILED = False
 # more statuses, NO_PRICE, the invalid kinds, the state rules) is in codecs/_osewire.py.
 _FRAMING_NAMES = {FRAMING_BINARYFILE: "BinaryFILE", FRAMING_MOLDUDP64: "MoldUDP64"}
 
-#: Message length in bytes, type byte included, length prefix excluded.
-MESSAGE_LENGTHS: dict[str, int] = {
-    "T": 5, "S": 6, "R": 129, "M": 18, "L": 25, "O": 29, "A": 37, "F": 44, "E": 52,
-    "C": 58, "U": 36, "D": 18, "P": 50, "Z": 53,
-}
 _LENGTH_BY_BYTE = wire.length_by_byte(MESSAGE_LENGTHS)
 
 _MOLD_ANY, _MOLD_KNOWN, _MOLD_NEVER = 0, 1, 2
@@ -306,22 +303,14 @@ class UnknownMessage(NamedTuple):
     raw: bytes
 
 
-_LAYOUTS: dict[str, tuple[type, str]] = {
-    "T": (Seconds, ">cI"),
-    "S": (SystemEvent, ">cIc"),
-    "R": (OrderBookDirectory, ">cII32s32s12sB3sHHIIIQBIiIHB"),
-    "M": (CombinationLeg, ">cIIIcI"),
-    "L": (TickSize, ">cIIQii"),
-    "O": (OrderBookState, ">cII20s"),
-    "A": (AddOrder, ">cIQIcIQiHB"),
-    "F": (AddOrderParticipant, ">cIQIcIQiHB7s"),
-    "E": (OrderExecuted, ">cIQIcQQI7s7s"),
-    "C": (OrderExecutedWithPrice, ">cIQIcQQI7s7sicc"),
-    "U": (OrderReplace, ">cIQIcIQiH"),
-    "D": (OrderDelete, ">cIQIc"),
-    "P": (Trade, ">cIQIcQIi7s7scc"),
-    "Z": (EquilibriumPrice, ">cIIQQiiiQQ"),
+# The layout of each type (codecs/_osewire.py) and the tuple class it is read into.
+_CLASSES: dict[str, type] = {
+    "T": Seconds, "S": SystemEvent, "R": OrderBookDirectory, "M": CombinationLeg, "L": TickSize,
+    "O": OrderBookState, "A": AddOrder, "F": AddOrderParticipant, "E": OrderExecuted,
+    "C": OrderExecutedWithPrice, "U": OrderReplace, "D": OrderDelete, "P": Trade,
+    "Z": EquilibriumPrice,
 }
+_LAYOUTS: dict[str, tuple[type, str]] = {t: (cls, LAYOUTS[t]) for t, cls in _CLASSES.items()}
 _STRUCTS = {t: struct.Struct(fmt) for t, (_, fmt) in _LAYOUTS.items()}
 for _t, _s in _STRUCTS.items():
     assert _s.size == MESSAGE_LENGTHS[_t], (_t, _s.size)

@@ -49,6 +49,7 @@ import numpy as np
 
 from fastbook import _select
 from fastbook.codecs._framed import FramedDecoder
+from fastbook.codecs._itch50wire import MESSAGE_LENGTHS
 from fastbook.codecs._itchwire import (
     FRAMING_BINARYFILE,
     FRAMING_MOLDUDP64,
@@ -59,12 +60,7 @@ from fastbook.codecs._itchwire import (
     STATUS_WRONG_LENGTH,
     STATUS_ZERO_LENGTH,
 )
-from fastbook.codecs._pyitch50 import (
-    MESSAGE_LENGTHS,
-    iter_messages,
-    parse_message,
-    stock_directory,
-)
+from fastbook.codecs._pyitch50 import iter_messages, parse_message, stock_directory
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE
 

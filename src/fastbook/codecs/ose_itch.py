@@ -75,6 +75,7 @@ from fastbook.codecs._itchwire import (
 from fastbook.codecs._osewire import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
+    MESSAGE_LENGTHS,
     NO_PRICE,
     STATUS_NO_PRICE,
     STATUS_NO_SECONDS,
@@ -82,7 +83,6 @@ from fastbook.codecs._osewire import (
     state_flags,
 )
 from fastbook.codecs._pyose import (
-    MESSAGE_LENGTHS,
     book_map_new,
     book_map_set,
     iter_messages,
