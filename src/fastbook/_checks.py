@@ -17,6 +17,7 @@ from fastbook.errors import ArrayError
 __all__ = [
     "MAX_DECIMALS",
     "as_bytes_view",
+    "bytes_at",
     "check_1d_contiguous",
     "check_decimals",
     "check_int",
@@ -63,6 +64,15 @@ def as_bytes_view(buf: Any) -> memoryview:
     if not view.c_contiguous:
         raise ValueError("buf must be a C-contiguous buffer; copy it with bytes(buf) first")
     return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def bytes_at(buf: Any, pos: Any, name: str) -> tuple[memoryview, int]:
+    """:func:`as_bytes_view` of ``buf`` and ``pos`` (argument ``name``) checked to lie in it."""
+    view = as_bytes_view(buf)
+    p = check_int(pos, name)
+    if not 0 <= p <= len(view):
+        raise ValueError(f"{name} must be between 0 and len(buf) = {len(view)}, got {p}")
+    return view, p
 
 
 def check_1d_contiguous(arr: np.ndarray, name: str) -> np.ndarray:

@@ -1108,6 +1108,16 @@ class _OseDay:
                 price = other + tick
         return min(max(price, lo), hi)
 
+    def _front(self, b: _OseBook, is_bid: bool) -> tuple[int, int, int]:
+        """(side, price, order id) of the front order of the best level of the chosen side,
+        or of the other side when it is empty: strict price-time priority."""
+        s = b.sides[BID if is_bid else ASK]
+        if s.best is None:
+            s = b.sides[ASK if is_bid else BID]
+        assert s is not None
+        price = s.best
+        return (BID if s.is_bid else ASK), price, next(iter(s.levels[price]))
+
     def _new_id(self, b: _OseBook, side: int, u: float) -> int:
         if side == ASK and u < _OSE_P_REUSE and b.live:
             # the same id as a live bid of this book: J-GATE ids are unique per side only
@@ -1250,13 +1260,7 @@ class _OseDay:
                     price = new_price
                 put("U", t, oid, b.obid, b"B" if side == BID else b"S", rank, new_qty, price, 0)
             elif act == _O_EXE or act == _O_EXP:
-                # the front order of the best level: strict price-time priority
-                s = b.sides[1 if is_bid else 2]
-                if s.best is None:
-                    s = b.sides[2 if is_bid else 1]
-                side = BID if s.is_bid else ASK
-                price = s.best
-                oid = next(iter(s.levels[price]))
+                side, price, oid = self._front(b, is_bid)
                 left = b.orders[(side, oid)][1]
                 q = left if u5 < 0.5 else 1 + int((u5 - 0.5) * 2 * left)
                 q = min(q, left)
@@ -1270,12 +1274,7 @@ class _OseDay:
                     put("C", t, oid, b.obid, sb, q, match, 0, blank, blank, price, b"N", b"Y")
             else:
                 # a combination trade: the combo order executes (C), each leg prints (P)
-                s = b.sides[1 if is_bid else 2]
-                if s.best is None:
-                    s = b.sides[2 if is_bid else 1]
-                side = BID if s.is_bid else ASK
-                price = s.best
-                oid = next(iter(s.levels[price]))
+                side, price, oid = self._front(b, is_bid)
                 q = b.orders[(side, oid)][1]
                 self._take(b, side, oid, q)
                 match = self.next_match

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastbook._checks import as_bytes_view, check_int, check_kernel_array
+from fastbook._checks import bytes_at, check_int, check_kernel_array
 from fastbook._vocab import NO_SIDE, Action, Flags
 from fastbook.codecs._itch50wire import BODIES, HEADER, MESSAGE_LENGTHS
 from fastbook.codecs._itchwire import (
@@ -691,10 +691,7 @@ def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
     [(2, 0, 'O'), (16, 1, 'O')]
     """
     framing = check_framing(framing, _FRAMING_NAMES)
-    view = as_bytes_view(buf)
-    p = check_int(start, "start")
-    if not 0 <= p <= len(view):
-        raise ValueError(f"start must be between 0 and len(buf) = {len(view)}, got {p}")
+    view, p = bytes_at(buf, start, "start")
     number = 0
     name = _FRAMING_NAMES[framing]
     while p < len(view):
@@ -870,11 +867,8 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
     """
     # -- arguments, checked before anything is decoded
     framing = check_framing(framing, _FRAMING_NAMES)
-    view = as_bytes_view(buf)
+    view, pos = bytes_at(buf, pos, "pos")
     n = len(view)
-    pos = check_int(pos, "pos")
-    if not 0 <= pos <= n:
-        raise ValueError(f"pos must be between 0 and len(buf) = {n}, got {pos}")
     check_kernel_array(events, "events", EVENT_DTYPE, name_structured=True)
     check_kernel_array(counts, "counts", np.uint64, 256, contiguous=False,
                        name_structured=True)

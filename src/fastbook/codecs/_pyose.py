@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastbook._checks import as_bytes_view, check_int, check_kernel_array
+from fastbook._checks import bytes_at, check_int, check_kernel_array
 from fastbook._vocab import NO_SIDE, Action, Flags
 from fastbook.codecs import _itchwire as wire
 from fastbook.codecs._itchwire import FRAMING_BINARYFILE, FRAMING_MOLDUDP64, MOLD_HEADER, SIDES, U16
@@ -489,11 +489,8 @@ def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
         message number).
     """
     framing = wire.check_framing(framing, _FRAMING_NAMES)
-    view = as_bytes_view(buf)
-    p = check_int(start, "start")
+    view, p = bytes_at(buf, start, "start")
     n = len(view)
-    if not 0 <= p <= n:
-        raise ValueError(f"start must be between 0 and len(buf) = {n}, got {p}")
     name = _FRAMING_NAMES[framing]
     number = 0
     seconds = -1
@@ -674,11 +671,8 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
     """
     # -- arguments, checked before anything is decoded
     framing = wire.check_framing(framing, _FRAMING_NAMES)
-    view = as_bytes_view(buf)
+    view, pos = bytes_at(buf, pos, "pos")
     n = len(view)
-    pos = check_int(pos, "pos")
-    if not 0 <= pos <= n:
-        raise ValueError(f"pos must be between 0 and len(buf) = {n}, got {pos}")
     check_kernel_array(events, "events", EVENT_DTYPE, writeable=True)
     check_kernel_array(counts, "counts", np.uint64, 256, writeable=True)
     if state is None:
