@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import fastbook
 from fastbook.codecs import _pyl2json
-from fastbook.codecs._l2schema import ERROR, IGNORED, OK, OTHER, UNKNOWN, Field, Schema
+from fastbook.codecs._pyl2json import ERROR, IGNORED, OK, OTHER, UNKNOWN, Field, Schema
 
 try:
     from fastbook.codecs import _l2json

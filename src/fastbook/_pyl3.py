@@ -293,13 +293,6 @@ class OrderBook:
         self._version += 1
         return top or price == self._best_price(side)
 
-    def _attempt(self, do: Any, *args: Any) -> bool:
-        """``do(*args)`` (the checks are made); a refused update goes to the error mode."""
-        try:
-            return do(*args)
-        except _Failure as failure:
-            return self._fail(failure)
-
     def add(self, order_id: int, side: int, price: int, qty: int) -> bool:
         if self._read_only:
             _raise_read_only(self)
@@ -307,14 +300,20 @@ class OrderBook:
         s = _as_side(side)
         price = _int64(price, "price")
         qty = _int64(qty, "qty")
-        return self._attempt(self._do_add, order_id, s, price, qty, side)
+        try:
+            return self._do_add(order_id, s, price, qty, side)
+        except _Failure as failure:
+            return self._fail(failure)
 
     def _take(self, verb: str, order_id: Any, qty: Any, side: Any) -> bool:
         if self._read_only:
             _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
         qty = _int64(qty, "qty")
-        return self._attempt(self._do_take, verb, order_id, qty, _as_side(side), side)
+        try:
+            return self._do_take(verb, order_id, qty, _as_side(side), side)
+        except _Failure as failure:
+            return self._fail(failure)
 
     def execute(self, order_id: int, qty: int, *, side: int = 0) -> bool:
         return self._take("execute", order_id, qty, side)
@@ -326,7 +325,10 @@ class OrderBook:
         if self._read_only:
             _raise_read_only(self)
         order_id = _uint64(order_id, "order_id")
-        return self._attempt(self._do_delete, order_id, _as_side(side), side)
+        try:
+            return self._do_delete(order_id, _as_side(side), side)
+        except _Failure as failure:
+            return self._fail(failure)
 
     def replace(self, order_id: int, new_order_id: int, qty: int, price: int, *,
                 side: int = 0) -> bool:
@@ -336,8 +338,10 @@ class OrderBook:
         new_order_id = _uint64(new_order_id, "new_order_id")
         qty = _int64(qty, "qty")
         price = _int64(price, "price")
-        return self._attempt(self._do_replace, order_id, new_order_id, qty, price,
-                             _as_side(side), side)
+        try:
+            return self._do_replace(order_id, new_order_id, qty, price, _as_side(side), side)
+        except _Failure as failure:
+            return self._fail(failure)
 
     def modify(self, order_id: int, qty: int, price: int, *, side: int = 0) -> bool:
         if self._read_only:
@@ -345,7 +349,10 @@ class OrderBook:
         order_id = _uint64(order_id, "order_id")
         qty = _int64(qty, "qty")
         price = _int64(price, "price")
-        return self._attempt(self._do_modify, order_id, qty, price, _as_side(side), side)
+        try:
+            return self._do_modify(order_id, qty, price, _as_side(side), side)
+        except _Failure as failure:
+            return self._fail(failure)
 
     @property
     def side_keys(self) -> bool:
