@@ -67,7 +67,6 @@ from fastbook.codecs._itchwire import (
     FRAMING_BINARYFILE,
     FRAMING_MOLDUDP64,
     STATUS_GAP,
-    STATUS_OK,
     STATUS_TRUNCATED,
     STATUS_WRONG_LENGTH,
     STATUS_ZERO_LENGTH,
@@ -259,29 +258,17 @@ class Decoder(FramedDecoder):
             out[obid] = entry
         return out
 
-    def _run(self, buf: Any, pos: int, *, final: bool,
-             stop_at: int | None = None) -> Iterator[np.ndarray]:
-        decode = self._kernel.decode_chunk
-        while True:
-            new_pos, n_events, n_messages, n_directory, status = decode(
-                buf, pos, self._framing, self._events, self._counts, state=self._state,
-                book_map=self._book_map, directory=self._directory, positions=self._positions,
-                equilibrium=self._equilibrium, invalid=self._invalid, seq=self.messages,
-                final=final)
-            self._base += new_pos - pos
-            self.messages += n_messages
-            for k in range(n_directory):
-                self._reference(buf, int(self._directory[k]))
-            if n_events:
-                self.events += n_events
-                if self._positions is not None:
-                    self.batch_positions = self._positions[:n_events]
-                yield self._events[:n_events]
-            pos = new_pos
-            if status < 0:
-                raise DecodeError(self._error(buf, pos, status))
-            if status == STATUS_OK or (stop_at is not None and pos >= stop_at):
-                return pos
+    def _decode(self, buf: Any, pos: int, final: bool) -> tuple[int, int, int, int, int]:
+        return self._kernel.decode_chunk(
+            buf, pos, self._framing, self._events, self._counts, state=self._state,
+            book_map=self._book_map, directory=self._directory, positions=self._positions,
+            equilibrium=self._equilibrium, invalid=self._invalid, seq=self.messages,
+            final=final)
+
+    def _batch(self, n_events: int) -> np.ndarray:
+        if self._positions is not None:
+            self.batch_positions = self._positions[:n_events]
+        return self._events[:n_events]
 
     def _error(self, buf: Any, pos: int, status: int) -> str:
         where = f"{self.name}: byte {self._base}, message {self.messages} ({self.framing})"
@@ -305,7 +292,7 @@ class Decoder(FramedDecoder):
             text += f": type {t!r} has length {length}, its layout says {MESSAGE_LENGTHS[t]}"
         return f"{where}: {text}"
 
-    def _reference(self, buf: Any, offset: int) -> None:
+    def _directory_message(self, buf: Any, offset: int) -> None:
         """An R, M, L or O message just reported by the kernel: tables and instruments."""
         view = memoryview(buf)
         t = chr(view[offset])
