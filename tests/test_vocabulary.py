@@ -71,6 +71,12 @@ def test_compiled_sides() -> None:
         assert (mod.BID, mod.ASK) == (BID, ASK), mod.__name__
 
 
+def test_compiled_limits_and_error_kinds() -> None:
+    assert _core.MAX_DECIMALS == _pycore.MAX_DECIMALS == 18
+    assert _l3.ERROR_KINDS == _pyl3.ERROR_KINDS
+    assert _l3.BOOKSET_ERROR_KINDS == _pyl3.BOOKSET_ERROR_KINDS
+
+
 # -- actions and flags of the compiled L3 core -------------------------------------------------
 
 def test_compiled_action_names() -> None:
