@@ -45,10 +45,10 @@ import pytest
 
 import fastbook
 from fastbook.codecs import _pychecksum
-from fastbook.codecs._venues import checksum_kernel as _ck
 from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import kraken_instruments
 from fastbook.codecs.kraken import KrakenV1, KrakenV2
+from fastbook.codecs.kraken import checksum_kernel as _ck  # the in-band feeds' kernel
 from fastbook.codecs.okx import Okx
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "l2"

@@ -26,8 +26,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastbook
+import fastbook.codecs._venues as _venues
 from fastbook import _pycore
-from fastbook.codecs import _pychecksum, _venues, kraken
+from fastbook.codecs import _pychecksum, kraken
 from fastbook.codecs._l2feed import FeedError, SyncState
 from fastbook.codecs.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs.instruments import kraken_instruments
