@@ -47,7 +47,8 @@ import fastbook
 from fastbook.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs import _pychecksum
 from fastbook.codecs.instruments import kraken_instruments
-from fastbook.codecs.kraken import KrakenV1, KrakenV2, _ck
+from fastbook.codecs.kraken import KrakenV1, KrakenV2
+from fastbook.codecs.kraken import checksum_kernel as _ck  # the in-band feeds' kernel
 from fastbook.codecs.okx import Okx
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "l2"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
+from fastbook._checks import is_int
+
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -21,8 +23,7 @@ def instrument_meta(book: Any, kind: str, *, symbol: Any, venue: Any, tick_size:
     if not isinstance(symbol, str) or not isinstance(venue, str):
         raise TypeError("symbol and venue must be str")
     for name, value in (("tick_size", tick_size), ("lot_size", lot_size)):
-        if not isinstance(value, int) or isinstance(value, bool) \
-                or not 1 <= value <= _INT64_MAX:
+        if not is_int(value, 1, _INT64_MAX):
             raise ValueError(f"{name} must be a positive int64, got {value!r}")
     if (symbol, venue) in index:
         raise ValueError(f"instrument {symbol!r} on venue {venue!r} is already in the set "

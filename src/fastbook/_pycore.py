@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from fastbook._checks import MAX_DECIMALS as MAX_DECIMALS  # the public name of _core
+from fastbook._checks import check_1d_contiguous, check_decimals
+from fastbook._vocab import ASK, BID
 from fastbook.errors import ArrayError, DecodeError, UpdateError
 
-BID = 1
-ASK = 2
 BYTES_PER_LEVEL = 16
-MAX_DECIMALS = 18
 COMPILED = False
 
 _INT64_MIN = -(2**63)
@@ -42,13 +42,6 @@ def _int64(value: Any, what: str) -> int:
     if not _INT64_MIN <= v <= _INT64_MAX:
         raise OverflowError(f"{what} {v} is outside the int64 range")
     return v
-
-
-def _check_decimals(decimals: Any, name: str) -> int:
-    if not isinstance(decimals, int) or isinstance(decimals, bool) \
-            or not 0 <= decimals <= MAX_DECIMALS:
-        raise ValueError(f"{name} must be an int between 0 and {MAX_DECIMALS}, got {decimals!r}")
-    return decimals
 
 
 def _decode_reason(text: str, decimals: int) -> tuple[int | None, str]:
@@ -115,7 +108,7 @@ def _parse_text(text: Any, decimals: int, what: str) -> int:
 def parse_decimal(text: Any, decimals: int, /) -> int:
     """Parse decimal text into an exact fixed-point integer (see ``fastbook.parse_decimal``)."""
     decimals = _int64(decimals, "decimals")
-    _check_decimals(decimals, "decimals")
+    check_decimals(decimals, "decimals")
     return _parse_text(text, decimals, "text")
 
 
@@ -123,7 +116,7 @@ def format_decimal(value: int, decimals: int, /, *, strip: bool = False) -> str:
     """Format a fixed-point integer as exact decimal text (see ``fastbook.format_decimal``)."""
     value = _int64(value, "value")
     decimals = _int64(decimals, "decimals")
-    _check_decimals(decimals, "decimals")
+    check_decimals(decimals, "decimals")
     sign = "-" if value < 0 else ""
     whole, frac = divmod(abs(value), 10**decimals)
     if decimals == 0:
@@ -157,11 +150,7 @@ def _check_array(arr: Any, dtype: type, name: str, dtype_name: str) -> np.ndarra
             f"{name} must have dtype {dtype_name} in native byte order, got {arr.dtype}; "
             f"use np.ascontiguousarray({name}, dtype=np.{dtype_name})"
         )
-    if arr.ndim != 1:
-        raise ArrayError(f"{name} must be 1-dimensional, got shape {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ArrayError(f"{name} must be C-contiguous; use np.ascontiguousarray({name})")
-    return arr
+    return check_1d_contiguous(arr, name)
 
 
 class _Ladder:
@@ -188,8 +177,8 @@ class Book:
     _read_only = False
 
     def __init__(self, *, price_decimals: int, qty_decimals: int, capacity: int = 1024) -> None:
-        _check_decimals(price_decimals, "price_decimals")
-        _check_decimals(qty_decimals, "qty_decimals")
+        check_decimals(price_decimals, "price_decimals")
+        check_decimals(qty_decimals, "qty_decimals")
         if not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be a non-negative int, got {capacity!r}")
         self._price_decimals = price_decimals

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from fastbook._checks import check_decimals, is_int
 from fastbook._instruments import instrument_meta
 from fastbook._pycore import _raise_read_only, format_decimal
+from fastbook._vocab import ASK, BID, Action, Flags
 from fastbook.errors import ArrayError, UpdateError
 
-BID = 1
-ASK = 2
 BYTES_PER_ORDER = 32
 BYTES_PER_LEVEL = 44
 ERROR_KINDS = ("bad_side", "bad_quantity", "bad_price", "unknown_order",
@@ -72,13 +72,8 @@ def _valid_side(side: Any) -> int:
     return s
 
 
-def _check_decimals(decimals: Any, name: str) -> None:
-    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 18:
-        raise ValueError(f"{name} must be an int between 0 and 18, got {decimals!r}")
-
-
 def _check_capacity(value: Any, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not is_int(value, 0):
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
 
 
@@ -99,8 +94,8 @@ class OrderBook:
     def __init__(self, *, price_decimals: int, qty_decimals: int = 0, capacity: int = 256,
                  order_capacity: int = 1024, on_error: str = "raise",
                  side_keys: bool = False) -> None:
-        _check_decimals(price_decimals, "price_decimals")
-        _check_decimals(qty_decimals, "qty_decimals")
+        check_decimals(price_decimals, "price_decimals")
+        check_decimals(qty_decimals, "qty_decimals")
         _check_capacity(capacity, "capacity")
         _check_capacity(order_capacity, "order_capacity")
         if on_error != "raise" and on_error != "skip":
@@ -585,13 +580,15 @@ class OrderBook:
 
 BOOKSET_ERROR_KINDS = (*ERROR_KINDS, "bad_instrument")
 
-_ACTION_NAMES = {1: "ADD", 2: "REDUCE", 3: "EXECUTE", 4: "DELETE", 5: "REPLACE",
-                 6: "SET_LEVEL", 7: "CLEAR", 8: "TRADE", 9: "SNAPSHOT_BEGIN",
-                 10: "SNAPSHOT_END", 11: "STATUS"}
-_VERBS = {1: "add", 2: "reduce", 3: "execute", 4: "delete", 5: "replace"}
-_ADD, _REDUCE, _EXECUTE, _DELETE, _REPLACE, _SET_LEVEL = 1, 2, 3, 4, 5, 6
-_KEEP_PRIORITY = 0x0200     # fastbook.events.Flags.KEEP_PRIORITY
-_CLEAR, _TRADE, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS = 7, 8, 9, 10, 11
+_ACTION_NAMES = {int(a): a.name for a in Action}
+_VERBS = {int(a): a.name.lower()
+          for a in (Action.ADD, Action.REDUCE, Action.EXECUTE, Action.DELETE, Action.REPLACE)}
+# plain ints for the per-event dispatch
+_ADD, _REDUCE, _EXECUTE = int(Action.ADD), int(Action.REDUCE), int(Action.EXECUTE)
+_DELETE, _REPLACE, _SET_LEVEL = int(Action.DELETE), int(Action.REPLACE), int(Action.SET_LEVEL)
+_CLEAR, _TRADE, _STATUS = int(Action.CLEAR), int(Action.TRADE), int(Action.STATUS)
+_SNAPSHOT_BEGIN, _SNAPSHOT_END = int(Action.SNAPSHOT_BEGIN), int(Action.SNAPSHOT_END)
+_KEEP_PRIORITY = int(Flags.KEEP_PRIORITY)
 
 
 class _Group:
@@ -706,8 +703,7 @@ class BookSet:
         return len(self._books)
 
     def _check_id(self, instrument: Any) -> int:
-        if not isinstance(instrument, int) or isinstance(instrument, bool) \
-                or not 0 <= instrument < len(self._books):
+        if not is_int(instrument, 0, len(self._books) - 1):
             raise IndexError(f"instrument must be an id from 0 to {len(self._books) - 1}, "
                              f"got {instrument!r}")
         return instrument

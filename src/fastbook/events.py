@@ -16,12 +16,13 @@ specified in ``docs/events.md``.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from fastbook._checks import check_1d_contiguous, is_int
+from fastbook._vocab import Action, Flags
 from fastbook.errors import ArrayError
 
 __all__ = [
@@ -34,54 +35,6 @@ __all__ = [
     "empty_events",
     "events_from_records",
 ]
-
-
-class Action(enum.IntEnum):
-    """What an event does to a book (``docs/events.md`` gives the exact effect of each).
-
-    0 is deliberately not an action, so a zero-filled array is refused instead
-    of being read as a batch of adds.
-    """
-
-    ADD = 1             #: a new resting order (L3) / quantity added at a price (L2)
-    REDUCE = 2          #: partial cancel: the order loses ``qty``
-    EXECUTE = 3         #: the resting order traded ``qty`` (visible execution)
-    DELETE = 4          #: the order leaves the book entirely
-    REPLACE = 5         #: cancel ``order_id``, add ``new_order_id`` at the back of its level
-    SET_LEVEL = 6       #: L2: the absolute quantity at ``price`` (0 removes the level)
-    CLEAR = 7           #: empty the whole book
-    TRADE = 8           #: a trade print with no book effect (hidden order, cross, ...)
-    SNAPSHOT_BEGIN = 9  #: empty the book; a full snapshot follows
-    SNAPSHOT_END = 10   #: the snapshot is complete (no book effect)
-    STATUS = 11         #: trading status change (halt, quoting, resume); no book effect
-
-
-class Flags(enum.IntFlag):
-    """Bits of the ``flags`` field. Unlisted bits are reserved and must be 0."""
-
-    NONE = 0
-    #: Last event of an exchange packet or message batch: the book is consistent after it.
-    LAST_IN_PACKET = 0x0001
-    #: The event belongs to a snapshot (between SNAPSHOT_BEGIN and SNAPSHOT_END).
-    SNAPSHOT = 0x0002
-    #: TRADE against a hidden / non-displayed order (LOBSTER type 5, ITCH non-displayable).
-    HIDDEN = 0x0004
-    #: TRADE from an auction or cross (opening/closing cross; LOBSTER type 6, ITCH 'Q').
-    CROSS = 0x0008
-    #: STATUS: trading is halted.
-    HALTED = 0x0010
-    #: STATUS: quotation only (orders accepted, no trading).
-    QUOTING = 0x0020
-    #: The aggressor was the buyer (TRADE / EXECUTE, when the venue says so).
-    AGGRESSOR_BUY = 0x0040
-    #: The aggressor was the seller (TRADE / EXECUTE, when the venue says so).
-    AGGRESSOR_SELL = 0x0080
-    #: EXECUTE / TRADE whose shares are printed later in a bulk print (ITCH 'C' printable = N).
-    NON_PRINTABLE = 0x0100
-    #: REPLACE whose ``new_order_id`` equals ``order_id`` (an in-place modify): the order keeps
-    #: its queue place when the price is unchanged and the quantity does not grow; otherwise it
-    #: goes to the back of its level, as any REPLACE (J-GATE ITCH 'U', the JPX priority rule).
-    KEEP_PRIORITY = 0x0200
 
 
 #: Field name, numpy type code and byte offset, in layout order. This layout is
@@ -122,7 +75,7 @@ def empty_events(n: int) -> np.ndarray:
     Zero is not a valid :class:`Action`, so rows left unfilled are refused when
     applied instead of silently meaning something.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_int(n, 0):
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     return np.zeros(n, dtype=EVENT_DTYPE)
 
@@ -210,11 +163,7 @@ def check_events(events: Any, name: str = "events") -> np.ndarray:
             f"{name} must have dtype fastbook.events.EVENT_DTYPE, got {events.dtype}; "
             f"use events.astype(EVENT_DTYPE) if the field names match"
         )
-    if events.ndim != 1:
-        raise ArrayError(f"{name} must be 1-dimensional, got shape {events.shape}")
-    if not events.flags.c_contiguous:
-        raise ArrayError(f"{name} must be C-contiguous; use np.ascontiguousarray({name})")
-    return events
+    return check_1d_contiguous(events, name)
 
 
 def arrow_schema() -> Any:

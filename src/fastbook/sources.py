@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from fastbook._checks import is_int
 from fastbook.errors import DecodeError
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "Progress", "Source", "open_source"]
@@ -72,7 +73,22 @@ def _detect(head: bytes) -> str:
 # ---------------------------------------------------------------------------
 
 
-class _ZlibMember:
+class _Frame:
+    """What the bz2-style wrappers share: ``_d``, the library's decompression object."""
+
+    __slots__ = ()
+    _d: Any
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+
+class _ZlibMember(_Frame):
     """One gzip member through the standard library's ``zlib``, with a bz2-style interface.
 
     ``decompress(data, max_length)`` keeps input it could not use yet; call it
@@ -93,16 +109,8 @@ class _ZlibMember:
         self.needs_input = not self._tail and len(out) < max_length
         return out
 
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
 
-    @property
-    def unused_data(self) -> bytes:
-        return self._d.unused_data
-
-
-class _ZstandardFrame:
+class _ZstandardFrame(_Frame):
     """One zstd frame through the ``zstandard`` package, with a bz2-style interface.
 
     ``zstandard``'s decompression object has no output limit, so input is fed
@@ -129,10 +137,6 @@ class _ZstandardFrame:
             self._feed *= 2
         self.needs_input = not len(self._pending) or self._d.eof
         return out
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
 
     @property
     def unused_data(self) -> bytes:
@@ -574,7 +578,7 @@ def _closer(*things: Any) -> Callable[[], None]:
 
 
 def _check_chunk_size(chunk_size: Any) -> int:
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+    if not is_int(chunk_size, 1):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     return chunk_size
 

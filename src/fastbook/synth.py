@@ -30,15 +30,19 @@ from __future__ import annotations
 import os
 import struct
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["L2Workload", "itch_day", "l2_workload", "ose_day", "write_itch_day", "write_ose_day"]
+from fastbook._checks import is_int
+from fastbook._vocab import ASK, BID
+from fastbook.codecs._itch50wire import BODIES as ITCH_BODIES
+from fastbook.codecs._osewire import LAYOUTS as OSE_LAYOUTS
+from fastbook.codecs._osewire import NO_PRICE as OSE_NO_PRICE
 
-_BID = 1
-_ASK = 2
+__all__ = ["L2Workload", "itch_day", "l2_workload", "ose_day", "write_itch_day", "write_ose_day"]
 
 # 50,000.00 at 2 decimals. Bids sit at or below _MID0 - 1, asks at or above _MID0.
 _MID0 = 5_000_000
@@ -179,10 +183,9 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
     >>> round(float((w.qtys == 0).mean()), 2), round(float(w.structural.mean()), 2)
     (0.2, 0.41)
     """
-    if not isinstance(n_updates, (int, np.integer)) or isinstance(n_updates, bool) \
-            or n_updates < 0:
+    if not is_int(n_updates, 0, numpy=True):
         raise ValueError(f"n_updates must be an int >= 0, got {n_updates!r}")
-    if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < 2:
+    if not is_int(levels, 2, numpy=True):
         raise ValueError(f"levels must be an int >= 2, got {levels!r}")
     n_updates = int(n_updates)
     fill = 1.0 / (1.0 + _P_DELETE)
@@ -197,7 +200,7 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
     snap_sides = []
     snap_prices = []
     snap_qtys = []
-    for row, side, book, sign, base in ((0, _BID, bids, -1, _MID0 - 1), (1, _ASK, asks, 1, _MID0)):
+    for row, side, book, sign, base in ((0, BID, bids, -1, _MID0 - 1), (1, ASK, asks, 1, _MID0)):
         present = u_fill[row] < fill
         present[0] = True
         d = np.flatnonzero(present)
@@ -238,7 +241,7 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
                     b += 1
                     if b in asks:  # the best ask slot becomes a bid slot
                         del asks[b]
-                        out_s.append(_ASK)
+                        out_s.append(ASK)
                         out_p.append(b)
                         out_q.append(0)
                         out_x.append(1)
@@ -247,7 +250,7 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
                     b -= 1
                     if b + 1 in bids:  # the best bid slot becomes an ask slot
                         del bids[b + 1]
-                        out_s.append(_BID)
+                        out_s.append(BID)
                         out_p.append(b + 1)
                         out_q.append(0)
                         out_x.append(1)
@@ -255,11 +258,11 @@ def l2_workload(n_updates: int = 1_000_000, *, levels: int = 2000,
             if is_bid:
                 book = bids
                 p = b - d
-                out_s.append(_BID)
+                out_s.append(BID)
             else:
                 book = asks
                 p = b + 1 + d
-                out_s.append(_ASK)
+                out_s.append(ASK)
             out_p.append(p)
             old = book.get(p)
             if old is None:
@@ -323,23 +326,45 @@ _MPIDS = (b"NSDQ", b"GSCO", b"MSCO", b"UBSS")
 # Frames: 2-byte BinaryFILE prefix, then the message. Tracking number (2 bytes, always 0
 # here) and the 6-byte timestamp are packed together as one big-endian uint64 "Q": with a
 # zero tracking number its value is just the timestamp, which saves a split per message.
-_S_S = struct.Struct(">HcHQc")
-_S_R = struct.Struct(">HcHQ8sccIcc2scccccIc")
-_S_H = struct.Struct(">HcHQ8scc4s")
-_S_A = struct.Struct(">HcHQQcI8sI")
-_S_F = struct.Struct(">HcHQQcI8sI4s")
-_S_E = struct.Struct(">HcHQQIQ")
-_S_C = struct.Struct(">HcHQQIQcI")
-_S_X = struct.Struct(">HcHQQI")
-_S_D = struct.Struct(">HcHQQ")
-_S_U = struct.Struct(">HcHQQQII")
-_S_P = struct.Struct(">HcHQQcI8sIQ")
-_S_Q = struct.Struct(">HcHQQ8sIQc")
-_S_I = struct.Struct(">HcHQQQc8sIIIcc")
+# The bodies are the parser's layouts (codecs/_itch50wire.py), so writer and reader agree.
+_S_S, _S_R, _S_H, _S_A, _S_F, _S_E, _S_C, _S_X, _S_D, _S_U, _S_P, _S_Q, _S_I = (
+    struct.Struct(">HcHQ" + ITCH_BODIES[t]) for t in "SRHAFECXDUPQI")
+
+
+def _flow_blocks(rng: np.random.Generator, count: int, t0: int, t1: int, mix_cum: np.ndarray,
+                 target_cum: np.ndarray, max_dist: int,
+                 p_move: float) -> Iterator[tuple[np.ndarray, ...]]:
+    """The draws both day generators make for ``count`` book messages over [t0, t1), in blocks.
+
+    Each block of ``m`` messages draws one ``(m, 8)`` array of uniforms ``u``
+    and yields ``(u, act, target, dist, move, ts)``: the message kind (column
+    0 against ``mix_cum``), the symbol or book (column 1 against
+    ``target_cum``), the distance from the reference in ticks (column 3,
+    skewed towards 0, up to ``max_dist``), the reference move (column 6, with
+    probability ``p_move``) and the timestamp (column 7 jitters it). Columns 2,
+    4 and 5 are the caller's.
+    """
+    step = (t1 - t0) / max(count, 1)
+    n_targets = len(target_cum)
+    done = 0
+    while done < count:
+        m = min(_ITCH_BLOCK, count - done)
+        u = rng.random((m, 8))
+        act = np.searchsorted(mix_cum, u[:, 0], side="right")
+        target = np.searchsorted(target_cum, u[:, 1], side="right")
+        np.minimum(target, n_targets - 1, out=target)
+        u3 = u[:, 3]
+        dist = (u3 * u3 * u3 * (max_dist + 1)).astype(np.int64)
+        u6 = u[:, 6]
+        move = np.where(u6 < p_move / 2, -1, np.where(u6 < p_move, 1, 0))
+        ts = t0 + ((np.arange(done, done + m, dtype=np.float64) + u[:, 7]) * step)
+        ts = np.minimum(ts.astype(np.int64), t1 - 1)
+        yield u, act, target, dist, move, ts
+        done += m
 
 
 def _check_count(value: Any, name: str, low: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+    if not is_int(value, low, numpy=True):
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return int(value)
 
@@ -498,29 +523,16 @@ class _ItchDay:
 
     def book_phase(self, count: int, t0: int, t1: int, noii_cross: bytes) -> None:
         """``count`` book messages with timestamps spread over [t0, t1)."""
-        step = (t1 - t0) / max(count, 1)
-        done = 0
-        while done < count:
-            m = min(_ITCH_BLOCK, count - done)
-            u = self.rng.random((m, 8))
-            act = np.searchsorted(self.mix_cum, u[:, 0], side="right")
-            sym = np.searchsorted(self.symbol_cum, u[:, 1], side="right")
-            np.minimum(sym, self.n_symbols - 1, out=sym)
-            u3 = u[:, 3]
-            dist = (u3 * u3 * u3 * (_MAX_DIST + 1)).astype(np.int64)
+        for u, act, sym, dist, move, ts in _flow_blocks(self.rng, count, t0, t1, self.mix_cum,
+                                                        self.symbol_cum, _MAX_DIST, _P_MID_MOVE):
             # shares: 10% odd lots (1-99), else 1-20 round lots skewed towards 1
             u4 = u[:, 4]
             frac = (u4 - 0.1) / 0.9
             lots = 1 + (frac * frac * frac * 20).astype(np.int64)
             shares = np.where(u4 < 0.1, 1 + (u4 * 990).astype(np.int64), lots * _ROUND_LOT)
-            u6 = u[:, 6]
-            move = np.where(u6 < _P_MID_MOVE / 2, -1, np.where(u6 < _P_MID_MOVE, 1, 0))
-            ts = t0 + ((np.arange(done, done + m, dtype=np.float64) + u[:, 7]) * step)
-            ts = np.minimum(ts.astype(np.int64), t1 - 1)
             self._book_block(zip(act.tolist(), sym.tolist(), (u[:, 2] < 0.5).tolist(),
                                  dist.tolist(), shares.tolist(), u[:, 5].tolist(),
                                  move.tolist(), ts.tolist(), strict=True), noii_cross)
-            done += m
 
     def _book_block(self, rows: Any, noii_cross: bytes) -> None:
         # The hot loop: locals for everything it touches often.
@@ -759,24 +771,10 @@ def itch_day(n_messages: int = 1_000_000, *, n_symbols: int = 50,
 # Layouts: docs/ose-itch.md. Frames are packed with the 2-byte length prefix in front, which
 # is also a MoldUDP64 message block. Times are epoch ns; the day is a JST trading day.
 
-_OSE_FRAMES: dict[str, struct.Struct] = {
-    "T": struct.Struct(">HcI"),
-    "S": struct.Struct(">HcIc"),
-    "R": struct.Struct(">HcII32s32s12sB3sHHIIIQBIiIHB"),
-    "M": struct.Struct(">HcIIIcI"),
-    "L": struct.Struct(">HcIIQii"),
-    "O": struct.Struct(">HcII20s"),
-    "A": struct.Struct(">HcIQIcIQiHB"),
-    "F": struct.Struct(">HcIQIcIQiHB7s"),
-    "E": struct.Struct(">HcIQIcQQI7s7s"),
-    "C": struct.Struct(">HcIQIcQQI7s7sicc"),
-    "U": struct.Struct(">HcIQIcIQiH"),
-    "D": struct.Struct(">HcIQIc"),
-    "P": struct.Struct(">HcIQIcQIi7s7scc"),
-    "Z": struct.Struct(">HcIIQQiiiQQ"),
-}
+# The parser's layouts (codecs/_osewire.py) behind the 2-byte prefix.
+_OSE_FRAMES: dict[str, struct.Struct] = {t: struct.Struct(">H" + fmt[1:])
+                                         for t, fmt in OSE_LAYOUTS.items()}
 _OSE_TYPES = {t: t.encode() for t in _OSE_FRAMES}
-_OSE_NO_PRICE = -(1 << 31)
 _OSE_FORMS = ("binaryfile", "moldudp64", "csv")
 #: 2024-06-03 (a Monday) 08:00 JST = 2024-06-02 23:00 UTC, in seconds since the epoch.
 _OSE_DAY0 = 1717369200
@@ -836,7 +834,7 @@ class _OseBook:
         self.ref = ref              # bids rest at or below ref, asks above (continuous session)
         self.ticks = ticks          # the L rows: (tick size, price from, price to)
         self.legs: list[tuple[int, bytes, int]] = []
-        self.sides = (None, _OseSide(True), _OseSide(False))
+        self.sides = (None, _OseSide(True), _OseSide(False))   # indexed by BID, ASK
         # (side, order id) -> [price, qty, index in live]
         self.orders: dict[tuple[int, int], list[int]] = {}
         self.live: list[tuple[int, int]] = []
@@ -1098,23 +1096,33 @@ class _OseDay:
             price = b.ref - dist * tick
             if auction and dist < 3:
                 price = b.ref + (3 - dist) * tick       # some bids above the reference
-            other = b.sides[2].best
+            other = b.sides[ASK].best
             if not auction and other is not None and price >= other:
                 price = other - tick
         else:
             price = b.ref + tick + dist * tick
             if auction and dist < 3:
                 price = b.ref - (2 - dist) * tick
-            other = b.sides[1].best
+            other = b.sides[BID].best
             if not auction and other is not None and price <= other:
                 price = other + tick
         return min(max(price, lo), hi)
 
+    def _front(self, b: _OseBook, is_bid: bool) -> tuple[int, int, int]:
+        """(side, price, order id) of the front order of the best level of the chosen side,
+        or of the other side when it is empty: strict price-time priority."""
+        s = b.sides[BID if is_bid else ASK]
+        if s.best is None:
+            s = b.sides[ASK if is_bid else BID]
+        assert s is not None
+        price = s.best
+        return (BID if s.is_bid else ASK), price, next(iter(s.levels[price]))
+
     def _new_id(self, b: _OseBook, side: int, u: float) -> int:
-        if side == 2 and u < _OSE_P_REUSE and b.live:
+        if side == ASK and u < _OSE_P_REUSE and b.live:
             # the same id as a live bid of this book: J-GATE ids are unique per side only
             cand_side, cand = b.live[int(u / _OSE_P_REUSE * len(b.live))]
-            if cand_side == 1 and (2, cand) not in b.orders:
+            if cand_side == BID and (ASK, cand) not in b.orders:
                 return cand
         b.next_id += 1 + int(u * 7)
         return b.next_id
@@ -1125,12 +1133,12 @@ class _OseDay:
 
         The EP lies on the tick grid between the last matched ask and bid prices.
         """
-        bids = sorted(b.sides[1].levels.items(), reverse=True)
-        asks = sorted(b.sides[2].levels.items())
+        bids = sorted(b.sides[BID].levels.items(), reverse=True)
+        asks = sorted(b.sides[ASK].levels.items())
         i = j = matched = 0
         last_b = last_a = 0
-        bq = sum(b.orders[(1, o)][1] for o in bids[0][1]) if bids else 0
-        aq = sum(b.orders[(2, o)][1] for o in asks[0][1]) if asks else 0
+        bq = sum(b.orders[(BID, o)][1] for o in bids[0][1]) if bids else 0
+        aq = sum(b.orders[(ASK, o)][1] for o in asks[0][1]) if asks else 0
         while i < len(bids) and j < len(asks) and bids[i][0] >= asks[j][0]:
             q = min(bq, aq)
             matched += q
@@ -1139,12 +1147,12 @@ class _OseDay:
             aq -= q
             if bq == 0:
                 i += 1
-                bq = sum(b.orders[(1, o)][1] for o in bids[i][1]) if i < len(bids) else 0
+                bq = sum(b.orders[(BID, o)][1] for o in bids[i][1]) if i < len(bids) else 0
             if aq == 0:
                 j += 1
-                aq = sum(b.orders[(2, o)][1] for o in asks[j][1]) if j < len(asks) else 0
+                aq = sum(b.orders[(ASK, o)][1] for o in asks[j][1]) if j < len(asks) else 0
         if not matched:
-            return 0, 0, 0, _OSE_NO_PRICE, 0
+            return 0, 0, 0, OSE_NO_PRICE, 0
         ep = last_a + (last_b - last_a) // (2 * b.tick) * b.tick
         return matched, last_b, last_a, ep, 1
 
@@ -1152,15 +1160,15 @@ class _OseDay:
         matched, _, _, ep, _ = self._equilibrium(b)
         bid_qty = ask_qty = 0
         if matched:
-            bid_qty = sum(b.orders[(1, o)][1] for p, q in b.sides[1].levels.items() if p >= ep
+            bid_qty = sum(b.orders[(BID, o)][1] for p, q in b.sides[BID].levels.items() if p >= ep
                           for o in q)
-            ask_qty = sum(b.orders[(2, o)][1] for p, q in b.sides[2].levels.items() if p <= ep
+            ask_qty = sum(b.orders[(ASK, o)][1] for p, q in b.sides[ASK].levels.items() if p <= ep
                           for o in q)
-        bb, ba = b.sides[1].best, b.sides[2].best
-        bbq = sum(b.orders[(1, o)][1] for o in b.sides[1].levels[bb]) if bb is not None else 0
-        baq = sum(b.orders[(2, o)][1] for o in b.sides[2].levels[ba]) if ba is not None else 0
+        bb, ba = b.sides[BID].best, b.sides[ASK].best
+        bbq = sum(b.orders[(BID, o)][1] for o in b.sides[BID].levels[bb]) if bb is not None else 0
+        baq = sum(b.orders[(ASK, o)][1] for o in b.sides[ASK].levels[ba]) if ba is not None else 0
         self.out.put("Z", t, b.obid, bid_qty, ask_qty, ep,
-                     _OSE_NO_PRICE if bb is None else bb, _OSE_NO_PRICE if ba is None else ba,
+                     OSE_NO_PRICE if bb is None else bb, OSE_NO_PRICE if ba is None else ba,
                      bbq, baq)
 
     def cross(self, t: int) -> None:
@@ -1170,12 +1178,12 @@ class _OseDay:
         for b in self.books:
             matched, _, _, ep, _ = self._equilibrium(b)
             if matched:
-                bids, asks = b.sides[1], b.sides[2]
+                bids, asks = b.sides[BID], b.sides[ASK]
                 while bids.best is not None and asks.best is not None \
                         and bids.best >= asks.best:
                     bo = next(iter(bids.levels[bids.best]))
                     ao = next(iter(asks.levels[asks.best]))
-                    q = min(b.orders[(1, bo)][1], b.orders[(2, ao)][1])
+                    q = min(b.orders[(BID, bo)][1], b.orders[(ASK, ao)][1])
                     match = self.next_match
                     self.next_match += 1
                     put("C", t, bo, b.obid, b"B", q, match, 0, blank, blank, ep, b"Y", b"Y")
@@ -1184,33 +1192,21 @@ class _OseDay:
                     self._take(b, 2, ao, q)
                 self._z(b, t)
             # continuous trading goes on around the auction price, or the old reference
-            bb = b.sides[1].best
+            bb = b.sides[BID].best
             if bb is not None:
                 b.ref = bb
             t += 1000
 
     # -- the order flow --------------------------------------------------------------------
     def phase(self, count: int, t0: int, t1: int, auction: bool) -> None:
-        step = (t1 - t0) / max(count, 1)
-        done = 0
-        while done < count:
-            m = min(_ITCH_BLOCK, count - done)
-            u = self.rng.random((m, 8))
-            act = np.searchsorted(self.mix_cum, u[:, 0], side="right")
-            bk = np.searchsorted(self.book_cum, u[:, 1], side="right")
-            np.minimum(bk, len(self.books) - 1, out=bk)
-            u3 = u[:, 3]
-            dist = (u3 * u3 * u3 * (_OSE_MAX_DIST + 1)).astype(np.int64)
+        for u, act, bk, dist, move, ts in _flow_blocks(self.rng, count, t0, t1, self.mix_cum,
+                                                       self.book_cum, _OSE_MAX_DIST,
+                                                       _OSE_P_MID_MOVE):
             u4 = u[:, 4]
             qty = 1 + (u4 * u4 * u4 * 30).astype(np.int64)
-            u6 = u[:, 6]
-            move = np.where(u6 < _OSE_P_MID_MOVE / 2, -1, np.where(u6 < _OSE_P_MID_MOVE, 1, 0))
-            ts = t0 + ((np.arange(done, done + m, dtype=np.float64) + u[:, 7]) * step)
-            ts = np.minimum(ts.astype(np.int64), t1 - 1)
             self._block(zip(act.tolist(), bk.tolist(), (u[:, 2] < 0.5).tolist(), dist.tolist(),
                             qty.tolist(), u[:, 5].tolist(), move.tolist(), ts.tolist(),
                             strict=True), auction)
-            done += m
 
     def _block(self, rows: Any, auction: bool) -> None:
         put = self.out.put
@@ -1230,7 +1226,7 @@ class _OseDay:
             if act != _O_ADD and len(b.live) < _OSE_MIN_LIVE:
                 act = _O_ADD
             if act == _O_ADD:
-                side = 1 if is_bid else 2
+                side = BID if is_bid else ASK
                 price = self._price(b, is_bid, dist, auction)
                 oid = self._new_id(b, side, u5)
                 rank = self._add(b, side, oid, price, qty)
@@ -1242,7 +1238,7 @@ class _OseDay:
             elif act == _O_DEL:
                 side, oid = b.live[int(u5 * len(b.live))]
                 self._remove(b, side, oid)
-                put("D", t, oid, b.obid, b"B" if side == 1 else b"S")
+                put("D", t, oid, b.obid, b"B" if side == BID else b"S")
             elif act == _O_MOD:
                 side, oid = b.live[int(u5 * len(b.live))]
                 price, left, _ = b.orders[(side, oid)]
@@ -1257,46 +1253,35 @@ class _OseDay:
                     # a price change or a quantity increase goes to the back of its level
                     new_price, new_qty = price, left + qty
                     if choice == 1 or left <= 1:
-                        new_price = self._price(b, side == 1, dist, auction)
+                        new_price = self._price(b, side == BID, dist, auction)
                         new_qty = left if new_price != price else left + qty
                     self._remove(b, side, oid)
                     rank = self._add(b, side, oid, new_price, new_qty)
                     price = new_price
-                put("U", t, oid, b.obid, b"B" if side == 1 else b"S", rank, new_qty, price, 0)
+                put("U", t, oid, b.obid, b"B" if side == BID else b"S", rank, new_qty, price, 0)
             elif act == _O_EXE or act == _O_EXP:
-                # the front order of the best level: strict price-time priority
-                s = b.sides[1 if is_bid else 2]
-                if s.best is None:
-                    s = b.sides[2 if is_bid else 1]
-                side = 1 if s.is_bid else 2
-                price = s.best
-                oid = next(iter(s.levels[price]))
+                side, price, oid = self._front(b, is_bid)
                 left = b.orders[(side, oid)][1]
                 q = left if u5 < 0.5 else 1 + int((u5 - 0.5) * 2 * left)
                 q = min(q, left)
                 self._take(b, side, oid, q)
                 match = self.next_match
                 self.next_match += 1
-                sb = b"B" if side == 1 else b"S"
+                sb = b"B" if side == BID else b"S"
                 if act == _O_EXE:
                     put("E", t, oid, b.obid, sb, q, match, 0, blank, blank)
                 else:
                     put("C", t, oid, b.obid, sb, q, match, 0, blank, blank, price, b"N", b"Y")
             else:
                 # a combination trade: the combo order executes (C), each leg prints (P)
-                s = b.sides[1 if is_bid else 2]
-                if s.best is None:
-                    s = b.sides[2 if is_bid else 1]
-                side = 1 if s.is_bid else 2
-                price = s.best
-                oid = next(iter(s.levels[price]))
+                side, price, oid = self._front(b, is_bid)
                 q = b.orders[(side, oid)][1]
                 self._take(b, side, oid, q)
                 match = self.next_match
                 self.next_match += 1
                 group = self.next_combo_group
                 self.next_combo_group += 1
-                sb = b"B" if side == 1 else b"S"
+                sb = b"B" if side == BID else b"S"
                 put("C", t, oid, b.obid, sb, q, match, group, blank, blank, price, b"N", b"Y")
                 near = books[0].ref
                 for (leg, leg_side, ratio), leg_price in zip(b.legs, (near, near - price),

@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastbook
+import fastbook.codecs._venues as _venues
 from fastbook import _pycore
 from fastbook.capture import RECEIVED, read_cryptofeed
 from fastbook.codecs import _pychecksum, kraken
@@ -230,7 +231,7 @@ def test_v1_without_truncation_the_checksum_fails(monkeypatch: pytest.MonkeyPatc
     assert (sum(untruncated), len(untruncated)) == (64, 979)
     first_bad = untruncated.index(False)
 
-    real = kraken._ck
+    real = _venues.checksum_kernel    # what the in-band feeds truncate and verify with
 
     class NoTruncation:
         def __getattr__(self, name: str) -> Any:
@@ -240,7 +241,7 @@ def test_v1_without_truncation_the_checksum_fails(monkeypatch: pytest.MonkeyPatc
         def truncate(book: Any, side: int, depth: int) -> list[int]:
             return []
 
-    monkeypatch.setattr(kraken, "_ck", NoTruncation())
+    monkeypatch.setattr(_venues, "checksum_kernel", NoTruncation())
     feed = KrakenV1()
     updates = 0
     for raw in messages:
@@ -465,7 +466,7 @@ def test_v2_documented_example(v2_instruments: list[Any]) -> None:
     assert feed.counts("BTC/USD")["checksum_ok"] == 1
     book = feed.book("BTC/USD")
     assert book.best_bid() == (452835, 10000000) and book.best_ask() == (452852, 100000)
-    assert kraken._ck.kraken_checksum(book) == 3310070434
+    assert kraken.checksum_kernel.kraken_checksum(book) == 3310070434
 
 
 def test_v2_wrong_precision_fails_the_snapshot_checksum(v2_instruments: list[Any]) -> None:

@@ -2,9 +2,10 @@
 
 A subclass (``itch50.Decoder``, ``ose_itch.Decoder``) calls
 ``FramedDecoder.__init__`` for the state every decoder has, sets
-``_MESSAGE_LENGTHS`` (the types it knows), and implements
-``_run(buf, pos, *, final, stop_at=None)``, a generator of event batches that
-returns the position after the last whole frame it decoded.
+``_MESSAGE_LENGTHS`` (the types it knows) and ``_directory`` (the offsets
+array its kernel fills), and implements ``_decode`` (one kernel call with its
+own state), ``_directory_message`` (what a directory message found by the
+kernel does) and ``_error`` (the text of a negative kernel status).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fastbook._checks import is_int
+from fastbook.codecs._itchwire import STATUS_OK
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE
 
@@ -48,7 +51,7 @@ class FramedDecoder:
         self._framing = framing_code(framings, framing)
         self.venue = venue
         self.name = name
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        if not is_int(batch, 1):
             raise ValueError(f"batch must be a positive int, got {batch!r}")
         self._events = np.zeros(batch, EVENT_DTYPE)
         self._counts = np.zeros(256, np.uint64)     # messages by type byte
@@ -62,9 +65,42 @@ class FramedDecoder:
         self.instruments: dict[int, int] = {}
         self._closed = False
 
+    _directory: np.ndarray
+
     def _run(self, buf: Any, pos: int, *, final: bool,
-             stop_at: int | None = None) -> Iterator[np.ndarray]:  # pragma: no cover
+             stop_at: int | None = None) -> Iterator[np.ndarray]:
+        """Decode ``buf`` from ``pos``; returns where it stopped (generator return value)."""
+        while True:
+            new_pos, n_events, n_messages, n_directory, status = self._decode(buf, pos, final)
+            self._base += new_pos - pos
+            self.messages += n_messages
+            for k in range(n_directory):
+                self._directory_message(buf, int(self._directory[k]))
+            if n_events:
+                self.events += n_events
+                yield self._batch(n_events)
+            pos = new_pos
+            if status < 0:
+                raise DecodeError(self._error(buf, pos, status))
+            if status == STATUS_OK or (stop_at is not None and pos >= stop_at):
+                return pos
+
+    def _decode(self, buf: Any, pos: int,
+                final: bool) -> tuple[int, int, int, int, int]:  # pragma: no cover
+        """The kernel's ``decode_chunk`` from ``pos`` with the decoder's arrays and state."""
         raise NotImplementedError
+
+    def _directory_message(self, buf: Any, offset: int) -> None:  # pragma: no cover
+        """The directory message at ``offset`` of ``buf``, which the kernel stopped after."""
+        raise NotImplementedError
+
+    def _error(self, buf: Any, pos: int, status: int) -> str:  # pragma: no cover
+        """The DecodeError text of a negative kernel ``status`` at ``pos``."""
+        raise NotImplementedError
+
+    def _batch(self, n_events: int) -> np.ndarray:
+        """The batch of the ``n_events`` events just decoded (a view of the reused buffer)."""
+        return self._events[:n_events]
 
     @property
     def bytes(self) -> int:

@@ -143,6 +143,15 @@ class Instrument:
     extra: Mapping[str, Any] = field(default_factory=dict)   # venue-specific (precisions...)
 
 
+def _per_level(value: Any, k: int) -> list[int]:
+    """One value per level: an array or list as it is, a scalar repeated ``k`` times."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [int(value)] * k
+
+
 class EventBuffer:
     """Events the feeds append as they apply changes, as an ``EVENT_DTYPE`` array on demand.
 
@@ -181,18 +190,8 @@ class EventBuffer:
         if k == 0:
             return
         qtys = qtys.tolist() if isinstance(qtys, np.ndarray) else list(qtys)
-        if isinstance(side, np.ndarray):
-            sides = side.tolist()
-        elif isinstance(side, (list, tuple)):
-            sides = list(side)
-        else:
-            sides = [int(side)] * k
-        if isinstance(flags, np.ndarray):
-            flag_list = flags.tolist()
-        elif isinstance(flags, (list, tuple)):
-            flag_list = list(flags)
-        else:
-            flag_list = [int(flags)] * k
+        sides = _per_level(side, k)
+        flag_list = _per_level(flags, k)
         if len(qtys) != k or len(sides) != k or len(flag_list) != k:
             raise ValueError("append_levels: prices, qtys, sides and flags differ in length")
         c = self._cols

@@ -35,7 +35,7 @@ from fastbook._mem cimport grow_to
 import numpy as np
 
 from fastbook.codecs import _pyl2json
-from fastbook.codecs._pyl2json import ERROR, IGNORED, OK, OTHER, UNKNOWN, Schema
+from fastbook.codecs._l2schema import ERROR, IGNORED, OK, OTHER, UNKNOWN, Schema
 
 __all__ = ["COMPILED", "ERROR", "IGNORED", "OK", "OTHER", "UNKNOWN", "Scanner", "Schema"]
 

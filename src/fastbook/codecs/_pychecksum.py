@@ -31,7 +31,9 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from fastbook import ASK, BID, format_decimal, parse_decimal
+from fastbook import format_decimal, parse_decimal
+from fastbook._checks import MAX_DECIMALS, is_int
+from fastbook._vocab import ASK, BID
 
 __all__ = [
     "COMPILED",
@@ -58,7 +60,7 @@ def crc32(data: bytes | bytearray | memoryview) -> int:
 
 
 def _check_levels(levels: Any) -> int:
-    if not isinstance(levels, int) or isinstance(levels, bool) or not 1 <= levels <= MAX_LEVELS:
+    if not is_int(levels, 1, MAX_LEVELS):
         raise ValueError(f"levels must be an int from 1 to {MAX_LEVELS}, got {levels!r}")
     return levels
 
@@ -66,8 +68,8 @@ def _check_levels(levels: Any) -> int:
 def _check_digits(digits: Any, default: int, name: str) -> int:
     if digits is None:
         return default
-    if not isinstance(digits, int) or isinstance(digits, bool) or not 0 <= digits <= 18:
-        raise ValueError(f"{name} must be None or an int from 0 to 18, got {digits!r}")
+    if not is_int(digits, 0, MAX_DECIMALS):
+        raise ValueError(f"{name} must be None or an int from 0 to {MAX_DECIMALS}, got {digits!r}")
     return digits
 
 
@@ -141,7 +143,7 @@ def truncate(book: Any, side: int, depth: int) -> list[int]:
     """Delete the levels of ``side`` beyond the best ``depth``; return their prices, worst first."""
     if side != BID and side != ASK:
         raise ValueError(f"side must be fastbook.BID or fastbook.ASK, got {side!r}")
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
+    if not is_int(depth, 0):
         raise ValueError(f"depth must be a non-negative int, got {depth!r}")
     if book.depth(side) <= depth:
         return []

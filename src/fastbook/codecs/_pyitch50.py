@@ -44,8 +44,33 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from fastbook._checks import bytes_at, check_int, check_kernel_array
+from fastbook._vocab import NO_SIDE, Action, Flags
+from fastbook.codecs._itch50wire import BODIES, HEADER, MESSAGE_LENGTHS
+from fastbook.codecs._itchwire import (
+    FRAMING_BINARYFILE,
+    FRAMING_MOLDUDP64,
+    FRAMING_SOUPBINTCP,
+    MOLD_END_OF_SESSION,
+    MOLD_HEADER,
+    MOLD_HEARTBEAT,
+    SIDES,
+    STATUS_DIRECTORY_FULL,
+    STATUS_EVENTS_FULL,
+    STATUS_GAP,
+    STATUS_OK,
+    STATUS_TRUNCATED,
+    STATUS_WRONG_LENGTH,
+    STATUS_ZERO_LENGTH,
+    U16,
+    UINT64,
+    check_framing,
+    length_by_byte,
+    message_type,
+    signed64,
+)
 from fastbook.errors import ArrayError, DecodeError
-from fastbook.events import EVENT_DTYPE, Action, Flags
+from fastbook.events import EVENT_DTYPE
 
 __all__ = [
     "COMPILED",
@@ -93,32 +118,13 @@ __all__ = [
 #: False: this is the pure-Python twin (the compiled kernel says True).
 COMPILED = False
 
-#: Framing codes accepted by :func:`decode_chunk` and :func:`iter_messages`.
-FRAMING_BINARYFILE = 0
-FRAMING_MOLDUDP64 = 1
-FRAMING_SOUPBINTCP = 2
-_FRAMING_NAMES = {0: "BinaryFILE", 1: "MoldUDP64", 2: "SoupBinTCP"}
+# The framing codes and the statuses of decode_chunk (FRAMING_*, STATUS_*) are the ones
+# both ITCH-family kernels share: codecs/_itchwire.py defines them.
+_FRAMING_NAMES = {FRAMING_BINARYFILE: "BinaryFILE", FRAMING_MOLDUDP64: "MoldUDP64",
+                  FRAMING_SOUPBINTCP: "SoupBinTCP"}
 
-#: Statuses returned by :func:`decode_chunk`.
-STATUS_OK = 0                 # all consumed, or an incomplete trailing frame: feed more bytes
-STATUS_EVENTS_FULL = 1        # the events array is full
-STATUS_DIRECTORY_FULL = 2     # the directory array is full
-STATUS_WRONG_LENGTH = -1      # a known type whose length is not the specification's
-STATUS_ZERO_LENGTH = -2       # a length prefix of 0
-STATUS_TRUNCATED = -3         # final=True and the buffer ends inside a frame
-STATUS_GAP = -5               # MoldUDP64 sequence number is not the expected one
-
-#: Message length in bytes, type byte included, length prefix excluded, for every type.
-MESSAGE_LENGTHS: dict[str, int] = {
-    "S": 12, "R": 39, "H": 25, "Y": 20, "L": 26, "V": 35, "W": 12, "K": 28, "J": 35, "h": 21,
-    "A": 36, "F": 40, "E": 31, "C": 36, "X": 23, "D": 19, "U": 35, "P": 44, "Q": 40, "B": 19,
-    "I": 50, "N": 20, "O": 48,
-}
 # The same table indexed by the type byte (0 = unknown type).
-_LENGTH_BY_BYTE = [0] * 256
-for _t, _n in MESSAGE_LENGTHS.items():
-    _LENGTH_BY_BYTE[ord(_t)] = _n
-del _t, _n
+_LENGTH_BY_BYTE = length_by_byte(MESSAGE_LENGTHS)
 
 
 # -- message tuples -------------------------------------------------------------------------
@@ -437,36 +443,18 @@ class UnknownMessage(NamedTuple):
     raw: bytes
 
 
-# Header: type(1) locate(2) tracking(2) timestamp(6). The 6-byte timestamp is read as a
-# 2-byte high part and a 4-byte low part, because struct has no 48-bit integer.
-_HEADER = ">cHHHI"
-# Body layouts in struct notation ("s"/"c" fields are alpha), from specs/itch.md table 1.2.
-_LAYOUTS: dict[str, tuple[type, str]] = {
-    "S": (SystemEvent, "c"),
-    "R": (StockDirectory, "8sccIcc2scccccIc"),
-    "H": (StockTradingAction, "8scc4s"),
-    "Y": (RegShoRestriction, "8sc"),
-    "L": (MarketParticipantPosition, "4s8sccc"),
-    "V": (MwcbDeclineLevel, "QQQ"),
-    "W": (MwcbStatus, "c"),
-    "K": (IpoQuotingPeriodUpdate, "8sIcI"),
-    "J": (LuldAuctionCollar, "8sIIII"),
-    "h": (OperationalHalt, "8scc"),
-    "A": (AddOrder, "QcI8sI"),
-    "F": (AddOrderMpid, "QcI8sI4s"),
-    "E": (OrderExecuted, "QIQ"),
-    "C": (OrderExecutedWithPrice, "QIQcI"),
-    "X": (OrderCancel, "QI"),
-    "D": (OrderDelete, "Q"),
-    "U": (OrderReplace, "QQII"),
-    "P": (Trade, "QcI8sIQ"),
-    "Q": (CrossTrade, "Q8sIQc"),
-    "B": (BrokenTrade, "Q"),
-    "I": (Noii, "QQc8sIIIcc"),
-    "N": (RetailPriceImprovement, "8sc"),
-    "O": (DirectListingCapitalRaise, "8scIIIQII"),
+# The body layout of each type (codecs/_itch50wire.py, from specs/itch.md table 1.2) and the
+# tuple class it is read into.
+_CLASSES: dict[str, type] = {
+    "S": SystemEvent, "R": StockDirectory, "H": StockTradingAction, "Y": RegShoRestriction,
+    "L": MarketParticipantPosition, "V": MwcbDeclineLevel, "W": MwcbStatus,
+    "K": IpoQuotingPeriodUpdate, "J": LuldAuctionCollar, "h": OperationalHalt, "A": AddOrder,
+    "F": AddOrderMpid, "E": OrderExecuted, "C": OrderExecutedWithPrice, "X": OrderCancel,
+    "D": OrderDelete, "U": OrderReplace, "P": Trade, "Q": CrossTrade, "B": BrokenTrade, "I": Noii,
+    "N": RetailPriceImprovement, "O": DirectListingCapitalRaise,
 }
-_STRUCTS: dict[str, struct.Struct] = {t: struct.Struct(_HEADER + body)
+_LAYOUTS: dict[str, tuple[type, str]] = {t: (cls, BODIES[t]) for t, cls in _CLASSES.items()}
+_STRUCTS: dict[str, struct.Struct] = {t: struct.Struct(HEADER + body)
                                       for t, (_, body) in _LAYOUTS.items()}
 # Self-check: every layout has exactly the table's length.
 for _t, _s in _STRUCTS.items():
@@ -521,18 +509,11 @@ def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = 
     SystemEvent(type='S', locate=0, tracking=0, timestamp=42, event_code='O')
     """
     raw = bytes(msg)
-    if not raw:
-        raise DecodeError("empty ITCH message (length 0): there is no type byte")
-    type_char = chr(raw[0])
-    expected = _LENGTH_BY_BYTE[raw[0]]
-    if expected == 0:
-        if allow_unknown:
-            return UnknownMessage(type_char, raw)
-        raise DecodeError(f"unknown ITCH 5.0 message type {type_char!r} (byte 0x{raw[0]:02x}), "
-                          f"length {len(raw)}; known types are {''.join(MESSAGE_LENGTHS)}")
-    if len(raw) != expected:
-        raise DecodeError(f"ITCH message type {type_char!r} has length {len(raw)}, "
-                          f"but the specification says {expected}")
+    type_char = message_type(raw, MESSAGE_LENGTHS, _LENGTH_BY_BYTE, protocol="ITCH",
+                             version="ITCH 5.0", authority="the specification",
+                             allow_unknown=allow_unknown)
+    if type_char is None:
+        return UnknownMessage(chr(raw[0]), raw)
     cls, _ = _LAYOUTS[type_char]
     values = list(_STRUCTS[type_char].unpack(raw))
     for k in _ALPHA_AT[type_char]:
@@ -593,10 +574,6 @@ def stock_directory(msg: Any) -> dict[str, Any]:
 # MoldUDP64 packet, which is consumed whole or not at all. It does not consume anything; it
 # says what is there, in the order the contract checks things.
 
-_U16 = struct.Struct(">H")
-_MOLD_HEADER = struct.Struct(">10sQH")   # session, sequence number, message count
-_MOLD_HEARTBEAT = 0
-_MOLD_END_OF_SESSION = 0xFFFF
 _INCOMPLETE = 1  # internal: the unit does not fit in the buffer yet
 
 
@@ -624,7 +601,7 @@ def _next_unit(buf: memoryview, p: int, framing: int, expected_sequence: int) ->
     if framing == FRAMING_BINARYFILE:
         if p + 2 > n:
             return _Unit(_INCOMPLETE, p, [], -1, 0, p)
-        (length,) = _U16.unpack_from(buf, p)
+        (length,) = U16.unpack_from(buf, p)
         if length == 0:
             return _Unit(STATUS_ZERO_LENGTH, p, [], -1, 0, p)
         if p + 2 + length > n:
@@ -635,7 +612,7 @@ def _next_unit(buf: memoryview, p: int, framing: int, expected_sequence: int) ->
     if framing == FRAMING_SOUPBINTCP:
         if p + 2 > n:
             return _Unit(_INCOMPLETE, p, [], -1, 0, p)
-        (length,) = _U16.unpack_from(buf, p)   # counts the packet type byte and the payload
+        (length,) = U16.unpack_from(buf, p)   # counts the packet type byte and the payload
         if length == 0:
             return _Unit(STATUS_ZERO_LENGTH, p, [], -1, 0, p)
         if p + 2 + length > n:
@@ -646,18 +623,18 @@ def _next_unit(buf: memoryview, p: int, framing: int, expected_sequence: int) ->
         return _Unit(status, p + 2 + length, [(p + 3, length - 1)], -1, 0, p)
 
     # MoldUDP64
-    if p + _MOLD_HEADER.size > n:
+    if p + MOLD_HEADER.size > n:
         return _Unit(_INCOMPLETE, p, [], -1, 0, p)
-    _, sequence, count = _MOLD_HEADER.unpack_from(buf, p)
+    _, sequence, count = MOLD_HEADER.unpack_from(buf, p)
     if expected_sequence >= 0 and sequence != expected_sequence:
         return _Unit(STATUS_GAP, p, [], sequence, count, p)
-    q = p + _MOLD_HEADER.size
+    q = p + MOLD_HEADER.size
     messages: list[tuple[int, int]] = []
-    if count != _MOLD_HEARTBEAT and count != _MOLD_END_OF_SESSION:
+    if count != MOLD_HEARTBEAT and count != MOLD_END_OF_SESSION:
         for _ in range(count):
             if q + 2 > n:
                 return _Unit(_INCOMPLETE, p, [], sequence, count, p)
-            (length,) = _U16.unpack_from(buf, q)
+            (length,) = U16.unpack_from(buf, q)
             if length == 0:
                 return _Unit(STATUS_ZERO_LENGTH, p, [], sequence, count, q)
             if q + 2 + length > n:
@@ -672,34 +649,9 @@ def _next_unit(buf: memoryview, p: int, framing: int, expected_sequence: int) ->
 
 def _next_expected(unit: _Unit) -> int:
     """The sequence number the MoldUDP64 packet after ``unit`` must carry."""
-    if unit.mold_count in (_MOLD_HEARTBEAT, _MOLD_END_OF_SESSION):
+    if unit.mold_count in (MOLD_HEARTBEAT, MOLD_END_OF_SESSION):
         return unit.mold_sequence   # these carry the next expected number and no messages
     return unit.mold_sequence + unit.mold_count
-
-
-def _as_bytes_view(buf: Any) -> memoryview:
-    try:
-        view = memoryview(buf)
-    except TypeError:
-        raise TypeError(f"buf must be a bytes-like buffer (bytes, bytearray, memoryview, mmap, "
-                        f"numpy uint8 array), got {type(buf).__name__}") from None
-    if not view.c_contiguous:
-        raise ValueError("buf must be a C-contiguous buffer; copy it with bytes(buf) first")
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-def _check_int(value: Any, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    return int(value)
-
-
-def _check_framing(framing: Any) -> int:
-    framing = _check_int(framing, "framing")
-    if framing not in _FRAMING_NAMES:
-        raise ValueError(f"framing must be 0 (BinaryFILE), 1 (MoldUDP64) or 2 (SoupBinTCP), "
-                         f"got {framing}")
-    return framing
 
 
 def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
@@ -738,11 +690,8 @@ def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
     >>> [(off, i, m.event_code) for off, i, m in iter_messages(frame + frame)]
     [(2, 0, 'O'), (16, 1, 'O')]
     """
-    framing = _check_framing(framing)
-    view = _as_bytes_view(buf)
-    p = _check_int(start, "start")
-    if not 0 <= p <= len(view):
-        raise ValueError(f"start must be between 0 and len(buf) = {len(view)}, got {p}")
+    framing = check_framing(framing, _FRAMING_NAMES)
+    view, p = bytes_at(buf, start, "start")
     number = 0
     name = _FRAMING_NAMES[framing]
     while p < len(view):
@@ -770,7 +719,7 @@ def _describe_error(view: memoryview, unit: _Unit, framing: int, p: int, number:
         return (f"{name}: zero length at {where}; the stream is not {name}-framed or is "
                 f"corrupt (RITCH's sample files, for one, have all-zero length prefixes)")
     if unit.status == STATUS_WRONG_LENGTH:
-        (length,) = _U16.unpack_from(view, unit.error_at)
+        (length,) = U16.unpack_from(view, unit.error_at)
         type_offset = unit.error_at + 2
         if framing == FRAMING_SOUPBINTCP:
             length -= 1
@@ -787,38 +736,10 @@ def _describe_error(view: memoryview, unit: _Unit, framing: int, p: int, number:
 _HALTED = int(Flags.HALTED)
 _QUOTING = int(Flags.QUOTING)
 _TRADING_STATE_FLAGS = {ord("H"): _HALTED, ord("P"): _HALTED, ord("Q"): _QUOTING}
-_SIDES = {ord("B"): 1, ord("S"): 2}
 # Types that emit one event each (when their locate is not dropped).
 _EVENT_TYPES = frozenset(ord(t) for t in "AFECXDUPQH")
 _R = ord("R")
-_UINT64 = 1 << 64
-_INT64_MAX = (1 << 63) - 1
 _HEADER_STRUCT = struct.Struct(">xHHHI")   # locate, tracking, timestamp high, low
-
-
-def _check_array(value: Any, name: str, dtype: Any, length: int | None = None, *,
-                 contiguous: bool = False) -> np.ndarray:
-    dtype_name = "fastbook.events.EVENT_DTYPE" if dtype is EVENT_DTYPE else np.dtype(dtype).name
-    what = f"a 1-D {'C-contiguous ' if contiguous else ''}numpy {dtype_name} array"
-    if length is not None:
-        what += f" of length {length}"
-    if not isinstance(value, np.ndarray):
-        raise ArrayError(f"{name} must be {what}, got {type(value).__name__}")
-    if value.dtype != dtype:
-        got = "a different structured dtype" if value.dtype.names else f"dtype {value.dtype}"
-        raise ArrayError(f"{name} must be {what}, got {got}")
-    if value.ndim != 1:
-        raise ArrayError(f"{name} must be {what}, got shape {value.shape}")
-    if contiguous and not (value.flags.c_contiguous and value.flags.aligned):
-        raise ArrayError(f"{name} must be {what} (and aligned); use np.ascontiguousarray({name})")
-    if length is not None and value.shape[0] != length:
-        raise ArrayError(f"{name} must be {what}, got length {value.shape[0]}")
-    return value
-
-
-def _signed64(value: int) -> int:
-    """The int64 whose bit pattern is the uint64 ``value``."""
-    return value - _UINT64 if value > _INT64_MAX else value
 
 
 def _event_for(buf: memoryview, off: int, type_byte: int) -> tuple[int, int, int, int, int,
@@ -827,7 +748,7 @@ def _event_for(buf: memoryview, off: int, type_byte: int) -> tuple[int, int, int
     t = chr(type_byte)
     if t == "A" or t == "F":
         ref, side, shares, _, price = struct.unpack_from(">QcI8sI", buf, off + 11)
-        return Action.ADD, _SIDES.get(side[0], 0), 0, price, shares, ref, 0
+        return Action.ADD, SIDES.get(side[0], NO_SIDE), 0, price, shares, ref, 0
     if t == "E":
         ref, shares, _ = struct.unpack_from(">QIQ", buf, off + 11)
         return Action.EXECUTE, 0, 0, 0, shares, ref, 0
@@ -846,10 +767,10 @@ def _event_for(buf: memoryview, off: int, type_byte: int) -> tuple[int, int, int
         return Action.REPLACE, 0, 0, price, shares, ref, new_ref
     if t == "P":
         ref, side, shares, _, price, _ = struct.unpack_from(">QcI8sIQ", buf, off + 11)
-        return Action.TRADE, _SIDES.get(side[0], 0), int(Flags.HIDDEN), price, shares, ref, 0
+        return Action.TRADE, SIDES.get(side[0], NO_SIDE), int(Flags.HIDDEN), price, shares, ref, 0
     if t == "Q":
         shares, _, price, _, _ = struct.unpack_from(">Q8sIQc", buf, off + 11)
-        return Action.TRADE, 0, int(Flags.CROSS), price, _signed64(shares), 0, 0
+        return Action.TRADE, 0, int(Flags.CROSS), price, signed64(shares), 0, 0
     if t == "H":
         (state,) = struct.unpack_from(">8sc", buf, off + 11)[1:]
         return Action.STATUS, 0, _TRADING_STATE_FLAGS.get(state[0], 0), 0, 0, 0, 0
@@ -945,26 +866,26 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
     (5, 1, 4, 9)
     """
     # -- arguments, checked before anything is decoded
-    framing = _check_framing(framing)
-    view = _as_bytes_view(buf)
+    framing = check_framing(framing, _FRAMING_NAMES)
+    view, pos = bytes_at(buf, pos, "pos")
     n = len(view)
-    pos = _check_int(pos, "pos")
-    if not 0 <= pos <= n:
-        raise ValueError(f"pos must be between 0 and len(buf) = {n}, got {pos}")
-    _check_array(events, "events", EVENT_DTYPE, contiguous=True)
-    _check_array(counts, "counts", np.uint64, 256)
+    check_kernel_array(events, "events", EVENT_DTYPE, name_structured=True)
+    check_kernel_array(counts, "counts", np.uint64, 256, contiguous=False,
+                       name_structured=True)
     if locate_map is not None:
-        _check_array(locate_map, "locate_map", np.int32, 65536)
+        check_kernel_array(locate_map, "locate_map", np.int32, 65536, contiguous=False,
+                           name_structured=True)
     if directory is not None:
-        _check_array(directory, "directory", np.int64)
+        check_kernel_array(directory, "directory", np.int64, contiguous=False,
+                           name_structured=True)
     for name, array in (("events", events), ("counts", counts), ("directory", directory)):
         if array is not None and not array.flags.writeable:
             raise ArrayError(f"{name} must be writable")
-    seq = _check_int(seq, "seq")
-    if not 0 <= seq < _UINT64:
+    seq = check_int(seq, "seq")
+    if not 0 <= seq < UINT64:
         raise ValueError(f"seq must be between 0 and 2**64 - 1, got {seq}")
-    mold_next = _check_int(mold_next, "mold_next")
-    if not -1 <= mold_next < _UINT64:
+    mold_next = check_int(mold_next, "mold_next")
+    if not -1 <= mold_next < UINT64:
         raise ValueError(f"mold_next must be -1 (any) or a sequence number from 0 to 2**64 - 1, "
                          f"got {mold_next}")
     final = bool(final)
@@ -1000,7 +921,7 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
         for off, _length in unit.messages:
             type_byte = view[off]
             counts[type_byte] += np.uint64(1)
-            number = (seq + n_messages) % _UINT64
+            number = (seq + n_messages) % UINT64
             n_messages += 1
             if type_byte == _R and directory is not None:
                 directory[n_directory] = off
@@ -1029,7 +950,7 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
 
 def _instrument(view: memoryview, off: int, locate_map: np.ndarray | None) -> int:
     """The instrument id of the message at ``off``: its locate, mapped; negative = dropped."""
-    (locate,) = _U16.unpack_from(view, off + 1)
+    (locate,) = U16.unpack_from(view, off + 1)
     if locate_map is None:
         return locate
     return int(locate_map[locate])

@@ -55,149 +55,32 @@ Python counters. ``read(message)`` is ``scan`` returning ``(target, n,
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-#: ``scan`` results.
-OK = 0          # a book message of the schema: fields and levels are set
-OTHER = 1       # the discriminator is missing or not accepted: not a book message
-UNKNOWN = 2     # the symbol is not registered: register it and scan again
-IGNORED = 3     # the symbol is registered without a book (filtered out)
-ERROR = 4       # unusable input: ``error`` says why
+# The schema, the scan statuses and iso_to_ns are the definitions both scanners read; they
+# live in _l2schema and are re-exported here, where the contract is written down.
+from fastbook.codecs._l2schema import (
+    ASK,
+    BID,
+    ERROR,
+    FIELD_KINDS,
+    IGNORED,
+    INT64_MIN,
+    OK,
+    OTHER,
+    STATUS_NAMES,
+    UNKNOWN,
+    Field,
+    Schema,
+    iso_to_ns,
+    short_repr,
+)
 
-STATUS_NAMES = ("OK", "OTHER", "UNKNOWN", "IGNORED", "ERROR")
-
-BID = 1
-ASK = 2
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
-
-#: Field kinds.
-FIELD_KINDS = ("int", "isotime", "str", "bids", "asks", "sided")
-_LEVEL_KINDS = ("bids", "asks", "sided")
-
-
-@dataclass(frozen=True)
-class Field:
-    """One field of a message: its key, what it holds, where it is and whether it must be there.
-
-    ``kind`` is ``"int"`` (a JSON integer), ``"isotime"`` (a string
-    ``YYYY-MM-DDTHH:MM:SS[.fraction]Z``, UTC, read as exact integer ns since the
-    epoch and reported with the int fields), ``"str"`` (a JSON string),
-    ``"bids"`` / ``"asks"`` (a list of ``[price, qty, ...]`` levels of that
-    side) or ``"sided"`` (a list of ``[side, price, qty, ...]``, the side word
-    mapped by ``Schema.sides``). ``scope`` is ``"top"``, ``"body"`` or the
-    name of a container. An int field's value must lie in ``[lo, hi]``.
-    """
-
-    name: str
-    kind: str
-    scope: str = "body"
-    required: bool = False
-    #: Int and isotime fields: the smallest and largest accepted values (outside: an error).
-    lo: int = _INT64_MIN
-    hi: int = _INT64_MAX
-
-
-class Schema:
-    """The JSON shape of one kind of book message (see the module docstring for the rules).
-
-    Parameters
-    ----------
-    fields : iterable of Field
-        Integer, string and level fields. :attr:`Scanner.ints` and
-        :attr:`Scanner.strs` hold the values of the int and str fields in this
-        order; bit ``i`` of :attr:`Scanner.found` is set when the ``i``-th
-        level field is present.
-    containers : iterable of str or (str, bool)
-        Up to two top-level keys whose value is an object holding fields
-        (``"data"``); ``(name, True)`` also accepts a list of exactly one object
-        (OKX's ``"data": [{...}]``). ``"body"`` means the first container when
-        present, else the top level.
-    discriminator : (key, scope) or None
-        A string field naming the message type.
-    accept : iterable of str
-        Accepted discriminator values (``prefix=True``: accepted prefixes);
-        :attr:`Scanner.kind` is the index of the match.
-    symbol : (key, scope) or None
-        The string field naming the instrument; ``None`` when the caller passes
-        the symbol to ``scan`` (REST snapshots).
-    sides : mapping of str to 1 (bid) or 2 (ask)
-        Side words of ``"sided"`` levels (Coinbase ``{"buy": 1, "sell": 2}``).
-    level_len : (int, int)
-        Allowed elements per level after the side word: price, quantity and up
-        to ``max - 2`` extra values of any JSON type (ignored).
-    positive_prices : bool
-        Refuse prices <= 0 (every crypto venue here); otherwise only the
-        reserved ``INT64_MIN`` is refused.
-    """
-
-    def __init__(self, *, fields: Iterable[Field] = (), containers: Iterable[Any] = (),
-                 discriminator: tuple[str, str] | None = None, accept: Iterable[str] = (),
-                 prefix: bool = False, symbol: tuple[str, str] | None = None,
-                 sides: Mapping[str, int] | None = None, level_len: tuple[int, int] = (2, 2),
-                 positive_prices: bool = True) -> None:
-        conts: list[tuple[str, bool]] = []
-        for c in containers:
-            conts.append((c, False) if isinstance(c, str) else (str(c[0]), bool(c[1])))
-        if len(conts) > 2:
-            raise ValueError("a schema has at most two containers")
-        self.containers: tuple[tuple[str, bool], ...] = tuple(conts)
-        self.fields: tuple[Field, ...] = tuple(fields)
-        self.discriminator = discriminator
-        self.accept: tuple[str, ...] = tuple(accept)
-        self.prefix = bool(prefix)
-        self.symbol = symbol
-        self.sides: dict[str, int] = dict(sides or {})
-        lo, hi = level_len
-        if not 2 <= lo <= hi <= 16:
-            raise ValueError(f"level_len must satisfy 2 <= min <= max <= 16, got {level_len}")
-        self.level_len = (int(lo), int(hi))
-        self.positive_prices = bool(positive_prices)
-        names = {c for c, _ in self.containers}
-        scopes = {"top", "body", *names}
-        seen: set[tuple[str, str]] = set()
-        specials = [x for x in (discriminator, symbol) if x is not None]
-        for name, scope in [(f.name, f.scope) for f in self.fields] + [tuple(x) for x in specials]:
-            if scope not in scopes:
-                raise ValueError(f"field {name!r}: scope must be one of {sorted(scopes)}, "
-                                 f"got {scope!r}")
-            if (name, scope) in seen:
-                raise ValueError(f"field {name!r} appears twice in scope {scope!r}")
-            if name in names and scope in ("top", "body"):
-                raise ValueError(f"field {name!r} has the name of a container")
-            seen.add((name, scope))
-        for f in self.fields:
-            if not _INT64_MIN <= f.lo <= f.hi <= _INT64_MAX:
-                raise ValueError(f"field {f.name!r}: need INT64_MIN <= lo <= hi <= INT64_MAX")
-            if f.kind not in FIELD_KINDS:
-                raise ValueError(f"field {f.name!r}: kind must be one of {FIELD_KINDS}")
-            if f.kind == "sided" and not self.sides:
-                raise ValueError("a 'sided' field needs the side words (sides=)")
-        if discriminator is not None and not self.accept:
-            raise ValueError("a discriminator needs the accepted values (accept=)")
-        for word, side in self.sides.items():
-            if side not in (BID, ASK) or not word.isascii():
-                raise ValueError(f"side word {word!r} must be ASCII and map to 1 or 2")
-        level_scopes = {f.scope for f in self.fields if f.kind in _LEVEL_KINDS}
-        if len(level_scopes) > 1:
-            raise ValueError("every level field must be in the same scope")
-        if len([f for f in self.fields if f.kind in _LEVEL_KINDS]) > 32:
-            raise ValueError("at most 32 level fields")
-        self.int_fields = tuple(f for f in self.fields if f.kind in ("int", "isotime"))
-        self.str_fields = tuple(f for f in self.fields if f.kind == "str")
-        self.level_fields = tuple(f for f in self.fields if f.kind in _LEVEL_KINDS)
-
-    def __repr__(self) -> str:
-        return (f"Schema(fields={[f.name for f in self.fields]}, containers={self.containers}, "
-                f"discriminator={self.discriminator}, accept={self.accept}, "
-                f"symbol={self.symbol})")
+__all__ = ["ERROR", "FIELD_KINDS", "IGNORED", "OK", "OTHER", "STATUS_NAMES", "UNKNOWN", "Field",
+           "Scanner", "Schema", "iso_to_ns"]
 
 
 def _tname(value: Any) -> str:
@@ -207,41 +90,40 @@ def _tname(value: Any) -> str:
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 _MISSING = object()
-
-_ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
-                  r"(?:\.([0-9]{1,9}))?(Z|[+-]00:?00)")
-_EPOCH_DAY = _dt.date(1970, 1, 1).toordinal()
-
-
-def iso_to_ns(text: str) -> int:
-    """``2021-04-17T16:43:37.075687Z`` (UTC, up to 9 decimals) to exact ns since the epoch.
-
-    ``+00:00`` / ``-00:00`` / ``+0000`` are accepted for ``Z``. Raises ValueError for
-    anything else (other offsets, impossible dates, leap seconds).
-    """
-    m = _ISO.fullmatch(text) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f"not a UTC ISO 8601 time: {_short(text)}")
-    y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
-    if h > 23 or mi > 59 or s > 59:
-        raise ValueError(f"not a UTC ISO 8601 time: {_short(text)}")
-    try:
-        day = _dt.date(y, mo, d).toordinal() - _EPOCH_DAY
-    except ValueError:
-        raise ValueError(f"not a UTC ISO 8601 time: {_short(text)}") from None
-    frac = m.group(7) or ""
-    secs = ((day * 24 + h) * 60 + mi) * 60 + s
-    return secs * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
 
 
 class _Error(Exception):
     """Internal: stops a scan with a message."""
+
+
+def _field_value(get: Any, f: Any) -> Any:
+    """The value of field ``f`` (``get(name, scope)`` looks it up), or ``_MISSING``.
+
+    A required field that is missing stops the scan.
+    """
+    there, value = get(f.name, f.scope)
+    if there:
+        return value
+    if f.required:
+        raise _Error(f"missing field {f.name!r}")
+    return _MISSING
+
+
+def _int_value(f: Any, value: Any) -> int:
+    """The value of an ``int`` or ``isotime`` field, checked against its kind and range."""
+    if f.kind == "isotime":
+        if type(value) is not str:
+            raise _Error(f"{f.name}: expected an ISO 8601 time, got {_tname(value)}")
+        try:
+            value = iso_to_ns(value)
+        except ValueError as exc:
+            raise _Error(f"{f.name}: {exc}") from None
+    elif type(value) is not int:
+        raise _Error(f"{f.name}: expected an integer, got {_tname(value)} {short_repr(value)}")
+    if not f.lo <= value <= f.hi:
+        raise _Error(f"{f.name}: {value} is outside [{f.lo}, {f.hi}]")
+    return value
 
 
 class Scanner:
@@ -412,47 +294,26 @@ class Scanner:
 
         ints: list[int | None] = []
         for f in s.int_fields:
-            there, value = get(f.name, f.scope)
-            if not there:
-                if f.required:
-                    raise _Error(f"missing field {f.name!r}")
-                ints.append(None)
-                continue
-            if f.kind == "isotime":
-                if type(value) is not str:
-                    raise _Error(f"{f.name}: expected an ISO 8601 time, got {_tname(value)}")
-                try:
-                    value = iso_to_ns(value)
-                except ValueError as exc:
-                    raise _Error(f"{f.name}: {exc}") from None
-            elif type(value) is not int:
-                raise _Error(f"{f.name}: expected an integer, got {_tname(value)} "
-                             f"{_short(value)}")
-            if not f.lo <= value <= f.hi:
-                raise _Error(f"{f.name}: {value} is outside [{f.lo}, {f.hi}]")
-            ints.append(value)
+            value = _field_value(get, f)
+            ints.append(None if value is _MISSING else _int_value(f, value))
             # kept as they come, so that an error further on can still name the sequence
             self.ints = (*ints, *([None] * (len(s.int_fields) - len(ints))))
         strs: list[str | None] = []
         for f in s.str_fields:
-            there, value = get(f.name, f.scope)
-            if not there:
-                if f.required:
-                    raise _Error(f"missing field {f.name!r}")
-                strs.append(None)
-                continue
-            if type(value) is not str:
+            value = _field_value(get, f)
+            if value is _MISSING:
+                value = None
+            elif type(value) is not str:
                 raise _Error(f"{f.name}: expected a string, got {_tname(value)}")
             strs.append(value)
         self.strs = tuple(strs)
         found = 0
         for i, f in enumerate(s.level_fields):
-            there, value = get(f.name, f.scope)
-            if there:
-                found |= 1 << i
-            elif f.required:
-                raise _Error(f"missing field {f.name!r}")
-            if there and type(value) is not list:
+            value = _field_value(get, f)
+            if value is _MISSING:
+                continue
+            found |= 1 << i
+            if type(value) is not list:
                 raise _Error(f"{f.name}: expected a list of levels, got {_tname(value)}")
         self.found = found
         if s.level_fields:
@@ -502,17 +363,17 @@ class Scanner:
                 if sided:
                     word = lv[0]
                     if type(word) is not str or word not in s.sides:
-                        raise _Error(f"{where}: side {_short(word)} is not one of "
+                        raise _Error(f"{where}: side {short_repr(word)} is not one of "
                                      f"{', '.join(s.sides)}")
                     side, ptext, qtext = s.sides[word], lv[1], lv[2]
                 else:
                     side, ptext, qtext = fixed_side, lv[0], lv[1]
                 if type(ptext) is not str:
                     raise _Error(f"{where}: price must be a string, got {_tname(ptext)} "
-                                 f"{_short(ptext)}")
+                                 f"{short_repr(ptext)}")
                 if type(qtext) is not str:
                     raise _Error(f"{where}: quantity must be a string, got {_tname(qtext)} "
-                                 f"{_short(qtext)}")
+                                 f"{short_repr(qtext)}")
                 try:
                     price = parse_decimal(ptext, pd)
                 except DecodeError as exc:
@@ -522,11 +383,11 @@ class Scanner:
                 except DecodeError as exc:
                     raise _Error(f"{where}: bad quantity: {exc}") from None
                 if s.positive_prices and price <= 0:
-                    raise _Error(f"{where}: price {_short(ptext)} is not positive")
-                if price == _INT64_MIN:
-                    raise _Error(f"{where}: price {_short(ptext)} is the reserved INT64_MIN")
+                    raise _Error(f"{where}: price {short_repr(ptext)} is not positive")
+                if price == INT64_MIN:
+                    raise _Error(f"{where}: price {short_repr(ptext)} is the reserved INT64_MIN")
                 if qty < 0:
-                    raise _Error(f"{where}: negative quantity {_short(qtext)}")
+                    raise _Error(f"{where}: negative quantity {short_repr(qtext)}")
                 sides.append(side)
                 prices.append(price)
                 qtys.append(qty)

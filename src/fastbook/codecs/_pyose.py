@@ -36,9 +36,24 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastbook.codecs._pyitch50 import _as_bytes_view, _check_int  # shared argument checks
+from fastbook._checks import bytes_at, check_int, check_kernel_array
+from fastbook._vocab import NO_SIDE, Action, Flags
+from fastbook.codecs import _itchwire as wire
+from fastbook.codecs._itchwire import FRAMING_BINARYFILE, FRAMING_MOLDUDP64, MOLD_HEADER, SIDES, U16
+from fastbook.codecs._osewire import (
+    EQUILIBRIUM_FIELDS,
+    INVALID_KINDS,
+    LAYOUTS,
+    MESSAGE_LENGTHS,
+    NO_PRICE,
+    STATE_FIELDS,
+    STATUS_NO_PRICE,
+    STATUS_NO_SECONDS,
+    STATUS_UNKNOWN_BOOK,
+    state_flags,
+)
 from fastbook.errors import ArrayError, DecodeError
-from fastbook.events import EVENT_DTYPE, Action, Flags
+from fastbook.events import EVENT_DTYPE
 
 __all__ = [
     "COMPILED",
@@ -78,44 +93,13 @@ __all__ = [
 #: False: this is the pure-Python twin (the compiled kernel says True).
 COMPILED = False
 
-#: Framing codes accepted by :func:`decode_chunk` and :func:`iter_messages`.
-FRAMING_BINARYFILE = 0
-FRAMING_MOLDUDP64 = 1
-_FRAMING_NAMES = {0: "BinaryFILE", 1: "MoldUDP64"}
+# The framing codes and the statuses down to STATUS_GAP (FRAMING_*, STATUS_*) are the ones
+# both ITCH-family kernels share: codecs/_itchwire.py defines them. What only OSE has (three
+# more statuses, NO_PRICE, the invalid kinds, the state rules) is in codecs/_osewire.py.
+_FRAMING_NAMES = {FRAMING_BINARYFILE: "BinaryFILE", FRAMING_MOLDUDP64: "MoldUDP64"}
 
-#: Statuses returned by :func:`decode_chunk`.
-STATUS_OK = 0                 # all consumed, or an incomplete trailing frame: feed more bytes
-STATUS_EVENTS_FULL = 1        # the events array is full
-STATUS_DIRECTORY_FULL = 2     # the directory is full, or a message was just reported
-STATUS_WRONG_LENGTH = -1      # a known type whose length is not the layout's
-STATUS_ZERO_LENGTH = -2       # a length prefix of 0
-STATUS_TRUNCATED = -3         # final=True and the buffer ends inside a frame or packet
-STATUS_GAP = -5               # MoldUDP64 sequence number is not the expected one
-STATUS_NO_SECONDS = -6        # a nanosecond message before any T (seconds) message
-STATUS_UNKNOWN_BOOK = -7      # an order book id that no R (directory) message named
-STATUS_NO_PRICE = -8          # INT32_MIN ("no price") where a price is required
+_LENGTH_BY_BYTE = wire.length_by_byte(MESSAGE_LENGTHS)
 
-#: Kinds of invalid message counted (not raised) when ``invalid`` is given, in index order.
-INVALID_KINDS = ("no_seconds", "unknown_book", "no_price")
-
-#: The wire's "no price": the smallest int32.
-NO_PRICE = -(1 << 31)
-
-#: Message length in bytes, type byte included, length prefix excluded.
-MESSAGE_LENGTHS: dict[str, int] = {
-    "T": 5, "S": 6, "R": 129, "M": 18, "L": 25, "O": 29, "A": 37, "F": 44, "E": 52,
-    "C": 58, "U": 36, "D": 18, "P": 50, "Z": 53,
-}
-_LENGTH_BY_BYTE = [0] * 256
-for _t, _n in MESSAGE_LENGTHS.items():
-    _LENGTH_BY_BYTE[ord(_t)] = _n
-del _t, _n
-
-#: Columns of the ``equilibrium`` table :func:`decode_chunk` fills (one row per instrument).
-EQUILIBRIUM_FIELDS = ("ts", "price", "bid_qty", "ask_qty", "best_bid", "best_ask",
-                      "best_bid_qty", "best_ask_qty")
-#: Slots of the ``state`` array carried between :func:`decode_chunk` calls.
-STATE_FIELDS = ("seconds", "mold_mode", "mold_next", "mold_left")
 _MOLD_ANY, _MOLD_KNOWN, _MOLD_NEVER = 0, 1, 2
 
 
@@ -319,22 +303,14 @@ class UnknownMessage(NamedTuple):
     raw: bytes
 
 
-_LAYOUTS: dict[str, tuple[type, str]] = {
-    "T": (Seconds, ">cI"),
-    "S": (SystemEvent, ">cIc"),
-    "R": (OrderBookDirectory, ">cII32s32s12sB3sHHIIIQBIiIHB"),
-    "M": (CombinationLeg, ">cIIIcI"),
-    "L": (TickSize, ">cIIQii"),
-    "O": (OrderBookState, ">cII20s"),
-    "A": (AddOrder, ">cIQIcIQiHB"),
-    "F": (AddOrderParticipant, ">cIQIcIQiHB7s"),
-    "E": (OrderExecuted, ">cIQIcQQI7s7s"),
-    "C": (OrderExecutedWithPrice, ">cIQIcQQI7s7sicc"),
-    "U": (OrderReplace, ">cIQIcIQiH"),
-    "D": (OrderDelete, ">cIQIc"),
-    "P": (Trade, ">cIQIcQIi7s7scc"),
-    "Z": (EquilibriumPrice, ">cIIQQiiiQQ"),
+# The layout of each type (codecs/_osewire.py) and the tuple class it is read into.
+_CLASSES: dict[str, type] = {
+    "T": Seconds, "S": SystemEvent, "R": OrderBookDirectory, "M": CombinationLeg, "L": TickSize,
+    "O": OrderBookState, "A": AddOrder, "F": AddOrderParticipant, "E": OrderExecuted,
+    "C": OrderExecutedWithPrice, "U": OrderReplace, "D": OrderDelete, "P": Trade,
+    "Z": EquilibriumPrice,
 }
+_LAYOUTS: dict[str, tuple[type, str]] = {t: (cls, LAYOUTS[t]) for t, cls in _CLASSES.items()}
 _STRUCTS = {t: struct.Struct(fmt) for t, (_, fmt) in _LAYOUTS.items()}
 for _t, _s in _STRUCTS.items():
     assert _s.size == MESSAGE_LENGTHS[_t], (_t, _s.size)
@@ -368,19 +344,12 @@ def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = 
     Seconds(type='T', seconds=1614557640)
     """
     raw = bytes(msg)
-    if not raw:
-        raise DecodeError("empty OSE ITCH message (length 0): there is no type byte")
+    type_char = wire.message_type(raw, MESSAGE_LENGTHS, _LENGTH_BY_BYTE, protocol="OSE ITCH",
+                             version="OSE ITCH", authority="its layout",
+                             allow_unknown=allow_unknown)
+    if type_char is None:
+        return UnknownMessage(chr(raw[0]), raw)
     # strict=False (decode_chunk): alpha fields are read as latin-1, never refused
-    type_char = chr(raw[0])
-    expected = _LENGTH_BY_BYTE[raw[0]]
-    if expected == 0:
-        if allow_unknown:
-            return UnknownMessage(type_char, raw)
-        raise DecodeError(f"unknown OSE ITCH message type {type_char!r} (byte 0x{raw[0]:02x}), "
-                          f"length {len(raw)}; known types are {''.join(MESSAGE_LENGTHS)}")
-    if len(raw) != expected:
-        raise DecodeError(f"OSE ITCH message type {type_char!r} has length {len(raw)}, "
-                          f"but its layout says {expected}")
     cls, _ = _LAYOUTS[type_char]
     values = _STRUCTS[type_char].unpack(raw)
     fields: list[Any] = [type_char]
@@ -429,36 +398,6 @@ def order_book_directory(msg: Any) -> dict[str, Any]:
         "put_or_call": msg.put_or_call,
         "ns": msg.ns,
     }
-
-
-# -- book states ------------------------------------------------------------------------------
-
-#: How an ``O`` state name becomes STATUS flags: the first rule whose word the name contains.
-_STATE_RULES: tuple[tuple[bytes, int], ...] = (
-    (b"ZARABA", 0),                          # continuous trading
-    (b"PRE_OPEN", int(Flags.QUOTING)),       # orders accepted, no matching (itayose ahead)
-    (b"PRE_CLOSE", int(Flags.QUOTING)),
-    (b"DCB", int(Flags.QUOTING)),            # dynamic circuit breaker: an auction follows
-    (b"SCB", int(Flags.QUOTING)),
-    (b"ITAYOSE", int(Flags.QUOTING)),
-    (b"HALT", int(Flags.HALTED)),
-    (b"SUSP", int(Flags.HALTED)),
-    (b"STOP", int(Flags.HALTED)),
-    (b"CLOSE", int(Flags.HALTED)),
-)
-
-
-def state_flags(name: str | bytes) -> int:
-    """STATUS flags for an order book state name (``docs/ose-itch.md``): QUOTING, HALTED or 0.
-
-    >>> [state_flags(n) for n in ("ZARABA", "M_PRE_OPEN_NO_J-NET", "M_CLOSE", "OTHER")]
-    [0, 32, 16, 0]
-    """
-    raw = name.encode("ascii", "replace") if isinstance(name, str) else bytes(name)
-    for word, flags in _STATE_RULES:
-        if word in raw:
-            return flags
-    return 0
 
 
 # -- the order book id map ----------------------------------------------------------------------
@@ -530,20 +469,6 @@ def new_state() -> np.ndarray:
 
 # -- framing ------------------------------------------------------------------------------------
 
-_U16 = struct.Struct(">H")
-_MOLD_HEADER = struct.Struct(">10sQH")
-_MOLD_HEARTBEAT = 0
-_MOLD_END_OF_SESSION = 0xFFFF
-_UINT64 = 1 << 64
-
-
-def _check_framing(framing: Any) -> int:
-    framing = _check_int(framing, "framing")
-    if framing not in _FRAMING_NAMES:
-        raise ValueError(f"framing must be 0 (BinaryFILE) or 1 (MoldUDP64), got {framing}")
-    return framing
-
-
 def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
                   start: int = 0) -> Iterator[tuple[int, int, int, Any]]:
     """Walk every message of a buffer, for exploration and debugging.
@@ -563,30 +488,27 @@ def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
         stream that ends inside a frame or packet (naming the byte offset and
         message number).
     """
-    framing = _check_framing(framing)
-    view = _as_bytes_view(buf)
-    p = _check_int(start, "start")
+    framing = wire.check_framing(framing, _FRAMING_NAMES)
+    view, p = bytes_at(buf, start, "start")
     n = len(view)
-    if not 0 <= p <= n:
-        raise ValueError(f"start must be between 0 and len(buf) = {n}, got {p}")
     name = _FRAMING_NAMES[framing]
     number = 0
     seconds = -1
     left = 0
     while p < n:
         if framing == FRAMING_MOLDUDP64 and left == 0:
-            if p + _MOLD_HEADER.size > n:
+            if p + MOLD_HEADER.size > n:
                 raise DecodeError(f"{name} stream truncated: the packet header at byte offset "
                                   f"{p} (message {number}) runs past the end of the buffer")
-            _, _, count = _MOLD_HEADER.unpack_from(view, p)
-            p += _MOLD_HEADER.size
-            if count not in (_MOLD_HEARTBEAT, _MOLD_END_OF_SESSION):
+            _, _, count = MOLD_HEADER.unpack_from(view, p)
+            p += MOLD_HEADER.size
+            if count not in (wire.MOLD_HEARTBEAT, wire.MOLD_END_OF_SESSION):
                 left = count
             continue
-        if p + 2 > n or p + 2 + _U16.unpack_from(view, p)[0] > n:
+        if p + 2 > n or p + 2 + U16.unpack_from(view, p)[0] > n:
             raise DecodeError(f"{name} stream truncated: the frame at byte offset {p} "
                               f"(message {number}) runs past the end of the buffer ({n} bytes)")
-        (length,) = _U16.unpack_from(view, p)
+        (length,) = U16.unpack_from(view, p)
         if length == 0:
             raise DecodeError(f"{name}: zero length at byte offset {p} (message {number})")
         off = p + 2
@@ -614,8 +536,7 @@ def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
 
 # -- decode_chunk: the oracle -------------------------------------------------------------------
 
-_SIDES = {ord("B"): 1, ord("S"): 2}
-_KEEP_PRIORITY = 0x0200    # fastbook.events.Flags.KEEP_PRIORITY
+_KEEP_PRIORITY = int(Flags.KEEP_PRIORITY)
 _CROSS = int(Flags.CROSS)
 _NON_PRINTABLE = int(Flags.NON_PRINTABLE)
 _NS = 1_000_000_000
@@ -627,54 +548,29 @@ _EVENT_TYPES = frozenset(ord(t) for t in "AFECUDPO")
 _R, _T, _Z = ord("R"), ord("T"), ord("Z")
 
 
-def _check_array(value: Any, name: str, dtype: Any, length: int | None = None, *,
-                 ndim: int = 1, writeable: bool = False) -> np.ndarray:
-    dtype_name = "fastbook.events.EVENT_DTYPE" if dtype is EVENT_DTYPE else np.dtype(dtype).name
-    what = f"a {ndim}-D C-contiguous numpy {dtype_name} array"
-    if length is not None:
-        what += f" of length {length}"
-    if not isinstance(value, np.ndarray):
-        raise ArrayError(f"{name} must be {what}, got {type(value).__name__}")
-    if value.dtype != dtype:
-        raise ArrayError(f"{name} must be {what}, got dtype {value.dtype}")
-    if value.ndim != ndim:
-        raise ArrayError(f"{name} must be {what}, got shape {value.shape}")
-    if not (value.flags.c_contiguous and value.flags.aligned):
-        raise ArrayError(f"{name} must be {what} (and aligned); use np.ascontiguousarray({name})")
-    if length is not None and value.shape[0] != length:
-        raise ArrayError(f"{name} must be {what}, got length {value.shape[0]}")
-    if writeable and not value.flags.writeable:
-        raise ArrayError(f"{name} must be writeable (it receives output)")
-    return value
-
-
-def _signed64(value: int) -> int:
-    return value - _UINT64 if value >= 1 << 63 else value
-
-
 def _event_fields(msg: Any) -> tuple[int, int, int, int, int, int, int, int | None]:
     """(action, side, flags, price, qty, order_id, new_order_id, required price) of a message."""
     t = msg.type
     if t in ("A", "F"):
-        return (Action.ADD, _SIDES.get(ord(msg.side), 0), 0, msg.price, msg.quantity,
+        return (Action.ADD, SIDES.get(ord(msg.side), NO_SIDE), 0, msg.price, msg.quantity,
                 msg.order_id, 0, msg.price)
     if t == "E":
-        return (Action.EXECUTE, _SIDES.get(ord(msg.side), 0), 0, 0, msg.executed_quantity,
+        return (Action.EXECUTE, SIDES.get(ord(msg.side), NO_SIDE), 0, 0, msg.executed_quantity,
                 msg.order_id, 0, None)
     if t == "C":
         flags = (_CROSS if msg.occurred_at_cross == "Y" else 0) | \
                 (_NON_PRINTABLE if msg.printable == "N" else 0)
-        return (Action.EXECUTE, _SIDES.get(ord(msg.side), 0), flags, msg.trade_price,
+        return (Action.EXECUTE, SIDES.get(ord(msg.side), NO_SIDE), flags, msg.trade_price,
                 msg.executed_quantity, msg.order_id, 0, msg.trade_price)
     if t == "U":
-        return (Action.REPLACE, _SIDES.get(ord(msg.side), 0), _KEEP_PRIORITY, msg.price,
+        return (Action.REPLACE, SIDES.get(ord(msg.side), NO_SIDE), _KEEP_PRIORITY, msg.price,
                 msg.quantity, msg.order_id, msg.order_id, msg.price)
     if t == "D":
-        return Action.DELETE, _SIDES.get(ord(msg.side), 0), 0, 0, 0, msg.order_id, 0, None
+        return Action.DELETE, SIDES.get(ord(msg.side), NO_SIDE), 0, 0, 0, msg.order_id, 0, None
     if t == "P":
         flags = (_CROSS if msg.occurred_at_cross == "Y" else 0) | \
                 (_NON_PRINTABLE if msg.printable == "N" else 0)
-        return (Action.TRADE, _SIDES.get(ord(msg.side), 0), flags, msg.trade_price,
+        return (Action.TRADE, SIDES.get(ord(msg.side), NO_SIDE), flags, msg.trade_price,
                 msg.quantity, 0, 0, msg.trade_price)
     assert t == "O"
     return Action.STATUS, 0, state_flags(msg.state_name), 0, 0, 0, 0, None
@@ -774,38 +670,35 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
     (1700000000000000005, 42, 4, 1, 9)
     """
     # -- arguments, checked before anything is decoded
-    framing = _check_framing(framing)
-    view = _as_bytes_view(buf)
+    framing = wire.check_framing(framing, _FRAMING_NAMES)
+    view, pos = bytes_at(buf, pos, "pos")
     n = len(view)
-    pos = _check_int(pos, "pos")
-    if not 0 <= pos <= n:
-        raise ValueError(f"pos must be between 0 and len(buf) = {n}, got {pos}")
-    _check_array(events, "events", EVENT_DTYPE, writeable=True)
-    _check_array(counts, "counts", np.uint64, 256, writeable=True)
+    check_kernel_array(events, "events", EVENT_DTYPE, writeable=True)
+    check_kernel_array(counts, "counts", np.uint64, 256, writeable=True)
     if state is None:
         state = new_state()
-    _check_array(state, "state", np.int64, len(STATE_FIELDS), writeable=True)
+    check_kernel_array(state, "state", np.int64, len(STATE_FIELDS), writeable=True)
     if book_map is not None:
-        _check_array(book_map, "book_map", np.uint64)
+        check_kernel_array(book_map, "book_map", np.uint64)
         size = book_map.shape[0]
         if size < 1 or size & (size - 1):
             raise ArrayError(f"book_map length must be a power of two, got {size}")
     if directory is not None:
-        _check_array(directory, "directory", np.int64, writeable=True)
+        check_kernel_array(directory, "directory", np.int64, writeable=True)
     if positions is not None:
-        _check_array(positions, "positions", np.uint32, writeable=True)
+        check_kernel_array(positions, "positions", np.uint32, writeable=True)
         if positions.shape[0] < events.shape[0]:
             raise ArrayError(f"positions must be at least as long as events "
                              f"({events.shape[0]}), got {positions.shape[0]}")
     if equilibrium is not None:
-        _check_array(equilibrium, "equilibrium", np.int64, ndim=2, writeable=True)
+        check_kernel_array(equilibrium, "equilibrium", np.int64, ndim=2, writeable=True)
         if equilibrium.shape[1] != len(EQUILIBRIUM_FIELDS):
             raise ArrayError(f"equilibrium must have {len(EQUILIBRIUM_FIELDS)} columns, "
                              f"got shape {equilibrium.shape}")
     if invalid is not None:
-        _check_array(invalid, "invalid", np.uint64, len(INVALID_KINDS), writeable=True)
-    seq = _check_int(seq, "seq")
-    if not 0 <= seq < _UINT64:
+        check_kernel_array(invalid, "invalid", np.uint64, len(INVALID_KINDS), writeable=True)
+    seq = check_int(seq, "seq")
+    if not 0 <= seq < wire.UINT64:
         raise ValueError(f"seq must be between 0 and 2**64 - 1, got {seq}")
     if int(state[1]) not in (_MOLD_ANY, _MOLD_KNOWN, _MOLD_NEVER) or int(state[3]) < 0 \
             or int(state[3]) > 0xFFFF:
@@ -814,53 +707,53 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
 
     seconds = int(state[0]) if state[0] >= 0 else -1
     mold_mode = int(state[1])
-    mold_next, mold_left = int(state[2]) % _UINT64, int(state[3])
+    mold_next, mold_left = int(state[2]) % wire.UINT64, int(state[3])
     event_capacity = events.shape[0]
     directory_capacity = directory.shape[0] if directory is not None else 0
     n_events = n_messages = n_directory = 0
     p = pos
-    status = STATUS_OK
+    status = wire.STATUS_OK
 
     while True:
         if p >= n:
             if final and framing == FRAMING_MOLDUDP64 and mold_left:
-                status = STATUS_TRUNCATED
+                status = wire.STATUS_TRUNCATED
             break
         if framing == FRAMING_MOLDUDP64 and mold_left == 0:
             # a packet header: sequence check, then its blocks one by one
-            if p + _MOLD_HEADER.size > n:
-                status = STATUS_TRUNCATED if final else STATUS_OK
+            if p + MOLD_HEADER.size > n:
+                status = wire.STATUS_TRUNCATED if final else wire.STATUS_OK
                 break
-            _, sequence, count = _MOLD_HEADER.unpack_from(view, p)
+            _, sequence, count = MOLD_HEADER.unpack_from(view, p)
             if mold_mode == _MOLD_NEVER or (mold_mode == _MOLD_KNOWN and sequence != mold_next):
-                status = STATUS_GAP
+                status = wire.STATUS_GAP
                 break
-            if count in (_MOLD_HEARTBEAT, _MOLD_END_OF_SESSION):
+            if count in (wire.MOLD_HEARTBEAT, wire.MOLD_END_OF_SESSION):
                 mold_mode, mold_next = _MOLD_KNOWN, sequence
             else:
                 after = sequence + count
-                mold_mode = _MOLD_KNOWN if after < _UINT64 else _MOLD_NEVER
-                mold_next = after % _UINT64
+                mold_mode = _MOLD_KNOWN if after < wire.UINT64 else _MOLD_NEVER
+                mold_next = after % wire.UINT64
                 mold_left = count
-            p += _MOLD_HEADER.size
+            p += MOLD_HEADER.size
             continue
 
         # one frame: 2-byte length, then the message
         if p + 2 > n:
-            status = STATUS_TRUNCATED if final else STATUS_OK
+            status = wire.STATUS_TRUNCATED if final else wire.STATUS_OK
             break
-        (length,) = _U16.unpack_from(view, p)
+        (length,) = U16.unpack_from(view, p)
         if length == 0:
-            status = STATUS_ZERO_LENGTH
+            status = wire.STATUS_ZERO_LENGTH
             break
         if p + 2 + length > n:
-            status = STATUS_TRUNCATED if final else STATUS_OK
+            status = wire.STATUS_TRUNCATED if final else wire.STATUS_OK
             break
         off = p + 2
         type_byte = view[off]
         expected = _LENGTH_BY_BYTE[type_byte]
         if expected and expected != length:
-            status = STATUS_WRONG_LENGTH
+            status = wire.STATUS_WRONG_LENGTH
             break
 
         # what the message needs, checked before anything is written
@@ -902,14 +795,14 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
                                                       and not dropped)):
                 directs = directory is not None
         if emits and n_events == event_capacity:
-            status = STATUS_EVENTS_FULL
+            status = wire.STATUS_EVENTS_FULL
             break
         if directs and n_directory == directory_capacity:
-            status = STATUS_DIRECTORY_FULL
+            status = wire.STATUS_DIRECTORY_FULL
             break
 
         # consume
-        number = (seq + n_messages) % _UINT64
+        number = (seq + n_messages) % wire.UINT64
         counts[type_byte] += np.uint64(1)
         n_messages += 1
         p = off + length
@@ -927,26 +820,26 @@ def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
         if emits:
             action, side, flags, price, qty, order_id, new_order_id, _ = _event_fields(msg)
             events[n_events] = (ts, 0, instrument, int(action), side, flags, price,
-                                _signed64(qty), order_id, new_order_id, number)
+                                wire.signed64(qty), order_id, new_order_id, number)
             if positions is not None:
                 positions[n_events] = getattr(msg, "order_book_position",
                                               getattr(msg, "new_order_book_position", 0))
             n_events += 1
         if type_byte == _Z and equilibrium is not None and 0 <= instrument < equilibrium.shape[0]:
-            equilibrium[instrument] = (ts, msg.equilibrium_price, _signed64(msg.bid_quantity),
-                                       _signed64(msg.ask_quantity), msg.best_bid_price,
-                                       msg.best_ask_price, _signed64(msg.best_bid_quantity),
-                                       _signed64(msg.best_ask_quantity))
+            equilibrium[instrument] = (ts, msg.equilibrium_price, wire.signed64(msg.bid_quantity),
+                                       wire.signed64(msg.ask_quantity), msg.best_bid_price,
+                                       msg.best_ask_price, wire.signed64(msg.best_bid_quantity),
+                                       wire.signed64(msg.best_ask_quantity))
         if directs:
             # stop after every reported message: the caller maps a new book (R), and
             # reads the seconds of an M, L or O exactly, before anything later is decoded
             directory[n_directory] = off
             n_directory += 1
-            status = STATUS_DIRECTORY_FULL
+            status = wire.STATUS_DIRECTORY_FULL
             break
 
     state[0] = seconds
     state[1] = mold_mode
-    state[2] = _signed64(mold_next)
+    state[2] = wire.signed64(mold_next)
     state[3] = mold_left
     return p, n_events, n_messages, n_directory, status

@@ -62,14 +62,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs import _pyl2json
-from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._pyl2json import Field, Schema
+from fastbook.codecs._l2feed import FeedError, Instrument, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2schema import IGNORED, OK, UNKNOWN, Field, Schema
+from fastbook.codecs._venues import (
+    MAX_MS,
+    ScannedFeed,
+    record_snapshot,
+    record_update,
+    scanner_module,
+)
 
 __all__ = ["FEEDS", "BinanceCOINM", "BinanceSpot", "BinanceUS", "BinanceUSDM", "scanner_module"]
 
-_OK, _OTHER, _UNKNOWN, _IGNORED = _pyl2json.OK, _pyl2json.OTHER, _pyl2json.UNKNOWN, \
-    _pyl2json.IGNORED
 _SYNCED = SyncState.SYNCED
 _WAITING = SyncState.WAITING_SNAPSHOT
 _BUFFERING = SyncState.BUFFERING
@@ -85,37 +89,6 @@ NON_BOOK_EVENTS = frozenset({
     "avgPrice", "markPriceUpdate", "indexPriceUpdate", "forceOrder", "compositeIndex",
     "contractInfo", "assetIndexUpdate", "serverShutdown",
 })
-
-
-def scanner_module(kernel: str = "auto") -> Any:
-    """The module whose ``Scanner`` reads messages: the compiled kernel or the twin.
-
-    ``"auto"``: the compiled ``fastbook.codecs._l2json`` when the compiled core is
-    in use (``fastbook.COMPILED``), else the pure-Python ``_pyl2json``;
-    ``"compiled"`` / ``"python"`` force one (tests compare them).
-    """
-    if kernel == "python":
-        return _pyl2json
-    if kernel not in ("auto", "compiled"):
-        raise ValueError(f"kernel must be 'auto', 'compiled' or 'python', got {kernel!r}")
-    import fastbook
-
-    if not fastbook.COMPILED:
-        if kernel == "compiled":
-            raise ValueError("kernel='compiled' needs the compiled core (FASTBOOK_NO_EXTENSIONS "
-                             "is set or the build is missing)")
-        return _pyl2json
-    try:
-        from fastbook.codecs import _l2json
-    except ImportError:  # pragma: no cover - a build without the kernel
-        if kernel == "compiled":
-            raise
-        return _pyl2json
-    return _l2json
-
-
-#: Largest exchange time in ms whose ns value fits int64 (2262-04-11).
-MAX_MS = (2**63 - 1) // 1_000_000
 
 
 def _ws_schema(futures: bool) -> Schema:
@@ -143,35 +116,14 @@ _REST_SCHEMA = Schema(
 _Update = tuple
 
 
-def record_update(events: Any, instrument: int, sides: Any, prices: Any, qtys: Any, ts: int,
-                  recv: int, seq: int) -> None:
-    """Record an applied update: one SET_LEVEL per level, the last flagged LAST_IN_PACKET."""
-    from fastbook.events import Flags
-
-    if len(sides):
-        events.append_levels(instrument, sides, prices, qtys, ts=ts, recv=recv, sequence=seq)
-        events.mark_last(int(Flags.LAST_IN_PACKET))
-
-
-def record_snapshot(events: Any, instrument: int, sides: Any, prices: Any, qtys: Any, ts: int,
-                    recv: int, seq: int) -> None:
-    """Record an applied snapshot: SNAPSHOT_BEGIN, SET_LEVEL (SNAPSHOT)..., SNAPSHOT_END."""
-    from fastbook.events import Action, Flags
-
-    events.append(instrument, int(Action.SNAPSHOT_BEGIN), ts=ts, recv=recv, sequence=seq)
-    events.append_levels(instrument, sides, prices, qtys, ts=ts, recv=recv, sequence=seq,
-                         flags=int(Flags.SNAPSHOT))
-    events.append(instrument, int(Action.SNAPSHOT_END), ts=ts, recv=recv, sequence=seq,
-                  flags=int(Flags.LAST_IN_PACKET))
-
-
-class _Binance(L2Feed):
+class _Binance(ScannedFeed):
     """What the four Binance markets share; the subclasses set the rules and endpoints."""
 
     venue: ClassVar[str] = ""
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
     futures: ClassVar[bool] = False
     EXTRA_COUNTS: ClassVar[tuple[str, ...]] = EXTRA_COUNTS
+    ERROR_SEQUENCE: ClassVar[int | None] = 2        # "u"
     #: REST host and path of the depth snapshot, and the depth to ask for.
     rest_base: ClassVar[str] = ""
     rest_path: ClassVar[str] = ""
@@ -189,26 +141,11 @@ class _Binance(L2Feed):
         self.max_buffer = max_buffer
         if snapshot_depth is not None:
             self.snapshot_depth = snapshot_depth
-        mod = scanner_module(kernel)
-        self.kernel = "compiled" if getattr(mod, "COMPILED", False) else "python"
-        self._scan = mod.Scanner(_ws_schema(self.futures))
-        self._rest = mod.Scanner(_REST_SCHEMA)
+        self._use_scanners(kernel, _ws_schema(self.futures), _REST_SCHEMA)
+        self._rest = self._scanners[1]
         self.counts_total["server_shutdown"] = 0    # serverShutdown events (also "ignored")
 
     # --- instruments and registration ------------------------------------------------
-
-    def _register(self, native: str | None) -> bool:
-        """Make ``native`` known to both scanners; False when ``symbols=`` excludes it."""
-        if native is None:
-            return False
-        if self.wanted is not None and native not in self.wanted:
-            self._scan.register(native, None, None)
-            self._rest.register(native, None, None)
-            return False
-        s = self._sym(native)
-        self._scan.register(native, s.book, s)
-        self._rest.register(native, s.book, s)
-        return True
 
     def snapshot_url(self, native: str) -> str:
         """The full REST URL of ``native``'s depth snapshot."""
@@ -228,22 +165,9 @@ class _Binance(L2Feed):
         # the subclasses' feed is this with the market's rule written inline (speed)
         r = self._scan.read(message)
         if r is None:
-            return self._other(message, recv_ns)
+            return self._miss(message, recv_ns)
         s, _, E, U, u, *rest = r
         return self._slow(s, U, u, rest[0] if rest else 0, E, recv_ns)
-
-    def _other(self, message: Any, recv_ns: int) -> list[Notice]:
-        """A message that is not (yet) a book update of a known symbol."""
-        sc = self._scan
-        st = sc.status
-        if st == _UNKNOWN:
-            self._register(sc.symbol)       # with no book when symbols= leaves it out
-            r = sc.read(message)
-            if r is not None:
-                s, _, E, U, u, *rest = r
-                return self._slow(s, U, u, rest[0] if rest else 0, E, recv_ns)
-            st = sc.status
-        return self._not_book(st, message)
 
     def _fast_done(self, s: SymbolSync, u: int, recv_ns: int, crossed: bool) -> list[Notice]:
         """Book-keeping of an update the hot path applied (recording, crossed book)."""
@@ -254,29 +178,15 @@ class _Binance(L2Feed):
             return self._resync(s, "crossed", u, "best bid >= best ask after this update")
         return []
 
-    def _not_book(self, st: int, message: Any) -> list[Notice]:
-        """A scan that did not give a book update: ignore it or report it."""
-        sc = self._scan
-        if st == _IGNORED:
-            self.counts_total["ignored"] += 1
-            return []
-        if st == _OTHER:
-            if sc.other is not None:
-                if sc.other in NON_BOOK_EVENTS:
-                    self.counts_total["ignored"] += 1
-                    if sc.other == "serverShutdown":
-                        self.counts_total["server_shutdown"] += 1
-                    return []
-                self._fail(FeedError(f"unknown event type {sc.other!r}", venue=self.venue))
-                return []
+    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+        if kind is None:
             return self._untyped(message)
-        # ERROR (UNKNOWN does not get here)
-        s = sc.target if isinstance(sc.target, SymbolSync) else None
-        ints = sc.ints
-        seq = ints[2] if len(ints) > 2 else None
-        if s is not None:
-            s.counts["messages"] += 1
-        self._fail(FeedError(sc.error, venue=self.venue, symbol=sc.symbol or "", sequence=seq), s)
+        if kind in NON_BOOK_EVENTS:
+            self.counts_total["ignored"] += 1
+            if kind == "serverShutdown":
+                self.counts_total["server_shutdown"] += 1
+            return []
+        self._fail(FeedError(f"unknown event type {kind!r}", venue=self.venue))
         return []
 
     def _untyped(self, message: Any) -> list[Notice]:
@@ -452,14 +362,14 @@ class _Binance(L2Feed):
         """Hand over the body of ``GET .../depth?symbol=<native>`` for ``native``."""
         rs = self._rest
         st = rs.scan(message, native)
-        if st == _UNKNOWN:
+        if st == UNKNOWN:
             self._register(native)
             st = rs.scan(message, native)
-        if st == _IGNORED:
+        if st == IGNORED:
             self.counts_total["ignored"] += 1
             return []
         s = rs.target if isinstance(rs.target, SymbolSync) else self._symbols.get(native)
-        if st != _OK:
+        if st != OK:
             if s is not None:
                 s.counts["messages"] += 1
             self._fail(FeedError(f"snapshot: {rs.error}", venue=self.venue, symbol=native,
@@ -549,7 +459,7 @@ class BinanceSpot(_Binance):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            return self._other(message, recv_ns)
+            return self._miss(message, recv_ns)
         s, _, E, U, u = r
         if s.state is not _SYNCED or U != s.last_seq + 1 or U > u:
             return self._slow(s, U, u, 0, E, recv_ns)
@@ -583,7 +493,7 @@ class BinanceUSDM(_Binance):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            return self._other(message, recv_ns)
+            return self._miss(message, recv_ns)
         s, _, E, U, u, pu = r
         if s.state is not _SYNCED or pu != s.last_seq or not pu < U <= u:
             return self._slow(s, U, u, pu, E, recv_ns)

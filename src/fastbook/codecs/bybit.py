@@ -39,15 +39,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs import _pyl2json
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._pyl2json import Field, Schema
-from fastbook.codecs.binance import MAX_MS, record_snapshot, record_update, scanner_module
+from fastbook.codecs._l2schema import Field, Schema
+from fastbook.codecs._venues import MAX_MS, ScannedFeed, record_snapshot, record_update
 
 __all__ = ["CATEGORIES", "FEEDS", "Bybit"]
 
-_OK, _OTHER, _UNKNOWN, _IGNORED = _pyl2json.OK, _pyl2json.OTHER, _pyl2json.UNKNOWN, \
-    _pyl2json.IGNORED
 _SYNCED = SyncState.SYNCED
 
 #: Market categories of Bybit v5.
@@ -71,7 +68,7 @@ _SCHEMA = Schema(
 )
 
 
-class Bybit(L2Feed):
+class Bybit(ScannedFeed):
     """Bybit v5 ``orderbook.{depth}.{symbol}`` (see the module docstring for the rules).
 
     Options beyond :class:`~fastbook.codecs._l2feed.L2Feed`'s: ``category``
@@ -80,6 +77,7 @@ class Bybit(L2Feed):
     """
 
     venue: ClassVar[str] = "bybit"
+    ERROR_SEQUENCE: ClassVar[int | None] = 2        # "u"
     EXTRA_COUNTS: ClassVar[tuple[str, ...]] = EXTRA_COUNTS
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
 
@@ -95,9 +93,7 @@ class Bybit(L2Feed):
         super().__init__(instruments, depth=depth, on_error=on_error, record=record,
                          book_capacity=book_capacity, symbols=symbols)
         self.category = category
-        mod = scanner_module(kernel)
-        self.kernel = "compiled" if getattr(mod, "COMPILED", False) else "python"
-        self._scan = mod.Scanner(_SCHEMA)
+        self._use_scanners(kernel, _SCHEMA)
 
     def _default_instrument(self, native: str) -> Instrument:
         pd, qd = self.default_decimals
@@ -125,16 +121,7 @@ class Bybit(L2Feed):
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            if sc.status == _UNKNOWN:
-                native = sc.symbol
-                if self.wanted is None or native in self.wanted:
-                    s = self._sym(native)
-                    sc.register(native, s.book, s)
-                else:
-                    sc.register(native, None, None)
-                r = sc.read(message)
-            if r is None:
-                return self._not_book(message)
+            return self._miss(message, recv_ns)
         s, n, ts, cts, u, seq = r
         c = s.counts
         topic = sc.tag
@@ -206,10 +193,7 @@ class Bybit(L2Feed):
         c = s.counts
         was = s.state is _SYNCED
         last = s.last_seq
-        book = s.book
-        book.clear()
-        book.apply(*sc.levels())
-        crossed = book.is_crossed()
+        crossed = self._load_scanned(s)
         s.state = _SYNCED
         s.last_seq = u
         s.ts = t
@@ -235,32 +219,21 @@ class Bybit(L2Feed):
                        f"the venue sent a new snapshot (u={u}, book was at u={last})"),
                 self._synced(s, u)]
 
-    def _not_book(self, message: Any) -> list[Notice]:
-        sc = self._scan
-        st = sc.status
-        if st == _IGNORED:
-            self.counts_total["ignored"] += 1
+    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+        if kind is not None:
+            self.counts_total["ignored"] += 1       # another topic: trades, tickers...
             return []
-        if st == _OTHER:
-            if sc.other is not None:
-                self.counts_total["ignored"] += 1       # another topic: trades, tickers...
-                return []
-            try:
-                obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
-            except (ValueError, TypeError, RecursionError):  # pragma: no cover - scanned
-                obj = None
-            if isinstance(obj, dict) and "op" in obj:
-                if obj.get("success") is False:
-                    return self._error(f"request {obj.get('op')!r} failed: "
-                                       f"{obj.get('ret_msg', '')!s}")
-                self.counts_total["ignored"] += 1       # subscribe ack, pong
-                return []
-            return self._error("not a Bybit public-topic message (no 'topic' or 'op')")
-        s = sc.target if isinstance(sc.target, SymbolSync) else None
-        if s is not None:
-            s.counts["messages"] += 1
-        ints = sc.ints
-        return self._error(sc.error, s, sc.symbol or "", ints[2] if len(ints) > 2 else None)
+        try:
+            obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
+        except (ValueError, TypeError, RecursionError):  # pragma: no cover - scanned
+            obj = None
+        if isinstance(obj, dict) and "op" in obj:
+            if obj.get("success") is False:
+                return self._error(f"request {obj.get('op')!r} failed: "
+                                   f"{obj.get('ret_msg', '')!s}")
+            self.counts_total["ignored"] += 1       # subscribe ack, pong
+            return []
+        return self._error("not a Bybit public-topic message (no 'topic' or 'op')")
 
 
 #: Feed classes by venue name.

@@ -51,17 +51,14 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs import _pyl2json
+from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._pyl2json import Field, Schema, iso_to_ns
-from fastbook.codecs.binance import record_snapshot, record_update, scanner_module
+from fastbook.codecs._l2schema import Field, Schema, iso_to_ns
+from fastbook.codecs._venues import ScannedFeed, record_snapshot, record_update
 
 __all__ = ["FEEDS", "CoinbaseAdvanced", "CoinbaseExchange", "iso_to_ns"]
 
-_OK, _OTHER, _UNKNOWN, _IGNORED = _pyl2json.OK, _pyl2json.OTHER, _pyl2json.UNKNOWN, \
-    _pyl2json.IGNORED
 _SYNCED = SyncState.SYNCED
-BID, ASK = 1, 2
 
 class _Coinbase(L2Feed):
     """What both Coinbase feeds share: in-band snapshots, resubscribe to recover."""
@@ -86,7 +83,7 @@ EXCHANGE_NON_BOOK = frozenset({
 })
 
 
-class CoinbaseExchange(_Coinbase):
+class CoinbaseExchange(_Coinbase, ScannedFeed):
     """Coinbase Exchange ``level2`` / ``level2_batch``: snapshots and ``l2update`` changes.
 
     ``kernel`` (``"auto"``, ``"compiled"``, ``"python"``) chooses the JSON scanner.
@@ -100,26 +97,14 @@ class CoinbaseExchange(_Coinbase):
                  kernel: str = "auto") -> None:
         super().__init__(instruments, depth=depth, on_error=on_error, record=record,
                          book_capacity=book_capacity, symbols=symbols)
-        mod = scanner_module(kernel)
-        self.kernel = "compiled" if getattr(mod, "COMPILED", False) else "python"
-        self._scan = mod.Scanner(_EXCHANGE_SCHEMA)
+        self._use_scanners(kernel, _EXCHANGE_SCHEMA)
 
     def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
         """Decode one websocket message and act on it."""
         sc = self._scan
         r = sc.read(message)
         if r is None:
-            st = sc.status
-            if st == _UNKNOWN:
-                native = sc.symbol
-                if self.wanted is None or native in self.wanted:
-                    s = self._sym(native)
-                    sc.register(native, s.book, s)
-                else:
-                    sc.register(native, None, None)
-                r = sc.read(message)
-            if r is None:
-                return self._not_book(sc.status, message)
+            return self._miss(message, recv_ns)
         s, n, time = r
         c = s.counts
         if sc.kind == 1:                                 # l2update
@@ -143,10 +128,7 @@ class CoinbaseExchange(_Coinbase):
         if sc.found != _BIDS_ASKS:
             return self._bad(s, "a snapshot needs 'bids' and 'asks' (and no 'changes')")
         ts = s.ts if time is None else time
-        book = s.book
-        book.clear()
-        book.apply(*sc.levels())
-        crossed = book.is_crossed()
+        crossed = self._load_scanned(s)
         s.ts = ts
         s.last_seq = None
         c["snapshots"] += 1
@@ -162,32 +144,20 @@ class CoinbaseExchange(_Coinbase):
         self._fail(FeedError(text, venue=self.venue, symbol=s.native), s)
         return []
 
-    def _not_book(self, st: int, message: Any) -> list[Notice]:
-        sc = self._scan
-        if st == _IGNORED:
+    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+        if kind in EXCHANGE_NON_BOOK:
             self.counts_total["ignored"] += 1
             return []
-        if st == _OTHER:
-            kind = sc.other
-            if kind in EXCHANGE_NON_BOOK:
-                self.counts_total["ignored"] += 1
-                return []
-            if kind == "error":
-                try:
-                    obj = json.loads(bytes(message) if isinstance(message, memoryview)
-                                     else message)
-                    why = f"{obj.get('message', '')}: {obj.get('reason', '')}"
-                except (ValueError, TypeError, AttributeError):  # pragma: no cover - scanned
-                    why = "?"
-                self._fail(FeedError(f"the venue sent an error: {why}", venue=self.venue))
-                return []
-            what = "no 'type'" if kind is None else f"unknown type {kind!r}"
-            self._fail(FeedError(f"not a Coinbase Exchange message ({what})", venue=self.venue))
+        if kind == "error":
+            try:
+                obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
+                why = f"{obj.get('message', '')}: {obj.get('reason', '')}"
+            except (ValueError, TypeError, AttributeError):  # pragma: no cover - scanned
+                why = "?"
+            self._fail(FeedError(f"the venue sent an error: {why}", venue=self.venue))
             return []
-        s = sc.target if isinstance(sc.target, SymbolSync) else None
-        if s is not None:
-            s.counts["messages"] += 1
-        self._fail(FeedError(sc.error, venue=self.venue, symbol=sc.symbol or ""), s)
+        what = "no 'type'" if kind is None else f"unknown type {kind!r}"
+        self._fail(FeedError(f"not a Coinbase Exchange message ({what})", venue=self.venue))
         return []
 
 

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from fastbook._checks import MAX_DECIMALS, is_int
 from fastbook.codecs._l2feed import Instrument
 
 __all__ = [
@@ -211,8 +212,8 @@ def step_scale(step: Any, what: str = "step") -> tuple[int, int]:
 
 
 def _decimals_arg(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 18:
-        raise ValueError(f"{what} must be an int from 0 to 18, got {value!r}")
+    if not is_int(value, 0, MAX_DECIMALS):
+        raise ValueError(f"{what} must be an int from 0 to {MAX_DECIMALS}, got {value!r}")
     return value
 
 

@@ -42,20 +42,24 @@ are skipped by length and counted. Framing errors raise
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from fastbook import _select
 from fastbook.codecs._framed import FramedDecoder
-from fastbook.codecs._pyitch50 import (
-    MESSAGE_LENGTHS,
-    iter_messages,
-    parse_message,
-    stock_directory,
+from fastbook.codecs._itch50wire import MESSAGE_LENGTHS
+from fastbook.codecs._itchwire import (
+    FRAMING_BINARYFILE,
+    FRAMING_MOLDUDP64,
+    FRAMING_SOUPBINTCP,
+    STATUS_GAP,
+    STATUS_TRUNCATED,
+    STATUS_WRONG_LENGTH,
+    STATUS_ZERO_LENGTH,
 )
-from fastbook.errors import DecodeError
+from fastbook.codecs._pyitch50 import iter_messages, parse_message, stock_directory
 from fastbook.events import EVENT_DTYPE
 
 __all__ = [
@@ -74,7 +78,8 @@ __all__ = [
 _kernel = _select.load("codecs._itch50", "codecs._pyitch50", "ITCH 5.0 kernel")
 
 #: Framing names accepted by :class:`Decoder` and their kernel codes.
-FRAMINGS: dict[str, int] = {"binaryfile": 0, "moldudp64": 1, "soupbintcp": 2}
+FRAMINGS: dict[str, int] = {"binaryfile": FRAMING_BINARYFILE, "moldudp64": FRAMING_MOLDUDP64,
+                            "soupbintcp": FRAMING_SOUPBINTCP}
 #: ITCH prices are Price(4): integers with 4 implied decimals.
 PRICE_DECIMALS = 4
 #: Event times are ns since midnight (exchange local time, US/Eastern), as on the wire.
@@ -86,10 +91,11 @@ VENUE = "XNAS"
 BATCH_EVENTS = 1 << 16
 
 _STATUS_TEXT = {
-    -1: "the length prefix does not match the message type's length",
-    -2: "a length prefix of 0 (not valid ITCH framing; RITCH's writer leaves such prefixes)",
-    -3: "the stream ends inside a message (truncated)",
-    -5: "a MoldUDP64 sequence gap",
+    STATUS_WRONG_LENGTH: "the length prefix does not match the message type's length",
+    STATUS_ZERO_LENGTH: "a length prefix of 0 (not valid ITCH framing; RITCH's writer leaves "
+                        "such prefixes)",
+    STATUS_TRUNCATED: "the stream ends inside a message (truncated)",
+    STATUS_GAP: "a MoldUDP64 sequence gap",
 }
 
 
@@ -137,28 +143,17 @@ class Decoder(FramedDecoder):
         # (FramedDecoder's ``directory`` holds ``stock_directory`` dicts, and its
         # ``instruments`` is keyed by stock locate)
 
-    def _run(self, buf: Any, pos: int, *, final: bool,
-             stop_at: int | None = None) -> Iterator[np.ndarray]:
-        """Decode ``buf`` from ``pos``; returns where it stopped (generator return value)."""
-        decode = self._kernel.decode_chunk
-        while True:
-            new_pos, n_events, n_messages, n_directory, status = decode(
-                buf, pos, self._framing, self._events, self._counts,
-                locate_map=self._locate_map, directory=self._directory, seq=self.messages,
-                final=final)
-            self._base += new_pos - pos
-            self.messages += n_messages
-            for k in range(n_directory):
-                self._register(buf, int(self._directory[k]))
-            if n_events:
-                self.events += n_events
-                yield self._events[:n_events]
-            pos = new_pos
-            if status < 0:
-                raise DecodeError(f"{self.name}: byte {self._base}, message {self.messages} "
-                                  f"({self.framing}): {_STATUS_TEXT.get(status, status)}")
-            if status == 0 or (stop_at is not None and pos >= stop_at):
-                return pos
+    def _decode(self, buf: Any, pos: int, final: bool) -> tuple[int, int, int, int, int]:
+        return self._kernel.decode_chunk(
+            buf, pos, self._framing, self._events, self._counts, locate_map=self._locate_map,
+            directory=self._directory, seq=self.messages, final=final)
+
+    def _error(self, buf: Any, pos: int, status: int) -> str:
+        return (f"{self.name}: byte {self._base}, message {self.messages} ({self.framing}): "
+                f"{_STATUS_TEXT.get(status, status)}")
+
+    def _directory_message(self, buf: Any, offset: int) -> None:
+        self._register(buf, offset)
 
     def _register(self, buf: Any, offset: int) -> None:
         msg = bytes(memoryview(buf)[offset:offset + MESSAGE_LENGTHS["R"]])

@@ -40,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from fastbook.codecs._pyose import EQUILIBRIUM_FIELDS, INVALID_KINDS, NO_PRICE, state_flags
+from fastbook._checks import is_int
+from fastbook._vocab import ASK, BID, NO_SIDE
+from fastbook.codecs._osewire import EQUILIBRIUM_FIELDS, INVALID_KINDS, NO_PRICE, state_flags
 from fastbook.codecs.ose_itch import register_book
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE, Action, Flags
@@ -88,11 +90,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 _NEED = {t: len(c) for t, c in COLUMNS.items()}
 _NEED.update({"A": 7, "F": 7, "E": 6, "C": 12, "U": 7, "P": 7})
 
-_SIDES = {"B": 1, "S": 2}
+_SIDES = {"B": BID, "S": ASK}
 _ADD, _EXECUTE, _DELETE = int(Action.ADD), int(Action.EXECUTE), int(Action.DELETE)
 _REPLACE, _TRADE, _STATUS = int(Action.REPLACE), int(Action.TRADE), int(Action.STATUS)
 _CROSS, _NON_PRINTABLE = int(Flags.CROSS), int(Flags.NON_PRINTABLE)
-_KEEP_PRIORITY = 0x0200     # fastbook.events.Flags.KEEP_PRIORITY
+_KEEP_PRIORITY = int(Flags.KEEP_PRIORITY)
 _NS = 1_000_000_000
 
 
@@ -153,7 +155,7 @@ class Decoder:
         if framing not in (None, "csv", "binaryfile"):
             raise ValueError(f"the JPX CSV codec reads text lines; framing must be 'csv', "
                              f"got {framing!r}")
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        if not is_int(batch, 1):
             raise ValueError(f"batch must be a positive int, got {batch!r}")
         if on_invalid not in ("raise", "skip"):
             raise ValueError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
@@ -321,7 +323,7 @@ class Decoder:
             if inst is None:
                 return
             oid = int(cells[2])
-            side = _SIDES.get(cells[4], 0)
+            side = _SIDES.get(cells[4], NO_SIDE)
             key = (inst, side, oid)
             if tag in ("A", "F", "U"):
                 position, qty, price = int(cells[5]), int(cells[6]), int(cells[7])
@@ -372,7 +374,7 @@ class Decoder:
             if len(cells) > 11:
                 flags = (_NON_PRINTABLE if cells[10] == "N" else 0) | \
                     (_CROSS if cells[11] == "Y" else 0)
-            self._emit((ts, 0, inst, _TRADE, _SIDES.get(cells[4], 0), flags, price,
+            self._emit((ts, 0, inst, _TRADE, _SIDES.get(cells[4], NO_SIDE), flags, price,
                         int(cells[5]), 0, 0, number), 0)
         elif tag == "O":
             obid, _ = _book_id(cells[2])

@@ -40,38 +40,19 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-import numpy as np
-
-from fastbook import _select
 from fastbook import parse_decimal as _parse
-from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.events import Action, Flags
+from fastbook._vocab import ASK, BID
+from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState
+from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
 
 __all__ = ["KRAKEN_DEPTHS", "KrakenV1", "KrakenV2", "rfc3339_ns"]
-
-_ck = _select.load("codecs._checksum", "codecs._pychecksum", "checksum kernel")
 
 #: The depths Kraken's ``book`` channel accepts.
 KRAKEN_DEPTHS = (10, 25, 100, 500, 1000)
 #: Levels per side in Kraken's checksum.
 CHECKSUM_LEVELS = 10
 
-BID, ASK = 1, 2
-_BEGIN, _END = int(Action.SNAPSHOT_BEGIN), int(Action.SNAPSHOT_END)
-_LAST, _SNAP = int(Flags.LAST_IN_PACKET), int(Flags.SNAPSHOT)
 _INT64_MAX = (1 << 63) - 1
-
-_loads = json.JSONDecoder().decode
-
-
-def _json(message: bytes | bytearray | memoryview | str, loads: Any = _loads) -> Any:
-    """Decode a message (bytes as UTF-8); ValueError when it is not JSON."""
-    if type(message) is not str:
-        if not isinstance(message, (bytes, bytearray, memoryview)):
-            raise ValueError(f"a message is bytes or str, not {type(message).__name__}")
-        message = bytes(message).decode("utf-8")
-    return loads(message)
-
 
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 _SECONDS: dict[str, int] = {}      # "YYYY-MM-DDTHH:MM:SS" -> seconds since the epoch
@@ -129,129 +110,7 @@ def _decimals_of(text: str) -> int:
     return end - point - 1
 
 
-class _InBandFeed(L2Feed):
-    """Shared by Kraken and OKX: books whose snapshot comes in the stream.
-
-    Subclasses parse and validate a message completely, then call
-    :meth:`_load_snapshot` / :meth:`_apply_update` with exact integers.
-    """
-
-    def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
-                 *, depth: int | None = None, on_error: str = "raise", record: bool = False,
-                 book_capacity: int = 1024, symbols: Iterable[str] | None = None,
-                 verify_checksum: bool = True) -> None:
-        super().__init__(instruments, depth=depth, on_error=on_error, record=record,
-                         book_capacity=book_capacity, symbols=symbols)
-        self.verify_checksum = bool(verify_checksum)
-        self.message_number = 0         # messages fed, for error reports
-
-    # --- errors ------------------------------------------------------------
-
-    def _error(self, what: str, symbol: str = "", sequence: int | None = None,
-               s: SymbolSync | None = None) -> list[Notice]:
-        """Report bad input (raise, or count and keep); nothing of it is applied.
-
-        A book message refused for a symbol whose book is valid means the book
-        misses a change: the book is discarded first (``resync``, reason
-        ``"malformed"``) so it is never reported valid while stale; in skip mode
-        the resync and resubscribe notices are returned.
-        """
-        notices: list[Notice] = []
-        if s is None and symbol:
-            s = self._symbols.get(symbol)
-        if s is not None and s.state == SyncState.SYNCED:
-            notices = self._resync(s, "malformed", sequence, what)
-            what += " (the book was discarded: resubscribe)"
-        self._fail(FeedError(f"message {self.message_number}: {what}", venue=self.venue,
-                             symbol=symbol, sequence=sequence), s)
-        return notices
-
-    def _ignored(self) -> list[Notice]:
-        self.counts_total["ignored"] += 1
-        return []
-
-    def _unknown_symbol(self, native: str) -> list[Notice]:
-        """An update for a symbol never snapshotted: dropped (counted venue-wide)."""
-        self.counts_total["dropped"] += 1
-        self.counts_total["dropped_unknown_symbol"] += 1
-        return []
-
-    # --- book changes ------------------------------------------------------
-
-    def _load_snapshot(self, s: SymbolSync, bids: tuple[list[int], list[int]],
-                       asks: tuple[list[int], list[int]], depth: int | None,
-                       sequence: int = 0) -> None:
-        """Replace ``s``'s book with a snapshot (validated levels), truncated to ``depth``."""
-        book = s.book
-        book.clear()
-        n_b, n_a = len(bids[0]), len(asks[0])
-        if n_b + n_a:
-            sides = np.empty(n_b + n_a, dtype=np.int8)
-            sides[:n_b] = BID
-            sides[n_b:] = ASK
-            book.apply(sides, np.array(bids[0] + asks[0], dtype=np.int64),
-                       np.array(bids[1] + asks[1], dtype=np.int64))
-        if depth is not None:
-            _ck.truncate(book, BID, depth)
-            _ck.truncate(book, ASK, depth)
-        s.counts["snapshots"] += 1
-        s.counts["levels"] += n_b + n_a
-        ev = self.events
-        if ev is not None:
-            ts = s.ts
-            recv = s.vars.get("recv", 0)
-            ev.append(s.id, _BEGIN, ts=ts, recv=recv, sequence=sequence, flags=_SNAP)
-            for side in (BID, ASK):
-                prices, qtys = book.to_arrays(side)
-                ev.append_levels(s.id, side, prices, qtys, ts=ts, recv=recv, sequence=sequence,
-                                 flags=_SNAP)
-            ev.append(s.id, _END, ts=ts, recv=recv, sequence=sequence, flags=_SNAP | _LAST)
-
-    def _apply_update(self, s: SymbolSync, groups: list[tuple[int, list[int], list[int]]],
-                      depth: int | None, sequence: int = 0) -> None:
-        """Apply validated levels, ``(side, prices, qtys)`` groups in wire order, then
-        truncate to ``depth``."""
-        book = s.book
-        set_levels = _ck.set_levels
-        n_levels = 0
-        for side, prices, qtys in groups:
-            if prices:
-                set_levels(book, side, prices, qtys)
-                n_levels += len(prices)
-        counts = s.counts
-        counts["applied"] += 1
-        counts["levels"] += n_levels
-        cut_b: list[int] = []
-        cut_a: list[int] = []
-        if depth is not None:
-            truncate = _ck.truncate
-            cut_b = truncate(book, BID, depth)
-            cut_a = truncate(book, ASK, depth)
-            if cut_b or cut_a:
-                counts["truncated"] += len(cut_b) + len(cut_a)
-        ev = self.events
-        if ev is not None:
-            ts, recv = s.ts, s.vars.get("recv", 0)
-            last = False
-            for side, prices, qtys in (*groups, (BID, cut_b, None), (ASK, cut_a, None)):
-                if prices:
-                    ev.append_levels(s.id, side, prices, qtys or [0] * len(prices), ts=ts,
-                                     recv=recv, sequence=sequence)
-                    last = True
-            if last:
-                ev.mark_last(_LAST)
-
-    def _check_crossed(self, s: SymbolSync, sequence: int | None = None) -> list[Notice]:
-        if s.book.is_crossed():
-            s.counts["crossed"] += 1
-            bb, ba = s.book.best_bid(), s.book.best_ask()
-            return self._resync(s, "crossed", sequence,
-                                f"best bid {bb[0] if bb else None} >= best ask "
-                                f"{ba[0] if ba else None}")
-        return []
-
-
-class _KrakenFeed(_InBandFeed):
+class _KrakenFeed(InBandFeed):
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
@@ -265,11 +124,22 @@ class _KrakenFeed(_InBandFeed):
                          book_capacity=book_capacity, symbols=symbols,
                          verify_checksum=verify_checksum)
 
+    def _verify_applied(self, s: SymbolSync, crc: int | None) -> list[Notice]:
+        """After a message is applied: its checksum (a message without one is counted), then
+        the crossed-book check; the notices of a failure."""
+        if crc is not None and self.verify_checksum:
+            out = self._verify(s, crc)
+            if out:
+                return out
+        elif crc is None:
+            s.counts["unverified"] += 1
+        return self._check_crossed(s)
+
     def _verify(self, s: SymbolSync, expected: int) -> list[Notice]:
         """Compare Kraken's checksum with the book's; resync on a mismatch."""
         pdig, qdig = s.vars["digits"]
         try:
-            got: int | str = _ck.kraken_checksum(s.book, pdig, qdig, CHECKSUM_LEVELS)
+            got: int | str = checksum_kernel.kraken_checksum(s.book, pdig, qdig, CHECKSUM_LEVELS)
         except ValueError as exc:       # a level finer than the pair's precision
             got = f"nothing: {exc}"
         if got != expected:
@@ -303,7 +173,7 @@ class KrakenV1(_KrakenFeed):
     def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
         self.message_number += 1
         try:
-            msg = _json(message)
+            msg = json_message(message)
         except ValueError as exc:
             return self._error(f"not JSON: {exc}")
         if type(msg) is not list:
@@ -350,7 +220,7 @@ class KrakenV1(_KrakenFeed):
         """Parse ``[[price, volume, timestamp(, "r")], ...]`` into ``prices``/``qtys``;
         an error text or None."""
         try:
-            ts = _ck.parse_levels(levels, pd, qd, prices, qtys, key, True)
+            ts = checksum_kernel.parse_levels(levels, pd, qd, prices, qtys, key, True)
         except ValueError as exc:
             return str(exc)
         if ts > ts_max[0]:
@@ -464,13 +334,7 @@ class KrakenV1(_KrakenFeed):
             s.ts = ts[0]
         s.vars["recv"] = recv_ns
         self._apply_update(s, groups, depth)
-        if crc is not None and self.verify_checksum:
-            out = self._verify(s, crc)
-            if out:
-                return out
-        elif crc is None:
-            s.counts["unverified"] += 1
-        return self._check_crossed(s)
+        return self._verify_applied(s, crc)
 
 
 def _rescale(units: int, old: int, new: int) -> int:
@@ -527,7 +391,7 @@ class KrakenV2(_KrakenFeed):
     def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
         self.message_number += 1
         try:
-            msg = _json(message, _loads_v2)
+            msg = json_message(message, _loads_v2)
         except ValueError as exc:
             return self._error(f"not JSON: {exc}")
         if not isinstance(msg, dict):
@@ -654,13 +518,7 @@ class KrakenV2(_KrakenFeed):
             s.vars["recv"] = recv_ns
             # Kraken's v2 update lists bids then asks; each side in wire order.
             self._apply_update(s, [(BID, *levels["bids"]), (ASK, *levels["asks"])], depth)
-        if crc is not None and self.verify_checksum:
-            out = self._verify(s, crc)
-            if out:
-                return out
-        elif crc is None:
-            s.counts["unverified"] += 1
-        out = self._check_crossed(s)
+        out = self._verify_applied(s, crc)
         if out:
             return out
         return [self._synced(s)] if snapshot else []

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from fastbook._checks import check_decimals, is_int
+from fastbook._vocab import ASK, BID
 from fastbook.errors import ArrayError, DecodeError, UpdateError
 from fastbook.events import EVENT_DTYPE, Action, Flags, check_events
 
@@ -53,7 +55,6 @@ DUMMY_BID_PRICE = -9_999_999_999
 #: LOBSTER prices are dollars x 10**4.
 LOBSTER_PRICE_DECIMALS = 4
 
-_BID, _ASK = 1, 2
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _UINT64_MAX = 2**64 - 1
 _NS_PER_S = 1_000_000_000
@@ -142,9 +143,7 @@ def _scale_price(price: int, price_decimals: int, where: str) -> int:
 
 
 def _check_price_decimals(price_decimals: Any) -> None:
-    if not isinstance(price_decimals, int) or isinstance(price_decimals, bool) \
-            or not 0 <= price_decimals <= 18:
-        raise ValueError(f"price_decimals must be an int between 0 and 18, got {price_decimals!r}")
+    check_decimals(price_decimals, "price_decimals")
 
 
 def read_messages(source: Any, /, *, price_decimals: int = 4, instrument: int = 0) -> np.ndarray:
@@ -215,7 +214,7 @@ def _message(line: str, where: str, lineno: int, price_decimals: int,
     direction = _int(cols[5], "direction", where)
     if direction not in (1, -1):
         raise DecodeError(f"{where}: direction must be 1 (buy) or -1 (sell), got {direction}")
-    side = _BID if direction == 1 else _ASK
+    side = BID if direction == 1 else ASK
     if kind == 7:
         if raw_price not in _HALT_FLAGS:
             raise DecodeError(f"{where}: a trading halt (type 7) needs price -1, 0 or 1, "
@@ -251,7 +250,7 @@ def read_orderbook(source: Any, /, levels: int) -> np.ndarray:
         A row with the wrong number of columns or a non-integer value; the
         message names the file and line number.
     """
-    if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+    if not is_int(levels, 1):
         raise ValueError(f"levels must be a positive int, got {levels!r}")
     ncols = 4 * levels
     with _Source(source) as src:

@@ -33,8 +33,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState
-from fastbook.codecs.kraken import _ck, _InBandFeed, _json
+from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
 
 __all__ = ["BOOK_CHANNELS", "CHECKSUM_LEVELS", "Okx"]
 
@@ -43,7 +44,6 @@ BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 #: Levels per side in OKX's checksum.
 CHECKSUM_LEVELS = 25
 
-BID, ASK = 1, 2
 _INT32 = 1 << 31
 
 
@@ -51,7 +51,7 @@ def _int(value: Any) -> bool:
     return type(value) is int
 
 
-class Okx(_InBandFeed):
+class Okx(InBandFeed):
     """OKX ``books`` feed; native symbols are instIds (``BTC-USDT``, ``BTC-USDT-SWAP``,
     ``BTC-USD-220527``).
 
@@ -96,7 +96,7 @@ class Okx(_InBandFeed):
         if message == b"pong" or message == "pong":
             return self._ignored()
         try:
-            msg = _json(message)
+            msg = json_message(message)
         except ValueError as exc:
             return self._error(f"not JSON: {exc}")
         if not isinstance(msg, dict):
@@ -128,7 +128,7 @@ class Okx(_InBandFeed):
     def _levels(key: str, raw: Any, pd: int, qd: int,
                 prices: list[int], qtys: list[int]) -> str | None:
         try:
-            _ck.parse_levels(raw, pd, qd, prices, qtys, key)
+            checksum_kernel.parse_levels(raw, pd, qd, prices, qtys, key)
         except ValueError as exc:
             return str(exc)
         return None
@@ -204,7 +204,7 @@ class Okx(_InBandFeed):
 
     def _after(self, s: SymbolSync, crc: int | None, seq: int | None) -> list[Notice]:
         if crc and self.verify_checksum:
-            got = _ck.okx_checksum(s.book, CHECKSUM_LEVELS)
+            got = checksum_kernel.okx_checksum(s.book, CHECKSUM_LEVELS)
             if got != crc:
                 s.counts["checksum_failed"] += 1
                 return self._resync(s, "checksum", seq,

@@ -60,20 +60,34 @@ from typing import Any
 import numpy as np
 
 from fastbook import _select
+from fastbook._vocab import BID
 from fastbook.codecs import _pyose
 from fastbook.codecs._framed import FramedDecoder
-from fastbook.codecs._pyose import (
+from fastbook.codecs._itchwire import (
+    FRAMING_BINARYFILE,
+    FRAMING_MOLDUDP64,
+    STATUS_GAP,
+    STATUS_TRUNCATED,
+    STATUS_WRONG_LENGTH,
+    STATUS_ZERO_LENGTH,
+)
+from fastbook.codecs._osewire import (
     EQUILIBRIUM_FIELDS,
     INVALID_KINDS,
     MESSAGE_LENGTHS,
     NO_PRICE,
+    STATUS_NO_PRICE,
+    STATUS_NO_SECONDS,
+    STATUS_UNKNOWN_BOOK,
+    state_flags,
+)
+from fastbook.codecs._pyose import (
     book_map_new,
     book_map_set,
     iter_messages,
     new_state,
     order_book_directory,
     parse_message,
-    state_flags,
 )
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE, Action
@@ -102,7 +116,7 @@ __all__ = [
 _kernel = _select.load("codecs._ose", "codecs._pyose", "OSE ITCH kernel")
 
 #: Framing names accepted by :class:`Decoder` and their kernel codes.
-FRAMINGS: dict[str, int] = {"binaryfile": 0, "moldudp64": 1}
+FRAMINGS: dict[str, int] = {"binaryfile": FRAMING_BINARYFILE, "moldudp64": FRAMING_MOLDUDP64}
 #: Event times are ns since the UNIX epoch (UTC), as the ``T`` messages give them.
 TS_ORIGIN = "epoch"
 #: Japan Standard Time is UTC+9 all year (no daylight saving): local time = epoch + this.
@@ -114,13 +128,13 @@ BATCH_EVENTS = 1 << 16
 _DIRECTORY_SLOTS = 64
 
 _STATUS_TEXT = {
-    -1: "the length prefix does not match the message type's length",
-    -2: "a length prefix of 0 (not valid framing)",
-    -3: "the stream ends inside a message or packet (truncated)",
-    -5: "a MoldUDP64 sequence gap",
-    -6: "a message before any T (seconds) message, so its time is unknown",
-    -7: "an order book id that no R (order book directory) message named",
-    -8: "INT32_MIN ('no price') where the message needs a price",
+    STATUS_WRONG_LENGTH: "the length prefix does not match the message type's length",
+    STATUS_ZERO_LENGTH: "a length prefix of 0 (not valid framing)",
+    STATUS_TRUNCATED: "the stream ends inside a message or packet (truncated)",
+    STATUS_GAP: "a MoldUDP64 sequence gap",
+    STATUS_NO_SECONDS: "a message before any T (seconds) message, so its time is unknown",
+    STATUS_UNKNOWN_BOOK: "an order book id that no R (order book directory) message named",
+    STATUS_NO_PRICE: "INT32_MIN ('no price') where the message needs a price",
 }
 
 
@@ -244,53 +258,41 @@ class Decoder(FramedDecoder):
             out[obid] = entry
         return out
 
-    def _run(self, buf: Any, pos: int, *, final: bool,
-             stop_at: int | None = None) -> Iterator[np.ndarray]:
-        decode = self._kernel.decode_chunk
-        while True:
-            new_pos, n_events, n_messages, n_directory, status = decode(
-                buf, pos, self._framing, self._events, self._counts, state=self._state,
-                book_map=self._book_map, directory=self._directory, positions=self._positions,
-                equilibrium=self._equilibrium, invalid=self._invalid, seq=self.messages,
-                final=final)
-            self._base += new_pos - pos
-            self.messages += n_messages
-            for k in range(n_directory):
-                self._reference(buf, int(self._directory[k]))
-            if n_events:
-                self.events += n_events
-                if self._positions is not None:
-                    self.batch_positions = self._positions[:n_events]
-                yield self._events[:n_events]
-            pos = new_pos
-            if status < 0:
-                raise DecodeError(self._error(buf, pos, status))
-            if status == 0 or (stop_at is not None and pos >= stop_at):
-                return pos
+    def _decode(self, buf: Any, pos: int, final: bool) -> tuple[int, int, int, int, int]:
+        return self._kernel.decode_chunk(
+            buf, pos, self._framing, self._events, self._counts, state=self._state,
+            book_map=self._book_map, directory=self._directory, positions=self._positions,
+            equilibrium=self._equilibrium, invalid=self._invalid, seq=self.messages,
+            final=final)
+
+    def _batch(self, n_events: int) -> np.ndarray:
+        if self._positions is not None:
+            self.batch_positions = self._positions[:n_events]
+        return self._events[:n_events]
 
     def _error(self, buf: Any, pos: int, status: int) -> str:
         where = f"{self.name}: byte {self._base}, message {self.messages} ({self.framing})"
         text = _STATUS_TEXT.get(status, f"status {status}")
         view = memoryview(buf)
         off = pos + 2
-        if status in (-6, -7, -8) and off < len(view):
+        if status in (STATUS_NO_SECONDS, STATUS_UNKNOWN_BOOK, STATUS_NO_PRICE) and off < len(view):
             t = chr(view[off])
             text = f"{t!r} message: {text}"
-            if status in (-7, -8) and t in _OBID_OFFSET:
+            if status in (STATUS_UNKNOWN_BOOK, STATUS_NO_PRICE) and t in _OBID_OFFSET:
                 (obid,) = _U32.unpack_from(view, off + _OBID_OFFSET[t])
                 text += f" (order book id {obid}"
                 if t in "AFECUD":
                     text += f", order id {int.from_bytes(view[off + 5:off + 13], 'big')}"
                 text += ")"
-            if status == -7:
+            if status == STATUS_UNKNOWN_BOOK:
                 text += "; use on_invalid='skip' to count and skip such messages"
-        elif status == -1 and off < len(view):
+        elif status == STATUS_WRONG_LENGTH and off < len(view):
             t = chr(view[off])
             length = (view[pos] << 8) | view[pos + 1]
             text += f": type {t!r} has length {length}, its layout says {MESSAGE_LENGTHS[t]}"
         return f"{where}: {text}"
 
-    def _reference(self, buf: Any, offset: int) -> None:
+    def _directory_message(self, buf: Any, offset: int) -> None:
         """An R, M, L or O message just reported by the kernel: tables and instruments."""
         view = memoryview(buf)
         t = chr(view[offset])
@@ -414,7 +416,7 @@ class QueueReport:
                 f"messages: {self.mismatched:,} disagreements ({self.beyond_queue:,} beyond "
                 f"the queue)")
         rows = [f"  message {d.message}: {d.symbol} (book {d.order_book_id}) order "
-                f"{d.order_id} {'bid' if d.side == 1 else 'ask'} {d.action}: exchange position "
+                f"{d.order_id} {'bid' if d.side == BID else 'ask'} {d.action}: exchange position "
                 f"{d.position}, fastbook rank {d.rank} ({d.kind})"
                 for d in self.disagreements[:20]]
         more = len(self.disagreements) - len(rows)
