@@ -11,7 +11,7 @@ here, errors and capacity accounting included, is what the compiled
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastbook._checks import check_decimals, is_int
@@ -278,27 +278,25 @@ class OrderBook(_LevelReads):
         self._version += 1
         return top or price == self._best_price(side)
 
+    # The public updates check the book is writable, convert their arguments (in
+    # this order: the errors of a bad call are the compiled book's) and try.
+    def _attempt(self, do: Callable[..., bool], *args: Any) -> bool:
+        try:
+            return do(*args)
+        except _Failure as failure:
+            return self._fail(failure)
+
     def add(self, order_id: int, side: int, price: int, qty: int, /) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        s = _as_side(side)
-        price = _int64(price, "price")
-        qty = _int64(qty, "qty")
-        try:
-            return self._do_add(order_id, s, price, qty, side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_add, _uint64(order_id, "order_id"), _as_side(side),
+                             _int64(price, "price"), _int64(qty, "qty"), side)
 
     def _take(self, verb: str, order_id: Any, qty: Any, side: Any) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        qty = _int64(qty, "qty")
-        try:
-            return self._do_take(verb, order_id, qty, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_take, verb, _uint64(order_id, "order_id"),
+                             _int64(qty, "qty"), _as_side(side), side)
 
     def execute(self, order_id: int, qty: int, /, *, side: int = 0) -> bool:
         return self._take("execute", order_id, qty, side)
@@ -309,35 +307,22 @@ class OrderBook(_LevelReads):
     def delete(self, order_id: int, /, *, side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        try:
-            return self._do_delete(order_id, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_delete, _uint64(order_id, "order_id"), _as_side(side),
+                             side)
 
     def replace(self, order_id: int, new_order_id: int, qty: int, price: int, /, *,
                 side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        new_order_id = _uint64(new_order_id, "new_order_id")
-        qty = _int64(qty, "qty")
-        price = _int64(price, "price")
-        try:
-            return self._do_replace(order_id, new_order_id, qty, price, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_replace, _uint64(order_id, "order_id"),
+                             _uint64(new_order_id, "new_order_id"), _int64(qty, "qty"),
+                             _int64(price, "price"), _as_side(side), side)
 
     def modify(self, order_id: int, qty: int, price: int, /, *, side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        qty = _int64(qty, "qty")
-        price = _int64(price, "price")
-        try:
-            return self._do_modify(order_id, qty, price, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_modify, _uint64(order_id, "order_id"),
+                             _int64(qty, "qty"), _int64(price, "price"), _as_side(side), side)
 
     @property
     def side_keys(self) -> bool:
