@@ -185,13 +185,18 @@ class _LevelReads:
     - ``_read_side(side)``: the side argument of a read, checked as that class checks it;
     - ``_sizes()``: the counts its ``repr`` shows (``"bids=2 asks=1"``);
 
-    plus ``_NAME``, ``_version`` (bumped by every change) and the two scales.
+    plus ``_NAME`` and ``_version`` (bumped by every change). It holds the two
+    scales, checked first by both constructors.
     """
 
     _NAME = ""
     _version: int
-    _price_decimals: int
-    _qty_decimals: int
+
+    def __init__(self, price_decimals: int, qty_decimals: int) -> None:
+        check_decimals(price_decimals, "price_decimals")
+        check_decimals(qty_decimals, "qty_decimals")
+        self._price_decimals = price_decimals
+        self._qty_decimals = qty_decimals
 
     def _best(self, side: int) -> tuple[int, int] | None:
         raise NotImplementedError
@@ -317,12 +322,9 @@ class Book(_LevelReads):
     _read_only = False
 
     def __init__(self, *, price_decimals: int, qty_decimals: int, capacity: int = 1024) -> None:
-        check_decimals(price_decimals, "price_decimals")
-        check_decimals(qty_decimals, "qty_decimals")
+        super().__init__(price_decimals, qty_decimals)
         if not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be a non-negative int, got {capacity!r}")
-        self._price_decimals = price_decimals
-        self._qty_decimals = qty_decimals
         self._ladders = {BID: _Ladder(capacity), ASK: _Ladder(capacity)}
         self._version = 0
         self._missing_deletes = 0

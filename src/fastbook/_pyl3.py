@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastbook._checks import check_decimals, is_int
+from fastbook._checks import is_int
 from fastbook._instruments import instrument_meta
 from fastbook._pycore import _int64, _integer, _LevelReads, _raise_read_only
 from fastbook._vocab import ASK, BID, Action, Flags
@@ -79,8 +79,7 @@ class OrderBook(_LevelReads):
     def __init__(self, *, price_decimals: int, qty_decimals: int = 0, capacity: int = 256,
                  order_capacity: int = 1024, on_error: str = "raise",
                  side_keys: bool = False) -> None:
-        check_decimals(price_decimals, "price_decimals")
-        check_decimals(qty_decimals, "qty_decimals")
+        super().__init__(price_decimals, qty_decimals)
         _check_capacity(capacity, "capacity")
         _check_capacity(order_capacity, "order_capacity")
         if on_error != "raise" and on_error != "skip":
@@ -88,8 +87,6 @@ class OrderBook(_LevelReads):
         if order_capacity > _MAX_ORDERS:
             raise MemoryError(f"capacity {capacity} / order_capacity {order_capacity} "
                               f"is too large (at most {_MAX_ORDERS} orders)")
-        self._price_decimals = price_decimals
-        self._qty_decimals = qty_decimals
         self._skip = on_error == "skip"
         self._side_keys = bool(side_keys)
         # key -> [side, price, qty]; the key is the id, or (side, id) when side-keyed
