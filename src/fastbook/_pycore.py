@@ -34,14 +34,18 @@ _PRECISION = "more decimal places than the scale allows"
 _OVERFLOW = "out of int64 range at this scale"
 
 
-def _int64(value: Any, what: str) -> int:
-    """An integer argument as the core takes it: floats refused, int64 range enforced."""
+def _integer(value: Any, what: str, lo: int, hi: int, range_name: str) -> int:
+    """An integer argument as the cores take it: floats refused, range enforced."""
     if isinstance(value, float) or not hasattr(value, "__index__"):
         raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
     v = value.__index__()
-    if not _INT64_MIN <= v <= _INT64_MAX:
-        raise OverflowError(f"{what} {v} is outside the int64 range")
+    if not lo <= v <= hi:
+        raise OverflowError(f"{what} {v} is outside the {range_name} range")
     return v
+
+
+def _int64(value: Any, what: str) -> int:
+    return _integer(value, what, _INT64_MIN, _INT64_MAX, "int64")
 
 
 def _decode_reason(text: str, decimals: int) -> tuple[int | None, str]:
@@ -170,24 +174,42 @@ class _Ladder:
         self.capacity = max(cap, need)
 
 
-class Book:
-    """Pure-Python twin of :class:`fastbook.Book` (see its documentation)."""
+class _LevelReads:
+    """The L2 read API of both twins: :class:`Book` here and ``_pyl3.OrderBook``.
 
-    #: set on the instance by BookSet.apply while its callback runs
-    _read_only = False
+    The compiled ``Book`` and ``OrderBook`` carry the same read methods over two
+    different stores; the twins write them once, over four things a class gives:
 
-    def __init__(self, *, price_decimals: int, qty_decimals: int, capacity: int = 1024) -> None:
+    - ``_best(side)``: ``(price, qty)`` of the best level, or None;
+    - ``_side_levels(side)``: every ``(price, qty)`` of a side, best first;
+    - ``_read_side(side)``: the side argument of a read, checked as that class checks it;
+    - ``_sizes()``: the counts its ``repr`` shows (``"bids=2 asks=1"``);
+
+    plus ``_NAME`` and ``_version`` (bumped by every change). It holds the two
+    scales, checked first by both constructors.
+    """
+
+    _NAME = ""
+    _version: int
+
+    def __init__(self, price_decimals: int, qty_decimals: int) -> None:
         check_decimals(price_decimals, "price_decimals")
         check_decimals(qty_decimals, "qty_decimals")
-        if not isinstance(capacity, int) or capacity < 0:
-            raise ValueError(f"capacity must be a non-negative int, got {capacity!r}")
         self._price_decimals = price_decimals
         self._qty_decimals = qty_decimals
-        self._ladders = {BID: _Ladder(capacity), ASK: _Ladder(capacity)}
-        self._version = 0
-        self._missing_deletes = 0
 
-    # -- properties --------------------------------------------------------------
+    def _best(self, side: int) -> tuple[int, int] | None:
+        raise NotImplementedError
+
+    def _side_levels(self, side: int) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def _read_side(self, side: Any) -> int:
+        raise NotImplementedError
+
+    def _sizes(self) -> str:
+        raise NotImplementedError
+
     @property
     def price_decimals(self) -> int:
         return self._price_decimals
@@ -196,6 +218,118 @@ class Book:
     def qty_decimals(self) -> int:
         return self._qty_decimals
 
+    def best_bid(self) -> tuple[int, int] | None:
+        return self._best(BID)
+
+    def best_ask(self) -> tuple[int, int] | None:
+        return self._best(ASK)
+
+    def bbo(self) -> tuple[int | None, int | None, int | None, int | None]:
+        b = self._best(BID) or (None, None)
+        a = self._best(ASK) or (None, None)
+        return (b[0], b[1], a[0], a[1])
+
+    def spread(self) -> int | None:
+        b, a = self._best(BID), self._best(ASK)
+        return None if b is None or a is None else a[0] - b[0]
+
+    def mid(self) -> int | None:
+        b, a = self._best(BID), self._best(ASK)
+        return None if b is None or a is None else (a[0] + b[0]) // 2
+
+    def is_crossed(self) -> bool:
+        b, a = self._best(BID), self._best(ASK)
+        return b is not None and a is not None and b[0] >= a[0]
+
+    def depth(self, side: int, /) -> int:
+        return len(self._side_levels(self._read_side(side)))
+
+    def top(self, n: int, out: Any = None) -> np.ndarray:
+        n = _int64(n, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if out is None:
+            a = np.empty((4, n), dtype=np.int64)
+        else:
+            if not isinstance(out, np.ndarray):
+                raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
+                                 f"got {type(out).__name__}")
+            if out.dtype != np.int64 or not out.dtype.isnative or out.shape != (4, n) \
+                    or not out.flags.c_contiguous or not out.flags.writeable:
+                raise ArrayError(
+                    f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
+                    f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
+                )
+            a = out
+        a[...] = 0
+        for row, side in ((0, BID), (2, ASK)):
+            for i, (price, qty) in enumerate(self._side_levels(side)[:n]):
+                a[row, i] = price
+                a[row + 1, i] = qty
+        return a
+
+    def to_arrays(self, side: int, /) -> tuple[np.ndarray, np.ndarray]:
+        levels = self._side_levels(self._read_side(side))
+        return (np.array([p for p, _ in levels], dtype=np.int64),
+                np.array([q for _, q in levels], dtype=np.int64))
+
+    def levels(self, side: int, /) -> Iterator[tuple[int, int]]:
+        return self._iter_side(self._read_side(side), self._version)
+
+    def _iter_side(self, side: int, version: int) -> Iterator[tuple[int, int]]:
+        i = 0
+        levels = None
+        while True:
+            if self._version != version:
+                raise RuntimeError(
+                    f"fastbook.{self._NAME} changed size or contents during iteration")
+            if levels is None:      # the version check above keeps this list current
+                levels = self._side_levels(side)
+            if i >= len(levels):
+                return
+            yield levels[i]
+            i += 1
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        for price, qty in self.levels(BID):
+            yield (BID, price, qty)
+        for price, qty in self.levels(ASK):
+            yield (ASK, price, qty)
+
+    def format_price(self, price: int, /, *, strip: bool = False) -> str:
+        return format_decimal(price, self._price_decimals, strip=strip)
+
+    def format_qty(self, qty: int, /, *, strip: bool = False) -> str:
+        return format_decimal(qty, self._qty_decimals, strip=strip)
+
+    def __repr__(self) -> str:
+        bid = ask = "None"
+        b, a = self._best(BID), self._best(ASK)
+        if b is not None:
+            bid = f"{self.format_price(b[0])} x {self.format_qty(b[1], strip=True)}"
+        if a is not None:
+            ask = f"{self.format_price(a[0])} x {self.format_qty(a[1], strip=True)}"
+        return (f"<fastbook.{self._NAME} price_decimals={self._price_decimals} "
+                f"qty_decimals={self._qty_decimals} {self._sizes()} "
+                f"best_bid={bid} best_ask={ask}>")
+
+
+class Book(_LevelReads):
+    """Pure-Python twin of :class:`fastbook.Book` (see its documentation)."""
+
+    _NAME = "Book"
+    #: set on the instance by BookSet.apply while its callback runs
+    _read_only = False
+
+    def __init__(self, *, price_decimals: int, qty_decimals: int, capacity: int = 1024) -> None:
+        super().__init__(price_decimals, qty_decimals)
+        if not isinstance(capacity, int) or capacity < 0:
+            raise ValueError(f"capacity must be a non-negative int, got {capacity!r}")
+        self._ladders = {BID: _Ladder(capacity), ASK: _Ladder(capacity)}
+        self._version = 0
+        self._missing_deletes = 0
+
+    # -- properties --------------------------------------------------------------
     @property
     def missing_deletes(self) -> int:
         return self._missing_deletes
@@ -305,7 +439,7 @@ class Book:
             lad.keys.clear()
         self._version += 1
 
-    # -- reads -------------------------------------------------------------------
+    # -- reads (the rest are _LevelReads') ----------------------------------------
     def _best(self, side: int) -> tuple[int, int] | None:
         lad = self._ladders[side]
         if not lad.keys:
@@ -313,100 +447,26 @@ class Book:
         price = lad.keys[-1] if side == BID else -lad.keys[-1]
         return (price, lad.qty[price])
 
-    def best_bid(self) -> tuple[int, int] | None:
-        return self._best(BID)
+    def _side_levels(self, side: int) -> list[tuple[int, int]]:
+        lad = self._ladders[side]
+        sign = 1 if side == BID else -1
+        return [(sign * k, lad.qty[sign * k]) for k in reversed(lad.keys)]
 
-    def best_ask(self) -> tuple[int, int] | None:
-        return self._best(ASK)
+    def _read_side(self, side: Any) -> int:
+        s = _int64(side, "side")
+        self._ladder(s)
+        return s
 
-    def bbo(self) -> tuple[int | None, int | None, int | None, int | None]:
-        b = self._best(BID) or (None, None)
-        a = self._best(ASK) or (None, None)
-        return (b[0], b[1], a[0], a[1])
-
-    def spread(self) -> int | None:
-        b, a = self._best(BID), self._best(ASK)
-        return None if b is None or a is None else a[0] - b[0]
-
-    def mid(self) -> int | None:
-        b, a = self._best(BID), self._best(ASK)
-        return None if b is None or a is None else (a[0] + b[0]) // 2
+    def _sizes(self) -> str:
+        return f"bids={len(self._ladders[BID].keys)} asks={len(self._ladders[ASK].keys)}"
 
     def qty_at(self, side: int, price: int, /) -> int:
         s = _int64(side, "side")
         p = _int64(price, "price")
         return self._ladder(s).qty.get(p, 0)
 
-    def depth(self, side: int, /) -> int:
-        s = _int64(side, "side")
-        return len(self._ladder(s).keys)
-
     def __len__(self) -> int:
         return len(self._ladders[BID].keys) + len(self._ladders[ASK].keys)
-
-    def is_crossed(self) -> bool:
-        b, a = self._best(BID), self._best(ASK)
-        return b is not None and a is not None and b[0] >= a[0]
-
-    def _side_levels(self, side: int) -> list[tuple[int, int]]:
-        lad = self._ladders[side]
-        sign = 1 if side == BID else -1
-        return [(sign * k, lad.qty[sign * k]) for k in reversed(lad.keys)]
-
-    def top(self, n: int, out: Any = None) -> np.ndarray:
-        n = _int64(n, "n")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        if out is None:
-            a = np.empty((4, n), dtype=np.int64)
-        else:
-            if not isinstance(out, np.ndarray):
-                raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
-                                 f"got {type(out).__name__}")
-            if out.dtype != np.int64 or not out.dtype.isnative or out.shape != (4, n) \
-                    or not out.flags.c_contiguous or not out.flags.writeable:
-                raise ArrayError(
-                    f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
-                    f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
-                )
-            a = out
-        a[...] = 0
-        for row, side in ((0, BID), (2, ASK)):
-            for i, (price, qty) in enumerate(self._side_levels(side)[:n]):
-                a[row, i] = price
-                a[row + 1, i] = qty
-        return a
-
-    def to_arrays(self, side: int, /) -> tuple[np.ndarray, np.ndarray]:
-        s = _int64(side, "side")
-        self._ladder(s)
-        levels = self._side_levels(s)
-        return (np.array([p for p, _ in levels], dtype=np.int64),
-                np.array([q for _, q in levels], dtype=np.int64))
-
-    def levels(self, side: int, /) -> Iterator[tuple[int, int]]:
-        s = _int64(side, "side")
-        self._ladder(s)
-        return self._iter_side(s, self._version)
-
-    def _iter_side(self, side: int, version: int) -> Iterator[tuple[int, int]]:
-        i = 0
-        levels = None
-        while True:
-            if self._version != version:
-                raise RuntimeError("fastbook.Book changed size or contents during iteration")
-            if levels is None:      # the version check above keeps this list current
-                levels = self._side_levels(side)
-            if i >= len(levels):
-                return
-            yield levels[i]
-            i += 1
-
-    def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        for price, qty in self.levels(BID):
-            yield (BID, price, qty)
-        for price, qty in self.levels(ASK):
-            yield (ASK, price, qty)
 
     # -- text helpers --------------------------------------------------------------
     def parse_price(self, text: Any, /) -> int:
@@ -414,12 +474,6 @@ class Book:
 
     def parse_qty(self, text: Any, /) -> int:
         return _parse_text(text, self._qty_decimals, "quantity")
-
-    def format_price(self, price: int, /, *, strip: bool = False) -> str:
-        return format_decimal(price, self._price_decimals, strip=strip)
-
-    def format_qty(self, qty: int, /, *, strip: bool = False) -> str:
-        return format_decimal(qty, self._qty_decimals, strip=strip)
 
     # -- copying -------------------------------------------------------------------
     def copy(self) -> Book:
@@ -438,15 +492,3 @@ class Book:
 
     def __deepcopy__(self, memo: Any) -> Book:
         return self.copy()
-
-    def __repr__(self) -> str:
-        bid = ask = "None"
-        b, a = self._best(BID), self._best(ASK)
-        if b is not None:
-            bid = f"{self.format_price(b[0])} x {self.format_qty(b[1], strip=True)}"
-        if a is not None:
-            ask = f"{self.format_price(a[0])} x {self.format_qty(a[1], strip=True)}"
-        return (f"<fastbook.Book price_decimals={self._price_decimals} "
-                f"qty_decimals={self._qty_decimals} "
-                f"bids={len(self._ladders[BID].keys)} asks={len(self._ladders[ASK].keys)} "
-                f"best_bid={bid} best_ask={ask}>")

@@ -11,16 +11,14 @@ here, errors and capacity accounting included, is what the compiled
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
-from fastbook._checks import check_decimals, is_int
+from fastbook._checks import is_int
 from fastbook._instruments import instrument_meta
-from fastbook._pycore import _raise_read_only, format_decimal
+from fastbook._pycore import _int64, _integer, _LevelReads, _raise_read_only
 from fastbook._vocab import ASK, BID, Action, Flags
-from fastbook.errors import ArrayError, UpdateError
+from fastbook.errors import UpdateError
 
 BYTES_PER_ORDER = 32
 BYTES_PER_LEVEL = 44
@@ -34,20 +32,6 @@ _UINT64_MAX = 2**64 - 1
 _MIN_LEVELS = 16
 _MIN_ORDERS = 16
 _MAX_ORDERS = 1 << 30
-
-
-def _integer(value: Any, what: str, lo: int, hi: int, range_name: str) -> int:
-    """An integer argument as the core takes it: floats refused, range enforced."""
-    if isinstance(value, float) or not hasattr(value, "__index__"):
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}")
-    v = value.__index__()
-    if not lo <= v <= hi:
-        raise OverflowError(f"{what} {v} is outside the {range_name} range")
-    return v
-
-
-def _int64(value: Any, what: str) -> int:
-    return _integer(value, what, _INT64_MIN, _INT64_MAX, "int64")
 
 
 def _uint64(value: Any, what: str) -> int:
@@ -85,17 +69,17 @@ class _Failure(Exception):
         self.kind = kind
 
 
-class OrderBook:
+class OrderBook(_LevelReads):
     """Pure-Python twin of :class:`fastbook._l3.OrderBook` (see its documentation)."""
 
+    _NAME = "OrderBook"
     #: set on the instance by BookSet.apply while its callback runs
     _read_only = False
 
     def __init__(self, *, price_decimals: int, qty_decimals: int = 0, capacity: int = 256,
                  order_capacity: int = 1024, on_error: str = "raise",
                  side_keys: bool = False) -> None:
-        check_decimals(price_decimals, "price_decimals")
-        check_decimals(qty_decimals, "qty_decimals")
+        super().__init__(price_decimals, qty_decimals)
         _check_capacity(capacity, "capacity")
         _check_capacity(order_capacity, "order_capacity")
         if on_error != "raise" and on_error != "skip":
@@ -103,8 +87,6 @@ class OrderBook:
         if order_capacity > _MAX_ORDERS:
             raise MemoryError(f"capacity {capacity} / order_capacity {order_capacity} "
                               f"is too large (at most {_MAX_ORDERS} orders)")
-        self._price_decimals = price_decimals
-        self._qty_decimals = qty_decimals
         self._skip = on_error == "skip"
         self._side_keys = bool(side_keys)
         # key -> [side, price, qty]; the key is the id, or (side, id) when side-keyed
@@ -293,27 +275,25 @@ class OrderBook:
         self._version += 1
         return top or price == self._best_price(side)
 
+    # The public updates check the book is writable, convert their arguments (in
+    # this order: the errors of a bad call are the compiled book's) and try.
+    def _attempt(self, do: Callable[..., bool], *args: Any) -> bool:
+        try:
+            return do(*args)
+        except _Failure as failure:
+            return self._fail(failure)
+
     def add(self, order_id: int, side: int, price: int, qty: int, /) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        s = _as_side(side)
-        price = _int64(price, "price")
-        qty = _int64(qty, "qty")
-        try:
-            return self._do_add(order_id, s, price, qty, side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_add, _uint64(order_id, "order_id"), _as_side(side),
+                             _int64(price, "price"), _int64(qty, "qty"), side)
 
     def _take(self, verb: str, order_id: Any, qty: Any, side: Any) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        qty = _int64(qty, "qty")
-        try:
-            return self._do_take(verb, order_id, qty, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_take, verb, _uint64(order_id, "order_id"),
+                             _int64(qty, "qty"), _as_side(side), side)
 
     def execute(self, order_id: int, qty: int, /, *, side: int = 0) -> bool:
         return self._take("execute", order_id, qty, side)
@@ -324,35 +304,22 @@ class OrderBook:
     def delete(self, order_id: int, /, *, side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        try:
-            return self._do_delete(order_id, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_delete, _uint64(order_id, "order_id"), _as_side(side),
+                             side)
 
     def replace(self, order_id: int, new_order_id: int, qty: int, price: int, /, *,
                 side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        new_order_id = _uint64(new_order_id, "new_order_id")
-        qty = _int64(qty, "qty")
-        price = _int64(price, "price")
-        try:
-            return self._do_replace(order_id, new_order_id, qty, price, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_replace, _uint64(order_id, "order_id"),
+                             _uint64(new_order_id, "new_order_id"), _int64(qty, "qty"),
+                             _int64(price, "price"), _as_side(side), side)
 
     def modify(self, order_id: int, qty: int, price: int, /, *, side: int = 0) -> bool:
         if self._read_only:
             _raise_read_only(self)
-        order_id = _uint64(order_id, "order_id")
-        qty = _int64(qty, "qty")
-        price = _int64(price, "price")
-        try:
-            return self._do_modify(order_id, qty, price, _as_side(side), side)
-        except _Failure as failure:
-            return self._fail(failure)
+        return self._attempt(self._do_modify, _uint64(order_id, "order_id"),
+                             _int64(qty, "qty"), _int64(price, "price"), _as_side(side), side)
 
     @property
     def side_keys(self) -> bool:
@@ -424,14 +391,6 @@ class OrderBook:
 
     # -- memory ------------------------------------------------------------------
     @property
-    def price_decimals(self) -> int:
-        return self._price_decimals
-
-    @property
-    def qty_decimals(self) -> int:
-        return self._qty_decimals
-
-    @property
     def nbytes(self) -> int:
         return (BYTES_PER_ORDER * self._order_capacity + 4 * self.hash_slots
                 + BYTES_PER_LEVEL * (self._level_capacity[BID] + self._level_capacity[ASK]))
@@ -464,7 +423,7 @@ class OrderBook:
                               f"(at most {_MAX_ORDERS})")
         self._grow_orders(capacity)
 
-    # -- L2 reads ------------------------------------------------------------------
+    # -- L2 reads (the rest are _LevelReads') -----------------------------------
     def _side_levels(self, side: int) -> list[tuple[int, int]]:
         prices = sorted(self._queues[side], reverse=side == BID)
         return [(p, self._level_qty(side, p)) for p in prices]
@@ -473,105 +432,17 @@ class OrderBook:
         price = self._best_price(side)
         return None if price is None else (price, self._level_qty(side, price))
 
-    def best_bid(self) -> tuple[int, int] | None:
-        return self._best(BID)
+    def _read_side(self, side: Any) -> int:
+        return _valid_side(side)
 
-    def best_ask(self) -> tuple[int, int] | None:
-        return self._best(ASK)
-
-    def bbo(self) -> tuple[int | None, int | None, int | None, int | None]:
-        b = self._best(BID) or (None, None)
-        a = self._best(ASK) or (None, None)
-        return (b[0], b[1], a[0], a[1])
-
-    def spread(self) -> int | None:
-        b, a = self._best_price(BID), self._best_price(ASK)
-        return None if b is None or a is None else a - b
-
-    def mid(self) -> int | None:
-        b, a = self._best_price(BID), self._best_price(ASK)
-        return None if b is None or a is None else (a + b) // 2
+    def _sizes(self) -> str:
+        return (f"orders={len(self._orders)} "
+                f"bids={len(self._queues[BID])} asks={len(self._queues[ASK])}")
 
     def qty_at(self, side: int, price: int, /) -> int:
         side = _valid_side(side)
         price = _int64(price, "price")
         return self._level_qty(side, price)
-
-    def depth(self, side: int, /) -> int:
-        return len(self._queues[_valid_side(side)])
-
-    def is_crossed(self) -> bool:
-        b, a = self._best_price(BID), self._best_price(ASK)
-        return b is not None and a is not None and b >= a
-
-    def top(self, n: int, out: Any = None) -> np.ndarray:
-        n = _int64(n, "n")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        if out is None:
-            a = np.empty((4, n), dtype=np.int64)
-        else:
-            if not isinstance(out, np.ndarray):
-                raise ArrayError(f"out must be a numpy int64 array of shape (4, {n}), "
-                                 f"got {type(out).__name__}")
-            if out.dtype != np.int64 or not out.dtype.isnative or out.shape != (4, n) \
-                    or not out.flags.c_contiguous or not out.flags.writeable:
-                raise ArrayError(
-                    f"out must be a writeable C-contiguous int64 array of shape (4, {n}), "
-                    f"got dtype {out.dtype}, shape {out.shape}; use np.empty((4, {n}), np.int64)"
-                )
-            a = out
-        a[...] = 0
-        for row, side in ((0, BID), (2, ASK)):
-            for i, (price, qty) in enumerate(self._side_levels(side)[:n]):
-                a[row, i] = price
-                a[row + 1, i] = qty
-        return a
-
-    def to_arrays(self, side: int, /) -> tuple[np.ndarray, np.ndarray]:
-        side = _valid_side(side)
-        levels = self._side_levels(side)
-        return (np.array([p for p, _ in levels], dtype=np.int64),
-                np.array([q for _, q in levels], dtype=np.int64))
-
-    def levels(self, side: int, /) -> Iterator[tuple[int, int]]:
-        side = _valid_side(side)
-        return self._iter_side(side, self._version)
-
-    def _iter_side(self, side: int, version: int) -> Iterator[tuple[int, int]]:
-        i = 0
-        while True:
-            if self._version != version:
-                raise RuntimeError("fastbook.OrderBook changed size or contents during iteration")
-            levels = self._side_levels(side)
-            if i >= len(levels):
-                return
-            yield levels[i]
-            i += 1
-
-    def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        for price, qty in self.levels(BID):
-            yield (BID, price, qty)
-        for price, qty in self.levels(ASK):
-            yield (ASK, price, qty)
-
-    def format_price(self, price: int, /, *, strip: bool = False) -> str:
-        return format_decimal(price, self._price_decimals, strip=strip)
-
-    def format_qty(self, qty: int, /, *, strip: bool = False) -> str:
-        return format_decimal(qty, self._qty_decimals, strip=strip)
-
-    def __repr__(self) -> str:
-        bid = ask = "None"
-        b, a = self._best(BID), self._best(ASK)
-        if b is not None:
-            bid = f"{self.format_price(b[0])} x {self.format_qty(b[1], strip=True)}"
-        if a is not None:
-            ask = f"{self.format_price(a[0])} x {self.format_qty(a[1], strip=True)}"
-        return (f"<fastbook.OrderBook price_decimals={self._price_decimals} "
-                f"qty_decimals={self._qty_decimals} orders={len(self._orders)} "
-                f"bids={len(self._queues[BID])} asks={len(self._queues[ASK])} "
-                f"best_bid={bid} best_ask={ask}>")
 
 
 # ---------------------------------------------------------------------------
