@@ -1,7 +1,7 @@
 """Type stubs for the compiled core (the pure-Python twin has the same API).
 
 Data arguments are positional-only and options keyword-only, exactly as in the
-compiled signatures (``tests/test_package.py`` compares them with the twin's).
+compiled signatures (``tests/package/test_package.py`` compares them with the twin's).
 """
 
 from collections.abc import Iterator

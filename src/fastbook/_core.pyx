@@ -17,8 +17,8 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memmove, memset
 
 from fastbook._edge cimport (
-    MAX_SCALE, as_i64, as_side, check_decimals, raise_read_only, side_message, top_array,
-    valid_side,
+    MAX_SCALE, as_capacity, as_i64, as_side, check_decimals, raise_read_only, side_message,
+    top_array, valid_side,
 )
 from fastbook._mem cimport grow_to
 from fastbook._reads cimport (
@@ -1313,10 +1313,8 @@ cdef class Book:
         """Preallocate room for ``capacity`` levels on ``side``."""
         _readable(self)
         cdef int s = valid_side(side)
-        cdef int64_t cap = as_i64(capacity, "capacity")
-        if cap < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        if cap > _MAX_CAPACITY or fb_book_reserve(&self._book, s, <Py_ssize_t>cap) < 0:
+        cdef Py_ssize_t cap = as_capacity(capacity)
+        if cap > _MAX_CAPACITY or fb_book_reserve(&self._book, s, cap) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
     # -- updates -------------------------------------------------------------

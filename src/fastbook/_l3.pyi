@@ -1,7 +1,7 @@
 """Type stubs for the compiled L3 book and BookSet (the twin ``fastbook._pyl3`` has the same API).
 
 Data arguments are positional-only and options keyword-only, exactly as in the
-compiled signatures (``tests/test_package.py`` compares them with the twin's).
+compiled signatures (``tests/package/test_package.py`` compares them with the twin's).
 """
 
 from collections.abc import Callable
@@ -11,11 +11,11 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self, disjoint_base
 
+from fastbook._core import ASK as ASK
+from fastbook._core import BID as BID
 from fastbook._core import Book, _L2Reads
 from fastbook.sampling import Sampler
 
-BID: Final[int]
-ASK: Final[int]
 #: Bytes per order slot (record, side byte and hash slots); see ``OrderBook.nbytes``.
 BYTES_PER_ORDER: Final[int]
 #: Bytes per allocated level slot of an L3 book.
@@ -28,8 +28,6 @@ ERROR_KINDS: Final[tuple[str, ...]]
 BOOKSET_ERROR_KINDS: Final[tuple[str, ...]]
 #: True: this is the compiled module (``fastbook.l3.COMPILED`` says which one is in use).
 COMPILED: Final[bool]
-
-_Int64Array = npt.NDArray[np.int64]
 
 @disjoint_base
 class OrderBook(_L2Reads):

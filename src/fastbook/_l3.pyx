@@ -25,7 +25,7 @@ from libc.string cimport memcpy, memset  # no-cython-lint
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject  # no-cython-lint
 
 from fastbook._edge cimport (  # no-cython-lint
-    as_i64, as_side, as_u64, check_decimals, raise_read_only,  # no-cython-lint
+    as_capacity, as_i64, as_side, as_u64, check_decimals, raise_read_only,  # no-cython-lint
     side_message, top_array, valid_side,  # no-cython-lint
 )
 from fastbook._mem cimport grow_to  # no-cython-lint

@@ -463,19 +463,14 @@ cdef class OrderBook:
         """Preallocate room for ``capacity`` levels on ``side``."""
         _readable(self)
         cdef int sd = valid_side(side)
-        cdef int64_t cap = as_i64(capacity, "capacity")
-        if cap < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        if cap > _MAX_LEVELS or fb_l3_reserve_levels(&self._book, sd, <Py_ssize_t>cap) < 0:
+        cdef Py_ssize_t cap = as_capacity(capacity)
+        if cap > _MAX_LEVELS or fb_l3_reserve_levels(&self._book, sd, cap) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
     def reserve_orders(self, capacity, /):
         """Preallocate room for ``capacity`` live orders (exactly; the table to match)."""
         _readable(self)
-        cdef int64_t cap = as_i64(capacity, "capacity")
-        if cap < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        if fb_l3_reserve_orders(&self._book, <Py_ssize_t>cap) < 0:
+        if fb_l3_reserve_orders(&self._book, as_capacity(capacity)) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} orders "
                               f"(at most {_MAX_ORDERS})")
 
