@@ -902,9 +902,12 @@ cdef class Scanner:
         cdef int i, idx
         cdef int role = key.role
         if role == R_DISC:
-            q = _string_at(p, e, &s)
+            if p >= e or p[0] != 34:
+                return NULL
+            q = _string(p, e)
             if q == NULL:
                 return NULL
+            s = p + 1
             n = q - s - 1
             self._disc_seen = True
             self._disc_p = s
@@ -920,10 +923,12 @@ cdef class Scanner:
         if self._passive:
             return _value(p, e, depth)
         if role == R_SYM:
-            q = _string_at(p, e, &s)
+            if p >= e or p[0] != 34:
+                return NULL
+            q = _string(p, e)
             if q == NULL:
                 return NULL
-            idx = self._lookup(s, q - s - 1)
+            idx = self._lookup(p + 1, q - p - 2)
             if idx < 0:
                 return NULL
             self._use(idx)
@@ -939,10 +944,12 @@ cdef class Scanner:
             self._int_have |= 1u << key.idx
             return q
         if role == R_STR:
-            q = _string_at(p, e, &s)
+            if p >= e or p[0] != 34:
+                return NULL
+            q = _string(p, e)
             if q != NULL:
-                self._strp[key.idx] = s
-                self._strn[key.idx] = q - s - 1
+                self._strp[key.idx] = p + 1
+                self._strn[key.idx] = q - p - 2
                 self._str_have |= 1u << key.idx
             return q
         # a level field: the symbol (so the scales) must be known already
