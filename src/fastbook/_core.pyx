@@ -1192,12 +1192,13 @@ cdef object _best_level(Book book, int side):
     return level_or_none(has, p, q)
 
 
-cdef inline fb_bbo _bbo(const fb_book *book) noexcept nogil:
-    # both best levels, for the builders of fastbook._reads
+cdef inline fb_bbo _bbo(const fb_book *book, bint both=False) noexcept nogil:
+    # the best levels, for the builders of fastbook._reads (``both``: the ask only
+    # matters when there is a bid, as for spread, mid and is_crossed)
     cdef fb_bbo t
     t.bid_price = t.bid_qty = t.ask_price = t.ask_qty = 0    # (read only where has_*)
     t.has_bid = fb_book_best(book, FB_BID, &t.bid_price, &t.bid_qty)
-    t.has_ask = fb_book_best(book, FB_ASK, &t.ask_price, &t.ask_qty)
+    t.has_ask = (t.has_bid or not both) and fb_book_best(book, FB_ASK, &t.ask_price, &t.ask_qty)
     return t
 
 
@@ -1442,7 +1443,7 @@ cdef class Book:
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
         _readable(self)
-        return spread_of(_bbo(&self._book))
+        return spread_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -1453,7 +1454,7 @@ cdef class Book:
         half a unit above this value.
         """
         _readable(self)
-        return mid_of(_bbo(&self._book))
+        return mid_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -1476,7 +1477,7 @@ cdef class Book:
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked): never valid for one venue."""
         _readable(self)
-        return crossed(_bbo(&self._book))
+        return crossed(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")

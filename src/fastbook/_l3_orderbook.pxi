@@ -89,12 +89,13 @@ cdef object _best_level(OrderBook book, int side):
     return level_or_none(has, p, q)
 
 
-cdef inline fb_bbo _bbo(const fb_l3book *book) noexcept nogil:
-    # both best levels, for the builders of fastbook._reads
+cdef inline fb_bbo _bbo(const fb_l3book *book, bint both=False) noexcept nogil:
+    # the best levels, for the builders of fastbook._reads (``both``: the ask only
+    # matters when there is a bid, as for spread, mid and is_crossed)
     cdef fb_bbo t
     t.bid_price = t.bid_qty = t.ask_price = t.ask_qty = 0    # (read only where has_*)
     t.has_bid = fb_l3_best(book, FB_BID, &t.bid_price, &t.bid_qty)
-    t.has_ask = fb_l3_best(book, FB_ASK, &t.ask_price, &t.ask_qty)
+    t.has_ask = (t.has_bid or not both) and fb_l3_best(book, FB_ASK, &t.ask_price, &t.ask_qty)
     return t
 
 
@@ -499,14 +500,14 @@ cdef class OrderBook:
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
         _readable(self)
-        return spread_of(_bbo(&self._book))
+        return spread_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def mid(self):
         """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
         _readable(self)
-        return mid_of(_bbo(&self._book))
+        return mid_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -526,7 +527,7 @@ cdef class OrderBook:
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked)."""
         _readable(self)
-        return crossed(_bbo(&self._book))
+        return crossed(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
