@@ -36,15 +36,9 @@ if TYPE_CHECKING:
         parse_decimal,
     )
 else:
-    _impl = _select.load("_core", "_pycore", "core")
-
-    Book = _impl.Book
-    BID = _impl.BID
-    ASK = _impl.ASK
-    parse_decimal = _impl.parse_decimal
-    format_decimal = _impl.format_decimal
-    BYTES_PER_LEVEL = _impl.BYTES_PER_LEVEL
-    MAX_DECIMALS = _impl.MAX_DECIMALS
+    _select.export(globals(), "_core", "_pycore", "core", (
+        "ASK", "BID", "BYTES_PER_LEVEL", "MAX_DECIMALS", "Book", "format_decimal",
+        "parse_decimal"))
 
 #: True when the compiled Cython core is in use (what ``fastbook._select`` chose).
 COMPILED: bool = _select.compiled("_core")

@@ -17,10 +17,13 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memmove, memset
 
 from fastbook._edge cimport (
-    MAX_SCALE, as_i64, as_side, check_decimals, raise_read_only, side_message, top_array,
-    valid_side,
+    MAX_SCALE, as_capacity, as_i64, as_side, check_decimals, raise_read_only, side_message,
+    top_array, valid_side,
 )
 from fastbook._mem cimport grow_to
+from fastbook._reads cimport (
+    bbo_tuple, best_text, crossed, fb_bbo, level_or_none, mid_of, spread_of, top_rows,
+)
 from fastbook._search cimport lower_bound
 
 import numpy as np
@@ -1182,11 +1185,21 @@ cdef int book_writable(Book book) except -1:
 
 
 cdef object _best_level(Book book, int side):
-    cdef int64_t p, q
+    cdef int64_t p = 0, q = 0
+    cdef bint has
     _readable(book)
-    if fb_book_best(&book._book, side, &p, &q):
-        return (p, q)
-    return None
+    has = fb_book_best(&book._book, side, &p, &q)
+    return level_or_none(has, p, q)
+
+
+cdef inline fb_bbo _bbo(const fb_book *book, bint both=False) noexcept nogil:
+    # the best levels, for the builders of fastbook._reads (``both``: the ask only
+    # matters when there is a bid, as for spread, mid and is_crossed)
+    cdef fb_bbo t
+    t.bid_price = t.bid_qty = t.ask_price = t.ask_qty = 0    # (read only where has_*)
+    t.has_bid = fb_book_best(book, FB_BID, &t.bid_price, &t.bid_qty)
+    t.has_ask = (t.has_bid or not both) and fb_book_best(book, FB_ASK, &t.ask_price, &t.ask_qty)
+    return t
 
 
 @cython.final
@@ -1301,10 +1314,8 @@ cdef class Book:
         """Preallocate room for ``capacity`` levels on ``side``."""
         _readable(self)
         cdef int s = valid_side(side)
-        cdef int64_t cap = as_i64(capacity, "capacity")
-        if cap < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        if cap > _MAX_CAPACITY or fb_book_reserve(&self._book, s, <Py_ssize_t>cap) < 0:
+        cdef Py_ssize_t cap = as_capacity(capacity)
+        if cap > _MAX_CAPACITY or fb_book_reserve(&self._book, s, cap) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
     # -- updates -------------------------------------------------------------
@@ -1425,24 +1436,14 @@ cdef class Book:
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
         _readable(self)
-        cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
-        cdef bint hb = fb_book_best(&self._book, FB_BID, &bp, &bq)
-        cdef bint ha = fb_book_best(&self._book, FB_ASK, &ap, &aq)
-        if hb and ha:
-            return (bp, bq, ap, aq)
-        return (bp if hb else None, bq if hb else None,
-                ap if ha else None, aq if ha else None)
+        return bbo_tuple(_bbo(&self._book))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
-                fb_book_best(&self._book, FB_ASK, &ap, &aq):
-            return <object>ap - <object>bp
-        return None
+        return spread_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -1453,11 +1454,7 @@ cdef class Book:
         half a unit above this value.
         """
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        if fb_book_best(&self._book, FB_BID, &bp, &bq) and \
-                fb_book_best(&self._book, FB_ASK, &ap, &aq):
-            return (<object>ap + <object>bp) // 2
-        return None
+        return mid_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -1480,9 +1477,7 @@ cdef class Book:
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked): never valid for one venue."""
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        return bool(fb_book_best(&self._book, FB_BID, &bp, &bq)
-                    and fb_book_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
+        return crossed(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -1502,10 +1497,9 @@ cdef class Book:
             given it is filled and returned, and nothing is allocated.
         """
         _readable(self)
+        cdef Py_ssize_t count
         cdef cnp.ndarray a = top_array(n, out)
-        cdef int64_t *base
-        cdef Py_ssize_t count = cnp.PyArray_DIMS(a)[1]
-        base = <int64_t *>cnp.PyArray_DATA(a)
+        cdef int64_t *base = top_rows(a, &count)
         fb_book_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
         return a
 
@@ -1629,17 +1623,13 @@ cdef class Book:
 
     def __repr__(self):
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        bid = ask = "None"
-        if fb_book_best(&self._book, FB_BID, &bp, &bq):
-            bid = f"{self.format_price(bp)} x {self.format_qty(bq, strip=True)}"
-        if fb_book_best(&self._book, FB_ASK, &ap, &aq):
-            ask = f"{self.format_price(ap)} x {self.format_qty(aq, strip=True)}"
+        cdef fb_bbo t = _bbo(&self._book)
         return (f"<fastbook.Book price_decimals={self._book.price_decimals} "
                 f"qty_decimals={self._book.qty_decimals} "
                 f"bids={fb_book_depth(&self._book, FB_BID)} "
                 f"asks={fb_book_depth(&self._book, FB_ASK)} "
-                f"best_bid={bid} best_ask={ask}>")
+                f"best_bid={best_text(self, t.has_bid, t.bid_price, t.bid_qty)} "
+                f"best_ask={best_text(self, t.has_ask, t.ask_price, t.ask_qty)}>")
 
 
 cdef inline Py_ssize_t _window_nbytes(Py_ssize_t slots) noexcept nogil:

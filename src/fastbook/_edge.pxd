@@ -135,6 +135,14 @@ cdef inline int check_decimals(object decimals, str name) except -1:
     return 0
 
 
+cdef inline Py_ssize_t as_capacity(object capacity) except -1:
+    """The argument of a book's ``reserve`` / ``reserve_orders``: ValueError below 0."""
+    cdef int64_t cap = as_i64(capacity, "capacity")
+    if cap < 0:
+        raise ValueError(f"capacity must be >= 0, got {capacity}")
+    return <Py_ssize_t>cap
+
+
 cdef inline cnp.ndarray top_array(object n, object out):
     """The ``(4, n)`` int64 array a book's ``top(n, out=None)`` fills.
 

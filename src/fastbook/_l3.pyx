@@ -25,10 +25,14 @@ from libc.string cimport memcpy, memset  # no-cython-lint
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject  # no-cython-lint
 
 from fastbook._edge cimport (  # no-cython-lint
-    as_i64, as_side, as_u64, check_decimals, raise_read_only,  # no-cython-lint
+    as_capacity, as_i64, as_side, as_u64, check_decimals, raise_read_only,  # no-cython-lint
     side_message, top_array, valid_side,  # no-cython-lint
 )
 from fastbook._mem cimport grow_to  # no-cython-lint
+from fastbook._reads cimport (  # no-cython-lint
+    bbo_tuple, best_text, crossed, fb_bbo, level_or_none, mid_of, spread_of,  # no-cython-lint
+    top_rows,  # no-cython-lint
+)
 from fastbook._search cimport TOP_WINDOW, lower_bound  # no-cython-lint
 from fastbook._core cimport (  # no-cython-lint
     Book, _Guard, fb_book, fb_book_best, fb_book_clear,  # no-cython-lint

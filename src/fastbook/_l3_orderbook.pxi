@@ -82,11 +82,21 @@ cdef int _refuse_update(OrderBook book) except -1:
 
 
 cdef object _best_level(OrderBook book, int side):
-    cdef int64_t p, q
+    cdef int64_t p = 0, q = 0
+    cdef bint has
     _readable(book)
-    if fb_l3_best(&book._book, side, &p, &q):
-        return (p, q)
-    return None
+    has = fb_l3_best(&book._book, side, &p, &q)
+    return level_or_none(has, p, q)
+
+
+cdef inline fb_bbo _bbo(const fb_l3book *book, bint both=False) noexcept nogil:
+    # the best levels, for the builders of fastbook._reads (``both``: the ask only
+    # matters when there is a bid, as for spread, mid and is_crossed)
+    cdef fb_bbo t
+    t.bid_price = t.bid_qty = t.ask_price = t.ask_qty = 0    # (read only where has_*)
+    t.has_bid = fb_l3_best(book, FB_BID, &t.bid_price, &t.bid_qty)
+    t.has_ask = (t.has_bid or not both) and fb_l3_best(book, FB_ASK, &t.ask_price, &t.ask_qty)
+    return t
 
 
 cdef inline object _take_call(OrderBook self, object order_id, object qty, object side,
@@ -454,19 +464,14 @@ cdef class OrderBook:
         """Preallocate room for ``capacity`` levels on ``side``."""
         _readable(self)
         cdef int sd = valid_side(side)
-        cdef int64_t cap = as_i64(capacity, "capacity")
-        if cap < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        if cap > _MAX_LEVELS or fb_l3_reserve_levels(&self._book, sd, <Py_ssize_t>cap) < 0:
+        cdef Py_ssize_t cap = as_capacity(capacity)
+        if cap > _MAX_LEVELS or fb_l3_reserve_levels(&self._book, sd, cap) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} levels")
 
     def reserve_orders(self, capacity, /):
         """Preallocate room for ``capacity`` live orders (exactly; the table to match)."""
         _readable(self)
-        cdef int64_t cap = as_i64(capacity, "capacity")
-        if cap < 0:
-            raise ValueError(f"capacity must be >= 0, got {capacity}")
-        if fb_l3_reserve_orders(&self._book, <Py_ssize_t>cap) < 0:
+        if fb_l3_reserve_orders(&self._book, as_capacity(capacity)) < 0:
             raise MemoryError(f"fastbook: cannot allocate {capacity} orders "
                               f"(at most {_MAX_ORDERS})")
 
@@ -488,35 +493,21 @@ cdef class OrderBook:
     def bbo(self):
         """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
         _readable(self)
-        cdef int64_t bp = 0, bq = 0, ap = 0, aq = 0
-        cdef bint hb = fb_l3_best(&self._book, FB_BID, &bp, &bq)
-        cdef bint ha = fb_l3_best(&self._book, FB_ASK, &ap, &aq)
-        if hb and ha:
-            return (bp, bq, ap, aq)
-        return (bp if hb else None, bq if hb else None,
-                ap if ha else None, aq if ha else None)
+        return bbo_tuple(_bbo(&self._book))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def spread(self):
         """Best ask minus best bid (an int), or None when a side is empty."""
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
-                fb_l3_best(&self._book, FB_ASK, &ap, &aq):
-            return <object>ap - <object>bp
-        return None
+        return spread_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def mid(self):
         """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        if fb_l3_best(&self._book, FB_BID, &bp, &bq) and \
-                fb_l3_best(&self._book, FB_ASK, &ap, &aq):
-            return (<object>ap + <object>bp) // 2
-        return None
+        return mid_of(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -536,9 +527,7 @@ cdef class OrderBook:
     def is_crossed(self):
         """True when best bid >= best ask (crossed or locked)."""
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        return bool(fb_l3_best(&self._book, FB_BID, &bp, &bq)
-                    and fb_l3_best(&self._book, FB_ASK, &ap, &aq) and bp >= ap)
+        return crossed(_bbo(&self._book, True))
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
@@ -550,10 +539,9 @@ cdef class OrderBook:
         array) is filled and returned without allocating.
         """
         _readable(self)
+        cdef Py_ssize_t count
         cdef cnp.ndarray a = top_array(n, out)
-        cdef int64_t *base
-        cdef Py_ssize_t count = cnp.PyArray_DIMS(a)[1]
-        base = <int64_t *>cnp.PyArray_DATA(a)
+        cdef int64_t *base = top_rows(a, &count)
         fb_l3_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
         return a
 
@@ -606,13 +594,9 @@ cdef class OrderBook:
 
     def __repr__(self):
         _readable(self)
-        cdef int64_t bp, bq, ap, aq
-        bid = ask = "None"
-        if fb_l3_best(&self._book, FB_BID, &bp, &bq):
-            bid = f"{self.format_price(bp)} x {self.format_qty(bq, strip=True)}"
-        if fb_l3_best(&self._book, FB_ASK, &ap, &aq):
-            ask = f"{self.format_price(ap)} x {self.format_qty(aq, strip=True)}"
+        cdef fb_bbo t = _bbo(&self._book)
         return (f"<fastbook.OrderBook price_decimals={self._book.price_decimals} "
                 f"qty_decimals={self._book.qty_decimals} orders={self._book.order_count} "
                 f"bids={self._book.sides[0].count} asks={self._book.sides[1].count} "
-                f"best_bid={bid} best_ask={ask}>")
+                f"best_bid={best_text(self, t.has_bid, t.bid_price, t.bid_qty)} "
+                f"best_ask={best_text(self, t.has_ask, t.ask_price, t.ask_qty)}>")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from collections.abc import Iterable, MutableMapping
 from types import ModuleType
 
 #: What ``load`` chose, by compiled module name: True for the compiled module.
@@ -22,7 +23,7 @@ def no_extensions() -> bool:
     return os.environ.get("FASTBOOK_NO_EXTENSIONS", "") not in ("", "0")
 
 
-def load(compiled: str, twin: str, what: str) -> ModuleType:
+def load(compiled: str, twin: str, what: str, *, stacklevel: int = 3) -> ModuleType:
     """Import ``fastbook.<compiled>``, or ``fastbook.<twin>`` instead.
 
     The twin is used when ``FASTBOOK_NO_EXTENSIONS`` is set to anything but
@@ -40,12 +41,26 @@ def load(compiled: str, twin: str, what: str) -> ModuleType:
             f"fastbook: the compiled {what} could not be imported ({exc}); using the slow "
             "pure-Python twin. Reinstall with a C compiler available to get the fast core.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         module = importlib.import_module(f"fastbook.{twin}")
         _CHOSEN[compiled] = False
         return module
     _CHOSEN[compiled] = True
+    return module
+
+
+def export(namespace: MutableMapping[str, object], compiled: str, twin: str, what: str,
+           names: Iterable[str]) -> ModuleType:
+    """``load``, then bind each of ``names`` in ``namespace`` to the chosen module's.
+
+    The run-time half of a public module's re-export (``fastbook``, ``fastbook.l3``):
+    its ``TYPE_CHECKING`` half imports the same names from the compiled module, so
+    type checkers read that module's stubs.
+    """
+    module = load(compiled, twin, what, stacklevel=4)
+    for name in names:
+        namespace[name] = getattr(module, name)
     return module
 
 

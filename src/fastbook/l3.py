@@ -30,19 +30,11 @@ if TYPE_CHECKING:
         OrderBook,
     )
 else:
-    _impl = _select.load("_l3", "_pyl3", "L3 book")
-
-    OrderBook = _impl.OrderBook
-    BookSet = _impl.BookSet
-    #: Bytes per order slot (record, side byte and hash slots); see ``OrderBook.nbytes``.
-    BYTES_PER_ORDER = _impl.BYTES_PER_ORDER
-    #: Bytes per allocated level slot of an L3 book.
-    BYTES_PER_LEVEL = _impl.BYTES_PER_LEVEL
-    #: Names of the error kinds counted by ``OrderBook(on_error="skip")``.
-    ERROR_KINDS = _impl.ERROR_KINDS
-    #: Error kinds counted by ``BookSet(on_error="skip")``: the books' kinds and
-    #: "bad_instrument".
-    BOOKSET_ERROR_KINDS = _impl.BOOKSET_ERROR_KINDS
+    # (the constants are described in _l3.pyi: BYTES_PER_ORDER and BYTES_PER_LEVEL per
+    # order slot and level slot, ERROR_KINDS and BOOKSET_ERROR_KINDS the skip counters)
+    _select.export(globals(), "_l3", "_pyl3", "L3 book", (
+        "BOOKSET_ERROR_KINDS", "BYTES_PER_LEVEL", "BYTES_PER_ORDER", "ERROR_KINDS", "BookSet",
+        "OrderBook"))
 
 #: True when the compiled L3 book is in use (what ``fastbook._select`` chose).
 COMPILED: bool = _select.compiled("_l3")

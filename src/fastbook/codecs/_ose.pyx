@@ -197,11 +197,19 @@ cdef inline uint16_t _trade_flags(uint8_t cross, uint8_t printable) noexcept nog
             | (FB_FLAG_NON_PRINTABLE if printable == b'N' else 0))
 
 
-cdef inline void _resting_order(fb_event *e, const uint8_t *msg, uint32_t *position) noexcept nogil:
+cdef inline void _set(fb_event *e, int action, uint16_t flags, int64_t price, int64_t qty,
+                      uint64_t order_id) noexcept nogil:
+    e.action = <uint8_t>action
+    e.flags = flags
+    e.price = price
+    e.qty = qty
+    e.order_id = order_id
+
+
+cdef inline void _resting_order(fb_event *e, int action, uint16_t flags, const uint8_t *msg,
+                                uint32_t *position) noexcept nogil:
     # A, F and U: the order's price, quantity, id and place in its queue
-    e.price = <int32_t>_be32(msg + 30)
-    e.qty = <int64_t>_be64(msg + 22)
-    e.order_id = _be64(msg + 5)
+    _set(e, action, flags, <int32_t>_be32(msg + 30), <int64_t>_be64(msg + 22), _be64(msg + 5))
     position[0] = _be32(msg + 18)
 
 
@@ -215,45 +223,23 @@ cdef inline void _emit(fb_event *e, const uint8_t *msg, uint8_t t, int64_t ts,
     e.sequence = sequence
     position[0] = 0
     if t == b'A' or t == b'F':
-        e.action = FB_ADD
-        e.flags = 0
-        _resting_order(e, msg, position)
+        _resting_order(e, FB_ADD, 0, msg, position)
     elif t == b'D':
-        e.action = FB_DELETE
-        e.flags = 0
-        e.price = 0
-        e.qty = 0
-        e.order_id = _be64(msg + 5)
+        _set(e, FB_DELETE, 0, 0, 0, _be64(msg + 5))
     elif t == b'U':
-        e.action = FB_REPLACE
-        e.flags = FB_FLAG_KEEP_PRIORITY
-        _resting_order(e, msg, position)
+        _resting_order(e, FB_REPLACE, FB_FLAG_KEEP_PRIORITY, msg, position)
         e.new_order_id = e.order_id
     elif t == b'E':
-        e.action = FB_EXECUTE
-        e.flags = 0
-        e.price = 0
-        e.qty = <int64_t>_be64(msg + 18)
-        e.order_id = _be64(msg + 5)
+        _set(e, FB_EXECUTE, 0, 0, <int64_t>_be64(msg + 18), _be64(msg + 5))
     elif t == b'C':
-        e.action = FB_EXECUTE
-        e.flags = _trade_flags(msg[56], msg[57])
-        e.price = <int32_t>_be32(msg + 52)
-        e.qty = <int64_t>_be64(msg + 18)
-        e.order_id = _be64(msg + 5)
+        _set(e, FB_EXECUTE, _trade_flags(msg[56], msg[57]), <int32_t>_be32(msg + 52),
+             <int64_t>_be64(msg + 18), _be64(msg + 5))
     elif t == b'P':
-        e.action = FB_TRADE
-        e.flags = _trade_flags(msg[49], msg[48])
-        e.price = <int32_t>_be32(msg + 30)
-        e.qty = <int64_t>_be64(msg + 18)
-        e.order_id = 0
+        _set(e, FB_TRADE, _trade_flags(msg[49], msg[48]), <int32_t>_be32(msg + 30),
+             <int64_t>_be64(msg + 18), 0)
     else:   # O
-        e.action = FB_STATUS
         e.side = 0
-        e.flags = _state_flags(msg + 9)
-        e.price = 0
-        e.qty = 0
-        e.order_id = 0
+        _set(e, FB_STATUS, _state_flags(msg + 9), 0, 0, 0)
 
 
 cdef inline void _equilibrium(_state *st, const uint8_t *msg, int64_t ts,
