@@ -72,7 +72,7 @@ SHORT_ROUNDS = max(ROUNDS, 7)
 BATCH = itch50.BATCH_EVENTS
 #: Chunk size of the peak-memory runs.
 MEMORY_CHUNK = 1 << 20
-#: The issue's memory target: chunk + book state + at most this much.
+#: The memory goal: chunk + book state + at most this much.
 MEMORY_ALLOWANCE = 100 << 20
 #: The gzip replay's target, as a multiple of decompressing alone.
 GZIP_TARGET = 1.15

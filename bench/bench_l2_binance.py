@@ -17,7 +17,7 @@ setup). Beside it, in the same run, the **stdlib baseline**: ``json.loads`` +
 ``fastbook.parse_decimal`` + ``Book.set`` per level, with no sync logic at all.
 Every pass checks its final book against the baseline's, so the smoke run is a
 correctness run. Nothing asserts a timing; the summary prints msgs/s, ns/msg
-and the ratio to the baseline measured in this run, with the issue's target
+and the ratio to the baseline measured in this run, with the goal
 (Binance 20 levels: at least 400,000 msgs/s) shown, never asserted.
 
 Settings (environment variables): ``FASTBOOK_BENCH_L2FEED_MESSAGES`` (Binance
@@ -43,7 +43,7 @@ MESSAGES = int(os.environ.get("FASTBOOK_BENCH_L2FEED_MESSAGES", 20_000))
 ROUNDS = int(os.environ.get("FASTBOOK_BENCH_L2FEED_ROUNDS", 7))
 #: Messages given to the slow passes (pure-Python twin, stdlib baseline).
 SLOW_MESSAGES = min(MESSAGES, 5_000)
-#: The issue's target for a 20-level Binance depth update, decode + exact parse + apply.
+#: The goal for a 20-level Binance depth update, decode + exact parse + apply.
 TARGET_MSGS_PER_S = 400_000
 COINBASE = Path(__file__).resolve().parent.parent / "tests" / "data" / "l2" / "cryptofeed" / \
     "COINBASE.ws.28.0.gz"
@@ -241,7 +241,7 @@ def _check_binance(feed: Any, n: int, final: list[Any]) -> None:
 
 
 def test_binance_feed(benchmark: Any, bwork: BinanceWork) -> None:
-    """BinanceSpot.feed, compiled kernel: the issue's 20-level target."""
+    """BinanceSpot.feed, compiled kernel: the 20-level target."""
     made: list[Any] = []
     benchmark.pedantic(lambda feed: run_feed(feed, bwork.messages),
                        setup=_synced_binance(bwork, "auto", made), rounds=ROUNDS,

@@ -21,7 +21,7 @@ a correctness run. Beside each, in the same run:
 * **json.loads alone**: the floor of any path through the standard library's JSON.
 
 The checksum rows time one call on a warm book: Kraken's top-10 checksum (the
-issue's target: at most 2 us) with the compiled kernel and with its pure-Python
+goal: at most 2 us) with the compiled kernel and with its pure-Python
 twin, and OKX's top-25 one. Nothing asserts a timing; the summary prints the
 figures and ratios measured in this run.
 """
@@ -55,7 +55,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "l2"
 ROUNDS = 7
 #: Calls per round of the checksum microbenchmarks.
 CHECKSUM_CALLS = 20_000
-#: The issue's target for one top-10 Kraken checksum verification.
+#: The goal for one top-10 Kraken checksum verification.
 CHECKSUM_TARGET_US = 2.0
 
 pytestmark = pytest.mark.benchmark(disable_gc=True, group="l2-kraken-okx")

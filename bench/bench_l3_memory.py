@@ -1,6 +1,6 @@
 """Memory of live orders: one L3 book holding 10 million live orders.
 
-The issue's target is at most 48 bytes per live order on top of level storage.
+The goal is at most 48 bytes per live order on top of level storage.
 The figure is measured twice: from the book's own accounting (``nbytes`` minus
 the allocated level slots) and from the process's resident memory (peak RSS
 growth while the orders are added, in a fresh subprocess so nothing else is

@@ -18,7 +18,7 @@ same run), written once into a cache directory and reused. Settings:
 Every pass checks its result against a reference computed once by plain dicts
 (order count, best bid and ask per book). Nothing asserts a timing: the summary
 shows messages/s and the ratio to the ITCH 5.0 replay of the same run, with the
-issue's target (10 M msgs/s decode + apply from an uncompressed file) shown,
+goal (10 M msgs/s decode + apply from an uncompressed file) shown,
 never asserted.
 """
 
@@ -49,7 +49,7 @@ CSV_MESSAGES = int(os.environ.get("FASTBOOK_BENCH_OSE_CSV_MESSAGES", 200_000))
 PY_MESSAGES = int(os.environ.get("FASTBOOK_BENCH_OSE_PY_MESSAGES", 100_000))
 SEED = int(os.environ.get("FASTBOOK_BENCH_OSE_SEED", 20240607))
 ROUNDS = int(os.environ.get("FASTBOOK_BENCH_OSE_ROUNDS", 3))
-TARGET = 10e6       # msgs/s, decode + apply from an uncompressed file (the issue's target)
+TARGET = 10e6       # msgs/s, decode + apply from an uncompressed file (the goal)
 
 pytestmark = pytest.mark.benchmark(disable_gc=True, group="ose")
 

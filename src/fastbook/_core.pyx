@@ -5,7 +5,7 @@ State lives in C structs (see ``_core.pxd``) and is changed by free ``nogil``
 functions that report failure with negative status codes; the ``Book`` class
 owns the struct, validates at the Python edge and turns codes into exceptions.
 The pure-Python twin in ``fastbook._pycore`` defines the behaviour this module
-must match exactly (``tests/test_differential.py``).
+must match exactly (``tests/core/test_differential.py``).
 """
 
 cimport cython

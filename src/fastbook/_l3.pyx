@@ -8,8 +8,8 @@ turns codes into ``UpdateError`` (or counts them, with ``on_error="skip"``).
 ``BookSet.apply`` routes a whole ``fastbook.events`` array to its books in one
 ``nogil`` loop (``fb_bookset_apply``); in raise mode an undo journal makes each
 batch all-or-nothing. The pure-Python twin in ``fastbook._pyl3`` defines the
-behaviour this module must match exactly (``tests/test_l3_differential.py``,
-``tests/test_bookset.py``).
+behaviour this module must match exactly (``tests/l3/test_l3_differential.py``,
+``tests/l3/test_bookset.py``).
 """
 
 # The names below are used by the included files (cython-lint reads this file alone,

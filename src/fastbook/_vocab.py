@@ -4,7 +4,7 @@ Every Python module takes these names from here (the public homes re-export
 them: ``fastbook.BID``/``fastbook.ASK`` and ``fastbook.events.Action``/``Flags``).
 The compiled cores define the same values in C (``FB_BID``/``FB_ASK`` in
 ``_core.pxd``, the ``FB_*`` action and flag codes in ``_l3.pxd``);
-``tests/test_vocabulary.py`` checks that the two agree.
+``tests/package/test_vocabulary.py`` checks that the two agree.
 
 This is a leaf module (nothing but :mod:`enum`) so that the twins, the codecs
 and :mod:`fastbook.events` can all import it without import cycles and without

@@ -7,7 +7,7 @@ straight into a caller's array in one ``nogil`` loop: no Python object per
 message. The behaviour is fixed by the decode_chunk contract (message layouts:
 ``specs/itch.md`` section 1); the pure-Python twin
 ``fastbook.codecs._pyitch50.decode_chunk`` implements the same contract and
-the two are compared output for output (``tests/test_itch50_diff.py``).
+the two are compared output for output (``tests/itch/test_itch50_diff.py``).
 
 Dispatch is by table, not by branch: each type byte indexes a length table
 (0 = unknown type) and an emit spec saying where its fields are. Every event

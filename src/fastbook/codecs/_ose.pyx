@@ -6,7 +6,7 @@ in place, and writes ``fastbook.events.EVENT_DTYPE`` records straight into a
 caller's array in one ``nogil`` loop: no Python object per message. The
 behaviour is fixed by the contract written out in the pure-Python twin
 ``fastbook.codecs._pyose.decode_chunk``; the two are compared output for output
-(``tests/test_ose_diff.py``).
+(``tests/ose/test_ose_diff.py``).
 
 Unlike NASDAQ ITCH 5.0 there is no common header: times are a ``T`` seconds
 message plus 4-byte nanoseconds in every other message (state carried in the

@@ -14,7 +14,7 @@ of their book messages with a :class:`Schema` and read them through a
 The compiled scanner handles the common case itself and hands anything else
 (escapes, non-ASCII, duplicate keys, fields in an order it does not expect,
 every kind of bad input) to this twin, so for *any* input both give the same
-status, fields, levels and error text; ``tests/test_l2json.py`` checks that.
+status, fields, levels and error text; ``tests/l2feeds/test_l2json.py`` checks that.
 
 The contract of ``scan(message, symbol=None)``, in the order the checks are made:
 
