@@ -199,3 +199,26 @@ def test_compiled_methods_keep_the_twins_signatures(compiled, twin):
     assert len(names) >= 4
     for name in names:
         assert params(getattr(fast, name)) == params(getattr(slow, name)), name
+
+
+@pytest.mark.skipif(NO_EXT, reason="compares the compiled kernels with the twins")
+@pytest.mark.parametrize("compiled, twin, names", [
+    ("fastbook.codecs._itch50", "fastbook.codecs._pyitch50", ["decode_chunk"]),
+    ("fastbook.codecs._ose", "fastbook.codecs._pyose", ["decode_chunk"]),
+    ("fastbook.codecs._checksum", "fastbook.codecs._pychecksum",
+     ["crc32", "kraken_text", "kraken_checksum", "okx_text", "okx_checksum", "truncate",
+      "parse_levels", "set_levels"]),
+])
+def test_compiled_kernels_keep_the_twins_signatures(compiled, twin, names):
+    # the codec kernels' module-level entry points: the same names, kinds (positional-only
+    # data, keyword-only options) and defaults in both
+    import importlib
+    import inspect
+
+    def params(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    fast, slow = importlib.import_module(compiled), importlib.import_module(twin)
+    assert fast.COMPILED
+    for name in names:
+        assert params(getattr(fast, name)) == params(getattr(slow, name)), name
