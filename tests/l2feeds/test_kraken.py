@@ -399,7 +399,7 @@ def test_v1_exchange_and_receive_times() -> None:
     messages = sdk_v1_messages()
     feed = KrakenV1(record=True)
     for i, raw in enumerate(messages[:6]):
-        feed.feed(raw, recv_ns=1000 + i)
+        feed.feed(raw, 1000 + i)
     ev = feed.take_events()
     snap = json.loads(messages[3])
     newest = max(Decimal(lv[2]) for lv in snap[1]["as"] + snap[1]["bs"])

@@ -199,3 +199,55 @@ def test_compiled_methods_keep_the_twins_signatures(compiled, twin):
     assert len(names) >= 4
     for name in names:
         assert params(getattr(fast, name)) == params(getattr(slow, name)), name
+
+
+@pytest.mark.skipif(NO_EXT, reason="compares the compiled kernels with the twins")
+@pytest.mark.parametrize("compiled, twin, names", [
+    ("fastbook.codecs._itch50", "fastbook.codecs._pyitch50", ["decode_chunk"]),
+    ("fastbook.codecs._ose", "fastbook.codecs._pyose", ["decode_chunk"]),
+    ("fastbook.codecs._checksum", "fastbook.codecs._pychecksum",
+     ["crc32", "kraken_text", "kraken_checksum", "okx_text", "okx_checksum", "truncate",
+      "parse_levels", "set_levels"]),
+])
+def test_compiled_kernels_keep_the_twins_signatures(compiled, twin, names):
+    # the codec kernels' module-level entry points: the same names, kinds (positional-only
+    # data, keyword-only options) and defaults in both
+    import importlib
+    import inspect
+
+    def params(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    fast, slow = importlib.import_module(compiled), importlib.import_module(twin)
+    assert fast.COMPILED
+    for name in names:
+        assert params(getattr(fast, name)) == params(getattr(slow, name)), name
+
+
+def test_codec_entry_points_take_their_data_positionally():
+    # msgspec's shape: the data positional-only, options keyword-only
+    import inspect
+
+    from fastbook.codecs import binance, bybit, coinbase, itch50, jpx_csv, kraken, okx, ose_itch
+    from fastbook.codecs._l2feed import L2Feed
+
+    def kinds(fn):
+        return [(p.name, p.kind.name) for p in list(inspect.signature(fn).parameters.values())[1:]]
+
+    pos = "POSITIONAL_ONLY"
+    feeds = [L2Feed] + [v for m in (binance, bybit, coinbase, kraken, okx)
+                        for v in vars(m).values() if isinstance(v, type)
+                        and issubclass(v, L2Feed) and v.__module__ == m.__name__]
+    assert len(feeds) >= 9
+    for cls in feeds:
+        want = [("message", pos), ("recv_ns", pos)]
+        if cls is coinbase.CoinbaseAdvanced:
+            want.append(("connection", "KEYWORD_ONLY"))
+        assert kinds(cls.feed) == want, cls
+        assert kinds(cls.snapshot) == [("native", pos), *want[:2]], cls
+    for dec in (itch50.Decoder, ose_itch.Decoder, jpx_csv.Decoder):
+        assert kinds(dec.feed) == [("chunk", pos)], dec
+    with pytest.raises(TypeError, match="positional"):
+        coinbase.CoinbaseAdvanced().feed(message=b"{}")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="positional"):
+        coinbase.CoinbaseAdvanced().feed(b"{}", 0, 1)  # type: ignore[misc]

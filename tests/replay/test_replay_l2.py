@@ -40,7 +40,7 @@ class ToyFeed(L2Feed):
     venue = "toy"
     default_decimals = (2, 3)
 
-    def feed(self, message, recv_ns=0):
+    def feed(self, message, recv_ns=0, /):
         msg = json.loads(message)
         if msg.get("type") == "heartbeat":
             self.counts_total["ignored"] += 1
@@ -96,7 +96,7 @@ class ToyFeed(L2Feed):
         s.state = SyncState.BUFFERING
         return [Notice("request_snapshot", self.venue, s.native)]
 
-    def snapshot(self, native, message, recv_ns=0):
+    def snapshot(self, native, message, recv_ns=0, /):
         snap = json.loads(message)
         s = self._sym(native)
         s.book.clear()

@@ -115,7 +115,7 @@ class FramedDecoder:
         """Messages of types this codec does not know (skipped by length)."""
         return sum(n for t, n in self.counts().items() if t not in self._MESSAGE_LENGTHS)
 
-    def feed(self, chunk: Any) -> Iterator[np.ndarray]:
+    def feed(self, chunk: Any, /) -> Iterator[np.ndarray]:
         """Decode ``chunk`` (bytes-like), yielding event batches to apply in order.
 
         Bytes of an incomplete trailing frame are kept for the next call.

@@ -18,6 +18,7 @@ def decode_chunk(
     framing: SupportsIndex,
     events: npt.NDArray[np.void],
     counts: npt.NDArray[np.uint64],
+    /,
     *,
     locate_map: npt.NDArray[np.int32] | None = None,
     directory: npt.NDArray[np.int64] | None = None,

@@ -386,7 +386,7 @@ cdef cnp.ndarray _array(object value, str what, object dtype, str hint, bint wri
     return a
 
 
-def decode_chunk(buf, pos, framing, events, counts, *, locate_map=None, directory=None,
+def decode_chunk(buf, pos, framing, events, counts, /, *, locate_map=None, directory=None,
                  seq=0, final=False, mold_next=-1):
     """Decode framed ITCH 5.0 messages from ``buf[pos:]`` into ``events``.
 

@@ -349,11 +349,11 @@ class L2Feed:
 
     # --- the subclass API --------------------------------------------------
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one raw websocket message and act on it; return the notices."""
         raise NotImplementedError
 
-    def snapshot(self, native: str, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def snapshot(self, native: str, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Hand over a REST snapshot body for ``native`` (venues with REST snapshots)."""
         raise FeedError("this venue's snapshots arrive in the stream; there is no REST step",
                         venue=self.venue, symbol=native)

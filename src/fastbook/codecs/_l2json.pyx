@@ -722,7 +722,7 @@ cdef class Scanner:
 
     # --- registration --------------------------------------------------------
 
-    def register(self, symbol, book, target=None):
+    def register(self, symbol, book, /, target=None):
         """Parse ``symbol``'s levels at ``book``'s scales and return ``target`` with them.
 
         ``book`` must be a compiled ``fastbook.Book`` (or None: the symbol is then
@@ -762,7 +762,7 @@ cdef class Scanner:
         self._kl[idx] = PyBytes_GET_SIZE(key)
         self._bookp[idx] = &(<Book>book)._book if book is not None else NULL
 
-    def registered(self, symbol):
+    def registered(self, symbol, /):
         return symbol in self._by_name
 
     cdef bint _grow_reg(self, int cap) noexcept:
@@ -1065,7 +1065,7 @@ cdef class Scanner:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def scan(self, message, symbol=None):
+    def scan(self, message, /, symbol=None):
         """Read one message; return (and set ``status``) OK/OTHER/UNKNOWN/IGNORED/ERROR."""
         return self._scan(message, symbol)
 
@@ -1120,7 +1120,7 @@ cdef class Scanner:
 
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
-    def read(self, message, symbol=None):
+    def read(self, message, /, symbol=None):
         """``scan``, and for an ``OK`` one the tuple ``(target, n, *ints)``; else None.
 
         The venue codecs' hot path: one call instead of ``scan`` plus attribute reads.

@@ -18,6 +18,7 @@ def decode_chunk(
     framing: SupportsIndex,
     events: npt.NDArray[np.void],
     counts: npt.NDArray[np.uint64],
+    /,
     *,
     state: npt.NDArray[np.int64] | None = None,
     book_map: npt.NDArray[np.uint64] | None = None,

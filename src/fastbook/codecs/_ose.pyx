@@ -399,7 +399,7 @@ cdef cnp.ndarray _array(object value, str what, object dtype, str hint, bint wri
     return a
 
 
-def decode_chunk(buf, pos, framing, events, counts, *, state=None, book_map=None,
+def decode_chunk(buf, pos, framing, events, counts, /, *, state=None, book_map=None,
                  directory=None, positions=None, equilibrium=None, invalid=None, seq=0,
                  final=False):
     """Decode framed OSE ITCH messages from ``buf[pos:]`` into ``events``.

@@ -479,7 +479,7 @@ def _alpha(raw: bytes, field: str, type_char: str) -> str:
             from None
 
 
-def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = False) -> Any:
+def parse_message(msg: bytes | bytearray | memoryview, /, *, allow_unknown: bool = False) -> Any:
     """Parse one ITCH 5.0 message (type byte first, no length prefix) into its NamedTuple.
 
     Parameters
@@ -521,7 +521,7 @@ def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = 
     return cls(type_char, values[1], values[2], (values[3] << 32) | values[4], *values[5:])
 
 
-def stock_directory(msg: Any) -> dict[str, Any]:
+def stock_directory(msg: Any, /) -> dict[str, Any]:
     """The instrument attributes of an ``R`` (stock directory) message, as a plain dict.
 
     Parameters
@@ -654,7 +654,7 @@ def _next_expected(unit: _Unit) -> int:
     return unit.mold_sequence + unit.mold_count
 
 
-def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
+def iter_messages(buf: Any, /, framing: int = FRAMING_BINARYFILE, *,
                   start: int = 0) -> Iterator[tuple[int, int, Any]]:
     """Walk every ITCH message of a buffer, for exploration and debugging.
 
@@ -777,7 +777,7 @@ def _event_for(buf: memoryview, off: int, type_byte: int) -> tuple[int, int, int
     return None
 
 
-def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
+def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, /, *,
                  locate_map: Any = None, directory: Any = None, seq: int = 0,
                  final: bool = False, mold_next: int = -1) -> tuple[int, int, int, int, int]:
     """Decode ITCH 5.0 messages from ``buf[pos:]`` into normalized events (the reference).

@@ -16,7 +16,7 @@ The compiled scanner handles the common case itself and hands anything else
 every kind of bad input) to this twin, so for *any* input both give the same
 status, fields, levels and error text; ``tests/l2feeds/test_l2json.py`` checks that.
 
-The contract of ``scan(message, symbol=None)``, in the order the checks are made:
+The contract of ``scan(message, /, symbol=None)``, in the order the checks are made:
 
 1. ``message`` (bytes, bytearray, memoryview or str) must be valid JSON whose
    top level is an object; else ``ERROR``.
@@ -153,7 +153,7 @@ class Scanner:
 
     # -- registration -----------------------------------------------------------
 
-    def register(self, symbol: str, book: Any, target: Any = None) -> None:
+    def register(self, symbol: str, book: Any, /, target: Any = None) -> None:
         """Parse ``symbol``'s levels at ``book``'s scales and return ``target`` with them."""
         if not isinstance(symbol, str):
             raise TypeError(f"symbol must be a str, got {type(symbol).__name__}")
@@ -162,7 +162,7 @@ class Scanner:
         self._registry[symbol] = (book, target)
         self._applied.setdefault(symbol, [0, 0])
 
-    def registered(self, symbol: str) -> bool:
+    def registered(self, symbol: str, /) -> bool:
         return symbol in self._registry
 
     # -- results ------------------------------------------------------------------
@@ -217,7 +217,7 @@ class Scanner:
 
     # -- the scan -----------------------------------------------------------------
 
-    def scan(self, message: Any, symbol: str | None = None) -> int:
+    def scan(self, message: Any, /, symbol: str | None = None) -> int:
         """Read one message; return (and set :attr:`status`) OK/OTHER/UNKNOWN/IGNORED/ERROR."""
         self._clear()
         self.slow += 1
@@ -230,7 +230,7 @@ class Scanner:
             self._sides, self._prices, self._qtys, self.n = [], [], [], 0
         return self.status
 
-    def read(self, message: Any, symbol: str | None = None) -> tuple[Any, ...] | None:
+    def read(self, message: Any, /, symbol: str | None = None) -> tuple[Any, ...] | None:
         """``scan``, and for an ``OK`` one the tuple ``(target, n, *ints)``; else None."""
         if self.scan(message, symbol) != OK:
             return None

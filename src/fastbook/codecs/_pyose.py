@@ -327,7 +327,7 @@ def _alpha(raw: bytes, field: str, type_char: str, strict: bool = True) -> str:
                           f"{raw!r}") from None
 
 
-def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = False,
+def parse_message(msg: bytes | bytearray | memoryview, /, *, allow_unknown: bool = False,
                   strict: bool = True) -> Any:
     """Parse one OSE ITCH message (type byte first, no length prefix) into its NamedTuple.
 
@@ -359,7 +359,7 @@ def parse_message(msg: bytes | bytearray | memoryview, *, allow_unknown: bool = 
     return cls(*fields)
 
 
-def order_book_directory(msg: Any) -> dict[str, Any]:
+def order_book_directory(msg: Any, /) -> dict[str, Any]:
     """The attributes of an ``R`` (order book directory) message as a plain dict.
 
     Keys: ``order_book_id``, ``symbol``, ``long_name``, ``isin``,
@@ -469,7 +469,7 @@ def new_state() -> np.ndarray:
 
 # -- framing ------------------------------------------------------------------------------------
 
-def iter_messages(buf: Any, framing: int = FRAMING_BINARYFILE, *,
+def iter_messages(buf: Any, /, framing: int = FRAMING_BINARYFILE, *,
                   start: int = 0) -> Iterator[tuple[int, int, int, Any]]:
     """Walk every message of a buffer, for exploration and debugging.
 
@@ -576,7 +576,7 @@ def _event_fields(msg: Any) -> tuple[int, int, int, int, int, int, int, int | No
     return Action.STATUS, 0, state_flags(msg.state_name), 0, 0, 0, 0, None
 
 
-def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, *,
+def decode_chunk(buf: Any, pos: int, framing: int, events: Any, counts: Any, /, *,
                  state: Any = None, book_map: Any = None, directory: Any = None,
                  positions: Any = None, equilibrium: Any = None, invalid: Any = None,
                  seq: int = 0, final: bool = False) -> tuple[int, int, int, int, int]:

@@ -160,7 +160,7 @@ class _Binance(ScannedFeed):
 
     # --- websocket messages -------------------------------------------------------
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message (raw or combined-stream payload) and act on it."""
         # the subclasses' feed is this with the market's rule written inline (speed)
         r = self._scan.read(message)
@@ -358,7 +358,7 @@ class _Binance(ScannedFeed):
 
     # --- REST snapshots -------------------------------------------------------------
 
-    def snapshot(self, native: str, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def snapshot(self, native: str, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Hand over the body of ``GET .../depth?symbol=<native>`` for ``native``."""
         rs = self._rest
         st = rs.scan(message, native)
@@ -454,7 +454,7 @@ class BinanceSpot(_Binance):
     rest_path = "/api/v3/depth"
     snapshot_depth = 5000
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message (raw or combined-stream payload) and act on it."""
         sc = self._scan
         r = sc.read(message)
@@ -488,7 +488,7 @@ class BinanceUSDM(_Binance):
     rest_path = "/fapi/v1/depth"
     snapshot_depth = 1000
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message (raw or combined-stream payload) and act on it."""
         sc = self._scan
         r = sc.read(message)

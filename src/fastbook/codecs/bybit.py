@@ -116,7 +116,7 @@ class Bybit(ScannedFeed):
 
     # --- messages ----------------------------------------------------------------------
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message and act on it."""
         sc = self._scan
         r = sc.read(message)

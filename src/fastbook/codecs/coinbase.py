@@ -99,7 +99,7 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
                          book_capacity=book_capacity, symbols=symbols)
         self._use_scanners(kernel, _EXCHANGE_SCHEMA)
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message and act on it."""
         sc = self._scan
         r = sc.read(message)
@@ -174,7 +174,7 @@ _ADV_SIDES = {"bid": BID, "offer": ASK, "ask": ASK}
 class CoinbaseAdvanced(_Coinbase):
     """Coinbase Advanced Trade ``level2`` (channel ``l2_data``), with per-connection sequencing.
 
-    ``feed(message, recv_ns=0, connection=0)``: ``connection`` names the websocket
+    ``feed(message, recv_ns=0, /, *, connection=0)``: ``connection`` names the websocket
     the message came on (``sequence_num`` counts per connection).
     """
 
@@ -211,7 +211,8 @@ class CoinbaseAdvanced(_Coinbase):
         self._fail(FeedError(text, venue=self.venue, symbol=symbol, sequence=seq), s)
         return []
 
-    def feed(self, message: bytes | str, recv_ns: int = 0, connection: Any = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /, *,
+             connection: Any = 0) -> list[Notice]:
         """Decode one websocket message and act on it."""
         try:
             obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)

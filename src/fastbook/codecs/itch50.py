@@ -173,7 +173,7 @@ class Decoder(FramedDecoder):
         self.instruments[locate] = inst
 
 
-def decode_events(buf: Any, *, framing: str = "binaryfile", symbols: Iterable[str] | None = None,
+def decode_events(buf: Any, /, *, framing: str = "binaryfile", symbols: Iterable[str] | None = None,
                   kernel: Any = None) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, int]]:
     """Decode a whole ITCH buffer into ``(events, directory, counts)``.
 

@@ -217,7 +217,7 @@ class Decoder:
         return {obid: dict(v) for obid, v in self._equilibrium.items()}
 
     # -- streaming ---------------------------------------------------------------------------
-    def feed(self, chunk: Any) -> Iterator[np.ndarray]:
+    def feed(self, chunk: Any, /) -> Iterator[np.ndarray]:
         """Read the whole lines of ``chunk`` (bytes-like), yielding event batches in order."""
         if self._closed:
             raise ValueError("this Decoder is closed")

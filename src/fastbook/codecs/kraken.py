@@ -170,7 +170,7 @@ class KrakenV1(_KrakenFeed):
         super().__init__(instruments, **options)
         self._channels: dict[str, int] = {}     # "book-N" -> N
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         self.message_number += 1
         try:
             msg = json_message(message)
@@ -388,7 +388,7 @@ class KrakenV2(_KrakenFeed):
         super().__init__(instruments, **options)
         self._acked_depth: dict[str, int] = {}
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         self.message_number += 1
         try:
             msg = json_message(message, _loads_v2)

@@ -91,7 +91,7 @@ class Okx(InBandFeed):
                                                    kind=kind)
         return self._sym(inst_id)
 
-    def feed(self, message: bytes | str, recv_ns: int = 0) -> list[Notice]:
+    def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         self.message_number += 1
         if message == b"pong" or message == "pong":
             return self._ignored()

@@ -359,7 +359,7 @@ def register_book(registry: Any, entry: dict[str, Any], *, symbols: frozenset[st
     return int(inst)
 
 
-def decode_events(buf: Any, *, framing: str = "binaryfile", symbols: Iterable[str] | None = None,
+def decode_events(buf: Any, /, *, framing: str = "binaryfile", symbols: Iterable[str] | None = None,
                   kernel: Any = True, on_invalid: str = "raise") -> tuple[np.ndarray, Decoder]:
     """Decode a whole OSE ITCH buffer into ``(events, decoder)``.
 
