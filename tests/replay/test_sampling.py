@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fastbook import _pyl3
 from fastbook.errors import UpdateError
-from fastbook.events import events_from_records
+from fastbook.events import Flags, events_from_records
 from fastbook.sampling import Sampler
 from tests.helpers.events import as_events, event_records, make_set, set_state
 from tests.helpers.impls import L3 as _l3
@@ -461,6 +461,19 @@ sampler_kwargs = st.fixed_dictionaries({
 }).filter(lambda k: k["every"] or k["interval"] or k["on_bbo"])
 
 
+def _apply_both(compiled, twin, samplers, events):
+    """Apply ``events`` to the compiled and the twin set, each with its sampler; all agree."""
+    outcomes = []
+    for bs, s in zip((compiled, twin), samplers, strict=True):
+        try:
+            outcomes.append(bs.apply(events, sampler=s))
+        except UpdateError as exc:
+            outcomes.append((str(exc), exc.index))
+    assert outcomes[0] == outcomes[1]
+    assert rows(samplers[0]) == rows(samplers[1])
+    assert set_state(compiled) == set_state(twin)
+
+
 @needs_compiled
 @pytest.mark.parametrize("on_error", ["raise", "skip", "stop"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -476,23 +489,14 @@ def test_differential_sampler(on_error, kwargs, batches):
         for rec, step in batch:
             clock += step
             records.append(dict(rec, ts_exchange=clock, sequence=len(records)))
-        events = as_events(records)
-        outcomes = []
-        for bs, s in zip((compiled, twin), samplers, strict=True):
-            try:
-                outcomes.append(bs.apply(events, sampler=s))
-            except UpdateError as exc:
-                outcomes.append((str(exc), exc.index))
-        assert outcomes[0] == outcomes[1]
-        assert rows(samplers[0]) == rows(samplers[1])
-        assert set_state(compiled) == set_state(twin)
+        _apply_both(compiled, twin, samplers, as_events(records))
 
 
 # ---------------------------------------------------------------------------
 # packet mode: the rules per venue message (Sampler(packets=True))
 # ---------------------------------------------------------------------------
 
-LAST = 0x0001   # fastbook.events.Flags.LAST_IN_PACKET
+LAST = int(Flags.LAST_IN_PACKET)
 
 
 def test_packets_take_rows_at_message_ends_only(l3mod):
@@ -556,13 +560,4 @@ def test_differential_packet_sampler(on_error, kwargs, batches):
             clock += step
             records.append(dict(rec, ts_exchange=clock, sequence=len(records),
                                 flags=LAST if last else 0))
-        events = as_events(records)
-        outcomes = []
-        for bs, s in zip((compiled, twin), samplers, strict=True):
-            try:
-                outcomes.append(bs.apply(events, sampler=s))
-            except UpdateError as exc:
-                outcomes.append((str(exc), exc.index))
-        assert outcomes[0] == outcomes[1]
-        assert rows(samplers[0]) == rows(samplers[1])
-        assert set_state(compiled) == set_state(twin)
+        _apply_both(compiled, twin, samplers, as_events(records))
