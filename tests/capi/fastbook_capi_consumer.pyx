@@ -159,30 +159,10 @@ cdef int _standalone(int64_t *out, Py_ssize_t *counts, int *codes) noexcept nogi
     codes[1] = rc
     if rc < 0:
         return rc
-    sides[0] = fastbook.FB_BID
-    prices[0] = 2743100
-    qtys[0] = 100
-    sides[1] = fastbook.FB_BID
-    prices[1] = 2743150
-    qtys[1] = 250
-    sides[2] = fastbook.FB_ASK
-    prices[2] = 2743200
-    qtys[2] = 300
-    sides[3] = fastbook.FB_ASK
-    prices[3] = 2743175
-    qtys[3] = 10
-    sides[4] = fastbook.FB_BID
-    prices[4] = 2743000
-    qtys[4] = 50
-    sides[5] = fastbook.FB_BID
-    prices[5] = 2742900
-    qtys[5] = 70
-    sides[6] = fastbook.FB_ASK
-    prices[6] = 2743300
-    qtys[6] = 80
-    sides[7] = fastbook.FB_BID
-    prices[7] = 2743100
-    qtys[7] = 0
+    sides[:] = [fastbook.FB_BID, fastbook.FB_BID, fastbook.FB_ASK, fastbook.FB_ASK,
+                fastbook.FB_BID, fastbook.FB_BID, fastbook.FB_ASK, fastbook.FB_BID]
+    prices[:] = [2743100, 2743150, 2743200, 2743175, 2743000, 2742900, 2743300, 2743100]
+    qtys[:] = [100, 250, 300, 10, 50, 70, 80, 0]
     rc = fastbook.fb_book_apply(&book, sides, prices, qtys, 8, &applied)
     codes[2] = rc
     counts[0] = applied
@@ -190,15 +170,9 @@ cdef int _standalone(int64_t *out, Py_ssize_t *counts, int *codes) noexcept nogi
     counts[2] = fastbook.fb_book_depth(&book, fastbook.FB_BID)
     counts[3] = fastbook.fb_book_depth(&book, fastbook.FB_ASK)
     # a batch with a bad side in the middle stops there; the first update stays applied
-    bad_sides[0] = fastbook.FB_ASK
-    bad_prices[0] = 2743400
-    bad_qtys[0] = 1
-    bad_sides[1] = 0
-    bad_prices[1] = 2743500
-    bad_qtys[1] = 1
-    bad_sides[2] = fastbook.FB_ASK
-    bad_prices[2] = 2743600
-    bad_qtys[2] = 1
+    bad_sides[:] = [fastbook.FB_ASK, 0, fastbook.FB_ASK]
+    bad_prices[:] = [2743400, 2743500, 2743600]
+    bad_qtys[:] = [1, 1, 1]
     applied = -1
     codes[3] = fastbook.fb_book_apply(&book, bad_sides, bad_prices, bad_qtys, 3, &applied)
     counts[4] = applied
