@@ -64,10 +64,6 @@ _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
 _RULE = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|min|m|h|msgs?|events?)\s*$")
 
 
-_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-             "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
-_RULE = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|min|m|h|msgs?|events?)\s*$")
-
 def parse_every(every: Any) -> dict[str, Any]:
     """A sampling rule as :class:`fastbook.Sampler` keyword arguments.
 
@@ -131,14 +127,12 @@ class Instruments:
                 return int(books.find(symbol, venue))
             except KeyError:
                 pass
-        if kind == "l2":
-            return int(books.add_instrument(
-                symbol, kind="l2", venue=venue, price_decimals=price_decimals,
-                qty_decimals=qty_decimals, tick_size=tick_size, lot_size=lot_size))
+        # an L2 book has no order store: only an L3 book takes its sizes
+        l3 = {} if kind == "l2" else {"capacity": capacity, "order_capacity": order_capacity,
+                                      "side_keys": side_keys}
         return int(books.add_instrument(
-            symbol, venue=venue, price_decimals=price_decimals, qty_decimals=qty_decimals,
-            tick_size=tick_size, lot_size=lot_size, capacity=capacity,
-            order_capacity=order_capacity, side_keys=side_keys))
+            symbol, kind=kind, venue=venue, price_decimals=price_decimals,
+            qty_decimals=qty_decimals, tick_size=tick_size, lot_size=lot_size, **l3))
 
     def instrument(self, instrument: int) -> dict[str, Any]:
         """The metadata of an announced instrument (``BookSet.instrument``)."""
