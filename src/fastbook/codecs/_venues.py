@@ -57,7 +57,7 @@ def scanner_module(kernel: str = "auto") -> Any:
         return _pyl2json
     if kernel not in ("auto", "compiled"):
         raise ValueError(f"kernel must be 'auto', 'compiled' or 'python', got {kernel!r}")
-    if kernel == "compiled" and not getattr(_SCANNER, "COMPILED", False):
+    if kernel == "compiled" and not _select.compiled("codecs._l2json"):
         raise ValueError("kernel='compiled' needs the compiled core (FASTBOOK_NO_EXTENSIONS "
                          "is set or the build is missing)")
     return _SCANNER
