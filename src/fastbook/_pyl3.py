@@ -681,7 +681,7 @@ class BookSet:
         import copy
 
         from fastbook.events import check_events
-        from fastbook.sampling import check_sampler, packet_marks
+        from fastbook.sampling import MARK_FIRST, MARK_LAST, check_sampler, packet_marks
 
         self._check_idle("apply events")
         self._group.check_idle()
@@ -716,7 +716,7 @@ class BookSet:
                     book = self._books[inst]
                     if atomic and inst not in saved:
                         saved[inst] = copy.deepcopy(book.__dict__)
-                    if sampler is not None and (marks is None or marks[i] & 1):
+                    if sampler is not None and (marks is None or marks[i] & MARK_FIRST):
                         sampler._before(book, inst, ts, sequence)
                     if self._meta[inst]["kind"] == "l3":
                         self._l3_event(book, action, side, price, qty, order_id, new_order_id,
@@ -734,7 +734,7 @@ class BookSet:
                     message = self._message(failure, inst, action)
                     rollback()
                     raise UpdateError(f"event {i}: {message}", i) from None
-                if sampler is not None and (marks is None or marks[i] & 2):
+                if sampler is not None and (marks is None or marks[i] & MARK_LAST):
                     sampler._after(book, inst, ts, sequence)
                 if callback is not None:
                     self._set_read_only(True)

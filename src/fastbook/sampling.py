@@ -77,7 +77,7 @@ from typing import Any
 
 import numpy as np
 
-from fastbook.events import Action, Flags
+from fastbook.events import EVENT_DTYPE, Action, Flags
 
 __all__ = ["Sampler"]
 
@@ -87,6 +87,11 @@ _LAST_IN_PACKET = int(Flags.LAST_IN_PACKET)
 _CLEAR = int(Action.CLEAR)
 _SNAPSHOT_BEGIN = int(Action.SNAPSHOT_BEGIN)
 _SNAPSHOT_END = int(Action.SNAPSHOT_END)
+# positions of the fields packet_marks reads in an event row (EVENT_DTYPE as a tuple)
+_INSTRUMENT, _ACTION, _FLAGS = (EVENT_DTYPE.names.index(f) for f in ("instrument", "action",
+                                                                        "flags"))
+#: ``packet_marks`` bits: the instrument's first / last event in its packet.
+MARK_FIRST, MARK_LAST = 1, 2
 #: The largest depth a sampler takes.
 MAX_DEPTH = 1000
 
@@ -403,14 +408,15 @@ def check_sampler(sampler: Any, callback: Any) -> Any:
 
 
 def packet_marks(rows: list[tuple[Any, ...]]) -> list[int]:
-    """Per event (``EVENT_DTYPE`` rows as tuples): bit 1 if it is its instrument's first event
-    in its packet, bit 2 if it is its instrument's last (``Sampler(packets=True)``)."""
+    """Per event (``EVENT_DTYPE`` rows as tuples): :data:`MARK_FIRST` if it is its
+    instrument's first event in its packet, :data:`MARK_LAST` if it is its instrument's
+    last (``Sampler(packets=True)``)."""
     n = len(rows)
     ends = []
     for i, row in enumerate(rows):
-        action = row[3]
-        ends.append(bool(row[5] & _LAST_IN_PACKET) or action in (_SNAPSHOT_END, _CLEAR)
-                    or i == n - 1 or rows[i + 1][3] in (_SNAPSHOT_BEGIN, _CLEAR))
+        action = row[_ACTION]
+        ends.append(bool(row[_FLAGS] & _LAST_IN_PACKET) or action in (_SNAPSHOT_END, _CLEAR)
+                    or i == n - 1 or rows[i + 1][_ACTION] in (_SNAPSHOT_BEGIN, _CLEAR))
     marks = [0] * n
     start = 0
     for i in range(n):
@@ -418,14 +424,14 @@ def packet_marks(rows: list[tuple[Any, ...]]) -> list[int]:
             continue
         seen: set[int] = set()
         for j in range(start, i + 1):           # first of each instrument
-            if rows[j][2] not in seen:
-                seen.add(rows[j][2])
-                marks[j] |= 1
+            if rows[j][_INSTRUMENT] not in seen:
+                seen.add(rows[j][_INSTRUMENT])
+                marks[j] |= MARK_FIRST
         seen.clear()
         for j in range(i, start - 1, -1):       # last of each instrument
-            if rows[j][2] not in seen:
-                seen.add(rows[j][2])
-                marks[j] |= 2
+            if rows[j][_INSTRUMENT] not in seen:
+                seen.add(rows[j][_INSTRUMENT])
+                marks[j] |= MARK_LAST
         start = i + 1
     return marks
 
