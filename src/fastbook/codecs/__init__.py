@@ -77,23 +77,34 @@ def _feed_class(name: str, module: Any) -> Any:
     return found[0] if found else None
 
 
+def _resolve(name: str) -> Any:
+    """The installed codec ``name`` (an L2 feed's class, a stream codec's module), or None.
+
+    An ImportError of the codec's module propagates (``available`` passes over it).
+    """
+    if name in L2_FEEDS:
+        module = L2_FEEDS[name]
+    elif name in STREAM_CODECS:
+        module = STREAM_CODECS[name]
+    else:
+        return None
+    if not _exists(module):
+        return None
+    found = importlib.import_module(f"{__name__}.{module}")
+    if name in L2_FEEDS:
+        return _feed_class(name, found)
+    return found if hasattr(found, "Decoder") else None
+
+
 def available() -> list[str]:
     """Names of the replay codecs installed in this version, sorted."""
     names = []
-    for name, module in L2_FEEDS.items():
-        if _exists(module):
-            try:
-                if _feed_class(name, importlib.import_module(f"{__name__}.{module}")):
-                    names.append(name)
-            except ImportError:
-                pass
-    for name, module in STREAM_CODECS.items():
-        if _exists(module):
-            try:
-                if hasattr(importlib.import_module(f"{__name__}.{module}"), "Decoder"):
-                    names.append(name)
-            except ImportError:
-                pass
+    for name in (*L2_FEEDS, *STREAM_CODECS):
+        try:
+            if _resolve(name) is not None:
+                names.append(name)
+        except ImportError:
+            pass
     return sorted(names)
 
 
@@ -111,22 +122,10 @@ def load(name: str):  # type: ignore[no-untyped-def]
 
     Raises ValueError listing the choices if ``name`` is not an installed replay codec.
     """
-    def unknown() -> ValueError:
-        return ValueError(f"unknown codec {name!r}; available: "
-                          f"{', '.join(available()) or 'none'}")
-
     if not isinstance(name, str):
         raise TypeError(f"codec must be a str, got {type(name).__name__}")
-    if name in L2_FEEDS:
-        if not _exists(L2_FEEDS[name]):
-            raise unknown()
-        cls = _feed_class(name, importlib.import_module(f"{__name__}.{L2_FEEDS[name]}"))
-        if cls is None:
-            raise unknown()
-        return cls
-    if name not in STREAM_CODECS or not _exists(STREAM_CODECS[name]):
-        raise unknown()
-    module = importlib.import_module(f"{__name__}.{STREAM_CODECS[name]}")
-    if not hasattr(module, "Decoder"):
-        raise unknown()
-    return module
+    found = _resolve(name)
+    if found is None:
+        raise ValueError(f"unknown codec {name!r}; available: "
+                         f"{', '.join(available()) or 'none'}")
+    return found
