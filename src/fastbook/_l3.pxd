@@ -228,3 +228,11 @@ cdef class OrderBook(_L2Reads):
     cdef bint _skip
     cdef object __weakref__
     cdef int _key_side(self, object side) except? -1
+
+
+# What every OrderBook method checks first, and so must other compiled code that
+# takes ``&book._book`` from Python (as _core's book_readable / book_writable):
+# reading is refused while a BookSet.apply writes the book without the GIL,
+# updating also while a BookSet.apply callback runs.
+cdef int orderbook_readable(OrderBook book) except -1
+cdef int orderbook_writable(OrderBook book) except -1

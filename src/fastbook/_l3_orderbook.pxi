@@ -81,6 +81,14 @@ cdef int _refuse_update(OrderBook book) except -1:
     raise_read_only(book)
 
 
+cdef int orderbook_readable(OrderBook book) except -1:
+    return _readable(book)
+
+
+cdef int orderbook_writable(OrderBook book) except -1:
+    return _writable(book)
+
+
 cdef inline fb_bbo _bbo(const fb_l3book *book, bint both=False) noexcept nogil:
     # the best levels, for the builders of fastbook._reads (``both``: the ask only
     # matters when there is a bid, as for spread, mid and is_crossed)

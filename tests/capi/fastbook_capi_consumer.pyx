@@ -14,7 +14,7 @@ from fastbook._l3 cimport (
     FB_EINSTRUMENT, FB_ERR_KINDS, FB_EUNKNOWN_ORDER, FB_KIND_L2, FB_KIND_L3,
     FB_L3_ABI_VERSION, OrderBook, fb_bookset, fb_bookset_apply, fb_bookset_free, fb_event,
     fb_l3_add, fb_l3_best, fb_l3_clear, fb_l3_depth, fb_l3_execute, fb_l3_free, fb_l3_init,
-    fb_l3_queue_position, fb_l3book,
+    fb_l3_queue_position, fb_l3book, orderbook_readable, orderbook_writable,
 )
 from libc.stdint cimport INT64_MIN, int8_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -256,11 +256,26 @@ L3_STATUS = {
 }
 
 
-cdef fb_l3book *_l3_of(object book) except NULL:
-    # as _core_of: a checked cast, the caller's reference keeping the book alive
+cdef fb_l3book *_l3_of(object book, bint write=True) except NULL:
+    # as _core_of: a checked cast, the caller's reference keeping the book alive,
+    # then the checks _l3.pxd asks of every compiled caller
     if not isinstance(book, OrderBook):
         raise TypeError(f"expected fastbook.OrderBook, got {type(book).__name__}")
+    if write:
+        orderbook_writable(<OrderBook>book)
+    else:
+        orderbook_readable(<OrderBook>book)
     return &(<OrderBook>book)._book
+
+
+def l3_best_bid(book):
+    """Read an OrderBook's best bid from nogil code."""
+    cdef fb_l3book *p = _l3_of(book, False)
+    cdef int64_t bp = 0, bq = 0
+    cdef bint hb
+    with nogil:
+        hb = fb_l3_best(p, fastbook.FB_BID, &bp, &bq)
+    return _best(hb, bp, bq)
 
 
 def l3_orders(book):

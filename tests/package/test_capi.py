@@ -331,6 +331,33 @@ def test_guard_accessors_refuse_writes_during_a_bookset_callback(consumer: Modul
     assert consumer.mutate(book)["rcs"][0] == consumer.STATUS["FB_TOP_CHANGED"]
 
 
+def test_l3_guard_accessors_refuse_writes_during_a_bookset_callback(
+        consumer: ModuleType) -> None:
+    # orderbook_writable / orderbook_readable (``from fastbook._l3 cimport``) do for an
+    # OrderBook what book_writable / book_readable do for a Book
+    books = fb.BookSet()
+    l3 = books.add_instrument("L3", kind="l3", price_decimals=2)
+    book = books[l3]
+    events = fb_events.empty_events(1)
+    events["instrument"] = l3
+    events["action"] = fb_events.Action.ADD
+    events["side"] = fb.BID
+    events["order_id"] = 7
+    events["price"] = 10000
+    events["qty"] = 5
+    seen = []
+
+    def callback(index: int, instrument: int) -> None:
+        seen.append(consumer.l3_best_bid(book))
+        consumer.l3_orders(book)
+
+    with pytest.raises(RuntimeError, match=r"OrderBook is read-only while BookSet\.apply runs"):
+        books.apply(events, callback=callback)
+    assert seen == [(10000, 5)]
+    assert book.order_count == 0                    # raise mode: the add was taken back
+    assert consumer.l3_orders(book)["best_bid"] == (10000, 10)   # 3 of order 1 + 7
+
+
 def test_nogil_updates_to_a_python_order_book(consumer: ModuleType) -> None:
     book = fb.OrderBook(price_decimals=2)
     got = consumer.l3_orders(book)
