@@ -39,7 +39,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -52,6 +52,10 @@ from fastbook.writers import (
     instruments_of,
     samples_table,
 )
+
+if TYPE_CHECKING:
+    from fastbook._core import Book
+    from fastbook._l3 import BookSet, OrderBook
 
 __all__ = ["MAX_NOTICES", "Instruments", "L2Run", "ReplayNotice", "ReplayResult", "Run",
            "StreamRun", "drive", "load_instruments", "parse_every", "replay", "scan"]
@@ -256,7 +260,7 @@ class ReplayResult:
     to the feed.
     """
 
-    def __init__(self, *, books: Any, samples: dict[str, np.ndarray], counts: dict[str, int],
+    def __init__(self, *, books: BookSet, samples: dict[str, np.ndarray], counts: dict[str, int],
                  messages: int, events: int, bytes_: int, unknown_types: int, seconds: float,
                  codec: str, ts_origin: str, output: str | None, rows: int,
                  kind: str = "stream", notices: list[Any] | None = None,
@@ -294,7 +298,7 @@ class ReplayResult:
         """Metadata of every instrument (id, symbol, venue, decimals, tick, lot)."""
         return instruments_of(self.books)
 
-    def book(self, symbol: str, venue: str | None = None) -> Any:
+    def book(self, symbol: str, venue: str | None = None) -> Book | OrderBook:
         """The final book of ``symbol`` (on ``venue``, or the only venue that has it)."""
         if venue is not None:
             return self.books[self.books.find(symbol, venue)]

@@ -77,6 +77,9 @@ def replay() -> None:
     result = fb.replay(itch_day(2_000, n_symbols=2), "itch50", every="bbo", depth=2)
     assert_type(result, fb.ReplayResult)
     assert result.messages == 2_000
+    assert_type(result.books, fb.BookSet)
+    assert_type(result.book("SYM0001"), fb.Book | fb.OrderBook)
+    assert_type(result.books.apply(empty_events(0)), int)
 
 
 if __name__ == "__main__":
