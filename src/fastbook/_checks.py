@@ -23,6 +23,7 @@ __all__ = [
     "check_int",
     "check_kernel_array",
     "is_int",
+    "new_book",
 ]
 
 #: Largest ``price_decimals`` / ``qty_decimals`` (10**18 is the largest power of ten in int64).
@@ -114,3 +115,17 @@ def check_kernel_array(value: Any, name: str, dtype: Any, length: int | None = N
     if writeable and not value.flags.writeable:
         raise ArrayError(f"{name} must be writeable (it receives output)")
     return value
+
+
+def new_book(kind: Any, book_type: Any, order_book_type: Any, *, price_decimals: Any,
+             qty_decimals: Any, capacity: Any, order_capacity: Any, side_keys: Any) -> Any:
+    """The book ``BookSet.add_instrument`` makes (compiled and twin alike): an
+    ``order_book_type`` for ``kind="l3"``, a ``book_type`` for ``"l2"``."""
+    if kind == "l3":
+        return order_book_type(price_decimals=price_decimals, qty_decimals=qty_decimals,
+                               capacity=capacity, order_capacity=order_capacity,
+                               side_keys=side_keys)
+    if kind == "l2":
+        return book_type(price_decimals=price_decimals, qty_decimals=qty_decimals,
+                         capacity=capacity)
+    raise ValueError(f"kind must be 'l3' or 'l2', got {kind!r}")

@@ -41,6 +41,7 @@ import weakref  # no-cython-lint
 
 import numpy as np  # no-cython-lint
 
+from fastbook._checks import new_book  # no-cython-lint
 from fastbook._core import format_decimal  # no-cython-lint
 from fastbook._instruments import instrument_meta  # no-cython-lint
 from fastbook.errors import UpdateError  # no-cython-lint

@@ -240,15 +240,9 @@ cdef class BookSet:
         ``order_capacity`` order slots, keyed by (side, id) when ``side_keys``)
         or ``"l2"`` (a :class:`fastbook.Book` with ``capacity`` level slots).
         """
-        if kind == "l3":
-            book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals,
-                             capacity=capacity, order_capacity=order_capacity,
-                             side_keys=side_keys)
-        elif kind == "l2":
-            book = Book(price_decimals=price_decimals, qty_decimals=qty_decimals,
-                        capacity=capacity)
-        else:
-            raise ValueError(f"kind must be 'l3' or 'l2', got {kind!r}")
+        book = new_book(kind, Book, OrderBook, price_decimals=price_decimals,
+                        qty_decimals=qty_decimals, capacity=capacity,
+                        order_capacity=order_capacity, side_keys=side_keys)
         return self.add_book(book, symbol=symbol, venue=venue, tick_size=tick_size,
                              lot_size=lot_size)
 

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastbook._checks import is_int
+from fastbook._checks import is_int, new_book
 from fastbook._instruments import instrument_meta
 from fastbook._pycore import _int64, _integer, _LevelReads, _raise_read_only
 from fastbook._vocab import ASK, BID, Action, Flags
@@ -557,16 +557,9 @@ class BookSet:
                        side_keys: bool = False) -> int:
         from fastbook._pycore import Book
 
-        book: Any
-        if kind == "l3":
-            book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals,
-                             capacity=capacity, order_capacity=order_capacity,
-                             side_keys=side_keys)
-        elif kind == "l2":
-            book = Book(price_decimals=price_decimals, qty_decimals=qty_decimals,
-                        capacity=capacity)
-        else:
-            raise ValueError(f"kind must be 'l3' or 'l2', got {kind!r}")
+        book = new_book(kind, Book, OrderBook, price_decimals=price_decimals,
+                        qty_decimals=qty_decimals, capacity=capacity,
+                        order_capacity=order_capacity, side_keys=side_keys)
         return self.add_book(book, symbol=symbol, venue=venue, tick_size=tick_size,
                              lot_size=lot_size)
 
