@@ -36,21 +36,10 @@ cdef inline bint _bad_key_side(const fb_l3book *book, int side) noexcept nogil:
     return book.side_keys and side != FB_BID and side != FB_ASK
 
 
-cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id, int side) noexcept nogil:
-    """Pool index of the live order ``(order_id, side)``, or FB_NIL."""
-    cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
-    cdef Py_ssize_t i = _home(book, order_id, side)
-    cdef int32_t s
-    while True:
-        s = book.slots[i]
-        if s == FB_NIL or _is(book, s, order_id, side):
-            return s
-        i = (i + 1) & mask
-
-
 cdef inline int32_t _probe(const fb_l3book *book, uint64_t order_id, int side,
                            Py_ssize_t *slot) noexcept nogil:
-    """Like fb_l3_find, also giving the slot of the match (or the empty slot ending the probe)."""
+    """Pool index of the live order ``(order_id, side)`` or FB_NIL, and in ``slot`` the
+    slot of the match (or the empty slot ending the probe)."""
     cdef Py_ssize_t mask = (<Py_ssize_t>1 << book.slot_bits) - 1
     cdef Py_ssize_t i = _home(book, order_id, side)
     cdef int32_t s
@@ -60,6 +49,12 @@ cdef inline int32_t _probe(const fb_l3book *book, uint64_t order_id, int side,
             slot[0] = i
             return s
         i = (i + 1) & mask
+
+
+cdef int32_t fb_l3_find(const fb_l3book *book, uint64_t order_id, int side) noexcept nogil:
+    """Pool index of the live order ``(order_id, side)``, or FB_NIL."""
+    cdef Py_ssize_t slot
+    return _probe(book, order_id, side, &slot)
 
 
 cdef inline void _slot_insert(fb_l3book *book, uint64_t order_id, int side,
