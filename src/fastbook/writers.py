@@ -31,9 +31,10 @@ level, ``reason`` as its bits. :class:`OutputOptions` (the keyword arguments of
     ``20191230.BX_ITCH_50.gz``: see :func:`date_from_name`); they are naive
     local times on that date.
 ``missing="nan"``
-    a missing level (quantity 0) is null in Arrow/Parquet, NaN in pandas (an
-    integer column becomes pandas' nullable ``Int64``, still exact) and empty
-    in CSV, instead of 0 / 0.
+    a missing level (quantity 0) is null in Arrow/Parquet, NaN in pandas and
+    empty in CSV, instead of 0 / 0. In pandas (as ``pandas.read_parquet`` reads
+    an integer column with nulls) the level columns are then float64, exact for
+    integers below 2**53.
 ``reason="names"``
     ``reason`` as text: the rules that took the row, joined by ``|``
     (``"every"``, ``"interval"``, ``"bbo"``, ``"every|bbo"``...; see
@@ -339,12 +340,11 @@ def samples_frame(columns: dict[str, np.ndarray], instruments: list[dict[str, An
         elif col.datetime_tz is not None:
             times = pd.Series(col.values.view("datetime64[ns]"), copy=False)
             data[col.name] = times.dt.tz_localize("UTC") if col.datetime_tz else times
-        elif col.mask is not None and col.values.dtype.kind == "f":
-            values = col.values.copy()
+        elif col.mask is not None:
+            # as pyarrow and pandas.read_parquet convert a column with nulls: float64
+            values = col.values.astype(np.float64)
             values[col.mask] = np.nan
             data[col.name] = values
-        elif col.mask is not None:
-            data[col.name] = pd.arrays.IntegerArray(col.values, col.mask)
         else:
             data[col.name] = col.values
     frame = pd.DataFrame(data)
@@ -488,7 +488,9 @@ class SampleWriter:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(self.path, schema)
+            # no metadata yet: the footer's is written at close, and keys written now
+            # could not be taken back there (a scale the instruments no longer share)
+            self._writer = pq.ParquetWriter(self.path, schema.remove_metadata())
         else:
             meta = {k: v for k, v in schema.metadata.items()
                     if k not in (b"fastbook.rows", b"PANDAS_ATTRS")}
