@@ -41,7 +41,7 @@ class MissingExtraError(FastbookError, ModuleNotFoundError):
 
 
 def hint(extra: str) -> str:
-    """The command that installs ``extra``: ``pip install 'fastbook-lob[extra]'``."""
+    """The command that installs ``extra``: ``pip install 'fastbook-lob[<extra>]'``."""
     if extra not in EXTRAS and extra != "all":
         raise ValueError(f"no extra {extra!r}: one of {', '.join(sorted(EXTRAS))} or 'all'")
     return f"pip install '{DISTRIBUTION}[{extra}]'"
