@@ -82,8 +82,8 @@ def test_float_prices_and_quantities_are_scaled_exactly(binance):
 
 def test_each_instrument_gets_its_own_scale():
     pytest.importorskip("pandas")
-    from fastbook.l3 import BookSet
     from fastbook.events import events_from_records
+    from fastbook.l3 import BookSet
 
     books = BookSet()
     books.add_instrument("A", price_decimals=4)
@@ -199,7 +199,7 @@ def test_reason_names():
     assert reason_names(Sampler.EVERY | Sampler.BBO) == ("every", "bbo")
     assert reason_names(Sampler.INTERVAL) == ("interval",)
     assert REASON_LABELS[7] == "every|interval|bbo"
-    with pytest.raises(ValueError, match="bits 1 .every., 2 .interval. and 4 .bbo.; got 9"):
+    with pytest.raises(ValueError, match=r"bits 1 \(every\), 2 \(interval\) and 4 \(bbo\); got 9"):
         reason_names(9)
     with pytest.raises(ValueError, match="got 8"):
         reason_labels(np.array([1, 8], np.uint8))
