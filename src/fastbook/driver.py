@@ -374,10 +374,10 @@ class ReplayResult:
 
         Each row carries its instrument's ``price_decimals`` and ``qty_decimals``.
         """
+        if os.path.splitext(os.fspath(path))[1].lower() != ".csv":
+            raise ValueError(f"to_csv writes a .csv file, not {os.fspath(path)!r}")
         writer = SampleWriter(path, 1 << 20, self.codec, self.ts_origin,
                               self._options(options))
-        if writer.format != "csv":
-            raise ValueError(f"to_csv writes a .csv file, not {os.fspath(path)!r}")
         writer.write(self._samples_or_empty(), self.instruments)
         writer.close(self.instruments)
 

@@ -233,8 +233,9 @@ def output_columns(columns: dict[str, np.ndarray], instruments: list[dict[str, A
     else:
         ts_col = _Column("ts", ts)
     symbols = [i["symbol"] for i in instruments]
-    unique = list(dict.fromkeys(symbols))
-    code_of_id = np.array([unique.index(s) for s in symbols] or [0], np.int32)
+    code_of = {s: k for k, s in enumerate(dict.fromkeys(symbols))}
+    unique = list(code_of)
+    code_of_id = np.array([code_of[s] for s in symbols] or [0], np.int32)
     out = [ts_col, _Column("instrument", ids),
            _Column("symbol", code_of_id[ids] if len(ids) else np.zeros(0, np.int32),
                    categories=unique),

@@ -274,6 +274,8 @@ def test_csv_needs_no_pyarrow_and_carries_its_scales(binance, tmp_path, monkeypa
         fb.replay(BINANCE, "binance-spot", every="bbo", output=tmp_path / "b.parquet")
     binance.to_csv(tmp_path / "again.csv", prices="float", missing="nan")
     assert (tmp_path / "again.csv").read_text() == out.read_text()
+    with pytest.raises(ValueError, match=r"to_csv writes a \.csv file, not .*b\.parquet"):
+        binance.to_csv(tmp_path / "b.parquet")
 
 
 def test_csv_datetimes_and_names_read_back_with_pandas(ritch, tmp_path):
