@@ -9,7 +9,7 @@ by :class:`CaptureWriter` and read by :class:`CaptureReader`: a magic header
 with a format version and JSON metadata, then one binary record per message
 (receive time in ns, connection id, kind, URL, payload, CRC32), compressed with
 zstd when the ``zstandard`` package is installed (``pip install
-fastbook[zstd]``) and plain otherwise. Every flush writes a complete zstd
+'fastbook-lob[zstd]'``) and plain otherwise. Every flush writes a complete zstd
 frame, so a capture cut short by a crash reads back up to its last flush.
 
 :func:`read_cryptofeed` reads the recorder format of cryptofeed's
@@ -142,8 +142,10 @@ def _zstandard(purpose: str) -> Any:
     try:
         import zstandard
     except ImportError:
-        raise ImportError(f"{purpose} needs the 'zstandard' package: pip install "
-                          f"'fastbook[zstd]' (or pip install zstandard)") from None
+        from fastbook._extras import missing
+
+        raise missing("zstd", purpose, module="the 'zstandard' package",
+                      alternative="or pip install zstandard") from None
     return zstandard
 
 

@@ -30,7 +30,11 @@ events to the BookSet with the sampler and hands it to the writers
 
 Prices and quantities stay fixed-point integers everywhere; Arrow and Parquet
 output records each instrument's scales in the schema metadata
-(``fastbook.instruments``) and times as integer nanoseconds.
+(``fastbook.instruments``) and times as integer nanoseconds. The output options
+(``prices="float"``, ``timestamps="datetime"``, ``missing="nan"``,
+``reason="names"``; :mod:`fastbook.writers`) present them as floats, datetimes
+and NaN instead, for the streamed ``output`` file and as the defaults of the
+result's ``to_pandas`` / ``to_arrow`` / ``to_parquet`` / ``to_csv``.
 """
 
 from __future__ import annotations
@@ -47,9 +51,12 @@ from fastbook.errors import DecodeError, FastbookError, UpdateError
 from fastbook.events import Flags
 from fastbook.writers import (
     LobsterFiles,
+    OutputOptions,
     SampleWriter,
+    date_from_name,
     empty_columns,
     instruments_of,
+    samples_frame,
     samples_table,
 )
 
@@ -248,6 +255,12 @@ class ReplayResult:
     feed : L2Feed or None
         L2 feeds: the venue feed itself (its own books, states, per-symbol
         ``counts(symbol)`` and ``errors``).
+    options : fastbook.writers.OutputOptions
+        The output options ``replay`` was given (floats, datetimes, NaN,
+        reason names); the defaults of ``to_pandas`` and the other outputs.
+    date : datetime.date or None
+        The trading date (``date=``, or for ITCH the date in the file name),
+        which ``timestamps="datetime"`` needs for times counted from midnight.
 
     For L2 feeds, ``counts`` holds the feed's counters over all symbols
     (``applied``, ``snapshots``, ``buffered``, ``dropped``, ``gaps``,
@@ -264,7 +277,8 @@ class ReplayResult:
                  messages: int, events: int, bytes_: int, unknown_types: int, seconds: float,
                  codec: str, ts_origin: str, output: str | None, rows: int,
                  kind: str = "stream", notices: list[Any] | None = None,
-                 notice_counts: dict[str, int] | None = None, feed: Any = None) -> None:
+                 notice_counts: dict[str, int] | None = None, feed: Any = None,
+                 options: OutputOptions | None = None) -> None:
         self.books = books
         self.samples = samples
         self.counts = counts
@@ -282,6 +296,12 @@ class ReplayResult:
         self.notices = notices if notices is not None else []
         self.notice_counts = notice_counts if notice_counts is not None else {}
         self.feed = feed
+        self.options = options if options is not None else OutputOptions()
+
+    @property
+    def date(self) -> Any:
+        """The trading date the outputs use for datetimes (None when unknown)."""
+        return self.options.date
 
     @property
     def skipped(self) -> int:
@@ -308,20 +328,62 @@ class ReplayResult:
                            f"replay{'' if not found else '; name the venue'}")
         return self.books[found[0]["id"]]
 
-    def to_arrow(self) -> Any:
-        """The samples as a ``pyarrow.Table`` (see :func:`samples_table` for the columns)."""
+    def _options(self, changes: dict[str, Any]) -> OutputOptions:
+        options = self.options.replace(**changes)
+        options.check(self.ts_origin, self.codec)
+        return options
+
+    def to_arrow(self, **options: Any) -> Any:
+        """The samples as a ``pyarrow.Table`` (see :func:`fastbook.writers.samples_table`).
+
+        Keyword arguments override the replay's output options: ``prices`` /
+        ``quantities`` (``"int"`` or ``"float"``), ``timestamps`` (``"int"`` or
+        ``"datetime"``), ``date``, ``missing`` (``"zero"`` or ``"nan"``),
+        ``reason`` (``"bits"`` or ``"names"``); :mod:`fastbook.writers`.
+        """
         return samples_table(self._samples_or_empty(), self.instruments, codec=self.codec,
-                             ts_origin=self.ts_origin)
+                             ts_origin=self.ts_origin, options=self._options(options))
 
-    def to_pandas(self) -> Any:
-        """The samples as a ``pandas.DataFrame`` (needs pandas and pyarrow)."""
-        return self.to_arrow().to_pandas()
+    def to_pandas(self, **options: Any) -> Any:
+        """The samples as a ``pandas.DataFrame`` (needs pandas: ``fastbook-lob[pandas]``).
 
-    def to_parquet(self, path: str | os.PathLike[str], *, row_group_size: int = 1 << 20) -> None:
-        """Write the samples to a Parquet file, in row groups of ``row_group_size`` rows."""
-        import pyarrow.parquet as pq
+        The columns of :meth:`to_arrow` with the same options; ``symbol`` is
+        categorical, and ``DataFrame.attrs`` holds the ``fastbook.*`` metadata
+        (``fastbook.instruments`` with every instrument's scales).
 
-        pq.write_table(self.to_arrow(), os.fspath(path), row_group_size=row_group_size)
+        >>> import fastbook as fb
+        >>> from fastbook.synth import itch_day
+        >>> run = fb.replay(itch_day(5_000, n_symbols=2), every="bbo", date="2019-12-30")
+        >>> df = run.to_pandas(prices="float", timestamps="datetime")
+        >>> str(df["ts"].dtype), str(df["bid_px_1"].dtype)
+        ('datetime64[ns]', 'float64')
+        """
+        return samples_frame(self._samples_or_empty(), self.instruments, codec=self.codec,
+                             ts_origin=self.ts_origin, options=self._options(options))
+
+    def to_parquet(self, path: str | os.PathLike[str], *, row_group_size: int = 1 << 20,
+                   **options: Any) -> None:
+        """Write the samples to a Parquet file, in row groups of ``row_group_size`` rows.
+
+        Options as :meth:`to_arrow`; ``pandas.read_parquet`` restores the
+        ``fastbook.*`` metadata into ``DataFrame.attrs``.
+        """
+        from fastbook._extras import require
+
+        pq = require("pyarrow.parquet", "arrow", "Parquet output")
+        pq.write_table(self.to_arrow(**options), os.fspath(path), row_group_size=row_group_size)
+
+    def to_csv(self, path: str | os.PathLike[str], **options: Any) -> None:
+        """Write the samples to a CSV file (no pyarrow needed); options as :meth:`to_arrow`.
+
+        Each row carries its instrument's ``price_decimals`` and ``qty_decimals``.
+        """
+        if os.path.splitext(os.fspath(path))[1].lower() != ".csv":
+            raise ValueError(f"to_csv writes a .csv file, not {os.fspath(path)!r}")
+        writer = SampleWriter(path, 1 << 20, self.codec, self.ts_origin,
+                              self._options(options))
+        writer.write(self._samples_or_empty(), self.instruments)
+        writer.close(self.instruments)
 
     def _samples_or_empty(self) -> dict[str, np.ndarray]:
         if self.samples:
@@ -724,6 +786,8 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
            chunk_size: int = 4 << 20, compression: str = "auto", progress: bool | None = None,
            bookset: Any = None, lobster: str | os.PathLike[str] | None = None,
            instruments: Any = None, book_depth: int | None = None, verify: bool = True,
+           prices: str = "int", quantities: str = "int", timestamps: str = "int",
+           date: Any = None, missing: str = "zero", reason: str = "bits",
            **codec_options: Any) -> ReplayResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
@@ -785,6 +849,20 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         (Kraken); passed to the feed as ``depth=``.
     verify : bool
         L2 feeds: check each fastbook capture record's CRC32.
+    prices, quantities : {"int", "float"}
+        How ``output`` (and by default ``to_pandas()`` etc.) hold prices and
+        quantities: exact fixed-point integers, or floats scaled by each
+        instrument's decimals.
+    timestamps : {"int", "datetime"}
+        ``ts`` as int64 ns or as datetimes (UTC for feeds timed from the
+        epoch; for ITCH, local times on ``date``).
+    date : datetime.date or "YYYY-MM-DD", optional
+        The trading date of a feed timed from midnight (ITCH 5.0); by default
+        the date in the file name when it holds one (:func:`fastbook.writers.date_from_name`).
+    missing : {"zero", "nan"}
+        A missing level as 0 / 0 or as null (NaN in pandas, empty in CSV).
+    reason : {"bits", "names"}
+        The ``reason`` column as its bits or as the rules' names (``"every|bbo"``).
     **codec_options
         Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``)
         or to the L2 feed's constructor.
@@ -827,6 +905,13 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
                         chunk_size=chunk_size, compression=compression, progress=progress,
                         options=codec_options)
     ts_origin = run.ts_origin
+    if date is None and ts_origin == "midnight" and isinstance(source, (str, os.PathLike)) \
+            and os.fspath(source) != "-":
+        date = date_from_name(source)
+    # every output option is checked before the work starts
+    options = OutputOptions(prices=prices, quantities=quantities, timestamps=timestamps,
+                            date=date, missing=missing, reason=reason)
+    options.check(ts_origin, str(codec))
     # L2 feeds: one row per venue message at most, never from inside one
     sampler = Sampler(depth, capacity=1 << 16, packets=run.packets, **rules) if rules else None
     # a row group holds row_group_size rows, but at most about _GROUP_BYTES of samples, so
@@ -836,7 +921,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     if output is not None:
         if sampler is None:
             raise ValueError("output= needs a sampling rule (every=)")
-        writer = SampleWriter(output, group_rows, codec, ts_origin)
+        writer = SampleWriter(output, group_rows, codec, ts_origin, options)
     samples: dict[str, np.ndarray] = {}
     lob = LobsterFiles(lobster, depth, ts_origin=ts_origin,
                        utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
@@ -866,7 +951,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     return ReplayResult(
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
-        **run.result_fields())
+        options=options, **run.result_fields())
 
 
 #: Most sample bytes a replay holds before writing them out as a row group.

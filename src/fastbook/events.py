@@ -174,15 +174,14 @@ def arrow_schema() -> Any:
     Raises
     ------
     ImportError
-        When pyarrow is not installed (install it with ``pip install pyarrow``).
+        When pyarrow is not installed (``pip install 'fastbook-lob[arrow]'``).
     """
     try:
         import pyarrow as pa
-    except ImportError as exc:
-        raise ImportError(
-            "fastbook.events.arrow_schema() needs pyarrow, which is not installed; "
-            "install it with `pip install pyarrow`"
-        ) from exc
+    except ImportError:
+        from fastbook._extras import missing
+
+        raise missing("arrow", "fastbook.events.arrow_schema()") from None
     fields = [pa.field(name, getattr(pa, _ARROW_TYPES[code])(), nullable=False)
               for name, code, _ in EVENT_FIELDS]
     return pa.schema(fields, metadata={b"fastbook.event_dtype_itemsize": b"64"})

@@ -23,8 +23,10 @@ for a selected instrument:
 A row has the columns ``ts`` (int64 ns: the event's exchange time, or the grid
 point), ``instrument`` (uint32), ``sequence`` (uint64: the event's sequence
 field; for an interval row, that of the first event after the grid point),
-``reason`` (uint8 bits: :attr:`Sampler.EVERY`, :attr:`Sampler.INTERVAL`,
-:attr:`Sampler.BBO`), and ``bid_px``, ``bid_qty``, ``ask_px``, ``ask_qty``
+``reason`` (uint8 bits: :attr:`Sampler.EVERY` = 1, :attr:`Sampler.INTERVAL` = 2,
+:attr:`Sampler.BBO` = 4, several when several rules fired for the row;
+:func:`reason_names` reads them, and the outputs' ``reason="names"`` option
+writes them as text such as ``"every|bbo"``), and ``bid_px``, ``bid_qty``, ``ask_px``, ``ask_qty``
 (int64, shape ``(rows, depth)``, best level first, padded with 0 / 0 exactly
 as ``Book.top``). One event gives at most one interval row (before it) and
 one row for the other rules (after it).
@@ -44,7 +46,9 @@ rule evaluated after an event that was skipped (``on_error="skip"``) does not
 run for that packet.
 
 Columns are numpy arrays; :meth:`Sampler.columns` returns views of the rows
-taken so far, and :meth:`Sampler.to_arrow` wraps them without copying.
+taken so far, and :meth:`Sampler.to_arrow` wraps them without copying (unless
+asked for floats, nulls or names); :meth:`Sampler.to_pandas` gives a DataFrame
+with one column per level (``fastbook.writers`` documents the output options).
 :meth:`Sampler.take` hands the rows over and starts fresh buffers, so a long
 replay can stream them to disk in bounded memory.
 
@@ -79,7 +83,7 @@ import numpy as np
 
 from fastbook.events import EVENT_DTYPE, Action, Flags
 
-__all__ = ["Sampler"]
+__all__ = ["REASONS", "Sampler", "reason_labels", "reason_names"]
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -99,6 +103,43 @@ MAX_DEPTH = 1000
 SCALAR_COLUMNS = (("ts", np.int64), ("instrument", np.uint32), ("sequence", np.uint64),
                   ("reason", np.uint8))
 LEVEL_COLUMNS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
+
+#: The ``reason`` bits and their names, lowest bit first (``Sampler.EVERY`` etc.).
+REASONS = ((1, "every"), (2, "interval"), (4, "bbo"))
+_REASON_BITS = 7
+
+
+def reason_names(reason: int) -> tuple[str, ...]:
+    """The rules a sample row's ``reason`` bits name, lowest bit first.
+
+    >>> reason_names(5)
+    ('every', 'bbo')
+    >>> reason_names(Sampler.INTERVAL)
+    ('interval',)
+    """
+    reason = int(reason)
+    if not 0 <= reason <= _REASON_BITS:
+        raise ValueError(f"a sample reason is a combination of the bits 1 (every), "
+                         f"2 (interval) and 4 (bbo); got {reason}")
+    return tuple(name for bit, name in REASONS if reason & bit)
+
+
+#: ``"|"``-joined names for every value of the ``reason`` bits (index = bits).
+REASON_LABELS = tuple("|".join(reason_names(r)) for r in range(_REASON_BITS + 1))
+
+
+def reason_labels(reasons: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """A ``reason`` column as categories: (``REASON_LABELS``, int8 codes into them).
+
+    >>> labels, codes = reason_labels(np.array([4, 5], np.uint8))
+    >>> [labels[c] for c in codes]
+    ['bbo', 'every|bbo']
+    """
+    reasons = np.asarray(reasons)
+    if len(reasons) and int(reasons.max()) > _REASON_BITS:
+        bad = int(reasons[reasons > _REASON_BITS][0])
+        raise ValueError(f"a sample reason is a combination of the bits 1, 2 and 4; got {bad}")
+    return list(REASON_LABELS), reasons.astype(np.int8)
 
 
 def _positive(name: str, value: Any) -> int | None:
@@ -366,23 +407,68 @@ class Sampler:
         self._count = 0
         self._allocate(self._capacity0)
 
-    def to_arrow(self) -> Any:
-        """The rows as a ``pyarrow.Table``, without copying the data.
+    def to_arrow(self, *, prices: str = "int", quantities: str = "int",
+                 timestamps: str = "int", date: Any = None, missing: str = "zero",
+                 reason: str = "bits", ts_origin: str = "") -> Any:
+        """The rows as a ``pyarrow.Table``; by default without copying the data.
 
-        Level columns are ``fixed_size_list<int64>[depth]``. Needs pyarrow
-        (``pip install fastbook[arrow]``).
+        Columns as :meth:`columns`, the level columns as
+        ``fixed_size_list<depth>``. The options are those of
+        :mod:`fastbook.writers`: ``prices="float"`` / ``quantities="float"``
+        divide by each row's instrument's scale (the BookSet the sampler
+        sampled), ``missing="nan"`` makes missing levels null,
+        ``reason="names"`` writes the rules' names, ``timestamps="datetime"``
+        needs ``ts_origin`` (``"epoch"``, or ``"midnight"`` with ``date=``).
+        Needs pyarrow (``pip install 'fastbook-lob[arrow]'``).
         """
-        try:
-            import pyarrow as pa
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("Sampler.to_arrow needs pyarrow: pip install 'fastbook[arrow]'") \
-                from None
-        cols = self.columns()
-        arrays = {name: pa.array(cols[name]) for name, _ in SCALAR_COLUMNS}
+        from fastbook._extras import require
+        from fastbook.writers import OutputOptions
+
+        pa = require("pyarrow", "arrow", "Sampler.to_arrow")
+        options = OutputOptions(prices=prices, quantities=quantities, timestamps=timestamps,
+                                date=date, missing=missing, reason=reason)
+        if options == OutputOptions():
+            cols = self.columns()
+            arrays = {name: pa.array(cols[name]) for name, _ in SCALAR_COLUMNS}
+            for name in LEVEL_COLUMNS:
+                flat = pa.array(cols[name].reshape(-1))
+                arrays[name] = pa.FixedSizeListArray.from_arrays(flat, self.depth)
+            return pa.table(arrays)
+        from fastbook.writers import arrow_array, output_columns
+
+        cols = {c.name: c for c in output_columns(self.columns(), self._instruments(),
+                                                     options, ts_origin)}
+        arrays = {name: arrow_array(pa, cols[name]) for name, _ in SCALAR_COLUMNS}
         for name in LEVEL_COLUMNS:
-            flat = pa.array(cols[name].reshape(-1))
-            arrays[name] = pa.FixedSizeListArray.from_arrays(flat, self.depth)
+            levels = [cols[f"{name}_{k + 1}"] for k in range(self.depth)]
+            values = np.column_stack([c.values for c in levels]).reshape(-1)
+            mask = None if levels[0].mask is None else \
+                np.column_stack([c.mask for c in levels]).reshape(-1)
+            arrays[name] = pa.FixedSizeListArray.from_arrays(pa.array(values, mask=mask),
+                                                             self.depth)
         return pa.table(arrays)
+
+    def to_pandas(self, *, prices: str = "int", quantities: str = "int",
+                  timestamps: str = "int", date: Any = None, missing: str = "zero",
+                  reason: str = "bits", ts_origin: str = "") -> Any:
+        """The rows as a ``pandas.DataFrame``, one column per level field.
+
+        The columns of ``ReplayResult.to_pandas`` (``ts``, ``instrument``,
+        ``symbol``, ``sequence``, ``reason``, ``bid_px_1``, ``bid_qty_1``...), with
+        the options of :meth:`to_arrow`. Needs pandas
+        (``pip install 'fastbook-lob[pandas]'``).
+        """
+        from fastbook.writers import OutputOptions, samples_frame
+
+        options = OutputOptions(prices=prices, quantities=quantities, timestamps=timestamps,
+                                date=date, missing=missing, reason=reason)
+        return samples_frame(self.columns(), self._instruments(), options=options,
+                             ts_origin=ts_origin)
+
+    def _instruments(self) -> list[dict[str, Any]]:
+        from fastbook.writers import instruments_of
+
+        return [] if self._owner is None else instruments_of(self._owner)
 
     def __repr__(self) -> str:
         rules = []

@@ -179,10 +179,10 @@ def _zstd_backend() -> tuple[str, Callable[[], Any], tuple[type[BaseException], 
     try:
         import zstandard
     except ImportError:
-        raise ImportError(
-            "reading zstd-compressed input needs the 'zstandard' package (or Python >= 3.14); "
-            "install it with `pip install fastbook[zstd]` (or `pip install zstandard`)"
-        ) from None
+        from fastbook._extras import missing
+
+        raise missing("zstd", "reading zstd-compressed input", module="the 'zstandard' package",
+                      alternative="or pip install zstandard, or use Python >= 3.14") from None
     return "zstandard", lambda: _ZstandardFrame(zstandard), (zstandard.ZstdError, ValueError)
 
 
@@ -655,14 +655,14 @@ def open_source(
         names the source and the compressed byte offset.
     ImportError
         zstd input without the ``zstandard`` package on Python < 3.14
-        (``pip install fastbook[zstd]``).
+        (``pip install 'fastbook-lob[zstd]'``).
 
     Notes
     -----
-    gzip uses ``isal`` (``pip install fastbook[gzip]``, about twice as fast)
+    gzip uses ``isal`` (``pip install 'fastbook-lob[gzip]'``, about twice as fast)
     when installed, else the standard library's ``zlib``; multi-member files
     are read whole. zstd uses the standard library's ``compression.zstd`` on
-    Python >= 3.14, else ``zstandard`` (``pip install fastbook[zstd]``).
+    Python >= 3.14, else ``zstandard`` (``pip install 'fastbook-lob[zstd]'``).
 
     Examples
     --------

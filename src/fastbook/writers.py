@@ -1,31 +1,79 @@
-"""Where replay samples and books go: Arrow/Parquet/CSV sample files and LOBSTER files.
+"""Where replay samples and books go: Arrow/Parquet/CSV sample files, DataFrames, LOBSTER files.
 
 The replay driver (:mod:`fastbook.driver`) hands each writer the sample columns
 (``fastbook.sampling`` layout) or the event batches it applied, batch by batch, so
 a long run writes in bounded memory:
 
 * :class:`SampleWriter` streams sample rows to a ``.parquet``, ``.arrow`` /
-  ``.feather`` or ``.csv`` file (:func:`samples_table` gives the columns and the
-  schema metadata);
+  ``.feather`` or ``.csv`` file (:func:`samples_table` gives the Arrow columns and
+  the schema metadata; CSV is written without pyarrow);
+* :func:`samples_frame` gives the same columns as a ``pandas.DataFrame``;
 * :class:`LobsterFiles` writes LOBSTER message and orderbook files per instrument
   through :func:`fastbook.codecs.lobster.write` (the format's encoder).
+
+Output options
+--------------
+By default every output holds what the books hold: prices and quantities as
+int64 fixed-point integers, times as int64 nanoseconds, 0 / 0 for a missing
+level, ``reason`` as its bits. :class:`OutputOptions` (the keyword arguments of
+``fastbook.replay``, ``ReplayResult.to_pandas`` / ``to_arrow`` / ``to_parquet``
+/ ``to_csv`` and ``Sampler.to_pandas`` / ``to_arrow``) changes that:
+
+``prices="float"``, ``quantities="float"``
+    float64 columns: each integer divided by ``10**decimals`` of the row's
+    instrument, which gives the float nearest to the exact decimal (so its
+    ``repr``, as written to CSV, is that decimal).
+``timestamps="datetime"``
+    ``ts`` as a datetime (ns). Feeds timed from the UNIX epoch (OSE, JPX, the L2
+    feeds) give UTC times; ITCH 5.0 times are ns since midnight (exchange local
+    time, US Eastern for NASDAQ), so they need the trading date: ``date=`` or,
+    by default, the date in the file name (``12302019.NASDAQ_ITCH50.gz``,
+    ``20191230.BX_ITCH_50.gz``: see :func:`date_from_name`); they are naive
+    local times on that date.
+``missing="nan"``
+    a missing level (quantity 0) is null in Arrow/Parquet, NaN in pandas and
+    empty in CSV, instead of 0 / 0. In pandas (as ``pandas.read_parquet`` reads
+    an integer column with nulls) the level columns are then float64, exact for
+    integers below 2**53.
+``reason="names"``
+    ``reason`` as text: the rules that took the row, joined by ``|``
+    (``"every"``, ``"interval"``, ``"bbo"``, ``"every|bbo"``...; see
+    :func:`fastbook.sampling.reason_names`).
+
+The scales travel with the data: Arrow and Parquet schema metadata hold
+``fastbook.instruments`` (JSON: id, symbol, venue, price and quantity decimals,
+tick and lot size), and the options used; ``to_pandas()`` puts the same keys in
+``DataFrame.attrs``, and a Parquet file stores them for ``pandas.read_parquet``
+to restore there (the ``PANDAS_ATTRS`` key pandas reads). CSV files carry
+``price_decimals`` and ``qty_decimals`` columns.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime as _dt
 import json
 import os
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastbook.sampling import LEVEL_COLUMNS, SCALAR_COLUMNS
+from fastbook._extras import require
+from fastbook.sampling import LEVEL_COLUMNS, SCALAR_COLUMNS, reason_labels
 
-__all__ = ["LobsterFiles", "SampleWriter", "empty_columns", "instruments_of", "output_format",
-           "samples_table"]
+__all__ = ["LobsterFiles", "OutputOptions", "SampleWriter", "date_from_name", "empty_columns",
+           "instruments_of", "output_format", "samples_frame", "samples_table"]
 
 _OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow",
                    ".feather": "arrow", ".ipc": "arrow", ".csv": "csv"}
+_CHOICES = {"prices": ("int", "float"), "quantities": ("int", "float"),
+            "timestamps": ("int", "datetime"), "missing": ("zero", "nan"),
+            "reason": ("bits", "names")}
+_EPOCH = _dt.date(1970, 1, 1)
+_DAY_NS = 86_400 * 1_000_000_000
+_INT64_MAX = (1 << 63) - 1
 
 
 def output_format(path: str | os.PathLike[str]) -> str:
@@ -39,12 +87,112 @@ def output_format(path: str | os.PathLike[str]) -> str:
 
 
 def _pyarrow() -> Any:
-    try:
-        import pyarrow as pa
-    except ImportError:
-        raise ImportError("Arrow, Parquet and CSV output need pyarrow: "
-                          "pip install 'fastbook[arrow]'") from None
-    return pa
+    return require("pyarrow", "arrow", "Arrow and Parquet output")
+
+
+def _as_date(value: Any) -> _dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        raise ValueError(f"date= is a trading date (a datetime.date or 'YYYY-MM-DD'), "
+                         f"not a datetime: {value!r}")
+    if isinstance(value, _dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return _dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"date= must be a datetime.date or a 'YYYY-MM-DD' string, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputOptions:
+    """How sample columns are presented (see the module docstring); defaults are exact ints.
+
+    >>> OutputOptions(prices="float", date="2019-12-30").date
+    datetime.date(2019, 12, 30)
+    """
+
+    prices: str = "int"
+    quantities: str = "int"
+    timestamps: str = "int"
+    date: Any = None
+    missing: str = "zero"
+    reason: str = "bits"
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, "
+                                 f"got {value!r}")
+        object.__setattr__(self, "date", _as_date(self.date))
+
+    def replace(self, **changes: Any) -> OutputOptions:
+        """These options with ``changes`` (None values keep the current one)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown output option(s) {', '.join(sorted(unknown))}; the "
+                            f"options are {', '.join(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def check(self, ts_origin: str, codec: str = "") -> None:
+        """Raise ValueError if these options cannot be met for times from ``ts_origin``."""
+        what = f"codec {codec!r}" if codec else "these samples"
+        if self.date is not None and ts_origin != "midnight":
+            raise ValueError(f"date= is for feeds timed from midnight (itch50); {what} "
+                             f"{'count from the UNIX epoch' if ts_origin == 'epoch' else 'do not'}")
+        if self.timestamps != "datetime":
+            return
+        if ts_origin == "midnight" and self.date is None:
+            raise ValueError(f"timestamps='datetime': {what} give times in ns since midnight "
+                             f"and the date is not known (not in the file name); pass "
+                             f"date='YYYY-MM-DD'")
+        if ts_origin not in ("midnight", "epoch"):
+            raise ValueError(f"timestamps='datetime': {what} do not say what their times "
+                             f"count from (ts_origin {ts_origin!r}); use timestamps='int'")
+
+    def metadata(self) -> dict[str, str]:
+        return {"fastbook.prices": self.prices, "fastbook.quantities": self.quantities,
+                "fastbook.timestamps": self.timestamps, "fastbook.missing": self.missing,
+                "fastbook.reason": self.reason,
+                "fastbook.date": "" if self.date is None else self.date.isoformat()}
+
+
+#: File names that carry the trading date: NASDAQ's MMDDYYYY (``12302019.NASDAQ_ITCH50``)
+#: and YYYYMMDD (``20191230.BX_ITCH_50``) forms, and 8-digit dates in other names.
+_DATE_IN_NAME = re.compile(r"(?<!\d)(\d{8})(?!\d)")
+
+
+def date_from_name(name: str | os.PathLike[str]) -> _dt.date | None:
+    """The trading date in a feed file's name, or None when it holds none or is ambiguous.
+
+    An 8-digit run in the base name is read as YYYYMMDD or MMDDYYYY (NASDAQ
+    names its TotalView files ``MMDDYYYY.NASDAQ_ITCH50``, its BX and PSX files
+    ``YYYYMMDD.BX_ITCH_50``); it counts only when exactly one reading is a date
+    from 1990 to 2099, and only when the name has exactly one such run.
+
+    >>> date_from_name("data/12302019.NASDAQ_ITCH50.gz")
+    datetime.date(2019, 12, 30)
+    >>> date_from_name("20191230.BX_ITCH_50.gz")
+    datetime.date(2019, 12, 30)
+    >>> date_from_name("capture.itch") is None
+    True
+    """
+    found = _DATE_IN_NAME.findall(os.path.basename(os.fspath(name)))
+    if len(found) != 1:
+        return None
+    digits = found[0]
+    readings = set()
+    for y, m, d in ((digits[:4], digits[4:6], digits[6:]), (digits[4:], digits[:2], digits[2:4])):
+        try:
+            day = _dt.date(int(y), int(m), int(d))
+        except ValueError:
+            continue
+        if 1990 <= day.year <= 2099:
+            readings.add(day)
+    return readings.pop() if len(readings) == 1 else None
 
 
 def instruments_of(bookset: Any) -> list[dict[str, Any]]:
@@ -52,47 +200,159 @@ def instruments_of(bookset: Any) -> list[dict[str, Any]]:
     return [dict(bookset.instrument(i), id=i) for i in range(len(bookset))]
 
 
-def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, Any]],
-                  *, codec: str = "", ts_origin: str = "") -> Any:
-    """Sample columns as a ``pyarrow.Table``: one row per sample, one column per level field.
+class _Column(NamedTuple):
+    """One output column: values (or codes into ``categories``), nulls, datetime zone."""
 
-    Columns: ``ts`` (int64 ns), ``instrument`` (uint32), ``symbol`` (dictionary
-    of the instruments' symbols, sharing ``instrument``'s values as indices),
-    ``sequence``, ``reason``, then ``bid_px_1, bid_qty_1, ask_px_1, ask_qty_1``
-    and so on for each level (int64 fixed-point; 0 / 0 for an empty level).
-    The schema metadata holds ``fastbook.instruments`` (JSON: id, symbol, venue,
-    decimals, tick and lot size), ``fastbook.price_decimals`` /
-    ``fastbook.qty_decimals`` when every instrument shares them, and the time
-    unit and origin.
-    """
-    pa = _pyarrow()
-    n = len(columns["ts"])
+    name: str
+    values: np.ndarray
+    mask: np.ndarray | None = None
+    categories: list[str] | None = None
+    datetime_tz: str | None = None      # "UTC", or "" for naive local times; None: not a time
+
+
+def _scales(instruments: list[dict[str, Any]], key: str, ids: np.ndarray) -> np.ndarray:
+    """``10.0 ** decimals`` per row (float64, exact for every decimals fastbook allows)."""
+    per_id = np.array([10.0 ** int(i[key]) for i in instruments] or [1.0])
+    return per_id[ids]
+
+
+def output_columns(columns: dict[str, np.ndarray], instruments: list[dict[str, Any]],
+                    options: OutputOptions, ts_origin: str) -> list[_Column]:
+    """The columns every output format writes, in order, with the options applied."""
+    options.check(ts_origin)
+    ids = columns["instrument"]
+    ts = columns["ts"]
+    if options.timestamps == "datetime":
+        base = 0
+        if ts_origin == "midnight":
+            base = (options.date - _EPOCH).days * _DAY_NS
+        if len(ts) and (int(ts.max()) > _INT64_MAX - base or int(ts.min()) < -base):
+            raise ValueError(f"a sample time is out of range for a datetime on "
+                             f"{options.date}: {int(ts.min())}..{int(ts.max())} ns")
+        ts_col = _Column("ts", ts + base, datetime_tz="UTC" if ts_origin == "epoch" else "")
+    else:
+        ts_col = _Column("ts", ts)
+    symbols = [i["symbol"] for i in instruments]
+    code_of = {s: k for k, s in enumerate(dict.fromkeys(symbols))}
+    unique = list(code_of)
+    code_of_id = np.array([code_of[s] for s in symbols] or [0], np.int32)
+    out = [ts_col, _Column("instrument", ids),
+           _Column("symbol", code_of_id[ids] if len(ids) else np.zeros(0, np.int32),
+                   categories=unique),
+           _Column("sequence", columns["sequence"])]
+    if options.reason == "names":
+        labels, codes = reason_labels(columns["reason"])
+        out.append(_Column("reason", codes, categories=labels))
+    else:
+        out.append(_Column("reason", columns["reason"]))
     depth = columns["bid_px"].shape[1]
-    symbols = pa.array([i["symbol"] for i in instruments], pa.string())
-    arrays = {
-        "ts": pa.array(columns["ts"]),
-        "instrument": pa.array(columns["instrument"]),
-        "symbol": pa.DictionaryArray.from_arrays(pa.array(columns["instrument"]), symbols),
-        "sequence": pa.array(columns["sequence"]),
-        "reason": pa.array(columns["reason"]),
-    }
+    price_scale = _scales(instruments, "price_decimals", ids) \
+        if options.prices == "float" else None
+    qty_scale = _scales(instruments, "qty_decimals", ids) \
+        if options.quantities == "float" else None
     for k in range(depth):
         for name in LEVEL_COLUMNS:
-            arrays[f"{name}_{k + 1}"] = pa.array(np.ascontiguousarray(columns[name][:, k]))
+            raw = np.ascontiguousarray(columns[name][:, k])
+            scale = price_scale if name.endswith("_px") else qty_scale
+            values = raw if scale is None else raw / scale
+            mask = None
+            if options.missing == "nan":
+                mask = columns[name[:3] + "_qty"][:, k] == 0
+            out.append(_Column(f"{name}_{k + 1}", values, mask))
+    return out
+
+
+def arrow_array(pa: Any, col: _Column) -> Any:
+    """One output column as a pyarrow array (dictionary, timestamp or plain with nulls)."""
+    if col.categories is not None:
+        return pa.DictionaryArray.from_arrays(pa.array(col.values),
+                                              pa.array(col.categories, pa.string()))
+    if col.datetime_tz is not None:
+        return pa.array(col.values, pa.timestamp("ns", tz=col.datetime_tz or None))
+    return pa.array(col.values, mask=col.mask)
+
+
+def samples_metadata(instruments: list[dict[str, Any]], depth: int, rows: int,
+                     options: OutputOptions, *, codec: str = "",
+                     ts_origin: str = "") -> dict[str, str]:
+    """The ``fastbook.*`` keys of an output's schema metadata (and of ``DataFrame.attrs``)."""
     meta = {
         "fastbook.instruments": json.dumps(instruments),
         "fastbook.ts_unit": "ns",
         "fastbook.ts_origin": ts_origin,
         "fastbook.codec": codec,
         "fastbook.depth": str(depth),
-        "fastbook.rows": str(n),
+        "fastbook.rows": str(rows),
     }
     for key in ("price_decimals", "qty_decimals"):
         values = {i[key] for i in instruments}
         if len(values) == 1:
             meta[f"fastbook.{key}"] = str(values.pop())
-    table = pa.table(arrays)
-    return table.replace_schema_metadata(meta)
+    meta.update(options.metadata())
+    return meta
+
+
+def _with_pandas_attrs(meta: dict[str, str]) -> dict[str, str]:
+    # pandas.read_parquet restores DataFrame.attrs from this key (pandas >= 2.1)
+    return {**meta, "PANDAS_ATTRS": json.dumps(meta)}
+
+
+def samples_table(columns: dict[str, np.ndarray], instruments: list[dict[str, Any]],
+                  *, codec: str = "", ts_origin: str = "",
+                  options: OutputOptions | None = None) -> Any:
+    """Sample columns as a ``pyarrow.Table``: one row per sample, one column per level field.
+
+    Columns: ``ts`` (int64 ns), ``instrument`` (uint32), ``symbol`` (dictionary
+    of the instruments' symbols), ``sequence``, ``reason``, then ``bid_px_1,
+    bid_qty_1, ask_px_1, ask_qty_1`` and so on for each level (int64
+    fixed-point; 0 / 0 for an empty level), as changed by ``options`` (see
+    the module docstring). The schema metadata holds ``fastbook.instruments``
+    (JSON: id, symbol, venue, decimals, tick and lot size),
+    ``fastbook.price_decimals`` / ``fastbook.qty_decimals`` when every
+    instrument shares them, the time unit and origin, ``fastbook.rows`` and
+    the options (``fastbook.prices``, ``fastbook.date``...).
+    """
+    pa = _pyarrow()
+    options = options or OutputOptions()
+    arrays = {}
+    for col in output_columns(columns, instruments, options, ts_origin):
+        arrays[col.name] = arrow_array(pa, col)
+    meta = samples_metadata(instruments, columns["bid_px"].shape[1], len(columns["ts"]),
+                            options, codec=codec, ts_origin=ts_origin)
+    return pa.table(arrays).replace_schema_metadata(_with_pandas_attrs(meta))
+
+
+def samples_frame(columns: dict[str, np.ndarray], instruments: list[dict[str, Any]],
+                  *, codec: str = "", ts_origin: str = "",
+                  options: OutputOptions | None = None) -> Any:
+    """Sample columns as a ``pandas.DataFrame`` (the columns of :func:`samples_table`).
+
+    Built from the numpy columns (pyarrow is not needed). ``symbol`` (and
+    ``reason`` with ``reason="names"``) is categorical; ``DataFrame.attrs``
+    holds the ``fastbook.*`` metadata keys, scales included.
+    """
+    pd = require("pandas", "pandas", "to_pandas()")
+    options = options or OutputOptions()
+    data = {}
+    for col in output_columns(columns, instruments, options, ts_origin):
+        if col.categories is not None:
+            data[col.name] = pd.Categorical.from_codes(col.values.astype(np.int32),
+                                                       categories=col.categories)
+        elif col.datetime_tz is not None:
+            times = pd.Series(col.values.view("datetime64[ns]"), copy=False)
+            data[col.name] = times.dt.tz_localize("UTC") if col.datetime_tz else times
+        elif col.mask is not None:
+            # as pyarrow and pandas.read_parquet convert a column with nulls: float64
+            values = col.values.astype(np.float64)
+            values[col.mask] = np.nan
+            data[col.name] = values
+        else:
+            data[col.name] = col.values
+    frame = pd.DataFrame(data)
+    frame.attrs = samples_metadata(instruments, columns["bid_px"].shape[1],
+                                   len(columns["ts"]), options, codec=codec,
+                                   ts_origin=ts_origin)
+    return frame
 
 
 def empty_columns() -> dict[str, np.ndarray]:
@@ -101,48 +361,126 @@ def empty_columns() -> dict[str, np.ndarray]:
         name: np.zeros((0, 0), np.int64) for name in LEVEL_COLUMNS}
 
 
-def _plain_symbols_schema(schema: Any) -> Any:
+def _plain_dictionaries_schema(schema: Any) -> Any:
     import pyarrow as pa
 
-    i = schema.get_field_index("symbol")
-    return schema.set(i, pa.field("symbol", pa.string()))
+    for i, field in enumerate(schema):
+        if pa.types.is_dictionary(field.type):
+            schema = schema.set(i, pa.field(field.name, pa.string()))
+    return schema
 
 
-def _plain_symbols(table: Any) -> Any:
-    i = table.schema.get_field_index("symbol")
-    return table.set_column(i, "symbol", table.column("symbol").cast("string"))
+def _plain_dictionaries(table: Any) -> Any:
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast("string"))
+    return table
+
+
+def _csv_text(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+class _CsvFile:
+    """A sample CSV file written with the standard library (pyarrow is not needed).
+
+    A header row of quoted names, then one line per row: numbers as written by
+    ``repr`` (a float is the shortest text that reads back as the same float),
+    text quoted, a null (``missing="nan"``) empty, datetimes in ISO 8601 (``Z``
+    for UTC). ``price_decimals`` and ``qty_decimals`` follow ``symbol``, so each
+    row carries its scales.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def write(self, cols: list[_Column], instruments: list[dict[str, Any]]) -> None:
+        ids = cols[1].values
+        decimals = [
+            _Column(key, np.array([int(i[key]) for i in instruments] or [0], np.int64)[ids]
+                    if len(ids) else np.zeros(0, np.int64))
+            for key in ("price_decimals", "qty_decimals")]
+        cols = [*cols[:3], *decimals, *cols[3:]]
+        if self._file is None:
+            self._file = open(self.path, "w", newline="", encoding="utf-8")
+            self._file.write(",".join(_csv_text(c.name) for c in cols) + "\n")
+        cells = [self._cells(c) for c in cols]
+        if cells and cells[0]:
+            self._file.write("".join(",".join(row) + "\n" for row in zip(*cells, strict=True)))
+
+    @staticmethod
+    def _cells(col: _Column) -> list[str]:
+        if col.categories is not None:
+            quoted = [_csv_text(c) for c in col.categories]
+            return [quoted[c] for c in col.values.tolist()]
+        if col.datetime_tz is not None:
+            text = col.values.view("datetime64[ns]").astype(str).tolist()
+            return [t + "Z" for t in text] if col.datetime_tz else text
+        cells = list(map(repr, col.values.tolist()))
+        if col.mask is not None:
+            for i in np.flatnonzero(col.mask).tolist():
+                cells[i] = ""
+        return cells
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 class SampleWriter:
-    """Streams sample batches to a Parquet, Arrow IPC or CSV file as they are taken."""
+    """Streams sample batches to a Parquet, Arrow IPC or CSV file as they are taken.
+
+    A Parquet file's schema metadata describes the whole file when it is closed:
+    ``fastbook.rows`` counts every row and ``fastbook.instruments`` lists every
+    instrument, including ones first seen after the first row group. An Arrow
+    IPC file's schema is written when the file opens, so its metadata lists the
+    instruments known then (its batches hold every row's symbol all the same)
+    and has no ``fastbook.rows``.
+    """
 
     def __init__(self, path: str | os.PathLike[str], row_group_size: int, codec: str,
-                 ts_origin: str) -> None:
+                 ts_origin: str, options: OutputOptions | None = None) -> None:
         self.path = os.fspath(path)
         self.format = output_format(path)
         self.row_group_size = row_group_size
         self.codec, self.ts_origin = codec, ts_origin
+        self.options = options or OutputOptions()
+        self.options.check(ts_origin, codec)
         self.rows = 0
         self._writer: Any = None
-        _pyarrow()
+        self._depth = 0
+        if self.format != "csv":
+            _pyarrow()
 
     def write(self, columns: dict[str, np.ndarray], instruments: list[dict[str, Any]]) -> None:
         if len(columns["ts"]) == 0:
             return
-        table = samples_table(columns, instruments, codec=self.codec, ts_origin=self.ts_origin)
+        self._depth = columns["bid_px"].shape[1]
+        if self.format == "csv":
+            if self._writer is None:
+                self._writer = _CsvFile(self.path)
+            self._writer.write(output_columns(columns, instruments, self.options,
+                                               self.ts_origin), instruments)
+            self.rows += len(columns["ts"])
+            return
+        table = self._table(columns, instruments)
         if self._writer is None:
             self._open(table.schema)
         elif not table.schema.equals(self._schema):
-            # instruments were added since the file was opened: keep the first schema's
-            # metadata (the final list is written at close for Parquet and IPC alike)
-            table = table.replace_schema_metadata(self._schema.metadata)
             table = table.cast(self._schema)
         if self.format == "parquet":
             self._writer.write_table(table, row_group_size=self.row_group_size)
         else:
             # an IPC file cannot replace a dictionary between batches, and CSV has none
-            self._writer.write_table(_plain_symbols(table))
+            self._writer.write_table(_plain_dictionaries(table))
         self.rows += table.num_rows
+
+    def _table(self, columns: dict[str, np.ndarray], instruments: list[dict[str, Any]]) -> Any:
+        return samples_table(columns, instruments, codec=self.codec, ts_origin=self.ts_origin,
+                             options=self.options)
 
     def _open(self, schema: Any) -> None:
         import pyarrow as pa
@@ -151,25 +489,39 @@ class SampleWriter:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(self.path, schema)
-        elif self.format == "arrow":
-            self._writer = pa.ipc.new_file(self.path, _plain_symbols_schema(schema))
+            # no metadata yet: the footer's is written at close, and keys written now
+            # could not be taken back there (a scale the instruments no longer share)
+            self._writer = pq.ParquetWriter(self.path, schema.remove_metadata())
         else:
-            import pyarrow.csv as pacsv
-
-            self._writer = pacsv.CSVWriter(self.path, _plain_symbols_schema(schema))
+            meta = {k: v for k, v in schema.metadata.items()
+                    if k not in (b"fastbook.rows", b"PANDAS_ATTRS")}
+            self._writer = pa.ipc.new_file(
+                self.path, _plain_dictionaries_schema(schema).with_metadata(meta))
 
     def close(self, instruments: list[dict[str, Any]]) -> None:
         if self._writer is None:
             # no rows: still write a valid, empty file with the right columns
-            self._open(samples_table(empty_columns(), instruments, codec=self.codec,
-                                     ts_origin=self.ts_origin).schema)
+            if self.format == "csv":
+                self._writer = _CsvFile(self.path)
+                self._writer.write(output_columns(empty_columns(), instruments, self.options,
+                                                   self.ts_origin), instruments)
+            else:
+                self._open(self._table(empty_columns(), instruments).schema)
         if self.format == "parquet":
-            self._writer.add_key_value_metadata(
-                {"fastbook.instruments": json.dumps(instruments),
-                 "fastbook.rows": str(self.rows)})
+            self._finish_parquet(instruments)
         self._writer.close()
 
+    def _finish_parquet(self, instruments: list[dict[str, Any]]) -> None:
+        # The footer's key-value metadata is written at close, but pyarrow reads a
+        # file's Arrow schema (with its metadata) from the footer's ARROW:schema
+        # entry, which holds the schema the writer was opened with: replace both
+        # with the whole file's instruments and row count.
+        meta = _with_pandas_attrs(samples_metadata(
+            instruments, self._depth, self.rows, self.options, codec=self.codec,
+            ts_origin=self.ts_origin))
+        final = self._schema.with_metadata(meta)
+        arrow_schema = base64.b64encode(final.serialize().to_pybytes()).decode("ascii")
+        self._writer.add_key_value_metadata({**meta, "ARROW:schema": arrow_schema})
 
 
 class LobsterFiles:

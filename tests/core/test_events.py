@@ -160,7 +160,7 @@ def test_check_events():
 
 def test_arrow_schema_without_pyarrow_names_the_fix(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` fail
-    with pytest.raises(ImportError, match="pip install pyarrow"):
+    with pytest.raises(ImportError, match=r"pip install 'fastbook-lob\[arrow\]'"):
         arrow_schema()
 
 

@@ -479,7 +479,7 @@ def test_truncated_and_corrupt_zstd(tmp_path):
 def test_zstd_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "zstandard", None)
     monkeypatch.setitem(sys.modules, "compression", None)
-    with pytest.raises(ImportError, match=r"pip install fastbook\[zstd\]"):
+    with pytest.raises(ImportError, match=r"pip install 'fastbook-lob\[zstd\]'"):
         open_source(b"\x28\xb5\x2f\xfd" + b"\0" * 20)
     # uncompressed and gzip input need nothing optional
     assert bytes(next(open_source(b"abc"))) == b"abc"
