@@ -1232,7 +1232,8 @@ def _row_bytes(depth: int) -> int:
 
 
 def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
-         compression: str = "auto", **codec_options: Any) -> dict[str, Any]:
+         compression: str = "auto", progress: bool | None = False,
+         **codec_options: Any) -> dict[str, Any]:
     """Decode a feed without building books: counts by type, directory, time range.
 
     Returns a dict with ``messages``, ``bytes``, ``counts`` (by type),
@@ -1240,10 +1241,13 @@ def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
     ``first_ts`` / ``last_ts`` (the smallest and largest exchange time of a
     book event; None when there is none). For an L2 feed codec, ``source``
     is one or more captures and the dict is :func:`fastbook.capture.summarize`'s.
+    ``progress`` draws a progress line on stderr as :func:`replay` does (None:
+    when stderr is a terminal).
     """
     from fastbook import codecs
-    from fastbook.sources import open_source
+    from fastbook.sources import Progress, open_source
 
+    codec = codec_name(codec)
     if codecs.kind(codec) == "l2":
         # an L2 capture: what it holds (``fastbook.capture.summarize``)
         from fastbook import capture
@@ -1257,11 +1261,16 @@ def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
         lo, hi = int(ts.min()), int(ts.max())
         span[:] = [min(span[0], lo), max(span[1], hi)] if span else [lo, hi]
 
-    with open_source(source, chunk_size=chunk_size, compression=compression) as src:
+    with open_source(source, chunk_size=chunk_size, compression=compression) as src, \
+            Progress(total=src.size, enabled=progress) as bar:
         decoder = module.Decoder(None, name=src.name, **codec_options)
         for chunk in src:
             for events in decoder.feed(chunk):
                 see(events)
+            bar.update(src.raw_bytes_read, decoder.messages)
+        if not src.bytes_out:
+            raise DecodeError(f"{src.name}: the input is empty (0 bytes): there is nothing "
+                              f"to scan")
         for events in decoder.close():
             see(events)
     return {"messages": decoder.messages, "bytes": decoder.bytes, "counts": decoder.counts(),
