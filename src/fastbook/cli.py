@@ -686,7 +686,9 @@ def synth_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return _main(argv)
+        status = _main(argv)
+        sys.stdout.flush()      # here, where a closed pipe is caught, not at exit
+        return status
     except BrokenPipeError:
         # the reader went away (`fastbook info day.itch | head`): stop quietly, and keep
         # Python's own flush at exit from failing on the closed pipe again

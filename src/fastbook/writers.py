@@ -185,7 +185,8 @@ class LobsterFiles:
     out of the files and counted in :attr:`skipped`; ``"raise"`` raises
     :class:`fastbook.UpdateError`. :meth:`close` with ``failed=True`` (a replay
     that raised) removes the files this writer created, and the directory if
-    it made it and it is left empty: no half-written files stay behind.
+    it made it (and its parents) and they are left empty: no half-written files stay
+    behind.
     """
 
     MAX_INSTRUMENTS = 256
@@ -205,7 +206,12 @@ class LobsterFiles:
         # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns)
         self._open: dict[int, list[Any]] = {}
         self._paths: list[str] = []
-        self._made_directory = not os.path.isdir(self.directory)
+        # the directories this writer makes, deepest first (removed again on a failure)
+        self._made: list[str] = []
+        d = os.path.abspath(self.directory)
+        while not os.path.exists(d):
+            self._made.append(d)
+            d = os.path.dirname(d)
         os.makedirs(self.directory, exist_ok=True)
 
     def write(self, events: np.ndarray, books: Any) -> None:
@@ -300,11 +306,12 @@ class LobsterFiles:
             except FileNotFoundError:
                 pass
         self._paths.clear()
-        if self._made_directory:
+        for d in self._made:
             try:
-                os.rmdir(self.directory)
+                os.rmdir(d)
             except OSError:     # not empty: something else was put there meanwhile
-                pass
+                break
+        self._made.clear()
 
 
 def _copy_book(book: Any) -> Any:
