@@ -89,7 +89,8 @@ def test_a_fastbook_capture_on_stdin_is_not_decoded_as_itch(tmp_path):
     assert "10 books (10 synced at the end)" in out
     with open(fbcap, "rb") as f:
         out, err = text(run("info", "-", stdin=f))
-    assert out.startswith('<stdin>: fastbook capture {"codec": "kraken-v1"') and "4,323 records" in out
+    assert out.startswith('<stdin>: fastbook capture {"codec": "kraken-v1"')
+    assert "4,323 records" in out
     # without a codec in its header, it asks for one
     bare = tmp_path / "bare.fbcap"
     capture.convert(KRAKEN, bare, compression="none")
