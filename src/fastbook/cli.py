@@ -445,7 +445,6 @@ def _flagged(text: str) -> str:
     def flag(m: re.Match[str]) -> str:
         return _FLAGS[m.group(1)]
 
-    text = re.sub(r"--symbols / symbols=", "--symbols", text)
     return re.sub(r"\b(" + "|".join(_FLAGS) + r")=(?=[\s),;:.]|$)", flag, text)
 
 

@@ -735,8 +735,8 @@ def _check_symbols(asked: list[str], found: Iterable[str], known: Iterable[str],
     if len(missing) == len(asked):
         from fastbook.errors import ReplayError
 
-        raise ReplayError(f"{text}: no books were built (--symbols / symbols= take the "
-                          f"feed's own spelling and case)")
+        raise ReplayError(f"{text}: no books were built (symbols= takes the feed's "
+                          f"own spelling and case)")
     return [text]
 
 

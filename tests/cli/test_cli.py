@@ -176,7 +176,7 @@ def test_errors_name_flags_not_keywords(day_file, tmp_path):
                        (("--every", "fortnightly"), "--every fortnightly:"),
                        (("-o", tmp_path / "x.parquet"), "--output needs a sampling rule"),
                        (("--every", "1s", "-o", tmp_path / "x.xlsx"), "cannot tell the output"),
-                       (("--symbols", "sym0001"), "--symbols take")):
+                       (("--symbols", "sym0001"), "(--symbols takes the feed's own")):
         proc = run("replay", day_file, *args, check=False)
         err = text(proc)[1]
         assert proc.returncode == 1 and flag in err, (args, err)
@@ -220,3 +220,27 @@ def test_l2_sync_problems_reach_the_command_line():
     out = text(run("replay", CF / "BINANCE.ws.1.0.gz", "--codec", "binance-spot", "--top", 0,
                    "--no-progress"))[0]
     assert "never synced" in out and "add the `*.http.*` capture" in out
+
+
+def test_the_first_session_in_the_docs_prints_what_it_says(tmp_path):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "command-line.md").read_text()
+    section = doc[doc.index("## A first session"):]
+    commands, printed = re.findall(r"^```\n(.*?)^```\n", section, flags=re.S | re.M)[:2]
+    import os
+
+    import fastbook
+
+    # run in an empty directory, with this fastbook (PYTHONPATH may be relative)
+    env = dict(os.environ, PYTHONPATH=str(Path(fastbook.__file__).resolve().parents[1]))
+    outputs = [subprocess.run([*FASTBOOK, *line.split()[1:], "--no-progress"]
+                              if line.split()[1] in ("info", "replay")
+                              else [*FASTBOOK, *line.split()[1:]],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              check=True).stdout
+               for line in commands.splitlines()]
+    timing = re.compile(r" in [\d.]+ s: [\d.]+ M msgs/s$")
+    assert [timing.sub("", x) for x in outputs[-1].splitlines()] == \
+        [timing.sub("", x) for x in printed.splitlines()]
