@@ -203,7 +203,8 @@ class LobsterFiles:
         self.on_error = on_error
         #: events left out of the files (``on_error="skip"``)
         self.skipped = 0
-        # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns)
+        # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns),
+        # the BookSet's error count for it after the last batch written
         self._open: dict[int, list[Any]] = {}
         self._paths: list[str] = []
         # the directories this writer makes, deepest first (removed again on a failure)
@@ -243,16 +244,21 @@ class LobsterFiles:
                               side_keys=getattr(books[i], "side_keys", False)),
                     meta["price_decimals"],
                     midnight,
+                    0,
                 ]
             entry = self._open[i]
-            messages, orderbook, book, price_decimals, midnight = entry
+            messages, orderbook, book, price_decimals, midnight, seen = entry
             if midnight:
                 mine["ts_exchange"] -= midnight
-            if self.on_error == "raise":
+            errors = sum(books.instrument_errors(i).values()) if self.on_error == "skip" else 0
+            if errors == seen:
+                # the BookSet applied every event of this instrument: so does the LOBSTER
+                # book, which holds the same orders
                 lobster.write(mine, messages, orderbook, levels=self.depth,
                               price_decimals=price_decimals, book=book)
             else:
                 entry[2] = self._write_skipping(mine, messages, orderbook, book, price_decimals)
+                entry[5] = errors
 
     def _write_skipping(self, events: np.ndarray, messages: Any, orderbook: Any, book: Any,
                         price_decimals: int) -> Any:
