@@ -110,7 +110,7 @@ def parse_every(every: Any) -> dict[str, Any]:
     return out
 
 
-def codec_name(codec: str) -> str:
+def codec_name(codec: Any) -> Any:
     """The registry name of ``codec``, which may be spelled with ``-`` or ``_`` (``ose-itch``).
 
     A name the registry does not know is returned unchanged (:func:`fastbook.codecs.load`
@@ -609,7 +609,7 @@ def _guess_format(head: bytes, codec: str) -> str | None:
         first = text.split(b"\n", 1)[0][:40].decode("ascii", "replace")
         if head.lstrip()[:1] in (b"{", b"["):
             return f"it is JSON text: {first!r}"
-        if b"," in first:
+        if "," in first:
             return (f"it is CSV text: {first!r} (LOBSTER files are read by "
                     f"fastbook.codecs.lobster, JPX CSV by --codec jpx-csv)")
         return f"it is text: {first!r}"

@@ -123,6 +123,9 @@ def test_bytes_of_another_format_get_a_hint():
     text = str(err.value)
     assert "this does not look like NASDAQ TotalView-ITCH 5.0 BinaryFILE" in text
     assert "it is a cryptofeed capture of an L2 feed" in text
+    lob = (DATA / "lobster" / "AAPL_2012-06-21_34200000_57600000_message_10_first998.csv")
+    with pytest.raises(DecodeError, match=r"\(it is CSV text: '34200.004241176,1,16113575"):
+        fb.replay(lob, "itch50")
     with pytest.raises(DecodeError, match=r"does not look like .* \(it is JSON text"):
         fb.replay(b'{"bids": [["1.0", "2"]], "asks": []}' * 4, "itch50")
     with pytest.raises(DecodeError, match=r"does not look like NASDAQ TotalView-ITCH 5[.]0 "
