@@ -508,7 +508,8 @@ def replay_command(args: argparse.Namespace) -> int:
         raise
     except (FastbookError, OSError, ValueError, ImportError, TypeError) as exc:
         print(f"fastbook replay: {_flagged(str(exc))}", file=sys.stderr)
-        if isinstance(exc, UpdateError) or (l2 and isinstance(exc, DecodeError)):
+        if isinstance(exc, UpdateError) or (l2 and isinstance(exc, DecodeError)
+                                            and "is empty" not in str(exc)):
             print("  (use --skip-errors to count and skip such events)", file=sys.stderr)
         return 1
     print(_flagged(result.summary()))

@@ -808,6 +808,13 @@ class L2Run:
         self._resyncs: dict[str, dict[str, int]] = {}
 
     def __enter__(self) -> L2Run:
+        for source, name in zip(self.sources, self.source_names, strict=True):
+            empty = (os.path.isfile(source) and os.path.getsize(source) == 0
+                     if isinstance(source, (str, os.PathLike)) else
+                     isinstance(source, (bytes, bytearray, memoryview)) and not len(source))
+            if empty:
+                raise DecodeError(f"{name}: the capture is empty (0 bytes): there is nothing "
+                                  f"to replay")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -115,6 +115,10 @@ def test_an_empty_input_is_an_error(tmp_path):
         fb.replay(gz, "itch50")
     with pytest.raises(DecodeError, match="the input is empty"):
         fb.driver.scan(empty)
+    # an empty capture, among others
+    (tmp_path / "empty.fbcap").write_bytes(b"")
+    with pytest.raises(DecodeError, match=r"empty\.fbcap: the capture is empty"):
+        fb.replay([CF / "OKX.ws.1.0.gz", tmp_path / "empty.fbcap"], "okx")
 
 
 def test_bytes_of_another_format_get_a_hint():
