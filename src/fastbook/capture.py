@@ -621,11 +621,27 @@ _CRYPTOFEED_LINE = re.compile(
 def sniff(source: Any) -> str | None:
     """``"fastbook"``, ``"cryptofeed"`` or None: which capture format ``source`` holds.
 
-    Reads (and decompresses) only the first bytes. ``source`` is a path or a
-    bytes-like object (file objects are not sniffed: they cannot be rewound).
+    Reads (and decompresses) only the first bytes. ``source`` is a path, a
+    bytes-like object or a :class:`fastbook.sources.Peekable` stream (stdin
+    as ``fastbook.sources.peekable("-")``), whose head is peeked, not
+    consumed; other file objects are not sniffed (they cannot be rewound).
     """
-    from fastbook.sources import open_source
+    from fastbook.sources import Peekable, open_source
 
+    if isinstance(source, Peekable):
+        raw = source.peek(_SNIFF_PEEK)
+        head = b""
+        try:
+            with open_source(raw, chunk_size=4096, threads=False) as src:
+                for chunk in src:
+                    head += bytes(chunk)
+                    if len(head) >= 4096:
+                        break
+        except DecodeError:
+            # the peeked part of a compressed stream ends inside a frame: judge what it gave
+            if not head:
+                return None
+        return _sniff_head(head)
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         return None
     with open_source(source, chunk_size=1 << 16, threads=False, mmap=False) as src:
@@ -634,6 +650,14 @@ def sniff(source: Any) -> str | None:
             head += bytes(chunk)
             if len(head) >= 4096:
                 break
+    return _sniff_head(head)
+
+
+#: Raw bytes :func:`sniff` peeks from a stream (enough compressed input for 4 KiB of text).
+_SNIFF_PEEK = 64 << 10
+
+
+def _sniff_head(head: bytes) -> str | None:
     if head.startswith(MAGIC):
         return "fastbook"
     for line in head.split(b"\n"):

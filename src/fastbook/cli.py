@@ -192,51 +192,104 @@ def demo(updates: int, seed: int, depth: int, verify: int) -> int:
     return 0 if ok else 1
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default shown, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text \
+                or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
+#: Framings of the binary stream codecs.
+FRAMINGS = ["binaryfile", "moldudp64", "soupbintcp"]
+
+
+def _codec_list() -> str:
+    """Every installed replay codec, as the command line spells them."""
+    from fastbook import codecs
+    from fastbook.driver import display_name
+
+    stream = [display_name(c) for c in codecs.available() if codecs.kind(c) == "stream"]
+    l2 = [display_name(c) for c in codecs.available() if codecs.kind(c) == "l2"]
+    return f"feed files: {', '.join(stream)}; L2 captures: {', '.join(l2)}"
+
+
+def _codec_arg(text: str) -> str:
+    """A --codec value as the registry's name (``ose-itch`` and ``ose_itch`` alike)."""
+    from fastbook import codecs
+    from fastbook.driver import codec_name, display_name
+
+    name = codec_name(text)
+    if name not in codecs.available():
+        raise argparse.ArgumentTypeError(
+            f"unknown codec {text!r}; choose one of "
+            f"{', '.join(display_name(c) for c in codecs.available())} (`fastbook codecs`)")
+    return name
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    fmt = _Formatter
     parser = argparse.ArgumentParser(
-        prog="fastbook", description="Exact, fast limit order books for Python."
-    )
+        prog="fastbook", description="Exact, fast limit order books for Python.",
+        formatter_class=fmt,
+        epilog="Try it: `fastbook demo`, or `fastbook synth itch50 -o day.itch` then "
+               "`fastbook replay day.itch --every 1s -o samples.parquet`.")
     parser.add_argument("--version", action="version", version=f"fastbook {fb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser(
-        "demo", help="replay a built-in synthetic ITCH day (or, with --l2, an L2 workload) and "
-                     "print books and throughput")
+        "demo", formatter_class=fmt,
+        help="replay a built-in synthetic ITCH day (or, with --l2, an L2 workload) and "
+             "print books and throughput")
     p_demo.add_argument("--messages", type=int, default=2_000_000,
-                        help="ITCH messages to generate (default 2,000,000)")
-    p_demo.add_argument("--symbols", type=int, default=50, help="ITCH symbols (default 50)")
+                        help="ITCH messages to generate")
+    p_demo.add_argument("--symbols", type=int, default=50, help="ITCH symbols")
     p_demo.add_argument("--l2", action="store_true",
                         help="the L2 Book demo instead: a 2,000-level book and --updates")
     p_demo.add_argument("--updates", type=int, default=1_000_000,
-                        help="with --l2: number of L2 updates (default 1,000,000)")
+                        help="with --l2: number of L2 updates")
     p_demo.add_argument("--seed", type=int, default=20240607, help="workload seed")
     p_demo.add_argument("--depth", type=int, default=5, help="levels to print per side")
     p_demo.add_argument("--verify", type=int, default=None,
-                        help="messages (updates with --l2) to replay through the pure-Python "
-                             "reference too (default 50,000; 100,000 with --l2)")
+                        help="messages (updates with --l2) of a separate, smaller day (the same "
+                             "seed) to replay through the pure-Python reference too and compare "
+                             "(default 50,000; 100,000 with --l2)")
 
     p_replay = sub.add_parser(
-        "replay", help="replay a recorded feed file (or L2 captures) into books, with samples "
-                       "and a summary")
+        "replay", formatter_class=fmt,
+        help="replay a recorded feed file (or L2 captures) into books, with samples "
+             "and a summary")
     p_replay.add_argument("file", nargs="+",
                           help="the feed file (plain, .gz or .zst; '-' for stdin), or one or "
                                "more captures of an L2 feed (merged in receive-time order)")
-    p_replay.add_argument("--codec", default=None,
-                          help="codec: itch50 (default for feed files), or an L2 feed such as "
-                               "binance-spot, coinbase-exchange, kraken-v1, okx (default for a "
-                               "fastbook capture: the codec in its header)")
-    p_replay.add_argument("--symbols", help="comma-separated symbols to build books for")
-    p_replay.add_argument("--depth", type=int, default=10, help="levels per side in samples")
-    p_replay.add_argument("--every", help="sampling rule: 1s, 100ms, 5000msgs, bbo (or a "
-                                          "comma-separated mix)")
+    p_replay.add_argument("--codec", default=None, type=_codec_arg,
+                          help=f"the input's codec ({_codec_list()}); default: itch50 for a "
+                               f"feed file, the codec in a fastbook capture's header")
+    p_replay.add_argument("--symbols", help="comma-separated symbols to build books for, in the "
+                                            "feed's own spelling (default: every symbol)")
+    p_replay.add_argument("--depth", type=_positive, default=10, help="levels per side in samples")
+    p_replay.add_argument("--every", help="sampling rule: 1s, 1.5s, 100ms, 5000msgs, bbo (or a "
+                                          "comma-separated mix); no samples without it")
     p_replay.add_argument("-o", "--output", help="write samples to out.parquet, out.arrow "
-                                                 "or out.csv as they are taken")
+                                                 "or out.csv as they are taken (needs --every)")
     p_replay.add_argument("--lobster", metavar="DIR", help="also write LOBSTER message and "
                                                            "orderbook files per symbol to DIR")
-    p_replay.add_argument("--framing", default=None,
-                          choices=["binaryfile", "moldudp64", "soupbintcp"],
+    p_replay.add_argument("--framing", default=None, choices=FRAMINGS,
                           help="framing of a binary feed file (default: the codec's, "
                                "binaryfile for ITCH)")
-    p_replay.add_argument("--book-depth", type=int, default=None,
+    p_replay.add_argument("--book-depth", type=_positive, default=None,
                           help="L2 feeds: the subscribed book depth the venue truncates to "
                                "(Kraken: 10, 25, 100, 500, 1000)")
     p_replay.add_argument("--instruments", metavar="FILE",
@@ -248,29 +301,54 @@ def build_parser() -> argparse.ArgumentParser:
                                "and bad feed messages instead of stopping at the first")
     p_replay.add_argument("--top", type=int, default=3,
                           help="print the top of this many of the busiest books at the end")
-    p_replay.add_argument("--no-progress", action="store_true", help="no progress line")
+    p_replay.add_argument("--no-progress", action="store_true",
+                          help="no progress line (it is drawn only on a terminal anyway)")
 
-    p_info = sub.add_parser("info", help="message counts by type, symbols and time range; "
-                                         "for captures, records by kind and connection")
+    p_info = sub.add_parser("info", formatter_class=fmt,
+                            help="message counts by type, symbols and time range; for "
+                                 "captures, records by kind and connection")
     p_info.add_argument("file", nargs="+", help="the feed file (plain, .gz or .zst; '-' for "
                                                 "stdin), or one or more captures")
-    p_info.add_argument("--codec", default="itch50", help="codec of a feed file (default "
-                                                          "itch50)")
-    p_info.add_argument("--framing", default=None,
-                        choices=["binaryfile", "moldudp64", "soupbintcp"])
+    p_info.add_argument("--codec", default="itch50", type=_codec_arg,
+                        help=f"codec of a feed file ({_codec_list()})")
+    p_info.add_argument("--framing", default=None, choices=FRAMINGS,
+                        help="framing of a binary feed file (default: the codec's)")
+    p_info.add_argument("--no-progress", action="store_true",
+                        help="no progress line (it is drawn only on a terminal anyway)")
 
-    p_capture = sub.add_parser("capture", help="fastbook capture files")
+    sub.add_parser("codecs", formatter_class=fmt,
+                   help="list the replay codecs, one line each")
+
+    p_synth = sub.add_parser(
+        "synth", formatter_class=fmt,
+        help="write a synthetic, book-consistent feed file to try the other commands on")
+    p_synth.add_argument("kind", choices=["itch50", "ose-itch", "jpx-csv"],
+                         help="itch50: a NASDAQ ITCH 5.0 day (BinaryFILE); ose-itch: an Osaka "
+                              "Exchange ITCH day (BinaryFILE); jpx-csv: the same OSE day as "
+                              "JPX CSV")
+    p_synth.add_argument("-o", "--output", required=True,
+                         help="the file to write (e.g. day.itch)")
+    p_synth.add_argument("--messages", type=_positive, default=1_000_000,
+                         help="messages in the day")
+    p_synth.add_argument("--symbols", type=_positive, default=None,
+                         help="itch50: symbols (default 50); ose-itch and jpx-csv: option "
+                              "series besides the futures (default 12)")
+    p_synth.add_argument("--seed", type=int, default=20240607, help="generator seed")
+
+    p_capture = sub.add_parser("capture", formatter_class=fmt, help="fastbook capture files")
     capture_sub = p_capture.add_subparsers(dest="capture_command", required=True)
     p_convert = capture_sub.add_parser(
-        "convert", help="write cryptofeed (or fastbook) captures as one fastbook capture, "
-                        "merged in receive-time order")
+        "convert", formatter_class=fmt,
+        help="write cryptofeed (or fastbook) captures as one fastbook capture, "
+             "merged in receive-time order")
     p_convert.add_argument("inputs", nargs="+", help="captures to convert")
     p_convert.add_argument("output", help="the fastbook capture to write (e.g. out.fbcap.zst)")
     p_convert.add_argument("--compression", default="auto", choices=["auto", "zstd", "none"],
                            help="zstd when the zstandard package is installed (auto), or not")
-    p_convert.add_argument("--level", type=int, default=3, help="zstd level (default 3)")
-    p_convert.add_argument("--codec", help="record this replay codec in the header (fastbook "
-                                           "replay then needs no --codec)")
+    p_convert.add_argument("--level", type=int, default=3, help="zstd level")
+    p_convert.add_argument("--codec", type=_codec_arg,
+                           help="record this replay codec in the header (fastbook replay then "
+                                "needs no --codec)")
     return parser
 
 
@@ -301,32 +379,73 @@ def _print_books(books, n: int) -> None:  # type: ignore[no-untyped-def]
               f"ask {text[1]}")
 
 
-def _capture_format(path: str) -> str | None:
+def _inputs(files: list[str]) -> list[object]:
+    """The input arguments, with ``-`` as a peekable stdin (sniffing must not consume it)."""
+    from fastbook.sources import peekable
+
+    if files.count("-") > 1:
+        raise ValueError("'-' (standard input) can be given only once")
+    return [peekable(f) if f == "-" else f for f in files]
+
+
+def _capture_format(path: object) -> str | None:
     from fastbook import capture
 
-    if path == "-":
-        return None
     try:
         return capture.sniff(path)
     except (OSError, ValueError, ImportError):
         return None
 
 
-def _default_codec(files: list[str]) -> str:
+def _default_codec(files: list[object]) -> str:
     """The codec for ``fastbook replay`` without --codec."""
     from fastbook import capture, codecs
+    from fastbook.driver import codec_name, display_name
 
     fmt = _capture_format(files[0])
+    name = getattr(files[0], "name", files[0])
     if fmt is None:
         return "itch50"
     if fmt == "fastbook":
-        with capture.CaptureReader(files[0]) as reader:
-            codec = reader.meta.get("codec")
+        if isinstance(files[0], str):
+            with capture.CaptureReader(files[0]) as reader:
+                codec = reader.meta.get("codec")
+        else:   # a peeked stream: the header is in its first bytes
+            codec = _header_codec(files[0])
         if isinstance(codec, str):
-            return codec
-    l2 = [c for c in codecs.available() if codecs.kind(c) == "l2"]
-    raise ValueError(f"{files[0]} is a capture: name its feed with --codec (one of "
+            return codec_name(codec)
+    l2 = [display_name(c) for c in codecs.available() if codecs.kind(c) == "l2"]
+    raise ValueError(f"{name} is a capture: name its feed with --codec (one of "
                      f"{', '.join(l2) or 'none installed'})")
+
+
+def _header_codec(stream) -> object:  # type: ignore[no-untyped-def]
+    """The ``codec`` in the header of a fastbook capture on a peekable stream, or None."""
+    from fastbook import capture
+
+    head = stream.peek(1 << 20)
+    try:
+        with capture.CaptureReader(head) as reader:
+            return reader.meta.get("codec")
+    except (ValueError, OSError, ImportError):
+        return None
+
+
+#: Python keyword arguments in fastbook's messages, and the flags that set them here.
+_FLAGS = {"every": "--every", "output": "--output", "symbols": "--symbols",
+          "lobster": "--lobster", "instruments": "--instruments", "book_depth": "--book-depth",
+          "depth": "--depth", "framing": "--framing", "on_error": "--skip-errors",
+          "codec": "--codec"}
+
+
+def _flagged(text: str) -> str:
+    """A message with Python keyword arguments (``every=``) named as this command's flags."""
+    import re
+
+    def flag(m: re.Match[str]) -> str:
+        return _FLAGS[m.group(1)]
+
+    return re.sub(r"\b(" + "|".join(_FLAGS) + r")=(?=[\s),;:.]|$)", flag, text)
 
 
 def _print_l2_books(result, n: int) -> None:  # type: ignore[no-untyped-def]
@@ -346,18 +465,29 @@ def _print_l2_books(result, n: int) -> None:  # type: ignore[no-untyped-def]
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from fastbook.driver import replay
-    from fastbook.errors import DecodeError, FastbookError, UpdateError
+    import warnings
+
+    from fastbook.driver import display_name, parse_every, replay
+    from fastbook.errors import DecodeError, FastbookError, ReplayWarning, UpdateError
 
     l2 = False
     try:
-        codec = args.codec or _default_codec(args.file)
+        files = _inputs(args.file)
+        codec = args.codec or _default_codec(files)
         from fastbook import codecs
 
         l2 = codecs.kind(codec) == "l2"
         if not l2 and len(args.file) > 1:
-            raise ValueError(f"{codec} replays one feed file; several files are for L2 "
-                             f"captures")
+            raise ValueError(f"{display_name(codec)} replays one feed file; several files are "
+                             f"for L2 captures")
+        if args.every is not None:
+            try:
+                parse_every(args.every)
+            except ValueError as exc:
+                raise ValueError(f"--every {args.every}: {exc}") from None
+        if args.output is not None and args.every is None:
+            raise ValueError("--output needs a sampling rule: add --every (1s, 100ms, "
+                             "5000msgs, bbo...)")
         options: dict[str, object] = {}
         if l2:
             options = {"instruments": args.instruments, "book_depth": args.book_depth}
@@ -366,17 +496,23 @@ def replay_command(args: argparse.Namespace) -> int:
                 options["framing"] = args.framing
             if args.skip_errors and _accepts(codecs.load(codec).Decoder, "on_invalid"):
                 options["on_invalid"] = "skip"      # bad messages too (J-GATE ITCH)
-        result = replay(
-            args.file if l2 else args.file[0], codec, symbols=args.symbols, depth=args.depth,
-            every=args.every, on_error="skip" if args.skip_errors else "raise",
-            output=args.output, progress=False if args.no_progress else None,
-            lobster=args.lobster, **options)
+        with warnings.catch_warnings():
+            # the summary says what a ReplayWarning says
+            warnings.simplefilter("ignore", ReplayWarning)
+            result = replay(
+                files if l2 else files[0], codec, symbols=args.symbols, depth=args.depth,
+                every=args.every, on_error="skip" if args.skip_errors else "raise",
+                output=args.output, progress=False if args.no_progress else None,
+                lobster=args.lobster, **options)
+    except BrokenPipeError:
+        raise
     except (FastbookError, OSError, ValueError, ImportError, TypeError) as exc:
-        print(f"fastbook replay: {exc}", file=sys.stderr)
-        if isinstance(exc, UpdateError) or (l2 and isinstance(exc, DecodeError)):
+        print(f"fastbook replay: {_flagged(str(exc))}", file=sys.stderr)
+        if isinstance(exc, UpdateError) or (l2 and isinstance(exc, DecodeError)
+                                            and "is empty" not in str(exc)):
             print("  (use --skip-errors to count and skip such events)", file=sys.stderr)
         return 1
-    print(result.summary())
+    print(_flagged(result.summary()))
     if result.kind == "l2":
         resyncs = [n for n in result.notices if n.kind == "resync"]
         for notice in resyncs[:10]:
@@ -396,11 +532,15 @@ def _utc(ns: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{frac:09d}"
 
 
-def capture_info(files: list[str]) -> int:
+def capture_info(files: list[object]) -> int:
     from fastbook import capture
+    from fastbook.sources import Peekable
 
+    names = capture.source_names(files)
+    # a capture on stdin is read twice (header, then records): hold it in memory
+    files = [f.read() if isinstance(f, Peekable) else f for f in files]
     info = capture.summarize(files)
-    for name, fmt, meta in zip(files, info["formats"], info["meta"], strict=True):
+    for name, fmt, meta in zip(names, info["formats"], info["meta"], strict=True):
         line = f"{name}: {fmt or 'fastbook'} capture"
         if meta:
             shown = {k: v for k, v in meta.items() if k != "created_ns"}
@@ -431,17 +571,21 @@ def info_command(args: argparse.Namespace) -> int:
     from fastbook.errors import DecodeError
 
     try:
-        if _capture_format(args.file[0]) is not None:
-            return capture_info(args.file)
+        files = _inputs(args.file)
+        if _capture_format(files[0]) is not None:
+            return capture_info(files)
         if len(args.file) > 1:
             raise ValueError("several files are for captures; give one feed file")
         from fastbook import codecs
 
         framing = {} if args.framing is None else {"framing": args.framing}
-        info = scan(args.file[0], args.codec, **framing)
+        info = scan(files[0], args.codec, progress=False if args.no_progress else None,
+                    **framing)
         epoch = getattr(codecs.load(args.codec), "TS_ORIGIN", "") == "epoch"
+    except BrokenPipeError:
+        raise
     except (DecodeError, OSError, ValueError, ImportError) as exc:
-        print(f"fastbook info: {exc}", file=sys.stderr)
+        print(f"fastbook info: {_flagged(str(exc))}", file=sys.stderr)
         return 1
     print(f"{info['messages']:,} messages, {info['bytes']:,} bytes, "
           f"{len(info['directory']):,} symbols")
@@ -469,6 +613,8 @@ def capture_command(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         n = capture.convert(args.inputs, args.output, compression=args.compression,
                             level=args.level, meta=meta)
+    except BrokenPipeError:
+        raise
     except (DecodeError, OSError, ValueError, ImportError) as exc:
         print(f"fastbook capture convert: {exc}", file=sys.stderr)
         return 1
@@ -480,8 +626,88 @@ def capture_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def codecs_command() -> int:
+    """One line per replay codec: its name, kind and what it reads."""
+    from fastbook import codecs
+    from fastbook.driver import display_name
+
+    names = codecs.available()
+    width = max(len(display_name(n)) for n in names)
+    for kind, title in (("stream", "feed files"), ("l2", "L2 captures (--codec needed, "
+                                                           "unless a fastbook capture names it)")):
+        print(f"{title}:")
+        for name in names:
+            if codecs.kind(name) == kind:
+                print(f"  {display_name(name):<{width}}  {_describe(codecs.load(name))}")
+    return 0
+
+
+def _describe(obj: object) -> str:
+    """The first sentence of a codec's docstring, without reST markup, on one line."""
+    import re
+
+    doc = (obj.__doc__ or "").strip().split("\n\n", 1)[0]
+    text = " ".join(doc.split()).replace("``", "")
+    text = re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;:")
+    return text if len(text) <= 100 else text[:97].rsplit(" ", 1)[0] + "..."
+
+
+def synth_command(args: argparse.Namespace) -> int:
+    from fastbook import synth
+    from fastbook.driver import check_output
+
+    t0 = time.perf_counter()
+    try:
+        path = check_output(args.output, "--output")
+        if args.kind == "itch50":
+            args.symbols = 50 if args.symbols is None else args.symbols
+            if args.messages < 6 + 4 * args.symbols:
+                raise ValueError(f"--messages must be at least 6 + 4 x --symbols "
+                                 f"({6 + 4 * args.symbols:,})")
+            n = synth.write_itch_day(path, args.messages, n_symbols=args.symbols,
+                                     seed=args.seed)
+            codec = "itch50"
+        else:
+            form = "csv" if args.kind == "jpx-csv" else "binaryfile"
+            n = synth.write_ose_day(path, args.messages, form=form,
+                                    n_options=12 if args.symbols is None else args.symbols,
+                                    seed=args.seed)
+            codec = args.kind
+    except (OSError, ValueError) as exc:
+        print(f"fastbook synth: {_flagged(str(exc))}", file=sys.stderr)
+        return 1
+    print(f"wrote a synthetic {args.kind} day of {args.messages:,} messages to {path} "
+          f"({n:,} bytes) in {time.perf_counter() - t0:.2f} s")
+    print(f"next: fastbook info {path}{'' if codec == 'itch50' else ' --codec ' + codec}; "
+          f"fastbook replay {path}{'' if codec == 'itch50' else ' --codec ' + codec} "
+          f"--every 1s -o samples.parquet")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()      # here, where a closed pipe is caught, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (`fastbook info day.itch | head`): stop quietly, and keep
+        # Python's own flush at exit from failing on the closed pipe again
+        import os
+
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141 if os.name == "posix" else 1
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "codecs":
+        return codecs_command()
+    if args.command == "synth":
+        return synth_command(args)
     if args.command == "demo":
         verify = args.verify if args.verify is not None else 100_000 if args.l2 else 50_000
         if args.l2:

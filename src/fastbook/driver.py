@@ -44,6 +44,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -72,17 +73,24 @@ MAX_NOTICES = 100_000
 _LAST_IN_PACKET = int(Flags.LAST_IN_PACKET)
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
              "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000}
-_RULE = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|min|m|h|msgs?|events?)\s*$")
+_RULE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|ms|s|min|m|h|msgs?|events?)\s*$")
 
 
 def parse_every(every: Any) -> dict[str, Any]:
     """A sampling rule as :class:`fastbook.Sampler` keyword arguments.
 
+    Times may be fractional as long as they are a whole number of nanoseconds
+    (``"1.5s"``, ``"0.25ms"``); counts are whole numbers.
+
     >>> parse_every("100ms")
     {'interval': 100000000}
+    >>> parse_every("1.5s")
+    {'interval': 1500000000}
     >>> parse_every("5000msgs,bbo")
     {'every': 5000, 'on_bbo': True}
     """
+    from fractions import Fraction
+
     if isinstance(every, (int, np.integer)) and not isinstance(every, bool):
         if every < 1:
             raise ValueError(f"every must be positive, got {every!r}")
@@ -96,16 +104,89 @@ def parse_every(every: Any) -> dict[str, Any]:
             out["on_bbo"] = True
             continue
         m = _RULE.match(part.lower())
-        if m is None or int(m.group(1)) < 1:
+        if m is None:
             raise ValueError(f"cannot read the sampling rule {part.strip()!r}: use a time "
-                             f"such as '1s', '100ms', '250us', a count such as '5000msgs', "
-                             f"or 'bbo'")
-        n, unit = int(m.group(1)), m.group(2)
+                             f"such as '1s', '1.5s', '100ms', '250us', a count such as "
+                             f"'5000msgs', or 'bbo'")
+        number, unit = Fraction(m.group(1)), m.group(2)
         key = "every" if unit.startswith(("msg", "event")) else "interval"
+        value = number if key == "every" else number * _UNITS_NS[unit]
+        if value.denominator != 1 or value < 1:
+            what = "a whole number of events" if key == "every" else \
+                "a whole number of nanoseconds, at least 1ns"
+            raise ValueError(f"the sampling rule {part.strip()!r} must be {what}")
         if key in out:
             raise ValueError(f"the sampling rule {every!r} gives two {key} rules")
-        out[key] = n if key == "every" else n * _UNITS_NS[unit]
+        out[key] = int(value)
     return out
+
+
+def codec_name(codec: Any) -> Any:
+    """The registry name of ``codec``, which may be spelled with ``-`` or ``_`` (``ose-itch``).
+
+    A name the registry does not know is returned unchanged (:func:`fastbook.codecs.load`
+    then lists the choices).
+
+    >>> codec_name("ose-itch"), codec_name("binance_spot"), codec_name("itch50")
+    ('ose_itch', 'binance-spot', 'itch50')
+    """
+    from fastbook import codecs
+
+    if not isinstance(codec, str):
+        return codec
+    known = (*codecs.STREAM_CODECS, *codecs.L2_FEEDS)
+    if codec in known:
+        return codec
+    folded = codec.strip().lower().replace("_", "-")
+    for name in known:
+        if name.replace("_", "-") == folded:
+            return name
+    return codec
+
+
+def display_name(codec: str) -> str:
+    """``codec`` as the command line shows it: one style, dashes (``ose-itch``)."""
+    return codec.replace("_", "-")
+
+
+def check_output(path: str | os.PathLike[str], what: str = "output") -> str:
+    """``path`` as a str, after checking a file can be written there (before any work).
+
+    Raises ``IsADirectoryError`` when it is a directory, ``FileNotFoundError``
+    when its directory does not exist, ``PermissionError`` when it cannot be
+    written, each message naming ``what`` and the path.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path!r} is a directory; name a file in it")
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{what} {path!r}: the directory {parent!r} does not exist")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{what} {path!r} exists and cannot be written")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path!r}: the directory {parent!r} is not writable")
+    return path
+
+
+def check_directory(path: str | os.PathLike[str], what: str = "lobster") -> str:
+    """``path`` as a str, after checking it is (or can be made) a writable directory."""
+    path = os.fspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise NotADirectoryError(f"{what} {path!r} is a file, not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"{what} directory {path!r} is not writable")
+        return path
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"{what} {path!r}: {parent!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path!r}: cannot create it, {parent!r} is not writable")
+    return path
 
 
 # ---------------------------------------------------------------------------
@@ -261,6 +342,18 @@ class ReplayResult:
     date : datetime.date or None
         The trading date (``date=``, or for ITCH the date in the file name),
         which ``timestamps="datetime"`` needs for times counted from midnight.
+    warnings : list of str
+        What the replay could not do as asked, for people (also in
+        :meth:`summary`): symbols of ``symbols=`` not in the input (with the
+        closest known ones), L2 books that never synced and why (a Binance
+        stream without its REST snapshots, a futures stream under a spot
+        codec), books crossed at the end, LOBSTER events skipped. A
+        symbol named in ``symbols=`` whose book never became valid is also
+        issued as a :class:`fastbook.errors.ReplayWarning`.
+    crossed : list of str
+        Order-by-order codecs: the symbols whose book is crossed (best bid
+        at or above best ask) at the end of the replay, a sign of missed
+        messages (a day joined late, a gap).
 
     For L2 feeds, ``counts`` holds the feed's counters over all symbols
     (``applied``, ``snapshots``, ``buffered``, ``dropped``, ``gaps``,
@@ -278,7 +371,8 @@ class ReplayResult:
                  codec: str, ts_origin: str, output: str | None, rows: int,
                  kind: str = "stream", notices: list[Any] | None = None,
                  notice_counts: dict[str, int] | None = None, feed: Any = None,
-                 options: OutputOptions | None = None) -> None:
+                 options: OutputOptions | None = None,
+                 warnings: list[str] | None = None, crossed: list[str] | None = None) -> None:
         self.books = books
         self.samples = samples
         self.counts = counts
@@ -296,6 +390,8 @@ class ReplayResult:
         self.notices = notices if notices is not None else []
         self.notice_counts = notice_counts if notice_counts is not None else {}
         self.feed = feed
+        self.warnings = warnings if warnings is not None else []
+        self.crossed = crossed if crossed is not None else []
         self.options = options if options is not None else OutputOptions()
 
     @property
@@ -411,6 +507,7 @@ class ReplayResult:
             lines.append(f"{self.rows:,} sample rows written to {self.output}")
         elif self.samples:
             lines.append(f"{len(self.samples['ts']):,} sample rows")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
     def _l2_summary(self) -> list[str]:
@@ -494,13 +591,47 @@ class StreamRun:
 
         src, decoder = self._src, self.decoder
         bar = Progress(total=src.size, enabled=self.progress)
+        head = b""
         try:
-            for chunk in src:
-                yield from decoder.feed(chunk)
-                bar.update(src.raw_bytes_read, decoder.messages)
-            yield from decoder.close()
+            try:
+                for chunk in src:
+                    if len(head) < _HEAD:
+                        head += bytes(chunk[:_HEAD - len(head)])
+                    yield from decoder.feed(chunk)
+                    bar.update(src.raw_bytes_read, decoder.messages)
+                if not src.bytes_out:
+                    raise DecodeError(f"{self.name}: the input is empty (0 bytes"
+                                      f"{'' if src.compression == 'none' else ' decompressed'}"
+                                      f"): there is nothing to replay")
+                yield from decoder.close()
+            except DecodeError as exc:
+                guess = _guess_format(head, self.codec)
+                if (guess is None and decoder.messages >= _EARLY) or not src.bytes_out:
+                    raise
+                raise _with_hint(exc, f"this does not look like {self.format_name()}"
+                                      + (f" ({guess})" if guess else "")) from None
         finally:
             bar.close()
+        self.head = head
+
+    def format_name(self) -> str:
+        """What the codec reads, for messages: ``NASDAQ ITCH 5.0 BinaryFILE``."""
+        name = _FORMAT_NAMES.get(self.codec, self.codec)
+        framing = getattr(self.decoder, "framing", None)
+        if isinstance(framing, str):
+            name += " " + _FRAMING_NAMES.get(framing, framing)
+        return name
+
+    def warnings(self) -> list[str]:
+        """Signs the input is not what the codec reads (most messages of unknown types)."""
+        d = self.decoder
+        unknown = d.unknown_types()
+        if d.messages and unknown * 2 > d.messages:
+            guess = _guess_format(getattr(self, "head", b""), self.codec)
+            return [f"{self.name}: {unknown:,} of {d.messages:,} messages are of unknown "
+                    f"types: this does not look like {self.format_name()}"
+                    + (f" ({guess})" if guess else "")]
+        return []
 
     def failed(self, exc: UpdateError, events: np.ndarray) -> BaseException:
         """The failure named by the stream and its message number."""
@@ -513,6 +644,50 @@ class StreamRun:
         return {"counts": d.counts(), "messages": d.messages, "events": d.events,
                 "bytes_": d.bytes, "unknown_types": d.unknown_types(),
                 "ts_origin": self.ts_origin}
+
+
+#: Bytes of a stream's head kept to say what it looks like when it does not decode.
+_HEAD = 4096
+#: A decode error before this many messages gets a hint on what the input looks like.
+_EARLY = 1000
+_FORMAT_NAMES = {"itch50": "NASDAQ TotalView-ITCH 5.0", "ose_itch": "OSE ITCH (J-GATE)",
+                 "jpx_csv": "JPX CSV"}
+_FRAMING_NAMES = {"binaryfile": "BinaryFILE", "moldudp64": "MoldUDP64",
+                  "soupbintcp": "SoupBinTCP"}
+_TEXT_CODECS = ("jpx_csv",)
+
+
+def _guess_format(head: bytes, codec: str) -> str | None:
+    """What ``head`` looks like when it is plainly not ``codec``'s format, or None."""
+    from fastbook import capture
+
+    if not head:
+        return None
+    fmt = capture._sniff_head(head)
+    if fmt is not None:
+        return (f"it is a {fmt} capture of an L2 feed: replay it with that feed's codec, "
+                f"e.g. --codec binance-spot (`fastbook codecs` lists them)")
+    if codec in _TEXT_CODECS:
+        return None
+    text = head[:512]
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in text)
+    if printable == len(text):
+        first = text.split(b"\n", 1)[0][:40].decode("ascii", "replace")
+        if head.lstrip()[:1] in (b"{", b"["):
+            return f"it is JSON text: {first!r}"
+        if "," in first:
+            return (f"it is CSV text: {first!r} (LOBSTER files are read by "
+                    f"fastbook.codecs.lobster, JPX CSV by --codec jpx-csv)")
+        return f"it is text: {first!r}"
+    return None
+
+
+def _with_hint(exc: DecodeError, hint: str) -> DecodeError:
+    """The same error (type and attributes) with ``hint`` after its message."""
+    new = Exception.__new__(type(exc))
+    new.args = (f"{exc}; {hint}",)
+    new.__dict__.update(exc.__dict__)
+    return new
 
 
 # ---------------------------------------------------------------------------
@@ -585,6 +760,52 @@ class ReplayNotice(NamedTuple):
         return text + f" [{self.source} {self.record}]"
 
 
+#: Hosts of venues' websocket and REST endpoints, and the codec of each.
+_HOST_CODECS = {
+    "stream.binance.com": "binance-spot", "api.binance.com": "binance-spot",
+    "data-stream.binance.vision": "binance-spot",
+    "stream.binance.us": "binance-us", "api.binance.us": "binance-us",
+    "fstream.binance.com": "binance-usdm", "fapi.binance.com": "binance-usdm",
+    "dstream.binance.com": "binance-coinm", "dapi.binance.com": "binance-coinm",
+    "ws-feed.pro.coinbase.com": "coinbase-exchange",
+    "ws-feed.exchange.coinbase.com": "coinbase-exchange",
+    "advanced-trade-ws.coinbase.com": "coinbase-advanced",
+    "ws.kraken.com": "kraken-v1", "ws.okx.com": "okx", "wsaws.okx.com": "okx",
+    "stream.bybit.com": "bybit",
+}
+
+
+def _some(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names) - n:,} more)" if len(names) > n else "")
+
+
+def _check_symbols(asked: list[str], found: Iterable[str], known: Iterable[str],
+                   where: str) -> list[str]:
+    """Warnings for the ``symbols=`` not found; a ReplayError when none of them is."""
+    import difflib
+
+    found = set(found)
+    missing = [s for s in asked if s not in found]
+    if not missing:
+        return []
+    known = sorted(set(known))
+    folded = {k.lower(): k for k in known}
+    parts = []
+    for s in missing:
+        close = [folded[s.lower()]] if s.lower() in folded else \
+            difflib.get_close_matches(s, known, n=3, cutoff=0.5)
+        parts.append(f"{s!r}" + (f" (closest: {', '.join(close)})" if close else ""))
+    text = f"{where} has no symbol {', '.join(parts)}"
+    if not any("closest" in p for p in parts):
+        text += (f"; it names {_some(known)}" if known else "; it names no symbols at all")
+    if len(missing) == len(asked):
+        from fastbook.errors import ReplayError
+
+        raise ReplayError(f"{text}: no books were built (symbols= takes the feed's "
+                          f"own spelling and case)")
+    return [text]
+
+
 def _locate(exc: DecodeError, where: str) -> DecodeError:
     """The same error (type and attributes) with ``where`` in front of its message."""
     new = Exception.__new__(type(exc))
@@ -617,8 +838,10 @@ class L2Run:
                  verify: bool = True, progress: bool | None = None,
                  batch_events: int = 1 << 16, **options: Any) -> None:
         from fastbook import capture
+        from fastbook.sources import peekable
 
-        self.sources = capture.as_sources(source)
+        # stdin (and any stream) is peeked into, not read, when its format is sniffed
+        self.sources = [peekable(s) for s in capture.as_sources(source)]
         self.source_names = capture.source_names(self.sources)
         self.name = ", ".join(self.source_names)
         self.codec = codec
@@ -644,8 +867,20 @@ class L2Run:
         self.notice_counts: dict[str, int] = {}
         self.first_ns: int | None = None
         self.last_ns: int | None = None
+        self.urls: list[str] = []                    # connections opened, REST requests
+        self.rest_symbols: set[str] = set()          # symbols of REST snapshots, all of them
+        self._requested: dict[str, str] = {}         # symbol -> the snapshot the feed asked for
+        self._snapshot_for: set[str] = set()         # symbols a REST snapshot went to
+        self._resyncs: dict[str, dict[str, int]] = {}
 
     def __enter__(self) -> L2Run:
+        for source, name in zip(self.sources, self.source_names, strict=True):
+            empty = (os.path.isfile(source) and os.path.getsize(source) == 0
+                     if isinstance(source, (str, os.PathLike)) else
+                     isinstance(source, (bytes, bytearray, memoryview)) and not len(source))
+            if empty:
+                raise DecodeError(f"{name}: the capture is empty (0 bytes): there is nothing "
+                                  f"to replay")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -684,12 +919,19 @@ class L2Run:
                         notices = feed.feed(payload, recv_ns)
                     elif kind == capture.REST:
                         symbol = rest_symbol_of(url)
+                        if symbol is not None:
+                            self.rest_symbols.add(symbol)
+                        if len(self.urls) < 64:
+                            self.urls.append(url)
                         if symbol is None or (wanted is not None and symbol not in wanted):
                             self.rest_other += 1
                             continue
                         self.rest_snapshots += 1
+                        self._snapshot_for.add(symbol)
                         notices = feed.snapshot(symbol, payload, recv_ns)
                     else:
+                        if kind == capture.OPEN and len(self.urls) < 64:
+                            self.urls.append(url)
                         continue
                 except DecodeError as exc:
                     raise _locate(exc, f"{names[src]}: {units[src]} {number}") from None
@@ -754,6 +996,11 @@ class L2Run:
     def _keep(self, notices: list[Any], recv_ns: int, source: str, number: int) -> None:
         counts = self.notice_counts
         for n in notices:
+            if n.kind == "request_snapshot":
+                self._requested.setdefault(n.symbol, n.detail or "")
+            elif n.kind == "resync":
+                why = self._resyncs.setdefault(n.symbol, {})
+                why[n.reason] = why.get(n.reason, 0) + 1
             key = f"{n.kind} ({n.reason})" if n.reason else str(n.kind)
             counts[key] = counts.get(key, 0) + 1
             if len(self.notices) < MAX_NOTICES:
@@ -762,6 +1009,67 @@ class L2Run:
     def failed(self, exc: UpdateError, events: np.ndarray) -> BaseException:
         return UpdateError(f"{self.name}: the feed's events do not apply (a codec bug?): {exc}",
                            exc.index)
+
+    def known_symbols(self) -> set[str]:
+        """Symbols the captures name: the feed's, REST snapshots', streams' in the URLs."""
+        out = set(self.feed.symbols) | set(self._requested) | self.rest_symbols
+        out |= set(self.feed.instruments)
+        for url in self.urls:
+            for stream in parse_qs(urlsplit(url).query).get("streams", [""])[0].split("/"):
+                name = stream.split("@", 1)[0]
+                if name:
+                    out.add(name.upper())
+        return out
+
+    def suggested_codec(self) -> tuple[str, str] | None:
+        """(codec, url) when the captures' URLs are another codec's venue than this one's."""
+        for url in self.urls:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+            codec = _HOST_CODECS.get(host)
+            if host == "ws.kraken.com" and parts.path.startswith("/v2"):
+                codec = "kraken-v2"
+            if codec is not None and codec != self.codec and codec != self.venue:
+                return codec, url
+        return None
+
+    def warnings(self) -> list[str]:
+        """Why books never synced, and what would fix it."""
+        out: list[str] = []
+        feed = self.feed
+        hint = self.suggested_codec()
+        if hint is not None:
+            url = hint[1] if len(hint[1]) <= 60 else hint[1][:57] + "..."
+            out.append(f"the captures were recorded from {url}, which is {hint[0]}'s, not "
+                       f"{self.venue}'s: try --codec {hint[0]}")
+        seen = [*feed.symbols, *(s for s in self._requested if s not in feed.symbols)]
+        never = [s for s in seen if not feed.is_synced(s)]
+        if not never:
+            return out
+        no_rest = [s for s in never if s in self._requested and s not in self._snapshot_for
+                   and not self._resyncs.get(s)]
+        shown = _some(no_rest)
+        if no_rest:
+            asked = self._requested[no_rest[0]]
+            out.append(
+                f"{len(no_rest):,} book(s) never synced ({shown}): no REST depth snapshot for "
+                f"them in the captures (the feed asked for one{': ' + asked if asked else ''})"
+                f"; add the `*.http.*` capture recorded with the websocket one (cryptofeed "
+                f"writes REST responses there), or a capture holding the REST records")
+        rest = [s for s in never if s not in no_rest]
+        if rest:
+            why: dict[str, int] = {}
+            for s in rest:
+                for k, v in self._resyncs.get(s, {}).items():
+                    why[k] = why.get(k, 0) + v
+            because = (", ".join(f"{k} {v:,}" for k, v in sorted(why.items())) if why else
+                       "no snapshot arrived")
+            fix = f"; try --codec {hint[0]}" if hint is not None else ""
+            out.append(f"{len(rest):,} book(s) not synced at the end ({_some(rest)}): "
+                       f"resyncs {because}{fix}" if why else
+                       f"{len(rest):,} book(s) never synced ({_some(rest)}): {because} (does "
+                       f"the capture start after the subscription?){fix}")
+        return out
 
     def counts(self) -> dict[str, int]:
         """The feed's counters (all symbols) and the records by kind."""
@@ -876,12 +1184,22 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         # an L2Feed subclass of one's own (a venue fastbook has no codec for)
         kind, module, codec = "l2", codec, codec.venue or codec.__name__
     else:
+        codec = codec_name(codec)
         kind = codecs.kind(codec)
         module = codecs.load(codec)
     if isinstance(symbols, str):
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
+    elif symbols is not None:
+        symbols = list(symbols)
+    if symbols is not None and not symbols:
+        raise ValueError("symbols= names no symbol: omit it for every symbol")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    # fail before the work: where the output goes is checked before a byte is decoded
+    if output is not None:
+        check_output(output, "output")
+    if lobster is not None:
+        check_directory(lobster, "lobster")
     # raise: stop at the first failing event with the events before it applied. A batch
     # here is only a buffer's worth of the stream, so undoing one (BookSet's raise mode,
     # with its undo journal) would leave the books at an arbitrary earlier point.
@@ -924,7 +1242,7 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         writer = SampleWriter(output, group_rows, codec, ts_origin, options)
     samples: dict[str, np.ndarray] = {}
     lob = LobsterFiles(lobster, depth, ts_origin=ts_origin,
-                       utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0)) \
+                       utc_offset_ns=getattr(module, "UTC_OFFSET_NS", 0), on_error=on_error) \
         if lobster is not None else None
 
     def flush(force: bool) -> None:
@@ -939,19 +1257,65 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
             samples.update(cols)    # once: without a writer only the final flush takes
 
     t0 = time.perf_counter()
+    failed = True
     try:
         drive(run, books, sampler=sampler, consumers=() if lob is None else (lob.write,),
               flush=flush)
+        failed = False
     finally:
         if lob is not None:
-            lob.close()
+            lob.close(failed=failed)
     if writer is not None:
         writer.close(instruments_of(books))
     seconds = time.perf_counter() - t0
+    warned, crossed = _after(run, books, symbols, lob)
     return ReplayResult(
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
-        options=options, **run.result_fields())
+        options=options, warnings=warned, crossed=crossed, **run.result_fields())
+
+
+def _after(run: Any, books: Any, symbols: list[str] | None,
+           lob: Any) -> tuple[list[str], list[str]]:
+    """What a finished replay must tell: missing symbols, unsynced and crossed books."""
+    import warnings
+
+    from fastbook.errors import ReplayWarning
+
+    built = [books.instrument(i)["symbol"] for i in range(len(books))]
+    out: list[str] = []
+    crossed: list[str] = []
+    if isinstance(run, L2Run):
+        if symbols is not None:
+            out += _check_symbols(symbols, [*run.feed.symbols, *run._requested],
+                                  run.known_symbols(), run.name)
+        problems = run.warnings()
+        out += problems
+        if symbols is not None:
+            never = [s for s in symbols if s in run.feed.symbols or s in run._requested]
+            never = [s for s in never if not run.feed.is_synced(s)]
+            if never:
+                warnings.warn(f"{run.name}: the book(s) of {_some(never)} never became valid"
+                              + (f": {problems[-1]}" if problems else ""), ReplayWarning,
+                              stacklevel=3)
+    else:
+        if symbols is not None:
+            directory = getattr(run.decoder, "directory", [])
+            known = [d.get("symbol", "") for d in directory if isinstance(d, dict)]
+            out += _check_symbols(symbols, built, known, run.name)
+        out += run.warnings()
+        for i in range(len(books)):
+            book = books[i]
+            bid, ask = book.best_bid(), book.best_ask()
+            if bid is not None and ask is not None and bid[0] >= ask[0]:
+                crossed.append(built[i])
+        if crossed:
+            out.append(f"{len(crossed):,} book(s) crossed at the end (best bid at or above "
+                       f"best ask: messages missed?): {_some(crossed)}")
+    if lob is not None and lob.skipped:
+        out.append(f"LOBSTER: {lob.skipped:,} event(s) the LOBSTER book refused were skipped "
+                   f"(not written)")
+    return out, crossed
 
 
 #: Most sample bytes a replay holds before writing them out as a row group.
@@ -964,7 +1328,8 @@ def _row_bytes(depth: int) -> int:
 
 
 def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
-         compression: str = "auto", **codec_options: Any) -> dict[str, Any]:
+         compression: str = "auto", progress: bool | None = False,
+         **codec_options: Any) -> dict[str, Any]:
     """Decode a feed without building books: counts by type, directory, time range.
 
     Returns a dict with ``messages``, ``bytes``, ``counts`` (by type),
@@ -972,10 +1337,13 @@ def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
     ``first_ts`` / ``last_ts`` (the smallest and largest exchange time of a
     book event; None when there is none). For an L2 feed codec, ``source``
     is one or more captures and the dict is :func:`fastbook.capture.summarize`'s.
+    ``progress`` draws a progress line on stderr as :func:`replay` does (None:
+    when stderr is a terminal).
     """
     from fastbook import codecs
-    from fastbook.sources import open_source
+    from fastbook.sources import Progress, open_source
 
+    codec = codec_name(codec)
     if codecs.kind(codec) == "l2":
         # an L2 capture: what it holds (``fastbook.capture.summarize``)
         from fastbook import capture
@@ -989,11 +1357,16 @@ def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
         lo, hi = int(ts.min()), int(ts.max())
         span[:] = [min(span[0], lo), max(span[1], hi)] if span else [lo, hi]
 
-    with open_source(source, chunk_size=chunk_size, compression=compression) as src:
+    with open_source(source, chunk_size=chunk_size, compression=compression) as src, \
+            Progress(total=src.size, enabled=progress) as bar:
         decoder = module.Decoder(None, name=src.name, **codec_options)
         for chunk in src:
             for events in decoder.feed(chunk):
                 see(events)
+            bar.update(src.raw_bytes_read, decoder.messages)
+        if not src.bytes_out:
+            raise DecodeError(f"{src.name}: the input is empty (0 bytes): there is nothing "
+                              f"to scan")
         for events in decoder.close():
             see(events)
     return {"messages": decoder.messages, "bytes": decoder.bytes, "counts": decoder.counts(),

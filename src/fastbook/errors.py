@@ -7,7 +7,8 @@ for callers that do not know fastbook's types.
 
 from __future__ import annotations
 
-__all__ = ["ArrayError", "DecodeError", "FastbookError", "UpdateError"]
+__all__ = ["ArrayError", "DecodeError", "FastbookError", "ReplayError", "ReplayWarning",
+           "UpdateError"]
 
 
 class FastbookError(Exception):
@@ -38,3 +39,14 @@ class ArrayError(FastbookError, TypeError, ValueError):
 
     Raised before any state changes, with a hint on how to convert the input.
     """
+
+
+class ReplayError(FastbookError, ValueError):
+    """A replay asked for something its input does not hold (``symbols=`` naming none of them).
+
+    The message names what was asked for and what the input has instead.
+    """
+
+
+class ReplayWarning(UserWarning):
+    """A replay finished, but part of what was asked for is not valid (a book never synced)."""

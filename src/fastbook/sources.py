@@ -39,7 +39,7 @@ from typing import Any
 from fastbook._checks import is_int
 from fastbook.errors import DecodeError
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "Progress", "Source", "open_source"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "Peekable", "Progress", "Source", "open_source", "peekable"]
 
 #: Bytes per chunk unless told otherwise.
 DEFAULT_CHUNK_SIZE = 4 << 20
@@ -594,6 +594,86 @@ def _peek(stream: Any, n: int = 4) -> bytes:
             break
         head += more
     return bytes(head)
+
+
+class Peekable:
+    """A binary stream whose first bytes can be looked at without consuming them.
+
+    A pipe cannot be rewound, so a format sniffer that reads its head would
+    take those bytes from the decoder after it. :meth:`peek` reads ahead into
+    a buffer that ``read`` / ``readinto`` then return first, so any number of
+    sniffers can look at stdin before one consumer reads it whole.
+    """
+
+    def __init__(self, stream: Any, name: str | None = None) -> None:
+        self._stream = stream
+        self._head = b""
+        self.name = name if name is not None else _stream_name(stream, "<stream>")
+
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` bytes from the current position (fewer only at the end), not consumed."""
+        while len(self._head) < n:
+            more = self._stream.read(n - len(self._head))
+            if more is None:
+                raise BlockingIOError("the stream is non-blocking and has no data ready")
+            if not more:
+                break
+            self._head += bytes(more)
+        return self._head[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            rest = self._stream.read()
+            out, self._head = self._head + (rest or b""), b""
+            return out
+        if self._head:
+            out, self._head = self._head[:n], self._head[n:]
+            return out
+        return self._stream.read(n)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            k = min(len(view), len(self._head))
+            view[:k] = self._head[:k]
+            self._head = self._head[k:]
+            return k
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            return readinto(view)  # type: ignore[no-any-return]
+        data = self._stream.read(len(view))
+        if data is None:
+            return None  # type: ignore[return-value]
+        view[:len(data)] = data
+        return len(data)
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    def close(self) -> None:
+        """Close nothing: the wrapped stream (stdin) belongs to its owner."""
+
+    def __repr__(self) -> str:
+        return f"<fastbook.sources.Peekable {self.name!r} {len(self._head)} bytes peeked>"
+
+
+def peekable(source: Any) -> Any:
+    """``source`` as a :class:`Peekable` when it is ``"-"`` (stdin) or a stream; else unchanged.
+
+    A stream that is already a :class:`Peekable` is returned as it is.
+    """
+    if isinstance(source, Peekable):
+        return source
+    if isinstance(source, str) and source == "-":
+        stdin = sys.stdin
+        if stdin is None or not hasattr(stdin, "buffer"):
+            raise ValueError("'-' means standard input, but this process has none")
+        return Peekable(stdin.buffer, "<stdin>")
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)) \
+            and (hasattr(source, "readinto") or hasattr(source, "read")) \
+            and not isinstance(source, io.TextIOBase):
+        return Peekable(source)
+    return source
 
 
 def _stream_name(stream: Any, default: str) -> str:

@@ -531,19 +531,40 @@ class LobsterFiles:
     times are seconds after midnight: a codec with epoch times (``ts_origin ==
     "epoch"``) has them measured from the local midnight (``utc_offset_ns``) of the
     instrument's first event, so a night session runs on past 24 h.
+
+    ``on_error="skip"`` (the replay's): an event the LOBSTER book refuses (an
+    unknown order, an over-execution: the same ones the BookSet skips) is left
+    out of the files and counted in :attr:`skipped`; ``"raise"`` raises
+    :class:`fastbook.UpdateError`. :meth:`close` with ``failed=True`` (a replay
+    that raised) removes the files this writer created, and the directory if
+    it made it (and its parents) and they are left empty: no half-written files stay
+    behind.
     """
 
     MAX_INSTRUMENTS = 256
     _DAY = 86_400 * 1_000_000_000
 
     def __init__(self, directory: str | os.PathLike[str], depth: int, *, ts_origin: str = "",
-                 utc_offset_ns: int = 0) -> None:
+                 utc_offset_ns: int = 0, on_error: str = "raise") -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.directory = os.fspath(directory)
         self.depth = depth
         self.epoch = ts_origin == "epoch"
         self.utc_offset_ns = utc_offset_ns
-        # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns)
-        self._open: dict[int, tuple[Any, Any, Any, int, int]] = {}
+        self.on_error = on_error
+        #: events left out of the files (``on_error="skip"``)
+        self.skipped = 0
+        # instrument: message file, orderbook file, book, price decimals, midnight (epoch ns),
+        # the BookSet's error count for it after the last batch written
+        self._open: dict[int, list[Any]] = {}
+        self._paths: list[str] = []
+        # the directories this writer makes, deepest first (removed again on a failure)
+        self._made: list[str] = []
+        d = os.path.abspath(self.directory)
+        while not os.path.exists(d):
+            self._made.append(d)
+            d = os.path.dirname(d)
         os.makedirs(self.directory, exist_ok=True)
 
     def write(self, events: np.ndarray, books: Any) -> None:
@@ -563,24 +584,103 @@ class LobsterFiles:
                 if self.epoch:
                     local = int(mine["ts_exchange"][0]) + self.utc_offset_ns
                     midnight = local - local % self._DAY - self.utc_offset_ns
-                self._open[i] = (
-                    open(f"{base}_message_{self.depth}.csv", "w", newline=""),
-                    open(f"{base}_orderbook_{self.depth}.csv", "w", newline=""),
+                files = []
+                for what in ("message", "orderbook"):
+                    path = f"{base}_{what}_{self.depth}.csv"
+                    files.append(open(path, "w", newline=""))
+                    self._paths.append(path)
+                self._open[i] = [
+                    *files,
                     OrderBook(price_decimals=meta["price_decimals"],
                               qty_decimals=meta["qty_decimals"],
                               side_keys=getattr(books[i], "side_keys", False)),
                     meta["price_decimals"],
                     midnight,
-                )
-            messages, orderbook, book, price_decimals, midnight = self._open[i]
+                    0,
+                ]
+            entry = self._open[i]
+            messages, orderbook, book, price_decimals, midnight, seen = entry
             if midnight:
                 mine["ts_exchange"] -= midnight
-            lobster.write(mine, messages, orderbook, levels=self.depth,
-                          price_decimals=price_decimals, book=book)
+            errors = sum(books.instrument_errors(i).values()) if self.on_error == "skip" else 0
+            if errors == seen:
+                # the BookSet applied every event of this instrument: so does the LOBSTER
+                # book, which holds the same orders
+                lobster.write(mine, messages, orderbook, levels=self.depth,
+                              price_decimals=price_decimals, book=book)
+            else:
+                entry[2] = self._write_skipping(mine, messages, orderbook, book, price_decimals)
+                entry[5] = errors
 
-    def close(self) -> None:
+    def _write_skipping(self, events: np.ndarray, messages: Any, orderbook: Any, book: Any,
+                        price_decimals: int) -> Any:
+        """Write ``events``, leaving out each one the book refuses; the book after them.
+
+        ``lobster.write`` stops at the first refused event with the book part-way
+        through its block, so the batch is written to memory from a copy of the
+        book; on a refusal the events before it are written again from the copy,
+        the refused one is left out, and writing goes on after it.
+        """
+        import io
+
+        from fastbook.codecs import lobster
+        from fastbook.errors import UpdateError
+
+        pos = 0
+        while pos < len(events):
+            saved = _copy_book(book)
+            text = [io.StringIO(), io.StringIO()]
+            try:
+                lobster.write(events[pos:], text[0], text[1], levels=self.depth,
+                              price_decimals=price_decimals, book=book)
+            except UpdateError as exc:
+                if exc.index is None:
+                    raise
+                k = int(exc.index)
+                book = saved
+                text = [io.StringIO(), io.StringIO()]
+                if k:
+                    lobster.write(events[pos:pos + k], text[0], text[1], levels=self.depth,
+                                  price_decimals=price_decimals, book=book)
+                self.skipped += 1
+                pos += k + 1
+            else:
+                pos = len(events)
+            messages.write(text[0].getvalue())
+            orderbook.write(text[1].getvalue())
+        return book
+
+    def close(self, failed: bool = False) -> None:
+        """Close every file; ``failed``: remove them (and a directory made for them)."""
         for messages, orderbook, *_ in self._open.values():
             messages.close()
             orderbook.close()
+        self._open.clear()
+        if not failed:
+            return
+        for path in self._paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._paths.clear()
+        for d in self._made:
+            try:
+                os.rmdir(d)
+            except OSError:     # not empty: something else was put there meanwhile
+                break
+        self._made.clear()
 
 
+def _copy_book(book: Any) -> Any:
+    """A new OrderBook holding the same orders, at the same price-time priority."""
+    from fastbook.l3 import OrderBook
+
+    copy = OrderBook(price_decimals=book.price_decimals, qty_decimals=book.qty_decimals,
+                     side_keys=book.side_keys)
+    for side in (1, 2):
+        prices = book.to_arrays(side)[0].tolist()
+        for price in prices:
+            for order_id, qty in book.orders_at(side, price):
+                copy.add(order_id, side, price, qty)
+    return copy
