@@ -296,6 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
                           help="L2 feeds: the venue's instrument metadata (exchangeInfo, "
                                "products, AssetPairs... as JSON, or a capture of the REST "
                                "response) for the symbols' scales")
+    out = p_replay.add_argument_group("sample columns (Parquet, Arrow and CSV output; the "
+                                      "defaults are the exact fixed-point integers)")
+    out.add_argument("--prices", choices=["int", "float"], default="int",
+                     help="float: prices divided by each instrument's scale")
+    out.add_argument("--quantities", choices=["int", "float"], default="int",
+                     help="float: quantities divided by each instrument's scale")
+    out.add_argument("--timestamps", choices=["int", "datetime"], default="int",
+                     help="datetime: ts as a timestamp (ITCH and OSE count from midnight: "
+                          "give --date, or an ITCH file name holding its date)")
+    out.add_argument("--date", metavar="YYYY-MM-DD",
+                     help="the trading date of feeds timed from midnight")
+    out.add_argument("--missing", choices=["zero", "nan"], default="zero",
+                     help="nan: missing levels are null (NaN in pandas) instead of 0")
+    out.add_argument("--reason", choices=["bits", "names"], default="bits",
+                     help="names: the sampling rules that fired as text (every|bbo)")
     p_replay.add_argument("--skip-errors", action="store_true",
                           help="count and skip book errors (unknown orders, over-executions) "
                                "and bad feed messages instead of stopping at the first")
@@ -435,7 +450,9 @@ def _header_codec(stream) -> object:  # type: ignore[no-untyped-def]
 _FLAGS = {"every": "--every", "output": "--output", "symbols": "--symbols",
           "lobster": "--lobster", "instruments": "--instruments", "book_depth": "--book-depth",
           "depth": "--depth", "framing": "--framing", "on_error": "--skip-errors",
-          "codec": "--codec"}
+          "codec": "--codec", "date": "--date", "timestamps": "--timestamps",
+          "prices": "--prices", "quantities": "--quantities", "missing": "--missing",
+          "reason": "--reason"}
 
 
 def _flagged(text: str) -> str:
@@ -445,7 +462,11 @@ def _flagged(text: str) -> str:
     def flag(m: re.Match[str]) -> str:
         return _FLAGS[m.group(1)]
 
-    return re.sub(r"\b(" + "|".join(_FLAGS) + r")=(?=[\s),;:.]|$)", flag, text)
+    names = "|".join(_FLAGS)
+    # timestamps='datetime' -> --timestamps datetime; every= -> --every
+    text = re.sub(r"\b(" + names + r")='([^'\s]*)'",
+                  lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", text)
+    return re.sub(r"\b(" + names + r")=(?=[\s),;:.]|$)", flag, text)
 
 
 def _print_l2_books(result, n: int) -> None:  # type: ignore[no-untyped-def]
@@ -488,9 +509,12 @@ def replay_command(args: argparse.Namespace) -> int:
         if args.output is not None and args.every is None:
             raise ValueError("--output needs a sampling rule: add --every (1s, 100ms, "
                              "5000msgs, bbo...)")
-        options: dict[str, object] = {}
+        options: dict[str, object] = {
+            "prices": args.prices, "quantities": args.quantities,
+            "timestamps": args.timestamps, "date": args.date, "missing": args.missing,
+            "reason": args.reason}
         if l2:
-            options = {"instruments": args.instruments, "book_depth": args.book_depth}
+            options.update(instruments=args.instruments, book_depth=args.book_depth)
         else:
             if args.framing is not None:
                 options["framing"] = args.framing

@@ -141,17 +141,18 @@ class OutputOptions:
         """Raise ValueError if these options cannot be met for times from ``ts_origin``."""
         what = f"codec {codec!r}" if codec else "these samples"
         if self.date is not None and ts_origin != "midnight":
-            raise ValueError(f"date= is for feeds timed from midnight (itch50); {what} "
-                             f"{'count from the UNIX epoch' if ts_origin == 'epoch' else 'do not'}")
+            origin = "the UNIX epoch" if ts_origin == "epoch" else "an unknown origin"
+            raise ValueError(f"date= is for feeds timed from midnight; {what}: times count "
+                             f"from {origin}")
         if self.timestamps != "datetime":
             return
         if ts_origin == "midnight" and self.date is None:
-            raise ValueError(f"timestamps='datetime': {what} give times in ns since midnight "
-                             f"and the date is not known (not in the file name); pass "
+            raise ValueError(f"timestamps='datetime': {what}: times are ns since midnight and "
+                             f"the date is not known (not in the file name); pass "
                              f"date='YYYY-MM-DD'")
         if ts_origin not in ("midnight", "epoch"):
-            raise ValueError(f"timestamps='datetime': {what} do not say what their times "
-                             f"count from (ts_origin {ts_origin!r}); use timestamps='int'")
+            raise ValueError(f"timestamps='datetime': {what}: what the times count from is not "
+                             f"known (ts_origin {ts_origin!r}); use timestamps='int'")
 
     def metadata(self) -> dict[str, str]:
         return {"fastbook.prices": self.prices, "fastbook.quantities": self.quantities,

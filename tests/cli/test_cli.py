@@ -244,3 +244,33 @@ def test_the_first_session_in_the_docs_prints_what_it_says(tmp_path):
     timing = re.compile(r" in [\d.]+ s: [\d.]+ M msgs/s$")
     assert [timing.sub("", x) for x in outputs[-1].splitlines()] == \
         [timing.sub("", x) for x in printed.splitlines()]
+
+
+# -- output columns --------------------------------------------------------------------------
+
+def test_replay_output_column_options(day_file, tmp_path):
+    # the flags are fb.replay's output options: floats at each instrument's scale,
+    # datetimes on the given trading date, NaN for missing levels, reason names
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import datetime
+
+    import fastbook as fb
+
+    out = tmp_path / "top.parquet"
+    run("replay", day_file, "--every", "bbo", "--depth", 2, "-o", out, "--no-progress",
+        "--top", 0, "--prices", "float", "--timestamps", "datetime", "--date", "2024-06-07",
+        "--missing", "nan", "--reason", "names")
+    got = pd.read_parquet(out)
+    want = fb.replay(day_file.read_bytes(), "itch50", every="bbo", depth=2, prices="float",
+                     timestamps="datetime", date=datetime.date(2024, 6, 7), missing="nan",
+                     reason="names").to_pandas()
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True),
+                                  check_categorical=False)
+    assert str(got["ts"].dt.date.iloc[0]) == "2024-06-07"
+    assert got["bid_px_1"].dtype == "float64" and set(got["reason"].unique()) <= {"bbo"}
+    # a datetime column needs the date of a feed timed from midnight: said in flags
+    bad = run("replay", day_file, "--every", "bbo", "-o", tmp_path / "x.parquet",
+              "--timestamps", "datetime", "--no-progress", check=False)
+    assert bad.returncode == 1
+    assert "--timestamps datetime" in text(bad)[1] and "pass --date YYYY-MM-DD" in text(bad)[1]
