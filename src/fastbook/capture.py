@@ -753,7 +753,7 @@ def convert(sources: Any, output: Any, *, compression: str = "auto",
         return writer.records
 
 
-def summarize(sources: Any, *, verify: bool = True) -> dict[str, Any]:
+def summarize(sources: Any, *, verify: bool = True, progress: bool | None = None) -> dict[str, Any]:
     """What captures hold: records by kind, time range, per-connection counts, REST URLs.
 
     ``sources`` is one capture or a list (merged as :func:`merge_raw` does).
@@ -763,7 +763,11 @@ def summarize(sources: Any, *, verify: bool = True) -> dict[str, Any]:
     ``bytes``, ``first_ns``, ``last_ns``, and the kinds), ``rest`` (REST
     responses by URL path), ``formats`` (the format of each source) and
     ``meta`` (the header metadata of each fastbook source, else None).
+    ``progress``: draw a progress line (records read) on stderr; default: when
+    it is a terminal.
     """
+    from fastbook.sources import Progress
+
     if isinstance(sources, (str, os.PathLike, bytes, bytearray, memoryview)):
         sources = [sources]
     sources = list(sources)
@@ -778,31 +782,43 @@ def summarize(sources: Any, *, verify: bool = True) -> dict[str, Any]:
     kinds = dict.fromkeys(KINDS, 0)
     conns: dict[int, dict[str, Any]] = {}
     rest: dict[str, int] = {}
-    first = last = None
     records = nbytes = 0
-    for recv_ns, kind, conn, url, payload, _, _, _ in merge_raw(sources, verify=verify):
-        records += 1
-        nbytes += len(payload)
-        kinds[kind] += 1
-        first = recv_ns if first is None or recv_ns < first else first
-        last = recv_ns if last is None or recv_ns > last else last
-        c = conns.get(conn)
-        if c is None:
-            c = conns[conn] = {"url": "", "records": 0, "bytes": 0, "first_ns": recv_ns,
-                               "last_ns": recv_ns, **dict.fromkeys(KINDS, 0)}
-        c["records"] += 1
-        c["bytes"] += len(payload)
-        c[kind] += 1
-        c["first_ns"] = min(c["first_ns"], recv_ns)
-        c["last_ns"] = max(c["last_ns"], recv_ns)
-        if kind == OPEN and not c["url"]:
-            c["url"] = url
-        if kind == REST:
-            path = url.split("?", 1)[0]
-            rest[path] = rest.get(path, 0) + 1
+    bar = Progress(None, unit_name="records", enabled=progress)
+    try:
+        for record in merge_raw(sources, verify=verify):
+            records += 1
+            nbytes += len(record[4])
+            if not records & 0x3FF:
+                bar.update(nbytes, records)
+            _count(record, kinds, conns, rest)
+    finally:
+        bar.close()
+    first = min((c["first_ns"] for c in conns.values()), default=None)
+    last = max((c["last_ns"] for c in conns.values()), default=None)
     return {"records": records, "bytes": nbytes, "kinds": kinds, "first_ns": first,
             "last_ns": last, "connections": dict(sorted(conns.items())), "rest": rest,
             "formats": formats, "meta": metas}
+
+
+def _count(record: Any, kinds: dict[str, int], conns: dict[int, dict[str, Any]],
+           rest: dict[str, int]) -> None:
+    # one record into summarize's counts
+    recv_ns, kind, conn, url, payload = record[:5]
+    kinds[kind] += 1
+    c = conns.get(conn)
+    if c is None:
+        c = conns[conn] = {"url": "", "records": 0, "bytes": 0, "first_ns": recv_ns,
+                           "last_ns": recv_ns, **dict.fromkeys(KINDS, 0)}
+    c["records"] += 1
+    c["bytes"] += len(payload)
+    c[kind] += 1
+    c["first_ns"] = min(c["first_ns"], recv_ns)
+    c["last_ns"] = max(c["last_ns"], recv_ns)
+    if kind == OPEN and not c["url"]:
+        c["url"] = url
+    if kind == REST:
+        path = url.split("?", 1)[0]
+        rest[path] = rest.get(path, 0) + 1
 
 
 # URL paths (last segment) of REST order-book snapshots, with the symbol as a query parameter

@@ -556,14 +556,14 @@ def _utc(ns: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{frac:09d}"
 
 
-def capture_info(files: list[object]) -> int:
+def capture_info(files: list[object], progress: bool | None = None) -> int:
     from fastbook import capture
     from fastbook.sources import Peekable
 
     names = capture.source_names(files)
     # a capture on stdin is read twice (header, then records): hold it in memory
     files = [f.read() if isinstance(f, Peekable) else f for f in files]
-    info = capture.summarize(files)
+    info = capture.summarize(files, progress=progress)
     for name, fmt, meta in zip(names, info["formats"], info["meta"], strict=True):
         line = f"{name}: {fmt or 'fastbook'} capture"
         if meta:
@@ -597,7 +597,7 @@ def info_command(args: argparse.Namespace) -> int:
     try:
         files = _inputs(args.file)
         if _capture_format(files[0]) is not None:
-            return capture_info(files)
+            return capture_info(files, False if args.no_progress else None)
         if len(args.file) > 1:
             raise ValueError("several files are for captures; give one feed file")
         from fastbook import codecs

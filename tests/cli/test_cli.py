@@ -211,6 +211,23 @@ def test_info_draws_a_progress_line_like_replay(day_file, monkeypatch, capsys):
     capsys.readouterr()
 
 
+def test_info_on_captures_draws_a_progress_line_too(monkeypatch, capsys):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["info", str(KRAKEN)]) == 0
+    assert "records/s" in term.getvalue() and term.getvalue().startswith("\r")
+    assert "records, " in capsys.readouterr().out
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["info", str(KRAKEN), "--no-progress"]) == 0
+    assert term.getvalue() == ""
+    capsys.readouterr()
+
+
 def test_l2_sync_problems_reach_the_command_line():
     proc = run("replay", CF / "BINANCE_FUTURES.ws.1.0.gz", CF / "BINANCE_FUTURES.http.0.0.gz",
                "--codec", "binance-spot", "--top", 0, "--no-progress")
