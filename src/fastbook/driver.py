@@ -682,14 +682,6 @@ def _guess_format(head: bytes, codec: str) -> str | None:
     return None
 
 
-def _with_hint(exc: DecodeError, hint: str) -> DecodeError:
-    """The same error (type and attributes) with ``hint`` after its message."""
-    new = Exception.__new__(type(exc))
-    new.args = (f"{exc}; {hint}",)
-    new.__dict__.update(exc.__dict__)
-    return new
-
-
 # ---------------------------------------------------------------------------
 # Exchange L2 feeds replayed from captures
 # ---------------------------------------------------------------------------
@@ -806,12 +798,22 @@ def _check_symbols(asked: list[str], found: Iterable[str], known: Iterable[str],
     return [text]
 
 
-def _locate(exc: DecodeError, where: str) -> DecodeError:
-    """The same error (type and attributes) with ``where`` in front of its message."""
+def _reword(exc: DecodeError, message: str) -> DecodeError:
+    """The same error (type and attributes) with another message."""
     new = Exception.__new__(type(exc))
-    new.args = (f"{where}: {exc}",)
+    new.args = (message,)
     new.__dict__.update(exc.__dict__)
     return new
+
+
+def _locate(exc: DecodeError, where: str) -> DecodeError:
+    """The same error with ``where`` in front of its message."""
+    return _reword(exc, f"{where}: {exc}")
+
+
+def _with_hint(exc: DecodeError, hint: str) -> DecodeError:
+    """The same error with ``hint`` after its message."""
+    return _reword(exc, f"{exc}; {hint}")
 
 
 class L2Run:
