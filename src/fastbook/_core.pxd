@@ -53,7 +53,7 @@ cdef enum:
 
 cdef enum:
     # Bumped whenever a struct layout or an inline function below changes.
-    FB_ABI_VERSION = 5
+    FB_ABI_VERSION = 4
     # Buffer size fb_format_decimal needs: its longest output is 21 characters
     # ("-9.223372036854775808") plus NUL; 48 leaves room for future formats.
     FB_FORMAT_BUFSIZE = 48
@@ -217,44 +217,12 @@ cdef class _Guard:
 cdef _Guard solo_guard()
 
 
-# both best levels of a book, as fb_book_best / fb_l3_best report them (a price
-# and quantity are meaningful only where has_bid / has_ask)
-ctypedef struct fb_bbo:
-    int64_t bid_price
-    int64_t bid_qty
-    int64_t ask_price
-    int64_t ask_qty
-    bint has_bid
-    bint has_ask
-
-
-cdef class _L2Reads:
-    # The L2 reads Book and OrderBook share (best_bid ... top, format_price), written
-    # once on this base over five calls each class implements for its C book. Not
-    # part of the C API: callers use ``&book._book`` with the functions above.
-    cdef bint _busy             # True while Book.apply runs without the GIL (never for L3)
-    cdef _Guard _guard          # its BookSets' (busy, read-only), or solo_guard()
-    cdef int _read_busy(self) except -1     # raise the book's "being written" error
-    # both best levels (``both``: the ask only when there is a bid), as _reads.fb_bbo
-    cdef void _read_bbo(self, fb_bbo *t, bint both) noexcept nogil
-    cdef int64_t _read_qty(self, int side, int64_t price) noexcept nogil
-    cdef Py_ssize_t _read_depth(self, int side) noexcept nogil
-    cdef void _read_top(self, Py_ssize_t n, int64_t *bid_px, int64_t *bid_qty,
-                        int64_t *ask_px, int64_t *ask_qty) noexcept nogil
-    cdef int _read_decimals(self, bint qty) noexcept nogil
-
-
-cdef inline int reads_check(_L2Reads book) except -1:
-    # what every read of either book checks first (book_readable below, for Book)
-    if book._busy or book._guard.sets_busy:
-        book._read_busy()
-    return 0
-
-
-cdef class Book(_L2Reads):
+cdef class Book:
     # The L2 book's Python face. Cython callers may use ``&book._book`` with the
     # functions above; the Book owns and frees it.
     cdef fb_book _book
+    cdef bint _busy             # True while Book.apply runs without the GIL
+    cdef _Guard _guard          # its BookSets' (busy, read-only), or solo_guard()
     cdef object __weakref__
 
 

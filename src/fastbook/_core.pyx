@@ -1184,6 +1184,14 @@ cdef int book_writable(Book book) except -1:
     return _writable(book)
 
 
+cdef object _best_level(Book book, int side):
+    cdef int64_t p = 0, q = 0
+    cdef bint has
+    _readable(book)
+    has = fb_book_best(&book._book, side, &p, &q)
+    return level_or_none(has, p, q)
+
+
 cdef inline fb_bbo _bbo(const fb_book *book, bint both=False) noexcept nogil:
     # the best levels, for the builders of fastbook._reads (``both``: the ask only
     # matters when there is a bid, as for spread, mid and is_crossed)
@@ -1221,150 +1229,7 @@ cdef class _LevelIterator:
         return (key if self._side == FB_BID else -key, qty)
 
 
-cdef inline fb_bbo _reads_bbo(_L2Reads book, bint both=False) except *:
-    # the best levels of either book, for the builders of fastbook._reads
-    # (``both``: the ask only matters when there is a bid, as for spread, mid and
-    # is_crossed)
-    cdef fb_bbo t
-    reads_check(book)
-    book._read_bbo(&t, both)
-    return t
-
-
-@cython.auto_pickle(False)
-cdef class _L2Reads:
-    """The L2 reads of a book, shared by :class:`Book` and ``fastbook.OrderBook``.
-
-    Private: the base of both, never made alone. Each subclass implements the
-    ``_read_*`` calls for its own C book; every method here checks
-    ``reads_check`` first (the book is not being written without the GIL).
-    """
-
-    cdef int _read_busy(self) except -1:
-        raise RuntimeError("a book is being modified without the GIL in another thread")
-
-    cdef void _read_bbo(self, fb_bbo *t, bint both) noexcept nogil:
-        t.has_bid = t.has_ask = False
-
-    cdef int64_t _read_qty(self, int side, int64_t price) noexcept nogil:
-        return 0
-
-    cdef Py_ssize_t _read_depth(self, int side) noexcept nogil:
-        return 0
-
-    cdef void _read_top(self, Py_ssize_t n, int64_t *bid_px, int64_t *bid_qty,
-                        int64_t *ask_px, int64_t *ask_qty) noexcept nogil:
-        pass
-
-    cdef int _read_decimals(self, bint qty) noexcept nogil:
-        return 0
-
-    @property
-    def price_decimals(self):
-        """Decimal places of prices (the fixed-point scale)."""
-        return self._read_decimals(False)
-
-    @property
-    def qty_decimals(self):
-        """Decimal places of quantities (the fixed-point scale)."""
-        return self._read_decimals(True)
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def best_bid(self):
-        """``(price, qty)`` of the best bid, or None when there are no bids."""
-        cdef fb_bbo t = _reads_bbo(self)
-        return level_or_none(t.has_bid, t.bid_price, t.bid_qty)
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def best_ask(self):
-        """``(price, qty)`` of the best ask, or None when there are no asks."""
-        cdef fb_bbo t = _reads_bbo(self)
-        return level_or_none(t.has_ask, t.ask_price, t.ask_qty)
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def bbo(self):
-        """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
-        return bbo_tuple(_reads_bbo(self))
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def spread(self):
-        """Best ask minus best bid (an int), or None when a side is empty."""
-        return spread_of(_reads_bbo(self, True))
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def mid(self):
-        """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty.
-
-        The exact mid is ``(bid + ask) / 2``; when ``spread()`` is odd it lies
-        half a unit above this value.
-        """
-        return mid_of(_reads_bbo(self, True))
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def qty_at(self, side, price, /):
-        """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
-        reads_check(self)
-        cdef int sd = valid_side(side)
-        return self._read_qty(sd, as_i64(price, "price"))
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def depth(self, side, /):
-        """Number of price levels on ``side``."""
-        reads_check(self)
-        return self._read_depth(valid_side(side))
-
-    def is_crossed(self):
-        """True when best bid >= best ask (crossed or locked): never valid for one venue."""
-        return crossed(_reads_bbo(self, True))
-
-    @cython.binding(False)
-    @cython.embedsignature.format("clinic")
-    def top(self, n, out=None):
-        """The best ``n`` levels of both sides as one ``int64`` array of shape ``(4, n)``.
-
-        Rows are ``[bid_prices, bid_qtys, ask_prices, ask_qtys]``; column ``i``
-        is the ``i``-th best level (0 = best). Missing levels are 0 in both
-        price and quantity (a real level never has quantity 0).
-
-        Parameters
-        ----------
-        n : int
-            Levels per side (>= 0).
-        out : numpy.ndarray, optional
-            A C-contiguous, writeable ``int64`` array of shape ``(4, n)``. When
-            given it is filled and returned, and nothing is allocated.
-        """
-        reads_check(self)
-        cdef Py_ssize_t count
-        cdef cnp.ndarray a = top_array(n, out)
-        cdef int64_t *base = top_rows(a, &count)
-        self._read_top(count, base, base + count, base + 2 * count, base + 3 * count)
-        return a
-
-    def __iter__(self):
-        """Iterate ``(side, price, qty)``: all bids best first, then all asks best first."""
-        for price, qty in self.levels(FB_BID):
-            yield (BID, price, qty)
-        for price, qty in self.levels(FB_ASK):
-            yield (ASK, price, qty)
-
-    def format_price(self, price, /, *, bint strip=False):
-        """Format a fixed-point price as text at this book's scale."""
-        return format_decimal(price, self._read_decimals(False), strip=strip)
-
-    def format_qty(self, qty, /, *, bint strip=False):
-        """Format a fixed-point quantity as text at this book's scale."""
-        return format_decimal(qty, self._read_decimals(True), strip=strip)
-
-
-cdef class Book(_L2Reads):
+cdef class Book:
     """An L2 (price-level) order book with fixed-point integer prices and quantities.
 
     Each side keeps its top levels in a window of slots indexed by price (the
@@ -1413,6 +1278,16 @@ cdef class Book(_L2Reads):
         fb_book_free(&self._book)
 
     # -- properties ----------------------------------------------------------
+    @property
+    def price_decimals(self):
+        """Decimal places of prices (the fixed-point scale)."""
+        return self._book.price_decimals
+
+    @property
+    def qty_decimals(self):
+        """Decimal places of quantities (the fixed-point scale)."""
+        return self._book.qty_decimals
+
     @property
     def missing_deletes(self):
         """How many quantity-0 updates named a level that did not exist (each a no-op)."""
@@ -1543,29 +1418,90 @@ cdef class Book(_L2Reads):
         _writable(self)
         fb_book_clear(&self._book)
 
-    # -- reads (the methods are _L2Reads's) ------------------------------------
-    cdef int _read_busy(self) except -1:
-        return _raise_busy()
+    # -- reads ---------------------------------------------------------------
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def best_bid(self):
+        """``(price, qty)`` of the best bid, or None when there are no bids."""
+        return _best_level(self, FB_BID)
 
-    cdef void _read_bbo(self, fb_bbo *t, bint both) noexcept nogil:
-        t[0] = _bbo(&self._book, both)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def best_ask(self):
+        """``(price, qty)`` of the best ask, or None when there are no asks."""
+        return _best_level(self, FB_ASK)
 
-    cdef int64_t _read_qty(self, int side, int64_t price) noexcept nogil:
-        return fb_book_qty_at(&self._book, side, price)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def bbo(self):
+        """``(bid_price, bid_qty, ask_price, ask_qty)``; an empty side gives None, None."""
+        _readable(self)
+        return bbo_tuple(_bbo(&self._book))
 
-    cdef Py_ssize_t _read_depth(self, int side) noexcept nogil:
-        return fb_book_depth(&self._book, side)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def spread(self):
+        """Best ask minus best bid (an int), or None when a side is empty."""
+        _readable(self)
+        return spread_of(_bbo(&self._book, True))
 
-    cdef void _read_top(self, Py_ssize_t n, int64_t *bid_px, int64_t *bid_qty,
-                        int64_t *ask_px, int64_t *ask_qty) noexcept nogil:
-        fb_book_top(&self._book, n, bid_px, bid_qty, ask_px, ask_qty)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def mid(self):
+        """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty.
 
-    cdef int _read_decimals(self, bint qty) noexcept nogil:
-        return self._book.qty_decimals if qty else self._book.price_decimals
+        The exact mid is ``(bid + ask) / 2``; when ``spread()`` is odd it lies
+        half a unit above this value.
+        """
+        _readable(self)
+        return mid_of(_bbo(&self._book, True))
+
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def qty_at(self, side, price, /):
+        """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
+        _readable(self)
+        return fb_book_qty_at(&self._book, valid_side(side), as_i64(price, "price"))
+
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def depth(self, side, /):
+        """Number of price levels on ``side``."""
+        _readable(self)
+        return fb_book_depth(&self._book, valid_side(side))
 
     def __len__(self):
         _readable(self)
         return fb_book_depth(&self._book, FB_BID) + fb_book_depth(&self._book, FB_ASK)
+
+    def is_crossed(self):
+        """True when best bid >= best ask (crossed or locked): never valid for one venue."""
+        _readable(self)
+        return crossed(_bbo(&self._book, True))
+
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def top(self, n, out=None):
+        """The best ``n`` levels of both sides as one ``int64`` array of shape ``(4, n)``.
+
+        Rows are ``[bid_prices, bid_qtys, ask_prices, ask_qtys]``; column ``i``
+        is the ``i``-th best level (0 = best). Missing levels are 0 in both
+        price and quantity (a real level never has quantity 0).
+
+        Parameters
+        ----------
+        n : int
+            Levels per side (>= 0).
+        out : numpy.ndarray, optional
+            A C-contiguous, writeable ``int64`` array of shape ``(4, n)``. When
+            given it is filled and returned, and nothing is allocated.
+        """
+        _readable(self)
+        cdef Py_ssize_t count
+        cdef cnp.ndarray a = top_array(n, out)
+        cdef int64_t *base = top_rows(a, &count)
+        fb_book_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
+        return a
 
     def to_arrays(self, side, /):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
@@ -1615,6 +1551,13 @@ cdef class Book(_L2Reads):
         it._version = self._book.version
         return it
 
+    def __iter__(self):
+        """Iterate ``(side, price, qty)``: all bids best first, then all asks best first."""
+        for price, qty in self.levels(FB_BID):
+            yield (BID, price, qty)
+        for price, qty in self.levels(FB_ASK):
+            yield (ASK, price, qty)
+
     # -- text helpers ----------------------------------------------------------
     def parse_price(self, text, /):
         """Parse price text at this book's ``price_decimals``."""
@@ -1623,6 +1566,14 @@ cdef class Book(_L2Reads):
     def parse_qty(self, text, /):
         """Parse quantity text at this book's ``qty_decimals``."""
         return _parse_text(text, self._book.qty_decimals, "quantity")
+
+    def format_price(self, price, /, *, bint strip=False):
+        """Format a fixed-point price as text at this book's scale."""
+        return format_decimal(price, self._book.price_decimals, strip=strip)
+
+    def format_qty(self, qty, /, *, bint strip=False):
+        """Format a fixed-point quantity as text at this book's scale."""
+        return format_decimal(qty, self._book.qty_decimals, strip=strip)
 
     # -- copying and pickling --------------------------------------------------
     def copy(self):

@@ -43,7 +43,7 @@ from libc.stdint cimport (
 
 from fastbook._core cimport (
     FB_ASK, FB_BID, FB_EDECIMALS, FB_ENOMEM, FB_EPRICE, FB_EQTY, FB_ESIDE, FB_OK, FB_TOP_CHANGED,
-    _Guard, _L2Reads,
+    _Guard,
 )
 # The event record and its action and flag codes (fastbook.events), defined in
 # _events.pxd and part of this API: ``from fastbook._l3 cimport fb_event, FB_ADD`` works.
@@ -83,7 +83,7 @@ cdef enum:
     FB_L3_BYTES_PER_ORDER = 32          # sizeof(fb_order) (hash slots: 4 << slot_bits)
     FB_L3_BYTES_PER_LEVEL = 44          # sizeof(fb_l3level) + a key and an id in the index
     # Bumped whenever a struct layout or an inline function in this file changes.
-    FB_L3_ABI_VERSION = 4
+    FB_L3_ABI_VERSION = 3
 
 
 ctypedef struct fb_order:
@@ -222,10 +222,11 @@ cdef int fb_bookset_apply(fb_bookset *bs, const fb_event *events, Py_ssize_t n, 
 cdef void fb_bookset_free(fb_bookset *bs) noexcept nogil
 
 
-cdef class OrderBook(_L2Reads):
+cdef class OrderBook:
     # The L3 book's Python face; owns and frees ``_book``.
     cdef fb_l3book _book
     cdef bint _skip
+    cdef _Guard _guard          # its BookSets' (busy, read-only), or solo_guard()
     cdef object __weakref__
     cdef int _key_side(self, object side) except? -1
 

@@ -13,7 +13,7 @@ from typing_extensions import Self, disjoint_base
 
 from fastbook._core import ASK as ASK
 from fastbook._core import BID as BID
-from fastbook._core import Book, _Book
+from fastbook._core import Book, _L2Reads
 from fastbook.sampling import Sampler
 
 #: Bytes per order slot (record, side byte and hash slots); see ``OrderBook.nbytes``.
@@ -30,8 +30,8 @@ BOOKSET_ERROR_KINDS: Final[tuple[str, ...]]
 COMPILED: Final[bool]
 
 @disjoint_base
-class OrderBook(_Book):
-    # the L2 reads (best_bid ... top, format_qty, to_arrays, levels) are _Book's
+class OrderBook(_L2Reads):
+    # the L2 reads (best_bid ... format_qty, capacity, reserve) are Book's: see _L2Reads
     # The class initialises in __cinit__ (tp_new), so the constructor is __new__.
     def __new__(
         cls,

@@ -29,7 +29,10 @@ from fastbook._edge cimport (  # no-cython-lint
     side_message, top_array, valid_side,  # no-cython-lint
 )
 from fastbook._mem cimport grow_to  # no-cython-lint
-from fastbook._reads cimport best_text, fb_bbo  # no-cython-lint
+from fastbook._reads cimport (  # no-cython-lint
+    bbo_tuple, best_text, crossed, fb_bbo, level_or_none, mid_of, spread_of,  # no-cython-lint
+    top_rows,  # no-cython-lint
+)
 from fastbook._search cimport TOP_WINDOW, lower_bound  # no-cython-lint
 from fastbook._core cimport (  # no-cython-lint
     Book, _Guard, fb_book, fb_book_best, fb_book_clear,  # no-cython-lint

@@ -89,6 +89,14 @@ cdef int orderbook_writable(OrderBook book) except -1:
     return _writable(book)
 
 
+cdef object _best_level(OrderBook book, int side):
+    cdef int64_t p = 0, q = 0
+    cdef bint has
+    _readable(book)
+    has = fb_l3_best(&book._book, side, &p, &q)
+    return level_or_none(has, p, q)
+
+
 cdef inline fb_bbo _bbo(const fb_l3book *book, bint both=False) noexcept nogil:
     # the best levels, for the builders of fastbook._reads (``both``: the ask only
     # matters when there is a bid, as for spread, mid and is_crossed)
@@ -138,7 +146,7 @@ cdef class _LevelIterator:
                 s.levels[s.ids[idx]].qty)
 
 
-cdef class OrderBook(_L2Reads):
+cdef class OrderBook:
     """An L3 (order-by-order) book: every resting order, FIFO per price level.
 
     Orders are found by id in O(1) (an open-addressing hash table over a pool
@@ -430,6 +438,16 @@ cdef class OrderBook(_L2Reads):
 
     # -- memory --------------------------------------------------------------
     @property
+    def price_decimals(self):
+        """Decimal places of prices (the fixed-point scale)."""
+        return self._book.price_decimals
+
+    @property
+    def qty_decimals(self):
+        """Decimal places of quantities (the fixed-point scale)."""
+        return self._book.qty_decimals
+
+    @property
     def nbytes(self):
         """Bytes allocated: ``BYTES_PER_ORDER * order_capacity + 4 * hash_slots +
         BYTES_PER_LEVEL * level slots``."""
@@ -465,25 +483,75 @@ cdef class OrderBook(_L2Reads):
             raise MemoryError(f"fastbook: cannot allocate {capacity} orders "
                               f"(at most {_MAX_ORDERS})")
 
-    # -- L2 reads (the methods are _L2Reads's, as for fastbook.Book) -------------
-    cdef int _read_busy(self) except -1:
-        return _raise_busy()
+    # -- L2 reads (as fastbook.Book) -------------------------------------------
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def best_bid(self):
+        """``(price, qty)`` of the best bid, or None when there are no bids."""
+        return _best_level(self, FB_BID)
 
-    cdef void _read_bbo(self, fb_bbo *t, bint both) noexcept nogil:
-        t[0] = _bbo(&self._book, both)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def best_ask(self):
+        """``(price, qty)`` of the best ask, or None when there are no asks."""
+        return _best_level(self, FB_ASK)
 
-    cdef int64_t _read_qty(self, int side, int64_t price) noexcept nogil:
-        return fb_l3_qty_at(&self._book, side, price)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def bbo(self):
+        """``(bid_price, bid_qty, ask_price, ask_qty)``; None for an empty side's pair."""
+        _readable(self)
+        return bbo_tuple(_bbo(&self._book))
 
-    cdef Py_ssize_t _read_depth(self, int side) noexcept nogil:
-        return fb_l3_depth(&self._book, side)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def spread(self):
+        """Best ask minus best bid (an int), or None when a side is empty."""
+        _readable(self)
+        return spread_of(_bbo(&self._book, True))
 
-    cdef void _read_top(self, Py_ssize_t n, int64_t *bid_px, int64_t *bid_qty,
-                        int64_t *ask_px, int64_t *ask_qty) noexcept nogil:
-        fb_l3_top(&self._book, n, bid_px, bid_qty, ask_px, ask_qty)
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def mid(self):
+        """Mid price ``(bid + ask) // 2`` as an int (floor), or None when a side is empty."""
+        _readable(self)
+        return mid_of(_bbo(&self._book, True))
 
-    cdef int _read_decimals(self, bint qty) noexcept nogil:
-        return self._book.qty_decimals if qty else self._book.price_decimals
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def qty_at(self, side, price, /):
+        """Quantity resting at ``price`` on ``side`` (0 when there is no level)."""
+        _readable(self)
+        cdef int sd = valid_side(side)
+        return fb_l3_qty_at(&self._book, sd, as_i64(price, "price"))
+
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def depth(self, side, /):
+        """Number of price levels on ``side``."""
+        _readable(self)
+        return fb_l3_depth(&self._book, valid_side(side))
+
+    def is_crossed(self):
+        """True when best bid >= best ask (crossed or locked)."""
+        _readable(self)
+        return crossed(_bbo(&self._book, True))
+
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
+    def top(self, n, out=None):
+        """The best ``n`` levels as an ``int64`` array of shape ``(4, n)``, exactly as ``Book.top``.
+
+        Rows are ``[bid_prices, bid_qtys, ask_prices, ask_qtys]``, best first;
+        missing levels are 0. ``out`` (a writeable C-contiguous int64 ``(4, n)``
+        array) is filled and returned without allocating.
+        """
+        _readable(self)
+        cdef Py_ssize_t count
+        cdef cnp.ndarray a = top_array(n, out)
+        cdef int64_t *base = top_rows(a, &count)
+        fb_l3_top(&self._book, count, base, base + count, base + 2 * count, base + 3 * count)
+        return a
 
     def to_arrays(self, side, /):
         """Every level of ``side``, best first, as ``(prices, qtys)`` int64 arrays (copies)."""
@@ -516,6 +584,21 @@ cdef class OrderBook(_L2Reads):
         it._i = 0
         it._version = self._book.version
         return it
+
+    def __iter__(self):
+        """Iterate ``(side, price, qty)``: all bids best first, then all asks best first."""
+        for price, qty in self.levels(FB_BID):
+            yield (BID, price, qty)
+        for price, qty in self.levels(FB_ASK):
+            yield (ASK, price, qty)
+
+    def format_price(self, price, /, *, strip=False):
+        """Format a fixed-point price as text at this book's scale."""
+        return format_decimal(price, self._book.price_decimals, strip=strip)
+
+    def format_qty(self, qty, /, *, strip=False):
+        """Format a fixed-point quantity as text at this book's scale."""
+        return format_decimal(qty, self._book.qty_decimals, strip=strip)
 
     def __repr__(self):
         _readable(self)

@@ -1,17 +1,25 @@
 # cython: language_level=3
-"""Builders of the L2 reads' Python values, for ``Book`` and ``OrderBook``.
+"""The L2 reads of ``Book`` and ``OrderBook``, written once.
 
-Private: not part of the public C API. The read methods (best_bid, bbo, spread,
-mid, is_crossed, top) are written once, on ``fastbook._core._L2Reads``, the base
-of both classes, over five calls each class implements for its own C book; these
-inline builders turn the C results into Python values there and in each class's
-repr.
+Private: not part of the public C API. The two classes have the same read methods
+(best_bid, bbo, spread, mid, is_crossed, top, repr) over different C books; each
+module reads its book's two best levels into a ``fb_bbo`` with its own C call, and
+these inline builders turn the C results into the Python values, so each method is
+a call or two and neither module calls into the other.
 """
 
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 
-from fastbook._core cimport fb_bbo  # both best levels (no-cython-lint)
+
+# both best levels of a book, as fb_book_best / fb_l3_best report them
+ctypedef struct fb_bbo:
+    int64_t bid_price
+    int64_t bid_qty
+    int64_t ask_price
+    int64_t ask_qty
+    bint has_bid
+    bint has_ask
 
 
 cdef inline object level_or_none(bint has, int64_t price, int64_t qty):
