@@ -6,6 +6,12 @@ Private: not part of the public C API. The two classes have the same read method
 module reads its book's two best levels into a ``fb_bbo`` with its own C call, and
 these inline builders turn the C results into the Python values, so each method is
 a call or two and neither module calls into the other.
+
+The method headers and docstrings stay on each class on purpose: a shared base
+class holding the methods was measured at 8-9 ns more per call
+(``book.depth(1)`` 18 -> 27 ns, ``book.top(5, out)`` 39 -> 47 ns, CPython 3.11),
+as the interpreter's fast call of a method descriptor wants the instance's
+exact type, not a subclass.
 """
 
 cimport numpy as cnp
