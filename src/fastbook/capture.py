@@ -386,7 +386,7 @@ class CaptureReader:
                 _HEADER.size:_HEADER.size + meta_len]
             try:
                 meta = json.loads(text) if meta_len else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 meta = None
             if not isinstance(meta, dict):
                 raise DecodeError(f"{self.name}: the header metadata at byte 16 is not a JSON "
@@ -538,6 +538,15 @@ def _fast_seconds_to_ns(text: bytes, where: str) -> int:
 _ARROWS = ((b" <-> ", OPEN), (b" <- ", SENT), (b" -> ", REST))
 
 
+def _url_text(url: bytes, where: str) -> str:
+    """A record's URL as text; a DecodeError naming the line when it is not UTF-8."""
+    try:
+        return url.decode()
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{where}: the URL is not UTF-8 (byte {exc.start}: "
+                          f"{url[exc.start:exc.start + 4]!r}): {url[:60]!r}") from None
+
+
 def _cryptofeed_raw(source: Any) -> Iterator[tuple[int, str, int, str, bytes, int, int]]:
     """:func:`read_cryptofeed` as ``(recv_ns, kind, conn, url, payload, line, 0)`` tuples."""
     from fastbook.sources import open_source
@@ -584,15 +593,15 @@ def _cryptofeed_raw(source: Any) -> Iterator[tuple[int, str, int, str, bytes, in
                 if kind == OPEN:
                     opened += 1
                     conn = opened
-                    yield (_fast_seconds_to_ns(rest, where), OPEN, conn, url.decode(), b"",
-                           lineno, 0)
+                    yield (_fast_seconds_to_ns(rest, where), OPEN, conn,
+                           _url_text(url, where), b"", lineno, 0)
                     continue
                 head, sep, body = rest.partition(b": ")
                 if not sep:
                     raise DecodeError(f"{where}: expected '<time>: <message>', got "
                                       f"{line[:60]!r}")
                 yield (_fast_seconds_to_ns(head, where), kind, conn if kind == SENT else 0,
-                       url.decode(), body, lineno, 0)
+                       _url_text(url, where), body, lineno, 0)
             if chunk is None:
                 return
 

@@ -164,12 +164,19 @@ _loads = json.JSONDecoder().decode
 
 
 def json_message(message: bytes | bytearray | memoryview | str, loads: Any = _loads) -> Any:
-    """Decode a message (bytes as UTF-8); ValueError when it is not JSON."""
+    """Decode a message (bytes as UTF-8); ValueError when it is not JSON.
+
+    The stdlib decoder recurses once per nesting level: JSON nested deeper than
+    the interpreter allows is refused as a ValueError too, never a RecursionError.
+    """
     if type(message) is not str:
         if not isinstance(message, (bytes, bytearray, memoryview)):
             raise ValueError(f"a message is bytes or str, not {type(message).__name__}")
         message = bytes(message).decode("utf-8")
-    return loads(message)
+    try:
+        return loads(message)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class InBandFeed(L2Feed):

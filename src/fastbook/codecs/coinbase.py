@@ -152,7 +152,8 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
             try:
                 obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
                 why = f"{obj.get('message', '')}: {obj.get('reason', '')}"
-            except (ValueError, TypeError, AttributeError):  # pragma: no cover - scanned
+            except (ValueError, TypeError, AttributeError,
+                    RecursionError):  # pragma: no cover - scanned
                 why = "?"
             self._fail(FeedError(f"the venue sent an error: {why}", venue=self.venue))
             return []
@@ -247,7 +248,7 @@ class CoinbaseAdvanced(_Coinbase):
         channel = obj.get("channel")
         if channel == "l2_data":
             return notices + self._l2(obj, recv_ns, connection, seq)
-        if channel in ADVANCED_NON_BOOK:
+        if type(channel) is str and channel in ADVANCED_NON_BOOK:
             self.counts_total["ignored"] += 1
             return notices
         self._error(f"not a Coinbase Advanced Trade market-data message (channel "

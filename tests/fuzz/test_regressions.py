@@ -1,0 +1,196 @@
+"""Hostile input found by hand and by the fuzz suite: each case ends as fastbook's error.
+
+One test per finding (issue 25 and what ``fuzz/run.py`` found since): the input that
+made a builtin exception escape a public call before, and the fastbook error (naming
+where) it gives now. Venue feeds run with the compiled scanner and with the twin.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+import fastbook
+from fastbook import _pycore
+from fastbook.capture import read_capture
+from fastbook.codecs import jpx_csv, lobster
+from fastbook.codecs._l2feed import FeedError
+from fastbook.codecs.binance import BinanceSpot, BinanceUSDM
+from fastbook.codecs.coinbase import CoinbaseAdvanced
+from fastbook.codecs.kraken import KrakenV1, KrakenV2
+from fastbook.codecs.okx import Okx
+from fastbook.errors import DecodeError
+from tests.helpers.impls import CORES, KERNELS
+from tests.helpers.l2 import depth
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+# -- parse_decimal: the core and its twin ------------------------------------------------------
+
+@pytest.mark.parametrize("impl", sorted(CORES), ids=lambda n: f"impl={n}")
+@pytest.mark.parametrize("text", ["1.5\ud800", "\ud800", "9" * 5000,
+                                  "0" * 5000 + "1.5e" + "0" * 5000,
+                                  "1e" + "9" * 5000, "1e-" + "0" * 5000 + "3"],
+                         ids=["surrogate", "lone-surrogate", "5000-digits", "5000-zeros",
+                              "huge-exponent", "long-exponent"])
+def test_parse_decimal_hostile_text(impl: str, text: str) -> None:
+    # before: the compiled core raised UnicodeEncodeError for a lone surrogate, the
+    # twin ValueError ("Exceeds the limit (4300 digits)") for 5000 digits
+    parse = CORES[impl].parse_decimal
+    try:
+        value = parse(text, 2)
+    except DecodeError as exc:
+        twin = _pycore.parse_decimal
+        with pytest.raises(DecodeError) as other:
+            twin(text, 2)
+        assert str(exc).rsplit(": ", 1)[-1] == str(other.value).rsplit(": ", 1)[-1]
+    else:
+        assert value == _pycore.parse_decimal(text, 2)
+
+
+def test_parse_decimal_long_zero_padding_keeps_its_value() -> None:
+    for impl in CORES.values():
+        assert impl.parse_decimal("0" * 5000 + "12.50", 2) == 1250
+        assert impl.parse_decimal("1e" + "0" * 5000 + "2", 0) == 100
+
+
+# -- the capture reader ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, line", [
+    (b"wss://x\xff/ws <-> 1.5\n1.6: {}\n", 1),
+    (b"wss://x/ws <-> 1.5\nhttps://api/\xc3 -> 1.6: {}\n", 2),
+    (b"wss://x/ws <-> 1.5\nwss://x\xed\xa0\x80 <- 1.6: {}\n", 2),
+])
+def test_cryptofeed_url_not_utf8(data: bytes, line: int) -> None:
+    # before: UnicodeDecodeError from url.decode() in _cryptofeed_raw
+    with pytest.raises(DecodeError, match=rf"<buffer>:{line}: the URL is not UTF-8"):
+        list(read_capture(data))
+
+
+def test_fastbook_capture_metadata_nested_too_deep() -> None:
+    import struct
+
+    from fastbook.capture import MAGIC
+
+    meta = ("[" * 100_000 + "]" * 100_000).encode()
+    data = MAGIC + struct.pack("<HHI", 1, 0, len(meta)) + meta
+    # before: RecursionError from json.loads of the header metadata
+    with pytest.raises(DecodeError, match="metadata at byte 16 is not a JSON object"):
+        list(read_capture(data))
+
+
+# -- venue feeds --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [KrakenV1, KrakenV2, Okx])
+@pytest.mark.parametrize("mode", ["raise", "skip"])
+def test_stdlib_json_nesting_is_bounded(cls: type, mode: str) -> None:
+    feed = cls(on_error=mode)
+    # before: RecursionError from the stdlib JSON decoder
+    for msg in (DEEP, DEEP.encode(), '{"a":' * 100_000 + "1" + "}" * 100_000):
+        if mode == "raise":
+            with pytest.raises(FeedError, match=r"message \d+: not JSON: JSON nested too deeply"):
+                feed.feed(msg)
+        else:
+            assert feed.feed(msg) == []
+    if mode == "skip":
+        assert feed.counts()["malformed"] == 3
+        assert feed.errors[-1].venue == feed.venue
+
+
+@pytest.mark.parametrize("channel", [[], {}, ["l2_data"], 1.5])
+def test_coinbase_advanced_channel_not_a_string(channel: object) -> None:
+    import json
+
+    feed = CoinbaseAdvanced()
+    msg = json.dumps({"channel": channel, "sequence_num": 0, "events": []})
+    # before: TypeError: unhashable type: 'list' (channel in ADVANCED_NON_BOOK)
+    with pytest.raises(FeedError, match=r"coinbase-advanced seq 0: not a Coinbase Advanced Trade "
+                                        r"market-data message \(channel "):
+        feed.feed(msg)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("cls", [BinanceSpot, BinanceUSDM])
+def test_binance_str_with_lone_surrogates(kernel: str, cls: type) -> None:
+    feed = cls(kernel=kernel)
+    pu = {"pu": 0} if cls is BinanceUSDM else {}
+    feed.feed(depth("BTCUSDT", 1, 2, [("1.0", "1")], **pu).decode())
+    bad = depth("BTCUSDT", 3, 4, [("1.0\ud800", "1")], **pu).decode()
+    bad = bad.replace("\\ud800", "\ud800")      # json.dumps escaped it: put the raw one back
+    assert "\ud800" in bad
+    # before: UnicodeEncodeError from parse_decimal (compiled core) via the scanner
+    with pytest.raises(FeedError, match=r"binance-\w+ BTCUSDT.*not a decimal number"):
+        feed.feed(bad)
+    skip = cls(kernel=kernel, on_error="skip")
+    skip.feed(depth("BTCUSDT", 1, 2, [("1.0", "1")], **pu).decode())
+    assert skip.feed(bad) == []
+    assert skip.counts("BTCUSDT")["malformed"] == 1
+
+
+# -- LOBSTER --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell, what", [
+    ("\u00b2", "order id must be an integer"), ("\u0661", "order id must be an integer"),
+    ("1_0", "order id must be an integer"),
+    ("9" * 5000, "order id .9+.... has more than 20 digits"),
+])
+def test_lobster_strict_ascii_digits(cell: str, what: str) -> None:
+    text = f"34200.004241176,1,{cell},100,5853300,1\n"
+    # before: ValueError: invalid literal for int() ('²' passes str.isdigit), or the
+    # 4300-digit limit of int()
+    with pytest.raises(DecodeError, match=rf"<text stream>:1: {what}"):
+        lobster.read_messages(io.StringIO(text))
+
+
+@pytest.mark.parametrize("row", ["5853300,\u00b2,5853301,100\n", "5853300,1,5853301,1\u0662\n",
+                                 "9" * 5000 + ",1,5853301,100\n"])
+def test_lobster_orderbook_strict_digits(row: str) -> None:
+    with pytest.raises(DecodeError, match=r"<text stream>:1: column \d"):
+        lobster.read_orderbook(io.StringIO(row), 1)
+
+
+def test_lobster_time_strict_digits() -> None:
+    for t in ("3420\u00b2.5", "34200.\u0665", "9" * 5000):
+        with pytest.raises(DecodeError, match=r"<text stream>:1: time"):
+            lobster.read_messages(io.StringIO(f"{t},1,1,100,5853300,1\n"))
+
+
+# -- JPX CSV --------------------------------------------------------------------------------------
+
+T = "2021-03-01T00:00:00.000000005(1614556800000000005)"
+R = f"R,{T},77,F_X,F_X,JP1,3,JPY,0,0,0,1,0,0,0,0,0,0,0,0"
+
+
+def _jpx(text: str) -> fastbook.ReplayResult:
+    return fastbook.replay(text.encode(), "jpx_csv")
+
+
+@pytest.mark.parametrize("line, what", [
+    (f"A,{T},1,F_X(77),B,1,5,{'9' * 30},0,2", "price '9+'... is out of range"),
+    (f"A,{T},1,F_X(77),B,1,{'-' + '9' * 30},100,0,2", "quantity '-9+'... is out of range"),
+    (f"A,{T},{'9' * 21},F_X(77),B,1,5,100,0,2", "order id '9+'... is out of range"),
+    (f"A,{T},1,F_X(77),B,{2**32},5,100,0,2", "order book position 4294967296 is out of range"),
+    (f"A,{T},1,F_X(77),B,1,5,1\u0661,0,2", "price must be an integer"),
+    (f"A,{T},1,F_X(77),B,1, 5,100,0,2", "quantity must be an integer"),
+    (f"A,{T},1_0,F_X(77),B,1,5,100,0,2", "order id must be an integer"),
+    (f"T,{'9' * 30}", "seconds '9+'... is out of range"),
+    (f"S,2021-03-01T00:00:00.0({'9' * 30}),O", "time '9+'... is out of range"),
+    ("S,2021-03-01T00:00:0\u0661.5,O", "time must be an integer"),
+    ("S,99999-03-01T00:00:00.5,O", "bad time"),
+    (f"A,{T},1,F_X({'9' * 12}),B,1,5,100,0,2", "order book id 9+ is out of range"),
+])
+def test_jpx_csv_bounded_strict_integers(line: str, what: str) -> None:
+    # before: OverflowError (Python int too large to convert to C long) from the event
+    # array, or int() accepting ' 5', '1_0' and an Arabic-Indic digit
+    with pytest.raises(DecodeError, match=rf"<buffer>: line 2 \(byte 98\): {what}"):
+        _jpx(f"{R}\n{line}\n")
+
+
+def test_jpx_csv_directory_bounds() -> None:
+    huge_lot = R.split(",")
+    huge_lot[11] = "9" * 30         # round_lot_size
+    with pytest.raises(DecodeError, match=r"line 1 \(byte 0\): round_lot_size '9+'"):
+        _jpx(",".join(huge_lot) + "\n")
+    jpx_csv.parse_time(T)   # the good form still reads
