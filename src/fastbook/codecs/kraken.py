@@ -368,6 +368,12 @@ def _number(value: Any, decimals: int) -> int:
 _loads_v2 = json.JSONDecoder(parse_float=_NumberText).decode
 
 
+class _Refused(list):  # type: ignore[type-arg]
+    """The notices of a refused data entry (what ``_error`` returned in skip mode)."""
+
+    __slots__ = ()
+
+
 class KrakenV2(_KrakenFeed):
     """Kraken WebSocket v2 ``book`` (``wss://ws.kraken.com/v2``), native symbols ``BTC/USD``.
 
@@ -403,9 +409,19 @@ class KrakenV2(_KrakenFeed):
             if kind not in ("snapshot", "update") or not isinstance(data, list):
                 return self._error(f"a book message needs type snapshot/update and a data list: "
                                    f"{str(msg)[:80]}")
-            out: list[Notice] = []
+            # validate every entry before any touches a book: a refused message
+            # applies nothing (its bad entry is reported; the others are not applied)
+            snapshot = kind == "snapshot"
+            plans: list[tuple[Any, ...]] = []
             for entry in data:
-                out.extend(self._entry(entry, kind == "snapshot", recv_ns))
+                plan = self._parse_entry(entry, snapshot)
+                if type(plan) is _Refused:
+                    return list(plan)
+                if plan is not None:
+                    plans.append(plan)
+            out: list[Notice] = []
+            for plan in plans:
+                out.extend(self._apply_entry(plan, snapshot, recv_ns))
             return out
         if channel == "instrument":
             return self._instruments(msg)
@@ -446,63 +462,89 @@ class KrakenV2(_KrakenFeed):
             return pp, qp
         return None
 
-    def _entry(self, entry: Any, snapshot: bool, recv_ns: int) -> list[Notice]:
+    def _parse_entry(self, entry: Any, snapshot: bool) -> tuple[Any, ...] | _Refused | None:
+        """Validate one data entry completely, changing no book: the plan
+        :meth:`_apply_entry` carries out, None (nothing to apply: a symbol left out
+        or never snapshotted, counted) or the :class:`_Refused` notices of bad input."""
         if not isinstance(entry, dict):
-            return self._error(f"a data entry must be an object, got {str(entry)[:60]}")
+            return _Refused(self._error(f"a data entry must be an object, got "
+                                        f"{str(entry)[:60]}"))
         sym = entry.get("symbol")
         if not isinstance(sym, str):
-            return self._error(f"a data entry without a symbol: {str(entry)[:80]}")
+            return _Refused(self._error(f"a data entry without a symbol: {str(entry)[:80]}"))
         if not self._wanted(sym):
-            return []
+            return None
         s = self._symbols.get(sym)
         if s is None:
             if not snapshot:
-                return self._unknown_symbol(sym)
+                self._unknown_symbol(sym)
+                return None
             if sym not in self.instruments and self.verify_checksum:
-                return self._error("no instrument: the v2 checksum needs the pair's "
-                                   "price_precision and qty_precision; pass instruments="
-                                   "kraken_instruments(doc, 'kraken-v2') or feed the "
-                                   "'instrument' channel first", sym)
-            s = self._sym(sym)
-            digits = self._digits(s)
-            s.vars["digits"] = digits or (None, None)
-        pd, qd = s.book.price_decimals, s.book.qty_decimals
+                return _Refused(self._error(
+                    "no instrument: the v2 checksum needs the pair's price_precision and "
+                    "qty_precision; pass instruments=kraken_instruments(doc, 'kraken-v2') "
+                    "or feed the 'instrument' channel first", sym))
+            inst = self.instruments.get(sym) or self._default_instrument(sym)
+            pd, qd = inst.price_decimals, inst.qty_decimals
+        else:
+            pd, qd = s.book.price_decimals, s.book.qty_decimals
+        refused = self._parse_body(entry, sym, s, pd, qd, snapshot)
+        if type(refused) is _Refused:
+            return refused
+        return (sym, *refused)
+
+    def _parse_body(self, entry: dict, sym: str, s: SymbolSync | None, pd: int, qd: int,
+                    snapshot: bool) -> tuple[Any, ...] | _Refused:
+        """``(checksum, ts, levels)`` of a data entry, or the notices refusing it."""
+
+        def bad(text: str) -> _Refused:
+            return _Refused(self._error(text, sym, s=s))
+
         crc = entry.get("checksum")
         if crc is not None and (type(crc) is not int or not 0 <= crc < 1 << 32):
-            return self._error(f"checksum {crc!r} is not an unsigned 32-bit int", sym, s=s)
+            return bad(f"checksum {crc!r} is not an unsigned 32-bit int"[:160])
         ts_text = entry.get("timestamp")
         ts = 0
         if ts_text is not None:
             try:
                 ts = rfc3339_ns(ts_text)
             except ValueError as exc:
-                return self._error(str(exc), sym, s=s)
+                return bad(str(exc)[:160])
         levels: dict[str, tuple[list[int], list[int]]] = {}
         for key in ("bids", "asks"):
             raw = entry.get(key)
             if raw is None and not snapshot:
                 raw = []
             if not isinstance(raw, list):
-                return self._error(f"{key!r} must be a list, got {str(raw)[:40]}", sym, s=s)
+                return bad(f"{key!r} must be a list, got {str(raw)[:40]}")
             prices: list[int] = []
             qtys: list[int] = []
             for i, lv in enumerate(raw):
                 if type(lv) is not dict:
-                    return self._error(f"{key}[{i}] must be {{price, qty}}, got {lv!r}"[:160],
-                                       sym, s=s)
+                    return bad(f"{key}[{i}] must be {{price, qty}}, got {lv!r}"[:160])
                 try:
                     price = _number(lv["price"], pd)
                     qty = _number(lv["qty"], qd)
                 except KeyError as exc:
-                    return self._error(f"{key}[{i}] lacks {exc}", sym, s=s)
+                    return bad(f"{key}[{i}] lacks {exc}")
                 except (ValueError, TypeError) as exc:
-                    return self._error(f"{key}[{i}]: {exc}", sym, s=s)
+                    return bad(f"{key}[{i}]: {exc}"[:160])
                 if price <= 0 or qty < 0:
-                    return self._error(f"{key}[{i}]: price must be positive and qty not "
-                                       f"negative: {lv!r}", sym, s=s)
+                    return bad(f"{key}[{i}]: price must be positive and qty not negative: "
+                               f"{lv!r}"[:160])
                 prices.append(price)
                 qtys.append(qty)
             levels[key] = (prices, qtys)
+        return crc, ts, levels
+
+    def _apply_entry(self, plan: tuple[Any, ...], snapshot: bool,
+                     recv_ns: int) -> list[Notice]:
+        """Carry out a validated entry (see :meth:`_parse_entry`)."""
+        sym, crc, ts, levels = plan
+        s = self._symbols.get(sym)
+        if s is None:
+            s = self._sym(sym)
+            s.vars["digits"] = self._digits(s) or (None, None)
         s.counts["messages"] += 1
         depth = self._depth(sym)
         if snapshot:

@@ -47,6 +47,12 @@ CHECKSUM_LEVELS = 25
 _INT32 = 1 << 31
 
 
+class _Refused(list):  # type: ignore[type-arg]
+    """The notices of a refused data entry (what ``_error`` returned in skip mode)."""
+
+    __slots__ = ()
+
+
 def _int(value: Any) -> bool:
     return type(value) is int
 
@@ -119,9 +125,19 @@ class Okx(InBandFeed):
         if action not in ("snapshot", "update") or not isinstance(data, list):
             return self._error(f"a book push needs action snapshot/update and a data list: "
                                f"{str(msg)[:80]}", inst_id)
-        out: list[Notice] = []
+        # validate every entry before any touches the book: a refused message applies
+        # nothing (the bad entry is reported, the ones before it are not applied)
+        snapshot = action == "snapshot"
+        plans: list[tuple[Any, ...]] = []
         for entry in data:
-            out.extend(self._entry(inst_id, entry, action == "snapshot", recv_ns))
+            plan = self._parse_entry(inst_id, entry, snapshot)
+            if type(plan) is _Refused:
+                return list(plan)
+            if plan is not None:
+                plans.append(plan)
+        out: list[Notice] = []
+        for plan in plans:
+            out.extend(self._apply_entry(plan, snapshot, recv_ns))
         return out
 
     @staticmethod
@@ -133,23 +149,32 @@ class Okx(InBandFeed):
             return str(exc)
         return None
 
-    def _entry(self, inst_id: str, entry: Any, snapshot: bool, recv_ns: int) -> list[Notice]:
+    def _parse_entry(self, inst_id: str, entry: Any,
+                     snapshot: bool) -> tuple[Any, ...] | _Refused | None:
+        """Validate one data entry completely, changing no book: the plan
+        :meth:`_apply_entry` carries out, None (an update of a symbol never
+        snapshotted: dropped, counted) or the :class:`_Refused` notices of bad input."""
         if not isinstance(entry, dict):
-            return self._error(f"a data entry must be an object, got {str(entry)[:60]}", inst_id)
+            return _Refused(self._error(f"a data entry must be an object, got "
+                                        f"{str(entry)[:60]}", inst_id))
         s = self._symbols.get(inst_id)
         if s is None:
             if not snapshot:
-                return self._unknown_symbol(inst_id)
+                self._unknown_symbol(inst_id)
+                return None
             s = self._sym_okx(inst_id)
+
+        def bad(text: str, seq: Any = None) -> _Refused:
+            return _Refused(self._error(text[:200], inst_id, seq if _int(seq) else None, s))
+
         seq, prev = entry.get("seqId"), entry.get("prevSeqId")
         if (seq is not None and not _int(seq)) or (prev is not None and not _int(prev)):
-            return self._error(f"seqId/prevSeqId must be integers: {seq!r}, {prev!r}", inst_id,
-                               s=s)
+            return bad(f"seqId/prevSeqId must be integers: {seq!r}, {prev!r}")
         if (seq is None) != (prev is None):
-            return self._error("seqId and prevSeqId come together", inst_id, seq, s)
+            return bad("seqId and prevSeqId come together", seq)
         crc = entry.get("checksum")
         if crc is not None and (not _int(crc) or not -_INT32 <= crc < _INT32):
-            return self._error(f"checksum {crc!r} is not a signed 32-bit int", inst_id, seq, s)
+            return bad(f"checksum {crc!r} is not a signed 32-bit int", seq)
         ts_text = entry.get("ts")
         if ts_text is None:
             ts = 0
@@ -157,17 +182,23 @@ class Okx(InBandFeed):
                 and len(ts_text) <= 15:
             ts = int(ts_text) * 1_000_000
         else:
-            return self._error(f"ts {ts_text!r} is not a time in ms", inst_id, seq, s)
+            return bad(f"ts {ts_text!r} is not a time in ms", seq)
         pd, qd = s.book.price_decimals, s.book.qty_decimals
         bids: tuple[list[int], list[int]] = ([], [])
         asks: tuple[list[int], list[int]] = ([], [])
         for key, out in (("asks", asks), ("bids", bids)):
             raw = entry.get(key)
             if raw is None:
-                return self._error(f"no {key!r}", inst_id, seq, s)
+                return bad(f"no {key!r}", seq)
             err = self._levels(key, raw, pd, qd, *out)
             if err:
-                return self._error(err, inst_id, seq, s)
+                return bad(err, seq)
+        return s, seq, prev, crc, ts, bids, asks
+
+    def _apply_entry(self, plan: tuple[Any, ...], snapshot: bool,
+                     recv_ns: int) -> list[Notice]:
+        """Carry out a validated entry (see :meth:`_parse_entry`)."""
+        s, seq, prev, crc, ts, bids, asks = plan
         s.counts["messages"] += 1
         sequence = seq if seq is not None and seq >= 0 else 0
         if snapshot:
