@@ -194,3 +194,97 @@ def test_jpx_csv_directory_bounds() -> None:
     with pytest.raises(DecodeError, match=r"line 1 \(byte 0\): round_lot_size '9+'"):
         _jpx(",".join(huge_lot) + "\n")
     jpx_csv.parse_time(T)   # the good form still reads
+
+
+# -- found by the fuzz suite (fuzz/run.py) -------------------------------------------------------
+
+def test_kraken_v1_update_with_a_null_key() -> None:
+    from tests.fuzz.harness import _cryptofeed_steps
+
+    feed = KrakenV1()
+    steps = _cryptofeed_steps("KRAKEN.ws.50.0.gz")
+    for _, _, payload, recv in steps[:60]:
+        feed.feed(payload, recv)
+    pair = next(p for p in feed.symbols if feed.is_synced(p))
+    msg = f'[1, {{"a": [["1.5", "0.00000000", "1618678134.489803"]], "c": null}}, ' \
+          f'"book-1000", "{pair}"]'
+    # before: IndexError (the key check looked for an unknown key that was not there)
+    with pytest.raises(FeedError, match=rf"kraken-v1 {pair}: message \d+: 'c' is null"):
+        feed.feed(msg)
+
+
+@pytest.mark.parametrize("channel", ["book-" + "1" * 5000, "book-\u00b9\u2070"])
+def test_kraken_v1_channel_depth_digits(channel: str) -> None:
+    # before: ValueError from int() (5000 digits; '¹⁰' passes str.isdigit)
+    with pytest.raises(FeedError, match="bad channel name"):
+        KrakenV1().feed(f'[1, {{"as": [], "bs": []}}, "{channel}", "XBT/USD"]')
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("depth", ["5" + "0" * 5000, "\u00b2"])
+def test_bybit_topic_depth_digits(kernel: str, depth: str) -> None:
+    from fastbook.codecs.bybit import Bybit
+    from tests.helpers.l2 import bybit_msg
+
+    msg = bybit_msg("snapshot", 1, [("1.5", "1")], [("2.5", "1")]).decode()
+    msg = msg.replace("orderbook.50.", f"orderbook.{depth}.")
+    # before: ValueError from int() of the topic's depth
+    with pytest.raises(FeedError, match=r"bybit BTCUSDT.* is not orderbook.<depth>.BTCUSDT"):
+        Bybit(kernel=kernel).feed(msg)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_scanner_twin_reads_integers_longer_than_int_allows(kernel: str) -> None:
+    # the compiled scanner skips a 5000-digit integer in a field it does not read; the twin
+    # failed json.loads on it ("Exceeds the limit (4300 digits)") and refused the message
+    feed = BinanceUSDM(kernel=kernel, on_error="skip")
+    feed.feed(depth("BTCUSDT", 1, 2, [("1.0", "1")], pu=0))
+    feed.snapshot("BTCUSDT", b'{"lastUpdateId": 1, "bids": [["1.0", "1"]], "asks": []}')
+    assert feed.is_synced("BTCUSDT")
+    msg = depth("BTCUSDT", 3, 4, [("1.0", "2")], pu=2).decode()
+    msg = msg.replace('"e": "depthUpdate"', '"e": "depthUpdate", "T": ' + "9" * 5000)
+    assert feed.feed(msg) == [] and feed.counts("BTCUSDT")["malformed"] == 0
+    assert list(feed.book("BTCUSDT").levels(1)) == [(100_000_000, 200_000_000)]
+    bad = msg.replace('"u": 4', '"u": ' + "9" * 5000)
+    feed.feed(bad)
+    assert feed.counts("BTCUSDT")["malformed"] == 1
+    assert "is outside [0, 9223372036854775807]" in str(feed.errors[-1])
+
+
+def test_checksum_kernel_lone_surrogate_names_the_level() -> None:
+    from fastbook.codecs import _pychecksum
+    from tests.helpers.impls import built
+
+    kernels = [_pychecksum] + [m for m in [built("fastbook.codecs._checksum")] if m is not None]
+    texts = []
+    for k in kernels:
+        with pytest.raises(ValueError) as exc:
+            k.parse_levels([["1.5", "2\udfff"]], 2, 2, [], [], "a")
+        texts.append(str(exc.value))
+    # before: the compiled kernel raised UnicodeEncodeError ("surrogates not allowed")
+    assert all(t == texts[0] for t in texts) and "a[0]: cannot parse" in texts[0]
+
+
+@pytest.mark.parametrize("byte", [0x00, 0x20])
+def test_ose_twin_side_nul_or_blank(byte: int) -> None:
+    from fastbook.codecs import ose_itch
+    from fastbook.synth import ose_day
+
+    day = bytearray(ose_day(300, seed=1))
+    pos = 0
+    while True:                 # the first A message (binaryfile: 2-byte length, message)
+        n = int.from_bytes(day[pos:pos + 2], "big")
+        if day[pos + 2:pos + 3] == b"A":
+            break
+        pos += 2 + n
+    day[pos + 2 + 17] = byte    # its side
+    out = []
+    for kernel in (False, True):
+        try:
+            events, _ = ose_itch.decode_events(bytes(day), kernel=kernel)
+            out.append(events.tobytes())
+        except DecodeError as exc:
+            out.append(type(exc).__name__)
+    # before: the twin raised TypeError (ord() of an empty string) where the kernel read
+    # side 0 (NO_SIDE)
+    assert out[0] == out[-1] and isinstance(out[0], bytes)

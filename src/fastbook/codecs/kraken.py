@@ -195,7 +195,8 @@ class KrakenV1(_KrakenFeed):
             if not channel.startswith("book-"):
                 return self._ignored()          # ticker, trade, spread, ohlc
             text = channel[5:]
-            if not text.isdigit() or not text.isascii() or int(text) not in KRAKEN_DEPTHS:
+            if not text.isdigit() or not text.isascii() or len(text) > 4 \
+                    or int(text) not in KRAKEN_DEPTHS:
                 return self._error(f"bad channel name {channel!r}", pair)
             depth = self._channels[channel] = int(text)
         if self.wanted is not None and not self._wanted(pair):
@@ -306,7 +307,10 @@ class KrakenV1(_KrakenFeed):
             asks, bids, c = body.get("a"), body.get("b"), body.get("c")
             if len(body) != (asks is not None) + (bids is not None) + (c is not None):
                 extra = sorted(set(body) - {"a", "b", "c"})
-                return self._error(f"unknown key {extra[0]!r} in an update", pair, s=s)
+                if extra:
+                    return self._error(f"unknown key {extra[0]!r} in an update", pair, s=s)
+                null = next(k for k in ("a", "b", "c") if k in body and body[k] is None)
+                return self._error(f"{null!r} is null in an update", pair, s=s)
             for key, levels, side in (("a", asks, ASK), ("b", bids, BID)):
                 if levels is not None:
                     prices: list[int] = []
