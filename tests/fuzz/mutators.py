@@ -137,33 +137,41 @@ def _dumps(rng: random.Random, obj: Any) -> str | None:
         return None
 
 
+def _mutate_tree(rng: random.Random, obj: Any, depth: int = 0) -> Any:
+    """``obj`` (a parsed JSON tree, changed in place where it can be) with one node edited."""
+    paths: list[tuple[Any, ...]] = []
+    _paths(obj, (), paths, 0)
+    path = rng.choice(paths)
+    if not path:
+        return _odd_value(rng, obj)
+    parent = obj
+    for k in path[:-1]:
+        parent = parent[k]
+    key = path[-1]
+    op = rng.randrange(5)
+    if op == 0 and type(parent) is dict:
+        del parent[key]
+    elif op == 1 and type(parent) is dict:
+        parent[rng.choice(("x", "type", "e", "s", "data", "bids", "asks", "\ud800"))] = \
+            _odd_value(rng, parent[key])
+    elif op == 2 and type(parent) is list:
+        parent.insert(key, _odd_value(rng, parent[key]))
+    elif op == 3 and type(parent) is list and depth == 0:
+        # a sibling that differs a little: messages of several entries, one of them bad
+        twin = json.loads(json.dumps(parent[key]))
+        parent.insert(key + rng.randrange(2), _mutate_tree(rng, twin, depth + 1))
+    else:
+        parent[key] = _odd_value(rng, parent[key])
+    return obj
+
+
 def json_mutation(rng: random.Random, message: bytes | str) -> bytes | str | None:
     """A structure-aware edit of a JSON message (None when it does not parse as JSON)."""
     try:
         obj = json.loads(message)
     except (ValueError, RecursionError):
         return None
-    paths: list[tuple[Any, ...]] = []
-    _paths(obj, (), paths, 0)
-    path = rng.choice(paths)
-    op = rng.randrange(4)
-    if not path:
-        obj = _odd_value(rng, obj)
-    else:
-        parent = obj
-        for k in path[:-1]:
-            parent = parent[k]
-        key = path[-1]
-        if op == 0 and type(parent) is dict:
-            del parent[key]
-        elif op == 1 and type(parent) is dict:
-            parent[rng.choice(("x", "type", "e", "s", "data", "bids", "asks", "\ud800"))] = \
-                _odd_value(rng, parent[key])
-        elif op == 2 and type(parent) is list:
-            parent.insert(key, _odd_value(rng, parent[key]))
-        else:
-            parent[key] = _odd_value(rng, parent[key])
-    text = _dumps(rng, obj)
+    text = _dumps(rng, _mutate_tree(rng, obj))
     if text is None:
         return None
     if isinstance(message, str) or "\ud800" in text or "\udfff" in text or rng.random() < 0.2:
