@@ -77,7 +77,7 @@ class Stats:
 class Context:
     """What a target reports to: findings, refusals, and the input being run (``keep``)."""
 
-    def __init__(self, stats: Stats, keep: Callable[[Any], None] | None = None,
+    def __init__(self, stats: Stats, keep: Callable[[Any, int], None] | None = None,
                  max_findings: int = 50) -> None:
         self.stats = stats
         self.index = 0
@@ -85,8 +85,9 @@ class Context:
         self.max_findings = max_findings
 
     def keep(self, value: Any) -> None:
+        """Called with each input before it runs (the runner copies it for a crash)."""
         if self._keep is not None:
-            self._keep(value)
+            self._keep(value, self.index)
 
     def find(self, kind: str, detail: str, value: Any = None) -> None:
         if len(self.stats.findings) < self.max_findings:
@@ -669,6 +670,30 @@ def _plain_result(r: Any) -> Any:
     return r
 
 
+# -- self-tests of the harness and the runner ------------------------------------------------------
+
+class SelfTestTarget:
+    """Inputs that must be found: ``selftest-crash`` segfaults on input 5, ``selftest-builtin``
+    lets a KeyError escape on every tenth input (the runner's and the checks' own tests)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def setup(self) -> None:
+        pass
+
+    def one(self, ctx: Context, rng: random.Random) -> None:
+        value = b"selftest-%d-" % ctx.index + rng.randbytes(8)
+        ctx.keep(value)
+        ctx.stats.inputs += 1
+        if self.name == "selftest-crash" and ctx.index == 5:
+            import ctypes
+
+            ctypes.string_at(0)         # SIGSEGV: what a crashing kernel does
+        if self.name == "selftest-builtin" and ctx.index % 10 == 9:
+            outcome(lambda: {}[value], ctx, value)
+
+
 # -- the registry --------------------------------------------------------------------------------
 
 def _targets() -> dict[str, Callable[[], Any]]:
@@ -708,9 +733,15 @@ def _targets() -> dict[str, Callable[[], Any]]:
 
 
 TARGETS: tuple[str, ...] = tuple(_targets())
+#: Targets that test the harness itself (not run by ``--all``).
+SELFTESTS: tuple[str, ...] = ("selftest-crash", "selftest-builtin")
 
 
 def make(name: str) -> Any:
+    if name in SELFTESTS:
+        target = SelfTestTarget(name)
+        target.setup()
+        return target
     try:
         factory = _targets()[name]
     except KeyError:
@@ -720,7 +751,7 @@ def make(name: str) -> Any:
     return target
 
 
-def run(name: str, inputs: int, seed: int = 0, *, keep: Callable[[Any], None] | None = None,
+def run(name: str, inputs: int, seed: int = 0, *, keep: Callable[[Any, int], None] | None = None,
         progress: Callable[[Stats], None] | None = None, start: int = 0,
         target: Any = None) -> Stats:
     """Run ``inputs`` fuzz inputs of target ``name``; input ``i`` uses ``Random((seed, i))``."""
