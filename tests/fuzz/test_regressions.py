@@ -288,3 +288,48 @@ def test_ose_twin_side_nul_or_blank(byte: int) -> None:
     # before: the twin raised TypeError (ord() of an empty string) where the kernel read
     # side 0 (NO_SIDE)
     assert out[0] == out[-1] and isinstance(out[0], bytes)
+
+
+# -- arguments of the feeds' public calls ----------------------------------------------------------
+
+@pytest.mark.parametrize("recv", ["x", 1.5, None, 2**64, -(2**63) - 1])
+@pytest.mark.parametrize("venue", ["binance-spot", "binance-usdm", "coinbase-exchange",
+                                   "coinbase-advanced", "kraken-v1", "kraken-v2", "okx", "bybit"])
+def test_recording_feed_refuses_a_bad_recv_ns_before_reading(venue: str, recv: object) -> None:
+    import numpy as np
+
+    from tests.fuzz import harness
+
+    target = harness.make(venue)
+    feed = target._feeds[0]
+    rec = type(feed)(**({"instruments": harness._v2_instruments()} if venue == "kraken-v2"
+                        else {}), record=True)
+    steps = target._steps[:40]
+    for kind, sym, payload, t in steps:
+        rec.snapshot(sym, payload, t) if kind == "rest" else rec.feed(payload, t)
+    before = harness._book_state(rec), rec.counts()
+    kind, sym, payload, _ = steps[-1]
+    # before: the value went into the event buffer, and take_events() failed later
+    # (ValueError / OverflowError from numpy), having emptied some columns only
+    with pytest.raises(TypeError if not isinstance(recv, int) else ValueError, match="recv_ns"):
+        rec.snapshot(sym, payload, recv) if kind == "rest" else rec.feed(payload, recv)
+    assert (harness._book_state(rec), rec.counts()) == before
+    assert isinstance(rec.take_events(), np.ndarray)
+
+
+def test_binance_snapshot_symbol_must_be_a_str() -> None:
+    feed = BinanceSpot()
+    for sym in (["BTCUSDT"], None, b"BTCUSDT"):
+        # before: TypeError (unhashable type: 'list') or a FeedError about the scanner
+        with pytest.raises(TypeError, match="binance-spot: the symbol of a snapshot is a str"):
+            feed.snapshot(sym, b'{"lastUpdateId": 1, "bids": [], "asks": []}')
+    assert feed.symbols == []
+
+
+def test_coinbase_advanced_connection_must_be_hashable() -> None:
+    feed = CoinbaseAdvanced()
+    # before: TypeError: unhashable type: 'list', from deep inside the sequence check
+    with pytest.raises(TypeError, match="connection names a websocket and must be hashable"):
+        feed.feed(b'{"channel": "l2_data", "sequence_num": 0, "events": []}', 0,
+                  connection=[1])
+    assert feed.counts().get("ignored", 0) == 0 and feed._last_seq == {}

@@ -23,6 +23,7 @@ Invariants every venue keeps:
 from __future__ import annotations
 
 import enum
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ __all__ = [
     "Notice",
     "SymbolSync",
     "SyncState",
+    "check_recv",
 ]
 
 #: How many recent errors a feed keeps in skip mode.
@@ -62,6 +64,22 @@ COUNT_KEYS = (
     "crossed",          # books found crossed after an update
     "malformed",        # messages refused as bad input (skip mode)
 )
+
+
+def check_recv(recv_ns: Any, venue: str) -> int:
+    """``recv_ns`` as an int64 receive time (what a recording feed stores in its events).
+
+    TypeError for a value that is not an integer, ValueError outside int64: raised
+    before the message is read, so the feed is untouched.
+    """
+    try:
+        value = operator.index(recv_ns)
+    except TypeError:
+        raise TypeError(f"{venue}: recv_ns must be an int (ns since the epoch), got "
+                        f"{type(recv_ns).__name__}") from None
+    if not -(1 << 63) <= value < 1 << 63:
+        raise ValueError(f"{venue}: recv_ns {value} is outside the int64 range")
+    return value
 
 
 class SyncState(enum.IntEnum):

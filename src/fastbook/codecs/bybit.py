@@ -39,7 +39,15 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2feed import (
+    FeedError,
+    Instrument,
+    L2Feed,
+    Notice,
+    SymbolSync,
+    SyncState,
+    check_recv,
+)
 from fastbook.codecs._l2schema import Field, Schema, short_repr
 from fastbook.codecs._venues import MAX_MS, ScannedFeed, record_snapshot, record_update
 
@@ -118,6 +126,8 @@ class Bybit(ScannedFeed):
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         sc = self._scan
         r = sc.read(message)
         if r is None:

@@ -52,7 +52,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
-from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2feed import (
+    FeedError,
+    Instrument,
+    L2Feed,
+    Notice,
+    SymbolSync,
+    SyncState,
+    check_recv,
+)
 from fastbook.codecs._l2schema import Field, Schema, iso_to_ns
 from fastbook.codecs._venues import ScannedFeed, record_snapshot, record_update
 
@@ -101,6 +109,8 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         sc = self._scan
         r = sc.read(message)
         if r is None:
@@ -215,6 +225,13 @@ class CoinbaseAdvanced(_Coinbase):
     def feed(self, message: bytes | str, recv_ns: int = 0, /, *,
              connection: Any = 0) -> list[Notice]:
         """Decode one websocket message and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
+        try:
+            hash(connection)
+        except TypeError:
+            raise TypeError(f"{self.venue}: connection names a websocket and must be hashable, "
+                            f"got {type(connection).__name__}") from None
         try:
             obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
         except (ValueError, TypeError, RecursionError) as exc:

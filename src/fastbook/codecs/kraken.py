@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 from fastbook import parse_decimal as _parse
 from fastbook._vocab import ASK, BID
-from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
 from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
 
 __all__ = ["KRAKEN_DEPTHS", "KrakenV1", "KrakenV2", "rfc3339_ns"]
@@ -171,6 +171,8 @@ class KrakenV1(_KrakenFeed):
         self._channels: dict[str, int] = {}     # "book-N" -> N
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         self.message_number += 1
         try:
             msg = json_message(message)
@@ -399,6 +401,8 @@ class KrakenV2(_KrakenFeed):
         self._acked_depth: dict[str, int] = {}
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         self.message_number += 1
         try:
             msg = json_message(message, _loads_v2)

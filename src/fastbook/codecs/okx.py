@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
-from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
 from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
 
 __all__ = ["BOOK_CHANNELS", "CHECKSUM_LEVELS", "Okx"]
@@ -98,6 +98,8 @@ class Okx(InBandFeed):
         return self._sym(inst_id)
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         self.message_number += 1
         if message == b"pong" or message == "pong":
             return self._ignored()
