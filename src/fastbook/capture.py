@@ -528,7 +528,7 @@ def _seconds_to_ns(text: bytes, where: str) -> int:
 def _fast_seconds_to_ns(text: bytes, where: str) -> int:
     """``_seconds_to_ns`` for the plain ``digits[.digits]`` the recorder writes."""
     whole, _, frac = text.partition(b".")
-    if whole.isdigit() and (frac.isdigit() or not frac):
+    if whole.isdigit() and (frac.isdigit() or not frac) and len(whole) <= 19:
         ns = int(whole) * 1_000_000_000 + (int(frac[:9].ljust(9, b"0")) if frac else 0)
         if ns <= _INT64_MAX:
             return ns

@@ -238,8 +238,12 @@ class L2Target:
         ctx = contextlib.nullcontext() if not (twin and self.twin_checksum) else twin_checksum()
         with ctx:
             if kind == "rest":
-                return feed.snapshot(symbol, payload, recv)
-            return feed.feed(payload, recv)
+                notices = feed.snapshot(symbol, payload, recv)
+            else:
+                notices = feed.feed(payload, recv)
+        # the events the feeds record (what fastbook.replay samples) must build, every time
+        events = feed.take_events()
+        return notices, events.tobytes()
 
     def _run_step(self, ctx: Context, step: Step, fuzzed: bool) -> None:
         kind, symbol, payload, recv = step
@@ -252,7 +256,7 @@ class L2Target:
                                                                            recv, t), ctx, payload)
             refused = status == "error" or feed.counts()["malformed"] > malformed
             if refused:
-                self._check_unchanged(ctx, feed, before, value if status == "ok" else [],
+                self._check_unchanged(ctx, feed, before, value[0] if status == "ok" else [],
                                       payload, status == "error")
             if k < 2:
                 results.append((status, value if status == "ok" else type(value).__name__,
@@ -315,7 +319,7 @@ def _binance(cls_name: str) -> Callable[[str, str], Any]:
     def make(kernel: str, on_error: str) -> Any:
         from fastbook.codecs import binance
 
-        return getattr(binance, cls_name)(kernel=kernel, on_error=on_error)
+        return getattr(binance, cls_name)(kernel=kernel, on_error=on_error, record=True)
     return make
 
 
@@ -324,7 +328,7 @@ def _scanned(module: str, cls_name: str) -> Callable[[str, str], Any]:
         import importlib
 
         cls = getattr(importlib.import_module(f"fastbook.codecs.{module}"), cls_name)
-        return cls(kernel=kernel, on_error=on_error)
+        return cls(kernel=kernel, on_error=on_error, record=True)
     return make
 
 
@@ -336,7 +340,7 @@ def _plain(module: str, cls_name: str, **kw: Any) -> Callable[[str, str], Any]:
         extra = dict(kw)
         if "instruments" in extra:
             extra["instruments"] = extra["instruments"]()
-        return cls(on_error=on_error, **extra)
+        return cls(on_error=on_error, record=True, **extra)
     return make
 
 

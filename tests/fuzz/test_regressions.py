@@ -333,3 +333,63 @@ def test_coinbase_advanced_connection_must_be_hashable() -> None:
         feed.feed(b'{"channel": "l2_data", "sequence_num": 0, "events": []}', 0,
                   connection=[1])
     assert feed.counts().get("ignored", 0) == 0 and feed._last_seq == {}
+
+
+# -- values past int64 that reached the recorded events (found with record=True) ----------------
+
+def _okx_msg(action: str, **entry: object) -> str:
+    import json
+
+    base = {"asks": [["101.5", "2", "0", "1"]], "bids": [["100.5", "1", "0", "1"]], "ts": "1"}
+    base.update(entry)
+    return json.dumps({"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action,
+                       "data": [base]})
+
+
+@pytest.mark.parametrize("entry, what", [
+    ({"ts": "999999999999999"}, "ts '999999999999999' is not a time in ms"),
+    ({"seqId": 2**64, "prevSeqId": 1}, "seqId/prevSeqId outside the int64 range"),
+])
+def test_okx_time_and_sequence_bounds(entry: dict, what: str) -> None:
+    feed = Okx(record=True, verify_checksum=False, on_error="skip")
+    feed.feed(_okx_msg("snapshot", seqId=1, prevSeqId=-1))
+    feed.take_events()
+    # before: accepted; take_events() then raised OverflowError (the event columns are int64)
+    notices = feed.feed(_okx_msg("snapshot", **entry))
+    assert [(n.kind, n.reason) for n in notices] == [("resync", "malformed"), ("resubscribe", "")]
+    assert what in str(feed.errors[-1])
+    from fastbook.events import Action
+
+    assert feed.take_events()["action"].tolist() == [int(Action.CLEAR)]   # the discard
+
+
+def test_coinbase_advanced_sequence_and_time_bounds() -> None:
+    from tests.helpers.l2 import adv, adv_event
+
+    feed = CoinbaseAdvanced(record=True, on_error="skip")
+    snap = adv_event("snapshot", "BTC-USD", ("bid", "100", "1"), ("offer", "101", "1"))
+    assert feed.feed(adv(2**64, [snap])) == []
+    assert "sequence_num: expected a non-negative int64" in str(feed.errors[-1])
+    assert feed.feed(adv(1, [snap], ts="9999-12-31T23:59:59Z")) == []
+    assert "after 2262-04-11" in str(feed.errors[-1])
+    # before: both were applied and take_events() raised OverflowError
+    assert len(feed.take_events()) == 0 and feed.symbols == []
+
+
+def test_kraken_v2_timestamp_after_int64() -> None:
+    import json
+
+    from fastbook.codecs.kraken import rfc3339_ns
+
+    with pytest.raises(ValueError, match="outside int64 ns"):
+        rfc3339_ns("9999-12-31T23:59:59.5Z")
+    feed = KrakenV2(record=True, verify_checksum=False, on_error="skip")
+    feed.feed(json.dumps({"channel": "book", "type": "snapshot", "data": [
+        {"symbol": "BTC/USD", "bids": [], "asks": [], "timestamp": "9999-12-31T23:59:59Z"}]}))
+    assert feed.counts()["malformed"] == 1 and len(feed.take_events()) == 0
+
+
+def test_cryptofeed_time_of_5000_digits() -> None:
+    # before: ValueError (int() of 5000 digits) from the fast path of the time parser
+    with pytest.raises(DecodeError, match=r"<buffer>:1: bad receive time"):
+        list(read_capture(b"9" * 5000 + b": {}\n"))

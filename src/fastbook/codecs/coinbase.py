@@ -243,8 +243,9 @@ class CoinbaseAdvanced(_Coinbase):
         notices: list[Notice] = []
         seq = obj.get("sequence_num")
         if seq is not None:
-            if type(seq) is not int or seq < 0:
-                return self._error(f"sequence_num: expected a non-negative integer, got {seq!r}")
+            if type(seq) is not int or not 0 <= seq < 1 << 63:
+                return self._error(f"sequence_num: expected a non-negative int64, got "
+                                   f"{seq!r}"[:120])
             last = self._last_seq.get(connection)
             if last is not None and seq != last + 1:
                 if seq == 0:
@@ -282,6 +283,9 @@ class CoinbaseAdvanced(_Coinbase):
             ts = iso_to_ns(stamp) if stamp is not None else None
         except ValueError as exc:
             return self._error(f"timestamp: {exc}", seq=seq)
+        if ts is not None and ts >= 1 << 63:
+            return self._error(f"timestamp {stamp!r} is after 2262-04-11, outside int64 ns",
+                               seq=seq)
         events = obj.get("events")
         if type(events) is not list:
             return self._error("events: expected a list", seq=seq)

@@ -95,7 +95,10 @@ def rfc3339_ns(text: str) -> int:
         if frac[0] != "." or not digits.isdigit() or len(digits) > 9:
             raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
         ns = int(digits.ljust(9, "0"))
-    return secs * 1_000_000_000 + ns
+    value = secs * 1_000_000_000 + ns
+    if value > _INT64_MAX:
+        raise ValueError(f"{text!r} is after 2262-04-11, outside int64 ns")
+    return value
 
 
 def _decimals_of(text: str) -> int:

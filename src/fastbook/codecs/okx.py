@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
-from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
+from fastbook.codecs._venues import MAX_MS, InBandFeed, checksum_kernel, json_message
 
 __all__ = ["BOOK_CHANNELS", "CHECKSUM_LEVELS", "Okx"]
 
@@ -45,6 +45,7 @@ BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 CHECKSUM_LEVELS = 25
 
 _INT32 = 1 << 31
+_INT64 = 1 << 63
 
 
 class _Refused(list):  # type: ignore[type-arg]
@@ -172,6 +173,8 @@ class Okx(InBandFeed):
         seq, prev = entry.get("seqId"), entry.get("prevSeqId")
         if (seq is not None and not _int(seq)) or (prev is not None and not _int(prev)):
             return bad(f"seqId/prevSeqId must be integers: {seq!r}, {prev!r}")
+        if seq is not None and not (-_INT64 <= seq < _INT64 and -_INT64 <= prev < _INT64):
+            return bad(f"seqId/prevSeqId outside the int64 range: {seq}, {prev}")
         if (seq is None) != (prev is None):
             return bad("seqId and prevSeqId come together", seq)
         crc = entry.get("checksum")
@@ -181,7 +184,7 @@ class Okx(InBandFeed):
         if ts_text is None:
             ts = 0
         elif isinstance(ts_text, str) and ts_text.isdigit() and ts_text.isascii() \
-                and len(ts_text) <= 15:
+                and len(ts_text) <= 15 and int(ts_text) <= MAX_MS:
             ts = int(ts_text) * 1_000_000
         else:
             return bad(f"ts {ts_text!r} is not a time in ms", seq)
