@@ -18,6 +18,11 @@ Invariants every venue keeps:
 * Bad input raises :class:`FeedError` naming the venue, symbol and sequence, or,
   with ``on_error="skip"``, is counted under ``"malformed"`` and kept in
   :attr:`L2Feed.errors` (the last :data:`KEEP_ERRORS`); the book is untouched.
+  A message is validated completely (every entry of it) before any level of it
+  touches a book; what a feed accepts fits the event columns (int64 times and
+  sequences). A bad argument (a ``recv_ns`` that is not an int64 when the feed
+  records, a snapshot symbol that is not a str) is a TypeError or ValueError,
+  raised before the message is read.
 """
 
 from __future__ import annotations
