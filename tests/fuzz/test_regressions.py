@@ -393,3 +393,76 @@ def test_cryptofeed_time_of_5000_digits() -> None:
     # before: ValueError (int() of 5000 digits) from the fast path of the time parser
     with pytest.raises(DecodeError, match=r"<buffer>:1: bad receive time"):
         list(read_capture(b"9" * 5000 + b": {}\n"))
+
+
+# -- memory: hostile messages naming ever new symbols --------------------------------------------
+
+def _junk(venue: str, i: int) -> str:
+    import json
+
+    sym = f"S{i}"
+    return json.dumps({
+        "binance": {"e": "depthUpdate", "E": 1, "s": sym, "U": 1, "u": 2, "b": [["x", "1"]],
+                    "a": []},
+        "bybit": {"topic": f"orderbook.50.{sym}", "type": "snapshot", "ts": 1,
+                  "data": {"s": sym, "b": [["x", "1"]], "a": [], "u": 1, "seq": 1}},
+        "coinbase-exchange": {"type": "snapshot", "product_id": sym, "bids": [["x", "1"]],
+                              "asks": []},
+        "coinbase-advanced": {"channel": "l2_data", "events": [
+            {"type": "snapshot", "product_id": sym,
+             "updates": [{"side": "bid", "price_level": "x", "new_quantity": "1"}]}]},
+        "kraken-v1": [1, {"as": [["x", "1", "1.5"]], "bs": []}, "book-10", f"{sym}/USD"],
+        "kraken-v2": {"channel": "book", "type": "snapshot", "data": [
+            {"symbol": sym, "bids": [{"price": "x", "qty": 1}], "asks": []}]},
+        "okx": {"arg": {"channel": "books", "instId": sym}, "action": "snapshot",
+                "data": [{"asks": [["x", "1", "0", "1"]], "bids": []}]},
+    }[venue])
+
+
+def _feed_of(venue: str, kernel: str, mode: str) -> object:
+    from fastbook.codecs.bybit import Bybit
+    from fastbook.codecs.coinbase import CoinbaseExchange
+
+    return {
+        "binance": lambda: BinanceSpot(kernel=kernel, on_error=mode),
+        "bybit": lambda: Bybit(kernel=kernel, on_error=mode),
+        "coinbase-exchange": lambda: CoinbaseExchange(kernel=kernel, on_error=mode),
+        "coinbase-advanced": lambda: CoinbaseAdvanced(on_error=mode),
+        "kraken-v1": lambda: KrakenV1(on_error=mode),
+        "kraken-v2": lambda: KrakenV2(on_error=mode, verify_checksum=False),
+        "okx": lambda: Okx(on_error=mode),
+    }[venue]()
+
+
+@pytest.mark.parametrize("mode", ["skip", "raise"])
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("venue", ["binance", "bybit", "coinbase-exchange", "coinbase-advanced",
+                                   "kraken-v1", "kraken-v2", "okx"])
+def test_refused_messages_of_new_symbols_leave_no_book(venue: str, kernel: str,
+                                                        mode: str) -> None:
+    feed = _feed_of(venue, kernel, mode)
+    for i in range(300):
+        if mode == "skip":
+            assert feed.feed(_junk(venue, i)) == []
+        else:
+            with pytest.raises(FeedError, match=f"S{i}"):
+                feed.feed(_junk(venue, i))
+    # before: a SymbolSync with a 1,024-level book (and an Instrument) per refused message:
+    # 20,000 of them took 354 MB
+    assert feed.symbols == [] and feed.instruments == {}
+    if mode == "skip":
+        assert feed.counts()["malformed"] == 300 and len(feed.errors) == 100
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_forgotten_symbol_slot_serves_the_next_symbol(kernel: str) -> None:
+    feed = BinanceSpot(kernel=kernel, on_error="skip")
+    feed.feed(_junk("binance", 1))
+    feed.feed(depth("BTCUSDT", 1, 2, [("1.0", "1")]))          # reuses the scanner slot
+    feed.snapshot("BTCUSDT", b'{"lastUpdateId": 1, "bids": [["1.0", "1"]], "asks": []}')
+    assert feed.symbols == ["BTCUSDT"] and feed.is_synced("BTCUSDT")
+    feed.feed(depth("BTCUSDT", 3, 3, [("1.0", "4")]))
+    feed.feed(_junk("binance", 1).replace('"U": 1, "u": 2', '"U": 4, "u": 4'))
+    assert list(feed.book("BTCUSDT").levels(1)) == [(100_000_000, 400_000_000)]
+    assert feed.counts("BTCUSDT")["applied"] == 2 and feed.counts()["malformed"] == 2
+    assert feed.symbols == ["BTCUSDT"]

@@ -191,6 +191,11 @@ class Scanner:
         self._registry[symbol] = (book, target)
         self._applied.setdefault(symbol, [0, 0])
 
+    def unregister(self, symbol: str, /) -> None:
+        """Forget ``symbol``: the next message naming it scans ``UNKNOWN`` again."""
+        self._registry.pop(symbol, None)
+        self._applied.pop(symbol, None)
+
     def registered(self, symbol: str, /) -> bool:
         return symbol in self._registry
 

@@ -116,6 +116,10 @@ class ScannedFeed(L2Feed):
             sc.register(native, s.book, s)
         return True
 
+    def _forgotten(self, native: str) -> None:
+        for sc in self._scanners:
+            sc.unregister(native)
+
     def _load_scanned(self, s: SymbolSync) -> bool:
         """Replace ``s``'s book with the levels of the snapshot just scanned; True if crossed."""
         book = s.book

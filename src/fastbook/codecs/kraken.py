@@ -262,6 +262,7 @@ class KrakenV1(_KrakenFeed):
             symbol = f"{kraken_asset(base)}/{kraken_asset(quote)}" if quote else pair
             dpd, dqd = self.default_decimals
             inst = Instrument(self.venue, pair, symbol, dpd, dqd)
+            self._auto.add(pair)
         if pd >= 0:
             inst = dataclasses.replace(
                 inst, price_decimals=pd, qty_decimals=qd,

@@ -96,6 +96,7 @@ class Okx(InBandFeed):
             pd, qd = self.default_decimals
             self.instruments[inst_id] = Instrument(self.venue, inst_id, symbol, pd, qd,
                                                    kind=kind)
+            self._auto.add(inst_id)
         return self._sym(inst_id)
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
