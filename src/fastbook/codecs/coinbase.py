@@ -283,9 +283,9 @@ class CoinbaseAdvanced(_Coinbase):
             ts = iso_to_ns(stamp) if stamp is not None else None
         except ValueError as exc:
             return self._error(f"timestamp: {exc}", seq=seq)
-        if ts is not None and ts >= 1 << 63:
-            return self._error(f"timestamp {stamp!r} is after 2262-04-11, outside int64 ns",
-                               seq=seq)
+        if ts is not None and not -(1 << 63) <= ts < 1 << 63:
+            return self._error(f"timestamp {stamp!r} is outside int64 ns (1677-09-21 to "
+                               f"2262-04-11)", seq=seq)
         events = obj.get("events")
         if type(events) is not list:
             return self._error("events: expected a list", seq=seq)

@@ -149,7 +149,10 @@ def parse_time(text: str) -> int:
         raise ValueError(f"bad time {text!r}")
     y, mo, d, h, mi, s = (_int(v, "time") for v in parts)
     seconds = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
-    return seconds * _NS + _int(frac.ljust(9, "0") or "0", "time")
+    value = seconds * _NS + _int(frac.ljust(9, "0") or "0", "time")
+    if not _I64[0] <= value <= _I64[1]:
+        raise ValueError(f"time {text!r} is outside int64 ns (1677-09-21 to 2262-04-11)")
+    return value
 
 
 def _book_id(text: str) -> tuple[int, str]:

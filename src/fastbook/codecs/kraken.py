@@ -96,8 +96,8 @@ def rfc3339_ns(text: str) -> int:
             raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
         ns = int(digits.ljust(9, "0"))
     value = secs * 1_000_000_000 + ns
-    if value > _INT64_MAX:
-        raise ValueError(f"{text!r} is after 2262-04-11, outside int64 ns")
+    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise ValueError(f"{text!r} is outside int64 ns (1677-09-21 to 2262-04-11)")
     return value
 
 
