@@ -107,12 +107,14 @@ def outcome(fn: Callable[[], Any], ctx: Context, value: Any,
     try:
         return "ok", fn()
     except allowed as exc:
-        return "error", exc
+        # no traceback kept: it would tie the decoders and books of the failed call into a
+        # reference cycle with this frame, freed only by a full collection (memory climbs)
+        return "error", exc.with_traceback(None)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:   # anything else is what the fuzz suite looks for
         ctx.find("builtin", _describe(exc), value)
-        return "error", exc
+        return "error", exc.with_traceback(None)
 
 
 # -- L2 venue feeds ---------------------------------------------------------------------------
