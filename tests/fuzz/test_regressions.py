@@ -472,3 +472,19 @@ def test_a_forgotten_symbol_slot_serves_the_next_symbol(kernel: str) -> None:
     assert list(feed.book("BTCUSDT").levels(1)) == [(100_000_000, 400_000_000)]
     assert feed.counts("BTCUSDT")["applied"] == 2 and feed.counts()["malformed"] == 2
     assert feed.symbols == ["BTCUSDT"]
+
+
+def test_coinbase_advanced_refused_message_leaves_a_gap_not_a_stale_book() -> None:
+    from tests.helpers.l2 import adv, adv_event
+
+    feed = CoinbaseAdvanced(on_error="skip")
+    feed.feed(adv(0, [adv_event("snapshot", "BTC-USD", ("bid", "100", "1"),
+                                ("offer", "101", "1"))]))
+    assert feed.is_synced("BTC-USD")
+    bad = adv(1, [adv_event("update", "BTC-USD", ("bid", "100", "x"))])
+    assert feed.feed(bad) == [] and feed.is_synced("BTC-USD")      # changed nothing
+    notices = feed.feed(adv(2, [adv_event("update", "BTC-USD", ("bid", "99", "1"))]))
+    # before: the refused message took sequence_num 1, so message 2 followed it and the
+    # book, which had missed message 1's change, stayed synced (silently stale)
+    assert [(n.kind, n.reason) for n in notices] == [("resync", "gap"), ("resubscribe", "")]
+    assert not feed.is_synced("BTC-USD")

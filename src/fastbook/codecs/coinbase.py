@@ -242,10 +242,18 @@ class CoinbaseAdvanced(_Coinbase):
             return self._error(f"the venue sent an error: {obj.get('message', '')!s}")
         notices: list[Notice] = []
         seq = obj.get("sequence_num")
+        if seq is not None and (type(seq) is not int or not 0 <= seq < 1 << 63):
+            return self._error(f"sequence_num: expected a non-negative int64, got "
+                               f"{seq!r}"[:120])
+        channel = obj.get("channel")
+        plan = None
+        if channel == "l2_data":
+            # validated before its sequence_num is taken: a refused message changes nothing,
+            # so the next one shows the gap it leaves and the books are rebuilt
+            plan = self._parse_l2(obj, seq)
+            if type(plan) is not tuple:
+                return plan         # refused: the error's notices
         if seq is not None:
-            if type(seq) is not int or not 0 <= seq < 1 << 63:
-                return self._error(f"sequence_num: expected a non-negative int64, got "
-                                   f"{seq!r}"[:120])
             last = self._last_seq.get(connection)
             if last is not None and seq != last + 1:
                 if seq == 0:
@@ -263,9 +271,8 @@ class CoinbaseAdvanced(_Coinbase):
                                                  f"sequence_num {seq} after {last}: "
                                                  f"{seq - last - 1} message(s) lost")
             self._last_seq[connection] = seq
-        channel = obj.get("channel")
-        if channel == "l2_data":
-            return notices + self._l2(obj, recv_ns, connection, seq)
+        if plan is not None:
+            return notices + self._apply_l2(plan, recv_ns, connection, seq)
         if type(channel) is str and channel in ADVANCED_NON_BOOK:
             self.counts_total["ignored"] += 1
             return notices
@@ -273,8 +280,9 @@ class CoinbaseAdvanced(_Coinbase):
                     f"{channel!r})", seq=seq)
         return notices
 
-    def _l2(self, obj: dict[str, Any], recv_ns: int, connection: Any,
-            seq: int | None) -> list[Notice]:
+    def _parse_l2(self, obj: dict[str, Any], seq: int | None) -> tuple[Any, ...] | list[Notice]:
+        """Validate an ``l2_data`` message completely, changing nothing: ``(ts, events,
+        ignored)`` to apply, or the (empty) notices of its refusal, reported."""
         from fastbook import parse_decimal
         from fastbook.errors import DecodeError
 
@@ -289,8 +297,8 @@ class CoinbaseAdvanced(_Coinbase):
         events = obj.get("events")
         if type(events) is not list:
             return self._error("events: expected a list", seq=seq)
-        # validate everything before any book changes
-        parsed: list[tuple[SymbolSync, bool, list[int], list[int], list[int]]] = []
+        # validate everything before any book changes (and before any symbol is made)
+        parsed: list[tuple[str, bool, list[int], list[int], list[int]]] = []
         for i, ev in enumerate(events):
             if type(ev) is not dict:
                 return self._error(f"events[{i}]: expected an object", seq=seq)
@@ -304,8 +312,12 @@ class CoinbaseAdvanced(_Coinbase):
                 return self._error(f"events[{i}]: updates must be a list", native, seq)
             if self.wanted is not None and native not in self.wanted:
                 continue
-            s = self._sym(native)
-            pd, qd = s.book.price_decimals, s.book.qty_decimals
+            known = self._symbols.get(native)
+            if known is not None:
+                pd, qd = known.book.price_decimals, known.book.qty_decimals
+            else:
+                inst = self.instruments.get(native) or self._default_instrument(native)
+                pd, qd = inst.price_decimals, inst.qty_decimals
             sides: list[int] = []
             prices: list[int] = []
             qtys: list[int] = []
@@ -333,12 +345,18 @@ class CoinbaseAdvanced(_Coinbase):
                 sides.append(side)
                 prices.append(price)
                 qtys.append(qty)
-            parsed.append((s, kind == "snapshot", sides, prices, qtys))
-        ignored = len(events) - len(parsed)
+            parsed.append((native, kind == "snapshot", sides, prices, qtys))
+        return ts, parsed, len(events) - len(parsed)
+
+    def _apply_l2(self, plan: tuple[Any, ...], recv_ns: int, connection: Any,
+                  seq: int | None) -> list[Notice]:
+        """Carry out a validated ``l2_data`` message (see :meth:`_parse_l2`)."""
+        ts, parsed, ignored = plan
         if ignored:
             self.counts_total["ignored"] += ignored
         notices: list[Notice] = []
-        for s, snap, sides, prices, qtys in parsed:
+        for native, snap, sides, prices, qtys in parsed:
+            s = self._sym(native)
             self._on_conn.setdefault(connection, {})[s.native] = None
             notices += self._apply(s, snap, sides, prices, qtys,
                                    s.ts if ts is None else ts, recv_ns, seq)
