@@ -53,8 +53,9 @@ def main() -> None:
         import importlib
         import pkgutil
 
-        import fastbook.codecs
         from tests.fuzz import harness
+
+        import fastbook.codecs
 
         for mod in pkgutil.iter_modules(fastbook.codecs.__path__):
             importlib.import_module(f"fastbook.codecs.{mod.name}")

@@ -277,9 +277,9 @@ class Scanner:
         if not isinstance(message, (bytes, bytearray, str)):
             raise _Error(f"a message must be bytes or str, got {type(message).__name__}")
         try:
-            if type(message) is not str:
-                message = bytes(message)    # decoded as json.loads decodes bytes
-                message = message.decode(json.detect_encoding(message), "surrogatepass")
+            if not isinstance(message, str):
+                raw = bytes(message)        # decoded as json.loads decodes bytes
+                message = raw.decode(json.detect_encoding(raw), "surrogatepass")
             obj = _decode(message)
         except (ValueError, RecursionError) as exc:
             raise _Error(f"not valid JSON: {exc}") from None

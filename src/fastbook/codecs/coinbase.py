@@ -246,13 +246,14 @@ class CoinbaseAdvanced(_Coinbase):
             return self._error(f"sequence_num: expected a non-negative int64, got "
                                f"{seq!r}"[:120])
         channel = obj.get("channel")
-        plan = None
+        plan: tuple[Any, ...] | None = None
         if channel == "l2_data":
             # validated before its sequence_num is taken: a refused message changes nothing,
             # so the next one shows the gap it leaves and the books are rebuilt
-            plan = self._parse_l2(obj, seq)
-            if type(plan) is not tuple:
-                return plan         # refused: the error's notices
+            parsed = self._parse_l2(obj, seq)
+            if isinstance(parsed, list):
+                return parsed       # refused: the error's notices
+            plan = parsed
         if seq is not None:
             last = self._last_seq.get(connection)
             if last is not None and seq != last + 1:

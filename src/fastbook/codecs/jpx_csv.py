@@ -435,7 +435,8 @@ class Decoder:
                  "ratio": _int(cells[5], "leg ratio", _U32)})
         elif tag == "L":
             self.tick_sizes.setdefault(_book_id(cells[2])[0], []).append(
-                tuple(_int(v, name) for v, name in zip(cells[3:6], COLUMNS["L"][2:], strict=True)))
+                (_int(cells[3], "tick_size"), _int(cells[4], "price_from"),
+                 _int(cells[5], "price_to")))
 
     def _register(self, cells: list[str], ts: int) -> None:
         c = cells[2:]

@@ -427,7 +427,7 @@ class KrakenV2(_KrakenFeed):
             plans: list[tuple[Any, ...]] = []
             for entry in data:
                 plan = self._parse_entry(entry, snapshot)
-                if type(plan) is _Refused:
+                if isinstance(plan, _Refused):
                     return list(plan)
                 if plan is not None:
                     plans.append(plan)
@@ -500,12 +500,12 @@ class KrakenV2(_KrakenFeed):
             pd, qd = inst.price_decimals, inst.qty_decimals
         else:
             pd, qd = s.book.price_decimals, s.book.qty_decimals
-        refused = self._parse_body(entry, sym, s, pd, qd, snapshot)
-        if type(refused) is _Refused:
-            return refused
-        return (sym, *refused)
+        body = self._parse_body(entry, sym, s, pd, qd, snapshot)
+        if isinstance(body, _Refused):
+            return body
+        return (sym, *body)
 
-    def _parse_body(self, entry: dict, sym: str, s: SymbolSync | None, pd: int, qd: int,
+    def _parse_body(self, entry: dict[str, Any], sym: str, s: SymbolSync | None, pd: int, qd: int,
                     snapshot: bool) -> tuple[Any, ...] | _Refused:
         """``(checksum, ts, levels)`` of a data entry, or the notices refusing it."""
 

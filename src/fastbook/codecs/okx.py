@@ -135,7 +135,7 @@ class Okx(InBandFeed):
         plans: list[tuple[Any, ...]] = []
         for entry in data:
             plan = self._parse_entry(inst_id, entry, snapshot)
-            if type(plan) is _Refused:
+            if isinstance(plan, _Refused):
                 return list(plan)
             if plan is not None:
                 plans.append(plan)
@@ -174,7 +174,8 @@ class Okx(InBandFeed):
         seq, prev = entry.get("seqId"), entry.get("prevSeqId")
         if (seq is not None and not _int(seq)) or (prev is not None and not _int(prev)):
             return bad(f"seqId/prevSeqId must be integers: {seq!r}, {prev!r}")
-        if seq is not None and not (-_INT64 <= seq < _INT64 and -_INT64 <= prev < _INT64):
+        if seq is not None and prev is not None \
+                and not (-_INT64 <= seq < _INT64 and -_INT64 <= prev < _INT64):
             return bad(f"seqId/prevSeqId outside the int64 range: {seq}, {prev}")
         if (seq is None) != (prev is None):
             return bad("seqId and prevSeqId come together", seq)
