@@ -488,3 +488,21 @@ def test_coinbase_advanced_refused_message_leaves_a_gap_not_a_stale_book() -> No
     # book, which had missed message 1's change, stayed synced (silently stale)
     assert [(n.kind, n.reason) for n in notices] == [("resync", "gap"), ("resubscribe", "")]
     assert not feed.is_synced("BTC-USD")
+
+
+def test_coinbase_advanced_unknown_channel_takes_no_sequence() -> None:
+    import json
+
+    from tests.helpers.l2 import adv, adv_event
+
+    feed = CoinbaseAdvanced(on_error="skip")
+    feed.feed(adv(0, [adv_event("snapshot", "BTC-USD", ("bid", "100", "1"),
+                                ("offer", "101", "1"))]))
+    odd = json.dumps({"channel": "l2147483648_data", "sequence_num": 14294967296, "events": []})
+    # before: its sequence_num was taken first (a gap: the books were discarded), then the
+    # message was refused
+    assert feed.feed(odd) == [] and feed.is_synced("BTC-USD")
+    assert "channel 'l2147483648_data'" in str(feed.errors[-1])
+    assert feed.feed(adv(1, [adv_event("update", "BTC-USD", ("bid", "99", "1"))])) == []
+    assert list(feed.book("BTC-USD").levels(1)) == [(10_000_000_000, 100_000_000),
+                                                    (9_900_000_000, 100_000_000)]

@@ -61,7 +61,7 @@ from fastbook.codecs._l2feed import (
     SyncState,
     check_recv,
 )
-from fastbook.codecs._l2schema import Field, Schema, iso_to_ns
+from fastbook.codecs._l2schema import Field, Schema, iso_to_ns, short_repr
 from fastbook.codecs._venues import ScannedFeed, record_snapshot, record_update
 
 __all__ = ["FEEDS", "CoinbaseAdvanced", "CoinbaseExchange", "iso_to_ns"]
@@ -247,6 +247,10 @@ class CoinbaseAdvanced(_Coinbase):
                                f"{seq!r}"[:120])
         channel = obj.get("channel")
         plan: tuple[Any, ...] | None = None
+        if channel != "l2_data" and not (type(channel) is str and channel in ADVANCED_NON_BOOK):
+            # refused before its sequence_num is taken, as a bad l2_data message is
+            return self._error(f"not a Coinbase Advanced Trade market-data message (channel "
+                               f"{short_repr(channel)})", seq=seq)
         if channel == "l2_data":
             # validated before its sequence_num is taken: a refused message changes nothing,
             # so the next one shows the gap it leaves and the books are rebuilt
@@ -274,11 +278,7 @@ class CoinbaseAdvanced(_Coinbase):
             self._last_seq[connection] = seq
         if plan is not None:
             return notices + self._apply_l2(plan, recv_ns, connection, seq)
-        if type(channel) is str and channel in ADVANCED_NON_BOOK:
-            self.counts_total["ignored"] += 1
-            return notices
-        self._error(f"not a Coinbase Advanced Trade market-data message (channel "
-                    f"{channel!r})", seq=seq)
+        self.counts_total["ignored"] += 1       # heartbeats, subscriptions, tickers...
         return notices
 
     def _parse_l2(self, obj: dict[str, Any], seq: int | None) -> tuple[Any, ...] | list[Notice]:
