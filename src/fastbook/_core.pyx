@@ -231,7 +231,11 @@ cdef int64_t _parse_text(object text, int decimals, str what) except? -1:
         ptr = PyBytes_AS_STRING(text)
         n = PyBytes_GET_SIZE(text)
     elif type(text) is str:
-        ptr = PyUnicode_AsUTF8AndSize(text, &n)
+        try:
+            ptr = PyUnicode_AsUTF8AndSize(text, &n)
+        except UnicodeError:        # a lone surrogate: no UTF-8, and never a digit
+            raise DecodeError(f"cannot parse {what} {text!r} at {decimals} decimals: "
+                              f"{_PARSE_REASONS[FB_EPARSE_SYNTAX]}") from None
     elif isinstance(text, (bytes, str)):
         return _parse_text(bytes(text) if isinstance(text, bytes) else str(text), decimals, what)
     else:

@@ -48,6 +48,15 @@ def _int64(value: Any, what: str) -> int:
     return _integer(value, what, _INT64_MIN, _INT64_MAX, "int64")
 
 
+def _clamped_exponent(text: str) -> int:
+    """An exponent's value clamped to +-100000, as the core does, for any number of digits."""
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > 6:
+        return -100000 if text[0] == "-" else 100000
+    value = int(digits or "0")
+    return max(-100000, min(100000, -value if text[0] == "-" else value))
+
+
 def _decode_reason(text: str, decimals: int) -> tuple[int | None, str]:
     """(value, "") on success, (None, reason) on failure; same rules as fb_parse_decimal.
 
@@ -64,15 +73,18 @@ def _decode_reason(text: str, decimals: int) -> tuple[int | None, str]:
     if not digits:
         return None, _SYNTAX
     # the core stops growing the exponent at 100000; no nonzero value survives that
-    exp = max(-100000, min(100000, int(exp_part))) if exp_part else 0
+    exp = _clamped_exponent(exp_part) if exp_part else 0
     allowed = decimals + exp          # fraction digits that fit the scale
     kept = max(0, allowed)
     if frac_part[kept:].strip("0"):
         return None, _PRECISION
-    value_digits = int_part + frac_part[:kept]
-    mantissa = int(value_digits.rstrip("0") or "0")
-    if mantissa == 0:
+    value_digits = (int_part + frac_part[:kept]).lstrip("0")
+    significant = value_digits.rstrip("0")
+    if not significant:
         return 0, ""
+    if len(significant) > 19:       # above int64 whatever the sign (and never int() of 5000 digits)
+        return None, _OVERFLOW
+    mantissa = int(significant)
     neg = sign == "-"
     limit = _INT64_MAX + (1 if neg else 0)
     if mantissa > limit:

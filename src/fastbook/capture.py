@@ -388,7 +388,7 @@ class CaptureReader:
                 _HEADER.size:_HEADER.size + meta_len]
             try:
                 meta = json.loads(text) if meta_len else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 meta = None
             if not isinstance(meta, dict):
                 raise DecodeError(f"{self.name}: the header metadata at byte 16 is not a JSON "
@@ -530,7 +530,7 @@ def _seconds_to_ns(text: bytes, where: str) -> int:
 def _fast_seconds_to_ns(text: bytes, where: str) -> int:
     """``_seconds_to_ns`` for the plain ``digits[.digits]`` the recorder writes."""
     whole, _, frac = text.partition(b".")
-    if whole.isdigit() and (frac.isdigit() or not frac):
+    if whole.isdigit() and (frac.isdigit() or not frac) and len(whole) <= 19:
         ns = int(whole) * 1_000_000_000 + (int(frac[:9].ljust(9, b"0")) if frac else 0)
         if ns <= _INT64_MAX:
             return ns
@@ -538,6 +538,15 @@ def _fast_seconds_to_ns(text: bytes, where: str) -> int:
 
 
 _ARROWS = ((b" <-> ", OPEN), (b" <- ", SENT), (b" -> ", REST))
+
+
+def _url_text(url: bytes, where: str) -> str:
+    """A record's URL as text; a DecodeError naming the line when it is not UTF-8."""
+    try:
+        return url.decode()
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{where}: the URL is not UTF-8 (byte {exc.start}: "
+                          f"{url[exc.start:exc.start + 4]!r}): {url[:60]!r}") from None
 
 
 def _cryptofeed_raw(source: Any) -> Iterator[tuple[int, str, int, str, bytes, int, int]]:
@@ -586,15 +595,15 @@ def _cryptofeed_raw(source: Any) -> Iterator[tuple[int, str, int, str, bytes, in
                 if kind == OPEN:
                     opened += 1
                     conn = opened
-                    yield (_fast_seconds_to_ns(rest, where), OPEN, conn, url.decode(), b"",
-                           lineno, 0)
+                    yield (_fast_seconds_to_ns(rest, where), OPEN, conn,
+                           _url_text(url, where), b"", lineno, 0)
                     continue
                 head, sep, body = rest.partition(b": ")
                 if not sep:
                     raise DecodeError(f"{where}: expected '<time>: <message>', got "
                                       f"{line[:60]!r}")
                 yield (_fast_seconds_to_ns(head, where), kind, conn if kind == SENT else 0,
-                       url.decode(), body, lineno, 0)
+                       _url_text(url, where), body, lineno, 0)
             if chunk is None:
                 return
 

@@ -108,7 +108,7 @@ def test_errors_and_skips():
     r = f"R,{t},77,F_X,F_X,JP1,3,JPY,0,0,0,1,0,0,0,0,0,0,0,0"
     with pytest.raises(DecodeError, match=r"f.csv: line 2 \(byte 98\): 'A' needs 7 columns"):
         read(f"{r}\nA,{t},1,F_X(77),B\n", name="f.csv")
-    with pytest.raises(DecodeError, match=r"line 2 .*invalid literal"):
+    with pytest.raises(DecodeError, match=r"line 2 .*order id must be an integer, got .one."):
         read(f"{r}\nA,{t},one,F_X(77),B,1,5,100,0,2\n")
     with pytest.raises(DecodeError, match="line 2: 'A' line of order book 78, which no R"):
         read(f"{r}\nA,{t},1,F_X(78),B,1,5,100,0,2\n")

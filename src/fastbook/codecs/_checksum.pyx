@@ -367,7 +367,10 @@ cdef inline bint _parse_item(object item, int decimals, int64_t *out):
     cdef Py_ssize_t n
     if type(item) is not str:
         return False
-    p = PyUnicode_AsUTF8AndSize(item, &n)
+    try:
+        p = PyUnicode_AsUTF8AndSize(item, &n)
+    except UnicodeError:        # a lone surrogate: not a number (the twin says so)
+        return False
     return fb_parse_decimal(p, n, decimals, out) == FB_OK
 
 

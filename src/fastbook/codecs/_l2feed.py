@@ -18,11 +18,17 @@ Invariants every venue keeps:
 * Bad input raises :class:`FeedError` naming the venue, symbol and sequence, or,
   with ``on_error="skip"``, is counted under ``"malformed"`` and kept in
   :attr:`L2Feed.errors` (the last :data:`KEEP_ERRORS`); the book is untouched.
+  A message is validated completely (every entry of it) before any level of it
+  touches a book; what a feed accepts fits the event columns (int64 times and
+  sequences). A bad argument (a ``recv_ns`` that is not an int64 when the feed
+  records, a snapshot symbol that is not a str) is a TypeError or ValueError,
+  raised before the message is read.
 """
 
 from __future__ import annotations
 
 import enum
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +48,7 @@ __all__ = [
     "Notice",
     "SymbolSync",
     "SyncState",
+    "check_recv",
 ]
 
 #: How many recent errors a feed keeps in skip mode.
@@ -62,6 +69,22 @@ COUNT_KEYS = (
     "crossed",          # books found crossed after an update
     "malformed",        # messages refused as bad input (skip mode)
 )
+
+
+def check_recv(recv_ns: Any, venue: str) -> int:
+    """``recv_ns`` as an int64 receive time (what a recording feed stores in its events).
+
+    TypeError for a value that is not an integer, ValueError outside int64: raised
+    before the message is read, so the feed is untouched.
+    """
+    try:
+        value = operator.index(recv_ns)
+    except TypeError:
+        raise TypeError(f"{venue}: recv_ns must be an int (ns since the epoch), got "
+                        f"{type(recv_ns).__name__}") from None
+    if not -(1 << 63) <= value < 1 << 63:
+        raise ValueError(f"{venue}: recv_ns {value} is outside the int64 range")
+    return value
 
 
 class SyncState(enum.IntEnum):
@@ -284,6 +307,7 @@ class L2Feed:
         self._symbols: dict[str, SymbolSync] = {}
         self.events: EventBuffer | None = EventBuffer() if record else None
         self.wanted: frozenset[str] | None = None if symbols is None else frozenset(symbols)
+        self._auto: set[str] = set()    # natives whose Instrument this feed made up
 
     # --- per-symbol state --------------------------------------------------
 
@@ -294,6 +318,7 @@ class L2Feed:
             inst = self.instruments.get(native)
             if inst is None:
                 inst = self.instruments[native] = self._default_instrument(native)
+                self._auto.add(native)
             from fastbook import Book
 
             book = Book(price_decimals=inst.price_decimals, qty_decimals=inst.qty_decimals,
@@ -368,13 +393,45 @@ class L2Feed:
         return False
 
     def _fail(self, err: FeedError, s: SymbolSync | None = None) -> None:
-        """Raise ``err`` (raise mode) or count and keep it (skip mode)."""
+        """Raise ``err`` (raise mode) or count and keep it (skip mode).
+
+        A symbol that only ever had refused messages (seen first in one, nothing
+        applied, buffered or dropped since) is forgotten again, its counts moved to
+        the venue-wide ones: hostile messages naming ever new symbols must not make
+        a book each (memory stays bounded).
+        """
         if self.on_error == "raise":
+            if s is not None:
+                self._forget_unused(s)
             raise err
         (s.counts if s is not None else self.counts_total)["malformed"] += 1
         self.errors.append(err)
         if len(self.errors) > KEEP_ERRORS:
             del self.errors[0]
+        if s is not None:
+            self._forget_unused(s)
+
+    _UNUSED_COUNTS = frozenset({"messages", "malformed"})
+
+    def _forget_unused(self, s: SymbolSync) -> None:
+        """Forget ``s`` if nothing but refused messages ever reached it (see :meth:`_fail`);
+        only the newest symbol, so that instrument ids stay dense."""
+        if s.state is not SyncState.WAITING_SNAPSHOT or s.buffer or s.last_seq is not None \
+                or s.id != len(self._symbols) - 1 or self._symbols.get(s.native) is not s \
+                or any(v for k, v in s.counts.items() if k not in self._UNUSED_COUNTS) \
+                or s.book.depth(1) or s.book.depth(2):
+            return
+        if self._scan is not None and self._scan.applied(s.native) != (0, 0):
+            return
+        del self._symbols[s.native]
+        self.counts_total.update(s.counts)
+        if s.native in self._auto:
+            self._auto.discard(s.native)
+            self.instruments.pop(s.native, None)
+        self._forgotten(s.native)
+
+    def _forgotten(self, native: str) -> None:
+        """A venue's own clean-up of a forgotten symbol (its scanners' registrations)."""
 
     def _resync(self, s: SymbolSync, reason: str, sequence: int | None = None,
                 detail: str = "") -> list[Notice]:

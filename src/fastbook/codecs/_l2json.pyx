@@ -545,6 +545,7 @@ cdef class Scanner:
 
     # --- registered symbols --------------------------------------------------
     cdef dict _index                # symbol bytes -> slot
+    cdef list _free                 # slots of forgotten symbols, for reuse
     cdef dict _by_name              # symbol str -> slot
     cdef list _names, _bkeys, _books, _targets
     cdef fb_book **_bookp
@@ -617,6 +618,7 @@ cdef class Scanner:
         self._twin = _pyl2json.Scanner(schema)
         self._keep = []
         self._index = {}
+        self._free = []
         self._by_name = {}
         self._names = []
         self._bkeys = []
@@ -739,7 +741,17 @@ cdef class Scanner:
         # (a lone surrogate can come from a str message: such symbols only ever meet the twin)
         key = symbol.encode("utf-8", "surrogatepass")
         found = self._index.get(key)
-        if found is None:
+        if found is None and self._free:
+            idx = self._free.pop()          # the slot of a forgotten symbol
+            self._napplied[idx] = 0
+            self._nlevels[idx] = 0
+            self._names[idx] = symbol
+            self._bkeys[idx] = key
+            self._books[idx] = book
+            self._targets[idx] = target
+            self._index[key] = idx
+            self._by_name[symbol] = idx
+        elif found is None:
             if self._nreg == self._capreg and not self._grow_reg(2 * self._capreg + 16):
                 raise MemoryError()
             idx = self._nreg
@@ -761,6 +773,29 @@ cdef class Scanner:
         self._kp[idx] = PyBytes_AS_STRING(key)
         self._kl[idx] = PyBytes_GET_SIZE(key)
         self._bookp[idx] = &(<Book>book)._book if book is not None else NULL
+
+    def unregister(self, symbol, /):
+        """Forget ``symbol``: the next message naming it scans ``UNKNOWN`` again.
+
+        Its slot is kept for the next symbol registered (no memory per forgotten one).
+        """
+        cdef int i, idx
+        self._twin.unregister(symbol)
+        found = self._by_name.pop(symbol, None)
+        if found is None:
+            return
+        idx = found
+        del self._index[self._bkeys[idx]]
+        for i in range(CACHE):
+            if self._cache[i] == idx:
+                self._cache[i] = -1
+        self._books[idx] = None
+        self._targets[idx] = None
+        self._bookp[idx] = NULL
+        self._kl[idx] = -1          # never equal to a length: the cache cannot match it
+        self._napplied[idx] = 0
+        self._nlevels[idx] = 0
+        self._free.append(idx)
 
     def registered(self, symbol, /):
         return symbol in self._by_name

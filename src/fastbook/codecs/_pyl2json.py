@@ -83,11 +83,38 @@ __all__ = ["ERROR", "FIELD_KINDS", "IGNORED", "OK", "OTHER", "STATUS_NAMES", "UN
            "Scanner", "Schema", "iso_to_ns"]
 
 
+class _HugeInt:
+    """A JSON integer too long for ``int()`` (more than :data:`_MAX_INT_DIGITS` digits):
+    out of every field's range, as the compiled scanner, which reads any length, finds it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+#: Longer integers are kept as text (``int()`` refuses more than 4300 digits).
+_MAX_INT_DIGITS = 1000
+
+
+def _json_int(text: str) -> int | _HugeInt:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else _HugeInt(text)
+
+
+_decode = json.JSONDecoder(parse_int=_json_int).decode
+
+
 def _tname(value: Any) -> str:
     if value is None:
         return "null"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+            list: "a list", dict: "an object", _HugeInt: "an integer"}.get(
+                type(value), type(value).__name__)
 
 
 _MISSING = object()
@@ -119,6 +146,8 @@ def _int_value(f: Any, value: Any) -> int:
             value = iso_to_ns(value)
         except ValueError as exc:
             raise _Error(f"{f.name}: {exc}") from None
+    elif type(value) is _HugeInt:
+        raise _Error(f"{f.name}: {value} is outside [{f.lo}, {f.hi}]")
     elif type(value) is not int:
         raise _Error(f"{f.name}: expected an integer, got {_tname(value)} {short_repr(value)}")
     if not f.lo <= value <= f.hi:
@@ -161,6 +190,11 @@ class Scanner:
             raise TypeError(f"book must be a fastbook.Book or None, got {type(book).__name__}")
         self._registry[symbol] = (book, target)
         self._applied.setdefault(symbol, [0, 0])
+
+    def unregister(self, symbol: str, /) -> None:
+        """Forget ``symbol``: the next message naming it scans ``UNKNOWN`` again."""
+        self._registry.pop(symbol, None)
+        self._applied.pop(symbol, None)
 
     def registered(self, symbol: str, /) -> bool:
         return symbol in self._registry
@@ -243,7 +277,10 @@ class Scanner:
         if not isinstance(message, (bytes, bytearray, str)):
             raise _Error(f"a message must be bytes or str, got {type(message).__name__}")
         try:
-            obj = json.loads(message)
+            if not isinstance(message, str):
+                raw = bytes(message)        # decoded as json.loads decodes bytes
+                message = raw.decode(json.detect_encoding(raw), "surrogatepass")
+            obj = _decode(message)
         except (ValueError, RecursionError) as exc:
             raise _Error(f"not valid JSON: {exc}") from None
         if type(obj) is not dict:

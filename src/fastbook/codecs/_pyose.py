@@ -548,29 +548,34 @@ _EVENT_TYPES = frozenset(ord(t) for t in "AFECUDPO")
 _R, _T, _Z = ord("R"), ord("T"), ord("Z")
 
 
+def _side(text: str) -> int:
+    """BID/ASK of a side field, NO_SIDE for anything else (a NUL or blank byte reads as "")."""
+    return SIDES.get(ord(text), NO_SIDE) if len(text) == 1 else NO_SIDE
+
+
 def _event_fields(msg: Any) -> tuple[int, int, int, int, int, int, int, int | None]:
     """(action, side, flags, price, qty, order_id, new_order_id, required price) of a message."""
     t = msg.type
     if t in ("A", "F"):
-        return (Action.ADD, SIDES.get(ord(msg.side), NO_SIDE), 0, msg.price, msg.quantity,
+        return (Action.ADD, _side(msg.side), 0, msg.price, msg.quantity,
                 msg.order_id, 0, msg.price)
     if t == "E":
-        return (Action.EXECUTE, SIDES.get(ord(msg.side), NO_SIDE), 0, 0, msg.executed_quantity,
+        return (Action.EXECUTE, _side(msg.side), 0, 0, msg.executed_quantity,
                 msg.order_id, 0, None)
     if t == "C":
         flags = (_CROSS if msg.occurred_at_cross == "Y" else 0) | \
                 (_NON_PRINTABLE if msg.printable == "N" else 0)
-        return (Action.EXECUTE, SIDES.get(ord(msg.side), NO_SIDE), flags, msg.trade_price,
+        return (Action.EXECUTE, _side(msg.side), flags, msg.trade_price,
                 msg.executed_quantity, msg.order_id, 0, msg.trade_price)
     if t == "U":
-        return (Action.REPLACE, SIDES.get(ord(msg.side), NO_SIDE), _KEEP_PRIORITY, msg.price,
+        return (Action.REPLACE, _side(msg.side), _KEEP_PRIORITY, msg.price,
                 msg.quantity, msg.order_id, msg.order_id, msg.price)
     if t == "D":
-        return Action.DELETE, SIDES.get(ord(msg.side), NO_SIDE), 0, 0, 0, msg.order_id, 0, None
+        return Action.DELETE, _side(msg.side), 0, 0, 0, msg.order_id, 0, None
     if t == "P":
         flags = (_CROSS if msg.occurred_at_cross == "Y" else 0) | \
                 (_NON_PRINTABLE if msg.printable == "N" else 0)
-        return (Action.TRADE, SIDES.get(ord(msg.side), NO_SIDE), flags, msg.trade_price,
+        return (Action.TRADE, _side(msg.side), flags, msg.trade_price,
                 msg.quantity, 0, 0, msg.trade_price)
     assert t == "O"
     return Action.STATUS, 0, state_flags(msg.state_name), 0, 0, 0, 0, None

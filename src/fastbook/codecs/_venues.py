@@ -116,6 +116,10 @@ class ScannedFeed(L2Feed):
             sc.register(native, s.book, s)
         return True
 
+    def _forgotten(self, native: str) -> None:
+        for sc in self._scanners:
+            sc.unregister(native)
+
     def _load_scanned(self, s: SymbolSync) -> bool:
         """Replace ``s``'s book with the levels of the snapshot just scanned; True if crossed."""
         book = s.book
@@ -164,12 +168,19 @@ _loads = json.JSONDecoder().decode
 
 
 def json_message(message: bytes | bytearray | memoryview | str, loads: Any = _loads) -> Any:
-    """Decode a message (bytes as UTF-8); ValueError when it is not JSON."""
+    """Decode a message (bytes as UTF-8); ValueError when it is not JSON.
+
+    The stdlib decoder recurses once per nesting level: JSON nested deeper than
+    the interpreter allows is refused as a ValueError too, never a RecursionError.
+    """
     if type(message) is not str:
         if not isinstance(message, (bytes, bytearray, memoryview)):
             raise ValueError(f"a message is bytes or str, not {type(message).__name__}")
         message = bytes(message).decode("utf-8")
-    return loads(message)
+    try:
+        return loads(message)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class InBandFeed(L2Feed):

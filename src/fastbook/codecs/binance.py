@@ -62,7 +62,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs._l2feed import FeedError, Instrument, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2feed import (
+    FeedError,
+    Instrument,
+    Notice,
+    SymbolSync,
+    SyncState,
+    check_recv,
+)
 from fastbook.codecs._l2schema import IGNORED, OK, UNKNOWN, Field, Schema
 from fastbook.codecs._venues import (
     MAX_MS,
@@ -163,6 +170,8 @@ class _Binance(ScannedFeed):
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message (raw or combined-stream payload) and act on it."""
         # the subclasses' feed is this with the market's rule written inline (speed)
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         r = self._scan.read(message)
         if r is None:
             return self._miss(message, recv_ns)
@@ -360,6 +369,11 @@ class _Binance(ScannedFeed):
 
     def snapshot(self, native: str, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Hand over the body of ``GET .../depth?symbol=<native>`` for ``native``."""
+        if type(native) is not str:
+            raise TypeError(f"{self.venue}: the symbol of a snapshot is a str, got "
+                            f"{type(native).__name__}")
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         rs = self._rest
         st = rs.scan(message, native)
         if st == UNKNOWN:
@@ -456,6 +470,8 @@ class BinanceSpot(_Binance):
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message (raw or combined-stream payload) and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         sc = self._scan
         r = sc.read(message)
         if r is None:
@@ -490,6 +506,8 @@ class BinanceUSDM(_Binance):
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message (raw or combined-stream payload) and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         sc = self._scan
         r = sc.read(message)
         if r is None:

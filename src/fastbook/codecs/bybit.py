@@ -39,8 +39,16 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._l2schema import Field, Schema
+from fastbook.codecs._l2feed import (
+    FeedError,
+    Instrument,
+    L2Feed,
+    Notice,
+    SymbolSync,
+    SyncState,
+    check_recv,
+)
+from fastbook.codecs._l2schema import Field, Schema, short_repr
 from fastbook.codecs._venues import MAX_MS, ScannedFeed, record_snapshot, record_update
 
 __all__ = ["CATEGORIES", "FEEDS", "Bybit"]
@@ -118,6 +126,8 @@ class Bybit(ScannedFeed):
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         sc = self._scan
         r = sc.read(message)
         if r is None:
@@ -157,9 +167,11 @@ class Bybit(ScannedFeed):
     def _topic(self, s: SymbolSync, topic: str, u: int) -> bool:
         """Check a topic the first time a symbol shows it (``orderbook.{depth}.{symbol}``)."""
         parts = topic.split(".")
-        depth = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        depth = int(parts[1]) if len(parts) == 3 and parts[1].isascii() \
+            and parts[1].isdigit() and len(parts[1]) <= 6 else None
         if depth is None or parts[2] != s.native:
-            self._error(f"topic {topic!r} is not orderbook.<depth>.{s.native}", s, seq=u)
+            self._error(f"topic {short_repr(topic)} is not orderbook.<depth>.{s.native}", s,
+                        seq=u)
             return False
         if depth not in DEPTHS[self.category] or (self.depth is not None and depth != self.depth):
             want = self.depth if self.depth is not None else DEPTHS[self.category]

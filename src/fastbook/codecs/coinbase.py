@@ -52,8 +52,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
-from fastbook.codecs._l2feed import FeedError, Instrument, L2Feed, Notice, SymbolSync, SyncState
-from fastbook.codecs._l2schema import Field, Schema, iso_to_ns
+from fastbook.codecs._l2feed import (
+    FeedError,
+    Instrument,
+    L2Feed,
+    Notice,
+    SymbolSync,
+    SyncState,
+    check_recv,
+)
+from fastbook.codecs._l2schema import Field, Schema, iso_to_ns, short_repr
 from fastbook.codecs._venues import ScannedFeed, record_snapshot, record_update
 
 __all__ = ["FEEDS", "CoinbaseAdvanced", "CoinbaseExchange", "iso_to_ns"]
@@ -101,6 +109,8 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
         """Decode one websocket message and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         sc = self._scan
         r = sc.read(message)
         if r is None:
@@ -152,7 +162,8 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
             try:
                 obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
                 why = f"{obj.get('message', '')}: {obj.get('reason', '')}"
-            except (ValueError, TypeError, AttributeError):  # pragma: no cover - scanned
+            except (ValueError, TypeError, AttributeError,
+                    RecursionError):  # pragma: no cover - scanned
                 why = "?"
             self._fail(FeedError(f"the venue sent an error: {why}", venue=self.venue))
             return []
@@ -214,6 +225,13 @@ class CoinbaseAdvanced(_Coinbase):
     def feed(self, message: bytes | str, recv_ns: int = 0, /, *,
              connection: Any = 0) -> list[Notice]:
         """Decode one websocket message and act on it."""
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
+        try:
+            hash(connection)
+        except TypeError:
+            raise TypeError(f"{self.venue}: connection names a websocket and must be hashable, "
+                            f"got {type(connection).__name__}") from None
         try:
             obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)
         except (ValueError, TypeError, RecursionError) as exc:
@@ -224,9 +242,23 @@ class CoinbaseAdvanced(_Coinbase):
             return self._error(f"the venue sent an error: {obj.get('message', '')!s}")
         notices: list[Notice] = []
         seq = obj.get("sequence_num")
+        if seq is not None and (type(seq) is not int or not 0 <= seq < 1 << 63):
+            return self._error(f"sequence_num: expected a non-negative int64, got "
+                               f"{seq!r}"[:120])
+        channel = obj.get("channel")
+        plan: tuple[Any, ...] | None = None
+        if channel != "l2_data" and not (type(channel) is str and channel in ADVANCED_NON_BOOK):
+            # refused before its sequence_num is taken, as a bad l2_data message is
+            return self._error(f"not a Coinbase Advanced Trade market-data message (channel "
+                               f"{short_repr(channel)})", seq=seq)
+        if channel == "l2_data":
+            # validated before its sequence_num is taken: a refused message changes nothing,
+            # so the next one shows the gap it leaves and the books are rebuilt
+            parsed = self._parse_l2(obj, seq)
+            if isinstance(parsed, list):
+                return parsed       # refused: the error's notices
+            plan = parsed
         if seq is not None:
-            if type(seq) is not int or seq < 0:
-                return self._error(f"sequence_num: expected a non-negative integer, got {seq!r}")
             last = self._last_seq.get(connection)
             if last is not None and seq != last + 1:
                 if seq == 0:
@@ -244,18 +276,14 @@ class CoinbaseAdvanced(_Coinbase):
                                                  f"sequence_num {seq} after {last}: "
                                                  f"{seq - last - 1} message(s) lost")
             self._last_seq[connection] = seq
-        channel = obj.get("channel")
-        if channel == "l2_data":
-            return notices + self._l2(obj, recv_ns, connection, seq)
-        if channel in ADVANCED_NON_BOOK:
-            self.counts_total["ignored"] += 1
-            return notices
-        self._error(f"not a Coinbase Advanced Trade market-data message (channel "
-                    f"{channel!r})", seq=seq)
+        if plan is not None:
+            return notices + self._apply_l2(plan, recv_ns, connection, seq)
+        self.counts_total["ignored"] += 1       # heartbeats, subscriptions, tickers...
         return notices
 
-    def _l2(self, obj: dict[str, Any], recv_ns: int, connection: Any,
-            seq: int | None) -> list[Notice]:
+    def _parse_l2(self, obj: dict[str, Any], seq: int | None) -> tuple[Any, ...] | list[Notice]:
+        """Validate an ``l2_data`` message completely, changing nothing: ``(ts, events,
+        ignored)`` to apply, or the (empty) notices of its refusal, reported."""
         from fastbook import parse_decimal
         from fastbook.errors import DecodeError
 
@@ -264,11 +292,14 @@ class CoinbaseAdvanced(_Coinbase):
             ts = iso_to_ns(stamp) if stamp is not None else None
         except ValueError as exc:
             return self._error(f"timestamp: {exc}", seq=seq)
+        if ts is not None and not -(1 << 63) <= ts < 1 << 63:
+            return self._error(f"timestamp {stamp!r} is outside int64 ns (1677-09-21 to "
+                               f"2262-04-11)", seq=seq)
         events = obj.get("events")
         if type(events) is not list:
             return self._error("events: expected a list", seq=seq)
-        # validate everything before any book changes
-        parsed: list[tuple[SymbolSync, bool, list[int], list[int], list[int]]] = []
+        # validate everything before any book changes (and before any symbol is made)
+        parsed: list[tuple[str, bool, list[int], list[int], list[int]]] = []
         for i, ev in enumerate(events):
             if type(ev) is not dict:
                 return self._error(f"events[{i}]: expected an object", seq=seq)
@@ -282,8 +313,12 @@ class CoinbaseAdvanced(_Coinbase):
                 return self._error(f"events[{i}]: updates must be a list", native, seq)
             if self.wanted is not None and native not in self.wanted:
                 continue
-            s = self._sym(native)
-            pd, qd = s.book.price_decimals, s.book.qty_decimals
+            known = self._symbols.get(native)
+            if known is not None:
+                pd, qd = known.book.price_decimals, known.book.qty_decimals
+            else:
+                inst = self.instruments.get(native) or self._default_instrument(native)
+                pd, qd = inst.price_decimals, inst.qty_decimals
             sides: list[int] = []
             prices: list[int] = []
             qtys: list[int] = []
@@ -311,12 +346,18 @@ class CoinbaseAdvanced(_Coinbase):
                 sides.append(side)
                 prices.append(price)
                 qtys.append(qty)
-            parsed.append((s, kind == "snapshot", sides, prices, qtys))
-        ignored = len(events) - len(parsed)
+            parsed.append((native, kind == "snapshot", sides, prices, qtys))
+        return ts, parsed, len(events) - len(parsed)
+
+    def _apply_l2(self, plan: tuple[Any, ...], recv_ns: int, connection: Any,
+                  seq: int | None) -> list[Notice]:
+        """Carry out a validated ``l2_data`` message (see :meth:`_parse_l2`)."""
+        ts, parsed, ignored = plan
         if ignored:
             self.counts_total["ignored"] += ignored
         notices: list[Notice] = []
-        for s, snap, sides, prices, qtys in parsed:
+        for native, snap, sides, prices, qtys in parsed:
+            s = self._sym(native)
             self._on_conn.setdefault(connection, {})[s.native] = None
             notices += self._apply(s, snap, sides, prices, qtys,
                                    s.ts if ts is None else ts, recv_ns, seq)

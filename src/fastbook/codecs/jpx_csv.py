@@ -97,6 +97,31 @@ _CROSS, _NON_PRINTABLE = int(Flags.CROSS), int(Flags.NON_PRINTABLE)
 _KEEP_PRIORITY = int(Flags.KEEP_PRIORITY)
 _NS = 1_000_000_000
 
+# Explicit bounds for every integer before it reaches C (numpy's event columns, the
+# books): the binary message's field widths, or the event column it lands in.
+_U32 = (0, (1 << 32) - 1)
+_I32 = (-(1 << 31), (1 << 31) - 1)
+_I64 = (-(1 << 63), (1 << 63) - 1)
+_U64 = (0, (1 << 64) - 1)
+
+
+def _int(text: str, what: str, bounds: tuple[int, int] = _I64) -> int:
+    """A decimal integer of strict ASCII digits (optional ``-``) within ``bounds``.
+
+    ``int()`` alone would take ``' 7'``, ``'1_000'`` and ``'\u0661'`` and any size;
+    ValueError (made a DecodeError naming the line by the reader) otherwise.
+    """
+    body = text[1:] if text[:1] == "-" else text
+    if not (body.isascii() and body.isdigit()):
+        raise ValueError(f"{what} must be an integer, got {text[:40]!r}")
+    if len(body) > 20 and body.lstrip("0")[20:]:
+        raise ValueError(f"{what} {text[:40]!r}... is out of range")
+    value = int(text)
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} {value} is out of range ({lo} to {hi})")
+    return value
+
 
 def parse_time(text: str) -> int:
     """ns since the epoch from ``2021-02-28T21:07:50.931282000(1614546470931282000)``.
@@ -113,16 +138,21 @@ def parse_time(text: str) -> int:
     if open_at >= 0:
         if not text.endswith(")"):
             raise ValueError(f"bad time {text!r}: no closing parenthesis")
-        return int(text[open_at + 1:-1])
+        return _int(text[open_at + 1:-1], "time")
     iso = text[:-1] if text.endswith("Z") else text
     date, _, clock = iso.partition("T")
     whole, _, frac = clock.partition(".")
     if len(frac) > 9 or (frac and not frac.isdigit()):
         raise ValueError(f"bad time {text!r}")
-    y, mo, d = (int(v) for v in date.split("-"))
-    h, mi, s = (int(v) for v in whole.split(":"))
+    parts = date.split("-") + whole.split(":")
+    if len(parts) != 6 or not all(0 < len(v) <= 4 for v in parts):
+        raise ValueError(f"bad time {text!r}")
+    y, mo, d, h, mi, s = (_int(v, "time") for v in parts)
     seconds = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
-    return seconds * _NS + int(frac.ljust(9, "0") or 0)
+    value = seconds * _NS + _int(frac.ljust(9, "0") or "0", "time")
+    if not _I64[0] <= value <= _I64[1]:
+        raise ValueError(f"time {text!r} is outside int64 ns (1677-09-21 to 2262-04-11)")
+    return value
 
 
 def _book_id(text: str) -> tuple[int, str]:
@@ -131,8 +161,8 @@ def _book_id(text: str) -> tuple[int, str]:
         open_at = text.rfind("(")
         if open_at < 0:
             raise ValueError(f"bad instrument {text!r}")
-        return int(text[open_at + 1:-1]), text[:open_at]
-    return int(text), ""
+        return _int(text[open_at + 1:-1], "order book id", _U32), text[:open_at]
+    return _int(text, "order book id", _U32), ""
 
 
 class Decoder:
@@ -315,18 +345,19 @@ class Decoder:
         if len(cells) - 1 < need:
             raise ValueError(f"{tag!r} needs {need} columns after the tag, got {len(cells) - 1}")
         if tag == "T":
-            self.seconds = int(cells[1])
+            self.seconds = _int(cells[1], "seconds", _U32)
             return
         ts = parse_time(cells[1])
         if tag in ("A", "F", "E", "C", "U", "D"):
             inst = self._instrument(cells[3], tag)
             if inst is None:
                 return
-            oid = int(cells[2])
+            oid = _int(cells[2], "order id", _U64)
             side = _SIDES.get(cells[4], NO_SIDE)
             key = (inst, side, oid)
             if tag in ("A", "F", "U"):
-                position, qty, price = int(cells[5]), int(cells[6]), int(cells[7])
+                position = _int(cells[5], "order book position", _U32)
+                qty, price = _int(cells[6], "quantity"), _int(cells[7], "price")
                 if price == NO_PRICE:
                     self._invalid_line("no_price", f"{tag!r} line of order {oid} has no price")
                     return
@@ -350,11 +381,11 @@ class Decoder:
                 else:
                     self._emit(row, 0)
             else:
-                qty = int(cells[5])
+                qty = _int(cells[5], "executed quantity")
                 if tag == "E":
                     self._emit((ts, 0, inst, _EXECUTE, side, 0, 0, qty, oid, 0, number), 0)
                 else:
-                    price = int(cells[10])
+                    price = _int(cells[10], "trade price")
                     if price == NO_PRICE:
                         self._invalid_line("no_price", f"'C' line of order {oid} has no price")
                         return
@@ -366,7 +397,7 @@ class Decoder:
             inst = self._instrument(cells[6], tag)
             if inst is None:
                 return
-            price = int(cells[7])
+            price = _int(cells[7], "trade price")
             if price == NO_PRICE:
                 self._invalid_line("no_price", "'P' line has no trade price")
                 return
@@ -375,7 +406,7 @@ class Decoder:
                 flags = (_NON_PRINTABLE if cells[10] == "N" else 0) | \
                     (_CROSS if cells[11] == "Y" else 0)
             self._emit((ts, 0, inst, _TRADE, _SIDES.get(cells[4], NO_SIDE), flags, price,
-                        int(cells[5]), 0, 0, number), 0)
+                        _int(cells[5], "quantity"), 0, 0, number), 0)
         elif tag == "O":
             obid, _ = _book_id(cells[2])
             inst = self._instrument(cells[2], tag)
@@ -389,7 +420,7 @@ class Decoder:
             inst = self._instrument(cells[2], tag)
             if inst is None or self.registry is None:
                 return
-            values = [int(v) for v in cells[3:10]]
+            values = [_int(v, COLUMNS["Z"][k + 2]) for k, v in enumerate(cells[3:10])]
             entry = dict(zip(EQUILIBRIUM_FIELDS, [ts, values[2], values[0], values[1],
                                                   *values[3:]], strict=True))
             for k in ("price", "best_bid", "best_ask"):
@@ -400,21 +431,28 @@ class Decoder:
             self._register(cells, ts)
         elif tag == "M":
             self.legs.setdefault(_book_id(cells[2])[0], []).append(
-                {"leg": _book_id(cells[3])[0], "side": cells[4], "ratio": int(cells[5])})
+                {"leg": _book_id(cells[3])[0], "side": cells[4],
+                 "ratio": _int(cells[5], "leg ratio", _U32)})
         elif tag == "L":
             self.tick_sizes.setdefault(_book_id(cells[2])[0], []).append(
-                (int(cells[3]), int(cells[4]), int(cells[5])))
+                (_int(cells[3], "tick_size"), _int(cells[4], "price_from"),
+                 _int(cells[5], "price_to")))
 
     def _register(self, cells: list[str], ts: int) -> None:
         c = cells[2:]
-        strike = int(c[14])
+        names = COLUMNS["R"][1:]
+
+        def num(k: int, bounds: tuple[int, int] = _U32) -> int:
+            return _int(c[k], names[k], bounds)
+
+        strike = num(14, _I32)
         entry = {
-            "order_book_id": int(c[0]), "symbol": c[1], "long_name": c[2], "isin": c[3],
-            "financial_product": int(c[4]), "currency": c[5], "price_decimals": int(c[6]),
-            "nominal_decimals": int(c[7]), "odd_lot": int(c[8]), "round_lot": int(c[9]),
-            "block_lot": int(c[10]), "nominal_value": int(c[11]), "legs": int(c[12]),
-            "underlying": int(c[13]), "strike": None if strike == NO_PRICE else strike,
-            "strike_decimals": int(c[16]), "expiration": int(c[15]), "put_or_call": int(c[17]),
+            "order_book_id": num(0), "symbol": c[1], "long_name": c[2], "isin": c[3],
+            "financial_product": num(4), "currency": c[5], "price_decimals": num(6),
+            "nominal_decimals": num(7), "odd_lot": num(8), "round_lot": num(9),
+            "block_lot": num(10), "nominal_value": num(11, _U64), "legs": num(12),
+            "underlying": num(13), "strike": None if strike == NO_PRICE else strike,
+            "strike_decimals": num(16), "expiration": num(15), "put_or_call": num(17),
             "ns": ts % _NS,
         }
         self.directory.append(entry)

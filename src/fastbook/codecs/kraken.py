@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 
 from fastbook import parse_decimal as _parse
 from fastbook._vocab import ASK, BID
-from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState
+from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
 from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
 
 __all__ = ["KRAKEN_DEPTHS", "KrakenV1", "KrakenV2", "rfc3339_ns"]
@@ -95,7 +95,10 @@ def rfc3339_ns(text: str) -> int:
         if frac[0] != "." or not digits.isdigit() or len(digits) > 9:
             raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
         ns = int(digits.ljust(9, "0"))
-    return secs * 1_000_000_000 + ns
+    value = secs * 1_000_000_000 + ns
+    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise ValueError(f"{text!r} is outside int64 ns (1677-09-21 to 2262-04-11)")
+    return value
 
 
 def _decimals_of(text: str) -> int:
@@ -171,6 +174,8 @@ class KrakenV1(_KrakenFeed):
         self._channels: dict[str, int] = {}     # "book-N" -> N
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         self.message_number += 1
         try:
             msg = json_message(message)
@@ -195,7 +200,8 @@ class KrakenV1(_KrakenFeed):
             if not channel.startswith("book-"):
                 return self._ignored()          # ticker, trade, spread, ohlc
             text = channel[5:]
-            if not text.isdigit() or not text.isascii() or int(text) not in KRAKEN_DEPTHS:
+            if not text.isdigit() or not text.isascii() or len(text) > 4 \
+                    or int(text) not in KRAKEN_DEPTHS:
                 return self._error(f"bad channel name {channel!r}", pair)
             depth = self._channels[channel] = int(text)
         if self.wanted is not None and not self._wanted(pair):
@@ -256,6 +262,7 @@ class KrakenV1(_KrakenFeed):
             symbol = f"{kraken_asset(base)}/{kraken_asset(quote)}" if quote else pair
             dpd, dqd = self.default_decimals
             inst = Instrument(self.venue, pair, symbol, dpd, dqd)
+            self._auto.add(pair)
         if pd >= 0:
             inst = dataclasses.replace(
                 inst, price_decimals=pd, qty_decimals=qd,
@@ -306,7 +313,10 @@ class KrakenV1(_KrakenFeed):
             asks, bids, c = body.get("a"), body.get("b"), body.get("c")
             if len(body) != (asks is not None) + (bids is not None) + (c is not None):
                 extra = sorted(set(body) - {"a", "b", "c"})
-                return self._error(f"unknown key {extra[0]!r} in an update", pair, s=s)
+                if extra:
+                    return self._error(f"unknown key {extra[0]!r} in an update", pair, s=s)
+                null = next(k for k in ("a", "b", "c") if k in body and body[k] is None)
+                return self._error(f"{null!r} is null in an update", pair, s=s)
             for key, levels, side in (("a", asks, ASK), ("b", bids, BID)):
                 if levels is not None:
                     prices: list[int] = []
@@ -368,6 +378,12 @@ def _number(value: Any, decimals: int) -> int:
 _loads_v2 = json.JSONDecoder(parse_float=_NumberText).decode
 
 
+class _Refused(list):  # type: ignore[type-arg]
+    """The notices of a refused data entry (what ``_error`` returned in skip mode)."""
+
+    __slots__ = ()
+
+
 class KrakenV2(_KrakenFeed):
     """Kraken WebSocket v2 ``book`` (``wss://ws.kraken.com/v2``), native symbols ``BTC/USD``.
 
@@ -389,6 +405,8 @@ class KrakenV2(_KrakenFeed):
         self._acked_depth: dict[str, int] = {}
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         self.message_number += 1
         try:
             msg = json_message(message, _loads_v2)
@@ -403,9 +421,19 @@ class KrakenV2(_KrakenFeed):
             if kind not in ("snapshot", "update") or not isinstance(data, list):
                 return self._error(f"a book message needs type snapshot/update and a data list: "
                                    f"{str(msg)[:80]}")
-            out: list[Notice] = []
+            # validate every entry before any touches a book: a refused message
+            # applies nothing (its bad entry is reported; the others are not applied)
+            snapshot = kind == "snapshot"
+            plans: list[tuple[Any, ...]] = []
             for entry in data:
-                out.extend(self._entry(entry, kind == "snapshot", recv_ns))
+                plan = self._parse_entry(entry, snapshot)
+                if isinstance(plan, _Refused):
+                    return list(plan)
+                if plan is not None:
+                    plans.append(plan)
+            out: list[Notice] = []
+            for plan in plans:
+                out.extend(self._apply_entry(plan, snapshot, recv_ns))
             return out
         if channel == "instrument":
             return self._instruments(msg)
@@ -446,63 +474,89 @@ class KrakenV2(_KrakenFeed):
             return pp, qp
         return None
 
-    def _entry(self, entry: Any, snapshot: bool, recv_ns: int) -> list[Notice]:
+    def _parse_entry(self, entry: Any, snapshot: bool) -> tuple[Any, ...] | _Refused | None:
+        """Validate one data entry completely, changing no book: the plan
+        :meth:`_apply_entry` carries out, None (nothing to apply: a symbol left out
+        or never snapshotted, counted) or the :class:`_Refused` notices of bad input."""
         if not isinstance(entry, dict):
-            return self._error(f"a data entry must be an object, got {str(entry)[:60]}")
+            return _Refused(self._error(f"a data entry must be an object, got "
+                                        f"{str(entry)[:60]}"))
         sym = entry.get("symbol")
         if not isinstance(sym, str):
-            return self._error(f"a data entry without a symbol: {str(entry)[:80]}")
+            return _Refused(self._error(f"a data entry without a symbol: {str(entry)[:80]}"))
         if not self._wanted(sym):
-            return []
+            return None
         s = self._symbols.get(sym)
         if s is None:
             if not snapshot:
-                return self._unknown_symbol(sym)
+                self._unknown_symbol(sym)
+                return None
             if sym not in self.instruments and self.verify_checksum:
-                return self._error("no instrument: the v2 checksum needs the pair's "
-                                   "price_precision and qty_precision; pass instruments="
-                                   "kraken_instruments(doc, 'kraken-v2') or feed the "
-                                   "'instrument' channel first", sym)
-            s = self._sym(sym)
-            digits = self._digits(s)
-            s.vars["digits"] = digits or (None, None)
-        pd, qd = s.book.price_decimals, s.book.qty_decimals
+                return _Refused(self._error(
+                    "no instrument: the v2 checksum needs the pair's price_precision and "
+                    "qty_precision; pass instruments=kraken_instruments(doc, 'kraken-v2') "
+                    "or feed the 'instrument' channel first", sym))
+            inst = self.instruments.get(sym) or self._default_instrument(sym)
+            pd, qd = inst.price_decimals, inst.qty_decimals
+        else:
+            pd, qd = s.book.price_decimals, s.book.qty_decimals
+        body = self._parse_body(entry, sym, s, pd, qd, snapshot)
+        if isinstance(body, _Refused):
+            return body
+        return (sym, *body)
+
+    def _parse_body(self, entry: dict[str, Any], sym: str, s: SymbolSync | None, pd: int, qd: int,
+                    snapshot: bool) -> tuple[Any, ...] | _Refused:
+        """``(checksum, ts, levels)`` of a data entry, or the notices refusing it."""
+
+        def bad(text: str) -> _Refused:
+            return _Refused(self._error(text, sym, s=s))
+
         crc = entry.get("checksum")
         if crc is not None and (type(crc) is not int or not 0 <= crc < 1 << 32):
-            return self._error(f"checksum {crc!r} is not an unsigned 32-bit int", sym, s=s)
+            return bad(f"checksum {crc!r} is not an unsigned 32-bit int"[:160])
         ts_text = entry.get("timestamp")
         ts = 0
         if ts_text is not None:
             try:
                 ts = rfc3339_ns(ts_text)
             except ValueError as exc:
-                return self._error(str(exc), sym, s=s)
+                return bad(str(exc)[:160])
         levels: dict[str, tuple[list[int], list[int]]] = {}
         for key in ("bids", "asks"):
             raw = entry.get(key)
             if raw is None and not snapshot:
                 raw = []
             if not isinstance(raw, list):
-                return self._error(f"{key!r} must be a list, got {str(raw)[:40]}", sym, s=s)
+                return bad(f"{key!r} must be a list, got {str(raw)[:40]}")
             prices: list[int] = []
             qtys: list[int] = []
             for i, lv in enumerate(raw):
                 if type(lv) is not dict:
-                    return self._error(f"{key}[{i}] must be {{price, qty}}, got {lv!r}"[:160],
-                                       sym, s=s)
+                    return bad(f"{key}[{i}] must be {{price, qty}}, got {lv!r}"[:160])
                 try:
                     price = _number(lv["price"], pd)
                     qty = _number(lv["qty"], qd)
                 except KeyError as exc:
-                    return self._error(f"{key}[{i}] lacks {exc}", sym, s=s)
+                    return bad(f"{key}[{i}] lacks {exc}")
                 except (ValueError, TypeError) as exc:
-                    return self._error(f"{key}[{i}]: {exc}", sym, s=s)
+                    return bad(f"{key}[{i}]: {exc}"[:160])
                 if price <= 0 or qty < 0:
-                    return self._error(f"{key}[{i}]: price must be positive and qty not "
-                                       f"negative: {lv!r}", sym, s=s)
+                    return bad(f"{key}[{i}]: price must be positive and qty not negative: "
+                               f"{lv!r}"[:160])
                 prices.append(price)
                 qtys.append(qty)
             levels[key] = (prices, qtys)
+        return crc, ts, levels
+
+    def _apply_entry(self, plan: tuple[Any, ...], snapshot: bool,
+                     recv_ns: int) -> list[Notice]:
+        """Carry out a validated entry (see :meth:`_parse_entry`)."""
+        sym, crc, ts, levels = plan
+        s = self._symbols.get(sym)
+        if s is None:
+            s = self._sym(sym)
+            s.vars["digits"] = self._digits(s) or (None, None)
         s.counts["messages"] += 1
         depth = self._depth(sym)
         if snapshot:

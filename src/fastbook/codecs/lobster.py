@@ -105,10 +105,23 @@ class _Source:
             self._wrapper.detach()    # leave the caller's binary file open
 
 
+#: More digits than any int64 or uint64 has (20): refused before int() sees them.
+_MAX_DIGITS = 20
+
+
+def _digits(text: str) -> bool:
+    """Strict ASCII digits: ``str.isdigit`` alone accepts ``'\u00b2'`` and ``'\u0661'``."""
+    return text.isascii() and text.isdigit()
+
+
 def _int(text: str, what: str, where: str) -> int:
     t = text.strip()
-    if not t or not (t.isdigit() or (t[0] in "+-" and t[1:].isdigit())):
-        raise DecodeError(f"{where}: {what} must be an integer, got {text!r}")
+    body = t[1:] if t[:1] in ("+", "-") else t
+    if not _digits(body):
+        raise DecodeError(f"{where}: {what} must be an integer, got {text[:40]!r}")
+    if len(body.lstrip("0")) > _MAX_DIGITS:
+        raise DecodeError(f"{where}: {what} {text[:40]!r}... has more than {_MAX_DIGITS} digits "
+                          f"(out of range)")
     return int(t)
 
 
@@ -116,9 +129,11 @@ def _time_ns(text: str, where: str) -> int:
     """Seconds after midnight with up to 9 decimals, exactly, as integer nanoseconds."""
     t = text.strip()
     whole, dot, frac = t.partition(".")
-    if not whole.isdigit() or (dot and not frac.isdigit()):
+    if not _digits(whole) or (dot and not _digits(frac)):
         raise DecodeError(f"{where}: time must be seconds after midnight such as "
-                          f"'34200.004241176', got {text!r}")
+                          f"'34200.004241176', got {text[:40]!r}")
+    if len(whole.lstrip("0")) > _MAX_DIGITS:
+        raise DecodeError(f"{where}: time {text[:40]!r}... is out of range")
     if len(frac) > 9 and frac[9:].strip("0"):
         raise DecodeError(f"{where}: time {text!r} has more than 9 decimals (ns resolution)")
     ns = int(whole) * _NS_PER_S + (int(frac[:9].ljust(9, "0")) if frac else 0)

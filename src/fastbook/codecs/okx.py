@@ -34,8 +34,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
-from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState
-from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
+from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
+from fastbook.codecs._venues import MAX_MS, InBandFeed, checksum_kernel, json_message
 
 __all__ = ["BOOK_CHANNELS", "CHECKSUM_LEVELS", "Okx"]
 
@@ -45,6 +45,13 @@ BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 CHECKSUM_LEVELS = 25
 
 _INT32 = 1 << 31
+_INT64 = 1 << 63
+
+
+class _Refused(list):  # type: ignore[type-arg]
+    """The notices of a refused data entry (what ``_error`` returned in skip mode)."""
+
+    __slots__ = ()
 
 
 def _int(value: Any) -> bool:
@@ -89,9 +96,12 @@ class Okx(InBandFeed):
             pd, qd = self.default_decimals
             self.instruments[inst_id] = Instrument(self.venue, inst_id, symbol, pd, qd,
                                                    kind=kind)
+            self._auto.add(inst_id)
         return self._sym(inst_id)
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /) -> list[Notice]:
+        if self.events is not None:
+            recv_ns = check_recv(recv_ns, self.venue)
         self.message_number += 1
         if message == b"pong" or message == "pong":
             return self._ignored()
@@ -119,9 +129,19 @@ class Okx(InBandFeed):
         if action not in ("snapshot", "update") or not isinstance(data, list):
             return self._error(f"a book push needs action snapshot/update and a data list: "
                                f"{str(msg)[:80]}", inst_id)
-        out: list[Notice] = []
+        # validate every entry before any touches the book: a refused message applies
+        # nothing (the bad entry is reported, the ones before it are not applied)
+        snapshot = action == "snapshot"
+        plans: list[tuple[Any, ...]] = []
         for entry in data:
-            out.extend(self._entry(inst_id, entry, action == "snapshot", recv_ns))
+            plan = self._parse_entry(inst_id, entry, snapshot)
+            if isinstance(plan, _Refused):
+                return list(plan)
+            if plan is not None:
+                plans.append(plan)
+        out: list[Notice] = []
+        for plan in plans:
+            out.extend(self._apply_entry(plan, snapshot, recv_ns))
         return out
 
     @staticmethod
@@ -133,41 +153,59 @@ class Okx(InBandFeed):
             return str(exc)
         return None
 
-    def _entry(self, inst_id: str, entry: Any, snapshot: bool, recv_ns: int) -> list[Notice]:
+    def _parse_entry(self, inst_id: str, entry: Any,
+                     snapshot: bool) -> tuple[Any, ...] | _Refused | None:
+        """Validate one data entry completely, changing no book: the plan
+        :meth:`_apply_entry` carries out, None (an update of a symbol never
+        snapshotted: dropped, counted) or the :class:`_Refused` notices of bad input."""
         if not isinstance(entry, dict):
-            return self._error(f"a data entry must be an object, got {str(entry)[:60]}", inst_id)
+            return _Refused(self._error(f"a data entry must be an object, got "
+                                        f"{str(entry)[:60]}", inst_id))
         s = self._symbols.get(inst_id)
         if s is None:
             if not snapshot:
-                return self._unknown_symbol(inst_id)
+                self._unknown_symbol(inst_id)
+                return None
             s = self._sym_okx(inst_id)
+
+        def bad(text: str, seq: Any = None) -> _Refused:
+            return _Refused(self._error(text[:200], inst_id, seq if _int(seq) else None, s))
+
         seq, prev = entry.get("seqId"), entry.get("prevSeqId")
         if (seq is not None and not _int(seq)) or (prev is not None and not _int(prev)):
-            return self._error(f"seqId/prevSeqId must be integers: {seq!r}, {prev!r}", inst_id,
-                               s=s)
+            return bad(f"seqId/prevSeqId must be integers: {seq!r}, {prev!r}")
+        if seq is not None and prev is not None \
+                and not (-_INT64 <= seq < _INT64 and -_INT64 <= prev < _INT64):
+            return bad(f"seqId/prevSeqId outside the int64 range: {seq}, {prev}")
         if (seq is None) != (prev is None):
-            return self._error("seqId and prevSeqId come together", inst_id, seq, s)
+            return bad("seqId and prevSeqId come together", seq)
         crc = entry.get("checksum")
         if crc is not None and (not _int(crc) or not -_INT32 <= crc < _INT32):
-            return self._error(f"checksum {crc!r} is not a signed 32-bit int", inst_id, seq, s)
+            return bad(f"checksum {crc!r} is not a signed 32-bit int", seq)
         ts_text = entry.get("ts")
         if ts_text is None:
             ts = 0
         elif isinstance(ts_text, str) and ts_text.isdigit() and ts_text.isascii() \
-                and len(ts_text) <= 15:
+                and len(ts_text) <= 15 and int(ts_text) <= MAX_MS:
             ts = int(ts_text) * 1_000_000
         else:
-            return self._error(f"ts {ts_text!r} is not a time in ms", inst_id, seq, s)
+            return bad(f"ts {ts_text!r} is not a time in ms", seq)
         pd, qd = s.book.price_decimals, s.book.qty_decimals
         bids: tuple[list[int], list[int]] = ([], [])
         asks: tuple[list[int], list[int]] = ([], [])
         for key, out in (("asks", asks), ("bids", bids)):
             raw = entry.get(key)
             if raw is None:
-                return self._error(f"no {key!r}", inst_id, seq, s)
+                return bad(f"no {key!r}", seq)
             err = self._levels(key, raw, pd, qd, *out)
             if err:
-                return self._error(err, inst_id, seq, s)
+                return bad(err, seq)
+        return s, seq, prev, crc, ts, bids, asks
+
+    def _apply_entry(self, plan: tuple[Any, ...], snapshot: bool,
+                     recv_ns: int) -> list[Notice]:
+        """Carry out a validated entry (see :meth:`_parse_entry`)."""
+        s, seq, prev, crc, ts, bids, asks = plan
         s.counts["messages"] += 1
         sequence = seq if seq is not None and seq >= 0 else 0
         if snapshot:

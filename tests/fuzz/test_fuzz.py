@@ -1,0 +1,78 @@
+"""The fuzz suite's short seeded run: every target, a few hundred inputs, nothing found.
+
+The long run is ``python fuzz/run.py --codec NAME --inputs 1000000`` (docs/fuzzing.md).
+Here each target runs in-process with a fixed seed, so a finding is reproducible from
+its input number; the runner itself (subprocess, crash kept) is tested on the
+self-test targets, whose findings it must report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz import harness
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Inputs per target in the short run (about a second each, compiled).
+SHORT = {"itch50": 300, "ose": 150, "jpx_csv": 200, "lobster": 400, "capture": 80,
+         "book": 4000}
+
+
+@pytest.mark.parametrize("target", harness.TARGETS)
+def test_short_run_finds_nothing(target: str) -> None:
+    stats = harness.run(target, SHORT.get(target, 250), seed=2026)
+    assert [f.short() for f in stats.findings] == []
+    assert stats.inputs == SHORT.get(target, 250)
+    # hostile input is refused, and enough of it still decodes to reach deep code
+    assert stats.refused > stats.inputs // 5 and stats.accepted > 0, (stats.refused,
+                                                                       stats.accepted)
+
+
+def test_the_checks_can_fail() -> None:
+    stats = harness.run("selftest-builtin", 30, seed=1)
+    assert [f.kind for f in stats.findings] == ["builtin"] * 3
+    assert [f.index for f in stats.findings] == [9, 19, 29]
+    assert "KeyError" in stats.findings[0].detail
+
+
+def test_a_changed_book_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a feed that changes a book and then refuses the message must be reported
+    from fastbook.codecs import _l2feed
+
+    fail = _l2feed.L2Feed._fail
+
+    def spoil(self, err, s=None):  # type: ignore[no-untyped-def]
+        for sym in self.symbols:
+            self.book(sym).set(1, 1, 1)
+        return fail(self, err, s)
+
+    monkeypatch.setattr(_l2feed.L2Feed, "_fail", spoil)
+    stats = harness.run("binance-spot", 40, seed=1)
+    assert stats.findings and {f.kind for f in stats.findings} >= {"changed"}
+
+
+def test_runner_keeps_the_input_of_a_crash(tmp_path: Path) -> None:
+    out = tmp_path / "found"
+    figures = tmp_path / "figures.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "run.py"), "--codec", "selftest-crash",
+         "--inputs", "20", "--seed", "3", "--out", str(out), "--json", str(figures)],
+        capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "selftest-crash #5 crash: the worker exited with status -11" in proc.stdout
+    (result,) = json.loads(figures.read_text())
+    assert result["crashes"] == 1 and result["inputs"] == 20
+    kept = (out / "crash-selftest-crash-3-5.bin").read_bytes()
+    assert kept.startswith(b"selftest-5-") and len(kept) == len(b"selftest-5-") + 8
+
+
+def test_runner_lists_targets() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "fuzz" / "run.py"), "--list"],
+                          capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert proc.returncode == 0 and proc.stdout.split() == list(harness.TARGETS)
