@@ -26,6 +26,7 @@ from fastbook.codecs._l2schema import IGNORED, OTHER, UNKNOWN, Schema
 __all__ = [
     "MAX_MS",
     "InBandFeed",
+    "Refused",
     "ScannedFeed",
     "checksum_kernel",
     "json_message",
@@ -183,6 +184,13 @@ def json_message(message: bytes | bytearray | memoryview | str, loads: Any = _lo
         raise ValueError("JSON nested too deeply") from None
 
 
+class Refused(list):  # type: ignore[type-arg]
+    """The notices of a refused data entry (what :meth:`InBandFeed._error` returned in
+    skip mode), so a parse can say "refused" apart from "nothing to apply"."""
+
+    __slots__ = ()
+
+
 class InBandFeed(L2Feed):
     """Shared by Kraken and OKX: books whose snapshot comes in the stream.
 
@@ -219,6 +227,30 @@ class InBandFeed(L2Feed):
         self._fail(FeedError(f"message {self.message_number}: {what}", venue=self.venue,
                              symbol=symbol, sequence=sequence), s)
         return notices
+
+    def _validate_then_apply(self, entries: Iterable[Any], parse: Any, snapshot: bool,
+                             recv_ns: int) -> list[Notice]:
+        """Parse every entry of a message, then apply them: ``parse(entry)`` gives a plan
+        for the venue's ``_apply_entry``, None (nothing to apply) or :class:`Refused`.
+
+        One refused entry refuses the message: its notices are returned and no entry
+        is applied, so a refused message never half-changes a book.
+        """
+        plans: list[Any] = []
+        for entry in entries:
+            plan = parse(entry)
+            if isinstance(plan, Refused):
+                return list(plan)
+            if plan is not None:
+                plans.append(plan)
+        out: list[Notice] = []
+        for plan in plans:
+            out.extend(self._apply_entry(plan, snapshot, recv_ns))
+        return out
+
+    def _apply_entry(self, plan: Any, snapshot: bool, recv_ns: int) -> list[Notice]:
+        """Apply one validated entry (each venue's own)."""
+        raise NotImplementedError
 
     def _ignored(self) -> list[Notice]:
         self.counts_total["ignored"] += 1

@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 from fastbook import parse_decimal as _parse
 from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
-from fastbook.codecs._venues import InBandFeed, checksum_kernel, json_message
+from fastbook.codecs._venues import InBandFeed, Refused, checksum_kernel, json_message
 
 __all__ = ["KRAKEN_DEPTHS", "KrakenV1", "KrakenV2", "rfc3339_ns"]
 
@@ -378,12 +378,6 @@ def _number(value: Any, decimals: int) -> int:
 _loads_v2 = json.JSONDecoder(parse_float=_NumberText).decode
 
 
-class _Refused(list):  # type: ignore[type-arg]
-    """The notices of a refused data entry (what ``_error`` returned in skip mode)."""
-
-    __slots__ = ()
-
-
 class KrakenV2(_KrakenFeed):
     """Kraken WebSocket v2 ``book`` (``wss://ws.kraken.com/v2``), native symbols ``BTC/USD``.
 
@@ -424,17 +418,8 @@ class KrakenV2(_KrakenFeed):
             # validate every entry before any touches a book: a refused message
             # applies nothing (its bad entry is reported; the others are not applied)
             snapshot = kind == "snapshot"
-            plans: list[tuple[Any, ...]] = []
-            for entry in data:
-                plan = self._parse_entry(entry, snapshot)
-                if isinstance(plan, _Refused):
-                    return list(plan)
-                if plan is not None:
-                    plans.append(plan)
-            out: list[Notice] = []
-            for plan in plans:
-                out.extend(self._apply_entry(plan, snapshot, recv_ns))
-            return out
+            return self._validate_then_apply(
+                data, lambda entry: self._parse_entry(entry, snapshot), snapshot, recv_ns)
         if channel == "instrument":
             return self._instruments(msg)
         method = msg.get("method")
@@ -474,16 +459,16 @@ class KrakenV2(_KrakenFeed):
             return pp, qp
         return None
 
-    def _parse_entry(self, entry: Any, snapshot: bool) -> tuple[Any, ...] | _Refused | None:
+    def _parse_entry(self, entry: Any, snapshot: bool) -> tuple[Any, ...] | Refused | None:
         """Validate one data entry completely, changing no book: the plan
         :meth:`_apply_entry` carries out, None (nothing to apply: a symbol left out
-        or never snapshotted, counted) or the :class:`_Refused` notices of bad input."""
+        or never snapshotted, counted) or the :class:`Refused` notices of bad input."""
         if not isinstance(entry, dict):
-            return _Refused(self._error(f"a data entry must be an object, got "
+            return Refused(self._error(f"a data entry must be an object, got "
                                         f"{str(entry)[:60]}"))
         sym = entry.get("symbol")
         if not isinstance(sym, str):
-            return _Refused(self._error(f"a data entry without a symbol: {str(entry)[:80]}"))
+            return Refused(self._error(f"a data entry without a symbol: {str(entry)[:80]}"))
         if not self._wanted(sym):
             return None
         s = self._symbols.get(sym)
@@ -492,7 +477,7 @@ class KrakenV2(_KrakenFeed):
                 self._unknown_symbol(sym)
                 return None
             if sym not in self.instruments and self.verify_checksum:
-                return _Refused(self._error(
+                return Refused(self._error(
                     "no instrument: the v2 checksum needs the pair's price_precision and "
                     "qty_precision; pass instruments=kraken_instruments(doc, 'kraken-v2') "
                     "or feed the 'instrument' channel first", sym))
@@ -501,16 +486,16 @@ class KrakenV2(_KrakenFeed):
         else:
             pd, qd = s.book.price_decimals, s.book.qty_decimals
         body = self._parse_body(entry, sym, s, pd, qd, snapshot)
-        if isinstance(body, _Refused):
+        if isinstance(body, Refused):
             return body
         return (sym, *body)
 
     def _parse_body(self, entry: dict[str, Any], sym: str, s: SymbolSync | None, pd: int, qd: int,
-                    snapshot: bool) -> tuple[Any, ...] | _Refused:
+                    snapshot: bool) -> tuple[Any, ...] | Refused:
         """``(checksum, ts, levels)`` of a data entry, or the notices refusing it."""
 
-        def bad(text: str) -> _Refused:
-            return _Refused(self._error(text, sym, s=s))
+        def bad(text: str) -> Refused:
+            return Refused(self._error(text, sym, s=s))
 
         crc = entry.get("checksum")
         if crc is not None and (type(crc) is not int or not 0 <= crc < 1 << 32):

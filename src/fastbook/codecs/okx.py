@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
-from fastbook.codecs._venues import MAX_MS, InBandFeed, checksum_kernel, json_message
+from fastbook.codecs._venues import MAX_MS, InBandFeed, Refused, checksum_kernel, json_message
 
 __all__ = ["BOOK_CHANNELS", "CHECKSUM_LEVELS", "Okx"]
 
@@ -46,12 +46,6 @@ CHECKSUM_LEVELS = 25
 
 _INT32 = 1 << 31
 _INT64 = 1 << 63
-
-
-class _Refused(list):  # type: ignore[type-arg]
-    """The notices of a refused data entry (what ``_error`` returned in skip mode)."""
-
-    __slots__ = ()
 
 
 def _int(value: Any) -> bool:
@@ -132,17 +126,8 @@ class Okx(InBandFeed):
         # validate every entry before any touches the book: a refused message applies
         # nothing (the bad entry is reported, the ones before it are not applied)
         snapshot = action == "snapshot"
-        plans: list[tuple[Any, ...]] = []
-        for entry in data:
-            plan = self._parse_entry(inst_id, entry, snapshot)
-            if isinstance(plan, _Refused):
-                return list(plan)
-            if plan is not None:
-                plans.append(plan)
-        out: list[Notice] = []
-        for plan in plans:
-            out.extend(self._apply_entry(plan, snapshot, recv_ns))
-        return out
+        return self._validate_then_apply(
+            data, lambda entry: self._parse_entry(inst_id, entry, snapshot), snapshot, recv_ns)
 
     @staticmethod
     def _levels(key: str, raw: Any, pd: int, qd: int,
@@ -154,12 +139,12 @@ class Okx(InBandFeed):
         return None
 
     def _parse_entry(self, inst_id: str, entry: Any,
-                     snapshot: bool) -> tuple[Any, ...] | _Refused | None:
+                     snapshot: bool) -> tuple[Any, ...] | Refused | None:
         """Validate one data entry completely, changing no book: the plan
         :meth:`_apply_entry` carries out, None (an update of a symbol never
-        snapshotted: dropped, counted) or the :class:`_Refused` notices of bad input."""
+        snapshotted: dropped, counted) or the :class:`Refused` notices of bad input."""
         if not isinstance(entry, dict):
-            return _Refused(self._error(f"a data entry must be an object, got "
+            return Refused(self._error(f"a data entry must be an object, got "
                                         f"{str(entry)[:60]}", inst_id))
         s = self._symbols.get(inst_id)
         if s is None:
@@ -168,8 +153,8 @@ class Okx(InBandFeed):
                 return None
             s = self._sym_okx(inst_id)
 
-        def bad(text: str, seq: Any = None) -> _Refused:
-            return _Refused(self._error(text[:200], inst_id, seq if _int(seq) else None, s))
+        def bad(text: str, seq: Any = None) -> Refused:
+            return Refused(self._error(text[:200], inst_id, seq if _int(seq) else None, s))
 
         seq, prev = entry.get("seqId"), entry.get("prevSeqId")
         if (seq is not None and not _int(seq)) or (prev is not None and not _int(prev)):
