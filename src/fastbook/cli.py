@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--quantities", choices=["int", "float"], default="int",
                      help="float: quantities divided by each instrument's scale")
     out.add_argument("--timestamps", choices=["int", "datetime"], default="int",
-                     help="datetime: ts as a timestamp (ITCH and OSE count from midnight: "
-                          "give --date, or an ITCH file name holding its date)")
+                     help="datetime: ts as a timestamp (ITCH counts from midnight: give "
+                          "--date, or a file name holding its date)")
     out.add_argument("--date", metavar="YYYY-MM-DD",
                      help="the trading date of feeds timed from midnight")
     out.add_argument("--missing", choices=["zero", "nan"], default="zero",
