@@ -22,6 +22,7 @@ import sys
 import sysconfig
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -305,19 +306,22 @@ def test_abi_versions_match_the_running_package(consumer: ModuleType) -> None:
     assert consumer.EVENT_BYTES == 64 == fb_events.EVENT_DTYPE.itemsize
 
 
+def _one_bid(kind: str, action: int, **fields: int) -> tuple[Any, Any, np.ndarray]:
+    """A BookSet with one ``kind`` book and one event bidding 5 at 10000 on it."""
+    books = fb.BookSet()
+    book = books[books.add_instrument(kind.upper(), kind=kind, price_decimals=2)]
+    events = fb_events.empty_events(1)
+    for name, value in dict(instrument=0, action=action, side=fb.BID, price=10000, qty=5,
+                            **fields).items():
+        events[name] = value
+    return books, book, events
+
+
 def test_guard_accessors_refuse_writes_during_a_bookset_callback(consumer: ModuleType) -> None:
     # book_writable / book_readable, exported by ``cimport fastbook``, make a compiled
     # caller refuse what Book's own methods refuse: no update while a BookSet.apply
     # callback runs (reads are fine)
-    books = fb.BookSet()
-    l2 = books.add_instrument("L2", kind="l2", price_decimals=2)
-    book = books[l2]
-    events = fb_events.empty_events(1)
-    events["instrument"] = l2
-    events["action"] = fb_events.Action.SET_LEVEL
-    events["side"] = fb.BID
-    events["price"] = 10000
-    events["qty"] = 5
+    books, book, events = _one_bid("l2", fb_events.Action.SET_LEVEL)
     seen = []
 
     def callback(index: int, instrument: int) -> None:
@@ -335,16 +339,7 @@ def test_l3_guard_accessors_refuse_writes_during_a_bookset_callback(
         consumer: ModuleType) -> None:
     # orderbook_writable / orderbook_readable (``from fastbook._l3 cimport``) do for an
     # OrderBook what book_writable / book_readable do for a Book
-    books = fb.BookSet()
-    l3 = books.add_instrument("L3", kind="l3", price_decimals=2)
-    book = books[l3]
-    events = fb_events.empty_events(1)
-    events["instrument"] = l3
-    events["action"] = fb_events.Action.ADD
-    events["side"] = fb.BID
-    events["order_id"] = 7
-    events["price"] = 10000
-    events["qty"] = 5
+    books, book, events = _one_bid("l3", fb_events.Action.ADD, order_id=7)
     seen = []
 
     def callback(index: int, instrument: int) -> None:
