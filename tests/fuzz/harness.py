@@ -404,6 +404,20 @@ class BufferTarget:
         return True
 
 
+    def kernels_then_replay(self, ctx: Context, value: Any, run: Any, compiled: Any,
+                            twin: Any, codec: str) -> bool:
+        """``run(compiled)`` and ``run(twin)`` agree on ``value``; when it decodes, the
+        replay must refuse it too. True when refused."""
+        import fastbook
+
+        a = outcome(lambda: run(compiled), ctx, value)
+        b = outcome(lambda: run(twin), ctx, value)
+        self.compare(ctx, value, a, b, _events_key)
+        if a[0] == "ok":
+            return outcome(lambda: fastbook.replay(value, codec), ctx, value)[0] == "error"
+        return True
+
+
 def _events_key(r: Any) -> Any:
     events, *rest = r
     return events.tobytes(), repr(rest)
@@ -422,19 +436,13 @@ class ItchTarget(BufferTarget):
         return mut.bytes_mutation(rng, data)
 
     def check(self, ctx: Context, value: Any) -> bool:
-        import fastbook
         from fastbook.codecs import _pyitch50, itch50
 
         def run(kernel: Any) -> Any:
             events, directory, counts = itch50.decode_events(value, kernel=kernel)
             return events, directory, counts
 
-        a = outcome(lambda: run(None), ctx, value)
-        b = outcome(lambda: run(_pyitch50), ctx, value)
-        self.compare(ctx, value, a, b, _events_key)
-        if a[0] == "ok":
-            return outcome(lambda: fastbook.replay(value, "itch50"), ctx, value)[0] == "error"
-        return True
+        return self.kernels_then_replay(ctx, value, run, None, _pyitch50, "itch50")
 
 
 class OseTarget(BufferTarget):
@@ -446,19 +454,13 @@ class OseTarget(BufferTarget):
         return [ose_day(300, seed=s) for s in (1, 2)]
 
     def check(self, ctx: Context, value: Any) -> bool:
-        import fastbook
         from fastbook.codecs import ose_itch
 
         def run(kernel: bool) -> Any:
             events, dec = ose_itch.decode_events(value, kernel=kernel)
             return events, dec.directory, dec.counts()
 
-        a = outcome(lambda: run(True), ctx, value)
-        b = outcome(lambda: run(False), ctx, value)
-        self.compare(ctx, value, a, b, _events_key)
-        if a[0] == "ok":
-            return outcome(lambda: fastbook.replay(value, "ose_itch"), ctx, value)[0] == "error"
-        return True
+        return self.kernels_then_replay(ctx, value, run, True, False, "ose_itch")
 
 
 class JpxCsvTarget(BufferTarget):
