@@ -208,12 +208,13 @@ FRAMINGS = ["binaryfile", "moldudp64", "soupbintcp"]
 
 
 def _codec_list() -> str:
-    """Every installed replay codec, as the command line spells them."""
+    """Every replay codec, as the command line spells them (from the registry's names:
+    help text must not import every codec module on each command)."""
     from fastbook import codecs
     from fastbook.driver import display_name
 
-    stream = [display_name(c) for c in codecs.available() if codecs.kind(c) == "stream"]
-    l2 = [display_name(c) for c in codecs.available() if codecs.kind(c) == "l2"]
+    stream = [display_name(c) for c in sorted(codecs.STREAM_CODECS)]
+    l2 = [display_name(c) for c in sorted(codecs.L2_FEEDS)]
     return f"feed files: {', '.join(stream)}; L2 captures: {', '.join(l2)}"
 
 
@@ -223,10 +224,11 @@ def _codec_arg(text: str) -> str:
     from fastbook.driver import codec_name, display_name
 
     name = codec_name(text)
-    if name not in codecs.available():
+    known = sorted((*codecs.STREAM_CODECS, *codecs.L2_FEEDS))
+    if name not in known:
         raise argparse.ArgumentTypeError(
             f"unknown codec {text!r}; choose one of "
-            f"{', '.join(display_name(c) for c in codecs.available())} (`fastbook codecs`)")
+            f"{', '.join(display_name(c) for c in known)} (`fastbook codecs`)")
     return name
 
 
