@@ -612,13 +612,8 @@ class Peekable:
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` bytes from the current position (fewer only at the end), not consumed."""
-        while len(self._head) < n:
-            more = self._stream.read(n - len(self._head))
-            if more is None:
-                raise BlockingIOError("the stream is non-blocking and has no data ready")
-            if not more:
-                break
-            self._head += bytes(more)
+        if len(self._head) < n:
+            self._head += _peek(self._stream, n - len(self._head))
         return self._head[:n]
 
     def read(self, n: int = -1) -> bytes:
