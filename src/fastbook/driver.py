@@ -1350,7 +1350,7 @@ def scan(source: Any, codec: str = "itch50", *, chunk_size: int = 4 << 20,
         # an L2 capture: what it holds (``fastbook.capture.summarize``)
         from fastbook import capture
 
-        return capture.summarize(capture.as_sources(source))
+        return capture.summarize(capture.as_sources(source), progress=progress)
     module = codecs.load(codec)
     span: list[int] = []
 
