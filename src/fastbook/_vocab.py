@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-__all__ = ["ASK", "BID", "NO_SIDE", "Action", "Flags"]
+__all__ = ["ASK", "BID", "INT64_MAX", "INT64_MIN", "NO_SIDE", "Action", "Flags"]
 
 #: ``side`` of a bid (buy) level or order.
 BID: Final = 1
@@ -24,6 +24,11 @@ BID: Final = 1
 ASK: Final = 2
 #: ``side`` of an event with no side (CLEAR, STATUS, ...).
 NO_SIDE: Final = 0
+
+#: The range of an event's int64 fields (prices, quantities, times in ns, sequences):
+#: what a codec accepts from text must fit here before it reaches the compiled core.
+INT64_MIN: Final = -(1 << 63)
+INT64_MAX: Final = (1 << 63) - 1
 
 
 class Action(enum.IntEnum):

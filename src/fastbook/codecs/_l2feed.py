@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fastbook._vocab import INT64_MAX, INT64_MIN
 from fastbook.errors import DecodeError
 
 __all__ = [
@@ -82,7 +83,7 @@ def check_recv(recv_ns: Any, venue: str) -> int:
     except TypeError:
         raise TypeError(f"{venue}: recv_ns must be an int (ns since the epoch), got "
                         f"{type(recv_ns).__name__}") from None
-    if not -(1 << 63) <= value < 1 << 63:
+    if not INT64_MIN <= value <= INT64_MAX:
         raise ValueError(f"{venue}: recv_ns {value} is outside the int64 range")
     return value
 

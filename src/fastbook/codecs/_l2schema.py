@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastbook._vocab import ASK, BID
+from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN
 
 __all__ = [
     "ASK",
@@ -46,8 +46,6 @@ ERROR = 4       # unusable input: ``error`` says why
 
 STATUS_NAMES = ("OK", "OTHER", "UNKNOWN", "IGNORED", "ERROR")
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 #: Field kinds.
 FIELD_KINDS = ("int", "isotime", "str", "bids", "asks", "sided")

@@ -51,7 +51,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook._vocab import ASK, BID
+from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN
 from fastbook.codecs._l2feed import (
     FeedError,
     Instrument,
@@ -242,7 +242,7 @@ class CoinbaseAdvanced(_Coinbase):
             return self._error(f"the venue sent an error: {obj.get('message', '')!s}")
         notices: list[Notice] = []
         seq = obj.get("sequence_num")
-        if seq is not None and (type(seq) is not int or not 0 <= seq < 1 << 63):
+        if seq is not None and (type(seq) is not int or not 0 <= seq <= INT64_MAX):
             return self._error(f"sequence_num: expected a non-negative int64, got "
                                f"{seq!r}"[:120])
         channel = obj.get("channel")
@@ -292,7 +292,7 @@ class CoinbaseAdvanced(_Coinbase):
             ts = iso_to_ns(stamp) if stamp is not None else None
         except ValueError as exc:
             return self._error(f"timestamp: {exc}", seq=seq)
-        if ts is not None and not -(1 << 63) <= ts < 1 << 63:
+        if ts is not None and not INT64_MIN <= ts <= INT64_MAX:
             return self._error(f"timestamp {stamp!r} is outside int64 ns (1677-09-21 to "
                                f"2262-04-11)", seq=seq)
         events = obj.get("events")

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from fastbook._checks import is_int
-from fastbook._vocab import ASK, BID, NO_SIDE
+from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN, NO_SIDE
 from fastbook.codecs._osewire import EQUILIBRIUM_FIELDS, INVALID_KINDS, NO_PRICE, state_flags
 from fastbook.codecs.ose_itch import register_book
 from fastbook.errors import DecodeError
@@ -101,7 +101,7 @@ _NS = 1_000_000_000
 # books): the binary message's field widths, or the event column it lands in.
 _U32 = (0, (1 << 32) - 1)
 _I32 = (-(1 << 31), (1 << 31) - 1)
-_I64 = (-(1 << 63), (1 << 63) - 1)
+_I64 = (INT64_MIN, INT64_MAX)
 _U64 = (0, (1 << 64) - 1)
 
 

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from fastbook import parse_decimal as _parse
-from fastbook._vocab import ASK, BID
+from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
 from fastbook.codecs._venues import InBandFeed, Refused, checksum_kernel, json_message
 
@@ -52,7 +52,6 @@ KRAKEN_DEPTHS = (10, 25, 100, 500, 1000)
 #: Levels per side in Kraken's checksum.
 CHECKSUM_LEVELS = 10
 
-_INT64_MAX = (1 << 63) - 1
 
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 _SECONDS: dict[str, int] = {}      # "YYYY-MM-DDTHH:MM:SS" -> seconds since the epoch
@@ -96,7 +95,7 @@ def rfc3339_ns(text: str) -> int:
             raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
         ns = int(digits.ljust(9, "0"))
     value = secs * 1_000_000_000 + ns
-    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+    if not INT64_MIN <= value <= INT64_MAX:
         raise ValueError(f"{text!r} is outside int64 ns (1677-09-21 to 2262-04-11)")
     return value
 
@@ -369,7 +368,7 @@ def _number(value: Any, decimals: int) -> int:
         return _parse(value, decimals)
     if type(value) is int:
         scaled = value * 10 ** decimals
-        if not -_INT64_MAX <= scaled <= _INT64_MAX:
+        if not -INT64_MAX <= scaled <= INT64_MAX:
             raise ValueError(f"{value} overflows int64 at {decimals} decimals")
         return scaled
     raise TypeError(f"expected a JSON number, got {value!r}"[:80])

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from fastbook._vocab import ASK, BID
+from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
 from fastbook.codecs._venues import MAX_MS, InBandFeed, Refused, checksum_kernel, json_message
 
@@ -45,7 +45,6 @@ BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 CHECKSUM_LEVELS = 25
 
 _INT32 = 1 << 31
-_INT64 = 1 << 63
 
 
 def _int(value: Any) -> bool:
@@ -160,7 +159,7 @@ class Okx(InBandFeed):
         if (seq is not None and not _int(seq)) or (prev is not None and not _int(prev)):
             return bad(f"seqId/prevSeqId must be integers: {seq!r}, {prev!r}")
         if seq is not None and prev is not None \
-                and not (-_INT64 <= seq < _INT64 and -_INT64 <= prev < _INT64):
+                and not (INT64_MIN <= seq <= INT64_MAX and INT64_MIN <= prev <= INT64_MAX):
             return bad(f"seqId/prevSeqId outside the int64 range: {seq}, {prev}")
         if (seq is None) != (prev is None):
             return bad("seqId and prevSeqId come together", seq)
