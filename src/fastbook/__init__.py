@@ -67,3 +67,22 @@ __all__ = [
     "parse_decimal",
     "replay",
 ]
+
+# The live driver is imported on first use: ``import fastbook`` stays free of asyncio
+# and of the network extras.
+_LAZY = {"live": "fastbook.live", "LiveFeed": "fastbook.live"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastbook' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from fastbook.live import LiveFeed, live  # noqa: F401

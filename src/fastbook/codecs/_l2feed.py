@@ -291,6 +291,9 @@ class L2Feed:
     #: a venue's JSON scanner (``codecs._l2json.Scanner``) when its hot path applies
     #: updates itself; :meth:`counts` adds what it applied
     _scan: Any = None
+    #: the symbol of the last book message read through :meth:`_sym` (the live driver's
+    #: way to know which book a message of an in-band venue touched)
+    last: SymbolSync | None = None
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
                  *, depth: int | None = None, on_error: str = "raise", record: bool = False,
@@ -328,6 +331,7 @@ class L2Feed:
             for key in self.EXTRA_COUNTS:
                 s.counts[key] = 0
             self._symbols[native] = s
+        self.last = s
         return s
 
     def _default_instrument(self, native: str) -> Instrument:

@@ -268,6 +268,7 @@ class InBandFeed(L2Feed):
                        asks: tuple[list[int], list[int]], depth: int | None,
                        sequence: int = 0) -> None:
         """Replace ``s``'s book with a snapshot (validated levels), truncated to ``depth``."""
+        self.last = s
         book = s.book
         book.clear()
         n_b, n_a = len(bids[0]), len(asks[0])
@@ -297,6 +298,7 @@ class InBandFeed(L2Feed):
                       depth: int | None, sequence: int = 0) -> None:
         """Apply validated levels, ``(side, prices, qtys)`` groups in wire order, then
         truncate to ``depth``."""
+        self.last = s
         book = s.book
         set_levels = checksum_kernel.set_levels
         n_levels = 0

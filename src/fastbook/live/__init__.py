@@ -1,0 +1,333 @@
+"""Live books from venues' websockets, kept exact through network faults.
+
+``fastbook.live`` drives the venue codecs of :mod:`fastbook.codecs` (the same
+sync code that replays captures) over real connections::
+
+    import fastbook as fb
+
+    async with fb.live(["binance-spot:BTC/USDT", "okx:BTC-USDT"], depth=10) as feed:
+        async for n in feed:                        # one LiveNotice per applied message
+            if n.bbo_changed:
+                print(n.venue, n.symbol, feed.book(n.venue, n.symbol).bbo())
+
+For engines that are not asyncio, :class:`LiveFeed` runs the same loop in a
+background thread (``start()``, consistent ``book()`` copies, ``stop()``),
+with an optional callback per notice.
+
+Specs are ``VENUE:SYMBOL``: the venue's own symbol (``BTCUSDT``, ``BTC-USD``)
+or the normalized form (``BTC/USDT``, ``BTC/USDT:USDT``). ``endpoints``
+overrides a venue's websocket and REST base URLs (tests, testnets, proxies):
+``{"binance-spot": {"ws": "ws://127.0.0.1:9001", "rest": "http://127.0.0.1:9002"}}``.
+See ``docs/live.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from fastbook.live._driver import Consumer, Driver
+from fastbook.live._rules import ALIASES, native_symbol, rules_for
+from fastbook.live._session import BookState, LiveNotice, NotLiveError, Session
+
+__all__ = ["BookState", "LiveBooks", "LiveFeed", "LiveNotice", "NotLiveError", "Session",
+           "live", "parse_specs"]
+
+
+def parse_specs(specs: Iterable[str], mappers: dict[str, Any] | None = None
+                ) -> list[tuple[str, str, str]]:
+    """``["binance-spot:BTC/USDT", ...]`` -> ``[(venue, native, symbol as given), ...]``."""
+    out = []
+    if isinstance(specs, str):
+        specs = [specs]
+    for spec in specs:
+        venue, sep, symbol = str(spec).partition(":")
+        if not sep or not symbol:
+            raise ValueError(f"live spec {spec!r} is not VENUE:SYMBOL "
+                             "(e.g. binance-spot:BTCUSDT or okx:BTC/USDT)")
+        venue = rules_for(venue).venue
+        mapper = (mappers or {}).get(venue)
+        native = native_symbol(venue, symbol, mapper)
+        out.append((venue, native, symbol))
+    if not out:
+        raise ValueError("no live specs given")
+    return out
+
+
+class LiveBooks:
+    """Live books of several venues (what :func:`live` opens); see the module docstring.
+
+    ``on_not_live``: what :meth:`book` does with a book that is not live:
+    ``"raise"`` (:class:`NotLiveError`, the default) or ``"return"`` it (check
+    :meth:`state`). ``queue``: the capacity of the ``async for`` consumer
+    queue before it conflates per book.
+    """
+
+    def __init__(self, specs: Iterable[str], *, depth: int | None = None,
+                 endpoints: dict[str, dict[str, str]] | None = None, transport: str = "auto",
+                 queue: int = 10_000, on_not_live: str = "raise",
+                 stale_after_s: float | None = 5.0, max_attempts: int = 5,
+                 backoff_s: float = 0.5, backoff_cap_s: float = 30.0,
+                 instruments: dict[str, Any] | None = None, record: Any = None,
+                 max_age_s: dict[str, float] | None = None, latency: bool = True,
+                 lock: Any = None, **driver_options: Any) -> None:
+        if on_not_live not in ("raise", "return"):
+            raise ValueError(f"on_not_live must be 'raise' or 'return', not {on_not_live!r}")
+        books = parse_specs(specs)
+        for venue in (endpoints or {}):
+            rules_for(venue)
+        endpoints = {ALIASES.get(v, v): e for v, e in (endpoints or {}).items()}
+        self.on_not_live = on_not_live
+        self.session = Session(books, depth=depth, instruments=instruments,
+                               stale_after_s=stale_after_s, latency=latency)
+        recorder = None
+        if record is not None:
+            recorder = _recorder(record, books, depth, endpoints)
+        self.driver = Driver(self.session, endpoints=endpoints, transport=transport,
+                             max_attempts=max_attempts, backoff_s=backoff_s,
+                             backoff_cap_s=backoff_cap_s, recorder=recorder,
+                             max_age_s=max_age_s, lock=lock, **driver_options)
+        self._queue_capacity = queue
+        self._consumer: Consumer | None = None
+        self.started_ns = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> LiveBooks:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.started_ns = time.time_ns()
+        await self.driver.start()
+
+    async def stop(self) -> None:
+        await self.driver.stop()
+
+    def __aiter__(self) -> AsyncIterator[LiveNotice]:
+        if self._consumer is None:
+            self._consumer = self.driver.consumer(self._queue_capacity, "async for")
+        return self._iterate(self._consumer)
+
+    async def _iterate(self, q: Consumer) -> AsyncIterator[LiveNotice]:
+        while True:
+            n = await q.get()
+            if n is None:
+                return
+            self.driver.delivered(n)
+            yield n
+
+    def notices(self, capacity: int = 10_000, name: str = "consumer") -> Consumer:
+        """Another bounded consumer queue (``await q.get()``)."""
+        return self.driver.consumer(capacity, name)
+
+    def on_notice(self, callback: Callable[[LiveNotice], None]) -> None:
+        """Call ``callback(notice)`` on the loop for every notice (keep it quick)."""
+        self.driver.callbacks.append(callback)
+
+    async def wait_live(self, timeout: float = 30.0, books: Iterable[tuple[str, str]] | None = None
+                        ) -> bool:
+        """Wait until every book (or ``books``) is live; False on timeout."""
+        deadline = time.monotonic() + timeout
+        keys = list(books) if books is not None else None
+        while time.monotonic() < deadline:
+            tracks = self.session.tracks.values() if keys is None else \
+                [self.session.track(v, s) for v, s in keys]
+            if all(t.state is BookState.LIVE for t in tracks):
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    # --- reads -------------------------------------------------------------------------
+
+    def state(self, venue: str, symbol: str) -> BookState:
+        """The state of one book (see :class:`BookState`)."""
+        return self.session.track(venue, symbol).state
+
+    def book(self, venue: str, symbol: str) -> Any:
+        """The live :class:`fastbook.Book` of ``symbol`` on ``venue``.
+
+        A book that is not live raises :class:`NotLiveError` naming its state and
+        why (or is returned as it is with ``on_not_live="return"``; None when no
+        connection holds it). The object is the connection's own: after a
+        reconnect a new one takes its place, so call ``book()`` again rather than
+        keeping it.
+        """
+        t = self.session.track(venue, symbol)
+        if t.state is not BookState.LIVE and self.on_not_live == "raise":
+            why = f" ({t.reason})" if t.reason else ""
+            raise NotLiveError(f"{t.venue}:{t.symbol} is {t.state.value}{why}")
+        return self.session.book(t.venue, t.native)
+
+    def stats(self) -> dict[str, Any]:
+        """Plain data: per venue, per book (states, counts, latency percentiles), consumers."""
+        return _stats(self)
+
+
+def live(specs: Iterable[str], **options: Any) -> LiveBooks:
+    """Live books for ``specs`` (``async with fb.live([...]) as feed``); see :class:`LiveBooks`."""
+    return LiveBooks(specs, **options)
+
+
+class LiveFeed:
+    """The live driver in a background thread, for engines that are not asyncio.
+
+    ``LiveFeed(specs, **options).start()`` returns once the loop runs;
+    ``book(venue, symbol)`` returns a *copy* taken under the driver's lock (a
+    consistent book, never half a message); ``state``/``stats`` as in
+    :class:`LiveBooks`; ``callback=`` is called on the driver's thread for
+    every notice; ``stop()`` closes every connection and joins the thread.
+    """
+
+    def __init__(self, specs: Iterable[str], *, callback: Callable[[LiveNotice], None] | None
+                 = None, uvloop: bool = False, **options: Any) -> None:
+        self._lock = threading.Lock()
+        self.books = LiveBooks(specs, lock=self._lock, **options)
+        if callback is not None:
+            self.books.on_notice(callback)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._stopped: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._uvloop = uvloop
+
+    def start(self, timeout: float = 10.0) -> LiveFeed:
+        if self._thread is not None:
+            raise RuntimeError("this LiveFeed was started already")
+        self._thread = threading.Thread(target=self._run, name="fastbook-live", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("the live driver's thread did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = _new_loop(self._uvloop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:     # reported by start() or stop()
+            self._error = exc
+            self._started.set()
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stopped = asyncio.Event()
+        try:
+            await self.books.start()
+        finally:
+            self._started.set()
+        await self._stopped.wait()
+        await self.books.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if self._stopped is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._stopped.set)
+            except RuntimeError:
+                pass
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError("the live driver's thread did not stop")
+
+    def __enter__(self) -> LiveFeed:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def state(self, venue: str, symbol: str) -> BookState:
+        return self.books.state(venue, symbol)
+
+    def book(self, venue: str, symbol: str) -> Any:
+        """A consistent copy of the live book (see :meth:`LiveBooks.book`)."""
+        with self._lock:
+            b = self.books.book(venue, symbol)
+            return None if b is None else b.copy()
+
+    def wait_live(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(t.state is BookState.LIVE for t in self.books.session.tracks.values()):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return self.books.stats()
+
+
+def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+    if use_uvloop:
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()    # type: ignore[no-any-return]
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+def _recorder(target: Any, books: list[tuple[str, str, str]], depth: int | None,
+              endpoints: dict[str, Any]) -> Any:
+    if hasattr(target, "received"):
+        return target
+    from fastbook.live._record import LiveRecorder
+
+    return LiveRecorder(target, meta={"specs": [f"{v}:{s}" for v, _, s in books],
+                                      "depth": depth, "endpoints": endpoints})
+
+
+def _stats(feed: LiveBooks) -> dict[str, Any]:
+    s = feed.session
+    d = feed.driver
+    now = time.time_ns()
+    venues: dict[str, Any] = {}
+    for venue in s.rules:
+        conns = [c for c in s.conns.values() if c.venue == venue]
+        states = [t.state.value for t in s.tracks.values() if t.venue == venue]
+        vc = s.venue_counts[venue]
+        venues[venue] = {
+            "state": "down" if venue in s.down else
+                     ("live" if states and all(x == "live" for x in states) else
+                      (min(states) if states else "connecting")),
+            "down_reason": s.down.get(venue, ""),
+            "connections": len(conns),
+            "messages": sum(c.frames for c in conns) + vc.get("frames_closed", 0),
+            "bytes": sum(c.bytes for c in conns),
+            "errors": vc.get("errors", 0), "resyncs": vc.get("resyncs", 0),
+            "disconnects": vc.get("disconnects", 0),
+            **d.venue_stats.get(venue, {}),
+        }
+    books: dict[Any, Any] = {}
+    for (venue, native), t in s.tracks.items():
+        counts = s.counts(venue, native)
+        c = t.primary
+        books[(venue, native)] = {
+            "symbol": t.symbol, "state": t.state.value, "reason": t.reason,
+            "messages": counts.get("messages", 0), "applied": counts.get("applied", 0),
+            "snapshots": counts.get("snapshots", 0), "gaps": counts.get("gaps", 0),
+            "resyncs": counts.get("resyncs", 0), "errors": counts.get("malformed", 0),
+            "checksum_failed": counts.get("checksum_failed", 0),
+            "notices": t.notices, "state_changes": t.state_changes,
+            "age_ms": None if not t.last_applied_ns else (now - t.last_applied_ns) / 1e6,
+            "silent_ms": None if c is None else (now - c.last_frame_ns) / 1e6,
+            "latency": {k: h.to_dict() for k, h in t.hist.items()},
+            "counts": counts,
+        }
+    return {"venues": venues, "books": books,
+            "consumers": [q.stats() for q in d.consumers],
+            "callback_errors": d.callback_errors, "transport": d.transport}

@@ -1,0 +1,226 @@
+"""Per-venue connection rules: URLs, subscribe messages, pings, limits.
+
+The venue codecs (:mod:`fastbook.codecs`) know what a venue's messages mean;
+this module knows how to ask for them: which websocket URL, which subscribe
+and unsubscribe messages, which application-level pings, how many symbols one
+connection may carry, how long a silent connection may stay open, how long a
+connection may live, and which REST URL (and weight) gives a snapshot. Each
+rule is written as the venue documents it (``docs/l2-feeds.md``,
+``docs/live.md``); nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fastbook.codecs import load as load_codec
+
+__all__ = ["ALIASES", "RULES", "VenueRules", "native_symbol", "rules_for"]
+
+#: Short venue names the live specs accept.
+ALIASES = {"binance": "binance-spot", "coinbase": "coinbase-advanced", "kraken": "kraken-v2"}
+
+
+@dataclass(frozen=True)
+class VenueRules:
+    """How to connect to one venue market and keep its subscriptions."""
+
+    venue: str
+    ws: str                                  # default websocket base URL
+    rest: str = ""                           # default REST base URL ("" = in-band snapshots)
+    max_symbols: int = 50                    # symbols per connection
+    stall_s: float = 30.0                    # no frame for this long: reconnect
+    ping_s: float | None = None              # application ping after this much silence
+    max_age_s: float | None = None           # the venue closes connections this old
+    snapshot_weight: int = 0                 # REST weight of one snapshot request
+    weight_limit: int = 6000                 # REST weight per minute (Binance)
+    feed_options: dict[str, Any] = field(default_factory=dict)
+
+    kind: ClassVar[str] = ""
+
+    # --- what the driver sends ---------------------------------------------------
+
+    def url(self, base: str, natives: list[str], depth: int | None) -> str:
+        """The websocket URL of a connection carrying ``natives``."""
+        return base
+
+    def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        """The messages that subscribe ``natives`` on a fresh connection."""
+        return []
+
+    def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        """The messages that drop ``natives`` (before a resubscribe)."""
+        return []
+
+    def ping(self) -> str | None:
+        """The application-level ping, when the venue wants one."""
+        return None
+
+    def snapshot_url(self, base: str, native: str, feed: Any) -> str:
+        """The REST URL of ``native``'s depth snapshot (REST venues)."""
+        return f"{base}{feed.rest_path}?symbol={native}&limit={feed.snapshot_depth}"
+
+    def filter(self, payload: bytes | str) -> bool:
+        """False for frames the codec must not see (a bare text ``pong``)."""
+        return True
+
+    def new_feed(self, natives: list[str], depth: int | None, instruments: Any,
+                 on_error: str) -> Any:
+        """The codec object of one connection (one per connection: its books are its own)."""
+        cls = load_codec(self.venue)
+        opts = dict(self.feed_options)
+        if depth is not None and self.venue in ("kraken-v2", "okx", "bybit"):
+            opts["depth"] = depth
+        return cls(instruments, on_error=on_error, symbols=natives, **opts)
+
+
+class _Binance(VenueRules):
+    def url(self, base: str, natives: list[str], depth: int | None) -> str:
+        streams = "/".join(f"{n.lower()}@depth@100ms" for n in natives)
+        return f"{base.rstrip('/')}/stream?streams={streams}"
+
+
+class _CoinbaseAdvanced(VenueRules):
+    def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"type": "subscribe", "product_ids": natives, "channel": ch})
+                for ch in ("heartbeats", "level2")]
+
+    def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"type": "unsubscribe", "product_ids": natives,
+                            "channel": "level2"})]
+
+
+class _CoinbaseExchange(VenueRules):
+    def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"type": "subscribe", "product_ids": natives,
+                            "channels": ["level2_batch", "heartbeat"]})]
+
+    def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"type": "unsubscribe", "product_ids": natives,
+                            "channels": ["level2_batch"]})]
+
+
+class _KrakenV2(VenueRules):
+    def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"method": "subscribe",
+                            "params": {"channel": "instrument", "snapshot": True}, "req_id": 1}),
+                json.dumps({"method": "subscribe",
+                            "params": {"channel": "book", "symbol": natives,
+                                       "depth": depth or 10, "snapshot": True}, "req_id": 2})]
+
+    def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"method": "unsubscribe",
+                            "params": {"channel": "book", "symbol": natives,
+                                       "depth": depth or 10}, "req_id": 3})]
+
+    def ping(self) -> str | None:
+        return '{"method":"ping","req_id":4}'
+
+
+class _Okx(VenueRules):
+    def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"op": "subscribe",
+                            "args": [{"channel": "books", "instId": n} for n in natives]})]
+
+    def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"op": "unsubscribe",
+                            "args": [{"channel": "books", "instId": n} for n in natives]})]
+
+    def ping(self) -> str | None:
+        return "ping"
+
+    def filter(self, payload: bytes | str) -> bool:
+        return payload != "pong" and payload != b"pong"
+
+
+class _Bybit(VenueRules):
+    def _topics(self, natives: list[str], depth: int | None) -> list[list[str]]:
+        topics = [f"orderbook.{depth or 50}.{n}" for n in natives]
+        return [topics[i:i + 10] for i in range(0, len(topics), 10)]    # 10 args per message
+
+    def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"op": "subscribe", "args": t}) for t in self._topics(natives, depth)]
+
+    def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
+        return [json.dumps({"op": "unsubscribe", "args": t})
+                for t in self._topics(natives, depth)]
+
+    def ping(self) -> str | None:
+        return '{"op":"ping"}'
+
+
+#: The rules of every venue the live driver connects to.
+RULES: dict[str, VenueRules] = {r.venue: r for r in (
+    # Binance: 24 h connections, server pings every 20 s (answered by the websocket
+    # library), 1024 streams per connection (200 kept as the safe cap), REST weights
+    # 250 (spot limit=5000) and 20 (futures limit=1000) of 6000 (spot) / 2400 per minute
+    _Binance("binance-spot", "wss://stream.binance.com:9443", "https://api.binance.com",
+             max_symbols=200, stall_s=60.0, max_age_s=24 * 3600.0, snapshot_weight=250,
+             weight_limit=6000),
+    _Binance("binance-usdm", "wss://fstream.binance.com/public", "https://fapi.binance.com",
+             max_symbols=200, stall_s=60.0, max_age_s=24 * 3600.0, snapshot_weight=20,
+             weight_limit=2400),
+    _Binance("binance-coinm", "wss://dstream.binance.com", "https://dapi.binance.com",
+             max_symbols=200, stall_s=60.0, max_age_s=24 * 3600.0, snapshot_weight=20,
+             weight_limit=2400),
+    # Coinbase: heartbeats every second keep the connection (and the staleness check) alive
+    _CoinbaseAdvanced("coinbase-advanced", "wss://advanced-trade-ws.coinbase.com",
+                      max_symbols=100, stall_s=10.0),
+    _CoinbaseExchange("coinbase-exchange", "wss://ws-feed.exchange.coinbase.com",
+                      max_symbols=100, stall_s=10.0),
+    # Kraken v2: heartbeat 1 Hz
+    _KrakenV2("kraken-v2", "wss://ws.kraken.com/v2", max_symbols=50, stall_s=10.0,
+              ping_s=15.0),
+    # OKX: text ping when there was no data for 20 s, closed by OKX after 30 s of silence
+    _Okx("okx", "wss://ws.okx.com:8443/ws/v5/public", max_symbols=100, stall_s=30.0,
+         ping_s=20.0),
+    # Bybit: {"op":"ping"} every 20 s
+    _Bybit("bybit", "wss://stream.bybit.com/v5/public/linear", max_symbols=100, stall_s=30.0,
+           ping_s=20.0),
+)}
+
+
+def rules_for(venue: str) -> VenueRules:
+    """The rules of ``venue`` (or one of :data:`ALIASES`); a ValueError names the choices."""
+    venue = ALIASES.get(venue, venue)
+    try:
+        return RULES[venue]
+    except KeyError:
+        raise ValueError(f"no live rules for venue {venue!r}: one of "
+                         f"{', '.join(sorted(RULES))} (aliases: "
+                         f"{', '.join(f'{a}={v}' for a, v in ALIASES.items())})") from None
+
+
+def native_symbol(venue: str, symbol: str,
+                  mapper: Callable[[str], str] | None = None) -> str:
+    """The venue's own symbol for ``symbol``, which may be native already or normalized.
+
+    Normalized forms (``BTC/USDT``, ``BTC/USDT:USDT``) map from the text for
+    Coinbase, Kraken and OKX (:func:`fastbook.codecs.instruments.to_native`);
+    for Binance and Bybit, whose symbols are base and quote run together,
+    spot and linear ``BASE/QUOTE[:QUOTE]`` become ``BASEQUOTE`` and COIN-M
+    perpetuals ``BASE/USD:BASE`` become ``BASEUSD_PERP``; anything else needs
+    ``mapper`` (a :class:`~fastbook.codecs.instruments.SymbolMap`'s ``to_native``).
+    """
+    if "/" not in symbol:
+        return symbol                      # already native (BTCUSDT, BTC-USD, BTC-USDT-SWAP)
+    if venue.startswith("kraken") and ":" not in symbol:
+        from fastbook.codecs.instruments import to_native
+
+        return to_native(venue, symbol)
+    if mapper is not None:
+        return mapper(symbol)
+    from fastbook.codecs.instruments import parse_symbol, to_native
+
+    if venue.startswith("binance") or venue == "bybit":
+        p = parse_symbol(symbol)
+        if venue == "binance-coinm" and p.kind == "perpetual" and p.settle == p.base:
+            return f"{p.base}{p.quote}_PERP"
+        if p.kind in ("spot", "perpetual") and p.settle in ("", p.quote):
+            return f"{p.base}{p.quote}"
+        raise ValueError(f"{venue}: cannot name {symbol!r} without instrument metadata; "
+                         "give the native symbol (e.g. BTCUSDT) or instruments=")
+    return to_native(venue, symbol)
