@@ -70,10 +70,14 @@ __all__ = [
 
 # The live driver is imported on first use: ``import fastbook`` stays free of asyncio
 # and of the network extras.
-_LAZY = {"live": "fastbook.live", "LiveFeed": "fastbook.live"}
+_LAZY = {"LiveFeed": "fastbook.live"}
 
 
 def __getattr__(name: str) -> object:
+    if name == "live":       # the package, which is callable: fb.live([...]) opens live books
+        import importlib
+
+        return importlib.import_module("fastbook.live")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastbook' has no attribute {name!r}")

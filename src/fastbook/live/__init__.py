@@ -331,3 +331,17 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
     return {"venues": venues, "books": books,
             "consumers": [q.stats() for q in d.consumers],
             "callback_errors": d.callback_errors, "transport": d.transport}
+
+
+class _CallableModule(type(__import__("sys"))):      # type: ignore[misc]
+    """``fastbook.live`` is both this package and the function :func:`live`.
+
+    Importing the package makes ``fastbook.live`` the module, so the module
+    itself is callable: ``fb.live([...])`` is ``fastbook.live.live([...])``.
+    """
+
+    def __call__(self, specs: Iterable[str], **options: Any) -> LiveBooks:
+        return live(specs, **options)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

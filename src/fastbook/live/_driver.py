@@ -110,6 +110,7 @@ class Driver:
                  open_timeout_s: float = 10.0, handover_timeout_s: float = 30.0,
                  max_age_s: dict[str, float] | None = None, recorder: Any = None,
                  lock: Any = None, rest_timeout_s: float = 10.0,
+                 stall_s: dict[str, float] | None = None, ping_s: dict[str, float] | None = None,
                  seed: int | None = None) -> None:
         from fastbook.live._transport import backend_name
 
@@ -123,6 +124,8 @@ class Driver:
         self.open_timeout_s = open_timeout_s
         self.handover_timeout_s = handover_timeout_s
         self.max_age_s = max_age_s or {}
+        self.stall_s = stall_s or {}
+        self.ping_s = ping_s or {}
         self.recorder = recorder
         self.lock = lock
         self.rest_timeout_s = rest_timeout_s
@@ -446,16 +449,17 @@ class Driver:
                     continue
                 rules = session.rules[c.venue]
                 idle = (now - c.last_frame_ns) / 1e9
-                if idle > rules.stall_s:
+                if idle > self.stall_s.get(c.venue, rules.stall_s):
                     self.venue_stats[c.venue]["stalls"] += 1
                     tr = self._transports.get(c.id)
                     if tr is not None:
                         self._spawn(tr.close())
                     continue
                 ping = rules.ping()
-                if rules.ping_s is not None and ping is not None and \
-                        now - getattr(c, "last_ping_ns", c.last_frame_ns) > rules.ping_s * 1e9 \
-                        and idle > rules.ping_s:
+                ping_s = self.ping_s.get(c.venue, rules.ping_s)
+                if ping_s is not None and ping is not None and \
+                        now - getattr(c, "last_ping_ns", c.last_frame_ns) > ping_s * 1e9 \
+                        and idle > ping_s:
                     c.last_ping_ns = now                  # type: ignore[attr-defined]
                     self.venue_stats[c.venue]["pings"] += 1
                     self._send(c, ping)
