@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("websockets")
 
-import fastbook as fb  # noqa: E402
-from fastbook.live import BookState, LiveFeed, NotLiveError, parse_specs  # noqa: E402
-from fastbook.live._record import replay_recording  # noqa: E402
-from tests.live.servers import CaptureServer, capture_frames  # noqa: E402
+import fastbook as fb
+from fastbook.live import BookState, LiveFeed, NotLiveError, parse_specs
+from fastbook.live._record import replay_recording
+from tests.live.servers import CaptureServer, capture_frames
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "l2", "cryptofeed")
 OKX = os.path.join(DATA, "OKX.ws.1.0.gz")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from fastbook.capture import CLOSE, OPEN, RECEIVED, REST, SENT, CaptureWriter
 
