@@ -352,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "series besides the futures (default 12)")
     p_synth.add_argument("--seed", type=int, default=20240607, help="generator seed")
 
+    from fastbook._live_cli import add_parsers as live_parsers
+
+    live_parsers(sub, fmt)
     p_capture = sub.add_parser("capture", formatter_class=fmt, help="fastbook capture files")
     capture_sub = p_capture.add_subparsers(dest="capture_command", required=True)
     p_convert = capture_sub.add_parser(
@@ -751,6 +754,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
                          max(verify, 6 + 4 * args.symbols))
     if args.command == "replay":
         return replay_command(args)
+    if args.command in ("live", "record"):
+        from fastbook._live_cli import live_command
+
+        return live_command(args)
     if args.command == "info":
         return info_command(args)
     if args.command == "capture":

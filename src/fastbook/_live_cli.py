@@ -1,0 +1,161 @@
+"""``fastbook live`` and ``fastbook record``: live books in the terminal, and recordings.
+
+``fastbook live SPEC...`` keeps the books and shows a table (per venue and
+symbol: state, best bid and ask, spread, messages per second, p99 latency),
+redrawn in place on a terminal and printed every few seconds otherwise;
+``--json`` prints a machine-readable summary at the end. ``fastbook record
+SPEC... -o DIR`` does the same with the recorder on (every frame and REST
+body, rotated by size or time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+__all__ = ["add_parsers", "live_command", "parse_endpoints"]
+
+
+def parse_endpoints(values: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["okx=ws://127.0.0.1:9001", "binance-spot=ws://h:1,http://h:2"]`` -> endpoints."""
+    out: dict[str, dict[str, str]] = {}
+    for v in values or []:
+        venue, sep, urls = v.partition("=")
+        if not sep or not urls:
+            raise ValueError(f"--endpoint {v!r} is not VENUE=WS_URL[,REST_URL]")
+        ws, _, rest = urls.partition(",")
+        out[venue] = {"ws": ws, **({"rest": rest} if rest else {})}
+    return out
+
+
+def add_parsers(sub: Any, fmt: Any) -> None:
+    for name, text in (("live", "keep live books from venues' websockets and show them"),
+                       ("record", "record live feeds (every frame and REST snapshot) to "
+                                  "capture files, with the live table")):
+        p = sub.add_parser(name, formatter_class=fmt, help=text)
+        p.add_argument("specs", nargs="+", metavar="SPEC",
+                       help="VENUE:SYMBOL, e.g. binance-spot:BTCUSDT okx:BTC/USDT "
+                            "(venues: binance-spot, binance-usdm, binance-coinm, "
+                            "coinbase-advanced, coinbase-exchange, kraken-v2, okx, bybit)")
+        p.add_argument("--duration", type=float, default=None,
+                       help="stop after this many seconds (default: until Ctrl-C)")
+        p.add_argument("--depth", type=int, default=None,
+                       help="subscribed depth where the venue has one (Kraken, OKX, Bybit)")
+        p.add_argument("--endpoint", action="append", metavar="VENUE=WS_URL[,REST_URL]",
+                       help="override a venue's websocket (and REST) base URL; repeatable")
+        p.add_argument("--transport", choices=("auto", "websockets", "picows"),
+                       default="auto", help="websocket library (auto: picows if installed)")
+        p.add_argument("--json", action="store_true",
+                       help="print a JSON summary at the end instead of the table")
+        p.add_argument("--refresh", type=float, default=1.0,
+                       help="seconds between table updates")
+        if name == "record":
+            p.add_argument("-o", "--output", required=True,
+                           help="directory for the capture files (rotated)")
+            p.add_argument("--max-bytes", type=int, default=256 << 20,
+                           help="rotate a capture file after this many bytes")
+            p.add_argument("--max-seconds", type=float, default=3600.0,
+                           help="rotate a capture file after this many seconds")
+
+
+def _px(book: Any, value: int | None) -> str:
+    return "-" if value is None else book.format_price(value, strip=True)
+
+
+def table(feed: Any, prev: dict[Any, int], dt: float) -> list[str]:
+    """The rows of the live table (state, BBO, spread, msgs/s, p99 receive->applied)."""
+    st = feed.stats()
+    rows = [f"{'venue':<18} {'symbol':<16} {'state':<10} {'bid':>14} {'ask':>14} "
+            f"{'spread':>10} {'msg/s':>8} {'p99 us':>8}"]
+    for key, b in st["books"].items():
+        venue, native = key
+        book = feed.session.book(venue, native)
+        bid = ask = spread = "-"
+        if book is not None and b["state"] in ("live", "stale"):
+            bp, _, ap, _ = book.bbo()
+            bid, ask = _px(book, bp), _px(book, ap)
+            if bp is not None and ap is not None:
+                spread = _px(book, ap - bp)
+        msgs = b["messages"]
+        rate = (msgs - prev.get(key, 0)) / dt if dt > 0 else 0.0
+        prev[key] = msgs
+        lat = b["latency"].get("receive_to_applied") or {}
+        p99 = f"{lat['p99'] / 1e3:.1f}" if lat.get("count") else "-"
+        state = b["state"] if not b["reason"] or b["state"] == "live" else \
+            f"{b['state']}"
+        rows.append(f"{venue:<18} {b['symbol']:<16} {state:<10} {bid:>14} {ask:>14} "
+                    f"{spread:>10} {rate:>8.0f} {p99:>8}")
+    down = [f"{v}: {s['down_reason']}" for v, s in st["venues"].items() if s["down_reason"]]
+    rows += [f"down: {d}" for d in down]
+    return rows
+
+
+def summary(feed: Any) -> dict[str, Any]:
+    st = feed.stats()
+    books = {f"{v}:{n}": {k: b[k] for k in ("symbol", "state", "reason", "messages", "applied",
+                                             "snapshots", "gaps", "resyncs", "errors",
+                                             "latency")}
+             for (v, n), b in st["books"].items()}
+    for (v, n), b in st["books"].items():
+        book = feed.session.book(v, n)
+        if book is not None and b["state"] == "live":
+            bp, bq, ap, aq = book.bbo()
+            books[f"{v}:{n}"]["bbo"] = [None if x is None else str(x) for x in (bp, bq, ap, aq)]
+    return {"venues": st["venues"], "books": books, "consumers": st["consumers"],
+            "transport": st["transport"]}
+
+
+async def run_live(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
+    import asyncio
+
+    import fastbook as fb
+
+    options: dict[str, Any] = {}
+    if getattr(args, "output", None) and args.command == "record":
+        from fastbook.live._record import LiveRecorder
+
+        options["record"] = LiveRecorder(args.output, max_bytes=args.max_bytes,
+                                         max_seconds=args.max_seconds,
+                                         meta={"specs": args.specs, "depth": args.depth})
+    feed = fb.live(args.specs, depth=args.depth, endpoints=parse_endpoints(args.endpoint),
+                   transport=args.transport, on_not_live="return", **options)
+    tty = out.isatty() and not args.json
+    prev: dict[Any, int] = {}
+    drawn = 0
+    async with feed:
+        start = last = time.monotonic()
+        while args.duration is None or time.monotonic() - start < args.duration:
+            wait = args.refresh if args.duration is None else \
+                min(args.refresh, max(0.0, args.duration - (time.monotonic() - start)))
+            await asyncio.sleep(wait)
+            now = time.monotonic()
+            if args.json:
+                continue
+            rows = table(feed, prev, now - last)
+            last = now
+            if tty and drawn:
+                out.write(f"\x1b[{drawn}F\x1b[J")           # back to the table's top
+            out.write("\n".join(rows) + "\n")
+            out.flush()
+            drawn = len(rows)
+        result = summary(feed)
+    return result
+
+
+def live_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        result = asyncio.run(run_live(args))
+    except ValueError as exc:
+        print(f"fastbook {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(result, default=str, indent=1))
+    bad = [k for k, b in result["books"].items() if b["state"] != "live"]
+    return 3 if bad and len(bad) == len(result["books"]) else 0
