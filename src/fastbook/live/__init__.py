@@ -1,0 +1,1 @@
+"""fastbook.live: the live half (websocket and REST drivers over the venue codecs)."""
