@@ -168,3 +168,49 @@ def test_token_bucket():
     assert b.taken == 15
     with pytest.raises(ValueError, match="rate"):
         TokenBucket(0)
+
+
+def test_real_http_429_with_retry_after_backs_off_all_symbols():
+    """A loopback server answers 429 + Retry-After once; the next request of any symbol waits."""
+    from fastbook.live._http import HttpClient
+
+    served: list[str] = []
+
+    async def on_conn(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                served.append(head.split(b" ")[1].decode())
+                if len(served) == 1:
+                    writer.write(b"HTTP/1.1 429 Too Many\r\nRetry-After: 0.05\r\n"
+                                 b"X-MBX-USED-WEIGHT-1M: 6100\r\nContent-Length: 0\r\n\r\n")
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nX-MBX-USED-WEIGHT-1M: 10\r\n"
+                                 b"Content-Length: 2\r\n\r\n{}")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        import time
+
+        server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        s = SnapshotScheduler(weight_limit=6000, window_s=60.0)
+        async with server, HttpClient(timeout=5) as client:
+            async with s.slot(key="BTCUSDT", weight=250):
+                r = await client.get(f"{base}/api/v3/depth?symbol=BTCUSDT")
+                s.observe(r.status, r.headers)
+            assert r.status == 429
+            t0 = time.monotonic()
+            async with s.slot(key="ETHUSDT", weight=250):
+                r = await client.get(f"{base}/api/v3/depth?symbol=ETHUSDT")
+                s.observe(r.status, r.headers)
+            assert time.monotonic() - t0 >= 0.04     # waited (a lower bound, not a timing limit)
+            assert r.status == 200
+        st = s.stats()
+        assert (st["429s"], st["requests"], st["weight_used"]) == (1, 2, 500)
+
+    run(main())

@@ -170,7 +170,10 @@ class SnapshotScheduler:
         else:
             self.n418 += 1
         retry = _retry_after(lower.get("retry-after"))
-        if retry is None:
+        if retry is not None:
+            # the server says when its window resets: its used weight stops counting then
+            self._reported_until = min(self._reported_until, now + retry)
+        else:
             self._strikes += 1
             base = min(self.max_backoff_s, 2.0 ** (self._strikes - 1))
             retry = min(self.max_backoff_s, base * (1.0 + 0.5 * self._jitter()))
