@@ -110,21 +110,9 @@ class HttpClient:
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         start = time.perf_counter_ns()
         try:
-            async with asyncio.timeout(self.timeout):
-                while True:
-                    reused, conn = await self._connection(key, url)
-                    try:
-                        status, head, body, keep = await self._exchange(conn, request, reused)
-                    except _Fail as exc:
-                        conn[1].close()
-                        if exc.retry:
-                            continue            # a kept-alive connection the server closed
-                        raise HttpError(str(exc), url) from None
-                    except BaseException:
-                        conn[1].close()
-                        raise
-                    break
-        except TimeoutError:
+            status, head, body, keep, conn = await asyncio.wait_for(
+                self._fetch(key, url, request), self.timeout)
+        except asyncio.TimeoutError:
             raise HttpError(f"no complete answer within {self.timeout:g} s", url) from None
         except OSError as exc:
             if isinstance(exc, HttpError):
@@ -140,6 +128,23 @@ class HttpClient:
         except _Fail as exc:
             raise HttpError(str(exc), url) from None
         return HttpResponse(status, head, body, time.perf_counter_ns() - start)
+
+    async def _fetch(self, key: _Key, url: str, request: bytes
+                     ) -> tuple[int, dict[str, str], bytes, bool, _Conn]:
+        """Send on a kept or new connection; one retry on a new one if a kept one was dead."""
+        while True:
+            reused, conn = await self._connection(key, url)
+            try:
+                status, head, body, keep = await self._exchange(conn, request, reused)
+            except _Fail as exc:
+                conn[1].close()
+                if exc.retry:
+                    continue            # a kept-alive connection the server had closed
+                raise HttpError(str(exc), url) from None
+            except BaseException:       # cancelled by the timeout, or a socket error
+                conn[1].close()
+                raise
+            return status, head, body, keep, conn
 
     async def _connection(self, key: _Key, url: str) -> tuple[bool, _Conn]:
         idle = self._idle.get(key)

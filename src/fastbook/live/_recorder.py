@@ -251,7 +251,7 @@ def _parts(directory: str, prefix: str | None) -> list[tuple[str, int]]:
 def recording_files(directory: str | os.PathLike[str], prefix: str | None = None) -> list[str]:
     """The part files of a recording in ``directory``, in part order."""
     parts = _parts(os.fspath(directory), prefix)
-    names = {}
+    names: dict[int, str] = {}
     for path, n in parts:
         if n in names:
             raise ValueError(f"two files are part {n} in {os.fspath(directory)!r}: "
