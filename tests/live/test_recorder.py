@@ -70,7 +70,7 @@ def test_rotation_by_age_and_numbering_continues(tmp_path):
 
 
 def test_full_queue_drops_with_count(tmp_path):
-    rec = Recorder(tmp_path, compression="none", queue_size=2, block_s=0.001)
+    rec = Recorder(tmp_path, compression="none", threaded=True, queue_size=2, block_s=0.001)
     gate = threading.Event()
     real = rec._write
 

@@ -6,13 +6,16 @@ A :class:`Recorder` takes the same calls as :class:`fastbook.capture.CaptureWrit
 part when the current one is over ``max_bytes`` (after the record that crossed
 it) or older than ``max_seconds``. Every record lands in exactly one part.
 
-By default the records are written by a background thread: the caller only
-stamps the time and puts a tuple on a bounded queue, because a zstd write-out
-compresses the whole 1 MiB buffer at once (milliseconds; ``bench/bench_http.py``
-measures it), which would stall the websocket readers. When the queue is full
-the caller blocks for at most ``block_s`` seconds and then drops the record,
-counting it in ``dropped`` (a disk that cannot keep up must not freeze the
-books); nothing is dropped without being counted.
+By default the records are written in the caller: ``bench/bench_http.py``
+measured about 2.3 us per 800-byte ``received()`` with zstd, and a worst call
+of about 1.3 ms (the zstd write-out of the 1 MiB buffer, once per ~1,300
+such messages), while a background thread made the worst call *worse*
+(12-25 ms in a tight loop: the writer thread's Python code holds the GIL for
+a switch interval). ``threaded=True`` is there for a disk that can stall
+(network storage): the caller then stamps the time and puts a tuple on a
+bounded queue; when the queue is full it blocks for at most ``block_s``
+seconds and then drops the record, counting it in ``dropped`` (a disk that
+cannot keep up must not freeze the books). Nothing is dropped uncounted.
 
 :func:`read_recording` reads a directory's parts back as one stream.
 """
@@ -67,7 +70,7 @@ class Recorder:
         Stored in every part's metadata with ``recorder``, ``part`` and
         ``open_connections`` (conn -> URL of connections open when the part began).
     threaded : bool
-        Write from a background thread (default) or in the caller.
+        Write in the caller (default) or from a background thread.
     queue_size, block_s :
         The background queue's length in records, and how long a call waits
         for room before the record is dropped and counted in ``dropped``.
@@ -76,7 +79,7 @@ class Recorder:
     def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = 256 << 20,
                  max_seconds: float = 3600, compression: str = "auto",
                  meta: dict[str, Any] | None = None, prefix: str = "fastbook",
-                 threaded: bool = True, queue_size: int = 65536, block_s: float = 0.05
+                 threaded: bool = False, queue_size: int = 65536, block_s: float = 0.05
                  ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
