@@ -175,3 +175,46 @@ def test_timeout_and_refused():
             await client.get(f"{base}/")
 
     run(main())
+
+
+def test_https_with_a_local_ca_and_the_default_context_refusing_it(tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def on_conn(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer(200, b"secure"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(on_conn, "127.0.0.1", 0, ssl=server_ctx)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v3/depth"
+        async with server:
+            async with HttpClient(timeout=5, ssl_context=client_ctx) as client:
+                assert (await client.get(url)).body == b"secure"
+                assert (await client.get(url)).body == b"secure"
+                assert client.connects == 1
+            async with HttpClient(timeout=5) as client:
+                with pytest.raises(HttpError, match="connection failed") as info:
+                    await client.get(url)
+                assert "certificate" in str(info.value).lower()
+
+    run(main())

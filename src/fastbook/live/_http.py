@@ -75,17 +75,21 @@ class HttpClient:
         Largest decoded body accepted; a larger one raises :class:`HttpError`.
     user_agent : str
         The ``User-Agent`` sent.
+    ssl_context : ssl.SSLContext, optional
+        For https; default ``ssl.create_default_context()`` (system CAs, host
+        names checked). A simulator's test CA goes here.
     """
 
     def __init__(self, timeout: float = 10.0, *, max_body: int = MAX_BODY,
-                 user_agent: str = "fastbook.live") -> None:
+                 user_agent: str = "fastbook.live",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         self.timeout = float(timeout)
         self.max_body = int(max_body)
         self.user_agent = user_agent
         self._idle: dict[_Key, list[_Conn]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = ssl_context
         self._closed = False
         self.requests = 0
         self.connects = 0
