@@ -39,6 +39,7 @@ def test_rotation_keeps_every_record_once(tmp_path, compression, threaded):
     expected = write_many(rec, 3000)
     rec.close()
     assert len(rec.files) >= 5 and recording_files(tmp_path) == rec.files
+    assert all(sum(1 for _ in CaptureReader(p)) for p in rec.files)     # no empty part
     got = [(r.kind, r.recv_ns, r.conn, r.url, r.payload) for r in read_recording(tmp_path)]
     assert got == expected
     assert rec.stats()["records"] == len(expected) and rec.stats()["dropped"] == 0

@@ -179,7 +179,8 @@ class Recorder:
     def _write(self, item: _Item) -> None:
         kind, data, recv_ns, conn, url, binary = item
         w = self._writer
-        assert w is not None
+        if w is None or time.monotonic() - self._started >= self.max_seconds:
+            w = self._rotate()
         w.write(kind, data, recv_ns, conn=conn, url=url, binary=binary)
         self.records += 1
         if kind == OPEN:
@@ -187,10 +188,14 @@ class Recorder:
         elif kind == CLOSE:
             self._open.pop(conn, None)
         size = w.bytes_out if w.compression == "zstd" else w.bytes_in
-        if size > self.max_bytes or time.monotonic() - self._started >= self.max_seconds:
-            self._rotate()
+        if size > self.max_bytes:
+            # over by the record that crossed it; the next part opens with the next record,
+            # so a recording never ends in an empty part because of its size
+            w.close()
+            self._writer = None
 
-    def _rotate(self) -> None:
+    def _rotate(self) -> CaptureWriter:
+        """Close the current part (if any) and open the next."""
         if self._writer is not None:
             self._writer.close()
         self._part += 1
@@ -203,6 +208,7 @@ class Recorder:
                                      buffer_size=max(4096, min(1 << 20, self.max_bytes // 4)))
         self._started = time.monotonic()
         self.files.append(path)
+        return self._writer
 
     def close(self) -> None:
         """Write out everything queued, close the last part; re-raise a writer error."""
