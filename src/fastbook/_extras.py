@@ -25,6 +25,8 @@ EXTRAS = {
     "pandas": "pandas: to_pandas()",
     "gzip": "isal: a faster gunzip",
     "zstd": "zstandard: zstd input and captures (Python < 3.14)",
+    "live": "websockets: the live websocket driver",
+    "fast": "picows: the live driver's fast websocket transport (with uvloop)",
 }
 
 
