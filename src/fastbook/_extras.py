@@ -25,6 +25,7 @@ EXTRAS = {
     "pandas": "pandas: to_pandas()",
     "gzip": "isal: a faster gunzip",
     "zstd": "zstandard: zstd input and captures (Python < 3.14)",
+    "live": "websockets: live feeds and the loopback exchange simulator",
 }
 
 

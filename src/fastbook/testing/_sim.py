@@ -1,0 +1,642 @@
+"""ExchangeSimulator: loopback websocket + REST servers speaking each venue's L2 protocol.
+
+Each venue runs its own websocket server (and, for Binance, an HTTP server for REST depth
+snapshots) on 127.0.0.1. A stream task per venue moves every symbol's :class:`TruthBook`
+by one synthetic message at a time and sends the venue-formatted frame to every
+connection subscribed to that symbol, after the faults queued with :meth:`inject`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastbook._extras import require
+from fastbook.testing._http import Response, serve_http
+from fastbook.testing._truth import SyntheticWalk, TruthBook
+
+__all__ = ["BINANCE_VENUES", "VENUES", "ExchangeSimulator", "Fault"]
+
+BINANCE_VENUES = ("binance-spot", "binance-usdm", "binance-coinm")
+#: Venues the simulator serves.
+VENUES = (*BINANCE_VENUES, "bybit")
+#: Stream faults :meth:`ExchangeSimulator.inject` takes.
+STREAM_FAULTS = ("drop", "duplicate", "reorder", "corrupt", "malformed", "disconnect",
+                 "restart", "stall", "server_shutdown", "oversized")
+#: REST faults :meth:`ExchangeSimulator.rest_fault` takes.
+REST_FAULTS = ("slow", "500", "garbage", "429", "418")
+_REST_PATH = {"binance-spot": "/api/v3/depth", "binance-usdm": "/fapi/v1/depth",
+              "binance-coinm": "/dapi/v1/depth"}
+_DECIMALS = (2, 3)          # price, quantity decimals of the synthetic books
+
+
+def _spot_weight(limit: int) -> int:
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def _futures_weight(limit: int) -> int:
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+@dataclass
+class Fault:
+    """One injected fault, as logged in ``sim.faults``."""
+    time: float
+    venue: str
+    symbol: str | None
+    kind: str
+    detail: str = ""
+
+
+@dataclass
+class _Pending:
+    kind: str
+    symbol: str | None
+    count: int
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class _Conn:
+    """One websocket connection: its subscriptions and its outgoing frames."""
+
+    ids = itertools.count(1)
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.id = next(self.ids)
+        self.opened = time.monotonic()
+        self.symbols: set[str] = set()
+        self.out: deque[str | bytes] = deque()
+        self.wake = asyncio.Event()
+        self.busy = False
+        self.closed = False
+
+    def push(self, frame: str | bytes) -> None:
+        if not self.closed:
+            self.out.append(frame)
+            self.wake.set()
+
+
+class _Venue:
+    """Shared state of one venue: books, connections, counters, pending faults."""
+
+    def __init__(self, name: str, symbols: Sequence[str], seed: int) -> None:
+        self.name = name
+        self.symbols = list(symbols)
+        self.books: dict[str, TruthBook] = {}
+        self.walks: dict[str, SyntheticWalk] = {}
+        for i, s in enumerate(self.symbols):
+            book = TruthBook(*_DECIMALS)
+            self.books[s] = book
+            self.walks[s] = SyntheticWalk(book, seed * 1000 + i + hash(name) % 997,
+                                          width=45 if name == "bybit" else 150)
+        self.conns: set[_Conn] = set()
+        self.pending: list[_Pending] = []
+        self.held: dict[str, str] = {}          # reorder: frame held until the next one
+        self.paused = False
+        self.stalled = False
+        self.frames = 0
+        self.subscriptions = 0
+        self.connections = 0
+        self.rest_status: dict[int, int] = {}
+        self.rest_requests = 0
+        self.weight: tuple[int, int] = (0, 0)   # (minute, weight used in it)
+        self.banned_until = 0.0
+        self.limited_until = 0.0
+        self.rest_pending: list[_Pending] = []
+        self.restarts = 0
+        self.fresh: set[str] = set()            # Bybit: restarted, next snapshot has u=1
+
+
+class ExchangeSimulator:
+    """Loopback exchange: real websocket and HTTP servers on 127.0.0.1 (see docs/simulator.md)."""
+
+    def __init__(self, venues: Mapping[str, Sequence[str]], *, rate: float | None = 1000,
+                 source: str = "synthetic", seed: int = 7,
+                 max_connection_age: float | None = None, ping_interval: float | None = None,
+                 rest_weight_limit: int = 6000) -> None:
+        unknown = [v for v in venues if v not in VENUES]
+        if unknown:
+            raise ValueError(f"ExchangeSimulator: unknown venue(s) {unknown}: one of {VENUES}")
+        if source != "synthetic":
+            raise ValueError(f"ExchangeSimulator: source={source!r}: only 'synthetic' so far")
+        if rate is not None and rate <= 0:
+            raise ValueError(f"ExchangeSimulator: rate must be > 0 or None, got {rate!r}")
+        self.rate = rate
+        self.seed = seed
+        self.max_connection_age = max_connection_age
+        self.ping_interval = ping_interval
+        self.rest_weight_limit = rest_weight_limit
+        self._venues = {v: _Venue(v, syms, seed) for v, syms in venues.items()}
+        self.faults: list[Fault] = []
+        self.endpoints: dict[str, dict[str, str]] = {}
+        self._servers: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ids = itertools.count(10**9)
+
+    # ----- lifecycle -------------------------------------------------------------
+    async def __aenter__(self) -> ExchangeSimulator:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop()
+
+    async def _start(self) -> None:
+        ws_server = require("websockets.asyncio.server", "live", "the exchange simulator")
+        self._loop = asyncio.get_running_loop()
+        for name, venue in self._venues.items():
+            server = await ws_server.serve(
+                lambda ws, v=venue: self._session(v, ws), "127.0.0.1", 0,
+                ping_interval=self.ping_interval, compression=None, max_size=2**20)
+            self._servers.append(server)
+            port = server.sockets[0].getsockname()[1]
+            self.endpoints[name] = {"ws": f"ws://127.0.0.1:{port}"}
+            if name in BINANCE_VENUES:
+                http = await serve_http(lambda m, p, q, v=venue: self._rest(v, m, p, q))
+                self._servers.append(http)
+                self.endpoints[name]["rest"] = f"http://127.0.0.1:{http.sockets[0].getsockname()[1]}"
+            self._tasks.append(asyncio.create_task(self._stream(venue)))
+            if name == "bybit" or self.max_connection_age:
+                self._tasks.append(asyncio.create_task(self._housekeeping(venue)))
+
+    async def _stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for server in self._servers:
+            server.close()
+        for venue in self._venues.values():
+            for c in list(venue.conns):
+                c.ws.transport.abort()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    def start(self) -> None:
+        """Run in a thread with its own event loop (returns once the servers listen)."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as e:          # noqa: BLE001 - reported to start()
+                failure.append(e)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fastbook-simulator", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if failure:
+            raise failure[0]
+
+    def stop(self) -> None:
+        """Stop the thread started by :meth:`start`."""
+        if self._thread and self._loop:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._thread = None
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` on the simulator's loop (thread-safe when started with :meth:`start`)."""
+        if self._thread is None or threading.current_thread() is self._thread or not self._loop:
+            return fn(*args)
+
+        async def run() -> Any:
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)
+
+    # ----- public control -------------------------------------------------------
+    def _venue(self, venue: str) -> _Venue:
+        try:
+            return self._venues[venue]
+        except KeyError:
+            raise ValueError(f"ExchangeSimulator: venue {venue!r} is not simulated "
+                             f"(simulated: {sorted(self._venues)})") from None
+
+    def inject(self, venue: str, kind: str, *, symbol: str | None = None, count: int = 1,
+               **args: Any) -> None:
+        """Queue a stream fault: the next ``count`` book messages (of ``symbol``) get it."""
+        v = self._venue(venue)
+        if kind not in STREAM_FAULTS:
+            raise ValueError(f"inject: unknown fault {kind!r}: one of {STREAM_FAULTS}")
+        if symbol is not None and symbol not in v.books:
+            raise ValueError(f"inject: {venue} has no symbol {symbol!r}")
+        if kind in ("server_shutdown",) and venue not in BINANCE_VENUES:
+            raise ValueError(f"inject: {kind} is a Binance event, not {venue}'s")
+        self._call(self._inject, v, _Pending(kind, symbol, count, args))
+
+    def _inject(self, v: _Venue, p: _Pending) -> None:
+        if p.kind in ("restart", "server_shutdown", "stall"):
+            self._now_fault(v, p)
+        else:
+            v.pending.append(p)
+
+    def rest_fault(self, venue: str, kind: str, *, count: int = 1, retry_after: float = 1.0,
+                   delay: float = 1.0) -> None:
+        """Queue a REST fault for the next ``count`` snapshot requests."""
+        v = self._venue(venue)
+        if venue not in BINANCE_VENUES:
+            raise ValueError(f"rest_fault: {venue} has no REST snapshots")
+        if kind not in REST_FAULTS:
+            raise ValueError(f"rest_fault: unknown fault {kind!r}: one of {REST_FAULTS}")
+        self._call(v.rest_pending.append,
+                   _Pending(kind, None, count, {"retry_after": retry_after, "delay": delay}))
+
+    def pause(self, venue: str) -> None:
+        """Stop moving the books of ``venue`` (non-book traffic keeps going)."""
+        self._call(setattr, self._venue(venue), "paused", True)
+
+    def resume(self, venue: str) -> None:
+        """Restart the book stream of ``venue`` (and end a stall)."""
+        v = self._venue(venue)
+
+        def go() -> None:
+            v.paused = False
+            v.stalled = False
+        self._call(go)
+
+    def truth(self, venue: str, symbol: str) -> dict[str, Any]:
+        """The venue's book now: ``{"bids": [(Decimal, Decimal)...], "asks": ..., "sequence"}``."""
+        v = self._venue(venue)
+        if symbol not in v.books:
+            raise ValueError(f"truth: {venue} has no symbol {symbol!r}")
+        return self._call(v.books[symbol].snapshot)  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per venue: connections (open, total), subscriptions, frames, REST answers, weight."""
+        def collect() -> dict[str, dict[str, Any]]:
+            return {name: {"connections": len(v.conns), "connections_total": v.connections,
+                           "subscriptions": v.subscriptions, "frames": v.frames,
+                           "rest_requests": v.rest_requests, "rest_status": dict(v.rest_status),
+                           "weight": v.weight[1], "restarts": v.restarts}
+                    for name, v in self._venues.items()}
+        return self._call(collect)  # type: ignore[no-any-return]
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until every queued frame was written to every socket."""
+        deadline = time.monotonic() + timeout
+        while any(c.out or c.busy for v in self._venues.values() for c in v.conns
+                  if not c.closed):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"wait_idle: frames still queued after {timeout} s")
+            await asyncio.sleep(0.005)
+
+    def _log(self, v: _Venue, symbol: str | None, kind: str, detail: str = "") -> None:
+        self.faults.append(Fault(time.time(), v.name, symbol, kind, detail))
+
+    # ----- websocket sessions -----------------------------------------------------
+    async def _session(self, v: _Venue, ws: Any) -> None:
+        conn = _Conn(ws)
+        v.conns.add(conn)
+        v.connections += 1
+        writer = asyncio.create_task(self._writer(conn))
+        try:
+            if v.name in BINANCE_VENUES:
+                self._binance_open(v, conn, ws.request.path)
+            async for message in ws:
+                self._on_message(v, conn, message)
+        except Exception:   # noqa: BLE001 - a broken client connection ends its session only
+            pass
+        finally:
+            conn.closed = True
+            v.conns.discard(conn)
+            writer.cancel()
+
+    async def _writer(self, conn: _Conn) -> None:
+        ws = conn.ws
+        try:
+            while True:
+                while not conn.out:
+                    conn.wake.clear()
+                    await conn.wake.wait()
+                frame = conn.out.popleft()
+                conn.busy = True
+                if isinstance(frame, bytes) and frame.startswith(b"\x00ABORT"):
+                    self._abort_mid_frame(conn, frame[6:])
+                    return
+                await ws.send(frame)
+                conn.busy = False
+        except Exception:   # noqa: BLE001 - connection gone
+            conn.closed = True
+            conn.busy = False
+            conn.out.clear()
+
+    def _abort_mid_frame(self, conn: _Conn, payload: bytes) -> None:
+        """Write a text frame's header and half its payload, then abort the TCP transport."""
+        n = len(payload)
+        head = bytes([0x81]) + (bytes([n]) if n < 126 else bytes([126]) + struct.pack("!H", n)
+                                if n < 65536 else bytes([127]) + struct.pack("!Q", n))
+        transport = conn.ws.transport
+        transport.write(head + payload[: n // 2])
+        transport.abort()
+        conn.closed = True
+        conn.busy = False
+        conn.out.clear()
+
+    def _on_message(self, v: _Venue, conn: _Conn, message: str | bytes) -> None:
+        try:
+            msg = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if v.name == "bybit":
+            self._bybit_message(v, conn, msg)
+        elif "method" in msg:        # Binance live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS
+            conn.push(json.dumps({"result": None, "id": msg.get("id")}))
+
+    # ----- Binance ----------------------------------------------------------------
+    def _binance_open(self, v: _Venue, conn: _Conn, path: str) -> None:
+        if "streams=" not in path:
+            return
+        by_lower = {s.lower(): s for s in v.symbols}
+        for stream in path.split("streams=", 1)[1].split("&")[0].split("/"):
+            sym = by_lower.get(stream.split("@")[0])
+            if sym and "@depth" in stream:
+                conn.symbols.add(sym)
+                v.subscriptions += 1
+
+    def _binance_frame(self, v: _Venue, sym: str, bids: list[tuple[int, int]],
+                       asks: list[tuple[int, int]], corrupt: bool = False) -> str:
+        book = v.books[sym]
+        pd, qd = book.pd, book.qd
+        from fastbook.testing._truth import fmt
+        b = [[fmt(p, pd), fmt(q, qd)] for p, q in bids]
+        a = [[fmt(p, pd), fmt(q, qd)] for p, q in asks]
+        if corrupt:
+            (b if b else a)[0][0] = "12x.5"
+        last = book.sequence
+        futures = v.name != "binance-spot"
+        if futures:                   # global ids: each symbol's next update jumps
+            U = last + 1 + (next(self._ids) % 7) * 3
+        else:
+            U = last + 1
+        u = U + len(b) + len(a) - 1 if (b or a) else U
+        book.sequence = u
+        now = int(time.time() * 1000)
+        data: dict[str, Any] = {"e": "depthUpdate", "E": now}
+        if futures:
+            data["T"] = now
+        data["s"] = sym
+        data["U"] = U
+        data["u"] = u
+        if futures:
+            data["pu"] = last
+        data["b"] = b
+        data["a"] = a
+        return json.dumps({"stream": f"{sym.lower()}@depth@100ms", "data": data},
+                          separators=(",", ":"))
+
+    async def _rest(self, v: _Venue, method: str, path: str, q: dict[str, str]) -> Response:
+        v.rest_requests += 1
+        status, headers, body = await self._rest_answer(v, method, path, q)
+        v.rest_status[status] = v.rest_status.get(status, 0) + 1
+        return status, headers, body
+
+    async def _rest_answer(self, v: _Venue, method: str, path: str,
+                           q: dict[str, str]) -> Response:
+        now = time.time()
+        if now < v.banned_until:
+            return 418, {"Retry-After": str(int(v.banned_until - now) + 1)}, \
+                b'{"code":-1003,"msg":"Way too many requests; IP banned."}'
+        if now < v.limited_until:          # kept going after a 429: banned
+            v.banned_until = now + 120
+            self._log(v, None, "rest_418", "request during a 429 Retry-After")
+            return 418, {"Retry-After": "120"}, b'{"code":-1003,"msg":"IP banned."}'
+        fault = v.rest_pending[0] if v.rest_pending else None
+        if fault:
+            fault.count -= 1
+            if fault.count <= 0:
+                v.rest_pending.pop(0)
+            self._log(v, q.get("symbol"), f"rest_{fault.kind}")
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.args["delay"])
+            elif fault.kind == "500":
+                return 500, {}, b"<html>Internal Server Error</html>"
+            elif fault.kind == "garbage":
+                return 200, {}, b'{"lastUpdateId":12,"bids":[["1.0",'
+            elif fault.kind in ("429", "418"):
+                ra = fault.args["retry_after"]
+                if fault.kind == "429":
+                    v.limited_until = now + ra
+                else:
+                    v.banned_until = now + ra
+                return int(fault.kind), {"Retry-After": str(max(int(ra + 0.999), 1))}, \
+                    b'{"code":-1003,"msg":"Too many requests."}'
+        if method != "GET" or path != _REST_PATH[v.name]:
+            return 404, {}, b'{"code":-1,"msg":"not found"}'
+        sym = q.get("symbol", "")
+        if sym not in v.books:
+            return 400, {}, b'{"code":-1121,"msg":"Invalid symbol."}'
+        try:
+            limit = int(q.get("limit", "100"))
+        except ValueError:
+            return 400, {}, b'{"code":-1100,"msg":"Illegal characters found in parameter limit"}'
+        spot = v.name == "binance-spot"
+        cost = _spot_weight(limit) if spot else _futures_weight(limit)
+        minute = int(now // 60)
+        used = (v.weight[1] if v.weight[0] == minute else 0) + cost
+        v.weight = (minute, used)
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+        if used > self.rest_weight_limit:
+            ra = 60 - int(now % 60)
+            v.limited_until = now + ra
+            self._log(v, sym, "rest_429", f"weight {used} > {self.rest_weight_limit}")
+            return 429, {**headers, "Retry-After": str(ra)}, \
+                b'{"code":-1003,"msg":"Too much request weight used."}'
+        book = v.books[sym]
+        snap: dict[str, Any] = {"lastUpdateId": book.sequence}
+        if not spot:
+            ms = int(now * 1000)
+            snap["E"] = ms
+            snap["T"] = ms
+        snap["bids"] = book.as_text(True, limit)
+        snap["asks"] = book.as_text(False, limit)
+        return 200, headers, json.dumps(snap, separators=(",", ":")).encode()
+
+    # ----- Bybit ------------------------------------------------------------------
+    def _bybit_message(self, v: _Venue, conn: _Conn, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        req_id = msg.get("req_id", "")
+        if op == "ping":
+            conn.push(json.dumps({"success": True, "ret_msg": "pong", "conn_id": str(conn.id),
+                                  "req_id": req_id, "op": "ping"}))
+            return
+        if op not in ("subscribe", "unsubscribe"):
+            return
+        args = msg.get("args")
+        ok = isinstance(args, list) and 0 < len(args) <= 10
+        topics = []
+        if ok:
+            for a in args:
+                parts = str(a).split(".")
+                if len(parts) != 3 or parts[0] != "orderbook" or parts[2] not in v.books:
+                    ok = False
+                    break
+                topics.append((a, parts[2]))
+        conn.push(json.dumps({"success": ok, "ret_msg": "" if ok else f"error:handler not found,"
+                              f"topic:{args}", "conn_id": str(conn.id), "req_id": req_id,
+                              "op": op}))
+        if not ok:
+            return
+        for topic, sym in topics:
+            if op == "subscribe":
+                if sym in v.fresh:
+                    v.fresh.discard(sym)
+                    v.books[sym].sequence = 1
+                conn.symbols.add(sym)
+                v.subscriptions += 1
+                conn.push(self._bybit_frame(v, sym, "snapshot", topic=topic))
+            else:
+                conn.symbols.discard(sym)
+
+    def _bybit_frame(self, v: _Venue, sym: str, kind: str, bids: Any = None, asks: Any = None,
+                     topic: str | None = None, corrupt: bool = False) -> str:
+        from fastbook.testing._truth import fmt
+        book = v.books[sym]
+        if kind == "snapshot":
+            b = book.as_text(True)
+            a = book.as_text(False)
+        else:
+            b = [[fmt(p, book.pd), fmt(q, book.qd)] for p, q in bids]
+            a = [[fmt(p, book.pd), fmt(q, book.qd)] for p, q in asks]
+            if corrupt:
+                (b if b else a)[0][0] = "12x.5"
+        now = int(time.time() * 1000)
+        return json.dumps({"topic": topic or f"orderbook.50.{sym}", "type": kind, "ts": now,
+                           "data": {"s": sym, "b": b, "a": a, "u": book.sequence,
+                                    "seq": book.sequence * 3 + 1000},
+                           "cts": now - 1}, separators=(",", ":"))
+
+    # ----- the stream -------------------------------------------------------------
+    async def _stream(self, v: _Venue) -> None:
+        interval = 1 / self.rate if self.rate else 0.0
+        start = time.monotonic()
+        sent = 0
+        for book in v.books.values():
+            if v.name == "bybit":
+                book.sequence = 1
+            else:
+                book.sequence = 1000 + self.seed
+        while True:
+            if v.paused or v.stalled or not v.symbols:
+                await asyncio.sleep(0.002)
+                start = time.monotonic()
+                sent = 0
+                continue
+            if interval:
+                due = int((time.monotonic() - start) / interval) - sent
+                due = min(due, 1000)
+                if due <= 0:
+                    await asyncio.sleep(min(interval, 0.002))
+                    continue
+            else:
+                due = 50
+                if any(len(c.out) > 2000 for c in v.conns):
+                    await asyncio.sleep(0.001)
+                    continue
+            for _ in range(due):
+                for sym in v.symbols:
+                    self._one(v, sym)
+                    if v.paused or v.stalled:
+                        break
+            sent += due
+            await asyncio.sleep(0)
+
+    def _take_fault(self, v: _Venue, sym: str) -> _Pending | None:
+        for p in v.pending:
+            if p.symbol is None or p.symbol == sym:
+                p.count -= 1
+                if p.count <= 0:
+                    v.pending.remove(p)
+                self._log(v, sym, p.kind)
+                return p
+        return None
+
+    def _one(self, v: _Venue, sym: str) -> None:
+        """Move ``sym``'s book by one message and send it, with the next fault applied."""
+        if sym in v.fresh:
+            return                      # Bybit after a restart: waits for a subscription
+        bids, asks = v.walks[sym].step()
+        fault = self._take_fault(v, sym) if v.pending else None
+        kind = fault.kind if fault else ""
+        if v.name == "bybit":
+            v.books[sym].sequence += 1
+            frame = self._bybit_frame(v, sym, "delta", bids, asks, corrupt=kind == "corrupt")
+        else:
+            frame = self._binance_frame(v, sym, bids, asks, corrupt=kind == "corrupt")
+        if kind == "drop":
+            return
+        if kind == "malformed":
+            frame = frame[: len(frame) // 2]
+        frames: list[str | bytes] = [frame]
+        if kind == "duplicate":
+            frames = [frame, frame]
+        elif kind == "reorder":
+            v.held[sym] = frame
+            return
+        elif kind == "oversized":
+            frames = [frame, json.dumps({"topic": "padding", "data": "x" * (2**20 + 10)})]
+        elif kind == "disconnect":
+            frames = [b"\x00ABORT" + frame.encode()]
+        held = v.held.pop(sym, None)
+        if held is not None:
+            frames.append(held)
+        for conn in v.conns:
+            if sym in conn.symbols:
+                for f in frames:
+                    conn.push(f)
+                v.frames += len(frames)
+
+    def _now_fault(self, v: _Venue, p: _Pending) -> None:
+        """Faults that act at once on the venue: restart, serverShutdown, stall."""
+        self._log(v, p.symbol, p.kind)
+        if p.kind == "stall":
+            v.stalled = True
+        elif p.kind == "server_shutdown":
+            frame = json.dumps({"e": "serverShutdown", "E": int(time.time() * 1000)})
+            for conn in v.conns:
+                conn.push(frame)
+        elif p.kind == "restart":
+            v.restarts += 1
+            for conn in list(v.conns):
+                conn.closed = True
+                conn.out.clear()
+                conn.ws.transport.abort()
+            for book in v.books.values():
+                book.sequence = 0 if v.name == "bybit" else book.sequence + 10**6
+            if v.name == "bybit":
+                v.fresh.update(v.books)
+
+    async def _housekeeping(self, v: _Venue) -> None:
+        """Close connections older than ``max_connection_age``; Bybit-style idle checks."""
+        while True:
+            await asyncio.sleep(0.05)
+            age = self.max_connection_age
+            if age:
+                now = time.monotonic()
+                for conn in list(v.conns):
+                    if now - conn.opened > age and not conn.closed:
+                        self._log(v, None, "max_connection_age", f"conn {conn.id}")
+                        conn.closed = True
+                        conn.out.clear()
+                        await conn.ws.close(1000, "connection age limit")
