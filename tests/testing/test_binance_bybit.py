@@ -1,5 +1,5 @@
-"""The simulator's Binance and Bybit protocols, checked with a plain websockets client and
-fastbook's own codecs: a client that syncs holds the truth; each fault is visible as it should be."""
+"""The simulator's Binance and Bybit protocols, checked with a plain websockets client
+and fastbook's own codecs: a client that syncs holds the truth; each fault is visible."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 
 pytest.importorskip("websockets")
 
-from websockets.asyncio.client import connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from fastbook.codecs.binance import BinanceCOINM, BinanceSpot, BinanceUSDM  # noqa: E402
-from fastbook.codecs.bybit import Bybit  # noqa: E402
-from fastbook.testing import ExchangeSimulator, book_equals_truth  # noqa: E402
-from tests.testing.conftest import http_get  # noqa: E402
+from fastbook.codecs.binance import BinanceCOINM, BinanceSpot, BinanceUSDM
+from fastbook.codecs.bybit import Bybit
+from fastbook.testing import ExchangeSimulator, book_equals_truth
+from tests.testing.conftest import http_get
 
 FEEDS = {"binance-spot": BinanceSpot, "binance-usdm": BinanceUSDM, "binance-coinm": BinanceCOINM}
 TIMEOUT = 20
@@ -68,7 +68,8 @@ def test_binance_syncs_to_truth(venue: str) -> None:
             c = feed.counts()
             assert c["gaps"] == 0 and c["malformed"] == 0 and c["applied"] > 100
             st = sim.stats()[venue]
-            assert st["rest_status"] == {200: 2} and st["weight"] == (500 if venue == "binance-spot" else 40)
+            assert st["rest_status"] == {200: 2}
+            assert st["weight"] == (500 if venue == "binance-spot" else 40)
     run(go())
 
 
@@ -134,7 +135,8 @@ def test_binance_rest_faults_and_weight_limit() -> None:
 def test_binance_rest_429_fault_with_retry_after() -> None:
     async def go() -> None:
         async with ExchangeSimulator({"binance-coinm": ["BTCUSD_PERP"]}, rate=50) as sim:
-            url = sim.endpoints["binance-coinm"]["rest"] + "/dapi/v1/depth?symbol=BTCUSD_PERP&limit=1000"
+            url = (sim.endpoints["binance-coinm"]["rest"]
+                   + "/dapi/v1/depth?symbol=BTCUSD_PERP&limit=1000")
             sim.rest_fault("binance-coinm", "429", retry_after=0.2)
             s, h, _ = await http_get(url)
             assert s == 429 and h["Retry-After"] == "1"

@@ -29,7 +29,8 @@ async def _serve_one(handler: Handler, reader: asyncio.StreamReader,
                 pass                        # headers: none matter here (GET only)
             parts = line.decode("latin-1").split()
             if len(parts) != 3:
-                status, headers, body = 400, {}, b'{"code":-1,"msg":"bad request line"}'
+                status, headers = 400, dict[str, str]()
+                body = b'{"code":-1,"msg":"bad request line"}'
             else:
                 url = urlsplit(parts[1])
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}

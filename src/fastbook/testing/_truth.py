@@ -84,7 +84,7 @@ class SyntheticWalk:
                 book.asks[start + i] = self._qty()
 
     def _qty(self) -> int:
-        return self.rng.randint(1, 50_000) * 10 ** max(self.book.qd - 3, 0)
+        return int(self.rng.randint(1, 50_000) * 10 ** max(self.book.qd - 3, 0))
 
     def step(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Apply one message's worth of changes to the book and return them (bids, asks)."""
