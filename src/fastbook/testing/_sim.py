@@ -14,6 +14,7 @@ import json
 import struct
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,16 +22,16 @@ from typing import Any
 
 from fastbook._extras import require
 from fastbook.testing._http import Response, serve_http
-from fastbook.testing._truth import SyntheticWalk, TruthBook
+from fastbook.testing._truth import SyntheticWalk, TruthBook, fmt
 
 __all__ = ["BINANCE_VENUES", "VENUES", "ExchangeSimulator", "Fault"]
 
 BINANCE_VENUES = ("binance-spot", "binance-usdm", "binance-coinm")
 #: Venues the simulator serves.
-VENUES = (*BINANCE_VENUES, "bybit")
+VENUES = (*BINANCE_VENUES, "bybit", "okx", "coinbase-exchange", "coinbase-advanced")
 #: Stream faults :meth:`ExchangeSimulator.inject` takes.
 STREAM_FAULTS = ("drop", "duplicate", "reorder", "corrupt", "malformed", "disconnect",
-                 "restart", "stall", "server_shutdown", "oversized")
+                 "restart", "stall", "server_shutdown", "oversized", "bad_checksum")
 #: REST faults :meth:`ExchangeSimulator.rest_fault` takes.
 REST_FAULTS = ("slow", "500", "garbage", "429", "418")
 _REST_PATH = {"binance-spot": "/api/v3/depth", "binance-usdm": "/fapi/v1/depth",
@@ -64,6 +65,36 @@ class _Pending:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+_SEQ = "@SEQ@"            # Coinbase Advanced: the connection's sequence_num, filled on write
+_SEQ_JSON = f'"{_SEQ}"'   # as it appears in the JSON text
+_SKIP = b"\x00SKIP"       # Coinbase Advanced drop: the sequence_num is used, nothing sent
+_DUP = b"\x00DUP"         # Coinbase Advanced duplicate: the last frame again, same number
+
+
+def _iso(t: float) -> str:
+    """``t`` (epoch seconds) as Coinbase's RFC 3339 UTC text with microseconds."""
+    us = int(t * 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(us // 1_000_000)) + \
+        f".{us % 1_000_000:06d}Z"
+
+
+def _strip(text: str) -> str:
+    """OKX's number text: no trailing fractional zeros (``"30000.50" -> "30000.5"``)."""
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def okx_checksum(bids: list[list[str]], asks: list[list[str]], levels: int = 25) -> int:
+    """OKX's legacy checksum: CRC32 of ``bid1p:bid1q:ask1p:ask1q:...`` as a signed int32."""
+    parts: list[str] = []
+    for i in range(levels):
+        if i < len(bids):
+            parts += bids[i][:2]
+        if i < len(asks):
+            parts += asks[i][:2]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
 class _Conn:
     """One websocket connection: its subscriptions and its outgoing frames."""
 
@@ -78,6 +109,9 @@ class _Conn:
         self.wake = asyncio.Event()
         self.busy = False
         self.closed = False
+        self.seq = 0                    # Coinbase Advanced sequence_num
+        self.last = ""
+        self.heartbeats = False
 
     def push(self, frame: str | bytes) -> None:
         if not self.closed:
@@ -167,8 +201,7 @@ class ExchangeSimulator:
                 self._servers.append(http)
                 self.endpoints[name]["rest"] = f"http://127.0.0.1:{http.sockets[0].getsockname()[1]}"
             self._tasks.append(asyncio.create_task(self._stream(venue)))
-            if name == "bybit" or self.max_connection_age:
-                self._tasks.append(asyncio.create_task(self._housekeeping(venue)))
+            self._tasks.append(asyncio.create_task(self._housekeeping(venue)))
 
     async def _stop(self) -> None:
         for t in self._tasks:
@@ -330,9 +363,19 @@ class ExchangeSimulator:
                     await conn.wake.wait()
                 frame = conn.out.popleft()
                 conn.busy = True
-                if isinstance(frame, bytes) and frame.startswith(b"\x00ABORT"):
-                    self._abort_mid_frame(conn, frame[6:])
-                    return
+                if isinstance(frame, bytes) and frame.startswith(b"\x00"):
+                    if frame.startswith(b"\x00ABORT"):
+                        self._abort_mid_frame(conn, frame[6:])
+                        return
+                    if frame == _SKIP:
+                        conn.seq += 1
+                        conn.busy = False
+                        continue
+                    if frame == _DUP:
+                        frame = conn.last
+                elif isinstance(frame, str) and _SEQ_JSON in frame:
+                    conn.last = frame = frame.replace(_SEQ_JSON, str(conn.seq), 1)
+                    conn.seq += 1
                 await ws.send(frame)
                 conn.busy = False
         except Exception:
@@ -353,6 +396,9 @@ class ExchangeSimulator:
         conn.out.clear()
 
     def _on_message(self, v: _Venue, conn: _Conn, message: str | bytes) -> None:
+        if v.name == "okx" and message == "ping":
+            conn.push("pong")
+            return
         try:
             msg = json.loads(message)
         except ValueError:
@@ -361,6 +407,10 @@ class ExchangeSimulator:
             return
         if v.name == "bybit":
             self._bybit_message(v, conn, msg)
+        elif v.name == "okx":
+            self._okx_message(v, conn, msg)
+        elif v.name.startswith("coinbase"):
+            self._coinbase_message(v, conn, msg)
         elif "method" in msg:        # Binance live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS
             conn.push(json.dumps({"result": None, "id": msg.get("id")}))
 
@@ -379,7 +429,6 @@ class ExchangeSimulator:
                        asks: list[tuple[int, int]], corrupt: bool = False) -> str:
         book = v.books[sym]
         pd, qd = book.pd, book.qd
-        from fastbook.testing._truth import fmt
         b = [[fmt(p, pd), fmt(q, qd)] for p, q in bids]
         a = [[fmt(p, pd), fmt(q, qd)] for p, q in asks]
         if corrupt:
@@ -516,7 +565,6 @@ class ExchangeSimulator:
 
     def _bybit_frame(self, v: _Venue, sym: str, kind: str, bids: Any = None, asks: Any = None,
                      topic: str | None = None, corrupt: bool = False) -> str:
-        from fastbook.testing._truth import fmt
         book = v.books[sym]
         if kind == "snapshot":
             b = book.as_text(True)
@@ -531,6 +579,153 @@ class ExchangeSimulator:
                            "data": {"s": sym, "b": b, "a": a, "u": book.sequence,
                                     "seq": book.sequence * 3 + 1000},
                            "cts": now - 1}, separators=(",", ":"))
+
+    # ----- OKX --------------------------------------------------------------------
+    def _okx_message(self, v: _Venue, conn: _Conn, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        args = msg.get("args")
+        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
+            conn.push(json.dumps({"event": "error", "code": "60012",
+                                  "msg": f"Illegal request: {json.dumps(msg)}", "connId": "1"}))
+            return
+        for arg in args:
+            sym = arg.get("instId") if isinstance(arg, dict) else None
+            if not isinstance(arg, dict) or arg.get("channel") != "books" or sym not in v.books:
+                conn.push(json.dumps({"event": "error", "code": "60018",
+                                      "msg": f"Wrong URL or channel:{arg}", "connId": "1"}))
+                continue
+            conn.push(json.dumps({"event": op, "arg": {"channel": "books", "instId": sym},
+                                  "connId": str(conn.id)}))
+            if op == "subscribe":
+                conn.symbols.add(sym)
+                v.subscriptions += 1
+                conn.push(self._okx_frame(v, sym, None, None))
+            else:
+                conn.symbols.discard(sym)
+
+    def _okx_frame(self, v: _Venue, sym: str, bids: Any, asks: Any, corrupt: bool = False,
+                   bad_checksum: bool = False) -> str:
+        """An OKX ``books`` snapshot (``bids is None``) or update; checksum of the truth."""
+        book = v.books[sym]
+
+        def text(levels: list[tuple[int, int]]) -> list[list[str]]:
+            return [[_strip(fmt(p, book.pd)), _strip(fmt(q, book.qd)), "0",
+                     str(1 + p % 5 if q else 0)] for p, q in levels]
+        top_b = text(book.sorted_side(True, 25))
+        top_a = text(book.sorted_side(False, 25))
+        crc = okx_checksum(top_b, top_a)
+        if bad_checksum:
+            crc = crc + 1 if crc < (1 << 31) - 1 else crc - 1
+        if bids is None:
+            action, prev = "snapshot", -1
+            b, a = text(book.sorted_side(True)), text(book.sorted_side(False))
+        else:
+            action, prev = "update", book.sequence
+            book.sequence += 1 + book.sequence % 3
+            b, a = text(bids), text(asks)
+            if corrupt:
+                (b if b else a)[0][0] = "12x.5"
+        return json.dumps({"arg": {"channel": "books", "instId": sym}, "action": action,
+                           "data": [{"asks": a, "bids": b, "ts": str(int(time.time() * 1000)),
+                                     "checksum": crc, "prevSeqId": prev,
+                                     "seqId": book.sequence}]}, separators=(",", ":"))
+
+    # ----- Coinbase -----------------------------------------------------------------
+    def _coinbase_message(self, v: _Venue, conn: _Conn, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        products = msg.get("product_ids")
+        if kind not in ("subscribe", "unsubscribe") or not isinstance(products, list):
+            self._coinbase_push(v, conn, {"type": "error", "message": "Failed to subscribe",
+                                          "reason": f"bad request {json.dumps(msg)[:80]}"})
+            return
+        advanced = v.name == "coinbase-advanced"
+        channels = [msg.get("channel")] if advanced else list(msg.get("channels") or [])
+        bad = [p for p in products if p not in v.books]
+        if bad:
+            self._coinbase_push(v, conn, {"type": "error", "message": "Failed to subscribe",
+                                          "reason": f"{bad} are not valid product ids"})
+            return
+        book_channel = "level2" if advanced else "level2_batch"
+        for ch in channels:
+            if ch in ("heartbeats", "heartbeat"):
+                conn.heartbeats = kind == "subscribe"
+            elif ch in (book_channel, "level2"):
+                for p in products:
+                    if kind == "subscribe":
+                        conn.symbols.add(p)
+                        v.subscriptions += 1
+                    else:
+                        conn.symbols.discard(p)
+        subs = sorted(conn.symbols)
+        if advanced:
+            ack = {"channel": "subscriptions", "client_id": "", "timestamp": _iso(time.time()),
+                   "sequence_num": _SEQ,
+                   "events": [{"subscriptions": {"level2": subs} if subs else {}}]}
+            conn.push(json.dumps(ack))
+        else:
+            listed = [{"name": book_channel, "product_ids": subs}]
+            if conn.heartbeats:
+                listed.append({"name": "heartbeat", "product_ids": list(v.symbols)})
+            conn.push(json.dumps({"type": "subscriptions", "channels": listed}))
+        if kind == "subscribe" and any(c in (book_channel, "level2") for c in channels):
+            for p in products:
+                conn.push(self._coinbase_frame(v, p, None, None))
+
+    def _coinbase_push(self, v: _Venue, conn: _Conn, body: dict[str, Any]) -> None:
+        if v.name == "coinbase-advanced":
+            body = {"channel": "error", "sequence_num": _SEQ, **body}
+            conn.push(json.dumps(body))
+        else:
+            conn.push(json.dumps(body))
+
+    def _coinbase_frame(self, v: _Venue, sym: str, bids: Any, asks: Any,
+                        corrupt: bool = False) -> str:
+        """A snapshot (``bids is None``) or update of Coinbase Exchange or Advanced."""
+        book = v.books[sym]
+        now = _iso(time.time())
+        snap = bids is None
+        if snap:
+            bids, asks = book.sorted_side(True), book.sorted_side(False)
+        else:
+            book.sequence += 1
+        bt = [[fmt(p, book.pd), fmt(q, book.qd)] for p, q in bids]
+        at = [[fmt(p, book.pd), fmt(q, book.qd)] for p, q in asks]
+        if corrupt:
+            (bt if bt else at)[0][0] = "12x.5"
+        if v.name == "coinbase-exchange":
+            if snap:
+                body: dict[str, Any] = {"type": "snapshot", "product_id": sym,
+                                        "bids": bt, "asks": at}
+            else:
+                body = {"type": "l2update", "product_id": sym,
+                        "changes": [["buy", p, q] for p, q in bt] + [["sell", p, q]
+                                                                      for p, q in at],
+                        "time": now}
+            return json.dumps(body, separators=(",", ":"))
+        et = "1970-01-01T00:00:00Z" if snap else now
+        updates = [{"side": "bid", "event_time": et, "price_level": p, "new_quantity": q}
+                   for p, q in bt] + [{"side": "offer", "event_time": et, "price_level": p,
+                                       "new_quantity": q} for p, q in at]
+        body = {"channel": "l2_data", "client_id": "", "timestamp": now, "sequence_num": _SEQ,
+                "events": [{"type": "snapshot" if snap else "update", "product_id": sym,
+                            "updates": updates}]}
+        return json.dumps(body, separators=(",", ":"))
+
+    def _heartbeat(self, v: _Venue, counter: int) -> None:
+        """One second's heartbeats (Coinbase) to the connections that asked for them."""
+        now = _iso(time.time())
+        for conn in v.conns:
+            if not conn.heartbeats:
+                continue
+            if v.name == "coinbase-advanced":
+                body = {"channel": "heartbeats", "client_id": "", "timestamp": now,
+                        "sequence_num": _SEQ,
+                        "events": [{"current_time": now, "heartbeat_counter": counter}]}
+                conn.push(json.dumps(body))
+            else:
+                for sym in v.symbols:
+                    conn.push(json.dumps({"type": "heartbeat", "last_trade_id": counter,
+                                          "product_id": sym, "sequence": counter, "time": now}))
 
     # ----- the stream -------------------------------------------------------------
     async def _stream(self, v: _Venue) -> None:
@@ -582,18 +777,28 @@ class ExchangeSimulator:
         bids, asks = v.walks[sym].step()
         fault = self._take_fault(v, sym) if v.pending else None
         kind = fault.kind if fault else ""
+        corrupt = kind == "corrupt"
         if v.name == "bybit":
             v.books[sym].sequence += 1
-            frame = self._bybit_frame(v, sym, "delta", bids, asks, corrupt=kind == "corrupt")
+            frame = self._bybit_frame(v, sym, "delta", bids, asks, corrupt=corrupt)
+        elif v.name == "okx":
+            frame = self._okx_frame(v, sym, bids, asks, corrupt, kind == "bad_checksum")
+        elif v.name.startswith("coinbase"):
+            frame = self._coinbase_frame(v, sym, bids, asks, corrupt)
         else:
             frame = self._binance_frame(v, sym, bids, asks, corrupt=kind == "corrupt")
+        advanced = v.name == "coinbase-advanced"
         if kind == "drop":
+            if advanced:
+                for conn in v.conns:
+                    if sym in conn.symbols:
+                        conn.push(_SKIP)
             return
         if kind == "malformed":
             frame = frame[: len(frame) // 2]
         frames: list[str | bytes] = [frame]
         if kind == "duplicate":
-            frames = [frame, frame]
+            frames = [frame, _DUP if advanced else frame]
         elif kind == "reorder":
             v.held[sym] = frame
             return
@@ -626,14 +831,20 @@ class ExchangeSimulator:
                 conn.out.clear()
                 conn.ws.transport.abort()
             for book in v.books.values():
-                book.sequence = 0 if v.name == "bybit" else book.sequence + 10**6
+                book.sequence = {"bybit": 0, "okx": 7}.get(v.name, book.sequence + 10**6)
             if v.name == "bybit":
                 v.fresh.update(v.books)
 
     async def _housekeeping(self, v: _Venue) -> None:
-        """Close connections older than ``max_connection_age``; Bybit-style idle checks."""
+        """Close connections older than ``max_connection_age``; heartbeats once a second."""
+        beat = time.monotonic()
+        counter = 0
         while True:
             await asyncio.sleep(0.05)
+            if time.monotonic() - beat >= 1.0 and not v.stalled:
+                beat = time.monotonic()
+                counter += 1
+                self._heartbeat(v, counter)
             age = self.max_connection_age
             if age:
                 now = time.monotonic()
