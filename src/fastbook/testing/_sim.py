@@ -28,7 +28,7 @@ __all__ = ["BINANCE_VENUES", "VENUES", "ExchangeSimulator", "Fault"]
 
 BINANCE_VENUES = ("binance-spot", "binance-usdm", "binance-coinm")
 #: Venues the simulator serves.
-VENUES = (*BINANCE_VENUES, "bybit", "okx", "coinbase-exchange", "coinbase-advanced")
+VENUES = (*BINANCE_VENUES, "bybit", "okx", "kraken-v2", "coinbase-exchange", "coinbase-advanced")
 #: Stream faults :meth:`ExchangeSimulator.inject` takes.
 STREAM_FAULTS = ("drop", "duplicate", "reorder", "corrupt", "malformed", "disconnect",
                  "restart", "stall", "server_shutdown", "oversized", "bad_checksum")
@@ -112,6 +112,9 @@ class _Conn:
         self.seq = 0                    # Coinbase Advanced sequence_num
         self.last = ""
         self.heartbeats = False
+        # Kraken: the client's view of each symbol (depth, bids, asks) and held frames
+        self.views: dict[str, tuple[int, dict[int, int], dict[int, int]]] = {}
+        self.held: dict[str, str] = {}
 
     def push(self, frame: str | bytes) -> None:
         if not self.closed:
@@ -307,12 +310,20 @@ class ExchangeSimulator:
             v.stalled = False
         self._call(go)
 
-    def truth(self, venue: str, symbol: str) -> dict[str, Any]:
-        """The venue's book now: ``{"bids": [(Decimal, Decimal)...], "asks": ..., "sequence"}``."""
+    def truth(self, venue: str, symbol: str, depth: int | None = None) -> dict[str, Any]:
+        """The venue's book now: ``{"bids": [(Decimal, Decimal)...], "asks": ..., "sequence"}``.
+
+        ``depth`` keeps the best ``depth`` levels per side (what a Kraken client
+        subscribed at that depth holds).
+        """
         v = self._venue(venue)
         if symbol not in v.books:
             raise ValueError(f"truth: {venue} has no symbol {symbol!r}")
-        return self._call(v.books[symbol].snapshot)  # type: ignore[no-any-return]
+        snap: dict[str, Any] = self._call(v.books[symbol].snapshot)
+        if depth is not None:
+            snap["bids"] = snap["bids"][:depth]
+            snap["asks"] = snap["asks"][:depth]
+        return snap
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per venue: connections (open, total), subscriptions, frames, REST answers, weight."""
@@ -409,6 +420,8 @@ class ExchangeSimulator:
             self._bybit_message(v, conn, msg)
         elif v.name == "okx":
             self._okx_message(v, conn, msg)
+        elif v.name == "kraken-v2":
+            self._kraken_message(v, conn, msg)
         elif v.name.startswith("coinbase"):
             self._coinbase_message(v, conn, msg)
         elif "method" in msg:        # Binance live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS
@@ -630,6 +643,148 @@ class ExchangeSimulator:
                                      "checksum": crc, "prevSeqId": prev,
                                      "seqId": book.sequence}]}, separators=(",", ":"))
 
+    # ----- Kraken v2 -------------------------------------------------------------
+    def _kraken_message(self, v: _Venue, conn: _Conn, msg: dict[str, Any]) -> None:
+        method = msg.get("method")
+        req_id = msg.get("req_id")
+        now = _iso(time.time())
+        if method == "ping":
+            conn.push(json.dumps({"method": "pong", "req_id": req_id, "time_in": now,
+                                  "time_out": now}))
+            return
+        params = msg.get("params")
+        if method not in ("subscribe", "unsubscribe") or not isinstance(params, dict):
+            conn.push(json.dumps({"error": "Method not found", "method": method,
+                                  "success": False, "req_id": req_id,
+                                  "time_in": now, "time_out": now}))
+            return
+        channel = params.get("channel")
+        if channel == "instrument":
+            conn.push(json.dumps({"method": method, "result": {"channel": "instrument",
+                                  "snapshot": True}, "success": True, "req_id": req_id,
+                                  "time_in": now, "time_out": now}))
+            if method == "subscribe":
+                conn.heartbeats = True
+                conn.push(self._kraken_instruments(v))
+            return
+        syms = params.get("symbol")
+        depth = params.get("depth", 10)
+        if channel != "book" or not isinstance(syms, list) or depth not in (10, 25, 100, 500,
+                                                                              1000):
+            conn.push(json.dumps({"error": f"bad params {json.dumps(params)[:80]}",
+                                  "method": method, "success": False, "req_id": req_id,
+                                  "time_in": now, "time_out": now}))
+            return
+        for sym in syms:
+            if sym not in v.books:
+                conn.push(json.dumps({"error": "Currency pair not supported", "method": method,
+                                      "success": False, "symbol": sym, "req_id": req_id,
+                                      "time_in": now, "time_out": now}))
+                continue
+            result = {"channel": "book", "depth": depth, "snapshot": True, "symbol": sym}
+            conn.push(json.dumps({"method": method, "result": result, "success": True,
+                                  "req_id": req_id, "time_in": now, "time_out": now}))
+            if method == "subscribe":
+                conn.heartbeats = True
+                conn.symbols.add(sym)
+                v.subscriptions += 1
+                book = v.books[sym]
+                view = (depth, dict(book.sorted_side(True, depth)),
+                        dict(book.sorted_side(False, depth)))
+                conn.views[sym] = view
+                conn.push(self._kraken_frame(v, sym, "snapshot", view,
+                                             book.sorted_side(True, depth),
+                                             book.sorted_side(False, depth)))
+            else:
+                conn.symbols.discard(sym)
+                conn.views.pop(sym, None)
+
+    def _kraken_instruments(self, v: _Venue) -> str:
+        pd, qd = _DECIMALS
+        pairs = [{"symbol": s, "base": s.split("/")[0], "quote": s.split("/")[-1],
+                  "status": "online", "qty_precision": qd, "qty_increment": fmt(1, qd),
+                  "price_precision": pd, "price_increment": fmt(1, pd),
+                  "cost_precision": 5, "qty_min": fmt(1, qd), "marginable": False,
+                  "has_index": True} for s in v.symbols]
+        return json.dumps({"channel": "instrument", "type": "snapshot",
+                           "data": {"assets": [], "pairs": pairs}})
+
+    @staticmethod
+    def kraken_checksum(bids: dict[int, int], asks: dict[int, int], pd: int, qd: int) -> int:
+        """Kraken's CRC32 (unsigned): best 10 asks ascending then best 10 bids descending,
+        each price then qty at the pair's precisions without the point or leading zeros."""
+        parts: list[str] = []
+        for levels in (sorted(asks.items())[:10], sorted(bids.items(), reverse=True)[:10]):
+            for p, q in levels:
+                parts.append(fmt(p, pd).replace(".", "").lstrip("0"))
+                parts.append(fmt(q, qd).replace(".", "").lstrip("0"))
+        return zlib.crc32("".join(parts).encode())
+
+    def _kraken_frame(self, v: _Venue, sym: str, kind: str,
+                      view: tuple[int, dict[int, int], dict[int, int]],
+                      bids: list[tuple[int, int]], asks: list[tuple[int, int]],
+                      corrupt: bool = False, bad_checksum: bool = False) -> str:
+        book = v.books[sym]
+        pd, qd = book.pd, book.qd
+        crc = self.kraken_checksum(view[1], view[2], pd, qd)
+        if bad_checksum:
+            crc ^= 1
+        bt = [f'{{"price":{fmt(p, pd)},"qty":{fmt(q, qd)}}}' for p, q in bids]
+        at = [f'{{"price":{fmt(p, pd)},"qty":{fmt(q, qd)}}}' for p, q in asks]
+        if corrupt:
+            (bt if bt else at)[0] = '{"price":"12x.5","qty":1.0}'
+        ts = "" if kind == "snapshot" else f',"timestamp":"{_iso(time.time())}"'
+        return (f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{sym}",'
+                f'"bids":[{",".join(bt)}],"asks":[{",".join(at)}],"checksum":{crc}{ts}}}]}}')
+
+    @staticmethod
+    def _kraken_diff(side: dict[int, int], view: dict[int, int], depth: int, bid: bool,
+                     changed: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """What Kraken sends one client for one side: deletes of levels gone from the book,
+        then levels new or changed in the top ``depth`` (none for levels pushed out)."""
+        top = dict(sorted(side.items(), reverse=bid)[:depth])
+        out = [(p, 0) for p in view if p not in side]
+        out += [(p, q) for p, q in sorted(top.items(), reverse=bid) if view.get(p) != q]
+        view.clear()
+        view.update(top)
+        return out
+
+    def _kraken_fanout(self, v: _Venue, sym: str, bids: list[tuple[int, int]],
+                       asks: list[tuple[int, int]], kind: str) -> None:
+        book = v.books[sym]
+        book.sequence += 1
+        for conn in v.conns:
+            view = conn.views.get(sym)
+            if view is None:
+                continue
+            depth = view[0]
+            b = self._kraken_diff(book.bids, view[1], depth, True, bids)
+            a = self._kraken_diff(book.asks, view[2], depth, False, asks)
+            if not b and not a:
+                continue
+            frame = self._kraken_frame(v, sym, "update", view, b, a, kind == "corrupt",
+                                       kind == "bad_checksum")
+            if kind == "drop":
+                continue
+            frames: list[str | bytes] = [frame]
+            if kind == "malformed":
+                frames = [frame[: len(frame) // 2]]
+            elif kind == "duplicate":
+                frames = [frame, frame]
+            elif kind == "reorder":
+                conn.held[sym] = frame
+                continue
+            elif kind == "oversized":
+                frames = [frame, json.dumps({"channel": "padding", "data": "x" * (2**20 + 10)})]
+            elif kind == "disconnect":
+                frames = [b"\x00ABORT" + frame.encode()]
+            held = conn.held.pop(sym, None)
+            if held is not None:
+                frames.append(held)
+            for f in frames:
+                conn.push(f)
+            v.frames += len(frames)
+
     # ----- Coinbase -----------------------------------------------------------------
     def _coinbase_message(self, v: _Venue, conn: _Conn, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
@@ -722,6 +877,8 @@ class ExchangeSimulator:
                         "sequence_num": _SEQ,
                         "events": [{"current_time": now, "heartbeat_counter": counter}]}
                 conn.push(json.dumps(body))
+            elif v.name == "kraken-v2":
+                conn.push('{"channel":"heartbeat"}')
             else:
                 for sym in v.symbols:
                     conn.push(json.dumps({"type": "heartbeat", "last_trade_id": counter,
@@ -777,6 +934,9 @@ class ExchangeSimulator:
         bids, asks = v.walks[sym].step()
         fault = self._take_fault(v, sym) if v.pending else None
         kind = fault.kind if fault else ""
+        if v.name == "kraken-v2":
+            self._kraken_fanout(v, sym, bids, asks, kind)
+            return
         corrupt = kind == "corrupt"
         if v.name == "bybit":
             v.books[sym].sequence += 1
