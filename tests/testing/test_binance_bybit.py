@@ -270,3 +270,18 @@ def test_threaded_mode() -> None:
         assert sim.stats()["binance-spot"]["connections"] == 0
     finally:
         sim.stop()
+
+
+def test_stalled_server_accepts_and_never_speaks() -> None:
+    async def go() -> None:
+        async with ExchangeSimulator({"bybit": ["BTCUSDT"]}, rate=100) as sim:
+            sim.inject("bybit", "stall")
+            async with connect(sim.endpoints["bybit"]["ws"]) as ws:
+                await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"],
+                                          "req_id": "1"}))
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 0.5)       # not even the ack
+                await sim.wait_idle()                            # a stall is not "busy"
+                sim.resume("bybit")
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["op"] == "subscribe"
+    run(go())

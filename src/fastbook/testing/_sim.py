@@ -100,8 +100,9 @@ class _Conn:
 
     ids = itertools.count(1)
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, venue: _Venue) -> None:
         self.ws = ws
+        self.venue = venue
         self.id = next(self.ids)
         self.opened = time.monotonic()
         self.symbols: set[str] = set()
@@ -338,8 +339,8 @@ class ExchangeSimulator:
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait until every queued frame was written to every socket."""
         deadline = time.monotonic() + timeout
-        while any(c.out or c.busy for v in self._venues.values() for c in v.conns
-                  if not c.closed):
+        while any(c.out or c.busy for v in self._venues.values() if not v.stalled
+                  for c in v.conns if not c.closed):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"wait_idle: frames still queued after {timeout} s")
             await asyncio.sleep(0.005)
@@ -349,7 +350,7 @@ class ExchangeSimulator:
 
     # ----- websocket sessions -----------------------------------------------------
     async def _session(self, v: _Venue, ws: Any) -> None:
-        conn = _Conn(ws)
+        conn = _Conn(ws, v)
         v.conns.add(conn)
         v.connections += 1
         writer = asyncio.create_task(self._writer(conn))
@@ -369,7 +370,10 @@ class ExchangeSimulator:
         ws = conn.ws
         try:
             while True:
-                while not conn.out:
+                while not conn.out or conn.venue.stalled:
+                    if conn.venue.stalled:          # silent, socket open (acks held too)
+                        await asyncio.sleep(0.01)
+                        continue
                     conn.wake.clear()
                     await conn.wake.wait()
                 frame = conn.out.popleft()
