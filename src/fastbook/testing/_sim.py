@@ -18,9 +18,11 @@ import zlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastbook._extras import require
+from fastbook.testing._capture import CAPTURE_DECIMALS, CAPTURES, Replay, fixed_levels, load_binance
 from fastbook.testing._http import Response, serve_http
 from fastbook.testing._truth import SyntheticWalk, TruthBook, fmt
 
@@ -37,6 +39,8 @@ REST_FAULTS = ("slow", "500", "garbage", "429", "418")
 _REST_PATH = {"binance-spot": "/api/v3/depth", "binance-usdm": "/fapi/v1/depth",
               "binance-coinm": "/dapi/v1/depth"}
 _DECIMALS = (2, 3)          # price, quantity decimals of the synthetic books
+#: the captures in a source checkout (tests/data/l2/cryptofeed)
+_CAPTURE_ROOT = Path(__file__).resolve().parents[3] / "tests" / "data" / "l2" / "cryptofeed"
 
 
 def _spot_weight(limit: int) -> int:
@@ -152,6 +156,17 @@ class _Venue:
         self.rest_pending: list[_Pending] = []
         self.restarts = 0
         self.fresh: set[str] = set()            # Bybit: restarted, next snapshot has u=1
+        self.replay: dict[str, deque[Replay]] | None = None
+
+    def load_capture(self, loaded: dict[str, tuple[dict[str, Any], list[Replay]]]) -> None:
+        """Start each symbol's truth from the capture's snapshot; stream its updates."""
+        self.replay = {}
+        for sym, (snap, updates) in loaded.items():
+            book = TruthBook(*CAPTURE_DECIMALS)
+            book.apply(fixed_levels(snap["bids"]), fixed_levels(snap["asks"]))
+            book.sequence = snap["lastUpdateId"]
+            self.books[sym] = book
+            self.replay[sym] = deque(updates)
 
 
 class ExchangeSimulator:
@@ -160,12 +175,15 @@ class ExchangeSimulator:
     def __init__(self, venues: Mapping[str, Sequence[str]], *, rate: float | None = 1000,
                  source: str = "synthetic", seed: int = 7,
                  max_connection_age: float | None = None, ping_interval: float | None = None,
-                 rest_weight_limit: int = 6000) -> None:
+                 rest_weight_limit: int = 6000, capture_root: str | Path | None = None) -> None:
         unknown = [v for v in venues if v not in VENUES]
         if unknown:
             raise ValueError(f"ExchangeSimulator: unknown venue(s) {unknown}: one of {VENUES}")
-        if source != "synthetic":
-            raise ValueError(f"ExchangeSimulator: source={source!r}: only 'synthetic' so far")
+        if source not in ("synthetic", "capture"):
+            raise ValueError(f"ExchangeSimulator: source={source!r}: 'synthetic' or 'capture'")
+        if source == "capture" and any(v not in CAPTURES for v in venues):
+            raise ValueError(f"ExchangeSimulator: source='capture' replays {sorted(CAPTURES)} "
+                             f"only (the other venues' captures cannot serve them cleanly)")
         if rate is not None and rate <= 0:
             raise ValueError(f"ExchangeSimulator: rate must be > 0 or None, got {rate!r}")
         self.rate = rate
@@ -174,6 +192,10 @@ class ExchangeSimulator:
         self.ping_interval = ping_interval
         self.rest_weight_limit = rest_weight_limit
         self._venues = {v: _Venue(v, syms, seed) for v, syms in venues.items()}
+        if source == "capture":
+            root = capture_root if capture_root is not None else _CAPTURE_ROOT
+            for name, venue in self._venues.items():
+                venue.load_capture(load_binance(name, venue.symbols, Path(root)))
         self.faults: list[Fault] = []
         self.endpoints: dict[str, dict[str, str]] = {}
         self._servers: list[Any] = []
@@ -443,7 +465,8 @@ class ExchangeSimulator:
                 v.subscriptions += 1
 
     def _binance_frame(self, v: _Venue, sym: str, bids: list[tuple[int, int]],
-                       asks: list[tuple[int, int]], corrupt: bool = False) -> str:
+                       asks: list[tuple[int, int]], corrupt: bool = False,
+                       ids: tuple[int, int, int] | None = None) -> str:
         book = v.books[sym]
         pd, qd = book.pd, book.qd
         b = [[fmt(p, pd), fmt(q, qd)] for p, q in bids]
@@ -457,6 +480,8 @@ class ExchangeSimulator:
         else:
             U = last + 1
         u = U + len(b) + len(a) - 1 if (b or a) else U
+        if ids is not None:
+            U, u, last = ids
         book.sequence = u
         now = int(time.time() * 1000)
         data: dict[str, Any] = {"e": "depthUpdate", "E": now}
@@ -894,6 +919,8 @@ class ExchangeSimulator:
         start = time.monotonic()
         sent = 0
         for book in v.books.values():
+            if v.replay is not None:
+                break
             if v.name == "bybit":
                 book.sequence = 1
             else:
@@ -935,7 +962,15 @@ class ExchangeSimulator:
         """Move ``sym``'s book by one message and send it, with the next fault applied."""
         if sym in v.fresh:
             return                      # Bybit after a restart: waits for a subscription
-        bids, asks = v.walks[sym].step()
+        ids = None
+        if v.replay is not None:
+            if not v.replay[sym]:
+                return                      # the capture is exhausted
+            U, u, pu, bids, asks = v.replay[sym].popleft()
+            v.books[sym].apply(bids, asks)
+            ids = (U, u, pu)
+        else:
+            bids, asks = v.walks[sym].step()
         fault = self._take_fault(v, sym) if v.pending else None
         kind = fault.kind if fault else ""
         if v.name == "kraken-v2":
@@ -950,7 +985,7 @@ class ExchangeSimulator:
         elif v.name.startswith("coinbase"):
             frame = self._coinbase_frame(v, sym, bids, asks, corrupt)
         else:
-            frame = self._binance_frame(v, sym, bids, asks, corrupt=kind == "corrupt")
+            frame = self._binance_frame(v, sym, bids, asks, corrupt=kind == "corrupt", ids=ids)
         advanced = v.name == "coinbase-advanced"
         if kind == "drop":
             if advanced:
