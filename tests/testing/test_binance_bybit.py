@@ -285,3 +285,40 @@ def test_stalled_server_accepts_and_never_speaks() -> None:
                 sim.resume("bybit")
                 assert json.loads(await asyncio.wait_for(ws.recv(), 5))["op"] == "subscribe"
     run(go())
+
+
+def test_binance_slow_snapshot_and_418_fault() -> None:
+    async def go() -> None:
+        async with ExchangeSimulator({"binance-usdm": ["BTCUSDT"]}, rate=100) as sim:
+            url = sim.endpoints["binance-usdm"]["rest"] + "/fapi/v1/depth?symbol=BTCUSDT&limit=1000"
+            sim.rest_fault("binance-usdm", "slow", delay=0.3)
+            task = asyncio.create_task(http_get(url))
+            await asyncio.sleep(0.1)
+            assert not task.done()                     # still being delayed
+            s, h, body = await task
+            assert s == 200 and h["X-MBX-USED-WEIGHT-1M"] == "20"
+            assert json.loads(body)["lastUpdateId"] > 0
+            sim.rest_fault("binance-usdm", "418", retry_after=5)
+            s, h, _ = await http_get(url)
+            assert s == 418 and h["Retry-After"] == "5"
+            assert (await http_get(url))[0] == 418         # still banned
+            assert (await http_get(url + "x"))[0] == 418
+            s, _, _ = await http_get(sim.endpoints["binance-usdm"]["rest"] + "/nope")
+            assert s == 418
+    run(go())
+
+
+def test_threaded_mode_serves_a_client_and_takes_faults_from_another_thread() -> None:
+    sim = ExchangeSimulator({"bybit": ["BTCUSDT"]}, rate=200)
+    sim.start()
+    try:
+        async def go() -> None:
+            feed = Bybit(on_error="skip")
+            notices = await bybit_client(sim, feed, ["BTCUSDT"], 60,
+                                         lambda: sim.inject("bybit", "drop"))
+            assert [n.reason for n in notices if n.kind == "resync"] == ["gap"]
+        run(go())
+        assert sim.stats()["bybit"]["connections_total"] == 1
+        assert [f.kind for f in sim.faults] == ["drop"]
+    finally:
+        sim.stop()

@@ -203,6 +203,7 @@ class ExchangeSimulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(10**9)
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ----- lifecycle -------------------------------------------------------------
     async def __aenter__(self) -> ExchangeSimulator:
@@ -1052,4 +1053,6 @@ class ExchangeSimulator:
                         self._log(v, None, "max_connection_age", f"conn {conn.id}")
                         conn.closed = True
                         conn.out.clear()
-                        await conn.ws.close(1000, "connection age limit")
+                        task = asyncio.create_task(conn.ws.close(1000, "connection age limit"))
+                        self._closing.add(task)
+                        task.add_done_callback(self._closing.discard)
