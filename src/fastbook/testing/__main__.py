@@ -43,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0,
                    help="messages/s per symbol; 0: as fast as the sockets take them")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--levels", type=int, nargs=2, default=(10, 20), metavar=("MIN", "MAX"),
+                   help="levels changed per synthetic message (default 10 20)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop (the [fast] extra)")
     a = p.parse_args(argv)
     try:
-        sim = ExchangeSimulator(_venues(a.venues), rate=a.rate or None, seed=a.seed)
+        sim = ExchangeSimulator(_venues(a.venues), rate=a.rate or None, seed=a.seed,
+                                levels_per_message=tuple(a.levels))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -130,7 +130,8 @@ class _Conn:
 class _Venue:
     """Shared state of one venue: books, connections, counters, pending faults."""
 
-    def __init__(self, name: str, symbols: Sequence[str], seed: int) -> None:
+    def __init__(self, name: str, symbols: Sequence[str], seed: int,
+                 changes: tuple[int, int] = (10, 20)) -> None:
         self.name = name
         self.symbols = list(symbols)
         self.books: dict[str, TruthBook] = {}
@@ -138,8 +139,9 @@ class _Venue:
         for i, s in enumerate(self.symbols):
             book = TruthBook(*_DECIMALS)
             self.books[s] = book
-            self.walks[s] = SyntheticWalk(book, seed * 1000 + i + hash(name) % 997,
-                                          width=45 if name == "bybit" else 150)
+            # crc32, not hash(): str hashes change per process, the walk must not
+            self.walks[s] = SyntheticWalk(book, seed * 1000 + i + zlib.crc32(name.encode()),
+                                          width=45 if name == "bybit" else 150, changes=changes)
         self.conns: set[_Conn] = set()
         self.pending: list[_Pending] = []
         self.held: dict[str, str] = {}          # reorder: frame held until the next one
@@ -175,7 +177,8 @@ class ExchangeSimulator:
     def __init__(self, venues: Mapping[str, Sequence[str]], *, rate: float | None = 1000,
                  source: str = "synthetic", seed: int = 7,
                  max_connection_age: float | None = None, ping_interval: float | None = None,
-                 rest_weight_limit: int = 6000, capture_root: str | Path | None = None) -> None:
+                 rest_weight_limit: int = 6000, capture_root: str | Path | None = None,
+                 levels_per_message: tuple[int, int] = (10, 20)) -> None:
         unknown = [v for v in venues if v not in VENUES]
         if unknown:
             raise ValueError(f"ExchangeSimulator: unknown venue(s) {unknown}: one of {VENUES}")
@@ -191,7 +194,11 @@ class ExchangeSimulator:
         self.max_connection_age = max_connection_age
         self.ping_interval = ping_interval
         self.rest_weight_limit = rest_weight_limit
-        self._venues = {v: _Venue(v, syms, seed) for v, syms in venues.items()}
+        lo, hi = levels_per_message
+        if not 1 <= lo <= hi:
+            raise ValueError(f"ExchangeSimulator: levels_per_message {levels_per_message!r} "
+                             f"is not (min, max) with 1 <= min <= max")
+        self._venues = {v: _Venue(v, syms, seed, (lo, hi)) for v, syms in venues.items()}
         if source == "capture":
             root = capture_root if capture_root is not None else _CAPTURE_ROOT
             for name, venue in self._venues.items():
@@ -485,18 +492,16 @@ class ExchangeSimulator:
             U, u, last = ids
         book.sequence = u
         now = int(time.time() * 1000)
-        data: dict[str, Any] = {"e": "depthUpdate", "E": now}
-        if futures:
-            data["T"] = now
-        data["s"] = sym
-        data["U"] = U
-        data["u"] = u
-        if futures:
-            data["pu"] = last
-        data["b"] = b
-        data["a"] = a
-        return json.dumps({"stream": f"{sym.lower()}@depth@100ms", "data": data},
-                          separators=(",", ":"))
+        # written by hand (the hot path): the same text json.dumps gives with tight separators
+        bt = ",".join(f'["{p}","{q}"]' for p, q in b)
+        at = ",".join(f'["{p}","{q}"]' for p, q in a)
+        if corrupt:
+            bt = json.dumps(b, separators=(",", ":"))[1:-1]
+            at = json.dumps(a, separators=(",", ":"))[1:-1]
+        times = f'"E":{now},"T":{now}' if futures else f'"E":{now}'
+        ids_text = f'"U":{U},"u":{u},"pu":{last}' if futures else f'"U":{U},"u":{u}'
+        return (f'{{"stream":"{sym.lower()}@depth@100ms","data":{{"e":"depthUpdate",{times},'
+                f'"s":"{sym}",{ids_text},"b":[{bt}],"a":[{at}]}}}}')
 
     def _rest_handler(self, v: _Venue) -> Any:
         async def handler(method: str, path: str, query: dict[str, str]) -> Response:

@@ -100,11 +100,12 @@ class SyntheticWalk:
                 asks[mid] = 0
             if move < 0 and mid in book.bids:
                 bids[mid] = 0
-            lo, hi = mid - self.width, mid + self.width
-            for p in [p for p in book.bids if p < lo]:
-                bids[p] = 0
-            for p in [p for p in book.asks if p > hi]:
-                asks[p] = 0
+            # levels only ever live within width ticks of the mid: a move of one tick
+            # pushes at most the one level at the far edge out of the window
+            if move > 0 and mid - self.width - 1 in book.bids:
+                bids[mid - self.width - 1] = 0
+            if move < 0 and mid + self.width + 1 in book.asks:
+                asks[mid + self.width + 1] = 0
         mid = self.mid
         for _ in range(rng.randint(*self.changes)):
             off = int(rng.expovariate(1 / 12)) % self.width + 1
