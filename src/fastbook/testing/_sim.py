@@ -476,9 +476,10 @@ class ExchangeSimulator:
                        asks: list[tuple[int, int]], corrupt: bool = False,
                        ids: tuple[int, int, int] | None = None) -> str:
         book = v.books[sym]
-        pd, qd = book.pd, book.qd
-        b = [[fmt(p, pd), fmt(q, qd)] for p, q in bids]
-        a = [[fmt(p, pd), fmt(q, qd)] for p, q in asks]
+        qd = book.qd
+        pt = book.price_text
+        b = [[pt(p), fmt(q, qd)] for p, q in bids]
+        a = [[pt(p), fmt(q, qd)] for p, q in asks]
         if corrupt:
             (b if b else a)[0][0] = "12x.5"
         last = book.sequence

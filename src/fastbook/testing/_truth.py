@@ -30,6 +30,16 @@ class TruthBook:
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
         self.sequence = 0
+        self._ptext: dict[int, str] = {}
+
+    def price_text(self, price: int) -> str:
+        """``fmt(price, pd)``, cached (prices repeat; this is the simulator's hot path)."""
+        text = self._ptext.get(price)
+        if text is None:
+            if len(self._ptext) > 100_000:
+                self._ptext.clear()
+            text = self._ptext[price] = fmt(price, self.pd)
+        return text
 
     def apply(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
         """Set absolute sizes; a size of 0 removes the level."""
@@ -77,6 +87,8 @@ class SyntheticWalk:
         self.mid = start
         self.changes = changes
         rng = self.rng
+        self._random = rng.random
+        self._qscale: int = 10 ** max(book.qd - 3, 0)
         for i in range(1, width + 1):
             if rng.random() < 0.8 or i <= 2:
                 book.bids[start - i] = self._qty()
@@ -84,7 +96,7 @@ class SyntheticWalk:
                 book.asks[start + i] = self._qty()
 
     def _qty(self) -> int:
-        return int(self.rng.randint(1, 50_000) * 10 ** max(self.book.qd - 3, 0))
+        return (int(self._random() * 50_000) + 1) * self._qscale
 
     def step(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Apply one message's worth of changes to the book and return them (bids, asks)."""
