@@ -37,7 +37,8 @@ def subscribe(venue: str, syms: list[str]) -> list[Any]:
 
 
 async def client(sim: ExchangeSimulator, venue: str, feed: Any, syms: list[str],
-                 messages: int, during: Any = None, raw: list[str] | None = None) -> list[Any]:
+                 messages: int, during: Any = None,
+                 raw: list[str | bytes] | None = None) -> list[Any]:
     """Subscribe, feed ``messages`` frames (calling ``during`` after the 10th), pause, drain."""
     notices: list[Any] = []
     async with connect(sim.endpoints[venue]["ws"]) as ws:
@@ -78,7 +79,7 @@ def test_inband_syncs_to_truth(venue: str) -> None:
     async def go() -> None:
         async with ExchangeSimulator({venue: SYMS[venue]}, rate=200, seed=4) as sim:
             feed = FEEDS[venue](on_error="skip")
-            raw: list[str] = []
+            raw: list[str | bytes] = []
             await client(sim, venue, feed, SYMS[venue], 150, raw=raw)
             for sym in SYMS[venue]:
                 assert feed.is_synced(sym)
