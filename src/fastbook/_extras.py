@@ -25,7 +25,7 @@ EXTRAS = {
     "pandas": "pandas: to_pandas()",
     "gzip": "isal: a faster gunzip",
     "zstd": "zstandard: zstd input and captures (Python < 3.14)",
-    "live": "websockets: the live websocket driver",
+    "live": "websockets: live feeds and the loopback exchange simulator",
     "fast": "picows: the live driver's fast websocket transport (with uvloop)",
 }
 
