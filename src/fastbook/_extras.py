@@ -25,6 +25,7 @@ EXTRAS = {
     "pandas": "pandas: to_pandas()",
     "gzip": "isal: a faster gunzip",
     "zstd": "zstandard: zstd input and captures (Python < 3.14)",
+    "metrics": "prometheus-client: Prometheus export of the live driver's stats",
 }
 
 

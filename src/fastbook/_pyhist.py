@@ -71,7 +71,7 @@ def _indices(v: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     e[big] = np.frexp(clipped[big].astype(np.float64))[1] - 1
     over = big & ((np.int64(1) << e) > clipped)
     e[over] -= 1
-    out = clipped.copy()
+    out: npt.NDArray[np.int64] = clipped.copy()
     shift = e[big] - SUB_BITS
     out[big] = ((e[big] - SUB_BITS + 1) << SUB_BITS) + ((clipped[big] >> shift) - _SUB)
     return out
@@ -171,7 +171,7 @@ class LatencyHistogram:
     @property
     def buckets(self) -> npt.NDArray[np.int64]:
         """The bucket counts: a read-only int64 numpy view (``NBUCKETS`` long)."""
-        view = self._counts.view()
+        view: npt.NDArray[np.int64] = self._counts.view()
         view.flags.writeable = False
         return view
 
