@@ -80,6 +80,7 @@ def extension(name: str) -> Extension:
 EXTENSIONS = [
     extension("fastbook._core"),
     extension("fastbook._l3"),
+    extension("fastbook._hist"),
     # Codec kernels: every src/fastbook/codecs/_*.pyx is one extension.
     *(extension("fastbook.codecs." + os.path.basename(p)[: -len(".pyx")])
       for p in sorted(glob.glob("src/fastbook/codecs/_*.pyx"))),

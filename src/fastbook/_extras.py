@@ -27,6 +27,7 @@ EXTRAS = {
     "zstd": "zstandard: zstd input and captures (Python < 3.14)",
     "live": "websockets: live feeds and the loopback exchange simulator",
     "fast": "picows: the live driver's fast websocket transport (with uvloop)",
+    "metrics": "prometheus-client: Prometheus export of the live driver's stats",
 }
 
 
