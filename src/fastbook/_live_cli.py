@@ -108,8 +108,10 @@ def summary(feed: Any) -> dict[str, Any]:
             "transport": st["transport"]}
 
 
-async def run_live(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
+async def run_live(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
     import asyncio
+
+    out = sys.stdout if out is None else out
 
     import fastbook as fb
 

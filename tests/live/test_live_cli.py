@@ -59,8 +59,8 @@ def test_live_json_summary(okx_server, capsys):
 def test_live_table_is_printed(okx_server, capsys):
     status = main(["live", "okx:BTC-USDT", "--endpoint", f"okx={okx_server.url}",
                    "--duration", "1.2", "--refresh", "0.5"])
-    out = capsys.readouterr().out
-    assert status == 0
+    out, err = capsys.readouterr()
+    assert status == 0, err
     assert "venue" in out and "BTC-USDT" in out and "live" in out and "30236.1" in out
 
 

@@ -85,7 +85,7 @@ class LiveBooks:
                                stale_after_s=stale_after_s, latency=latency)
         recorder = None
         if record is not None:
-            recorder = _recorder(record, books, depth, endpoints)
+            recorder = _make_recorder(record, books, depth, endpoints)
         self.driver = Driver(self.session, endpoints=endpoints, transport=transport,
                              max_attempts=max_attempts, backoff_s=backoff_s,
                              backoff_cap_s=backoff_cap_s, recorder=recorder,
@@ -281,7 +281,7 @@ def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def _recorder(target: Any, books: list[tuple[str, str, str]], depth: int | None,
+def _make_recorder(target: Any, books: list[tuple[str, str, str]], depth: int | None,
               endpoints: dict[str, Any]) -> Any:
     if hasattr(target, "received"):
         return target

@@ -116,6 +116,11 @@ class Recorder:
             self._thread.start()
 
     # -- the calls of CaptureWriter ----------------------------------------
+    def write(self, kind: str, payload: Any = b"", recv_ns: int | None = None, *,
+              conn: int = 0, url: str = "", binary: bool = False) -> None:
+        """Append one record of any kind, as :meth:`CaptureWriter.write` does."""
+        self._put(kind, payload, recv_ns, conn, url, binary)
+
     def received(self, conn: int, payload: Any, recv_ns: int | None = None, *,
                  binary: bool = False) -> None:
         """A message received on connection ``conn``."""
