@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import threading
@@ -12,9 +11,9 @@ import pytest
 
 pytest.importorskip("websockets")
 
-from fastbook.cli import main  # noqa: E402
-from fastbook.live._record import replay_recording  # noqa: E402
-from tests.live.servers import CaptureServer, capture_frames  # noqa: E402
+from fastbook.cli import main
+from fastbook.live._record import replay_recording
+from tests.live.servers import CaptureServer, capture_frames
 
 OKX = os.path.join(os.path.dirname(__file__), "..", "data", "l2", "cryptofeed", "OKX.ws.1.0.gz")
 

@@ -263,7 +263,9 @@ class Session:
             return
         if len(feed.errors) != errors:
             self.venue_counts[c.venue]["errors"] += 1
-            self._error(c, feed.errors[-1])
+            err = feed.errors[-1]
+            self._error(c, err)
+            notices = list(notices) + self._refused(c, err)
         if notices:
             self._notices(c, notices, recv_ns)
         s = c.touched(feed)                                 # type: ignore[attr-defined]
@@ -290,6 +292,28 @@ class Session:
         if self.on_notice is not None:
             self.on_notice(LiveNotice(t.venue, t.symbol, s.ts, recv_ns, applied, changed,
                                       t.state, s.last_seq))
+
+    def _refused(self, c: Conn, err: Any) -> list[Any]:
+        """A refused book message of a synced symbol may have carried real changes: the
+        book is known to have missed them, so it is rebuilt (on venues with sequence
+        numbers the gap check would say so one message later; Coinbase Exchange has none)."""
+        native = getattr(err, "symbol", "")
+        if not native and c.venue == "coinbase-exchange":
+            # an unreadable frame may have been any product's update, and nothing would
+            # ever tell: every book of the connection is rebuilt
+            out: list[Any] = []
+            for n in c.feed.symbols:
+                if c.feed.is_synced(n):
+                    out += c.feed._resync(c.feed.symbol_state(n), "malformed", None,
+                                          f"an unreadable message was refused: {err}")
+            return out
+        if not native or native not in c.feed.symbols or not c.feed.is_synced(native) \
+                or "duplicate or out-of-order" in str(err):   # its sequence says: nothing new
+            return []
+        self.venue_counts[c.venue]["refused_resyncs"] += 1
+        notices: list[Any] = c.feed._resync(c.feed.symbol_state(native), "malformed", None,
+                                            f"a book message was refused: {err}")
+        return notices
 
     def rest(self, conn_id: int, native: str, body: bytes | str, recv_ns: int) -> None:
         """A REST snapshot body for ``native``, fetched for connection ``conn_id``."""
