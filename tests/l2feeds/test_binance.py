@@ -378,6 +378,20 @@ def test_spot_sync_rules(kernel: str) -> None:
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+def test_a_book_the_caller_knows_wrong_is_discarded(kernel: str) -> None:
+    feed = synced_spot(kernel=kernel)
+    resyncs = feed.counts("BTCUSDT")["resyncs"]
+    notices = feed.discard("BTCUSDT", "malformed", "a frame was refused")
+    assert [(n.kind, n.reason, n.detail) for n in notices][:1] == [
+        ("resync", "malformed", "a frame was refused")]
+    assert [n.kind for n in notices] == ["resync", "request_snapshot"]  # Binance: a snapshot
+    assert not feed.is_synced("BTCUSDT") and len(feed.book("BTCUSDT")) == 0
+    assert feed.counts("BTCUSDT")["resyncs"] == resyncs + 1
+    with pytest.raises(KeyError):
+        feed.discard("ETHUSDT")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_duplicate_and_out_of_order_are_refused(kernel: str) -> None:
     feed = synced_spot(kernel=kernel)
     feed.feed(depth("BTCUSDT", 102, 103, [("10.00", "7")]))
@@ -386,7 +400,7 @@ def test_duplicate_and_out_of_order_are_refused(kernel: str) -> None:
         feed.feed(depth("BTCUSDT", 102, 103, [("10.00", "9")]))      # duplicate
     assert (exc.value.venue, exc.value.symbol, exc.value.sequence) == \
         ("binance-spot", "BTCUSDT", 103)
-    assert "out-of-order" in str(exc.value)
+    assert "out-of-order" in str(exc.value) and exc.value.duplicate
     assert state(feed) == before
     skip = synced_spot(kernel=kernel, on_error="skip")
     skip.feed(depth("BTCUSDT", 102, 103, [("10.00", "7")]))
@@ -396,6 +410,7 @@ def test_duplicate_and_out_of_order_are_refused(kernel: str) -> None:
     c = skip.counts("BTCUSDT")
     assert (c["out_of_order"], c["malformed"], c["dropped"]) == (2, 2, 2)
     assert [e.sequence for e in skip.errors] == [101, 103]
+    assert all(e.duplicate for e in skip.errors)       # refusing them lost nothing
     assert skip.is_synced("BTCUSDT")
     # an overlap is not a continuation: resync
     notices = skip.feed(depth("BTCUSDT", 103, 105, [("10.00", "9")]))

@@ -56,6 +56,7 @@ def test_gap_duplicate_and_restart(kernel: str) -> None:
     c = feed.counts("BTCUSDT")
     assert (c["out_of_order"], c["malformed"], c["dropped"]) == (2, 2, 2)
     assert [e.sequence for e in feed.errors] == [101, 99]
+    assert all(e.duplicate for e in feed.errors)
     assert all(e.symbol == "BTCUSDT" and e.venue == "bybit" for e in feed.errors)
     n = feed.feed(msg("delta", 103, [("16494.00", "9")]))                # 102 lost
     assert [(x.kind, x.reason, x.sequence) for x in n] == [("resync", "gap", 103),

@@ -15,6 +15,17 @@ from typing import Any
 from fastbook.capture import read_capture
 
 
+async def until(pred: Any, timeout: float = 15.0) -> bool:
+    """Poll ``pred()`` every 10 ms until it is true (True) or ``timeout`` s pass (False)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 def capture_frames(path: str) -> list[str]:
     return [r.payload.decode() for r in read_capture(path) if r.kind == "recv"]
 

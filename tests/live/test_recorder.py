@@ -57,6 +57,21 @@ def test_rotation_keeps_every_record_once(tmp_path, compression, threaded):
             assert limit < os.path.getsize(path) < limit + 2_000
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+@pytest.mark.parametrize("threaded", [True, False])
+def test_flush_makes_every_record_readable_while_recording(tmp_path, compression, threaded):
+    rec = Recorder(tmp_path, compression=compression, threaded=threaded)
+    expected = write_many(rec, 200)
+    rec.flush()
+    # the part is still open; a reader sees everything written before the flush
+    got = [(r.kind, r.recv_ns, r.conn, r.url, r.payload) for r in CaptureReader(rec.files[-1])]
+    assert got == expected
+    rec.received(1, b"after", recv_ns=10_000)
+    rec.close()
+    assert [r.payload for r in read_recording(tmp_path)][-1] == b"after"
+    rec.flush()                                    # after close: nothing to do, no error
+
+
 def test_rotation_by_age_and_numbering_continues(tmp_path):
     rec = Recorder(tmp_path, max_seconds=1e-9, compression="none", threaded=False)
     rec.received(1, b"a", recv_ns=1)

@@ -128,11 +128,13 @@ class FeedError(DecodeError):
 
     ``venue``, ``symbol`` (native form, or ``""`` when unknown) and ``sequence``
     (the venue's update id when known, else ``None``) are attributes; the message
-    starts with them.
+    starts with them. ``duplicate`` is true when the message's own sequence number
+    proves it old (at or below the book's): refusing it loses nothing, so a driver
+    need not rebuild the book for it.
     """
 
     def __init__(self, message: str, *, venue: str, symbol: str = "",
-                 sequence: int | None = None) -> None:
+                 sequence: int | None = None, duplicate: bool = False) -> None:
         where = venue + (f" {symbol}" if symbol else "")
         if sequence is not None:
             where += f" seq {sequence}"
@@ -140,6 +142,7 @@ class FeedError(DecodeError):
         self.venue = venue
         self.symbol = symbol
         self.sequence = sequence
+        self.duplicate = duplicate
 
 
 @dataclass(frozen=True)
@@ -437,6 +440,16 @@ class L2Feed:
 
     def _forgotten(self, native: str) -> None:
         """A venue's own clean-up of a forgotten symbol (its scanners' registrations)."""
+
+    def discard(self, native: str, reason: str = "discarded", detail: str = "") -> list[Notice]:
+        """Discard ``native``'s book because the caller knows it is wrong, and start over.
+
+        For a driver that refused a message the feed never saw (an unreadable frame
+        that may have carried this symbol's changes): the book is cleared, counted as
+        a resync, and the notices say how to recover (a REST snapshot or a
+        resubscribe), exactly as after a gap the feed found itself.
+        """
+        return self._resync(self.symbol_state(native), reason, None, detail)
 
     def _resync(self, s: SymbolSync, reason: str, sequence: int | None = None,
                 detail: str = "") -> list[Notice]:

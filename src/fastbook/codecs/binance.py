@@ -292,7 +292,7 @@ class _Binance(ScannedFeed):
                 self._fail(FeedError(
                     f"duplicate or out-of-order update U={update[0]} u={update[1]} while "
                     f"buffering (last buffered u={buf[-1][1]})", venue=self.venue,
-                    symbol=s.native, sequence=update[1]), s)
+                    symbol=s.native, sequence=update[1], duplicate=True), s)
                 return []
             # a gap inside the buffer: nothing before it can ever be bridged
             c["gaps"] += 1
@@ -341,7 +341,7 @@ class _Binance(ScannedFeed):
             c["out_of_order"] += 1
             self._fail(FeedError(f"duplicate or out-of-order update U={U} u={u}: the book is "
                                  f"at u={last}", venue=self.venue, symbol=s.native,
-                                 sequence=u), s)
+                                 sequence=u, duplicate=True), s)
             return []
         c["gaps"] += 1
         what = f"pu={pu} != last u={last}" if self.futures else f"U={U} != last u+1={last + 1}"

@@ -117,9 +117,9 @@ class Bybit(ScannedFeed):
         return Instrument(self.venue, native, native, pd, qd, kind=kind)
 
     def _error(self, text: str, s: SymbolSync | None = None, symbol: str = "",
-               seq: int | None = None) -> list[Notice]:
+               seq: int | None = None, duplicate: bool = False) -> list[Notice]:
         self._fail(FeedError(text, venue=self.venue, symbol=s.native if s else symbol,
-                             sequence=seq), s)
+                             sequence=seq, duplicate=duplicate), s)
         return []
 
     # --- messages ----------------------------------------------------------------------
@@ -195,7 +195,7 @@ class Bybit(ScannedFeed):
             c["dropped"] += 1
             c["out_of_order"] += 1
             return self._error(f"duplicate or out-of-order delta u={u}: the book is at u={last}",
-                               s, seq=u)
+                               s, seq=u, duplicate=True)
         c["gaps"] += 1
         return self._resync(s, "gap", u, f"u={u} after u={last}")
 

@@ -217,9 +217,11 @@ class CoinbaseAdvanced(_Coinbase):
                 notices += self._resync(s, reason, seq, detail)
         return notices
 
-    def _error(self, text: str, symbol: str = "", seq: int | None = None) -> list[Notice]:
+    def _error(self, text: str, symbol: str = "", seq: int | None = None,
+               duplicate: bool = False) -> list[Notice]:
         s = self._symbols.get(symbol) if symbol else None
-        self._fail(FeedError(text, venue=self.venue, symbol=symbol, sequence=seq), s)
+        self._fail(FeedError(text, venue=self.venue, symbol=symbol, sequence=seq,
+                             duplicate=duplicate), s)
         return []
 
     def feed(self, message: bytes | str, recv_ns: int = 0, /, *,
@@ -269,7 +271,7 @@ class CoinbaseAdvanced(_Coinbase):
                     self.counts_total["out_of_order"] += 1
                     self.counts_total["dropped"] += 1
                     return self._error(f"duplicate or out-of-order message: sequence_num {seq} "
-                                       f"after {last}", seq=seq)
+                                       f"after {last}", seq=seq, duplicate=True)
                 else:
                     self.counts_total["gaps"] += 1
                     notices += self._conn_resync(connection, "gap", seq,

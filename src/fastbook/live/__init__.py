@@ -275,7 +275,7 @@ def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
         try:
             import uvloop
 
-            return uvloop.new_event_loop()    # type: ignore[no-any-return]
+            return uvloop.new_event_loop()
         except ImportError:
             pass
     return asyncio.new_event_loop()
@@ -291,6 +291,10 @@ def _make_recorder(target: Any, books: list[tuple[str, str, str]], depth: int | 
                                       "depth": depth, "endpoints": endpoints})
 
 
+#: A venue's summary state is its least healthy book's, in this order (worst first).
+_WORST_FIRST = ("down", "stale", "resyncing", "syncing", "connecting", "live")
+
+
 def _stats(feed: LiveBooks) -> dict[str, Any]:
     s = feed.session
     d = feed.driver
@@ -302,12 +306,11 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
         vc = s.venue_counts[venue]
         venues[venue] = {
             "state": "down" if venue in s.down else
-                     ("live" if states and all(x == "live" for x in states) else
-                      (min(states) if states else "connecting")),
+                     (min(states, key=_WORST_FIRST.index) if states else "connecting"),
             "down_reason": s.down.get(venue, ""),
             "connections": len(conns),
             "messages": sum(c.frames for c in conns) + vc.get("frames_closed", 0),
-            "bytes": sum(c.bytes for c in conns),
+            "bytes": sum(c.bytes for c in conns) + vc.get("bytes_closed", 0),
             "errors": vc.get("errors", 0), "resyncs": vc.get("resyncs", 0),
             "disconnects": vc.get("disconnects", 0),
             **d.venue_stats.get(venue, {}),

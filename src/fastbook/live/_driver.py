@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -142,7 +141,8 @@ class Driver:
         self._http: Any = None
         self._sched: dict[str, Any] = {}
         self.venue_stats: dict[str, dict[str, Any]] = {}
-        self.running = False
+        self._by_symbol: dict[tuple[str, str], Any] = {}
+        self._running = False
         session.on_notice = self._notice
 
     # --- notices to consumers --------------------------------------------------------
@@ -165,11 +165,12 @@ class Driver:
         """Record applied -> consumer latency for a notice a consumer just took."""
         if n.kind != "update":
             return
-        for t in self.session.tracks.values():
-            if t.venue == n.venue and t.symbol == n.symbol:
-                if t.hist:
-                    t.hist["applied_to_consumer"].record(time.time_ns() - n.applied_ns)
-                return
+        t = self._by_symbol.get((n.venue, n.symbol))
+        if t is None:                      # the session's tracks, by the notices' names
+            self._by_symbol = {(t.venue, t.symbol): t for t in self.session.tracks.values()}
+            t = self._by_symbol.get((n.venue, n.symbol))
+        if t is not None and t.hist:
+            t.hist["applied_to_consumer"].record(time.time_ns() - n.applied_ns)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -178,8 +179,17 @@ class Driver:
         return self.endpoints.get(venue, {}).get(kind) or (rules.ws if kind == "ws"
                                                            else rules.rest)
 
+    @property
+    def running(self) -> bool:
+        """Between :meth:`start` and :meth:`stop` (a property: the tasks' loops re-read it)."""
+        return self._running
+
+    def stopped(self) -> bool:
+        """After :meth:`stop` began (a call, so that checks after an ``await`` re-read it)."""
+        return not self._running
+
     async def start(self) -> None:
-        self.running = True
+        self._running = True
         by_venue: dict[str, list[str]] = {}
         for (venue, native) in self.session.tracks:
             by_venue.setdefault(venue, []).append(native)
@@ -200,7 +210,7 @@ class Driver:
         return task
 
     async def stop(self) -> None:
-        self.running = False
+        self._running = False
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -220,7 +230,7 @@ class Driver:
     # --- connections -----------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.backoff_cap_s, self.backoff_s * (2 ** max(attempt - 1, 0)))
+        cap = min(self.backoff_cap_s, self.backoff_s * 2.0 ** max(attempt - 1, 0))
         return cap * (0.5 + 0.5 * self.rng.random())        # jitter in [cap/2, cap]
 
     async def _shard(self, venue: str, natives: list[str]) -> None:
@@ -250,7 +260,7 @@ class Driver:
                 if adopted is None:
                     break
                 c = adopted                      # a standby replaced it (make-before-break)
-            if not self.running:
+            if self.stopped():
                 return
             vs["reconnects"] += 1
             if time.monotonic() - started >= self.stable_s:
@@ -420,7 +430,7 @@ class Driver:
                     vs["last_failure"] = f"snapshot {a.native}: HTTP {resp.status}"
                     await asyncio.sleep(self._backoff(attempt))
                     continue
-                if not c.open:
+                if self.session.conns.get(c.id) is not c:     # closed while fetching
                     return
                 now = time.time_ns()
                 vs["snapshots"] += 1
@@ -507,9 +517,3 @@ class _NoLock:
 
 
 _NOLOCK = _NoLock()
-
-
-def run_in_thread(target: Callable[[], Any]) -> threading.Thread:
-    t = threading.Thread(target=target, name="fastbook-live", daemon=True)
-    t.start()
-    return t

@@ -173,6 +173,14 @@ class Recorder:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if isinstance(item, threading.Event):     # flush(): everything before it is out
+                try:
+                    if self._writer is not None and self._error is None:
+                        self._writer.flush()
+                except BaseException as exc:
+                    self._error = exc
+                item.set()
+                continue
             if self._error is not None:
                 self._lost += 1             # after a write error: counted, never written
                 continue
@@ -214,6 +222,21 @@ class Recorder:
         self._started = time.monotonic()
         self.files.append(path)
         return self._writer
+
+    def flush(self, timeout: float | None = 10.0) -> None:
+        """Write out every record given so far to the current part's file (a reader
+        then sees them all); re-raise a writer error."""
+        if self._closed:
+            return
+        if self._thread is not None and self._queue is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            if not done.wait(timeout):
+                raise TimeoutError(f"the recorder's writer did not flush within {timeout} s")
+        elif self._writer is not None:
+            self._writer.flush()
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> None:
         """Write out everything queued, close the last part; re-raise a writer error."""

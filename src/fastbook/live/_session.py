@@ -101,6 +101,8 @@ class Conn:
     bytes: int = 0
     open: bool = True
     standby: bool = False       # opened to replace another (make-before-break)
+    touched: Any = None         # which symbols a frame touched (set by Session.open)
+    coinbase: bool = False      # Coinbase Advanced: sequence numbers per connection
 
 
 @dataclass(eq=False)
@@ -187,8 +189,8 @@ class Session:
         now = self.clock() if t_ns is None else t_ns
         c = Conn(conn_id, venue, list(natives), feed, url, now, now, standby=standby)
         c.touched = _touched_scanned if getattr(feed, "_scan", None) is not None \
-            and venue != "coinbase-advanced" else _touched_last   # type: ignore[attr-defined]
-        c.coinbase = venue == "coinbase-advanced"                  # type: ignore[attr-defined]
+            and venue != "coinbase-advanced" else _touched_last
+        c.coinbase = venue == "coinbase-advanced"
         self.conns[conn_id] = c
         self.venue_counts[venue]["connections_opened"] += 1
         self.down.pop(venue, None)
@@ -207,7 +209,10 @@ class Session:
             return
         c.open = False
         now = self.clock() if t_ns is None else t_ns
-        self.venue_counts[c.venue]["disconnects"] += 1
+        vc = self.venue_counts[c.venue]
+        vc["disconnects"] += 1
+        vc["frames_closed"] += c.frames          # the venue's totals outlive its connections
+        vc["bytes_closed"] += c.bytes
         for n in c.natives:
             t = self.tracks[(c.venue, n)]
             t.retired.update(c.feed.counts(n) if n in c.feed.symbols else {})
@@ -253,7 +258,7 @@ class Session:
         feed = c.feed
         errors = len(feed.errors)
         try:
-            if c.coinbase:                                  # type: ignore[attr-defined]
+            if c.coinbase:
                 notices = feed.feed(payload, recv_ns, connection=conn_id)
             else:
                 notices = feed.feed(payload, recv_ns)
@@ -268,7 +273,7 @@ class Session:
             notices = list(notices) + self._refused(c, err)
         if notices:
             self._notices(c, notices, recv_ns)
-        s = c.touched(feed)                                 # type: ignore[attr-defined]
+        s = c.touched(feed)
         if s is None:
             return
         t = self.tracks.get((c.venue, s.native))
@@ -304,14 +309,14 @@ class Session:
             out: list[Any] = []
             for n in c.feed.symbols:
                 if c.feed.is_synced(n):
-                    out += c.feed._resync(c.feed.symbol_state(n), "malformed", None,
+                    out += c.feed.discard(n, "malformed",
                                           f"an unreadable message was refused: {err}")
             return out
         if not native or native not in c.feed.symbols or not c.feed.is_synced(native) \
-                or "duplicate or out-of-order" in str(err):   # its sequence says: nothing new
+                or getattr(err, "duplicate", False):   # its sequence says: nothing new
             return []
         self.venue_counts[c.venue]["refused_resyncs"] += 1
-        notices: list[Any] = c.feed._resync(c.feed.symbol_state(native), "malformed", None,
+        notices: list[Any] = c.feed.discard(native, "malformed",
                                             f"a book message was refused: {err}")
         return notices
 

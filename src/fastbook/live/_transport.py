@@ -144,7 +144,7 @@ class _Picows(Transport):
         close = picows.WSMsgType.CLOSE
         now = time.time_ns
 
-        class Listener(picows.WSListener):  # type: ignore[misc]
+        class Listener(picows.WSListener):
             parts: list[bytes] | None = None
             part_text = False
 
