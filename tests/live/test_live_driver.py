@@ -42,6 +42,19 @@ def okx_live(url, **options):
                    latency=False, **options)
 
 
+def test_a_venue_state_is_its_least_healthy_book_state():
+    feed = fb.live(["okx:BTC-USDT", "okx:ETH-USDT", "okx:SOL-USDT"])
+    tracks = [feed.session.track("okx", s) for s in ("BTC-USDT", "ETH-USDT", "SOL-USDT")]
+    for states, venue in [(("live",) * 3, "live"),
+                          (("live", "syncing", "live"), "syncing"),
+                          (("connecting", "syncing", "live"), "syncing"),
+                          (("live", "stale", "resyncing"), "stale"),
+                          (("resyncing", "syncing", "connecting"), "resyncing")]:
+        for t, state in zip(tracks, states):
+            t.state = BookState(state)
+        assert feed.stats()["venues"]["okx"]["state"] == venue, states
+
+
 def test_specs_accept_native_and_normalized_symbols():
     assert parse_specs(["binance:BTC/USDT", "binance-usdm:BTC/USDT:USDT", "okx:BTC/USDT",
                         "kraken:BTC/USD", "coinbase:BTC-USD", "bybit:BTCUSDT",
