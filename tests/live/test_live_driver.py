@@ -50,7 +50,7 @@ def test_a_venue_state_is_its_least_healthy_book_state():
                           (("connecting", "syncing", "live"), "syncing"),
                           (("live", "stale", "resyncing"), "stale"),
                           (("resyncing", "syncing", "connecting"), "resyncing")]:
-        for t, state in zip(tracks, states):
+        for t, state in zip(tracks, states, strict=True):
             t.state = BookState(state)
         assert feed.stats()["venues"]["okx"]["state"] == venue, states
 

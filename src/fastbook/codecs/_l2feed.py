@@ -310,6 +310,9 @@ class L2Feed:
         self.on_error = on_error
         self.book_capacity = book_capacity
         self.errors: list[FeedError] = []
+        #: every error skip mode counted and kept, ever (``errors`` keeps the last
+        #: KEEP_ERRORS): a driver compares it before and after a call to see a refusal
+        self.errors_total = 0
         self.counts_total: Counter[str] = Counter()   # venue-wide: "ignored", "malformed", ...
         self._symbols: dict[str, SymbolSync] = {}
         self.events: EventBuffer | None = EventBuffer() if record else None
@@ -414,6 +417,7 @@ class L2Feed:
             raise err
         (s.counts if s is not None else self.counts_total)["malformed"] += 1
         self.errors.append(err)
+        self.errors_total += 1
         if len(self.errors) > KEEP_ERRORS:
             del self.errors[0]
         if s is not None:

@@ -468,16 +468,16 @@ class Driver:
                 ping = rules.ping()
                 ping_s = self.ping_s.get(c.venue, rules.ping_s)
                 if ping_s is not None and ping is not None and \
-                        now - getattr(c, "last_ping_ns", c.last_frame_ns) > ping_s * 1e9 \
+                        now - c.last_ping_ns > ping_s * 1e9 \
                         and idle > ping_s:
-                    c.last_ping_ns = now                  # type: ignore[attr-defined]
+                    c.last_ping_ns = now
                     self.venue_stats[c.venue]["pings"] += 1
                     self._send(c, ping)
                 max_age = self.max_age_s.get(c.venue, rules.max_age_s)
                 if max_age is not None and not c.standby and \
-                        not getattr(c, "replacing", False) and \
+                        not c.replacing and \
                         (now - c.opened_ns) / 1e9 > max_age * 0.9:
-                    c.replacing = True                    # type: ignore[attr-defined]
+                    c.replacing = True
                     self._spawn(self._handover(c))
 
     async def _handover(self, old: Conn) -> None:
@@ -487,7 +487,7 @@ class Driver:
         except asyncio.CancelledError:
             raise
         except Exception:
-            old.replacing = False                         # type: ignore[attr-defined]
+            old.replacing = False
             return
         deadline = time.monotonic() + self.handover_timeout_s
         while time.monotonic() < deadline and new.open and old.open:
@@ -495,7 +495,7 @@ class Driver:
                 break
             await asyncio.sleep(0.05)
         if not new.open:
-            old.replacing = False                         # type: ignore[attr-defined]
+            old.replacing = False
             return
         with self._locked():
             self.session.promote(new)

@@ -19,6 +19,7 @@ syncs its own books, then takes over, with no stale moment (make-before-break).
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -102,7 +103,11 @@ class Conn:
     open: bool = True
     standby: bool = False       # opened to replace another (make-before-break)
     touched: Any = None         # which symbols a frame touched (set by Session.open)
-    coinbase: bool = False      # Coinbase Advanced: sequence numbers per connection
+    decode: Any = None          # feed.feed, with Coinbase Advanced's connection id bound
+    keep: Any = None            # the venue's frame filter (None: every frame)
+    tracks: dict[str, Any] = field(default_factory=dict)   # native -> Track
+    last_ping_ns: int = 0       # the driver's last application-level ping on it
+    replacing: bool = False     # a make-before-break standby is being synced for it
 
 
 @dataclass(eq=False)
@@ -190,7 +195,10 @@ class Session:
         c = Conn(conn_id, venue, list(natives), feed, url, now, now, standby=standby)
         c.touched = _touched_scanned if getattr(feed, "_scan", None) is not None \
             and venue != "coinbase-advanced" else _touched_last
-        c.coinbase = venue == "coinbase-advanced"
+        c.decode = functools.partial(feed.feed, connection=conn_id) \
+            if venue == "coinbase-advanced" else feed.feed
+        c.keep = None if type(rules).filter is VenueRules.filter else rules.filter
+        c.tracks = {n: self.tracks[(venue, n)] for n in natives if (venue, n) in self.tracks}
         self.conns[conn_id] = c
         self.venue_counts[venue]["connections_opened"] += 1
         self.down.pop(venue, None)
@@ -252,21 +260,17 @@ class Session:
         c.last_frame_ns = recv_ns
         c.frames += 1
         c.bytes += len(payload)
-        rules = self.rules[c.venue]
-        if not rules.filter(payload):
+        if c.keep is not None and not c.keep(payload):
             return
         feed = c.feed
-        errors = len(feed.errors)
+        refused = feed.errors_total
         try:
-            if c.coinbase:
-                notices = feed.feed(payload, recv_ns, connection=conn_id)
-            else:
-                notices = feed.feed(payload, recv_ns)
+            notices = c.decode(payload, recv_ns)
         except Exception as exc:                            # raise mode, or a codec bug
             self.venue_counts[c.venue]["errors"] += 1
             self._error(c, exc)
             return
-        if len(feed.errors) != errors:
+        if feed.errors_total != refused:
             self.venue_counts[c.venue]["errors"] += 1
             err = feed.errors[-1]
             self._error(c, err)
@@ -276,7 +280,7 @@ class Session:
         s = c.touched(feed)
         if s is None:
             return
-        t = self.tracks.get((c.venue, s.native))
+        t = c.tracks.get(s.native)
         if t is None or t.primary is not c or s.state is not _SYNCED:
             return
         self._applied(t, s, recv_ns)
@@ -327,7 +331,7 @@ class Session:
             self.venue_counts["?"]["snapshots_after_close"] += 1
             return
         feed = c.feed
-        errors = len(feed.errors)
+        refused = feed.errors_total
         try:
             notices = feed.snapshot(native, body, recv_ns)
         except Exception as exc:
@@ -337,7 +341,7 @@ class Session:
             self.actions.append(Action("fetch", c, native, self.snapshot_url(c, native),
                                        "refused snapshot"))
             return
-        if len(feed.errors) != errors:
+        if feed.errors_total != refused:
             self.venue_counts[c.venue]["errors"] += 1
             self._error(c, feed.errors[-1])
             self.actions.append(Action("fetch", c, native, self.snapshot_url(c, native),
@@ -473,6 +477,7 @@ class _Closed:
         self.counts_total = feed.counts_total
         self.symbols: list[str] = []
         self.errors = feed.errors
+        self.errors_total = feed.errors_total
 
     def is_synced(self, native: str) -> bool:
         return False
