@@ -317,6 +317,129 @@ class L2Target:
         self._run_step(ctx, step, False)
 
 
+class LiveTarget:
+    """The live session (:mod:`fastbook.live`) over one venue's messages, one in ``rate``
+    preceded by a mutation, as a driver hands them over (issue 25 item 4, issue 18).
+
+    What it checks, beyond "nothing escapes" (any exception out of the session is a
+    finding: a driver must never die of a frame):
+
+    * a book the session calls LIVE is never crossed;
+    * after a refused frame a LIVE book is exactly what it was (or no longer LIVE);
+    * while no mutation has been accepted since the last restart, a LIVE book equals a
+      plain codec fed only the clean messages (the session routes and applies exactly).
+
+    The walk restarts with a fresh session when no book is live any more (a capture holds
+    one snapshot; the resubscribe or REST fetch a discard asks for cannot be answered).
+    """
+
+    def __init__(self, name: str, venue: str, steps: Callable[[], list[Step]],
+                 *, rate: float = 0.3) -> None:
+        self.name = name
+        self.venue = venue
+        self._steps_fn = steps
+        self.rate = rate
+        self._steps: list[Step] = []
+        self._symbols: list[str] = []
+        self._pos = 0
+        self.tainted = False
+        self.was_live = False
+
+    def setup(self) -> None:
+        from fastbook.live._rules import load_codec
+
+        self._steps = self._steps_fn()
+        probe = load_codec(self.venue)(on_error="skip")
+        for kind, sym, payload, recv in self._steps:
+            if kind == "rest":
+                probe.snapshot(sym, payload, recv)
+            else:
+                probe.feed(payload, recv)
+        self._symbols = sorted(probe.symbols)
+        self._new()
+
+    def _new(self) -> None:
+        from fastbook.live import parse_specs
+        from fastbook.live._session import Session
+
+        self.session = Session(parse_specs([f"{self.venue}:{n}" for n in self._symbols]),
+                               latency=False, stale_after_s=None)
+        self.conn = self.session.open(1, self.venue, self._symbols, "ws://127.0.0.1:1", 0)
+        self.ref = self.session.rules[self.venue].new_feed(self._symbols, None, None, "skip")
+        self._pos = 0
+        self.tainted = False
+        self.was_live = False
+
+    @staticmethod
+    def _levels(book: Any) -> tuple[bytes, bytes]:
+        bp, bq = book.to_arrays(BID)
+        ap, aq = book.to_arrays(ASK)
+        return bp.tobytes() + bq.tobytes(), ap.tobytes() + aq.tobytes()
+
+    def _live(self) -> dict[str, tuple[bytes, bytes]]:
+        from fastbook.live import BookState
+
+        out = {}
+        for (_venue, native), t in self.session.tracks.items():
+            if t.state is BookState.LIVE:
+                book = self.session.book(self.venue, native)
+                out[native] = self._levels(book)
+        return out
+
+    def _run_step(self, ctx: Context, step: Step, fuzzed: bool) -> None:
+        kind, sym, payload, recv = step
+        session = self.session
+        before = self._live()
+        refusals = self.conn.feed.errors_total
+
+        def call() -> None:
+            if kind == "rest":
+                session.rest(1, sym, payload, recv)
+            else:
+                session.received(1, payload, recv)
+        outcome(call, ctx, payload, allowed=())
+        session.actions.clear()
+        refused = self.conn.feed.errors_total > refusals
+        after = self._live()
+        for native, levels in after.items():
+            bid, _bq, ask, _aq = session.book(self.venue, native).bbo()
+            if bid is not None and ask is not None and bid >= ask:
+                ctx.find("changed", f"live {native!r} is crossed: {bid} >= {ask}", payload)
+            if refused and native in before and before[native] != levels:
+                ctx.find("changed", f"a refused frame changed live {native!r}", payload)
+        if fuzzed:
+            ctx.stats.refused += refused
+            ctx.stats.accepted += not refused
+            self.tainted |= not refused
+        else:
+            ref = self.ref
+            outcome(lambda: ref.snapshot(sym, payload, recv) if kind == "rest"
+                    else ref.feed(payload, recv), ctx, payload)
+            if not self.tainted:
+                for native, levels in after.items():
+                    if ref.is_synced(native) and self._levels(ref.book(native)) != levels:
+                        ctx.find("disagree", f"live {native!r} differs from the plain codec "
+                                             "fed the same clean messages", payload)
+        self.was_live |= bool(after)
+        if self.was_live and not after:
+            self._new()
+
+    def one(self, ctx: Context, rng: random.Random) -> None:
+        if self._pos >= len(self._steps):
+            self._new()
+        step = self._steps[self._pos]
+        self._pos += 1
+        if rng.random() < self.rate:
+            kind, symbol, payload, recv = step
+            bad = mut.message_mutation(rng, payload)
+            ctx.keep(bad)
+            ctx.stats.inputs += 1
+            self._run_step(ctx, (kind, symbol, bad, recv), True)
+            if self._pos == 0:          # the mutation ended the walk: start it afresh
+                return
+        self._run_step(ctx, step, False)
+
+
 def _binance(cls_name: str) -> Callable[[str, str], Any]:
     def make(kernel: str, on_error: str) -> Any:
         from fastbook.codecs import binance
@@ -731,6 +854,17 @@ def _targets() -> dict[str, Callable[[], Any]]:
                                 lambda: _cryptofeed_steps("OKX.ws.1.0.gz"),
                                 twin_checksum=True, in_band=True),
         "bybit": lambda: L2Target("bybit", _scanned("bybit", "Bybit"), _bybit_steps),
+        "live-binance-spot": lambda: LiveTarget(
+            "live-binance-spot", "binance-spot",
+            lambda: _cryptofeed_steps("BINANCE.ws.1.0.gz", "BINANCE.http.0.0.gz")),
+        "live-coinbase-exchange": lambda: LiveTarget(
+            "live-coinbase-exchange", "coinbase-exchange",
+            lambda: _cryptofeed_steps("COINBASE.ws.28.0.gz")),
+        "live-coinbase-advanced": lambda: LiveTarget(
+            "live-coinbase-advanced", "coinbase-advanced", _coinbase_advanced_steps),
+        "live-okx": lambda: LiveTarget("live-okx", "okx",
+                                       lambda: _cryptofeed_steps("OKX.ws.1.0.gz")),
+        "live-bybit": lambda: LiveTarget("live-bybit", "bybit", _bybit_steps),
         "itch50": ItchTarget,
         "ose": OseTarget,
         "jpx_csv": JpxCsvTarget,

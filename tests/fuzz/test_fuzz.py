@@ -57,6 +57,38 @@ def test_a_changed_book_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stats.findings and {f.kind for f in stats.findings} >= {"changed"}
 
 
+def test_a_live_book_changed_by_a_refused_frame_is_found(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastbook.codecs import _l2feed
+
+    fail = _l2feed.L2Feed._fail
+
+    def spoil(self, err, s=None):  # type: ignore[no-untyped-def]
+        for sym in self.symbols:
+            if self.is_synced(sym):
+                self.book(sym).set(1, 1, 1)
+        return fail(self, err, s)
+
+    monkeypatch.setattr(_l2feed.L2Feed, "_fail", spoil)
+    stats = harness.run("live-okx", 60, seed=1)
+    assert "a refused frame changed live" in " ".join(f.detail for f in stats.findings)
+
+
+def test_a_live_book_that_differs_from_the_plain_codec_is_found(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastbook.live import _session
+
+    applied = _session.Session._applied
+
+    def skew(self, t, s, recv_ns):  # type: ignore[no-untyped-def]
+        s.book.set(1, s.book.bbo()[0] or 1, 7)          # one more unit at the best bid
+        return applied(self, t, s, recv_ns)
+
+    monkeypatch.setattr(_session.Session, "_applied", skew)
+    stats = harness.run("live-bybit", 60, seed=1)
+    assert "differs from the plain codec" in " ".join(f.detail for f in stats.findings)
+
+
 def test_runner_keeps_the_input_of_a_crash(tmp_path: Path) -> None:
     out = tmp_path / "found"
     figures = tmp_path / "figures.json"

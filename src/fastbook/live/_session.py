@@ -259,7 +259,13 @@ class Session:
             return
         c.last_frame_ns = recv_ns
         c.frames += 1
-        c.bytes += len(payload)
+        try:
+            c.bytes += len(payload)
+        except TypeError:
+            self.venue_counts[c.venue]["errors"] += 1
+            self._error(c, TypeError(f"a frame must be text or bytes, not "
+                                     f"{type(payload).__name__}"))
+            return
         if c.keep is not None and not c.keep(payload):
             return
         feed = c.feed
