@@ -80,6 +80,20 @@ def test_every_venue_syncs_to_the_truth(venue, transport):
     run(main())
 
 
+def test_stats_have_message_and_byte_rates():
+    async def main():
+        async with ExchangeSimulator({"okx": ["BTC-USDT", "ETH-USDT"]}, rate=100, seed=5) as sim:
+            async with fb.live(["okx:BTC-USDT", "okx:ETH-USDT"], endpoints=sim.endpoints) as feed:
+                st = feed.stats()
+                assert st["venues"]["okx"]["msgs_per_s"] == 0          # no window yet
+                assert await feed.wait_live(15)
+                assert await until(lambda: all(
+                    b["applied_per_s"] > 0 for b in feed.stats()["books"].values()), 10)
+                v = feed.stats()["venues"]["okx"]
+                assert v["msgs_per_s"] > 0 and v["bytes_per_s"] > v["msgs_per_s"]
+    run(main())
+
+
 @pytest.mark.parametrize("venue,fault", CASES)
 def test_a_fault_is_detected_flagged_and_healed(venue, fault):
     symbol = SYMBOL[venue]

@@ -299,6 +299,7 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
     s = feed.session
     d = feed.driver
     now = time.time_ns()
+    venue_rates, book_rates = d.rates()
     venues: dict[str, Any] = {}
     for venue in s.rules:
         conns = [c for c in s.conns.values() if c.venue == venue]
@@ -311,6 +312,8 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
             "connections": len(conns),
             "messages": sum(c.frames for c in conns) + vc.get("frames_closed", 0),
             "bytes": sum(c.bytes for c in conns) + vc.get("bytes_closed", 0),
+            "msgs_per_s": round(venue_rates.get(venue, (0.0, 0.0))[0], 1),
+            "bytes_per_s": round(venue_rates.get(venue, (0.0, 0.0))[1], 1),
             "errors": vc.get("errors", 0), "resyncs": vc.get("resyncs", 0),
             "disconnects": vc.get("disconnects", 0),
             **d.venue_stats.get(venue, {}),
@@ -326,6 +329,7 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
             "resyncs": counts.get("resyncs", 0), "errors": counts.get("malformed", 0),
             "checksum_failed": counts.get("checksum_failed", 0),
             "notices": t.notices, "state_changes": t.state_changes,
+            "applied_per_s": round(book_rates.get((venue, native), 0.0), 1),
             "age_ms": None if not t.last_applied_ns else (now - t.last_applied_ns) / 1e6,
             "silent_ms": None if c is None else (now - c.last_frame_ns) / 1e6,
             "latency": {k: h.to_dict() for k, h in t.hist.items()},

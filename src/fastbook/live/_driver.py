@@ -142,6 +142,8 @@ class Driver:
         self._sched: dict[str, Any] = {}
         self.venue_stats: dict[str, dict[str, Any]] = {}
         self._by_symbol: dict[tuple[str, str], Any] = {}
+        self._rate_samples: deque[tuple[int, dict[str, tuple[int, int]], dict[Any, int]]] = \
+            deque(maxlen=11)
         self._running = False
         session.on_notice = self._notice
 
@@ -447,13 +449,42 @@ class Driver:
 
     # --- timers ----------------------------------------------------------------------
 
+    def _sample_rates(self, now: int) -> None:
+        """Once a second: the venues' frame and byte totals and the books' applied
+        counts, kept for :meth:`rates` (nothing is counted per frame for it)."""
+        s = self.session
+        venues = {}
+        for venue in s.rules:
+            vc = s.venue_counts[venue]
+            conns = [c for c in s.conns.values() if c.venue == venue]
+            venues[venue] = (sum(c.frames for c in conns) + vc.get("frames_closed", 0),
+                             sum(c.bytes for c in conns) + vc.get("bytes_closed", 0))
+        books = {key: t.notices for key, t in s.tracks.items()}
+        self._rate_samples.append((now, venues, books))
+
+    def rates(self) -> tuple[dict[str, tuple[float, float]], dict[Any, float]]:
+        """Messages and bytes per second per venue, and applied messages per second per
+        book, over the last 10 s (less while younger; zeros before two samples)."""
+        if len(self._rate_samples) < 2:
+            return {}, {}
+        (t0, v0, b0), (t1, v1, b1) = self._rate_samples[0], self._rate_samples[-1]
+        dt = (t1 - t0) / 1e9
+        venues = {v: ((m - v0.get(v, (0, 0))[0]) / dt, (n - v0.get(v, (0, 0))[1]) / dt)
+                  for v, (m, n) in v1.items()}
+        books = {k: (x - b0.get(k, 0)) / dt for k, x in b1.items()}
+        return venues, books
+
     async def _timer(self, period: float = 0.1) -> None:
         session = self.session
+        next_sample = 0
         while self.running:
             await asyncio.sleep(period)
             now = time.time_ns()
             with self._locked():
                 session.tick(now)
+                if now >= next_sample:
+                    self._sample_rates(now)
+                    next_sample = now + 1_000_000_000
             for c in list(session.conns.values()):
                 if not c.open:
                     continue
