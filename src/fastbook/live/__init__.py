@@ -337,7 +337,8 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
         }
     return {"venues": venues, "books": books,
             "consumers": [q.stats() for q in d.consumers],
-            "callback_errors": d.callback_errors, "transport": d.transport}
+            "callback_errors": d.callback_errors, "transport": d.transport,
+            "late": dict(s.late)}
 
 
 class _CallableModule(type(__import__("sys"))):      # type: ignore[misc]

@@ -279,7 +279,7 @@ class Driver:
         from fastbook.live._transport import connect
 
         rules = self.session.rules[venue]
-        depth = self.session.depth
+        depth = self.session.venue_depth(venue)
         url = rules.url(self.endpoint(venue, "ws"), natives, depth)
         self._next_conn += 1
         cid = self._next_conn
@@ -372,7 +372,7 @@ class Driver:
 
     def _resubscribe(self, a: Action) -> None:
         rules = self.session.rules[a.conn.venue]
-        depth = self.session.depth
+        depth = self.session.venue_depth(a.conn.venue)
         msgs = rules.unsubscribe([a.native], depth) + rules.subscribe([a.native], depth)
         if not msgs:
             # a venue whose subscriptions live in the URL (Binance): reconnect instead

@@ -67,12 +67,23 @@ class VenueRules:
         """False for frames the codec must not see (a bare text ``pong``)."""
         return True
 
+    def depth_for(self, depth: int | None) -> int | None:
+        """The depth subscribed and kept for a user's ``depth=`` (None: the full book).
+
+        Binance and Coinbase send full books (the user's depth only limits reads); the
+        venues with depth-limited channels get the smallest depth they offer that covers
+        the request (see the overrides), and the codec keeps exactly that many levels,
+        as the venue's own book for the subscriber does.
+        """
+        return None
+
     def new_feed(self, natives: list[str], depth: int | None, instruments: Any,
                  on_error: str) -> Any:
-        """The codec object of one connection (one per connection: its books are its own)."""
+        """The codec object of one connection (one per connection: its books are its own);
+        ``depth`` is :meth:`depth_for`'s."""
         cls = load_codec(self.venue)
         opts = dict(self.feed_options)
-        if depth is not None and self.venue in ("kraken-v2", "okx", "bybit"):
+        if depth is not None:
             opts["depth"] = depth
         return cls(instruments, on_error=on_error, symbols=natives, **opts)
 
@@ -103,7 +114,21 @@ class _CoinbaseExchange(VenueRules):
                             "channels": ["level2_batch"]})]
 
 
+def _covering(choices: tuple[int, ...], depth: int | None, default: int) -> int:
+    """The smallest of ``choices`` at least ``depth`` (the largest when none is)."""
+    if depth is None:
+        return default
+    return next((c for c in choices if c >= depth), choices[-1])
+
+
 class _KrakenV2(VenueRules):
+    # the book channel's depths; the codec must truncate to the subscribed one (Kraken sends
+    # no delete for a level pushed out of scope), so both always get the same number
+    def depth_for(self, depth: int | None) -> int | None:
+        from fastbook.codecs.kraken import KRAKEN_DEPTHS
+
+        return _covering(KRAKEN_DEPTHS, depth, 10)
+
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"method": "subscribe",
                             "params": {"channel": "instrument", "snapshot": True}, "req_id": 1}),
@@ -121,6 +146,10 @@ class _KrakenV2(VenueRules):
 
 
 class _Okx(VenueRules):
+    # ``books`` sends 400 levels with deletes for all of them and a checksum of the top
+    # 25: a book cut at any depth could miss a level that moves up after a delete, so
+    # the codec keeps everything the channel sends (depth_for stays None)
+
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"op": "subscribe",
                             "args": [{"channel": "books", "instId": n} for n in natives]})]
@@ -137,6 +166,11 @@ class _Okx(VenueRules):
 
 
 class _Bybit(VenueRules):
+    def depth_for(self, depth: int | None) -> int | None:
+        from fastbook.codecs.bybit import DEPTHS
+
+        return _covering(DEPTHS["linear"], depth, 50)
+
     def _topics(self, natives: list[str], depth: int | None) -> list[list[str]]:
         topics = [f"orderbook.{depth or 50}.{n}" for n in natives]
         return [topics[i:i + 10] for i in range(0, len(topics), 10)]    # 10 args per message

@@ -180,16 +180,24 @@ class Session:
                 self.tracks[(venue, native)] = t
         self.conns: dict[int, Conn] = {}
         self.venue_counts: dict[str, Counter[str]] = {v: Counter() for v in self.rules}
+        #: what arrived for a connection already closed (frames, REST bodies): counted
+        self.late: Counter[str] = Counter()
         self.down: dict[str, str] = {}
         self.actions: list[Action] = []
 
     # --- connections ---------------------------------------------------------------
 
+    def venue_depth(self, venue: str) -> int | None:
+        """The depth ``venue`` is subscribed at and its books keep (None: full books), for
+        the session's ``depth`` (:meth:`~fastbook.live._rules.VenueRules.depth_for`)."""
+        return self.rules[venue].depth_for(self.depth)
+
     def open(self, conn_id: int, venue: str, natives: list[str], url: str = "",
              t_ns: int | None = None, *, standby: bool = False) -> Conn:
         """A connection carrying ``natives`` of ``venue`` is open (subscriptions follow)."""
         rules = self.rules[venue]
-        feed = rules.new_feed(natives, self.depth, self.instruments.get(venue), self.on_error)
+        feed = rules.new_feed(natives, self.venue_depth(venue), self.instruments.get(venue),
+                              self.on_error)
         feed.last = None
         now = self.clock() if t_ns is None else t_ns
         c = Conn(conn_id, venue, list(natives), feed, url, now, now, standby=standby)
@@ -255,7 +263,7 @@ class Session:
         """A frame read off connection ``conn_id`` at ``recv_ns``."""
         c = self.conns.get(conn_id)
         if c is None:
-            self.venue_counts["?"]["frames_after_close"] += 1
+            self.late["frames_after_close"] += 1
             return
         c.last_frame_ns = recv_ns
         c.frames += 1
@@ -334,7 +342,7 @@ class Session:
         """A REST snapshot body for ``native``, fetched for connection ``conn_id``."""
         c = self.conns.get(conn_id)
         if c is None or not c.open:
-            self.venue_counts["?"]["snapshots_after_close"] += 1
+            self.late["snapshots_after_close"] += 1
             return
         feed = c.feed
         refused = feed.errors_total
