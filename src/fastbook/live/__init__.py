@@ -169,6 +169,15 @@ class LiveBooks:
         """Plain data: per venue, per book (states, counts, latency percentiles), consumers."""
         return _stats(self)
 
+    def sampler(self, every: Any, *, depth: int = 10, output: Any = None,
+                **options: Any) -> Any:
+        """Top-``depth`` samples of every live book (``async with feed.sampler("100ms")``),
+        in the replay's sample layout, optionally streamed to ``output``; see
+        :class:`fastbook.live._sample.LiveSampler` (books not live are skipped, counted)."""
+        from fastbook.live._sample import LiveSampler
+
+        return LiveSampler(self, every, depth=depth, output=output, **options)
+
 
 def live(specs: Iterable[str], **options: Any) -> LiveBooks:
     """Live books for ``specs`` (``async with fb.live([...]) as feed``); see :class:`LiveBooks`."""
