@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +56,7 @@ class _Watch:
 def _feeds(sim: Any) -> list[Any]:
     """One LiveBooks per subscribed depth (Kraken at 10, the others at the venue's own)."""
     import fastbook as fb
+    from fastbook._live_cli import patch_session
 
     groups: dict[int | None, list[str]] = {}
     for venue, symbols in DEMO_VENUES.items():
@@ -64,9 +64,7 @@ def _feeds(sim: Any) -> list[Any]:
     feeds = [fb.live(specs, depth=depth, endpoints=sim.endpoints, on_not_live="return",
                      backoff_s=0.1) for depth, specs in groups.items()]
     for f in feeds:
-        # Session counts frames read after their connection closed under venue "?", which
-        # it does not create (a KeyError traceback at stop); reported, until fixed there
-        f.session.venue_counts.setdefault("?", Counter())
+        patch_session(f)
     return feeds
 
 

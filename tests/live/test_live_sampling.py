@@ -17,7 +17,7 @@ pytest.importorskip("websockets")
 pq = pytest.importorskip("pyarrow.parquet")
 
 import fastbook as fb
-from fastbook._live_cli import open_feed, run_live
+from fastbook._live_cli import open_feed, patch_session, run_live
 from fastbook.cli import build_parser, main
 from fastbook.testing import ExchangeSimulator
 
@@ -140,7 +140,9 @@ def test_python_sampler_writes_row_groups_while_running(tmp_path):
 
     async def main_():
         async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=100, seed=4) as s:
-            async with fb.live(["okx:BTC-USDT"], endpoints=s.endpoints) as feed:
+            feed = fb.live(["okx:BTC-USDT"], endpoints=s.endpoints)
+            patch_session(feed)
+            async with feed:
                 assert await feed.wait_live(15)
                 async with feed.sampler("20ms,bbo", depth=2, output=out,
                                         row_group_size=8) as sampler:
@@ -164,7 +166,9 @@ def test_python_sampler_writes_row_groups_while_running(tmp_path):
 def test_python_sampler_in_memory_matches_to_arrow(tmp_path):
     async def main_():
         async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=100, seed=4) as s:
-            async with fb.live(["okx:BTC-USDT"], endpoints=s.endpoints) as feed:
+            feed = fb.live(["okx:BTC-USDT"], endpoints=s.endpoints)
+            patch_session(feed)
+            async with feed:
                 assert await feed.wait_live(15)
                 async with feed.sampler("10msgs", depth=3) as sampler:
                     for _ in range(500):
