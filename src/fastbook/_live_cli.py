@@ -152,7 +152,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def open_feed(args: argparse.Namespace, **extra: Any) -> Any:
     """The :class:`fastbook.live.LiveBooks` the arguments ask for (not started)."""
-    import fastbook as fb
+    from fastbook.live import live
 
     options: dict[str, Any] = dict(extra)
     if args.command == "record":
@@ -162,7 +162,7 @@ def open_feed(args: argparse.Namespace, **extra: Any) -> Any:
                                          max_seconds=args.max_seconds,
                                          meta={"specs": args.specs, "depth": args.book_depth})
     endpoints = {**parse_endpoints(args.endpoint), **options.pop("endpoints", {})}
-    feed = fb.live(args.specs, depth=args.book_depth, endpoints=endpoints,
+    feed = live(args.specs, depth=args.book_depth, endpoints=endpoints,
                    transport=args.transport, on_not_live="return", **options)
     patch_session(feed)
     return feed

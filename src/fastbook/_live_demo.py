@@ -55,14 +55,14 @@ class _Watch:
 
 def _feeds(sim: Any) -> list[Any]:
     """One LiveBooks per subscribed depth (Kraken at 10, the others at the venue's own)."""
-    import fastbook as fb
     from fastbook._live_cli import patch_session
+    from fastbook.live import live
 
     groups: dict[int | None, list[str]] = {}
     for venue, symbols in DEMO_VENUES.items():
         groups.setdefault(_DEPTH.get(venue), []).extend(f"{venue}:{s}" for s in symbols)
-    feeds = [fb.live(specs, depth=depth, endpoints=sim.endpoints, on_not_live="return",
-                     backoff_s=0.1) for depth, specs in groups.items()]
+    feeds = [live(specs, depth=depth, endpoints=sim.endpoints, on_not_live="return",
+                  backoff_s=0.1) for depth, specs in groups.items()]
     for f in feeds:
         patch_session(f)
     return feeds

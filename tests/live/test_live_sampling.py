@@ -14,7 +14,9 @@ from decimal import Decimal
 import pytest
 
 pytest.importorskip("websockets")
-pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("pyarrow")
+
+import pyarrow.parquet as pq
 
 import fastbook as fb
 from fastbook._live_cli import open_feed, patch_session, run_live
