@@ -274,3 +274,26 @@ def test_demo_live_runs_to_completion(capsys):
     assert re.search(r"(\d+) of \1 books live at the end; 2 faults injected, 2 detected, "
                      r"2 healed$", last), last
     assert "okx" in out and "kraken-v2" in out and "live" in out
+
+
+def test_csv_samples_have_the_replay_header(tmp_path):
+    """CSV comes with the replay's writer for free (no pyarrow): the same header."""
+    live_csv, replay_csv = tmp_path / "live.csv", tmp_path / "replay.csv"
+    fb.replay(OKX_CAPTURE, "okx", every="100ms", depth=2, output=str(replay_csv))
+
+    async def main_():
+        async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=100, seed=4) as s:
+            feed = fb.live(["okx:BTC-USDT"], endpoints=s.endpoints)
+            patch_session(feed)
+            async with feed:
+                assert await feed.wait_live(15)
+                async with feed.sampler("20ms", depth=2, output=live_csv) as sampler:
+                    while sampler.rows < 3:
+                        await asyncio.sleep(0.01)
+                return sampler.stats()
+
+    stats = run(main_())
+    lines = live_csv.read_text().splitlines()
+    assert lines[0] == replay_csv.read_text().splitlines()[0]
+    assert len(lines) == 1 + stats["written"] and stats["written"] >= 3
+    assert all(line.split(",")[2] == '"BTC-USDT"' for line in lines[1:])
