@@ -297,3 +297,21 @@ def test_csv_samples_have_the_replay_header(tmp_path):
     assert lines[0] == replay_csv.read_text().splitlines()[0]
     assert len(lines) == 1 + stats["written"] and stats["written"] >= 3
     assert all(line.split(",")[2] == '"BTC-USDT"' for line in lines[1:])
+
+
+def test_python_serve_metrics_on_the_loop():
+    pytest.importorskip("prometheus_client")
+
+    async def main_():
+        async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=100, seed=4) as s:
+            feed = fb.live(["okx:BTC-USDT"], endpoints=s.endpoints)
+            patch_session(feed)
+            async with feed:
+                assert await feed.wait_live(15)
+                with feed.serve_metrics(0) as server:
+                    text = await asyncio.to_thread(scrape, server.url)
+                return text
+
+    text = run(main_())
+    assert series(text, "fastbook_book_state", venue="okx", symbol="BTC-USDT",
+                  state="live") == 1.0

@@ -178,6 +178,14 @@ class LiveBooks:
 
         return LiveSampler(self, every, depth=depth, output=output, **options)
 
+    def serve_metrics(self, port: int = 0, host: str = "127.0.0.1") -> Any:
+        """Serve :meth:`stats` for Prometheus on ``http://host:port/metrics`` (``[metrics]``
+        extra; call on the running loop; each scrape reads the stats on it). Returns the
+        :class:`fastbook.metrics.PrometheusServer` (``.port``, ``.url``, ``.close()``)."""
+        from fastbook._live_cli import serve_metrics
+
+        return serve_metrics(self, port, host)
+
 
 def live(specs: Iterable[str], **options: Any) -> LiveBooks:
     """Live books for ``specs`` (``async with fb.live([...]) as feed``); see :class:`LiveBooks`."""

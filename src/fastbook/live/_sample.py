@@ -138,8 +138,9 @@ class LiveSampler:
                 t = self.interval
                 now = time.time_ns()
                 due = (now // t + 1) * t
-                await asyncio.sleep((due - now) / 1e9)
-                now = time.time_ns()
+                while now < due:            # the loop's clock is not the wall clock
+                    await asyncio.sleep((due - now) / 1e9)
+                    now = time.time_ns()
                 grid = now // t * t
                 self.late += max(0, (grid - due) // t)
                 self.sample(grid, Sampler.INTERVAL)
