@@ -315,3 +315,20 @@ def test_python_serve_metrics_on_the_loop():
     text = run(main_())
     assert series(text, "fastbook_book_state", venue="okx", symbol="BTC-USDT",
                   state="live") == 1.0
+
+
+def test_missing_extras_are_named(monkeypatch, capsys, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    assert main(["live", "okx:BTC-USDT", "--every", "1s", "-o", str(tmp_path / "x.parquet"),
+                 "--duration", "0.1"]) == 2
+    assert "pip install 'fastbook-lob[arrow]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, "prometheus_client.core", None)
+    assert main(["live", "okx:BTC-USDT", "--endpoint", "okx=ws://127.0.0.1:9",
+                 "--metrics-port", "0", "--duration", "0.1"]) == 2
+    assert "pip install 'fastbook-lob[metrics]'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "websockets", None)
+    assert main(["demo", "--live", "--duration", "1"]) == 2
+    assert "pip install 'fastbook-lob[live]'" in capsys.readouterr().err
