@@ -332,3 +332,15 @@ def test_missing_extras_are_named(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "websockets", None)
     assert main(["demo", "--live", "--duration", "1"]) == 2
     assert "pip install 'fastbook-lob[live]'" in capsys.readouterr().err
+
+
+def test_record_takes_samples_too(sim, tmp_path, capsys):
+    out = tmp_path / "rec.parquet"
+    status = main(["record", "okx:BTC-USDT", *endpoint_args(sim), "--every", "100ms",
+                   "--depth", "3", "--samples", str(out), "-o", str(tmp_path / "caps"),
+                   "--duration", "1.5", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert os.listdir(tmp_path / "caps")
+    assert pq.read_metadata(out).num_rows == summary["samples"]["written"] > 0
+    assert pq.read_schema(out).metadata[b"fastbook.depth"] == b"3"
