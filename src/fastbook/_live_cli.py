@@ -6,6 +6,12 @@ redrawn in place on a terminal and printed every few seconds otherwise;
 ``--json`` prints a machine-readable summary at the end. ``fastbook record
 SPEC... -o DIR`` does the same with the recorder on (every frame and REST
 body, rotated by size or time).
+
+Both take ``--every 100ms --depth N --output FILE.parquet`` (``--samples FILE``
+for ``record``, whose ``-o`` is the capture directory): top-N samples of every
+live book with the replay's columns (:mod:`fastbook.live._sample`), and
+``--metrics-port PORT`` to serve the stats for Prometheus (:func:`serve_metrics`).
+``docs/live-cli.md`` shows them, and ``fastbook demo --live`` (:mod:`fastbook._live_demo`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["add_parsers", "live_command", "parse_endpoints"]
+__all__ = ["add_parsers", "check_args", "live_command", "open_feed", "parse_endpoints",
+           "run_live", "serve_metrics", "show_table", "summary", "table"]
 
 
 def parse_endpoints(values: list[str] | None) -> dict[str, dict[str, str]]:
@@ -42,8 +49,22 @@ def add_parsers(sub: Any, fmt: Any) -> None:
                             "coinbase-advanced, coinbase-exchange, kraken-v2, okx, bybit)")
         p.add_argument("--duration", type=float, default=None,
                        help="stop after this many seconds (default: until Ctrl-C)")
-        p.add_argument("--depth", type=int, default=None,
+        p.add_argument("--book-depth", type=int, default=None,
                        help="subscribed depth where the venue has one (Kraken, OKX, Bybit)")
+        p.add_argument("--every", default=None,
+                       help="take top-of-book samples of every live book: 100ms, 1s, "
+                            "5000msgs, bbo (or a comma-separated mix), as `fastbook replay`")
+        p.add_argument("--depth", type=int, default=10, help="levels per side in samples")
+        p.add_argument("--samples" if name == "record" else "--output",
+                       *(() if name == "record" else ("-o", "--samples")),
+                       dest="samples", metavar="FILE",
+                       help="write the samples to FILE.parquet, .arrow or .csv (the replay's "
+                            "columns), in row groups as they are taken (needs --every)")
+        p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                       help="serve the live stats for Prometheus on http://HOST:PORT/metrics "
+                            "(0: a free port, printed on stderr)")
+        p.add_argument("--metrics-host", default="127.0.0.1",
+                       help="the address the metrics endpoint listens on")
         p.add_argument("--endpoint", action="append", metavar="VENUE=WS_URL[,REST_URL]",
                        help="override a venue's websocket (and REST) base URL; repeatable")
         p.add_argument("--transport", choices=("auto", "websockets", "picows"),
@@ -108,43 +129,135 @@ def summary(feed: Any) -> dict[str, Any]:
             "transport": st["transport"]}
 
 
-async def run_live(args: argparse.Namespace, out: Any = None) -> dict[str, Any]:
-    import asyncio
+def check_args(args: argparse.Namespace) -> None:
+    """Usage errors (ValueError) before anything connects: sampling needs both halves."""
+    every, samples = getattr(args, "every", None), getattr(args, "samples", None)
+    if every is not None and samples is None:
+        flag = "--samples" if args.command == "record" else "--output"
+        raise ValueError(f"--every needs {flag} FILE (.parquet, .arrow or .csv) to write "
+                         f"the samples to")
+    if samples is not None and every is None:
+        raise ValueError("writing samples needs a sampling rule: --every 100ms (or 1s, "
+                         "5000msgs, bbo)")
+    if samples is not None:
+        from fastbook.driver import check_output
+        from fastbook.writers import output_format
 
-    out = sys.stdout if out is None else out
+        output_format(samples)
+        check_output(samples, "samples")
+    port = getattr(args, "metrics_port", None)
+    if port is not None and not 0 <= port <= 65535:
+        raise ValueError(f"--metrics-port {port} is not a port number (0 to 65535; 0: any)")
 
-    import fastbook as fb
 
-    options: dict[str, Any] = {}
-    if getattr(args, "output", None) and args.command == "record":
+def open_feed(args: argparse.Namespace, **extra: Any) -> Any:
+    """The :class:`fastbook.live.LiveBooks` the arguments ask for (not started)."""
+    from fastbook.live import live
+
+    options: dict[str, Any] = dict(extra)
+    if args.command == "record":
         from fastbook.live._record import LiveRecorder
 
         options["record"] = LiveRecorder(args.output, max_bytes=args.max_bytes,
                                          max_seconds=args.max_seconds,
-                                         meta={"specs": args.specs, "depth": args.depth})
-    feed = fb.live(args.specs, depth=args.depth, endpoints=parse_endpoints(args.endpoint),
+                                         meta={"specs": args.specs, "depth": args.book_depth})
+    endpoints = {**parse_endpoints(args.endpoint), **options.pop("endpoints", {})}
+    feed = live(args.specs, depth=args.book_depth, endpoints=endpoints,
                    transport=args.transport, on_not_live="return", **options)
+    return feed
+
+
+def serve_metrics(feed: Any, port: int = 0, host: str = "127.0.0.1") -> Any:
+    """Serve ``feed``'s stats for Prometheus (:func:`fastbook.metrics.serve_prometheus`).
+
+    Call on the feed's running loop. Each scrape (on the server's thread) reads
+    the stats *on that loop*, so it never sees a book or a connection table
+    half-changed; latency entries carry their buckets, so the classic
+    ``fastbook_latency_seconds`` histograms are exported too.
+    """
+    import asyncio
+    import concurrent.futures
+
+    from fastbook.metrics import serve_prometheus
+
+    loop = asyncio.get_running_loop()
+
+    def on_loop() -> dict[str, Any]:
+        st = feed.stats()
+        for key, b in st["books"].items():
+            t = feed.session.tracks.get(key)
+            if t is not None and t.hist:
+                b["latency"] = {k: h.to_dict(buckets=True) for k, h in t.hist.items()}
+        return dict(st)
+
+    def stats() -> dict[str, Any]:
+        fut: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(on_loop())
+            except BaseException as exc:        # handed to the scrape, which counts it
+                fut.set_exception(exc)
+        loop.call_soon_threadsafe(run)
+        return fut.result(timeout=5.0)
+
+    return serve_prometheus(stats, port, host)
+
+
+async def run_live(args: argparse.Namespace, out: Any = None, feed: Any = None,
+                   err: Any = None) -> dict[str, Any]:
+    """Run the live table (and samples, metrics) for ``args``; the JSON summary at the end."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    check_args(args)
+    feed = open_feed(args) if feed is None else feed
+    sampler = None
+    if getattr(args, "every", None) is not None:
+        sampler = feed.sampler(args.every, depth=args.depth, output=args.samples)
+    metrics = None
+    async with feed:
+        try:
+            if getattr(args, "metrics_port", None) is not None:
+                metrics = serve_metrics(feed, args.metrics_port, args.metrics_host)
+                print(f"fastbook {args.command}: metrics on {metrics.url}", file=err, flush=True)
+            if sampler is not None:
+                sampler.start()
+            await show_table(feed, args, out)
+            result = summary(feed)
+        finally:
+            if sampler is not None:
+                await sampler.stop()
+            if metrics is not None:
+                metrics.close()
+    if sampler is not None:
+        result["samples"] = {"file": args.samples, **sampler.stats()}
+    if metrics is not None:
+        result["metrics"] = metrics.url
+    return result
+
+
+async def show_table(feed: Any, args: argparse.Namespace, out: Any) -> None:
+    """Redraw (terminal) or print the table every ``--refresh`` s until ``--duration``."""
+    import asyncio
+
     tty = out.isatty() and not args.json
     prev: dict[Any, int] = {}
     drawn = 0
-    async with feed:
-        start = last = time.monotonic()
-        while args.duration is None or time.monotonic() - start < args.duration:
-            wait = args.refresh if args.duration is None else \
-                min(args.refresh, max(0.0, args.duration - (time.monotonic() - start)))
-            await asyncio.sleep(wait)
-            now = time.monotonic()
-            if args.json:
-                continue
-            rows = table(feed, prev, now - last)
-            last = now
-            if tty and drawn:
-                out.write(f"\x1b[{drawn}F\x1b[J")           # back to the table's top
-            out.write("\n".join(rows) + "\n")
-            out.flush()
-            drawn = len(rows)
-        result = summary(feed)
-    return result
+    start = last = time.monotonic()
+    while args.duration is None or time.monotonic() - start < args.duration:
+        wait = args.refresh if args.duration is None else \
+            min(args.refresh, max(0.0, args.duration - (time.monotonic() - start)))
+        await asyncio.sleep(wait)
+        now = time.monotonic()
+        if args.json:
+            continue
+        rows = table(feed, prev, now - last)
+        last = now
+        if tty and drawn:
+            out.write(f"\x1b[{drawn}F\x1b[J")           # back to the table's top
+        out.write("\n".join(rows) + "\n")
+        out.flush()
+        drawn = len(rows)
 
 
 def live_command(args: argparse.Namespace) -> int:
@@ -152,7 +265,9 @@ def live_command(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(run_live(args))
-    except ValueError as exc:
+    except (ValueError, ImportError, OSError) as exc:
+        # usage errors, a missing extra (pyarrow, prometheus-client: the message says what
+        # to install), an output that cannot be written, a metrics port already taken
         print(f"fastbook {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -264,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --l2: number of L2 updates")
     p_demo.add_argument("--seed", type=int, default=20240607, help="workload seed")
     p_demo.add_argument("--depth", type=int, default=5, help="levels to print per side")
+    p_demo.add_argument("--live", action="store_true",
+                        help="the live demo instead: the live table against the built-in "
+                             "loopback exchange simulator, with faults healed (needs [live])")
+    p_demo.add_argument("--duration", type=float, default=None,
+                        help="with --live: seconds to run (default 10)")
     p_demo.add_argument("--verify", type=int, default=None,
                         help="messages (updates with --l2) of a separate, smaller day (the same "
                              "seed) to replay through the pure-Python reference too and compare "
@@ -737,6 +742,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return codecs_command()
     if args.command == "synth":
         return synth_command(args)
+    if args.command == "demo" and args.live:
+        from fastbook._live_demo import demo_command
+
+        return demo_command(args)
     if args.command == "demo":
         verify = args.verify if args.verify is not None else 100_000 if args.l2 else 50_000
         if args.l2:

@@ -169,6 +169,23 @@ class LiveBooks:
         """Plain data: per venue, per book (states, counts, latency percentiles), consumers."""
         return _stats(self)
 
+    def sampler(self, every: Any, *, depth: int = 10, output: Any = None,
+                **options: Any) -> Any:
+        """Top-``depth`` samples of every live book (``async with feed.sampler("100ms")``),
+        in the replay's sample layout, optionally streamed to ``output``; see
+        :class:`fastbook.live._sample.LiveSampler` (books not live are skipped, counted)."""
+        from fastbook.live._sample import LiveSampler
+
+        return LiveSampler(self, every, depth=depth, output=output, **options)
+
+    def serve_metrics(self, port: int = 0, host: str = "127.0.0.1") -> Any:
+        """Serve :meth:`stats` for Prometheus on ``http://host:port/metrics`` (``[metrics]``
+        extra; call on the running loop; each scrape reads the stats on it). Returns the
+        :class:`fastbook.metrics.PrometheusServer` (``.port``, ``.url``, ``.close()``)."""
+        from fastbook._live_cli import serve_metrics
+
+        return serve_metrics(self, port, host)
+
 
 def live(specs: Iterable[str], **options: Any) -> LiveBooks:
     """Live books for ``specs`` (``async with fb.live([...]) as feed``); see :class:`LiveBooks`."""
