@@ -98,6 +98,32 @@ def test_one_depth_for_several_venues_keeps_every_book_exact(depth):
     run(main())
 
 
+BAD = {"binance-spot": "NOPEUSDT", "bybit": "NOPEUSDT", "okx": "NOPE-USDT",
+       "kraken-v2": "NOPE/USD", "coinbase-advanced": "NOPE-USD", "coinbase-exchange": "NOPE-USD"}
+
+
+@pytest.mark.parametrize("venue", list(BAD))
+def test_an_unknown_symbol_is_down_with_the_venue_words_and_the_others_live(venue):
+    good = SYMBOL[venue]
+
+    async def main():
+        async with ExchangeSimulator({venue: [good]}, rate=100, seed=17) as sim:
+            async with fb.live([f"{venue}:{good}", f"{venue}:{BAD[venue]}"],
+                               endpoints=sim.endpoints, depth=DEPTH.get(venue),
+                               on_not_live="return", quiet_symbol_s=0.5) as feed:
+                assert await until(lambda: feed.state(venue, BAD[venue]) is BookState.DOWN)
+                reason = feed.stats()["books"][(venue, BAD[venue])]["reason"]
+                assert reason.startswith(("refused by", "REST snapshot refused")), reason
+                # the good symbol of the same connection is live (resubscribed alone
+                # where the venue failed the whole request)
+                assert await feed.wait_live(15, [(venue, good)]), feed.stats()["books"]
+                await settle_and_compare(sim, feed, venue, good)
+                assert feed.state(venue, BAD[venue]) is BookState.DOWN
+                if venue == "binance-spot":     # refused once: never asked again
+                    assert sim.stats()[venue]["rest_status"].get(400) == 1
+    run(main())
+
+
 def test_stats_have_message_and_byte_rates():
     async def main():
         async with ExchangeSimulator({"okx": ["BTC-USDT", "ETH-USDT"]}, rate=100, seed=5) as sim:

@@ -69,7 +69,8 @@ class LiveBooks:
     def __init__(self, specs: Iterable[str], *, depth: int | None = None,
                  endpoints: dict[str, dict[str, str]] | None = None, transport: str = "auto",
                  queue: int = 10_000, on_not_live: str = "raise",
-                 stale_after_s: float | None = 5.0, max_attempts: int = 5,
+                 stale_after_s: float | None = 5.0, quiet_symbol_s: float | None = 15.0,
+                 max_attempts: int = 5,
                  backoff_s: float = 0.5, backoff_cap_s: float = 30.0,
                  instruments: dict[str, Any] | None = None, record: Any = None,
                  max_age_s: dict[str, float] | None = None, latency: bool = True,
@@ -82,7 +83,8 @@ class LiveBooks:
         endpoints = {ALIASES.get(v, v): e for v, e in (endpoints or {}).items()}
         self.on_not_live = on_not_live
         self.session = Session(books, depth=depth, instruments=instruments,
-                               stale_after_s=stale_after_s, latency=latency)
+                               stale_after_s=stale_after_s, quiet_symbol_s=quiet_symbol_s,
+                               latency=latency)
         recorder = None
         if record is not None:
             recorder = _make_recorder(record, books, depth, endpoints)

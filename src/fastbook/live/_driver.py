@@ -430,6 +430,14 @@ class Driver:
                 if resp.status != 200:
                     vs["snapshot_failures"] += 1
                     vs["last_failure"] = f"snapshot {a.native}: HTTP {resp.status}"
+                    if 400 <= resp.status < 500:
+                        # the venue refuses the request itself (Binance -1121 "Invalid
+                        # symbol."): asking again costs weight and cannot succeed
+                        body = bytes(resp.body[:200]).decode("utf-8", "replace")
+                        with self._locked():
+                            self.session.refuse(c, a.native, f"REST snapshot refused: HTTP "
+                                                             f"{resp.status} {body}")
+                        return
                     await asyncio.sleep(self._backoff(attempt))
                     continue
                 if self.session.conns.get(c.id) is not c:     # closed while fetching
@@ -482,6 +490,8 @@ class Driver:
             now = time.time_ns()
             with self._locked():
                 session.tick(now)
+                if session.actions:
+                    self._drain()
                 if now >= next_sample:
                     self._sample_rates(now)
                     next_sample = now + 1_000_000_000

@@ -67,6 +67,15 @@ class VenueRules:
         """False for frames the codec must not see (a bare text ``pong``)."""
         return True
 
+    #: a refused subscription request subscribes none of its symbols (Coinbase, Bybit)
+    refusal_fails_request: ClassVar[bool] = False
+
+    def refusal(self, payload: bytes | str) -> str | None:
+        """The venue's words when ``payload`` refuses a subscription or reports an
+        error (an unknown symbol, a bad request), else None. Only frames that touched
+        no book are asked, and only while a book of the connection is not live."""
+        return None
+
     def depth_for(self, depth: int | None) -> int | None:
         """The depth subscribed and kept for a user's ``depth=`` (None: the full book).
 
@@ -94,7 +103,30 @@ class _Binance(VenueRules):
         return f"{base.rstrip('/')}/stream?streams={streams}"
 
 
-class _CoinbaseAdvanced(VenueRules):
+def _json_object(payload: bytes | str, marker: str) -> dict[str, Any] | None:
+    """``payload`` as a JSON object when it contains ``marker`` (a cheap pre-check)."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, (bytes, bytearray)) \
+        else str(payload)
+    if marker not in text.replace(" ", ""):
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class _Coinbase(VenueRules):
+    refusal_fails_request = True
+
+    def refusal(self, payload: bytes | str) -> str | None:
+        obj = _json_object(payload, '"error"')
+        if obj is None or "error" not in (obj.get("type"), obj.get("channel")):
+            return None
+        return f"{obj.get('message', '')}: {obj.get('reason', '')}"[:300]
+
+
+class _CoinbaseAdvanced(_Coinbase):
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"type": "subscribe", "product_ids": natives, "channel": ch})
                 for ch in ("heartbeats", "level2")]
@@ -104,7 +136,7 @@ class _CoinbaseAdvanced(VenueRules):
                             "channel": "level2"})]
 
 
-class _CoinbaseExchange(VenueRules):
+class _CoinbaseExchange(_Coinbase):
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"type": "subscribe", "product_ids": natives,
                             "channels": ["level2_batch", "heartbeat"]})]
@@ -144,6 +176,12 @@ class _KrakenV2(VenueRules):
     def ping(self) -> str | None:
         return '{"method":"ping","req_id":4}'
 
+    def refusal(self, payload: bytes | str) -> str | None:
+        obj = _json_object(payload, '"success":false')
+        if obj is None or obj.get("success") is not False:
+            return None
+        return f"{obj.get('method', '')} {obj.get('symbol', '')}: {obj.get('error', '')}"[:300]
+
 
 class _Okx(VenueRules):
     # ``books`` sends 400 levels with deletes for all of them and a checksum of the top
@@ -164,8 +202,22 @@ class _Okx(VenueRules):
     def filter(self, payload: bytes | str) -> bool:
         return payload != "pong" and payload != b"pong"
 
+    def refusal(self, payload: bytes | str) -> str | None:
+        obj = _json_object(payload, '"event":"error"')
+        if obj is None or obj.get("event") != "error":
+            return None
+        return f"{obj.get('code', '')} {obj.get('msg', '')}"[:300]
+
 
 class _Bybit(VenueRules):
+    refusal_fails_request = True
+
+    def refusal(self, payload: bytes | str) -> str | None:
+        obj = _json_object(payload, '"success":false')
+        if obj is None or obj.get("success") is not False:
+            return None
+        return f"{obj.get('op', '')}: {obj.get('ret_msg', '')}"[:300]
+
     def depth_for(self, depth: int | None) -> int | None:
         from fastbook.codecs.bybit import DEPTHS
 

@@ -106,8 +106,13 @@ class Conn:
     decode: Any = None          # feed.feed, with Coinbase Advanced's connection id bound
     keep: Any = None            # the venue's frame filter (None: every frame)
     tracks: dict[str, Any] = field(default_factory=dict)   # native -> Track
+    check_refusals: bool = False    # its venue's rules can read a refusal (set by open)
+    refused: set[str] = field(default_factory=set)      # natives the venue refused
     last_ping_ns: int = 0       # the driver's last application-level ping on it
     replacing: bool = False     # a make-before-break standby is being synced for it
+
+    def all_live(self) -> bool:
+        return all(t.state is BookState.LIVE for t in self.tracks.values())
 
 
 @dataclass(eq=False)
@@ -127,6 +132,7 @@ class Track:
     notices: int = 0
     state_changes: int = 0
     hist: dict[str, Any] = field(default_factory=dict)
+    quiet_noted: bool = False   # told once that its symbol sent nothing (see Session.tick)
 
 
 def _new_hists() -> dict[str, Any]:
@@ -147,6 +153,19 @@ def _touched_last(feed: Any) -> Any:
     return s
 
 
+def _names(text: str, native: str) -> bool:
+    """Whether ``text`` names ``native`` as a whole symbol (``BTC-USD`` is not named by
+    ``BTC-USDT``)."""
+    start = text.find(native)
+    while start >= 0:
+        end = start + len(native)
+        if (start == 0 or not text[start - 1].isalnum()) and \
+                (end == len(text) or not (text[end].isalnum() or text[end] in "-/_")):
+            return True
+        start = text.find(native, start + 1)
+    return False
+
+
 class Session:
     """Routes frames to per-connection codecs and keeps per-book states and counts.
 
@@ -154,18 +173,22 @@ class Session:
     called with each :class:`LiveNotice` (applied messages of live books and
     every state change); ``on_error`` with each refused message's error.
     ``stale_after_s`` marks a live book stale when its connection sent nothing
-    for that long (checked by :meth:`tick`). ``clock`` gives ns since the epoch.
+    for that long (checked by :meth:`tick`); ``quiet_symbol_s`` gives a reason to a
+    book whose symbol sent nothing that long after subscribing (and, with REST
+    snapshots, asks for one: an unknown symbol is then refused and down). ``clock``
+    gives ns since the epoch.
     """
 
     def __init__(self, books: Iterable[tuple[str, str, str]], *, depth: int | None = None,
                  instruments: dict[str, Any] | None = None, on_error: str = "skip",
-                 stale_after_s: float | None = 5.0,
+                 stale_after_s: float | None = 5.0, quiet_symbol_s: float | None = 15.0,
                  on_notice: Callable[[LiveNotice], None] | None = None,
                  clock: Callable[[], int] = time.time_ns, latency: bool = True) -> None:
         self.depth = depth
         self.instruments = instruments or {}
         self.on_error = on_error
         self.stale_after_ns = None if stale_after_s is None else int(stale_after_s * 1e9)
+        self.quiet_symbol_ns = None if quiet_symbol_s is None else int(quiet_symbol_s * 1e9)
         self.on_notice = on_notice
         self.clock = clock
         self.latency = latency
@@ -182,6 +205,7 @@ class Session:
         self.venue_counts: dict[str, Counter[str]] = {v: Counter() for v in self.rules}
         #: what arrived for a connection already closed (frames, REST bodies): counted
         self.late: Counter[str] = Counter()
+        self.last_refusal = ""          # the venue's words, the last time it refused
         self.down: dict[str, str] = {}
         self.actions: list[Action] = []
 
@@ -207,6 +231,7 @@ class Session:
             if venue == "coinbase-advanced" else feed.feed
         c.keep = None if type(rules).filter is VenueRules.filter else rules.filter
         c.tracks = {n: self.tracks[(venue, n)] for n in natives if (venue, n) in self.tracks}
+        c.check_refusals = type(rules).refusal is not VenueRules.refusal
         self.conns[conn_id] = c
         self.venue_counts[venue]["connections_opened"] += 1
         self.down.pop(venue, None)
@@ -293,6 +318,8 @@ class Session:
             self._notices(c, notices, recv_ns)
         s = c.touched(feed)
         if s is None:
+            if c.check_refusals and not c.all_live():
+                self._refusal(c, payload, recv_ns)
             return
         t = c.tracks.get(s.native)
         if t is None or t.primary is not c or s.state is not _SYNCED:
@@ -315,6 +342,36 @@ class Session:
         if self.on_notice is not None:
             self.on_notice(LiveNotice(t.venue, t.symbol, s.ts, recv_ns, applied, changed,
                                       t.state, s.last_seq))
+
+    def _refusal(self, c: Conn, payload: bytes | str, recv_ns: int) -> None:
+        """A frame that touched no book, while a book of ``c`` is not live: if the venue
+        refused a subscription naming some of them, those books are down (with the
+        venue's words), and where a refusal fails the whole request the others are
+        subscribed again without them."""
+        rules = self.rules[c.venue]
+        why = rules.refusal(payload)
+        if why is None:
+            return
+        self.venue_counts[c.venue]["refusals"] += 1
+        self.last_refusal = f"{c.venue} conn {c.id}: {why}"
+        named = [n for n, t in c.tracks.items()
+                 if t.state is not BookState.LIVE and n not in c.refused and _names(why, n)]
+        for n in named:
+            self.refuse(c, n, f"refused by {c.venue}: {why}", recv_ns)
+        if named and rules.refusal_fails_request:
+            for n, t in c.tracks.items():
+                if t.state is not BookState.LIVE and n not in c.refused and t.primary is c:
+                    self.actions.append(Action("resubscribe", c, n,
+                                               reason="its request failed with a refused symbol"))
+
+    def refuse(self, c: Conn, native: str, why: str, t_ns: int | None = None) -> None:
+        """The venue refused ``native`` on connection ``c`` (an unknown symbol, or a REST
+        snapshot answered 4xx): its book is down with ``why``, nothing more is asked."""
+        c.refused.add(native)
+        t = c.tracks.get(native)
+        if t is not None and t.primary is c:
+            self.venue_counts[c.venue]["refused_symbols"] += 1
+            self._set(t, BookState.DOWN, self.clock() if t_ns is None else t_ns, why)
 
     def _refused(self, c: Conn, err: Any) -> list[Any]:
         """A refused book message of a synced symbol may have carried real changes: the
@@ -433,11 +490,32 @@ class Session:
 
     # --- time ----------------------------------------------------------------------
 
+    def _quiet_symbols(self, now: int) -> None:
+        """A book whose connection has been open ``quiet_symbol_s`` without one message
+        for its symbol gets a reason saying so (a misspelt or delisted symbol: Binance
+        sends nothing for an unknown stream); on venues with REST snapshots one snapshot
+        is asked for, whose refusal (Binance: HTTP 400 "Invalid symbol.") puts it down."""
+        if self.quiet_symbol_ns is None:
+            return
+        for t in self.tracks.values():
+            c = t.primary
+            if c is None or not c.open or t.quiet_noted or t.state is not BookState.SYNCING \
+                    or now - c.opened_ns < self.quiet_symbol_ns or t.native in c.feed.symbols:
+                continue
+            t.quiet_noted = True
+            self._set(t, t.state, now, f"nothing received for {t.native} "
+                      f"{(now - c.opened_ns) / 1e9:.0f} s after subscribing (is it listed?)")
+            if self.rules[t.venue].rest:
+                self.actions.append(Action("fetch", c, t.native, self.snapshot_url(c, t.native),
+                                           "no message for the symbol"))
+
     def tick(self, now: int | None = None) -> None:
-        """Mark live books of silent connections stale (and stale ones live again)."""
+        """Mark live books of silent connections stale (and stale ones live again), and
+        say why a book that never heard of its symbol is still not live."""
+        now = self.clock() if now is None else now
+        self._quiet_symbols(now)
         if self.stale_after_ns is None:
             return
-        now = self.clock() if now is None else now
         for t in self.tracks.values():
             c = t.primary
             if c is None or not c.open:

@@ -589,15 +589,17 @@ class ExchangeSimulator:
         args = msg.get("args")
         ok = isinstance(args, list) and 0 < len(args) <= 10
         topics = []
+        bad: Any = args
         if ok and isinstance(args, list):
             for a in args:
                 parts = str(a).split(".")
                 if len(parts) != 3 or parts[0] != "orderbook" or parts[2] not in v.books:
                     ok = False
+                    bad = a                 # the topic refused; the request fails whole
                     break
                 topics.append((a, parts[2]))
         conn.push(json.dumps({"success": ok, "ret_msg": "" if ok else f"error:handler not found,"
-                              f"topic:{args}", "conn_id": str(conn.id), "req_id": req_id,
+                              f"topic:{bad}", "conn_id": str(conn.id), "req_id": req_id,
                               "op": op}))
         if not ok:
             return
