@@ -135,13 +135,15 @@ def test_the_bookset_follows_the_primary_after_every_record(recording):
 
 def test_sampling_and_symbols(recording):
     directory, cut, end = recording
-    result = fb.replay(directory, until_ns=cut, every="bbo", depth=3,
+    # a row at the end of every message (never inside one): the last is the final book
+    result = fb.replay(directory, until_ns=cut, every=1, depth=3,
                        symbols=["BTC-USDT", "ETHUSDT"])
     assert sorted(result.book_stats) == [("binance-spot", "ETHUSDT"), ("okx", "BTC-USDT")]
     with pytest.raises(KeyError):
         result.book("BTC-USD", venue="coinbase-advanced")
     s = result.samples
-    assert s["bid_px"].shape[1] == 3 and len(s["ts"]) > 20
+    assert s["bid_px"].shape[1] == 3
+    assert len(s["ts"]) > 100 and (s["ts"] > 1_700_000_000 * 10**9).all()
     # the last row of each book is its top at the end
     for inst in result.instruments:
         rows = np.flatnonzero(s["instrument"] == inst["id"])
@@ -167,49 +169,70 @@ def test_a_codec_that_contradicts_the_recording_is_an_error(recording):
         fb.replay(directory, lobster=directory)
 
 
-def _rewrite(path, records, meta):
-    w = CaptureWriter(path, compression="none", meta=meta)
-    for r in records:
+def _rewrite(path, records, meta, compression="none", flush_every=0):
+    w = CaptureWriter(path, compression=compression, meta=meta)
+    for i, r in enumerate(records, 1):
         w.write(r.kind, r.payload, r.recv_ns, conn=r.conn, url=r.url, binary=bool(r.flags & 1))
+        if flush_every and i % flush_every == 0:
+            w.flush()                   # a complete zstd frame, as the recorder's write-outs
     w.close()
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
 def test_a_recording_cut_short_is_a_clear_error_or_replays_to_its_last_record(
-        recording, tmp_path):
-    """A crash mid-write leaves the last part ending inside a record: a clear error, or
-    (skip) the replay of every whole record, never a book from half a record."""
+        recording, tmp_path, compression):
+    """A crash mid-write leaves the last part ending inside a record (or a zstd frame): a
+    clear error, or (skip) the replay of every whole record (every complete frame), never a
+    book from half a record."""
+    if compression == "zstd":
+        pytest.importorskip("zstandard")
     directory, _, _ = recording
     cut, clean = str(tmp_path / "cut"), str(tmp_path / "clean")
     shutil.copytree(directory, cut)
     shutil.copytree(directory, clean)
-    last = recording_files(directory)[-1]
+    # the crash comes in the middle of the run: the parts after the one cut are not written
+    parts = recording_files(directory)
+    last = parts[len(parts) // 2]
+    for later in parts[len(parts) // 2 + 1:]:
+        os.remove(os.path.join(cut, os.path.basename(later)))
+        os.remove(os.path.join(clean, os.path.basename(later)))
     name = os.path.basename(last)
     meta = CaptureReader(last).meta
     records = list(CaptureReader(last))
-    k = next(i for i in range(len(records) // 2, len(records)) if records[i].kind == "recv")
-    _rewrite(os.path.join(clean, name), records[:k], meta)
-    _rewrite(os.path.join(cut, name), records[:k + 1], meta)
+    k = next(i for i in range(len(records) // 2, len(records))
+             if records[i].kind == "recv" and (i + 1) % 5)
     path = os.path.join(cut, name)
-    with open(path, "r+b") as f:
-        f.truncate(os.path.getsize(path) - len(records[k].payload) // 2 - 3)
-    with pytest.raises(DecodeError, match=rf"{name}: truncated capture: record {k + 1} "
-                                          rf".*cut short"):
+    if compression == "zstd":
+        whole = (k + 1) // 5 * 5                # the records of the complete frames
+        assert whole > 0
+        _rewrite(os.path.join(clean, name), records[:whole], meta)
+        _rewrite(path, records[:k + 1], meta, "zstd", flush_every=5)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) - 5)
+        message = rf"{name}: truncated zstd data.*cut short"
+    else:
+        _rewrite(os.path.join(clean, name), records[:k], meta)
+        _rewrite(path, records[:k + 1], meta)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) - len(records[k].payload) // 2 - 3)
+        message = rf"{name}: truncated capture: record {k + 1} .*cut short"
+    with pytest.raises(DecodeError, match=message):
         fb.replay(cut)
     result = fb.replay(cut, on_error="skip")
     assert result.counts["truncated_records"] == 1
-    assert any("truncated capture" in w for w in result.warnings)
-    whole = fb.replay(clean)
+    assert any("truncated" in w for w in result.warnings)
+    whole_run = fb.replay(clean)
     session = replay_recording(clean)
-    assert result.counts["records"] == whole.counts["records"]
+    assert result.counts["records"] == whole_run.counts["records"]
     for venue, native in KEYS:
         lv = levels(result.book(native, venue=venue))
-        assert lv == levels(whole.book(native, venue=venue)), (venue, native)
+        assert lv == levels(whole_run.book(native, venue=venue)), (venue, native)
         assert lv == levels(session.book(venue, native)), (venue, native)
-        assert result.book_stats[(venue, native)] == whole.book_stats[(venue, native)]
+        assert result.book_stats[(venue, native)] == whole_run.book_stats[(venue, native)]
         assert result.book_stats[(venue, native)]["counts"] == session.counts(venue, native)
     # a part cut short that is not the last is corrupt, whatever on_error says
-    shutil.copy(path, os.path.join(cut, recording_files(cut)[0]))
-    with pytest.raises(DecodeError, match="truncated capture"):
+    shutil.copy(path, recording_files(cut)[0])
+    with pytest.raises(DecodeError, match="truncated"):
         fb.replay(cut, on_error="skip")
 
 
@@ -223,6 +246,18 @@ def test_one_recording_file_and_a_bad_open_record(tmp_path):
     w.close()
     with pytest.raises(DecodeError, match=r"one.fbcap: record 3: an open record"):
         fb.replay(path)
+    # one file, zstd, cut short inside its last frame
+    pytest.importorskip("zstandard")
+    cut = str(tmp_path / "cut.fbcap.zst")
+    good = [r for r in CaptureReader(path)][:2]
+    _rewrite(cut, good * 3, {"recorder": "fastbook.live"}, "zstd", flush_every=2)
+    with open(cut, "r+b") as f:
+        f.truncate(os.path.getsize(cut) - 5)
+    with pytest.raises(DecodeError, match=r"cut\.fbcap\.zst: truncated zstd data"):
+        fb.replay(cut)
+    result = fb.replay(cut, on_error="skip")
+    assert (result.counts["records"], result.counts["truncated_records"]) == (4, 1)
+    assert result.counts["connections"] == 2 and result.book_stats[("okx", "BTC-USDT")]
     # a capture without the recorder's mark is not a live recording: the codec replays it
     plain = str(tmp_path / "plain.fbcap")
     w = CaptureWriter(plain, compression="none", meta={"codec": "okx"})

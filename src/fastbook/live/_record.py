@@ -12,6 +12,7 @@ them: the books, states and counts come out the same (a test says so).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -176,9 +177,10 @@ def _parts_of(source: Any) -> list[str]:
 def recording_meta(source: Any) -> dict[str, Any] | None:
     """The metadata of a live recording (its first part's), or None when ``source`` is not one.
 
-    A live recording is a fastbook capture file, or a directory of rotated parts,
-    whose header metadata says ``recorder: fastbook.live`` (what
-    :class:`LiveRecorder` writes). Anything else (a cryptofeed capture, an ITCH
+    A live recording is a fastbook capture file whose header metadata says
+    ``recorder: fastbook.live`` (what :class:`LiveRecorder` writes), or a
+    directory of rotated parts (``*-<UTC start>-<n>.fbcap[.zst]``, which only
+    the live recorder writes). Anything else (a cryptofeed capture, an ITCH
     file, bytes, stdin) is not, and is left to the other replays.
     """
     if not isinstance(source, (str, os.PathLike)):
@@ -193,34 +195,42 @@ def recording_meta(source: Any) -> dict[str, Any] | None:
             return None
         if not files:
             return None
-        path = files[0]
-    elif not os.path.isfile(path):
+        return _header_meta(files[0]) or {"recorder": RECORDER}
+    if not os.path.isfile(path):
         return None
-    from fastbook.capture import CaptureReader, sniff
+    meta = _header_meta(path)
+    return meta if meta is not None and meta.get("recorder") == RECORDER else None
+
+
+def _header_meta(path: str) -> dict[str, Any] | None:
+    """The header metadata of a fastbook capture file (also of one cut short), or None."""
+    from fastbook.capture import CaptureReader
     from fastbook.errors import DecodeError
 
     try:
-        if sniff(path) != "fastbook":
-            return None
-        with CaptureReader(path) as reader:
-            meta = reader.meta
+        try:
+            with CaptureReader(path, verify=False, chunk_size=1 << 16) as reader:
+                return reader.meta
+        except DecodeError as exc:
+            if "truncated zstd data" not in str(exc):
+                raise
+        # a zstd part cut short by a crash: the header is in its first complete frame
+        stream = io.BufferedReader(_Chunks(_whole_frames(path)))
+        with CaptureReader(stream, verify=False) as reader:
+            return reader.meta
     except (DecodeError, OSError, ValueError, ImportError):
         return None
-    return meta if meta.get("recorder") == RECORDER else None
 
 
 def recording_venues(source: Any) -> list[str]:
     """The venues of a live recording, in the order its ``open`` records name them."""
     venues: list[str] = []
     for path in _parts_of(source):
-        from fastbook.capture import CaptureReader
-
-        with CaptureReader(path, verify=False) as reader:
-            for _ns, kind, _conn, _url, payload, number, _flags in reader.raw():
-                if kind == OPEN:
-                    venue = _open_info(payload, path, number)["venue"]
-                    if venue not in venues:
-                        venues.append(venue)
+        for _ns, kind, _conn, _url, payload, number, _flags in _whole_records(path):
+            if kind == OPEN:
+                venue = _open_info(payload, path, number)["venue"]
+                if venue not in venues:
+                    venues.append(venue)
         if venues:
             break
     meta = recording_meta(source) or {}
@@ -234,6 +244,43 @@ def recording_venues(source: Any) -> list[str]:
             except ValueError:
                 pass
     return venues
+
+
+def _whole_records(path: str) -> Iterator[tuple[Any, ...]]:
+    """The raw records of ``path`` up to where it was cut short, if it was (no CRC check:
+    the replay itself checks them)."""
+    from fastbook.capture import CaptureReader
+    from fastbook.errors import DecodeError
+
+    done = 0
+    try:
+        with CaptureReader(path, verify=False) as reader:
+            for rec in reader.raw():
+                done += 1
+                yield rec
+        return
+    except DecodeError as exc:
+        if "truncated zstd data" not in str(exc):
+            if "truncated capture" in str(exc):
+                return
+            raise
+    yield from _frames_records(path, done, False)
+
+
+def _frames_records(path: str, done: int, verify: bool) -> Iterator[tuple[Any, ...]]:
+    """The records after the first ``done`` in the complete zstd frames of ``path``."""
+    from fastbook.capture import CaptureReader
+    from fastbook.errors import DecodeError
+
+    try:
+        stream = io.BufferedReader(_Chunks(_whole_frames(path)))
+        with CaptureReader(stream, verify=verify) as reader:
+            for number, rec in enumerate(reader.raw(), 1):
+                if number > done:
+                    yield (*rec[:5], number, rec[6])
+    except DecodeError as exc:
+        if "truncated capture" not in str(exc):
+            raise DecodeError(f"{path}: {exc}") from None
 
 
 def _open_info(payload: bytes, path: str, number: int) -> dict[str, Any]:
@@ -329,6 +376,8 @@ class SessionRun:
         self.truncated = 0
         self.after_until = 0
         self.shutdown_closes = 0
+        self.unknown_conn = 0
+        self.after_close = 0
         self.rebuilds = 0
         self.warnings_: list[str] = []
         self._ids: dict[tuple[str, str], int] = {}           # track -> BookSet id
@@ -340,21 +389,15 @@ class SessionRun:
 
     def _books(self) -> list[tuple[str, str, str]]:
         """Every (venue, native, native) the open records name, in order."""
-        from fastbook.capture import CaptureReader
-
         books: list[tuple[str, str, str]] = []
         for path in self.files:
-            try:
-                with CaptureReader(path, verify=False) as reader:
-                    for _ns, kind, _c, _u, payload, number, _f in reader.raw():
-                        if kind == OPEN:
-                            info = _open_info(payload, path, number)
-                            for native in info["symbols"]:
-                                spec = (info["venue"], native, native)
-                                if spec not in books:
-                                    books.append(spec)
-            except Exception:        # a cut-short part: its records are read (and told) later
-                pass
+            for _ns, kind, _c, _u, payload, number, _f in _whole_records(path):
+                if kind == OPEN:
+                    info = _open_info(payload, path, number)
+                    for native in info["symbols"]:
+                        spec = (info["venue"], native, native)
+                        if spec not in books:
+                            books.append(spec)
         from fastbook.live._rules import rules_for
 
         for venue, _n, _s in books:
@@ -378,8 +421,6 @@ class SessionRun:
         return t.native in self.wanted or t.symbol in self.wanted
 
     def __iter__(self) -> Iterator[Any]:
-        from fastbook.capture import CaptureReader
-        from fastbook.errors import DecodeError
         from fastbook.sources import Progress
 
         chunks: list[Any] = []
@@ -389,37 +430,25 @@ class SessionRun:
         n = 0
         try:
             for i, path in enumerate(self.files):
-                last = i == len(self.files) - 1
-                try:
-                    with CaptureReader(path, verify=self.verify) as reader:
-                        for rec in reader.raw():
-                            n += 1
-                            if self.until_ns is not None and rec[0] > self.until_ns:
-                                self.after_until += 1
-                                continue
-                            if rec[1] == CLOSE:
-                                held.append((rec, path))     # the run's shutdown, if last
-                                continue
-                            for r, p in [*held, (rec, path)]:
-                                events = self._record(r, p)
-                                if events is not None and len(events):
-                                    chunks.append(events)
-                                    pending += len(events)
-                            held.clear()
-                            if pending >= self.batch_events:
-                                yield self._join(chunks)
-                                chunks, pending = [], 0
-                            if not n & 0x3FFF:
-                                bar.update(0, n)
-                except DecodeError as exc:
-                    if not (last and "truncated capture" in str(exc)):
-                        raise
-                    if self.on_error != "skip":
-                        raise DecodeError(f"{exc} (the recording was cut short, a crash "
-                                          f"mid-write?; on_error='skip' / --skip-errors "
-                                          f"replays it up to its last whole record)") from None
-                    self.truncated += 1
-                    self.warnings_.append(f"{exc}: replayed up to the last whole record")
+                for rec in self._part(path, i == len(self.files) - 1):
+                    n += 1
+                    if self.until_ns is not None and rec[0] > self.until_ns:
+                        self.after_until += 1
+                        continue
+                    if rec[1] == CLOSE:
+                        held.append((rec, path))     # the run's shutdown, if last
+                        continue
+                    for r, p in [*held, (rec, path)]:
+                        events = self._record(r, p)
+                        if events is not None and len(events):
+                            chunks.append(events)
+                            pending += len(events)
+                    held.clear()
+                    if pending >= self.batch_events:
+                        yield self._join(chunks)
+                        chunks, pending = [], 0
+                    if not n & 0x3FFF:
+                        bar.update(0, n)
             # closes that end the recording and close every open connection are the run's
             # own shutdown: counted, not applied (the books stand as when the run stopped)
             if held and {r[2] for r, _ in held} >= set(self.session.conns):
@@ -435,6 +464,35 @@ class SessionRun:
         finally:
             bar.close()
 
+    def _part(self, path: str, last: bool) -> Iterator[tuple[Any, ...]]:
+        """The raw records of one part; a last part cut short is an error or (skip) ends
+        at its last whole record (for zstd: the last complete frame, the last flush)."""
+        from fastbook.capture import CaptureReader
+        from fastbook.errors import DecodeError
+
+        done = 0
+        try:
+            with CaptureReader(path, verify=self.verify) as reader:
+                for rec in reader.raw():
+                    done += 1
+                    yield rec
+            return
+        except DecodeError as exc:
+            text = str(exc)
+            zstd = "truncated zstd data" in text
+            if not (last and (zstd or "truncated capture" in text)):
+                raise
+            if self.on_error != "skip":
+                raise DecodeError(f"{text} (the recording was cut short, a crash mid-write?; "
+                                  f"on_error='skip' / --skip-errors replays it up to its last "
+                                  f"whole record)") from None
+            self.truncated += 1
+            self.warnings_.append(f"{text}: replayed up to the last whole record")
+            if not zstd:
+                return
+        # the records of the complete zstd frames that the reader had not handed out yet
+        yield from _frames_records(path, done, self.verify)
+
     def _join(self, chunks: list[Any]) -> Any:
         import numpy as np
 
@@ -448,6 +506,14 @@ class SessionRun:
         self.records[kind] += 1
         self.bytes += len(payload)
         session = self.session
+        if kind != OPEN and kind != SENT and conn not in session.conns:
+            if conn in self._venue_of:
+                self.after_close += 1       # as the live session: nothing to feed
+            else:
+                # a connection opened in a part that is not here (deleted, or a part replayed
+                # on its own): nothing is known of its books, so its records are only counted
+                self.unknown_conn += 1
+            return None
         try:
             if kind == RECEIVED:
                 self.messages += 1
@@ -478,9 +544,9 @@ class SessionRun:
             raise DecodeError(f"{path}: record {number} ({kind}, connection {conn}): "
                               f"{type(exc).__name__}: {exc}") from None
         session.actions.clear()
-        return self._events(conn)
+        return self._events(conn, recv_ns)
 
-    def _events(self, conn: int) -> Any:
+    def _events(self, conn: int, recv_ns: int) -> Any:
         """The BookSet events of the last record: the primary's own, or a rebuilt book."""
         import numpy as np
 
@@ -503,7 +569,7 @@ class SessionRun:
             self._primary[key] = p
             switched.add(key)
             if self.selected(key):
-                self._rebuild(rebuilt, key, p)
+                self._rebuild(rebuilt, key, p, recv_ns)
         out: list[Any] = []
         if raw is not None and c is not None:
             keep = self._keep(c, raw, switched)
@@ -543,8 +609,9 @@ class SessionRun:
         out["instrument"] = inst[mask].astype(out["instrument"].dtype)
         return out
 
-    def _rebuild(self, buf: Any, key: tuple[str, str], primary: Any) -> None:
-        """Events that make the BookSet book of ``key`` equal its new primary's book."""
+    def _rebuild(self, buf: Any, key: tuple[str, str], primary: Any, recv_ns: int) -> None:
+        """Events that make the BookSet book of ``key`` equal its new primary's book (timed
+        by the book's last exchange time, or when there is none the record's receive time)."""
         import numpy as np
 
         from fastbook import ASK, BID
@@ -554,12 +621,14 @@ class SessionRun:
         self.rebuilds += 1
         book = None
         inst = None
+        ts = recv_ns
         if primary is not None and key[1] in primary.feed.symbols:
             s = primary.feed.symbol_state(key[1])
             book, inst = s.book, s.instrument
+            ts = s.ts or recv_ns
         i = self._id(key, book, inst)
         if book is None or not len(book):
-            buf.append(i, int(Action.CLEAR))
+            buf.append(i, int(Action.CLEAR), ts=ts, recv=recv_ns)
             return
         sides, prices, qtys = [], [], []
         for side in (BID, ASK):
@@ -568,7 +637,7 @@ class SessionRun:
             prices.append(p)
             qtys.append(q)
         record_snapshot(buf, i, np.concatenate(sides), np.concatenate(prices),
-                        np.concatenate(qtys), 0, 0, 0)
+                        np.concatenate(qtys), ts, recv_ns, 0)
 
     def _id(self, key: tuple[str, str], book: Any, inst: Any) -> int:
         """The BookSet id of book ``key``, announced at ``book``'s scales on first sight."""
@@ -642,11 +711,17 @@ class SessionRun:
         out["truncated_records"] = self.truncated
         out["records_after_until"] = self.after_until
         out["shutdown_closes"] = self.shutdown_closes
+        out["records_unknown_connection"] = self.unknown_conn
+        out["records_after_close"] = self.after_close
         return out
 
     def warnings(self) -> list[str]:
         """Cut-short parts, symbols asked for that the recording has not, unsynced books."""
         out = list(self.warnings_)
+        if self.unknown_conn:
+            out.append(f"{self.name}: {self.unknown_conn:,} record(s) of connections whose "
+                       f"open record is not in the recording (an earlier part missing?) were "
+                       f"left out")
         if self.wanted is not None:
             known = {t.native for t in self.session.tracks.values()} | \
                 {t.symbol for t in self.session.tracks.values()}
@@ -665,6 +740,59 @@ class SessionRun:
         return {"counts": self.counts(), "messages": self.messages, "events": self.events,
                 "bytes_": self.bytes, "unknown_types": 0, "notices": [], "notice_counts": {},
                 "feed": None, "ts_origin": self.ts_origin}
+
+
+def _whole_frames(path: str) -> Iterator[bytes]:
+    """The decompressed bytes of each complete zstd frame of ``path`` (an unfinished last
+    frame, where a crash stopped the writer, is left out)."""
+    from fastbook.sources import _zstd_backend
+
+    _name, new, errors = _zstd_backend()
+    with open(path, "rb") as f:
+        d: Any = None
+        out: list[bytes] = []
+        data = b""
+        while True:
+            if not data:
+                data = f.read(1 << 20)
+                if not data:
+                    return
+            if d is None:
+                d, out = new(), []
+            try:
+                out.append(d.decompress(data, 1 << 22))
+                while not d.eof and not d.needs_input:
+                    out.append(d.decompress(b"", 1 << 22))
+            except errors as exc:
+                from fastbook.errors import DecodeError
+
+                raise DecodeError(f"{path}: corrupt zstd data: {exc}") from None
+            data = b""
+            if d.eof:
+                yield b"".join(out)
+                data, d = d.unused_data, None
+
+
+class _Chunks(io.RawIOBase):
+    """A readable stream of the bytes an iterator of chunks gives."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._it = chunks
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not len(self._buf):
+            nxt = next(self._it, None)
+            if nxt is None:
+                return 0
+            self._buf = memoryview(nxt)
+        k = min(len(b), len(self._buf))
+        b[:k] = self._buf[:k]
+        self._buf = self._buf[k:]
+        return k
 
 
 def summary_lines(result: Any) -> list[str]:
