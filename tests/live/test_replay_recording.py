@@ -277,3 +277,38 @@ def test_cli_replays_a_recording(recording, capsys):
     assert main(["replay", directory, "--codec", "bybit"]) == 1
     err = capsys.readouterr().err
     assert "live recording of binance-spot, okx, coinbase-advanced" in err and "bybit" in err
+
+
+def test_a_single_file_recording_of_a_reconnecting_run(tmp_path):
+    """The real driver records one file (a mid-stream disconnect, so two connections);
+    fb.replay of it, with the recording's own venue as codec, is the live end."""
+    from tests.live.servers import CaptureServer, capture_frames
+
+    okx = os.path.join(os.path.dirname(__file__), "..", "data", "l2", "cryptofeed",
+                       "OKX.ws.1.0.gz")
+    frames = capture_frames(okx)
+    insts = ["BTC-USD-220527", "BTC-USDT", "UNI-USD-SWAP"]
+    path = str(tmp_path / "okx.fbcap")
+
+    async def main():
+        async with CaptureServer(frames, close_after=200) as srv, \
+                fb.live([f"okx:{i}" for i in insts], endpoints={"okx": {"ws": srv.url}},
+                        latency=False, record=path, backoff_s=0.01) as feed:
+            assert await until(lambda: srv.connections == 2 and feed.stats()["venues"]
+                               ["okx"]["messages"] == len(frames), 15)
+            cut = time.time_ns()
+            return cut, {i: (levels(feed.book("okx", i)), feed.state("okx", i),
+                             feed.session.counts("okx", i)) for i in insts}
+
+    cut, end = asyncio.run(asyncio.wait_for(main(), 30))
+    result = fb.replay(path, "okx", until_ns=cut)
+    assert result.counts["connections"] == 2
+    for inst, (lv, state, counts) in end.items():
+        assert levels(result.book(inst)) == lv
+        assert result.book_stats[("okx", inst)]["state"] == state.value
+        assert result.book_stats[("okx", inst)]["counts"] == counts
+    # without the cut: nothing came after it but the run's own shutdown, which is counted
+    # and not applied, so the books and states are the same
+    whole = fb.replay(path)
+    assert whole.counts["shutdown_closes"] == 1 and whole.book_stats == result.book_stats
+    assert all(levels(whole.book(i)) == end[i][0] for i in insts)
