@@ -23,6 +23,7 @@ from fastbook.live import BookState
 from fastbook.live._record import LiveRecorder, SessionRun, replay_recording
 from fastbook.live._recorder import recording_files
 from fastbook.testing import ExchangeSimulator, book_equals_truth
+from tests.live.test_live_cli import okx_server  # noqa: F401  (the fixture)
 
 VENUES = {"binance-spot": ["BTCUSDT", "ETHUSDT"], "okx": ["BTC-USDT"],
           "coinbase-advanced": ["BTC-USD", "ETH-USD"]}
@@ -312,3 +313,21 @@ def test_a_single_file_recording_of_a_reconnecting_run(tmp_path):
     whole = fb.replay(path)
     assert whole.counts["shutdown_closes"] == 1 and whole.book_stats == result.book_stats
     assert all(levels(whole.book(i)) == end[i][0] for i in insts)
+
+
+def test_fastbook_record_then_fastbook_replay(okx_server, tmp_path, capsys):  # noqa: F811
+    """The command line end to end: what `fastbook record` counted, `fastbook replay` says."""
+    import json
+
+    rec = str(tmp_path / "rec")
+    assert main(["record", "okx:BTC-USDT", "--endpoint", f"okx={okx_server.url}",
+                 "--duration", "1.5", "--json", "-o", rec]) == 0
+    b = json.loads(capsys.readouterr().out)["books"]["okx:BTC-USDT"]
+    assert main(["replay", rec, "--no-progress", "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"okx:BTC-USDT live: messages {b['messages']:,}, applied {b['applied']:,}, " \
+        f"gaps {b['gaps']:,}, resyncs {b['resyncs']:,}, errors {b['errors']:,}" in out, out
+    assert "1 of them the run's shutdown, not applied" in out
+    assert main(["replay", rec, "--codec", "okx", "--every", "bbo", "-o",
+                 str(tmp_path / "s.csv"), "--no-progress"]) == 0
+    assert "sample rows written to" in capsys.readouterr().out
