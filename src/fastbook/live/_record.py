@@ -383,6 +383,7 @@ class SessionRun:
         self._ids: dict[tuple[str, str], int] = {}           # track -> BookSet id
         self._primary: dict[tuple[str, str], Any] = {}       # track -> primary seen last
         self._venue_of: dict[int, str] = {}                  # conn id -> venue
+        self._maps: dict[int, tuple[int, Any, bool]] = {}    # conn id -> feed ids' books
         self._by_venue: dict[str, list[tuple[str, str]]] = {}
         for key in self.session.tracks:
             self._by_venue.setdefault(key[0], []).append(key)
@@ -568,6 +569,7 @@ class SessionRun:
                 continue
             self._primary[key] = p
             switched.add(key)
+            self._maps.clear()
             if self.selected(key):
                 self._rebuild(rebuilt, key, p, recv_ns)
         out: list[Any] = []
@@ -590,17 +592,28 @@ class SessionRun:
         import numpy as np
 
         feed = c.feed
-        ids = np.full(len(feed.symbols) + 1, -1, dtype=np.int64)
-        for native in feed.symbols:
-            key = (c.venue, native)
-            t = self.session.tracks.get(key)
-            if t is None or t.primary is not c or key in switched or not self.selected(key):
-                continue
-            s = feed.symbol_state(native)
-            if s.id >= len(ids):
-                ids = np.concatenate([ids, np.full(s.id + 1 - len(ids), -1, dtype=np.int64)])
-            ids[s.id] = self._id(key, s.book, s.instrument)
+        cached = self._maps.get(c.id)
+        if switched or cached is None or cached[0] != len(feed.symbols):
+            # which BookSet book each of the feed's ids goes to (-1: none); kept until a
+            # book changes primary or the feed meets a new symbol
+            ids = np.full(max([feed.symbol_state(n).id for n in feed.symbols], default=0) + 1,
+                          -1, dtype=np.int64)
+            for native in feed.symbols:
+                key = (c.venue, native)
+                t = self.session.tracks.get(key)
+                if t is None or t.primary is not c or key in switched or \
+                        not self.selected(key):
+                    continue
+                s = feed.symbol_state(native)
+                ids[s.id] = self._id(key, s.book, s.instrument)
+            cached = (len(feed.symbols), ids, bool((ids >= 0).all()))
+            if not switched:
+                self._maps[c.id] = cached
+        _n, ids, every = cached
         inst = raw["instrument"].astype(np.int64)
+        if every and int(inst.max()) < len(ids):
+            raw["instrument"] = ids[inst]
+            return raw
         inst = np.where(inst < len(ids), ids[np.minimum(inst, len(ids) - 1)], -1)
         mask = inst >= 0
         if not mask.any():
