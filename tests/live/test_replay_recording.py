@@ -247,6 +247,28 @@ def test_one_recording_file_and_a_bad_open_record(tmp_path):
     w.close()
     with pytest.raises(DecodeError, match=r"one.fbcap: record 3: an open record"):
         fb.replay(path)
+    # a venue that connects only later (no specs in the metadata) joins the replay then
+    late = str(tmp_path / "late.fbcap")
+    w = CaptureWriter(late, compression="none", meta={"recorder": "fastbook.live"})
+    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://x")
+    w.write("recv", b'{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}',
+            2, conn=1)
+    w.write("open", b'{"venue": "bybit", "symbols": ["BTCUSDT"]}', 3, conn=2, url="ws://y")
+    w.write("recv", b'{"op":"pong"}', 4, conn=2)
+    w.close()
+    result = fb.replay(late)
+    assert result.codec == "okx"            # what the recording's start says
+    assert {k: b["state"] for k, b in result.book_stats.items()} == {
+        ("okx", "BTC-USDT"): "syncing", ("bybit", "BTCUSDT"): "syncing"}
+    assert len(result.books) == 2
+    bad = str(tmp_path / "bad_venue.fbcap")
+    w = CaptureWriter(bad, compression="none", meta={"recorder": "fastbook.live"})
+    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://x")
+    w.write("recv", b'{"event":"subscribe"}', 2, conn=1)
+    w.write("open", b'{"venue": "nasdaq", "symbols": ["AAPL"]}', 3, conn=2, url="ws://y")
+    w.close()
+    with pytest.raises(DecodeError, match=r"bad_venue\.fbcap: record 3: .*nasdaq"):
+        fb.replay(bad)
     # one file, zstd, cut short inside its last frame
     pytest.importorskip("zstandard")
     cut = str(tmp_path / "cut.fbcap.zst")

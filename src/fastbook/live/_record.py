@@ -21,8 +21,8 @@ from typing import Any
 from fastbook.capture import CLOSE, OPEN, RECEIVED, REST, SENT, CaptureWriter
 from fastbook.events import Flags
 
-__all__ = ["LiveRecorder", "SessionRun", "recording_meta", "recording_venues",
-           "replay_recording"]
+__all__ = ["LiveRecorder", "SessionRun", "recording_books", "recording_meta",
+           "recording_venues", "replay_recording"]
 
 _LAST_IN_PACKET = int(Flags.LAST_IN_PACKET)
 
@@ -214,36 +214,48 @@ def _header_meta(path: str) -> dict[str, Any] | None:
         except DecodeError as exc:
             if "truncated zstd data" not in str(exc):
                 raise
-        # a zstd part cut short by a crash: the header is in its first complete frame
-        stream = io.BufferedReader(_Chunks(_whole_frames(path)))
-        with CaptureReader(stream, verify=False) as reader:
+        # a zstd part cut short by a crash: the header is in its first bytes
+        with CaptureReader(_zstd_head(path), verify=False) as reader:
             return reader.meta
     except (DecodeError, OSError, ValueError, ImportError):
         return None
 
 
 def recording_venues(source: Any) -> list[str]:
-    """The venues of a live recording, in the order its ``open`` records name them."""
-    venues: list[str] = []
-    for path in _parts_of(source):
-        for _ns, kind, _conn, _url, payload, number, _flags in _whole_records(path):
-            if kind == OPEN:
-                venue = _open_info(payload, path, number)["venue"]
-                if venue not in venues:
-                    venues.append(venue)
-        if venues:
-            break
-    meta = recording_meta(source) or {}
-    for spec in meta.get("specs", []) or []:      # books that never opened a connection
-        venue = str(spec).partition(":")[0]
-        if venue and venue not in venues:
-            from fastbook.live._rules import rules_for
+    """The venues of a live recording: its specs' (metadata), then its first connections'."""
+    return list(dict.fromkeys(v for v, _n, _s in recording_books(source)))
 
-            try:
-                venues.append(rules_for(venue).venue)
-            except ValueError:
-                pass
-    return venues
+
+def recording_books(source: Any) -> list[tuple[str, str, str]]:
+    """``(venue, native, symbol as asked)`` of a live recording's books, read cheaply.
+
+    From the ``specs`` its metadata holds (``fb.live`` and ``fastbook record`` write
+    them), then the ``open`` records before the first frame of its first part (the
+    connections a run opens first). Books that only a later ``open`` record names are
+    added when the replay meets it.
+    """
+    from fastbook.live import parse_specs
+
+    files = _parts_of(source)
+    meta = recording_meta(source) or {}
+    books: list[tuple[str, str, str]] = []
+    specs = meta.get("specs")
+    if isinstance(specs, list) and specs:
+        try:
+            books = parse_specs([str(x) for x in specs])
+        except ValueError as exc:
+            raise ValueError(f"{files[0]}: the recording's specs: {exc}") from None
+    known = {(v, n) for v, n, _s in books}
+    for _ns, kind, _conn, _url, payload, number, _flags in _whole_records(files[0]):
+        if kind == RECEIVED:
+            break
+        if kind == OPEN:
+            info = _open_info(payload, files[0], number)
+            for native in info["symbols"]:
+                if (info["venue"], native) not in known:
+                    known.add((info["venue"], native))
+                    books.append((info["venue"], native, native))
+    return books
 
 
 def _whole_records(path: str) -> Iterator[tuple[Any, ...]]:
@@ -366,8 +378,8 @@ class SessionRun:
         self.wanted = None if symbols is None else set(symbols)
         depth = book_depth if book_depth is not None else self.meta.get("depth")
         self.depth = depth if isinstance(depth, int) and not isinstance(depth, bool) else None
-        self.session = Session(self._books(), depth=self.depth, stale_after_s=None,
-                               latency=False)
+        self.session = Session(recording_books(source), depth=self.depth,
+                               stale_after_s=None, latency=False)
         self.records = dict.fromkeys((RECEIVED, SENT, OPEN, REST, CLOSE), 0)
         self.notices: list[Any] = []    # the session acts on the feeds' notices itself
         self.messages = 0
@@ -388,25 +400,29 @@ class SessionRun:
         for key in self.session.tracks:
             self._by_venue.setdefault(key[0], []).append(key)
 
-    def _books(self) -> list[tuple[str, str, str]]:
-        """Every (venue, native, native) the open records name, in order."""
-        books: list[tuple[str, str, str]] = []
-        for path in self.files:
-            for _ns, kind, _c, _u, payload, number, _f in _whole_records(path):
-                if kind == OPEN:
-                    info = _open_info(payload, path, number)
-                    for native in info["symbols"]:
-                        spec = (info["venue"], native, native)
-                        if spec not in books:
-                            books.append(spec)
-        from fastbook.live._rules import rules_for
+    def _ensure(self, venue: str, natives: list[str], path: str, number: int) -> None:
+        """Books a later ``open`` record names join the session (as its first ones did)."""
+        from collections import Counter
 
-        for venue, _n, _s in books:
+        from fastbook.errors import DecodeError
+        from fastbook.live._rules import rules_for
+        from fastbook.live._session import Track
+
+        s = self.session
+        if venue not in s.rules:
             try:
-                rules_for(venue)
+                rules = rules_for(venue)
             except ValueError as exc:
-                raise ValueError(f"{self.files[0]}: {exc}") from None
-        return books
+                raise DecodeError(f"{path}: record {number}: {exc}") from None
+            if rules.venue != venue:
+                raise DecodeError(f"{path}: record {number}: venue {venue!r} is spelled "
+                                  f"{rules.venue!r} in live recordings")
+            s.rules[venue] = rules
+            s.venue_counts[venue] = Counter()
+        for native in natives:
+            if (venue, native) not in s.tracks:
+                s.tracks[(venue, native)] = Track(venue, native, native)
+                self._by_venue.setdefault(venue, []).append((venue, native))
 
     def __enter__(self) -> SessionRun:
         return self
@@ -522,6 +538,7 @@ class SessionRun:
                                  payload.decode("utf-8", "replace"), recv_ns)
             elif kind == OPEN:
                 info = _open_info(payload, path, number)
+                self._ensure(info["venue"], info["symbols"], path, number)
                 c = session.open(conn, info["venue"], info["symbols"], url, recv_ns,
                                  standby=bool(info.get("standby")))
                 from fastbook.codecs._l2feed import EventBuffer
@@ -784,6 +801,33 @@ def _whole_frames(path: str) -> Iterator[bytes]:
             if d.eof:
                 yield b"".join(out)
                 data, d = d.unused_data, None
+
+
+def _zstd_head(path: str, limit: int = 1 << 20) -> bytes:
+    """At most ``limit`` decompressed bytes from the start of a zstd file (frame complete
+    or not): enough for a capture's header, whatever the file's length."""
+    from fastbook.sources import _zstd_backend
+
+    _name, new, errors = _zstd_backend()
+    d = new()
+    out: list[bytes] = []
+    got = 0
+    with open(path, "rb") as f:
+        try:
+            while got < limit and not d.eof:
+                data = f.read(1 << 16)
+                if not data:
+                    break
+                piece = d.decompress(data, limit - got)
+                while True:
+                    out.append(piece)
+                    got += len(piece)
+                    if got >= limit or d.eof or d.needs_input:
+                        break
+                    piece = d.decompress(b"", limit - got)
+        except errors:
+            pass
+    return b"".join(out)
 
 
 class _Chunks(io.RawIOBase):
