@@ -1196,7 +1196,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         The ``reason`` column as its bits or as the rules' names (``"every|bbo"``).
     **codec_options
         Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``)
-        or to the L2 feed's constructor.
+        or to the L2 feed's constructor. A live recording takes only
+        ``until_ns`` (records received later are left out); its ``book_depth``
+        is the recording's (metadata ``depth``) unless given.
     """
     from fastbook import codecs
     from fastbook.codecs._l2feed import L2Feed
