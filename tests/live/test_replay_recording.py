@@ -255,11 +255,18 @@ def test_one_recording_file_and_a_bad_open_record(tmp_path):
             2, conn=1)
     w.write("open", b'{"venue": "bybit", "symbols": ["BTCUSDT"]}', 3, conn=2, url="ws://y")
     w.write("recv", b'{"op":"pong"}', 4, conn=2)
+    w.write("close", b"1006 gone", 5, conn=1)
+    w.write("recv", b'{"event":"late"}', 6, conn=1)     # read after its close: not fed
+    w.write("recv", b'{"event":"who"}', 7, conn=9)      # opened in a part not here
     w.close()
     result = fb.replay(late)
+    assert (result.counts["records_after_close"],
+            result.counts["records_unknown_connection"]) == (1, 1)
+    assert any("open record is not in the recording" in x for x in result.warnings)
+    assert replay_recording(late).track("okx", "BTC-USDT").state is BookState.CONNECTING
     assert result.codec == "okx"            # what the recording's start says
     assert {k: b["state"] for k, b in result.book_stats.items()} == {
-        ("okx", "BTC-USDT"): "syncing", ("bybit", "BTCUSDT"): "syncing"}
+        ("okx", "BTC-USDT"): "connecting", ("bybit", "BTCUSDT"): "syncing"}
     assert len(result.books) == 2
     bad = str(tmp_path / "bad_venue.fbcap")
     w = CaptureWriter(bad, compression="none", meta={"recorder": "fastbook.live"})

@@ -100,38 +100,32 @@ def replay_recording(source: Any, *, depth: int | None = None, stale_after_s: fl
     end of the recording (or at ``until_ns``: records received later are left out,
     such as the closes of a run's own shutdown). The books come from the ``open`` records' JSON
     (venue and symbols); ``depth`` should be the live run's (it is in the
-    recording's metadata when :func:`fastbook.live.live` wrote it).
+    recording's metadata when :func:`fastbook.live.live` wrote it). Frames read
+    after their connection closed are not fed (the live session had nothing to
+    feed them to). :func:`fastbook.replay` of a recording runs the same session
+    and also gives BookSet books, samples and a summary (:class:`SessionRun`).
     """
-    from fastbook.live import parse_specs
     from fastbook.live._session import Session
 
-    records = iter(_records(source))
-    pending = []
-    specs: list[tuple[str, str, str]] = []
-    # the books are those of the open records; collect them before the first frame
-    for rec in records:
-        pending.append(rec)
-        if rec.kind == OPEN:
-            info = json.loads(rec.payload or b"{}")
-            for native in info.get("symbols", []):
-                spec = (info["venue"], native, native)
-                if spec not in specs:
-                    specs.append(spec)
-        elif rec.kind == RECEIVED:
-            break
+    path = isinstance(source, (str, os.PathLike))
     if session is None:
-        session = Session(parse_specs([f"{v}:{n}" for v, n, _ in specs]) if specs else [],
-                          depth=depth, stale_after_s=stale_after_s, latency=False, **options)
+        # the books of a later open record join when it comes
+        session = Session(recording_books(source) if path else [], depth=depth,
+                          stale_after_s=stale_after_s, latency=False, **options)
+    name = os.fspath(source) if path else "the recording"
 
     def run(rec: Any) -> None:
         if until_ns is not None and rec.recv_ns > until_ns:
             return
         kind = rec.kind
+        if kind in (RECEIVED, REST, CLOSE) and rec.conn not in session.conns:
+            return      # a frame read after its connection closed: nothing to feed
         if kind == RECEIVED:
             payload = rec.payload if rec.flags & 1 else rec.payload.decode("utf-8", "replace")
             session.received(rec.conn, payload, rec.recv_ns)
         elif kind == OPEN:
-            info = json.loads(rec.payload or b"{}")
+            info = _open_info(rec.payload, name, rec.line)
+            _ensure_books(session, info["venue"], info["symbols"], name, rec.line)
             session.open(rec.conn, info["venue"], info["symbols"], rec.url, rec.recv_ns,
                          standby=bool(info.get("standby")))
         elif kind == REST:
@@ -146,9 +140,7 @@ def replay_recording(source: Any, *, depth: int | None = None, stale_after_s: fl
             pass
         session.actions.clear()
 
-    for rec in pending:
-        run(rec)
-    for rec in records:
+    for rec in _records(source):
         run(rec)
     return session
 
@@ -295,6 +287,33 @@ def _frames_records(path: str, done: int, verify: bool) -> Iterator[tuple[Any, .
             raise DecodeError(f"{path}: {exc}") from None
 
 
+def _ensure_books(session: Any, venue: str, natives: list[str], path: str, number: int
+                  ) -> list[tuple[str, str]]:
+    """Add the books of an ``open`` record that ``session`` does not have; the new keys."""
+    from collections import Counter
+
+    from fastbook.errors import DecodeError
+    from fastbook.live._rules import rules_for
+    from fastbook.live._session import Track
+
+    if venue not in session.rules:
+        try:
+            rules = rules_for(venue)
+        except ValueError as exc:
+            raise DecodeError(f"{path}: record {number}: {exc}") from None
+        if rules.venue != venue:
+            raise DecodeError(f"{path}: record {number}: venue {venue!r} is spelled "
+                              f"{rules.venue!r} in live recordings")
+        session.rules[venue] = rules
+        session.venue_counts[venue] = Counter()
+    added = []
+    for native in natives:
+        if (venue, native) not in session.tracks:
+            session.tracks[(venue, native)] = Track(venue, native, native)
+            added.append((venue, native))
+    return added
+
+
 def _open_info(payload: bytes, path: str, number: int) -> dict[str, Any]:
     """The JSON of an ``open`` record: ``{"venue", "symbols", "standby"}``."""
     from fastbook.errors import DecodeError
@@ -402,27 +421,8 @@ class SessionRun:
 
     def _ensure(self, venue: str, natives: list[str], path: str, number: int) -> None:
         """Books a later ``open`` record names join the session (as its first ones did)."""
-        from collections import Counter
-
-        from fastbook.errors import DecodeError
-        from fastbook.live._rules import rules_for
-        from fastbook.live._session import Track
-
-        s = self.session
-        if venue not in s.rules:
-            try:
-                rules = rules_for(venue)
-            except ValueError as exc:
-                raise DecodeError(f"{path}: record {number}: {exc}") from None
-            if rules.venue != venue:
-                raise DecodeError(f"{path}: record {number}: venue {venue!r} is spelled "
-                                  f"{rules.venue!r} in live recordings")
-            s.rules[venue] = rules
-            s.venue_counts[venue] = Counter()
-        for native in natives:
-            if (venue, native) not in s.tracks:
-                s.tracks[(venue, native)] = Track(venue, native, native)
-                self._by_venue.setdefault(venue, []).append((venue, native))
+        for key in _ensure_books(self.session, venue, natives, path, number):
+            self._by_venue.setdefault(venue, []).append(key)
 
     def __enter__(self) -> SessionRun:
         return self
