@@ -6,6 +6,7 @@ what the live run had at the end of the recording, level by level."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
@@ -93,6 +94,8 @@ def test_replay_of_a_rotated_recording_is_the_live_run(recording):
     parts = recording_files(directory)
     assert len(parts) >= 3
     assert all(CaptureReader(p).meta["recorder"] == "fastbook.live" for p in parts)
+    opens = [json.loads(r.payload) for p in parts for r in CaptureReader(p) if r.kind == "open"]
+    assert any(o["standby"] for o in opens)              # a make-before-break handover
     result = fb.replay(directory, until_ns=cut)
     assert result.kind == "live" and result.codec == "binance-spot,okx,coinbase-advanced"
     assert result.counts["records_after_until"] > 0       # the run's own shutdown, left out
@@ -346,8 +349,6 @@ def test_a_single_file_recording_of_a_reconnecting_run(tmp_path):
 
 def test_fastbook_record_then_fastbook_replay(okx_server, tmp_path, capsys):  # noqa: F811
     """The command line end to end: what `fastbook record` counted, `fastbook replay` says."""
-    import json
-
     rec = str(tmp_path / "rec")
     assert main(["record", "okx:BTC-USDT", "--endpoint", f"okx={okx_server.url}",
                  "--duration", "1.5", "--json", "-o", rec]) == 0
