@@ -504,10 +504,13 @@ def replay_command(args: argparse.Namespace) -> int:
     l2 = False
     try:
         files = _inputs(args.file)
-        codec = args.codec or _default_codec(files)
         from fastbook import codecs
+        from fastbook.live._record import recording_meta
 
-        l2 = codecs.kind(codec) == "l2"
+        # a live recording names its venues (a --codec that contradicts it is an error)
+        live = len(files) == 1 and recording_meta(files[0]) is not None
+        codec = args.codec if live else (args.codec or _default_codec(files))
+        l2 = live or codecs.kind(codec) == "l2"
         if not l2 and len(args.file) > 1:
             raise ValueError(f"{display_name(codec)} replays one feed file; several files are "
                              f"for L2 captures")
@@ -534,7 +537,8 @@ def replay_command(args: argparse.Namespace) -> int:
             # the summary says what a ReplayWarning says
             warnings.simplefilter("ignore", ReplayWarning)
             result = replay(
-                files if l2 else files[0], codec, symbols=args.symbols, depth=args.depth,
+                files if l2 and not live else files[0], codec, symbols=args.symbols,
+                depth=args.depth,
                 every=args.every, on_error="skip" if args.skip_errors else "raise",
                 output=args.output, progress=False if args.no_progress else None,
                 lobster=args.lobster, **options)
@@ -547,7 +551,12 @@ def replay_command(args: argparse.Namespace) -> int:
             print("  (use --skip-errors to count and skip such events)", file=sys.stderr)
         return 1
     print(_flagged(result.summary()))
-    if result.kind == "l2":
+    if result.kind == "live":
+        from fastbook.live._record import top_lines
+
+        for line in top_lines(result, args.top):
+            print(line)
+    elif result.kind == "l2":
         resyncs = [n for n in result.notices if n.kind == "resync"]
         for notice in resyncs[:10]:
             print(f"  {notice}")

@@ -64,6 +64,7 @@ from fastbook.writers import (
 if TYPE_CHECKING:
     from fastbook._core import Book
     from fastbook._l3 import BookSet, OrderBook
+    from fastbook.live._record import SessionRun
 
 __all__ = ["MAX_NOTICES", "Instruments", "L2Run", "ReplayNotice", "ReplayResult", "Run",
            "StreamRun", "drive", "load_instruments", "parse_every", "replay", "scan"]
@@ -328,7 +329,15 @@ class ReplayResult:
     output : str or None
         The file the samples were streamed to, and ``rows`` written.
     kind : str
-        ``"stream"`` (ITCH) or ``"l2"`` (an exchange L2 feed replayed from captures).
+        ``"stream"`` (ITCH), ``"l2"`` (an exchange L2 feed replayed from captures)
+        or ``"live"`` (a live recording replayed through the live session).
+    session, book_stats :
+        Live recordings: the :class:`fastbook.live.Session` the records went
+        through (``session.track(venue, symbol).state``, ``session.counts(...)``),
+        and per ``(venue, native)`` book its final ``state``, ``reason`` and
+        counts (``messages``, ``applied``, ``snapshots``, ``gaps``, ``resyncs``,
+        ``errors``, ``checksum_failed``, ``state_changes``, all ``counts``): the
+        live run's own at the end of the recording. None for other replays.
     notices : list of fastbook.driver.ReplayNotice
         L2 feeds: the feed's notices (synced, resync with its reason, snapshot
         requests...) with the record that caused each; ``str()`` of one reads
@@ -393,6 +402,8 @@ class ReplayResult:
         self.warnings = warnings if warnings is not None else []
         self.crossed = crossed if crossed is not None else []
         self.options = options if options is not None else OutputOptions()
+        self.session: Any = None
+        self.book_stats: dict[tuple[str, str], dict[str, Any]] | None = None
 
     @property
     def date(self) -> Any:
@@ -493,6 +504,10 @@ class ReplayResult:
         """A few lines for people: messages, rate, books, skipped, samples."""
         if self.kind == "l2":
             lines = self._l2_summary()
+        elif self.kind == "live":
+            from fastbook.live._record import summary_lines
+
+            lines = summary_lines(self)
         else:
             lines = [
                 f"{self.messages:,} messages ({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s: "
@@ -1090,7 +1105,7 @@ class L2Run:
                 "ts_origin": self.ts_origin}
 
 
-def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str | None = None,
+def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | None = None,
            depth: int = 10, every: Any = None, on_error: str = "raise",
            output: str | os.PathLike[str] | None = None, row_group_size: int = 1 << 20,
            chunk_size: int = 4 << 20, compression: str = "auto", progress: bool | None = None,
@@ -1109,10 +1124,16 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         or cryptofeed format, see :mod:`fastbook.capture`) or a list of
         captures merged in receive-time order (a Binance websocket capture and
         its REST snapshots).
-    codec : str
-        A replay codec (:func:`fastbook.codecs.available`): ``"itch50"``, or
-        an L2 feed such as ``"binance-spot"``, ``"coinbase-exchange"``,
-        ``"kraken-v1"``, ``"okx"``; or an ``L2Feed`` subclass.
+        A live recording (a capture file or a directory of rotated parts written
+        by ``fb.live(..., record=...)``, its metadata saying ``recorder:
+        fastbook.live``) replays through the live session: see "Live
+        recordings" in ``docs/captures.md``.
+    codec : str, optional
+        A replay codec (:func:`fastbook.codecs.available`): ``"itch50"`` (the
+        default), or an L2 feed such as ``"binance-spot"``, ``"coinbase-exchange"``,
+        ``"kraken-v1"``, ``"okx"``; or an ``L2Feed`` subclass. Not needed for a
+        live recording (its open records name the venues); one that names
+        another venue than the recording's is a ValueError.
     symbols : iterable of str or comma-separated str, optional
         Only these symbols get books (others are decoded and dropped). L2
         feeds: the venue's native symbols (``"BTCUSDT"``, ``"XBT/USD"``).
@@ -1175,18 +1196,27 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         The ``reason`` column as its bits or as the rules' names (``"every|bbo"``).
     **codec_options
         Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``)
-        or to the L2 feed's constructor.
+        or to the L2 feed's constructor. A live recording takes only
+        ``until_ns`` (records received later are left out); its ``book_depth``
+        is the recording's (metadata ``depth``) unless given.
     """
     from fastbook import codecs
     from fastbook.codecs._l2feed import L2Feed
     from fastbook.l3 import BookSet
+    from fastbook.live._record import check_codec, recording_meta, recording_venues
     from fastbook.sampling import Sampler
 
-    if isinstance(codec, type) and issubclass(codec, L2Feed):
+    if recording_meta(source) is not None:
+        # a live recording: every record goes through the live session (connection ids,
+        # standby connections, per-connection sequence numbers), not through one codec
+        venues = recording_venues(source)
+        check_codec(codec, venues, os.fspath(source))
+        kind, module, codec = "live", None, ",".join(venues)
+    elif isinstance(codec, type) and issubclass(codec, L2Feed):
         # an L2Feed subclass of one's own (a venue fastbook has no codec for)
         kind, module, codec = "l2", codec, codec.venue or codec.__name__
     else:
-        codec = codec_name(codec)
+        codec = codec_name("itch50" if codec is None else codec)
         kind = codecs.kind(codec)
         module = codecs.load(codec)
     if isinstance(symbols, str):
@@ -1209,8 +1239,23 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
         if bookset is None else bookset
     rules = parse_every(every) if every is not None else None
     registered = Instruments(books)
-    run: StreamRun | L2Run
-    if kind == "l2":
+    run: StreamRun | L2Run | SessionRun
+    live_run: SessionRun | None = None
+    if kind == "live":
+        from fastbook.live._record import SessionRun
+
+        if lobster is not None:
+            raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
+                             f"{os.fspath(source)!r} is a live recording of L2 feeds")
+        until_ns = codec_options.pop("until_ns", None)
+        if codec_options or instruments is not None:
+            given = sorted(codec_options) + (["instruments"] if instruments is not None else [])
+            raise ValueError(f"{', '.join(given)}: not options of a live recording's replay "
+                             f"(its codecs are set up as the live run's)")
+        run = live_run = SessionRun(source, registered, symbols=symbols, on_error=on_error,
+                                    book_depth=book_depth, verify=verify, until_ns=until_ns,
+                                    progress=progress)
+    elif kind == "l2":
         if lobster is not None:
             raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
                              f"{codec!r} is an L2 feed")
@@ -1270,11 +1315,16 @@ def replay(source: Any, codec: Any = "itch50", *, symbols: Iterable[str] | str |
     if writer is not None:
         writer.close(instruments_of(books))
     seconds = time.perf_counter() - t0
+    fields = run.result_fields()
     warned, crossed = _after(run, books, symbols, lob)
-    return ReplayResult(
+    result = ReplayResult(
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
-        options=options, warnings=warned, crossed=crossed, **run.result_fields())
+        options=options, warnings=warned, crossed=crossed, **fields)
+    if live_run is not None:
+        result.session = live_run.session
+        result.book_stats = live_run.book_stats()
+    return result
 
 
 def _after(run: Any, books: Any, symbols: list[str] | None,
@@ -1287,6 +1337,8 @@ def _after(run: Any, books: Any, symbols: list[str] | None,
     built = [books.instrument(i)["symbol"] for i in range(len(books))]
     out: list[str] = []
     crossed: list[str] = []
+    if getattr(run, "kind", "") == "live":
+        return run.warnings(), crossed
     if isinstance(run, L2Run):
         if symbols is not None:
             out += _check_symbols(symbols, [*run.feed.symbols, *run._requested],
