@@ -35,10 +35,12 @@ if TYPE_CHECKING:
         format_decimal,
         parse_decimal,
     )
+    from fastbook._consol import Consolidated
 else:
     _select.export(globals(), "_core", "_pycore", "core", (
         "ASK", "BID", "BYTES_PER_LEVEL", "MAX_DECIMALS", "Book", "format_decimal",
         "parse_decimal"))
+    _select.export(globals(), "_consol", "_pyconsol", "consolidated view", ("Consolidated",))
 
 #: True when the compiled Cython core is in use (what ``fastbook._select`` chose).
 COMPILED: bool = _select.compiled("_core")
@@ -56,6 +58,7 @@ __all__ = [
     "ArrayError",
     "Book",
     "BookSet",
+    "Consolidated",
     "DecodeError",
     "FastbookError",
     "OrderBook",

@@ -71,6 +71,7 @@ cdef class Consolidated:
     cdef object _plan
     cdef list _books
     cdef cv_event _cur          # the consolidated state (the last event's fields)
+    cdef uint64_t _in_mask      # venues in the view now (_cur.in_mask: at the last change)
     cdef bint _changed_once
     cdef int64_t _now
     cdef int64_t _backwards

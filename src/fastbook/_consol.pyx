@@ -114,6 +114,7 @@ cdef class Consolidated:
         self._cur.flags = 0
         self._cur.bid = self._cur.bid_qty = self._cur.ask = self._cur.ask_qty = 0
         self._cur.bid_mask = self._cur.ask_mask = self._cur.in_mask = 0
+        self._in_mask = 0
         self._record = record_events
         self._nev = 0
         self._max_age = p.max_age_ns
@@ -279,7 +280,7 @@ cdef class Consolidated:
                     amask |= bit
                     if v.last_ns < aold:
                         aold = v.last_ns
-        self._cur.in_mask = in_mask
+        self._in_mask = in_mask
         flags = (F_BID if bmask else 0) | (F_ASK if amask else 0)
         if (flags == self._cur.flags and bid == self._cur.bid and bq == self._cur.bid_qty
                 and bmask == self._cur.bid_mask and ask == self._cur.ask
@@ -296,6 +297,7 @@ cdef class Consolidated:
         self._cur.ask_mask = amask
         self._cur.bid_age = now - bold if bmask else -1
         self._cur.ask_age = now - aold if amask else -1
+        self._cur.in_mask = in_mask
         self._changes += 1
         self._changed_once = True
         if self._record:
@@ -332,7 +334,7 @@ cdef class Consolidated:
 
     def bbo_masks(self):
         """(bid venue mask, ask venue mask, in-view mask): bit i is venue i."""
-        return self._cur.bid_mask, self._cur.ask_mask, self._cur.in_mask
+        return self._cur.bid_mask, self._cur.ask_mask, self._in_mask
 
     def venues_in(self):
         """Each venue's state at the last update/refresh: ``"in"`` or why it is out

@@ -124,7 +124,7 @@ class Consolidated:
     def update(self, venue: int, now_ns: int, live: bool = True) -> bool:
         """Read venue ``venue``'s best levels after its book changed; True when the
         consolidated BBO changed (price, size or the venues holding it)."""
-        if not isinstance(venue, int) or not 0 <= venue < self._n:
+        if not isinstance(venue, int) or isinstance(venue, bool) or not 0 <= venue < self._n:
             raise IndexError(f"venue index {venue!r} out of range 0..{self._n - 1}")
         now = self._clock(now_ns)
         i = venue
