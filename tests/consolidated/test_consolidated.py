@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import fastbook as fb
@@ -56,22 +56,24 @@ def level_price(draw: Any, v: V, lo: int, hi: int) -> int:
 
 
 @st.composite
-def book_op(draw: Any, vs: list[V]) -> tuple[Any, ...]:
+def book_op(draw: Any, vs: list[V], offsets: list[int]) -> tuple[Any, ...]:
     i = draw(st.integers(0, len(vs) - 1))
     v = vs[i]
     side = draw(st.sampled_from([fb.BID, fb.ASK]))
-    # bids mostly below 1000.0, asks mostly above: venues cross sometimes
+    # each venue quotes around its own mid (1000.0 + offset): venues cross each other, and
+    # now and then themselves
     lo, hi = (990, 1001) if side == fb.BID else (999, 1010)
-    price = level_price(draw, v, lo, hi)
+    price = level_price(draw, v, lo + offsets[i], hi + offsets[i])
     qty = draw(st.sampled_from([0, 1, 2, 5, 10**v.inst.qty_decimals, 3 * 10**v.inst.qty_decimals]))
-    return ("set", i, side, price, qty, draw(st.integers(0, 2 * 10**6)),
-            draw(st.sampled_from([True, True, True, False])))
+    dt = draw(st.sampled_from([0, 1, 1000, 10**5, 2 * 10**6]))
+    return ("set", i, side, price, qty, dt, draw(st.sampled_from([True] * 7 + [False])))
 
 
 @st.composite
 def scenario(draw: Any) -> tuple[list[V], list[tuple[Any, ...]]]:
     vs = draw(venues())
-    ops = draw(st.lists(st.one_of(book_op(vs), st.tuples(st.just("refresh"),
+    offsets = draw(st.lists(st.integers(-10, 10), min_size=len(vs), max_size=len(vs)))
+    ops = draw(st.lists(st.one_of(book_op(vs, offsets), st.tuples(st.just("refresh"),
                                                          st.integers(0, 2 * 10**6))),
                         min_size=1, max_size=60))
     return vs, ops
@@ -144,7 +146,9 @@ def test_compiled_matches_the_twin(sc: Any, fixed: str, bps: int, max_age: int |
         assert c.bbo() == t.bbo() and c.bbo_masks() == t.bbo_masks()
         assert c.venues_in() == t.venues_in()
         assert c.last_change() == t.last_change()
-        assert c.arbitrage(now) == t.arbitrage(now)
+        opps = c.arbitrage(now)
+        assert opps == t.arbitrage(now)
+        event(f"opportunities: {min(len(opps), 2)}")
 
     run(views, vs, ops, check)
     c, t = views
@@ -199,6 +203,7 @@ def test_arbitrage_walk_matches_the_decimal_walk(mod: Any, c: Any, fixed: str) -
     view.update(1, 130)
     qty, profit = ref_walk(sell, buy, Decimal(fixed))
     opps = view.arbitrage(150)
+    event("profitable" if qty and profit > 0 else "not profitable")
     if qty == 0 or profit <= 0:
         assert opps == ()
         return
@@ -452,3 +457,60 @@ def test_levels_beyond_int64_at_the_common_scale_are_excluded_and_counted(mod: A
 def test_the_package_exports_the_chosen_implementation() -> None:
     assert fb.Consolidated.__module__ in ("fastbook._consol", "fastbook._pyconsol")
     assert (fb.Consolidated.__module__ == "fastbook._consol") == fb.COMPILED
+
+
+def random_run(seed: int) -> tuple[list[V], list[tuple[Any, ...]]]:
+    """A long seeded run on 2-8 venues around their own mids (many cross-venue crossings)."""
+    import random
+
+    r = random.Random(seed)
+    vs = [venue(f"v{i}", r.randint(1, 4), r.randint(0, 6), contract_size=r.choice(SIZES),
+                fee=r.choice(FEES), stale_ns=r.choice([10**6, 10**9]))
+          for i in range(r.randint(2, 8))]
+    mids = [r.randint(-10, 10) for _ in vs]
+    ops: list[tuple[Any, ...]] = []
+    for _ in range(400):
+        if r.random() < 0.05:
+            ops.append(("refresh", r.choice([0, 10**5, 2 * 10**6])))
+            continue
+        i = r.randrange(len(vs))
+        v, side = vs[i], r.choice([fb.BID, fb.ASK])
+        lo, hi = (990, 1001) if side == fb.BID else (999, 1010)
+        step = 10 ** (v.inst.price_decimals - 1)
+        price = r.randint(lo + mids[i], hi + mids[i]) * step + (r.randrange(step) if
+                                                                r.random() < 0.2 else 0)
+        qty = r.choice([0, 0, 1, 7, 10**v.inst.qty_decimals, 3 * 10**v.inst.qty_decimals])
+        ops.append(("set", i, side, price, qty, r.choice([0, 1, 1000, 10**5]),
+                    r.random() < 0.95))
+    return vs, ops
+
+
+@requires_compiled(_CONSOL_C)
+def test_compiled_matches_the_twin_on_long_random_runs() -> None:
+    seen = 0
+    for seed in range(12):
+        vs, ops = random_run(seed)
+        kw: dict[str, Any] = {"fixed_cost": "0.0001", "max_age_ns": 10**6 if seed % 2 else None}
+        views = [_CONSOL_C.Consolidated("BTC/USDT", specs(vs), **kw),
+                 _pyconsol.Consolidated("BTC/USDT", specs(vs), **kw)]
+
+        def check(now: int, results: list[bool]) -> None:
+            nonlocal seen
+            c, t = views
+            assert results[0] == results[1] and c.bbo() == t.bbo()
+            assert c.venues_in() == t.venues_in()
+            assert as_decimal(t, t.bbo()) == ref_bbo(vs, now)
+            opps = c.arbitrage(now)
+            assert opps == t.arbitrage(now)
+            seen += len(opps)
+            by_name = {v.name: v for v in vs}
+            for o in opps:
+                qty, profit = ref_walk(by_name[o.sell_venue], by_name[o.buy_venue],
+                                       Decimal("0.0001"))
+                assert (Decimal(o.qty).scaleb(-c.qty_decimals), o.profit_decimal()) == \
+                    (qty, profit)
+
+        run(views, vs, ops, check)
+        assert views[0].stats() == views[1].stats()
+        assert views[0].take_events().tobytes() == views[1].take_events().tobytes()
+    assert seen > 50        # the runs exercise the walk, not only the no-crossing exit
