@@ -288,8 +288,9 @@ def opportunity(p: Plan, sell: int, buy: int, chunks: Sequence[tuple[int, int, i
     profit = sell_n * (FEE_ONE - fs) - buy_n * (FEE_ONE + fb) - p.fixed_cost
     if qty <= 0 or profit <= 0 or buy_n <= 0:
         return None
-    # profit / (buy_n * FEE_ONE) >= min_bps / 10**4, exactly
-    if Fraction(profit * 10**4, buy_n * FEE_ONE) < p.min_profit_bps:
+    # profit / (buy_n * FEE_ONE) >= min_bps / 10**4, exactly, in integers
+    bps = p.min_profit_bps
+    if bps > 0 and profit * 10**4 * bps.denominator < bps.numerator * buy_n * FEE_ONE:
         return None
     return Opportunity(p.venues[sell].name, p.venues[buy].name, qty, sell_n, buy_n, profit,
                        p.profit_decimals, profit * 1e4 / (buy_n * FEE_ONE), chunks[-1][0],
