@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import fastbook as fb
-from fastbook import _pycore, _pyconsol
+from fastbook import _pyconsol, _pycore
 from fastbook.codecs._l2feed import Instrument
 
 try:
@@ -39,8 +39,9 @@ except ImportError:  # pragma: no cover - a build without the extension
 CALLS = int(os.environ.get("FASTBOOK_BENCH_CONSOL_CALLS", "100000"))
 REPEATS = int(os.environ.get("FASTBOOK_BENCH_CONSOL_REPEATS", "5"))
 #: (venue id, price decimals, qty decimals, contract size)
-VENUES = [("binance-spot", 2, 5, None), ("coinbase-exchange", 2, 8, None), ("kraken-v2", 1, 8, None),
-          ("okx", 1, 8, None), ("bybit", 2, 6, None), ("okx", 1, 0, "0.01"),
+VENUES = [("binance-spot", 2, 5, None), ("coinbase-exchange", 2, 8, None),
+          ("kraken-v2", 1, 8, None), ("okx", 1, 8, None), ("bybit", 2, 6, None),
+          ("okx", 1, 0, "0.01"),
           ("binance-usdm", 1, 3, None), ("bybit", 2, 3, None)]
 
 

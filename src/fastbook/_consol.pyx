@@ -419,7 +419,6 @@ cdef class Consolidated:
         """Venue ``i``'s best ``k`` levels per side into ``out`` (4 rows of ``k``)."""
         cdef const cv_venue *v = &self._v[i]
         cdef cnp.ndarray top
-        cdef Py_ssize_t r, c
         if v.book != NULL:
             book_readable(<Book>self._books[i])
             return fb_book_top(v.book, k, out, out + k, out + 2 * k, out + 3 * k)

@@ -217,7 +217,7 @@ def _contract(v: Venue, base: str, quote: str) -> tuple[int, int]:
     size = _decimal(inst.contract_size, f"venue {v.name!r} contract_size")
     if size <= 0:
         raise ValueError(f"venue {v.name!r}: contract size {inst.contract_size!r} is not positive")
-    sign, digits, exp = size.normalize().as_tuple()
+    _, digits, exp = size.normalize().as_tuple()
     assert isinstance(exp, int)
     units = int("".join(map(str, digits)))
     return (units * 10**exp, 0) if exp >= 0 else (units, -exp)

@@ -14,8 +14,23 @@ import numpy as np
 
 from fastbook import _consolspec as spec
 from fastbook._consolspec import (
-    CBBO_DTYPE, CROSSED, DEFAULT_TAKER_FEES, FEE_ONE, HAS_ASK, HAS_BID, IN, INT64_MAX, NO_DATA,
-    NOT_LIVE, OVERFLOW, QTY_LIMIT, REASONS, STALE, Depth, Opportunity, Venue,
+    CBBO_DTYPE,
+    CROSSED,
+    DEFAULT_TAKER_FEES,
+    FEE_ONE,
+    HAS_ASK,
+    HAS_BID,
+    IN,
+    INT64_MAX,
+    NO_DATA,
+    NOT_LIVE,
+    OVERFLOW,
+    QTY_LIMIT,
+    REASONS,
+    STALE,
+    Depth,
+    Opportunity,
+    Venue,
 )
 
 COMPILED = False
@@ -302,10 +317,12 @@ class Consolidated:
             return chunks, (i, j)
 
     def _greedy(self, a: int, b: int, bp: list[int], bq: list[int], ap: list[int],
-                aq: list[int]) -> tuple[list[tuple[int, int, int]], int, int, bool]:
+                aq: list[int]) -> tuple[list[tuple[int, int, int]], int, int, int]:
         """Match bids of ``a`` with asks of ``b`` while a unit is profitable after fees.
 
-        Returns (chunks, bid levels touched, ask levels touched, whether a side ran out).
+        Returns (chunks, bid levels touched, ask levels touched, 1 when the bids ran out,
+        2 when the asks did, else 0). A level that does not fit the common scale ends the
+        walk there, as the end of that side would.
         """
         ma, mb, qa, qb = self._pm[a], self._pm[b], self._qm[a], self._qm[b]
         ka, kb = FEE_ONE - self._fee[a], FEE_ONE + self._fee[b]

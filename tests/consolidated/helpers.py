@@ -70,7 +70,8 @@ def included(vs: list[V], now: int) -> list[int]:
 
 
 def ref_bbo(vs: list[V], now: int) -> tuple[Any, ...]:
-    """(bid, bid qty, bid venues, ask, ask qty, ask venues) in Decimal; None, None, () when empty."""
+    """(bid, bid qty, bid venues, ask, ask qty, ask venues) in Decimal (None, None, () for
+    an empty side)."""
     out: list[Any] = []
     for side, better in ((fb.BID, max), (fb.ASK, min)):
         tops = [(vs[i].levels(side)[0], vs[i].name) for i in included(vs, now)

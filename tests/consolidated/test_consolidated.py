@@ -13,10 +13,18 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import fastbook as fb
-from fastbook import _pycore, _pyconsol
+from fastbook import _pyconsol, _pycore
 from fastbook._consolspec import CBBO_DTYPE, FEE_ONE
 from tests.consolidated.helpers import (
-    CONSOL, V, as_decimal, included, ref_bbo, ref_depth, ref_walk, specs, venue,
+    CONSOL,
+    V,
+    as_decimal,
+    included,
+    ref_bbo,
+    ref_depth,
+    ref_walk,
+    specs,
+    venue,
 )
 from tests.helpers.impls import compiled, requires_compiled
 
@@ -294,7 +302,7 @@ def two(mod: Any, **kw: Any) -> tuple[Any, V, V]:
 
 
 def test_exclusions_are_named_and_counted(mod: Any) -> None:
-    view, a, b = two(mod)
+    view, a, _b = two(mod)
     assert view.venues_in() == {"a": "no data", "b": "no data"}
     assert view.bbo() == (None, None, (), None, None, ())
     assert view.update(0, 1000)
@@ -320,7 +328,7 @@ def test_exclusions_are_named_and_counted(mod: Any) -> None:
 
 
 def test_clock_going_backwards_is_counted_and_never_ages_quotes_negatively(mod: Any) -> None:
-    view, a, b = two(mod)
+    view, _a, _b = two(mod)
     view.update(0, 5000)
     view.update(1, 4000)                           # behind: taken as 5000
     assert view.stats()["clock_backwards"] == 1
@@ -350,13 +358,13 @@ def test_changes_only_on_real_changes(mod: Any) -> None:
 
 
 def test_record_events_off_keeps_the_last_change(mod: Any) -> None:
-    view, a, b = two(mod, record_events=False)
+    view, _a, _b = two(mod, record_events=False)
     assert view.update(0, 10)
     assert len(view.take_events()) == 0 and view.last_change() is not None
 
 
 def test_event_buffer_grows(mod: Any) -> None:
-    view, a, b = two(mod)
+    view, a, _b = two(mod)
     for k in range(300):
         a.book.set(fb.BID, 10000, 100 + k)
         assert view.update(0, k)
@@ -398,7 +406,7 @@ def test_inverse_and_unconvertible_inputs_are_refused(mod: Any) -> None:
     a = venue("a", 2, 2)
     inv = Instrument("binance-coinm", "BTCUSD_PERP", "BTC/USD:BTC", 1, 0, kind="perpetual",
                      contract_size="100", contract_unit="USD")
-    with pytest.raises(ValueError, match="venue 'inv': .*inverse contract"):
+    with pytest.raises(ValueError, match=r"venue 'inv': .*inverse contract"):
         mod.Consolidated("BTC/USD", [("inv", fb.Book(price_decimals=1, qty_decimals=0), inv)])
     fine = venue("fine", 2, 17, contract_size="0.01")
     with pytest.raises(ValueError, match="common quantity scale would need 19 decimals"):
@@ -423,7 +431,7 @@ def test_default_fees_come_from_the_table(mod: Any) -> None:
 
 
 def test_bad_calls(mod: Any) -> None:
-    view, a, b = two(mod)
+    view, _a, _b = two(mod)
     with pytest.raises(IndexError, match="venue index 2 out of range"):
         view.update(2, 0)
     with pytest.raises(IndexError):
@@ -494,7 +502,8 @@ def test_compiled_matches_the_twin_on_long_random_runs() -> None:
         views = [_CONSOL_C.Consolidated("BTC/USDT", specs(vs), **kw),
                  _pyconsol.Consolidated("BTC/USDT", specs(vs), **kw)]
 
-        def check(now: int, results: list[bool]) -> None:
+        def check(now: int, results: list[bool], views: list[Any] = views,
+                  vs: list[V] = vs) -> None:
             nonlocal seen
             c, t = views
             assert results[0] == results[1] and c.bbo() == t.bbo()
