@@ -40,7 +40,6 @@ DEFAULT_STALE_NS = 5_000_000_000
 #: pass ``taker_fee`` per venue for your own tier.
 DEFAULT_TAKER_FEES: dict[tuple[str, str], str] = {
     ("binance-spot", "*"): "0.001",
-    ("binance-us", "*"): "0.006",
     ("binance-usdm", "*"): "0.0005",
     ("binance-coinm", "*"): "0.0005",
     ("coinbase-advanced", "*"): "0.012",
