@@ -2,6 +2,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from typing_extensions import disjoint_base
 
 from fastbook._consolspec import CBBO_DTYPE as CBBO_DTYPE
 from fastbook._consolspec import DEFAULT_TAKER_FEES as DEFAULT_TAKER_FEES
@@ -11,8 +12,12 @@ from fastbook._consolspec import Opportunity as Opportunity
 from fastbook._consolspec import Plan
 from fastbook._consolspec import Venue as Venue
 
+__all__ = ["CBBO_DTYPE", "COMPILED", "DEFAULT_TAKER_FEES", "REASONS", "Consolidated", "Depth",
+           "Opportunity", "Venue"]
+
 COMPILED: bool
 
+@disjoint_base
 class Consolidated:
     def __init__(self, symbol: str, venues: Sequence[Any], *, fixed_cost: Any = ...,
                  min_profit_bps: Any = ..., max_age_ns: int | None = ...,
