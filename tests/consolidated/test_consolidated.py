@@ -523,3 +523,21 @@ def test_compiled_matches_the_twin_on_long_random_runs() -> None:
         assert views[0].stats() == views[1].stats()
         assert views[0].take_events().tobytes() == views[1].take_events().tobytes()
     assert seen > 50        # the runs exercise the walk, not only the no-crossing exit
+
+
+def test_an_l3_order_book_is_a_venue_too(mod: Any) -> None:
+    """Any reader with bbo() and top(n): an L3 OrderBook next to an L2 Book."""
+    l2 = venue("l2", 2, 3)
+    l2.book.set(fb.BID, 10000, 1000)
+    l2.book.set(fb.ASK, 10100, 1000)
+    l3 = fb.OrderBook(price_decimals=2, qty_decimals=3)
+    l3.add(1, fb.BID, 10000, 500)
+    l3.add(2, fb.BID, 10000, 250)
+    l3.add(3, fb.ASK, 10050, 100)
+    view = mod.Consolidated("BTC/USDT", specs([l2]) + [("l3", l3, l2.inst)])
+    view.update(0, 1)
+    view.update(1, 1)
+    assert view.bbo() == (10000, 1750, ("l2", "l3"), 10050, 100, ("l3",))
+    d = view.depth(2)
+    assert d.ask_prices.tolist() == [10050, 10100]
+    assert d.ask_venue_qtys.tolist() == [[0, 100], [1000, 0]]
