@@ -154,6 +154,10 @@ cdef class Consolidated:
     def __len__(self):
         return self._n
 
+    def metadata(self):
+        """Symbol, scales, venues, fees and thresholds: what to store beside the events."""
+        return spec.metadata(self._plan)
+
     def index(self, str name):
         """The index of venue ``name`` (what :meth:`update` takes)."""
         for i, v in enumerate(self._plan.venues):

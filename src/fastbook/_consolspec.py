@@ -340,3 +340,18 @@ def merge_depth(p: Plan, in_venues: Sequence[int], n: int) -> Depth:
 def names_of(p: Plan, mask: int) -> tuple[str, ...]:
     """The venue names of a bit mask, in venue order."""
     return tuple(v.name for i, v in enumerate(p.venues) if mask >> i & 1)
+
+
+def metadata(p: Plan) -> dict[str, Any]:
+    """What a writer stores beside the event columns: symbol, scales, venues and their
+    conversions, fees (as rate text) and thresholds."""
+    return {
+        "symbol": p.symbol, "price_decimals": p.price_decimals,
+        "qty_decimals": p.qty_decimals, "profit_decimals": p.profit_decimals,
+        "venues": [{"name": v.name, "price_mult": v.price_mult, "qty_mult": v.qty_mult,
+                    "taker_fee": str(Decimal(v.fee).scaleb(-FEE_DECIMALS)),
+                    "stale_ns": v.stale_ns} for v in p.venues],
+        "fixed_cost": str(Decimal(p.fixed_cost).scaleb(-p.profit_decimals)),
+        "min_profit_bps": str(p.min_profit_bps), "max_age_ns": p.max_age_ns,
+        "events_dtype": [[name, CBBO_DTYPE[name].str] for name in CBBO_DTYPE.names or ()],
+    }

@@ -116,6 +116,10 @@ class Consolidated:
     def __len__(self) -> int:
         return self._n
 
+    def metadata(self) -> dict[str, Any]:
+        """Symbol, scales, venues, fees and thresholds: what to store beside the events."""
+        return spec.metadata(self._plan)
+
     def index(self, name: str) -> int:
         """The index of venue ``name`` (what :meth:`update` takes)."""
         for i, v in enumerate(self._plan.venues):

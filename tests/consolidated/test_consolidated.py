@@ -428,6 +428,9 @@ def test_default_fees_come_from_the_table(mod: Any) -> None:
     a = venue("a", 2, 2)
     view = mod.Consolidated("BTC/USDT", [("a", a.book, a.inst)])
     assert view.plan.venues[0].fee == 100000          # binance-spot 0.1% in 1e-8 units
+    m = view.metadata()
+    assert m["venues"][0]["taker_fee"] == "0.00100000" and m["price_decimals"] == 2
+    assert [n for n, _ in m["events_dtype"]] == list(CBBO_DTYPE.names)
 
 
 def test_bad_calls(mod: Any) -> None:
@@ -534,7 +537,7 @@ def test_an_l3_order_book_is_a_venue_too(mod: Any) -> None:
     l3.add(1, fb.BID, 10000, 500)
     l3.add(2, fb.BID, 10000, 250)
     l3.add(3, fb.ASK, 10050, 100)
-    view = mod.Consolidated("BTC/USDT", specs([l2]) + [("l3", l3, l2.inst)])
+    view = mod.Consolidated("BTC/USDT", [*specs([l2]), ("l3", l3, l2.inst)])
     view.update(0, 1)
     view.update(1, 1)
     assert view.bbo() == (10000, 1750, ("l2", "l3"), 10050, 100, ("l3",))
