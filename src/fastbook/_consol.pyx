@@ -169,8 +169,8 @@ cdef class Consolidated:
 
     cdef int64_t _clock(self, object now_ns) except? -1:
         cdef int64_t now
-        if type(now_ns) is not int and (isinstance(now_ns, bool) or not isinstance(now_ns, int)):
-            raise TypeError(f"now_ns must be an int, got {type(now_ns).__name__}")
+        if type(now_ns) is not int:
+            now_ns = spec.as_int(now_ns, "now_ns", TypeError)
         try:
             now = now_ns
         except OverflowError:
@@ -188,11 +188,12 @@ cdef class Consolidated:
         consolidated BBO changed (price, size or the venues holding it)."""
         cdef Py_ssize_t i = -1
         cdef int64_t now
-        if type(venue) is int or (isinstance(venue, int) and not isinstance(venue, bool)):
-            try:
-                i = venue
-            except OverflowError:
-                i = -1
+        if type(venue) is not int:
+            venue = spec.as_int(venue, "venue", IndexError)
+        try:
+            i = venue
+        except OverflowError:
+            i = -1
         if not 0 <= i < self._n:
             raise IndexError(f"venue index {venue!r} out of range 0..{self._n - 1}")
         now = self._clock(now_ns)

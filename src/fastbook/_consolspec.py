@@ -9,6 +9,7 @@ See ``docs/consolidated.md`` for the units and guarantees.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -163,6 +164,16 @@ def _decimal(value: Any, what: str) -> Decimal:
     if d is None or not d.is_finite():
         raise ValueError(f"{what} must be a decimal number, got {value!r}")
     return d
+
+
+def as_int(value: Any, what: str, error: type[Exception]) -> int:
+    """An int or numpy integer as an int (never a bool or a float)."""
+    if isinstance(value, (bool, np.bool_, float, np.floating)):
+        raise error(f"{what} must be an int, got {type(value).__name__}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise error(f"{what} must be an int, got {type(value).__name__}") from None
 
 
 def _as_venue(entry: Any, i: int) -> Venue:

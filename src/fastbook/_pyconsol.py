@@ -130,8 +130,7 @@ class Consolidated:
     # -- updates -------------------------------------------------------------------------
 
     def _clock(self, now_ns: int) -> int:
-        if not isinstance(now_ns, int) or isinstance(now_ns, bool):
-            raise TypeError(f"now_ns must be an int, got {type(now_ns).__name__}")
+        now_ns = spec.as_int(now_ns, "now_ns", TypeError)
         if not 0 <= now_ns <= INT64_MAX:
             raise ValueError(f"now_ns must be a non-negative int64 nanosecond time, got {now_ns}")
         if now_ns < self._now:
@@ -143,7 +142,8 @@ class Consolidated:
     def update(self, venue: int, now_ns: int, live: bool = True) -> bool:
         """Read venue ``venue``'s best levels after its book changed; True when the
         consolidated BBO changed (price, size or the venues holding it)."""
-        if not isinstance(venue, int) or isinstance(venue, bool) or not 0 <= venue < self._n:
+        venue = spec.as_int(venue, "venue", IndexError)
+        if not 0 <= venue < self._n:
             raise IndexError(f"venue index {venue!r} out of range 0..{self._n - 1}")
         now = self._clock(now_ns)
         i = venue

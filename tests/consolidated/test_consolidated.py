@@ -440,6 +440,10 @@ def test_bad_calls(mod: Any) -> None:
     with pytest.raises(IndexError):
         view.update(True, 0)
     with pytest.raises(TypeError, match="now_ns must be an int"):
+        view.update(0, np.float64(1))
+    assert view.update(np.int64(1), np.int64(5))       # numpy integers are ints
+    assert view.stats()["venues"]["b"]["updates"] == 1
+    with pytest.raises(TypeError, match="now_ns must be an int"):
         view.update(0, 1.5)
     with pytest.raises(ValueError, match="non-negative"):
         view.update(0, -1)
