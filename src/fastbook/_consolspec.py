@@ -291,16 +291,18 @@ def opportunity(p: Plan, sell: int, buy: int, chunks: Sequence[tuple[int, int, i
                 levels: tuple[int, int], sell_age: int, buy_age: int) -> Opportunity | None:
     """Total a walk's chunks ``(bid price, ask price, qty)`` exactly; None when the result
     fails the plan's filters (profit after fixed cost not positive, below min_profit_bps)."""
-    qty = sum(q for _, _, q in chunks)
-    sell_n = sum(pb * q for pb, _, q in chunks)
-    buy_n = sum(pa * q for _, pa, q in chunks)
+    qty = sell_n = buy_n = 0
+    for pb, pa, q in chunks:
+        qty += q
+        sell_n += pb * q
+        buy_n += pa * q
     fs, fb = p.venues[sell].fee, p.venues[buy].fee
     profit = sell_n * (FEE_ONE - fs) - buy_n * (FEE_ONE + fb) - p.fixed_cost
     if qty <= 0 or profit <= 0 or buy_n <= 0:
         return None
     # profit / (buy_n * FEE_ONE) >= min_bps / 10**4, exactly, in integers
     bps = p.min_profit_bps
-    if bps > 0 and profit * 10**4 * bps.denominator < bps.numerator * buy_n * FEE_ONE:
+    if bps.numerator > 0 and profit * 10**4 * bps.denominator < bps.numerator * buy_n * FEE_ONE:
         return None
     return Opportunity(p.venues[sell].name, p.venues[buy].name, qty, sell_n, buy_n, profit,
                        p.profit_decimals, profit * 1e4 / (buy_n * FEE_ONE), chunks[-1][0],
