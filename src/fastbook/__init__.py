@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     # Type checkers (mypy and pyright alike) take this branch and never the other, so
     # they see the compiled core's stubs (_core.pyi) rather than a module chosen at run
     # time. The twin has the same API: tests compare the two classes' signatures.
+    from fastbook._consol import Consolidated
     from fastbook._core import (
         ASK,
         BID,
@@ -39,6 +40,10 @@ else:
     _select.export(globals(), "_core", "_pycore", "core", (
         "ASK", "BID", "BYTES_PER_LEVEL", "MAX_DECIMALS", "Book", "format_decimal",
         "parse_decimal"))
+    if _select.compiled("_core"):
+        _select.export(globals(), "_consol", "_pyconsol", "consolidated view", ("Consolidated",))
+    else:  # the compiled view cimports the compiled core: with the twin core, the twin view
+        from fastbook._pyconsol import Consolidated
 
 #: True when the compiled Cython core is in use (what ``fastbook._select`` chose).
 COMPILED: bool = _select.compiled("_core")
@@ -56,6 +61,7 @@ __all__ = [
     "ArrayError",
     "Book",
     "BookSet",
+    "Consolidated",
     "DecodeError",
     "FastbookError",
     "OrderBook",
