@@ -24,6 +24,7 @@ from fastbook.live import BookState
 from fastbook.live._record import LiveRecorder, SessionRun, replay_recording
 from fastbook.live._recorder import recording_files
 from fastbook.testing import ExchangeSimulator, book_equals_truth
+from tests.live.servers import until
 from tests.live.test_live_cli import okx_server  # noqa: F401  (the fixture)
 
 VENUES = {"binance-spot": ["BTCUSDT", "ETHUSDT"], "okx": ["BTC-USDT"],
@@ -34,16 +35,6 @@ KEYS = [(v, s) for v, ss in VENUES.items() for s in ss]
 
 def levels(book):
     return list(book.levels(fb.BID)), list(book.levels(fb.ASK))
-
-
-async def until(pred, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        if pred():
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 async def record_run(directory):
