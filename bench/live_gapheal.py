@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -177,7 +178,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for v, (s, kind, how) in families.items():
         h = [b - a for a, b in heals[v]]
         ups = watch.updates.get(v, [])
-        gaps = [b - a for a, b in zip(ups, ups[1:]) if b > a]
+        gaps = [b - a for a, b in itertools.pairwise(ups) if b > a]
         interval = statistics.median(gaps) if gaps else None
         rtt = rest_ns.get(v, []) if how == "resnapshot" else ws_rtt.get(v, [])
         rtt_med = statistics.median(rtt) if rtt else None
@@ -187,7 +188,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         out["venues"][v] = {
             "symbol": s, "fault": kind, "heal": how, "heals": len(h),
             "faults_without_heal": unhealed[v],
-            "heal_ms": {"p50": ms(heal_med), "p90": ms(pct(h, 0.9)), "max": ms(max(h) if h else None)},
+            "heal_ms": {"p50": ms(heal_med), "p90": ms(pct(h, 0.9)),
+                        "max": ms(max(h) if h else None)},
             "round_trip_ms": {"p50": ms(rtt_med), "p90": ms(pct(rtt, 0.9)), "n": len(rtt),
                               "what": "REST depth request" if how == "resnapshot"
                               else "unsubscribe+subscribe -> snapshot (side connection)"},
