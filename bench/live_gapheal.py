@@ -32,6 +32,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ FAMILIES = {
 DEPTH = {"kraken-v2": 10, "okx": None, "bybit": 50}
 
 
-def pct(xs: list[float], q: float) -> float | None:
+def pct(xs: Sequence[float], q: float) -> float | None:
     if not xs:
         return None
     s = sorted(xs)
