@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_simproc import SimProcess
+from live_simproc import SimProcess, rss_bytes
 
 LIMITS = {"binance-usdm": 2400, "binance-spot": 6000, "binance-coinm": 2400}
 
@@ -76,6 +76,8 @@ async def run_driver(endpoints: dict[str, Any], venue: str, syms: list[str], tra
     await feed.start()
     try:
         ok = await feed.wait_live(timeout)
+        rss_mb = rss_bytes() / (1 << 20)
+        buffered = sum(b["counts"].get("buffered", 0) for b in feed.stats()["books"].values())
         t_all = time.perf_counter() - t0
         st = feed.stats()
     finally:
@@ -89,7 +91,10 @@ async def run_driver(endpoints: dict[str, Any], venue: str, syms: list[str], tra
             "answers_by_status": {str(k): v for k, v in sorted(seen["status"].items())},
             "n429": sched.n429, "n418": sched.n418, "scheduler_waits": sched.waits,
             "connections": vs["connections"], "snapshots": vs["snapshots"],
-            "snapshot_failures": vs["snapshot_failures"]}
+            "snapshot_failures": vs["snapshot_failures"], "reconnects": vs["reconnects"],
+            "stalls": vs["stalls"], "rate_limited": vs["rate_limited"],
+            "last_failure": vs["last_failure"], "driver_rss_mb": round(rss_mb, 1),
+            "messages_buffered_before_snapshots": buffered}
 
 
 async def run_naive(endpoints: dict[str, Any], venue: str, syms: list[str]) -> dict[str, Any]:
