@@ -99,11 +99,9 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None
     try:
         for line in sys.stdin:
             loop.call_soon_threadsafe(lines.put_nowait, line)
-    finally:
-        try:
-            loop.call_soon_threadsafe(lines.put_nowait, None)
-        except RuntimeError:          # the loop closed first
-            pass
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+    except RuntimeError:              # the loop closed first: nobody is listening
+        pass
 
 
 async def _control(sim: ExchangeSimulator) -> None:
