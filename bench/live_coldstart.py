@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import sys
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_simproc import SimProcess, rss_bytes
+from live_simproc import SimProcess, report, rss_bytes
 
 LIMITS = {"binance-usdm": 2400, "binance-spot": 6000, "binance-coinm": 2400}
 
@@ -184,13 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.symbols = 30
     out = asyncio.run(main_async(args))
-    if args.json is None:
-        print(summary(out))
-    elif args.json == "-":
-        print(json.dumps(out, indent=1))
-    else:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
-        print(summary(out))
+    report(out, args.json, summary)
     return out
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -38,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_simproc import SimProcess
+from live_simproc import SimProcess, report
 
 #: venue -> (symbol, the fault that makes a gap there, how the driver heals it)
 FAMILIES = {
@@ -230,13 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.faults, args.rtt_samples = 5, 5
     out = asyncio.run(main_async(args))
-    if args.json is None:
-        print(summary(out))
-    elif args.json == "-":
-        print(json.dumps(out, indent=1))
-    else:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
-        print(summary(out))
+    report(out, args.json, summary)
     return out
 
 

@@ -14,6 +14,19 @@ import sys
 from typing import Any
 
 
+def report(out: dict[str, Any], json_arg: str | None, summary: Any) -> None:
+    """The scripts' output: the summary; with ``--json``, the figures as JSON on stdout
+    (``-``) or written to the path, then the summary."""
+    if json_arg == "-":
+        print(json.dumps(out, indent=1))
+        return
+    if json_arg is not None:
+        from pathlib import Path
+
+        Path(json_arg).write_text(json.dumps(out, indent=1) + "\n")
+    print(summary(out))
+
+
 def rss_bytes() -> int:
     """Resident memory of this process, from ``/proc/self/statm`` (Linux)."""
     with open("/proc/self/statm") as f:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_simproc import SimProcess, rss_bytes, truth_levels
+from live_simproc import SimProcess, report, rss_bytes, truth_levels
 
 VENUE_SYMBOLS = {"binance-usdm": ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"],
                  "binance-spot": ["BTCUSDT", "ETHUSDT"],
@@ -359,13 +358,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.seconds, args.warmup, args.check_every = 60.0, 15.0, 30.0
     out = asyncio.run(Soak(args).run())
-    if args.json is None:
-        print(summary(out))
-    elif args.json == "-":
-        print(json.dumps(out, indent=1))
-    else:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
-        print(summary(out))
+    report(out, args.json, summary)
     return out
 
 

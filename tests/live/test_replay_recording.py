@@ -234,20 +234,20 @@ def test_a_recording_cut_short_is_a_clear_error_or_replays_to_its_last_record(
 def test_one_recording_file_and_a_bad_open_record(tmp_path):
     path = str(tmp_path / "one.fbcap")
     w = CaptureWriter(path, compression="none", meta={"recorder": "fastbook.live"})
-    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://x")
+    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://127.0.0.1:1")
     w.write("recv", b'{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}',
             2, conn=1)
-    w.write("open", b'{"venue": "okx"}', 3, conn=2, url="ws://x")
+    w.write("open", b'{"venue": "okx"}', 3, conn=2, url="ws://127.0.0.1:1")
     w.close()
     with pytest.raises(DecodeError, match=r"one.fbcap: record 3: an open record"):
         fb.replay(path)
     # a venue that connects only later (no specs in the metadata) joins the replay then
     late = str(tmp_path / "late.fbcap")
     w = CaptureWriter(late, compression="none", meta={"recorder": "fastbook.live"})
-    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://x")
+    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://127.0.0.1:1")
     w.write("recv", b'{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}',
             2, conn=1)
-    w.write("open", b'{"venue": "bybit", "symbols": ["BTCUSDT"]}', 3, conn=2, url="ws://y")
+    w.write("open", b'{"venue": "bybit", "symbols": ["BTCUSDT"]}', 3, conn=2, url="ws://127.0.0.1:2")
     w.write("recv", b'{"op":"pong"}', 4, conn=2)
     w.write("close", b"1006 gone", 5, conn=1)
     w.write("recv", b'{"event":"late"}', 6, conn=1)     # read after its close: not fed
@@ -264,9 +264,9 @@ def test_one_recording_file_and_a_bad_open_record(tmp_path):
     assert len(result.books) == 2
     bad = str(tmp_path / "bad_venue.fbcap")
     w = CaptureWriter(bad, compression="none", meta={"recorder": "fastbook.live"})
-    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://x")
+    w.write("open", b'{"venue": "okx", "symbols": ["BTC-USDT"]}', 1, conn=1, url="ws://127.0.0.1:1")
     w.write("recv", b'{"event":"subscribe"}', 2, conn=1)
-    w.write("open", b'{"venue": "nasdaq", "symbols": ["AAPL"]}', 3, conn=2, url="ws://y")
+    w.write("open", b'{"venue": "nasdaq", "symbols": ["AAPL"]}', 3, conn=2, url="ws://127.0.0.1:2")
     w.close()
     with pytest.raises(DecodeError, match=r"bad_venue\.fbcap: record 3: .*nasdaq"):
         fb.replay(bad)
