@@ -202,6 +202,15 @@ cdef class Consolidated:
         self._read(i, live is True or (live is not False and bool(live)))
         return self._recompute(now, i)
 
+    def rebind(self, venue, book):
+        """Read venue ``venue`` from ``book`` from now on (same scales as the old book).
+        Its best levels are read again at its next :meth:`update`."""
+        j = spec.as_int(venue, "venue", IndexError)
+        self._plan = spec.rebind(self._plan, j, book)      # checks the index and the scales
+        cdef Py_ssize_t i = j
+        self._books[i] = book
+        self._v[i].book = &(<Book>book)._book if isinstance(book, Book) else NULL
+
     def refresh(self, now_ns):
         """Re-check staleness at ``now_ns`` without a venue update; True on a change."""
         return self._recompute(self._clock(now_ns), -1)

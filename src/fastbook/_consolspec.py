@@ -41,6 +41,7 @@ DEFAULT_STALE_NS = 5_000_000_000
 #: pass ``taker_fee`` per venue for your own tier.
 DEFAULT_TAKER_FEES: dict[tuple[str, str], str] = {
     ("binance-spot", "*"): "0.001",
+    ("binance-us", "*"): "0.001",
     ("binance-usdm", "*"): "0.0005",
     ("binance-coinm", "*"): "0.0005",
     ("coinbase-advanced", "*"): "0.012",
@@ -285,6 +286,26 @@ def plan(symbol: str, venues: Sequence[Any], *, fixed_cost: Any = "0",
         raise ValueError("max_age_ns must be None or a non-negative int")
     return Plan(symbol, parts.base, parts.quote, pdec, qdec, tuple(out), int(cost), bps,
                 -1 if max_age_ns is None else int(max_age_ns))
+
+
+def rebind(p: Plan, i: int, book: Any) -> Plan:
+    """The plan with venue ``i`` reading ``book`` instead (a live feed that rebuilt the
+    venue's book on a new connection). The new book must have the old one's scales, since
+    the venue's conversion onto the common scale was chosen for them."""
+    if not 0 <= i < len(p.venues):
+        raise IndexError(f"venue index {i!r} out of range 0..{len(p.venues) - 1}")
+    v = p.venues[i]
+    for attr in ("bbo", "top"):
+        if not callable(getattr(book, attr, None)):
+            raise TypeError(f"venue {v.name!r}: the book has no {attr}() method")
+    old = (getattr(v.book, "price_decimals", None), getattr(v.book, "qty_decimals", None))
+    new = (getattr(book, "price_decimals", None), getattr(book, "qty_decimals", None))
+    if old != new:
+        raise ValueError(f"venue {v.name!r}: the new book has {new[0]}/{new[1]} price/qty "
+                         f"decimals, the view was planned for {old[0]}/{old[1]}")
+    venues = list(p.venues)
+    venues[i] = v._replace(book=book)
+    return p._replace(venues=tuple(venues))
 
 
 def opportunity(p: Plan, sell: int, buy: int, chunks: Sequence[tuple[int, int, int]],

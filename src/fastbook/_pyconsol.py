@@ -174,6 +174,13 @@ class Consolidated:
         self._base[i] = reason
         return self._recompute(now, i)
 
+    def rebind(self, venue: int, book: Any) -> None:
+        """Read venue ``venue`` from ``book`` from now on (same scales as the old book).
+        Its best levels are read again at its next :meth:`update`."""
+        venue = spec.as_int(venue, "venue", IndexError)
+        self._plan = spec.rebind(self._plan, venue, book)
+        self._books[venue] = book
+
     def refresh(self, now_ns: int) -> bool:
         """Re-check staleness at ``now_ns`` without a venue update; True on a change."""
         return self._recompute(self._clock(now_ns), -1)

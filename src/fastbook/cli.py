@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -219,10 +220,13 @@ def _codec_list() -> str:
 
 
 def _codec_arg(text: str) -> str:
-    """A --codec value as the registry's name (``ose-itch`` and ``ose_itch`` alike)."""
+    """A --codec value as the registry's name (``ose-itch`` and ``ose_itch`` alike); a
+    comma-separated list (one codec per capture, for --consolidate) keeps its commas."""
     from fastbook import codecs
     from fastbook.driver import codec_name, display_name
 
+    if "," in text:
+        return ",".join(_codec_arg(part.strip()) for part in text.split(","))
     name = codec_name(text)
     known = sorted((*codecs.STREAM_CODECS, *codecs.L2_FEEDS))
     if name not in known:
@@ -318,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="nan: missing levels are null (NaN in pandas) instead of 0")
     out.add_argument("--reason", choices=["bits", "names"], default="bits",
                      help="names: the sampling rules that fired as text (every|bbo)")
+    _consolidate_args(p_replay)
     p_replay.add_argument("--skip-errors", action="store_true",
                           help="count and skip book errors (unknown orders, over-executions) "
                                "and bad feed messages instead of stopping at the first")
@@ -495,8 +500,97 @@ def _print_l2_books(result, n: int) -> None:  # type: ignore[no-untyped-def]
               f"levels  bid {text[0]:<28} ask {text[1]}")
 
 
+def _consolidate_args(p: argparse.ArgumentParser) -> None:
+    """The options of a consolidated run (``replay`` of several venues' captures)."""
+    g = p.add_argument_group(
+        "consolidated cross-venue view (several venues' captures merged by receive time; "
+        "docs/consolidated.md)")
+    g.add_argument("--consolidate", nargs="?", const="", action="append", metavar="GROUP",
+                   help="consolidate the books by product. Alone: every normalized symbol. "
+                        "SYMBOL: only that one (repeatable). SYMBOL=VENUE:NATIVE,...: an "
+                        "explicit group (repeatable), e.g. OMG/USD=binance-us:OMGBUSD,"
+                        "kraken-v1:OMG/USD")
+    g.add_argument("--quote-alias", action="append", default=[], metavar="CUR=CUR",
+                   help="currencies to treat as one quote (BUSD=USD); repeatable")
+    g.add_argument("--fee", action="append", default=[], metavar="VENUE=RATE",
+                   help="a venue's taker fee rate (0.001 = 10 bps) over the defaults")
+    g.add_argument("--stale-ms", type=float, default=None,
+                   help="a venue's quotes leave the view this long after its last update "
+                        "(default 5000)")
+    g.add_argument("--min-profit-bps", default="0",
+                   help="arbitrage rows need at least this profit after fees")
+    g.add_argument("--max-age-ms", type=float, default=None,
+                   help="arbitrage rows need both quotes at most this old")
+    g.add_argument("--fixed-cost", default="0",
+                   help="quote currency subtracted from every opportunity")
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{what} {v!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def consolidate_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``fb.replay``'s consolidated options from the command line's."""
+    values = [v for v in args.consolidate if v]
+    if not values:
+        select: Any = True
+    elif all("=" in v for v in values):
+        select = {}
+        for v in values:
+            symbol, _, members = v.partition("=")
+            select[symbol.strip()] = [m.strip() for m in members.split(",") if m.strip()]
+    elif any("=" in v for v in values):
+        raise ValueError("--consolidate: give symbols or SYMBOL=VENUE:NATIVE,... groups, "
+                         "not both")
+    else:
+        select = [x.strip() for v in values for x in v.split(",") if x.strip()]
+    ms = 1_000_000
+    return {"consolidate": select, "quote_aliases": _pairs(args.quote_alias, "--quote-alias"),
+            "fees": _pairs(args.fee, "--fee"),
+            "stale_ns": None if args.stale_ms is None else int(args.stale_ms * ms),
+            "max_age_ns": None if args.max_age_ms is None else int(args.max_age_ms * ms),
+            "min_profit_bps": args.min_profit_bps, "fixed_cost": args.fixed_cost}
+
+
+def consolidated_replay_command(args: argparse.Namespace) -> int:
+    from fastbook.driver import replay
+    from fastbook.errors import DecodeError, FastbookError, UpdateError
+
+    if args.every is not None or args.lobster is not None:
+        print("fastbook replay: --consolidate writes the consolidated BBO changes; --every "
+              "and --lobster are for one venue's samples", file=sys.stderr)
+        return 2
+    try:
+        options = consolidate_options(args)
+        result = replay(args.file, args.codec, symbols=args.symbols,
+                        on_error="skip" if args.skip_errors else "raise",
+                        output=args.output, progress=False if args.no_progress else None,
+                        instruments=args.instruments, book_depth=args.book_depth, **options)
+    except BrokenPipeError:
+        raise
+    except (FastbookError, OSError, ValueError, ImportError, TypeError) as exc:
+        print(f"fastbook replay: {exc}", file=sys.stderr)
+        if isinstance(exc, (UpdateError, DecodeError)):
+            print("  (use --skip-errors to count and skip bad messages)", file=sys.stderr)
+        return 1
+    print(result.summary())
+    if args.output is not None:
+        print(f"wrote {args.output} (consolidated BBO changes) and the arbitrage rows "
+              f"beside it")
+    return 0
+
+
 def replay_command(args: argparse.Namespace) -> int:
     import warnings
+
+    if args.consolidate is not None:
+        return consolidated_replay_command(args)
 
     from fastbook.driver import display_name, parse_every, replay
     from fastbook.errors import DecodeError, FastbookError, ReplayWarning, UpdateError

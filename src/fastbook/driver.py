@@ -42,8 +42,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, overload
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -62,6 +62,7 @@ from fastbook.writers import (
 )
 
 if TYPE_CHECKING:
+    from fastbook._consolrun import ConsolidatedResult
     from fastbook._core import Book
     from fastbook._l3 import BookSet, OrderBook
     from fastbook.live._record import SessionRun
@@ -1105,6 +1106,39 @@ class L2Run:
                 "ts_origin": self.ts_origin}
 
 
+#: the options of a consolidated replay that are not ``replay``'s own
+_CONSOLIDATE_OPTIONS = ("quote_aliases", "stale_ns", "fees", "fixed_cost", "min_profit_bps",
+                        "max_age_ns", "refresh_ns", "health")
+
+
+def _replay_consolidated(source: Any, codec: Any, consolidate: Any, *, every: Any,
+                         bookset: Any, lobster: Any, options: dict[str, Any],
+                         **common: Any) -> Any:
+    from fastbook._consolrun import replay_consolidated
+
+    for name, value in (("every", every), ("bookset", bookset), ("lobster", lobster)):
+        if value is not None:
+            raise ValueError(f"{name}= is not an option of a consolidated replay (its rows "
+                             f"are the consolidated BBO changes)")
+    unknown = sorted(set(options) - set(_CONSOLIDATE_OPTIONS))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not options of a consolidated replay "
+                         f"(it takes {', '.join(_CONSOLIDATE_OPTIONS)})")
+    common.pop("depth", None)
+    return replay_consolidated(source, codec, consolidate=consolidate, **common, **options)
+
+
+@overload
+def replay(source: Any, codec: Any = None, *, consolidate: Literal[False] | None = None,
+           **options: Any) -> ReplayResult: ...
+
+
+@overload
+def replay(source: Any, codec: Any = None, *,
+           consolidate: Literal[True] | Sequence[str] | Mapping[str, Sequence[str]],
+           **options: Any) -> ConsolidatedResult: ...
+
+
 def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | None = None,
            depth: int = 10, every: Any = None, on_error: str = "raise",
            output: str | os.PathLike[str] | None = None, row_group_size: int = 1 << 20,
@@ -1113,7 +1147,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            instruments: Any = None, book_depth: int | None = None, verify: bool = True,
            prices: str = "int", quantities: str = "int", timestamps: str = "int",
            date: Any = None, missing: str = "zero", reason: str = "bits",
-           **codec_options: Any) -> ReplayResult:
+           consolidate: Any = None, **codec_options: Any) -> ReplayResult | ConsolidatedResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
     Parameters
@@ -1194,6 +1228,15 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         A missing level as 0 / 0 or as null (NaN in pandas, empty in CSV).
     reason : {"bits", "names"}
         The ``reason`` column as its bits or as the rules' names (``"every|bbo"``).
+    consolidate : True, list of symbols or {symbol: ["venue:native", ...]}, optional
+        Several venues' captures (``source`` a list, each capture's codec read
+        from its URLs or given as ``codec="a,b,c"``) replayed together, merged
+        by receive time, into consolidated cross-venue views: returns a
+        ``ConsolidatedResult`` (consolidated-BBO changes, arbitrage and health
+        tables, ``to_parquet``) instead of a ``ReplayResult``. It also takes
+        ``quote_aliases``, ``stale_ns``, ``fees``, ``fixed_cost``,
+        ``min_profit_bps``, ``max_age_ns``, ``refresh_ns`` and ``health``; see
+        ``docs/consolidated.md``, "Live feeds and replays".
     **codec_options
         Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``)
         or to the L2 feed's constructor. A live recording takes only
@@ -1205,6 +1248,13 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     from fastbook.l3 import BookSet
     from fastbook.live._record import check_codec, recording_meta, recording_venues
     from fastbook.sampling import Sampler
+
+    if consolidate is not None and consolidate is not False:
+        return _replay_consolidated(source, codec, consolidate, symbols=symbols, every=every,
+                                    depth=depth, on_error=on_error, output=output,
+                                    progress=progress, instruments=instruments,
+                                    book_depth=book_depth, verify=verify,
+                                    bookset=bookset, lobster=lobster, options=codec_options)
 
     if recording_meta(source) is not None:
         # a live recording: every record goes through the live session (connection ids,

@@ -297,6 +297,9 @@ class L2Feed:
     #: the symbol of the last book message read through :meth:`_sym` (the live driver's
     #: way to know which book a message of an in-band venue touched)
     last: SymbolSync | None = None
+    #: whether the scanner's target names the book a message touched (Coinbase Advanced
+    #: Trade's does not: one of its messages can touch several books)
+    _scan_names_book: ClassVar[bool] = True
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
                  *, depth: int | None = None, on_error: str = "raise", record: bool = False,
@@ -338,6 +341,17 @@ class L2Feed:
                 s.counts[key] = 0
             self._symbols[native] = s
         self.last = s
+        return s
+
+    def touched(self) -> SymbolSync | None:
+        """The symbol whose book the last :meth:`feed` call applied a message to (None:
+        no book message, or a refused one), for drivers that act per book change: the
+        live session and the consolidated replay. Reading it clears it."""
+        sc = self._scan
+        if sc is not None and self._scan_names_book:
+            return sc.target if sc.status == 0 else None
+        s = self.last
+        self.last = None
         return s
 
     def _default_instrument(self, native: str) -> Instrument:

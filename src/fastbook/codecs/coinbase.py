@@ -190,6 +190,7 @@ class CoinbaseAdvanced(_Coinbase):
     """
 
     venue = "coinbase-advanced"
+    _scan_names_book = False
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
                  *, depth: int | None = None, on_error: str = "raise", record: bool = False,

@@ -142,17 +142,6 @@ def _new_hists() -> dict[str, Any]:
             "applied_to_consumer": LatencyHistogram()}
 
 
-def _touched_scanned(feed: Any) -> Any:
-    sc = feed._scan
-    return sc.target if sc.status == 0 else None
-
-
-def _touched_last(feed: Any) -> Any:
-    s = feed.last
-    feed.last = None
-    return s
-
-
 def _names(text: str, native: str) -> bool:
     """Whether ``text`` names ``native`` as a whole symbol (``BTC-USD`` is not named by
     ``BTC-USDT``)."""
@@ -225,8 +214,7 @@ class Session:
         feed.last = None
         now = self.clock() if t_ns is None else t_ns
         c = Conn(conn_id, venue, list(natives), feed, url, now, now, standby=standby)
-        c.touched = _touched_scanned if getattr(feed, "_scan", None) is not None \
-            and venue != "coinbase-advanced" else _touched_last
+        c.touched = type(feed).touched
         c.decode = functools.partial(feed.feed, connection=conn_id) \
             if venue == "coinbase-advanced" else feed.feed
         c.keep = None if type(rules).filter is VenueRules.filter else rules.filter
