@@ -52,6 +52,19 @@ ARB_DTYPE = np.dtype([
 _INT64_MIN = -(1 << 63)
 
 
+def _parts(venue: str, native: str, instrument: Any) -> Any:
+    """The instrument's normalized symbol parts, or those read from the native text
+    (Coinbase, Kraken, OKX); None when neither is one (Binance, Bybit without metadata)."""
+    try:
+        return parse_symbol(getattr(instrument, "symbol", None))
+    except ValueError:
+        pass
+    try:
+        return parse_symbol(to_symbol(venue, native))
+    except ValueError:
+        return None
+
+
 def group_key(venue: str, native: str, instrument: Any,
               quote_aliases: Mapping[str, str] | None = None) -> str | None:
     """The normalized symbol a book is consolidated under, or None when it has none.
@@ -61,14 +74,7 @@ def group_key(venue: str, native: str, instrument: Any,
     metadata. ``quote_aliases`` (``{"BUSD": "USD"}``) maps quote and settlement
     currencies the caller declares equivalent.
     """
-    parts = None
-    for text in (getattr(instrument, "symbol", None), None):
-        try:
-            parts = parse_symbol(text) if text is not None else parse_symbol(
-                to_symbol(venue, native))
-            break
-        except ValueError:
-            continue
+    parts = _parts(venue, native, instrument)
     if parts is None:
         return None
     aliases = quote_aliases or {}
@@ -243,7 +249,7 @@ class ConsolidatedTap:
             v.open[pair] = row_key
             self.opportunities += 1
             self._arb.append((now_ns, v.vid, v.names.index(o.sell_venue),
-                              v.names.index(o.buy_venue), o.qty, str(o.profit_decimal()),
+                              v.names.index(o.buy_venue), o.qty, _text(o.profit_decimal()),
                               o.profit_bps, o.sell_limit, o.buy_limit, o.levels[0],
                               o.levels[1], o.sell_age_ns, o.buy_age_ns, rank))
         for pair in [p for p in v.open if p not in seen]:
@@ -294,7 +300,8 @@ class ConsolidatedTap:
         stale = self._stale.get(venue, DEFAULT_STALE_NS) if isinstance(self._stale, Mapping) \
             else self._stale
         fee = self._fees.get(name, self._fees.get(venue))
-        inst = dataclasses.replace(instrument, symbol=self._view_symbol(symbol, instrument))
+        inst = dataclasses.replace(instrument,
+                                   symbol=self._view_symbol(key, symbol, instrument))
         entry = Venue(name, book, inst, stale, None if fee is None else str(fee))
         self._rebuild(v, [*v.entries, entry])
         v.keys.append(key)
@@ -304,20 +311,12 @@ class ConsolidatedTap:
         self._member[key] = (v, i)
         return v, i
 
-    def _view_symbol(self, symbol: str, instrument: Any) -> str:
-        """The instrument's own symbol with the declared aliases applied, or the group's
-        symbol when it has none (an explicit group's assertion)."""
-        try:
-            p = parse_symbol(instrument.symbol)
-        except ValueError:
-            return symbol
-        a = self.quote_aliases
-        g = parse_symbol(symbol)
-        quote = a.get(p.quote, p.quote)
-        if self._explicit and (p.base, quote) != (g.base, g.quote):
-            return str(instrument.symbol)   # the view refuses it, naming the venue
-        return format_symbol(p.base, quote, a.get(p.settle, p.settle) if p.settle else "",
-                             p.expiry, p.strike, p.right)
+    def _view_symbol(self, key: tuple[str, str], symbol: str, instrument: Any) -> str:
+        """The book's own normalized symbol with the declared aliases applied (the view
+        refuses it when it is another product), or the group's symbol when the book has
+        none (an explicit group's assertion)."""
+        own = group_key(key[0], key[1], instrument, self.quote_aliases)
+        return symbol if own is None else own
 
     def _rebuild(self, v: _View, entries: list[Any]) -> None:
         old = v.view
@@ -386,6 +385,11 @@ class ConsolidatedTap:
     def multi_venue(self) -> list[str]:
         """The symbols whose view holds more than one venue."""
         return [v.symbol for v in self.views if len(v.keys) > 1]
+
+
+def _text(d: Any) -> str:
+    """Exact decimal text without trailing zeros or an exponent (``0.1596``)."""
+    return format(d.normalize(), "f") if d else "0"
 
 
 def _minus(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -569,7 +573,8 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
                         verify: bool = True, progress: bool | None = None,
                         output: str | os.PathLike[str] | None = None,
                         refresh_ns: int = 100_000_000, health: Any = None,
-                        on_step: Callable[[str, str, int], None] | None = None
+                        on_step: Callable[..., None] | None = None,
+                        consolidated: Callable[..., Any] | None = None
                         ) -> ConsolidatedResult:
     """Replay several venues' captures merged by receive time into consolidated views.
 
@@ -577,8 +582,9 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
     capture's URLs; captures of one codec share one feed (a Binance websocket capture and
     its REST snapshots). After each message applied to a book the views are updated at the
     message's receive time; every ``refresh_ns`` of capture time they are refreshed, so
-    quotes go stale as they would live. ``on_step(venue, native, recv_ns)`` (tests) is
-    called after each such update. The other options are :class:`ConsolidatedTap`'s and
+    quotes go stale as they would live. ``on_step(tap, feeds, venue, native, recv_ns)``
+    (tests) is called after each such update; ``consolidated`` is the view class (the
+    twin, for tests). The other options are :class:`ConsolidatedTap`'s and
     :func:`fastbook.replay`'s (``symbols``: native symbols, for every codec or per codec
     as ``{codec: [...]}``; ``instruments``, ``book_depth``: one for all or per codec).
     """
@@ -606,7 +612,7 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
            for c, s, name in zip(given, srcs, names, strict=True)]
     tap = ConsolidatedTap(consolidate, quote_aliases=quote_aliases, stale_ns=stale_ns,
                           fees=fees, fixed_cost=fixed_cost, min_profit_bps=min_profit_bps,
-                          max_age_ns=max_age_ns)
+                          max_age_ns=max_age_ns, consolidated=consolidated)
     feeds: dict[str, Any] = {}
     for c in per:
         if c in feeds:
@@ -646,25 +652,30 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
             feed = src_feed[src]
             try:
                 if kind == capture.RECEIVED:
-                    feed.feed(payload, recv_ns)
+                    notices = feed.feed(payload, recv_ns)
                     s = feed.touched()
                 elif kind == capture.REST:
                     symbol = rest_of[src](url)
                     if symbol is None or (feed.wanted is not None and symbol not in feed.wanted):
                         continue
-                    feed.snapshot(symbol, payload, recv_ns)
+                    notices = feed.snapshot(symbol, payload, recv_ns)
                     s = feed.symbol_state(symbol) if symbol in feed.symbols else None
                 else:
                     continue
             except DecodeError as exc:
                 raise _locate(exc, f"{names[src]}: {units[src]} {number}") from None
             messages += 1
+            venue = src_venue[src]
+            for n in notices or ():
+                # a book that stopped being synced (a gap, a refused message) leaves its views
+                if n.symbol and (s is None or n.symbol != s.native) and \
+                        n.symbol in feed.symbols and not feed.is_synced(n.symbol):
+                    tap.down(venue, n.symbol, recv_ns)
             if s is not None:
-                venue = src_venue[src]
                 tap.applied(venue, s.native, s.book, s.instrument, recv_ns,
                             feed.is_synced(s.native))
                 if on_step is not None:
-                    on_step(venue, s.native, recv_ns)
+                    on_step(tap, feeds, venue, s.native, recv_ns)
             if monitor is not None and (last_health is None or
                                         recv_ns - last_health >= 1_000_000_000):
                 last_health = recv_ns

@@ -383,9 +383,9 @@ def metadata(p: Plan) -> dict[str, Any]:
         "symbol": p.symbol, "price_decimals": p.price_decimals,
         "qty_decimals": p.qty_decimals, "profit_decimals": p.profit_decimals,
         "venues": [{"name": v.name, "price_mult": v.price_mult, "qty_mult": v.qty_mult,
-                    "taker_fee": str(Decimal(v.fee).scaleb(-FEE_DECIMALS)),
+                    "taker_fee": format(Decimal(v.fee).scaleb(-FEE_DECIMALS), "f"),
                     "stale_ns": v.stale_ns} for v in p.venues],
-        "fixed_cost": str(Decimal(p.fixed_cost).scaleb(-p.profit_decimals)),
+        "fixed_cost": format(Decimal(p.fixed_cost).scaleb(-p.profit_decimals), "f"),
         "min_profit_bps": str(p.min_profit_bps), "max_age_ns": p.max_age_ns,
         "events_dtype": [[name, CBBO_DTYPE[name].str] for name in CBBO_DTYPE.names or ()],
     }
