@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -118,7 +119,8 @@ class ConsolidatedTap:
                  stale_ns: int | Mapping[str, int] | None = None,
                  fees: Mapping[str, Any] | None = None, fixed_cost: Any = "0",
                  min_profit_bps: Any = 0, max_age_ns: int | None = None,
-                 consolidated: Callable[..., Any] | None = None) -> None:
+                 consolidated: Callable[..., Any] | None = None,
+                 max_rows: int | None = None) -> None:
         if consolidated is None:
             from fastbook import Consolidated
 
@@ -165,9 +167,15 @@ class ConsolidatedTap:
         self._member: dict[tuple[str, str], tuple[_View, int]] = {}
         self.unmapped: dict[tuple[str, str], str] = {}        # books left out, and why
         self._cbbo: list[np.ndarray] = []
-        self._arb: list[tuple[Any, ...]] = []
+        self._arb: deque[tuple[Any, ...]] = deque(maxlen=max_rows)
         self.changes = 0
         self.opportunities = 0
+        # a live tap holds at most max_rows of each table until take_*() drains them;
+        # older rows are dropped and counted (a replay keeps them all)
+        self.max_rows = max_rows
+        self._cbbo_rows = 0
+        self.dropped_cbbo = 0
+        self.dropped_arbitrage = 0
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -248,14 +256,19 @@ class ConsolidatedTap:
                 continue
             v.open[pair] = row_key
             self.opportunities += 1
-            self._arb.append((now_ns, v.vid, v.names.index(o.sell_venue),
+            self._keep_arb((now_ns, v.vid, v.names.index(o.sell_venue),
                               v.names.index(o.buy_venue), o.qty, _text(o.profit_decimal()),
                               o.profit_bps, o.sell_limit, o.buy_limit, o.levels[0],
                               o.levels[1], o.sell_age_ns, o.buy_age_ns, rank))
         for pair in [p for p in v.open if p not in seen]:
             del v.open[pair]
-            self._arb.append((now_ns, v.vid, v.names.index(pair[0]), v.names.index(pair[1]),
+            self._keep_arb((now_ns, v.vid, v.names.index(pair[0]), v.names.index(pair[1]),
                               0, "0", 0.0, 0, 0, 0, 0, 0, 0, -1))
+
+    def _keep_arb(self, row: tuple[Any, ...]) -> None:
+        if len(self._arb) == self._arb.maxlen:
+            self.dropped_arbitrage += 1
+        self._arb.append(row)
 
     def _drain(self, v: _View) -> None:
         ev = v.view.take_events()
@@ -265,6 +278,12 @@ class ConsolidatedTap:
             for name in CBBO_DTYPE.names or ():
                 rows[name] = ev[name]
             self._cbbo.append(rows)
+            self._cbbo_rows += len(rows)
+            if self.max_rows is not None:
+                while self._cbbo_rows > self.max_rows and len(self._cbbo) > 1:
+                    gone = self._cbbo.pop(0)
+                    self._cbbo_rows -= len(gone)
+                    self.dropped_cbbo += len(gone)
 
     # -- building views ------------------------------------------------------------------
 
@@ -342,6 +361,7 @@ class ConsolidatedTap:
             self._drain(v)
         rows = np.concatenate(self._cbbo) if self._cbbo else np.empty(0, CBBO_ROW_DTYPE)
         self._cbbo = []
+        self._cbbo_rows = 0
         return rows
 
     def take_arbitrage(self) -> np.ndarray:
@@ -349,7 +369,7 @@ class ConsolidatedTap:
         out = np.empty(len(self._arb), dtype=ARB_DTYPE)
         for j, row in enumerate(self._arb):
             out[j] = row
-        self._arb = []
+        self._arb.clear()
         return out
 
     def view(self, symbol: str) -> Any:
@@ -380,7 +400,8 @@ class ConsolidatedTap:
             s["venues_in"] = v.view.venues_in()
             views[v.symbol] = s
         return {"views": views, "changes": self.changes, "opportunities": self.opportunities,
-                "unmapped": len(self.unmapped)}
+                "unmapped": len(self.unmapped), "dropped_cbbo": self.dropped_cbbo,
+                "dropped_arbitrage": self.dropped_arbitrage}
 
     def multi_venue(self) -> list[str]:
         """The symbols whose view holds more than one venue."""

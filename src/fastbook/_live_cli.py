@@ -73,6 +73,9 @@ def add_parsers(sub: Any, fmt: Any) -> None:
                        help="print a JSON summary at the end instead of the table")
         p.add_argument("--refresh", type=float, default=1.0,
                        help="seconds between table updates")
+        from fastbook.cli import _consolidate_args
+
+        _consolidate_args(p, live=True)
         if name == "record":
             p.add_argument("-o", "--output", required=True,
                            help="directory for the capture files (rotated)")
@@ -111,6 +114,8 @@ def table(feed: Any, prev: dict[Any, int], dt: float) -> list[str]:
                     f"{spread:>10} {rate:>8.0f} {p99:>8}")
     down = [f"{v}: {s['down_reason']}" for v, s in st["venues"].items() if s["down_reason"]]
     rows += [f"down: {d}" for d in down]
+    if getattr(feed, "consolidated", None) is not None:
+        rows += consolidated_rows(feed)
     return rows
 
 
@@ -125,8 +130,11 @@ def summary(feed: Any) -> dict[str, Any]:
         if book is not None and b["state"] == "live":
             bp, bq, ap, aq = book.bbo()
             books[f"{v}:{n}"]["bbo"] = [None if x is None else str(x) for x in (bp, bq, ap, aq)]
-    return {"venues": st["venues"], "books": books, "consumers": st["consumers"],
-            "transport": st["transport"]}
+    out = {"venues": st["venues"], "books": books, "consumers": st["consumers"],
+           "transport": st["transport"]}
+    if "consolidated" in st:
+        out["consolidated"] = st["consolidated"]
+    return out
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -162,9 +170,45 @@ def open_feed(args: argparse.Namespace, **extra: Any) -> Any:
                                          max_seconds=args.max_seconds,
                                          meta={"specs": args.specs, "depth": args.book_depth})
     endpoints = {**parse_endpoints(args.endpoint), **options.pop("endpoints", {})}
+    if getattr(args, "consolidate", None) is not None:
+        from fastbook.cli import consolidate_options
+
+        cons = consolidate_options(args)
+        options["consolidate"] = cons.pop("consolidate")
+        options["consolidate_options"] = cons
     feed = live(args.specs, depth=args.book_depth, endpoints=endpoints,
                    transport=args.transport, on_not_live="return", **options)
     return feed
+
+
+def consolidated_rows(feed: Any) -> list[str]:
+    """The consolidated table: per view the best bid and ask across venues (who holds
+    them), the spread, who is in the view, and the open arbitrage opportunities."""
+    tap = feed.consolidated
+    rows = []
+    for v in tap.views:
+        view = v.view
+        bid, bq, bven, ask, aq, aven = view.bbo()
+        pd, qd = view.price_decimals, view.qty_decimals
+        sides = ["-" if p is None else f"{_dec(p, pd)} x {_dec(q, qd)} ({', '.join(who)})"
+                 for p, q, who in ((bid, bq, bven), (ask, aq, aven))]
+        spread = "-" if bid is None or ask is None else _dec(ask - bid, pd)
+        states = view.venues_in()
+        n_in = sum(r == "in" for r in states.values())
+        out = [f"{n}: {r}" for n, r in states.items() if r != "in"]
+        opps = len(v.open)
+        rows.append(f"consolidated {v.symbol}: best bid {sides[0]}  best ask {sides[1]}  "
+                    f"spread {spread}  in {n_in}/{len(states)}"
+                    f"{' (' + ', '.join(out) + ')' if out else ''}"
+                    f"{f'  arbitrage: {opps} open' if opps else ''}")
+    return rows
+
+
+def _dec(value: int, decimals: int) -> str:
+    from decimal import Decimal
+
+    text = format(Decimal(value).scaleb(-decimals), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def serve_metrics(feed: Any, port: int = 0, host: str = "127.0.0.1") -> Any:

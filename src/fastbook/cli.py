@@ -500,11 +500,13 @@ def _print_l2_books(result, n: int) -> None:  # type: ignore[no-untyped-def]
               f"levels  bid {text[0]:<28} ask {text[1]}")
 
 
-def _consolidate_args(p: argparse.ArgumentParser) -> None:
-    """The options of a consolidated run (``replay`` of several venues' captures)."""
+def _consolidate_args(p: argparse.ArgumentParser, live: bool = False) -> None:
+    """The options of a consolidated run (``replay`` of several venues' captures, or
+    ``live``/``record`` of several venues' feeds)."""
     g = p.add_argument_group(
-        "consolidated cross-venue view (several venues' captures merged by receive time; "
-        "docs/consolidated.md)")
+        "consolidated cross-venue view (" + ("the live books, shown under the table"
+                                             if live else "several venues' captures merged "
+                                             "by receive time") + "; docs/consolidated.md)")
     g.add_argument("--consolidate", nargs="?", const="", action="append", metavar="GROUP",
                    help="consolidate the books by product. Alone: every normalized symbol. "
                         "SYMBOL: only that one (repeatable). SYMBOL=VENUE:NATIVE,...: an "

@@ -64,6 +64,15 @@ class LiveBooks:
     ``"raise"`` (:class:`NotLiveError`, the default) or ``"return"`` it (check
     :meth:`state`). ``queue``: the capacity of the ``async for`` consumer
     queue before it conflates per book.
+
+    ``consolidate``: cross-venue views of the books (True: one per product; a list of
+    normalized symbols; or ``{symbol: ["venue:native", ...]}`` groups), kept up to date
+    from every notice and refreshed every ``refresh_s`` (0.1 s): ``feed.consolidated`` is
+    the :class:`fastbook._consolrun.ConsolidatedTap` (``view(symbol)``, ``take_cbbo()``,
+    ``take_arbitrage()``), ``stats()["consolidated"]`` its counts.
+    ``consolidate_options``: ``quote_aliases``, ``fees``, ``stale_ns``, ``fixed_cost``,
+    ``min_profit_bps``, ``max_age_ns``, ``max_rows`` (rows kept until taken, 1,000,000),
+    ``refresh_s``; see ``docs/consolidated.md``.
     """
 
     def __init__(self, specs: Iterable[str], *, depth: int | None = None,
@@ -74,7 +83,9 @@ class LiveBooks:
                  backoff_s: float = 0.5, backoff_cap_s: float = 30.0,
                  instruments: dict[str, Any] | None = None, record: Any = None,
                  max_age_s: dict[str, float] | None = None, latency: bool = True,
-                 lock: Any = None, **driver_options: Any) -> None:
+                 lock: Any = None, consolidate: Any = None,
+                 consolidate_options: dict[str, Any] | None = None,
+                 **driver_options: Any) -> None:
         if on_not_live not in ("raise", "return"):
             raise ValueError(f"on_not_live must be 'raise' or 'return', not {on_not_live!r}")
         books = parse_specs(specs)
@@ -95,6 +106,10 @@ class LiveBooks:
         self._queue_capacity = queue
         self._consumer: Consumer | None = None
         self.started_ns = 0
+        self.consolidated: Any = None
+        self._consolidate_task: asyncio.Task[None] | None = None
+        if consolidate is not None and consolidate is not False:
+            self._consolidate(consolidate, consolidate_options or {})
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -108,9 +123,63 @@ class LiveBooks:
     async def start(self) -> None:
         self.started_ns = time.time_ns()
         await self.driver.start()
+        if self.consolidated is not None:
+            self._consolidate_task = asyncio.create_task(self._refresh_views())
 
     async def stop(self) -> None:
+        task, self._consolidate_task = self._consolidate_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await self.driver.stop()
+
+    # --- the consolidated view (consolidate=...) -----------------------------------------
+
+    def _consolidate(self, select: Any, options: dict[str, Any]) -> None:
+        """Consolidated views over the live books, fed by every notice (docs/consolidated.md)."""
+        from fastbook._consolrun import ConsolidatedTap
+
+        options = dict(options)
+        self._refresh_s = float(options.pop("refresh_s", 0.1))
+        if not self._refresh_s > 0:
+            raise ValueError(f"consolidate_options refresh_s must be > 0, got {self._refresh_s}")
+        options.setdefault("max_rows", 1_000_000)
+        self.consolidated = ConsolidatedTap(select, **options)
+        self.consolidated_error = ""
+        self._tracks: dict[tuple[str, str], Any] = {}
+        self.driver.callbacks.append(self._to_views)
+
+    def _to_views(self, n: LiveNotice) -> None:
+        try:
+            self._notice_to_views(n)
+        except Exception as exc:        # counted in callback_errors by the driver
+            self.consolidated_error = f"{n.venue}:{n.symbol}: {exc!r}"
+            raise
+
+    def _notice_to_views(self, n: LiveNotice) -> None:
+        s = self.session
+        t = self._tracks.get((n.venue, n.symbol))
+        if t is None:
+            t = self._tracks[(n.venue, n.symbol)] = s.track(n.venue, n.symbol)
+        if n.state is not BookState.LIVE:
+            self.consolidated.down(t.venue, t.native, n.recv_ns)
+            return
+        c = t.primary
+        book = s.book(t.venue, t.native)
+        if c is None or book is None:
+            return
+        inst = c.feed.symbol_state(t.native).instrument
+        self.consolidated.applied(t.venue, t.native, book, inst, n.recv_ns, True)
+
+    async def _refresh_views(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            lock = self.driver.lock
+            if lock is None:
+                self.consolidated.refresh(time.time_ns())
+            else:
+                with lock:
+                    self.consolidated.refresh(time.time_ns())
 
     def __aiter__(self) -> AsyncIterator[LiveNotice]:
         if self._consumer is None:
@@ -354,10 +423,13 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
             "latency": {k: h.to_dict() for k, h in t.hist.items()},
             "counts": counts,
         }
-    return {"venues": venues, "books": books,
+    out = {"venues": venues, "books": books,
             "consumers": [q.stats() for q in d.consumers],
             "callback_errors": d.callback_errors, "transport": d.transport,
             "late": dict(s.late)}
+    if feed.consolidated is not None:
+        out["consolidated"] = {**feed.consolidated.stats(), "error": feed.consolidated_error}
+    return out
 
 
 class _CallableModule(type(__import__("sys"))):      # type: ignore[misc]

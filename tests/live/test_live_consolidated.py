@@ -1,0 +1,130 @@
+"""``fb.live(..., consolidate=...)`` and ``fastbook live --consolidate``: the live driver
+keeps consolidated views over real loopback connections to the exchange simulator, and
+they equal a Decimal merge of the simulator's truth books."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+pytest.importorskip("websockets")
+
+import fastbook as fb
+from fastbook.testing import ExchangeSimulator
+
+BOOKS = {"okx": ["BTC-USDT"], "binance-spot": ["BTCUSDT"]}
+SPECS = ["okx:BTC-USDT", "binance-spot:BTCUSDT"]
+GROUP = {"BTC/USDT": ["okx:BTC-USDT", "binance-spot:BTCUSDT"]}
+
+
+def run(coro: Any, timeout: float = 60.0) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def merged_truth(sim: ExchangeSimulator, venues: list[str]) -> tuple[Any, ...]:
+    """Best bid and ask (price, total size) across the venues' truth books."""
+    bids = [sim.truth(v, BOOKS[v][0])["bids"][0] for v in venues]
+    asks = [sim.truth(v, BOOKS[v][0])["asks"][0] for v in venues]
+    bid = max(p for p, _ in bids)
+    ask = min(p for p, _ in asks)
+    return (bid, sum((q for p, q in bids if p == bid), Decimal(0)),
+            ask, sum((q for p, q in asks if p == ask), Decimal(0)))
+
+
+def as_decimal(view: Any) -> tuple[Any, ...]:
+    bid, bq, _, ask, aq, _ = view.bbo()
+    pd, qd = view.price_decimals, view.qty_decimals
+    return (Decimal(bid).scaleb(-pd), Decimal(bq).scaleb(-qd),
+            Decimal(ask).scaleb(-pd), Decimal(aq).scaleb(-qd))
+
+
+def test_live_views_equal_the_simulators_truth_and_go_stale() -> None:
+    async def main() -> dict[str, Any]:
+        async with ExchangeSimulator(BOOKS, rate=200, seed=11) as sim:
+            feed = fb.live(SPECS, endpoints=sim.endpoints, consolidate=GROUP,
+                           consolidate_options={"stale_ns": 400_000_000, "refresh_s": 0.05})
+            async with feed:
+                assert await feed.wait_live(20), feed.stats()["books"]
+                await asyncio.sleep(0.5)
+                for venue in BOOKS:
+                    sim.pause(venue)
+                await sim.wait_idle()
+                await asyncio.sleep(0.1)
+                view = feed.consolidated.view("BTC/USDT")
+                out: dict[str, Any] = {
+                    "names": view.venue_names, "got": as_decimal(view),
+                    "want": merged_truth(sim, list(BOOKS)), "in": view.venues_in()}
+                await asyncio.sleep(0.8)             # quiet for longer than stale_ns
+                out["later"] = view.venues_in()
+                out["last"] = view.last_change()
+                out["rows"] = feed.consolidated.take_cbbo()
+                out["stats"] = feed.stats()["consolidated"]
+        return out
+
+    out = run(main())
+    assert set(out["names"]) == {"okx", "binance-spot"}
+    assert out["in"] == {"okx": "in", "binance-spot": "in"}
+    assert out["got"] == out["want"]
+    # no book messages for 0.8 s: the refresh timer takes both venues out of the view
+    assert out["later"] == {"okx": "stale", "binance-spot": "stale"}
+    assert out["last"][1] == -1 and out["last"][2] == 0      # a refresh, both sides empty
+    rows = out["rows"]
+    assert len(rows) > 10 and (rows["view"] == 0).all()
+    assert (rows["ts"][1:] >= rows["ts"][:-1]).all()
+    assert out["stats"]["changes"] == len(rows) and out["stats"]["error"] == ""
+    assert out["stats"]["views"]["BTC/USDT"]["venues"]["okx"]["updates"] > 10
+
+
+def test_a_venue_that_drops_leaves_the_view_then_returns() -> None:
+    async def main() -> dict[str, Any]:
+        async with ExchangeSimulator(BOOKS, rate=200, seed=12) as sim:
+            feed = fb.live(SPECS, endpoints=sim.endpoints, consolidate=GROUP,
+                           backoff_s=0.05)
+            async with feed:
+                assert await feed.wait_live(20)
+                await asyncio.sleep(0.2)
+                view = feed.consolidated.view("BTC/USDT")
+                before = feed.consolidated.take_cbbo()
+                sim.inject("okx", "disconnect")
+                await asyncio.sleep(0.5)
+                assert await feed.wait_live(20)
+                await asyncio.sleep(0.3)
+                return {"before": before, "after": feed.consolidated.take_cbbo(),
+                        "okx": view.index("okx"), "end": view.venues_in(), "n": len(view),
+                        "disconnects": feed.stats()["venues"]["okx"]["disconnects"]}
+
+    out = run(main())
+    bit = 1 << out["okx"]
+    assert out["disconnects"] >= 1
+    assert (out["before"]["in_mask"][-1] & bit) != 0
+    masks = out["after"]["in_mask"].tolist()
+    first_out = next(i for i, m in enumerate(masks) if not m & bit)     # OKX left the view
+    assert any(m & bit for m in masks[first_out:])                      # and came back
+    assert out["end"] == {"okx": "in", "binance-spot": "in"}
+    assert out["n"] == 2                 # the reconnect's new book was rebound, not added
+
+
+def test_cli_live_consolidate_shows_the_consolidated_table() -> None:
+    from fastbook._live_cli import run_live
+    from fastbook.cli import build_parser
+
+    async def main() -> tuple[str, dict[str, Any]]:
+        async with ExchangeSimulator(BOOKS, rate=100, seed=13) as sim:
+            ends = [f"--endpoint={v}={e['ws']}" + (f",{e['rest']}" if "rest" in e else "")
+                    for v, e in sim.endpoints.items()]
+            args = build_parser().parse_args([
+                "live", *SPECS, *ends, "--duration", "3", "--refresh", "0.5",
+                "--consolidate", "BTC/USDT=okx:BTC-USDT,binance-spot:BTCUSDT"])
+            out = io.StringIO()
+            result = await run_live(args, out=out)
+            return out.getvalue(), result
+
+    text, result = run(main())
+    assert "consolidated BTC/USDT" in text
+    assert "best bid" in text and "okx" in text
+    assert result["consolidated"]["views"]["BTC/USDT"]["venues_in"] == \
+        {"okx": "in", "binance-spot": "in"}
