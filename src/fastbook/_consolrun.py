@@ -132,6 +132,7 @@ class ConsolidatedTap:
                 raise ValueError(f"quote_aliases: {k!r} -> {v!r} is not currency -> currency")
         self._explicit: dict[tuple[str, str], str] = {}
         self._only: set[str] | None = None
+        self._grouped = isinstance(select, Mapping)     # explicit groups (maybe none)
         if isinstance(select, Mapping):
             for symbol, members in select.items():
                 parse_symbol(symbol)
@@ -289,7 +290,7 @@ class ConsolidatedTap:
 
     def _symbol_for(self, key: tuple[str, str], instrument: Any) -> str | None:
         venue, native = key
-        if self._explicit:
+        if self._grouped:
             return self._explicit.get(key)
         symbol = group_key(venue, native, instrument, self.quote_aliases)
         if symbol is None:
