@@ -470,6 +470,76 @@ def write_tables(path: str | os.PathLike[str], tap_meta: dict[str, Any],
     return written
 
 
+# -- live sessions (fb.live, and replays of its recordings) ------------------------------
+
+
+class NoticeTap:
+    """Feeds a :class:`ConsolidatedTap` from a live :class:`fastbook.live.Session`'s
+    notices: an applied message of a live book updates its view (reading the book the
+    session shows now, rebound after a reconnect); a book's state change away from live
+    takes it out. Used by ``fb.live(..., consolidate=...)`` and by the consolidated replay
+    of a live recording, so both see the same views."""
+
+    def __init__(self, tap: ConsolidatedTap, session: Any) -> None:
+        from fastbook.live._session import BookState
+
+        self.tap = tap
+        self.session = session
+        self._live = BookState.LIVE
+        self._tracks: dict[tuple[str, str], Any] = {}
+        self.feeds: dict[str, Any] = {}         # venue -> the feed that applied its last
+
+    def __call__(self, n: Any) -> None:
+        key = (n.venue, n.symbol)
+        t = self._tracks.get(key)
+        if t is None:
+            t = self._tracks[key] = self.session.track(n.venue, n.symbol)
+        if n.state is not self._live:
+            self.tap.down(t.venue, t.native, n.recv_ns)
+            return
+        c = t.primary
+        book = self.session.book(t.venue, t.native)
+        if c is None or book is None:
+            return
+        self.feeds[t.venue] = c.feed
+        inst = c.feed.symbol_state(t.native).instrument
+        self.tap.applied(t.venue, t.native, book, inst, n.recv_ns, True)
+
+
+def _replay_recording(source: Any, tap: ConsolidatedTap, name: str, *, book_depth: Any,
+                      refresh_ns: int, on_error: str, **unused: Any) -> tuple[dict[str, Any],
+                                                                              int, int]:
+    """A live recording through the live session, its notices to ``tap``."""
+    import fastbook.live._record as rec
+
+    given = sorted(k for k, v in unused.items() if v is not None)
+    if given:
+        raise ValueError(f"{', '.join(given)}: not options of a live recording's consolidated "
+                         f"replay (its codecs are set up as the live run's)")
+    meta = rec.recording_meta(source) or {}
+    depth = book_depth if book_depth is not None else meta.get("depth")
+    state: dict[str, Any] = {"nxt": None, "notices": 0}
+
+    def on_notice(n: Any) -> None:
+        state["notices"] += 1
+        now = n.recv_ns
+        if state["nxt"] is None:
+            state["nxt"] = (now // refresh_ns + 1) * refresh_ns
+        elif now >= state["nxt"]:
+            state["nxt"] = _refresh_until(tap, state["nxt"], now, refresh_ns)
+        handler(n)
+
+    from fastbook.live._session import Session
+
+    session = Session(rec.recording_books(source), depth=depth if isinstance(depth, int)
+                      else None, stale_after_s=None, latency=False, on_notice=on_notice)
+    handler = NoticeTap(tap, session)
+    rec.replay_recording(source, session=session)
+    frames = sum(c.get("frames_closed", 0) for c in session.venue_counts.values()) + \
+        sum(c.frames for c in session.conns.values())
+    return handler.feeds, state["notices"], frames
+
+
 # -- replaying several venues' captures, consolidated ------------------------------------
 
 
@@ -625,6 +695,24 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
         check_output(output, "output")
     srcs = capture.as_sources(sources)
     names = capture.source_names(srcs)
+    from fastbook.live._record import recording_meta
+
+    if len(srcs) == 1 and recording_meta(srcs[0]) is not None:
+        tap = ConsolidatedTap(consolidate, quote_aliases=quote_aliases, stale_ns=stale_ns,
+                              fees=fees, fixed_cost=fixed_cost, min_profit_bps=min_profit_bps,
+                              max_age_ns=max_age_ns, consolidated=consolidated)
+        t0 = time.perf_counter()
+        feeds, notices, frames = _replay_recording(
+            srcs[0], tap, names[0], book_depth=book_depth, refresh_ns=refresh_ns,
+            on_error=on_error, codec=codec, symbols=symbols, instruments=instruments,
+            health=health, on_step=on_step)
+        result = ConsolidatedResult(
+            tap=tap, feeds=feeds, cbbo=tap.take_cbbo(), arbitrage=tap.take_arbitrage(),
+            health=None, messages=notices, records=frames,
+            seconds=time.perf_counter() - t0, warnings=_warnings(tap, feeds), sources=names)
+        if output is not None:
+            result.to_parquet(output)
+        return result
     for s, name in zip(srcs, names, strict=True):
         if not isinstance(s, (str, os.PathLike, bytes, bytearray, memoryview)):
             raise ValueError(f"{name}: a consolidated replay reads each capture twice (its "

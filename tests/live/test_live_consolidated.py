@@ -128,3 +128,36 @@ def test_cli_live_consolidate_shows_the_consolidated_table() -> None:
     assert "best bid" in text and "okx" in text
     assert result["consolidated"]["views"]["BTC/USDT"]["venues_in"] == \
         {"okx": "in", "binance-spot": "in"}
+
+
+def test_a_recording_replays_to_the_live_runs_consolidated_rows(tmp_path: Any) -> None:
+    rec = tmp_path / "rec"
+    options = {"stale_ns": 60_000_000_000}
+
+    async def main() -> Any:
+        async with ExchangeSimulator(BOOKS, rate=200, seed=14) as sim:
+            feed = fb.live(SPECS, endpoints=sim.endpoints, consolidate=GROUP,
+                           consolidate_options=options, record=str(rec), backoff_s=0.05)
+            async with feed:
+                assert await feed.wait_live(20)
+                await asyncio.sleep(0.3)
+                sim.inject("okx", "disconnect")       # a reconnect: a new OKX book
+                await asyncio.sleep(0.3)
+                assert await feed.wait_live(20)
+                await asyncio.sleep(0.3)
+                for venue in BOOKS:
+                    sim.pause(venue)
+                await sim.wait_idle()
+                await asyncio.sleep(0.2)
+            # the shutdown's closes take the books out of the view, live and replayed
+            rows = feed.consolidated.take_cbbo()
+        return rows
+
+    live_rows = run(main())
+    replayed = fb.replay(str(rec), consolidate=GROUP, **options)
+    assert len(live_rows) > 10
+    assert replayed.cbbo.tobytes() == live_rows.tobytes()
+    # the recording ends with the run's shutdown: both books closed, out of the view
+    assert replayed.view("BTC/USDT").venues_in() == {"okx": "not live",
+                                                     "binance-spot": "not live"}
+    assert set(replayed.feeds) == {"okx", "binance-spot"}

@@ -137,7 +137,7 @@ class LiveBooks:
 
     def _consolidate(self, select: Any, options: dict[str, Any]) -> None:
         """Consolidated views over the live books, fed by every notice (docs/consolidated.md)."""
-        from fastbook._consolrun import ConsolidatedTap
+        from fastbook._consolrun import ConsolidatedTap, NoticeTap
 
         options = dict(options)
         self._refresh_s = float(options.pop("refresh_s", 0.1))
@@ -146,30 +146,15 @@ class LiveBooks:
         options.setdefault("max_rows", 1_000_000)
         self.consolidated = ConsolidatedTap(select, **options)
         self.consolidated_error = ""
-        self._tracks: dict[tuple[str, str], Any] = {}
+        self._notice_tap = NoticeTap(self.consolidated, self.session)
         self.driver.callbacks.append(self._to_views)
 
     def _to_views(self, n: LiveNotice) -> None:
         try:
-            self._notice_to_views(n)
+            self._notice_tap(n)
         except Exception as exc:        # counted in callback_errors by the driver
             self.consolidated_error = f"{n.venue}:{n.symbol}: {exc!r}"
             raise
-
-    def _notice_to_views(self, n: LiveNotice) -> None:
-        s = self.session
-        t = self._tracks.get((n.venue, n.symbol))
-        if t is None:
-            t = self._tracks[(n.venue, n.symbol)] = s.track(n.venue, n.symbol)
-        if n.state is not BookState.LIVE:
-            self.consolidated.down(t.venue, t.native, n.recv_ns)
-            return
-        c = t.primary
-        book = s.book(t.venue, t.native)
-        if c is None or book is None:
-            return
-        inst = c.feed.symbol_state(t.native).instrument
-        self.consolidated.applied(t.venue, t.native, book, inst, n.recv_ns, True)
 
     async def _refresh_views(self) -> None:
         while True:
