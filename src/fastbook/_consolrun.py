@@ -751,10 +751,13 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
     messages = records = 0
     nxt: int | None = None
     last_health: int | None = None
+    last_update: dict[str, int] = {}
+    end_ns = 0
     try:
         for recv_ns, kind, _conn, url, payload, number, _flags, src in capture.merge_raw(
                 srcs, verify=verify):
             records += 1
+            end_ns = recv_ns
             if nxt is None:
                 nxt = (recv_ns // refresh_ns + 1) * refresh_ns
             elif recv_ns >= nxt:
@@ -782,6 +785,7 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
                         n.symbol in feed.symbols and not feed.is_synced(n.symbol):
                     tap.down(venue, n.symbol, recv_ns)
             if s is not None:
+                last_update[venue] = recv_ns
                 tap.applied(venue, s.native, s.book, s.instrument, recv_ns,
                             feed.is_synced(s.native))
                 if on_step is not None:
@@ -789,16 +793,22 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
             if monitor is not None and (last_health is None or
                                         recv_ns - last_health >= 1_000_000_000):
                 last_health = recv_ns
-                _observe(monitor, feeds, recv_ns)
+                _observe(monitor, feeds, recv_ns, last_update)
             if not records & 0x3FFF:
                 bar.update(0, records)
     finally:
         bar.close()
+    if monitor is not None and last_health is not None:
+        if end_ns > last_health:
+            _observe(monitor, feeds, end_ns, last_update)
     warnings = _warnings(tap, feeds)
     result = ConsolidatedResult(
         tap=tap, feeds=feeds, cbbo=tap.take_cbbo(), arbitrage=tap.take_arbitrage(),
         health=None if monitor is None else monitor.take_rows(), messages=messages,
         records=records, seconds=time.perf_counter() - t0, warnings=warnings, sources=names)
+    if monitor is not None:
+        result.metadata["health"] = {"venues": list(monitor.venues),
+                                     "summary": monitor.summary()}
     if output is not None:
         result.to_parquet(output)
     return result
@@ -834,8 +844,27 @@ def _warnings(tap: ConsolidatedTap, feeds: dict[str, Any]) -> list[str]:
 
 
 def _health_monitor(health: Any) -> Any:
-    return None if health is None or health is False else health
+    """A :class:`fastbook.live._health.HealthMonitor` for ``health=`` (True, thresholds as
+    a dict or ``HealthThresholds``, or a monitor), or None."""
+    if health is None or health is False:
+        return None
+    if hasattr(health, "observe") and hasattr(health, "take_rows"):
+        return health
+    from fastbook.live._health import make_monitor
+
+    return make_monitor(health)
 
 
-def _observe(monitor: Any, feeds: dict[str, Any], now_ns: int) -> None:
-    return None
+def _observe(monitor: Any, feeds: dict[str, Any], now_ns: int,
+             last: dict[str, int]) -> None:
+    """One health observation per venue of a replay, at capture time ``now_ns``: its
+    books' state (live when every book is synced; resyncing after a resync; syncing
+    before the first), its feed's message, error and resync counts, its last update."""
+    for feed in feeds.values():
+        c = feed.counts()
+        synced = [feed.is_synced(n) for n in feed.symbols]
+        state = "live" if synced and all(synced) else \
+            ("resyncing" if c.get("resyncs", 0) else "syncing")
+        monitor.observe(feed.venue, now_ns, state=state, messages=c.get("messages", 0),
+                        errors=c.get("malformed", 0), resyncs=c.get("resyncs", 0),
+                        last_update_ns=last.get(feed.venue))

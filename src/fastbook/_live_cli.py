@@ -153,6 +153,16 @@ def check_args(args: argparse.Namespace) -> None:
 
         output_format(samples)
         check_output(samples, "samples")
+    cbbo = getattr(args, "cbbo", None)
+    if cbbo is not None:
+        if getattr(args, "consolidate", None) is None:
+            raise ValueError("--cbbo needs --consolidate")
+        from fastbook.driver import check_output
+        from fastbook.writers import output_format
+
+        if output_format(cbbo) == "csv":
+            raise ValueError(f"--cbbo {cbbo}: Parquet (.parquet) or Arrow (.arrow), not CSV")
+        check_output(cbbo, "cbbo")
     port = getattr(args, "metrics_port", None)
     if port is not None and not 0 <= port <= 65535:
         raise ValueError(f"--metrics-port {port} is not a port number (0 to 65535; 0: any)")
@@ -273,6 +283,9 @@ async def run_live(args: argparse.Namespace, out: Any = None, feed: Any = None,
                 await sampler.stop()
             if metrics is not None:
                 metrics.close()
+    cbbo = getattr(args, "cbbo", None)
+    if cbbo is not None:
+        result["consolidated_files"] = feed.write_consolidated(cbbo)
     if sampler is not None:
         result["samples"] = {"file": args.samples, **sampler.stats()}
     if metrics is not None:

@@ -525,6 +525,10 @@ def _consolidate_args(p: argparse.ArgumentParser, live: bool = False) -> None:
                    help="arbitrage rows need both quotes at most this old")
     g.add_argument("--fixed-cost", default="0",
                    help="quote currency subtracted from every opportunity")
+    if live:
+        g.add_argument("--cbbo", metavar="FILE", default=None,
+                       help="at the end, write the consolidated BBO changes to FILE.parquet "
+                            "(or .arrow) and the arbitrage rows beside it")
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:

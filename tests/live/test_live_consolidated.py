@@ -108,7 +108,9 @@ def test_a_venue_that_drops_leaves_the_view_then_returns() -> None:
     assert out["n"] == 2                 # the reconnect's new book was rebound, not added
 
 
-def test_cli_live_consolidate_shows_the_consolidated_table() -> None:
+def test_cli_live_consolidate_shows_the_consolidated_table(tmp_path: Any) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    out_file = tmp_path / "live-cbbo.parquet"
     from fastbook._live_cli import run_live
     from fastbook.cli import build_parser
 
@@ -118,7 +120,8 @@ def test_cli_live_consolidate_shows_the_consolidated_table() -> None:
                     for v, e in sim.endpoints.items()]
             args = build_parser().parse_args([
                 "live", *SPECS, *ends, "--duration", "3", "--refresh", "0.5",
-                "--consolidate", "BTC/USDT=okx:BTC-USDT,binance-spot:BTCUSDT"])
+                "--consolidate", "BTC/USDT=okx:BTC-USDT,binance-spot:BTCUSDT",
+                "--cbbo", str(out_file)])
             out = io.StringIO()
             result = await run_live(args, out=out)
             return out.getvalue(), result
@@ -128,6 +131,11 @@ def test_cli_live_consolidate_shows_the_consolidated_table() -> None:
     assert "best bid" in text and "okx" in text
     assert result["consolidated"]["views"]["BTC/USDT"]["venues_in"] == \
         {"okx": "in", "binance-spot": "in"}
+    table = pq.read_table(out_file)
+    # the file is written after the run stops: its shutdown takes the books out too
+    assert table.num_rows >= result["consolidated"]["changes"] > 0
+    assert (tmp_path / "live-cbbo.arbitrage.parquet").exists()
+    assert result["consolidated_files"][0] == str(out_file)
 
 
 def test_a_recording_replays_to_the_live_runs_consolidated_rows(tmp_path: Any) -> None:

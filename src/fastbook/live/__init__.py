@@ -156,6 +156,19 @@ class LiveBooks:
             self.consolidated_error = f"{n.venue}:{n.symbol}: {exc!r}"
             raise
 
+    def write_consolidated(self, path: Any) -> list[str]:
+        """Drain the consolidated tables (BBO changes, arbitrage) into ``path`` (``.parquet``
+        or ``.arrow``), the arbitrage rows beside it; the paths written. See
+        ``docs/consolidated.md`` ("The tables")."""
+        from fastbook._consolrun import write_tables
+
+        tap = self.consolidated
+        if tap is None:
+            raise ValueError("write_consolidated needs fb.live(..., consolidate=...)")
+        meta = tap.metadata()
+        tables = [("cbbo", tap.take_cbbo()), ("arbitrage", tap.take_arbitrage())]
+        return write_tables(path, meta, tables)
+
     async def _refresh_views(self) -> None:
         while True:
             await asyncio.sleep(self._refresh_s)
