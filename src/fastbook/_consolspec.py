@@ -341,6 +341,11 @@ def venue_levels(p: Plan, i: int, n: int) -> tuple[np.ndarray, np.ndarray, np.nd
     """Venue ``i``'s best ``n`` levels per side at the common scale (object-free int64 arrays,
     trimmed to the levels it has); OverflowError naming the venue when a level does not fit."""
     v = p.venues[i]
+    depth = getattr(v.book, "depth", None)
+    if callable(depth):
+        # a book holds fewer levels than a large n asks for: never allocate for levels
+        # that cannot exist (depth(2**31) would ask numpy for 64 GiB)
+        n = min(n, max(depth(1), depth(2)))
     top = np.asarray(v.book.top(n), dtype=np.int64)
     out = []
     for row in (0, 2):

@@ -253,7 +253,7 @@ class Consolidated:
     def depth(self, n: int) -> Depth:
         """The best ``n`` merged levels per side of the venues in the view, read from their
         books now, with the quantity per venue."""
-        if not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"depth: n must be a non-negative int, got {n!r}")
         ins = [i for i in range(self._n) if self._reason[i] == IN]
         return spec.merge_depth(self._plan, ins, n)

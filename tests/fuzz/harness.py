@@ -789,6 +789,102 @@ class BookApiTarget:
             ctx.stats.accepted += res[0][0] == "ok"
 
 
+class ConsolidatedTarget:
+    """``fastbook.Consolidated`` (compiled) against ``_pyconsol.Consolidated`` over the
+    same books: valid and hostile calls (odd venue indices, times, live flags, depths,
+    rebinds), random book changes between them. Both give the same result or errors of the
+    same class, and a refused call leaves the view's BBO, venue states and counts as they
+    were."""
+
+    name = "consolidated"
+    ALLOWED = (FastbookError, TypeError, ValueError, OverflowError, IndexError)
+    _DECIMALS = ((2, 3), (1, 3), (2, 5), (3, 0))
+
+    def setup(self) -> None:
+        import fastbook
+        from fastbook import _pyconsol
+
+        self._classes = (fastbook.Consolidated, _pyconsol.Consolidated)
+        self._fresh()
+
+    def _fresh(self) -> None:
+        import fastbook
+        from fastbook.codecs._l2feed import Instrument
+
+        self._books = [fastbook.Book(price_decimals=pd, qty_decimals=qd)
+                       for pd, qd in self._DECIMALS]
+        self._insts = [Instrument(f"v{i}", "BTC-USD", "BTC/USD", pd, qd)
+                       for i, (pd, qd) in enumerate(self._DECIMALS)]
+        venues = [(f"v{i}", b, inst, 5_000, "0.001")
+                  for i, (b, inst) in enumerate(zip(self._books, self._insts, strict=True))]
+        self._views = [c("BTC/USD", venues, min_profit_bps=0) for c in self._classes]
+        self._now = 1_000
+
+    def _change_a_book(self, rng: random.Random) -> None:
+        i = rng.randrange(len(self._books))
+        b = self._books[i]
+        scale = 10 ** b.price_decimals
+        side = rng.choice((BID, ASK))
+        base = 100 * scale + (-rng.randrange(0, 5 * scale) if side == BID
+                              else rng.randrange(0, 5 * scale))
+        b.set(side, base, rng.randrange(0, 4) * 10 ** b.qty_decimals)
+
+    def _call(self, rng: random.Random) -> tuple[str, tuple[Any, ...]]:
+        m = rng.choice(("update", "update", "update", "refresh", "arbitrage", "depth",
+                        "bbo", "venues_in", "rebind", "take_events", "last_change"))
+        self._now += rng.randrange(0, 3_000)
+        args: list[Any]
+        if m == "update":
+            args = [rng.randrange(len(self._books)), self._now, rng.random() > 0.1]
+        elif m in ("refresh", "arbitrage"):
+            args = [self._now]
+        elif m == "depth":
+            args = [rng.randrange(0, 6)]
+        elif m == "rebind":
+            i = rng.randrange(len(self._books))
+            import fastbook
+
+            pd, qd = self._DECIMALS[i] if rng.random() < 0.7 else (4, 4)
+            args = [i, fastbook.Book(price_decimals=pd, qty_decimals=qd)]
+        else:
+            args = []
+        if args and rng.random() < 0.7:
+            k = rng.randrange(len(args))
+            args[k] = rng.choice(_ODD_ARGS)
+        return m, tuple(args)
+
+    def _state(self, v: Any) -> Any:
+        s = v.stats()
+        return (v.bbo(), v.venues_in(), s["updates"], s["changes"], s["clock_backwards"])
+
+    def one(self, ctx: Context, rng: random.Random) -> None:
+        if rng.random() < 0.5:
+            self._change_a_book(rng)
+        m, args = self._call(rng)
+        ctx.keep(repr((m, args)).encode("utf-8", "backslashreplace"))
+        ctx.stats.inputs += 1
+        res = []
+        for v in self._views:
+            before = self._state(v)
+            r = outcome(lambda v=v: getattr(v, m)(*args), ctx, (m, args), self.ALLOWED)
+            after = self._state(v)
+            if r[0] == "error" and before != after:
+                ctx.find("changed", f"{type(v).__module__}.Consolidated.{m}{args!r:.200} "
+                                    f"raised {type(r[1]).__name__} and changed the view",
+                         (m, args))
+            res.append((r[0], _plain_result(r[1]) if r[0] == "ok" else type(r[1]).__name__,
+                        after))
+        if res[0] != res[1]:
+            ctx.find("disagree", f"Consolidated.{m}{args!r:.200}: compiled {res[0]!r:.300}, "
+                                 f"twin {res[1]!r:.300}", (m, args))
+            self._fresh()
+        elif rng.random() < 0.01:
+            self._fresh()
+        else:
+            ctx.stats.refused += res[0][0] == "error"
+            ctx.stats.accepted += res[0][0] == "ok"
+
+
 def _plain_result(r: Any) -> Any:
     if isinstance(r, Iterator):
         return ("iterator", [_plain_result(x) for x in r])
@@ -829,6 +925,7 @@ class SelfTestTarget:
 
 def _targets() -> dict[str, Callable[[], Any]]:
     return {
+        "consolidated": ConsolidatedTarget,
         "binance-spot": lambda: L2Target("binance-spot", _binance("BinanceSpot"),
                                          lambda: _cryptofeed_steps("BINANCE.ws.1.0.gz",
                                                                    "BINANCE.http.0.0.gz")),

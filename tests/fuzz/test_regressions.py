@@ -506,3 +506,31 @@ def test_coinbase_advanced_unknown_channel_takes_no_sequence() -> None:
     assert feed.feed(adv(1, [adv_event("update", "BTC-USD", ("bid", "99", "1"))])) == []
     assert list(feed.book("BTC-USD").levels(1)) == [(10_000_000_000, 100_000_000),
                                                     (9_900_000_000, 100_000_000)]
+
+
+@pytest.mark.parametrize("impl", ["compiled", "twin"])
+def test_consolidated_depth_of_a_huge_n_allocates_only_the_levels_held(impl: str) -> None:
+    from fastbook import _pyconsol
+    from fastbook.codecs._l2feed import Instrument
+
+    cls = fastbook.Consolidated if impl == "compiled" else _pyconsol.Consolidated
+    book = fastbook.Book(price_decimals=2, qty_decimals=3)
+    book.set(1, 100, 1)
+    view = cls("BTC/USD", [("a", book, Instrument("a", "BTC-USD", "BTC/USD", 2, 3), 10**9,
+                            "0")])
+    view.update(0, 1)
+    # before: depth(2**31) asked numpy for a (4, 2**31) int64 array (MemoryError, 64 GiB)
+    d = view.depth(2**31)
+    assert d.bid_prices.tolist() == [100] and d.ask_prices.tolist() == []
+
+
+def test_consolidated_depth_refuses_a_bool_in_the_twin_too() -> None:
+    from fastbook import _pyconsol
+    from fastbook.codecs._l2feed import Instrument
+
+    view = _pyconsol.Consolidated("BTC/USD", [
+        ("a", fastbook.Book(price_decimals=2, qty_decimals=3),
+         Instrument("a", "BTC-USD", "BTC/USD", 2, 3), 10**9, "0")])
+    # before: the twin took True as 1 where the compiled view refuses it
+    with pytest.raises(ValueError, match="non-negative int, got True"):
+        view.depth(True)
