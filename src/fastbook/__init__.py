@@ -48,6 +48,7 @@ else:
 #: True when the compiled Cython core is in use (what ``fastbook._select`` chose).
 COMPILED: bool = _select.compiled("_core")
 
+from fastbook._consolrun import ConsolidatedResult  # noqa: E402
 from fastbook.driver import ReplayResult, replay  # noqa: E402
 from fastbook.l3 import BookSet, OrderBook  # noqa: E402  (after the core: it cimports it)
 from fastbook.sampling import Sampler  # noqa: E402
@@ -62,6 +63,7 @@ __all__ = [
     "Book",
     "BookSet",
     "Consolidated",
+    "ConsolidatedResult",
     "DecodeError",
     "FastbookError",
     "OrderBook",

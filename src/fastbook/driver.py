@@ -1129,8 +1129,15 @@ def _replay_consolidated(source: Any, codec: Any, consolidate: Any, *, every: An
 
 
 @overload
-def replay(source: Any, codec: Any = None, *, consolidate: Literal[False] | None = None,
-           **options: Any) -> ReplayResult: ...
+def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | None = None,
+           depth: int = 10, every: Any = None, on_error: str = "raise",
+           output: str | os.PathLike[str] | None = None, row_group_size: int = 1 << 20,
+           chunk_size: int = 4 << 20, compression: str = "auto", progress: bool | None = None,
+           bookset: Any = None, lobster: str | os.PathLike[str] | None = None,
+           instruments: Any = None, book_depth: int | None = None, verify: bool = True,
+           prices: str = "int", quantities: str = "int", timestamps: str = "int",
+           date: Any = None, missing: str = "zero", reason: str = "bits",
+           consolidate: Literal[False] | None = None, **codec_options: Any) -> ReplayResult: ...
 
 
 @overload

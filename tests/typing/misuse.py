@@ -26,4 +26,4 @@ books.apply(events=empty_events(1))  # E: call-arg
 books.apply(empty_events(1), sampler=fb.Book)  # E: arg-type
 
 fb.Sampler(2, every="1")  # E: arg-type
-fb.replay(b"", "itch50", depth="2")  # E: arg-type
+fb.replay(b"", "itch50", depth="2")  # E: call-overload

@@ -4,7 +4,8 @@
 ``pyproject.toml``) and then runs it. Every ``assert_type`` fails the check if the
 name it looks at were ``Any`` (mypy wants the exact type), so a clean run proves the
 stubs of the compiled core reach users: ``fb.Book``, ``fb.OrderBook``,
-``fb.BookSet``, ``fb.Sampler`` and ``fb.replay`` have their real types.
+``fb.BookSet``, ``fb.Sampler`` and ``fb.replay`` (both of its results) have their real
+types.
 """
 
 from __future__ import annotations
@@ -82,9 +83,19 @@ def replay() -> None:
     assert_type(result.books.apply(empty_events(0)), int)
 
 
+def consolidated_replay() -> None:
+    from pathlib import Path
+
+    capture = Path(__file__).resolve().parents[1] / "data/l2/cryptofeed/COINBASE.ws.28.0.gz"
+    result = fb.replay([capture], consolidate=True)
+    assert_type(result, fb.ConsolidatedResult)
+    assert len(result.cbbo) > 0
+
+
 if __name__ == "__main__":
     l2_book()
     l3_book()
     bookset()
     replay()
+    consolidated_replay()
     print("ok")
