@@ -312,10 +312,9 @@ class ConsolidatedTap:
             return None
         venue, native = key
         v = self._by_symbol.get(symbol)
+        new_view = v is None
         if v is None:
             v = _View(len(self.views), symbol)
-            self.views.append(v)
-            self._by_symbol[symbol] = v
         name = venue if venue not in v.names else f"{venue}:{native}"
         stale = self._stale.get(venue, DEFAULT_STALE_NS) if isinstance(self._stale, Mapping) \
             else self._stale
@@ -323,7 +322,16 @@ class ConsolidatedTap:
         inst = dataclasses.replace(instrument,
                                    symbol=self._view_symbol(key, symbol, instrument))
         entry = Venue(name, book, inst, stale, None if fee is None else str(fee))
-        self._rebuild(v, [*v.entries, entry])
+        try:
+            self._rebuild(v, [*v.entries, entry])
+        except (ValueError, TypeError) as exc:
+            # another product, an inverse contract, no fee: the book stays out (and is not
+            # tried again at each of its messages); the view, if any, is as it was
+            self.unmapped[key] = f"refused by the {symbol} view: {exc}"
+            raise
+        if new_view:
+            self.views.append(v)
+            self._by_symbol[symbol] = v
         v.keys.append(key)
         v.names.append(name)
         v.last.append(None)

@@ -339,3 +339,22 @@ def test_command_line_replay_consolidate(tmp_path: Path, capsys: Any) -> None:
     assert out.exists() and (tmp_path / "cb.arbitrage.parquet").exists()
     rc = main(["replay", *caps, "--consolidate", "BTC/USD", "--consolidate", "X=a:b"])
     assert rc == 1 and "not both" in capsys.readouterr().err
+
+
+def test_a_book_the_view_refuses_stays_out_and_the_view_stays_whole() -> None:
+    tap = ConsolidatedTap({"BTC/USD": ["x:BTC-USD", "y:ETH-USD"]}, fees={"x": "0", "y": "0"})
+    bx = fb.Book(price_decimals=2, qty_decimals=3)
+    bx.set(fb.BID, 100, 1)
+    tap.applied("x", "BTC-USD", bx, _inst("x", "BTC-USD", "BTC/USD"), 1)
+    by = fb.Book(price_decimals=2, qty_decimals=3)
+    with pytest.raises(ValueError, match=r"venue 'y'.*ETH/USD, not BTC/USD"):
+        tap.applied("y", "ETH-USD", by, _inst("y", "ETH-USD", "ETH/USD"), 2)
+    assert "refused by the BTC/USD view" in tap.unmapped[("y", "ETH-USD")]
+    assert tap.applied("y", "ETH-USD", by, _inst("y", "ETH-USD", "ETH/USD"), 3) is False
+    assert tap.view("BTC/USD").venue_names == ("x",)
+    assert tap.refresh(4) == 0
+    # a first book refused leaves no half-made view behind
+    t2 = ConsolidatedTap({"BTC/USD": ["z:ETH-USD"]})
+    with pytest.raises(ValueError):
+        t2.applied("z", "ETH-USD", by, _inst("z", "ETH-USD", "ETH/USD"), 1)
+    assert t2.symbols() == [] and t2.refresh(2) == 0
