@@ -29,9 +29,10 @@ ctypedef struct fb_board:
 
 
 # fb_board_publish: write ``nb`` bid and ``na`` ask levels (contiguous price and qty
-#   arrays, best first; nb, na <= depth), state and ts_ns into ``slot`` under its
-#   sequence lock; levels past nb / na become (0, 0). On success returns 0 and writes
-#   the slot's new version to ``version``; FB_BOARD_EBUSY when another writer holds it.
+#   arrays, best first; counts outside 0..depth are clamped to it), state and ts_ns
+#   into ``slot`` under its sequence lock; levels past nb / na become (0, 0). On
+#   success returns 0 and writes the slot's new version to ``version``;
+#   FB_BOARD_EBUSY when another writer holds it.
 cdef int fb_board_publish(fb_board *b, Py_ssize_t slot, const int64_t *bid_prices,
                           const int64_t *bid_qtys, Py_ssize_t nb, const int64_t *ask_prices,
                           const int64_t *ask_qtys, Py_ssize_t na, int64_t state,

@@ -28,6 +28,7 @@ MSVC uses volatile accesses and barriers (not built or tested here).
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uintptr_t
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -161,6 +162,10 @@ cdef int fb_board_publish(fb_board *b, Py_ssize_t slot, const int64_t *bid_price
     cdef uint64_t *seq = _seq(b, slot)
     cdef int64_t *rec = <int64_t *>seq
     cdef uint64_t s = fb_seq_load_relaxed(seq)
+    # readers size their copies by these counts: keep them in 0..depth whatever a C
+    # caller passes
+    nb = 0 if nb < 0 else (b.depth if nb > b.depth else nb)
+    na = 0 if na < 0 else (b.depth if na > b.depth else na)
     if s & 1 or not fb_seq_claim(seq, s):
         return FB_BOARD_EBUSY
     fb_fence_release()          # the odd seq is ordered before every payload store
@@ -408,13 +413,16 @@ cdef class Board:
         return out
 
     def read(self, slot):
-        """A consistent copy of ``slot`` (all fields from one publish)."""
-        cdef Py_ssize_t s = self._slot(slot)
-        cdef cnp.ndarray rec = np.empty(FB_BOARD_HEADER + 4 * self._b.depth, dtype=np.int64)
-        cdef int64_t *p = <int64_t *>cnp.PyArray_DATA(rec)
+        """A consistent copy of ``slot`` (all fields from one publish), as a Snapshot
+        whose arrays are new (the copy itself runs without the GIL)."""
+        cdef Py_ssize_t s = self._slot(slot), d = self._b.depth
+        cdef int64_t buf[FB_BOARD_HEADER + 4 * FB_BOARD_MAX_DEPTH]
         with nogil:
-            fb_board_read(&self._b, s, p)
-        return unpack(rec)
+            fb_board_read(&self._b, s, buf)
+        cdef Py_ssize_t nb = buf[3], na = buf[4]
+        return tuple.__new__(Snapshot, (<uint64_t>buf[0], buf[1], buf[2], nb, na,
+                                        _pairs(buf + FB_BOARD_HEADER, nb),
+                                        _pairs(buf + FB_BOARD_HEADER + 2 * d, na)))
 
     def read_into(self, slot, out):
         """Copy ``slot`` into ``out`` (a writeable, C-contiguous 1-D ``int64`` array of
@@ -427,6 +435,16 @@ cdef class Board:
         with nogil:
             v = fb_board_read(&self._b, s, p)
         return v
+
+
+cdef object _pairs(const int64_t *src, Py_ssize_t n):
+    """A new (n, 2) int64 array of the n (price, qty) pairs at ``src``."""
+    cdef cnp.npy_intp dims[2]
+    dims[0] = n
+    dims[1] = 2
+    cdef cnp.ndarray a = cnp.PyArray_EMPTY(2, dims, cnp.NPY_INT64, 0)
+    memcpy(cnp.PyArray_DATA(a), src, <size_t>(2 * n) * sizeof(int64_t))
+    return a
 
 
 cdef int64_t *_out(object out, Py_ssize_t n) except NULL:
