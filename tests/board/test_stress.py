@@ -14,6 +14,7 @@ run at the same time on two cores; Python-level reader code interleaves between 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import threading
 import time
@@ -58,23 +59,36 @@ def consistent(snap: _pyboard.Snapshot) -> bool:
             and np.array_equal(snap.asks[:, 1], aq))
 
 
+#: CPUs the process may use (read before any thread pins itself: threads inherit it).
+CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def pin(index: int) -> None:
+    """Pin the calling thread (pid 0, Linux) to one CPU, the writer to another than the
+    readers': else the scheduler tends to wake them on one core, where they take turns."""
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(0, {CPUS[index % len(CPUS)]})
+
+
 def run_threads(writer: Callable[[threading.Event], None],
                 readers: list[Callable[[threading.Event], None]]) -> None:
-    """Run ``writer`` until every reader returns (or the deadline), re-raising errors."""
+    """Run ``writer`` until every reader returns (or the deadline), re-raising errors.
+    The threads pin themselves: the writer to the second CPU, the readers to the first."""
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def guard(fn: Callable[[threading.Event], None]) -> Callable[[], None]:
+    def guard(fn: Callable[[threading.Event], None], cpu: int) -> Callable[[], None]:
         def run() -> None:
             try:
+                pin(cpu)
                 fn(stop)
             except BaseException as exc:  # re-raised in the main thread
                 errors.append(exc)
                 stop.set()
         return run
 
-    w = threading.Thread(target=guard(writer), daemon=True)
-    rs = [threading.Thread(target=guard(r), daemon=True) for r in readers]
+    w = threading.Thread(target=guard(writer, 1), daemon=True)
+    rs = [threading.Thread(target=guard(r, 0), daemon=True) for r in readers]
     w.start()
     for r in rs:
         r.start()
