@@ -116,6 +116,20 @@ def test_publish_levels_and_read_into_layout(mod: ModuleType) -> None:
     assert out.tolist() == [2, 0, 0, 0, 2,  0, 0, 0, 0, 0, 0,  52, 4, 53, 5, 0, 0]
 
 
+def test_versions_into_a_strided_buffer(mod: ModuleType) -> None:
+    board = mod.Board(3, depth=1)
+    for slot, times in ((0, 2), (2, 5)):
+        for _ in range(times):
+            board.publish_levels(slot, i64([1]), i64([1]), i64([]), i64([]))
+    buf = np.full(6, -1, dtype=np.int64)
+    assert board.versions(buf[::2]) is not None
+    assert buf.tolist() == [2, -1, 0, -1, 5, -1]
+    ro = np.zeros(3, dtype=np.int64)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be"):
+        board.versions(ro)
+
+
 def test_snapshots_are_copies(mod: ModuleType) -> None:
     board = mod.Board(1, depth=2)
     board.publish_levels(0, i64([5]), i64([1]), i64([6]), i64([1]))
