@@ -74,7 +74,8 @@ class LiveBooks:
                  backoff_s: float = 0.5, backoff_cap_s: float = 30.0,
                  instruments: dict[str, Any] | None = None, record: Any = None,
                  max_age_s: dict[str, float] | None = None, latency: bool = True,
-                 lock: Any = None, **driver_options: Any) -> None:
+                 lock: Any = None, health: Any = None, on_alert: Any = None,
+                 health_every_s: float = 1.0, **driver_options: Any) -> None:
         if on_not_live not in ("raise", "return"):
             raise ValueError(f"on_not_live must be 'raise' or 'return', not {on_not_live!r}")
         books = parse_specs(specs)
@@ -95,6 +96,7 @@ class LiveBooks:
         self._queue_capacity = queue
         self._consumer: Consumer | None = None
         self.started_ns = 0
+        self.health, self._health_every_s = _health_options(health, on_alert, health_every_s)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class LiveBooks:
     async def start(self) -> None:
         self.started_ns = time.time_ns()
         await self.driver.start()
+        if self.health is not None:
+            self.driver._spawn(_health_loop(self))
 
     async def stop(self) -> None:
         await self.driver.stop()
@@ -200,8 +204,8 @@ class LiveFeed:
     ``LiveFeed(specs, **options).start()`` returns once the loop runs;
     ``book(venue, symbol)`` returns a *copy* taken under the driver's lock (a
     consistent book, never half a message); ``state``/``stats`` as in
-    :class:`LiveBooks`; ``callback=`` is called on the driver's thread for
-    every notice; ``stop()`` closes every connection and joins the thread.
+    :class:`LiveBooks`; ``callback=`` (and ``on_alert=``) are called on the
+    driver's thread; ``stop()`` closes every connection and joins the thread.
     """
 
     def __init__(self, specs: Iterable[str], *, callback: Callable[[LiveNotice], None] | None
@@ -288,6 +292,11 @@ class LiveFeed:
         with self._lock:
             return self.books.stats()
 
+    @property
+    def health(self) -> Any:
+        """The :class:`~fastbook.live._health.HealthMonitor` (None without ``health=``)."""
+        return self.books.health
+
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     if use_uvloop:
@@ -314,7 +323,34 @@ def _make_recorder(target: Any, books: list[tuple[str, str, str]], depth: int | 
 _WORST_FIRST = ("down", "stale", "resyncing", "syncing", "connecting", "live")
 
 
-def _stats(feed: LiveBooks) -> dict[str, Any]:
+def _health_options(health: Any, on_alert: Any, every_s: float) -> tuple[Any, float]:
+    """``fb.live(health=True | dict | HealthThresholds, on_alert=callable)``: the monitor
+    (None when off) and the period of its check (docs/live.md, "Health and alerts")."""
+    from fastbook.live._health import make_monitor
+
+    if not isinstance(every_s, int | float) or isinstance(every_s, bool) or not every_s > 0:
+        raise ValueError(f"health_every_s must be a number > 0, not {every_s!r}")
+    return make_monitor(health, on_alert), float(every_s)
+
+
+async def _health_loop(feed: LiveBooks) -> None:
+    """Every ``health_every_s``: the stats (histogram buckets included, for windowed
+    p99s) observed by ``feed.health`` under the driver's lock; the alert callbacks run
+    after it is released (so they may call ``feed.book()``). A failed check is counted."""
+    monitor = feed.health
+    while feed.driver.running:
+        await asyncio.sleep(feed._health_every_s)
+        try:
+            with feed.driver._locked():
+                st = _stats(feed, buckets=True, health=False)
+                alerts = monitor.observe_live(st, time.time_ns(), deliver=False)
+        except Exception:
+            monitor.check_errors += 1
+            continue
+        monitor.deliver(alerts)
+
+
+def _stats(feed: LiveBooks, *, buckets: bool = False, health: bool = True) -> dict[str, Any]:
     s = feed.session
     d = feed.driver
     now = time.time_ns()
@@ -351,13 +387,17 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
             "applied_per_s": round(book_rates.get((venue, native), 0.0), 1),
             "age_ms": None if not t.last_applied_ns else (now - t.last_applied_ns) / 1e6,
             "silent_ms": None if c is None else (now - c.last_frame_ns) / 1e6,
-            "latency": {k: h.to_dict() for k, h in t.hist.items()},
+            "last_applied_ns": t.last_applied_ns,
+            "latency": {k: h.to_dict(buckets=buckets) for k, h in t.hist.items()},
             "counts": counts,
         }
-    return {"venues": venues, "books": books,
-            "consumers": [q.stats() for q in d.consumers],
-            "callback_errors": d.callback_errors, "transport": d.transport,
-            "late": dict(s.late)}
+    out = {"venues": venues, "books": books,
+           "consumers": [q.stats() for q in d.consumers],
+           "callback_errors": d.callback_errors, "transport": d.transport,
+           "late": dict(s.late)}
+    if health and feed.health is not None:
+        out["health"] = feed.health.summary()
+    return out
 
 
 class _CallableModule(type(__import__("sys"))):      # type: ignore[misc]
