@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -171,7 +172,7 @@ def test_summary_lists_active_alerts_and_counts():
     ("min_msgs_per_s", "fast"), ("down_s", 0.0), ("stale_s", "5"),
 ])
 def test_bad_thresholds_name_the_field(field, value):
-    with pytest.raises(ValueError, match=f"HealthThresholds.{field} "):
+    with pytest.raises(ValueError, match=re.escape(f"HealthThresholds.{field} ")):
         HealthThresholds(**{field: value})
 
 
@@ -394,7 +395,7 @@ def test_live_options_are_checked():
 
     with pytest.raises(ValueError, match="unknown threshold 'stale'"):
         fb.live(["okx:BTC-USDT"], health={"stale": 1})
-    with pytest.raises(ValueError, match="HealthThresholds.stale_s"):
+    with pytest.raises(ValueError, match=r"HealthThresholds\.stale_s"):
         fb.live(["okx:BTC-USDT"], health={"stale_s": -1})
     with pytest.raises(ValueError, match="health_every_s"):
         fb.live(["okx:BTC-USDT"], health=True, health_every_s=0)
