@@ -402,3 +402,18 @@ def test_live_options_are_checked():
     assert fb.live(["okx:BTC-USDT"]).health is None
     assert "health" not in fb.live(["okx:BTC-USDT"]).stats()
     assert fb.live(["okx:BTC-USDT"], health=True).stats()["health"]["venues"] == {}
+
+
+def test_rows_are_bounded_and_a_down_reason_reaches_the_message():
+    mon = HealthMonitor(max_rows=3)
+    for t in range(5):
+        obs(mon, t)
+    assert mon.take_rows()["ts_ns"].tolist() == [T0 + t * S for t in (2, 3, 4)]
+    assert mon.rows_dropped == 2 and mon.summary()["rows_dropped"] == 2
+    st = _stats(T0 + 5 * S, state="down")
+    st["venues"]["okx"]["down_reason"] = "5 connection attempts failed; last: refused"
+    a = mon.observe_live(st, T0 + 5 * S)
+    assert kinds(a) == [("down", "critical")]
+    assert a[0].message == "okx: down: 5 connection attempts failed; last: refused"
+    with pytest.raises(ValueError, match="max_rows"):
+        HealthMonitor(max_rows=0)

@@ -30,11 +30,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from fastbook.live._driver import Consumer, Driver
+from fastbook.live._health import Alert, HealthMonitor, HealthThresholds
 from fastbook.live._rules import ALIASES, native_symbol, rules_for
 from fastbook.live._session import BookState, LiveNotice, NotLiveError, Session
 
-__all__ = ["BookState", "LiveBooks", "LiveFeed", "LiveNotice", "NotLiveError", "Session",
-           "live", "parse_specs"]
+__all__ = ["Alert", "BookState", "HealthMonitor", "HealthThresholds", "LiveBooks", "LiveFeed",
+           "LiveNotice", "NotLiveError", "Session", "live", "parse_specs"]
 
 
 def parse_specs(specs: Iterable[str], mappers: dict[str, Any] | None = None

@@ -169,6 +169,7 @@ class _Venue:
     state: str = "connecting"
     last: dict[str, Any] = field(default_factory=dict)
     no_conn_since: int | None = None
+    reason: str = ""
     active: dict[str, Alert] = field(default_factory=dict)
     lat_window: dict[tuple[Any, str], deque[tuple[int, dict[int, int]]]] = \
         field(default_factory=dict)
@@ -179,11 +180,16 @@ class HealthMonitor:
 
     ``on_alert``: a callable or callables given every :class:`Alert` (raised and
     cleared); one that raises is counted in ``callback_errors``, never propagated.
+    ``max_rows``: how many rows :meth:`take_rows` holds between calls (the oldest
+    beyond it are dropped and counted in ``rows_dropped``, so a monitor nobody
+    reads rows from stays bounded).
     """
 
     def __init__(self, thresholds: HealthThresholds | None = None, *,
                  on_alert: Callable[[Alert], Any] | Iterable[Callable[[Alert], Any]] | None
-                 = None) -> None:
+                 = None, max_rows: int = 100_000) -> None:
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"HealthMonitor max_rows must be an integer >= 1, not {max_rows!r}")
         self.thresholds = thresholds if thresholds is not None else HealthThresholds()
         if on_alert is None:
             self.callbacks: list[Callable[[Alert], Any]] = []
@@ -193,7 +199,9 @@ class HealthMonitor:
             self.callbacks = list(on_alert)
         self.venues: list[str] = []
         self._v: dict[str, _Venue] = {}
-        self._rows: list[tuple[int, ...]] = []
+        self._rows: deque[tuple[int, ...]] = deque()
+        self.max_rows = max_rows
+        self.rows_dropped = 0
         self.callback_errors = 0
         self.raised = 0
         self.cleared = 0
@@ -208,12 +216,14 @@ class HealthMonitor:
                 resyncs: int, last_update_ns: int | None,
                 exch_to_recv_p99_ns: int | None = None,
                 recv_to_applied_p99_ns: int | None = None,
-                connections: int | None = None, deliver: bool = True) -> list[Alert]:
+                connections: int | None = None, reason: str = "",
+                deliver: bool = True) -> list[Alert]:
         """One observation of ``venue`` at ``now_ns``; returns the alerts it raised or cleared.
 
         ``messages``/``errors``/``resyncs`` are cumulative counts (a count that goes
         down restarts the venue's window, counted in ``counter_resets``);
-        ``last_update_ns`` is the newest applied update (None or 0: none yet). An
+        ``last_update_ns`` is the newest applied update (None or 0: none yet);
+        ``reason`` says why a venue is down (it goes into the alert's message). An
         observation older than the venue's previous one is ignored and counted in
         ``clock_backwards``. Bad values are a ValueError naming the venue and field.
         ``deliver=False`` leaves calling the callbacks to :meth:`deliver` (the driver
@@ -227,6 +237,7 @@ class HealthMonitor:
             return []
         self._slide(v, now_ns, messages, errors, resyncs)
         v.state = state
+        v.reason = str(reason)
         if connections is not None and connections > 0:
             v.no_conn_since = None
         elif connections == 0 and v.no_conn_since is None:
@@ -236,6 +247,9 @@ class HealthMonitor:
                   "age_ns": age, "exch_to_recv_p99_ns": exch_to_recv_p99_ns,
                   "recv_to_applied_p99_ns": recv_to_applied_p99_ns, "connections": connections}
         out = self._evaluate(venue, v, now_ns)
+        if len(self._rows) >= self.max_rows:
+            self._rows.popleft()
+            self.rows_dropped += 1
         self._rows.append(self._row(v, now_ns))
         if deliver:
             self.deliver(out)
@@ -275,7 +289,7 @@ class HealthMonitor:
                                 errors=int(row.get("errors", 0)),
                                 resyncs=int(row.get("resyncs", 0)), last_update_ns=last,
                                 connections=row.get("connections"), deliver=deliver,
-                                **p99s)
+                                reason=_down_reason(row, books), **p99s)
         return out
 
     # --- output --------------------------------------------------------------------
@@ -306,13 +320,13 @@ class HealthMonitor:
                 "raised": self.raised, "cleared": self.cleared,
                 "callback_errors": self.callback_errors,
                 "clock_backwards": self.clock_backwards, "counter_resets": self.counter_resets,
-                "check_errors": self.check_errors}
+                "check_errors": self.check_errors, "rows_dropped": self.rows_dropped}
 
     def take_rows(self) -> npt.NDArray[Any]:
         """The observations since the last call as a :data:`HEALTH_DTYPE` array (for
         Parquet: ``pyarrow.Table.from_pandas`` or column by column)."""
-        rows, self._rows = self._rows, []
-        return np.array(rows, dtype=HEALTH_DTYPE)
+        rows, self._rows = self._rows, deque()
+        return np.array(list(rows), dtype=HEALTH_DTYPE)
 
     # --- internals -----------------------------------------------------------------
 
@@ -352,7 +366,8 @@ class HealthMonitor:
         out: dict[str, tuple[bool, float, float, str]] = {}
         down_for = 0.0 if v.no_conn_since is None else (now_ns - v.no_conn_since) / _NS
         if v.state == "down":
-            out["down"] = (True, down_for, th.down_s or 0.0, "the venue is down")
+            out["down"] = (True, down_for, th.down_s or 0.0,
+                           f"down: {v.reason}" if v.reason else "down")
         elif th.down_s is not None and v.no_conn_since is not None:
             out["down"] = (down_for >= th.down_s, down_for, th.down_s,
                            f"no open connection for {down_for:.1f} s")
@@ -479,6 +494,16 @@ class HealthMonitor:
                 lo, hi = _hist.bucket_low(i), _hist.bucket_high(i)
                 return int(lo + ((hi - lo + 1) >> 1))
         return None                                 # not reached: seen ends at n
+
+
+def _down_reason(row: Mapping[str, Any], books: list[tuple[Any, Mapping[str, Any]]]) -> str:
+    """Why a venue row says down: the venue's own reason, else its down books' reasons."""
+    if row.get("state") != "down":
+        return ""
+    if row.get("down_reason"):
+        return str(row["down_reason"])
+    return "; ".join(f"{key[1]}: {b.get('reason') or 'down'}" for key, b in books
+                     if b.get("state") == "down")
 
 
 def _check_observation(venue: str, now_ns: int, state: Any, messages: int, errors: int,
