@@ -417,3 +417,26 @@ def test_rows_are_bounded_and_a_down_reason_reaches_the_message():
     assert a[0].message == "okx: down: 5 connection attempts failed; last: refused"
     with pytest.raises(ValueError, match="max_rows"):
         HealthMonitor(max_rows=0)
+
+
+def test_windowed_p99_is_the_nearest_rank_bucket_of_the_new_samples_only():
+    from fastbook import _select
+
+    hist = _select.load("_hist", "_pyhist", "latency histogram")
+    rng = np.random.default_rng(5)
+    h, idle = LatencyHistogram(), LatencyHistogram()
+    mon = HealthMonitor(HealthThresholds(exch_to_recv_p99_ns=1, window_s=100.0))
+    h.record_many(rng.integers(1, 10**9, 5000))
+    mon.observe_live(_stats(T0, hists=[h, idle], buckets=True), T0)
+    seen = np.zeros(0, dtype=np.int64)
+    for step in range(1, 4):
+        new = np.sort(rng.integers(1, 10**7 * step, 777))
+        h.record_many(new)
+        t = T0 + step * S
+        mon.observe_live(_stats(t, hists=[h, idle], buckets=True), t)
+        # the window covers every sample since T0's observation
+        seen = np.sort(np.concatenate([seen, new]))
+        i = hist.bucket_index(int(seen[int(np.ceil(0.99 * len(seen))) - 1]))
+        lo, hi = hist.bucket_low(i), hist.bucket_high(i)
+        got = mon.summary()["venues"]["okx"]["exchange_to_receive_p99_ns"]
+        assert got == lo + ((hi - lo + 1) >> 1), step

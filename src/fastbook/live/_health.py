@@ -171,7 +171,7 @@ class _Venue:
     no_conn_since: int | None = None
     reason: str = ""
     active: dict[str, Alert] = field(default_factory=dict)
-    lat_window: dict[tuple[Any, str], deque[tuple[int, dict[int, int]]]] = \
+    lat_window: dict[tuple[Any, str], deque[tuple[int, Any, Any]]] = \
         field(default_factory=dict)
 
 
@@ -476,24 +476,25 @@ class HealthMonitor:
     def _windowed_p99(self, v: _Venue, key: tuple[Any, str], buckets: Mapping[int, int],
                       now_ns: int) -> int | None:
         """p99 of the samples a histogram gained over the last ``window_s`` (None: none)."""
+        idx = np.fromiter(buckets.keys(), dtype=np.int64, count=len(buckets))
+        cnt = np.fromiter(buckets.values(), dtype=np.int64, count=len(buckets))
         w = v.lat_window.setdefault(key, deque())
-        w.append((now_ns, dict(buckets)))
+        w.append((now_ns, idx, cnt))
         start = now_ns - int(self.thresholds.window_s * _NS)
         while len(w) > 2 and w[1][0] <= start:
             w.popleft()
-        old = w[0][1] if len(w) > 1 else {}
-        delta = {i: c - old.get(i, 0) for i, c in buckets.items() if c > old.get(i, 0)}
-        n = sum(delta.values())
+        delta = np.zeros(_hist.NBUCKETS, dtype=np.int64)
+        delta[idx] = cnt
+        if len(w) > 1:
+            delta[w[0][1]] -= w[0][2]
+        np.maximum(delta, 0, out=delta)       # a reset histogram: count what it has now
+        cum = np.cumsum(delta)
+        n = int(cum[-1])
         if n == 0:
             return None
-        rank = max(math.ceil(0.99 * n), 1)
-        seen = 0
-        for i in sorted(delta):
-            seen += delta[i]
-            if seen >= rank:
-                lo, hi = _hist.bucket_low(i), _hist.bucket_high(i)
-                return int(lo + ((hi - lo + 1) >> 1))
-        return None                                 # not reached: seen ends at n
+        i = int(np.searchsorted(cum, max(math.ceil(0.99 * n), 1)))
+        lo, hi = _hist.bucket_low(i), _hist.bucket_high(i)
+        return int(lo + ((hi - lo + 1) >> 1))
 
 
 def _down_reason(row: Mapping[str, Any], books: list[tuple[Any, Mapping[str, Any]]]) -> str:
