@@ -301,7 +301,7 @@ async def wait_for_alert(got, kind, level, timeout=8.0):
     return False
 
 
-QUIET = {"stale_s": 0.6, "error_burst": 3, "window_s": 2.0, "down_s": 0.5,
+QUIET = {"stale_s": 1.0, "error_burst": 3, "resync_burst": 2, "window_s": 2.0, "down_s": 0.5,
          "exch_to_recv_p99_ns": None, "recv_to_applied_p99_ns": None}
 
 
@@ -387,6 +387,34 @@ def test_live_feed_thread_malformed_messages_are_an_error_burst():
             assert feed.health.summary()["venues"]["okx"]["errors_per_min"] > 0
     finally:
         sim.stop()
+
+
+def test_live_dropped_messages_are_a_resync_burst():
+    pytest.importorskip("websockets")
+    import fastbook as fb
+    from fastbook.live import BookState
+    from fastbook.testing import ExchangeSimulator
+    from tests.live.servers import until
+
+    async def main():
+        got: list[Alert] = []
+        async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=50, seed=3) as sim:
+            async with fb.live(["okx:BTC-USDT"], endpoints=sim.endpoints, health=QUIET,
+                               on_alert=got.append, health_every_s=0.1) as feed:
+                assert await feed.wait_live(10)
+                for n in (1, 2):
+                    sim.inject("okx", "drop")
+                    assert await until(lambda n=n: feed.stats()["venues"]["okx"]["resyncs"]
+                                       >= n, 8)
+                    assert await until(lambda: feed.state("okx", "BTC-USDT")
+                                       is BookState.LIVE, 8)
+                assert await wait_for_alert(got, "resyncs", "warning"), feed.stats()["health"]
+                # two in the window of 2 s; once they age out of it the alert clears
+                assert await wait_for_alert(got, "resyncs", "cleared"), feed.stats()["health"]
+                assert [(a.kind, a.level) for a in got] == [("resyncs", "warning"),
+                                                            ("resyncs", "cleared")]
+
+    run(main())
 
 
 def test_live_options_are_checked():

@@ -337,18 +337,20 @@ def _health_options(health: Any, on_alert: Any, every_s: float) -> tuple[Any, fl
 async def _health_loop(feed: LiveBooks) -> None:
     """Every ``health_every_s``: the stats (histogram buckets included, for windowed
     p99s) observed by ``feed.health`` under the driver's lock; the alert callbacks run
-    after it is released (so they may call ``feed.book()``). A failed check is counted."""
+    after it is released (so they may call ``feed.book()``). A failed check is counted.
+    The first check runs at once, before any connection counted anything, so the
+    windows start from zero."""
     monitor = feed.health
     while feed.driver.running:
-        await asyncio.sleep(feed._health_every_s)
         try:
             with feed.driver._locked():
                 st = _stats(feed, buckets=True, health=False)
                 alerts = monitor.observe_live(st, time.time_ns(), deliver=False)
         except Exception:
             monitor.check_errors += 1
-            continue
+            alerts = []
         monitor.deliver(alerts)
+        await asyncio.sleep(feed._health_every_s)
 
 
 def _stats(feed: LiveBooks, *, buckets: bool = False, health: bool = True) -> dict[str, Any]:
