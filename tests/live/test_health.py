@@ -430,6 +430,11 @@ def test_live_options_are_checked():
     assert fb.live(["okx:BTC-USDT"]).health is None
     assert "health" not in fb.live(["okx:BTC-USDT"]).stats()
     assert fb.live(["okx:BTC-USDT"], health=True).stats()["health"]["venues"] == {}
+    th = HealthThresholds(stale_s=3.0)
+    assert fb.live(["okx:BTC-USDT"], health=th).health.thresholds is th
+    got: list[Alert] = []
+    feed = fb.live(["okx:BTC-USDT"], on_alert=got.append)       # on_alert alone: defaults
+    assert feed.health.thresholds == HealthThresholds() and feed.health.callbacks == [got.append]
 
 
 def test_rows_are_bounded_and_a_down_reason_reaches_the_message():
