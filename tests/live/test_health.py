@@ -366,9 +366,12 @@ def test_live_feed_thread_malformed_messages_are_an_error_burst():
 
     got: list[Alert] = []
     seen = threading.Event()
+    read: list[dict] = []
+    feed: fb.LiveFeed
 
     def on_alert(a: Alert) -> None:
         got.append(a)
+        read.append(feed.stats())        # takes the driver's lock: not held while called
         if a.kind == "errors":
             seen.set()
 
@@ -380,11 +383,12 @@ def test_live_feed_thread_malformed_messages_are_an_error_burst():
             assert feed.wait_live(10)
             time.sleep(0.3)
             sim.inject("okx", "malformed", count=3)
-            assert seen.wait(10), feed.stats()["health"]
+            assert seen.wait(10), feed.health.summary()   # no lock: it fails, never hangs
             a = next(a for a in got if a.kind == "errors")
             assert a.level == "warning" and a.value >= 3 and a.limit == 3
             assert "errors" in feed.stats()["health"]["venues"]["okx"]["alerts"]
             assert feed.health.summary()["venues"]["okx"]["errors_per_min"] > 0
+            assert len(read) == len(got) and feed.health.callback_errors == 0
     finally:
         sim.stop()
 
