@@ -135,6 +135,13 @@ def test_every_kind_has_a_bit_and_the_rows_say_so():
     assert rows["alerts"].tolist() == [0, 0, bits]
     assert rows["errors"].tolist() == [0, 0, 1] and rows["ts_ns"][2] == T0 + 3 * S
     assert len(mon.take_rows()) == 0                        # since the last call only
+    meta = mon.metadata()
+    assert meta["venues"] == ["okx", "kraken-v2"] and meta["alert_kinds"] == list(ALERT_KINDS)
+    assert meta["state_codes"][rows["state"][1]] == "syncing"
+    assert meta["thresholds"]["stale_s"] == 1.0
+    import json
+
+    assert json.loads(json.dumps(meta)) == meta
 
 
 # --- rates, summary ---------------------------------------------------------------------

@@ -328,6 +328,14 @@ class HealthMonitor:
         rows, self._rows = self._rows, deque()
         return np.array(list(rows), dtype=HEALTH_DTYPE)
 
+    def metadata(self) -> dict[str, Any]:
+        """What the codes in :meth:`take_rows` mean, as plain data (for the Parquet
+        file's key-value metadata, JSON-encoded): the venue names by index, the state
+        codes, the alert bits and the thresholds."""
+        return {"venues": list(self.venues), "state_codes": list(STATE_CODES),
+                "alert_kinds": list(ALERT_KINDS),
+                "thresholds": dataclasses.asdict(self.thresholds)}
+
     # --- internals -----------------------------------------------------------------
 
     def _venue(self, venue: str, now_ns: int) -> _Venue:
