@@ -5,6 +5,7 @@ the loopback exchange simulator raises ``stale``, ``down`` and ``errors`` alerts
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 
@@ -139,8 +140,6 @@ def test_every_kind_has_a_bit_and_the_rows_say_so():
     assert meta["venues"] == ["okx", "kraken-v2"] and meta["alert_kinds"] == list(ALERT_KINDS)
     assert meta["state_codes"][rows["state"][1]] == "syncing"
     assert meta["thresholds"]["stale_s"] == 1.0
-    import json
-
     assert json.loads(json.dumps(meta)) == meta
 
 

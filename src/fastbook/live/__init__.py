@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from fastbook.live._driver import Consumer, Driver
-from fastbook.live._health import Alert, HealthMonitor, HealthThresholds
+from fastbook.live._health import Alert, HealthMonitor, HealthThresholds, make_monitor
 from fastbook.live._rules import ALIASES, native_symbol, rules_for
 from fastbook.live._session import BookState, LiveNotice, NotLiveError, Session
 
@@ -294,8 +294,8 @@ class LiveFeed:
             return self.books.stats()
 
     @property
-    def health(self) -> Any:
-        """The :class:`~fastbook.live._health.HealthMonitor` (None without ``health=``)."""
+    def health(self) -> HealthMonitor | None:
+        """The :class:`HealthMonitor` (None without ``health=`` or ``on_alert=``)."""
         return self.books.health
 
 
@@ -324,11 +324,10 @@ def _make_recorder(target: Any, books: list[tuple[str, str, str]], depth: int | 
 _WORST_FIRST = ("down", "stale", "resyncing", "syncing", "connecting", "live")
 
 
-def _health_options(health: Any, on_alert: Any, every_s: float) -> tuple[Any, float]:
+def _health_options(health: Any, on_alert: Any, every_s: float
+                    ) -> tuple[HealthMonitor | None, float]:
     """``fb.live(health=True | dict | HealthThresholds, on_alert=callable)``: the monitor
     (None when off) and the period of its check (docs/live.md, "Health and alerts")."""
-    from fastbook.live._health import make_monitor
-
     if not isinstance(every_s, int | float) or isinstance(every_s, bool) or not every_s > 0:
         raise ValueError(f"health_every_s must be a number > 0, not {every_s!r}")
     return make_monitor(health, on_alert), float(every_s)
@@ -341,6 +340,7 @@ async def _health_loop(feed: LiveBooks) -> None:
     The first check runs at once, before any connection counted anything, so the
     windows start from zero."""
     monitor = feed.health
+    assert monitor is not None                      # started only with a monitor
     while feed.driver.running:
         try:
             with feed.driver._locked():
