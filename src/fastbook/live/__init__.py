@@ -30,11 +30,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from fastbook.live._driver import Consumer, Driver
+from fastbook.live._health import Alert, HealthMonitor, HealthThresholds, make_monitor
 from fastbook.live._rules import ALIASES, native_symbol, rules_for
 from fastbook.live._session import BookState, LiveNotice, NotLiveError, Session
 
-__all__ = ["BookState", "LiveBooks", "LiveFeed", "LiveNotice", "NotLiveError", "Session",
-           "live", "parse_specs"]
+__all__ = ["Alert", "BookState", "HealthMonitor", "HealthThresholds", "LiveBooks", "LiveFeed",
+           "LiveNotice", "NotLiveError", "Session", "live", "parse_specs"]
 
 
 def parse_specs(specs: Iterable[str], mappers: dict[str, Any] | None = None
@@ -83,7 +84,8 @@ class LiveBooks:
                  backoff_s: float = 0.5, backoff_cap_s: float = 30.0,
                  instruments: dict[str, Any] | None = None, record: Any = None,
                  max_age_s: dict[str, float] | None = None, latency: bool = True,
-                 lock: Any = None, consolidate: Any = None,
+                 lock: Any = None, health: Any = None, on_alert: Any = None,
+                 health_every_s: float = 1.0, consolidate: Any = None,
                  consolidate_options: dict[str, Any] | None = None,
                  **driver_options: Any) -> None:
         if on_not_live not in ("raise", "return"):
@@ -106,6 +108,7 @@ class LiveBooks:
         self._queue_capacity = queue
         self._consumer: Consumer | None = None
         self.started_ns = 0
+        self.health, self._health_every_s = _health_options(health, on_alert, health_every_s)
         self.consolidated: Any = None
         self._consolidate_task: asyncio.Task[None] | None = None
         if consolidate is not None and consolidate is not False:
@@ -123,6 +126,8 @@ class LiveBooks:
     async def start(self) -> None:
         self.started_ns = time.time_ns()
         await self.driver.start()
+        if self.health is not None:
+            self.driver._spawn(_health_loop(self))
         if self.consolidated is not None:
             self._consolidate_task = asyncio.create_task(self._refresh_views())
 
@@ -267,8 +272,8 @@ class LiveFeed:
     ``LiveFeed(specs, **options).start()`` returns once the loop runs;
     ``book(venue, symbol)`` returns a *copy* taken under the driver's lock (a
     consistent book, never half a message); ``state``/``stats`` as in
-    :class:`LiveBooks`; ``callback=`` is called on the driver's thread for
-    every notice; ``stop()`` closes every connection and joins the thread.
+    :class:`LiveBooks`; ``callback=`` (and ``on_alert=``) are called on the
+    driver's thread; ``stop()`` closes every connection and joins the thread.
     """
 
     def __init__(self, specs: Iterable[str], *, callback: Callable[[LiveNotice], None] | None
@@ -355,6 +360,11 @@ class LiveFeed:
         with self._lock:
             return self.books.stats()
 
+    @property
+    def health(self) -> HealthMonitor | None:
+        """The :class:`HealthMonitor` (None without ``health=`` or ``on_alert=``)."""
+        return self.books.health
+
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     if use_uvloop:
@@ -381,7 +391,36 @@ def _make_recorder(target: Any, books: list[tuple[str, str, str]], depth: int | 
 _WORST_FIRST = ("down", "stale", "resyncing", "syncing", "connecting", "live")
 
 
-def _stats(feed: LiveBooks) -> dict[str, Any]:
+def _health_options(health: Any, on_alert: Any, every_s: float
+                    ) -> tuple[HealthMonitor | None, float]:
+    """``fb.live(health=True | dict | HealthThresholds, on_alert=callable)``: the monitor
+    (None when off) and the period of its check (docs/live.md, "Health and alerts")."""
+    if not isinstance(every_s, int | float) or isinstance(every_s, bool) or not every_s > 0:
+        raise ValueError(f"health_every_s must be a number > 0, not {every_s!r}")
+    return make_monitor(health, on_alert), float(every_s)
+
+
+async def _health_loop(feed: LiveBooks) -> None:
+    """Every ``health_every_s``: the stats (histogram buckets included, for windowed
+    p99s) observed by ``feed.health`` under the driver's lock; the alert callbacks run
+    after it is released (so they may call ``feed.book()``). A failed check is counted.
+    The first check runs at once, before any connection counted anything, so the
+    windows start from zero."""
+    monitor = feed.health
+    assert monitor is not None                      # started only with a monitor
+    while feed.driver.running:
+        try:
+            with feed.driver._locked():
+                st = _stats(feed, buckets=True, health=False)
+                alerts = monitor.observe_live(st, time.time_ns(), deliver=False)
+        except Exception:
+            monitor.check_errors += 1
+            alerts = []
+        monitor.deliver(alerts)
+        await asyncio.sleep(feed._health_every_s)
+
+
+def _stats(feed: LiveBooks, *, buckets: bool = False, health: bool = True) -> dict[str, Any]:
     s = feed.session
     d = feed.driver
     now = time.time_ns()
@@ -418,13 +457,16 @@ def _stats(feed: LiveBooks) -> dict[str, Any]:
             "applied_per_s": round(book_rates.get((venue, native), 0.0), 1),
             "age_ms": None if not t.last_applied_ns else (now - t.last_applied_ns) / 1e6,
             "silent_ms": None if c is None else (now - c.last_frame_ns) / 1e6,
-            "latency": {k: h.to_dict() for k, h in t.hist.items()},
+            "last_applied_ns": t.last_applied_ns,
+            "latency": {k: h.to_dict(buckets=buckets) for k, h in t.hist.items()},
             "counts": counts,
         }
     out = {"venues": venues, "books": books,
-            "consumers": [q.stats() for q in d.consumers],
-            "callback_errors": d.callback_errors, "transport": d.transport,
-            "late": dict(s.late)}
+           "consumers": [q.stats() for q in d.consumers],
+           "callback_errors": d.callback_errors, "transport": d.transport,
+           "late": dict(s.late)}
+    if health and feed.health is not None:
+        out["health"] = feed.health.summary()
     if feed.consolidated is not None:
         out["consolidated"] = {**feed.consolidated.stats(), "error": feed.consolidated_error}
     return out
