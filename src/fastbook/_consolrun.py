@@ -625,6 +625,8 @@ class ConsolidatedResult:
         self.warnings = warnings
         self.sources = sources
         self.metadata = tap.metadata()
+        #: the health monitor's alerts, raised and cleared, in order (replay with health=)
+        self.alerts: list[Any] = []
 
     def view(self, symbol: str) -> Any:
         return self.tap.view(symbol)
@@ -815,8 +817,8 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
         health=None if monitor is None else monitor.take_rows(), messages=messages,
         records=records, seconds=time.perf_counter() - t0, warnings=warnings, sources=names)
     if monitor is not None:
-        result.metadata["health"] = {"venues": list(monitor.venues),
-                                     "summary": monitor.summary()}
+        result.metadata["health"] = {**monitor.metadata(), "summary": monitor.summary()}
+        result.alerts = list(monitor.history)
     if output is not None:
         result.to_parquet(output)
     return result

@@ -358,3 +358,28 @@ def test_a_book_the_view_refuses_stays_out_and_the_view_stays_whole() -> None:
     with pytest.raises(ValueError):
         t2.applied("z", "ETH-USD", by, _inst("z", "ETH-USD", "ETH/USD"), 1)
     assert t2.symbols() == [] and t2.refresh(2) == 0
+
+
+def test_health_rows_and_alerts_of_a_replay(tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from fastbook.live._health import HEALTH_DTYPE, STATE_CODES
+
+    out = tmp_path / "omg.parquet"
+    result = fb.replay(
+        [D / "BINANCE_US.ws.1.0.gz", D / "BINANCE_US.http.0.0.gz", D / "KRAKEN.ws.50.0.gz"],
+        consolidate={"OMG/USD": ["binance-us:OMGBUSD", "kraken-v1:OMG/USD"]},
+        health={"stale_s": 5.0}, output=out)
+    rows = result.health
+    assert rows is not None and rows.dtype == HEALTH_DTYPE and len(rows) > 20
+    venues = result.metadata["health"]["venues"]
+    assert set(venues) == {"kraken-v1", "binance-us"}
+    kraken = rows[rows["venue"] == venues.index("kraken-v1")]
+    assert (kraken["state"] == STATE_CODES.index("live")).any()
+    assert np.all(np.diff(kraken["messages"]) >= 0)
+    # Kraken's capture ends six months before Binance.US's starts: a stale alert
+    stale = [a for a in result.alerts if a.venue == "kraken-v1" and a.kind == "stale"]
+    assert stale and stale[0].level == "warning"
+    assert stale[0].ts_ns > 1_630_000_000 * 10**9                 # in Binance.US's October
+    table = pq.read_table(tmp_path / "omg.health.parquet")
+    assert table.num_rows == len(rows)
+    assert table.schema.metadata[b"fastbook.table"] == b"health"
