@@ -116,6 +116,8 @@ def table(feed: Any, prev: dict[Any, int], dt: float) -> list[str]:
     rows += [f"down: {d}" for d in down]
     if getattr(feed, "consolidated", None) is not None:
         rows += consolidated_rows(feed)
+    if getattr(feed, "health", None) is not None:
+        rows += [f"alert: {a.venue} {a.kind}: {a.message}" for a in feed.health.alerts()]
     return rows
 
 
@@ -132,8 +134,9 @@ def summary(feed: Any) -> dict[str, Any]:
             books[f"{v}:{n}"]["bbo"] = [None if x is None else str(x) for x in (bp, bq, ap, aq)]
     out = {"venues": st["venues"], "books": books, "consumers": st["consumers"],
            "transport": st["transport"]}
-    if "consolidated" in st:
-        out["consolidated"] = st["consolidated"]
+    for key in ("consolidated", "health"):
+        if key in st:
+            out[key] = st[key]
     return out
 
 
@@ -180,6 +183,8 @@ def open_feed(args: argparse.Namespace, **extra: Any) -> Any:
                                          max_seconds=args.max_seconds,
                                          meta={"specs": args.specs, "depth": args.book_depth})
     endpoints = {**parse_endpoints(args.endpoint), **options.pop("endpoints", {})}
+    if getattr(args, "health", False):
+        options["health"] = True
     if getattr(args, "consolidate", None) is not None:
         from fastbook.cli import consolidate_options
 

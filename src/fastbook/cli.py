@@ -526,6 +526,9 @@ def _consolidate_args(p: argparse.ArgumentParser, live: bool = False) -> None:
     g.add_argument("--fixed-cost", default="0",
                    help="quote currency subtracted from every opportunity")
     if live:
+        g.add_argument("--health", action="store_true",
+                       help="watch each venue's health (stale, down, latency, error and "
+                            "resync bursts) and show the alerts under the table")
         g.add_argument("--cbbo", metavar="FILE", default=None,
                        help="at the end, write the consolidated BBO changes to FILE.parquet "
                             "(or .arrow) and the arbitrage rows beside it")

@@ -121,7 +121,7 @@ def test_cli_live_consolidate_shows_the_consolidated_table(tmp_path: Any) -> Non
             args = build_parser().parse_args([
                 "live", *SPECS, *ends, "--duration", "3", "--refresh", "0.5",
                 "--consolidate", "BTC/USDT=okx:BTC-USDT,binance-spot:BTCUSDT",
-                "--cbbo", str(out_file)])
+                "--cbbo", str(out_file), "--health"])
             out = io.StringIO()
             result = await run_live(args, out=out)
             return out.getvalue(), result
@@ -136,6 +136,8 @@ def test_cli_live_consolidate_shows_the_consolidated_table(tmp_path: Any) -> Non
     assert table.num_rows >= result["consolidated"]["changes"] > 0
     assert (tmp_path / "live-cbbo.arbitrage.parquet").exists()
     assert result["consolidated_files"][0] == str(out_file)
+    health = pq.read_table(tmp_path / "live-cbbo.health.parquet")
+    assert health.num_rows >= 2 and set(result["health"]["venues"]) == {"okx", "binance-spot"}
 
 
 def test_a_recording_replays_to_the_live_runs_consolidated_rows(tmp_path: Any) -> None:

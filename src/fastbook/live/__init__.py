@@ -162,8 +162,9 @@ class LiveBooks:
             raise
 
     def write_consolidated(self, path: Any) -> list[str]:
-        """Drain the consolidated tables (BBO changes, arbitrage) into ``path`` (``.parquet``
-        or ``.arrow``), the arbitrage rows beside it; the paths written. See
+        """Drain the consolidated tables (BBO changes, arbitrage, and health rows when the
+        health monitor is on) into ``path`` (``.parquet`` or ``.arrow``), the others beside
+        it; the paths written. See
         ``docs/consolidated.md`` ("The tables")."""
         from fastbook._consolrun import write_tables
 
@@ -172,6 +173,9 @@ class LiveBooks:
             raise ValueError("write_consolidated needs fb.live(..., consolidate=...)")
         meta = tap.metadata()
         tables = [("cbbo", tap.take_cbbo()), ("arbitrage", tap.take_arbitrage())]
+        if self.health is not None:
+            meta["health"] = {**self.health.metadata(), "summary": self.health.summary()}
+            tables.append(("health", self.health.take_rows()))
         return write_tables(path, meta, tables)
 
     async def _refresh_views(self) -> None:
