@@ -91,7 +91,8 @@ class Replay:
 
         feed = codecs.load(venue)(on_error="skip", symbols=natives, **self.feed_options)
         rest_symbol = getattr(feed, "rest_symbol", None) or capture.rest_symbol
-        shown: list[Any] = [None] * len(natives)      # (state, top) last published per slot
+        # (state, top) last published per slot: the initial "syncing" below
+        shown: list[Any] = [("syncing", None)] * len(natives)
         for slot in range(len(natives)):
             hub.publish_state(slot, "syncing")
         start_wall = time.monotonic()
@@ -121,8 +122,7 @@ class Replay:
                     "resyncing" if s.state == SyncState.RESYNC else "syncing"
                 top = s.book.top(depth) if state == "live" else None
                 prev = shown[slot]
-                if prev is not None and prev[0] == state and (
-                        top is None or np.array_equal(prev[1], top)):
+                if prev[0] == state and (top is None or np.array_equal(prev[1], top)):
                     continue
                 shown[slot] = (state, top)
                 hub.publish(slot, s.book, state, s.ts or recv_ns)
