@@ -116,7 +116,7 @@ class WsEndpoint:
             self.refused[exc.code] = self.refused.get(exc.code, 0) + 1
             await ws.close(exc.code, close_reason(exc.reason))
         except ConnectionClosed as exc:
-            if exc.rcvd is not None and exc.rcvd.code == 1009:   # the client's request too big
+            if exc.sent is not None and exc.sent.code == 1009:   # the client's request too big
                 self.refused[1009] = self.refused.get(1009, 0) + 1
         finally:
             self.open -= 1
