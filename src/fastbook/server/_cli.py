@@ -172,8 +172,11 @@ def quotes_command(args: argparse.Namespace) -> int:
     try:
         asyncio.run(print_quotes(args))
     except QuoteServerError as exc:
+        if exc.code in ("UNAVAILABLE", 1006):
+            print(f"fastbook quotes: cannot reach {args.address}: {exc.reason}", file=sys.stderr)
+            return 1
         print(f"fastbook quotes: {exc}", file=sys.stderr)
-        return 1 if exc.code in ("UNAVAILABLE", 1006) else 2
+        return 2
     except (ValueError, ImportError) as exc:
         print(f"fastbook quotes: {exc}", file=sys.stderr)
         return 2
