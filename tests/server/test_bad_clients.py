@@ -84,7 +84,8 @@ def test_ws_bad_requests_close_with_a_code_and_reason(request_: Any, code: int,
     run(main())
 
 
-def test_ws_client_that_never_reads_is_conflated_and_bounded() -> None:
+@pytest.mark.parametrize("prebuilt", [True, False], ids=["frames", "send"])
+def test_ws_client_that_never_reads_is_conflated_and_bounded(prebuilt: bool) -> None:
     """A stalled client keeps one version per instrument; the writer and others go on."""
     from websockets.asyncio.client import connect
 
@@ -92,7 +93,8 @@ def test_ws_client_that_never_reads_is_conflated_and_bounded() -> None:
     from fastbook.server.client import WsClient
 
     async def main() -> None:
-        async with Server(None, NAMES, ws_port=0) as srv:
+        async with Server(None, NAMES, ws_port=0,
+                          ws_options={"prebuilt_frames": prebuilt}) as srv:
             book = _book()
             srv.publish("sim:A", book)
             # max_queue=1: the client library stops reading the socket after one frame;

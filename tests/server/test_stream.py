@@ -14,7 +14,8 @@ import pytest
 from fastbook import format_decimal
 from tests.server.conftest import COINBASE, NAMES, SYMBOLS, oracle, run
 
-PROTOCOLS = ["ws", "grpc"]
+# "ws-send": the WebSocket endpoint through websockets' own send() instead of prebuilt frames
+PROTOCOLS = ["ws", "ws-send", "grpc"]
 
 
 def _needs(protocol: str) -> None:
@@ -37,7 +38,8 @@ async def _serve_and_collect(protocol: str, speed: float) -> tuple[Any, dict[str
     from fastbook.server.client import connect
 
     srv = Server(Replay(COINBASE, speed=speed), NAMES, ws_port=0,
-                 grpc_port=0 if protocol == "grpc" else None)
+                 grpc_port=0 if protocol == "grpc" else None,
+                 ws_options={"prebuilt_frames": protocol != "ws-send"})
     got: dict[str, list[Any]] = {n: [] for n in NAMES}
     async with srv:
         port = srv.grpc_port if protocol == "grpc" else srv.ws_port

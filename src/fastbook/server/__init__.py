@@ -53,11 +53,16 @@ class Server:
         The address both listen on (loopback by default).
     depth : int
         Levels per side served (the board's depth).
+    ws_options : dict, optional
+        Passed to the WebSocket endpoint: ``write_limit`` (bytes buffered per
+        client before its sender waits, 64 KiB), ``ping_interval`` (20 s),
+        ``prebuilt_frames`` (True: write the frames built once per version
+        straight to each transport; False: ``websockets``' own ``send``).
     """
 
     def __init__(self, source: Any, instruments: Iterable[str], *, ws_port: int | None = 0,
                  grpc_port: int | None = None, host: str = "127.0.0.1",
-                 depth: int = 10) -> None:
+                 depth: int = 10, ws_options: dict[str, Any] | None = None) -> None:
         if source is not None and not isinstance(source, (Replay, Live)):
             if not hasattr(source, "on_notice"):
                 raise TypeError(f"source must be Replay(...), Live(...), a LiveBooks feed or "
@@ -79,6 +84,7 @@ class Server:
             source.check(names)
         self.hub = Hub(names, depth)
         self.host = host
+        self.ws_options = dict(ws_options or {})
         self._ws_port, self._grpc_port = ws_port, grpc_port
         self.ws: Any = None
         self.grpc: Any = None
@@ -103,7 +109,7 @@ class Server:
             if self._ws_port is not None:
                 from fastbook.server._ws import WsEndpoint
 
-                self.ws = WsEndpoint(self.hub, self.host, self._ws_port)
+                self.ws = WsEndpoint(self.hub, self.host, self._ws_port, **self.ws_options)
                 await self.ws.start()
             if self._grpc_port is not None:
                 from fastbook.server._grpc import GrpcEndpoint

@@ -90,6 +90,24 @@ class Version:
             out = self._wire[key] = self._encode_json(decimals)
         return out
 
+    def ws_frame(self, decimals: bool = False) -> bytes:
+        """The JSON as one complete, unmasked WebSocket text frame (what a server sends).
+
+        The frame is the same for every client (servers do not mask, and the
+        endpoint runs without compression), so it is built once too and written
+        to each client's transport as it is.
+        """
+        key = ("frame", decimals)
+        out = self._wire.get(key)
+        if out is None:
+            payload = self.json(decimals)
+            n = len(payload)
+            head = bytes((0x81, n)) if n < 126 else \
+                bytes((0x81, 126)) + n.to_bytes(2, "big") if n < 65536 else \
+                bytes((0x81, 127)) + n.to_bytes(8, "big")
+            out = self._wire[key] = head + payload
+        return out
+
     def protobuf(self, decimals: bool = False) -> bytes:
         """The serialized ``Quote`` message of ``fastbook.proto`` (cached)."""
         key = ("pb", decimals)

@@ -56,8 +56,10 @@ class WsEndpoint:
     """Serves ``hub`` over WebSocket on ``host:port`` (0: an ephemeral port, see ``port``)."""
 
     def __init__(self, hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
-                 write_limit: int = 64 << 10, ping_interval: float | None = 20.0) -> None:
+                 write_limit: int = 64 << 10, ping_interval: float | None = 20.0,
+                 prebuilt_frames: bool = True) -> None:
         self.hub = hub
+        self.prebuilt_frames = prebuilt_frames
         self.host = host
         self.port = port
         self.write_limit = write_limit
@@ -106,7 +108,8 @@ class WsEndpoint:
                     if sub is None:
                         sub = self.hub.subscribe(slots, decimals=_flag(req),
                                                  name=f"ws-{next(self._ids)}")
-                        sender = asyncio.get_running_loop().create_task(self._send(ws, sub))
+                        send = self._send_frames if self.prebuilt_frames else self._send
+                        sender = asyncio.get_running_loop().create_task(send(ws, sub))
                     else:
                         sub.add(slots)
                 elif op == "unsubscribe":
@@ -139,6 +142,28 @@ class WsEndpoint:
             for v in batch:
                 await send(v.json(decimals), text=True)
                 sub.delivered += 1
+
+    async def _send_frames(self, ws: Any, sub: Subscriber) -> None:
+        """Write each pending version's prebuilt frame to the transport, all in one call.
+
+        What ``ws.send`` does per message (state check, framing, write, drain)
+        done once per batch: the frames were built once for every client
+        (:meth:`Version.ws_frame`), and ``writelines`` hands the batch to the
+        kernel in one system call. Flow control is the library's own
+        (``drain`` waits while the transport is over its write limit), and
+        nothing is written once the connection is no longer open.
+        """
+        from websockets.protocol import State
+
+        decimals = sub.decimals
+        transport, protocol = ws.transport, ws.protocol
+        while True:
+            batch = await sub.take()
+            if not batch or protocol.state is not State.OPEN:
+                return
+            transport.writelines([v.ws_frame(decimals) for v in batch])
+            sub.delivered += len(batch)
+            await ws.drain()
 
     def _parse(self, raw: Any) -> dict[str, Any]:
         if not isinstance(raw, str):
