@@ -17,7 +17,9 @@ For each protocol two phases run: the baseline, ONE client at the same rate,
 then ``--clients`` clients; the report gives p50/p99/p999 latency, messages
 delivered per second in total, messages offered (publishes x subscribers),
 conflated (replaced in a client's latest-value slot before it was sent), and
-the ratios of the loaded phase to the baseline. Bounded in time: each phase
+the ratios of the loaded phase to the baseline. ``ws`` is the server's default
+WebSocket path (frames built once, a batch per write); ``ws-send`` the same
+server through websockets' own ``send()`` per message, its baseline. Bounded in time: each phase
 runs ``--seconds`` and every wait has a timeout. Nothing asserts a timing.
 """
 
@@ -135,19 +137,21 @@ async def _phase(protocol: str, clients: int, workers: int, names: list[str], ra
                  seconds: float, tmp: str) -> dict[str, Any]:
     from fastbook.server import Server
 
-    srv = Server(None, names, ws_port=0 if protocol == "ws" else None,
-                 grpc_port=0 if protocol == "grpc" else None)
+    ws = protocol.startswith("ws")
+    srv = Server(None, names, ws_port=0 if ws else None,
+                 grpc_port=0 if protocol == "grpc" else None,
+                 ws_options={"prebuilt_frames": protocol != "ws-send"})
     books = _books(len(names))
     async with srv:
         for slot, b in enumerate(books):
             srv.publish(slot, b)
-        port = srv.ws_port if protocol == "ws" else srv.grpc_port
+        port = srv.ws_port if ws else srv.grpc_port
         per = [clients // workers + (1 if w < clients % workers else 0) for w in range(workers)]
         procs = []
         for w, n in enumerate(p for p in per if p):
             out = os.path.join(tmp, f"{protocol}-{clients}-{w}.npy")
             procs.append((subprocess.Popen(
-                [sys.executable, __file__, "--worker", protocol, str(port), str(n),
+                [sys.executable, __file__, "--worker", "ws" if ws else protocol, str(port), str(n),
                  ",".join(names), out], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 text=True), out))
         loop = asyncio.get_running_loop()
@@ -216,12 +220,12 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'proto':<5} {'clients':>7} {'instr':>5} {'pub/s':>7} {'offered':>9} "
+    head = (f"{'proto':<7} {'clients':>7} {'instr':>5} {'pub/s':>7} {'offered':>9} "
             f"{'recv/s':>8} {'conflated':>9} {'p50 us':>8} {'p99 us':>9} {'p999 us':>9} "
             f"{'cpu s':>6}")
     lines = [head]
     for r in rows:
-        lines.append(f"{r['protocol']:<5} {r['clients']:>7} {r['instruments']:>5} "
+        lines.append(f"{r['protocol']:<7} {r['clients']:>7} {r['instruments']:>5} "
                      f"{r['published_per_s']:>7} {r['offered']:>9} {r['received_per_s']:>8} "
                      f"{r['conflated']:>9} {r['p50_us']:>8} {r['p99_us']:>9} "
                      f"{r['p999_us']:>9} {r['server_cpu_s']:>6}")
@@ -243,7 +247,9 @@ def main() -> None:
                    help="book changes published per second, over all instruments")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--workers", type=int, default=1, help="client processes")
-    p.add_argument("--protocols", default="ws,grpc")
+    p.add_argument("--protocols", default="ws,ws-send,grpc",
+                   help="ws (prebuilt frames), ws-send (websockets' send(), the baseline "
+                        "of the frame path), grpc")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     rows = asyncio.run(asyncio.wait_for(_main(args), 900))
