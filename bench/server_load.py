@@ -40,10 +40,22 @@ import numpy as np
 # --- client worker (a separate process) --------------------------------------------------
 
 
+RCVBUF = int(os.environ.get("FB_BENCH_RCVBUF", "0"))
+
+
 async def _ws_client(port: int, names: list[str], lat: list[int], counts: list[int]) -> None:
+    import socket
+
     from websockets.asyncio.client import connect
 
-    async with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=1 << 22) as ws:
+    sock = None
+    if RCVBUF:          # a latency-minded client: a small window, so the server conflates
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    async with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=1 << 22,
+                       sock=sock, max_queue=4 if RCVBUF else 16) as ws:
         await ws.send(json.dumps({"op": "subscribe", "instruments": names}))
         loads, now, append = json.loads, time.time_ns, lat.append
         async for raw in ws:
@@ -250,8 +262,13 @@ def main() -> None:
     p.add_argument("--protocols", default="ws,ws-send,grpc",
                    help="ws (prebuilt frames), ws-send (websockets' send(), the baseline "
                         "of the frame path), grpc")
+    p.add_argument("--rcvbuf", type=int, default=0,
+                   help="WebSocket clients' SO_RCVBUF in bytes (0: the OS default, which "
+                        "autotunes to megabytes: a slow client then queues instead of being "
+                        "conflated)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    os.environ["FB_BENCH_RCVBUF"] = str(args.rcvbuf)
     rows = asyncio.run(asyncio.wait_for(_main(args), 900))
     print(json.dumps(rows, indent=1) if args.json else _table(rows))
 

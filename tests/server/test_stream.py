@@ -107,6 +107,9 @@ def test_snapshot_is_the_latest_version(protocol: str) -> None:
                 for i, (symbol, name) in enumerate(zip(SYMBOLS, NAMES, strict=True)):
                     q = await c.snapshot(name, decimals=True)
                     assert q.seq == srv.hub.latest[i].seq == srv.hub.board.version(i)
+                    snap = await asyncio.to_thread(srv.read, name)     # another thread
+                    assert (snap.version, snap.bids.tolist(), snap.asks.tolist()) == \
+                        (q.seq, [list(x) for x in q.bids], [list(x) for x in q.asks])
                     assert _entry(q) == oracle(symbol)[-1]
                     assert q.state == "live" and q.asks_text[0][0] == format_decimal(
                         q.asks[0][0], 8)
@@ -131,3 +134,41 @@ def test_non_live_books_are_published_without_levels() -> None:
         hub.publish_state(0, "live")
     with pytest.raises(ValueError, match="state 'bogus'"):
         hub.publish(0, book, "bogus")
+
+
+def test_reader_threads_see_only_published_versions_while_the_server_streams() -> None:
+    """Threads reading the board during a replay see whole versions, in order, never a mix."""
+    import threading
+
+    from fastbook.server import Replay, Server
+
+    expected = {name: oracle(s) for s, name in zip(SYMBOLS, NAMES, strict=True)}
+    seen: dict[str, dict[int, Any]] = {n: {} for n in NAMES}
+    stop = threading.Event()
+
+    def reader(srv: Any) -> None:
+        while not stop.is_set():
+            for name in NAMES:
+                snap = srv.read(name)
+                seen[name].setdefault(snap.version, ("live" if snap.state == 1 else "syncing",
+                                                     snap.bids.tolist(), snap.asks.tolist()))
+
+    async def main() -> None:
+        srv = Server(Replay(COINBASE, speed=0), NAMES, ws_port=0)
+        async with srv:
+            threads = [threading.Thread(target=reader, args=(srv,)) for _ in range(2)]
+            for t in threads:
+                t.start()
+            try:
+                await srv.wait(30)
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(10)
+
+    run(main())
+    for name in NAMES:
+        versions = sorted(v for v in seen[name] if v)
+        assert len(versions) > 1, name
+        entries = [seen[name][v] for v in versions]
+        assert _is_subsequence(entries, expected[name]), name

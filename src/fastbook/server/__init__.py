@@ -175,6 +175,15 @@ class Server:
         slot = instrument if isinstance(instrument, int) else self.slot(instrument)
         return self.hub.publish(slot, book, state, ts_ns)
 
+    def read(self, instrument: str | int) -> Any:
+        """A consistent :class:`fastbook.board.Snapshot` of ``instrument``, from any thread.
+
+        Reads the board, not the hub, so it takes no lock and never waits for the
+        writer; ``version`` is the ``seq`` clients see for it.
+        """
+        slot = instrument if isinstance(instrument, int) else self.slot(instrument)
+        return self.hub.board.read(slot)
+
     def stats(self) -> dict[str, Any]:
         """The hub's counts, each endpoint's, and the source's."""
         out: dict[str, Any] = self.hub.stats()
