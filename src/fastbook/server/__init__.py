@@ -57,7 +57,9 @@ class Server:
         Passed to the WebSocket endpoint: ``write_limit`` (bytes buffered per
         client before its sender waits, 64 KiB), ``ping_interval`` (20 s),
         ``prebuilt_frames`` (True: write the frames built once per version
-        straight to each transport; False: ``websockets``' own ``send``).
+        straight to each transport; False: ``websockets``' own ``send``),
+        ``send_buffer`` (the kernel send buffer per client, 64 KiB, so a slow
+        client is conflated rather than queued; None: the OS default).
     """
 
     def __init__(self, source: Any, instruments: Iterable[str], *, ws_port: int | None = 0,

@@ -57,9 +57,10 @@ class WsEndpoint:
 
     def __init__(self, hub: Hub, host: str = "127.0.0.1", port: int = 0, *,
                  write_limit: int = 64 << 10, ping_interval: float | None = 20.0,
-                 prebuilt_frames: bool = True) -> None:
+                 prebuilt_frames: bool = True, send_buffer: int | None = 64 << 10) -> None:
         self.hub = hub
         self.prebuilt_frames = prebuilt_frames
+        self.send_buffer = send_buffer
         self.host = host
         self.port = port
         self.write_limit = write_limit
@@ -91,6 +92,8 @@ class WsEndpoint:
 
         self.connections += 1
         self.open += 1
+        if self.send_buffer:
+            _limit_send_buffer(ws, self.send_buffer)
         sub: Subscriber | None = None
         sender: asyncio.Task[None] | None = None
         try:
@@ -206,6 +209,26 @@ class WsEndpoint:
     def stats(self) -> dict[str, Any]:
         return {"port": self.port, "connections": self.connections, "open": self.open,
                 "refused": dict(self.refused)}
+
+
+def _limit_send_buffer(ws: Any, size: int) -> None:
+    """Cap the kernel's send buffer of ``ws``'s socket at ``size`` bytes (Linux doubles it).
+
+    Loopback and LAN sockets autotune their send buffers to megabytes, and
+    quotes written into them are past conflation: a client that reads slower
+    than the books change would receive a queue seconds old instead of the
+    latest versions. With the buffer capped, the transport pauses soon, the
+    sender waits, and the newest version replaces what the client has not
+    taken (``conflated``).
+    """
+    import socket
+
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except OSError:                     # not a TCP socket (or refused): keep the default
+            pass
 
 
 def _flag(req: dict[str, Any]) -> bool:
