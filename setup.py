@@ -82,6 +82,7 @@ EXTENSIONS = [
     extension("fastbook._l3"),
     extension("fastbook._hist"),
     extension("fastbook._consol"),
+    extension("fastbook._board"),
     # Codec kernels: every src/fastbook/codecs/_*.pyx is one extension.
     *(extension("fastbook.codecs." + os.path.basename(p)[: -len(".pyx")])
       for p in sorted(glob.glob("src/fastbook/codecs/_*.pyx"))),

@@ -20,10 +20,17 @@ consistent snapshots without locking it (``docs/board.md``).
 
 from __future__ import annotations
 
-# The compiled fastbook._board is not built yet: the twin for now (then _select.export).
-from fastbook._pyboard import HEADER, MAX_DEPTH, Board, Snapshot, record_len, unpack
+from typing import TYPE_CHECKING
+
+from fastbook import _select
+from fastbook._pyboard import HEADER, MAX_DEPTH, Snapshot, record_len, unpack
+
+if TYPE_CHECKING:  # type checkers read the compiled module's stubs (_board.pyi)
+    from fastbook._board import Board
+else:
+    _select.export(globals(), "_board", "_pyboard", "top-N board", ("Board",))
 
 #: True when the compiled board (``fastbook._board``) is in use.
-COMPILED: bool = False
+COMPILED: bool = _select.compiled("_board")
 
 __all__ = ["COMPILED", "HEADER", "MAX_DEPTH", "Board", "Snapshot", "record_len", "unpack"]
