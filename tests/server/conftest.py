@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,13 @@ def run(coro: Any, timeout: float = 30.0) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+@functools.lru_cache(maxsize=None)
 def oracle(symbol: str, depth: int = 10) -> list[tuple[str, list[list[int]], list[list[int]]]]:
     """What the server must publish for ``symbol`` of the Coinbase capture, in order.
 
     Computed straight from the codec's book, without the server: ``syncing``
     with no levels, then ``(state, bids, asks)`` each time the state or the
-    top ``depth`` levels change after a message.
+    top ``depth`` levels change after a message. Cached: tests must not change it.
     """
     from fastbook import capture, codecs
     from fastbook.codecs._l2feed import SyncState
