@@ -23,7 +23,7 @@ def run(coro: Any, timeout: float = 30.0) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def oracle(symbol: str, depth: int = 10) -> list[tuple[str, list[list[int]], list[list[int]]]]:
     """What the server must publish for ``symbol`` of the Coinbase capture, in order.
 

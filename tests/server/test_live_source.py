@@ -23,8 +23,13 @@ async def _until(cond: Any, timeout: float = 15.0) -> bool:
     return False
 
 
-def test_live_quotes_follow_the_venue_through_a_resync() -> None:
+@pytest.mark.parametrize("mode", ["own", "feed"])
+def test_live_quotes_follow_the_venue_through_a_resync(mode: str) -> None:
+    """``own``: the server opens the feed; ``feed``: it serves one the caller opened."""
     pytest.importorskip("websockets")
+    import contextlib
+
+    import fastbook as fb
     from fastbook.server import Live, Server
     from fastbook.server.client import connect
     from fastbook.testing import ExchangeSimulator
@@ -32,10 +37,18 @@ def test_live_quotes_follow_the_venue_through_a_resync() -> None:
     name = "okx:BTC-USDT"
 
     async def main() -> None:
-        async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=200, seed=11) as sim:
-            srv = Server(Live(endpoints=sim.endpoints), [name], ws_port=0)
+        async with contextlib.AsyncExitStack() as stack:
+            sim = await stack.enter_async_context(
+                ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=200, seed=11))
+            if mode == "own":
+                srv = Server(Live(endpoints=sim.endpoints), [name], ws_port=0)
+            else:   # the caller's feed, refusing reads of books that are not live
+                feed = await stack.enter_async_context(fb.live([name],
+                                                               endpoints=sim.endpoints))
+                srv = Server(feed, [name], ws_port=0)
             assert srv.instruments == [name]
-            async with srv, connect(f"127.0.0.1:{srv.ws_port}") as c:
+            await stack.enter_async_context(srv)
+            async with connect(f"127.0.0.1:{srv.ws_port}") as c:
                 got: list[Any] = []
 
                 async def read() -> None:

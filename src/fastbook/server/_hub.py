@@ -21,6 +21,7 @@ its socket is bounded by the transport's write limit.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -157,8 +158,6 @@ class Version:
 
 
 def _json_str(text: str) -> str:
-    import json
-
     return json.dumps(text)
 
 

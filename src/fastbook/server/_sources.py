@@ -179,7 +179,17 @@ class Live:
         for slot in range(len(specs)):
             hub.publish_state(slot, "connecting")
         if self.feed is not None:
-            self.feed.on_notice(lambda n: self._on_notice(hub, self.feed, slot_of, n))
+            feed = self.feed
+            for (venue, symbol), slot in slot_of.items():     # where the open feed stands
+                t = feed.session.track(venue, symbol)
+                book = feed.session.book(t.venue, t.native)
+                state = str(t.state)
+                if book is not None and state in ("live", "stale"):
+                    hub.publish(slot, book, state)
+                else:
+                    hub.publish_state(slot, "connecting" if state in ("live", "stale")
+                                      else state)
+            feed.on_notice(lambda n: self._on_notice(hub, feed, slot_of, n))
             await asyncio.Event().wait()        # until the server cancels it
             return
         feed = live([f"{v}:{s}" for v, _n, s in specs], on_not_live="return", **self.options)
@@ -199,7 +209,12 @@ class Live:
             self.ignored += 1
             return
         state = str(n.state)
-        book = feed.book(n.venue, n.symbol) if state in ("live", "stale") else None
+        book = None
+        if state in ("live", "stale"):
+            # the session's book, not feed.book(): that one refuses a stale book when the
+            # feed was opened with on_not_live="raise", and a stale book is served
+            t = feed.session.track(n.venue, n.symbol)
+            book = feed.session.book(t.venue, t.native)
         if book is None:
             hub.publish_state(slot, "connecting" if state in ("live", "stale") else state,
                               n.exchange_ns or n.applied_ns)
