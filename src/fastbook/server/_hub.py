@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from fastbook._core import Book, format_decimal
+from fastbook import Book, format_decimal
 from fastbook.server._proto import STATES
 
 __all__ = ["STATE_NAMES", "Hub", "Subscriber", "Version", "state_code"]
