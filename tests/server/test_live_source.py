@@ -75,5 +75,5 @@ def test_live_quotes_follow_the_venue_through_a_resync(mode: str) -> None:
                 states = [q.state for q in got]
                 assert states[0] in ("connecting", "syncing", "live")
                 assert all(not q.bids and not q.asks for q in got if q.state != "live")
-                assert srv.stats()["source"]["published"] > 10
+                assert srv.stats()["source"]["published"] >= 3     # live, resyncing, live
     run(main(), timeout=60)
