@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def test_serve_a_replay_and_print_its_quotes(capsys):
 
     proc = subprocess.Popen([*FASTBOOK, "serve", *NAMES[:2], "--replay", str(COINBASE),
                              "--speed", "0", "--keep", "--ws-port", "0", "--grpc-port", "0",
-                             "--duration", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--duration", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         ports = json.loads(proc.stdout.readline())
@@ -55,6 +56,7 @@ def test_serve_a_replay_and_print_its_quotes(capsys):
             assert q["instrument"] == NAMES[1] and q["price_scale"] == 8
             assert main(["quotes", *args, "coinbase-exchange:NOPE"]) == 2
             assert "unknown instrument 'coinbase-exchange:NOPE'" in capsys.readouterr().err
+        proc.send_signal(signal.SIGTERM)            # stops cleanly, with its stats
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

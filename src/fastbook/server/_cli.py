@@ -3,7 +3,7 @@
 ``fastbook serve SPEC... [--replay FILE... --speed X] --ws-port P --grpc-port Q``
 prints one JSON line with the bound ports on stdout when it listens, and one
 with the server's stats when it stops (``--duration``, the replay's end
-without ``--keep``, or Ctrl-C). ``fastbook quotes HOST:PORT INSTRUMENT...
+without ``--keep``, Ctrl-C or SIGTERM). ``fastbook quotes HOST:PORT INSTRUMENT...
 [--grpc]`` prints one line per quote (``--json``: the quote as JSON).
 """
 
@@ -93,12 +93,35 @@ async def run_server(args: argparse.Namespace, out: Any = None) -> dict[str, Any
         ports = {"ws": server.ws_port, "grpc": server.grpc_port, "host": args.host,
                  "instruments": server.instruments}
         print(json.dumps(ports), file=out, flush=True)
-        wait: Any = asyncio.Event().wait() if args.keep or not args.replay else server.wait()
+        stop = _stop_on_signals()
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if args.replay and not args.keep:
+            waits.append(asyncio.ensure_future(server.wait()))
         try:
-            await asyncio.wait_for(wait, args.duration)
-        except asyncio.TimeoutError:
-            pass
+            done, _ = await asyncio.wait(waits, timeout=args.duration,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        for w in done:
+            exc = None if w.cancelled() else w.exception()
+            if exc is not None:
+                raise exc
         return server.stats()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, so the server stops cleanly and prints its stats."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):   # Windows, not main thread
+            pass
+    return stop
 
 
 def serve_command(args: argparse.Namespace) -> int:
