@@ -315,3 +315,45 @@ def test_grpc_streams_cancelled_mid_stream_leave_nothing_behind() -> None:
             assert srv.hub.stats()["closed_clients"]["count"] == 5
 
     run(main())
+
+
+def test_abandoned_clients_leave_no_memory_behind() -> None:
+    """Hundreds of clients that subscribe and vanish: the server's heap comes back."""
+    import gc
+    import tracemalloc
+
+    from websockets.asyncio.client import connect
+
+    from fastbook.server import Server
+
+    async def churn(srv: Any, book: Any, n: int) -> None:
+        for _ in range(n):
+            ws = await connect(f"ws://127.0.0.1:{srv.ws_port}", max_queue=1)
+            await ws.send(json.dumps({"op": "subscribe", "instruments": NAMES}))
+            await _publish(srv, book, 30)
+            ws.transport.abort()
+        for _ in range(500):
+            if not srv.hub.subscribers and srv.ws.open == 0:
+                return
+            await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        async with Server(None, NAMES, ws_port=0) as srv:
+            book = _book()
+            srv.publish("sim:A", book)
+            await churn(srv, book, 20)              # warm up caches and pools
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                await churn(srv, book, 200)
+                gc.collect()
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            assert not srv.hub.subscribers and srv.ws.open == 0
+            assert srv.hub.stats()["closed_clients"]["count"] == 220
+            # a leak of one subscriber, connection or task per client would be > 2 KB each
+            assert grown < 200 * 2048, grown
+
+    run(main(), timeout=120)
