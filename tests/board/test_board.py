@@ -69,6 +69,24 @@ def test_publish_a_book_copies_its_top(mod: ModuleType) -> None:
     assert board.versions().tolist() == [0, 2]
 
 
+def test_publish_the_twin_book_like_the_compiled_one(mod: ModuleType) -> None:
+    from fastbook import _pycore
+
+    levels = ([(500 - i, 1 + i) for i in range(7)], [(501 + i, 9) for i in range(3)])
+    twin_book = _pycore.Book(price_decimals=2, qty_decimals=0)
+    for p, q in levels[0]:
+        twin_book.set(fastbook.BID, p, q)
+    for p, q in levels[1]:
+        twin_book.set(fastbook.ASK, p, q)
+    board = mod.Board(2, depth=5)
+    board.publish(0, twin_book, state=4, ts_ns=8)
+    board.publish(1, make_book(*levels), state=4, ts_ns=8)
+    a, b = np.empty(board.record_len, np.int64), np.empty(board.record_len, np.int64)
+    board.read_into(0, a)
+    board.read_into(1, b)
+    assert a.tolist() == b.tolist() and a[3] == 5 and a[4] == 3
+
+
 def test_publish_an_object_with_top(mod: ModuleType) -> None:
     class Top:
         def top(self, n: int) -> np.ndarray:
@@ -96,6 +114,20 @@ def test_publish_levels_and_read_into_layout(mod: ModuleType) -> None:
     board.publish_levels(0, i64([]), i64([]), i64([52, 53]), i64([4, 5]))
     board.read_into(0, out)
     assert out.tolist() == [2, 0, 0, 0, 2,  0, 0, 0, 0, 0, 0,  52, 4, 53, 5, 0, 0]
+
+
+def test_versions_into_a_strided_buffer(mod: ModuleType) -> None:
+    board = mod.Board(3, depth=1)
+    for slot, times in ((0, 2), (2, 5)):
+        for _ in range(times):
+            board.publish_levels(slot, i64([1]), i64([1]), i64([]), i64([]))
+    buf = np.full(6, -1, dtype=np.int64)
+    assert board.versions(buf[::2]) is not None
+    assert buf.tolist() == [2, -1, 0, -1, 5, -1]
+    ro = np.zeros(3, dtype=np.int64)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be"):
+        board.versions(ro)
 
 
 def test_snapshots_are_copies(mod: ModuleType) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import fastbook
 from fastbook import _pyboard
 from tests.helpers.impls import NO_EXTENSIONS
 
+cboard: ModuleType | None
 try:
     cboard = importlib.import_module("fastbook._board")
 except ImportError:  # pragma: no cover - without the build
@@ -27,16 +30,16 @@ SIDE = st.lists(LEVEL, max_size=12)
 PUBLISH = st.tuples(st.integers(0, 2), SIDE, SIDE, I64, I64, st.booleans())
 
 
-def records(board: object) -> list[list[int]]:
-    out = np.empty(board.record_len, dtype=np.int64)  # type: ignore[attr-defined]
+def records(board: Any) -> list[list[int]]:
+    out = np.empty(board.record_len, dtype=np.int64)
     rows = []
-    for slot in range(board.slots):  # type: ignore[attr-defined]
-        board.read_into(slot, out)  # type: ignore[attr-defined]
+    for slot in range(board.slots):
+        board.read_into(slot, out)
         rows.append(out.tolist())
     return rows
 
 
-def publish(board: object, slot: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]],
+def publish(board: Any, slot: int, bids: list[tuple[int, int]], asks: list[tuple[int, int]],
             state: int, ts: int, via_book: bool) -> int:
     if via_book:
         book = fastbook.Book(price_decimals=0, qty_decimals=0)
@@ -44,13 +47,13 @@ def publish(board: object, slot: int, bids: list[tuple[int, int]], asks: list[tu
             book.set(fastbook.BID, p, q)
         for p, q in asks:
             book.set(fastbook.ASK, p, q)
-        return board.publish(slot, book, state=state, ts_ns=ts)  # type: ignore[attr-defined]
-    d = board.depth  # type: ignore[attr-defined]
+        return int(board.publish(slot, book, state=state, ts_ns=ts))
+    d = board.depth
     b, a = bids[:d], asks[:d]
-    return board.publish_levels(  # type: ignore[attr-defined]
+    return int(board.publish_levels(
         slot, np.array([p for p, _ in b], np.int64), np.array([q for _, q in b], np.int64),
         np.array([p for p, _ in a], np.int64), np.array([q for _, q in a], np.int64),
-        state=state, ts_ns=ts)
+        state=state, ts_ns=ts))
 
 
 @settings(max_examples=150, deadline=None)
