@@ -28,6 +28,7 @@ EXTRAS = {
     "live": "websockets: live feeds and the loopback exchange simulator",
     "fast": "picows: the live driver's fast websocket transport (with uvloop)",
     "metrics": "prometheus-client: Prometheus export of the live driver's stats",
+    "grpc": "grpcio: the quote server's gRPC endpoint and client (with protobuf)",
 }
 
 

@@ -365,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fastbook._live_cli import add_parsers as live_parsers
 
     live_parsers(sub, fmt)
+    _server_parsers(sub, fmt)
     p_capture = sub.add_parser("capture", formatter_class=fmt, help="fastbook capture files")
     capture_sub = p_capture.add_subparsers(dest="capture_command", required=True)
     p_convert = capture_sub.add_parser(
@@ -848,6 +849,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141 if os.name == "posix" else 1
 
 
+def _server_parsers(sub, fmt) -> None:  # type: ignore[no-untyped-def]
+    """``fastbook serve`` and ``fastbook quotes`` (:mod:`fastbook.server._cli`)."""
+    from fastbook.server._cli import add_parsers
+
+    add_parsers(sub, fmt)
+
+
+def server_command(args: argparse.Namespace) -> int:
+    """Run ``fastbook serve`` or ``fastbook quotes``."""
+    from fastbook.server._cli import quotes_command, serve_command
+
+    return serve_command(args) if args.command == "serve" else quotes_command(args)
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "codecs":
@@ -879,6 +894,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from fastbook._live_cli import live_command
 
         return live_command(args)
+    if args.command in ("serve", "quotes"):
+        return server_command(args)
     if args.command == "info":
         return info_command(args)
     if args.command == "capture":
