@@ -36,6 +36,16 @@ async def _publish(srv: Any, book: Any, n: int, every: int = 8) -> None:
             await asyncio.sleep(0)
 
 
+async def _publish_until(srv: Any, book: Any, done: asyncio.Event) -> None:
+    """Versions over the three instruments, one a millisecond, until ``done`` is set."""
+    i = 0
+    while not done.is_set():
+        book.set(fb.BID, 10_000, 1 + i)
+        srv.publish(i % 3, book, "live", ts_ns=i)
+        i += 1
+        await asyncio.sleep(0.001)
+
+
 # --- WebSocket ------------------------------------------------------------------------
 
 WS_BAD = [
@@ -300,12 +310,17 @@ def test_grpc_streams_cancelled_mid_stream_leave_nothing_behind() -> None:
             srv.publish("sim:A", book)
             for _ in range(5):
                 async with GrpcClient(f"127.0.0.1:{srv.grpc_port}") as c:
-                    pub = asyncio.get_running_loop().create_task(_publish(srv, book, 2000))
+                    # publish until the client has read its five: a fixed number of
+                    # publishes can all land before the stream is open (then it waits)
+                    done = asyncio.Event()
+                    pub = asyncio.get_running_loop().create_task(
+                        _publish_until(srv, book, done))
                     k = 0
                     async for _q in c.subscribe(NAMES):
                         k += 1
                         if k == 5:
                             break
+                    done.set()
                     await pub
             for _ in range(400):
                 if not srv.hub.subscribers and srv.grpc.open == 0:
