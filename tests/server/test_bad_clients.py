@@ -161,12 +161,14 @@ def test_ws_clients_that_vanish_mid_stream_leave_nothing_behind() -> None:
                 await c.__aenter__()
                 k = 0
                 stream = c.subscribe(NAMES)
-                pub = asyncio.get_running_loop().create_task(_publish(srv, book, 2000))
+                done = asyncio.Event()              # (see _publish_until)
+                pub = asyncio.get_running_loop().create_task(_publish_until(srv, book, done))
                 async for _q in stream:
                     k += 1
                     if k == 5:
                         break
                 c._ws.transport.abort()             # gone, no close frame
+                done.set()
                 await pub
             for _ in range(400):
                 if not srv.hub.subscribers and srv.ws.open == 0:
