@@ -40,9 +40,12 @@ FASTBOOK = [sys.executable, "-m", "fastbook"]
 def test_serve_a_replay_and_print_its_quotes(capsys):
     from fastbook.cli import main
 
+    # replayed over and over (10x real time): a single fast pass can end before the
+    # client subscribes, and --count 2 would then wait for a second quote that never comes
     proc = subprocess.Popen([*FASTBOOK, "serve", *NAMES[:2], "--replay", str(COINBASE),
-                             "--speed", "0", "--keep", "--ws-port", "0", "--grpc-port", "0",
-                             "--duration", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--speed", "10", "--repeat", "0", "--ws-port", "0",
+                             "--grpc-port", "0", "--duration", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         ports = json.loads(proc.stdout.readline())
