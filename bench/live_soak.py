@@ -80,6 +80,8 @@ class Soak:
         self.consumed = 0
         self.paused = 0.0
         self.lags: list[dict[str, int]] = []
+        self.heap0: Any = None
+        self.heap_growth: dict[str, Any] | None = None
 
     async def run(self) -> dict[str, Any]:
         from fastbook.live import live
@@ -105,6 +107,8 @@ class Soak:
                 sim0 = await self.sim_frames()
                 cpu0 = time.process_time()
                 await self.loop(t0)
+                if a.tracemalloc and self.heap0 is not None:
+                    self.heap_growth = _heap_growth(self.heap0, a.tracemalloc)
                 elapsed = time.monotonic() - t0
                 self.cpu = time.process_time() - cpu0
                 msgs = self.messages() - msgs0
@@ -164,6 +168,10 @@ class Soak:
         pending: dict[str, Any] | None = None
         while (now := time.monotonic()) < t0 + a.seconds:
             if now >= next_sample:
+                if not self.rss and a.tracemalloc:
+                    import tracemalloc
+
+                    self.heap0 = tracemalloc.take_snapshot()
                 self.rss.append((round(now - t0, 1), rss_bytes()))
                 self.lags.append(await self.backlog())
                 next_sample += a.sample
@@ -337,6 +345,20 @@ def summary(o: dict[str, Any]) -> str:
     ])
 
 
+def _heap_growth(before: Any, top: int) -> dict[str, Any]:
+    """What the Python heap grew by since ``before`` (a tracemalloc snapshot), in total
+    and at its ``top`` growing source lines: tells Python objects that accumulate from
+    native memory (buffers, the allocator) when RSS grows."""
+    import tracemalloc
+
+    after = tracemalloc.take_snapshot()
+    diff = after.compare_to(before, "lineno")
+    total = sum(d.size_diff for d in diff)
+    return {"traced_growth_mb": round(total / 2**20, 3),
+            "top": [[str(d.traceback), round(d.size_diff / 1024, 1), d.count_diff]
+                    for d in diff[:top]]}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--seconds", type=float, default=600.0)
@@ -352,12 +374,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sim-nice", type=int, default=0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="60 s, 15 s warm-up, one mid check")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="N",
+                    help="trace Python allocations (slower) and report the heap's growth "
+                         "after the warm-up and its N most growing source lines")
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                     help="print the figures as JSON (or write them to PATH)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup, args.check_every = 60.0, 15.0, 30.0
-    out = asyncio.run(Soak(args).run())
+    if args.tracemalloc:
+        import tracemalloc
+
+        tracemalloc.start(1)
+    soak = Soak(args)
+    out = asyncio.run(soak.run())
+    if soak.heap_growth is not None:
+        out["heap_growth"] = soak.heap_growth
     report(out, args.json, summary)
     return out
 
