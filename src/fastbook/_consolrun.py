@@ -389,6 +389,11 @@ class ConsolidatedTap:
                            f"{', '.join(self._by_symbol) or 'none yet'})")
         return v.view
 
+    def view_of(self, venue: str, native: str) -> tuple[str, Any] | None:
+        """(symbol, view) of the view book ``(venue, native)`` is in, or None."""
+        m = self._member.get((venue, native))
+        return None if m is None else (m[0].symbol, m[0].view)
+
     def symbols(self) -> list[str]:
         return [v.symbol for v in self.views]
 

@@ -77,3 +77,62 @@ def test_live_quotes_follow_the_venue_through_a_resync(mode: str) -> None:
                 assert all(not q.bids and not q.asks for q in got if q.state != "live")
                 assert srv.stats()["source"]["published"] >= 3     # live, resyncing, live
     run(main(), timeout=60)
+
+
+def _merged(truths: list[dict[str, Any]], side: str, n: int) -> list[tuple[Decimal, Decimal]]:
+    """The top ``n`` levels of ``side`` of several truth books merged by price (summed)."""
+    levels: dict[Decimal, Decimal] = {}
+    for t in truths:
+        for p, q in t[side]:
+            levels[p] = levels.get(p, Decimal(0)) + q
+    prices = sorted(levels, reverse=side == "bids")[:n]
+    return [(p, levels[p]) for p in prices]
+
+
+def test_a_consolidated_instrument_serves_the_merged_top_of_its_venues() -> None:
+    pytest.importorskip("websockets")
+    from fastbook.server import Live, Server
+    from fastbook.server.client import connect
+    from fastbook.testing import ExchangeSimulator
+
+    books = {"okx": ["BTC-USDT"], "binance-spot": ["BTCUSDT"]}
+    names = ["okx:BTC-USDT", "binance-spot:BTCUSDT", "consolidated:BTC/USDT"]
+    group = {"BTC/USDT": ["okx:BTC-USDT", "binance-spot:BTCUSDT"]}
+
+    async def main() -> None:
+        async with ExchangeSimulator(books, rate=200, seed=21) as sim:
+            srv = Server(Live(endpoints=sim.endpoints, consolidate=group), names, ws_port=0)
+            assert srv.instruments == names
+            async with srv, connect(f"127.0.0.1:{srv.ws_port}") as c:
+                got: list[Any] = []
+
+                async def read() -> None:
+                    async for q in c.subscribe(["consolidated:BTC/USDT"]):
+                        got.append(q)
+
+                reader = asyncio.get_running_loop().create_task(read())
+                assert await _until(lambda: any(q.state == "live" for q in got))
+                await asyncio.sleep(0.5)
+                for venue in books:
+                    sim.pause(venue)
+                await sim.wait_idle()
+                await asyncio.sleep(0.5)
+                truths = [sim.truth(v, s[0]) for v, s in books.items()]
+                last = got[-1]
+                reader.cancel()
+                assert last.state == "live" and len(last.bids) == 10
+                ps, qs = last.price_scale, last.qty_scale
+                assert last.bids == _ints(_merged(truths, "bids", 10), ps, qs)
+                assert last.asks == _ints(_merged(truths, "asks", 10), ps, qs)
+                seqs = [q.seq for q in got]
+                assert seqs == sorted(set(seqs))
+    run(main(), timeout=60)
+
+
+def test_consolidated_instruments_need_their_venue_books() -> None:
+    from fastbook.server import Live, Server
+
+    with pytest.raises(ValueError, match="need the venue books"):
+        Server(Live(), ["consolidated:BTC/USDT"], ws_port=0)
+    with pytest.raises(ValueError, match="not a normalized symbol"):
+        Server(Live(), ["okx:BTC-USDT", "consolidated:BTCUSDT"], ws_port=0)

@@ -18,7 +18,7 @@ import numpy as np
 
 from fastbook.server._hub import Hub
 
-__all__ = ["Live", "Replay", "split_instrument"]
+__all__ = ["CONSOLIDATED", "Live", "Replay", "ViewLevels", "split_instrument"]
 
 
 def split_instrument(name: str) -> tuple[str, str]:
@@ -140,6 +140,47 @@ class Replay:
                 "rounds": self.rounds, "done": self.done, "speed": self.speed}
 
 
+#: The venue part of a consolidated instrument's name: ``"consolidated:BTC/USDT"``.
+CONSOLIDATED = "consolidated"
+
+
+class ViewLevels:
+    """A consolidated view read as a book for the board: ``top(n)`` is the view's merged
+    depth (the venues in the view, summed per price) in ``Book.top``'s layout, at the
+    view's common scales."""
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+        self.price_decimals = view.price_decimals
+        self.qty_decimals = view.qty_decimals
+
+    def top(self, n: int) -> np.ndarray:
+        d = self.view.depth(n)
+        out = np.zeros((4, n), dtype=np.int64)
+        for row, values in enumerate((d.bid_prices, d.bid_qtys, d.ask_prices, d.ask_qtys)):
+            out[row, :len(values)] = values
+        return out
+
+
+def _split_consolidated(instruments: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(venue specs, consolidated symbols) of the server's instrument names."""
+    from fastbook.codecs.instruments import parse_symbol
+
+    specs, symbols = [], []
+    for name in instruments:
+        venue, sep, symbol = str(name).partition(":")
+        if venue == CONSOLIDATED and sep:
+            parse_symbol(symbol)            # a normalized symbol, or ValueError
+            symbols.append(symbol)
+        else:
+            specs.append(name)
+    if symbols and not specs:
+        raise ValueError("consolidated instruments need the venue books they combine among "
+                         "the instruments (e.g. okx:BTC-USDT binance-spot:BTCUSDT "
+                         "consolidated:BTC/USDT)")
+    return specs, symbols
+
+
 class Live:
     """Live books from venues' websockets (:func:`fastbook.live`), or a feed already open.
 
@@ -149,6 +190,14 @@ class Live:
     :class:`fastbook.live.LiveBooks` (the instruments must be its books).
     The server publishes from the driver's notice callback, so each version is
     the book exactly as of the message that changed it.
+
+    ``"consolidated:SYMBOL"`` instruments serve the consolidated view of ``SYMBOL``
+    (``docs/consolidated.md``) over the venue books among the instruments: its merged top
+    levels at the view's common scales, republished after each notice of a book in the
+    view (state ``live`` while a venue is in it, else ``stale`` with no levels); a view
+    whose venues go stale without any notice is republished at the next notice. The feed is
+    opened with ``consolidate=True`` unless ``consolidate=`` is among the options; a feed
+    already open must have been opened with ``consolidate``.
     """
 
     def __init__(self, *, feed: Any = None, **options: Any) -> None:
@@ -158,26 +207,38 @@ class Live:
         self.published = 0
         self.ignored = 0
         self.done = False
+        self._views: dict[str, int] = {}          # consolidated symbol -> slot
+        self._adapters: dict[str, ViewLevels] = {}
 
     def check(self, instruments: list[str]) -> None:
         from fastbook.live import parse_specs
 
-        parse_specs(instruments)
+        parse_specs(_split_consolidated(instruments)[0])
 
     @staticmethod
     def names(instruments: Iterable[str]) -> list[str]:
-        """The server's names of the specs: ``"VENUE:SYMBOL"`` with the venue's full name."""
+        """The server's names of the specs: ``"VENUE:SYMBOL"`` with the venue's full name,
+        then the ``"consolidated:SYMBOL"`` ones (slots in that order)."""
         from fastbook.live import parse_specs
 
-        return [f"{venue}:{symbol}" for venue, _native, symbol in parse_specs(instruments)]
+        specs, symbols = _split_consolidated(instruments)
+        return [f"{venue}:{symbol}" for venue, _native, symbol in parse_specs(specs)] + \
+            [f"{CONSOLIDATED}:{s}" for s in symbols]
 
     async def run(self, hub: Hub, instruments: list[str]) -> None:
         from fastbook.live import live, parse_specs
 
-        specs = parse_specs(instruments)
+        venue_specs, symbols = _split_consolidated(instruments)
+        specs = parse_specs(venue_specs)
         slot_of = {(venue, symbol): i for i, (venue, _n, symbol) in enumerate(specs)}
-        for slot in range(len(specs)):
+        self._views = {s: len(specs) + k for k, s in enumerate(symbols)}
+        for slot in range(len(specs) + len(symbols)):
             hub.publish_state(slot, "connecting")
+        if symbols and self.feed is None:
+            self.options.setdefault("consolidate", True)
+        if symbols and self.feed is not None and self.feed.consolidated is None:
+            raise ValueError("consolidated instruments need a feed opened with "
+                             "fb.live(..., consolidate=...)")
         if self.feed is not None:
             feed = self.feed
             for (venue, symbol), slot in slot_of.items():     # where the open feed stands
@@ -220,6 +281,27 @@ class Live:
                               n.exchange_ns or n.applied_ns)
         else:
             hub.publish(slot, book, state, n.exchange_ns or n.applied_ns)
+        self.published += 1
+        if self._views:
+            self._publish_views(hub, feed, n)
+
+    def _publish_views(self, hub: Hub, feed: Any, n: Any) -> None:
+        """Republish the consolidated view the notice's book is in (the tap has already
+        taken the notice: its callback was registered when the feed was made)."""
+        t = feed.session.track(n.venue, n.symbol)
+        found = feed.consolidated.view_of(t.venue, t.native)
+        if found is None or found[0] not in self._views:
+            return
+        symbol, view = found
+        slot = self._views[symbol]
+        adapter = self._adapters.get(symbol)
+        if adapter is None or adapter.view is not view:        # a view rebuilt by a join
+            adapter = self._adapters[symbol] = ViewLevels(view)
+        if any(r == "in" for r in view.venues_in().values()):
+            hub.publish(slot, adapter, "live", n.recv_ns)
+        else:                                   # no venue in the view: nothing to quote
+            hub.scales[slot] = (adapter.price_decimals, adapter.qty_decimals)
+            hub.publish_state(slot, "stale", n.recv_ns)
         self.published += 1
 
     def stats(self) -> dict[str, Any]:
