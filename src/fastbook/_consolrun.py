@@ -100,6 +100,14 @@ class _View:
         self.open: dict[tuple[str, str], tuple[Any, ...]] = {}   # pair -> last row key
         self.base_stats: dict[str, Any] = {}           # counters of the views it replaced
         self.replayed: dict[str, Any] = {}             # counters of the rebuild's replays
+        self.clock = _INT64_MIN                        # the view's clock (never backwards)
+
+    def tick(self, now_ns: int) -> int:
+        """The view's clock after a call at ``now_ns``: a time that steps back is taken
+        as the latest seen, as the view itself does (and counts)."""
+        if now_ns > self.clock:
+            self.clock = now_ns
+        return self.clock
 
 
 class ConsolidatedTap:
@@ -198,7 +206,7 @@ class ConsolidatedTap:
             view.rebind(i, book)
             v.entries[i] = dataclasses.replace(v.entries[i], book=book)
         changed = view.update(i, now_ns, live)
-        v.last[i] = (now_ns, bool(live))
+        v.last[i] = (v.tick(now_ns), bool(live))
         if changed or v.crossed:
             self._after(v, now_ns, changed)
         return bool(changed)
@@ -210,7 +218,7 @@ class ConsolidatedTap:
             return False
         v, i = m
         changed = v.view.update(i, now_ns, False)
-        v.last[i] = (now_ns, False)
+        v.last[i] = (v.tick(now_ns), False)
         if changed or v.crossed:
             self._after(v, now_ns, changed)
         return bool(changed)
@@ -219,7 +227,7 @@ class ConsolidatedTap:
         """Re-check every view's staleness at ``now_ns``; the number of views that changed."""
         n = 0
         for v in self.views:
-            v.refreshed = max(v.refreshed, now_ns)
+            v.refreshed = v.tick(now_ns)
             if v.view.refresh(now_ns):
                 n += 1
                 self._after(v, now_ns, True)

@@ -383,3 +383,19 @@ def test_health_rows_and_alerts_of_a_replay(tmp_path: Path) -> None:
     table = pq.read_table(tmp_path / "omg.health.parquet")
     assert table.num_rows == len(rows)
     assert table.schema.metadata[b"fastbook.table"] == b"health"
+
+
+def test_a_clock_step_back_before_a_join_rebuilds_the_same_view() -> None:
+    names = ["a", "b"]
+    books = {n: fb.Book(price_decimals=2, qty_decimals=3) for n in names}
+    insts = {n: _inst(n, "BTC-USD", "BTC/USD") for n in names}
+    tap = ConsolidatedTap(True, stale_ns=1_000, fees=dict.fromkeys(names, "0"))
+    books["a"].set(fb.BID, 100, 1)
+    tap.applied("a", "BTC-USD", books["a"], insts["a"], 5_000)
+    tap.applied("a", "BTC-USD", books["a"], insts["a"], 4_000)     # steps back: 5,000 stands
+    books["b"].set(fb.ASK, 105, 1)
+    tap.applied("b", "BTC-USD", books["b"], insts["b"], 5_900)     # b joins: a rebuild
+    view = tap.view("BTC/USD")
+    # a's quote is 900 ns old (from 5,000, not 4,000): still in the view
+    assert view.venues_in() == {"a": "in", "b": "in"}
+    assert tap.stats()["views"]["BTC/USD"]["clock_backwards"] == 1
