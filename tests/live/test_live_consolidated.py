@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -171,3 +172,26 @@ def test_a_recording_replays_to_the_live_runs_consolidated_rows(tmp_path: Any) -
     assert replayed.view("BTC/USDT").venues_in() == {"okx": "not live",
                                                      "binance-spot": "not live"}
     assert set(replayed.feeds) == {"okx", "binance-spot"}
+
+
+def test_the_thread_api_reads_the_views_under_the_drivers_lock() -> None:
+    sim = ExchangeSimulator(BOOKS, rate=200, seed=15)
+    sim.start()
+    try:
+        with fb.LiveFeed(SPECS, endpoints=sim.endpoints, consolidate=GROUP) as feed:
+            assert feed.wait_live(20)
+            deadline = time.monotonic() + 10
+            while feed.consolidated_bbo("BTC/USDT")[0] is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            bid, bq, bven, ask, aq, aven = feed.consolidated_bbo("BTC/USDT")
+            # (two independent simulators may cross each other: no bid < ask here)
+            assert bid is not None and ask is not None and bq > 0 and aq > 0 and bven and aven
+            cbbo, arb = feed.take_consolidated()
+            assert len(cbbo) > 0 and arb.dtype.names[0] == "ts"
+            with pytest.raises(KeyError, match="no consolidated view of 'ETH/USDT'"):
+                feed.consolidated_bbo("ETH/USDT")
+        with fb.LiveFeed(SPECS, endpoints=sim.endpoints) as plain:
+            with pytest.raises(ValueError, match="not opened with consolidate"):
+                plain.take_consolidated()
+    finally:
+        sim.stop()

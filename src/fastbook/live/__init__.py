@@ -369,6 +369,26 @@ class LiveFeed:
         """The :class:`HealthMonitor` (None without ``health=`` or ``on_alert=``)."""
         return self.books.health
 
+    def consolidated_bbo(self, symbol: str) -> tuple[Any, ...]:
+        """The consolidated BBO of ``symbol`` (``Consolidated.bbo()``: prices and sizes at
+        the view's common scales, and the venues at each side), read under the driver's
+        lock, so never half an update (needs ``consolidate=``)."""
+        with self._lock:
+            return self._tap().view(symbol).bbo()
+
+    def take_consolidated(self) -> tuple[Any, Any]:
+        """The consolidated-BBO change rows and the arbitrage rows since the last call,
+        taken under the driver's lock (``docs/consolidated.md``, "The tables")."""
+        with self._lock:
+            tap = self._tap()
+            return tap.take_cbbo(), tap.take_arbitrage()
+
+    def _tap(self) -> Any:
+        tap = self.books.consolidated
+        if tap is None:
+            raise ValueError("this LiveFeed was not opened with consolidate=...")
+        return tap
+
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     if use_uvloop:
