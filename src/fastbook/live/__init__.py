@@ -313,7 +313,10 @@ class LiveFeed:
             self._error = exc
             self._started.set()
         finally:
-            loop.close()
+            try:
+                _finish(loop)
+            finally:
+                loop.close()
 
     async def _main(self) -> None:
         self._stopped = asyncio.Event()
@@ -388,6 +391,21 @@ class LiveFeed:
         if tap is None:
             raise ValueError("this LiveFeed was not opened with consolidate=...")
         return tap
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.run`` does before closing its loop: cancel and await the tasks left
+    (a connection attempt or REST fetch caught by ``stop()``), let the callbacks they
+    leave run (a transport's connection-lost, which closes its socket), and close the
+    async generators, so no socket or transport outlives the loop unclosed."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in tasks:
+        t.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))
+    loop.run_until_complete(loop.shutdown_asyncgens())
 
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
