@@ -56,10 +56,12 @@ _INT64_MIN = -(1 << 63)
 def _parts(venue: str, native: str, instrument: Any) -> Any:
     """The instrument's normalized symbol parts, or those read from the native text
     (Coinbase, Kraken, OKX); None when neither is one (Binance, Bybit without metadata)."""
-    try:
-        return parse_symbol(getattr(instrument, "symbol", None))
-    except ValueError:
-        pass
+    symbol = getattr(instrument, "symbol", None)
+    if isinstance(symbol, str):
+        try:
+            return parse_symbol(symbol)
+        except ValueError:
+            pass
     try:
         return parse_symbol(to_symbol(venue, native))
     except ValueError:
@@ -566,19 +568,13 @@ def _replay_recording(source: Any, tap: ConsolidatedTap, name: str, *, book_dept
 
 def source_codec(source: Any, name: str, *, verify: bool = True, look: int = 64) -> str:
     """The L2 codec of a capture, from the first URL among its first ``look`` records."""
-    from urllib.parse import urlsplit
-
     from fastbook import capture
-    from fastbook.driver import _HOST_CODECS
+    from fastbook.driver import url_codec
 
     for n, rec in enumerate(capture.merge_raw([source], verify=verify)):
         url = rec[3]
         if url:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-            if host == "ws.kraken.com" and parts.path.startswith("/v2"):
-                return "kraken-v2"
-            codec = _HOST_CODECS.get(host)
+            codec = url_codec(url)
             if codec is not None:
                 return codec
             raise ValueError(f"{name}: cannot tell the venue of {url!r}; give codec= "
@@ -720,22 +716,17 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
     names = capture.source_names(srcs)
     from fastbook.live._record import recording_meta
 
+    tap = ConsolidatedTap(consolidate, quote_aliases=quote_aliases, stale_ns=stale_ns,
+                          fees=fees, fixed_cost=fixed_cost, min_profit_bps=min_profit_bps,
+                          max_age_ns=max_age_ns, consolidated=consolidated)
     if len(srcs) == 1 and recording_meta(srcs[0]) is not None:
-        tap = ConsolidatedTap(consolidate, quote_aliases=quote_aliases, stale_ns=stale_ns,
-                              fees=fees, fixed_cost=fixed_cost, min_profit_bps=min_profit_bps,
-                              max_age_ns=max_age_ns, consolidated=consolidated)
         t0 = time.perf_counter()
-        feeds, notices, frames = _replay_recording(
+        session_feeds, notices, frames = _replay_recording(
             srcs[0], tap, names[0], book_depth=book_depth, refresh_ns=refresh_ns,
             on_error=on_error, codec=codec, symbols=symbols, instruments=instruments,
             health=health, on_step=on_step)
-        result = ConsolidatedResult(
-            tap=tap, feeds=feeds, cbbo=tap.take_cbbo(), arbitrage=tap.take_arbitrage(),
-            health=None, messages=notices, records=frames,
-            seconds=time.perf_counter() - t0, warnings=_warnings(tap, feeds), sources=names)
-        if output is not None:
-            result.to_parquet(output)
-        return result
+        return _result(tap, session_feeds, None, notices, frames, time.perf_counter() - t0,
+                       names, output)
     for s, name in zip(srcs, names, strict=True):
         if not isinstance(s, (str, os.PathLike, bytes, bytearray, memoryview)):
             raise ValueError(f"{name}: a consolidated replay reads each capture twice (its "
@@ -743,9 +734,6 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
     given = _per_source(codec, len(srcs))
     per = [c if c is not None else source_codec(s, name, verify=verify)
            for c, s, name in zip(given, srcs, names, strict=True)]
-    tap = ConsolidatedTap(consolidate, quote_aliases=quote_aliases, stale_ns=stale_ns,
-                          fees=fees, fixed_cost=fixed_cost, min_profit_bps=min_profit_bps,
-                          max_age_ns=max_age_ns, consolidated=consolidated)
     feeds: dict[str, Any] = {}
     for c in per:
         if c in feeds:
@@ -824,11 +812,18 @@ def replay_consolidated(sources: Any, codec: Any = None, *, consolidate: Any = T
     if monitor is not None and last_health is not None:
         if end_ns > last_health:
             _observe(monitor, feeds, end_ns, last_update)
-    warnings = _warnings(tap, feeds)
+    return _result(tap, feeds, monitor, messages, records, time.perf_counter() - t0, names,
+                   output)
+
+
+def _result(tap: ConsolidatedTap, feeds: dict[str, Any], monitor: Any, messages: int,
+            records: int, seconds: float, names: list[str],
+            output: str | os.PathLike[str] | None) -> ConsolidatedResult:
+    """The result of a consolidated replay (written to ``output`` when given)."""
     result = ConsolidatedResult(
         tap=tap, feeds=feeds, cbbo=tap.take_cbbo(), arbitrage=tap.take_arbitrage(),
         health=None if monitor is None else monitor.take_rows(), messages=messages,
-        records=records, seconds=time.perf_counter() - t0, warnings=warnings, sources=names)
+        records=records, seconds=seconds, warnings=_warnings(tap, feeds), sources=names)
     if monitor is not None:
         result.metadata["health"] = {**monitor.metadata(), "summary": monitor.summary()}
         result.alerts = list(monitor.history)

@@ -783,6 +783,16 @@ _HOST_CODECS = {
 }
 
 
+def url_codec(url: str) -> str | None:
+    """The L2 codec whose venue ``url`` (a websocket or REST URL in a capture) belongs to,
+    or None for a host fastbook does not know."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host == "ws.kraken.com" and parts.path.startswith("/v2"):
+        return "kraken-v2"
+    return _HOST_CODECS.get(host)
+
+
 def _some(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f", ... ({len(names) - n:,} more)" if len(names) > n else "")
 
@@ -1042,11 +1052,7 @@ class L2Run:
     def suggested_codec(self) -> tuple[str, str] | None:
         """(codec, url) when the captures' URLs are another codec's venue than this one's."""
         for url in self.urls:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-            codec = _HOST_CODECS.get(host)
-            if host == "ws.kraken.com" and parts.path.startswith("/v2"):
-                codec = "kraken-v2"
+            codec = url_codec(url)
             if codec is not None and codec != self.codec and codec != self.venue:
                 return codec, url
         return None

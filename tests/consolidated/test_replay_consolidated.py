@@ -143,7 +143,8 @@ def _write(path: Path, lines: list[str]) -> Path:
 
 def crossing_captures(tmp: Path) -> list[Path]:
     """Binance spot BTCUSD and Coinbase BTC-USD; Binance's bid crosses Coinbase's ask
-    at t=1.0 s and uncrosses at t=1.5 s."""
+    at t=1.0 s and uncrosses at t=1.5 s. The venues' URLs are recorded text, read only
+    to tell each capture's venue: a replay connects to nothing."""
     ws = "wss://stream.binance.com:9443/stream?streams=btcusd@depth@100ms"
 
     def depth(t: float, u: int, bids: list[list[str]]) -> str:
