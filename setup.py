@@ -56,6 +56,8 @@ if sys.platform == "win32":
     COMPILE_ARGS = ["/Od", "/Zi"] if DEBUG else ["/O2"]
 else:
     COMPILE_ARGS = ["-O0", "-g3", "-UNDEBUG"] if DEBUG else ["-O3"]
+    # no fused multiply-adds: the feature kernels must give their twin's floats bit for bit
+    COMPILE_ARGS += ["-ffp-contract=off"]
     COMPILE_ARGS += ["-Wno-unreachable-code", "-Wno-unused-function"]
     if STRIP:
         # -s: no symbol table or debug sections (the dynamic symbols, PyInit_*, stay);

@@ -18,10 +18,11 @@ cimport cython  # no-cython-lint
 cimport numpy as cnp
 from libc.stdint cimport (  # no-cython-lint
     INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t,  # no-cython-lint
-    uint8_t, uint32_t, uint64_t,  # no-cython-lint
+    uint8_t, uint16_t, uint32_t, uint64_t,  # no-cython-lint
 )
 from libc.stdlib cimport free, malloc, realloc  # no-cython-lint
 from libc.string cimport memcpy, memset  # no-cython-lint
+from libc.math cimport NAN  # no-cython-lint
 from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject  # no-cython-lint
 
 from fastbook._edge cimport (  # no-cython-lint
@@ -37,7 +38,7 @@ from fastbook._search cimport TOP_WINDOW, lower_bound  # no-cython-lint
 from fastbook._core cimport (  # no-cython-lint
     Book, _Guard, fb_book, fb_book_best, fb_book_clear,  # no-cython-lint
     fb_book_copy, fb_book_free, fb_book_qty_at, fb_book_set,  # no-cython-lint
-    fb_book_top, solo_guard,  # no-cython-lint
+    fb_book_depth, fb_book_top, solo_guard,  # no-cython-lint
 )
 
 import weakref  # no-cython-lint
@@ -82,6 +83,7 @@ cdef Py_ssize_t _MAX_LEVELS = 1 << 30
 # The module is one extension (so the batch loop inlines the per-book updates) written
 # in included files, one per concept, in dependency order:
 include "_l3_store.pxi"         # the order store: hash table, levels, updates, reads
+include "_l3_features.pxi"      # the feature kernels samplers run (docs/features.md)
 include "_l3_sampling.pxi"      # samplers and per-event callbacks
 include "_l3_prefetch.pxi"      # the prefetch pipeline of the batch loop
 include "_l3_events.pxi"        # undo journal, event application, the batch loop

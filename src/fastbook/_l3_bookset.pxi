@@ -375,6 +375,7 @@ cdef class BookSet:
             sampler = check_sampler(sampler, callback)
         if sampler is not None:
             sampler._prepare(self)
+            memset(&samp, 0, sizeof(samp))
             _sampler_bind(&samp, sampler)
             sp = &samp
             if mode == _MODE_RAISE:
@@ -414,6 +415,8 @@ cdef class BookSet:
             if sampler is not None:
                 sampler._busy = False
                 sampler._count = samp.count
+                sampler._tcount = samp.feat.tcount
+                _features_free(&samp.feat)
         if rc < 0 and saved is not None:
             sampler._restore(saved)
         if rc == _ECALLBACK:

@@ -548,6 +548,8 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
     cdef _pf_entry ring[_PF_RING]
     cdef bint prefetch = _prefetch_pays(bs)
     cdef const uint8_t *marks = NULL
+    cdef _trade trade
+    cdef bint traded = False
     if _loop_kind is _lean_skip:
         mode = _MODE_SKIP
     elif _loop_kind is _lean_raise:
@@ -593,6 +595,9 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
             elif samp != NULL and _sample_before(samp, bs, e, inst) < 0:
                 rc = FB_ENOMEM
                 break
+            if _loop_kind is _packets or _loop_kind is _general:
+                traded = samp != NULL and samp.flows and samp.selected[inst] \
+                    and _feat_trade_of(&samp.feat, bs, e, inst, &trade)
             if j != NULL and _journal_reserve(j) < 0:
                 rc = FB_ENOMEM
                 break
@@ -602,6 +607,16 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
                 rc = _l2_event(<fb_book *>bs.books[inst], e, j, inst, kind)
         if rc >= 0:
             # a failure after event i was applied: skip mode keeps it (done = i + 1)
+            if _loop_kind is _packets or _loop_kind is _general:
+                if samp != NULL and samp.flows and samp.selected[inst]:
+                    if traded and _feat_trade_commit(&samp.feat, samp.owner, e, inst,
+                                                     &trade) < 0:
+                        rc = FB_ENOMEM
+                        stop = i + (mode != _MODE_RAISE)
+                        break
+                    if samp.feat.ofi_k and (_loop_kind is _general
+                                            or (marks[i] & _MARK_LAST)):
+                        _feat_ofi(&samp.feat, bs, e, inst)
             if _loop_kind is _packets:
                 if (marks[i] & _MARK_LAST) and _sample_after(samp, bs, e, inst) < 0:
                     rc = FB_ENOMEM

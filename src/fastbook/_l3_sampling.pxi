@@ -39,6 +39,8 @@ ctypedef struct _sampler:
     int64_t *bbo                # last best bid px, qty, best ask px, qty (4 per instrument)
     bint packets                # rules per packet (_sampler_mark_packets) instead of per event
     uint8_t *marks              # packet mode: _MARK_FIRST | _MARK_LAST per event of the batch
+    bint flows                  # events are looked at between rows (trades, OFI)
+    _features feat              # feature columns and state (_l3_features.pxi)
 
 
 ctypedef struct _callback:
@@ -74,6 +76,8 @@ cdef int _sampler_bind(_sampler *s, object sampler) except -1:
     s.since = <int64_t *>_data(sampler._since)
     s.next_t = <int64_t *>_data(sampler._next_t)
     s.bbo = <int64_t *>_data(sampler._bbo)
+    s.flows = sampler._flows
+    _features_bind(&s.feat, sampler)
     return 0
 
 
@@ -83,6 +87,7 @@ cdef int _sampler_grow(_sampler *s) noexcept with gil:
     sampler = <object>s.owner
     try:
         sampler._count = s.count
+        sampler._tcount = s.feat.tcount
         sampler._grow(s.count + 1)
         _sampler_bind(s, sampler)
     except BaseException:
@@ -194,6 +199,8 @@ cdef int _sample_row(_sampler *s, const fb_bookset *bs, uint32_t inst, int64_t t
     else:
         fb_book_top(<const fb_book *>bs.books[inst], s.depth, s.bid_px + off, s.bid_qty + off,
                     s.ask_px + off, s.ask_qty + off)
+    if s.feat.nfeat and _feat_row(&s.feat, bs, inst, r) < 0:
+        return FB_ENOMEM
     s.count = r + 1
     return FB_OK
 

@@ -696,6 +696,7 @@ class BookSet:
             if saved_sampler is not None:
                 sampler._restore(saved_sampler)
 
+        flows = sampler is not None and sampler._flows
         self._applying = True
         try:
             skipped = 0
@@ -711,6 +712,7 @@ class BookSet:
                         saved[inst] = copy.deepcopy(book.__dict__)
                     if sampler is not None and (marks is None or marks[i] & MARK_FIRST):
                         sampler._before(book, inst, ts, sequence)
+                    trade = sampler._trade_before(book, inst, row) if flows else None
                     if self._meta[inst]["kind"] == "l3":
                         self._l3_event(book, action, side, price, qty, order_id, new_order_id,
                                        flags)
@@ -727,6 +729,9 @@ class BookSet:
                     message = self._message(failure, inst, action)
                     rollback()
                     raise UpdateError(f"event {i}: {message}", i) from None
+                if flows:
+                    sampler._event_after(book, inst, row, trade,
+                                         marks is None or bool(marks[i] & MARK_LAST))
                 if sampler is not None and (marks is None or marks[i] & MARK_LAST):
                     sampler._after(book, inst, ts, sequence)
                 if callback is not None:

@@ -82,8 +82,9 @@ from typing import Any
 import numpy as np
 
 from fastbook.events import EVENT_DTYPE, Action, Flags
+from fastbook.features import FeatureSet, parse_features
 
-__all__ = ["REASONS", "Sampler", "reason_labels", "reason_names"]
+__all__ = ["REASONS", "TRADE_COLUMNS", "Sampler", "reason_labels", "reason_names"]
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -103,6 +104,12 @@ MAX_DEPTH = 1000
 SCALAR_COLUMNS = (("ts", np.int64), ("instrument", np.uint32), ("sequence", np.uint64),
                   ("reason", np.uint8))
 LEVEL_COLUMNS = ("bid_px", "bid_qty", "ask_px", "ask_qty")
+#: The trades table (``Sampler(trades=True)``): one row per trade print, in apply order.
+#: ``aggressor``: 1 buy, 2 sell, 0 unknown; ``rule``: how it was found (index into
+#: ``fastbook._pyfeatures.RULES``: none, venue, resting, quote, tick; docs/features.md).
+TRADE_COLUMNS = (("ts", np.int64), ("instrument", np.uint32), ("sequence", np.uint64),
+                 ("price", np.int64), ("qty", np.int64), ("aggressor", np.int8),
+                 ("rule", np.uint8), ("flags", np.uint16))
 
 #: The ``reason`` bits and their names, lowest bit first (``Sampler.EVERY`` etc.).
 REASONS = ((1, "every"), (2, "interval"), (4, "bbo"))
@@ -185,6 +192,13 @@ class Sampler:
     packets : bool
         Evaluate the rules per packet (venue message) instead of per event
         (see the module docstring).
+    features : iterable of str, or str, optional
+        Feature columns computed at each row (:mod:`fastbook.features`,
+        ``docs/features.md``): ``["mid", "spread", "ofi_5", "trade_flow"]`` or
+        ``"mid,spread"``.
+    trades : bool
+        Also keep every trade print of the sampled instruments, with its
+        aggressor side, in a table of its own (:meth:`trades`).
     """
 
     #: ``reason`` bit: the ``every`` rule fired.
@@ -197,7 +211,8 @@ class Sampler:
     def __init__(self, depth: int = 10, *, every: int | None = None,
                  interval: int | None = None, on_bbo: bool = False,
                  instruments: Iterable[int] | None = None, capacity: int = 4096,
-                 packets: bool = False) -> None:
+                 packets: bool = False, features: Iterable[Any] | str | None = None,
+                 trades: bool = False) -> None:
         if not isinstance(depth, (int, np.integer)) or isinstance(depth, bool) \
                 or not 1 <= depth <= MAX_DEPTH:
             raise ValueError(f"depth must be an integer from 1 to {MAX_DEPTH}, got {depth!r}")
@@ -212,6 +227,16 @@ class Sampler:
         self.packets = packets
         if self.every is None and self.interval is None and not on_bbo:
             raise ValueError("a Sampler needs at least one rule: every=, interval= or on_bbo=True")
+        if not isinstance(trades, bool):
+            raise TypeError(f"trades must be a bool, got {trades!r}")
+        self.features: FeatureSet = parse_features(features)
+        self.record_trades = trades
+        from fastbook._pyfeatures import FeatureState
+
+        self._fstate = FeatureState(self.features)
+        self._tcount = 0
+        self._tcols: dict[str, np.ndarray] = {
+            name: np.zeros(capacity if trades else 0, t) for name, t in TRADE_COLUMNS}
         if instruments is None:
             self._chosen: frozenset[int] | None = None
         else:
@@ -241,6 +266,8 @@ class Sampler:
                                              for name, t in SCALAR_COLUMNS}
         for name in LEVEL_COLUMNS:
             self._cols[name] = np.zeros((capacity, self.depth), np.int64)
+        for col in self.features.columns:
+            self._cols[col.name] = np.zeros(capacity, col.dtype)
 
     @property
     def capacity(self) -> int:
@@ -248,6 +275,21 @@ class Sampler:
         # the shortest column: a growth that ran out of memory halfway (columns grow one
         # by one) must not let the C loop write past the end of one it did not reach
         return min(len(col) for col in self._cols.values())
+
+    @property
+    def trade_capacity(self) -> int:
+        """Trade rows the current buffers hold before they grow."""
+        return min(len(col) for col in self._tcols.values())
+
+    def _grow_trades(self, need: int) -> None:
+        """Make room for at least ``need`` trade rows (called with the GIL)."""
+        cap = max(self.trade_capacity, 1)
+        if need <= self.trade_capacity:
+            return
+        while cap < need:
+            cap *= 2
+        for name in list(self._tcols):
+            self._tcols[name] = _moved(self._tcols[name], (cap,), self._tcount)
 
     def _grow(self, need: int) -> None:
         """Make room for at least ``need`` rows in total (called with the GIL)."""
@@ -314,16 +356,26 @@ class Sampler:
             selected[i] = self._chosen is None or i in self._chosen
             top = bookset[i].top(1)
             bbo[i] = top[:, 0]
+        self._fstate.grow(bookset, n)      # first: it checks the features' parameters
+        self._kinds = [bookset.instrument(i)["kind"] for i in range(n)]
+        self._metas = [bookset.instrument(i) for i in range(n)]
         self._selected, self._since, self._next_t, self._bbo = selected, since, next_t, bbo
 
     def _save(self) -> tuple[Any, ...]:
-        return (self._count, self._since.copy(), self._next_t.copy(), self._bbo.copy())
+        return (self._count, self._since.copy(), self._next_t.copy(), self._bbo.copy(),
+                self._tcount, self._fstate.save())
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
-        self._count, since, next_t, bbo = saved
+        self._count, since, next_t, bbo, self._tcount, fstate = saved
         self._since[: len(since)] = since
         self._next_t[: len(next_t)] = next_t
         self._bbo[: len(bbo)] = bbo
+        self._fstate.restore(fstate)
+
+    @property
+    def _flows(self) -> bool:
+        """Whether events must be looked at between rows (trades or OFI)."""
+        return self.record_trades or self.features.trades or self._fstate.k > 0
 
     # -- the rules, in Python (the pure-Python BookSet's path) ---------------
     def _row(self, book: Any, inst: int, ts: int, sequence: int, reason: int) -> None:
@@ -340,7 +392,41 @@ class Sampler:
         cols["bid_qty"][r] = top[1]
         cols["ask_px"][r] = top[2]
         cols["ask_qty"][r] = top[3]
+        if len(self.features):
+            from fastbook._pyfeatures import row_values
+
+            values = row_values(self.features, book, self._metas[inst],
+                                self._fstate.fixed[inst], self._fstate, inst)
+            for col, value in zip(self.features.columns, values, strict=True):
+                cols[col.name][r] = value
         self._count = r + 1
+
+    def _trade_before(self, book: Any, inst: int, row: tuple[Any, ...]) -> Any:
+        """The trade print the event ``row`` would make (None: none, or not sampled)."""
+        if not self._selected[inst] or not (self.record_trades or self.features.trades):
+            return None
+        return self._fstate.trade_of(book, self._kinds[inst], row)
+
+    def _event_after(self, book: Any, inst: int, row: tuple[Any, ...], trade: Any,
+                     last: bool) -> None:
+        """After event ``row`` was applied: its trade counted, OFI at a packet's end."""
+        if not self._selected[inst]:
+            return
+        if trade is not None:
+            self._fstate.trade_commit(inst, trade)
+            if self.record_trades:
+                if self._tcount == self.trade_capacity:
+                    self._grow_trades(self._tcount + 1)
+                t = self._tcount
+                tc = self._tcols
+                tc["ts"][t] = row[0]
+                tc["instrument"][t] = inst
+                tc["sequence"][t] = row[10]
+                tc["price"][t], tc["qty"][t], tc["aggressor"][t], tc["rule"][t] = trade
+                tc["flags"][t] = row[5]
+                self._tcount = t + 1
+        if last and self._fstate.k:
+            self._fstate.ofi_update(book, inst, row[3], row[5])
 
     def _before(self, book: Any, inst: int, ts: int, sequence: int) -> None:
         """The interval rule, before an event of ``inst`` at exchange time ``ts``."""
@@ -383,6 +469,24 @@ class Sampler:
         """
         n = self._count
         return {name: col[:n] for name, col in self._cols.items()}
+
+    def trades(self) -> dict[str, np.ndarray]:
+        """Views of the trade prints kept so far (``trades=True``), by column.
+
+        One row per EXECUTE or TRADE event of a sampled instrument that was
+        applied (non-printable executions excluded: their shares print later,
+        in a cross), with the columns of :data:`TRADE_COLUMNS`.
+        """
+        n = self._tcount
+        return {name: col[:n] for name, col in self._tcols.items()}
+
+    def take_trades(self) -> dict[str, np.ndarray]:
+        """The trade prints so far (as :meth:`trades`); the trades table then starts empty."""
+        if self._busy:
+            raise RuntimeError("this Sampler is in use by BookSet.apply in another thread")
+        out = {name: col[: self._tcount].copy() for name, col in self._tcols.items()}
+        self._tcount = 0
+        return out
 
     def take(self) -> dict[str, np.ndarray]:
         """The rows taken so far (as :meth:`columns`); the sampler then starts empty.
@@ -433,6 +537,8 @@ class Sampler:
             for name in LEVEL_COLUMNS:
                 flat = pa.array(cols[name].reshape(-1))
                 arrays[name] = pa.FixedSizeListArray.from_arrays(flat, self.depth)
+            for col in self.features.columns:
+                arrays[col.name] = pa.array(cols[col.name])
             return pa.table(arrays)
         from fastbook.writers import arrow_array, output_columns
 
@@ -446,6 +552,8 @@ class Sampler:
                 np.column_stack([c.mask for c in levels]).reshape(-1)
             arrays[name] = pa.FixedSizeListArray.from_arrays(pa.array(values, mask=mask),
                                                              self.depth)
+        for col in self.features.columns:
+            arrays[col.name] = arrow_array(pa, cols[col.name])
         return pa.table(arrays)
 
     def to_pandas(self, *, prices: str = "int", quantities: str = "int",
@@ -480,6 +588,8 @@ class Sampler:
             rules.append("on_bbo=True")
         if self.packets:
             rules.append("packets=True")
+        if len(self.features):
+            rules.append(f"features={','.join(self.features.names)}")
         return f"<fastbook.Sampler depth={self.depth} {' '.join(rules)} rows={self._count}>"
 
 

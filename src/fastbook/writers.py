@@ -260,7 +260,28 @@ def output_columns(columns: dict[str, np.ndarray], instruments: list[dict[str, A
             if options.missing == "nan":
                 mask = columns[name[:3] + "_qty"][:, k] == 0
             out.append(_Column(f"{name}_{k + 1}", values, mask))
+    out += _feature_columns(columns, qty_scale)
     return out
+
+
+def _feature_columns(columns: dict[str, np.ndarray],
+                     qty_scale: np.ndarray | None) -> list[_Column]:
+    """The feature columns (``Sampler(features=...)``), after the levels, in their order:
+    integer quantities (depth, OFI, trade flow) divided by the scale for
+    ``quantities="float"``; the rest (already in real units) as they are."""
+    from fastbook.features import column_unit
+
+    out = []
+    for name, values in columns.items():
+        if name in _SAMPLE_NAMES:
+            continue
+        if column_unit(name) == "qty" and qty_scale is not None:
+            values = values / qty_scale
+        out.append(_Column(name, values))
+    return out
+
+
+_SAMPLE_NAMES = frozenset([name for name, _ in SCALAR_COLUMNS] + list(LEVEL_COLUMNS))
 
 
 def arrow_array(pa: Any, col: _Column) -> Any:
