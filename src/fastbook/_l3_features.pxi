@@ -628,6 +628,8 @@ cdef void _vpin_add(_features *f, uint32_t inst, int64_t qty, int aggressor,
     cdef int64_t room = size - v[0] - v[1]
     cdef int64_t fill = room if room < qty else qty
     cdef int64_t whole, rest, i, n
+    if size <= 0:
+        return      # V is not a whole number of this instrument's quantity steps
     v[cur] += fill
     qty -= fill
     if fill == room:

@@ -223,14 +223,6 @@ class FeatureState:
             return
         metas = [bookset.instrument(i) for i in range(old, n)]
         fixed = self.fs.fixed(metas) if len(self.fs) else np.zeros((n - old, 1), np.int64)
-        if self.fs.vpin is not None:
-            j = self.fs.features.index(self.fs.vpin)
-            for i, meta in enumerate(metas):
-                if int(fixed[i, j]) * self.nb >= 1 << 62:
-                    raise ValueError(f"feature {self.fs.vpin.name!r}: {self.nb} buckets of "
-                                     f"{self.fs.vpin.amount} are too much volume for "
-                                     f"{meta['symbol']!r} (qty_decimals="
-                                     f"{meta['qty_decimals']}); use fewer or smaller buckets")
 
         def extend(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return np.concatenate([arr, rows.astype(arr.dtype).reshape(-1, *arr.shape[1:])])
@@ -351,7 +343,8 @@ class FeatureState:
         last[_L_PRICE] = price
         if self.nb and aggressor != UNKNOWN:
             j = self.fs.features.index(self.fs.vpin)  # type: ignore[arg-type]
-            self._vpin_add(inst, qty, aggressor, int(self.fixed[inst, j]))
+            if int(self.fixed[inst, j]):
+                self._vpin_add(inst, qty, aggressor, int(self.fixed[inst, j]))
 
     def _vpin_add(self, inst: int, qty: int, aggressor: int, size: int) -> None:
         v = self.vpin[inst]

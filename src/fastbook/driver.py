@@ -57,8 +57,10 @@ from fastbook.writers import (
     date_from_name,
     empty_columns,
     instruments_of,
+    output_format,
     samples_frame,
     samples_table,
+    write_trades,
 )
 
 if TYPE_CHECKING:
@@ -405,6 +407,7 @@ class ReplayResult:
         self.options = options if options is not None else OutputOptions()
         self.session: Any = None
         self.book_stats: dict[tuple[str, str], dict[str, Any]] | None = None
+        self.trades: dict[str, np.ndarray] = {}
 
     @property
     def date(self) -> Any:
@@ -492,6 +495,17 @@ class ReplayResult:
                               self._options(options))
         writer.write(self._samples_or_empty(), self.instruments)
         writer.close(self.instruments)
+
+    def write_trades(self, path: str | os.PathLike[str], **options: Any) -> int:
+        """Write the trade prints (``replay(..., trades=True)``) to ``.parquet`` or ``.csv``.
+
+        Options as :meth:`to_arrow` (``prices``, ``quantities``; ``reason="names"``
+        writes the aggressor as ``buy`` / ``sell``). Returns the rows written.
+        """
+        if not self.trades:
+            raise FastbookError("this replay kept no trades: replay(..., trades=True)")
+        return write_trades(path, self.trades, self.instruments, self._options(options),
+                            codec=self.codec, ts_origin=self.ts_origin)
 
     def _samples_or_empty(self) -> dict[str, np.ndarray]:
         if self.samples:
@@ -1143,6 +1157,8 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            instruments: Any = None, book_depth: int | None = None, verify: bool = True,
            prices: str = "int", quantities: str = "int", timestamps: str = "int",
            date: Any = None, missing: str = "zero", reason: str = "bits",
+           features: Iterable[Any] | str | None = None,
+           trades: bool | str | os.PathLike[str] = False,
            consolidate: Literal[False] | None = None, **codec_options: Any) -> ReplayResult: ...
 
 
@@ -1160,6 +1176,8 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            instruments: Any = None, book_depth: int | None = None, verify: bool = True,
            prices: str = "int", quantities: str = "int", timestamps: str = "int",
            date: Any = None, missing: str = "zero", reason: str = "bits",
+           features: Iterable[Any] | str | None = None,
+           trades: bool | str | os.PathLike[str] = False,
            consolidate: Any = None, **codec_options: Any) -> ReplayResult | ConsolidatedResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
@@ -1241,6 +1259,15 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         A missing level as 0 / 0 or as null (NaN in pandas, empty in CSV).
     reason : {"bits", "names"}
         The ``reason`` column as its bits or as the rules' names (``"every|bbo"``).
+    features : list of str, or str, optional
+        Feature columns added to every sample row, computed in the apply loop
+        (:mod:`fastbook.features`, ``docs/features.md``): ``["mid", "spread",
+        "microprice", "imbalance_5", "ofi_5", "trade_flow", "vpin_1000_50"]``.
+        Needs ``every=``.
+    trades : bool or path, optional
+        Keep every trade print (ITCH executions and trade messages, the venues'
+        trades in L2 captures) with its aggressor side: ``True`` in
+        ``result.trades``, a ``.parquet`` / ``.csv`` path written there.
     consolidate : True, list of symbols or {symbol: ["venue:native", ...]}, optional
         Several venues' captures (``source`` a list, each capture's codec read
         from its URLs or given as ``codec="a,b,c"``) replayed together, merged
@@ -1301,6 +1328,12 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     books = BookSet(on_error="stop" if on_error == "raise" else on_error) \
         if bookset is None else bookset
     rules = parse_every(every) if every is not None else None
+    if features is not None and features != [] and rules is None:
+        raise ValueError("features= are columns of the samples: give a sampling rule (every=)")
+    if not isinstance(trades, bool):
+        check_output(trades, "trades")
+        if output_format(trades) not in ("parquet", "csv"):
+            raise ValueError(f"trades= is written to .parquet or .csv, not {os.fspath(trades)!r}")
     registered = Instruments(books)
     run: StreamRun | L2Run | SessionRun
     live_run: SessionRun | None = None
@@ -1341,13 +1374,15 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
                             date=date, missing=missing, reason=reason)
     options.check(ts_origin, str(codec))
     # L2 feeds: one row per venue message at most, never from inside one
-    sampler = Sampler(depth, capacity=1 << 16, packets=run.packets, **rules) if rules else None
+    sampler = Sampler(depth, capacity=1 << 16, packets=run.packets, features=features,
+                      trades=trades is not False, **(rules or {})) \
+        if rules or trades is not False else None
     # a row group holds row_group_size rows, but at most about _GROUP_BYTES of samples, so
     # deep samples (depth 50: 1.6 KB a row) keep memory bounded too
     group_rows = max(1024, min(row_group_size, _GROUP_BYTES // _row_bytes(depth)))
     writer = None
     if output is not None:
-        if sampler is None:
+        if rules is None:
             raise ValueError("output= needs a sampling rule (every=)")
         writer = SampleWriter(output, group_rows, codec, ts_origin, options)
     samples: dict[str, np.ndarray] = {}
@@ -1358,7 +1393,8 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     def flush(force: bool) -> None:
         # row groups bound the memory of a run that writes its samples out; a run that
         # keeps them lets the sampler grow (in place) and takes them once, at the end
-        if sampler is None or (not force and (writer is None or len(sampler) < group_rows)):
+        if sampler is None or rules is None or \
+                (not force and (writer is None or len(sampler) < group_rows)):
             return
         cols = sampler.take()
         if writer is not None:
@@ -1377,6 +1413,12 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
             lob.close(failed=failed)
     if writer is not None:
         writer.close(instruments_of(books))
+    trade_table: dict[str, np.ndarray] = {}
+    if sampler is not None and trades is not False:
+        trade_table = sampler.take_trades()
+        if trades is not True:
+            write_trades(trades, trade_table, instruments_of(books), options, codec=codec,
+                         ts_origin=ts_origin)
     seconds = time.perf_counter() - t0
     fields = run.result_fields()
     warned, crossed = _after(run, books, symbols, lob)
@@ -1384,6 +1426,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         books=books, samples=samples, seconds=seconds, codec=codec, kind=kind,
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
         options=options, warnings=warned, crossed=crossed, **fields)
+    result.trades = trade_table
     if live_run is not None:
         result.session = live_run.session
         result.book_stats = live_run.book_stats()

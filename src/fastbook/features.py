@@ -95,18 +95,20 @@ class Feature:
         return self.kind in FLOW_KINDS
 
     def fixed(self, qty_decimals: int) -> int:
-        """``amount`` in fixed-point quantity units of an instrument (walk_cost, vpin)."""
+        """``amount`` in fixed-point quantity units of an instrument (walk_cost, vpin).
+
+        0 when it is not a whole number of the instrument's quantity steps, or too
+        large (``vpin``: ``N * V`` must stay below 2**62 units): the feature is then
+        NaN for that instrument (``docs/features.md``), never computed for a rounded
+        amount, and never an error in the middle of a replay.
+        """
         assert self.amount is not None
         scaled = self.amount.scaleb(qty_decimals)
         if scaled != scaled.to_integral_value() or scaled < 1:
-            raise ValueError(
-                f"feature {self.name!r}: {self.amount} is not a whole positive number of "
-                f"quantity steps for an instrument with qty_decimals={qty_decimals} "
-                f"(the step is {Decimal(1).scaleb(-qty_decimals)})")
+            return 0
         value = int(scaled)
-        if value >= 1 << 62:
-            raise ValueError(f"feature {self.name!r}: {self.amount} is too large for an "
-                             f"instrument with qty_decimals={qty_decimals}")
+        if value * max(self.k, 1) >= 1 << 62:
+            return 0
         return value
 
     def bps_ratio(self) -> tuple[int, int]:
@@ -159,14 +161,14 @@ class FeatureSet:
     def __init__(self, features: Sequence[Feature]):
         self.features = tuple(features)
         self.columns = tuple(c for f in self.features for c in f.columns)
-        names = [c.name for c in self.columns]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"features give the same column twice: {', '.join(dup)}")
         for kind, what in ((OFI, "ofi"), (TRADE_FLOW, "trade_flow"), (VPIN, "vpin"),
                            (STOIKOV, "Stoikov")):
             if sum(f.kind == kind for f in self.features) > 1:
                 raise ValueError(f"at most one {what} feature per sampler")
+        names = [c.name for c in self.columns]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"features give the same column twice: {', '.join(dup)}")
         self.ofi_levels = max((f.k for f in self.features if f.kind == OFI), default=0)
         self.trades = any(f.kind in (TRADE_FLOW, VPIN) for f in self.features)
         self.vpin = next((f for f in self.features if f.kind == VPIN), None)

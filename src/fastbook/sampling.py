@@ -225,10 +225,11 @@ class Sampler:
         if not isinstance(packets, bool):
             raise TypeError(f"packets must be a bool, got {packets!r}")
         self.packets = packets
-        if self.every is None and self.interval is None and not on_bbo:
-            raise ValueError("a Sampler needs at least one rule: every=, interval= or on_bbo=True")
         if not isinstance(trades, bool):
             raise TypeError(f"trades must be a bool, got {trades!r}")
+        if self.every is None and self.interval is None and not on_bbo and not trades:
+            raise ValueError("a Sampler needs at least one rule: every=, interval= or on_bbo=True"
+                             " (or trades=True alone, for the trades table)")
         self.features: FeatureSet = parse_features(features)
         self.record_trades = trades
         from fastbook._pyfeatures import FeatureState

@@ -706,3 +706,64 @@ def _copy_book(book: Any) -> Any:
             for order_id, qty in book.orders_at(side, price):
                 copy.add(order_id, side, price, qty)
     return copy
+
+
+def trade_columns(trades: dict[str, np.ndarray], instruments: list[dict[str, Any]],
+                  options: OutputOptions) -> list[_Column]:
+    """The trades table's output columns (``Sampler(trades=True)``, ``replay(trades=...)``):
+    ``ts``, ``instrument``, ``symbol``, ``sequence``, ``price``, ``qty``, ``aggressor``
+    (1 buy, 2 sell, 0 unknown; ``"buy"``/``"sell"``/``""`` with ``reason="names"``),
+    ``rule`` (how the aggressor was found, as its name) and ``flags``, with the price
+    and quantity options applied."""
+    from fastbook._pyfeatures import RULES
+
+    ids = trades["instrument"]
+    symbols = [i["symbol"] for i in instruments]
+    code_of = {s: k for k, s in enumerate(dict.fromkeys(symbols))}
+    code_of_id = np.array([code_of[s] for s in symbols] or [0], np.int32)
+    price, qty = trades["price"], trades["qty"]
+    if options.prices == "float":
+        price = price / _scales(instruments, "price_decimals", ids)
+    if options.quantities == "float":
+        qty = qty / _scales(instruments, "qty_decimals", ids)
+    aggressor = _Column("aggressor", trades["aggressor"])
+    if options.reason == "names":
+        aggressor = _Column("aggressor", trades["aggressor"].astype(np.int8),
+                            categories=["", "buy", "sell"])
+    return [_Column("ts", trades["ts"]), _Column("instrument", ids),
+            _Column("symbol", code_of_id[ids] if len(ids) else np.zeros(0, np.int32),
+                    categories=list(code_of)),
+            _Column("sequence", trades["sequence"]), _Column("price", price),
+            _Column("qty", qty), aggressor,
+            _Column("rule", trades["rule"].astype(np.int8), categories=list(RULES)),
+            _Column("flags", trades["flags"])]
+
+
+def write_trades(path: str | os.PathLike[str], trades: dict[str, np.ndarray],
+                 instruments: list[dict[str, Any]], options: OutputOptions | None = None, *,
+                 codec: str = "", ts_origin: str = "") -> int:
+    """Write a trades table to ``.parquet`` or ``.csv``; returns the rows written.
+
+    A Parquet file's schema metadata has ``fastbook.table = "trades"`` and the
+    instruments with their scales, as the samples' files have.
+    """
+    options = options or OutputOptions()
+    cols = trade_columns(trades, instruments, options)
+    fmt = output_format(path)
+    if fmt == "csv":
+        out = _CsvFile(os.fspath(path))
+        out.write(cols, instruments)
+        out.close()
+        return len(trades["ts"])
+    if fmt != "parquet":
+        raise ValueError(f"trades are written to .parquet or .csv, not {os.fspath(path)!r}")
+    pa = _pyarrow()
+    import pyarrow.parquet as pq
+
+    table = pa.table({c.name: arrow_array(pa, c) for c in cols})
+    meta = samples_metadata(instruments, 0, len(trades["ts"]), options, codec=codec,
+                            ts_origin=ts_origin)
+    meta.pop("fastbook.depth", None)
+    meta["fastbook.table"] = "trades"
+    pq.write_table(table.replace_schema_metadata(_with_pandas_attrs(meta)), os.fspath(path))
+    return len(trades["ts"])
