@@ -29,7 +29,7 @@ cdef enum:
     _RULE_RESTING = 2
     _RULE_QUOTE = 3
     _RULE_TICK = 4
-    _SCRATCH_MIN = 64           # levels read first for a walk; then 4x as needed
+    _SCRATCH_MIN = 16           # levels read first past the row's; then 2x as needed
 
 
 ctypedef struct _features:
@@ -233,7 +233,7 @@ cdef inline int _level(_features *f, const fb_bookset *bs, uint32_t inst, int si
     if i >= f.scr_n:
         if i >= _side_depth(bs, inst, side):
             return 0
-        want = f.scr_n * 4 if f.scr_n * 4 > _SCRATCH_MIN else _SCRATCH_MIN
+        want = f.scr_n * 2 if f.scr_n * 2 > _SCRATCH_MIN else _SCRATCH_MIN
         if want <= i:
             want = i + 1
         if _scratch_read(f, bs, inst, want) < 0:
@@ -252,9 +252,13 @@ cdef inline double _nan() noexcept nogil:
     return <double>NAN
 
 
-cdef int _feat_row(_features *f, const fb_bookset *bs, uint32_t inst,
-                   Py_ssize_t r) noexcept nogil:
-    """Write row ``r``'s feature columns for ``inst``; reset its flow sums."""
+cdef int _feat_row(_features *f, const fb_bookset *bs, uint32_t inst, Py_ssize_t r,
+                   const int64_t *bp, const int64_t *bq, const int64_t *ap, const int64_t *aq,
+                   Py_ssize_t depth) noexcept nogil:
+    """Write row ``r``'s feature columns for ``inst``; reset its flow sums.
+
+    ``bp`` .. ``aq``: the row's own ``depth`` levels, the scratch's first levels (the
+    features read deeper only when they need to)."""
     cdef Py_ssize_t j, col, m, n, i
     cdef const int64_t *sp
     cdef int64_t b = 0, qb = 0, a = 0, qa = 0, px, qty, k
@@ -262,9 +266,24 @@ cdef int _feat_row(_features *f, const fb_bookset *bs, uint32_t inst,
     cdef i128 m2, sb, sa, d
     cdef double scale = f.scale[inst], qscale = f.qscale[inst], tick
     cdef double *out
+    cdef int64_t *grown
     cdef int rc
     f.scr_n = 0
-    _read_top(bs, inst, 1, &b, &qb, &a, &qa)
+    if f.scr_cap < depth:
+        grown = <int64_t *>realloc(f.scr, <size_t>(4 * depth) * sizeof(int64_t))
+        if grown == NULL:
+            return FB_ENOMEM
+        f.scr = grown
+        f.scr_cap = depth
+    memcpy(f.scr, bp, <size_t>depth * sizeof(int64_t))
+    memcpy(f.scr + f.scr_cap, bq, <size_t>depth * sizeof(int64_t))
+    memcpy(f.scr + 2 * f.scr_cap, ap, <size_t>depth * sizeof(int64_t))
+    memcpy(f.scr + 3 * f.scr_cap, aq, <size_t>depth * sizeof(int64_t))
+    f.scr_n = depth
+    b = bp[0]
+    qb = bq[0]
+    a = ap[0]
+    qa = aq[0]
     both = qb > 0 and qa > 0
     m2 = <i128>a + b
     for j in range(f.nfeat):
@@ -400,28 +419,28 @@ cdef int _depth_bps(_features *f, const fb_bookset *bs, uint32_t inst, bint ok, 
 
 cdef double _slope(const _features *f, int side, Py_ssize_t k, i128 m2, double scale,
                    double qscale) noexcept nogil:
+    # in raw units (x = twice the distance from mid, y = cumulative quantity), scaled to
+    # real units once at the end
     cdef Py_ssize_t n = 0, i
     cdef i128 cum = 0
-    cdef double mx = 0.0, my = 0.0, sxx = 0.0, sxy = 0.0, dx, x, y
+    cdef double mx = 0.0, my = 0.0, sxx = 0.0, sxy = 0.0, dx
     while n < k and n < f.scr_n and _lvl_qty(f, side, n) > 0:
         n += 1
     if n < 2:
         return _nan()
     for i in range(n):
         cum = _sat(cum + _lvl_qty(f, side, i))
-        mx += <double>_abs128(<i128>2 * _lvl_px(f, side, i) - m2) / (2.0 * scale)
-        my += <double>cum / qscale
+        mx += <double>_abs128(<i128>2 * _lvl_px(f, side, i) - m2)
+        my += <double>cum
     mx /= <double>n
     my /= <double>n
     cum = 0
     for i in range(n):
         cum = _sat(cum + _lvl_qty(f, side, i))
-        x = <double>_abs128(<i128>2 * _lvl_px(f, side, i) - m2) / (2.0 * scale)
-        y = <double>cum / qscale
-        dx = x - mx
+        dx = <double>_abs128(<i128>2 * _lvl_px(f, side, i) - m2) - mx
         sxx += dx * dx
-        sxy += dx * (y - my)
-    return sxy / sxx if sxx > 0.0 else _nan()
+        sxy += dx * (<double>cum - my)
+    return sxy / sxx * (2.0 * scale) / qscale if sxx > 0.0 else _nan()
 
 
 cdef int _walk(_features *f, const fb_bookset *bs, uint32_t inst, int side, int64_t q,
@@ -461,6 +480,42 @@ cdef int _walk(_features *f, const fb_bookset *bs, uint32_t inst, int side, int6
 
 
 # --- between rows: order flow imbalance ---------------------------------------------
+cdef inline bint _deep(const _features *f, uint32_t inst, int side, int64_t price) noexcept nogil:
+    # price is strictly behind the k-th level of a side that has k levels (ofi_prev)
+    cdef Py_ssize_t k = f.ofi_k
+    cdef const int64_t *prev = &f.ofi_prev[4 * k * <Py_ssize_t>inst]
+    if side == FB_BID:
+        return prev[2 * k - 1] > 0 and price < prev[k - 1]
+    if side == FB_ASK:
+        return prev[4 * k - 1] > 0 and price > prev[3 * k - 1]
+    return False
+
+
+cdef bint _ofi_skips(const _features *f, const fb_bookset *bs, const fb_event *e,
+                     uint32_t inst) noexcept nogil:
+    """Before event ``e``: True when it cannot change the top k levels (its order's
+    price is behind the k-th level of a side that has k), so OFI needs no look."""
+    cdef uint8_t a = e.action
+    cdef const fb_l3book *b3
+    cdef int32_t idx
+    if a == FB_TRADE or a == FB_STATUS:
+        return True
+    if (e.flags & FB_FLAG_SNAPSHOT) or a == FB_SNAPSHOT_BEGIN or a == FB_SNAPSHOT_END \
+            or a == FB_CLEAR:
+        return False
+    if bs.kinds[inst] != FB_KIND_L3 or a == FB_ADD:
+        return a >= FB_ADD and a <= FB_SET_LEVEL and _deep(f, inst, e.side, e.price)
+    b3 = <const fb_l3book *>bs.books[inst]
+    if b3.side_keys and e.side != FB_BID and e.side != FB_ASK:
+        return True             # refused: changes nothing
+    idx = fb_l3_find(b3, e.order_id, e.side)
+    if idx == FB_NIL:
+        return True             # refused: changes nothing
+    if not _deep(f, inst, b3.orders[idx].side, _price_of(b3, idx)):
+        return False
+    return a != FB_REPLACE or _deep(f, inst, b3.orders[idx].side, e.price)
+
+
 cdef void _feat_ofi(_features *f, const fb_bookset *bs, const fb_event *e,
                     uint32_t inst) noexcept nogil:
     """After event ``e`` (the instrument's last of its packet in packet mode)."""

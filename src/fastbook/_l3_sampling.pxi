@@ -199,7 +199,8 @@ cdef int _sample_row(_sampler *s, const fb_bookset *bs, uint32_t inst, int64_t t
     else:
         fb_book_top(<const fb_book *>bs.books[inst], s.depth, s.bid_px + off, s.bid_qty + off,
                     s.ask_px + off, s.ask_qty + off)
-    if s.feat.nfeat and _feat_row(&s.feat, bs, inst, r) < 0:
+    if s.feat.nfeat and _feat_row(&s.feat, bs, inst, r, s.bid_px + off, s.bid_qty + off,
+                                  s.ask_px + off, s.ask_qty + off, s.depth) < 0:
         return FB_ENOMEM
     s.count = r + 1
     return FB_OK

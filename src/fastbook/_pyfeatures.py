@@ -25,6 +25,8 @@ _BPS = 10_000
 _SNAPSHOTISH = (int(Action.SNAPSHOT_BEGIN), int(Action.SNAPSHOT_END), int(Action.CLEAR))
 _SNAPSHOT = int(Flags.SNAPSHOT)
 _EXECUTE, _TRADE = int(Action.EXECUTE), int(Action.TRADE)
+_ADD, _SET_LEVEL, _REPLACE = int(Action.ADD), int(Action.SET_LEVEL), int(Action.REPLACE)
+_STATUS = int(Action.STATUS)
 _NON_PRINTABLE, _CROSS = int(Flags.NON_PRINTABLE), int(Flags.CROSS)
 _AGG_BUY, _AGG_SELL = int(Flags.AGGRESSOR_BUY), int(Flags.AGGRESSOR_SELL)
 
@@ -148,6 +150,7 @@ def _depth_bps(book: Any, ok: bool, m2: int, num: int, den: int) -> list[int]:
 
 
 def _slope(levels: list[tuple[int, int]], m2: int, scale: float, qscale: float) -> float:
+    # raw units (x = twice the distance from mid, y = cumulative quantity), scaled once
     n = len(levels)
     if n < 2:
         return _NAN
@@ -155,8 +158,8 @@ def _slope(levels: list[tuple[int, int]], m2: int, scale: float, qscale: float) 
     cum = 0
     for p, q in levels:
         cum = clamp(cum + q)
-        xs.append(float(abs(2 * p - m2)) / (2.0 * scale))
-        ys.append(float(cum) / qscale)
+        xs.append(float(abs(2 * p - m2)))
+        ys.append(float(cum))
     mx = 0.0
     my = 0.0
     for i in range(n):
@@ -170,7 +173,7 @@ def _slope(levels: list[tuple[int, int]], m2: int, scale: float, qscale: float) 
         dx = xs[i] - mx
         sxx += dx * dx
         sxy += dx * (ys[i] - my)
-    return sxy / sxx if sxx > 0.0 else _NAN
+    return sxy / sxx * (2.0 * scale) / qscale if sxx > 0.0 else _NAN
 
 
 def _walk(book: Any, side: int, q: int, has_mid: bool, m2: int,
@@ -281,6 +284,37 @@ class FeatureState:
                 - (qa if pa <= oa else 0) + (oqa if pa >= oa else 0)
             acc[m] = clamp(int(acc[m]) + e)
         prev[:] = now
+
+    def _deep(self, inst: int, side: int, price: int) -> bool:
+        k = self.k
+        prev = self.ofi_prev[inst]
+        if side == 1:
+            return int(prev[2 * k - 1]) > 0 and price < int(prev[k - 1])
+        if side == 2:
+            return int(prev[4 * k - 1]) > 0 and price > int(prev[3 * k - 1])
+        return False
+
+    def ofi_skips(self, book: Any, kind: str, row: tuple[Any, ...]) -> bool:
+        """Before an event (per-event sampling): True when it cannot change the top k
+        levels, so OFI is not looked at (the kernel's ``_ofi_skips``, the same rule)."""
+        _, _, inst, action, side, flags, price, _, order_id, _, _ = row
+        if action in (_TRADE, _STATUS):
+            return True
+        if flags & _SNAPSHOT or action in _SNAPSHOTISH:
+            return False
+        if kind != "l3" or action == _ADD:
+            return _ADD <= action <= _SET_LEVEL and self._deep(inst, side, price)
+        if book.side_keys and side not in (1, 2):
+            return True
+        try:
+            found = book.order(order_id, side=side) if book.side_keys else book.order(order_id)
+        except (ValueError, TypeError):
+            return True
+        if found is None:
+            return True
+        if not self._deep(inst, found[0], found[1]):
+            return False
+        return action != _REPLACE or self._deep(inst, found[0], price)
 
     # -- before an event: which trade it prints, if any --------------------------------
     def trade_of(self, book: Any, kind: str, row: tuple[Any, ...]) -> tuple[int, ...] | None:

@@ -408,6 +408,11 @@ class Sampler:
             return None
         return self._fstate.trade_of(book, self._kinds[inst], row)
 
+    def _ofi_skips(self, book: Any, inst: int, row: tuple[Any, ...]) -> bool:
+        """Per-event sampling: whether OFI can skip event ``row`` (before it is applied)."""
+        return not self.packets and bool(self._fstate.k) and bool(self._selected[inst]) \
+            and self._fstate.ofi_skips(book, self._kinds[inst], row)
+
     def _event_after(self, book: Any, inst: int, row: tuple[Any, ...], trade: Any,
                      last: bool) -> None:
         """After event ``row`` was applied: its trade counted, OFI at a packet's end."""
