@@ -134,8 +134,8 @@ class QueueOrder:
 
 
 class _Order:
-    __slots__ = ("key", "side", "price", "qty", "remaining", "filled", "ahead", "status",
-                 "inconsistent")
+    __slots__ = ("ahead", "filled", "inconsistent", "key", "price", "qty", "remaining", "side",
+                 "status")
 
     def __init__(self, key: Hashable, side: int, price: int, qty: int, ahead: Number) -> None:
         self.key = key
@@ -152,7 +152,7 @@ class _Order:
 class _Level:
     """One price of one side holding own orders: the last size seen and pending credits."""
 
-    __slots__ = ("qty", "pending", "orders")
+    __slots__ = ("orders", "pending", "qty")
 
     def __init__(self, qty: int) -> None:
         self.qty = qty              # the level size as last seen (or as expected after place)
@@ -212,7 +212,8 @@ class QueueTracker:
 
     def __repr__(self) -> str:
         resting = sum(len(lv.orders) for lv in self._levels.values())
-        return f"QueueTracker(model={self.model!r}, resting={resting}, own_in_level={self.own_in_level})"
+        return (f"QueueTracker(model={self.model!r}, resting={resting}, "
+                f"own_in_level={self.own_in_level})")
 
     # -- own orders ----------------------------------------------------------------------
 
@@ -235,7 +236,7 @@ class QueueTracker:
             lv = self._levels[(side, int(price))] = _Level(level_qty)
         else:
             lv.qty = level_qty
-        own = self._own_total(lv)
+        own = self._own_total(lv) if self.own_in_level else 0
         order = _Order(key, side, int(price), qty, max(level_qty - own, 0))
         lv.orders.append(order)
         if self.own_in_level:
@@ -378,7 +379,7 @@ class QueueTracker:
             if reaching <= ahead:        # the volume ends among the others ahead of it
                 order.ahead = ahead - reaching
                 continue
-            fill = min(order.remaining, int(math.floor(reaching - ahead + _EPS)))
+            fill = min(order.remaining, math.floor(reaching - ahead + _EPS))
             order.ahead = 0
             if fill > 0:
                 self._fill(order, lv, fill, fills)
@@ -427,7 +428,7 @@ class QueueTracker:
             ahead = order.ahead
             if cancel:
                 ahead = self._split(ahead, max(before - ahead, 0), cancel)
-            order.ahead = min(ahead, others)
+            order.ahead = min(max(ahead, 0), others)     # float rounding never goes below 0
 
     # -- fastbook event streams -----------------------------------------------------------------
 
@@ -479,7 +480,8 @@ def track_events(tracker: QueueTracker, events: np.ndarray, /, *,
             if action == Action.EXECUTE:
                 aggressor = ASK if int(sides[i]) == BID else BID
             else:
-                aggressor = BID if f & Flags.AGGRESSOR_BUY else ASK if f & Flags.AGGRESSOR_SELL else 0
+                aggressor = (BID if f & Flags.AGGRESSOR_BUY
+                             else ASK if f & Flags.AGGRESSOR_SELL else 0)
             fills += [(i, k, q) for k, q in tracker.on_trade(int(prices[i]), int(qtys[i]),
                                                              aggressor)]
         elif action == Action.CLEAR:
@@ -504,6 +506,7 @@ class _Virtual:
     side: int
     price: int
     placed: int                     # event row of its ADD
+    index: int                      # its number among the virtual orders
     clean: bool = True              # no cancel by others at its level since it (or an earlier
                                     # virtual order still at the level) was placed
     first_exec: int = -1            # event row of its first real execution
@@ -525,9 +528,10 @@ def compare_with_l3(events: np.ndarray, /, *, every: int = 40,
     compared with ``OrderBook.queue_position(order_id)[1]``, until the order leaves.
 
     Returns a dict: ``"models"`` (the names), ``"orders"`` (virtual orders),
-    ``"level"``, ``"exact"``, ``"clean"`` (one row per observation: the level size,
-    the exact quantity ahead, whether no cancel by others had touched the level since
-    the order was placed), ``"estimate"`` (observations x models; 0 once a model
+    ``"level"``, ``"exact"``, ``"clean"``, ``"order"`` (one row per observation, in
+    stream order: the level size, the exact quantity ahead, whether no cancel by
+    others had touched the level since the order was placed, the virtual order's
+    number), ``"estimate"`` (observations x models; 0 once a model
     considers the order filled) and ``"fills"`` (per model: arrays ``real`` and
     ``model``, the first-execution row of each virtual order, -1 for none, and
     ``ts`` the events' exchange times to convert rows into time).
@@ -542,11 +546,12 @@ def compare_with_l3(events: np.ndarray, /, *, every: int = 40,
     trackers: dict[int, list[QueueTracker]] = {}
     virtual: dict[int, _Virtual] = {}
     at_level: dict[tuple[int, int, int], list[int]] = {}
-    model_fill: list[dict[int, int]] = [{} for _ in specs]
+    model_fill: list[dict[Hashable, int]] = [{} for _ in specs]
     obs_level: list[int] = []
     obs_exact: list[int] = []
     obs_clean: list[bool] = []
     obs_est: list[list[float]] = []
+    obs_order: list[int] = []
     adds = 0
 
     def tracker_set(inst: int) -> list[QueueTracker]:
@@ -587,13 +592,17 @@ def compare_with_l3(events: np.ndarray, /, *, every: int = 40,
                 here = at_level.setdefault((inst, side, price), [])
                 # an order placed behind a virtual order the models already got wrong
                 # depends on that error: it is not clean either
-                virtual[oid] = _Virtual(inst, side, price, row,
+                virtual[oid] = _Virtual(inst, side, price, row, len(virtual),
                                         clean=all(virtual[o].clean for o in here))
                 here.append(oid)
             _observe_after(row, inst, ob, touched, at_level, virtual, trackers, obs_level,
-                           obs_exact, obs_clean, obs_est, skip=oid)
+                           obs_exact, obs_clean, obs_est, obs_order, skip=oid)
             continue
-        side, price, _ = ob.order(oid)
+        rec = ob.order(oid)
+        if rec is None:
+            raise ValueError(f"compare_with_l3: event row {row} ({Action(action).name}) names "
+                             f"order {oid}, which is not in instrument {inst}'s book")
+        side, price, _ = rec
         touched = [(side, price)]
         mine = oid in virtual and virtual[oid].end < 0
         if not mine and action != Action.EXECUTE:
@@ -633,7 +642,7 @@ def compare_with_l3(events: np.ndarray, /, *, every: int = 40,
                 _own_gone(tracker_set(inst), oid)
                 leave(oid, row)
         _observe_after(row, inst, ob, touched, at_level, virtual, trackers, obs_level, obs_exact,
-                       obs_clean, obs_est)
+                       obs_clean, obs_est, obs_order)
     keys = list(virtual)
     return {
         "models": names,
@@ -641,6 +650,7 @@ def compare_with_l3(events: np.ndarray, /, *, every: int = 40,
         "level": np.array(obs_level, dtype=np.int64),
         "exact": np.array(obs_exact, dtype=np.int64),
         "clean": np.array(obs_clean, dtype=bool),
+        "order": np.array(obs_order, dtype=np.int64),
         "estimate": np.array(obs_est, dtype=np.float64).reshape(len(obs_level), len(specs)),
         "fills": {
             "real": np.array([virtual[k].first_exec for k in keys], dtype=np.int64),
@@ -662,7 +672,7 @@ def _observe_after(row: int, inst: int, ob: Any, touched: list[tuple[int, int]],
                    at_level: dict[tuple[int, int, int], list[int]], virtual: dict[int, _Virtual],
                    trackers: dict[int, list[QueueTracker]], obs_level: list[int],
                    obs_exact: list[int], obs_clean: list[bool], obs_est: list[list[float]],
-                   skip: int = -1) -> None:
+                   obs_order: list[int], skip: int = -1) -> None:
     """Give the touched levels' new sizes to the trackers and record one observation per
     live virtual order there (``skip``: the order placed by this very event)."""
     for side, price in touched:
@@ -679,6 +689,7 @@ def _observe_after(row: int, inst: int, ob: Any, touched: list[tuple[int, int]],
             obs_level.append(level)
             obs_exact.append(ob.queue_position(oid)[1])
             obs_clean.append(virtual[oid].clean)
+            obs_order.append(virtual[oid].index)
             obs_est.append([_estimate(t, oid) for t in ts])
 
 
