@@ -70,7 +70,9 @@ def plain_replay(events: np.ndarray) -> float:
             ob.add(oid, side, price, int(qty_col[row]))
             ob.qty_at(side, price)
             continue
-        side, price, _ = ob.order(oid)
+        rec = ob.order(oid)
+        assert rec is not None, f"row {row}: order {oid} is not in the book"
+        side, price, _ = rec
         if action == Action.EXECUTE:
             ob.execute(oid, int(qty_col[row]))
         elif action == Action.REDUCE:

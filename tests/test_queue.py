@@ -324,3 +324,9 @@ def test_compare_with_l3_names_the_row_of_an_inconsistent_stream():
     ])
     with pytest.raises(ValueError, match=r"row 1 \(DELETE\) names order 2"):
         compare_with_l3(ev)
+
+
+def test_exported_lazily_from_fastbook():
+    import fastbook
+
+    assert fastbook.QueueTracker is QueueTracker
