@@ -239,12 +239,12 @@ ops = st.lists(st.tuples(st.sampled_from(["add", "cancel", "trade"]), st.integer
 
 @settings(max_examples=150, deadline=None)
 @given(before=st.lists(st.integers(1, 40), max_size=6), own=st.integers(1, 30), steps=ops,
-       model=st.sampled_from(range(len(ALL))))
+       model=st.sampled_from(range(len(ALL))), own_in_level=st.booleans())
 def test_estimates_stay_within_the_level_and_equal_fifo_without_cancels(before, own, steps,
-                                                                       model):
+                                                                       model, own_in_level):
     name, kw = ALL[model]
     queue = [["o", q] for q in before]           # the real FIFO level, ours included
-    t = QueueTracker(name, **kw)
+    t = QueueTracker(name, own_in_level=own_in_level, **kw)
     t.place("me", BID, 100, own, sum(before))
     queue.append(["me", own])
     cancelled = False
@@ -271,12 +271,12 @@ def test_estimates_stay_within_the_level_and_equal_fifo_without_cancels(before, 
                     queue.pop(0)
             if not cancelled:
                 assert sum(f for _, f in fills) == real
-        level = sum(e[1] for e in queue)
+        level = sum(e[1] for e in queue if own_in_level or e[0] == "o")
         t.on_level(BID, 100, level)
         o = t.order("me")
         ahead = t.position("me")
         if o.status == "resting":
-            assert 0 <= ahead <= level - o.remaining + 1e-9
+            assert 0 <= ahead <= level - (o.remaining if own_in_level else 0) + 1e-9
         if not cancelled:
             exact = next((sum(e[1] for e in queue[:i]) for i, e in enumerate(queue)
                           if e[0] == "me"), None)
@@ -324,6 +324,15 @@ def test_compare_with_l3_names_the_row_of_an_inconsistent_stream():
     ])
     with pytest.raises(ValueError, match=r"row 1 \(DELETE\) names order 2"):
         compare_with_l3(ev)
+
+
+def test_module_examples():
+    import doctest
+
+    from fastbook import queue
+
+    result = doctest.testmod(queue)
+    assert result.attempted > 5 and result.failed == 0
 
 
 def test_exported_lazily_from_fastbook():
