@@ -51,6 +51,14 @@ def test_cancel_split_per_model():
     assert _after_one_cancel("log") == pytest.approx(60 - 20 * share)
 
 
+def test_power_model_with_a_huge_exponent_does_not_overflow():
+    t = backtest("power", p=500.0)
+    t.place("k", BID, 100, 1, 10**9)
+    t.on_level(BID, 100, 10**9 + 10**8)
+    t.on_level(BID, 100, 10**9)               # f(ahead) dwarfs f(behind): all from ahead
+    assert t.position("k") == pytest.approx(10**9 - 10**8)
+
+
 def test_pessimistic_is_exact_integers_and_cancels_beyond_behind_come_from_ahead():
     t = backtest("pessimistic")
     t.place("k", BID, 100, 10, 60)

@@ -79,21 +79,36 @@ def _proportional(ahead: Number, behind: Number, cancel: int) -> Number:
     return ahead - cancel * ahead / total
 
 
-def _probabilistic(f: Callable[[float], float]) -> Callable[[Number, Number, int], Number]:
-    """The hftbacktest form: the share from ahead is ``f(a) / (f(a) + f(b))``.
+def _probabilistic(share: Callable[[float, float], float]
+                   ) -> Callable[[Number, Number, int], Number]:
+    """The hftbacktest form: the share from ahead is ``share(a, b) = f(a) / (f(a) + f(b))``.
 
     What the behind part cannot absorb (more than ``behind``) comes from ahead too,
     and ahead never goes below zero.
     """
     def split(ahead: Number, behind: Number, cancel: int) -> Number:
-        fa, fb = f(float(ahead)), f(float(behind))
-        share = 1.0 if fa + fb <= 0 else fa / (fa + fb)
-        from_ahead = cancel * share
+        from_ahead = cancel * share(float(ahead), float(behind))
         from_behind = cancel - from_ahead
         if from_behind > behind:
             from_ahead += from_behind - behind
         return max(ahead - from_ahead, 0.0)
     return split
+
+
+def _power_share(p: float) -> Callable[[float, float], float]:
+    """``a**p / (a**p + b**p)``, computed as ``1 / (1 + (b/a)**p)`` in logs: no overflow."""
+    def share(a: float, b: float) -> float:
+        if a <= 0 or b <= 0:
+            return 0.0 if a <= 0 < b else 1.0
+        d = p * (math.log(b) - math.log(a))
+        return 1.0 / (1.0 + math.exp(d)) if d < 700.0 else 0.0
+    return share
+
+
+def _log_share(a: float, b: float) -> float:
+    """``log(1 + a) / (log(1 + a) + log(1 + b))`` (1 when both are 0)."""
+    fa, fb = math.log1p(a), math.log1p(b)
+    return 1.0 if fa + fb <= 0 else fa / (fa + fb)
 
 
 def _model(name: str, p: float) -> Callable[[Number, Number, int], Number]:
@@ -102,11 +117,12 @@ def _model(name: str, p: float) -> Callable[[Number, Number, int], Number]:
     if name == "proportional":
         return _proportional
     if name == "power":
-        if not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) \
+                or p <= 0:
             raise ValueError(f"QueueTracker: p must be a finite number > 0, got {p!r}")
-        return _probabilistic(lambda x: x ** p)
+        return _probabilistic(_power_share(float(p)))
     if name == "log":
-        return _probabilistic(math.log1p)
+        return _probabilistic(_log_share)
     raise ValueError(f"QueueTracker: unknown model {name!r}; expected one of {', '.join(MODELS)}")
 
 
