@@ -16,7 +16,8 @@ order leaves (``fastbook.queue.compare_with_l3`` does the replay). It prints, pe
   median gap in exchange time), missed (executed, never filled by the model) and false fills
   (filled by the model, never executed);
 * the replay's time with the trackers and without them (the same L3 replay, same run): the
-  trackers' cost as a ratio.
+  trackers' cost as a ratio; and the cost of one ``on_level`` / ``on_trade`` call against an
+  empty Python method call measured in the same run.
 
 Sizes (the default is small, a few seconds):
 
@@ -36,10 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from fastbook import ASK, BID
 from fastbook.codecs.itch50 import decode_events
 from fastbook.events import Action
 from fastbook.l3 import OrderBook
-from fastbook.queue import compare_with_l3
+from fastbook.queue import QueueTracker, compare_with_l3
 from fastbook.synth import itch_day
 
 MESSAGES = int(os.environ.get("FASTBOOK_BENCH_QUEUE_MESSAGES", 300_000))
@@ -83,6 +85,41 @@ def plain_replay(events: np.ndarray) -> float:
             ob.replace(oid, int(new_col[row]), int(qty_col[row]), int(price_col[row]))
         ob.qty_at(side, price)
     return time.perf_counter() - t0
+
+
+class _Nothing:
+    def on_level(self, side: int, price: int, qty: int) -> None:
+        """The baseline: a Python method call that does nothing."""
+
+
+def per_call_ns(n: int = 200_000) -> dict[str, float]:
+    """ns per tracker call (one own order at the level; a level without own orders)
+    and per empty Python method call, the baseline, all in this run."""
+    out: dict[str, float] = {}
+    sizes = [1000 + (i % 7) * 10 for i in range(n)]     # ups and downs: cancels to split
+    for name in ("pessimistic", "proportional", "power"):
+        t = QueueTracker(name, own_in_level=False)
+        t.place("k", BID, 100, 10, 10**9)
+        t0 = time.perf_counter()
+        for q in sizes:
+            t.on_level(BID, 100, q)
+        out[f"on_level, {name}"] = (time.perf_counter() - t0) / n * 1e9
+    t0 = time.perf_counter()
+    for q in sizes:
+        t.on_level(BID, 101, q)
+    out["on_level, a level without own orders"] = (time.perf_counter() - t0) / n * 1e9
+    t = QueueTracker("proportional", own_in_level=False)
+    t.place("k", BID, 100, 10, 10**12)
+    t0 = time.perf_counter()
+    for _ in sizes:
+        t.on_trade(100, 1, ASK)
+    out["on_trade at the order's price"] = (time.perf_counter() - t0) / n * 1e9
+    nothing = _Nothing()
+    t0 = time.perf_counter()
+    for q in sizes:
+        nothing.on_level(BID, 100, q)
+    out["baseline: an empty method call"] = (time.perf_counter() - t0) / n * 1e9
+    return out
 
 
 def ages(order: np.ndarray) -> np.ndarray:
@@ -147,6 +184,11 @@ def main() -> int:
     print(f"replay with {len(r['models'])} trackers {with_trackers:.2f} s, plain L3 replay "
           f"{base:.2f} s (same run): ratio {with_trackers / base:.2f}x; "
           f"{len(events) / with_trackers / 1e3:,.0f}k events/s")
+    calls = per_call_ns()
+    base_ns = calls["baseline: an empty method call"]
+    print("\nper call (ns, and ratio to an empty Python method call measured in this run):")
+    for what, ns in calls.items():
+        print(f"  {what:40s} {ns:7.0f} ns  {ns / base_ns:5.1f}x")
     return 1 if failed else 0
 
 
