@@ -78,7 +78,7 @@ __all__ = [
 
 # The live driver is imported on first use: ``import fastbook`` stays free of asyncio
 # and of the network extras.
-_LAZY = {"LiveFeed": "fastbook.live"}
+_LAZY = {"LiveFeed": "fastbook.live", "QueueTracker": "fastbook.queue"}
 
 
 def __getattr__(name: str) -> object:
@@ -98,3 +98,4 @@ def __getattr__(name: str) -> object:
 
 if TYPE_CHECKING:
     from fastbook.live import LiveFeed, live  # noqa: F401
+    from fastbook.queue import QueueTracker  # noqa: F401
