@@ -297,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "or out.csv as they are taken (needs --every)")
     p_replay.add_argument("--lobster", metavar="DIR", help="also write LOBSTER message and "
                                                            "orderbook files per symbol to DIR")
+    p_replay.add_argument("--features", metavar="LIST",
+                          help="feature columns in every sample row, computed in the apply "
+                               "loop (needs --every): mid,spread,microprice,imbalance_5,"
+                               "depth_bps_10,slope_5,walk_cost_100,ofi_5,trade_flow,"
+                               "vpin_1000_50 (docs/features.md)")
+    p_replay.add_argument("--trades", metavar="FILE",
+                          help="write every trade print with its aggressor side to "
+                               "FILE.parquet or FILE.csv")
     p_replay.add_argument("--framing", default=None, choices=FRAMINGS,
                           help="framing of a binary feed file (default: the codec's, "
                                "binaryfile for ITCH)")
@@ -463,7 +471,8 @@ def _header_codec(stream) -> object:  # type: ignore[no-untyped-def]
 
 
 #: Python keyword arguments in fastbook's messages, and the flags that set them here.
-_FLAGS = {"every": "--every", "output": "--output", "symbols": "--symbols",
+_FLAGS = {"every": "--every", "features": "--features", "trades": "--trades",
+          "output": "--output", "symbols": "--symbols",
           "lobster": "--lobster", "instruments": "--instruments", "book_depth": "--book-depth",
           "depth": "--depth", "framing": "--framing", "on_error": "--skip-errors",
           "codec": "--codec", "date": "--date", "timestamps": "--timestamps",
@@ -626,6 +635,16 @@ def replay_command(args: argparse.Namespace) -> int:
         if args.output is not None and args.every is None:
             raise ValueError("--output needs a sampling rule: add --every (1s, 100ms, "
                              "5000msgs, bbo...)")
+        if args.features is not None and args.every is None:
+            raise ValueError("--features are columns of the samples: add --every (1s, 100ms, "
+                             "5000msgs, bbo...)")
+        if args.features is not None:
+            from fastbook.features import parse_features
+
+            try:
+                parse_features(args.features)
+            except ValueError as exc:
+                raise ValueError(f"--features: {exc}") from None
         options: dict[str, object] = {
             "prices": args.prices, "quantities": args.quantities,
             "timestamps": args.timestamps, "date": args.date, "missing": args.missing,
@@ -645,7 +664,8 @@ def replay_command(args: argparse.Namespace) -> int:
                 depth=args.depth,
                 every=args.every, on_error="skip" if args.skip_errors else "raise",
                 output=args.output, progress=False if args.no_progress else None,
-                lobster=args.lobster, **options)
+                lobster=args.lobster, features=args.features,
+                trades=False if args.trades is None else args.trades, **options)
     except BrokenPipeError:
         raise
     except (FastbookError, OSError, ValueError, ImportError, TypeError) as exc:
@@ -655,6 +675,9 @@ def replay_command(args: argparse.Namespace) -> int:
             print("  (use --skip-errors to count and skip such events)", file=sys.stderr)
         return 1
     print(_flagged(result.summary()))
+    if args.trades is not None:
+        n = len(result.trades.get("ts", ()))
+        print(f"{n:,} trade prints written to {args.trades}")
     if result.kind == "live":
         from fastbook.live._record import top_lines
 
