@@ -55,6 +55,9 @@ def add_parsers(sub: Any, fmt: Any) -> None:
                        help="take top-of-book samples of every live book: 100ms, 1s, "
                             "5000msgs, bbo (or a comma-separated mix), as `fastbook replay`")
         p.add_argument("--depth", type=int, default=10, help="levels per side in samples")
+        p.add_argument("--features", metavar="LIST", default=None,
+                       help="feature columns in every sample row, as `fastbook replay "
+                            "--features` (mid,spread,microprice,imbalance_5,ofi_5...)")
         p.add_argument("--samples" if name == "record" else "--output",
                        *(() if name == "record" else ("-o", "--samples")),
                        dest="samples", metavar="FILE",
@@ -147,6 +150,17 @@ def check_args(args: argparse.Namespace) -> None:
         flag = "--samples" if args.command == "record" else "--output"
         raise ValueError(f"--every needs {flag} FILE (.parquet, .arrow or .csv) to write "
                          f"the samples to")
+    features = getattr(args, "features", None)
+    if features is not None:
+        if every is None:
+            raise ValueError("--features are columns of the samples: add --every (100ms, 1s, "
+                             "5000msgs, bbo...)")
+        from fastbook.features import parse_features
+
+        try:
+            parse_features(features)
+        except ValueError as exc:
+            raise ValueError(f"--features: {exc}") from None
     if samples is not None and every is None:
         raise ValueError("writing samples needs a sampling rule: --every 100ms (or 1s, "
                          "5000msgs, bbo)")
@@ -272,7 +286,8 @@ async def run_live(args: argparse.Namespace, out: Any = None, feed: Any = None,
     feed = open_feed(args) if feed is None else feed
     sampler = None
     if getattr(args, "every", None) is not None:
-        sampler = feed.sampler(args.every, depth=args.depth, output=args.samples)
+        sampler = feed.sampler(args.every, depth=args.depth, output=args.samples,
+                               features=getattr(args, "features", None))
     metrics = None
     async with feed:
         try:

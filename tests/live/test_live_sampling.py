@@ -11,6 +11,7 @@ import re
 import urllib.request
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 pytest.importorskip("websockets")
@@ -339,3 +340,68 @@ def test_record_takes_samples_too(sim, tmp_path, capsys):
     assert os.listdir(tmp_path / "caps")
     assert pq.read_metadata(out).num_rows == summary["samples"]["written"] > 0
     assert pq.read_schema(out).metadata[b"fastbook.depth"] == b"3"
+
+
+def test_live_rows_carry_the_replays_features(tmp_path):
+    """Feature columns on live rows: the book features from the row's own levels, OFI
+    summed over every venue message between two rows (a reference computed here)."""
+    seen = []
+
+    async def main_():
+        async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=200, seed=5) as s:
+            feed = fb.live(["okx:BTC-USDT"], endpoints=s.endpoints)
+            async with feed:
+                assert await feed.wait_live(15)
+                async with feed.sampler("10msgs", depth=3, features=[
+                        "mid", "microprice", "imbalance_3", "ofi_2", "trade_flow"]) as sampler:
+                    book = feed.book("okx", "BTC-USDT")
+
+                    def record(n):           # after the sampler's own callback
+                        if n.kind == "update":
+                            seen.append(book.top(2).copy())
+                        else:
+                            seen.append(None)
+                    feed.on_notice(record)
+                    for _ in range(1000):
+                        if sampler.rows >= 8:
+                            break
+                        await asyncio.sleep(0.01)
+                return sampler, book.price_decimals
+
+    sampler, pd_ = run(main_())
+    c = sampler.take()
+    assert len(c["ts"]) >= 8
+    scale = 10.0 ** pd_
+    b, a = c["bid_px"][:, 0], c["ask_px"][:, 0]
+    qb, qa = c["bid_qty"][:, 0], c["ask_qty"][:, 0]
+    assert np.array_equal(c["mid"], (a + b) / 2 / scale)
+    # exact integers first (BTC at 8 decimals: b * qa overflows int64), as the kernel does
+    assert c["microprice"].tolist() == [
+        float(int(x) * int(y) + int(z) * int(w)) / float(int(y) + int(w)) / scale
+        for x, y, z, w in zip(b, qa, a, qb, strict=True)]
+    sb, sa = c["bid_qty"].sum(axis=1), c["ask_qty"].sum(axis=1)
+    assert np.array_equal(c["imbalance_3"], (sb - sa) / (sb + sa))
+    assert (c["trade_count"] == 0).all()
+    # OFI between rows, from the states after each message (the first row's sum starts
+    # before our callback was registered: check the rows after it)
+    if any(x is None for x in seen):         # state changes as the feed closes
+        seen = seen[:[x is None for x in seen].index(True)]
+    assert len(seen) >= 60
+    ofi = np.zeros((len(seen), 2), np.int64)
+    for i in range(1, len(seen)):
+        for m in range(2):
+            now, prev = seen[i][:, m], seen[i - 1][:, m]
+            pb, qbn, pa, qan = (int(x) for x in now)
+            ob, qbo, oa, qao = (int(x) for x in prev)
+            pb, ob = (pb if qbn else -(1 << 63)), (ob if qbo else -(1 << 63))
+            pa, oa = (pa if qan else (1 << 63)), (oa if qao else (1 << 63))
+            ofi[i, m] = (qbn if pb >= ob else 0) - (qbo if pb <= ob else 0) \
+                - (qan if pa <= oa else 0) + (qao if pa >= oa else 0)
+    rows_at = [i for i in range(len(seen)) if (i + 1) % 10 == 0]
+    checked = 0
+    for r in range(1, min(len(rows_at), len(c["ts"]) - 1)):
+        lo, hi = rows_at[r - 1] + 1, rows_at[r]
+        want = ofi[lo:hi + 1].sum(axis=0)
+        assert [c["ofi_l1"][r], c["ofi_l2"][r]] == want.tolist(), r
+        checked += 1
+    assert checked >= 4

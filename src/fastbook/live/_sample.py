@@ -16,6 +16,15 @@ changed its best bid or ask, with ``ts`` the venue's time of that message (as
 a replay has it; the receive time when the venue gives none). Rows are always
 taken between messages, never inside one.
 
+``features=`` adds the replay's feature columns (:mod:`fastbook.features`,
+``docs/features.md``) to each row, computed from the live book at the row and,
+for ``ofi_K``, from every applied venue message since the book's previous row
+(a resync or a new connection's book starts a fresh reference, as a replay's
+snapshot does). Live rows are few (a book a grid point), so they are computed by
+the features' pure-Python twin, which gives the compiled kernel's values exactly.
+Trade features (``trade_flow``, ``vpin``) need trade prints, which live feeds do
+not deliver yet: their columns stay 0 / NaN.
+
 A book that is not live (connecting, syncing, resyncing, stale or down) is
 **skipped**, never written: :attr:`LiveSampler.skipped` counts the rows left
 out by state. ``sequence`` is the venue's last applied update id (0 when the
@@ -35,13 +44,29 @@ from typing import Any
 
 import numpy as np
 
+from fastbook._pyfeatures import FeatureState, row_values
 from fastbook.driver import parse_every
+from fastbook.features import parse_features
 from fastbook.sampling import LEVEL_COLUMNS, Sampler
 from fastbook.writers import OutputOptions, SampleWriter, empty_columns, samples_table
 
 __all__ = ["LiveSampler"]
 
 _ROW_GROUP_BYTES = 64 << 20          # as the replay: a row group holds at most ~64 MiB
+_SNAPSHOT_END = 10                   # fastbook.events.Action.SNAPSHOT_END: a new reference
+
+
+class _Books:
+    """What FeatureState.grow reads of a book set, for a LiveSampler's instruments."""
+
+    def __init__(self, sampler: LiveSampler, book: Any) -> None:
+        self._sampler, self._book = sampler, book
+
+    def instrument(self, i: int) -> dict[str, Any]:
+        return self._sampler._instruments[i]
+
+    def __getitem__(self, i: int) -> Any:
+        return self._book
 
 
 def _row_bytes(depth: int) -> int:
@@ -67,9 +92,12 @@ class LiveSampler:
 
     def __init__(self, feed: Any, every: Any, *, depth: int = 10,
                  output: str | os.PathLike[str] | None = None, row_group_size: int = 1 << 14,
-                 flush_s: float = 10.0, **options: Any) -> None:
+                 flush_s: float = 10.0, features: Any = None, **options: Any) -> None:
         rules = parse_every(every)
         Sampler(depth, **rules)                     # the replay's checks of depth and rules
+        self.features = parse_features(features)
+        self._fstate = FeatureState(self.features)
+        self._fbook: dict[int, int] = {}            # instrument -> id() of its book
         self.feed = feed
         self.depth = int(depth)
         self.interval: int | None = rules.get("interval")
@@ -113,7 +141,7 @@ class LiveSampler:
         """Start sampling (on the running loop: the feed's)."""
         if self._task is not None or self._closed:
             raise RuntimeError("this LiveSampler was started already")
-        if self.every is not None or self.on_bbo:
+        if self.every is not None or self.on_bbo or self._fstate.k:
             self.feed.on_notice(self._notice)
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                            name="fastbook-live-sampler")
@@ -177,6 +205,8 @@ class LiveSampler:
         self._ts[r], self._inst[r], self._seq[r], self._reason[r] = \
             ts, inst, s.last_seq or 0, reason
         book.top(self.depth, out=self._levels[r])           # written in place
+        if len(self.features):
+            self._feature_row(book, inst, r)
         self._n = r + 1
         self.rows += 1
         if self._n >= self.group_rows:
@@ -191,6 +221,38 @@ class LiveSampler:
         self._seq = np.zeros(rows, np.uint64)
         self._reason = np.zeros(rows, np.uint8)
         self._levels = np.zeros((rows, 4, self.depth), np.int64)
+        self._fcols = {c.name: np.zeros(rows, c.dtype) for c in self.features.columns}
+
+    # --- features --------------------------------------------------------------------
+
+    def _flow_state(self, inst: int, book: Any) -> None:
+        """Size the feature state to ``inst``; a book it has not seen starts afresh."""
+        if inst >= len(self._fstate.scale):
+            self._fstate.grow(_Books(self, book), inst + 1)
+            self._fbook[inst] = id(book)
+        elif self._fbook.get(inst) != id(book):
+            self._fbook[inst] = id(book)
+            self._fstate.ofi_update(book, inst, _SNAPSHOT_END, 0)
+
+    def _feature_row(self, book: Any, inst: int, r: int) -> None:
+        self._flow_state(inst, book)
+        values = row_values(self.features, book, self._instruments[inst],
+                            self._fstate.fixed[inst], self._fstate, inst)
+        for col, value in zip(self.features.columns, values, strict=True):
+            self._fcols[col.name][r] = value
+
+    def _ofi(self, key: tuple[str, str], t: Any, kind: str) -> None:
+        """After a venue message (``kind`` "update") or a state change of a book."""
+        c = t.primary
+        if c is None or not c.feed.is_synced(t.native):
+            return
+        s = c.feed.symbol_state(t.native)
+        inst = self._id(key, t, s)
+        if inst < 0:
+            return
+        self._flow_state(inst, s.book)
+        # a state change (resync, a new connection) is a new reference, not order flow
+        self._fstate.ofi_update(s.book, inst, 0 if kind == "update" else _SNAPSHOT_END, 0)
 
     def _id(self, key: tuple[str, str], t: Any, s: Any) -> int:
         book = s.book
@@ -213,6 +275,9 @@ class LiveSampler:
         return i
 
     def _notice(self, n: Any) -> None:
+        if self._fstate.k:
+            t = self.feed.session.track(n.venue, n.symbol)
+            self._ofi((t.venue, t.native), t, n.kind)
         if n.kind != "update":
             return
         t = self.feed.session.track(n.venue, n.symbol)
@@ -233,11 +298,14 @@ class LiveSampler:
         n = self._n
         if not n:
             return {**empty_columns(), **{c: np.zeros((0, self.depth), np.int64)
-                                          for c in LEVEL_COLUMNS}}
+                                          for c in LEVEL_COLUMNS},
+                    **{c.name: np.zeros(0, c.dtype) for c in self.features.columns}}
         out: dict[str, np.ndarray] = {"ts": self._ts[:n], "instrument": self._inst[:n],
                                       "sequence": self._seq[:n], "reason": self._reason[:n]}
         for k, name in enumerate(LEVEL_COLUMNS):
             out[name] = self._levels[:n, k, :]
+        for name, col in self._fcols.items():
+            out[name] = col[:n]
         return out
 
     def flush(self) -> None:
