@@ -17,6 +17,7 @@ a close frame; anything else escaping would drop the connection with an internal
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from typing import Any
@@ -237,8 +238,8 @@ class BoardTarget:
         res = []
         for module, board in zip(self._modules, self._boards, strict=True):
             before = self._records(board)
-            r = outcome(lambda module=module, board=board: self._invoke(module, board, m, args),
-                        ctx, (m, args), self.ALLOWED)
+            r = outcome(functools.partial(self._invoke, module, board, m, args), ctx, (m, args),
+                        self.ALLOWED)
             after = self._records(board)
             if r[0] == "error" and before != after:
                 ctx.find("changed", f"{module.__name__}.Board.{m}{args!r:.200} raised "
