@@ -532,41 +532,50 @@ def _label(inst: dict[str, Any]) -> str:
 
 # -- the depth heatmap --------------------------------------------------------------------
 
+#: Rows sampled (evenly, by position) to find where the levels rest.
+_RANGE_SAMPLE = 200_000
+
+
 def _price_range(src: _Source, inst: dict[str, Any], names: list[str], depth: int,
-                 lo: int, hi: int, scaler: _Scaler, progress: _Progress) -> tuple[float, float,
-                                                                                  int]:
-    """(low, high, rows): where the levels rest, the outliers aside, the BBO always in."""
-    rows = 0
-    bests: dict[str, list[float]] = {"bid": [], "ask": []}
-    sample: list[np.ndarray] = []
+                 lo: int, hi: int, rows: int, scaler: _Scaler,
+                 progress: _Progress) -> tuple[float, float]:
+    """(low, high): where the levels rest, the outliers aside, the BBO always in.
+
+    Every ``stride``-th row of the selection (by its position, so the same rows whatever
+    the batches) gives the sample: the 1% and 99% quantiles of all its levels' prices,
+    widened to the 0.5% and 99.5% quantiles of its best bids and of its best asks.
+    """
+    stride = max(1, rows // _RANGE_SAMPLE)
+    at = 0
+    best: dict[str, list[np.ndarray]] = {"bid": [], "ask": []}
+    every: list[np.ndarray] = []
     for part in src.batches(names, {int(inst["id"])}, lo, hi, progress):
         n = len(part["ts"])
-        rows += n
-        if not n:
+        take = np.flatnonzero((np.arange(at, at + n) % stride) == 0)
+        at += n
+        if not len(take):
             continue
-        stride = max(1, n // 20_000)
+        part = {k: v[take] for k, v in part.items()}
         for side in ("bid", "ask"):
-            px, _ = scaler.levels(part, side, 1)
-            good = px[~np.isnan(px)]
-            if len(good):
-                bests[side] += [float(np.quantile(good, 0.005)), float(np.quantile(good, 0.995))]
             for k in range(1, depth + 1):
                 p, _ = scaler.levels(part, side, k)
-                sample.append(p[::stride])
+                every.append(p)
+                if k == 1:
+                    best[side].append(p)
     progress.finish()
-    allp = np.concatenate(sample) if sample else np.zeros(0)
+    allp = np.concatenate(every) if every else np.zeros(0)
     allp = allp[~np.isnan(allp)]
     if not len(allp):
-        return math.nan, math.nan, rows
+        return math.nan, math.nan
     lo_p, hi_p = float(np.quantile(allp, 0.01)), float(np.quantile(allp, 0.99))
-    if bests["bid"]:
-        lo_p = min(lo_p, min(bests["bid"]))
-        hi_p = max(hi_p, max(bests["bid"]))
-    if bests["ask"]:
-        lo_p = min(lo_p, min(bests["ask"]))
-        hi_p = max(hi_p, max(bests["ask"]))
+    for side in ("bid", "ask"):
+        b = np.concatenate(best[side])
+        b = b[~np.isnan(b)]
+        if len(b):
+            lo_p = min(lo_p, float(np.quantile(b, 0.005)))
+            hi_p = max(hi_p, float(np.quantile(b, 0.995)))
     pad = (hi_p - lo_p) * 0.03 or max(abs(hi_p) * 1e-3, 1.0 / scaler.px)
-    return lo_p - pad, hi_p + pad, rows
+    return lo_p - pad, hi_p + pad
 
 
 def _heat_grid(src: _Source, inst: dict[str, Any], names: list[str], depth: int, lo: int,
@@ -656,14 +665,12 @@ def depth_heatmap(samples: Any, instrument: Any = None, *, instruments: Any = No
     if width < 2 or height < 2:
         raise ValueError(f"width and height must be at least 2, got {width} x {height}")
     lo, hi = _window(src, start, end)
-    lo, hi, _ = _own_window(src, inst, lo, hi, start, end)
+    lo, hi, rows = _own_window(src, inst, lo, hi, start, end)
     names = [f"{s}_{f}_{k}" for s in ("bid", "ask") for f in ("px", "qty")
              for k in range(1, depth + 1)]
     scaler = _Scaler(src, inst)
     prog = _Progress(progress, src.rows, f"plot {inst['symbol']}: price range")
-    p0, p1, rows = _price_range(src, inst, names, depth, lo, hi, scaler, prog)
-    if not rows:
-        raise _empty(src, inst, lo, hi)
+    p0, p1 = _price_range(src, inst, names, depth, lo, hi, rows, scaler, prog)
     if price_range is not None:
         p0, p1 = (float(v) for v in price_range)
         if not p0 < p1:
