@@ -273,3 +273,30 @@ def test_plot_command(kraken: Any, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no column 'nope'" in capsys.readouterr().err
     assert _cli(["plot", str(tmp_path / "missing.parquet")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_other_inputs_draw_the_same(itch: Any, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # a replay streamed to Parquet, the Arrow table and the DataFrame give the picture
+    # the in-memory samples give
+    pytest.importorskip("pandas")
+    ref = plot.plot_result(itch, instrument="CHAR").axes[0].images[0].get_array()
+    streamed = fb.replay(ITCH, every="bbo", depth=5, on_error="skip",
+                         output=tmp_path / "out.parquet")
+    assert not streamed.samples
+    for source in (streamed, itch.to_arrow(), itch.to_pandas()):
+        fig = plot.depth_heatmap(source, "CHAR", progress=True)
+        np.testing.assert_allclose(fig.axes[0].images[0].get_array().filled(np.nan),
+                                   ref.filled(np.nan), equal_nan=True)
+    assert "plot CHAR: depth: 100% of" in capsys.readouterr().err
+    fig = plot.series(itch.to_pandas(), "mid", "CHAR")
+    assert fig.axes[0].get_ylabel() == "mid"
+
+
+def test_samples_without_scales_need_instruments(itch: Any) -> None:
+    bare = dict(itch.samples)
+    with pytest.raises(ValueError, match=r"no fastbook\.instruments metadata"):
+        plot.depth_heatmap(bare, 0)
+    fig = plot.depth_heatmap(bare, "BOB", instruments=itch.instruments)
+    assert fig.axes[0].get_ylim() == pytest.approx(
+        plot.plot_result(itch, instrument="BOB").axes[0].get_ylim())
