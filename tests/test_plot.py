@@ -217,6 +217,14 @@ def test_series_names_missing_columns(itch: Any) -> None:
                                                                          "mid"])
 
 
+def test_series_refuses_text_columns(itch: Any, tmp_path: Path) -> None:
+    parquet = tmp_path / "names.parquet"
+    itch.to_parquet(parquet, reason="names")
+    with pytest.raises(ValueError, match=r"column 'reason', 'symbol' of .* is not numeric"):
+        plot.plot_file(parquet, tmp_path / "x.png", kind="series", instrument="BOB",
+                       columns="reason,symbol")
+
+
 def test_file_without_sample_columns(tmp_path: Path) -> None:
     path = tmp_path / "other.parquet"
     pq.write_table(pa.table({"price": [1.5], "size": [2]}), path)

@@ -80,6 +80,8 @@ class _Source:
         self.prices_float = meta.get("fastbook.prices") == "float"
         self.qty_float = meta.get("fastbook.quantities") == "float"
         self.rows = 0
+        #: Columns that hold text or categories, not numbers (refused by series()).
+        self.non_numeric: set[str] = set()
         found = [int(m.group(3)) for n in self.names if (m := _LEVEL.match(n))]
         self.depth = max(found) if found else 0
         missing = [n for n in ("ts", "instrument", "bid_px_1", "bid_qty_1", "ask_px_1",
@@ -131,6 +133,7 @@ class _ArraySource(_Source):
         if "ts" in flat and flat["ts"].dtype.kind == "M":
             flat["ts"] = flat["ts"].astype("datetime64[ns]").view(np.int64)
         super().__init__(list(flat), instruments, meta, where)
+        self.non_numeric = {n for n, v in flat.items() if v.dtype.kind not in "iufb"}
         self._cols = flat
         self.rows = len(flat["ts"])
 
@@ -172,6 +175,10 @@ class _ParquetSource(_Source):
         meta = {k.decode(errors="replace"): v.decode(errors="replace")
                 for k, v in (schema.metadata or {}).items()}
         super().__init__(schema.names, _instruments_meta(meta, path), meta, path)
+        pa = self._pa
+        self.non_numeric = {f.name for f in schema if not (
+            pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+            or pa.types.is_boolean(f.type) or pa.types.is_timestamp(f.type))}
         self._md = self._file.metadata
         self.rows = self._md.num_rows
 
@@ -740,6 +747,10 @@ def _series_columns(src: _Source, columns: Any) -> list[str]:
     if missing:
         raise ValueError(f"no column {', '.join(map(repr, missing))} in {src.where}; it has "
                          f"{_listing(list(_DERIVED) + available)}")
+    text = [c for c in cols if c in src.non_numeric]
+    if text:
+        raise ValueError(f"column {', '.join(map(repr, text))} of {src.where} is not "
+                         f"numeric: series() draws numbers")
     return cols
 
 
@@ -764,8 +775,6 @@ def _series_bins(src: _Source, inst: dict[str, Any], cols: list[str], lo: int, h
         if rows <= width * 4:
             raw["ts"].append(part["ts"])
         for c in cols:
-            if c in part and part[c].dtype.kind not in "iufb":
-                raise ValueError(f"column {c!r} is not numeric ({part[c].dtype})")
             v = scaler.column(part, c)
             ok = ~np.isnan(v)
             np.minimum.at(out[c][0], xi[ok], v[ok])
