@@ -134,6 +134,9 @@ class BoardTarget:
     #: What docs/board.md names for bad arguments (TypeError: a call of the wrong shape).
     ALLOWED = (FastbookError, TypeError, ValueError, IndexError)
 
+    #: Seeds of a coverage-guided corpus (``fuzz/atheris_run.py`` seeds the calls' rng).
+    _base = tuple(b"board-%d" % i for i in range(16))
+
     def setup(self) -> None:
         from fastbook import _board, _pyboard
 
@@ -324,8 +327,19 @@ class ServerTarget:
             return op, (ep._slots(req, "instruments"), self._ws._flag(req))
         return op, None
 
+    #: The documented requests, a coverage-guided fuzzer's seed corpus.
+    _base = tuple(json.dumps(r).encode() for r in _VALID_REQUESTS)
+
     def one(self, ctx: Context, rng: random.Random) -> None:
-        raw = self._input(rng)
+        self._run(ctx, self._input(rng))
+
+    def check(self, ctx: Context, data: bytes) -> None:
+        """One frame from a coverage-guided fuzzer's bytes: a text frame (UTF-8, invalid
+        bytes as lone surrogates), or a binary one when they start with NUL."""
+        self._run(ctx, data[1:] if data[:1] == b"\x00"
+                  else data.decode("utf-8", "surrogateescape"))
+
+    def _run(self, ctx: Context, raw: Any) -> None:
         ctx.keep(raw)
         ctx.stats.inputs += 1
         refused = self._ws._Refused
