@@ -29,6 +29,7 @@ EXTRAS = {
     "fast": "picows: the live driver's fast websocket transport (with uvloop)",
     "metrics": "prometheus-client: Prometheus export of the live driver's stats",
     "grpc": "grpcio: the quote server's gRPC endpoint and client (with protobuf)",
+    "plot": "matplotlib: depth heatmaps and time series (fastbook.plot)",
 }
 
 

@@ -66,8 +66,11 @@ class Snapshot(NamedTuple):
 
 
 def record_len(depth: int) -> int:
-    """Length of a ``read_into`` record for a board of ``depth`` levels per side."""
-    return HEADER + 4 * depth
+    """Length of a ``read_into`` record for a board of ``depth`` levels per side.
+
+    ``depth`` is an int in ``1..MAX_DEPTH``, as ``Board`` takes (ValueError otherwise).
+    """
+    return HEADER + 4 * _int_arg(depth, "depth", 1, MAX_DEPTH)
 
 
 def unpack(record: np.ndarray) -> Snapshot:

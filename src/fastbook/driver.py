@@ -507,6 +507,14 @@ class ReplayResult:
         return write_trades(path, self.trades, self.instruments, self._options(options),
                             codec=self.codec, ts_origin=self.ts_origin)
 
+    def plot(self, out_png: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+        """A depth heatmap with the BBO over it, or ``kind="series"`` of chosen
+        ``columns=`` (features too), as a matplotlib Figure, saved to ``out_png`` when
+        given; :func:`fastbook.plot.plot_result` (needs ``fastbook-lob[plot]``)."""
+        from fastbook.plot import plot_result
+
+        return plot_result(self, out_png, **options)
+
     def _samples_or_empty(self) -> dict[str, np.ndarray]:
         if self.samples:
             return self.samples

@@ -924,6 +924,8 @@ class SelfTestTarget:
 # -- the registry --------------------------------------------------------------------------------
 
 def _targets() -> dict[str, Callable[[], Any]]:
+    from tests.fuzz.board_server import BoardTarget, ServerTarget
+
     return {
         "consolidated": ConsolidatedTarget,
         "binance-spot": lambda: L2Target("binance-spot", _binance("BinanceSpot"),
@@ -968,6 +970,8 @@ def _targets() -> dict[str, Callable[[], Any]]:
         "lobster": LobsterTarget,
         "capture": CaptureTarget,
         "book": BookApiTarget,
+        "board": BoardTarget,
+        "server": ServerTarget,
     }
 
 

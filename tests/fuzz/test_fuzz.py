@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Inputs per target in the short run (about a second each, compiled).
 SHORT = {"itch50": 300, "ose": 150, "jpx_csv": 200, "lobster": 400, "capture": 80,
-         "book": 4000, "consolidated": 3000}
+         "book": 4000, "consolidated": 3000, "board": 4000, "server": 2000}
 
 
 @pytest.mark.parametrize("target", harness.TARGETS)
@@ -112,3 +112,34 @@ def test_runner_lists_targets() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "fuzz" / "run.py"), "--list"],
                           capture_output=True, text=True, timeout=60, cwd=str(ROOT))
     assert proc.returncode == 0 and proc.stdout.split() == list(harness.TARGETS)
+
+
+def test_a_board_that_differs_from_its_twin_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a twin that publishes one unit more at the best bid than it was given
+    from fastbook import _pyboard
+
+    store = _pyboard.Board._store
+
+    def skew(self, s, state, ts_ns, bp, bq, nb, ap, aq, na):  # type: ignore[no-untyped-def]
+        return store(self, s, state, ts_ns, bp, bq + 1, nb, ap, aq, na)
+
+    monkeypatch.setattr(_pyboard.Board, "_store", skew)
+    stats = harness.run("board", 200, seed=1)
+    assert "disagree" in {f.kind for f in stats.findings}
+
+
+def test_a_server_request_escaping_as_a_builtin_is_found(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the parser as it was before the fix: a deep request escaped as RecursionError
+    from fastbook.server import _ws
+
+    def parse(self, raw):  # type: ignore[no-untyped-def]
+        import json
+
+        return json.loads(raw) if isinstance(raw, str) and raw.startswith("[[[[") else \
+            parse_before(self, raw)
+
+    parse_before = _ws.WsEndpoint._parse
+    monkeypatch.setattr(_ws.WsEndpoint, "_parse", parse)
+    stats = harness.run("server", 400, seed=1)
+    assert any(f.kind == "builtin" and "RecursionError" in f.detail for f in stats.findings)

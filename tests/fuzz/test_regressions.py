@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 
 import fastbook
@@ -534,3 +535,70 @@ def test_consolidated_depth_refuses_a_bool_in_the_twin_too() -> None:
     # before: the twin took True as 1 where the compiled view refuses it
     with pytest.raises(ValueError, match="non-negative int, got True"):
         view.depth(True)
+
+
+# -- the top-N board: record_len ------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [0, -1, 257, 1.5, "3", True, None, np.int64(2**62)],
+                         ids=["zero", "negative", "past-max", "float", "str", "bool", "none",
+                              "int64-overflow"])
+def test_board_record_len_checks_depth(depth: object) -> None:
+    # before: record_len(1.5) gave 11.0, record_len(-1) gave 1, and an np.int64 depth near
+    # 2**62 overflowed with a RuntimeWarning into a wrong length; now a depth a Board
+    # would refuse is refused here too (ValueError naming it), for both implementations
+    from fastbook import _board, _pyboard
+
+    for module in (_board, _pyboard):
+        with pytest.raises(ValueError, match="depth"):
+            module.record_len(depth)
+    assert _board.record_len(10) == _pyboard.record_len(np.int64(10)) == 45
+
+
+# -- the quote server's WebSocket requests ----------------------------------------------------
+
+def test_ws_request_nested_too_deeply_is_refused() -> None:
+    # before: json.loads raised RecursionError out of WsEndpoint._handle, and websockets
+    # closed the connection with 1011 (internal error) and logged a traceback; now it is
+    # a refused request (1008) like any other, and the server goes on
+    from fastbook.server import _ws
+    from fastbook.server._hub import Hub
+
+    endpoint = _ws.WsEndpoint(Hub(["sim:A"]))
+    for text in ('{"op": "subscribe", "instruments": ' + "[" * 60_000 + "]" * 60_000 + "}",
+                 "[" * 60_000, '{"a":' * 30_000 + "1" + "}" * 30_000):
+        with pytest.raises(_ws._Refused) as info:
+            endpoint._parse(text)
+        assert info.value.code in (1007, 1008) and info.value.code in _ws.CLOSE_CODES
+
+
+def test_ws_request_nested_too_deeply_over_a_real_socket() -> None:
+    pytest.importorskip("websockets")
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from fastbook.server import Server
+    from tests.server.conftest import run
+
+    deep = "[" * 60_000          # within the 64 KiB frame limit, past the decoder's recursion
+
+    async def main() -> None:
+        async with Server(None, ["sim:A"], ws_port=0) as srv:
+            book = fastbook.Book(price_decimals=2, qty_decimals=0)
+            book.set(fastbook.BID, 100, 1)
+            srv.publish("sim:A", book)
+            async with connect(f"ws://127.0.0.1:{srv.ws_port}") as ws:
+                await ws.send(deep)
+                with pytest.raises(ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), 10)
+                rcvd = info.value.rcvd
+                assert rcvd is not None and rcvd.code == 1008
+                assert "nested too deeply" in rcvd.reason
+            async with connect(f"ws://127.0.0.1:{srv.ws_port}") as ws:
+                await ws.send(json.dumps({"op": "snapshot", "instrument": "sim:A"}))
+                assert json.loads(await asyncio.wait_for(ws.recv(), 10))["bids"][0] == [100, 1]
+            assert srv.ws.stats()["refused"] == {1008: 1}
+
+    run(main())

@@ -30,7 +30,8 @@ __all__ = ["CLOSE_CODES", "WsEndpoint"]
 CLOSE_CODES = {
     1003: "a binary frame: requests are JSON text",
     1007: "malformed request: not JSON",
-    1008: "invalid request: not an object, unknown op, missing or wrong fields",
+    1008: "invalid request: not an object, unknown op, missing or wrong fields, nested "
+          "too deeply",
     1009: "request too large",
     4404: "unknown instrument",
 }
@@ -176,6 +177,11 @@ class WsEndpoint:
             req = json.loads(raw)
         except ValueError as exc:
             raise _Refused(1007, f"malformed request: not JSON ({exc})") from None
+        except RecursionError:
+            # valid JSON nested deeper than the decoder's recursion limit (a 64 KiB frame
+            # holds 65,000 levels): refused like any other unusable request, instead of
+            # escaping the handler and closing the connection with an internal error
+            raise _Refused(1008, "invalid request: nested too deeply") from None
         if not isinstance(req, dict):
             raise _Refused(1008, f"invalid request: a JSON object with \"op\" expected, "
                                  f"not {type(req).__name__}")
