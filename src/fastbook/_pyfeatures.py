@@ -319,7 +319,7 @@ class FeatureState:
     # -- before an event: which trade it prints, if any --------------------------------
     def trade_of(self, book: Any, kind: str, row: tuple[Any, ...]) -> tuple[int, ...] | None:
         """``(price, qty, aggressor, rule)`` of the print an event would make, or None."""
-        ts, _, inst, action, side, flags, price, qty, order_id, _, _ = row
+        _, _, inst, action, side, flags, price, qty, order_id, _, _ = row
         if (action != _EXECUTE and action != _TRADE) or flags & _NON_PRINTABLE or qty < 1:
             return None
         if action == _EXECUTE and kind == "l3":
@@ -376,7 +376,7 @@ class FeatureState:
         last[_L_HAS] = 1
         last[_L_PRICE] = price
         if self.nb and aggressor != UNKNOWN:
-            j = self.fs.features.index(self.fs.vpin)  # type: ignore[arg-type]
+            j = self.fs.features.index(self.fs.vpin)
             if int(self.fixed[inst, j]):
                 self._vpin_add(inst, qty, aggressor, int(self.fixed[inst, j]))
 

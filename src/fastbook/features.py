@@ -114,7 +114,7 @@ class Feature:
     def bps_ratio(self) -> tuple[int, int]:
         """``depth_bps_X``: X as an exact fraction ``num / den`` of a basis point."""
         assert self.amount is not None
-        sign, digits, exp = self.amount.as_tuple()
+        _sign, digits, exp = self.amount.as_tuple()
         num = int("".join(map(str, digits)) or "0")
         assert isinstance(exp, int)
         den = 1

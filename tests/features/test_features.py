@@ -440,3 +440,22 @@ def test_differential_on_a_synthetic_itch_day():
     assert len(t["ts"]) > 100 and set(np.unique(t["aggressor"]).tolist()) <= {0, 1, 2}
     vpin = c["vpin"][np.isfinite(c["vpin"])]
     assert len(vpin) and vpin.min() >= 0 and vpin.max() <= 1
+
+
+def test_feature_columns_plot_from_a_real_capture(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pyarrow")
+    import fastbook as fb
+
+    capture = "tests/data/l2/cryptofeed/KRAKEN.ws.50.0.gz"
+    run = fb.replay(capture, "kraken-v1", every="1s", features=["microprice", "ofi_2"])
+    out = tmp_path / "f.png"
+    fig = run.plot(out, kind="series", instrument="XMR/USD", columns=["microprice", "ofi_l1"])
+    assert out.stat().st_size > 5000
+    rows = run.to_pandas(quantities="float")
+    rows = rows[rows["symbol"] == "XMR/USD"]
+    low, high = fig.axes[0].get_ylim()
+    assert low <= rows["microprice"].min() and rows["microprice"].max() <= high
+    low, high = fig.axes[1].get_ylim()            # OFI in real units, as quantities="float"
+    assert low <= rows["ofi_l1"].min() and rows["ofi_l1"].max() <= high
+    assert high - low < 10 * (rows["ofi_l1"].max() - rows["ofi_l1"].min() + 1)
