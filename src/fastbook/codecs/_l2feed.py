@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fastbook._vocab import INT64_MAX, INT64_MIN
+from fastbook._vocab import INT64_MAX, INT64_MIN, Action, Flags
 from fastbook.errors import DecodeError
 
 __all__ = [
@@ -54,6 +54,10 @@ __all__ = [
     "SyncState",
     "check_recv",
 ]
+
+_TRADE = int(Action.TRADE)
+_AGG_BUY, _AGG_SELL = int(Flags.AGGRESSOR_BUY), int(Flags.AGGRESSOR_SELL)
+_LAST = int(Flags.LAST_IN_PACKET)
 
 #: How many recent errors a feed keeps in skip mode.
 KEEP_ERRORS = 100
@@ -203,9 +207,16 @@ class EventBuffer:
                qty: int = 0, ts: int = 0, recv: int = 0, sequence: int = 0,
                flags: int = 0) -> None:
         """Append one event."""
-        for col, value in zip(self._cols, (ts, recv, instrument, action, side, flags, price,
-                                           qty, sequence), strict=True):
-            col.append(value)
+        c = self._cols
+        c[0].append(ts)
+        c[1].append(recv)
+        c[2].append(instrument)
+        c[3].append(action)
+        c[4].append(side)
+        c[5].append(flags)
+        c[6].append(price)
+        c[7].append(qty)
+        c[8].append(sequence)
 
     def append_levels(self, instrument: int, side: Any, prices: Any, qtys: Any, *,
                       ts: int = 0, recv: int = 0, sequence: int = 0, flags: Any = 0) -> None:
@@ -521,8 +532,6 @@ class L2Feed:
         Counted per symbol (``"trades"``). No book changes, and :meth:`touched` still
         says no book was touched.
         """
-        from fastbook.events import Action, Flags
-
         touched = self.last
         events = self.events
         n = 0
@@ -531,11 +540,11 @@ class L2Feed:
             s.counts["trades"] += 1
             n += 1
             if events is not None:
-                events.append(s.id, int(Action.TRADE), side=2 if buyer else 1, price=price,
-                              qty=qty, ts=ts, recv=recv_ns, sequence=trade_id,
-                              flags=int(Flags.AGGRESSOR_BUY if buyer else Flags.AGGRESSOR_SELL))
+                events.append(s.id, _TRADE, side=2 if buyer else 1, price=price, qty=qty,
+                              ts=ts, recv=recv_ns, sequence=trade_id,
+                              flags=_AGG_BUY if buyer else _AGG_SELL)
         if n and events is not None:
-            events.mark_last(int(Flags.LAST_IN_PACKET))
+            events.mark_last(_LAST)
         self.last = touched
 
     def _trades_done(self, prints: list[tuple[str, int, int, int, int, bool]], dropped: int,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastbook import parse_decimal
 from fastbook._vocab import INT64_MAX, INT64_MIN
 from fastbook.errors import DecodeError
 
@@ -56,8 +57,6 @@ def price_qty(price: Any, qty: Any, pd: int, qd: int, where: str, symbol: str = 
             if type(text) is not str:
                 raise BadTrade(f"{where}: the {name} must be a decimal string, got "
                                f"{_short(text)}", symbol)
-            from fastbook import parse_decimal
-
             try:
                 value = parse_decimal(text, decimals)
             except DecodeError as exc:

@@ -228,7 +228,7 @@ class _Binance(ScannedFeed):
         pd, qd = self._trade_scales(native) or self.default_decimals
         try:
             price, qty = price_qty(body.get("p"), body.get("q"), pd, qd, kind, native)
-            ts = ms_ns(body.get("T"), f"{kind} 'T'", native)
+            ts = ms_ns(body.get("T"), kind, native)
             maker = body.get("m")
             if type(maker) is not bool:
                 raise BadTrade(f"{kind}: 'm' (the buyer is the maker) must be true or false, "
