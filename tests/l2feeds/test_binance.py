@@ -188,12 +188,14 @@ def test_capture_counts_exact() -> None:
         feed = MARKETS[name]()
         run(feed, records(name), check=False)
         c = feed.counts()
-        counts[name] = (c["applied"], c["dropped"], c["ignored"], c["snapshots"])
+        counts[name] = (c["applied"], c["dropped"], c["ignored"], c["snapshots"], c["trades"])
+    # the aggTrade events (2, 11, 91 and 51 lines of the captures, grep '"e":"aggTrade"')
+    # are trades: they were counted under "ignored" before trades became TRADE events
     assert counts == {
-        "BINANCE": (172, 5, 88, 4),
-        "BINANCE_US": (332, 4, 144, 4),
-        "BINANCE_FUTURES": (752, 12, 771, 4),
-        "BINANCE_DELIVERY": (1788, 259, 2324, 10),
+        "BINANCE": (172, 5, 88 - 2, 4, 2),
+        "BINANCE_US": (332, 4, 144 - 11, 4, 11),
+        "BINANCE_FUTURES": (752, 12, 771 - 91, 4, 91),
+        "BINANCE_DELIVERY": (1788, 259, 2324 - 51, 10, 51),
     }
 
 
@@ -241,6 +243,7 @@ def test_first_applied_update(name: str) -> None:
         end = acts.index(int(Action.SNAPSHOT_END))
         snapshot_ids[feed.symbols[i]] = int(mine["sequence"][end])
         after = mine[end + 1:]
+        after = after[after["action"] == int(Action.SET_LEVEL)]    # not the TRADE events
         if len(after):
             firsts[feed.symbols[i]] = int(after["sequence"][0])
     ref = reference(name)
@@ -600,10 +603,11 @@ def test_other_messages(kernel: str) -> None:
     for msg in (b'{"result":null,"id":1}',
                 b'{"stream":"x@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1.0","B":"2",'
                 b'"a":"1.1","A":"3"}}',
-                b'{"stream":"x@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":5}}',
+                b'{"stream":"x@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":5,'
+                b'"p":"1.5","q":"2","f":1,"l":1,"T":2,"m":true}}',
                 b'{"e":"serverShutdown","E":1}'):
         assert feed.feed(msg) == []
-    assert feed.counts_total["ignored"] == 4
+    assert feed.counts_total["ignored"] == 3 and feed.counts()["trades"] == 1
     assert feed.counts_total["server_shutdown"] == 1
     with pytest.raises(FeedError, match="unknown event type 'mystery'"):
         feed.feed(b'{"e":"mystery","E":1}')
@@ -620,11 +624,14 @@ def test_symbols_filter() -> None:
     run(feed, records("BINANCE"))
     assert feed.symbols == ["NKNUSDT"]
     assert feed.is_synced("NKNUSDT")
-    # 3 other symbols' depth updates and snapshots, plus the 88 ignored non-book messages
+    # 3 other symbols' depth updates, trades and snapshots, plus the 86 ignored non-book
+    # messages (88 less the 2 aggTrade events, one of which is NKNUSDT's: recorded)
     others = sum(1 for k, _, s, p in records("BINANCE")
                  if (k == "rest" and s != "NKNUSDT")
-                 or (k == "ws" and b"depthUpdate" in p and b'"NKNUSDT"' not in p))
-    assert feed.counts_total["ignored"] == 88 + others
+                 or (k == "ws" and (b"depthUpdate" in p or b"aggTrade" in p)
+                     and b'"NKNUSDT"' not in p))
+    assert feed.counts_total["ignored"] == 86 + others
+    assert feed.counts()["trades"] == 1
 
 
 def test_instruments_and_coinm_defaults() -> None:

@@ -23,6 +23,9 @@ Invariants every venue keeps:
   sequences). A bad argument (a ``recv_ns`` that is not an int64 when the feed
   records, a snapshot symbol that is not a str) is a TypeError or ValueError,
   raised before the message is read.
+* A venue's trade prints (its trade channel) are recorded as ``Action.TRADE``
+  events, one per print, with the aggressor in the flags (:meth:`L2Feed._emit_trades`).
+  A trade never touches a book, and never counts as a gap or a reason to resync.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fastbook._vocab import INT64_MAX, INT64_MIN
+from fastbook._vocab import INT64_MAX, INT64_MIN, Action, Flags
 from fastbook.errors import DecodeError
 
 __all__ = [
@@ -51,6 +54,10 @@ __all__ = [
     "SyncState",
     "check_recv",
 ]
+
+_TRADE = int(Action.TRADE)
+_AGG_BUY, _AGG_SELL = int(Flags.AGGRESSOR_BUY), int(Flags.AGGRESSOR_SELL)
+_LAST = int(Flags.LAST_IN_PACKET)
 
 #: How many recent errors a feed keeps in skip mode.
 KEEP_ERRORS = 100
@@ -69,6 +76,7 @@ COUNT_KEYS = (
     "checksum_failed",  # checksums that did not match
     "crossed",          # books found crossed after an update
     "malformed",        # messages refused as bad input (skip mode)
+    "trades",           # trade prints recorded as TRADE events (never applied to a book)
 )
 
 
@@ -199,9 +207,16 @@ class EventBuffer:
                qty: int = 0, ts: int = 0, recv: int = 0, sequence: int = 0,
                flags: int = 0) -> None:
         """Append one event."""
-        for col, value in zip(self._cols, (ts, recv, instrument, action, side, flags, price,
-                                           qty, sequence), strict=True):
-            col.append(value)
+        c = self._cols
+        c[0].append(ts)
+        c[1].append(recv)
+        c[2].append(instrument)
+        c[3].append(action)
+        c[4].append(side)
+        c[5].append(flags)
+        c[6].append(price)
+        c[7].append(qty)
+        c[8].append(sequence)
 
     def append_levels(self, instrument: int, side: Any, prices: Any, qtys: Any, *,
                       ts: int = 0, recv: int = 0, sequence: int = 0, flags: Any = 0) -> None:
@@ -491,6 +506,69 @@ class L2Feed:
     def _synced(self, s: SymbolSync, sequence: int | None = None) -> Notice:
         s.state = SyncState.SYNCED
         return Notice("synced", self.venue, s.native, sequence=sequence)
+
+    # --- trade prints ----------------------------------------------------------
+
+    def _trade_scales(self, native: str) -> tuple[int, int] | None:
+        """The (price, qty) decimals a trade of ``native`` is read at: its book's, or for a
+        symbol not seen yet its instrument's. None when the venue fixes a book's scales
+        from its first book message (Kraken): a trade before it is dropped, counted."""
+        s = self._symbols.get(native)
+        if s is not None:
+            return s.book.price_decimals, s.book.qty_decimals
+        inst = self.instruments.get(native) or self._default_instrument(native)
+        return inst.price_decimals, inst.qty_decimals
+
+    def _trade_symbol(self, native: str) -> SymbolSync:
+        """The state of a symbol first seen in a trade, made as a book message would make it."""
+        return self._sym(native)
+
+    def _emit_trades(self, prints: Iterable[tuple[str, int, int, int, int, bool]],
+                     recv_ns: int) -> None:
+        """Record validated trade prints, ``(native, price, qty, ts, trade_id, buyer
+        aggressor)``, as TRADE events in order, the last flagged LAST_IN_PACKET.
+
+        ``side`` is the resting (maker) order's: ASK when the buyer was the aggressor.
+        Counted per symbol (``"trades"``). No book changes, and :meth:`touched` still
+        says no book was touched.
+        """
+        touched = self.last
+        events = self.events
+        n = 0
+        for native, price, qty, ts, trade_id, buyer in prints:
+            s = self._symbols.get(native) or self._trade_symbol(native)
+            s.counts["trades"] += 1
+            n += 1
+            if events is not None:
+                events.append(s.id, _TRADE, side=2 if buyer else 1, price=price, qty=qty,
+                              ts=ts, recv=recv_ns, sequence=trade_id,
+                              flags=_AGG_BUY if buyer else _AGG_SELL)
+        if n and events is not None:
+            events.mark_last(_LAST)
+        self.last = touched
+
+    def _trades_done(self, prints: list[tuple[str, int, int, int, int, bool]], dropped: int,
+                     recv_ns: int) -> list[Notice]:
+        """Finish a validated trade message: record its ``prints``; ``dropped`` prints had
+        no scales yet (:meth:`_trade_scales`), counted ``"trades_dropped"``. A message with
+        neither (every print of symbols ``symbols=`` leaves out) is counted "ignored"."""
+        if dropped:
+            self.counts_total["trades_dropped"] += dropped
+        elif not prints:
+            self.counts_total["ignored"] += 1
+        self._emit_trades(prints, recv_ns)
+        return []
+
+    def _trade_refused(self, text: str, native: str = "") -> list[Notice]:
+        """Refuse a malformed trade message (raise, or count and keep): nothing of it was
+        recorded, and no book is discarded (a trade changes no book)."""
+        s = self._symbols.get(native) if native else None
+        self._fail(FeedError(f"trade: {text}", venue=self.venue, symbol=native), s)
+        return []
+
+    def _trade_wanted(self, native: str) -> bool:
+        """Whether trades of ``native`` are kept (``symbols=``)."""
+        return self.wanted is None or native in self.wanted
 
     def take_events(self) -> np.ndarray:
         """The events recorded since the last call (``record=True`` only)."""

@@ -117,6 +117,12 @@ class ScannedFeed(L2Feed):
             sc.register(native, s.book, s)
         return True
 
+    def _trade_symbol(self, native: str) -> SymbolSync:
+        """A symbol first seen in a trade is registered with the scanners, as a book
+        message's would be."""
+        self._register(native)
+        return self._symbols[native]
+
     def _forgotten(self, native: str) -> None:
         for sc in self._scanners:
             sc.unregister(native)
@@ -139,17 +145,18 @@ class ScannedFeed(L2Feed):
         if sc.status == UNKNOWN and sc.symbol is not None:
             self._register(sc.symbol)
             return self.feed(message, recv_ns)
-        return self._not_book(message)
+        return self._not_book(message, recv_ns)
 
-    def _not_book(self, message: Any) -> list[Notice]:
-        """The websocket scan gave no book update: ignore it or report it."""
+    def _not_book(self, message: Any, recv_ns: int = 0) -> list[Notice]:
+        """The websocket scan gave no book update: ignore it, read it as a trade message
+        (:meth:`_other_message`) or report it."""
         sc = self._scan
         st = sc.status
         if st == IGNORED:
             self.counts_total["ignored"] += 1
             return []
         if st == OTHER:
-            return self._other_message(sc.other, message)
+            return self._other_message(sc.other, message, recv_ns)
         # ERROR: counted against the symbol it names, if any
         s = sc.target if isinstance(sc.target, SymbolSync) else None
         if s is not None:
@@ -160,8 +167,10 @@ class ScannedFeed(L2Feed):
         self._fail(FeedError(sc.error, venue=self.venue, symbol=sc.symbol or "", sequence=seq), s)
         return []
 
-    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:  # pragma: no cover
-        """A message the schema does not accept (``kind``: its discriminator, None if absent)."""
+    def _other_message(self, kind: str | None, message: Any,
+                       recv_ns: int = 0) -> list[Notice]:  # pragma: no cover
+        """A message the schema does not accept (``kind``: its discriminator, None if absent;
+        ``recv_ns`` its receive time, for the trade events of a trade message)."""
         raise NotImplementedError
 
 

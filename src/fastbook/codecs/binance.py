@@ -14,8 +14,10 @@ BinanceCOINM   ``binance-coinm`` ``GET /dapi/v1/depth``, 1000  ``pu == prev u``
 The feed takes the websocket payloads of ``<symbol>@depth`` / ``@depth@100ms``
 streams, raw (``{"e":"depthUpdate",...}``) or wrapped by a combined stream
 (``{"stream":...,"data":{...}}``), and REST depth snapshots through
-``snapshot(symbol, body)``. Other events on the same connection (bookTicker,
-aggTrade, kline, ...) and subscription acks are counted as ``"ignored"``.
+``snapshot(symbol, body)``. ``aggTrade`` and ``trade`` events are recorded as
+TRADE events (time ``T``, trade id ``a`` / ``t``; ``m`` true, the buyer is the
+maker, means the seller was the aggressor). Other events on the same connection
+(bookTicker, kline, ...) and subscription acks are counted as ``"ignored"``.
 
 Sync, per symbol (the exact rules; ``docs/l2-feeds.md`` explains them):
 
@@ -71,9 +73,11 @@ from fastbook.codecs._l2feed import (
     check_recv,
 )
 from fastbook.codecs._l2schema import IGNORED, OK, UNKNOWN, Field, Schema
+from fastbook.codecs._trades import BadTrade, ms_ns, price_qty, trade_id
 from fastbook.codecs._venues import (
     MAX_MS,
     ScannedFeed,
+    json_message,
     record_snapshot,
     record_update,
     scanner_module,
@@ -89,9 +93,13 @@ _BUFFERING = SyncState.BUFFERING
 #: snapshots older than the buffered updates, buffers dropped for lack of a snapshot.
 EXTRA_COUNTS = ("out_of_order", "snapshot_too_old", "buffer_overflows")
 
-#: Event types of Binance market streams that are not book data (counted as "ignored").
+#: Event types of Binance trade streams: recorded as TRADE events.
+TRADE_EVENTS = frozenset({"aggTrade", "trade"})
+
+#: Event types of Binance market streams that are neither book data nor trades (counted
+#: as "ignored").
 NON_BOOK_EVENTS = frozenset({
-    "aggTrade", "trade", "kline", "continuous_kline", "indexPriceKline", "markPriceKline",
+    "kline", "continuous_kline", "indexPriceKline", "markPriceKline",
     "24hrTicker", "24hrMiniTicker", "1hTicker", "4hTicker", "1dTicker", "bookTicker",
     "avgPrice", "markPriceUpdate", "indexPriceUpdate", "forceOrder", "compositeIndex",
     "contractInfo", "assetIndexUpdate", "serverShutdown",
@@ -187,9 +195,12 @@ class _Binance(ScannedFeed):
             return self._resync(s, "crossed", u, "best bid >= best ask after this update")
         return []
 
-    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+    def _other_message(self, kind: str | None, message: Any,
+                       recv_ns: int = 0) -> list[Notice]:
         if kind is None:
             return self._untyped(message)
+        if kind in TRADE_EVENTS:
+            return self._trade(kind, message, recv_ns)
         if kind in NON_BOOK_EVENTS:
             self.counts_total["ignored"] += 1
             if kind == "serverShutdown":
@@ -197,6 +208,35 @@ class _Binance(ScannedFeed):
             return []
         self._fail(FeedError(f"unknown event type {kind!r}", venue=self.venue))
         return []
+
+    def _trade(self, kind: str, message: Any, recv_ns: int) -> list[Notice]:
+        """An ``aggTrade`` or ``trade`` event: one TRADE event (``m``, the buyer is the
+        maker, means the seller was the aggressor)."""
+        try:
+            obj = json_message(message)
+        except ValueError as exc:  # pragma: no cover - the scanner read it
+            return self._trade_refused(f"not valid JSON: {exc}")
+        body = obj.get("data", obj) if type(obj) is dict else None
+        if type(body) is not dict:
+            return self._trade_refused(f"{kind}: the event must be a JSON object")
+        native = body.get("s")
+        if type(native) is not str or not native:
+            return self._trade_refused(f"{kind}: the symbol 's' must be a non-empty string")
+        if not self._trade_wanted(native):
+            self.counts_total["ignored"] += 1
+            return []
+        pd, qd = self._trade_scales(native) or self.default_decimals
+        try:
+            price, qty = price_qty(body.get("p"), body.get("q"), pd, qd, kind, native)
+            ts = ms_ns(body.get("T"), kind, native)
+            maker = body.get("m")
+            if type(maker) is not bool:
+                raise BadTrade(f"{kind}: 'm' (the buyer is the maker) must be true or false, "
+                               f"got {maker!r}"[:120], native)
+        except BadTrade as exc:
+            return self._trade_refused(exc.text, native)
+        tid = trade_id(body.get("a" if kind == "aggTrade" else "t"))
+        return self._trades_done([(native, price, qty, ts, tid, not maker)], 0, recv_ns)
 
     def _untyped(self, message: Any) -> list[Notice]:
         """A message without an event type: an ack, a spot bookTicker, or something wrong."""

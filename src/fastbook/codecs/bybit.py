@@ -31,6 +31,9 @@ Rules (Bybit's orderbook documentation; no real v5 capture exists yet):
 ``category`` (``"spot"``, ``"linear"``, ``"inverse"``, ``"option"``) marks the
 default instruments: inverse quantities are contracts of 1 USD. ``depth``, when
 given, must be the depth of every topic (else the message is refused).
+
+Trades (topic ``publicTrade.{symbol}``): one TRADE event per print; ``S`` is the
+taker's side, ``T`` the time (ms), ``i`` the trade id (the sequence when numeric).
 """
 
 from __future__ import annotations
@@ -49,7 +52,14 @@ from fastbook.codecs._l2feed import (
     check_recv,
 )
 from fastbook.codecs._l2schema import Field, Schema, short_repr
-from fastbook.codecs._venues import MAX_MS, ScannedFeed, record_snapshot, record_update
+from fastbook.codecs._trades import BadTrade, aggressor, ms_ns, price_qty, trade_id
+from fastbook.codecs._venues import (
+    MAX_MS,
+    ScannedFeed,
+    json_message,
+    record_snapshot,
+    record_update,
+)
 
 __all__ = ["CATEGORIES", "FEEDS", "Bybit"]
 
@@ -164,6 +174,42 @@ class Bybit(ScannedFeed):
             return self._error(f"type must be 'snapshot' or 'delta', got {kind!r}", s, seq=u)
         return self._snapshot(s, n, u, seq, t, recv_ns)
 
+    def _trades(self, topic: str, message: Any, recv_ns: int) -> list[Notice]:
+        """A ``publicTrade.{symbol}`` push: one TRADE event per entry of ``data``, in order.
+        ``S`` is the taker's side (``"Buy"``: the buyer was the aggressor), ``T`` the time
+        (ms), ``i`` the trade id (the sequence when it is a number; linear ids are UUIDs:
+        0). Its ``type`` is always ``"snapshot"``: these are live prints."""
+        native = topic[len("publicTrade."):]
+        if not native:
+            return self._trade_refused(f"topic {short_repr(topic)} names no symbol")
+        if not self._trade_wanted(native):
+            self.counts_total["ignored"] += 1
+            return []
+        try:
+            obj = json_message(message)
+        except ValueError as exc:  # pragma: no cover - the scanner read it
+            return self._trade_refused(f"not valid JSON: {exc}", native)
+        data = obj.get("data") if type(obj) is dict else None
+        if type(data) is not list:
+            return self._trade_refused(f"{topic}: data must be a list", native)
+        pd, qd = self._trade_scales(native) or self.default_decimals
+        prints = []
+        try:
+            for i, t in enumerate(data):
+                where = f"{topic} data[{i}]"
+                if type(t) is not dict:
+                    raise BadTrade(f"{where} must be an object", native)
+                if t.get("s") != native:
+                    raise BadTrade(f"{where}: s {short_repr(t.get('s'))} is not the topic's "
+                                   f"symbol", native)
+                price, qty = price_qty(t.get("p"), t.get("v"), pd, qd, where, native)
+                ts = ms_ns(t.get("T"), where, native)
+                buyer = aggressor(t.get("S"), "Buy", "Sell", where, native, key="S")
+                prints.append((native, price, qty, ts, trade_id(t.get("i")), buyer))
+        except BadTrade as exc:
+            return self._trade_refused(exc.text, native)
+        return self._trades_done(prints, 0, recv_ns)
+
     def _topic(self, s: SymbolSync, topic: str, u: int) -> bool:
         """Check a topic the first time a symbol shows it (``orderbook.{depth}.{symbol}``)."""
         parts = topic.split(".")
@@ -231,9 +277,12 @@ class Bybit(ScannedFeed):
                        f"the venue sent a new snapshot (u={u}, book was at u={last})"),
                 self._synced(s, u)]
 
-    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+    def _other_message(self, kind: str | None, message: Any,
+                       recv_ns: int = 0) -> list[Notice]:
+        if kind is not None and kind.startswith("publicTrade."):
+            return self._trades(kind, message, recv_ns)
         if kind is not None:
-            self.counts_total["ignored"] += 1       # another topic: trades, tickers...
+            self.counts_total["ignored"] += 1       # another topic: tickers, kline...
             return []
         try:
             obj = json.loads(bytes(message) if isinstance(message, memoryview) else message)

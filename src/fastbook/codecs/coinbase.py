@@ -62,7 +62,8 @@ from fastbook.codecs._l2feed import (
     check_recv,
 )
 from fastbook.codecs._l2schema import Field, Schema, iso_to_ns, short_repr
-from fastbook.codecs._venues import ScannedFeed, record_snapshot, record_update
+from fastbook.codecs._trades import BadTrade, aggressor, iso_ns, price_qty, trade_id
+from fastbook.codecs._venues import ScannedFeed, json_message, record_snapshot, record_update
 
 __all__ = ["FEEDS", "CoinbaseAdvanced", "CoinbaseExchange", "iso_to_ns"]
 
@@ -84,9 +85,11 @@ _EXCHANGE_SCHEMA = Schema(
 )
 _BIDS_ASKS, _CHANGES = 0b011, 0b100
 
-#: Coinbase Exchange message types that carry no level2 data (counted as "ignored").
+#: Coinbase Exchange message types that carry neither level2 data nor a trade print
+#: (counted as "ignored"; ``last_match`` is a print from before the subscription: see
+#: :meth:`CoinbaseExchange._match`).
 EXCHANGE_NON_BOOK = frozenset({
-    "subscriptions", "heartbeat", "ticker", "match", "last_match", "received", "open", "done",
+    "subscriptions", "heartbeat", "ticker", "last_match", "received", "open", "done",
     "change", "activate", "status", "auction", "rfq_match", "full_snapshot",
 })
 
@@ -150,12 +153,46 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
             return self._resync(s, "crossed", None, "the snapshot itself is crossed")
         return [self._synced(s)]
 
+    def _match(self, message: Any, recv_ns: int) -> list[Notice]:
+        """A ``match`` (channel ``matches``): one TRADE event. Its ``side`` is the *maker's*:
+        ``"buy"`` means a resting bid was hit, so the seller was the aggressor.
+
+        ``last_match`` is not recorded (counted ``"trades_before_subscribe"`` and
+        ``"ignored"``): it is the product's last trade before the subscription, re-sent on
+        every (re)subscribe, so recording it would count a trade twice after a resubscribe
+        and put a trade of minutes ago into the first interval of a capture.
+        """
+        try:
+            obj = json_message(message)
+        except ValueError as exc:  # pragma: no cover - the scanner read it
+            return self._trade_refused(f"not valid JSON: {exc}")
+        native = obj.get("product_id") if type(obj) is dict else None
+        if type(native) is not str or not native:
+            return self._trade_refused("match: product_id must be a non-empty string")
+        if not self._trade_wanted(native):
+            self.counts_total["ignored"] += 1
+            return []
+        pd, qd = self._trade_scales(native) or self.default_decimals
+        try:
+            price, qty = price_qty(obj.get("price"), obj.get("size"), pd, qd, "match", native)
+            ts = iso_ns(obj.get("time"), "match", native)
+            buyer = not aggressor(obj.get("side"), "buy", "sell", "match", native)
+        except BadTrade as exc:
+            return self._trade_refused(exc.text, native)
+        return self._trades_done([(native, price, qty, ts, trade_id(obj.get("trade_id")),
+                                   buyer)], 0, recv_ns)
+
     def _bad(self, s: SymbolSync, text: str) -> list[Notice]:
         self._fail(FeedError(text, venue=self.venue, symbol=s.native), s)
         return []
 
-    def _other_message(self, kind: str | None, message: Any) -> list[Notice]:
+    def _other_message(self, kind: str | None, message: Any,
+                       recv_ns: int = 0) -> list[Notice]:
+        if kind == "match":
+            return self._match(message, recv_ns)
         if kind in EXCHANGE_NON_BOOK:
+            if kind == "last_match":
+                self.counts_total["trades_before_subscribe"] += 1
             self.counts_total["ignored"] += 1
             return []
         if kind == "error":
@@ -176,7 +213,7 @@ class CoinbaseExchange(_Coinbase, ScannedFeed):
 
 #: Advanced Trade channels that carry no level2 data (counted as "ignored").
 ADVANCED_NON_BOOK = frozenset({
-    "heartbeats", "subscriptions", "ticker", "ticker_batch", "market_trades", "status",
+    "heartbeats", "subscriptions", "ticker", "ticker_batch", "status",
     "candles", "user", "futures_balance_summary",
 })
 _ADV_SIDES = {"bid": BID, "offer": ASK, "ask": ASK}
@@ -250,7 +287,19 @@ class CoinbaseAdvanced(_Coinbase):
                                f"{seq!r}"[:120])
         channel = obj.get("channel")
         plan: tuple[Any, ...] | None = None
-        if channel != "l2_data" and not (type(channel) is str and channel in ADVANCED_NON_BOOK):
+        trades: tuple[list[Any], int] | None = None
+        if channel == "market_trades":
+            try:
+                trades = self._parse_trades(obj)
+            except BadTrade as exc:
+                # a trade changes no book: its sequence_num is taken when it continues the
+                # connection's, so that refusing it is not a gap that rebuilds every book
+                last = self._last_seq.get(connection)
+                if seq is not None and (last is None or seq == last + 1):
+                    self._last_seq[connection] = seq
+                return self._trade_refused(exc.text, exc.symbol)
+        elif channel != "l2_data" and not (type(channel) is str
+                                            and channel in ADVANCED_NON_BOOK):
             # refused before its sequence_num is taken, as a bad l2_data message is
             return self._error(f"not a Coinbase Advanced Trade market-data message (channel "
                                f"{short_repr(channel)})", seq=seq)
@@ -281,8 +330,51 @@ class CoinbaseAdvanced(_Coinbase):
             self._last_seq[connection] = seq
         if plan is not None:
             return notices + self._apply_l2(plan, recv_ns, connection, seq)
+        if trades is not None:
+            prints, before = trades
+            if before:
+                self.counts_total["trades_before_subscribe"] += before
+            return notices + self._trades_done(prints, 0, recv_ns)
         self.counts_total["ignored"] += 1       # heartbeats, subscriptions, tickers...
         return notices
+
+    def _parse_trades(self, obj: dict[str, Any]) -> tuple[list[Any], int]:
+        """Validate a ``market_trades`` message completely, changing nothing: ``(prints,
+        prints before the subscription)``, or :class:`BadTrade`.
+
+        Each event's ``trades`` are prints; ``side`` is the *taker's* (``"BUY"``: the
+        buyer was the aggressor; Coinbase's Advanced Trade documentation, unlike the
+        Exchange's ``match``), ``time`` the time, ``trade_id`` the sequence. A
+        ``snapshot`` event (the last trades before the subscription, re-sent on every
+        subscribe) is not recorded: counted ``"trades_before_subscribe"`` per print.
+        """
+        events = obj.get("events")
+        if type(events) is not list:
+            raise BadTrade("market_trades: events must be a list")
+        prints = []
+        before = 0
+        for i, ev in enumerate(events):
+            at = f"market_trades events[{i}]"
+            if type(ev) is not dict or ev.get("type") not in ("snapshot", "update") \
+                    or type(ev.get("trades")) is not list:
+                raise BadTrade(f"{at}: expected an object of type snapshot/update with a "
+                               f"trades list")
+            if ev["type"] == "snapshot":
+                before += len(ev["trades"])
+                continue
+            for k, t in enumerate(ev["trades"]):
+                where = f"{at}.trades[{k}]"
+                native = t.get("product_id") if type(t) is dict else None
+                if type(native) is not str or not native:
+                    raise BadTrade(f"{where}: expected an object with a product_id")
+                if not self._trade_wanted(native):
+                    continue
+                pd, qd = self._trade_scales(native) or self.default_decimals
+                price, qty = price_qty(t.get("price"), t.get("size"), pd, qd, where, native)
+                ts = iso_ns(t.get("time"), where, native)
+                buyer = aggressor(t.get("side"), "BUY", "SELL", where, native)
+                prints.append((native, price, qty, ts, trade_id(t.get("trade_id")), buyer))
+        return prints, before
 
     def _parse_l2(self, obj: dict[str, Any], seq: int | None) -> tuple[Any, ...] | list[Notice]:
         """Validate an ``l2_data`` message completely, changing nothing: ``(ts, events,

@@ -30,6 +30,12 @@ Depth: v1 reads it from each message's channel name (``book-1000``); v2 from
 the subscription acknowledgement (``{"method": "subscribe", "result":
 {"channel": "book", "depth": 25, "symbol": ...}}``), else the ``depth=``
 option, else Kraken's default, 10.
+
+Trades (v1 channel ``trade``, v2 channel ``trade``): one TRADE event per print, the
+``side`` field being the taker's. A pair's prints before its book has scales (v1: its
+first snapshot; v2: its instrument or first snapshot) are dropped, counted
+``"trades_dropped"``; a v2 trade ``snapshot`` (trades from before the subscription)
+is not recorded.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from typing import Any, ClassVar
 from fastbook import parse_decimal as _parse
 from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
+from fastbook.codecs._trades import BadTrade, aggressor, price_qty, trade_id
 from fastbook.codecs._venues import InBandFeed, Refused, checksum_kernel, json_message
 
 __all__ = ["KRAKEN_DEPTHS", "KrakenV1", "KrakenV2", "rfc3339_ns"]
@@ -196,8 +203,10 @@ class KrakenV1(_KrakenFeed):
         if depth is None:
             if type(channel) is not str:
                 return self._error(f"the channel name must be a string: {str(msg)[:80]}")
+            if channel == "trade":
+                return self._trades_v1(pair, msg[1] if n == 4 else None, recv_ns)
             if not channel.startswith("book-"):
-                return self._ignored()          # ticker, trade, spread, ohlc
+                return self._ignored()          # ticker, spread, ohlc
             text = channel[5:]
             if not text.isdigit() or not text.isascii() or len(text) > 4 \
                     or int(text) not in KRAKEN_DEPTHS:
@@ -216,6 +225,41 @@ class KrakenV1(_KrakenFeed):
         if n == 5 and type(body) is dict and type(msg[2]) is dict:
             return self._update_v1(pair, (body, msg[2]), depth, recv_ns)
         return self._error(f"expected one or two level objects: {str(msg)[:80]}", pair)
+
+    # -- trades -------------------------------------------------------------
+
+    def _trade_scales(self, native: str) -> tuple[int, int] | None:
+        # a pair's scales are its first snapshot's wire decimals: none before it
+        s = self._symbols.get(native)
+        return None if s is None else (s.book.price_decimals, s.book.qty_decimals)
+
+    def _trades_v1(self, pair: str, trades: Any, recv_ns: int) -> list[Notice]:
+        """``[channelID, [[price, volume, time, side, orderType, misc], ...], "trade", pair]``:
+        one TRADE event per print, in order. ``side`` (``"b"`` / ``"s"``) is the taker's;
+        ``time`` is seconds with a fraction, read exactly; v1 prints carry no trade id
+        (sequence 0). A pair whose book has had no snapshot yet has no scales: its prints
+        are dropped (counted ``"trades_dropped"``)."""
+        if not self._trade_wanted(pair):
+            return self._ignored()
+        if type(trades) is not list:
+            return self._trade_refused(f"message {self.message_number}: a trade message "
+                                       f"holds a list of prints", pair)
+        scales = self._trade_scales(pair)
+        if scales is None:
+            return self._trades_done([], len(trades), recv_ns) if trades else self._ignored()
+        prints = []
+        try:
+            for i, t in enumerate(trades):
+                where = f"message {self.message_number}: trade[{i}]"
+                if type(t) is not list or len(t) < 4:
+                    raise BadTrade(f"{where} must be [price, volume, time, side, ...]", pair)
+                price, qty = price_qty(t[0], t[1], *scales, where, pair)
+                ts = _seconds_ns(t[2], where, pair)
+                buyer = aggressor(t[3], "b", "s", where, pair)
+                prints.append((pair, price, qty, ts, 0, buyer))
+        except BadTrade as exc:
+            return self._trade_refused(exc.text, pair)
+        return self._trades_done(prints, 0, recv_ns)
 
     # -- parsing ------------------------------------------------------------
 
@@ -346,6 +390,18 @@ class KrakenV1(_KrakenFeed):
         return self._verify_applied(s, crc)
 
 
+def _seconds_ns(value: Any, where: str, pair: str) -> int:
+    """Kraken v1's trade time, ``"1534614057.321597"`` (seconds since the epoch), as exact ns."""
+    if type(value) is str and value[:1].isdigit():
+        try:
+            ns = _parse(value, 9)
+        except ValueError:
+            ns = -1
+        if 0 <= ns <= INT64_MAX:
+            return ns
+    raise BadTrade(f"{where}: the time {value!r} is not seconds since the epoch"[:160], pair)
+
+
 def _rescale(units: int, old: int, new: int) -> int:
     if new >= old:
         return units * 10 ** (new - old)
@@ -421,6 +477,8 @@ class KrakenV2(_KrakenFeed):
                 data, lambda entry: self._parse_entry(entry, snapshot), snapshot, recv_ns)
         if channel == "instrument":
             return self._instruments(msg)
+        if channel == "trade":
+            return self._trades_v2(msg, recv_ns)
         method = msg.get("method")
         if method == "subscribe" and msg.get("success") is True:
             result = msg.get("result")
@@ -432,8 +490,63 @@ class KrakenV2(_KrakenFeed):
                                            f"{KRAKEN_DEPTHS}", sym)
                     self._acked_depth[sym] = depth
         if isinstance(channel, str) or isinstance(method, str):
-            return self._ignored()      # heartbeat, status, ticker, trade, acks, pong
+            return self._ignored()      # heartbeat, status, ticker, acks, pong
         return self._error(f"an object without channel or method: {str(msg)[:80]}")
+
+    def _trade_scales(self, native: str) -> tuple[int, int] | None:
+        # the checksum needs the pair's precisions: a pair without an instrument gets its
+        # scales from the book's first snapshot (or is refused there), so none before it
+        s = self._symbols.get(native)
+        if s is not None:
+            return s.book.price_decimals, s.book.qty_decimals
+        if native in self.instruments or not self.verify_checksum:
+            return super()._trade_scales(native)
+        return None
+
+    def _trade_symbol(self, native: str) -> SymbolSync:
+        s = self._sym(native)
+        s.vars["digits"] = self._digits(s) or (None, None)
+        return s
+
+    def _trades_v2(self, msg: Mapping[str, Any], recv_ns: int) -> list[Notice]:
+        """A ``trade`` channel message: one TRADE event per entry of an ``update``, in
+        order; ``side`` is the taker's, ``timestamp`` the time, ``trade_id`` the sequence.
+        A ``snapshot`` (the last trades before the subscription, re-sent on every
+        subscribe) is not recorded: counted ``"trades_before_subscribe"`` per print and
+        ``"ignored"``."""
+        kind, data = msg.get("type"), msg.get("data")
+        where = f"message {self.message_number}"
+        if kind not in ("snapshot", "update") or not isinstance(data, list):
+            return self._trade_refused(f"{where}: a trade message needs type snapshot/update "
+                                       f"and a data list: {str(msg)[:80]}")
+        if kind == "snapshot":
+            self.counts_total["trades_before_subscribe"] += len(data)
+            return self._ignored()
+        prints = []
+        dropped = 0
+        try:
+            for i, t in enumerate(data):
+                at = f"{where}: data[{i}]"
+                sym: Any = t.get("symbol") if type(t) is dict else None
+                if type(sym) is not str or not sym:
+                    raise BadTrade(f"{at} must be an object with a symbol")
+                if not self._trade_wanted(sym):
+                    continue
+                scales = self._trade_scales(sym)
+                if scales is None:
+                    dropped += 1
+                    continue
+                price, qty = price_qty(t.get("price"), t.get("qty"), *scales, at, sym,
+                                       parse=_number)
+                try:
+                    ts = rfc3339_ns(t.get("timestamp"))
+                except ValueError as exc:
+                    raise BadTrade(f"{at}: timestamp: {exc}"[:160], sym) from None
+                buyer = aggressor(t.get("side"), "buy", "sell", at, sym)
+                prints.append((sym, price, qty, ts, trade_id(t.get("trade_id")), buyer))
+        except BadTrade as exc:
+            return self._trade_refused(exc.text, exc.symbol)
+        return self._trades_done(prints, dropped, recv_ns)
 
     def _depth(self, symbol: str) -> int:
         return self._acked_depth.get(symbol) or self.depth or 10

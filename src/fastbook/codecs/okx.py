@@ -26,6 +26,10 @@ as ``"price:size"`` wire text, CRC32 compared as a **signed** int32, verified
 on snapshots and updates after applying. OKX sends ``checksum: 0`` for these
 channels since 2026-06-23 (deprecated in favour of ``seqId``); 0 means absent
 (counted ``"unverified"``). A mismatch or a crossed book discards the book.
+
+Trades (channels ``trades`` and ``trades-all``): one TRADE event per print, ``side``
+the taker's, ``ts`` (ms) the time, ``tradeId`` the sequence; derivative sizes are
+contracts, as in the book.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ from typing import Any, ClassVar
 
 from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN
 from fastbook.codecs._l2feed import Instrument, Notice, SymbolSync, SyncState, check_recv
+from fastbook.codecs._trades import BadTrade, aggressor, ms_ns, price_qty, trade_id
 from fastbook.codecs._venues import MAX_MS, InBandFeed, Refused, checksum_kernel, json_message
 
-__all__ = ["BOOK_CHANNELS", "CHECKSUM_LEVELS", "Okx"]
+__all__ = ["BOOK_CHANNELS", "CHECKSUM_LEVELS", "TRADE_CHANNELS", "Okx"]
 
 #: Channels with a snapshot followed by incremental updates (all share one format).
 BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
+#: Channels of trade prints (recorded as TRADE events).
+TRADE_CHANNELS = frozenset({"trades", "trades-all"})
 #: Levels per side in OKX's checksum.
 CHECKSUM_LEVELS = 25
 
@@ -111,8 +118,10 @@ class Okx(InBandFeed):
         arg = msg.get("arg")
         if not isinstance(arg, dict) or not isinstance(arg.get("channel"), str):
             return self._error(f"a push without arg.channel: {str(msg)[:80]}")
+        if arg["channel"] in TRADE_CHANNELS:
+            return self._trades(msg, recv_ns)
         if arg["channel"] not in BOOK_CHANNELS:
-            return self._ignored()          # tickers, trades, books5, bbo-tbt, ...
+            return self._ignored()          # tickers, books5, bbo-tbt, ...
         inst_id = arg.get("instId")
         if not isinstance(inst_id, str) or not inst_id:
             return self._error(f"a book push without arg.instId: {str(msg)[:80]}")
@@ -127,6 +136,39 @@ class Okx(InBandFeed):
         snapshot = action == "snapshot"
         return self._validate_then_apply(
             data, lambda entry: self._parse_entry(inst_id, entry, snapshot), snapshot, recv_ns)
+
+    def _trade_symbol(self, native: str) -> SymbolSync:
+        return self._sym_okx(native)
+
+    def _trades(self, msg: dict[str, Any], recv_ns: int) -> list[Notice]:
+        """A ``trades`` / ``trades-all`` push: one TRADE event per entry of ``data``, in
+        order. ``side`` is the taker's (``"buy"``: the buyer was the aggressor); the time
+        is ``ts`` (ms), the sequence ``tradeId``."""
+        inst_id = msg["arg"].get("instId")
+        if not isinstance(inst_id, str) or not inst_id:
+            return self._trade_refused(f"a trades push without arg.instId: {str(msg)[:80]}")
+        if not self._trade_wanted(inst_id):
+            return self._ignored()
+        data = msg.get("data")
+        if not isinstance(data, list):
+            return self._trade_refused("a trades push needs a data list", inst_id)
+        pd, qd = self._trade_scales(inst_id) or self.default_decimals
+        prints = []
+        try:
+            for i, t in enumerate(data):
+                where = f"data[{i}]"
+                if type(t) is not dict:
+                    raise BadTrade(f"{where} must be an object", inst_id)
+                if t.get("instId", inst_id) != inst_id:
+                    raise BadTrade(f"{where}: instId {t.get('instId')!r} is not the push's "
+                                   f"{inst_id!r}"[:160], inst_id)
+                price, qty = price_qty(t.get("px"), t.get("sz"), pd, qd, where, inst_id)
+                ts = ms_ns(t.get("ts"), where, inst_id, strings=True)
+                buyer = aggressor(t.get("side"), "buy", "sell", where, inst_id)
+                prints.append((inst_id, price, qty, ts, trade_id(t.get("tradeId")), buyer))
+        except BadTrade as exc:
+            return self._trade_refused(exc.text, inst_id)
+        return self._trades_done(prints, 0, recv_ns)
 
     @staticmethod
     def _levels(key: str, raw: Any, pd: int, qd: int,

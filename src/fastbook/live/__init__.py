@@ -74,6 +74,11 @@ class LiveBooks:
     ``consolidate_options``: ``quote_aliases``, ``fees``, ``stale_ns``, ``fixed_cost``,
     ``min_profit_bps``, ``max_age_ns``, ``max_rows`` (rows kept until taken, 1,000,000),
     ``refresh_s``; see ``docs/consolidated.md``.
+
+    ``trades=True`` also subscribes each book's trade channel (default off); the codecs
+    read the prints (``docs/l2-feeds.md``, "Trades"), counted per book in
+    ``session.counts(venue, symbol)["trades"]``; a recording (``record=``) keeps their
+    frames. (Live samples do not carry trades yet.)
     """
 
     def __init__(self, specs: Iterable[str], *, depth: int | None = None,
@@ -86,7 +91,7 @@ class LiveBooks:
                  max_age_s: dict[str, float] | None = None, latency: bool = True,
                  lock: Any = None, health: Any = None, on_alert: Any = None,
                  health_every_s: float = 1.0, consolidate: Any = None,
-                 consolidate_options: dict[str, Any] | None = None,
+                 consolidate_options: dict[str, Any] | None = None, trades: bool = False,
                  **driver_options: Any) -> None:
         if on_not_live not in ("raise", "return"):
             raise ValueError(f"on_not_live must be 'raise' or 'return', not {on_not_live!r}")
@@ -97,7 +102,7 @@ class LiveBooks:
         self.on_not_live = on_not_live
         self.session = Session(books, depth=depth, instruments=instruments,
                                stale_after_s=stale_after_s, quiet_symbol_s=quiet_symbol_s,
-                               latency=latency)
+                               latency=latency, trades=trades)
         recorder = None
         if record is not None:
             recorder = _make_recorder(record, books, depth, endpoints)

@@ -7,13 +7,19 @@ connection may carry, how long a silent connection may stay open, how long a
 connection may live, and which REST URL (and weight) gives a snapshot. Each
 rule is written as the venue documents it (``docs/l2-feeds.md``,
 ``docs/live.md``); nothing here touches the network.
+
+With ``trades`` set (:meth:`VenueRules.with_trades`, what ``fb.live(...,
+trades=True)`` uses), a connection also subscribes its symbols' trade channel
+(Binance ``@aggTrade``, Coinbase ``matches`` / ``market_trades``, Kraken v2
+``trade``, OKX ``trades``, Bybit ``publicTrade``), and unsubscribes it with the book
+channel, so that a resubscribe leaves one subscription of each.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from fastbook.codecs import load as load_codec
@@ -38,8 +44,13 @@ class VenueRules:
     snapshot_weight: int = 0                 # REST weight of one snapshot request
     weight_limit: int = 6000                 # REST weight per minute (Binance)
     feed_options: dict[str, Any] = field(default_factory=dict)
+    trades: bool = False                     # subscribe the trade channel too
 
     kind: ClassVar[str] = ""
+
+    def with_trades(self, trades: bool = True) -> VenueRules:
+        """These rules, subscribing (or not) the symbols' trade channel with their book."""
+        return replace(self, trades=bool(trades))
 
     # --- what the driver sends ---------------------------------------------------
 
@@ -99,7 +110,8 @@ class VenueRules:
 
 class _Binance(VenueRules):
     def url(self, base: str, natives: list[str], depth: int | None) -> str:
-        streams = "/".join(f"{n.lower()}@depth@100ms" for n in natives)
+        kinds = ("depth@100ms", "aggTrade") if self.trades else ("depth@100ms",)
+        streams = "/".join(f"{n.lower()}@{k}" for n in natives for k in kinds)
         return f"{base.rstrip('/')}/stream?streams={streams}"
 
 
@@ -127,23 +139,29 @@ class _Coinbase(VenueRules):
 
 
 class _CoinbaseAdvanced(_Coinbase):
+    def _channels(self) -> tuple[str, ...]:
+        return ("level2", "market_trades") if self.trades else ("level2",)
+
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"type": "subscribe", "product_ids": natives, "channel": ch})
-                for ch in ("heartbeats", "level2")]
+                for ch in ("heartbeats", *self._channels())]
 
     def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
-        return [json.dumps({"type": "unsubscribe", "product_ids": natives,
-                            "channel": "level2"})]
+        return [json.dumps({"type": "unsubscribe", "product_ids": natives, "channel": ch})
+                for ch in self._channels()]
 
 
 class _CoinbaseExchange(_Coinbase):
+    def _channels(self) -> list[str]:
+        return ["level2_batch", "matches"] if self.trades else ["level2_batch"]
+
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"type": "subscribe", "product_ids": natives,
-                            "channels": ["level2_batch", "heartbeat"]})]
+                            "channels": [*self._channels(), "heartbeat"]})]
 
     def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"type": "unsubscribe", "product_ids": natives,
-                            "channels": ["level2_batch"]})]
+                            "channels": self._channels()})]
 
 
 def _covering(choices: tuple[int, ...], depth: int | None, default: int) -> int:
@@ -166,12 +184,23 @@ class _KrakenV2(VenueRules):
                             "params": {"channel": "instrument", "snapshot": True}, "req_id": 1}),
                 json.dumps({"method": "subscribe",
                             "params": {"channel": "book", "symbol": natives,
-                                       "depth": depth or 10, "snapshot": True}, "req_id": 2})]
+                                       "depth": depth or 10, "snapshot": True}, "req_id": 2}),
+                *self._trade_requests("subscribe", natives)]
 
     def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
         return [json.dumps({"method": "unsubscribe",
                             "params": {"channel": "book", "symbol": natives,
-                                       "depth": depth or 10}, "req_id": 3})]
+                                       "depth": depth or 10}, "req_id": 3}),
+                *self._trade_requests("unsubscribe", natives)]
+
+    def _trade_requests(self, method: str, natives: list[str]) -> list[str]:
+        # snapshot false: the trades before the subscription are not wanted (not recorded)
+        if not self.trades:
+            return []
+        params: dict[str, Any] = {"channel": "trade", "symbol": natives}
+        if method == "subscribe":
+            params["snapshot"] = False
+        return [json.dumps({"method": method, "params": params, "req_id": 5})]
 
     def ping(self) -> str | None:
         return '{"method":"ping","req_id":4}'
@@ -188,13 +217,15 @@ class _Okx(VenueRules):
     # 25: a book cut at any depth could miss a level that moves up after a delete, so
     # the codec keeps everything the channel sends (depth_for stays None)
 
+    def _args(self, natives: list[str]) -> list[dict[str, str]]:
+        channels = ("books", "trades") if self.trades else ("books",)
+        return [{"channel": ch, "instId": n} for n in natives for ch in channels]
+
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:
-        return [json.dumps({"op": "subscribe",
-                            "args": [{"channel": "books", "instId": n} for n in natives]})]
+        return [json.dumps({"op": "subscribe", "args": self._args(natives)})]
 
     def unsubscribe(self, natives: list[str], depth: int | None) -> list[str]:
-        return [json.dumps({"op": "unsubscribe",
-                            "args": [{"channel": "books", "instId": n} for n in natives]})]
+        return [json.dumps({"op": "unsubscribe", "args": self._args(natives)})]
 
     def ping(self) -> str | None:
         return "ping"
@@ -225,6 +256,8 @@ class _Bybit(VenueRules):
 
     def _topics(self, natives: list[str], depth: int | None) -> list[list[str]]:
         topics = [f"orderbook.{depth or 50}.{n}" for n in natives]
+        if self.trades:
+            topics += [f"publicTrade.{n}" for n in natives]
         return [topics[i:i + 10] for i in range(0, len(topics), 10)]    # 10 args per message
 
     def subscribe(self, natives: list[str], depth: int | None) -> list[str]:

@@ -165,15 +165,18 @@ class Session:
     for that long (checked by :meth:`tick`); ``quiet_symbol_s`` gives a reason to a
     book whose symbol sent nothing that long after subscribing (and, with REST
     snapshots, asks for one: an unknown symbol is then refused and down). ``clock``
-    gives ns since the epoch.
+    gives ns since the epoch. ``trades``: subscribe each book's trade channel too (the
+    codecs count the prints, ``counts(venue, symbol)["trades"]``).
     """
 
     def __init__(self, books: Iterable[tuple[str, str, str]], *, depth: int | None = None,
                  instruments: dict[str, Any] | None = None, on_error: str = "skip",
                  stale_after_s: float | None = 5.0, quiet_symbol_s: float | None = 15.0,
                  on_notice: Callable[[LiveNotice], None] | None = None,
-                 clock: Callable[[], int] = time.time_ns, latency: bool = True) -> None:
+                 clock: Callable[[], int] = time.time_ns, latency: bool = True,
+                 trades: bool = False) -> None:
         self.depth = depth
+        self.trades = trades
         self.instruments = instruments or {}
         self.on_error = on_error
         self.stale_after_ns = None if stale_after_s is None else int(stale_after_s * 1e9)
@@ -184,7 +187,7 @@ class Session:
         self.tracks: dict[tuple[str, str], Track] = {}
         self.rules: dict[str, VenueRules] = {}
         for venue, native, symbol in books:
-            self.rules[venue] = rules_for(venue)
+            self.rules[venue] = rules_for(venue).with_trades(trades)
             if (venue, native) not in self.tracks:
                 t = Track(venue, native, symbol)
                 if latency:

@@ -4,6 +4,9 @@ Each venue runs its own websocket server (and, for Binance, an HTTP server for R
 snapshots) on 127.0.0.1. A stream task per venue moves every symbol's :class:`TruthBook`
 by one synthetic message at a time and sends the venue-formatted frame to every
 connection subscribed to that symbol, after the faults queued with :meth:`inject`.
+A connection that subscribed a symbol's trade channel also gets a trade print every
+``trade_every`` book messages of it, at the truth book's best ask (a buyer aggressor) or
+best bid (a seller), alternately; :meth:`ExchangeSimulator.trades` lists what was sent.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class _Conn:
         self.seq = 0                    # Coinbase Advanced sequence_num
         self.last = ""
         self.heartbeats = False
+        self.trades: set[str] = set()   # symbols whose trade channel it subscribed
         # Kraken: the client's view of each symbol (depth, bids, asks) and held frames
         self.views: dict[str, tuple[int, dict[int, int], dict[int, int]]] = {}
         self.held: dict[str, str] = {}
@@ -159,6 +163,9 @@ class _Venue:
         self.restarts = 0
         self.fresh: set[str] = set()            # Bybit: restarted, next snapshot has u=1
         self.replay: dict[str, deque[Replay]] | None = None
+        self.steps: dict[str, int] = dict.fromkeys(self.symbols, 0)
+        #: trade prints sent: (symbol, price, qty, buyer aggressor, trade id), fixed point
+        self.trades_sent: list[tuple[str, int, int, bool, int]] = []
 
     def load_capture(self, loaded: dict[str, tuple[dict[str, Any], list[Replay]]]) -> None:
         """Start each symbol's truth from the capture's snapshot; stream its updates."""
@@ -178,7 +185,7 @@ class ExchangeSimulator:
                  source: str = "synthetic", seed: int = 7,
                  max_connection_age: float | None = None, ping_interval: float | None = None,
                  rest_weight_limit: int = 6000, capture_root: str | Path | None = None,
-                 levels_per_message: tuple[int, int] = (10, 20)) -> None:
+                 levels_per_message: tuple[int, int] = (10, 20), trade_every: int = 5) -> None:
         unknown = [v for v in venues if v not in VENUES]
         if unknown:
             raise ValueError(f"ExchangeSimulator: unknown venue(s) {unknown}: one of {VENUES}")
@@ -189,7 +196,11 @@ class ExchangeSimulator:
                              f"only (the other venues' captures cannot serve them cleanly)")
         if rate is not None and rate <= 0:
             raise ValueError(f"ExchangeSimulator: rate must be > 0 or None, got {rate!r}")
+        if type(trade_every) is not int or trade_every < 1:
+            raise ValueError(f"ExchangeSimulator: trade_every must be a positive int, got "
+                             f"{trade_every!r}")
         self.rate = rate
+        self.trade_every = trade_every
         self.seed = seed
         self.max_connection_age = max_connection_age
         self.ping_interval = ping_interval
@@ -356,6 +367,12 @@ class ExchangeSimulator:
             snap["asks"] = snap["asks"][:depth]
         return snap
 
+    def trades(self, venue: str) -> list[tuple[str, int, int, bool, int]]:
+        """The trade prints sent so far on ``venue``: ``(symbol, price, qty, buyer
+        aggressor, trade id)``, price and qty at the synthetic books' scales (2 and 3
+        decimals), in order."""
+        return list(self._call(lambda: list(self._venue(venue).trades_sent)))
+
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per venue: connections (open, total), subscriptions, frames, REST answers, weight."""
         def collect() -> dict[str, dict[str, Any]]:
@@ -471,6 +488,8 @@ class ExchangeSimulator:
             if sym and "@depth" in stream:
                 conn.symbols.add(sym)
                 v.subscriptions += 1
+            elif sym and stream.endswith("@aggTrade"):
+                conn.trades.add(sym)
 
     def _binance_frame(self, v: _Venue, sym: str, bids: list[tuple[int, int]],
                        asks: list[tuple[int, int]], corrupt: bool = False,
@@ -593,6 +612,9 @@ class ExchangeSimulator:
         if ok and isinstance(args, list):
             for a in args:
                 parts = str(a).split(".")
+                if len(parts) == 2 and parts[0] == "publicTrade" and parts[1] in v.books:
+                    topics.append((a, parts[1]))
+                    continue
                 if len(parts) != 3 or parts[0] != "orderbook" or parts[2] not in v.books:
                     ok = False
                     bad = a                 # the topic refused; the request fails whole
@@ -604,6 +626,9 @@ class ExchangeSimulator:
         if not ok:
             return
         for topic, sym in topics:
+            if topic.startswith("publicTrade."):
+                (conn.trades.add if op == "subscribe" else conn.trades.discard)(sym)
+                continue
             if op == "subscribe":
                 if sym in v.fresh:
                     v.fresh.discard(sym)
@@ -641,6 +666,11 @@ class ExchangeSimulator:
             return
         for arg in args:
             sym = arg.get("instId") if isinstance(arg, dict) else None
+            if isinstance(arg, dict) and arg.get("channel") == "trades" and sym in v.books:
+                conn.push(json.dumps({"event": op, "arg": {"channel": "trades", "instId": sym},
+                                      "connId": str(conn.id)}))
+                (conn.trades.add if op == "subscribe" else conn.trades.discard)(sym)
+                continue
             if not isinstance(arg, dict) or arg.get("channel") != "books" or sym not in v.books:
                 conn.push(json.dumps({"event": "error", "code": "60018",
                                       "msg": f"Wrong URL or channel:{arg}", "connId": "1"}))
@@ -706,6 +736,17 @@ class ExchangeSimulator:
                 conn.push(self._kraken_instruments(v))
             return
         syms = params.get("symbol")
+        if channel == "trade" and isinstance(syms, list):
+            for sym in syms:
+                ok = sym in v.books
+                conn.push(json.dumps({"method": method, "result": {"channel": "trade",
+                                      "snapshot": False, "symbol": sym}, "success": ok,
+                                      **({} if ok else {"error": "Currency pair not supported",
+                                                        "symbol": sym}),
+                                      "req_id": req_id, "time_in": now, "time_out": now}))
+                if ok:
+                    (conn.trades.add if method == "subscribe" else conn.trades.discard)(sym)
+            return
         depth = params.get("depth", 10)
         if channel != "book" or not isinstance(syms, list) or depth not in (10, 25, 100, 500,
                                                                               1000):
@@ -839,9 +880,13 @@ class ExchangeSimulator:
                                           "reason": f"{bad} are not valid product ids"})
             return
         book_channel = "level2" if advanced else "level2_batch"
+        trade_channel = "market_trades" if advanced else "matches"
         for ch in channels:
             if ch in ("heartbeats", "heartbeat"):
                 conn.heartbeats = kind == "subscribe"
+            elif ch == trade_channel:
+                for p in products:
+                    (conn.trades.add if kind == "subscribe" else conn.trades.discard)(p)
             elif ch in (book_channel, "level2"):
                 for p in products:
                     if kind == "subscribe":
@@ -982,6 +1027,9 @@ class ExchangeSimulator:
             bids, asks = v.walks[sym].step()
         fault = self._take_fault(v, sym) if v.pending else None
         kind = fault.kind if fault else ""
+        v.steps[sym] += 1
+        if not v.steps[sym] % self.trade_every:
+            self._trade(v, sym)
         if v.name == "kraken-v2":
             self._kraken_fanout(v, sym, bids, asks, kind)
             return
@@ -1022,6 +1070,60 @@ class ExchangeSimulator:
                 for f in frames:
                     conn.push(f)
                 v.frames += len(frames)
+
+    def _trade(self, v: _Venue, sym: str) -> None:
+        """One trade print of ``sym`` to the connections subscribed to its trades, at the
+        best ask (a buyer aggressor) or best bid (a seller), alternately."""
+        conns = [c for c in v.conns if sym in c.trades and not c.closed]
+        if not conns:
+            return
+        tid = len(v.trades_sent) + 1
+        buyer = bool(tid % 2)
+        book = v.books[sym]
+        best = book.sorted_side(not buyer, 1)
+        if not best:
+            return
+        price, qty = best[0][0], min(best[0][1], 1 + tid % 3)
+        v.trades_sent.append((sym, price, qty, buyer, tid))
+        frame = self._trade_frame(v, sym, fmt(price, book.pd), fmt(qty, book.qd), buyer, tid)
+        for c in conns:
+            c.push(frame)
+        v.frames += len(conns)
+
+    def _trade_frame(self, v: _Venue, sym: str, px: str, qty: str, buyer: bool,
+                     tid: int) -> str:
+        """The venue's trade message of one print (``docs/l2-feeds.md``, "Trades")."""
+        ms = int(time.time() * 1000)
+        iso = _iso(time.time())
+        body: dict[str, Any]
+        if v.name in BINANCE_VENUES:
+            body = {"stream": f"{sym.lower()}@aggTrade",
+                    "data": {"e": "aggTrade", "E": ms, "s": sym, "a": tid, "p": px, "q": qty,
+                             "f": tid, "l": tid, "T": ms, "m": not buyer}}
+        elif v.name == "bybit":
+            body = {"topic": f"publicTrade.{sym}", "type": "snapshot", "ts": ms,
+                    "data": [{"T": ms, "s": sym, "S": "Buy" if buyer else "Sell", "v": qty,
+                              "p": px, "L": "ZeroPlusTick", "i": str(tid), "BT": False}]}
+        elif v.name == "okx":
+            body = {"arg": {"channel": "trades", "instId": sym},
+                    "data": [{"instId": sym, "tradeId": str(tid), "px": _strip(px),
+                              "sz": _strip(qty), "side": "buy" if buyer else "sell",
+                              "ts": str(ms)}]}
+        elif v.name == "kraken-v2":
+            return (f'{{"channel":"trade","type":"update","data":[{{"symbol":"{sym}",'
+                    f'"side":"{"buy" if buyer else "sell"}","price":{px},"qty":{qty},'
+                    f'"ord_type":"market","trade_id":{tid},"timestamp":"{iso}"}}]}}')
+        elif v.name == "coinbase-exchange":
+            body = {"type": "match", "trade_id": tid, "maker_order_id": f"m{tid}",
+                    "taker_order_id": f"t{tid}", "side": "sell" if buyer else "buy",
+                    "size": qty, "price": px, "product_id": sym, "sequence": tid, "time": iso}
+        else:
+            body = {"channel": "market_trades", "client_id": "", "timestamp": iso,
+                    "sequence_num": _SEQ,
+                    "events": [{"type": "update", "trades": [
+                        {"trade_id": str(tid), "product_id": sym, "price": px, "size": qty,
+                         "side": "BUY" if buyer else "SELL", "time": iso}]}]}
+        return json.dumps(body, separators=(",", ":"))
 
     def _now_fault(self, v: _Venue, p: _Pending) -> None:
         """Faults that act at once on the venue: restart, serverShutdown, stall."""
