@@ -405,3 +405,42 @@ def test_live_rows_carry_the_replays_features(tmp_path):
         assert [c["ofi_l1"][r], c["ofi_l2"][r]] == want.tolist(), r
         checked += 1
     assert checked >= 4
+
+
+def test_live_trade_flow_counts_the_venues_prints():
+    """fb.live(..., trades=True): trade_flow on live rows sums exactly the prints that
+    arrived between two rows of the book, by the venue's aggressor side."""
+    log = []
+
+    async def main_():
+        async with ExchangeSimulator({"okx": ["BTC-USDT"]}, rate=200, seed=6,
+                                     trade_every=2) as s:
+            feed = fb.live(["okx:BTC-USDT"], endpoints=s.endpoints, trades=True)
+            async with feed:
+                assert await feed.wait_live(15)
+                async with feed.sampler("10msgs", depth=1, features=[
+                        "trade_flow", "vpin_0.0001_3"]) as sampler:
+                    feed.on_notice(lambda n: log.append(("u", n.kind)))
+                    feed.on_trade(lambda t: log.append(("t", t.qty, t.aggressor)))
+                    for _ in range(1000):
+                        if sampler.rows >= 10:
+                            break
+                        await asyncio.sleep(0.01)
+                return sampler
+
+    sampler = run(main_())
+    c = sampler.take()
+    updates = [i for i, e in enumerate(log) if e == ("u", "update")]
+    rows_at = [updates[k] for k in range(9, len(updates), 10)]   # every 10th message
+    checked = 0
+    for r in range(1, min(len(rows_at), len(c["ts"]))):
+        between = [e for e in log[rows_at[r - 1] + 1:rows_at[r]] if e[0] == "t"]
+        buy = sum(e[1] for e in between if e[2] == 1)
+        sell = sum(e[1] for e in between if e[2] == 2)
+        got = (int(c["trade_count"][r]), int(c["trade_buy_qty"][r]),
+               int(c["trade_sell_qty"][r]), int(c["trade_qty"][r]))
+        assert got == (len(between), buy, sell, buy + sell), r
+        checked += bool(between)
+    assert checked >= 3
+    vpin = c["vpin"][np.isfinite(c["vpin"])]
+    assert len(vpin) and ((vpin >= 0) & (vpin <= 1)).all()

@@ -334,6 +334,9 @@ class L2Feed:
         self.counts_total: Counter[str] = Counter()   # venue-wide: "ignored", "malformed", ...
         self._symbols: dict[str, SymbolSync] = {}
         self.events: EventBuffer | None = EventBuffer() if record else None
+        #: when a list, every trade print is also appended to it, as
+        #: ``(native, price, qty, ts, trade_id, buyer_aggressor)`` (the live session drains it)
+        self.prints: list[tuple[str, int, int, int, int, bool]] | None = None
         self.wanted: frozenset[str] | None = None if symbols is None else frozenset(symbols)
         self._auto: set[str] = set()    # natives whose Instrument this feed made up
 
@@ -534,11 +537,14 @@ class L2Feed:
         """
         touched = self.last
         events = self.events
+        kept = self.prints
         n = 0
         for native, price, qty, ts, trade_id, buyer in prints:
             s = self._symbols.get(native) or self._trade_symbol(native)
             s.counts["trades"] += 1
             n += 1
+            if kept is not None:
+                kept.append((native, price, qty, ts, trade_id, buyer))
             if events is not None:
                 events.append(s.id, _TRADE, side=2 if buyer else 1, price=price, qty=qty,
                               ts=ts, recv=recv_ns, sequence=trade_id,

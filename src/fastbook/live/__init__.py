@@ -214,6 +214,13 @@ class LiveBooks:
         """Call ``callback(notice)`` on the loop for every notice (keep it quick)."""
         self.driver.callbacks.append(callback)
 
+    def on_trade(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(trade)`` on the loop for every trade print of a book
+        (:class:`fastbook.live._session.LiveTrade`: venue, symbol, exchange_ns, recv_ns,
+        price, qty at the book's scales, aggressor 1 buy / 2 sell). Needs
+        ``fb.live(..., trades=True)``; trades never enter the notice queues."""
+        self.driver.trade_callbacks.append(callback)
+
     async def wait_live(self, timeout: float = 30.0, books: Iterable[tuple[str, str]] | None = None
                         ) -> bool:
         """Wait until every book (or ``books``) is live; False on timeout."""

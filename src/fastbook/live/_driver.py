@@ -146,6 +146,8 @@ class Driver:
             deque(maxlen=11)
         self._running = False
         session.on_notice = self._notice
+        session.on_trade = self._trade
+        self.trade_callbacks: list[Callable[[Any], None]] = []
 
     # --- notices to consumers --------------------------------------------------------
 
@@ -155,6 +157,13 @@ class Driver:
         for cb in self.callbacks:
             try:
                 cb(n)
+            except Exception:
+                self.callback_errors += 1
+
+    def _trade(self, t: Any) -> None:
+        for cb in self.trade_callbacks:
+            try:
+                cb(t)
             except Exception:
                 self.callback_errors += 1
 

@@ -22,8 +22,9 @@ for ``ofi_K``, from every applied venue message since the book's previous row
 (a resync or a new connection's book starts a fresh reference, as a replay's
 snapshot does). Live rows are few (a book a grid point), so they are computed by
 the features' pure-Python twin, which gives the compiled kernel's values exactly.
-Trade features (``trade_flow``, ``vpin``) need trade prints, which live feeds do
-not deliver yet: their columns stay 0 / NaN.
+Trade features (``trade_flow``, ``vpin``) count the venues' trade prints
+(``fb.live(..., trades=True)``; without it their columns stay 0 / NaN), with the
+venue's aggressor side.
 
 A book that is not live (connecting, syncing, resyncing, stale or down) is
 **skipped**, never written: :attr:`LiveSampler.skipped` counts the rows left
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from fastbook._pyfeatures import FeatureState, row_values
+from fastbook._pyfeatures import RULE_VENUE, FeatureState, row_values
 from fastbook.driver import parse_every
 from fastbook.features import parse_features
 from fastbook.sampling import LEVEL_COLUMNS, Sampler
@@ -143,6 +144,8 @@ class LiveSampler:
             raise RuntimeError("this LiveSampler was started already")
         if self.every is not None or self.on_bbo or self._fstate.k:
             self.feed.on_notice(self._notice)
+        if self.features.trades:
+            self.feed.on_trade(self._trade)
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                            name="fastbook-live-sampler")
         return self
@@ -154,6 +157,8 @@ class LiveSampler:
         self._closed = True
         with contextlib.suppress(ValueError):
             self.feed.driver.callbacks.remove(self._notice)
+        with contextlib.suppress(ValueError):
+            self.feed.driver.trade_callbacks.remove(self._trade)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -240,6 +245,19 @@ class LiveSampler:
                             self._fstate.fixed[inst], self._fstate, inst)
         for col, value in zip(self.features.columns, values, strict=True):
             self._fcols[col.name][r] = value
+
+    def _trade(self, p: Any) -> None:
+        """A trade print of a book: counted in its trade flow and VPIN buckets."""
+        t = self.feed.session.track(p.venue, p.symbol)
+        c = t.primary
+        if c is None:
+            return
+        s = c.feed.symbol_state(t.native)
+        inst = self._id((t.venue, t.native), t, s)
+        if inst < 0:
+            return
+        self._flow_state(inst, s.book)
+        self._fstate.trade_commit(inst, (p.price, p.qty, p.aggressor, RULE_VENUE))
 
     def _ofi(self, key: tuple[str, str], t: Any, kind: str) -> None:
         """After a venue message (``kind`` "update") or a state change of a book."""

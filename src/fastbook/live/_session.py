@@ -76,6 +76,22 @@ class LiveNotice:
     kind: str = "update"        # "update", or a state change: "state"
 
 
+@dataclass(slots=True)
+class LiveTrade:
+    """One trade print of a book's venue (``fb.live(..., trades=True)``; delivered to
+    ``feed.on_trade`` callbacks, never into the notice queues). ``price`` and ``qty``
+    are fixed point at the book's scales; ``aggressor`` 1 buy, 2 sell (the venue's)."""
+
+    venue: str
+    symbol: str
+    exchange_ns: int
+    recv_ns: int
+    price: int
+    qty: int
+    aggressor: int
+    trade_id: int = 0
+
+
 @dataclass
 class Action:
     """Something the network side must do for the session."""
@@ -182,6 +198,8 @@ class Session:
         self.stale_after_ns = None if stale_after_s is None else int(stale_after_s * 1e9)
         self.quiet_symbol_ns = None if quiet_symbol_s is None else int(quiet_symbol_s * 1e9)
         self.on_notice = on_notice
+        #: called with each LiveTrade of a book this connection carries (trades=True)
+        self.on_trade: Callable[[LiveTrade], None] | None = None
         self.clock = clock
         self.latency = latency
         self.tracks: dict[tuple[str, str], Track] = {}
@@ -218,6 +236,8 @@ class Session:
         now = self.clock() if t_ns is None else t_ns
         c = Conn(conn_id, venue, list(natives), feed, url, now, now, standby=standby)
         c.touched = type(feed).touched
+        if self.trades:
+            feed.prints = []
         c.decode = functools.partial(feed.feed, connection=conn_id) \
             if venue == "coinbase-advanced" else feed.feed
         c.keep = None if type(rules).filter is VenueRules.filter else rules.filter
@@ -307,6 +327,8 @@ class Session:
             notices = list(notices) + self._refused(c, err)
         if notices:
             self._notices(c, notices, recv_ns)
+        if feed.prints:
+            self._prints(c, recv_ns)
         s = c.touched(feed)
         if s is None:
             if c.check_refusals and not c.all_live():
@@ -316,6 +338,19 @@ class Session:
         if t is None or t.primary is not c or s.state is not _SYNCED:
             return
         self._applied(t, s, recv_ns)
+
+    def _prints(self, c: Conn, recv_ns: int) -> None:
+        """Hand the frame's trade prints to ``on_trade`` (those of books ``c`` is the
+        primary connection of: a standby's copies are not prints twice)."""
+        prints, c.feed.prints = c.feed.prints, []
+        if self.on_trade is None:
+            return
+        for native, price, qty, ts, trade_id, buyer in prints:
+            t = c.tracks.get(native)
+            if t is None or t.primary is not c:
+                continue
+            self.on_trade(LiveTrade(t.venue, t.symbol, ts, recv_ns, price, qty,
+                                    1 if buyer else 2, trade_id))
 
     def _applied(self, t: Track, s: Any, recv_ns: int) -> None:
         applied = self.clock()
