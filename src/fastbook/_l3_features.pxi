@@ -178,6 +178,14 @@ cdef inline i128 _abs128(i128 x) noexcept nogil:
     return -x if x < 0 else x
 
 
+cdef inline double _f(i128 x) noexcept nogil:
+    # an exact integer to the nearest double (as Python's float(int)): through int64 when
+    # it fits, which is a machine instruction; the 128-bit conversion is a libgcc call
+    if x >= <i128>INT64_MIN and x <= <i128>INT64_MAX:
+        return <double><int64_t>x
+    return <double>x
+
+
 # --- reading levels ----------------------------------------------------------------
 cdef inline Py_ssize_t _side_depth(const fb_bookset *bs, uint32_t inst, int side) noexcept nogil:
     if bs.kinds[inst] == FB_KIND_L3:
@@ -291,22 +299,22 @@ cdef int _feat_row(_features *f, const fb_bookset *bs, uint32_t inst, Py_ssize_t
         col = sp[2]
         k = sp[1]
         if sp[0] == _F_MID:
-            (<double *>f.cols[col])[r] = <double>m2 / 2.0 / scale if both else _nan()
+            (<double *>f.cols[col])[r] = _f(m2) / 2.0 / scale if both else _nan()
         elif sp[0] == _F_SPREAD:
             if both:
                 d = <i128>a - b
                 tick = <double>f.tick[inst]
-                (<double *>f.cols[col])[r] = <double>d / scale
-                (<double *>f.cols[col + 1])[r] = <double>d / tick
+                (<double *>f.cols[col])[r] = _f(d) / scale
+                (<double *>f.cols[col + 1])[r] = _f(d) / tick
                 (<double *>f.cols[col + 2])[r] = \
-                    <double>d / (<double>m2 / 2.0) * 10000.0 if m2 > 0 else _nan()
+                    _f(d) / (_f(m2) / 2.0) * 10000.0 if m2 > 0 else _nan()
             else:
                 (<double *>f.cols[col])[r] = _nan()
                 (<double *>f.cols[col + 1])[r] = _nan()
                 (<double *>f.cols[col + 2])[r] = _nan()
         elif sp[0] == _F_MICROPRICE:
             (<double *>f.cols[col])[r] = \
-                <double>(<i128>b * qa + <i128>a * qb) / <double>(<i128>qa + qb) / scale \
+                _f(<i128>b * qa + <i128>a * qb) / _f(<i128>qa + qb) / scale \
                 if both else _nan()
         elif sp[0] == _F_STOIKOV:
             (<double *>f.cols[col])[r] = _stoikov(f, b, qb, a, qa, f.tick[inst], scale) \
@@ -320,7 +328,7 @@ cdef int _feat_row(_features *f, const fb_bookset *bs, uint32_t inst, Py_ssize_t
             for i in range(n):
                 sb += _lvl_qty(f, FB_BID, i)
                 sa += _lvl_qty(f, FB_ASK, i)
-            (<double *>f.cols[col])[r] = <double>(sb - sa) / <double>(sb + sa) \
+            (<double *>f.cols[col])[r] = _f(sb - sa) / _f(sb + sa) \
                 if sb + sa != 0 else _nan()
         elif sp[0] == _F_DEPTH_BPS:
             rc = _depth_bps(f, bs, inst, both and m2 > 0, m2, sp[3], sp[4],
@@ -364,7 +372,7 @@ cdef int _feat_row(_features *f, const fb_bookset *bs, uint32_t inst, Py_ssize_t
 
 cdef inline double _stoikov(const _features *f, int64_t b, int64_t qb, int64_t a, int64_t qa,
                             int64_t tick, double scale) noexcept nogil:
-    cdef double imb = <double>qb / <double>(<i128>qb + qa)
+    cdef double imb = <double>qb / _f(<i128>qb + qa)
     cdef Py_ssize_t bucket = <Py_ssize_t>(imb * <double>f.st_cols)
     cdef i128 ticks = (<i128>a - b)
     cdef Py_ssize_t row
@@ -378,7 +386,7 @@ cdef inline double _stoikov(const _features *f, int64_t b, int64_t qb, int64_t a
     if ticks < 1:
         ticks = 1
     row = <Py_ssize_t>(ticks if ticks < f.st_rows else f.st_rows) - 1
-    return (<double>(<i128>a + b) / 2.0 + <double>(<i128>a - b) *
+    return (_f(<i128>a + b) / 2.0 + _f(<i128>a - b) *
             f.stoikov[row * f.st_cols + bucket]) / scale
 
 
@@ -430,16 +438,16 @@ cdef double _slope(const _features *f, int side, Py_ssize_t k, i128 m2, double s
         return _nan()
     for i in range(n):
         cum = _sat(cum + _lvl_qty(f, side, i))
-        mx += <double>_abs128(<i128>2 * _lvl_px(f, side, i) - m2)
-        my += <double>cum
+        mx += _f(_abs128(<i128>2 * _lvl_px(f, side, i) - m2))
+        my += _f(cum)
     mx /= <double>n
     my /= <double>n
     cum = 0
     for i in range(n):
         cum = _sat(cum + _lvl_qty(f, side, i))
-        dx = <double>_abs128(<i128>2 * _lvl_px(f, side, i) - m2) - mx
+        dx = _f(_abs128(<i128>2 * _lvl_px(f, side, i) - m2)) - mx
         sxx += dx * dx
-        sxy += dx * (<double>cum - my)
+        sxy += dx * (_f(cum) - my)
     return sxy / sxx * (2.0 * scale) / qscale if sxx > 0.0 else _nan()
 
 
@@ -467,10 +475,10 @@ cdef int _walk(_features *f, const fb_bookset *bs, uint32_t inst, int side, int6
         px_out[0] = _nan()
         bps_out[0] = _nan()
         return FB_OK
-    px_raw = <double>notional / <double>filled
+    px_raw = _f(notional) / <double>filled
     bps_out[0] = _nan()
     if has_mid:
-        mid_raw = <double>m2 / 2.0
+        mid_raw = _f(m2) / 2.0
         if side == FB_ASK:
             bps_out[0] = (px_raw - mid_raw) / mid_raw * 10000.0
         else:
