@@ -925,6 +925,7 @@ class SelfTestTarget:
 
 def _targets() -> dict[str, Callable[[], Any]]:
     from tests.fuzz.board_server import BoardTarget, ServerTarget
+    from tests.fuzz.features_target import FeaturesTarget
 
     return {
         "consolidated": ConsolidatedTarget,
@@ -972,6 +973,7 @@ def _targets() -> dict[str, Callable[[], Any]]:
         "book": BookApiTarget,
         "board": BoardTarget,
         "server": ServerTarget,
+        "features": FeaturesTarget,
     }
 
 
