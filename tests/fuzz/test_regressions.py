@@ -602,3 +602,14 @@ def test_ws_request_nested_too_deeply_over_a_real_socket() -> None:
             assert srv.ws.stats()["refused"] == {1008: 1}
 
     run(main())
+
+
+@pytest.mark.parametrize("row", ["1,\U00100000\n", "5857400,40,5857300,\U0010000045,5,6\n",
+                                 "1,2,3,4\n1,\udcab2,3,4\n"])
+def test_lobster_orderbook_refuses_non_ascii_text_before_numpy(row: str) -> None:
+    # fuzz (lobster, seed 7, #82502): numpy's loadtxt took the process down (SIGSEGV) on
+    # a str row holding a character beyond the BMP; a str source is now checked as the
+    # bytes path decodes, and the error names the line and column
+    with pytest.raises(DecodeError, match=r"<text stream>:\d: column \d is not an integer in "
+                                          r"ASCII digits"):
+        lobster.read_orderbook(io.StringIO(row), 1)

@@ -274,6 +274,15 @@ def read_orderbook(source: Any, /, levels: int) -> np.ndarray:
             text = list(src.lines)
         except UnicodeDecodeError as exc:
             raise DecodeError(f"{name}: not an ASCII LOBSTER orderbook file ({exc})") from None
+    for lineno, line in enumerate(text, start=1):
+        # a str source is not decoded here: refuse what the bytes path refuses, before
+        # numpy's parser sees it (numpy 2.4's loadtxt crashes the process on a character
+        # beyond the BMP, such as "1,\U00100000")
+        if not line.isascii():
+            at = next(i for i, ch in enumerate(line) if ord(ch) > 127)
+            field = line.rstrip("\r\n").split(",")[line.count(",", 0, at)]
+            raise DecodeError(f"{name}:{lineno}: column {line.count(',', 0, at) + 1} is not "
+                              f"an integer in ASCII digits: {field!r:.40}")
     body = [line for line in text if line.strip()]
     if not body:
         return np.zeros((0, ncols), dtype=np.int64)
