@@ -459,3 +459,31 @@ def test_feature_columns_plot_from_a_real_capture(tmp_path):
     low, high = fig.axes[1].get_ylim()            # OFI in real units, as quantities="float"
     assert low <= rows["ofi_l1"].min() and rows["ofi_l1"].max() <= high
     assert high - low < 10 * (rows["ofi_l1"].max() - rows["ofi_l1"].min() + 1)
+
+
+CAPTURES = [("BINANCE_FUTURES.ws.1.0.gz", "BINANCE_FUTURES.http.0.0.gz", "binance-usdm"),
+            ("COINBASE.ws.28.0.gz", None, "coinbase-exchange"),
+            ("OKX.ws.1.0.gz", None, "okx"), ("KRAKEN.ws.50.0.gz", None, "kraken-v1")]
+CAPTURE_FEATURES = ["mid", "spread", "microprice", "imbalance_5", "depth_bps_20", "slope_5",
+                    "walk_cost_1", "ofi_5", "trade_flow", "vpin_10_5"]
+
+
+@needs_compiled
+@pytest.mark.parametrize("ws, rest, codec", CAPTURES, ids=[c[2] for c in CAPTURES])
+def test_differential_on_real_captures(ws, rest, codec):
+    """The real captures (their trade prints included) replayed with features into the
+    compiled BookSet and into the twin's: the same rows, bit for bit, and the same trades."""
+    import fastbook as fb
+
+    d = "tests/data/l2/cryptofeed/"
+    source = [d + ws] + ([d + rest] if rest else [])
+    runs = [fb.replay(source, codec, every="1s,bbo", depth=3, features=CAPTURE_FEATURES,
+                      trades=True, bookset=bs)
+            for bs in (_l3.BookSet(on_error="stop"), _pyl3.BookSet(on_error="stop"))]
+    a, b = runs[0].samples, runs[1].samples
+    assert list(a) == list(b) and len(a["ts"]) > 20
+    for name in a:
+        assert np.array_equal(a[name], b[name], equal_nan=a[name].dtype.kind == "f"), name
+    for name in runs[0].trades:
+        assert np.array_equal(runs[0].trades[name], runs[1].trades[name]), name
+    assert np.isfinite(a["microprice"]).any()
