@@ -421,7 +421,7 @@ def test_differential_on_a_synthetic_itch_day():
     from fastbook.codecs.itch50 import decode_events
     from fastbook.synth import itch_day
 
-    events, directory, _ = decode_events(itch_day(40_000, n_symbols=4, seed=11))
+    events, directory, _ = decode_events(itch_day(20_000, n_symbols=4, seed=11))
     sets = []
     for mod in (_l3, _pyl3):
         bs = mod.BookSet()
