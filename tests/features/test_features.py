@@ -15,7 +15,7 @@ from fastbook.errors import UpdateError
 from fastbook.events import Flags, events_from_records
 from fastbook.features import Stoikov, column_unit, parse_features, stoikov_adjustment
 from fastbook.sampling import Sampler
-from tests.helpers.events import as_events, event_records, make_set, set_state
+from tests.helpers.events import apply_both, as_events, event_records, make_set
 from tests.helpers.impls import L3 as _l3
 from tests.helpers.impls import L3_PAIRS as IMPLS
 from tests.helpers.impls import requires_compiled
@@ -374,15 +374,7 @@ def _columns_equal(a, b):
 
 
 def _apply_both(compiled, twin, samplers, events):
-    outcomes = []
-    for bs, s in zip((compiled, twin), samplers, strict=True):
-        try:
-            outcomes.append(bs.apply(events, sampler=s))
-        except UpdateError as exc:
-            outcomes.append((str(exc), exc.index))
-    assert outcomes[0] == outcomes[1]
-    _columns_equal(*samplers)
-    assert set_state(compiled) == set_state(twin)
+    apply_both(compiled, twin, samplers, events, _columns_equal)
     for x, y in zip(samplers[0]._fstate.save(), samplers[1]._fstate.save(), strict=True):
         assert np.array_equal(x, y)
 

@@ -141,3 +141,14 @@ def assert_same_reads(c, t, *, memory=True):
             assert sum(q for _, q in t.orders_at(side, price)) == qty
     assert list(c) == list(t)
     assert repr(c) == repr(t)
+
+
+def apply_both(compiled, twin, samplers, events, same):
+    """Apply ``events`` to the compiled and the twin set, each with its sampler: the same
+    outcome (count, or UpdateError message and index), ``same(*samplers)``, the same
+    books."""
+    outcomes = [outcome(bs, events, sampler=s)
+                for bs, s in zip((compiled, twin), samplers, strict=True)]
+    assert outcomes[0] == outcomes[1]
+    same(*samplers)
+    assert set_state(compiled) == set_state(twin)

@@ -14,7 +14,7 @@ from fastbook import _pyl3
 from fastbook.errors import UpdateError
 from fastbook.events import Flags, events_from_records
 from fastbook.sampling import Sampler
-from tests.helpers.events import as_events, event_records, make_set, set_state
+from tests.helpers.events import apply_both, as_events, event_records, make_set
 from tests.helpers.impls import L3 as _l3
 from tests.helpers.impls import L3_PAIRS as IMPLS
 from tests.helpers.impls import requires_compiled
@@ -461,17 +461,13 @@ sampler_kwargs = st.fixed_dictionaries({
 }).filter(lambda k: k["every"] or k["interval"] or k["on_bbo"])
 
 
+def _same_rows(a, b):
+    assert rows(a) == rows(b)
+
+
 def _apply_both(compiled, twin, samplers, events):
     """Apply ``events`` to the compiled and the twin set, each with its sampler; all agree."""
-    outcomes = []
-    for bs, s in zip((compiled, twin), samplers, strict=True):
-        try:
-            outcomes.append(bs.apply(events, sampler=s))
-        except UpdateError as exc:
-            outcomes.append((str(exc), exc.index))
-    assert outcomes[0] == outcomes[1]
-    assert rows(samplers[0]) == rows(samplers[1])
-    assert set_state(compiled) == set_state(twin)
+    apply_both(compiled, twin, samplers, events, _same_rows)
 
 
 @needs_compiled
