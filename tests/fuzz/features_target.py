@@ -30,7 +30,7 @@ _ODD_SPECS: tuple[Any, ...] = (
     "", "ofi_0", "ofi_1001", "imbalance_-1", "slope_1", "walk_cost_", "walk_cost_1e9",
     "vpin_1_0", "vpin_0_1", "vpin_1_1_1", "depth_bps_10001", "depth_bps_0.0000001",
     "walk_cost_99999999999999999999999999", "mid,mid", None, 3, 1.5, b"mid", ["mid"],
-    object(), "ofi_٣", "walk_cost_１", "vpin_1e3_2", "walk_cost_nan", "walk_cost_inf",
+    object(), "ofi_٣", "walk_cost_\uff11", "vpin_1e3_2", "walk_cost_nan", "walk_cost_inf",
 )
 
 
