@@ -362,6 +362,9 @@ class ReplayResult:
         codec), books crossed at the end, LOBSTER events skipped. A
         symbol named in ``symbols=`` whose book never became valid is also
         issued as a :class:`fastbook.errors.ReplayWarning`.
+    trades : dict of numpy arrays
+        ``replay(..., trades=...)``: every trade print with its aggressor side
+        (``fastbook.sampling.TRADE_COLUMNS``; :meth:`write_trades`); else empty.
     crossed : list of str
         Order-by-order codecs: the symbols whose book is crossed (best bid
         at or above best ask) at the end of the replay, a sign of missed

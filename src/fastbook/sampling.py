@@ -45,6 +45,11 @@ before the instrument's first event of the packet, with that event's time. A
 rule evaluated after an event that was skipped (``on_error="skip"``) does not
 run for that packet.
 
+``features=[...]`` adds feature columns to every row (microprice, imbalance,
+OFI, trade flow, VPIN...: :mod:`fastbook.features`, ``docs/features.md``),
+computed in the same loop; ``trades=True`` also keeps every trade print with
+its aggressor side (:meth:`Sampler.trades`).
+
 Columns are numpy arrays; :meth:`Sampler.columns` returns views of the rows
 taken so far, and :meth:`Sampler.to_arrow` wraps them without copying (unless
 asked for floats, nulls or names); :meth:`Sampler.to_pandas` gives a DataFrame
@@ -357,7 +362,7 @@ class Sampler:
             selected[i] = self._chosen is None or i in self._chosen
             top = bookset[i].top(1)
             bbo[i] = top[:, 0]
-        self._fstate.grow(bookset, n)      # first: it checks the features' parameters
+        self._fstate.grow(bookset, n)      # the features' state and per-instrument scales
         self._kinds = [bookset.instrument(i)["kind"] for i in range(n)]
         self._metas = [bookset.instrument(i) for i in range(n)]
         self._selected, self._since, self._next_t, self._bbo = selected, since, next_t, bbo
