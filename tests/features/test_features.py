@@ -479,3 +479,28 @@ def test_differential_on_real_captures(ws, rest, codec):
     for name in runs[0].trades:
         assert np.array_equal(runs[0].trades[name], runs[1].trades[name]), name
     assert np.isfinite(a["microprice"]).any()
+
+
+def test_streamed_outputs_carry_the_features_and_the_trades(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import fastbook as fb
+
+    day = "tests/data/itch/ex20101224.TEST_ITCH_50.lenfixed.gz"
+    feats = ["mid", "ofi_2", "trade_flow", "walk_cost_100"]
+    kept = fb.replay(day, every="1s", on_error="skip", features=feats, trades=True)
+    out, trades = tmp_path / "s.parquet", tmp_path / "t.csv"
+    streamed = fb.replay(day, every="1s", on_error="skip", features=feats, output=out,
+                         row_group_size=1024, trades=trades, quantities="float")
+    table = pq.read_table(out)
+    assert table.num_rows == len(kept.samples["ts"]) == streamed.rows
+    assert np.array_equal(table.column("mid").to_numpy(), kept.samples["mid"],
+                          equal_nan=True)
+    # an integer quantity feature follows quantities="float" (ITCH: 0 decimals, so equal)
+    assert table.column("ofi_l1").to_numpy().tolist() == kept.samples["ofi_l1"].tolist()
+    lines = trades.read_text().splitlines()
+    assert len(lines) == 1 + len(kept.trades["ts"]) > 100
+    assert lines[0].split(",")[:3] == ['"ts"', '"instrument"', '"symbol"']
+    with pytest.raises(ValueError, match="features= are columns of the samples"):
+        fb.replay(day, features=["mid"])
+    with pytest.raises(ValueError, match=r"\.parquet or \.csv"):
+        fb.replay(day, every="1s", trades=tmp_path / "t.arrow")
