@@ -550,7 +550,7 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
     cdef const uint8_t *marks = NULL
     cdef _trade trade
     cdef bint traded = False
-    cdef bint ofi_skip = False
+    cdef int ofi_sides = _OFI_BOTH
     if _loop_kind is _lean_skip:
         mode = _MODE_SKIP
     elif _loop_kind is _lean_raise:
@@ -602,8 +602,8 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
             if _loop_kind is _general:
                 # per event, OFI looks only at events that can change the top k levels
                 # (packet mode looks at each packet's end, whatever its events)
-                ofi_skip = samp != NULL and samp.feat.ofi_k and samp.selected[inst] \
-                    and _ofi_skips(&samp.feat, bs, e, inst)
+                ofi_sides = _ofi_sides(&samp.feat, bs, e, inst) \
+                    if samp != NULL and samp.feat.ofi_k and samp.selected[inst] else _OFI_BOTH
             if j != NULL and _journal_reserve(j) < 0:
                 rc = FB_ENOMEM
                 break
@@ -620,10 +620,10 @@ cdef int _run_events(fb_bookset *bs, const fb_event *events, Py_ssize_t n, int m
                         rc = FB_ENOMEM
                         stop = i + (mode != _MODE_RAISE)
                         break
-                    if samp.feat.ofi_k and ((_loop_kind is _general and not ofi_skip)
-                                            or (_loop_kind is _packets
-                                                and (marks[i] & _MARK_LAST))):
-                        _feat_ofi(&samp.feat, bs, e, inst)
+                    if samp.feat.ofi_k and _loop_kind is _general and ofi_sides:
+                        _feat_ofi(&samp.feat, bs, e, inst, ofi_sides)
+                    elif samp.feat.ofi_k and _loop_kind is _packets and (marks[i] & _MARK_LAST):
+                        _feat_ofi(&samp.feat, bs, e, inst, _OFI_BOTH)
             if _loop_kind is _packets:
                 if (marks[i] & _MARK_LAST) and _sample_after(samp, bs, e, inst) < 0:
                     rc = FB_ENOMEM

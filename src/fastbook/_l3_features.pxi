@@ -30,6 +30,7 @@ cdef enum:
     _RULE_QUOTE = 3
     _RULE_TICK = 4
     _SCRATCH_MIN = 16           # levels read first past the row's; then 2x as needed
+    _OFI_BOTH = 3               # _ofi_sides: both sides may have changed
 
 
 ctypedef struct _features:
@@ -499,41 +500,71 @@ cdef inline bint _deep(const _features *f, uint32_t inst, int side, int64_t pric
     return False
 
 
-cdef bint _ofi_skips(const _features *f, const fb_bookset *bs, const fb_event *e,
-                     uint32_t inst) noexcept nogil:
-    """Before event ``e``: True when it cannot change the top k levels (its order's
-    price is behind the k-th level of a side that has k), so OFI needs no look."""
+cdef int _ofi_sides(const _features *f, const fb_bookset *bs, const fb_event *e,
+                    uint32_t inst) noexcept nogil:
+    """Before event ``e``: which sides of the top k levels it can change. 0 (none: its
+    order is behind the k-th level of a side that has k, or it changes no book), FB_BID
+    or FB_ASK (only that side: an L3 event touches its order's side alone), _OFI_BOTH."""
     cdef uint8_t a = e.action
     cdef const fb_l3book *b3
     cdef int32_t idx
+    cdef int side
     if a == FB_TRADE or a == FB_STATUS:
-        return True
+        return 0
     if (e.flags & FB_FLAG_SNAPSHOT) or a == FB_SNAPSHOT_BEGIN or a == FB_SNAPSHOT_END \
             or a == FB_CLEAR:
-        return False
-    if bs.kinds[inst] != FB_KIND_L3 or a == FB_ADD:
-        return a >= FB_ADD and a <= FB_SET_LEVEL and _deep(f, inst, e.side, e.price)
+        return _OFI_BOTH
+    if bs.kinds[inst] != FB_KIND_L3:
+        return 0 if a >= FB_ADD and a <= FB_SET_LEVEL and _deep(f, inst, e.side, e.price) \
+            else _OFI_BOTH
+    if a == FB_ADD:
+        if _deep(f, inst, e.side, e.price):
+            return 0
+        return e.side if e.side == FB_BID or e.side == FB_ASK else _OFI_BOTH
     b3 = <const fb_l3book *>bs.books[inst]
     if b3.side_keys and e.side != FB_BID and e.side != FB_ASK:
-        return True             # refused: changes nothing
+        return 0                # refused: changes nothing
     idx = fb_l3_find(b3, e.order_id, e.side)
     if idx == FB_NIL:
-        return True             # refused: changes nothing
-    if not _deep(f, inst, b3.orders[idx].side, _price_of(b3, idx)):
-        return False
-    return a != FB_REPLACE or _deep(f, inst, b3.orders[idx].side, e.price)
+        return 0                # refused: changes nothing
+    side = b3.orders[idx].side
+    if _deep(f, inst, side, _price_of(b3, idx)) and \
+            (a != FB_REPLACE or _deep(f, inst, side, e.price)):
+        return 0
+    return side
+
+
+cdef inline void _l3_side_top(const fb_l3book *b3, int side, Py_ssize_t n, int64_t *px,
+                              int64_t *qty) noexcept nogil:
+    # one side of fb_l3_top: the best n levels, best first, zero-padded
+    cdef const fb_l3side *s3 = &b3.sides[side - 1]
+    cdef Py_ssize_t i, m = s3.count if s3.count < n else n, top = s3.count - 1
+    for i in range(m):
+        px[i] = s3.keys[top - i] if side == FB_BID else -s3.keys[top - i]
+        qty[i] = s3.levels[s3.ids[top - i]].qty
+    for i in range(m, n):
+        px[i] = 0
+        qty[i] = 0
 
 
 cdef void _feat_ofi(_features *f, const fb_bookset *bs, const fb_event *e,
-                    uint32_t inst) noexcept nogil:
-    """After event ``e`` (the instrument's last of its packet in packet mode)."""
+                    uint32_t inst, int sides) noexcept nogil:
+    """After event ``e`` (the instrument's last of its packet in packet mode), on the
+    ``sides`` it could change (_ofi_sides; the other side's terms are 0: unchanged)."""
     cdef Py_ssize_t k = f.ofi_k, m
     cdef int64_t *now = f.ofi_now
     cdef int64_t *prev = &f.ofi_prev[4 * k * <Py_ssize_t>inst]
     cdef int64_t *acc = &f.ofi_acc[inst * f.ofi_stride]
     cdef int64_t pb, qb, pa, qa, ob, oqb, oa, oqa
     cdef i128 ev
-    _read_top(bs, inst, k, now, now + k, now + 2 * k, now + 3 * k)
+    if sides == _OFI_BOTH or bs.kinds[inst] != FB_KIND_L3:
+        _read_top(bs, inst, k, now, now + k, now + 2 * k, now + 3 * k)
+    elif sides == FB_BID:
+        _l3_side_top(<const fb_l3book *>bs.books[inst], FB_BID, k, now, now + k)
+        memcpy(now + 2 * k, prev + 2 * k, <size_t>(2 * k) * sizeof(int64_t))
+    else:
+        _l3_side_top(<const fb_l3book *>bs.books[inst], FB_ASK, k, now + 2 * k, now + 3 * k)
+        memcpy(now, prev, <size_t>(2 * k) * sizeof(int64_t))
     if not (e.action == FB_SNAPSHOT_BEGIN or e.action == FB_SNAPSHOT_END
             or e.action == FB_CLEAR or (e.flags & FB_FLAG_SNAPSHOT)):
         for m in range(k):
@@ -545,6 +576,8 @@ cdef void _feat_ofi(_features *f, const fb_bookset *bs, const fb_event *e,
             oqb = prev[k + m]
             oa = prev[2 * k + m]
             oqa = prev[3 * k + m]
+            if pb == ob and qb == oqb and pa == oa and qa == oqa:
+                continue        # an unchanged level: its terms cancel exactly (e = 0)
             if qb == 0:
                 pb = INT64_MIN
             if oqb == 0:

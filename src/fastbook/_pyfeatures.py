@@ -30,6 +30,8 @@ _STATUS = int(Action.STATUS)
 _NON_PRINTABLE, _CROSS = int(Flags.NON_PRINTABLE), int(Flags.CROSS)
 _AGG_BUY, _AGG_SELL = int(Flags.AGGRESSOR_BUY), int(Flags.AGGRESSOR_SELL)
 
+#: ``ofi_sides``: both sides of the book may have changed
+BOTH = 3
 #: trade aggressor codes (``aggressor`` column of the trades table)
 UNKNOWN, BUY, SELL = 0, 1, 2
 #: how a trade's aggressor was found (``rule`` column): none (a cross, or nothing to go
@@ -257,11 +259,19 @@ class FeatureState:
         self.trade_acc[inst] = 0
 
     # -- after an event (or packet): order flow imbalance ----------------------------
-    def ofi_update(self, book: Any, inst: int, action: int, flags: int) -> None:
+    def ofi_update(self, book: Any, inst: int, action: int, flags: int,
+                   sides: int = BOTH) -> None:
+        """OFI after an event or packet; ``sides`` (:meth:`ofi_sides`) are those it could
+        change: the other side is taken as it was (the kernel reads only those)."""
         if not self.k:
             return
         now = ofi_levels(book, self.k)
         prev = self.ofi_prev[inst]
+        k = self.k
+        if sides == 1:
+            now[2 * k:] = prev[2 * k:]
+        elif sides == 2:
+            now[: 2 * k] = prev[: 2 * k]
         if action in _SNAPSHOTISH or flags & _SNAPSHOT:
             prev[:] = now
             return
@@ -294,27 +304,35 @@ class FeatureState:
             return int(prev[4 * k - 1]) > 0 and price > int(prev[3 * k - 1])
         return False
 
-    def ofi_skips(self, book: Any, kind: str, row: tuple[Any, ...]) -> bool:
-        """Before an event (per-event sampling): True when it cannot change the top k
-        levels, so OFI is not looked at (the kernel's ``_ofi_skips``, the same rule)."""
+    def ofi_sides(self, book: Any, kind: str, row: tuple[Any, ...]) -> int:
+        """Before an event (per-event sampling): the sides of the top k levels it can
+        change (the kernel's ``_ofi_sides``, the same rule): 0 none (its order is behind
+        the k-th level of a side that has k, or it changes no book), 1 or 2 that side
+        alone (an L3 event touches its order's side only), :data:`BOTH`."""
         _, _, inst, action, side, flags, price, _, order_id, _, _ = row
         if action in (_TRADE, _STATUS):
-            return True
+            return 0
         if flags & _SNAPSHOT or action in _SNAPSHOTISH:
-            return False
-        if kind != "l3" or action == _ADD:
-            return _ADD <= action <= _SET_LEVEL and self._deep(inst, side, price)
+            return BOTH
+        if kind != "l3":
+            return 0 if _ADD <= action <= _SET_LEVEL and self._deep(inst, side, price) \
+                else BOTH
+        if action == _ADD:
+            if self._deep(inst, side, price):
+                return 0
+            return side if side in (1, 2) else BOTH
         if book.side_keys and side not in (1, 2):
-            return True
+            return 0
         try:
             found = book.order(order_id, side=side) if book.side_keys else book.order(order_id)
         except (ValueError, TypeError):
-            return True
+            return 0
         if found is None:
-            return True
-        if not self._deep(inst, found[0], found[1]):
-            return False
-        return action != _REPLACE or self._deep(inst, found[0], price)
+            return 0
+        if self._deep(inst, found[0], found[1]) and \
+                (action != _REPLACE or self._deep(inst, found[0], price)):
+            return 0
+        return int(found[0])
 
     # -- before an event: which trade it prints, if any --------------------------------
     def trade_of(self, book: Any, kind: str, row: tuple[Any, ...]) -> tuple[int, ...] | None:

@@ -713,10 +713,8 @@ class BookSet:
                     if sampler is not None and (marks is None or marks[i] & MARK_FIRST):
                         sampler._before(book, inst, ts, sequence)
                     trade = sampler._trade_before(book, inst, row) if flows else None
-                    if flows and sampler._ofi_skips(book, inst, row):
-                        last = False        # cannot change the top k levels: OFI skips it
-                    else:
-                        last = marks is None or bool(marks[i] & MARK_LAST)
+                    sides = sampler._ofi_sides(book, inst, row) if flows else 3
+                    last = marks is None or bool(marks[i] & MARK_LAST)
                     if self._meta[inst]["kind"] == "l3":
                         self._l3_event(book, action, side, price, qty, order_id, new_order_id,
                                        flags)
@@ -734,7 +732,7 @@ class BookSet:
                     rollback()
                     raise UpdateError(f"event {i}: {message}", i) from None
                 if flows:
-                    sampler._event_after(book, inst, row, trade, last)
+                    sampler._event_after(book, inst, row, trade, last, sides)
                 if sampler is not None and (marks is None or marks[i] & MARK_LAST):
                     sampler._after(book, inst, ts, sequence)
                 if callback is not None:

@@ -413,14 +413,17 @@ class Sampler:
             return None
         return self._fstate.trade_of(book, self._kinds[inst], row)
 
-    def _ofi_skips(self, book: Any, inst: int, row: tuple[Any, ...]) -> bool:
-        """Per-event sampling: whether OFI can skip event ``row`` (before it is applied)."""
-        return not self.packets and bool(self._fstate.k) and bool(self._selected[inst]) \
-            and self._fstate.ofi_skips(book, self._kinds[inst], row)
+    def _ofi_sides(self, book: Any, inst: int, row: tuple[Any, ...]) -> int:
+        """Per-event sampling: the sides of the top levels event ``row`` can change
+        (before it is applied; 0: OFI skips it); packet mode: both, at a packet's end."""
+        if self.packets or not self._fstate.k or not self._selected[inst]:
+            return 3
+        return self._fstate.ofi_sides(book, self._kinds[inst], row)
 
     def _event_after(self, book: Any, inst: int, row: tuple[Any, ...], trade: Any,
-                     last: bool) -> None:
-        """After event ``row`` was applied: its trade counted, OFI at a packet's end."""
+                     last: bool, sides: int = 3) -> None:
+        """After event ``row`` was applied: its trade counted, OFI at a packet's end (on
+        ``sides``, :meth:`_ofi_sides`)."""
         if not self._selected[inst]:
             return
         if trade is not None:
@@ -436,8 +439,8 @@ class Sampler:
                 tc["price"][t], tc["qty"][t], tc["aggressor"][t], tc["rule"][t] = trade
                 tc["flags"][t] = row[5]
                 self._tcount = t + 1
-        if last and self._fstate.k:
-            self._fstate.ofi_update(book, inst, row[3], row[5])
+        if last and sides and self._fstate.k:
+            self._fstate.ofi_update(book, inst, row[3], row[5], sides)
 
     def _before(self, book: Any, inst: int, ts: int, sequence: int) -> None:
         """The interval rule, before an event of ``inst`` at exchange time ``ts``."""
