@@ -444,3 +444,24 @@ def test_live_trade_flow_counts_the_venues_prints():
     assert checked >= 3
     vpin = c["vpin"][np.isfinite(c["vpin"])]
     assert len(vpin) and ((vpin >= 0) & (vpin <= 1)).all()
+
+
+def test_cli_live_features_match_a_replays_columns(sim, tmp_path, capsys):
+    """fastbook live --features writes the replay's feature columns, same names and types
+    (a replay of the OKX capture with the same features gives the reference schema)."""
+    out = tmp_path / "live.parquet"
+    feats = "mid,spread,microprice,imbalance_3,ofi_2,trade_flow"
+    status = main(["live", *SPECS, *endpoint_args(sim), "--every", "100ms", "--depth", "3",
+                   "--features", feats, "--output", str(out), "--duration", "2", "--json"])
+    capsys.readouterr()
+    assert status == 0
+    ref = tmp_path / "replay.parquet"
+    fb.replay(OKX_CAPTURE, "okx", every="100ms", depth=3, features=feats, output=str(ref))
+    assert pq.read_schema(out).remove_metadata().equals(pq.read_schema(ref).remove_metadata())
+    table = pq.read_table(out).to_pandas()
+    assert len(table) > 0 and table["mid"].notna().all()
+    # book features from the row's own levels (okx, binance: real units of each book)
+    assert ((table["spread"] > 0) & (table["imbalance_3"].abs() <= 1)).all()
+    assert main(["live", *SPECS, *endpoint_args(sim), "--every", "100ms", "--features",
+                 "midd", "-o", str(tmp_path / "x.parquet"), "--duration", "1"]) != 0
+    assert "--features: unknown feature 'midd'" in capsys.readouterr().err
