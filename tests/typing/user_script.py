@@ -81,6 +81,11 @@ def replay() -> None:
     assert_type(result.books, fb.BookSet)
     assert_type(result.book("SYM0001"), fb.Book | fb.OrderBook)
     assert_type(result.books.apply(empty_events(0)), int)
+    featured = fb.replay(itch_day(2_000, n_symbols=2), every="bbo", trades=True,
+                         features=["mid", "ofi_2", "trade_flow"])
+    assert_type(featured, fb.ReplayResult)
+    assert_type(featured.trades, dict[str, np.ndarray])
+    assert len(featured.samples["ofi_l1"]) == len(featured.samples["ts"])
 
 
 def consolidated_replay() -> None:
