@@ -39,3 +39,16 @@ def test_the_pandas_example_gives_float_prices_and_datetimes(monkeypatch):
     assert row["ts"] == pd.Timestamp("2010-12-24 08:39:00")
     assert row["symbol"] == "BOB" and row["bid_px_1"] == 5.3167
     assert "2010-12-24 08:39:00 BOB 5.3167" in readme_block(MARKER)
+
+
+def test_the_features_example_gives_its_columns_and_trades(monkeypatch):
+    pd = pytest.importorskip("pandas")
+    monkeypatch.chdir(ROOT)
+    scope: dict[str, object] = {}
+    code = readme_block("<!-- readme-features:")
+    exec(compile(code, "README.md", "exec"), scope)
+    df = scope["df"]
+    assert isinstance(df, pd.DataFrame) and list(df.columns)[0] == "symbol"
+    assert df["mid"].notna().any() and df["vpin"].dropna().between(0, 1).all()
+    run = scope["run"]
+    assert len(run.trades["ts"]) == 5180 and "# 5180 prints" in code
