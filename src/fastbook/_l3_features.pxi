@@ -96,7 +96,7 @@ cdef int _features_bind(_features *f, object sampler) except -1:
     f.trades = fs.trades
     f.ofi_k = st.k
     f.record = sampler.record_trades
-    f.vpin_j = fs.features.index(fs.vpin) if fs.vpin is not None else -1
+    f.vpin_j = st.vpin_j
     f.vpin_n = st.nb
     f.stoikov = NULL
     f.st_rows = f.st_cols = 0

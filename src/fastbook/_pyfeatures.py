@@ -208,6 +208,7 @@ class FeatureState:
         self.fs = fs
         self.k = fs.ofi_levels
         self.nb = fs.vpin.k if fs.vpin is not None else 0
+        self.vpin_j = fs.features.index(fs.vpin) if fs.vpin is not None else -1
         self.ofi_prev = np.zeros((0, 4 * max(self.k, 1)), np.int64)
         self.ofi_acc = np.zeros((0, max(self.k, 1)), np.int64)
         self.trade_acc = np.zeros((0, 4), np.int64)
@@ -394,9 +395,9 @@ class FeatureState:
         last[_L_HAS] = 1
         last[_L_PRICE] = price
         if self.nb and aggressor != UNKNOWN:
-            j = self.fs.features.index(self.fs.vpin)
-            if int(self.fixed[inst, j]):
-                self._vpin_add(inst, qty, aggressor, int(self.fixed[inst, j]))
+            size = int(self.fixed[inst, self.vpin_j])
+            if size:
+                self._vpin_add(inst, qty, aggressor, size)
 
     def _vpin_add(self, inst: int, qty: int, aggressor: int, size: int) -> None:
         v = self.vpin[inst]

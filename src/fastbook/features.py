@@ -173,6 +173,7 @@ class FeatureSet:
         self.trades = any(f.kind in (TRADE_FLOW, VPIN) for f in self.features)
         self.vpin = next((f for f in self.features if f.kind == VPIN), None)
         self.stoikov = next((f for f in self.features if f.kind == STOIKOV), None)
+        self._spec = self._make_spec()
 
     def __len__(self) -> int:
         return len(self.features)
@@ -185,7 +186,11 @@ class FeatureSet:
         return [f.name for f in self.features]
 
     def spec(self) -> np.ndarray:
-        """The compiled kernel's table: per feature kind, k, first column, X as num/den."""
+        """The compiled kernel's table: per feature kind, k, first column, X as num/den
+        (made once: every ``BookSet.apply`` binds it)."""
+        return self._spec
+
+    def _make_spec(self) -> np.ndarray:
         out = np.zeros((len(self.features), 5), np.int64)
         col = 0
         for i, f in enumerate(self.features):

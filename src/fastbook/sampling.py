@@ -264,6 +264,8 @@ class Sampler:
         self._since = np.zeros(0, np.int64)
         self._next_t = np.zeros(0, np.int64)
         self._bbo = np.zeros((0, 4), np.int64)
+        self._metas: list[dict[str, Any]] = []      # BookSet.instrument(i), by id
+        self._kinds: list[str] = []
         self._busy = False
 
     # -- storage ------------------------------------------------------------
@@ -363,8 +365,8 @@ class Sampler:
             top = bookset[i].top(1)
             bbo[i] = top[:, 0]
         self._fstate.grow(bookset, n)      # the features' state and per-instrument scales
-        self._kinds = [bookset.instrument(i)["kind"] for i in range(n)]
-        self._metas = [bookset.instrument(i) for i in range(n)]
+        self._metas += [bookset.instrument(i) for i in range(old, n)]
+        self._kinds += [m["kind"] for m in self._metas[old:]]
         self._selected, self._since, self._next_t, self._bbo = selected, since, next_t, bbo
 
     def _save(self) -> tuple[Any, ...]:

@@ -67,7 +67,7 @@ def same(a, b):
 # ---------------------------------------------------------------------------
 
 def test_parse_names_and_columns():
-    fs = parse_features("mid, spread,ofi,ofi_3" if False else "mid, spread,ofi_3,walk_cost_0.5")
+    fs = parse_features("mid, spread,ofi_3,walk_cost_0.5")
     assert fs.names == ["mid", "spread", "ofi_3", "walk_cost_0.5"]
     assert [c.name for c in fs.columns][:4] == ["mid", "spread", "spread_ticks", "spread_bps"]
     assert parse_features(["ofi"]).names == ["ofi_1"]

@@ -48,7 +48,8 @@ def test_the_features_example_gives_its_columns_and_trades(monkeypatch):
     code = readme_block("<!-- readme-features:")
     exec(compile(code, "README.md", "exec"), scope)
     df = scope["df"]
-    assert isinstance(df, pd.DataFrame) and list(df.columns)[0] == "symbol"
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == ["symbol", "mid", "microprice", "ofi_l1", "trade_qty", "vpin"]
     assert df["mid"].notna().any() and df["vpin"].dropna().between(0, 1).all()
     run = scope["run"]
     assert len(run.trades["ts"]) == 5180 and "# 5180 prints" in code

@@ -293,13 +293,12 @@ class LiveSampler:
         return i
 
     def _notice(self, n: Any) -> None:
-        if self._fstate.k:
-            t = self.feed.session.track(n.venue, n.symbol)
-            self._ofi((t.venue, t.native), t, n.kind)
-        if n.kind != "update":
-            return
         t = self.feed.session.track(n.venue, n.symbol)
         key = (t.venue, t.native)
+        if self._fstate.k:
+            self._ofi(key, t, n.kind)
+        if n.kind != "update":
+            return
         reason = 0
         if self.every is not None:
             self._since[key] += 1
