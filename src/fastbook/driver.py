@@ -48,6 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from fastbook._shard import Shard, symbol_filter
 from fastbook.errors import DecodeError, FastbookError, UpdateError
 from fastbook.events import Flags
 from fastbook.writers import (
@@ -905,7 +906,7 @@ class L2Run:
         if isinstance(instruments_meta, (str, os.PathLike)):
             instruments_meta = load_instruments(feed_class.venue, instruments_meta)
         self.feed = feed_class(instruments_meta, depth=book_depth, on_error=on_error,
-                               record=True, symbols=None if symbols is None else list(symbols),
+                               record=True, symbols=symbol_filter(symbols),
                                **options)
         self.venue = self.feed.venue
         self._base = len(instruments)
@@ -1322,9 +1323,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         module = codecs.load(codec)
     if isinstance(symbols, str):
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
-    elif symbols is not None:
+    elif symbols is not None and not isinstance(symbols, Shard):
         symbols = list(symbols)
-    if symbols is not None and not symbols:
+    if isinstance(symbols, list) and not symbols:
         raise ValueError("symbols= names no symbol: omit it for every symbol")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -1444,13 +1445,15 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     return result
 
 
-def _after(run: Any, books: Any, symbols: list[str] | None,
+def _after(run: Any, books: Any, symbols: list[str] | Shard | None,
            lob: Any) -> tuple[list[str], list[str]]:
     """What a finished replay must tell: missing symbols, unsynced and crossed books."""
     import warnings
 
     from fastbook.errors import ReplayWarning
 
+    if isinstance(symbols, Shard):
+        symbols = None      # a worker's shard: its symbols are not asked for by name
     built = [books.instrument(i)["symbol"] for i in range(len(books))]
     out: list[str] = []
     crossed: list[str] = []

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fastbook._checks import is_int
+from fastbook._shard import symbol_filter
 from fastbook.codecs._itchwire import STATUS_OK
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE
@@ -44,9 +45,7 @@ class FramedDecoder:
 
         #: where instruments are announced (the driver's books); None: scanning
         self.registry = registry(bookset)
-        self.symbols = None if symbols is None else frozenset(symbols)
-        if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
-            raise TypeError("symbols must be strings")
+        self.symbols = symbol_filter(symbols)
         self.framing = framing
         self._framing = framing_code(framings, framing)
         self.venue = venue

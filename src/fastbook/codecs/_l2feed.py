@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from fastbook._shard import symbol_filter
 from fastbook._vocab import INT64_MAX, INT64_MIN, Action, Flags
 from fastbook.errors import DecodeError
 
@@ -337,7 +338,7 @@ class L2Feed:
         #: when a list, every trade print is also appended to it, as
         #: ``(native, price, qty, ts, trade_id, buyer_aggressor)`` (the live session drains it)
         self.prints: list[tuple[str, int, int, int, int, bool]] | None = None
-        self.wanted: frozenset[str] | None = None if symbols is None else frozenset(symbols)
+        self.wanted: Any = symbol_filter(symbols)
         self._auto: set[str] = set()    # natives whose Instrument this feed made up
 
     # --- per-symbol state --------------------------------------------------

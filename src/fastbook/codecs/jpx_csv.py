@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from fastbook._checks import is_int
+from fastbook._shard import symbol_filter
 from fastbook._vocab import ASK, BID, INT64_MAX, INT64_MIN, NO_SIDE
 from fastbook.codecs._osewire import EQUILIBRIUM_FIELDS, INVALID_KINDS, NO_PRICE, state_flags
 from fastbook.codecs.ose_itch import register_book
@@ -193,9 +194,7 @@ class Decoder:
 
         #: where instruments are announced (the driver's books); None: scanning
         self.registry = registry(bookset)
-        self.symbols = None if symbols is None else frozenset(symbols)
-        if self.symbols is not None and not all(isinstance(s, str) for s in self.symbols):
-            raise TypeError("symbols must be strings")
+        self.symbols = symbol_filter(symbols)
         self.venue = venue
         self.name = name
         self.batch = batch
