@@ -296,6 +296,16 @@ cdef class BookSet:
         return {ERROR_KINDS[k]: self._bs.errors[i * FB_ERR_KINDS + k]
                 for k in range(FB_ERR_KINDS)}
 
+    def _restore_errors(self, instrument, counts, /, bad_instrument=0):
+        """Add ``counts`` (kind -> events, as ``instrument_errors`` gives them) to the
+        skip-mode counters of ``instrument``, and ``bad_instrument`` to the set's: the
+        counts of a book replayed elsewhere (a parallel replay's worker)."""
+        cdef Py_ssize_t i = self._check_id(instrument)
+        cdef int k
+        for k in range(FB_ERR_KINDS):
+            self._bs.errors[i * FB_ERR_KINDS + k] += <uint64_t>counts.get(ERROR_KINDS[k], 0)
+        self._bs.bad_instrument += <uint64_t>bad_instrument
+
     def reset_errors(self):
         """Set every skip-mode counter back to 0."""
         if self._bs.count:

@@ -598,6 +598,14 @@ class BookSet:
         out["bad_instrument"] = self._bad_instrument
         return out
 
+    def _restore_errors(self, instrument: int, counts: dict[str, int], /,
+                        bad_instrument: int = 0) -> None:
+        """Add ``counts`` to the skip-mode counters of ``instrument`` (see the compiled core)."""
+        mine = self._errors[self._check_id(instrument)]
+        for kind in ERROR_KINDS:
+            mine[kind] += int(counts.get(kind, 0))
+        self._bad_instrument += int(bad_instrument)
+
     def instrument_errors(self, instrument: int, /) -> dict[str, int]:
         return dict(self._errors[self._check_id(instrument)])
 

@@ -36,12 +36,14 @@ class Shard:
     counts, so the shards do equal work); a symbol it does not name goes to the
     shard its CRC-32 picks. ``symbol in shard`` is all a codec asks. Shards pickle,
     compare equal when they choose the same symbols, and are not iterable: they
-    choose from symbols the stream has yet to name.
+    choose from symbols the stream has yet to name. ``within`` narrows the shard to
+    those symbols (a replay's own ``symbols=``).
     """
 
-    __slots__ = ("assign", "count", "index")
+    __slots__ = ("assign", "count", "index", "within")
 
-    def __init__(self, index: int, count: int, assign: Mapping[str, int] | None = None) -> None:
+    def __init__(self, index: int, count: int, assign: Mapping[str, int] | None = None, *,
+                 within: Iterable[str] | None = None) -> None:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ValueError(f"a shard count must be a positive int, got {count!r}")
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
@@ -54,6 +56,8 @@ class Shard:
         self.index = index
         self.count = count
         self.assign = table
+        #: the symbols asked for (``symbols=`` of the whole replay); None: every symbol
+        self.within = None if within is None else symbol_filter(within)
 
     def shard_of(self, symbol: str) -> int:
         """The shard that keeps ``symbol``."""
@@ -61,23 +65,25 @@ class Shard:
         return _hashed(symbol, self.count) if k is None else k
 
     def __contains__(self, symbol: object) -> bool:
-        return isinstance(symbol, str) and self.shard_of(symbol) == self.index
+        return isinstance(symbol, str) and (self.within is None or symbol in self.within) \
+            and self.shard_of(symbol) == self.index
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Shard) and (self.index, self.count, self.assign) == \
-            (other.index, other.count, other.assign)
+        return isinstance(other, Shard) and self.__getstate__() == other.__getstate__()
 
     def __hash__(self) -> int:
-        return hash((self.index, self.count, tuple(sorted(self.assign.items()))))
+        return hash((self.index, self.count, tuple(sorted(self.assign.items())), self.within))
 
-    def __getstate__(self) -> tuple[int, int, dict[str, int]]:
-        return self.index, self.count, self.assign
+    def __getstate__(self) -> tuple[int, int, dict[str, int], frozenset[str] | None]:
+        return self.index, self.count, self.assign, self.within
 
-    def __setstate__(self, state: tuple[int, int, dict[str, int]]) -> None:
-        self.index, self.count, self.assign = state
+    def __setstate__(self, state: tuple[int, int, dict[str, int], frozenset[str] | None]) -> None:
+        self.index, self.count, self.assign, self.within = state
 
     def __repr__(self) -> str:
         named = f", {len(self.assign)} assigned" if self.assign else ""
+        if self.within is not None:
+            named += f", within {len(self.within)} symbols"
         return f"Shard({self.index} of {self.count}{named})"
 
 

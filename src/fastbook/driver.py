@@ -284,13 +284,15 @@ class Run(Protocol):
 
 def drive(run: Run, books: Any, *, sampler: Any = None,
           consumers: Iterable[Callable[[np.ndarray, Any], None]] = (),
-          flush: Callable[[bool], None] | None = None) -> None:
+          flush: Callable[[bool], None] | None = None, cancel: Any = None) -> None:
     """The loop every codec runs in: each batch of ``run`` → ``books.apply`` → consumers.
 
     ``sampler`` takes its rows inside ``BookSet.apply``; each consumer gets
     ``(events, books)`` after a batch is applied (the LOBSTER writer); ``flush``
     is called after every batch with False and once at the end with True (the
-    sample writer's row groups).
+    sample writer's row groups). ``cancel`` (an object with ``is_set()``, such as a
+    ``threading.Event``) is checked after every batch: when set, the loop stops with
+    :class:`fastbook.parallel.Cancelled`.
     """
     apply = books.apply
     consumers = tuple(consumers)
@@ -304,6 +306,10 @@ def drive(run: Run, books: Any, *, sampler: Any = None,
                 consume(events, books)
             if flush is not None:
                 flush(False)
+            if cancel is not None and cancel.is_set():
+                from fastbook.parallel import Cancelled
+
+                raise Cancelled(f"{run.name}: the replay was cancelled (cancel= was set)")
         if flush is not None:
             flush(True)
 
@@ -366,6 +372,11 @@ class ReplayResult:
     trades : dict of numpy arrays
         ``replay(..., trades=...)``: every trade print with its aggressor side
         (``fastbook.sampling.TRADE_COLUMNS``; :meth:`write_trades`); else empty.
+    mapped : dict or None
+        ``replay(..., map_books=f)``: what ``f`` returned, ``{symbol: value}`` in
+        instrument order (from every worker with ``workers=``); else None.
+    workers : int
+        The processes the replay ran in (``workers=``; 1 without).
     crossed : list of str
         Order-by-order codecs: the symbols whose book is crossed (best bid
         at or above best ask) at the end of the replay, a sign of missed
@@ -412,6 +423,10 @@ class ReplayResult:
         self.session: Any = None
         self.book_stats: dict[tuple[str, str], dict[str, Any]] | None = None
         self.trades: dict[str, np.ndarray] = {}
+        self.mapped: dict[str, Any] | None = None
+        self.workers = 1
+        self._run: Any = None
+        self._lobster_skipped = 0
 
     @property
     def date(self) -> Any:
@@ -1170,7 +1185,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            prices: str = "int", quantities: str = "int", timestamps: str = "int",
            date: Any = None, missing: str = "zero", reason: str = "bits",
            features: Iterable[Any] | str | None = None,
-           trades: bool | str | os.PathLike[str] = False,
+           trades: bool | str | os.PathLike[str] = False, workers: int | str | None = None,
+           map_books: Callable[[ReplayResult], Mapping[str, Any] | None] | None = None,
+           cancel: Any = None,
            consolidate: Literal[False] | None = None, **codec_options: Any) -> ReplayResult: ...
 
 
@@ -1189,7 +1206,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            prices: str = "int", quantities: str = "int", timestamps: str = "int",
            date: Any = None, missing: str = "zero", reason: str = "bits",
            features: Iterable[Any] | str | None = None,
-           trades: bool | str | os.PathLike[str] = False,
+           trades: bool | str | os.PathLike[str] = False, workers: int | str | None = None,
+           map_books: Callable[[ReplayResult], Mapping[str, Any] | None] | None = None,
+           cancel: Any = None,
            consolidate: Any = None, **codec_options: Any) -> ReplayResult | ConsolidatedResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
@@ -1280,6 +1299,20 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         Keep every trade print (ITCH executions and trade messages, the venues'
         trades in L2 captures) with its aggressor side: ``True`` in
         ``result.trades``, a ``.parquet`` / ``.csv`` path written there.
+    workers : int or "auto", optional
+        Replay in this many processes, instruments sharded across them
+        (:mod:`fastbook.parallel`): the same result as one process, on every
+        core. Order-by-order stream codecs (ITCH 5.0, OSE, JPX CSV); not with
+        ``bookset=``. ``"auto"``: one per core.
+    map_books : callable, optional
+        ``map_books(result) -> {symbol: value}``, called once per worker on its
+        shard's result (once on the whole result without ``workers``); the
+        values are in ``result.mapped``, in instrument order. With workers it
+        must be a module-level function (it is pickled to them).
+    cancel : threading.Event, optional
+        Set it (from another thread) to stop the replay between batches:
+        :class:`fastbook.parallel.Cancelled` is raised and no output file is left
+        looking finished.
     consolidate : True, list of symbols or {symbol: ["venue:native", ...]}, optional
         Several venues' captures (``source`` a list, each capture's codec read
         from its URLs or given as ``codec="a,b,c"``) replayed together, merged
@@ -1385,6 +1418,24 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     options = OutputOptions(prices=prices, quantities=quantities, timestamps=timestamps,
                             date=date, missing=missing, reason=reason)
     options.check(ts_origin, str(codec))
+    if workers is not None and workers != 1:
+        from fastbook.parallel import worker_count
+
+        n_workers = worker_count(workers)
+        if n_workers > 1:
+            if kind != "stream":
+                raise ValueError(f"workers= shards order-by-order streams (itch50, ose_itch, "
+                                 f"jpx_csv) by instrument; {codec!r} replays in one process")
+            if bookset is not None:
+                raise ValueError("workers= builds new books in the workers: it cannot "
+                                 "continue a bookset=")
+            return _replay_workers(
+                source, str(codec), module, workers=n_workers, symbols=symbols,
+                depth=depth, rules=rules, every=every, on_error=on_error, output=output,
+                row_group_size=row_group_size, chunk_size=chunk_size,
+                compression=compression, progress=progress, lobster=lobster,
+                features=features, trades=trades, options=options, ts_origin=ts_origin,
+                map_books=map_books, cancel=cancel, codec_options=codec_options)
     # L2 feeds: one row per venue message at most, never from inside one
     sampler = Sampler(depth, capacity=1 << 16, packets=run.packets, features=features,
                       trades=trades is not False, **(rules or {})) \
@@ -1418,7 +1469,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     failed = True
     try:
         drive(run, books, sampler=sampler, consumers=() if lob is None else (lob.write,),
-              flush=flush)
+              flush=flush, cancel=cancel)
         failed = False
     finally:
         if lob is not None:
@@ -1439,10 +1490,111 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         output=None if writer is None else writer.path, rows=0 if writer is None else writer.rows,
         options=options, warnings=warned, crossed=crossed, **fields)
     result.trades = trade_table
+    result._run = run
+    result._lobster_skipped = 0 if lob is None else lob.skipped
+    if map_books is not None:
+        result.mapped = _mapped(map_books, result, books)
     if live_run is not None:
         result.session = live_run.session
         result.book_stats = live_run.book_stats()
     return result
+
+
+def _mapped(map_books: Any, result: ReplayResult, books: Any) -> dict[str, Any] | None:
+    """``map_books(result)`` checked and ordered by instrument (``replay(map_books=)``)."""
+    got = map_books(result)
+    if got is None:
+        return None
+    if not isinstance(got, Mapping):
+        raise TypeError(f"map_books must return a mapping {{symbol: value}} or None, "
+                        f"got {type(got).__name__}")
+    found = dict(got)
+    order = [books.instrument(i)["symbol"] for i in range(len(books))]
+    out = {sym: found.pop(sym) for sym in order if sym in found}
+    out.update(sorted(found.items()))
+    return out
+
+
+def _replay_workers(source: Any, codec: str, module: Any, *, workers: int,
+                    symbols: list[str] | None, depth: int, rules: dict[str, Any] | None,
+                    every: Any, on_error: str, output: Any, row_group_size: int,
+                    chunk_size: int, compression: str, progress: bool | None, lobster: Any,
+                    features: Any, trades: Any, options: OutputOptions, ts_origin: str,
+                    map_books: Any, cancel: Any,
+                    codec_options: dict[str, Any]) -> ReplayResult:
+    """:func:`replay` with ``workers`` > 1: the shards' results merged into one."""
+    from fastbook import parallel
+
+    t0 = time.perf_counter()
+    shard_options = dict(codec_options, depth=depth, every=every, on_error=on_error,
+                         features=features, trades=trades is not False,
+                         lobster=lobster, chunk_size=chunk_size)
+    merged = parallel.replay_parallel(
+        source, codec, module, workers=workers, symbols=symbols, options=shard_options,
+        chunk_size=chunk_size, compression=compression, progress=progress,
+        map_books=map_books, cancel=cancel)
+    books = merged["books"]
+    samples: dict[str, np.ndarray] = {}
+    trade_table: dict[str, np.ndarray] = {}
+    writer = None
+    try:
+        rows = parallel.Rows(merged["samples"], merged["remap"])
+        if output is not None and rules is not None:
+            group_rows = max(1024, min(row_group_size, _GROUP_BYTES // _row_bytes(depth)))
+            writer = SampleWriter(output, group_rows, codec, ts_origin, options)
+            for cols in rows.chunks(group_rows):
+                writer.write(cols, instruments_of(books))
+            writer.close(instruments_of(books))
+        elif len(rows):
+            samples = rows.take()
+        rows.close()
+        if trades is not False:
+            trade_rows = parallel.Rows(merged["trades"], merged["remap"])
+            trade_table = trade_rows.take()
+            trade_rows.close()
+            if trades is not True:
+                write_trades(trades, trade_table, instruments_of(books), options, codec=codec,
+                             ts_origin=ts_origin)
+    finally:
+        import shutil
+
+        shutil.rmtree(merged["dir"], ignore_errors=True)
+    warned, crossed = _stream_after(symbols, books, merged["known"], merged["name"],
+                                    merged["warnings"], merged["lobster_skipped"])
+    fields = dict(merged["fields"])
+    result = ReplayResult(
+        books=books, samples=samples, seconds=time.perf_counter() - t0, codec=codec,
+        kind="stream", output=None if writer is None else writer.path,
+        rows=0 if writer is None else writer.rows, options=options, warnings=warned,
+        crossed=crossed, **fields)
+    result.trades = trade_table
+    result.mapped = merged["mapped"]
+    result.workers = workers
+    return result
+
+
+def _stream_after(symbols: list[str] | None, books: Any, known: list[str], name: str,
+                  run_warnings: list[str], lobster_skipped: int) -> tuple[list[str], list[str]]:
+    """The warnings of an order-by-order replay: symbols not found, books crossed at the end,
+    LOBSTER events skipped (``run_warnings``: the codec's own)."""
+    built = [books.instrument(i)["symbol"] for i in range(len(books))]
+    out: list[str] = []
+    crossed: list[str] = []
+    if symbols is not None:
+        out += _check_symbols(symbols, built, known, name)
+    out += run_warnings
+    for i in range(len(books)):
+        book = books[i]
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
+            crossed.append(built[i])
+    if crossed:
+        out.append(f"{len(crossed):,} book(s) crossed at the end (best bid at or above "
+                   f"best ask: messages missed?): {_some(crossed)}")
+    if lobster_skipped:
+        out.append(f"LOBSTER: {lobster_skipped:,} event(s) the LOBSTER book refused were "
+                   f"skipped (not written)")
+    return out, crossed
 
 
 def _after(run: Any, books: Any, symbols: list[str] | Shard | None,
@@ -1454,42 +1606,30 @@ def _after(run: Any, books: Any, symbols: list[str] | Shard | None,
 
     if isinstance(symbols, Shard):
         symbols = None      # a worker's shard: its symbols are not asked for by name
-    built = [books.instrument(i)["symbol"] for i in range(len(books))]
-    out: list[str] = []
-    crossed: list[str] = []
     if getattr(run, "kind", "") == "live":
-        return run.warnings(), crossed
-    if isinstance(run, L2Run):
-        if symbols is not None:
-            out += _check_symbols(symbols, [*run.feed.symbols, *run._requested],
-                                  run.known_symbols(), run.name)
-        problems = run.warnings()
-        out += problems
-        if symbols is not None:
-            never = [s for s in symbols if s in run.feed.symbols or s in run._requested]
-            never = [s for s in never if not run.feed.is_synced(s)]
-            if never:
-                warnings.warn(f"{run.name}: the book(s) of {_some(never)} never became valid"
-                              + (f": {problems[-1]}" if problems else ""), ReplayWarning,
-                              stacklevel=3)
-    else:
-        if symbols is not None:
-            directory = getattr(run.decoder, "directory", [])
-            known = [d.get("symbol", "") for d in directory if isinstance(d, dict)]
-            out += _check_symbols(symbols, built, known, run.name)
-        out += run.warnings()
-        for i in range(len(books)):
-            book = books[i]
-            bid, ask = book.best_bid(), book.best_ask()
-            if bid is not None and ask is not None and bid[0] >= ask[0]:
-                crossed.append(built[i])
-        if crossed:
-            out.append(f"{len(crossed):,} book(s) crossed at the end (best bid at or above "
-                       f"best ask: messages missed?): {_some(crossed)}")
+        return run.warnings(), []
+    if not isinstance(run, L2Run):
+        directory = getattr(run.decoder, "directory", [])
+        known = [d.get("symbol", "") for d in directory if isinstance(d, dict)]
+        return _stream_after(symbols, books, known, run.name, run.warnings(),
+                             0 if lob is None else lob.skipped)
+    out: list[str] = []
+    if symbols is not None:
+        out += _check_symbols(symbols, [*run.feed.symbols, *run._requested],
+                              run.known_symbols(), run.name)
+    problems = run.warnings()
+    out += problems
+    if symbols is not None:
+        never = [s for s in symbols if s in run.feed.symbols or s in run._requested]
+        never = [s for s in never if not run.feed.is_synced(s)]
+        if never:
+            warnings.warn(f"{run.name}: the book(s) of {_some(never)} never became valid"
+                          + (f": {problems[-1]}" if problems else ""), ReplayWarning,
+                          stacklevel=3)
     if lob is not None and lob.skipped:
         out.append(f"LOBSTER: {lob.skipped:,} event(s) the LOBSTER book refused were skipped "
                    f"(not written)")
-    return out, crossed
+    return out, []
 
 
 #: Most sample bytes a replay holds before writing them out as a row group.

@@ -748,6 +748,8 @@ def open_source(
     >>> sizes, src.compression
     ([1024, 1024, 952], 'gzip')
     """
+    if isinstance(source, Source):
+        return source       # already open (a parallel replay's worker reading its ring)
     chunk_size = _check_chunk_size(chunk_size)
     if compression not in COMPRESSIONS:
         raise ValueError(
