@@ -146,6 +146,133 @@ cdef class _LevelIterator:
                 s.levels[s.ids[idx]].qty)
 
 
+# ---------------------------------------------------------------------------
+# Book state as data: OrderBook.orders(), _load_orders() and pickling
+# ---------------------------------------------------------------------------
+
+#: The record of ``OrderBook.orders()``: one resting order (side is BID 1 / ASK 2).
+#: Aligned (32 bytes: 7 zero padding bytes after ``side``), as the C struct below.
+ORDER_DTYPE = np.dtype([("order_id", np.uint64), ("side", np.uint8), ("price", np.int64),
+                        ("qty", np.int64)], align=True)
+
+_ORDER_COLUMNS = (("order_id", np.uint64), ("side", np.uint8), ("price", np.int64),
+                  ("qty", np.int64))
+
+
+ctypedef struct _order_row:
+    # one ORDER_DTYPE record (the compiler pads side to 8 bytes, as numpy's align=True)
+    uint64_t order_id
+    uint8_t side
+    int64_t price
+    int64_t qty
+
+
+assert ORDER_DTYPE.itemsize == sizeof(_order_row)
+
+
+cdef Py_ssize_t _fill_orders(const fb_l3book *book, _order_row *out) noexcept nogil:
+    """Write every live order in book order (bids best first, then asks best first, each
+    level's queue oldest first) to ``out`` (order_count rows); returns the rows written."""
+    cdef Py_ssize_t n = 0, i
+    cdef int sd
+    cdef const fb_l3side *s
+    cdef int32_t idx
+    cdef int64_t price
+    for sd in range(2):
+        s = &book.sides[sd]
+        for i in range(s.count - 1, -1, -1):
+            price = s.keys[i] if sd == 0 else -s.keys[i]
+            idx = s.levels[s.ids[i]].head
+            while idx != FB_NIL:
+                out[n].order_id = book.orders[idx].order_id
+                out[n].side = <uint8_t>(sd + 1)
+                out[n].price = price
+                out[n].qty = book.orders[idx].qty
+                n += 1
+                idx = book.orders[idx].next
+    return n
+
+
+def _order_columns(orders):
+    """The four columns of an ``orders()``-like structured array, contiguous, as the C
+    loader reads them (TypeError when it is not one)."""
+    a = np.asarray(orders)
+    names = a.dtype.names or ()
+    if a.ndim != 1 or any(name not in names for name, _ in _ORDER_COLUMNS):
+        raise TypeError("orders must be a 1-d structured array with fields order_id, side, "
+                        f"price and qty (as OrderBook.orders() returns), got dtype {a.dtype} "
+                        f"and shape {a.shape}")
+    return tuple(np.ascontiguousarray(a[name], dtype=kind) for name, kind in _ORDER_COLUMNS)
+
+
+cdef Py_ssize_t _misordered_row(const uint8_t *sides, const int64_t *prices,
+                                Py_ssize_t n, bint *bad_side) noexcept nogil:
+    """The first row that is not in book order (``bad_side``: its side is not BID or ASK),
+    or -1: bids before asks, bid prices non-increasing, ask prices non-decreasing (so
+    each level's orders are together)."""
+    cdef Py_ssize_t i
+    cdef int sd
+    for i in range(n):
+        sd = sides[i]
+        if sd != FB_BID and sd != FB_ASK:
+            bad_side[0] = True
+            return i
+        if i and (sd < sides[i - 1] or (
+                sd == sides[i - 1] and (prices[i] > prices[i - 1] if sd == FB_BID
+                                        else prices[i] < prices[i - 1]))):
+            return i
+    return -1
+
+
+cdef int _load_rows(fb_l3book *book, const uint64_t *ids, const uint8_t *sides,
+                    const int64_t *prices, const int64_t *qtys, Py_ssize_t n,
+                    Py_ssize_t *bad) noexcept nogil:
+    """Add rows in book order to an empty book, each side's levels worst first (so every new
+    level goes to the top of the price index: no shifting) and each level's orders in queue
+    order. Returns FB_OK, or the first failing add's status with ``bad`` its row."""
+    cdef Py_ssize_t split = 0, lo, hi, start, end, i
+    cdef int rc, part
+    while split < n and sides[split] == FB_BID:
+        split += 1
+    for part in range(2):
+        lo = 0 if part == 0 else split
+        hi = split if part == 0 else n
+        end = hi
+        while end > lo:
+            start = end - 1
+            while start > lo and prices[start - 1] == prices[end - 1]:
+                start -= 1
+            for i in range(start, end):
+                rc = fb_l3_add(book, ids[i], sides[i], prices[i], qtys[i])
+                if rc < 0:
+                    bad[0] = i
+                    return rc
+            end = start
+    return FB_OK
+
+
+def _rebuild_orderbook(price_decimals, qty_decimals, bid_capacity, ask_capacity,
+                       order_capacity, side_keys, on_error, errors, orders):
+    """Unpickle an OrderBook: its settings and capacities, its orders (one C pass), its
+    error counters (in ERROR_KINDS order)."""
+    cdef OrderBook book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals,
+                                    capacity=0, order_capacity=order_capacity,
+                                    on_error=on_error, side_keys=side_keys)
+    cdef int k
+    counts = tuple(errors)
+    if len(counts) != FB_ERR_KINDS:
+        raise ValueError(f"errors must have {FB_ERR_KINDS} counters "
+                         f"(fastbook.l3.ERROR_KINDS), got {len(counts)}")
+    if bid_capacity:
+        book.reserve(FB_BID, bid_capacity)
+    if ask_capacity:
+        book.reserve(FB_ASK, ask_capacity)
+    book._load_orders(orders)
+    for k in range(FB_ERR_KINDS):
+        book._book.errors[k] = as_u64(counts[k], "errors")
+    return book
+
+
 cdef class OrderBook:
     """An L3 (order-by-order) book: every resting order, FIFO per price level.
 
@@ -435,6 +562,79 @@ cdef class OrderBook:
         s = &self._book.sides[sd - 1]
         lid = _find_level(s, p if sd == FB_BID else -p)
         return s.levels[lid].count if lid != FB_NIL else 0
+
+    def orders(self):
+        """Every resting order, in book order, as a structured array of ``ORDER_DTYPE``.
+
+        Fields ``order_id`` (uint64), ``side`` (uint8: BID 1 / ASK 2), ``price`` and
+        ``qty`` (int64, the remaining quantity). Rows are the bids best first, then the
+        asks best first, each level's orders in queue (FIFO) order: the book's whole
+        state, which ``_load_orders`` (and unpickling) rebuilds exactly.
+        """
+        _readable(self)
+        cdef cnp.ndarray out = np.zeros(self._book.order_count, dtype=ORDER_DTYPE)
+        _fill_orders(&self._book, <_order_row *>cnp.PyArray_DATA(out))
+        return out
+
+    def _load_orders(self, orders, /):
+        """Add ``orders`` (as ``orders()`` returns them) to this empty book, in one C pass.
+
+        The rows must be in book order (bids best first, then asks best first, each
+        level's orders together, oldest first); the book then reads exactly as the
+        one they came from (its capacities grow as that many adds would grow them).
+        A bad row raises ValueError naming it, and leaves the book empty.
+        """
+        _writable(self)
+        cdef Py_ssize_t n, row, bad = -1
+        cdef bint bad_side = False
+        cdef int rc
+        if self._book.order_count:
+            raise ValueError(f"_load_orders needs an empty book; this one has "
+                             f"{self._book.order_count} orders")
+        cols = _order_columns(orders)
+        cdef const uint64_t[::1] ids = cols[0]
+        cdef const uint8_t[::1] sides = cols[1]
+        cdef const int64_t[::1] prices = cols[2]
+        cdef const int64_t[::1] qtys = cols[3]
+        n = ids.shape[0]
+        if n == 0:
+            return
+        row = _misordered_row(&sides[0], &prices[0], n, &bad_side)
+        if row >= 0:
+            if bad_side:
+                raise ValueError(f"orders[{row}]: side must be fastbook.BID ({FB_BID}) or "
+                                 f"fastbook.ASK ({FB_ASK}), got {sides[row]}")
+            raise ValueError(f"orders[{row}]: not in book order (bids best first, then "
+                             f"asks best first, each level's orders together)")
+        rc = _load_rows(&self._book, &ids[0], &sides[0], &prices[0], &qtys[0], n, &bad)
+        if rc < 0:
+            fb_l3_clear(&self._book)
+            if rc == FB_ENOMEM:
+                raise MemoryError("fastbook: cannot grow the order pool or the level arrays")
+            raise ValueError(f"orders[{bad}]: " + _l3_message(
+                rc, "add", ids[bad], sides[bad], prices[bad], qtys[bad], 0, 0))
+
+    # -- copying and pickling --------------------------------------------------
+    def copy(self):
+        """An independent copy: settings, capacities, orders in queue order, error counters."""
+        return _rebuild_orderbook(*self.__reduce__()[1])
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    def __reduce__(self):
+        _readable(self)
+        cdef int k
+        cdef list errors = []
+        for k in range(FB_ERR_KINDS):
+            errors.append(self._book.errors[k])
+        return (_rebuild_orderbook, (self._book.price_decimals, self._book.qty_decimals,
+                                     self._book.sides[0].capacity, self._book.sides[1].capacity,
+                                     self._book.order_capacity, self.side_keys, self.on_error,
+                                     tuple(errors), self.orders()))
 
     # -- memory --------------------------------------------------------------
     @property

@@ -14,6 +14,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from fastbook._checks import is_int, new_book
 from fastbook._instruments import instrument_meta
 from fastbook._pycore import _int64, _integer, _LevelReads, _raise_read_only
@@ -32,6 +34,12 @@ _UINT64_MAX = 2**64 - 1
 _MIN_LEVELS = 16
 _MIN_ORDERS = 16
 _MAX_ORDERS = 1 << 30
+
+#: The record of ``OrderBook.orders()`` (as the compiled module's: aligned, 32 bytes).
+ORDER_DTYPE = np.dtype([("order_id", np.uint64), ("side", np.uint8), ("price", np.int64),
+                        ("qty", np.int64)], align=True)
+_ORDER_COLUMNS = (("order_id", np.uint64), ("side", np.uint8), ("price", np.int64),
+                  ("qty", np.int64))
 
 
 def _uint64(value: Any, what: str) -> int:
@@ -389,6 +397,54 @@ class OrderBook(_LevelReads):
         price = _int64(price, "price")
         return len(self._queues[side].get(price, ()))
 
+    def orders(self) -> Any:
+        out = np.zeros(len(self._orders), dtype=ORDER_DTYPE)
+        rows = [(i, side, price, self._orders[self._k(i, side)][2])
+                for side in (BID, ASK)
+                for price in sorted(self._queues[side], reverse=side == BID)
+                for i in self._queues[side][price]]
+        for k, name in enumerate(("order_id", "side", "price", "qty")):
+            out[name] = [row[k] for row in rows]
+        return out
+
+    def _load_orders(self, orders: Any, /) -> None:
+        if self._read_only:
+            _raise_read_only(self)
+        if self._orders:
+            raise ValueError(f"_load_orders needs an empty book; this one has "
+                             f"{len(self._orders)} orders")
+        ids, sides, prices, qtys = (c.tolist() for c in _order_columns(orders))
+        row, bad_side = _misordered_row(sides, prices)
+        if row >= 0:
+            if bad_side:
+                raise ValueError(f"orders[{row}]: side must be fastbook.BID ({BID}) or "
+                                 f"fastbook.ASK ({ASK}), got {sides[row]}")
+            raise ValueError(f"orders[{row}]: not in book order (bids best first, then "
+                             f"asks best first, each level's orders together)")
+        for i in _load_order(sides, prices):
+            try:
+                self._do_add(ids[i], sides[i], prices[i], qtys[i], sides[i])
+            except _Failure as failure:
+                self.clear()
+                raise ValueError(f"orders[{i}]: {failure}") from None
+
+    # -- copying and pickling ------------------------------------------------------
+    def copy(self) -> OrderBook:
+        return _rebuild_orderbook(*self.__reduce__()[1])
+
+    def __copy__(self) -> OrderBook:
+        return self.copy()
+
+    def __deepcopy__(self, memo: Any) -> OrderBook:
+        return self.copy()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_orderbook, (self.price_decimals, self.qty_decimals,
+                                     self._level_capacity[BID], self._level_capacity[ASK],
+                                     self._order_capacity, self._side_keys, self.on_error,
+                                     tuple(self._errors[k] for k in ERROR_KINDS),
+                                     self.orders()))
+
     # -- memory ------------------------------------------------------------------
     @property
     def nbytes(self) -> int:
@@ -443,6 +499,65 @@ class OrderBook(_LevelReads):
         side = _valid_side(side)
         price = _int64(price, "price")
         return self._level_qty(side, price)
+
+
+def _order_columns(orders: Any) -> tuple[Any, ...]:
+    """The four columns of an ``orders()``-like structured array (TypeError when it is not)."""
+    a = np.asarray(orders)
+    names = a.dtype.names or ()
+    if a.ndim != 1 or any(name not in names for name, _ in _ORDER_COLUMNS):
+        raise TypeError("orders must be a 1-d structured array with fields order_id, side, "
+                        f"price and qty (as OrderBook.orders() returns), got dtype {a.dtype} "
+                        f"and shape {a.shape}")
+    return tuple(np.ascontiguousarray(a[name], dtype=kind) for name, kind in _ORDER_COLUMNS)
+
+
+def _misordered_row(sides: list[int], prices: list[int]) -> tuple[int, bool]:
+    """(first row not in book order, its side is bad) or (-1, False), as the compiled check."""
+    for i, sd in enumerate(sides):
+        if sd != BID and sd != ASK:
+            return i, True
+        if i and (sd < sides[i - 1] or (
+                sd == sides[i - 1] and (prices[i] > prices[i - 1] if sd == BID
+                                        else prices[i] < prices[i - 1]))):
+            return i, False
+    return -1, False
+
+
+def _load_order(sides: list[int], prices: list[int]) -> Iterator[int]:
+    """The rows in the compiled loader's order: each side's levels worst first, each
+    level's orders oldest first."""
+    split = 0
+    while split < len(sides) and sides[split] == BID:
+        split += 1
+    for lo, hi in ((0, split), (split, len(sides))):
+        end = hi
+        while end > lo:
+            start = end - 1
+            while start > lo and prices[start - 1] == prices[end - 1]:
+                start -= 1
+            yield from range(start, end)
+            end = start
+
+
+def _rebuild_orderbook(price_decimals: int, qty_decimals: int, bid_capacity: int,
+                       ask_capacity: int, order_capacity: int, side_keys: bool, on_error: str,
+                       errors: Any, orders: Any) -> OrderBook:
+    """Unpickle an OrderBook (as the compiled ``_rebuild_orderbook``)."""
+    book = OrderBook(price_decimals=price_decimals, qty_decimals=qty_decimals, capacity=0,
+                     order_capacity=order_capacity, on_error=on_error, side_keys=side_keys)
+    counts = tuple(errors)
+    if len(counts) != len(ERROR_KINDS):
+        raise ValueError(f"errors must have {len(ERROR_KINDS)} counters "
+                         f"(fastbook.l3.ERROR_KINDS), got {len(counts)}")
+    if bid_capacity:
+        book.reserve(BID, bid_capacity)
+    if ask_capacity:
+        book.reserve(ASK, ask_capacity)
+    book._load_orders(orders)
+    book._errors = {kind: _uint64(n, "errors") for kind, n in zip(ERROR_KINDS, counts,
+                                                                   strict=True)}
+    return book
 
 
 # ---------------------------------------------------------------------------
