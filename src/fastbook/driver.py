@@ -377,6 +377,10 @@ class ReplayResult:
         instrument order (from every worker with ``workers=``); else None.
     workers : int
         The processes the replay ran in (``workers=``; 1 without).
+    shards : list of dict
+        ``workers=``: per worker, the ``events`` it applied, its ``instruments``,
+        sample ``rows``, the ``seconds`` its replay took and its ``pid`` (how even
+        the shards were); empty without workers.
     crossed : list of str
         Order-by-order codecs: the symbols whose book is crossed (best bid
         at or above best ask) at the end of the replay, a sign of missed
@@ -425,6 +429,7 @@ class ReplayResult:
         self.trades: dict[str, np.ndarray] = {}
         self.mapped: dict[str, Any] | None = None
         self.workers = 1
+        self.shards: list[dict[str, Any]] = []
         self._run: Any = None
         self._lobster_skipped = 0
 
@@ -1429,6 +1434,8 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
             if bookset is not None:
                 raise ValueError("workers= builds new books in the workers: it cannot "
                                  "continue a bookset=")
+            if isinstance(symbols, Shard):
+                raise ValueError("workers= makes the shards itself: give symbols= as names")
             return _replay_workers(
                 source, str(codec), module, workers=n_workers, symbols=symbols,
                 depth=depth, rules=rules, every=every, on_error=on_error, output=output,
@@ -1570,6 +1577,7 @@ def _replay_workers(source: Any, codec: str, module: Any, *, workers: int,
     result.trades = trade_table
     result.mapped = merged["mapped"]
     result.workers = workers
+    result.shards = merged["shards"]
     return result
 
 

@@ -265,13 +265,15 @@ def _run_shard(task: dict[str, Any], conn: Any) -> dict[str, Any]:
         ring = _RingSource(conn, path, slot_size, name, size)
         source = ring.source
     options = dict(task["options"])
+    t0 = time.perf_counter()
     result = replay(source, task["codec"], symbols=task["shard"], **options)
+    seconds = time.perf_counter() - t0
     k = task["index"]
     out_dir = task["dir"]
     files = {"samples": _save(result.samples, out_dir, f"s{k}"),
              "trades": _save(result.trades, out_dir, f"t{k}")}
     run = result._run
-    first = {}
+    first: dict[Any, int] = {}
     for position, entry in enumerate(getattr(run.decoder, "directory", [])):
         if isinstance(entry, dict):
             first.setdefault(entry.get("symbol"), position)
@@ -292,6 +294,9 @@ def _run_shard(task: dict[str, Any], conn: Any) -> dict[str, Any]:
             "warnings": run.warnings(), "name": run.name, "format": run.format_name(),
             "bad_instrument": books.errors["bad_instrument"], "mapped": mapped,
             "lobster_skipped": getattr(result, "_lobster_skipped", 0),
+            "shard": {"events": int(result.events), "instruments": len(books),
+                      "seconds": seconds, "rows": len(result.samples.get("ts", ())),
+                      "pid": os.getpid()},
             "known": [e.get("symbol", "") for e in getattr(run.decoder, "directory", [])
                       if isinstance(e, dict)]}
 
@@ -391,7 +396,7 @@ class _Run:
             for conn in wait(live, timeout=_POLL_S):
                 k = pool.conns.index(conn)
                 try:
-                    msg = conn.recv()
+                    msg = pool.conns[k].recv()
                 except (EOFError, OSError):
                     self.died(k, pool)
                     continue
@@ -564,14 +569,15 @@ def _failure(run: _Run) -> BaseException:
     updates = {k: f for k, f in failures.items() if isinstance(f[0], UpdateError)}
     if len(updates) == len(failures):
         # the earliest failing message is the one a single process stops at
-        k = min(updates, key=lambda i: (updates[i][0].index, i))
+        k = min(updates, key=lambda i: (getattr(updates[i][0], "index", 0), i))
     else:
         k = min(k for k in failures if k not in updates)
     exc, text = failures[k]
-    with contextlib.suppress(AttributeError):
-        exc.add_note(f"(in worker {k} of {run.n}, which replayed shard {k} of the instruments)"
-                     + (f"\nworker traceback:\n{text}" if text and
-                        not isinstance(exc, FastbookError) else ""))
+    note = getattr(exc, "add_note", None)      # Python 3.11+
+    if note is not None:
+        note(f"(in worker {k} of {run.n}, which replayed shard {k} of the instruments)"
+             + (f"\nworker traceback:\n{text}" if text and
+                not isinstance(exc, FastbookError) else ""))
     return exc
 
 
@@ -588,7 +594,7 @@ def merge(results: list[dict[str, Any]], *, on_error: str) -> dict[str, Any]:
     """
     from fastbook.l3 import BookSet
 
-    books = BookSet(on_error="stop" if on_error == "raise" else on_error)
+    books = BookSet(on_error="stop" if on_error == "raise" else "skip")
     entries = []
     for w, r in enumerate(results):
         for local, (first, meta, blob, errors) in enumerate(r["instruments"]):
@@ -623,7 +629,8 @@ def merge(results: list[dict[str, Any]], *, on_error: str) -> dict[str, Any]:
             "trades": [r["files"]["trades"] for r in results],
             "warnings": results[0]["warnings"], "name": results[0]["name"],
             "known": results[0]["known"], "mapped": mapped,
-            "lobster_skipped": sum(int(r["lobster_skipped"]) for r in results)}
+            "lobster_skipped": sum(int(r["lobster_skipped"]) for r in results),
+            "shards": [r["shard"] for r in results]}
 
 
 class Rows:
