@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_replay.add_argument("--trades", metavar="FILE",
                           help="write every trade print with its aggressor side to "
                                "FILE.parquet or FILE.csv")
+    p_replay.add_argument("--workers", metavar="N", type=_workers_arg, default=None,
+                          help="replay in N processes, the instruments sharded across them "
+                               "(order-by-order feeds: itch50, ose-itch, jpx-csv); the same "
+                               "result as one process; 'auto': one per core")
     p_replay.add_argument("--framing", default=None, choices=FRAMINGS,
                           help="framing of a binary feed file (default: the codec's, "
                                "binaryfile for ITCH)")
@@ -608,6 +612,20 @@ def consolidated_replay_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers_arg(text: str) -> int | str:
+    """``--workers``: a positive int or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1, 2, ... "
+                                          f"or auto)")
+    return n
+
+
 def replay_command(args: argparse.Namespace) -> int:
     import warnings
 
@@ -668,7 +686,8 @@ def replay_command(args: argparse.Namespace) -> int:
                 every=args.every, on_error="skip" if args.skip_errors else "raise",
                 output=args.output, progress=False if args.no_progress else None,
                 lobster=args.lobster, features=args.features,
-                trades=False if args.trades is None else args.trades, **options)
+                trades=False if args.trades is None else args.trades,
+                workers=args.workers, **options)
     except BrokenPipeError:
         raise
     except (FastbookError, OSError, ValueError, ImportError, TypeError) as exc:
@@ -862,6 +881,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = _main(argv)
         sys.stdout.flush()      # here, where a closed pipe is caught, not at exit
         return status
+    except KeyboardInterrupt:
+        # Ctrl-C: the work stopped cleanly (workers stopped, no output left looking finished)
+        print("\nfastbook: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # the reader went away (`fastbook info day.itch | head`): stop quietly, and keep
         # Python's own flush at exit from failing on the closed pipe again

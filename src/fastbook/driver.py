@@ -562,6 +562,10 @@ class ReplayResult:
                 f"{len(self.books):,} books, {self.events:,} book events, "
                 f"{self.skipped:,} skipped, {self.unknown_types:,} unknown message types",
             ]
+            if self.shards:
+                events = [s["events"] for s in self.shards]
+                lines.append(f"{self.workers} workers, book events per worker "
+                             + " / ".join(f"{e:,}" for e in events))
         if self.skipped:
             lines.append("skipped: " + ", ".join(f"{k} {v:,}" for k, v in self.errors.items()
                                                    if v))
@@ -1481,6 +1485,8 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     finally:
         if lob is not None:
             lob.close(failed=failed)
+        if failed and writer is not None:
+            writer.abort()
     if writer is not None:
         writer.close(instruments_of(books))
     trade_table: dict[str, np.ndarray] = {}
@@ -1549,9 +1555,13 @@ def _replay_workers(source: Any, codec: str, module: Any, *, workers: int,
         if output is not None and rules is not None:
             group_rows = max(1024, min(row_group_size, _GROUP_BYTES // _row_bytes(depth)))
             writer = SampleWriter(output, group_rows, codec, ts_origin, options)
-            for cols in rows.chunks(group_rows):
-                writer.write(cols, instruments_of(books))
-            writer.close(instruments_of(books))
+            try:
+                for cols in rows.chunks(group_rows):
+                    writer.write(cols, instruments_of(books))
+                writer.close(instruments_of(books))
+            except BaseException:
+                writer.abort()
+                raise
         elif len(rows):
             samples = rows.take()
         rows.close()

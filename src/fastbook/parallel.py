@@ -101,15 +101,30 @@ class _Pool:
         ctx = mp.get_context("spawn")
         self.procs: list[Any] = []
         self.conns: list[Any] = []
+        # each worker is started with SIGINT blocked (the mask is kept through fork and
+        # exec) and ignores it once it runs: Ctrl-C reaches the whole process group, and
+        # only the main process decides what it means, even while a worker is still
+        # starting. Here it stays pending while they start, and is raised after.
+        masked = hasattr(signal, "pthread_sigmask")
+        if masked:
+            # started first: starting it unblocks SIGINT (multiprocessing.resource_tracker)
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            for k in range(n):
-                mine, theirs = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_worker_main, args=(theirs,), daemon=True,
-                                   name=f"fastbook-replay-{k}")
-                proc.start()
-                theirs.close()
-                self.procs.append(proc)
-                self.conns.append(mine)
+            try:
+                for k in range(n):
+                    mine, theirs = ctx.Pipe(duplex=True)
+                    proc = ctx.Process(target=_worker_main, args=(theirs,), daemon=True,
+                                       name=f"fastbook-replay-{k}")
+                    proc.start()
+                    theirs.close()
+                    self.procs.append(proc)
+                    self.conns.append(mine)
+            finally:
+                if masked:      # a Ctrl-C kept pending since is raised here
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
         except BaseException:
             self.close(kill=True)
             raise
@@ -183,7 +198,10 @@ def _discard_pool() -> None:
 def _worker_main(conn: Any) -> None:
     """A worker's life: replay the tasks the main process sends until it sends None."""
     # Ctrl-C reaches the whole process group: the main process decides, workers ignore it
+    # (it was blocked from the start, see _Pool; a Ctrl-C pending since is dropped here)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     while True:
         try:
             task = conn.recv()
@@ -426,11 +444,17 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
                             f"(defined at module level, not a lambda or a closure): {exc}") \
                 from None
     show = (sys.stderr is not None and sys.stderr.isatty()) if progress is None else progress
+    with _POOL_LOCK:
+        try:
+            pool = _pool(workers)
+        except BaseException:
+            _discard_pool()
+            raise
     run = _Run(workers, cancel)
     ok = False
     try:
         with _POOL_LOCK:
-            pool = _pool(workers)
+            pool = _pool(workers)      # (the same one, unless another thread changed it)
             src: Source | None = None
             path_source = isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-"
             if path_source:
@@ -466,7 +490,8 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
         ok = True
         return merged
     except BaseException:
-        _discard_pool()
+        if run.pending:     # workers still at it (cancelled, interrupted): stop them
+            _discard_pool()
         raise
     finally:
         if not ok:

@@ -51,6 +51,7 @@ to restore there (the ``PANDAS_ATTRS`` key pandas reads). CSV files carry
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -467,6 +468,10 @@ class SampleWriter:
                  ts_origin: str, options: OutputOptions | None = None) -> None:
         self.path = os.fspath(path)
         self.format = output_format(path)
+        # written under a temporary name beside it, renamed by close(): an interrupted or
+        # failed run leaves no file that looks finished (abort() removes the partial one)
+        head, tail = os.path.split(self.path)
+        self._partial = os.path.join(head, f".{tail}.{os.getpid()}.partial")
         self.row_group_size = row_group_size
         self.codec, self.ts_origin = codec, ts_origin
         self.options = options or OutputOptions()
@@ -483,7 +488,7 @@ class SampleWriter:
         self._depth = columns["bid_px"].shape[1]
         if self.format == "csv":
             if self._writer is None:
-                self._writer = _CsvFile(self.path)
+                self._writer = _CsvFile(self._partial)
             self._writer.write(output_columns(columns, instruments, self.options,
                                                self.ts_origin), instruments)
             self.rows += len(columns["ts"])
@@ -513,18 +518,18 @@ class SampleWriter:
 
             # no metadata yet: the footer's is written at close, and keys written now
             # could not be taken back there (a scale the instruments no longer share)
-            self._writer = pq.ParquetWriter(self.path, schema.remove_metadata())
+            self._writer = pq.ParquetWriter(self._partial, schema.remove_metadata())
         else:
             meta = {k: v for k, v in schema.metadata.items()
                     if k not in (b"fastbook.rows", b"PANDAS_ATTRS")}
             self._writer = pa.ipc.new_file(
-                self.path, _plain_dictionaries_schema(schema).with_metadata(meta))
+                self._partial, _plain_dictionaries_schema(schema).with_metadata(meta))
 
     def close(self, instruments: list[dict[str, Any]]) -> None:
         if self._writer is None:
             # no rows: still write a valid, empty file with the right columns
             if self.format == "csv":
-                self._writer = _CsvFile(self.path)
+                self._writer = _CsvFile(self._partial)
                 self._writer.write(output_columns(empty_columns(), instruments, self.options,
                                                    self.ts_origin), instruments)
             else:
@@ -532,6 +537,17 @@ class SampleWriter:
         if self.format == "parquet":
             self._finish_parquet(instruments)
         self._writer.close()
+        self._writer = None
+        os.replace(self._partial, self.path)
+
+    def abort(self) -> None:
+        """Close and remove the partial file (a run that failed or was cancelled)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._partial)
 
     def _finish_parquet(self, instruments: list[dict[str, Any]]) -> None:
         # The footer's key-value metadata is written at close, but pyarrow reads a
