@@ -209,6 +209,8 @@ def _worker_main(conn: Any) -> None:
             return
         if task is None:
             return
+        if not isinstance(task, dict):
+            continue    # a ring note sent before this worker's last task failed: stale
         try:
             out = _run_shard(task, conn)
         except BaseException as exc:   # reported, with the shard, by the main process
@@ -373,6 +375,8 @@ class _Run:
         self.results: list[dict[str, Any] | None] = [None] * n
         self.failures: dict[int, tuple[BaseException, str]] = {}
         self.pending: set[int] = set()
+        #: called with a worker's index when it stops reading (failed or died)
+        self.on_gone: Any = None
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -390,6 +394,8 @@ class _Run:
         elif what == "failed":
             self.failures[k] = (msg[1], msg[2])
             self.pending.discard(k)
+            if self.on_gone is not None:
+                self.on_gone(k)
 
     def died(self, k: int, pool: _Pool) -> None:
         proc = pool.procs[k]
@@ -399,6 +405,8 @@ class _Run:
             f"worker {k} of {self.n} (shard {k}, pid {proc.pid}) died with exit code "
             f"{code} before it returned its books"), "")
         self.pending.discard(k)
+        if self.on_gone is not None:
+            self.on_gone(k)
 
     def wait(self, pool: _Pool, on_ack: Any = None, *, until: Any = None) -> None:
         """Read the workers' messages until ``until()`` holds (default: every result in)."""
@@ -526,17 +534,40 @@ def _fan_out(run: _Run, pool: _Pool, src: Any, codec: str, module: Any,
         os.close(fd)
     refs = [0] * RING_SLOTS
     free = list(range(RING_SLOTS - 1, -1, -1))
-    chunks = iter(src)
+    held: list[set[int]] = [set() for _ in range(run.n)]     # slots each worker holds
     first: list[tuple[int, int, int]] = []
 
-    def on_ack(_k: int, slot: int) -> None:
+    def pieces() -> Iterator[Any]:
+        # slot-sized pieces of the source's chunks (a chunk can be longer than asked)
+        for chunk in src:
+            view = memoryview(chunk).cast("B")
+            for start in range(0, len(view), size):
+                yield view[start:start + size]
+            view.release()
+
+    chunks = pieces()
+
+    def release(slot: int) -> None:
         refs[slot] -= 1
         if refs[slot] == 0:
             free.append(slot)
 
+    def on_ack(k: int, slot: int) -> None:
+        if slot in held[k]:
+            held[k].discard(slot)
+            release(slot)
+
+    def on_gone(k: int) -> None:
+        # a worker that stopped reading gives its slots back (it will never ack them)
+        for slot in sorted(held[k]):
+            release(slot)
+        held[k].clear()
+
+    run.on_gone = on_gone
+
     def put(chunk: Any) -> tuple[int, int, int]:
         slot = free.pop()
-        n = len(memoryview(chunk).cast("B"))
+        n = len(chunk)
         ring[slot * size:slot * size + n] = chunk
         return slot, n, src.raw_bytes_read
 
@@ -562,6 +593,7 @@ def _fan_out(run: _Run, pool: _Pool, src: Any, codec: str, module: Any,
                 try:
                     pool.conns[k].send(("chunk", *note))
                     refs[slot] += 1
+                    held[k].add(slot)
                 except OSError:
                     run.died(k, pool)
             if refs[slot] == 0:

@@ -223,6 +223,22 @@ def test_raise_mode_raises_what_one_process_raises(day: bytes) -> None:
     assert any("shard" in note for note in getattr(sharded.value, "__notes__", []))
 
 
+def test_a_worker_failing_early_frees_its_ring_slots(day: bytes, tmp_path: Path) -> None:
+    # the error comes in the first messages of one shard; the other shard reads on through
+    # many more chunks than the ring has slots, so the failed worker's slots must be freed
+    broken = drop_messages(day, b"A", 9)
+    path = tmp_path / "broken.itch.gz"
+    path.write_bytes(gzip.compress(broken, 1))
+    with pytest.raises(UpdateError) as single:
+        fb.replay(path, "itch50")
+    for _ in range(2):      # and the pool is in order afterwards
+        with pytest.raises(UpdateError) as sharded:
+            fb.replay(path, "itch50", workers=2, chunk_size=1 << 12)
+        assert str(sharded.value) == str(single.value)
+    assert_same(fb.replay(day, "itch50"), fb.replay(day, "itch50", workers=2,
+                                                     chunk_size=1 << 12))
+
+
 def test_a_decode_error_names_the_byte(day: bytes) -> None:
     pos = 0
     while pos < 20_000:        # a frame boundary past the directory
