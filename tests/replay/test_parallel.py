@@ -335,3 +335,11 @@ def test_balance_is_even_and_deterministic() -> None:
     assert a == balance(dict(reversed(list(weights.items()))), 2)
     loads = [sum(w for s, w in weights.items() if a[s] == k) for k in range(2)]
     assert abs(loads[0] - loads[1]) <= max(weights.values()) // 10 + 1
+
+
+def test_progress_is_drawn_by_one_worker(day: bytes, capfd: pytest.CaptureFixture[str]) -> None:
+    fb.replay(day, "itch50", workers=2, progress=True)
+    err = capfd.readouterr().err
+    assert err.count("100.0%") == 1 and "msgs/s" in err
+    fb.replay(day, "itch50", workers=2, progress=False)
+    assert capfd.readouterr().err == ""
