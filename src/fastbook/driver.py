@@ -432,6 +432,7 @@ class ReplayResult:
         self.shards: list[dict[str, Any]] = []
         self._run: Any = None
         self._lobster_skipped = 0
+        self._lobster_paths: list[str] = []
 
     @property
     def date(self) -> Any:
@@ -1505,6 +1506,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     result.trades = trade_table
     result._run = run
     result._lobster_skipped = 0 if lob is None else lob.skipped
+    result._lobster_paths = [] if lob is None else list(lob._paths)
     if map_books is not None:
         result.mapped = _mapped(map_books, result, books)
     if live_run is not None:

@@ -314,6 +314,7 @@ def _run_shard(task: dict[str, Any], conn: Any) -> dict[str, Any]:
             "warnings": run.warnings(), "name": run.name, "format": run.format_name(),
             "bad_instrument": books.errors["bad_instrument"], "mapped": mapped,
             "lobster_skipped": getattr(result, "_lobster_skipped", 0),
+            "lobster_paths": getattr(result, "_lobster_paths", []),
             "shard": {"events": int(result.events), "instruments": len(books),
                       "seconds": seconds, "rows": len(result.samples.get("ts", ())),
                       "pid": os.getpid()},
@@ -403,7 +404,10 @@ class _Run:
         code = proc.exitcode
         self.failures[k] = (ReplayError(
             f"worker {k} of {self.n} (shard {k}, pid {proc.pid}) died with exit code "
-            f"{code} before it returned its books"), "")
+            f"{code} before it returned its books"
+            + (" (a script that calls replay(..., workers=N) needs the `if __name__ == "
+               "\"__main__\":` guard, or each worker runs it again: docs/parallel.md)"
+               if code == 1 else "")), "")
         self.pending.discard(k)
         if self.on_gone is not None:
             self.on_gone(k)
@@ -459,6 +463,7 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
             _discard_pool()
             raise
     run = _Run(workers, cancel)
+    made = _missing_dirs(options.get("lobster"))
     ok = False
     try:
         with _POOL_LOCK:
@@ -492,6 +497,9 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
                     src.close()
         run.check_cancel()
         if run.failures:
+            # as one process does: a failed run leaves no LOBSTER files (a failing worker
+            # removed its own; these are the ones of the workers that finished)
+            _remove(run, made)
             raise _failure(run)
         merged = merge([r for r in run.results if r is not None], on_error=options["on_error"])
         merged["dir"] = run.dir
@@ -504,6 +512,32 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
     finally:
         if not ok:
             run.close()
+
+
+def _missing_dirs(directory: Any) -> list[str]:
+    """The directories of ``directory`` that do not exist yet, deepest first."""
+    if directory is None:
+        return []
+    out = []
+    d = os.path.abspath(os.fspath(directory))
+    while not os.path.exists(d):
+        out.append(d)
+        d = os.path.dirname(d)
+    return out
+
+
+def _remove(run: _Run, made: list[str]) -> None:
+    """Remove the LOBSTER files the finished workers wrote, and the directories made."""
+    for r in run.results:
+        for path in (r or {}).get("lobster_paths", []):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    for d in made:
+        try:
+            os.rmdir(d)
+        except OSError:     # not empty, or already gone
+            if os.path.exists(d):
+                break
 
 
 def _start(run: _Run, pool: _Pool, source: tuple[Any, ...], codec: str,

@@ -343,3 +343,12 @@ def test_progress_is_drawn_by_one_worker(day: bytes, capfd: pytest.CaptureFixtur
     assert err.count("100.0%") == 1 and "msgs/s" in err
     fb.replay(day, "itch50", workers=2, progress=False)
     assert capfd.readouterr().err == ""
+
+
+def test_a_failed_run_leaves_no_lobster_files(day: bytes, tmp_path: Path) -> None:
+    broken = drop_messages(day, b"A", 97)
+    for workers in (1, 2):
+        out = tmp_path / f"lob{workers}" / "deeper"
+        with pytest.raises(UpdateError):
+            fb.replay(broken, "itch50", lobster=out, workers=workers)
+        assert not (tmp_path / f"lob{workers}").exists()
