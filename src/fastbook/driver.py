@@ -657,7 +657,9 @@ class StreamRun:
         from fastbook.sources import Progress
 
         src, decoder = self._src, self.decoder
-        bar = Progress(total=src.size, enabled=self.progress)
+        # a parallel replay's worker passes its own reporter (to the main process's line)
+        bar = self.progress if hasattr(self.progress, "update") else \
+            Progress(total=src.size, enabled=self.progress)
         head = b""
         try:
             try:

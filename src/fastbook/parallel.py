@@ -231,6 +231,32 @@ def _portable(exc: BaseException) -> BaseException:
         return FastbookError(f"{type(exc).__name__}: {exc}")
 
 
+class _PipeProgress:
+    """A worker's progress, sent to the main process (which draws the line) a few times a
+    second: the worker's own stderr may not be the caller's (a pool outlives a test, a
+    notebook cell)."""
+
+    def __init__(self, conn: Any, min_interval: float = 0.2) -> None:
+        self._conn = conn
+        self._next = 0.0
+        self._min = min_interval
+        self._last: tuple[int, int] = (0, 0)
+
+    def update(self, raw_bytes: int, messages: int) -> None:
+        self._last = (raw_bytes, messages)
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._min
+            self._send()
+
+    def _send(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._conn.send(("progress", *self._last))
+
+    def close(self) -> None:
+        self._send()
+
+
 class _RingSource:
     """The chunks the main process puts in the shared ring, as a ``fastbook.sources.Source``."""
 
@@ -285,6 +311,10 @@ def _run_shard(task: dict[str, Any], conn: Any) -> dict[str, Any]:
         ring = _RingSource(conn, path, slot_size, name, size)
         source = ring.source
     options = dict(task["options"])
+    if options.pop("progress", False):
+        options["progress"] = _PipeProgress(conn)
+    else:
+        options["progress"] = False
     t0 = time.perf_counter()
     result = replay(source, task["codec"], symbols=task["shard"], **options)
     seconds = time.perf_counter() - t0
@@ -378,6 +408,8 @@ class _Run:
         self.pending: set[int] = set()
         #: called with a worker's index when it stops reading (failed or died)
         self.on_gone: Any = None
+        #: the progress line (``fastbook.sources.Progress``), fed by worker 0's reports
+        self.bar: Any = None
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -386,7 +418,10 @@ class _Run:
     def handle(self, k: int, msg: Any, on_ack: Any = None) -> None:
         """One message from worker ``k``: an ack of a ring slot, its result, its failure."""
         what = msg[0]
-        if what == "ack":
+        if what == "progress":
+            if self.bar is not None:
+                self.bar.update(msg[1], msg[2])
+        elif what == "ack":
             if on_ack is not None:
                 on_ack(k, msg[1])
         elif what == "done":
@@ -433,6 +468,9 @@ class _Run:
                 self.handle(k, msg, on_ack)
 
     def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -484,6 +522,10 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
                     path_source = False
             if not path_source:
                 src = open_source(source, chunk_size=chunk_size, compression=compression)
+            from fastbook.sources import Progress
+
+            run.bar = Progress(total=os.path.getsize(source) if src is None else src.size,
+                               enabled=show)
             try:
                 if src is not None:
                     _fan_out(run, pool, src, codec, module, symbols, options, show, map_books)
@@ -501,6 +543,8 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
             # removed its own; these are the ones of the workers that finished)
             _remove(run, made)
             raise _failure(run)
+        run.bar.close()
+        run.bar = None
         merged = merge([r for r in run.results if r is not None], on_error=options["on_error"])
         merged["dir"] = run.dir
         ok = True
@@ -735,7 +779,9 @@ class Rows:
 
     def __init__(self, files: list[dict[str, str]], remap: list[np.ndarray]) -> None:
         self.columns: list[dict[str, np.ndarray]] = [
-            {name: np.load(path, mmap_mode="r") for name, path in f.items()} for f in files]
+            # plain views of the maps: numpy's memmap subclass makes a masked copy 10x slower
+            {name: np.asarray(np.load(path, mmap_mode="r")) for name, path in f.items()}
+            for f in files]
         self.remap = remap
         self.names: list[str] = next((list(c) for c in self.columns if c), [])
         sizes = [len(c["sequence"]) if c else 0 for c in self.columns]
@@ -743,31 +789,52 @@ class Rows:
         self.total = int(self.offsets[-1])
         if self.total:
             keys = np.concatenate([np.asarray(c["sequence"]) for c in self.columns if c])
-            self.order = np.argsort(keys, kind="stable")
+            order = np.argsort(keys, kind="stable")
+            del keys
         else:
-            self.order = np.zeros(0, np.int64)
+            order = np.zeros(0, np.int64)
+        #: the worker of each merged row
+        self.owner = (np.searchsorted(self.offsets[1:], order, side="right")
+                      .astype(np.int32))
+        del order
+        #: per worker, how many of its rows come before each merged row
+        self.before = [np.concatenate([[0], np.cumsum(self.owner == w)])[:-1]
+                       if self.total else np.zeros(0, np.int64)
+                       for w in range(len(self.columns))]
 
     def __len__(self) -> int:
         return self.total
 
     def take(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-        """Rows ``start:stop`` of the merged order, as new arrays."""
-        idx = self.order[start:stop]
-        owner = np.searchsorted(self.offsets[1:], idx, side="right")
+        """Rows ``start:stop`` of the merged order, as new arrays.
+
+        A worker's rows keep their order in the merge (the sort is stable), so rows
+        ``start:stop`` hold a contiguous run of each worker's rows: each column is
+        filled by one sequential copy per worker, not a gather.
+        """
+        stop = self.total if stop is None else min(stop, self.total)
+        owner = self.owner[start:stop]
         out: dict[str, np.ndarray] = {}
+        runs = []
+        for w, cols in enumerate(self.columns):
+            if not cols:
+                continue
+            first = int(self.before[w][start]) if start < self.total else 0
+            mine = owner == w
+            runs.append((w, cols, mine, first, first + int(np.count_nonzero(mine))))
         for name in self.names:
             sample = next(c[name] for c in self.columns if c)
-            col = np.empty((len(idx), *sample.shape[1:]), sample.dtype)
-            for w, cols in enumerate(self.columns):
-                if not cols:
+            col = np.empty((stop - start, *sample.shape[1:]), sample.dtype)
+            for w, cols, mine, lo, hi in runs:
+                if hi == lo:
                     continue
-                mine = owner == w
-                if not mine.any():
-                    continue
-                values = cols[name][idx[mine] - self.offsets[w]]
+                values = cols[name][lo:hi]
                 if name == "instrument":
                     values = self.remap[w][values]
-                col[mine] = values
+                if hi - lo == len(col):
+                    col[...] = values
+                else:
+                    col[mine] = values
             out[name] = col
         return out
 
