@@ -1171,7 +1171,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            date: Any = None, missing: str = "zero", reason: str = "bits",
            features: Iterable[Any] | str | None = None,
            trades: bool | str | os.PathLike[str] = False,
-           consolidate: Literal[False] | None = None, **codec_options: Any) -> ReplayResult: ...
+           consolidate: Literal[False] | None = None,
+           archive: str | os.PathLike[str] | None = None, checkpoint: Any = "1s",
+           **codec_options: Any) -> ReplayResult: ...
 
 
 @overload
@@ -1190,7 +1192,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            date: Any = None, missing: str = "zero", reason: str = "bits",
            features: Iterable[Any] | str | None = None,
            trades: bool | str | os.PathLike[str] = False,
-           consolidate: Any = None, **codec_options: Any) -> ReplayResult | ConsolidatedResult:
+           consolidate: Any = None, archive: str | os.PathLike[str] | None = None,
+           checkpoint: Any = "1s",
+           **codec_options: Any) -> ReplayResult | ConsolidatedResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
     Parameters
@@ -1289,6 +1293,11 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         ``quote_aliases``, ``stale_ns``, ``fees``, ``fixed_cost``,
         ``min_profit_bps``, ``max_age_ns``, ``refresh_ns`` and ``health``; see
         ``docs/consolidated.md``, "Live feeds and replays".
+    archive : path, optional
+        Also write an archive of the replay (:mod:`fastbook.archive`, ``docs/archive.md``):
+        every event plus a checkpoint of each book every ``checkpoint`` (a time such
+        as ``"1s"``, or a number of events), for ``fastbook.archive.open(path).book_at``.
+        Written to ``path + ".partial"`` and renamed when the replay succeeds.
     **codec_options
         Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``)
         or to the L2 feed's constructor. A live recording takes only
@@ -1414,15 +1423,24 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         elif len(cols["ts"]):
             samples.update(cols)    # once: without a writer only the final flush takes
 
+    archiver = None
+    if archive is not None:
+        from fastbook.archive import ArchiveWriter
+
+        check_output(archive, "archive")
+        archiver = ArchiveWriter(archive, checkpoint=checkpoint,
+                                 meta={"codec": str(codec), "ts_origin": ts_origin})
     t0 = time.perf_counter()
     failed = True
     try:
-        drive(run, books, sampler=sampler, consumers=() if lob is None else (lob.write,),
-              flush=flush)
+        drive(run if archiver is None else archiver.wrap(run, books), books, sampler=sampler,
+              consumers=() if lob is None else (lob.write,), flush=flush)
         failed = False
     finally:
         if lob is not None:
             lob.close(failed=failed)
+        if archiver is not None:
+            archiver.abort() if failed else archiver.close()
     if writer is not None:
         writer.close(instruments_of(books))
     trade_table: dict[str, np.ndarray] = {}
