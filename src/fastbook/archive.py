@@ -34,14 +34,14 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fastbook.errors import DecodeError
 from fastbook.events import EVENT_DTYPE
 
-__all__ = ["FORMAT_VERSION", "Archive", "ArchiveWriter", "open"]
+__all__ = ["FORMAT_VERSION", "Archive", "ArchiveWriter", "Target", "open"]
 
 #: The archive format's version (``docs/archive.md``); readers refuse newer files.
 FORMAT_VERSION = 1
@@ -243,6 +243,18 @@ class _Open:
         self.ts_first = 0
 
 
+class Target(NamedTuple):
+    """Where and how ``fb.replay(archive=...)`` writes an archive, when a plain path (the
+    defaults of :class:`ArchiveWriter`) will not do: ``archive=Target("day.fba",
+    codec="zlib", min_events=256)``."""
+
+    path: str | os.PathLike[str]
+    codec: str = "auto"
+    level: int | None = None
+    min_events: int = 1024
+    max_events: int = 16384
+
+
 class ArchiveWriter:
     """Write an archive of a replay: every event, per instrument, in checkpointed blocks.
 
@@ -308,6 +320,18 @@ class ArchiveWriter:
         self._instruments: dict[int, dict[str, Any]] = {}
         self.events = 0
         self.closed = False
+
+    @classmethod
+    def create(cls, target: Any, *, checkpoint: Any = "1s",
+               meta: dict[str, Any] | None = None) -> ArchiveWriter:
+        """The writer for ``fb.replay(archive=target, checkpoint=)``: a path or a
+        :class:`Target`; the path is checked before any work (``check_output``)."""
+        from fastbook.driver import check_output
+
+        spec = target if isinstance(target, Target) else Target(target)
+        check_output(spec.path, "archive")
+        return cls(spec.path, checkpoint=checkpoint, min_events=spec.min_events,
+                   max_events=spec.max_events, codec=spec.codec, level=spec.level, meta=meta)
 
     # -- the driver's hook -----------------------------------------------------
     def wrap(self, run: Any, books: Any) -> _ArchivedRun:

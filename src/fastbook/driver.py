@@ -1172,7 +1172,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            features: Iterable[Any] | str | None = None,
            trades: bool | str | os.PathLike[str] = False,
            consolidate: Literal[False] | None = None,
-           archive: str | os.PathLike[str] | None = None, checkpoint: Any = "1s",
+           archive: Any = None, checkpoint: Any = "1s",
            **codec_options: Any) -> ReplayResult: ...
 
 
@@ -1192,8 +1192,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            date: Any = None, missing: str = "zero", reason: str = "bits",
            features: Iterable[Any] | str | None = None,
            trades: bool | str | os.PathLike[str] = False,
-           consolidate: Any = None, archive: str | os.PathLike[str] | None = None,
-           checkpoint: Any = "1s",
+           consolidate: Any = None, archive: Any = None, checkpoint: Any = "1s",
            **codec_options: Any) -> ReplayResult | ConsolidatedResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
@@ -1293,7 +1292,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         ``quote_aliases``, ``stale_ns``, ``fees``, ``fixed_cost``,
         ``min_profit_bps``, ``max_age_ns``, ``refresh_ns`` and ``health``; see
         ``docs/consolidated.md``, "Live feeds and replays".
-    archive : path, optional
+    archive : path or fastbook.archive.Target, optional
         Also write an archive of the replay (:mod:`fastbook.archive`, ``docs/archive.md``):
         every event plus a checkpoint of each book every ``checkpoint`` (a time such
         as ``"1s"``, or a number of events), for ``fastbook.archive.open(path).book_at``.
@@ -1427,9 +1426,8 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     if archive is not None:
         from fastbook.archive import ArchiveWriter
 
-        check_output(archive, "archive")
-        archiver = ArchiveWriter(archive, checkpoint=checkpoint,
-                                 meta={"codec": str(codec), "ts_origin": ts_origin})
+        archiver = ArchiveWriter.create(archive, checkpoint=checkpoint,
+                                        meta={"codec": str(codec), "ts_origin": ts_origin})
     t0 = time.perf_counter()
     failed = True
     try:
