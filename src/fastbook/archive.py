@@ -225,6 +225,19 @@ def _decode_block(raw: bytes, kind: str, n: int, key_a: int, key_b: int,
 # Writing
 # ---------------------------------------------------------------------------
 
+def _join(pieces: list[np.ndarray], total: int) -> np.ndarray:
+    """Event arrays end to end (np.concatenate promotes a structured dtype field by field,
+    ten times slower than copying the rows)."""
+    words = np.concatenate([_words(p) for p in pieces])
+    return words.view(EVENT_DTYPE).reshape(total)
+
+
+def _words(events: np.ndarray) -> np.ndarray:
+    """An event array as (n, 8) uint64 words: numpy copies and gathers these rows many
+    times faster than records."""
+    return np.ascontiguousarray(events).view(np.uint64).reshape(len(events), 8)
+
+
 _SNAPSHOT_BEGIN, _SNAPSHOT_END, _CLEAR = 9, 10, 7
 _LAST_IN_PACKET = 0x0001
 
@@ -349,7 +362,8 @@ class ArchiveWriter:
             return
         inst = events["instrument"]
         order = np.argsort(inst, kind="stable")
-        by_inst = events[order]             # a copy: the codec may reuse its buffer
+        # a copy (the codec may reuse its buffer), gathered as words
+        by_inst = _words(events)[order].view(EVENT_DTYPE).reshape(n)
         ids, starts = np.unique(inst[order], return_index=True)
         ends = np.append(starts[1:], n)
         allowed = self._allowed_cuts(events) if packets else None
@@ -470,7 +484,7 @@ class ArchiveWriter:
         self._append(i, piece)
 
     def _write_block(self, i: int, blk: _Open) -> None:
-        events = blk.pieces[0] if len(blk.pieces) == 1 else np.concatenate(blk.pieces)
+        events = blk.pieces[0] if len(blk.pieces) == 1 else _join(blk.pieces, blk.count)
         kind = self._instruments[i]["kind"]
         raw = _encode_block(kind, blk.keyframe, events)
         data = self._compress(raw)
