@@ -33,6 +33,7 @@ import mmap
 import os
 import struct
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -225,6 +226,20 @@ def _decode_block(raw: bytes, kind: str, n: int, key_a: int, key_b: int,
 # Writing
 # ---------------------------------------------------------------------------
 
+#: Blocks handed to the compressing thread and not yet written, at most.
+_PENDING = 64
+
+
+def _pack_block(compress: Callable[[bytes], bytes], kind: str,
+                keyframe: tuple[np.ndarray, ...], events: np.ndarray
+                ) -> tuple[bytes, int, int, int]:
+    """(compressed payload, its raw length, keyframe rows a and b): the thread's work
+    (numpy and the codecs release the GIL, so it overlaps the replay)."""
+    raw = _encode_block(kind, keyframe, events)
+    key_b = len(keyframe[2]) if kind == "l2" else 0
+    return compress(raw), len(raw), len(keyframe[0]), key_b
+
+
 def _join(pieces: list[np.ndarray], total: int) -> np.ndarray:
     """Event arrays end to end (np.concatenate promotes a structured dtype field by field,
     ten times slower than copying the rows)."""
@@ -330,6 +345,8 @@ class ArchiveWriter:
         self._positions: dict[int, int] = {}       # events written per instrument
         self._ts_max: dict[int, int] = {}          # the most ts_exchange seen, planned
         self._block_ts_max: dict[int, int] = {}    # ... and written
+        self._pool: Any = None                      # the compressing thread, once started
+        self._pending: deque[tuple[Any, tuple[int, int, int, int, int]]] = deque()
         self._instruments: dict[int, dict[str, Any]] = {}
         self.events = 0
         self.closed = False
@@ -361,7 +378,9 @@ class ArchiveWriter:
             yield events
             return
         inst = events["instrument"]
-        order = np.argsort(inst, kind="stable")
+        # a stable sort of uint16 keys is a radix sort (most runs have < 65,536 books)
+        keys = inst.astype(np.uint16) if int(inst.max()) < 65_536 else inst
+        order = np.argsort(keys, kind="stable")
         # a copy (the codec may reuse its buffer), gathered as words
         by_inst = _words(events)[order].view(EVENT_DTYPE).reshape(n)
         ids, starts = np.unique(inst[order], return_index=True)
@@ -484,31 +503,53 @@ class ArchiveWriter:
         self._append(i, piece)
 
     def _write_block(self, i: int, blk: _Open) -> None:
+        """Hand the block to the compressing thread; write the oldest ones that are done
+        (in order), so at most ``_PENDING`` blocks wait in memory."""
         events = blk.pieces[0] if len(blk.pieces) == 1 else _join(blk.pieces, blk.count)
         kind = self._instruments[i]["kind"]
-        raw = _encode_block(kind, blk.keyframe, events)
-        data = self._compress(raw)
-        self._file.write(data)
-        key_a = len(blk.keyframe[0])
-        key_b = len(blk.keyframe[2]) if kind == "l2" else 0
         ts_max = int(events["ts_exchange"].max())
         ts_max = max(ts_max, self._block_ts_max.get(i, ts_max))
         self._block_ts_max[i] = ts_max
-        self._rows.append((i, len(events), blk.first, blk.ts_first, ts_max, self._offset,
-                           len(data), len(raw), zlib.crc32(data), key_a, key_b, 0))
-        self._offset += len(data)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastbook-archive")
+        job = self._pool.submit(_pack_block, self._compress, kind, blk.keyframe, events)
+        self._pending.append((job, (i, len(events), blk.first, blk.ts_first, ts_max)))
         self._positions[i] += len(events)
         self.events += len(events)
+        while len(self._pending) > _PENDING or (self._pending and self._pending[0][0].done()):
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        job, (i, n, first, ts_first, ts_max) = self._pending.popleft()
+        data, raw_length, key_a, key_b = job.result()
+        self._file.write(data)
+        self._rows.append((i, n, first, ts_first, ts_max, self._offset, len(data), raw_length,
+                           zlib.crc32(data), key_a, key_b, 0))
+        self._offset += len(data)
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._write_oldest()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # -- finishing -----------------------------------------------------------------
     def close(self) -> str:
         """Write the last blocks and the index, then rename to ``path``; returns it."""
         if self.closed:
             return self.path
-        for i in sorted(self._open):
-            blk = self._open.pop(i)
-            if blk.count:
-                self._write_block(i, blk)
+        try:
+            for i in sorted(self._open):
+                blk = self._open.pop(i)
+                if blk.count:
+                    self._write_block(i, blk)
+            self._drain()
+        except BaseException:
+            self.abort()
+            raise
         table = np.array(self._rows, dtype=BLOCK_DTYPE) if self._rows \
             else np.zeros(0, dtype=BLOCK_DTYPE)
         head = {"format": "fastbook-archive", "version": FORMAT_VERSION, "codec": self.codec,
@@ -534,6 +575,10 @@ class ArchiveWriter:
         if self.closed:
             return
         self.closed = True
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        self._pending.clear()
         self._file.close()
         try:
             os.unlink(self.temp)
