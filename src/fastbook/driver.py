@@ -1310,6 +1310,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     from fastbook.sampling import Sampler
 
     if consolidate is not None and consolidate is not False:
+        if archive is not None:
+            raise ValueError("archive= archives one replay's books; it does not take "
+                             "consolidate= (archive each venue's captures on their own)")
         return _replay_consolidated(source, codec, consolidate, symbols=symbols, every=every,
                                     depth=depth, on_error=on_error, output=output,
                                     progress=progress, instruments=instruments,

@@ -113,6 +113,8 @@ def test_an_archive_that_cannot_be_written_is_refused_before_the_work(tmp_path, 
         fb.replay(itch_day.source, "itch50", archive=tmp_path / "nowhere" / "x.fba")
     with pytest.raises(ValueError, match="checkpoint must be"):
         fb.replay(itch_day.source, "itch50", archive=tmp_path / "x.fba", checkpoint="bbo")
+    with pytest.raises(ValueError, match="does not take consolidate="):
+        fb.replay([itch_day.source], consolidate=True, archive=tmp_path / "x.fba")
     assert os.listdir(tmp_path) == []
 
 
