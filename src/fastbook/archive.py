@@ -368,6 +368,7 @@ class ArchiveWriter:
         """``run`` (whose batches ``books`` applies) with its batches cut where blocks
         start, archiving as it goes: what ``fastbook.driver.drive`` iterates."""
         self.meta.setdefault("packets", bool(getattr(run, "packets", False)))
+        self.meta.setdefault("skip", getattr(books, "on_error", "skip") == "skip")
         return _ArchivedRun(run, books, self)
 
     def _batches(self, events: np.ndarray, books: Any, packets: bool
@@ -847,17 +848,21 @@ class Archive:
         """Sample rows of ``symbol`` with ``t0 <= ts < t1``: those ``fb.replay(..., every=,
         depth=, symbols=[symbol])`` gives in that window (``instrument`` is 0, as there).
 
-        ``every`` takes time and ``"bbo"`` rules (``"1s"``, ``"100ms,bbo"``); a count
-        rule (``"5000msgs"``) counts from the start of the day: replay for it.
+        ``every`` takes the replay's rules (``"1s"``, ``"100ms,bbo"``, ``"500msgs"``); a
+        count rule only for an order-by-order feed replayed with ``on_error="raise"``
+        (the count runs from the start of the day: skipped events do not count, and an
+        L2 feed's rule counts messages, neither of which the archive records).
         """
         from fastbook.driver import parse_every
         from fastbook.sampling import Sampler
 
         rules = parse_every(every)
-        if "every" in rules:
-            raise ValueError("Archive.samples takes time and 'bbo' rules; a count rule "
-                             f"({every!r}) counts events from the start of the day: "
-                             f"replay the day for it")
+        count = rules.get("every", 0)
+        if count and (self.meta.get("packets", True) or self.meta.get("skip", True)):
+            raise ValueError(f"Archive.samples: a count rule ({every!r}) counts the events "
+                             f"applied since the start of the day, which this archive does "
+                             f"not know (a replay that skipped bad events, or an L2 feed, "
+                             f"whose rule counts messages): replay the day for it")
         meta = self.instrument(symbol, venue)
         t0, t1 = _as_time(t0, "t0"), _as_time(t1, "t1")
         sampler = Sampler(depth, packets=bool(self.meta.get("packets", False)), **rules)
@@ -871,8 +876,13 @@ class Archive:
         bs = self._bookset(meta, book)
         if b > 0:
             # the sampler as a replay has it here: the previous event was seen (a no-op
-            # STATUS event at its time primes the interval rule; its rows are dropped)
-            prime = np.zeros(1, dtype=EVENT_DTYPE)
+            # STATUS event at its time primes the interval rule), and a count rule has
+            # counted the events before the block (as many STATUS events, modulo the
+            # count); the rows they give are dropped
+            n = 1
+            if count:
+                n = int(blocks[b]["first"]) % count or count
+            prime = np.zeros(n, dtype=EVENT_DTYPE)
             prime["ts_exchange"] = int(blocks[b - 1]["ts_max"])
             prime["action"] = 11
             bs.apply(prime, sampler=sampler)

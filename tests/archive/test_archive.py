@@ -114,7 +114,9 @@ def test_archiving_changes_no_sample_and_no_book(request, tmp_path, name, every)
 
 
 @pytest.mark.parametrize("name, every", [("itch_day", "100ms"), ("itch_day", "250ms,bbo"),
-                                         ("ose_day", "1s"), ("l2_kraken", "1s,bbo")])
+                                         ("itch_day", "37msgs"), ("itch_day", "200msgs,1s"),
+                                         ("ose_day", "1s"), ("ose_day", "50msgs,bbo"),
+                                         ("l2_kraken", "1s,bbo")])
 def test_samples_of_a_window_are_the_replays(request, tmp_path, name, every):
     day = request.getfixturevalue(name)
     _, archive = archive_of(day, tmp_path, checkpoint=200)
@@ -150,7 +152,11 @@ def test_events_of_a_window(itch_day, tmp_path):
             assert got.dtype == EVENT_DTYPE and got.tobytes() == want.tobytes()
 
 
-def test_samples_refuses_a_count_rule(itch_day, tmp_path):
-    _, archive = archive_of(itch_day, tmp_path, checkpoint=400)
+def test_samples_refuses_a_count_rule_it_cannot_phase(itch_day, l2_kraken, tmp_path):
+    (tmp_path / "a").mkdir()
+    _, kraken = archive_of(l2_kraken, tmp_path / "a", checkpoint=50)
     with pytest.raises(ValueError, match="count rule"):
-        archive.samples(itch_day.symbols[0], 0, 10**12, every="100msgs")
+        kraken.samples(l2_kraken.symbols[0], 0, 2**62, every="10msgs")
+    fb.replay(itch_day.source, "itch50", archive=tmp_path / "skip.fba", on_error="skip")
+    with pytest.raises(ValueError, match="count rule"):
+        fa.open(tmp_path / "skip.fba").samples(itch_day.symbols[0], 0, 2**62, every="10msgs")
