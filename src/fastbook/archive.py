@@ -74,6 +74,8 @@ _DELTA = ("ts_exchange", "ts_receive", "order_id", "sequence", "price")
 _COLUMNS = ("ts_exchange", "ts_receive", "action", "side", "flags", "price", "qty",
             "order_id", "new_order_id", "sequence")
 _CODECS = ("zlib", "zstd")
+#: Bytes of one event in a block (every column but the instrument).
+_EVENT_BYTES = 8 + 8 + 1 + 1 + 2 + 8 + 8 + 8 + 8 + 8
 
 _TIME_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
                "min": 60_000_000_000, "h": 3_600_000_000_000}
@@ -177,6 +179,10 @@ def _encode_block(kind: str, keyframe: tuple[np.ndarray, ...], events: np.ndarra
 def _decode_block(raw: bytes, kind: str, n: int, key_a: int, key_b: int,
                   instrument: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """``(keyframe, events)`` from a payload (``ValueError`` when its sizes are off)."""
+    need = (25 * key_a if kind == "l3" else 16 * (key_a + key_b)) + _EVENT_BYTES * n
+    if need != len(raw):
+        raise ValueError(f"{len(raw)} bytes for {n} events and a keyframe of "
+                         f"{key_a} + {key_b} rows, which take {need}")
     view = memoryview(raw)
     pos = 0
 

@@ -150,3 +150,32 @@ def test_the_cli_writes_and_reads(tmp_path, itch_day):
     corrupt.write_bytes(out.read_bytes()[:-5])
     broken = cli("book-at", corrupt, symbol, t)
     assert broken.returncode == 2 and "trailer" in broken.stderr
+
+
+def test_damage_anywhere_is_an_error_or_the_exact_book(archived, itch_day, tmp_path):
+    # flip bytes at random places: opening and reading either fail with DecodeError
+    # (naming the file) or give exactly the books of the undamaged archive
+    import random
+
+    data = archived.read_bytes()
+    good = fa.open(archived)
+    rng = random.Random(22)
+    symbols = itch_day.symbols
+    probes = [(s, t) for s in symbols[:4] for t in (0, 10**12 * 3, 10**13 * 5, 2**62)]
+    want = {p: good.book_at(*p).orders().tobytes() for p in probes}
+    failures = 0
+    for k in range(60):
+        bad = bytearray(data)
+        for _ in range(rng.choice([1, 1, 3])):
+            bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
+        path = tmp_path / f"bad{k}.fba"
+        path.write_bytes(bytes(bad))
+        try:
+            archive = fa.open(path)
+            for probe in probes:
+                assert archive.book_at(*probe).orders().tobytes() == want[probe]
+        except DecodeError as exc:
+            assert str(path) in str(exc)
+            failures += 1
+        os.unlink(path)
+    assert failures > 0
