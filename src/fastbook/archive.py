@@ -394,7 +394,18 @@ class ArchiveWriter:
         ends = np.append(starts[1:], n)
         allowed = self._allowed_cuts(events) if packets else None
         cuts: dict[int, list[tuple[int, np.ndarray, int]]] = {}
-        for i, lo, hi in zip(ids.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        highs = np.maximum.reduceat(by_inst["ts_exchange"], starts).tolist()
+        opened, ts_max = self._open, self._ts_max
+        for i, lo, hi, high in zip(ids.tolist(), starts.tolist(), ends.tolist(), highs,
+                                   strict=True):
+            blk = opened.get(i)
+            if blk is not None and blk.count + (hi - lo) < self.min_events:
+                # the common case: too few events to end the open block (no planning)
+                blk.pieces.append(by_inst[lo:hi])
+                blk.count += hi - lo
+                if high > ts_max[i]:
+                    ts_max[i] = high
+                continue
             self._plan(i, order[lo:hi], by_inst[lo:hi], books, allowed, cuts)
         done = 0
         for cut in sorted(cuts):
