@@ -247,10 +247,14 @@ def _pack_block(compress: Callable[[bytes], bytes], kind: str,
 
 
 def _join(pieces: list[np.ndarray], total: int) -> np.ndarray:
-    """Event arrays end to end (np.concatenate promotes a structured dtype field by field,
-    ten times slower than copying the rows)."""
-    words = np.concatenate([_words(p) for p in pieces])
-    return words.view(EVENT_DTYPE).reshape(total)
+    """Event arrays (records, or their (n, 8) words) end to end, as one record array
+    (np.concatenate of records promotes the dtype field by field, ten times slower than
+    copying the words)."""
+    if len(pieces) == 1 and pieces[0].ndim == 1:
+        return pieces[0]
+    words = np.concatenate([p if p.ndim == 2 else _words(p) for p in pieces])
+    out: np.ndarray = words.view(EVENT_DTYPE).reshape(total)
+    return out
 
 
 def _words(events: np.ndarray) -> np.ndarray:
@@ -389,7 +393,8 @@ class ArchiveWriter:
         keys = inst.astype(np.uint16) if int(inst.max()) < 65_536 else inst
         order = np.argsort(keys, kind="stable")
         # a copy (the codec may reuse its buffer), gathered as words
-        by_inst = _words(events)[order].view(EVENT_DTYPE).reshape(n)
+        words = _words(events)[order]
+        by_inst = words.view(EVENT_DTYPE).reshape(n)
         ids, starts = np.unique(inst[order], return_index=True)
         ends = np.append(starts[1:], n)
         allowed = self._allowed_cuts(events) if packets else None
@@ -401,7 +406,7 @@ class ArchiveWriter:
             blk = opened.get(i)
             if blk is not None and blk.count + (hi - lo) < self.min_events:
                 # the common case: too few events to end the open block (no planning)
-                blk.pieces.append(by_inst[lo:hi])
+                blk.pieces.append(words[lo:hi])     # (as words: _join takes both)
                 blk.count += hi - lo
                 if high > ts_max[i]:
                     ts_max[i] = high
@@ -523,7 +528,7 @@ class ArchiveWriter:
     def _write_block(self, i: int, blk: _Open) -> None:
         """Hand the block to the compressing thread; write the oldest ones that are done
         (in order), so at most ``_PENDING`` blocks wait in memory."""
-        events = blk.pieces[0] if len(blk.pieces) == 1 else _join(blk.pieces, blk.count)
+        events = _join(blk.pieces, blk.count)
         kind = self._instruments[i]["kind"]
         ts_max = int(events["ts_exchange"].max())
         ts_max = max(ts_max, self._block_ts_max.get(i, ts_max))
