@@ -153,8 +153,7 @@ def _book_at(args: argparse.Namespace) -> int:
     from fastbook.archive import open as open_archive
 
     with open_archive(args.archive) as archive:
-        origin = str(archive.meta.get("ts_origin", ""))
-        t = parse_time(args.time, origin)
+        t = parse_time(args.time, archive.ts_origin)
         book = archive.book_at(args.symbol, t)
         kind = "orders" if hasattr(book, "orders") else "levels"
         count = book.order_count if kind == "orders" else \

@@ -319,13 +319,17 @@ class ArchiveWriter:
         Block compression; ``"auto"``: zstd when ``zstandard`` is installed, else zlib.
     level : int, optional
         The codec's level (zlib 1, zstd 3 by default).
+    ts_origin : str, optional
+        What the events' clock counts from (``"midnight"``, ``"epoch"``): the run's,
+        for readers (``fastbook book-at`` reads ``HH:MM`` or a date-time by it).
     meta : dict, optional
         Stored in the header as is (the driver stores the codec and ``ts_origin``).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, checkpoint: Any = "1s",
                  min_events: int = 1024, max_events: int = 16384, codec: str = "auto",
-                 level: int | None = None, meta: dict[str, Any] | None = None) -> None:
+                 level: int | None = None, ts_origin: str | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
         self.mode, self.step = parse_checkpoint(checkpoint)
         for name, value in (("min_events", min_events), ("max_events", max_events)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -346,6 +350,8 @@ class ArchiveWriter:
         self.max_events = max_events if self.mode == "time" else self.step
         self.path = os.fspath(path)
         self.meta = dict(meta or {})
+        if ts_origin is not None:
+            self.meta["ts_origin"] = ts_origin
         self.temp = self.path + ".partial"
         self._file: Any = builtins.open(self.temp, "wb")
         self._file.write(_HEADER.pack(_MAGIC, FORMAT_VERSION))
@@ -716,6 +722,11 @@ class Archive:
     def meta(self) -> dict[str, Any]:
         """What the writer stored (codec, ``ts_origin``...)."""
         return dict(self.header.get("meta", {}))
+
+    @property
+    def ts_origin(self) -> str:
+        """What the archive's clock counts from: ``"midnight"`` (ITCH 5.0) or ``"epoch"``."""
+        return str(self.meta.get("ts_origin", ""))
 
     @property
     def checkpoint(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ def test_book_at_is_the_book_as_of_t(request, tmp_path, name, checkpoint):
     day = request.getfixturevalue(name)
     result, archive = archive_of(day, tmp_path, checkpoint=checkpoint)
     assert archive.symbols == day.symbols
+    assert archive.ts_origin == ("midnight" if day.codec == "itch50" else "epoch")
     assert len(archive) == len(day.events)
     rng = random.Random(f"{name}{checkpoint}")
     for symbol in day.symbols:
