@@ -179,3 +179,30 @@ def test_damage_anywhere_is_an_error_or_the_exact_book(archived, itch_day, tmp_p
             failures += 1
         os.unlink(path)
     assert failures > 0
+
+
+def test_a_book_error_names_the_same_message_and_leaves_no_archive(tmp_path, itch_day):
+    # an execution of an order that was never added, in the middle of the day: the
+    # replay with an archive fails as the one without (same message), and leaves nothing
+    from fastbook.errors import UpdateError
+
+    data = bytearray(itch_day.source.read_bytes())
+    pos, seen = 0, 0
+    while pos < len(data):      # BinaryFILE: a 2-byte length, then the message
+        size = int.from_bytes(data[pos:pos + 2], "big")
+        if data[pos + 2:pos + 3] == b"E":
+            seen += 1
+            if seen == 200:
+                data[pos + 2 + 11:pos + 2 + 19] = (2**63 + 5).to_bytes(8, "big")
+                break
+        pos += 2 + size
+    assert seen == 200
+    bad = tmp_path / "bad.itch"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(UpdateError) as plain:
+        fb.replay(bad, "itch50")
+    out = tmp_path / "out.fba"
+    with pytest.raises(UpdateError) as archived:
+        fb.replay(bad, "itch50", archive=out, checkpoint=50)
+    assert str(archived.value) == str(plain.value) and "message" in str(plain.value)
+    assert sorted(os.listdir(tmp_path)) == ["bad.itch"]
