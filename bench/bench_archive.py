@@ -20,7 +20,9 @@ Figures, each against a baseline measured in the same run:
 3. ``book_at``: median and p99 over random (symbol, t), symbols uniform, t uniform in
    the symbol's span of exchange time;
 4. ``samples`` of a one-hour window (``every="1s"``) against replaying the day with
-   ``symbols=[symbol], every="1s"`` (and checks the rows are the same).
+   ``symbols=[symbol], every="1s"`` (and checks the rows are the same);
+5. what true one-second keyframes would weigh, estimated: the (book, second) pairs that
+   see an event, times the mean compressed size of 300 random keyframes.
 
 Nothing is asserted on time (targets: size at most 1.5x the raw file, ``book_at``
 median at most 5 ms); every result is checked for exactness on a few lookups.
@@ -121,8 +123,33 @@ def measure(day: str, workdir: str, lookups: int = LOOKUPS, codec: str = "auto",
         assert np.array_equal(window[key], full[key][keep]), key
     out["samples_rows"] = int(keep.sum())
     out["samples_symbol"] = symbol
+    out.update(every_second(archive, rng))
     archive.close()
     return out
+
+
+def every_second(archive: fa.Archive, rng: random.Random, sampled: int = 300
+                 ) -> dict[str, Any]:
+    """What a keyframe per changed book per second would weigh, estimated: the (book,
+    second) pairs that see an event, times the mean compressed size of ``sampled``
+    random keyframes of this archive (encoded and compressed as the writer does)."""
+    from fastbook.archive import _compressor, _shuffle
+
+    pairs = 0
+    for symbol in archive.symbols:
+        ts = archive.events(symbol)["ts_exchange"]
+        pairs += len(np.unique(ts // 10**9))
+    compress = _compressor(archive.codec, None)
+    size = 0
+    for _ in range(sampled):
+        meta = archive.instruments[rng.randrange(len(archive.instruments))]
+        blocks = archive._blocks[meta["id"]]
+        b = rng.randrange(len(blocks))
+        (orders,), _ = archive._read(meta, blocks[b], b)
+        size += len(compress(_shuffle(orders["order_id"]) + orders["side"].tobytes()
+                             + _shuffle(orders["price"]) + _shuffle(orders["qty"])))
+    return {"book_seconds": pairs, "keyframe_bytes": size / sampled,
+            "every_second_bytes": pairs * size / sampled}
 
 
 def report(m: dict[str, Any]) -> str:
@@ -136,6 +163,10 @@ def report(m: dict[str, Any]) -> str:
         f"the raw file ({m['raw_bytes'] / mb:,.1f} MiB; target <= 1.5x); per-tick top-10 "
         f"snapshots would be {m['tick_bytes'] / mb:,.0f} MiB "
         f"({m['tick_bytes'] / m['archive_bytes']:.1f}x the archive)",
+        f"1 s:     {m['book_seconds']:,} (book, second) pairs see a change; a keyframe "
+        f"compresses to {m['keyframe_bytes']:,.0f} bytes on average: a keyframe per changed "
+        f"book per second would add {m['every_second_bytes'] / mb:,.0f} MiB "
+        f"({m['every_second_bytes'] / m['raw_bytes']:.1f}x the raw file; estimated)",
         f"book_at: median {m['book_at_median_s'] * 1e3:.3f} ms, p99 "
         f"{m['book_at_p99_s'] * 1e3:.3f} ms over random (symbol, t) (target median <= 5 ms)",
         f"samples: one hour of {m['samples_symbol']} at 1 s ({m['samples_rows']:,} rows) in "
