@@ -364,6 +364,7 @@ class ArchiveWriter:
         self._pool: Any = None                      # the compressing thread, once started
         self._pending: deque[tuple[Any, tuple[int, int, int, int, int]]] = deque()
         self._instruments: dict[int, dict[str, Any]] = {}
+        self._books: Any = None
         self.events = 0
         self.closed = False
 
@@ -385,6 +386,7 @@ class ArchiveWriter:
         start, archiving as it goes: what ``fastbook.driver.drive`` iterates."""
         self.meta.setdefault("packets", bool(getattr(run, "packets", False)))
         self.meta.setdefault("skip", getattr(books, "on_error", "skip") == "skip")
+        self._books = books
         return _ArchivedRun(run, books, self)
 
     def _batches(self, events: np.ndarray, books: Any, packets: bool
@@ -576,6 +578,10 @@ class ArchiveWriter:
                 if blk.count:
                     self._write_block(i, blk)
             self._drain()
+            # the books that saw no event are archived too (book_at gives them empty)
+            for i in range(len(self._books) if self._books is not None else 0):
+                if i not in self._instruments:
+                    self._announce(i, self._books)
         except BaseException:
             self.abort()
             raise

@@ -206,3 +206,25 @@ def test_a_book_error_names_the_same_message_and_leaves_no_archive(tmp_path, itc
         fb.replay(bad, "itch50", archive=out, checkpoint=50)
     assert str(archived.value) == str(plain.value) and "message" in str(plain.value)
     assert sorted(os.listdir(tmp_path)) == ["bad.itch"]
+
+
+def test_a_book_without_events_is_archived_empty(tmp_path):
+    # an instrument announced (a stock directory message) that never gets an order
+    from fastbook import synth
+
+    day = bytearray(synth.itch_day(2000, n_symbols=3, seed=4))
+    # a stock directory message of a fourth symbol, first in the file
+    body = bytearray(39)
+    body[0:1] = b"R"
+    body[1:3] = (77).to_bytes(2, "big")
+    body[11:19] = b"QUIET   "
+    body[19:20] = b"Q"
+    path = tmp_path / "day.itch"
+    path.write_bytes(len(body).to_bytes(2, "big") + bytes(body) + bytes(day))
+    result = fb.replay(path, "itch50", archive=tmp_path / "x.fba")
+    assert "QUIET" in [result.books.instrument(i)["symbol"] for i in range(len(result.books))]
+    archive = fa.open(tmp_path / "x.fba")
+    assert "QUIET" in archive.symbols
+    book = archive.book_at("QUIET", 2**62)
+    assert book.order_count == 0 and book.price_decimals == 4
+    assert len(archive.events("QUIET")) == 0
