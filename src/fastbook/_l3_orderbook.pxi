@@ -573,7 +573,9 @@ cdef class OrderBook:
         """
         _readable(self)
         cdef cnp.ndarray out = np.zeros(self._book.order_count, dtype=ORDER_DTYPE)
-        _fill_orders(&self._book, <_order_row *>cnp.PyArray_DATA(out))
+        cdef _order_row *rows = <_order_row *>cnp.PyArray_DATA(out)
+        with nogil:
+            _fill_orders(&self._book, rows)
         return out
 
     def _load_orders(self, orders, /):
@@ -599,14 +601,16 @@ cdef class OrderBook:
         n = ids.shape[0]
         if n == 0:
             return
-        row = _misordered_row(&sides[0], &prices[0], n, &bad_side)
+        with nogil:
+            row = _misordered_row(&sides[0], &prices[0], n, &bad_side)
         if row >= 0:
             if bad_side:
                 raise ValueError(f"orders[{row}]: side must be fastbook.BID ({FB_BID}) or "
                                  f"fastbook.ASK ({FB_ASK}), got {sides[row]}")
             raise ValueError(f"orders[{row}]: not in book order (bids best first, then "
                              f"asks best first, each level's orders together)")
-        rc = _load_rows(&self._book, &ids[0], &sides[0], &prices[0], &qtys[0], n, &bad)
+        with nogil:
+            rc = _load_rows(&self._book, &ids[0], &sides[0], &prices[0], &qtys[0], n, &bad)
         if rc < 0:
             fb_l3_clear(&self._book)
             if rc == FB_ENOMEM:

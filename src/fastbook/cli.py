@@ -381,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fastbook._plot_cli import add_parser as plot_parser
 
     plot_parser(sub, fmt)
+    from fastbook._archive_cli import add_parsers as archive_parsers
+
+    archive_parsers(sub, fmt)
     p_capture = sub.add_parser("capture", formatter_class=fmt, help="fastbook capture files")
     capture_sub = p_capture.add_subparsers(dest="capture_command", required=True)
     p_convert = capture_sub.add_parser(
@@ -947,6 +950,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from fastbook._plot_cli import run as plot_run
 
         return plot_run(args)
+    if args.command in ("archive", "book-at"):
+        from fastbook._archive_cli import run as archive_run
+
+        return archive_run(args)
     if args.command in ("serve", "quotes"):
         return server_command(args)
     if args.command == "info":

@@ -1200,7 +1200,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            trades: bool | str | os.PathLike[str] = False, workers: int | str | None = None,
            map_books: Callable[[ReplayResult], Mapping[str, Any] | None] | None = None,
            cancel: Any = None,
-           consolidate: Literal[False] | None = None, **codec_options: Any) -> ReplayResult: ...
+           consolidate: Literal[False] | None = None,
+           archive: Any = None, checkpoint: Any = "1s",
+           **codec_options: Any) -> ReplayResult: ...
 
 
 @overload
@@ -1221,7 +1223,8 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
            trades: bool | str | os.PathLike[str] = False, workers: int | str | None = None,
            map_books: Callable[[ReplayResult], Mapping[str, Any] | None] | None = None,
            cancel: Any = None,
-           consolidate: Any = None, **codec_options: Any) -> ReplayResult | ConsolidatedResult:
+           consolidate: Any = None, archive: Any = None, checkpoint: Any = "1s",
+           **codec_options: Any) -> ReplayResult | ConsolidatedResult:
     """Replay a recorded feed into books, taking top-of-book samples on the way.
 
     Parameters
@@ -1334,6 +1337,11 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         ``quote_aliases``, ``stale_ns``, ``fees``, ``fixed_cost``,
         ``min_profit_bps``, ``max_age_ns``, ``refresh_ns`` and ``health``; see
         ``docs/consolidated.md``, "Live feeds and replays".
+    archive : path or fastbook.archive.Target, optional
+        Also write an archive of the replay (:mod:`fastbook.archive`, ``docs/archive.md``):
+        every event plus a checkpoint of each book every ``checkpoint`` (a time such
+        as ``"1s"``, or a number of events), for ``fastbook.archive.open(path).book_at``.
+        Written to ``path + ".partial"`` and renamed when the replay succeeds.
     **codec_options
         Passed to the codec's ``Decoder`` (for ITCH: ``framing``, ``venue``)
         or to the L2 feed's constructor. A live recording takes only
@@ -1347,6 +1355,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
     from fastbook.sampling import Sampler
 
     if consolidate is not None and consolidate is not False:
+        if archive is not None:
+            raise ValueError("archive= archives one replay's books; it does not take "
+                             "consolidate= (archive each venue's captures on their own)")
         return _replay_consolidated(source, codec, consolidate, symbols=symbols, every=every,
                                     depth=depth, on_error=on_error, output=output,
                                     progress=progress, instruments=instruments,
@@ -1443,6 +1454,9 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
                                  "continue a bookset=")
             if isinstance(symbols, Shard):
                 raise ValueError("workers= makes the shards itself: give symbols= as names")
+            if archive is not None:
+                raise ValueError("archive= is written by one process: replay without "
+                                 "workers= to archive a day")
             return _replay_workers(
                 source, str(codec), module, workers=n_workers, symbols=symbols,
                 depth=depth, rules=rules, every=every, on_error=on_error, output=output,
@@ -1479,17 +1493,25 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         elif len(cols["ts"]):
             samples.update(cols)    # once: without a writer only the final flush takes
 
+    archiver = None
+    if archive is not None:
+        from fastbook.archive import ArchiveWriter
+
+        archiver = ArchiveWriter.create(archive, checkpoint=checkpoint,
+                                        meta={"codec": str(codec), "ts_origin": ts_origin})
     t0 = time.perf_counter()
     failed = True
     try:
-        drive(run, books, sampler=sampler, consumers=() if lob is None else (lob.write,),
-              flush=flush, cancel=cancel)
+        drive(run if archiver is None else archiver.wrap(run, books), books, sampler=sampler,
+              consumers=() if lob is None else (lob.write,), flush=flush, cancel=cancel)
         failed = False
     finally:
         if lob is not None:
             lob.close(failed=failed)
         if failed and writer is not None:
             writer.abort()
+        if archiver is not None:
+            archiver.abort() if failed else archiver.close()
     if writer is not None:
         writer.close(instruments_of(books))
     trade_table: dict[str, np.ndarray] = {}

@@ -279,3 +279,31 @@ def test_pickle_then_update_matches_the_original_hypothesis(raw, cut, side_keys)
         assert reads(loaded) == reads(book)
         assert run(loaded, ops[cut:]) == run(book, ops[cut:])
         assert reads(loaded) == reads(book)
+
+
+def test_books_of_a_replay_pickle_mid_stream_and_go_on_alike(tmp_path):
+    # what parallel workers do with their final books: a real ITCH day, cut in two;
+    # every book pickled at the cut and the rest applied to the originals and the copies
+    from fastbook import synth
+    from tests.archive.conftest import stream_day
+
+    path = tmp_path / "day.itch"
+    path.write_bytes(synth.itch_day(20_000, n_symbols=6, seed=9))
+    day = stream_day(path, "itch50")
+    cut = len(day.events) // 2
+    first, rest = day.events[:cut], day.events[cut:]
+    original = fastbook.BookSet(on_error="skip")
+    for i in range(len(day.books)):
+        meta = day.books.instrument(i)
+        original.add_instrument(meta["symbol"], price_decimals=meta["price_decimals"])
+    original.apply(first)
+    copies = fastbook.BookSet(on_error="skip")
+    for i in range(len(original)):
+        copies.add_book(pickle.loads(pickle.dumps(original[i])),
+                        symbol=original.instrument(i)["symbol"])
+        assert reads(copies[i]) == reads(original[i])
+    assert original.apply(rest) == copies.apply(rest)
+    for i in range(len(original)):
+        assert reads(copies[i]) == reads(original[i])
+        # ... and both are the replay's book
+        assert original[i].orders().tobytes() == day.books[i].orders().tobytes()
