@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fastbook._plot_cli import add_parser as plot_parser
 
     plot_parser(sub, fmt)
+    from fastbook._dask_cli import add_parser as dask_parser
+
+    dask_parser(sub, fmt)
     p_capture = sub.add_parser("capture", formatter_class=fmt, help="fastbook capture files")
     capture_sub = p_capture.add_subparsers(dest="capture_command", required=True)
     p_convert = capture_sub.add_parser(
@@ -924,6 +927,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from fastbook._plot_cli import run as plot_run
 
         return plot_run(args)
+    if args.command == "replay-many":
+        from fastbook._dask_cli import run as dask_run
+
+        return dask_run(args)
     if args.command in ("serve", "quotes"):
         return server_command(args)
     if args.command == "info":

@@ -36,7 +36,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from fastbook._extras import require
 from fastbook.sources import Progress
@@ -174,13 +174,15 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
     """
     import fastbook
     from fastbook._shard import Shard
+    from fastbook.driver import ReplayResult
 
     tmp = os.path.join(staging, f"task-{stem}.parquet")
     t0 = time.perf_counter()
     done: dict[str, Any] = {"parts": [], "rows": {}}
     try:
-        result = fastbook.replay(path, codec, symbols=Shard(index, count), output=tmp,
-                                 **_date_option(codec, fixed.get("date")), **options)
+        result = cast(ReplayResult, fastbook.replay(
+            path, codec, symbols=Shard(index, count), output=tmp,
+            **_date_option(codec, fixed.get("date")), **options))
         done = _split(tmp, staging, stem, fixed, partition)
     except Exception as exc:
         for rel in done["parts"]:
@@ -371,10 +373,10 @@ def _dates_for(files: list[str], dates: Any, need: bool) -> list[str | None]:
         if len(given) != len(files):
             raise ValueError(f"dates= has {len(given)} entries for {len(files)} file(s)")
     out: list[str | None] = []
-    for path, value in zip(files, given):
+    for path, value in zip(files, given, strict=True):
         day = _as_date(value) if value is not None else date_from_name(path)
         out.append(None if day is None else day.isoformat())
-    nameless = [f for f, d in zip(files, out) if d is None]
+    nameless = [f for f, d in zip(files, out, strict=True) if d is None]
     if need and nameless:
         raise ValueError(f"the dataset is partitioned by date, and no date is known for "
                          f"{', '.join(map(repr, nameless[:5]))}"
