@@ -132,6 +132,8 @@ def _split(table_path: str, staging: str, stem: str, fixed: Mapping[str, str],
                 if writer is None:
                     rel = os.path.join(_partition_dir({**fixed, "symbol": symbol}, partition),
                                        f"part-{stem}.parquet")
+                    if not os.path.isdir(staging):    # the run was cancelled meanwhile
+                        raise FileNotFoundError(f"{staging}: the staging directory is gone")
                     os.makedirs(os.path.join(staging, os.path.dirname(rel)), exist_ok=True)
                     schema = piece.schema.with_metadata(
                         _part_metadata(meta, symbol if by_symbol else None))
@@ -190,7 +192,7 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
         return {"error": _where(exc, path), "seconds": time.perf_counter() - t0}
     finally:
         _remove(tmp)
-    return {"messages": int(result.messages), "events": int(result.events),
+    return {"kind": result.kind, "messages": int(result.messages), "events": int(result.events),
             "bytes": int(result.bytes), "unknown_types": int(result.unknown_types),
             "counts": {k: int(v) for k, v in result.counts.items()},
             "errors": {k: int(v) for k, v in result.errors.items()},
@@ -399,7 +401,7 @@ def _start_cluster(workers: int | None, n_tasks: int) -> tuple[Any, int]:
     distributed = _distributed()
     n = max(1, min(n_tasks, workers or os.cpu_count() or 1))
     cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
     return distributed.Client(cluster), n
 
 
@@ -554,13 +556,18 @@ class ManyJob:
             r.error = errors[0]
             return r
         first = shards[0]
-        for name in ("messages", "bytes", "unknown_types", "counts"):
+        for name in ("messages", "bytes", "unknown_types"):
             if any(s[name] != first[name] for s in shards):
                 r.error = (f"{self.files[i]}: the shards decoded different {name} "
                            f"({[s[name] for s in shards]}): the file changed during the run?")
                 return r
-        r.messages, r.bytes = first["messages"], first["bytes"]
-        r.unknown_types, r.counts = first["unknown_types"], dict(first["counts"])
+        r.messages, r.bytes, r.unknown_types = first["messages"], first["bytes"], \
+            first["unknown_types"]
+        try:
+            r.counts = _merge_counts(first["kind"], [s["counts"] for s in shards])
+        except ValueError as exc:
+            r.error = f"{self.files[i]}: {exc}"
+            return r
         for s in shards:
             r.events += s["events"]
             r.rows += s["rows"]
@@ -588,6 +595,41 @@ class ManyJob:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)
         os.replace(tmp, os.path.join(self.out, MANIFEST))
+
+
+#: L2 feeds' counters of the capture itself (the same in every shard): counted once.
+_PER_FILE = ("records", "records_recv", "records_sent", "records_open", "records_rest",
+             "records_close", "trades_before_subscribe")
+#: L2 feeds' counters a shard inflates with the other shards' symbols (their messages
+#: and REST snapshots are "ignored" / "rest_other" there): not exact as a sum, left out.
+_NOT_SUMMABLE = ("ignored", "rest_other")
+
+
+def _merge_counts(kind: str, counts: list[dict[str, int]]) -> dict[str, int]:
+    """One file's counts from its shards' counts, every message counted once.
+
+    Stream codecs (ITCH 5.0, OSE) count messages by type, which every shard decodes
+    alike: they must agree, and are taken once. L2 feeds count the capture's records
+    (once) and per-symbol feed counters (summed: each symbol is in one shard).
+    """
+    first = counts[0]
+    if kind == "stream" or len(counts) == 1:
+        if any(c != first for c in counts):
+            raise ValueError("the shards decoded different message counts: the file "
+                             "changed during the run?")
+        return dict(first)
+    out: dict[str, int] = {}
+    for key in first:
+        if key in _NOT_SUMMABLE:
+            continue
+        values = [c.get(key, 0) for c in counts]
+        if key in _PER_FILE:
+            if any(v != values[0] for v in values):
+                raise ValueError(f"the shards read different {key} ({values})")
+            out[key] = values[0]
+        else:
+            out[key] = sum(values)
+    return out
 
 
 class _Cancelled(Exception):
