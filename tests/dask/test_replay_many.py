@@ -290,3 +290,19 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code = main(["replay-many", files[0], "--out", str(tmp_path / "out"), "--every", "1s",
                  "--dates", "2024-06-03,2024-06-04"])
     assert code == 2 and "dates= has 2 entries" in capsys.readouterr().err
+
+
+def test_symbols_with_slashes_read_back_through_hive_partitioning(tmp_path: Path,
+                                                                 inproc: Any) -> None:
+    capture = str(L2 / "KRAKEN.ws.50.0.gz")
+    out = tmp_path / "out"
+    many = replay_many([capture], "kraken-v1", out=out, shards=2, client=inproc,
+                       every="bbo", depth=3, dates={"KRAKEN.ws.50.0.gz": "2022-05-01"},
+                       timeout=TIMEOUT)
+    assert many.ok
+    assert (out / "date=2022-05-01" / "symbol=XBT%2FCHF").is_dir()
+    expected, _ = serial_partitions(capture, "kraken-v1", "2022-05-01", every="bbo", depth=3)
+    table = many.dataset().to_table()
+    got = {str(s) for s in table.column("symbol").to_pylist()}
+    assert got == {s for _, s in expected} and "XBT/CHF" in got
+    assert table.num_rows == sum(t.num_rows for t in expected.values())
