@@ -27,6 +27,7 @@ this at a real cluster.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import os
 import shutil
@@ -69,16 +70,24 @@ def _date_option(codec: str, date: str | None) -> dict[str, Any]:
     return {}
 
 
-def _part_metadata(meta: dict[bytes, bytes] | None, symbol: str | None) -> dict[str, str]:
-    """A part's schema metadata: the task file's, with only ``symbol``'s instrument."""
-    from fastbook.writers import _with_pandas_attrs
+class _Metadata:
+    """Parts' schema metadata: the task file's, with only the part's symbol's instrument."""
 
-    out = {k.decode(): v.decode() for k, v in (meta or {}).items()
-           if k not in (b"PANDAS_ATTRS", b"fastbook.rows")}
-    if symbol is not None and "fastbook.instruments" in out:
-        kept = [i for i in json.loads(out["fastbook.instruments"]) if i.get("symbol") == symbol]
-        out["fastbook.instruments"] = json.dumps(kept)
-    return _with_pandas_attrs(out) if out else out
+    def __init__(self, meta: dict[bytes, bytes] | None) -> None:
+        self.base = {k.decode(): v.decode() for k, v in (meta or {}).items()
+                     if k not in (b"PANDAS_ATTRS", b"fastbook.rows")}
+        listed = json.loads(self.base.get("fastbook.instruments", "null"))
+        self.instruments: dict[str, list[Any]] = {}
+        for entry in listed or []:
+            self.instruments.setdefault(entry.get("symbol"), []).append(entry)
+
+    def of(self, symbol: str | None) -> dict[str, str]:
+        from fastbook.writers import _with_pandas_attrs
+
+        out = dict(self.base)
+        if symbol is not None and "fastbook.instruments" in out:
+            out["fastbook.instruments"] = json.dumps(self.instruments.get(symbol, []))
+        return _with_pandas_attrs(out) if out else out
 
 
 def _partition_dir(values: Mapping[str, str], partition: Sequence[str]) -> str:
@@ -86,75 +95,133 @@ def _partition_dir(values: Mapping[str, str], partition: Sequence[str]) -> str:
     return "/".join(f"{key}={urllib.parse.quote(values[key], safe='')}" for key in partition)
 
 
+#: Sample bytes a split holds before writing them out: every flush writes a row group
+#: to each symbol's part (about 2 ms each with pyarrow, however small), so the buffer
+#: is large and a day's samples usually take one flush.
+_BUFFER_BYTES = 256 << 20
+
+
+class _Parts:
+    """The per-partition part files of one task, written in few, large row groups.
+
+    ``add`` buffers a symbol's rows; when the buffers pass ``_BUFFER_BYTES`` every
+    buffer is written out (one row group per symbol), so memory stays bounded and a
+    part has a row group per 256 MiB of the task's samples, not one per input batch.
+    """
+
+    def __init__(self, staging: str, stem: str, fixed: Mapping[str, str],
+                 partition: Sequence[str], meta: _Metadata) -> None:
+        self.staging, self.stem, self.fixed, self.partition = staging, stem, fixed, partition
+        self.meta = meta
+        self.by_symbol = "symbol" in partition
+        self.buffers: dict[str, list[Any]] = {}
+        self.buffered = 0
+        self.writers: dict[str, Any] = {}
+        self.rows: dict[str, int] = {}
+        self.parts: list[str] = []
+
+    def add(self, symbol: str, piece: Any, size: int) -> None:
+        """Buffer ``piece`` (``size`` bytes), rows of ``symbol``; write out when due."""
+        key = symbol if self.by_symbol else ""
+        self.buffers.setdefault(key, []).append(piece)
+        self.rows[symbol] = self.rows.get(symbol, 0) + piece.num_rows
+        self.buffered += size
+        if self.buffered >= _BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        for key, pieces in self.buffers.items():
+            table = pa.concat_tables(pieces)
+            writer = self.writers.get(key) or self._open(key, table.schema)
+            writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
+        self.buffers.clear()
+        self.buffered = 0
+
+    def _open(self, key: str, schema: Any) -> Any:
+        import pyarrow.parquet as pq
+
+        rel = os.path.join(_partition_dir({**self.fixed, "symbol": key}, self.partition),
+                           f"part-{self.stem}.parquet")
+        _mkdirs_below(self.staging, os.path.dirname(rel))
+        writer = pq.ParquetWriter(os.path.join(self.staging, rel), schema.with_metadata(
+            self.meta.of(key if self.by_symbol else None)))
+        self.writers[key] = writer
+        self.parts.append(rel)
+        return writer
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            for writer in self.writers.values():
+                writer.close()
+
+
+def _mkdirs_below(root: str, rel: str) -> None:
+    """Make the directories of ``rel`` under ``root``, never ``root`` itself.
+
+    A cancelled run renames its staging directory away, then removes it: a task
+    still running finds ``root`` gone (FileNotFoundError) instead of making it anew.
+    """
+    path = root
+    for name in [n for n in rel.split("/") if n]:
+        path = os.path.join(path, name)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+
+
 def _split(table_path: str, staging: str, stem: str, fixed: Mapping[str, str],
            partition: Sequence[str]) -> dict[str, Any]:
     """Split one task's samples file into per-partition parts under ``staging``.
 
-    Reads ``table_path`` a batch at a time (memory stays bounded) and returns
-    ``{"parts": [relative paths], "rows": {symbol: rows}}``. Rows keep their order
-    within each symbol (a stable sort of each batch by symbol).
+    Reads ``table_path`` (the task's replay output, Arrow IPC: cheap to write and to
+    map back) a record batch at a time (memory stays bounded), sorts each by
+    symbol (stably: rows keep their order within a symbol) and returns ``{"parts":
+    [relative paths], "rows": {symbol: rows}}``.
     """
+    import pyarrow as pa
+
+    with pa.memory_map(table_path) as mapped:
+        reader = pa.ipc.open_file(mapped)
+        parts = _Parts(staging, stem, fixed, partition, _Metadata(reader.schema.metadata))
+        try:
+            for group in range(reader.num_record_batches):
+                _split_batch(parts, pa.Table.from_batches([reader.get_batch(group)]))
+        finally:
+            parts.close()
+    return {"parts": parts.parts, "rows": parts.rows}
+
+
+def _split_batch(parts: _Parts, table: Any) -> None:
+    """Sort one batch of samples by symbol (stably) and hand each symbol's rows to ``parts``."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    source = pq.ParquetFile(table_path)
-    meta = source.schema_arrow.metadata
-    by_symbol = "symbol" in partition
-    writers: dict[str, Any] = {}
-    rows: dict[str, int] = {}
-    parts: list[str] = []
-    try:
-        for batch in source.iter_batches(batch_size=1 << 16):
-            table = pa.Table.from_batches([batch])
-            symbols = table.column("symbol").combine_chunks()
-            if isinstance(symbols.type, pa.DictionaryType):
-                names = symbols.dictionary.to_pylist()
-                codes = symbols.indices.to_numpy(zero_copy_only=False)
-            else:
-                names, codes = _factorize(symbols.to_pylist())
-            keep = [c for c in table.column_names if c not in _DROPPED
-                    and not (c == "symbol" and by_symbol)]
-            table = table.select(keep)
-            if not by_symbol:
-                table = table.set_column(table.column_names.index("symbol"), "symbol",
-                                         pa.array(symbols.to_pylist(), pa.string()))
-            order = np.argsort(codes, kind="stable")
-            sorted_codes = codes[order]
-            bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
-            for run in np.split(order, bounds):
-                if not len(run):
-                    continue
-                symbol = names[int(codes[run[0]])]
-                key = symbol if by_symbol else ""
-                piece = table.take(pa.array(run))
-                writer = writers.get(key)
-                if writer is None:
-                    rel = os.path.join(_partition_dir({**fixed, "symbol": symbol}, partition),
-                                       f"part-{stem}.parquet")
-                    if not os.path.isdir(staging):    # the run was cancelled meanwhile
-                        raise FileNotFoundError(f"{staging}: the staging directory is gone")
-                    os.makedirs(os.path.join(staging, os.path.dirname(rel)), exist_ok=True)
-                    schema = piece.schema.with_metadata(
-                        _part_metadata(meta, symbol if by_symbol else None))
-                    writer = writers[key] = pq.ParquetWriter(os.path.join(staging, rel), schema)
-                    parts.append(rel)
-                writer.write_table(piece.replace_schema_metadata(writer.schema.metadata))
-                rows[symbol] = rows.get(symbol, 0) + len(run)
-    finally:
-        for writer in writers.values():
-            writer.close()
-    return {"parts": parts, "rows": rows}
-
-
-def _factorize(values: list[Any]) -> tuple[list[Any], Any]:
-    """Distinct values and each row's index into them (for a plain string column)."""
-    import numpy as np
-
-    names: dict[Any, int] = {}
-    codes = np.fromiter((names.setdefault(v, len(names)) for v in values), np.int64,
-                        count=len(values))
-    return list(names), codes
+    symbols = table.column("symbol").combine_chunks()
+    encoded = symbols if isinstance(symbols.type, pa.DictionaryType) \
+        else symbols.dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    keep = [c for c in table.column_names if c not in _DROPPED
+            and not (c == "symbol" and parts.by_symbol)]
+    table = table.select(keep)
+    if not parts.by_symbol:
+        table = table.set_column(table.column_names.index("symbol"), "symbol",
+                                 symbols.cast(pa.string()))
+    order = np.argsort(codes, kind="stable")
+    table = table.take(pa.array(order))
+    sorted_codes = codes[order]
+    row_bytes = table.nbytes / max(table.num_rows, 1)
+    starts = np.flatnonzero(np.diff(sorted_codes)) + 1
+    edges = [0, *starts.tolist(), len(order)]
+    for lo, hi in itertools.pairwise(edges):
+        if hi > lo:
+            parts.add(names[int(sorted_codes[lo])], table.slice(lo, hi - lo),
+                      int((hi - lo) * row_bytes))
 
 
 def _where(exc: BaseException, path: str) -> str:
@@ -178,7 +245,7 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
     from fastbook._shard import Shard
     from fastbook.driver import ReplayResult
 
-    tmp = os.path.join(staging, f"task-{stem}.parquet")
+    tmp = os.path.join(staging, f"task-{stem}.arrow")
     t0 = time.perf_counter()
     done: dict[str, Any] = {"parts": [], "rows": {}}
     try:
@@ -215,7 +282,9 @@ class FileResult:
 
     ``messages``, ``bytes``, ``counts`` and ``unknown_types`` are the file's own (every
     shard decodes every message: counted once); ``events``, ``errors`` and ``rows``
-    are summed over the shards (each applies and samples only its own symbols).
+    are summed over the shards (each applies and samples only its own symbols). For
+    L2 feeds ``counts`` takes the capture's record counts once and sums the per-symbol
+    feed counters, without ``ignored`` and ``rest_other`` (see :func:`_merge_counts`).
     """
 
     path: str
@@ -432,24 +501,33 @@ class ManyJob:
             if client is None:
                 client, self.workers = _start_cluster(workers, len(files) * shards)
             else:
-                self.workers = len(client.scheduler_info().get("workers", {}))
+                self.workers = len(client.nthreads())
         except BaseException:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            _discard(self.staging)
             raise
         self.client = client
         self.startup_seconds = time.perf_counter() - t0 if self._own else 0.0
         self._t0 = time.perf_counter()
         self._progress = _ManyProgress(len(files), len(files) * shards, sum(sizes),
                                        enabled=progress)
-        token = uuid.uuid4().hex[:8]
         self.futures: dict[Any, tuple[int, int]] = {}
+        try:
+            self._submit()
+        except BaseException:      # Ctrl-C while submitting: nothing is left running
+            self._abort()
+            raise
+
+    def _submit(self) -> None:
+        """One task per (file, shard), keyed by file name for the dashboard."""
+        token = uuid.uuid4().hex[:8]
+        files, shards, partition, dates = self.files, self.shards, self.partition, self.dates
         for i, path in enumerate(files):
             fixed = {"date": dates[i]} if dates[i] is not None and "date" in partition else {}
             for k in range(shards):
                 stem = f"{i:05d}-{k:03d}"
-                future = client.submit(
-                    _replay_shard, path, codec, k, shards, self.staging, stem, fixed,
-                    partition, options, key=f"fastbook-replay-{os.path.basename(path)}-"
+                future = self.client.submit(
+                    _replay_shard, path, self.codec, k, shards, self.staging, stem, fixed,
+                    partition, self.options, key=f"fastbook-replay-{os.path.basename(path)}-"
                     f"{k}of{shards}-{token}", pure=False)
                 self.futures[future] = (i, k)
 
@@ -521,7 +599,7 @@ class ManyJob:
         except Exception:
             pass
         self._progress.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
+        _discard(self.staging)
         self._close()
 
     def _close(self) -> None:
@@ -538,13 +616,13 @@ class ManyJob:
             for r in results:
                 if r.complete:
                     self._commit(r)
-            shutil.rmtree(self.staging, ignore_errors=True)
+            _discard(self.staging)
             result = ManyResult(self.out, results, self.shards,
                                 time.perf_counter() - self._t0, self.startup_seconds,
                                 self.workers)
             self._write_manifest(result)
         finally:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            _discard(self.staging)
             self._close()
         return result
 
@@ -643,6 +721,20 @@ def _wait(pending: set[Any]) -> tuple[set[Any], set[Any]]:
         time.sleep(_POLL)
         done = {f for f in pending if f.done()}
     return done, pending - done
+
+
+def _discard(staging: str) -> None:
+    """Remove a staging directory that tasks may still write to: rename it, then remove.
+
+    After the rename no task can add to it (their paths name the old directory, which
+    :func:`_mkdirs_below` will not make again), so the removal is complete.
+    """
+    trash = f"{staging}.discarded"
+    try:
+        os.rename(staging, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _jsonable(value: Any) -> bool:
