@@ -267,6 +267,15 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
             "warnings": list(result.warnings), "seconds": time.perf_counter() - t0}
 
 
+def _warm_up(codec: str) -> None:
+    """Import what a task needs on a worker (counted as start-up, not as the first task)."""
+    import pyarrow.parquet  # noqa: F401
+
+    from fastbook import codecs
+
+    codecs.load(codec)
+
+
 def _remove(path: str) -> None:
     try:
         os.remove(path)
@@ -322,7 +331,8 @@ class ManyResult:
     ``files`` in input order; ``complete`` / ``failed`` split them; ``messages``,
     ``events``, ``bytes``, ``rows`` and ``errors`` total the complete files;
     ``seconds`` is the wall time from submitting the tasks to the manifest,
-    ``startup_seconds`` the time to start a cluster of our own (0 for a given client).
+    ``startup_seconds`` the time before: starting a cluster of our own (for a given
+    client, none) and importing fastbook, the codec and pyarrow on every worker.
     """
 
     out: str
@@ -502,11 +512,15 @@ class ManyJob:
                 client, self.workers = _start_cluster(workers, len(files) * shards)
             else:
                 self.workers = len(client.nthreads())
+            client.run(_warm_up, codec)
         except BaseException:
+            if self._own and client is not None:
+                self.client = client
+                self._close()
             _discard(self.staging)
             raise
         self.client = client
-        self.startup_seconds = time.perf_counter() - t0 if self._own else 0.0
+        self.startup_seconds = time.perf_counter() - t0
         self._t0 = time.perf_counter()
         self._progress = _ManyProgress(len(files), len(files) * shards, sum(sizes),
                                        enabled=progress)
@@ -781,9 +795,11 @@ def submit_many(files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]
                              f"own output and shard)")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    from fastbook import codecs
     from fastbook.driver import codec_name, parse_every
 
-    parse_every(every)            # a bad rule fails here, not in every task
+    parse_every(every)            # a bad rule or codec fails here, not in every task
+    codecs.kind(str(codec_name(codec)))
     day = _dates_for(paths, dates, "date" in part)
     out_dir = os.fspath(out)
     _check_out(out_dir)
