@@ -252,6 +252,7 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
         result = cast(ReplayResult, fastbook.replay(
             path, codec, symbols=Shard(index, count), output=tmp,
             **_date_option(codec, fixed.get("date")), **options))
+        t_split = time.perf_counter()
         done = _split(tmp, staging, stem, fixed, partition)
     except Exception as exc:
         for rel in done["parts"]:
@@ -264,7 +265,8 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
             "counts": {k: int(v) for k, v in result.counts.items()},
             "errors": {k: int(v) for k, v in result.errors.items()},
             "rows": int(result.rows), "rows_by_symbol": done["rows"], "parts": done["parts"],
-            "warnings": list(result.warnings), "seconds": time.perf_counter() - t0}
+            "warnings": list(result.warnings), "seconds": time.perf_counter() - t0,
+            "split_seconds": time.perf_counter() - t_split}
 
 
 def _warm_up(codec: str) -> None:
@@ -291,7 +293,9 @@ class FileResult:
 
     ``messages``, ``bytes``, ``counts`` and ``unknown_types`` are the file's own (every
     shard decodes every message: counted once); ``events``, ``errors`` and ``rows``
-    are summed over the shards (each applies and samples only its own symbols). For
+    are summed over the shards (each applies and samples only its own symbols).
+    ``seconds`` is the longest shard task's wall time, ``split_seconds`` the part of it
+    spent writing the per-partition parts. For
     L2 feeds ``counts`` takes the capture's record counts once and sums the per-symbol
     feed counters, without ``ignored`` and ``rest_other`` (see :func:`_merge_counts`).
     """
@@ -311,6 +315,7 @@ class FileResult:
     parts: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    split_seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -320,7 +325,7 @@ class FileResult:
         """The manifest's entry for this file."""
         keys = ("path", "date", "status", "error", "messages", "events", "bytes",
                 "unknown_types", "rows", "counts", "errors", "rows_by_symbol", "parts",
-                "warnings", "seconds")
+                "warnings", "seconds", "split_seconds")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -643,6 +648,7 @@ class ManyJob:
     def _file_result(self, i: int, shards: list[dict[str, Any]]) -> FileResult:
         r = FileResult(self.files[i], self.dates[i])
         r.seconds = max((s.get("seconds", 0.0) for s in shards), default=0.0)
+        r.split_seconds = max((s.get("split_seconds", 0.0) for s in shards), default=0.0)
         errors = [s["error"] for s in shards if "error" in s]
         if errors:
             r.error = errors[0]
