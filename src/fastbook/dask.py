@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -237,7 +238,9 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
                   options: dict[str, Any]) -> dict[str, Any]:
     """One task: replay shard ``index`` of ``count`` of one file into staged parts.
 
-    Returns the replay's counts and the parts written; an exception from the replay
+    The replay's samples go to a temporary Arrow IPC file in the worker's local
+    directory, then into per-partition parts under ``staging`` (on ``out``'s
+    filesystem). Returns the replay's counts and the parts written; an exception from the replay
     (a corrupt file) is returned as ``{"error": ...}`` with its text, so it crosses
     the cluster as plain data; the task's own partial files are removed.
     """
@@ -245,7 +248,9 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
     from fastbook._shard import Shard
     from fastbook.driver import ReplayResult
 
-    tmp = os.path.join(staging, f"task-{stem}.arrow")
+    handle, tmp = tempfile.mkstemp(prefix=f"fastbook-task-{stem}-", suffix=".arrow",
+                                   dir=_local_directory())
+    os.close(handle)
     t0 = time.perf_counter()
     done: dict[str, Any] = {"parts": [], "rows": {}}
     try:
@@ -267,6 +272,16 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
             "rows": int(result.rows), "rows_by_symbol": done["rows"], "parts": done["parts"],
             "warnings": list(result.warnings), "seconds": time.perf_counter() - t0,
             "split_seconds": time.perf_counter() - t_split}
+
+
+def _local_directory() -> str:
+    """The worker's own scratch directory (local disk, not the shared ``out``)."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    except Exception:          # not inside a dask worker
+        return tempfile.gettempdir()
 
 
 def _warm_up(codec: str) -> None:
