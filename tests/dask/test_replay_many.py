@@ -306,3 +306,32 @@ def test_symbols_with_slashes_read_back_through_hive_partitioning(tmp_path: Path
     got = {str(s) for s in table.column("symbol").to_pylist()}
     assert got == {s for _, s in expected} and "XBT/CHF" in got
     assert table.num_rows == sum(t.num_rows for t in expected.values())
+
+
+def test_no_partition_keeps_symbols_in_one_part_a_task(tmp_path: Path, inproc: Any) -> None:
+    path = tmp_path / "20240603.itch"
+    path.write_bytes(synth.itch_day(5_000, n_symbols=4, seed=11))
+    out = tmp_path / "out"
+    many = replay_many([path], out=out, shards=2, client=inproc, every="1s", partition=(),
+                       timeout=TIMEOUT)
+    parts = sorted(p for p in os.listdir(out) if p.endswith(".parquet"))
+    assert parts == ["part-00000-000.parquet", "part-00000-001.parquet"]
+    expected, _ = serial_partitions(str(path), "itch50", "2024-06-03", every="1s")
+    table = pa.concat_tables([pq.read_table(out / p) for p in parts])
+    symbols = table.column("symbol").to_pylist()
+    for (_, symbol), rows in expected.items():
+        mask = pa.array([s == symbol for s in symbols])
+        assert same(table.filter(mask).drop_columns(["symbol"]).replace_schema_metadata(None),
+                    rows)
+    assert many.rows == table.num_rows
+
+
+def test_a_part_carries_its_instrument_only(tmp_path: Path, inproc: Any) -> None:
+    files = itch_files(tmp_path, 1, messages=5_000)
+    out = tmp_path / "out"
+    replay_many(files, out=out, shards=2, client=inproc, every="1s", timeout=TIMEOUT)
+    part = glob.glob(str(out / "date=2024-06-03" / "symbol=SYM0002" / "*.parquet"))[0]
+    meta = pq.read_schema(part).metadata
+    listed = json.loads(meta[b"fastbook.instruments"])
+    assert [i["symbol"] for i in listed] == ["SYM0002"]
+    assert meta[b"fastbook.date"] == b"2024-06-03" and b"fastbook.rows" not in meta
