@@ -74,13 +74,17 @@ def _date_option(codec: str, date: str | None) -> dict[str, Any]:
 class _Metadata:
     """Parts' schema metadata: the task file's, with only the part's symbol's instrument."""
 
-    def __init__(self, meta: dict[bytes, bytes] | None) -> None:
+    def __init__(self, meta: dict[bytes, bytes] | None,
+                 instruments: list[dict[str, Any]] | None = None) -> None:
         self.base = {k.decode(): v.decode() for k, v in (meta or {}).items()
                      if k not in (b"PANDAS_ATTRS", b"fastbook.rows")}
-        listed = json.loads(self.base.get("fastbook.instruments", "null"))
+        # an Arrow IPC file's metadata lists the instruments known when it opened; the
+        # replay's own list has the ones first seen later (a listing mid-day) too
+        listed = instruments if instruments is not None else \
+            json.loads(self.base.get("fastbook.instruments", "null"))
         self.instruments: dict[str, list[Any]] = {}
         for entry in listed or []:
-            self.instruments.setdefault(entry.get("symbol"), []).append(entry)
+            self.instruments.setdefault(str(entry.get("symbol")), []).append(entry)
 
     def of(self, symbol: str | None) -> dict[str, str]:
         from fastbook.writers import _with_pandas_attrs
@@ -105,9 +109,10 @@ _BUFFER_BYTES = 256 << 20
 class _Parts:
     """The per-partition part files of one task, written in few, large row groups.
 
-    ``add`` buffers a symbol's rows; when the buffers pass ``_BUFFER_BYTES`` every
-    buffer is written out (one row group per symbol), so memory stays bounded and a
-    part has a row group per 256 MiB of the task's samples, not one per input batch.
+    ``add`` buffers a symbol's rows; when the buffers pass ``_BUFFER_BYTES`` the
+    largest are written out (a row group each) until half the budget is left, so
+    memory stays bounded and the many small symbols' parts are written once, at
+    :meth:`close` (pyarrow spends about 2 ms on a row group however small).
     """
 
     def __init__(self, staging: str, stem: str, fixed: Mapping[str, str],
@@ -116,6 +121,7 @@ class _Parts:
         self.meta = meta
         self.by_symbol = "symbol" in partition
         self.buffers: dict[str, list[Any]] = {}
+        self.sizes: dict[str, int] = {}
         self.buffered = 0
         self.writers: dict[str, Any] = {}
         self.rows: dict[str, int] = {}
@@ -125,20 +131,28 @@ class _Parts:
         """Buffer ``piece`` (``size`` bytes), rows of ``symbol``; write out when due."""
         key = symbol if self.by_symbol else ""
         self.buffers.setdefault(key, []).append(piece)
+        self.sizes[key] = self.sizes.get(key, 0) + size
         self.rows[symbol] = self.rows.get(symbol, 0) + piece.num_rows
         self.buffered += size
         if self.buffered >= _BUFFER_BYTES:
-            self.flush()
+            for big in sorted(self.sizes, key=self.sizes.__getitem__, reverse=True):
+                self._write(big)
+                if self.buffered < _BUFFER_BYTES // 2:
+                    break
 
-    def flush(self) -> None:
+    def _write(self, key: str) -> None:
+        """Write ``key``'s buffered rows as one row group of its part."""
         import pyarrow as pa
 
-        for key, pieces in self.buffers.items():
-            table = pa.concat_tables(pieces)
-            writer = self.writers.get(key) or self._open(key, table.schema)
-            writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
-        self.buffers.clear()
-        self.buffered = 0
+        table = pa.concat_tables(self.buffers.pop(key))
+        self.buffered -= self.sizes.pop(key)
+        writer = self.writers.get(key) or self._open(key, table.schema)
+        writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
+
+    def flush(self) -> None:
+        """Write every buffer out."""
+        for key in list(self.buffers):
+            self._write(key)
 
     def _open(self, key: str, schema: Any) -> Any:
         import pyarrow.parquet as pq
@@ -176,7 +190,8 @@ def _mkdirs_below(root: str, rel: str) -> None:
 
 
 def _split(table_path: str, staging: str, stem: str, fixed: Mapping[str, str],
-           partition: Sequence[str]) -> dict[str, Any]:
+           partition: Sequence[str], instruments: list[dict[str, Any]] | None = None
+           ) -> dict[str, Any]:
     """Split one task's samples file into per-partition parts under ``staging``.
 
     Reads ``table_path`` (the task's replay output, Arrow IPC: cheap to write and to
@@ -188,7 +203,8 @@ def _split(table_path: str, staging: str, stem: str, fixed: Mapping[str, str],
 
     with pa.memory_map(table_path) as mapped:
         reader = pa.ipc.open_file(mapped)
-        parts = _Parts(staging, stem, fixed, partition, _Metadata(reader.schema.metadata))
+        parts = _Parts(staging, stem, fixed, partition,
+                       _Metadata(reader.schema.metadata, instruments))
         try:
             for group in range(reader.num_record_batches):
                 _split_batch(parts, pa.Table.from_batches([reader.get_batch(group)]))
@@ -258,7 +274,7 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
             path, codec, symbols=Shard(index, count), output=tmp,
             **_date_option(codec, fixed.get("date")), **options))
         t_split = time.perf_counter()
-        done = _split(tmp, staging, stem, fixed, partition)
+        done = _split(tmp, staging, stem, fixed, partition, _json_instruments(result))
     except Exception as exc:
         for rel in done["parts"]:
             _remove(os.path.join(staging, rel))
@@ -272,6 +288,11 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
             "rows": int(result.rows), "rows_by_symbol": done["rows"], "parts": done["parts"],
             "warnings": list(result.warnings), "seconds": time.perf_counter() - t0,
             "split_seconds": time.perf_counter() - t_split}
+
+
+def _json_instruments(result: Any) -> list[dict[str, Any]]:
+    """The replay's instruments as the samples files' metadata lists them (JSON values)."""
+    return [{k: v for k, v in i.items() if _jsonable(v)} for i in result.instruments]
 
 
 def _local_directory() -> str:

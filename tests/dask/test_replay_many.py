@@ -335,3 +335,20 @@ def test_a_part_carries_its_instrument_only(tmp_path: Path, inproc: Any) -> None
     listed = json.loads(meta[b"fastbook.instruments"])
     assert [i["symbol"] for i in listed] == ["SYM0002"]
     assert meta[b"fastbook.date"] == b"2024-06-03" and b"fastbook.rows" not in meta
+
+
+def test_a_small_split_budget_writes_many_row_groups_and_the_same_rows(
+        tmp_path: Path, inproc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastbook.dask as fd
+
+    # the in-process worker shares this module: its tasks see the small budget
+    monkeypatch.setattr(fd, "_BUFFER_BYTES", 20_000)
+    files = itch_files(tmp_path, 1, messages=20_000)
+    out = tmp_path / "out"
+    many = replay_many(files, out=out, shards=2, client=inproc, every="bbo", depth=2,
+                       row_group_size=1024, chunk_size=1 << 14,   # many batches
+                       timeout=TIMEOUT)
+    check_equal(out, files, "itch50", ["2024-06-03"], many, every="bbo", depth=2)
+    groups = [pq.ParquetFile(p).num_row_groups
+              for p in glob.glob(str(out / "date=*" / "symbol=*" / "*.parquet"))]
+    assert max(groups) > 1
