@@ -150,6 +150,9 @@ def run(day: Path | None, n_files: int, shard_counts: list[int], workers: int) -
 
 
 def test_dask_smoke(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    pytest.importorskip("distributed")
     from fastbook.synth import write_itch_day
 
     day = tmp_path / "day.itch"

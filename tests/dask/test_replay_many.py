@@ -352,3 +352,28 @@ def test_a_small_split_budget_writes_many_row_groups_and_the_same_rows(
     groups = [pq.ParquetFile(p).num_row_groups
               for p in glob.glob(str(out / "date=*" / "symbol=*" / "*.parquet"))]
     assert max(groups) > 1
+
+
+def test_progress_line_on_request(tmp_path: Path, inproc: Any,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    files = itch_files(tmp_path, 2, messages=4_000)
+    replay_many(files, out=tmp_path / "out", shards=2, client=inproc, every="1s",
+                progress=True, timeout=TIMEOUT)
+    err = capsys.readouterr().err
+    assert "files 2/2 tasks 4/4 100.0%" in err and "msgs/s" in err
+    replay_many(files, out=tmp_path / "quiet", client=inproc, every="1s", timeout=TIMEOUT)
+    assert capsys.readouterr().err == ""       # not a terminal: silent by default
+
+
+def test_command_line_on_a_scheduler_address(tmp_path: Path, processes: Any,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from fastbook.cli import main
+
+    address = processes.scheduler.address
+    assert address.startswith("tcp://127.0.0.1:")
+    files = itch_files(tmp_path, 2, messages=5_000)
+    code = main(["replay-many", *files, "--out", str(tmp_path / "out"), "--every", "1s",
+                 "--shards", "2", "--scheduler", address, "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert "2/2 file(s) complete" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / MANIFEST).read_text())["complete"] is True
