@@ -278,7 +278,8 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
     except Exception as exc:
         for rel in done["parts"]:
             _remove(os.path.join(staging, rel))
-        return {"error": _where(exc, path), "seconds": time.perf_counter() - t0}
+        return {"error": _where(exc, path) + _book_error_offset(exc, path, codec, options),
+                "seconds": time.perf_counter() - t0}
     finally:
         _remove(tmp)
     return {"kind": result.kind, "messages": int(result.messages), "events": int(result.events),
@@ -288,6 +289,51 @@ def _replay_shard(path: str, codec: str, index: int, count: int, staging: str, s
             "rows": int(result.rows), "rows_by_symbol": done["rows"], "parts": done["parts"],
             "warnings": list(result.warnings), "seconds": time.perf_counter() - t0,
             "split_seconds": time.perf_counter() - t_split}
+
+
+def _book_error_offset(exc: BaseException, path: str, codec: str,
+                       options: Mapping[str, Any]) -> str:
+    """`` (byte N of the stream)`` for a book error in a BinaryFILE ITCH 5.0 file, else "".
+
+    A book error (an unknown order reference) names its message by number (from 0);
+    framing errors already name their byte offset. In BinaryFILE framing (a 2-byte
+    length before each message) the offset is found by walking the frames up to
+    that message, once, on this failure path only.
+    """
+    from fastbook.errors import UpdateError
+
+    number = getattr(exc, "index", None)
+    if not isinstance(exc, UpdateError) or not isinstance(number, int) or codec != "itch50" \
+            or options.get("framing", "binaryfile") != "binaryfile":
+        return ""
+    try:
+        offset = _frame_offset(path, number)
+    except Exception:
+        return ""
+    return "" if offset is None else f" (byte {offset:,} of the stream)"
+
+
+def _frame_offset(path: str, number: int) -> int | None:
+    """The byte offset of message ``number`` (from 0) of a BinaryFILE stream, or None."""
+    from fastbook.sources import open_source
+
+    seen = base = 0
+    rest = b""
+    with open_source(path) as source:
+        for chunk in source:
+            buf = rest + bytes(chunk)
+            pos = 0
+            while pos + 2 <= len(buf):
+                size = int.from_bytes(buf[pos:pos + 2], "big")
+                if pos + 2 + size > len(buf):
+                    break
+                if seen == number:
+                    return base + pos
+                seen += 1
+                pos += 2 + size
+            base += pos
+            rest = buf[pos:]
+    return None
 
 
 def _json_instruments(result: Any) -> list[dict[str, Any]]:

@@ -377,3 +377,27 @@ def test_command_line_on_a_scheduler_address(tmp_path: Path, processes: Any,
     assert code == 0, capsys.readouterr().err
     assert "2/2 file(s) complete" in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / MANIFEST).read_text())["complete"] is True
+
+
+def test_a_book_error_names_the_file_message_and_byte(tmp_path: Path, inproc: Any) -> None:
+    import re
+
+    files = itch_files(tmp_path, 2, messages=20_000)
+    data = bytearray(Path(files[0]).read_bytes())
+    # the first delete past the middle names an order that was never added
+    pos = 0
+    while True:
+        size = int.from_bytes(data[pos:pos + 2], "big")
+        if pos > len(data) // 2 and data[pos + 2:pos + 3] == b"D":
+            break
+        pos += 2 + size
+    data[pos + 2 + 11:pos + 2 + 19] = (2**63 - 5).to_bytes(8, "big")
+    Path(files[0]).write_bytes(bytes(data))
+    out = tmp_path / "out"
+    many = replay_many(files, out=out, client=inproc, every="1s", timeout=TIMEOUT)
+    assert [f.status for f in many.files] == ["failed", "complete"]
+    error = many.files[0].error or ""
+    found = re.search(r"20240603\.itch: message (\d+): .*\(byte ([\d,]+) of the stream\)$",
+                      error)
+    assert found, error
+    assert int(found.group(2).replace(",", "")) == pos
