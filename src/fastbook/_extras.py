@@ -30,6 +30,7 @@ EXTRAS = {
     "metrics": "prometheus-client: Prometheus export of the live driver's stats",
     "grpc": "grpcio: the quote server's gRPC endpoint and client (with protobuf)",
     "plot": "matplotlib: depth heatmaps and time series (fastbook.plot)",
+    "dask": "distributed: many files on a Dask cluster (fastbook.dask.replay_many)",
 }
 
 

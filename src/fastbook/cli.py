@@ -384,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fastbook._archive_cli import add_parsers as archive_parsers
 
     archive_parsers(sub, fmt)
+    from fastbook._dask_cli import add_parser as dask_parser
+
+    dask_parser(sub, fmt)
     p_capture = sub.add_parser("capture", formatter_class=fmt, help="fastbook capture files")
     capture_sub = p_capture.add_subparsers(dest="capture_command", required=True)
     p_convert = capture_sub.add_parser(
@@ -954,6 +957,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from fastbook._archive_cli import run as archive_run
 
         return archive_run(args)
+    if args.command == "replay-many":
+        from fastbook._dask_cli import run as dask_run
+
+        return dask_run(args)
     if args.command in ("serve", "quotes"):
         return server_command(args)
     if args.command == "info":
