@@ -30,7 +30,6 @@ median at most 5 ms); every result is checked for exactness on a few lookups.
 
 from __future__ import annotations
 
-import glob
 import os
 import random
 import tempfile
@@ -42,6 +41,7 @@ import numpy as np
 
 import fastbook as fb
 import fastbook.archive as fa
+from _days import cached_day  # bench/_days.py (bench/ is on sys.path)
 
 LOOKUPS = int(os.environ.get("FASTBOOK_BENCH_ARCHIVE_LOOKUPS", "1000"))
 #: Bytes of one top-10 sample row (ts, instrument, sequence, reason, 4 x 10 levels).
@@ -50,12 +50,7 @@ HOUR = 3_600 * 10**9
 
 
 def _day() -> str:
-    path = os.environ.get("FASTBOOK_BENCH_ARCHIVE_DAY")
-    if not path:
-        cache = Path(os.environ.get("FASTBOOK_BENCH_CACHE",
-                                    Path.home() / ".cache" / "fastbook-bench"))
-        found = sorted(glob.glob(str(cache / "itch50-20000000m-500sym-*" / "day.itch")))
-        path = found[0] if found else ""
+    path = cached_day("FASTBOOK_BENCH_ARCHIVE_DAY")
     if path:
         return path
     from fastbook.synth import itch_day

@@ -26,7 +26,6 @@ Nothing is asserted; every run checks its rows against the serial run's.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import fastbook as fb
+from _days import cached_day  # bench/_days.py (bench/ is on sys.path)
 from fastbook.dask import replay_many
 
 FILES = int(os.environ.get("FASTBOOK_BENCH_DASK_FILES", "8"))
@@ -44,12 +44,7 @@ OPTIONS: dict[str, Any] = {"every": "1s", "depth": 10}
 
 
 def _day(work: Path) -> Path:
-    path = os.environ.get("FASTBOOK_BENCH_DASK_DAY")
-    if not path:
-        cache = Path(os.environ.get("FASTBOOK_BENCH_CACHE",
-                                    Path.home() / ".cache" / "fastbook-bench"))
-        found = sorted(glob.glob(str(cache / "itch50-1000000m-500sym-*" / "day.itch")))
-        path = found[0] if found else ""
+    path = cached_day("FASTBOOK_BENCH_DASK_DAY", 1_000_000)
     if path:
         return Path(path)
     from fastbook.synth import write_itch_day

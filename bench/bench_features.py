@@ -25,7 +25,6 @@ Nothing is asserted; every run checks its results (rows, finite values).
 
 from __future__ import annotations
 
-import glob
 import os
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 import fastbook as fb
+from _days import cached_day  # bench/_days.py (bench/ is on sys.path)
 from fastbook.events import Action, Flags, empty_events
 from fastbook.features import parse_features
 from fastbook.l3 import BookSet
@@ -46,12 +46,7 @@ ALL = ["mid", "spread", "microprice", "imbalance_1", "imbalance_10", "depth_bps_
 
 
 def _day() -> bytes:
-    path = os.environ.get("FASTBOOK_BENCH_FEATURES_DAY")
-    if not path:
-        cache = Path(os.environ.get("FASTBOOK_BENCH_CACHE",
-                                    Path.home() / ".cache" / "fastbook-bench"))
-        found = sorted(glob.glob(str(cache / "itch50-20000000m-500sym-*" / "day.itch")))
-        path = found[0] if found else ""
+    path = cached_day("FASTBOOK_BENCH_FEATURES_DAY")
     if path:
         return Path(path).read_bytes()
     from fastbook.synth import itch_day

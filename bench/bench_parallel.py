@@ -24,7 +24,6 @@ Nothing is asserted on time.
 
 from __future__ import annotations
 
-import glob
 import gzip
 import os
 import statistics
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 import fastbook as fb
+from _days import cached_day  # bench/_days.py (bench/ is on sys.path)
 from fastbook import parallel
 
 ROUNDS = int(os.environ.get("FASTBOOK_BENCH_PARALLEL_ROUNDS", "5"))
@@ -44,12 +44,7 @@ WORKERS = int(os.environ.get("FASTBOOK_BENCH_PARALLEL_WORKERS", "2"))
 
 def _day(directory: str) -> tuple[str, str]:
     """The plain day and its gzip (found in the bench cache, or written to ``directory``)."""
-    path = os.environ.get("FASTBOOK_BENCH_PARALLEL_DAY")
-    if not path:
-        cache = Path(os.environ.get("FASTBOOK_BENCH_CACHE",
-                                    Path.home() / ".cache" / "fastbook-bench"))
-        found = sorted(glob.glob(str(cache / "itch50-20000000m-500sym-*" / "day.itch")))
-        path = found[0] if found else ""
+    path = cached_day("FASTBOOK_BENCH_PARALLEL_DAY")
     if not path:
         from fastbook.synth import itch_day
 
