@@ -1358,6 +1358,11 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         if archive is not None:
             raise ValueError("archive= archives one replay's books; it does not take "
                              "consolidate= (archive each venue's captures on their own)")
+        given = [name for name, value in (("workers", workers not in (None, 1)),
+                                          ("map_books", map_books is not None),
+                                          ("cancel", cancel is not None)) if value]
+        if given:
+            raise ValueError(f"{', '.join(given)}: not options of a consolidated replay")
         return _replay_consolidated(source, codec, consolidate, symbols=symbols, every=every,
                                     depth=depth, on_error=on_error, output=output,
                                     progress=progress, instruments=instruments,

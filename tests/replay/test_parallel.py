@@ -305,6 +305,8 @@ def test_bad_arguments(day: bytes) -> None:
     if capture is not None:
         with pytest.raises(ValueError, match="one process"):
             fb.replay(capture, "binance-spot", workers=2)
+    with pytest.raises(ValueError, match="not options of a consolidated replay"):
+        fb.replay([day], "itch50", consolidate=True, workers=2)
     assert parallel.worker_count("auto") >= 1
     # one worker is the plain replay
     assert fb.replay(day, "itch50", workers=1).workers == 1
