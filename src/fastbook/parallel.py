@@ -341,7 +341,7 @@ def _run_shard(task: dict[str, Any], conn: Any) -> dict[str, Any]:
                             f"got {type(mapped).__name__}")
         mapped = None if mapped is None else dict(mapped)
     return {"instruments": instruments, "files": files, "fields": run.result_fields(),
-            "warnings": run.warnings(), "name": run.name, "format": run.format_name(),
+            "warnings": run.warnings(), "name": run.name,
             "bad_instrument": books.errors["bad_instrument"], "mapped": mapped,
             "lobster_skipped": getattr(result, "_lobster_skipped", 0),
             "lobster_paths": getattr(result, "_lobster_paths", []),
@@ -454,8 +454,7 @@ class _Run:
         done = until or (lambda: not self.pending)
         while not done():
             self.check_cancel()
-            live = [pool.conns[k] for k in sorted(self.pending)] if until is None \
-                else [c for k, c in enumerate(pool.conns) if k in self.pending]
+            live = [pool.conns[k] for k in sorted(self.pending)]
             if not live:
                 return
             for conn in wait(live, timeout=_POLL_S):
@@ -589,7 +588,8 @@ def _start(run: _Run, pool: _Pool, source: tuple[Any, ...], codec: str,
            weights: dict[str, int], compression: str) -> None:
     """Send each worker its task: the source, its shard, the replay options."""
     if symbols is not None:
-        weights = {s: w for s, w in weights.items() if s in set(symbols)}
+        asked = set(symbols)
+        weights = {s: w for s, w in weights.items() if s in asked}
     assign = balance(weights, run.n) if weights else None
     for k in range(run.n):
         shard = Shard(k, run.n, assign, within=symbols)
@@ -845,8 +845,3 @@ class Rows:
 
     def close(self) -> None:
         self.columns = []
-
-
-def elapsed(t0: float) -> float:
-    """Seconds since ``t0`` (``time.perf_counter``)."""
-    return time.perf_counter() - t0
