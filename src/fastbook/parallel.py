@@ -501,6 +501,10 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
             raise
     run = _Run(workers, cancel)
     made = _missing_dirs(options.get("lobster"))
+    if made:
+        # made here, before any worker starts: a worker that fails removes only its own
+        # files, never a directory another worker is creating its files in
+        os.makedirs(options["lobster"], exist_ok=True)
     ok = False
     try:
         with _POOL_LOCK:
@@ -540,7 +544,7 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
         if run.failures:
             # as one process does: a failed run leaves no LOBSTER files (a failing worker
             # removed its own; these are the ones of the workers that finished)
-            _remove(run, made)
+            _remove(run)
             raise _failure(run)
         run.bar.close()
         run.bar = None
@@ -555,6 +559,11 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
     finally:
         if not ok:
             run.close()
+            for d in made:      # the directories made above, where they are still empty
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    break
 
 
 def _missing_dirs(directory: Any) -> list[str]:
@@ -569,18 +578,12 @@ def _missing_dirs(directory: Any) -> list[str]:
     return out
 
 
-def _remove(run: _Run, made: list[str]) -> None:
-    """Remove the LOBSTER files the finished workers wrote, and the directories made."""
+def _remove(run: _Run) -> None:
+    """Remove the LOBSTER files the finished workers wrote (the directories go later)."""
     for r in run.results:
         for path in (r or {}).get("lobster_paths", []):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-    for d in made:
-        try:
-            os.rmdir(d)
-        except OSError:     # not empty, or already gone
-            if os.path.exists(d):
-                break
 
 
 def _start(run: _Run, pool: _Pool, source: tuple[Any, ...], codec: str,
