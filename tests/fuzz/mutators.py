@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 #: Byte strings spliced into inputs: JSON punctuation, numbers at and past every
@@ -46,6 +47,9 @@ ODD_NUMBERS: tuple[Any, ...] = (
 )
 
 
+_DIGIT = re.compile(rb"[0-9]")
+
+
 def bytes_mutation(rng: random.Random, data: bytes) -> bytes:
     """One to four random edits of ``data`` (bit flip, byte set, delete, insert, splice, cut)."""
     buf = bytearray(data)
@@ -73,7 +77,7 @@ def bytes_mutation(rng: random.Random, data: bytes) -> bytes:
             i = rng.randrange(n)
             buf[i:i] = buf[i:i + rng.choice((1, 4, 32, 256))]
         elif op == 8 and n:                     # replace a run of digits by a hostile number
-            digits = [k for k in range(n) if 48 <= buf[k] <= 57]
+            digits = [m.start() for m in _DIGIT.finditer(buf)]
             if digits:
                 i = rng.choice(digits)
                 j = i
