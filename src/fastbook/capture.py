@@ -61,6 +61,7 @@ from fastbook.errors import DecodeError
 
 __all__ = [
     "CLOSE",
+    "DRIVER",
     "KINDS",
     "MAGIC",
     "OPEN",
@@ -88,9 +89,11 @@ SENT = "sent"           # a message the client sent (subscribe, ping)
 OPEN = "open"           # a connection opened; ``url`` says where
 REST = "rest"           # a REST response body; ``url`` is the request
 CLOSE = "close"         # a connection closed; ``payload`` is the reason (may be empty)
+DRIVER = "driver"       # a live driver's decision no frame shows; ``payload`` is JSON
 
 #: Every kind, in the order of their codes in the fastbook format (1, 2, ...).
-KINDS = (RECEIVED, SENT, OPEN, REST, CLOSE)
+KINDS = (RECEIVED, SENT, OPEN, REST, CLOSE, DRIVER)
+_N_KINDS = len(KINDS)
 _CODES = {k: i + 1 for i, k in enumerate(KINDS)}
 _BY_CODE = (None, *KINDS)
 
@@ -103,7 +106,7 @@ _FLAGS_KNOWN = BINARY
 class Record:
     """One recorded message."""
 
-    kind: str           # RECEIVED, SENT, OPEN, REST or CLOSE
+    kind: str           # RECEIVED, SENT, OPEN, REST, CLOSE or DRIVER
     recv_ns: int        # local time in ns since the epoch
     url: str            # connection or request URL ("" for RECEIVED)
     payload: bytes      # the raw message (b"" for OPEN)
@@ -297,6 +300,12 @@ class CaptureWriter:
         """Connection ``conn`` closed (``reason``: close code and text, or an error)."""
         self.write(CLOSE, reason, recv_ns, conn=conn)
 
+    def driver(self, info: dict[str, Any], recv_ns: int | None = None, *, conn: int = 0) -> None:
+        """A live driver's decision that no frame shows (``info``, written as JSON): a
+        standby connection ``conn`` promoted (``{"promote": true}``), a venue given up
+        on (``{"down": venue, "reason": ...}``)."""
+        self.write(DRIVER, json.dumps(info, separators=(",", ":")), recv_ns, conn=conn)
+
     def rest(self, url: str, body: Any, recv_ns: int | None = None, *, conn: int = 0) -> None:
         """The body of a REST response to ``url`` (the full request URL with its query)."""
         self.write(REST, body, recv_ns, conn=conn, url=url)
@@ -437,7 +446,7 @@ class CaptureReader:
                 need = _REC_SIZE
                 while n - pos >= _REC_SIZE:
                     crc, conn, recv_ns, code, flags, ulen, plen = unpack(data, pos)
-                    if not 1 <= code <= 5 or flags & ~_FLAGS_KNOWN or plen > MAX_PAYLOAD \
+                    if not 1 <= code <= _N_KINDS or flags & ~_FLAGS_KNOWN or plen > MAX_PAYLOAD \
                             or recv_ns < 0:
                         self._bad(base + pos, number + 1, code, flags, plen, recv_ns)
                     start = pos + _REC_SIZE
@@ -487,7 +496,7 @@ class CaptureReader:
     def _bad(self, offset: int, number: int, code: int, flags: int, plen: int,
              recv_ns: int) -> None:
         where = f"{self.name}: record {number} at byte {offset}"
-        if not 1 <= code <= 5:
+        if not 1 <= code <= _N_KINDS:
             raise DecodeError(f"{where}: unknown record kind {code} (corrupt capture, or a "
                               f"newer format)")
         if flags & ~_FLAGS_KNOWN:

@@ -87,6 +87,11 @@ def test_replay_of_a_rotated_recording_is_the_live_run(recording):
     assert all(CaptureReader(p).meta["recorder"] == "fastbook.live" for p in parts)
     opens = [json.loads(r.payload) for p in parts for r in CaptureReader(p) if r.kind == "open"]
     assert any(o["standby"] for o in opens)              # a make-before-break handover
+    # the moment the standby took over is in the recording: no frame shows it
+    promoted = {r.conn for p in parts for r in CaptureReader(p) if r.kind == "driver"
+                and json.loads(r.payload) == {"promote": True}}
+    assert promoted and promoted <= {r.conn for p in parts for r in CaptureReader(p)
+                                     if r.kind == "open" and json.loads(r.payload)["standby"]}
     result = fb.replay(directory, until_ns=cut)
     assert result.kind == "live" and result.codec == "binance-spot,okx,coinbase-advanced"
     assert result.counts["records_after_until"] > 0       # the run's own shutdown, left out
@@ -337,6 +342,66 @@ def test_a_single_file_recording_of_a_reconnecting_run(tmp_path):
     whole = fb.replay(path)
     assert whole.counts["shutdown_closes"] == 1 and whole.book_stats == result.book_stats
     assert all(levels(whole.book(i)) == end[i][0] for i in insts)
+
+
+def test_a_venue_the_driver_gave_up_on_is_down_in_the_replay(tmp_path):
+    """A venue that never connects goes down in the live run; no frame of it is recorded,
+    so the driver's decision is: the replay has it down with the live reason, while the
+    other venue's books are the live ones."""
+    from tests.live.servers import CaptureServer, capture_frames
+
+    okx = os.path.join(os.path.dirname(__file__), "..", "data", "l2", "cryptofeed",
+                       "OKX.ws.1.0.gz")
+    frames = capture_frames(okx)
+    insts = ["BTC-USDT", "UNI-USD-SWAP"]
+    path = str(tmp_path / "down.fbcap")
+    keys = [("okx", i) for i in insts] + [("bybit", "BTCUSDT")]
+
+    async def main():
+        async with CaptureServer(frames) as srv, \
+                fb.live([f"okx:{i}" for i in insts] + ["bybit:BTCUSDT"],
+                        endpoints={"okx": {"ws": srv.url}, "bybit": {"ws": "ws://127.0.0.1:9"}},
+                        latency=False, record=path, max_attempts=2, backoff_s=0.01,
+                        backoff_cap_s=0.05) as feed:
+            assert await until(lambda: feed.state("bybit", "BTCUSDT") is BookState.DOWN
+                               and all(feed.state("okx", i) is BookState.LIVE for i in insts)
+                               and feed.stats()["venues"]["okx"]["messages"] == len(frames),
+                               15)
+            cut = time.time_ns()
+            t = feed.session.track("bybit", "BTCUSDT")
+            return cut, {k: (levels(feed.session.book(*k)) if k[0] == "okx" else None,
+                             feed.state(*k), feed.session.track(*k).state_changes)
+                         for k in keys}, t.reason
+
+    cut, end, reason = asyncio.run(asyncio.wait_for(main(), 30))
+    assert "connection attempts failed" in reason
+    downs = [json.loads(r.payload) for r in CaptureReader(path) if r.kind == "driver"]
+    assert downs and all(d == {"down": "bybit", "reason": d["reason"]} for d in downs)
+    assert downs[-1]["reason"] == reason
+    session = replay_recording(path, until_ns=cut)
+    result = fb.replay(path, until_ns=cut)
+    assert result.counts["records_driver"] == len(downs)
+    for key, (lv, state, changes) in end.items():
+        t = session.track(*key)
+        assert (t.state, t.state_changes) == (state, changes), key
+        assert result.book_stats[key]["state"] == state.value, key
+        assert result.book_stats[key]["state_changes"] == changes, key
+        if lv is not None:
+            assert levels(session.book(*key)) == lv == levels(result.book(key[1], venue="okx"))
+    assert session.book("bybit", "BTCUSDT") is None
+    assert session.track("bybit", "BTCUSDT").reason == reason
+    assert "bybit:BTCUSDT down" in " ".join(result.warnings)
+
+
+def test_a_driver_record_that_is_not_understood_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "odd.fbcap")
+    with CaptureWriter(path, meta={"recorder": "fastbook.live", "specs": ["okx:BTC-USDT"]}) as w:
+        w.write("open", json.dumps({"venue": "okx", "symbols": ["BTC-USDT"]}), 1, conn=1,
+                url="ws://127.0.0.1:1")
+        w.driver({"handover": 2}, 2, conn=1)
+    for call in (lambda: replay_recording(path), lambda: fb.replay(path)):
+        with pytest.raises(DecodeError, match=r"odd\.fbcap: record 2: a driver record"):
+            call()
 
 
 def test_fastbook_record_then_fastbook_replay(okx_server, tmp_path, capsys):  # noqa: F811

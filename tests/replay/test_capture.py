@@ -14,6 +14,7 @@ import pytest
 from fastbook import capture
 from fastbook.capture import (
     CLOSE,
+    DRIVER,
     MAGIC,
     OPEN,
     RECEIVED,
@@ -97,12 +98,14 @@ def test_helpers_and_str_payloads():
         w.received(3, "é", 12)
         w.rest("https://b/depth?symbol=X", b"{}", 13)
         w.disconnected(3, "bye", 14)
-        assert w.records == 5
+        w.driver({"down": "okx", "reason": "é"}, 15)
+        assert w.records == 6
     got = [plain(r) for r in capture.read_capture(out.getvalue())]
     assert got == [(OPEN, 10, "wss://a", b"", 3, 0), (SENT, 11, "", b'{"sub":1}', 3, 0),
                    (RECEIVED, 12, "", "é".encode(), 3, 0),
                    (REST, 13, "https://b/depth?symbol=X", b"{}", 0, 0),
-                   (CLOSE, 14, "", b"bye", 3, 0)]
+                   (CLOSE, 14, "", b"bye", 3, 0),
+                   (DRIVER, 15, "", b'{"down":"okx","reason":"\\u00e9"}', 0, 0)]
 
 
 def test_writer_memory_is_bounded_and_flushes_write_frames(tmp_path):
@@ -327,7 +330,7 @@ def test_convert_binance_ws_and_rest_into_one_capture(tmp_path):
 def test_summarize_counts_kinds_connections_and_rest():
     info = capture.summarize([CF / "BINANCE.ws.1.0.gz", CF / "BINANCE.http.0.0.gz"])
     assert info["records"] == 270
-    assert info["kinds"] == {RECEIVED: 265, SENT: 0, OPEN: 1, REST: 4, CLOSE: 0}
+    assert info["kinds"] == {RECEIVED: 265, SENT: 0, OPEN: 1, REST: 4, CLOSE: 0, DRIVER: 0}
     assert info["connections"][0]["rest"] == 4 and info["connections"][1]["recv"] == 265
     assert info["connections"][1]["url"].startswith("wss://stream.binance.com:9443/stream?")
     assert info["rest"] == {"https://api.binance.com/api/v3/depth": 4}

@@ -260,8 +260,8 @@ class Driver:
                 vs["connect_failures"] += 1
                 vs["last_failure"] = f"{type(exc).__name__}: {exc}"
                 if failures >= self.max_attempts:
-                    self.session.venue_down(venue, f"{failures} connection attempts failed; "
-                                            f"last: {vs['last_failure']}")
+                    self._venue_down(venue, f"{failures} connection attempts failed; "
+                                     f"last: {vs['last_failure']}")
                 await asyncio.sleep(self._backoff(failures))
                 continue
             while True:
@@ -280,9 +280,15 @@ class Driver:
             vs["last_failure"] = self.session.venue_counts[venue].get("last_close", "") or \
                 vs["last_failure"]
             if failures >= self.max_attempts:
-                self.session.venue_down(venue, f"{failures} connections in a row failed; "
-                                        f"last: {vs['last_failure']}")
+                self._venue_down(venue, f"{failures} connections in a row failed; "
+                                 f"last: {vs['last_failure']}")
             await asyncio.sleep(self._backoff(failures) if failures > 1 else 0.0)
+
+    def _venue_down(self, venue: str, reason: str) -> None:
+        now = time.time_ns()
+        self.session.venue_down(venue, reason, now)
+        if self.recorder is not None:
+            self.recorder.venue_down(venue, reason, now)    # a replay has no attempts to see
 
     async def _connect(self, venue: str, natives: list[str], *, standby: bool = False) -> Conn:
         from fastbook.live._transport import connect
@@ -548,7 +554,10 @@ class Driver:
             old.replacing = False
             return
         with self._locked():
-            self.session.promote(new)
+            now = time.time_ns()
+            self.session.promote(new, now)
+            if self.recorder is not None:
+                self.recorder.promoted(new.id, now)
         self.venue_stats[old.venue]["handovers"] += 1
         # the old connection's shard task sees it close and stops: the standby takes its
         # place as that shard's connection

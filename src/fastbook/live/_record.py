@@ -5,9 +5,12 @@ connection event of a live run, with its receive time and connection id, to
 fastbook's capture format (``docs/captures.md``). An ``open`` record's payload
 is a small JSON object naming what the connection carried (``{"venue",
 "symbols", "standby"}``), and a REST record carries the id of the connection
-whose codec asked for it, so :func:`replay_recording` can hand every record to
-a fresh :class:`~fastbook.live._session.Session` in the order the live one had
-them: the books, states and counts come out the same (a test says so).
+whose codec asked for it; a ``driver`` record says what the driver decided
+that no frame shows (a standby connection promoted in a make-before-break
+handover, a venue given up on). So :func:`replay_recording` can hand every
+record to a fresh :class:`~fastbook.live._session.Session` in the order the
+live one had them: the books, states and counts come out the same (a test
+says so).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from fastbook.capture import CLOSE, OPEN, RECEIVED, REST, SENT, CaptureWriter
+from fastbook.capture import CLOSE, DRIVER, OPEN, RECEIVED, REST, SENT, CaptureWriter
 from fastbook.events import Flags
 
 __all__ = ["LiveRecorder", "SessionRun", "recording_books", "recording_meta",
@@ -71,6 +74,18 @@ class LiveRecorder:
 
     def disconnected(self, conn: int, reason: str, recv_ns: int) -> None:
         self.writer.write(CLOSE, reason, recv_ns, conn=conn)
+        self.records += 1
+
+    def promoted(self, conn: int, recv_ns: int) -> None:
+        """Standby connection ``conn`` became the primary of its synced books."""
+        self._driver({"promote": True}, recv_ns, conn)
+
+    def venue_down(self, venue: str, reason: str, recv_ns: int) -> None:
+        """The driver gave up on ``venue`` (its books are down until it connects again)."""
+        self._driver({"down": venue, "reason": reason}, recv_ns, 0)
+
+    def _driver(self, info: dict[str, Any], recv_ns: int, conn: int) -> None:
+        self.writer.write(DRIVER, json.dumps(info, separators=(",", ":")), recv_ns, conn=conn)
         self.records += 1
 
     def flush(self) -> None:
@@ -136,8 +151,8 @@ def replay_recording(source: Any, *, depth: int | None = None, stale_after_s: fl
                 session.rest(rec.conn, native, rec.payload, rec.recv_ns)
         elif kind == CLOSE:
             session.closed(rec.conn, rec.payload.decode("utf-8", "replace"), rec.recv_ns)
-        elif kind == SENT:
-            pass
+        elif kind == DRIVER:
+            _driver_record(session, rec.conn, rec.payload, rec.recv_ns, name, rec.line)
         session.actions.clear()
 
     for rec in _records(source):
@@ -331,6 +346,29 @@ def _open_info(payload: bytes, path: str, number: int) -> dict[str, Any]:
     return info
 
 
+def _driver_record(session: Any, conn: int, payload: bytes, recv_ns: int, path: str,
+                   number: int) -> None:
+    """Apply a ``driver`` record: what the live driver decided that no frame shows."""
+    from fastbook.errors import DecodeError
+
+    try:
+        info = json.loads(payload or b"{}")
+    except (ValueError, RecursionError):
+        info = None
+    if isinstance(info, dict) and info.get("promote") is True and len(info) == 1:
+        c = session.conns.get(conn)
+        if c is not None:             # a standby that closed before: nothing to promote
+            session.promote(c, recv_ns)
+        return
+    if isinstance(info, dict) and isinstance(info.get("down"), str) and \
+            isinstance(info.get("reason", ""), str) and set(info) <= {"down", "reason"}:
+        session.venue_down(info["down"], info.get("reason", ""), recv_ns)
+        return
+    raise DecodeError(f"{path}: record {number}: a driver record of a live recording must be "
+                      f'{{"promote": true}} or {{"down": venue, "reason": text}} (a newer '
+                      f"fastbook's recording?); got {bytes(payload[:80])!r}")
+
+
 def check_codec(codec: Any, venues: list[str], name: str) -> None:
     """Raise ValueError when ``codec`` names a venue other than the recording's."""
     if codec is None:
@@ -399,7 +437,7 @@ class SessionRun:
         self.depth = depth if isinstance(depth, int) and not isinstance(depth, bool) else None
         self.session = Session(recording_books(source), depth=self.depth,
                                stale_after_s=None, latency=False)
-        self.records = dict.fromkeys((RECEIVED, SENT, OPEN, REST, CLOSE), 0)
+        self.records = dict.fromkeys((RECEIVED, SENT, OPEN, REST, CLOSE, DRIVER), 0)
         self.notices: list[Any] = []    # the session acts on the feeds' notices itself
         self.messages = 0
         self.events = 0
@@ -523,6 +561,9 @@ class SessionRun:
         self.records[kind] += 1
         self.bytes += len(payload)
         session = self.session
+        if kind == DRIVER and conn == 0:
+            _driver_record(session, conn, payload, recv_ns, path, number)   # a venue down
+            return None
         if kind != OPEN and kind != SENT and conn not in session.conns:
             if conn in self._venue_of:
                 self.after_close += 1       # as the live session: nothing to feed
@@ -554,6 +595,8 @@ class SessionRun:
                     session.rest(conn, native, payload, recv_ns)
             elif kind == CLOSE:
                 session.closed(conn, payload.decode("utf-8", "replace"), recv_ns)
+            elif kind == DRIVER:
+                _driver_record(session, conn, payload, recv_ns, path, number)
         except Exception as exc:
             from fastbook.errors import DecodeError
 

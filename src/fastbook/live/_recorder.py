@@ -1,7 +1,7 @@
 """The live recorder: fastbook captures written in rotating parts, off the event loop.
 
 A :class:`Recorder` takes the same calls as :class:`fastbook.capture.CaptureWriter`
-(``opened``, ``sent``, ``received``, ``rest``, ``disconnected``) and writes them to
+(``opened``, ``sent``, ``received``, ``rest``, ``disconnected``, ``driver``) and writes them to
 ``<prefix>-<UTC start>-<n>.fbcap[.zst]`` files in one directory, starting a new
 part when the current one is over ``max_bytes`` (after the record that crossed
 it) or older than ``max_seconds``. Every record lands in exactly one part.
@@ -22,6 +22,7 @@ cannot keep up must not freeze the books). Nothing is dropped uncounted.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -32,6 +33,7 @@ from typing import Any
 
 from fastbook.capture import (
     CLOSE,
+    DRIVER,
     OPEN,
     RECEIVED,
     REST,
@@ -142,6 +144,11 @@ class Recorder:
     def rest(self, url: str, body: Any, recv_ns: int | None = None, *, conn: int = 0) -> None:
         """The body of a REST response to ``url``."""
         self._put(REST, body, recv_ns, conn, url, False)
+
+    def driver(self, info: dict[str, Any], recv_ns: int | None = None, *, conn: int = 0) -> None:
+        """A live driver's decision that no frame shows (see
+        :meth:`fastbook.capture.CaptureWriter.driver`)."""
+        self._put(DRIVER, json.dumps(info, separators=(",", ":")), recv_ns, conn, "", False)
 
     def _put(self, kind: str, payload: Any, recv_ns: int | None, conn: int, url: str,
              binary: bool) -> None:
