@@ -95,13 +95,18 @@ async def _run(directory: str) -> tuple[dict[str, list[tuple[str, int, int, bool
                 counts[(v, s)] = c["trades"] - before[(v, s)]
                 assert c["malformed"] == 0 and c["resyncs"] == 0, (v, c)
                 assert len(sent[v]) - start[v] == counts[(v, s)] >= 4
-        return sent, {v: e["ws"] for v, e in sim.endpoints.items()}, counts
+            totals = {(v, s): feed.session.counts(v, s)["trades"] for v, s in KEYS}
+        return sent, {v: e["ws"] for v, e in sim.endpoints.items()}, counts, totals
 
 
 def test_live_trades_against_the_simulator(tmp_path) -> None:
     directory = str(tmp_path / "rec")
-    sent, bases, counts = asyncio.run(asyncio.wait_for(_run(directory), 120))
+    sent, bases, counts, totals = asyncio.run(asyncio.wait_for(_run(directory), 120))
     assert all(counts[(v, s)] >= 4 for v, s in KEYS)
+    # fb.replay of the recording gives every print the live books counted, on its book
+    replayed = fb.replay(directory, trades=True)
+    ids = replayed.trades["instrument"]
+    assert {(v, s): int((ids == replayed.books.find(s, v)).sum()) for v, s in KEYS} == totals
     # the recorded frames, decoded again, are exactly the simulator's prints
     # (a connection's first frames may be recorded before its "open" record)
     venue_of: dict[int, str] = {}

@@ -305,6 +305,9 @@ class L2Feed:
 
     venue: ClassVar[str] = ""
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
+    #: True when a symbol's scales come from its first snapshot's wire strings (Kraken),
+    #: so they are unknown until then
+    scales_from_wire: ClassVar[bool] = False
     #: per-symbol counters a venue adds to ``COUNT_KEYS`` (0 from a symbol's first sight)
     EXTRA_COUNTS: ClassVar[tuple[str, ...]] = ()
     #: a venue's JSON scanner (``codecs._l2json.Scanner``) when its hot path applies

@@ -121,6 +121,7 @@ def _decimals_of(text: str) -> int:
 
 class _KrakenFeed(InBandFeed):
     default_decimals: ClassVar[tuple[int, int]] = (8, 8)
+    scales_from_wire: ClassVar[bool] = True
 
     def __init__(self, instruments: Iterable[Instrument] | Mapping[str, Instrument] | None = None,
                  *, depth: int | None = None, on_error: str = "raise", record: bool = False,

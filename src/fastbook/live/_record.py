@@ -688,6 +688,7 @@ class SessionRun:
         import numpy as np
 
         from fastbook import ASK, BID
+        from fastbook.codecs import load as load_codec
         from fastbook.codecs._venues import record_snapshot
         from fastbook.events import Action
 
@@ -699,6 +700,8 @@ class SessionRun:
             s = primary.feed.symbol_state(key[1])
             book, inst = s.book, s.instrument
             ts = s.ts or recv_ns
+        elif key not in self._ids and load_codec(key[0]).scales_from_wire:
+            return          # no BookSet book yet, and its scales come with its first snapshot
         i = self._id(key, book, inst)
         if book is None or not len(book):
             buf.append(i, int(Action.CLEAR), ts=ts, recv=recv_ns)
