@@ -63,6 +63,7 @@ import numpy as np
 
 from fastbook._shard import Shard, balance
 from fastbook.errors import DecodeError, FastbookError, ReplayError, UpdateError
+from fastbook.writers import make_dirs, remove_empty_dirs
 
 __all__ = ["Cancelled", "replay_parallel", "shutdown", "worker_count"]
 
@@ -500,11 +501,9 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
             _discard_pool()
             raise
     run = _Run(workers, cancel)
-    made = _missing_dirs(options.get("lobster"))
-    if made:
-        # made here, before any worker starts: a worker that fails removes only its own
-        # files, never a directory another worker is creating its files in
-        os.makedirs(options["lobster"], exist_ok=True)
+    # made here, before any worker starts: a worker that fails removes only its own
+    # files, never a directory another worker is creating its files in
+    made = make_dirs(options["lobster"]) if options.get("lobster") is not None else []
     ok = False
     try:
         with _POOL_LOCK:
@@ -559,23 +558,7 @@ def replay_parallel(source: Any, codec: str, module: Any, *, workers: int,
     finally:
         if not ok:
             run.close()
-            for d in made:      # the directories made above, where they are still empty
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    break
-
-
-def _missing_dirs(directory: Any) -> list[str]:
-    """The directories of ``directory`` that do not exist yet, deepest first."""
-    if directory is None:
-        return []
-    out = []
-    d = os.path.abspath(os.fspath(directory))
-    while not os.path.exists(d):
-        out.append(d)
-        d = os.path.dirname(d)
-    return out
+            remove_empty_dirs(made)     # the directories made above, where still empty
 
 
 def _remove(run: _Run) -> None:

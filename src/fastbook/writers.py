@@ -562,6 +562,26 @@ class SampleWriter:
         self._writer.add_key_value_metadata({**meta, "ARROW:schema": arrow_schema})
 
 
+def make_dirs(directory: str | os.PathLike[str]) -> list[str]:
+    """Make ``directory`` and its missing parents; the ones made, deepest first."""
+    made = []
+    d = os.path.abspath(os.fspath(directory))
+    while not os.path.exists(d):
+        made.append(d)
+        d = os.path.dirname(d)
+    os.makedirs(directory, exist_ok=True)
+    return made
+
+
+def remove_empty_dirs(made: list[str]) -> None:
+    """Remove the directories :func:`make_dirs` made, deepest first, while they are empty."""
+    for d in made:
+        try:
+            os.rmdir(d)
+        except OSError:     # not empty: something else was put there meanwhile
+            break
+
+
 class LobsterFiles:
     """LOBSTER message and orderbook files per instrument, written batch by batch.
 
@@ -598,12 +618,7 @@ class LobsterFiles:
         self._open: dict[int, list[Any]] = {}
         self._paths: list[str] = []
         # the directories this writer makes, deepest first (removed again on a failure)
-        self._made: list[str] = []
-        d = os.path.abspath(self.directory)
-        while not os.path.exists(d):
-            self._made.append(d)
-            d = os.path.dirname(d)
-        os.makedirs(self.directory, exist_ok=True)
+        self._made = make_dirs(self.directory)
 
     def write(self, events: np.ndarray, books: Any) -> None:
         from fastbook.codecs import lobster
@@ -702,11 +717,7 @@ class LobsterFiles:
             except FileNotFoundError:
                 pass
         self._paths.clear()
-        for d in self._made:
-            try:
-                os.rmdir(d)
-            except OSError:     # not empty: something else was put there meanwhile
-                break
+        remove_empty_dirs(self._made)
         self._made.clear()
 
 
