@@ -19,7 +19,9 @@ delivered per second in total, messages offered (publishes x subscribers),
 conflated (replaced in a client's latest-value slot before it was sent), and
 the ratios of the loaded phase to the baseline. ``ws`` is the server's default
 WebSocket path (frames built once, a batch per write); ``ws-send`` the same
-server through websockets' own ``send()`` per message, its baseline. Bounded in time: each phase
+server through websockets' own ``send()`` per message, its baseline; ``ws-picows`` the
+``ws`` server with the clients on picows instead of websockets (the same decode and
+timing: it tells the client library's share of the cost). Bounded in time: each phase
 runs ``--seconds`` and every wait has a timeout. Nothing asserts a timing.
 """
 
@@ -64,6 +66,36 @@ async def _ws_client(port: int, names: list[str], lat: list[int], counts: list[i
             counts[0] += 1
 
 
+async def _picows_client(port: int, names: list[str], lat: list[int],
+                         counts: list[int]) -> None:
+    """The same WebSocket client on picows (Cython framing): only the library differs,
+    every message is still ``json.loads``-decoded and timed."""
+    import picows
+
+    text = picows.WSMsgType.TEXT
+    loads, now, append = json.loads, time.time_ns, lat.append
+
+    class Listener(picows.WSListener):
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is text and frame.fin:
+                q = loads(frame.get_payload_as_bytes())
+                append(now() - q["publish_ns"])
+                counts[0] += 1
+
+    tr, _ = await picows.ws_connect(Listener, f"ws://127.0.0.1:{port}",
+                                    max_frame_size=1 << 22)
+    if RCVBUF:
+        import socket
+
+        tr.underlying_transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    tr.send(text, json.dumps({"op": "subscribe", "instruments": names}).encode())
+    try:
+        await tr.wait_disconnected()
+    finally:
+        tr.disconnect()
+
+
 async def _grpc_client(port: int, names: list[str], lat: list[int], counts: list[int]) -> None:
     import grpc.aio
 
@@ -85,7 +117,7 @@ async def _grpc_client(port: int, names: list[str], lat: list[int], counts: list
 async def _worker(protocol: str, port: int, n: int, names: list[str], out: str) -> None:
     lat: list[int] = []
     counts = [0]
-    client = _ws_client if protocol == "ws" else _grpc_client
+    client = {"ws": _ws_client, "ws-picows": _picows_client, "grpc": _grpc_client}[protocol]
     tasks = [asyncio.get_running_loop().create_task(client(port, names, lat, counts))
              for _ in range(n)]
     loop = asyncio.get_running_loop()
@@ -153,6 +185,7 @@ async def _phase(protocol: str, clients: int, workers: int, names: list[str], ra
     srv = Server(None, names, ws_port=0 if ws else None,
                  grpc_port=0 if protocol == "grpc" else None,
                  ws_options={"prebuilt_frames": protocol != "ws-send"})
+    client = ("ws-picows" if protocol == "ws-picows" else "ws") if ws else protocol
     books = _books(len(names))
     async with srv:
         for slot, b in enumerate(books):
@@ -163,7 +196,7 @@ async def _phase(protocol: str, clients: int, workers: int, names: list[str], ra
         for w, n in enumerate(p for p in per if p):
             out = os.path.join(tmp, f"{protocol}-{clients}-{w}.npy")
             procs.append((subprocess.Popen(
-                [sys.executable, __file__, "--worker", "ws" if ws else protocol, str(port), str(n),
+                [sys.executable, __file__, "--worker", client, str(port), str(n),
                  ",".join(names), out], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 text=True), out))
         loop = asyncio.get_running_loop()
@@ -261,7 +294,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="client processes")
     p.add_argument("--protocols", default="ws,ws-send,grpc",
                    help="ws (prebuilt frames), ws-send (websockets' send(), the baseline "
-                        "of the frame path), grpc")
+                        "of the frame path), ws-picows (the ws server, clients on picows: "
+                        "fastbook[fast]), grpc")
     p.add_argument("--rcvbuf", type=int, default=0,
                    help="WebSocket clients' SO_RCVBUF in bytes (0: the OS default, which "
                         "autotunes to megabytes: a slow client then queues instead of being "
