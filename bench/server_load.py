@@ -82,13 +82,17 @@ async def _picows_client(port: int, names: list[str], lat: list[int],
                 append(now() - q["publish_ns"])
                 counts[0] += 1
 
-    tr, _ = await picows.ws_connect(Listener, f"ws://127.0.0.1:{port}",
-                                    max_frame_size=1 << 22)
-    if RCVBUF:
+    async def small_window(_url: Any) -> Any:
         import socket
 
-        tr.underlying_transport.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock = socket.socket()          # the receive window set before connecting, as above
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        return sock
+
+    tr, _ = await picows.ws_connect(Listener, f"ws://127.0.0.1:{port}", max_frame_size=1 << 22,
+                                    socket_factory=small_window if RCVBUF else None)
     tr.send(text, json.dumps({"op": "subscribe", "instruments": names}).encode())
     try:
         await tr.wait_disconnected()
