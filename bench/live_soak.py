@@ -75,6 +75,7 @@ class Soak:
         self.rates = {v: args.rate * SHARE[v] / len(s) for v, s in self.venues.items()}
         self.reasons: list[tuple[float, str, str, str]] = []
         self.rss: list[tuple[float, int]] = []
+        self.book_bytes: list[tuple[int, int]] = []     # (nbytes, levels) of every book
         self.faults: list[dict[str, Any]] = []
         self.checks: list[dict[str, Any]] = []
         self.consumed = 0
@@ -159,6 +160,16 @@ class Soak:
         return sum([(await sim.cmd("stats"))["stats"][v]["frames"]
                     for v, sim in self.sims.items()])
 
+    def books_nbytes(self) -> tuple[int, int]:
+        """The memory and levels of every book every open connection holds."""
+        nbytes = levels = 0
+        for c in self.feed.session.conns.values():
+            for native in c.feed.symbols:
+                b = c.feed.book(native)
+                nbytes += b.nbytes
+                levels += len(b)
+        return nbytes, levels
+
     async def loop(self, t0: float) -> None:
         a = self.args
         next_fault = t0 + a.fault_every
@@ -173,6 +184,7 @@ class Soak:
 
                     self.heap0 = tracemalloc.take_snapshot()
                 self.rss.append((round(now - t0, 1), rss_bytes()))
+                self.book_bytes.append(self.books_nbytes())
                 self.lags.append(await self.backlog())
                 next_sample += a.sample
             if now >= next_fault:
@@ -314,6 +326,10 @@ class Soak:
                        "max_growth": round((max(rss) - rss[0]) * mb, 2) if rss else None,
                        "samples": len(rss), "every_s": a.sample, "warmup_s": a.warmup},
             "rss_samples": [[t, round(r * mb, 2)] for t, r in self.rss],
+            "books_mb": {"note": "Book.nbytes() and levels of every connection's books, "
+                                 "at each RSS sample",
+                         "samples": [[t, round(b * mb, 3), n] for (t, _), (b, n)
+                                     in zip(self.rss, self.book_bytes)]},
             "faults": {"injected": len(self.faults), "logged_by_simulator": logged,
                        "detected": sum(f["detected"] for f in self.faults),
                        "healed": sum(f["healed"] for f in self.faults), "by_kind": by_kind,
