@@ -61,6 +61,34 @@ ROTATION = [
 VENUE_WIDE = ("restart", "server_shutdown")
 
 
+def pymalloc_stats() -> tuple[int, int, int]:
+    """CPython's small-object allocator: arenas held now, their high-water mark, and the
+    bytes of its blocks in use (``sys._debugmallocstats``, which writes to fd 2). Arenas
+    held while their blocks are mostly free are fragmentation, not live objects."""
+    import os
+    import re
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode("ascii", "replace")
+
+    def field(name: str) -> int:
+        m = re.search(rf"{name}\s*=\s*([\d,]+)", text)
+        return int(m.group(1).replace(",", "")) if m else -1
+
+    return (field("# arenas allocated current"), field("# arenas highwater mark"),
+            field("bytes in allocated blocks"))
+
+
 def quiet_counts(book: dict[str, Any]) -> dict[str, int]:
     """A book's counters that a fault moves (everything but the message tallies)."""
     return {k: v for k, v in book["counts"].items() if k not in ("messages", "applied")}
@@ -76,6 +104,7 @@ class Soak:
         self.reasons: list[tuple[float, str, str, str]] = []
         self.rss: list[tuple[float, int]] = []
         self.book_bytes: list[tuple[int, int]] = []     # (nbytes, levels) of every book
+        self.pymalloc: list[tuple[int, int, int]] = []  # arenas, high-water, bytes in use
         self.faults: list[dict[str, Any]] = []
         self.checks: list[dict[str, Any]] = []
         self.consumed = 0
@@ -185,6 +214,7 @@ class Soak:
                     self.heap0 = tracemalloc.take_snapshot()
                 self.rss.append((round(now - t0, 1), rss_bytes()))
                 self.book_bytes.append(self.books_nbytes())
+                self.pymalloc.append(pymalloc_stats())
                 self.lags.append(await self.backlog())
                 next_sample += a.sample
             if now >= next_fault:
@@ -330,6 +360,10 @@ class Soak:
                                  "at each RSS sample",
                          "samples": [[t, round(b * mb, 3), n] for (t, _), (b, n)
                                      in zip(self.rss, self.book_bytes)]},
+            "pymalloc": {"note": "t, arenas held, arenas high-water, MB in allocated blocks "
+                                 "(CPython's small-object allocator; 1 MiB arenas)",
+                         "samples": [[t, a, hw, round(u * mb, 2)] for (t, _), (a, hw, u)
+                                     in zip(self.rss, self.pymalloc)]},
             "faults": {"injected": len(self.faults), "logged_by_simulator": logged,
                        "detected": sum(f["detected"] for f in self.faults),
                        "healed": sum(f["healed"] for f in self.faults), "by_kind": by_kind,
