@@ -21,7 +21,9 @@ the ratios of the loaded phase to the baseline. ``ws`` is the server's default
 WebSocket path (frames built once, a batch per write); ``ws-send`` the same
 server through websockets' own ``send()`` per message, its baseline; ``ws-picows`` the
 ``ws`` server with the clients on picows instead of websockets (the same decode and
-timing: it tells the client library's share of the cost). Bounded in time: each phase
+timing: it tells the client library's share of the cost), and ``ws-stamps`` picows
+clients that read only each message's publish stamp (what delivery costs without the
+client's JSON decode). Bounded in time: each phase
 runs ``--seconds`` and every wait has a timeout. Nothing asserts a timing.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -67,19 +70,31 @@ async def _ws_client(port: int, names: list[str], lat: list[int], counts: list[i
 
 
 async def _picows_client(port: int, names: list[str], lat: list[int],
-                         counts: list[int]) -> None:
+                         counts: list[int], decode: bool = True) -> None:
     """The same WebSocket client on picows (Cython framing): only the library differs,
     every message is still ``json.loads``-decoded and timed."""
     import picows
 
     text = picows.WSMsgType.TEXT
     loads, now, append = json.loads, time.time_ns, lat.append
+    key = b'"publish_ns":'
 
     class Listener(picows.WSListener):
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.msg_type is text and frame.fin:
                 q = loads(frame.get_payload_as_bytes())
                 append(now() - q["publish_ns"])
+                counts[0] += 1
+
+    class Stamps(picows.WSListener):
+        """Reads only the publish stamp of each message: what delivery costs without the
+        client's JSON decode."""
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type is text and frame.fin:
+                b = frame.get_payload_as_bytes()
+                i = b.find(key) + len(key)
+                append(now() - int(b[i:b.find(b",", i)]))
                 counts[0] += 1
 
     async def small_window(_url: Any) -> Any:
@@ -91,7 +106,8 @@ async def _picows_client(port: int, names: list[str], lat: list[int],
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         return sock
 
-    tr, _ = await picows.ws_connect(Listener, f"ws://127.0.0.1:{port}", max_frame_size=1 << 22,
+    tr, _ = await picows.ws_connect(Listener if decode else Stamps, f"ws://127.0.0.1:{port}",
+                                    max_frame_size=1 << 22,
                                     socket_factory=small_window if RCVBUF else None)
     tr.send(text, json.dumps({"op": "subscribe", "instruments": names}).encode())
     try:
@@ -121,7 +137,8 @@ async def _grpc_client(port: int, names: list[str], lat: list[int], counts: list
 async def _worker(protocol: str, port: int, n: int, names: list[str], out: str) -> None:
     lat: list[int] = []
     counts = [0]
-    client = {"ws": _ws_client, "ws-picows": _picows_client, "grpc": _grpc_client}[protocol]
+    client = {"ws": _ws_client, "ws-picows": _picows_client, "grpc": _grpc_client,
+              "ws-stamps": functools.partial(_picows_client, decode=False)}[protocol]
     tasks = [asyncio.get_running_loop().create_task(client(port, names, lat, counts))
              for _ in range(n)]
     loop = asyncio.get_running_loop()
@@ -189,7 +206,7 @@ async def _phase(protocol: str, clients: int, workers: int, names: list[str], ra
     srv = Server(None, names, ws_port=0 if ws else None,
                  grpc_port=0 if protocol == "grpc" else None,
                  ws_options={"prebuilt_frames": protocol != "ws-send"})
-    client = ("ws-picows" if protocol == "ws-picows" else "ws") if ws else protocol
+    client = (protocol if protocol in ("ws-picows", "ws-stamps") else "ws") if ws else protocol
     books = _books(len(names))
     async with srv:
         for slot, b in enumerate(books):
@@ -299,7 +316,8 @@ def main() -> None:
     p.add_argument("--protocols", default="ws,ws-send,grpc",
                    help="ws (prebuilt frames), ws-send (websockets' send(), the baseline "
                         "of the frame path), ws-picows (the ws server, clients on picows: "
-                        "fastbook[fast]), grpc")
+                        "fastbook[fast]), ws-stamps (picows clients that read only each "
+                        "message's publish stamp, no JSON decode), grpc")
     p.add_argument("--rcvbuf", type=int, default=0,
                    help="WebSocket clients' SO_RCVBUF in bytes (0: the OS default, which "
                         "autotunes to megabytes: a slow client then queues instead of being "
