@@ -70,6 +70,45 @@ def test_server_used_weight_overrides_own_count():
     assert t.now == pytest.approx(1060.0)      # waited out the reported weight's window
 
 
+def test_a_slow_request_counts_until_a_window_after_it_ends():
+    """The server counts a request when it arrives, anywhere between the grant and the
+    answer: three requests answered 30 s after their grant arrive at 1029 say, so a fourth
+    granted before 1089 would make four in the server's window of 1029-1089."""
+    t = FakeTime()
+    s = sched(t)
+    grants: list[float] = []
+
+    async def main():
+        async with s.slot(key="A", weight=250), s.slot(key="B", weight=250), \
+                s.slot(key="C", weight=250):
+            await t.sleep(30)                   # all three in flight until 1030
+        async with s.slot(key="D", weight=250):
+            grants.append(t.now)
+
+    run(main())
+    assert grants == [pytest.approx(1090.0)]    # not 1060, 60 s after the grants
+
+
+def test_weight_granted_after_a_report_adds_to_it():
+    """A used-weight header counts what the server had seen; requests granted after it
+    are not in it. 500 reported, then 250 granted: another 250 would make 1,000 > 800."""
+    t = FakeTime()
+    s = sched(t)
+    grants: list[float] = []
+
+    async def main():
+        async with s.slot(key="A", weight=250):
+            s.observe(200, {"X-MBX-USED-WEIGHT-1M": "500"})
+        async with s.slot(key="B", weight=250):
+            grants.append(t.now)
+        assert s.weight_used() == 750
+        async with s.slot(key="C", weight=250):
+            grants.append(t.now)
+
+    run(main())
+    assert grants[0] == 1000.0 and grants[1] == pytest.approx(1060.0)
+
+
 def test_retry_after_blocks_every_key():
     t = FakeTime()
     s = sched(t)

@@ -46,9 +46,14 @@ class SnapshotScheduler:
     clock, sleep :
         Injected for tests: a monotonic clock in seconds and an async sleep.
 
-    Weight is charged when a slot is granted, into a sliding window of
-    ``window_s``. A reported used weight higher than the own count replaces it
-    for the rest of the current window (other clients on the same IP).
+    Weight is charged when a slot is granted and counts until ``window_s``
+    after the request *ends*: the server counts a request when it arrives,
+    which may be anywhere between the grant and the answer (a loop busy
+    elsewhere, a slow server), so a charge that expired ``window_s`` after the
+    grant could let a later window hold more than the budget. A reported used
+    weight higher than the own count replaces it for the rest of the current
+    window (other clients on the same IP), plus the weight granted since that
+    answer, which the report cannot have counted.
     """
 
     def __init__(self, weight_limit: int = 6000, window_s: float = 60.0, safety: float = 0.8,
@@ -64,9 +69,11 @@ class SnapshotScheduler:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
-        self._spent: deque[tuple[float, float]] = deque()   # (time granted, weight)
+        # [time granted, or ended once it has, weight]: counted until window_s after it
+        self._spent: deque[list[float]] = deque()
         self._reported = 0.0            # server's used weight ...
         self._reported_until = 0.0      # ... trusted until this time
+        self._since_report = 0.0        # weight granted after the report
         self._backoff_until = 0.0
         self._strikes = 0               # consecutive 429/418 without Retry-After
         self._busy: set[str] = set()
@@ -84,16 +91,21 @@ class SnapshotScheduler:
         return self.safety * self.weight_limit
 
     def _expire(self, now: float) -> None:
-        while self._spent and self._spent[0][0] <= now - self.window_s:
-            self._spent.popleft()
+        old = now - self.window_s
+        if any(t <= old for t, _ in self._spent):
+            self._spent = deque(e for e in self._spent if e[0] > old)
         if now >= self._reported_until:
-            self._reported = 0.0
+            self._reported = self._since_report = 0.0
+
+    def _server_count(self) -> float:
+        """The server's last report plus what was granted after it (0 without one)."""
+        return self._reported + self._since_report
 
     def weight_used(self) -> float:
         """Weight counted against the current window (own count or the server's, the larger)."""
         now = self._clock()
         self._expire(now)
-        return max(sum(w for _, w in self._spent), self._reported)
+        return max(sum(w for _, w in self._spent), self._server_count())
 
     def _delay(self, weight: float) -> float:
         """Seconds to wait before ``weight`` fits (0: now)."""
@@ -102,16 +114,17 @@ class SnapshotScheduler:
         if now < self._backoff_until:
             return self._backoff_until - now
         own = sum(w for _, w in self._spent)
-        if max(own, self._reported) + weight <= self.budget:
+        server = self._server_count()
+        if max(own, server) + weight <= self.budget:
             return 0.0
-        if self._reported > own and self._reported + weight > self.budget:
+        if server > own and server + weight > self.budget:
             return max(self._reported_until - now, 1e-3)
-        # wait until enough of the oldest grants leave the window
+        # wait until enough of the charges leave the window, the first to leave first
         need = own + weight - self.budget
-        for granted, w in self._spent:
+        for t, w in sorted(self._spent):
             need -= w
             if need <= 0:
-                return max(granted + self.window_s - now, 1e-3)
+                return max(t + self.window_s - now, 1e-3)
         return 1e-3
 
     # -- the driver's calls -----------------------------------------------
@@ -131,6 +144,7 @@ class SnapshotScheduler:
             self.waits += 1
             await self._key_free.setdefault(key, asyncio.Event()).wait()
         self._busy.add(key)
+        charge: list[float] | None = None
         try:
             async with self._lock:
                 waited = False
@@ -139,10 +153,16 @@ class SnapshotScheduler:
                         self.waits += 1
                         waited = True
                     await self._sleep(delay)
-                self._spent.append((self._clock(), weight))
+                now = self._clock()
+                charge = [now, weight]
+                self._spent.append(charge)
+                if now < self._reported_until:
+                    self._since_report += weight
                 self.requests += 1
             yield
         finally:
+            if charge is not None:
+                charge[0] = max(charge[0], self._clock())   # counted until window_s after now
             self._busy.discard(key)
             event = self._key_free.pop(key, None)
             if event is not None:
@@ -161,6 +181,7 @@ class SnapshotScheduler:
             if value >= 0:
                 self._reported = value
                 self._reported_until = now + self.window_s
+                self._since_report = 0.0
         if status not in (429, 418):
             if 200 <= status < 300:
                 self._strikes = 0
