@@ -120,15 +120,15 @@ def _bar(codec: str, done: int, total: int, refused: int, found: int, rate: floa
 
 
 def run_codec(codec: str, inputs: int, seed: int, out: Path, max_growth: float,
-              tty: bool) -> dict:
+              tty: bool, first: int = 0) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     keep = out / f".current-{codec}"
     with open(keep, "wb") as fh:
         fh.truncate(16 + KEEP_SIZE)
-    totals = {"codec": codec, "seed": seed, "inputs": 0, "refused": 0, "accepted": 0,
-              "counts": {}, "findings": [], "crashes": 0, "rss_growth_mb": 0.0,
-              "rss_end_mb": 0.0}
-    start = 0
+    totals = {"codec": codec, "seed": seed, "start": first, "inputs": 0, "refused": 0,
+              "accepted": 0, "counts": {}, "findings": [], "crashes": 0,
+              "rss_growth_mb": 0.0, "rss_end_mb": 0.0}
+    start = first
     t0 = time.time()
     last_print = 0.0
     restarts = 0
@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="peak RSS growth after the first 1,000 inputs that is a finding")
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--start", type=int, default=0,
+                    help="the first input's number (continues a long run that stopped: "
+                         "with the same seed, inputs START to START+INPUTS-1)")
     ap.add_argument("--keep", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     tty = sys.stderr.isatty()
     results = []
     for c in codecs:
-        r = run_codec(c, args.inputs, args.seed, Path(args.out), args.max_growth_mb, tty)
+        r = run_codec(c, args.inputs, args.seed, Path(args.out), args.max_growth_mb, tty,
+                      args.start)
         results.append(r)
         counts = {k: r["counts"].get(k, 0) for k in harness.KINDS}
         print(f"{c}: {r['inputs']:,} inputs in {r['seconds']} s, refused {r['refused']:,}, "

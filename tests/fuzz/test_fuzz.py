@@ -109,6 +109,26 @@ def test_runner_keeps_the_input_of_a_crash(tmp_path: Path) -> None:
     assert kept.startswith(b"selftest-5-") and len(kept) == len(b"selftest-5-") + 8
 
 
+def test_runner_continues_a_run_from_start(tmp_path: Path) -> None:
+    """--start N runs inputs N.. of the seed: a run continued after input 5 never meets the
+    crash of input 5, and one started before it does, at the same number."""
+    def run(start: int) -> tuple[int, dict]:
+        figures = tmp_path / f"figures-{start}.json"
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "fuzz" / "run.py"), "--codec", "selftest-crash",
+             "--inputs", "10", "--seed", "3", "--start", str(start), "--out",
+             str(tmp_path / "found"), "--json", str(figures)],
+            capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+        (result,) = json.loads(figures.read_text())
+        return proc.returncode, result
+
+    rc, after = run(6)
+    assert rc == 0 and after["crashes"] == 0 and after["inputs"] == 10 and after["start"] == 6
+    rc, before = run(2)
+    assert rc == 1 and before["crashes"] == 1 and before["inputs"] == 10
+    assert (tmp_path / "found" / "crash-selftest-crash-3-5.bin").exists()
+
+
 def test_runner_lists_targets() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "fuzz" / "run.py"), "--list"],
                           capture_output=True, text=True, timeout=60, cwd=str(ROOT))
