@@ -316,7 +316,7 @@ def main() -> None:
     p.add_argument("--protocols", default="ws,ws-send,grpc",
                    help="ws (prebuilt frames), ws-send (websockets' send(), the baseline "
                         "of the frame path), ws-picows (the ws server, clients on picows: "
-                        "fastbook[fast]), ws-stamps (picows clients that read only each "
+                        "fastbook-lob[fast]), ws-stamps (picows clients that read only each "
                         "message's publish stamp, no JSON decode), grpc")
     p.add_argument("--rcvbuf", type=int, default=0,
                    help="WebSocket clients' SO_RCVBUF in bytes (0: the OS default, which "
