@@ -84,6 +84,23 @@ cdef int _merge_guards(_Guard into, _Guard other) except -1:
     return 0
 
 
+cdef inline bint _own_range_hit(const int64_t *lv, int side, int64_t price, bint trade,
+                                bint adds) noexcept nogil:
+    # BookSet._advance: can an event at (side, price) touch the own orders of ``lv``
+    # (lowest and highest own bid, then ask)? At an own price's range of its side; a
+    # trade worse than the best own order of its side; quantity added on the other
+    # side at a price crossing an own order.
+    if side == FB_BID:
+        if lv[0] <= lv[1] and (lv[0] <= price <= lv[1] or (trade and price < lv[1])):
+            return True
+        return adds and lv[2] <= lv[3] and price >= lv[2]
+    if side == FB_ASK:
+        if lv[2] <= lv[3] and (lv[2] <= price <= lv[3] or (trade and price > lv[2])):
+            return True
+        return adds and lv[0] <= lv[1] and price <= lv[1]
+    return False
+
+
 cdef class BookSet:
     """Many books, indexed by a dense instrument id, updated by whole event arrays.
 
@@ -442,6 +459,148 @@ cdef class BookSet:
         if rc < 0:
             raise UpdateError(f"event {done}: {self._message(rc, &ev[done], detail)}", done)
         return n - skipped
+
+    def _advance(self, events, Py_ssize_t start, Py_ssize_t end, watch, levels,
+                 int64_t wake):
+        """Apply ``events[start:end]`` until the backtester must look (``fastbook.backtest``).
+
+        The compiled loop between a strategy's callbacks. ``watch`` (uint8, one
+        entry per instrument, shorter means 0) has bits 1: stop *after* an event
+        that changed the instrument's best bid or ask (price or quantity); 2: stop
+        *before* an EXECUTE or TRADE; 4: stop before every event; 8: stop before
+        an event that can touch the own orders whose price ranges ``levels``
+        (int64, 4 per instrument: lowest and highest own bid, lowest and highest
+        own ask; an empty side has lowest > highest) holds. An event touches them
+        when it is at a price in a range of its side (an L3 REDUCE, EXECUTE,
+        DELETE or REPLACE is placed at its order's side and price, read from the
+        book), when it is an EXECUTE or TRADE at a price worse than the best own
+        order of its side, or when it adds quantity (ADD, SET_LEVEL, REPLACE) on
+        the other side at a price that crosses an own order. Stopping more often
+        than needed is allowed; missing an event is not.
+        Before every event, an exchange time ``ts_exchange >= wake`` stops too.
+
+        Returns ``(index, reason)``: reason 0, all applied (index = end); 1, the
+        wake time (events[index] not applied); 2, a watched event (not applied);
+        3, the best prices changed (events[index - 1] applied). Failures are
+        counted and skipped in skip mode; otherwise the failing event raises
+        ``UpdateError`` with its index, the events before it applied (as stop mode).
+        """
+        cdef cnp.ndarray arr
+        cdef const fb_event *ev
+        cdef const fb_event *e
+        cdef const uint8_t *w = NULL
+        cdef const int64_t *lv = NULL
+        cdef Py_ssize_t nw = 0, n, i
+        cdef uint32_t inst
+        cdef int bits, a, side, rc
+        cdef int64_t price, b0p = 0, b0q = 0, a0p = 0, a0q = 0, b1p = 0, b1q = 0, a1p = 0
+        cdef int64_t a1q = 0, detail
+        cdef bint hb0, ha0, hb1, ha1, adds
+        cdef int32_t idx
+        cdef fb_l3book *l3
+        cdef fb_book *l2
+        cdef cnp.ndarray wa, la
+        cdef _lean_stop kind = _lean_stop(0)
+        self._check_idle("apply events")
+        self._check_not_busy()
+        if not cnp.PyArray_Check(events) or events.dtype != _EVENT_DTYPE \
+                or cnp.PyArray_NDIM(<cnp.ndarray>events) != 1 \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>events):
+            from fastbook.events import check_events
+            check_events(events)
+        arr = <cnp.ndarray>events
+        n = cnp.PyArray_DIMS(arr)[0]
+        if start < 0 or end > n or start > end:
+            raise IndexError(f"_advance: events[{start}:{end}] is not within {n} events")
+        wa = np.ascontiguousarray(watch, dtype=np.uint8)
+        la = np.ascontiguousarray(levels, dtype=np.int64)
+        nw = cnp.PyArray_SIZE(wa)
+        if cnp.PyArray_SIZE(la) < 4 * nw:
+            raise ValueError("_advance: levels needs 4 entries per watched instrument")
+        w = <const uint8_t *>cnp.PyArray_DATA(wa)
+        lv = <const int64_t *>cnp.PyArray_DATA(la)
+        ev = <const fb_event *>cnp.PyArray_DATA(arr)
+        self._applying = True
+        try:
+            for i in range(start, end):
+                e = &ev[i]
+                if e.ts_exchange >= wake:
+                    return i, 1
+                inst = e.instrument
+                bits = w[inst] if inst < nw else 0
+                if inst >= self._bs.count:
+                    rc = FB_EINSTRUMENT
+                else:
+                    if bits:
+                        a = e.action
+                        if bits & 4:
+                            return i, 2
+                        if (bits & 2) and (a == FB_EXECUTE or a == FB_TRADE):
+                            return i, 2
+                        if bits & 8:
+                            side = e.side
+                            price = e.price
+                            if self._bs.kinds[inst] == FB_KIND_L3 and (
+                                    a == FB_REDUCE or a == FB_EXECUTE or a == FB_DELETE
+                                    or a == FB_REPLACE):
+                                l3 = <fb_l3book *>self._bs.books[inst]
+                                idx = fb_l3_find(l3, e.order_id, e.side)
+                                if idx != FB_NIL:
+                                    side = l3.orders[idx].side
+                                    price = l3.sides[side - 1].levels[l3.orders[idx].level].key
+                                    if side == FB_ASK:
+                                        price = -price
+                                    if a == FB_REPLACE and _own_range_hit(
+                                            lv + 4 * inst, side, e.price, 0, 1):
+                                        return i, 2
+                            adds = a == FB_ADD or a == FB_SET_LEVEL or a == FB_REPLACE
+                            if _own_range_hit(lv + 4 * inst, side, price,
+                                              a == FB_EXECUTE or a == FB_TRADE, adds):
+                                return i, 2
+                            if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN \
+                                    or a == FB_SNAPSHOT_END:
+                                return i, 2
+                        if bits & 1:
+                            if self._bs.kinds[inst] == FB_KIND_L3:
+                                l3 = <fb_l3book *>self._bs.books[inst]
+                                hb0 = fb_l3_best(l3, FB_BID, &b0p, &b0q)
+                                ha0 = fb_l3_best(l3, FB_ASK, &a0p, &a0q)
+                                rc = _l3_event(l3, e, NULL, inst, kind)
+                                hb1 = fb_l3_best(l3, FB_BID, &b1p, &b1q)
+                                ha1 = fb_l3_best(l3, FB_ASK, &a1p, &a1q)
+                            else:
+                                l2 = <fb_book *>self._bs.books[inst]
+                                hb0 = fb_book_best(l2, FB_BID, &b0p, &b0q)
+                                ha0 = fb_book_best(l2, FB_ASK, &a0p, &a0q)
+                                rc = _l2_event(l2, e, NULL, inst, kind)
+                                hb1 = fb_book_best(l2, FB_BID, &b1p, &b1q)
+                                ha1 = fb_book_best(l2, FB_ASK, &a1p, &a1q)
+                            if rc >= 0:
+                                if hb0 != hb1 or ha0 != ha1 or (hb0 and (
+                                        b0p != b1p or b0q != b1q)) or (ha0 and (
+                                        a0p != a1p or a0q != a1q)):
+                                    return i + 1, 3
+                                continue
+                    if self._bs.kinds[inst] == FB_KIND_L3:
+                        rc = _l3_event(<fb_l3book *>self._bs.books[inst], e, NULL, inst, kind)
+                    else:
+                        rc = _l2_event(<fb_book *>self._bs.books[inst], e, NULL, inst, kind)
+                if rc >= 0:
+                    continue
+                if rc == FB_ENOMEM:
+                    raise MemoryError(f"fastbook: cannot grow a book at event {i}; the "
+                                      f"events before it were applied")
+                if self._skip:
+                    if rc == FB_EINSTRUMENT:
+                        self._bs.bad_instrument += 1
+                    else:
+                        _count(&self._bs, inst, rc)
+                    continue
+                detail = _failure_detail(&self._bs, e, rc)
+                raise UpdateError(f"event {i}: {self._message(rc, e, detail)}", i)
+        finally:
+            self._applying = False
+        return end, 0
 
     cdef str _message(self, int rc, const fb_event *e, int64_t detail):
         cdef int a = e.action

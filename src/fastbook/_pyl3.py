@@ -598,6 +598,19 @@ class _Group:
 _ALL_SETS: weakref.WeakSet[BookSet] = weakref.WeakSet()
 
 
+def _own_range_hit(lv: list[int], side: int, price: int, trade: bool, adds: bool) -> bool:
+    # BookSet._advance: can an event at (side, price) touch the own orders of ``lv``?
+    if side == BID:
+        if lv[0] <= lv[1] and (lv[0] <= price <= lv[1] or (trade and price < lv[1])):
+            return True
+        return adds and lv[2] <= lv[3] and price >= lv[2]
+    if side == ASK:
+        if lv[2] <= lv[3] and (lv[2] <= price <= lv[3] or (trade and price > lv[2])):
+            return True
+        return adds and lv[0] <= lv[1] and price <= lv[1]
+    return False
+
+
 class BookSet:
     """Pure-Python twin of :class:`fastbook._l3.BookSet` (see its documentation).
 
@@ -869,6 +882,81 @@ class BookSet:
                     finally:
                         self._set_read_only(False)
             return len(rows) - skipped
+        finally:
+            self._applying = False
+
+    def _advance(self, events: Any, start: int, end: int, watch: Any, levels: Any,
+                 wake: int) -> tuple[int, int]:
+        # the compiled BookSet._advance's twin: see its documentation
+        from fastbook.events import check_events
+
+        self._check_idle("apply events")
+        self._group.check_idle()
+        events = check_events(events)
+        n = len(events)
+        if start < 0 or end > n or start > end:
+            raise IndexError(f"_advance: events[{start}:{end}] is not within {n} events")
+        watch = np.ascontiguousarray(watch, dtype=np.uint8).tolist()
+        lv = np.ascontiguousarray(levels, dtype=np.int64).tolist()
+        if len(lv) < 4 * len(watch):
+            raise ValueError("_advance: levels needs 4 entries per watched instrument")
+        rows = events[start:end].tolist()
+        self._applying = True
+        try:
+            for k, row in enumerate(rows):
+                i = start + k
+                ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, _ = row
+                if ts >= wake:
+                    return i, 1
+                bits = watch[inst] if inst < len(watch) else 0
+                book = self._books[inst] if inst < len(self._books) else None
+                if book is not None and bits:
+                    if bits & 4 or (bits & 2 and action in (_EXECUTE, _TRADE)):
+                        return i, 2
+                    if bits & 8:
+                        own = lv[4 * inst:4 * inst + 4]
+                        at_side, at_price = side, price
+                        if self._meta[inst]["kind"] == "l3" and action in (
+                                _REDUCE, _EXECUTE, _DELETE, _REPLACE):
+                            try:
+                                found = book.order(order_id, side=side) if book.side_keys \
+                                    else book.order(order_id)
+                            except (ValueError, TypeError, OverflowError):
+                                found = None
+                            if found is not None:
+                                at_side, at_price = found[0], found[1]
+                                if action == _REPLACE and _own_range_hit(own, at_side, price,
+                                                                         False, True):
+                                    return i, 2
+                        if _own_range_hit(own, at_side, at_price,
+                                          action in (_EXECUTE, _TRADE),
+                                          action in (_ADD, _SET_LEVEL, _REPLACE)):
+                            return i, 2
+                        if action in (_CLEAR, _SNAPSHOT_BEGIN, _SNAPSHOT_END):
+                            return i, 2
+                before = book.bbo() if book is not None and bits & 1 else None
+                try:
+                    if book is None:
+                        raise _Failure("bad_instrument",
+                                       f"instrument {inst} is not in this BookSet "
+                                       f"(it has {len(self._books)} instruments)")
+                    if self._meta[inst]["kind"] == "l3":
+                        self._l3_event(book, action, side, price, qty, order_id, new_order_id,
+                                       flags)
+                    else:
+                        self._l2_event(book, action, side, price, qty)
+                except _Failure as failure:
+                    if self._skip:
+                        if failure.kind == "bad_instrument":
+                            self._bad_instrument += 1
+                        else:
+                            self._errors[inst][failure.kind] += 1
+                        continue
+                    raise UpdateError(f"event {i}: {self._message(failure, inst, action)}",
+                                      i) from None
+                if before is not None and book.bbo() != before:
+                    return i + 1, 3
+            return end, 0
         finally:
             self._applying = False
 
