@@ -475,7 +475,8 @@ cdef class BookSet:
         DELETE or REPLACE is placed at its order's side and price, read from the
         book), when it is an EXECUTE or TRADE at a price worse than the best own
         order of its side, or when it adds quantity (ADD, SET_LEVEL, REPLACE) on
-        the other side at a price that crosses an own order. Stopping more often
+        the other side at a price that crosses an own order, and with bit 8 every
+        CLEAR, SNAPSHOT_BEGIN, SNAPSHOT_END and STATUS stops. Stopping more often
         than needed is allowed; missing an event is not.
         Before every event, an exchange time ``ts_exchange >= wake`` stops too.
 
@@ -558,7 +559,7 @@ cdef class BookSet:
                                               a == FB_EXECUTE or a == FB_TRADE, adds):
                                 return i, 2
                             if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN \
-                                    or a == FB_SNAPSHOT_END:
+                                    or a == FB_SNAPSHOT_END or a == FB_STATUS:
                                 return i, 2
                         if bits & 1:
                             if self._bs.kinds[inst] == FB_KIND_L3:

@@ -900,11 +900,12 @@ class BookSet:
         lv = np.ascontiguousarray(levels, dtype=np.int64).tolist()
         if len(lv) < 4 * len(watch):
             raise ValueError("_advance: levels needs 4 entries per watched instrument")
-        rows = events[start:end].tolist()
         self._applying = True
         try:
-            for k, row in enumerate(rows):
-                i = start + k
+            for i in range(start, end):
+                if (i - start) % 256 == 0:       # rows a window at a time: calls stop early
+                    rows = events[i:min(i + 256, end)].tolist()
+                row = rows[(i - start) % 256]
                 ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, _ = row
                 if ts >= wake:
                     return i, 1
@@ -932,7 +933,7 @@ class BookSet:
                                           action in (_EXECUTE, _TRADE),
                                           action in (_ADD, _SET_LEVEL, _REPLACE)):
                             return i, 2
-                        if action in (_CLEAR, _SNAPSHOT_BEGIN, _SNAPSHOT_END):
+                        if action in (_CLEAR, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS):
                             return i, 2
                 before = book.bbo() if book is not None and bits & 1 else None
                 try:

@@ -810,15 +810,16 @@ class _Engine:
         best_other = book.best_ask() if o.side == BID else book.best_bid()
         marketable = best_other is not None and (
             o.price is None or _crosses(o.side, o.price, best_other[0]))
-        if marketable:
+        if marketable or o.price is None:
             bid, ask = book.best_bid(), book.best_ask()
-            why = "the book is inside a snapshot or cleared" if st.stale else \
+            why = "the book is inside a snapshot" if st.stale else \
                 "the instrument is halted" if st.halted else \
                 "the book is crossed" if bid is not None and ask is not None \
                 and bid[0] >= ask[0] else ""
             if why:
                 self.reject(t, o, f"no taking fill from a book that is not sound: {why}")
                 return
+        if marketable:
             for px, q in book.levels(other):
                 if o.remaining <= 0 or (o.price is not None and not _crosses(o.side, o.price, px)):
                     break
