@@ -11,7 +11,12 @@ import pytest
 import fastbook as fb
 from fastbook import _pyl3
 from fastbook.backtest import (
-    BacktestError, Fees, Latency, OrderError, Strategy, backtest,
+    BacktestError,
+    Fees,
+    Latency,
+    OrderError,
+    Strategy,
+    backtest,
 )
 from fastbook.events import events_from_records
 
@@ -223,6 +228,7 @@ def test_feed_and_response_latency_delay_what_the_strategy_sees() -> None:
     # known at 46
     assert s.updates[0][:3] == (23, 1, "resting")
     assert s.fills == [(46, 1, 1000, 5, False)]
+    assert r.fills["ts"].tolist() == [40]
 
 
 def test_a_cancel_that_arrives_after_the_fill_is_rejected() -> None:
