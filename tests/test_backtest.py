@@ -395,6 +395,26 @@ def test_the_compiled_fast_path_and_its_twin_agree(itch: Any) -> None:
     assert len(a.fills["qty"]) > 0 and a.stops == b.stops and same(a, b)
 
 
+def test_a_recorded_file_is_decoded_as_the_backtest_goes(itch: Any, tmp_path: Any) -> None:
+    from fastbook import synth
+
+    path = tmp_path / "day.itch"
+    path.write_bytes(synth.itch_day(60_000, n_symbols=4, seed=11))
+    events, symbols = itch
+    by_array = backtest(events, Random(5), books=itch_books(symbols), instruments=[1],
+                        order_latency=20_000)
+    bs = fb.BookSet(on_error="stop")
+    by_file = backtest(path, Random(5), books=bs, instruments=[symbols[1]],
+                       order_latency=20_000)
+    assert len(bs) == 1 and bs.instrument(0)["symbol"] == symbols[1]   # symbols= defaulted
+    assert len(by_array.fills["qty"]) > 10
+    for k in by_array.fills:
+        if k != "instrument":
+            assert np.array_equal(by_array.fills[k], by_file.fills[k], equal_nan=True), k
+    with pytest.raises(ValueError, match="codec: options of a recorded source"):
+        backtest(events, Random(5), books=itch_books(symbols), codec="itch50")
+
+
 def test_the_same_seed_gives_identical_results(itch: Any) -> None:
     events, symbols = itch
     kw = {"instruments": [0], "order_latency": Latency.lognormal(30_000, 0.8),

@@ -609,7 +609,7 @@ class Context:
 
 
 class _Engine:
-    def __init__(self, books: Any, strategy: Strategy, instruments: list[int], *,
+    def __init__(self, books: Any, strategy: Strategy, instruments: list[int | str] | None, *,
                  on_book: str | None, on_trade: bool, depth: int, timer: int | None,
                  feed_latency: Latency, order_latency: Latency, response_latency: Latency,
                  fees: Any, queue_model: str, p: float, seed: int, mark: int,
@@ -651,34 +651,65 @@ class _Engine:
         self.stops = 0
         self.submitted_qty = 0
         self.stopped: str | None = None
-        n = len(books)
-        self.watch = np.zeros(n, np.uint8)
-        self.levels = np.empty(4 * n, np.int64)
-        self.levels[0::2] = _EMPTY_RANGE[0]
-        self.levels[1::2] = _EMPTY_RANGE[1]
-        for inst in instruments:
-            meta = books.instrument(inst)
-            book = books[inst]
-            if reference and meta["kind"] == "l3":
-                from fastbook._pybacktest import ShadowQueue
-
-                queue: Any = ShadowQueue(meta, book)
-            elif meta["kind"] == "l3":
-                queue = _L3Queue()
-            else:
-                queue = _L2Queue(queue_model, p)
-            self.insts[inst] = _Inst(inst, book, meta, queue, _fees_of(fees, meta))
-            bits = _W_OWN
-            if on_book == "bbo":
-                bits |= _W_BBO
-            elif on_book == "event":
-                bits |= _W_EVERY
-            if on_trade:
-                bits |= _W_TRADE
-            if reference:
-                bits |= _W_EVERY
-            self.watch[inst] = bits
+        self.queue_model, self.p, self.fees = queue_model, p, fees
+        self.watch = np.zeros(0, np.uint8)
+        self.levels = np.zeros(0, np.int64)
+        self.wanted = instruments       # ids and symbols; None: every instrument
         self.ctx = Context(self)
+        self.sync_instruments()
+
+    def sync_instruments(self) -> None:
+        """Trade the instruments asked for that the books now have (a codec announces
+        them as its stream names them)."""
+        books = self.books
+        n = len(books)
+        if n > len(self.watch):
+            grown = np.zeros(n, np.uint8)
+            grown[:len(self.watch)] = self.watch
+            levels = np.empty(4 * n, np.int64)
+            levels[0::2] = _EMPTY_RANGE[0]
+            levels[1::2] = _EMPTY_RANGE[1]
+            levels[:len(self.levels)] = self.levels
+            self.watch, self.levels = grown, levels
+        ids: list[int] = []
+        if self.wanted is None:
+            ids = list(range(n))
+        else:
+            for x in self.wanted:
+                if isinstance(x, str):
+                    found = _find_symbol(books, x)
+                    if found is not None:
+                        ids.append(found)
+                else:
+                    ids.append(x)
+        for inst in ids:
+            if inst not in self.insts:
+                self.add_instrument(inst)
+
+    def add_instrument(self, inst: int) -> None:
+        books, reference = self.books, self.reference
+        on_book, on_trade = self.on_book, self.on_trade
+        meta = books.instrument(inst)
+        book = books[inst]
+        if reference and meta["kind"] == "l3":
+            from fastbook._pybacktest import ShadowQueue
+
+            queue: Any = ShadowQueue(meta, book)
+        elif meta["kind"] == "l3":
+            queue = _L3Queue()
+        else:
+            queue = _L2Queue(self.queue_model, self.p)
+        self.insts[inst] = _Inst(inst, book, meta, queue, _fees_of(self.fees, meta))
+        bits = _W_OWN
+        if on_book == "bbo":
+            bits |= _W_BBO
+        elif on_book == "event":
+            bits |= _W_EVERY
+        if on_trade:
+            bits |= _W_TRADE
+        if reference:
+            bits |= _W_EVERY
+        self.watch[inst] = bits
 
     # -- scheduling --------------------------------------------------------------------
     def push(self, t: int, kind: int, payload: Any) -> None:
@@ -1031,6 +1062,8 @@ class _Engine:
             raise UpdateError(f"event {i}: {message}", i) from None
 
     def run_batch(self, events: np.ndarray) -> None:
+        if len(self.books) != len(self.watch):
+            self.sync_instruments()
         n = len(events)
         i = 0
         advance = self.books._advance
@@ -1067,6 +1100,16 @@ class _Engine:
 
 class _StrategyFailed(Exception):
     pass
+
+
+def _find_symbol(books: Any, symbol: str) -> int | None:
+    """The id of the book of ``symbol`` on whatever venue (None: none yet); a symbol on
+    several venues must be given by id."""
+    found = [i for i in range(len(books)) if books.instrument(i)["symbol"] == symbol]
+    if len(found) > 1:
+        raise ValueError(f"instruments: {symbol!r} has books on several venues "
+                         f"(ids {found}): give the id")
+    return found[0] if found else None
 
 
 def _mid(book: Any) -> float:
@@ -1248,6 +1291,26 @@ class BacktestResult:
 
 # -- the entry point -----------------------------------------------------------------------
 
+def _is_source(events: Any) -> bool:
+    return isinstance(events, (str, os.PathLike, bytes, bytearray, memoryview)) \
+        or hasattr(events, "read")
+
+
+def _source_batches(source: Any, codec: Any, books: Any, symbols: Any, progress: Any,
+                    options: dict[str, Any]) -> Iterator[np.ndarray]:
+    """A codec's event batches over ``source``, its instruments announced into ``books``."""
+    from fastbook.driver import Instruments, open_run, resolve_codec
+
+    kind, module, name = resolve_codec(source, codec)
+    on_error = "skip" if books.on_error == "skip" else "raise"
+    run, _ = open_run(kind, module, name, source, Instruments(books), symbols=symbols,
+                      on_error=on_error, instruments=None, book_depth=None, verify=True,
+                      progress=progress, chunk_size=4 << 20, compression="auto",
+                      codec_options=dict(options))
+    with run:
+        yield from run
+
+
 def _batches(events: Any) -> Iterator[np.ndarray]:
     from fastbook.events import EVENT_DTYPE
 
@@ -1267,13 +1330,19 @@ def backtest(events: Any, strategy: Strategy, *, books: Any,
              response_latency: Any = 0, fees: Any = None, queue_model: str = "pessimistic",
              p: float = 2.0, seed: int = 0, mark: int = 1_000_000_000,
              markout: int = 1_000_000_000, on_error: str = "raise",
-             reference: bool = False) -> BacktestResult:
+             reference: bool = False, codec: Any = None, symbols: Any = None,
+             progress: bool | None = None, **codec_options: Any) -> BacktestResult:
     """Run ``strategy`` against ``events`` applied to ``books``.
 
     Parameters
     ----------
-    events : EVENT_DTYPE array, or an iterable of them (a codec's batches)
-        The recorded stream, in time order. Its books must be in ``books``.
+    events : EVENT_DTYPE array, an iterable of them, or a recorded source
+        The recorded stream, in time order. Arrays must name the instruments of
+        ``books``. A source (a path, bytes or a binary file: an ITCH day, an L2
+        capture, a live recording...) is decoded as ``fastbook.replay`` does, with
+        ``codec`` (default ``itch50``), ``symbols`` (default: the symbols of
+        ``instruments``), ``progress`` and ``**codec_options``; its instruments are
+        added to ``books`` as the stream names them.
     strategy : Strategy
     books : BookSet
         The books the events build. A set made with ``on_error="skip"`` skips and
@@ -1326,16 +1395,31 @@ def backtest(events: Any, strategy: Strategy, *, books: Any,
                              f"got {value!r}")
     if timer is not None and (not isinstance(timer, int) or timer <= 0):
         raise ValueError(f"timer must be ns > 0, got {timer!r}")
-    ids: list[int] = []
-    for x in (range(len(books)) if instruments is None else instruments):
-        if isinstance(x, str):
-            ids.append(int(books.find(x)))
-        elif isinstance(x, (int, np.integer)) and 0 <= x < len(books):
-            ids.append(int(x))
-        else:
-            raise ValueError(f"instruments: {x!r} is not a symbol or id of books "
-                             f"({len(books)} instruments)")
-    engine = _Engine(books, strategy, ids, on_book=on_book, on_trade=on_trade, depth=depth,
+    source = _is_source(events)
+    if not source and (codec is not None or symbols is not None or codec_options):
+        given = sorted(codec_options) + [k for k, v in (("codec", codec), ("symbols", symbols))
+                                         if v is not None]
+        raise ValueError(f"{', '.join(given)}: options of a recorded source; events is "
+                         f"already decoded")
+    wanted: list[int | str] | None = None
+    if instruments is not None:
+        wanted = []
+        for x in instruments:
+            if isinstance(x, str):
+                if not source and _find_symbol(books, x) is None:
+                    raise ValueError(f"instruments: no book of books has the symbol {x!r}")
+                wanted.append(x)
+            elif isinstance(x, (int, np.integer)) and not isinstance(x, bool) \
+                    and 0 <= x < len(books):
+                wanted.append(int(x))
+            else:
+                raise ValueError(f"instruments: {x!r} is not a symbol or id of books "
+                                 f"({len(books)} instruments)")
+    if source:
+        if symbols is None and wanted and all(isinstance(x, str) for x in wanted):
+            symbols = list(wanted)
+        events = _source_batches(events, codec, books, symbols, progress, codec_options)
+    engine = _Engine(books, strategy, wanted, on_book=on_book, on_trade=on_trade, depth=depth,
                      timer=timer, feed_latency=_latency(feed_latency, "feed_latency"),
                      order_latency=_latency(order_latency, "order_latency"),
                      response_latency=_latency(response_latency, "response_latency"),

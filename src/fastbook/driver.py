@@ -1170,6 +1170,68 @@ _CONSOLIDATE_OPTIONS = ("quote_aliases", "stale_ns", "fees", "fixed_cost", "min_
                         "max_age_ns", "refresh_ns", "health")
 
 
+def resolve_codec(source: Any, codec: Any) -> tuple[str, Any, Any]:
+    """``(kind, module, name)`` of the codec that reads ``source`` (``replay``'s ``codec=``):
+    a live recording, an ``L2Feed`` subclass, or a codec by name (default ``itch50``)."""
+    from fastbook import codecs
+    from fastbook.codecs._l2feed import L2Feed
+    from fastbook.live._record import check_codec, recording_meta, recording_venues
+
+    if recording_meta(source) is not None:
+        # a live recording: every record goes through the live session (connection ids,
+        # standby connections, per-connection sequence numbers), not through one codec
+        venues = recording_venues(source)
+        check_codec(codec, venues, os.fspath(source))
+        kind, module, codec = "live", None, ",".join(venues)
+    elif isinstance(codec, type) and issubclass(codec, L2Feed):
+        # an L2Feed subclass of one's own (a venue fastbook has no codec for)
+        kind, module, codec = "l2", codec, codec.venue or codec.__name__
+    else:
+        codec = codec_name("itch50" if codec is None else codec)
+        kind = codecs.kind(codec)
+        module = codecs.load(codec)
+    return kind, module, codec
+
+
+def open_run(kind: str, module: Any, codec: Any, source: Any, registered: Instruments, *,
+             symbols: Any, on_error: str, instruments: Any, book_depth: int | None,
+             verify: bool, progress: bool | None, chunk_size: int, compression: str,
+             codec_options: dict[str, Any], lobster: Any = None) -> tuple[Any, Any]:
+    """The codec's :class:`Run` over ``source`` (``resolve_codec``'s kind and module), and
+    the live session's run when ``source`` is a live recording (else None)."""
+    run: StreamRun | L2Run | SessionRun
+    live_run: SessionRun | None = None
+    if kind == "live":
+        from fastbook.live._record import SessionRun
+
+        if lobster is not None:
+            raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
+                             f"{os.fspath(source)!r} is a live recording of L2 feeds")
+        until_ns = codec_options.pop("until_ns", None)
+        if codec_options or instruments is not None:
+            given = sorted(codec_options) + (["instruments"] if instruments is not None else [])
+            raise ValueError(f"{', '.join(given)}: not options of a live recording's replay "
+                             f"(its codecs are set up as the live run's)")
+        run = live_run = SessionRun(source, registered, symbols=symbols, on_error=on_error,
+                                    book_depth=book_depth, verify=verify, until_ns=until_ns,
+                                    progress=progress)
+    elif kind == "l2":
+        if lobster is not None:
+            raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
+                             f"{codec!r} is an L2 feed")
+        run = L2Run(module, source, registered, codec=codec, symbols=symbols,
+                    on_error=on_error, instruments_meta=instruments, book_depth=book_depth,
+                    verify=verify, progress=progress, **codec_options)
+    else:
+        for name, value in (("instruments", instruments), ("book_depth", book_depth)):
+            if value is not None:
+                raise ValueError(f"{name}= is for L2 feed codecs; {codec!r} is not one")
+        run = StreamRun(module, source, registered, codec=codec, symbols=symbols,
+                        chunk_size=chunk_size, compression=compression, progress=progress,
+                        options=codec_options)
+    return run, live_run
+
+
 def _replay_consolidated(source: Any, codec: Any, consolidate: Any, *, every: Any,
                          bookset: Any, lobster: Any, options: dict[str, Any],
                          **common: Any) -> Any:
@@ -1348,10 +1410,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         ``until_ns`` (records received later are left out); its ``book_depth``
         is the recording's (metadata ``depth``) unless given.
     """
-    from fastbook import codecs
-    from fastbook.codecs._l2feed import L2Feed
     from fastbook.l3 import BookSet
-    from fastbook.live._record import check_codec, recording_meta, recording_venues
     from fastbook.sampling import Sampler
 
     if consolidate is not None and consolidate is not False:
@@ -1369,19 +1428,7 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
                                     book_depth=book_depth, verify=verify,
                                     bookset=bookset, lobster=lobster, options=codec_options)
 
-    if recording_meta(source) is not None:
-        # a live recording: every record goes through the live session (connection ids,
-        # standby connections, per-connection sequence numbers), not through one codec
-        venues = recording_venues(source)
-        check_codec(codec, venues, os.fspath(source))
-        kind, module, codec = "live", None, ",".join(venues)
-    elif isinstance(codec, type) and issubclass(codec, L2Feed):
-        # an L2Feed subclass of one's own (a venue fastbook has no codec for)
-        kind, module, codec = "l2", codec, codec.venue or codec.__name__
-    else:
-        codec = codec_name("itch50" if codec is None else codec)
-        kind = codecs.kind(codec)
-        module = codecs.load(codec)
+    kind, module, codec = resolve_codec(source, codec)
     if isinstance(symbols, str):
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
     elif symbols is not None and not isinstance(symbols, Shard):
@@ -1408,36 +1455,11 @@ def replay(source: Any, codec: Any = None, *, symbols: Iterable[str] | str | Non
         if output_format(trades) not in ("parquet", "csv"):
             raise ValueError(f"trades= is written to .parquet or .csv, not {os.fspath(trades)!r}")
     registered = Instruments(books)
-    run: StreamRun | L2Run | SessionRun
-    live_run: SessionRun | None = None
-    if kind == "live":
-        from fastbook.live._record import SessionRun
-
-        if lobster is not None:
-            raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
-                             f"{os.fspath(source)!r} is a live recording of L2 feeds")
-        until_ns = codec_options.pop("until_ns", None)
-        if codec_options or instruments is not None:
-            given = sorted(codec_options) + (["instruments"] if instruments is not None else [])
-            raise ValueError(f"{', '.join(given)}: not options of a live recording's replay "
-                             f"(its codecs are set up as the live run's)")
-        run = live_run = SessionRun(source, registered, symbols=symbols, on_error=on_error,
-                                    book_depth=book_depth, verify=verify, until_ns=until_ns,
-                                    progress=progress)
-    elif kind == "l2":
-        if lobster is not None:
-            raise ValueError(f"LOBSTER output needs an order-by-order codec such as itch50; "
-                             f"{codec!r} is an L2 feed")
-        run = L2Run(module, source, registered, codec=codec, symbols=symbols,
-                    on_error=on_error, instruments_meta=instruments, book_depth=book_depth,
-                    verify=verify, progress=progress, **codec_options)
-    else:
-        for name, value in (("instruments", instruments), ("book_depth", book_depth)):
-            if value is not None:
-                raise ValueError(f"{name}= is for L2 feed codecs; {codec!r} is not one")
-        run = StreamRun(module, source, registered, codec=codec, symbols=symbols,
-                        chunk_size=chunk_size, compression=compression, progress=progress,
-                        options=codec_options)
+    run, live_run = open_run(kind, module, codec, source, registered, symbols=symbols,
+                             on_error=on_error, instruments=instruments,
+                             book_depth=book_depth, verify=verify, progress=progress,
+                             chunk_size=chunk_size, compression=compression,
+                             codec_options=codec_options, lobster=lobster)
     ts_origin = run.ts_origin
     if date is None and ts_origin == "midnight" and isinstance(source, (str, os.PathLike)) \
             and os.fspath(source) != "-":
