@@ -513,18 +513,30 @@ def test_advance_stops_where_the_engine_must_look(twin: bool) -> None:
               exe(3, 1), add(4, ASK, 1010, 5), exe(1, 1))
     watch = np.array([1, 0], np.uint8)
     lv = np.array([1 << 62, -(1 << 62)] * 4, np.int64)
-    assert bs._advance(rows, 0, 6, watch, lv, 1 << 62) == (1, 3)       # bbo changed
-    assert bs._advance(rows, 1, 6, watch, lv, 1 << 62) == (5, 3)       # the ask arrived
-    assert bs._advance(rows, 5, 6, watch, lv, 1 << 62) == (6, 3)
+    far = 1 << 62
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (1, 3, 10, 0)     # bbo changed
+    assert bs._advance(rows, 1, 6, watch, lv, far) == (5, 3, 50, 0)     # the ask arrived
+    assert bs._advance(rows, 5, 6, watch, lv, far) == (6, 3, 60, 0)
+    assert bs._advance(rows, 6, 6, watch, lv, far) == (6, 0, 0, 0)
     bs = books(n=2, twin=twin)
     lv[0:2] = (995, 995)          # an own bid at 995
     watch[:] = (8, 0)
-    assert bs._advance(rows, 0, 6, watch, lv, 1 << 62) == (3, 2)       # execute at 990 < 995
-    assert bs._advance(rows, 3, 6, watch, lv, 25) == (3, 1)            # ts 40 >= 25
-    bs._advance(rows, 3, 4, np.zeros(2, np.uint8), lv, 1 << 62)
-    assert bs._advance(rows, 4, 6, watch, lv, 1 << 62) == (6, 0)       # ask above: no stop
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (3, 2, 40, 0)     # execute at 990 < 995
+    assert bs._advance(rows, 3, 6, watch, lv, 25) == (3, 1, 40, 0)      # ts 40 >= 25
+    bs._advance(rows, 3, 4, np.zeros(2, np.uint8), lv, far)
+    assert bs._advance(rows, 4, 6, watch, lv, far) == (6, 0, 0, 0)      # ask above: no stop
     lv[2:4] = (1000, 1000)        # an own ask at 1000: the bid add at 1000 crosses it
     bs = books(n=2, twin=twin)
-    assert bs._advance(rows, 0, 6, watch, lv, 1 << 62) == (0, 2)
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (0, 2, 10, 0)
     watch[:] = (0, 4)
-    assert bs._advance(rows, 0, 6, watch, lv, 1 << 62) == (1, 2)       # every event of 1
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (2, 3, 20, 1)     # every event of 1
+    assert bs[1].best_bid() == (990, 5)
+    watch[:] = (2, 0)             # trades: before they are applied
+    assert bs._advance(rows, 2, 6, watch, lv, far) == (3, 2, 40, 0)
+    assert bs[0].qty_at(BID, 990) == 5
+    with pytest.raises(fb.UpdateError, match="event 0: .*order 1"):
+        books(twin=twin)._advance(ev(exe(1, 1)), 0, 1, watch * 0, lv, far)
+    skip = books(twin=twin, on_error="skip")
+    assert skip._advance(ev(exe(1, 1), add(1, BID, 1, 1)), 0, 2, watch[:1] * 0, lv, far) \
+        == (2, 0, 0, 0)
+    assert skip.errors["unknown_order"] == 1

@@ -467,7 +467,7 @@ cdef class BookSet:
         The compiled loop between a strategy's callbacks. ``watch`` (uint8, one
         entry per instrument, shorter means 0) has bits 1: stop *after* an event
         that changed the instrument's best bid or ask (price or quantity); 2: stop
-        *before* an EXECUTE or TRADE; 4: stop before every event; 8: stop before
+        *before* an EXECUTE or TRADE; 4: stop after every event; 8: stop before
         an event that can touch the own orders whose price ranges ``levels``
         (int64, 4 per instrument: lowest and highest own bid, lowest and highest
         own ask; an empty side has lowest > highest) holds. An event touches them
@@ -475,16 +475,19 @@ cdef class BookSet:
         DELETE or REPLACE is placed at its order's side and price, read from the
         book), when it is an EXECUTE or TRADE at a price worse than the best own
         order of its side, or when it adds quantity (ADD, SET_LEVEL, REPLACE) on
-        the other side at a price that crosses an own order, and with bit 8 every
-        CLEAR, SNAPSHOT_BEGIN, SNAPSHOT_END and STATUS stops. Stopping more often
-        than needed is allowed; missing an event is not.
-        Before every event, an exchange time ``ts_exchange >= wake`` stops too.
+        the other side at a price that crosses an own order; with bit 8 every
+        CLEAR, SNAPSHOT_BEGIN, SNAPSHOT_END and STATUS stops too. Stopping more
+        often than needed is allowed; missing an event is not. The checks run in
+        the order 2, 8, then 4 or 1. Before every event, an exchange time
+        ``ts_exchange >= wake`` stops too.
 
-        Returns ``(index, reason)``: reason 0, all applied (index = end); 1, the
-        wake time (events[index] not applied); 2, a watched event (not applied);
-        3, the best prices changed (events[index - 1] applied). Failures are
-        counted and skipped in skip mode; otherwise the failing event raises
-        ``UpdateError`` with its index, the events before it applied (as stop mode).
+        Returns ``(index, reason, ts, instrument)``: reason 0, all applied (index =
+        end, ts and instrument 0); 1, the wake time (events[index] not applied); 2, a
+        watched event (not applied); 3, bit 4, or bit 1 and the best prices changed
+        (events[index - 1] applied). ``ts`` and ``instrument`` are the event's (the
+        applied one for reason 3). Failures are counted and skipped in skip mode;
+        otherwise the failing event raises ``UpdateError`` with its index, the events
+        before it applied (as stop mode).
         """
         cdef cnp.ndarray arr
         cdef const fb_event *ev
@@ -496,7 +499,7 @@ cdef class BookSet:
         cdef int bits, a, side, rc
         cdef int64_t price, b0p = 0, b0q = 0, a0p = 0, a0q = 0, b1p = 0, b1q = 0, a1p = 0
         cdef int64_t a1q = 0, detail
-        cdef bint hb0, ha0, hb1, ha1, adds
+        cdef bint hb0, ha0, hb1, ha1, adds, handled
         cdef int32_t idx
         cdef fb_l3book *l3
         cdef fb_book *l2
@@ -513,8 +516,13 @@ cdef class BookSet:
         n = cnp.PyArray_DIMS(arr)[0]
         if start < 0 or end > n or start > end:
             raise IndexError(f"_advance: events[{start}:{end}] is not within {n} events")
-        wa = np.ascontiguousarray(watch, dtype=np.uint8)
-        la = np.ascontiguousarray(levels, dtype=np.int64)
+        # the engine passes the same arrays on every call: take them as they are
+        wa = watch if cnp.PyArray_Check(watch) and watch.dtype == np.uint8 \
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>watch) \
+            else np.ascontiguousarray(watch, dtype=np.uint8)
+        la = levels if cnp.PyArray_Check(levels) and levels.dtype == np.int64 \
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>levels) \
+            else np.ascontiguousarray(levels, dtype=np.int64)
         nw = cnp.PyArray_SIZE(wa)
         if cnp.PyArray_SIZE(la) < 4 * nw:
             raise ValueError("_advance: levels needs 4 entries per watched instrument")
@@ -526,18 +534,17 @@ cdef class BookSet:
             for i in range(start, end):
                 e = &ev[i]
                 if e.ts_exchange >= wake:
-                    return i, 1
+                    return i, 1, e.ts_exchange, e.instrument
                 inst = e.instrument
                 bits = w[inst] if inst < nw else 0
+                handled = False
                 if inst >= self._bs.count:
                     rc = FB_EINSTRUMENT
                 else:
                     if bits:
                         a = e.action
-                        if bits & 4:
-                            return i, 2
                         if (bits & 2) and (a == FB_EXECUTE or a == FB_TRADE):
-                            return i, 2
+                            return i, 2, e.ts_exchange, inst
                         if bits & 8:
                             side = e.side
                             price = e.price
@@ -553,15 +560,25 @@ cdef class BookSet:
                                         price = -price
                                     if a == FB_REPLACE and _own_range_hit(
                                             lv + 4 * inst, side, e.price, 0, 1):
-                                        return i, 2
+                                        return i, 2, e.ts_exchange, inst
                             adds = a == FB_ADD or a == FB_SET_LEVEL or a == FB_REPLACE
                             if _own_range_hit(lv + 4 * inst, side, price,
                                               a == FB_EXECUTE or a == FB_TRADE, adds):
-                                return i, 2
+                                return i, 2, e.ts_exchange, inst
                             if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN \
                                     or a == FB_SNAPSHOT_END or a == FB_STATUS:
-                                return i, 2
-                        if bits & 1:
+                                return i, 2, e.ts_exchange, inst
+                        if bits & 4:
+                            if self._bs.kinds[inst] == FB_KIND_L3:
+                                rc = _l3_event(<fb_l3book *>self._bs.books[inst], e, NULL, inst,
+                                               kind)
+                            else:
+                                rc = _l2_event(<fb_book *>self._bs.books[inst], e, NULL, inst,
+                                               kind)
+                            if rc >= 0:
+                                return i + 1, 3, e.ts_exchange, inst
+                            handled = True
+                        elif bits & 1:
                             if self._bs.kinds[inst] == FB_KIND_L3:
                                 l3 = <fb_l3book *>self._bs.books[inst]
                                 hb0 = fb_l3_best(l3, FB_BID, &b0p, &b0q)
@@ -580,12 +597,16 @@ cdef class BookSet:
                                 if hb0 != hb1 or ha0 != ha1 or (hb0 and (
                                         b0p != b1p or b0q != b1q)) or (ha0 and (
                                         a0p != a1p or a0q != a1q)):
-                                    return i + 1, 3
+                                    return i + 1, 3, e.ts_exchange, inst
                                 continue
-                    if self._bs.kinds[inst] == FB_KIND_L3:
-                        rc = _l3_event(<fb_l3book *>self._bs.books[inst], e, NULL, inst, kind)
-                    else:
-                        rc = _l2_event(<fb_book *>self._bs.books[inst], e, NULL, inst, kind)
+                            handled = True      # failed: the book is unchanged
+                    if not handled:
+                        if self._bs.kinds[inst] == FB_KIND_L3:
+                            rc = _l3_event(<fb_l3book *>self._bs.books[inst], e, NULL, inst,
+                                           kind)
+                        else:
+                            rc = _l2_event(<fb_book *>self._bs.books[inst], e, NULL, inst,
+                                           kind)
                 if rc >= 0:
                     continue
                 if rc == FB_ENOMEM:
@@ -601,7 +622,7 @@ cdef class BookSet:
                 raise UpdateError(f"event {i}: {self._message(rc, e, detail)}", i)
         finally:
             self._applying = False
-        return end, 0
+        return end, 0, 0, 0
 
     cdef str _message(self, int rc, const fb_event *e, int64_t detail):
         cdef int a = e.action

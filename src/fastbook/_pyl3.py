@@ -886,7 +886,7 @@ class BookSet:
             self._applying = False
 
     def _advance(self, events: Any, start: int, end: int, watch: Any, levels: Any,
-                 wake: int) -> tuple[int, int]:
+                 wake: int) -> tuple[int, int, int, int]:
         # the compiled BookSet._advance's twin: see its documentation
         from fastbook.events import check_events
 
@@ -908,12 +908,12 @@ class BookSet:
                 row = rows[(i - start) % 256]
                 ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, _ = row
                 if ts >= wake:
-                    return i, 1
+                    return i, 1, ts, inst
                 bits = watch[inst] if inst < len(watch) else 0
                 book = self._books[inst] if inst < len(self._books) else None
                 if book is not None and bits:
-                    if bits & 4 or (bits & 2 and action in (_EXECUTE, _TRADE)):
-                        return i, 2
+                    if bits & 2 and action in (_EXECUTE, _TRADE):
+                        return i, 2, ts, inst
                     if bits & 8:
                         own = lv[4 * inst:4 * inst + 4]
                         at_side, at_price = side, price
@@ -928,14 +928,14 @@ class BookSet:
                                 at_side, at_price = found[0], found[1]
                                 if action == _REPLACE and _own_range_hit(own, at_side, price,
                                                                          False, True):
-                                    return i, 2
+                                    return i, 2, ts, inst
                         if _own_range_hit(own, at_side, at_price,
                                           action in (_EXECUTE, _TRADE),
                                           action in (_ADD, _SET_LEVEL, _REPLACE)):
-                            return i, 2
+                            return i, 2, ts, inst
                         if action in (_CLEAR, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS):
-                            return i, 2
-                before = book.bbo() if book is not None and bits & 1 else None
+                            return i, 2, ts, inst
+                before = book.bbo() if book is not None and bits & 1 and not bits & 4 else None
                 try:
                     if book is None:
                         raise _Failure("bad_instrument",
@@ -955,9 +955,9 @@ class BookSet:
                         continue
                     raise UpdateError(f"event {i}: {self._message(failure, inst, action)}",
                                       i) from None
-                if before is not None and book.bbo() != before:
-                    return i + 1, 3
-            return end, 0
+                if bits & 4 or (before is not None and book.bbo() != before):
+                    return i + 1, 3, ts, inst
+            return end, 0, 0, 0
         finally:
             self._applying = False
 

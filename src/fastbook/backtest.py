@@ -707,9 +707,9 @@ class _Engine:
             bits |= _W_EVERY
         if on_trade:
             bits |= _W_TRADE
-        if reference:
-            bits |= _W_EVERY
         self.watch[inst] = bits
+        if reference:
+            self.update_levels(self.insts[inst])
 
     # -- scheduling --------------------------------------------------------------------
     def push(self, t: int, kind: int, payload: Any) -> None:
@@ -919,6 +919,11 @@ class _Engine:
 
     def update_levels(self, st: _Inst) -> None:
         lv = self.levels
+        if self.reference:
+            # the reference sees every event before it is applied: own ranges that hold
+            # every price (the fast path's bit 8)
+            lv[4 * st.inst:4 * st.inst + 4] = (-(1 << 62), 1 << 62, -(1 << 62), 1 << 62)
+            return
         b = [o.px for o in st.own if o.side == BID]
         a = [o.px for o in st.own if o.side == ASK]
         k = 4 * st.inst
@@ -927,8 +932,8 @@ class _Engine:
 
     # -- deliveries to the strategy ------------------------------------------------------
     def view(self, st: _Inst, ts: int) -> BookView:
-        top = st.book.top(self.depth)
-        return BookView(st.inst, ts, top[0].copy(), top[1].copy(), top[2].copy(), top[3].copy())
+        top = st.book.top(self.depth)       # a new array each time: its rows need no copy
+        return BookView(st.inst, ts, top[0], top[1], top[2], top[3])
 
     def book_changed(self, st: _Inst, ts: int) -> None:
         v = self.view(st, ts)
@@ -1069,23 +1074,22 @@ class _Engine:
         advance = self.books._advance
         while i < n:
             wake = self.heap[0][0] if self.heap else _NO_WAKE
-            j, reason = advance(events, i, n, self.watch, self.levels, wake)
+            j, reason, ts, inst = advance(events, i, n, self.watch, self.levels, wake)
             self.events += j - i
             i = j
             if reason == _R_END:
                 break
             self.stops += 1
             if reason == _R_WAKE:
-                self.run_due(int(events[i]["ts_exchange"]))
+                self.run_due(ts)
             elif reason == _R_EVENT:
                 self.market_event(events, i)
                 self.events += 1
                 i += 1
             else:
-                e = events[i - 1]
-                ts = int(e["ts_exchange"])
-                self.now = max(self.now, ts)
-                self.book_changed(self.insts[int(e["instrument"])], ts)
+                if ts > self.now:
+                    self.now = ts
+                self.book_changed(self.insts[inst], ts)
         if n:
             self.last_ts = int(events[n - 1]["ts_exchange"])
 
