@@ -534,7 +534,7 @@ def test_advance_stops_where_the_engine_must_look(twin: bool) -> None:
     watch[:] = (2, 0)             # trades: before they are applied
     assert bs._advance(rows, 2, 6, watch, lv, far) == (3, 2, 40, 0)
     assert bs[0].qty_at(BID, 990) == 5
-    with pytest.raises(fb.UpdateError, match="event 0: .*order 1"):
+    with pytest.raises(fb.UpdateError, match=r"event 0: .*order 1"):
         books(twin=twin)._advance(ev(exe(1, 1)), 0, 1, watch * 0, lv, far)
     skip = books(twin=twin, on_error="skip")
     assert skip._advance(ev(exe(1, 1), add(1, BID, 1, 1)), 0, 2, watch[:1] * 0, lv, far) \
