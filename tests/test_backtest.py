@@ -325,6 +325,23 @@ def test_marks_and_markouts_are_taken_on_the_exchange_clock() -> None:
     assert r.summary()["adverse_selection_bps"] == pytest.approx((1005 - 1010) / 1010 * 1e4)
 
 
+def test_flat_stretches_are_marked_without_waking_the_engine() -> None:
+    rows = ev(add(1, ASK, 1010, 5), add(2, BID, 1000, 5), add(3, BID, 1001, 5),
+              add(4, BID, 1002, 5), add(5, BID, 990, 5), add(6, BID, 980, 5))
+    r = run(rows, Strategy(), mark=10)
+    assert r.equity["ts"].tolist() == [20, 30, 40, 50, 60]
+    assert r.equity["equity"].tolist() == [0.0] * 5
+    assert r.stops == 4                  # the four BBO changes, no wake-up for the marks
+    s = Script([(BID, 2, None)], at=1)   # bought at 20 (decided at the second BBO)
+    r = run(rows, s, mark=10)
+    assert r.equity["ts"].tolist() == [20, 30, 40, 50, 60]
+    # the mark at 20 is before the fill at 20; then the position is marked at the mid
+    # of the book before the events at the mark's time (bids 1000, 1001, 1002, 1002)
+    assert r.equity["equity"].tolist() == pytest.approx(
+        [0.0, 2 * (10.05 - 10.10), 2 * (10.055 - 10.10), 2 * (10.06 - 10.10),
+         2 * (10.06 - 10.10)])
+
+
 # -- the reference, the twin, determinism ----------------------------------------------------
 
 class Random(Strategy):

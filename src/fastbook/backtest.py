@@ -651,6 +651,8 @@ class _Engine:
         self.stops = 0
         self.submitted_qty = 0
         self.stopped: str | None = None
+        self.next_mark = 0
+        self.mark_scheduled = False
         self.queue_model, self.p, self.fees = queue_model, p, fees
         self.watch = np.zeros(0, np.uint8)
         self.levels = np.zeros(0, np.int64)
@@ -884,6 +886,7 @@ class _Engine:
         self.update_levels(st)
 
     def fill(self, t: int, st: _Inst, o: Order, price: int, qty: int, taker: bool) -> None:
+        self.catch_up(t)
         o.filled += qty
         sign = 1 if o.side == BID else -1
         notional = price * st.pscale * qty * st.qscale
@@ -904,6 +907,7 @@ class _Engine:
         st.position = pos + units
         if st.position == 0:
             st.basis = 0.0
+        self.schedule_marks()
         f = Fill(t, st.inst, o.id, o.side, price, qty, taker, fee)
         self.fills.append(f)
         self.fill_marks.append(math.nan)
@@ -987,8 +991,12 @@ class _Engine:
             self.push(t + self.timer, _K_TIMER, None)
             self.call("on_timer", t)
         elif kind == _K_MARK:
-            self.push(t + self.mark, _K_MARK, None)
             self.marks.append((t, self.equity(), self.fees_paid))
+            self.next_mark = t + self.mark
+            if any(st.position for st in self.insts.values()):
+                self.push(self.next_mark, _K_MARK, None)
+            else:
+                self.mark_scheduled = False
         elif kind == _K_MARKOUT:
             j, inst = payload
             self.fill_marks[j] = _mid(self.insts[inst].book)
@@ -1097,9 +1105,27 @@ class _Engine:
         self.now = t0
         if self.timer:
             self.push(t0 + self.timer, _K_TIMER, None)
-        if self.mark:
-            self.push(t0 + self.mark, _K_MARK, None)
+        self.next_mark = t0 + self.mark
         self.call("on_start")
+
+    def catch_up(self, t: int) -> None:
+        """Marks of the grid points up to ``t`` while every position is flat: the equity
+        is then the cash, so the engine never woke for them. (While a position is open,
+        marks are scheduled: its value moves with the mid.)"""
+        if not self.mark or self.mark_scheduled:
+            return
+        equity, fees, mark = self.cash, self.fees_paid, self.mark
+        g = self.next_mark
+        while g <= t:
+            self.marks.append((g, equity, fees))
+            g += mark
+        self.next_mark = g
+
+    def schedule_marks(self) -> None:
+        if self.mark and not self.mark_scheduled \
+                and any(st.position for st in self.insts.values()):
+            self.mark_scheduled = True
+            self.push(self.next_mark, _K_MARK, None)
 
 
 class _StrategyFailed(Exception):
@@ -1372,7 +1398,10 @@ def backtest(events: Any, strategy: Strategy, *, books: Any,
     seed : int
         The seed of the latency draws: the same inputs and seed give identical results.
     mark : ns
-        The equity curve's sampling interval (0: none).
+        The equity curve's sampling interval (0: none), from the first event's time:
+        a mark at ``g`` is the equity (cash, plus positions at the mid) before anything
+        that happens at ``g``. While every position is flat no wake-up is needed for
+        it (the equity is the cash), so marks cost nothing then.
     markout : ns
         The horizon of the adverse-selection markout after each fill (0: none).
     on_error : "raise" or "skip"
@@ -1441,6 +1470,7 @@ def backtest(events: Any, strategy: Strategy, *, books: Any,
             engine.run_batch(batch)
         if started:
             engine.run_due(engine.last_ts)
+            engine.catch_up(engine.last_ts)
             engine.call("on_end")
     except _StrategyFailed as exc:
         result = BacktestResult(engine, str(exc))
