@@ -317,7 +317,7 @@ def test_marks_and_markouts_are_taken_on_the_exchange_clock() -> None:
     rows = ev(add(1, ASK, 1010, 5, ts_exchange=0), add(2, BID, 1000, 5, ts_exchange=1),
               add(3, BID, 1006, 5, ts_exchange=150), add(4, ASK, 1008, 5, ts_exchange=250))
     r = run(rows, Script([(BID, 2, None)], at=1), mark=100, markout=120)
-    assert r.equity["ts"].tolist() == [100, 200]
+    assert r.equity["ts"].tolist() == [101, 201]     # from the first event with a time
     # bought 2 at 10.10; at 100 the mid is 10.05, at 200 it is 10.08
     assert r.equity["equity"].tolist() == pytest.approx([2 * (10.05 - 10.10),
                                                          2 * (10.08 - 10.10)])
@@ -432,6 +432,15 @@ def test_a_recorded_file_is_decoded_as_the_backtest_goes(itch: Any, tmp_path: An
         backtest(events, Random(5), books=itch_books(symbols), codec="itch50")
 
 
+def test_the_twin_agrees_on_a_capture_whose_exchange_times_go_back() -> None:
+    """Coinbase's exchange times are not in stream order: the clock is the latest applied."""
+    src = "tests/data/l2/cryptofeed/COINBASE.ws.28.0.gz"
+    kw = {"codec": "coinbase-exchange", "order_latency": 2_000_000, "on_trade": True}
+    a = backtest(src, Quoter(), books=fb.BookSet(on_error="stop"), **kw)
+    b = backtest(src, Quoter(), books=_pyl3.BookSet(on_error="stop"), **kw)
+    assert len(a.fills["qty"]) > 10 and a.stops == b.stops and same(a, b)
+
+
 def test_the_same_seed_gives_identical_results(itch: Any) -> None:
     events, symbols = itch
     kw = {"instruments": [0], "order_latency": Latency.lognormal(30_000, 0.8),
@@ -530,30 +539,71 @@ def test_advance_stops_where_the_engine_must_look(twin: bool) -> None:
               exe(3, 1), add(4, ASK, 1010, 5), exe(1, 1))
     watch = np.array([1, 0], np.uint8)
     lv = np.array([1 << 62, -(1 << 62)] * 4, np.int64)
-    far = 1 << 62
-    assert bs._advance(rows, 0, 6, watch, lv, far) == (1, 3, 10, 0)     # bbo changed
-    assert bs._advance(rows, 1, 6, watch, lv, far) == (5, 3, 50, 0)     # the ask arrived
-    assert bs._advance(rows, 5, 6, watch, lv, far) == (6, 3, 60, 0)
-    assert bs._advance(rows, 6, 6, watch, lv, far) == (6, 0, 0, 0)
+    far, none = 1 << 62, -(1 << 63)     # none: no event applied
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (1, 3, 10, 0, 10)     # bbo changed
+    assert bs._advance(rows, 1, 6, watch, lv, far) == (5, 3, 50, 0, 50)     # the ask arrived
+    assert bs._advance(rows, 5, 6, watch, lv, far) == (6, 3, 60, 0, 60)
+    assert bs._advance(rows, 6, 6, watch, lv, far) == (6, 0, 0, 0, none)
     bs = books(n=2, twin=twin)
     lv[0:2] = (995, 995)          # an own bid at 995
     watch[:] = (8, 0)
-    assert bs._advance(rows, 0, 6, watch, lv, far) == (3, 2, 40, 0)     # execute at 990 < 995
-    assert bs._advance(rows, 3, 6, watch, lv, 25) == (3, 1, 40, 0)      # ts 40 >= 25
+    # the execute at 990 < 995 stops, before it is applied
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (3, 2, 40, 0, 30)
+    assert bs._advance(rows, 3, 6, watch, lv, 25) == (3, 1, 40, 0, none)    # ts 40 >= 25
     bs._advance(rows, 3, 4, np.zeros(2, np.uint8), lv, far)
-    assert bs._advance(rows, 4, 6, watch, lv, far) == (6, 0, 0, 0)      # ask above: no stop
+    assert bs._advance(rows, 4, 6, watch, lv, far) == (6, 0, 0, 0, 60)      # ask above
     lv[2:4] = (1000, 1000)        # an own ask at 1000: the bid add at 1000 crosses it
     bs = books(n=2, twin=twin)
-    assert bs._advance(rows, 0, 6, watch, lv, far) == (0, 2, 10, 0)
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (0, 2, 10, 0, none)
     watch[:] = (0, 4)
-    assert bs._advance(rows, 0, 6, watch, lv, far) == (2, 3, 20, 1)     # every event of 1
+    assert bs._advance(rows, 0, 6, watch, lv, far) == (2, 3, 20, 1, 20)     # every event of 1
     assert bs[1].best_bid() == (990, 5)
     watch[:] = (2, 0)             # trades: before they are applied
-    assert bs._advance(rows, 2, 6, watch, lv, far) == (3, 2, 40, 0)
+    assert bs._advance(rows, 2, 6, watch, lv, far) == (3, 2, 40, 0, 30)
     assert bs[0].qty_at(BID, 990) == 5
     with pytest.raises(fb.UpdateError, match=r"event 0: .*order 1"):
         books(twin=twin)._advance(ev(exe(1, 1)), 0, 1, watch * 0, lv, far)
     skip = books(twin=twin, on_error="skip")
     assert skip._advance(ev(exe(1, 1), add(1, BID, 1, 1)), 0, 2, watch[:1] * 0, lv, far) \
-        == (2, 0, 0, 0)
+        == (2, 0, 0, 0, 20)
     assert skip.errors["unknown_order"] == 1
+
+
+class Quoter(Strategy):
+    """Joins the best bid and ask with a quarter of their size, re-quoting when they move."""
+
+    def on_book(self, ctx: Any, v: Any) -> None:
+        if v.best_bid is None or v.best_ask is None:
+            return
+        mine = ctx.orders(v.instrument)
+        for o in mine:
+            if o.status == "resting" and o.price not in (v.best_bid, v.best_ask):
+                ctx.cancel(o.id)
+        sides = {o.side for o in mine}
+        lot = ctx._e.insts[v.instrument].lot
+        for side, px, q in ((BID, v.best_bid, v.bid_qty[0]), (ASK, v.best_ask, v.ask_qty[0])):
+            if side not in sides:
+                ctx.submit(v.instrument, side, max(lot, int(q) // 4 // lot * lot), price=px)
+
+
+D = "tests/data/l2/cryptofeed/"
+
+
+@pytest.mark.parametrize(("source", "codec", "model"), [
+    ([D + "BINANCE_DELIVERY.ws.1.0.gz", D + "BINANCE_DELIVERY.http.0.0.gz"], "binance-coinm",
+     "pessimistic"),
+    (D + "COINBASE.ws.28.0.gz", "coinbase-exchange", "proportional"),
+    (D + "OKX.ws.1.0.gz", "okx", "power"),
+], ids=["binance", "coinbase", "okx"])
+def test_l2_captures_give_the_same_fills_event_by_event(source: Any, codec: str,
+                                                         model: str) -> None:
+    """Real captures, REST snapshots included (their rows have no exchange time): the
+    fast path gives the fills of the engine that looks at every event."""
+    kw = {"codec": codec, "queue_model": model, "order_latency": 2_000_000,
+          "response_latency": 1_000_000}
+    fast = backtest(source, Quoter(), books=fb.BookSet(on_error="stop"), **kw)
+    slow = backtest(source, Quoter(), books=fb.BookSet(on_error="stop"), reference=True,
+                    **kw)
+    assert len(fast.fills["qty"]) > 30 and (~fast.fills["taker"]).sum() > 20
+    assert len(fast.equity["ts"]) > 5
+    assert same(fast, slow) and fast.stops < slow.stops

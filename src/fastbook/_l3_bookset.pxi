@@ -88,16 +88,16 @@ cdef inline bint _own_range_hit(const int64_t *lv, int side, int64_t price, bint
                                 bint adds) noexcept nogil:
     # BookSet._advance: can an event at (side, price) touch the own orders of ``lv``
     # (lowest and highest own bid, then ask)? At an own price's range of its side; a
-    # trade worse than the best own order of its side; quantity added on the other
-    # side at a price crossing an own order.
+    # trade worse than the best own order of its side; quantity added, or a trade, on the
+    # other side at a price crossing an own order.
     if side == FB_BID:
         if lv[0] <= lv[1] and (lv[0] <= price <= lv[1] or (trade and price < lv[1])):
             return True
-        return adds and lv[2] <= lv[3] and price >= lv[2]
+        return (adds or trade) and lv[2] <= lv[3] and price >= lv[2]
     if side == FB_ASK:
         if lv[2] <= lv[3] and (lv[2] <= price <= lv[3] or (trade and price > lv[2])):
             return True
-        return adds and lv[0] <= lv[1] and price <= lv[1]
+        return (adds or trade) and lv[0] <= lv[1] and price <= lv[1]
     return False
 
 
@@ -474,20 +474,23 @@ cdef class BookSet:
         when it is at a price in a range of its side (an L3 REDUCE, EXECUTE,
         DELETE or REPLACE is placed at its order's side and price, read from the
         book), when it is an EXECUTE or TRADE at a price worse than the best own
-        order of its side, or when it adds quantity (ADD, SET_LEVEL, REPLACE) on
-        the other side at a price that crosses an own order; with bit 8 every
+        order of its side, or when it adds quantity (ADD, SET_LEVEL, REPLACE) or
+        trades on the other side at a price that crosses an own order (an L2
+        queue counts such a trade as one through the own order); with bit 8 every
         CLEAR, SNAPSHOT_BEGIN, SNAPSHOT_END and STATUS stops too. Stopping more
         often than needed is allowed; missing an event is not. The checks run in
         the order 2, 8, then 4 or 1. Before every event, an exchange time
         ``ts_exchange >= wake`` stops too.
 
-        Returns ``(index, reason, ts, instrument)``: reason 0, all applied (index =
-        end, ts and instrument 0); 1, the wake time (events[index] not applied); 2, a
-        watched event (not applied); 3, bit 4, or bit 1 and the best prices changed
-        (events[index - 1] applied). ``ts`` and ``instrument`` are the event's (the
-        applied one for reason 3). Failures are counted and skipped in skip mode;
-        otherwise the failing event raises ``UpdateError`` with its index, the events
-        before it applied (as stop mode).
+        Returns ``(index, reason, ts, instrument, latest)``: reason 0, all applied
+        (index = end, ts and instrument 0); 1, the wake time (events[index] not
+        applied); 2, a watched event (not applied); 3, bit 4, or bit 1 and the best
+        prices changed (events[index - 1] applied). ``ts`` and ``instrument`` are the
+        event's (the applied one for reason 3); ``latest`` is the latest
+        ``ts_exchange`` of the events this call applied (INT64_MIN: none), the
+        engine's clock. Failures are counted and skipped in skip mode; otherwise the
+        failing event raises ``UpdateError`` with its index, the events before it
+        applied (as stop mode).
         """
         cdef cnp.ndarray arr
         cdef const fb_event *ev
@@ -498,7 +501,7 @@ cdef class BookSet:
         cdef uint32_t inst
         cdef int bits, a, side, rc
         cdef int64_t price, b0p = 0, b0q = 0, a0p = 0, a0q = 0, b1p = 0, b1q = 0, a1p = 0
-        cdef int64_t a1q = 0, detail
+        cdef int64_t a1q = 0, detail, tmax = INT64_MIN
         cdef bint hb0, ha0, hb1, ha1, adds, handled
         cdef int32_t idx
         cdef fb_l3book *l3
@@ -534,7 +537,7 @@ cdef class BookSet:
             for i in range(start, end):
                 e = &ev[i]
                 if e.ts_exchange >= wake:
-                    return i, 1, e.ts_exchange, e.instrument
+                    return i, 1, e.ts_exchange, e.instrument, tmax
                 inst = e.instrument
                 bits = w[inst] if inst < nw else 0
                 handled = False
@@ -544,7 +547,7 @@ cdef class BookSet:
                     if bits:
                         a = e.action
                         if (bits & 2) and (a == FB_EXECUTE or a == FB_TRADE):
-                            return i, 2, e.ts_exchange, inst
+                            return i, 2, e.ts_exchange, inst, tmax
                         if bits & 8:
                             side = e.side
                             price = e.price
@@ -560,14 +563,14 @@ cdef class BookSet:
                                         price = -price
                                     if a == FB_REPLACE and _own_range_hit(
                                             lv + 4 * inst, side, e.price, 0, 1):
-                                        return i, 2, e.ts_exchange, inst
+                                        return i, 2, e.ts_exchange, inst, tmax
                             adds = a == FB_ADD or a == FB_SET_LEVEL or a == FB_REPLACE
                             if _own_range_hit(lv + 4 * inst, side, price,
                                               a == FB_EXECUTE or a == FB_TRADE, adds):
-                                return i, 2, e.ts_exchange, inst
+                                return i, 2, e.ts_exchange, inst, tmax
                             if a == FB_CLEAR or a == FB_SNAPSHOT_BEGIN \
                                     or a == FB_SNAPSHOT_END or a == FB_STATUS:
-                                return i, 2, e.ts_exchange, inst
+                                return i, 2, e.ts_exchange, inst, tmax
                         if bits & 4:
                             if self._bs.kinds[inst] == FB_KIND_L3:
                                 rc = _l3_event(<fb_l3book *>self._bs.books[inst], e, NULL, inst,
@@ -576,7 +579,8 @@ cdef class BookSet:
                                 rc = _l2_event(<fb_book *>self._bs.books[inst], e, NULL, inst,
                                                kind)
                             if rc >= 0:
-                                return i + 1, 3, e.ts_exchange, inst
+                                return i + 1, 3, e.ts_exchange, inst, \
+                                    tmax if tmax > e.ts_exchange else e.ts_exchange
                             handled = True
                         elif bits & 1:
                             if self._bs.kinds[inst] == FB_KIND_L3:
@@ -597,7 +601,10 @@ cdef class BookSet:
                                 if hb0 != hb1 or ha0 != ha1 or (hb0 and (
                                         b0p != b1p or b0q != b1q)) or (ha0 and (
                                         a0p != a1p or a0q != a1q)):
-                                    return i + 1, 3, e.ts_exchange, inst
+                                    return i + 1, 3, e.ts_exchange, inst, \
+                                    tmax if tmax > e.ts_exchange else e.ts_exchange
+                                if e.ts_exchange > tmax:
+                                    tmax = e.ts_exchange
                                 continue
                             handled = True      # failed: the book is unchanged
                     if not handled:
@@ -608,6 +615,8 @@ cdef class BookSet:
                             rc = _l2_event(<fb_book *>self._bs.books[inst], e, NULL, inst,
                                            kind)
                 if rc >= 0:
+                    if e.ts_exchange > tmax:
+                        tmax = e.ts_exchange
                     continue
                 if rc == FB_ENOMEM:
                     raise MemoryError(f"fastbook: cannot grow a book at event {i}; the "
@@ -622,7 +631,7 @@ cdef class BookSet:
                 raise UpdateError(f"event {i}: {self._message(rc, e, detail)}", i)
         finally:
             self._applying = False
-        return end, 0, 0, 0
+        return end, 0, 0, 0, tmax
 
     cdef str _message(self, int rc, const fb_event *e, int64_t detail):
         cdef int a = e.action

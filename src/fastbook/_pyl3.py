@@ -603,11 +603,11 @@ def _own_range_hit(lv: list[int], side: int, price: int, trade: bool, adds: bool
     if side == BID:
         if lv[0] <= lv[1] and (lv[0] <= price <= lv[1] or (trade and price < lv[1])):
             return True
-        return adds and lv[2] <= lv[3] and price >= lv[2]
+        return (adds or trade) and lv[2] <= lv[3] and price >= lv[2]
     if side == ASK:
         if lv[2] <= lv[3] and (lv[2] <= price <= lv[3] or (trade and price > lv[2])):
             return True
-        return adds and lv[0] <= lv[1] and price <= lv[1]
+        return (adds or trade) and lv[0] <= lv[1] and price <= lv[1]
     return False
 
 
@@ -886,7 +886,7 @@ class BookSet:
             self._applying = False
 
     def _advance(self, events: Any, start: int, end: int, watch: Any, levels: Any,
-                 wake: int) -> tuple[int, int, int, int]:
+                 wake: int) -> tuple[int, int, int, int, int]:
         # the compiled BookSet._advance's twin: see its documentation
         from fastbook.events import check_events
 
@@ -900,6 +900,7 @@ class BookSet:
         lv = np.ascontiguousarray(levels, dtype=np.int64).tolist()
         if len(lv) < 4 * len(watch):
             raise ValueError("_advance: levels needs 4 entries per watched instrument")
+        latest = _INT64_MIN
         self._applying = True
         try:
             for i in range(start, end):
@@ -908,12 +909,12 @@ class BookSet:
                 row = rows[(i - start) % 256]
                 ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, _ = row
                 if ts >= wake:
-                    return i, 1, ts, inst
+                    return i, 1, ts, inst, latest
                 bits = watch[inst] if inst < len(watch) else 0
                 book = self._books[inst] if inst < len(self._books) else None
                 if book is not None and bits:
                     if bits & 2 and action in (_EXECUTE, _TRADE):
-                        return i, 2, ts, inst
+                        return i, 2, ts, inst, latest
                     if bits & 8:
                         own = lv[4 * inst:4 * inst + 4]
                         at_side, at_price = side, price
@@ -928,13 +929,13 @@ class BookSet:
                                 at_side, at_price = found[0], found[1]
                                 if action == _REPLACE and _own_range_hit(own, at_side, price,
                                                                          False, True):
-                                    return i, 2, ts, inst
+                                    return i, 2, ts, inst, latest
                         if _own_range_hit(own, at_side, at_price,
                                           action in (_EXECUTE, _TRADE),
                                           action in (_ADD, _SET_LEVEL, _REPLACE)):
-                            return i, 2, ts, inst
+                            return i, 2, ts, inst, latest
                         if action in (_CLEAR, _SNAPSHOT_BEGIN, _SNAPSHOT_END, _STATUS):
-                            return i, 2, ts, inst
+                            return i, 2, ts, inst, latest
                 before = book.bbo() if book is not None and bits & 1 and not bits & 4 else None
                 try:
                     if book is None:
@@ -955,9 +956,10 @@ class BookSet:
                         continue
                     raise UpdateError(f"event {i}: {self._message(failure, inst, action)}",
                                       i) from None
+                latest = max(latest, ts)
                 if bits & 4 or (before is not None and book.bbo() != before):
-                    return i + 1, 3, ts, inst
-            return end, 0, 0, 0
+                    return i + 1, 3, ts, inst, latest
+            return end, 0, 0, 0, latest
         finally:
             self._applying = False
 

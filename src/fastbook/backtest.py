@@ -653,6 +653,7 @@ class _Engine:
         self.stopped: str | None = None
         self.next_mark = 0
         self.mark_scheduled = False
+        self.anchored = False
         self.queue_model, self.p, self.fees = queue_model, p, fees
         self.watch = np.zeros(0, np.uint8)
         self.levels = np.zeros(0, np.int64)
@@ -1077,14 +1078,18 @@ class _Engine:
     def run_batch(self, events: np.ndarray) -> None:
         if len(self.books) != len(self.watch):
             self.sync_instruments()
+        if not self.anchored:
+            self.anchor(events)
         n = len(events)
         i = 0
         advance = self.books._advance
         while i < n:
             wake = self.heap[0][0] if self.heap else _NO_WAKE
-            j, reason, ts, inst = advance(events, i, n, self.watch, self.levels, wake)
+            j, reason, ts, inst, latest = advance(events, i, n, self.watch, self.levels, wake)
             self.events += j - i
             i = j
+            if latest > self.now:
+                self.now = latest       # the clock: the latest exchange time applied
             if reason == _R_END:
                 break
             self.stops += 1
@@ -1101,18 +1106,29 @@ class _Engine:
         if n:
             self.last_ts = int(events[n - 1]["ts_exchange"])
 
-    def start(self, t0: int) -> None:
-        self.now = t0
+    def start(self, events: np.ndarray) -> None:
+        self.anchor(events)
+        self.call("on_start")
+
+    def anchor(self, events: np.ndarray) -> None:
+        """Start the clock, the timer and the marks at the first event with a time: events
+        without one (a REST snapshot's rows: ``ts_exchange`` 0) come before it."""
+        ts = events["ts_exchange"]
+        timed = ts[ts > 0]
+        if not len(timed):
+            return
+        t0 = int(timed[0])
+        self.anchored = True
+        self.now = max(self.now, t0)
         if self.timer:
             self.push(t0 + self.timer, _K_TIMER, None)
         self.next_mark = t0 + self.mark
-        self.call("on_start")
 
     def catch_up(self, t: int) -> None:
         """Marks of the grid points up to ``t`` while every position is flat: the equity
         is then the cash, so the engine never woke for them. (While a position is open,
         marks are scheduled: its value moves with the mid.)"""
-        if not self.mark or self.mark_scheduled:
+        if not self.mark or self.mark_scheduled or not self.anchored:
             return
         equity, fees, mark = self.cash, self.fees_paid, self.mark
         g = self.next_mark
@@ -1122,7 +1138,7 @@ class _Engine:
         self.next_mark = g
 
     def schedule_marks(self) -> None:
-        if self.mark and not self.mark_scheduled \
+        if self.mark and not self.mark_scheduled and self.anchored \
                 and any(st.position for st in self.insts.values()):
             self.mark_scheduled = True
             self.push(self.next_mark, _K_MARK, None)
@@ -1322,6 +1338,10 @@ class BacktestResult:
 # -- the entry point -----------------------------------------------------------------------
 
 def _is_source(events: Any) -> bool:
+    """A recorded source (a path, bytes, a binary file, or a list of capture paths merged
+    by receive time, as ``fastbook.replay`` takes them), not decoded event arrays."""
+    if isinstance(events, (list, tuple)):
+        return bool(events) and all(isinstance(x, (str, os.PathLike)) for x in events)
     return isinstance(events, (str, os.PathLike, bytes, bytearray, memoryview)) \
         or hasattr(events, "read")
 
@@ -1465,7 +1485,7 @@ def backtest(events: Any, strategy: Strategy, *, books: Any,
             if not len(batch):
                 continue
             if not started:
-                engine.start(int(batch[0]["ts_exchange"]))
+                engine.start(batch)
                 started = True
             engine.run_batch(batch)
         if started:
