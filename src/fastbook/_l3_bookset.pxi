@@ -579,8 +579,9 @@ cdef class BookSet:
                                 rc = _l2_event(<fb_book *>self._bs.books[inst], e, NULL, inst,
                                                kind)
                             if rc >= 0:
-                                return i + 1, 3, e.ts_exchange, inst, \
-                                    tmax if tmax > e.ts_exchange else e.ts_exchange
+                                if e.ts_exchange > tmax:
+                                    tmax = e.ts_exchange
+                                return i + 1, 3, e.ts_exchange, inst, tmax
                             handled = True
                         elif bits & 1:
                             if self._bs.kinds[inst] == FB_KIND_L3:
@@ -598,13 +599,12 @@ cdef class BookSet:
                                 hb1 = fb_book_best(l2, FB_BID, &b1p, &b1q)
                                 ha1 = fb_book_best(l2, FB_ASK, &a1p, &a1q)
                             if rc >= 0:
+                                if e.ts_exchange > tmax:
+                                    tmax = e.ts_exchange
                                 if hb0 != hb1 or ha0 != ha1 or (hb0 and (
                                         b0p != b1p or b0q != b1q)) or (ha0 and (
                                         a0p != a1p or a0q != a1q)):
-                                    return i + 1, 3, e.ts_exchange, inst, \
-                                    tmax if tmax > e.ts_exchange else e.ts_exchange
-                                if e.ts_exchange > tmax:
-                                    tmax = e.ts_exchange
+                                    return i + 1, 3, e.ts_exchange, inst, tmax
                                 continue
                             handled = True      # failed: the book is unchanged
                     if not handled:
