@@ -282,39 +282,68 @@ class Trade:
     flags: int
 
 
-@dataclass(frozen=True)
 class BookView:
     """The top levels of one book as they were at ``ts`` (exchange time), best first,
-    padded with 0. With a feed latency the strategy receives it later (``Context.now``)."""
+    padded with 0: ``bid_px``, ``bid_qty``, ``ask_px``, ``ask_qty`` (int64 arrays of the
+    view's depth; ``top`` is them as one ``(4, depth)`` array, as ``Book.top`` gives).
+    With a feed latency the strategy receives it later (``Context.now``)."""
 
-    instrument: int
-    ts: int
-    bid_px: np.ndarray
-    bid_qty: np.ndarray
-    ask_px: np.ndarray
-    ask_qty: np.ndarray
+    __slots__ = ("instrument", "top", "ts")
+
+    def __init__(self, instrument: int, ts: int, top: np.ndarray) -> None:
+        self.instrument = instrument
+        self.ts = ts
+        self.top = top
+
+    @property
+    def bid_px(self) -> np.ndarray:
+        row: np.ndarray = self.top[0]
+        return row
+
+    @property
+    def bid_qty(self) -> np.ndarray:
+        row: np.ndarray = self.top[1]
+        return row
+
+    @property
+    def ask_px(self) -> np.ndarray:
+        row: np.ndarray = self.top[2]
+        return row
+
+    @property
+    def ask_qty(self) -> np.ndarray:
+        row: np.ndarray = self.top[3]
+        return row
+
+    def __repr__(self) -> str:
+        return (f"BookView(instrument={self.instrument}, ts={self.ts}, "
+                f"bid={self.best_bid}, ask={self.best_ask})")
 
     @property
     def best_bid(self) -> int | None:
-        return int(self.bid_px[0]) if self.bid_qty[0] else None
+        top = self.top
+        return int(top[0, 0]) if top[1, 0] else None
 
     @property
     def best_ask(self) -> int | None:
-        return int(self.ask_px[0]) if self.ask_qty[0] else None
+        top = self.top
+        return int(top[2, 0]) if top[3, 0] else None
 
     @property
     def mid(self) -> float | None:
-        if not (self.bid_qty[0] and self.ask_qty[0]):
+        top = self.top
+        if not (top[1, 0] and top[3, 0]):
             return None
-        return (int(self.bid_px[0]) + int(self.ask_px[0])) / 2
+        return (int(top[0, 0]) + int(top[2, 0])) / 2
 
     @property
     def microprice(self) -> float | None:
         """The size-weighted mid: ``(bid * ask_qty + ask * bid_qty) / (bid_qty + ask_qty)``."""
-        bq, aq = int(self.bid_qty[0]), int(self.ask_qty[0])
+        top = self.top
+        bq, aq = int(top[1, 0]), int(top[3, 0])
         if not (bq and aq):
             return None
-        return (int(self.bid_px[0]) * aq + int(self.ask_px[0]) * bq) / (bq + aq)
+        return (int(top[0, 0]) * aq + int(top[2, 0]) * bq) / (bq + aq)
 
 
 class Strategy:
@@ -659,6 +688,10 @@ class _Engine:
         self.levels = np.zeros(0, np.int64)
         self.wanted = instruments       # ids and symbols; None: every instrument
         self.ctx = Context(self)
+        self.callbacks = {name: getattr(strategy, name) for name in (
+            "on_start", "on_book", "on_trade", "on_fill", "on_order", "on_timer", "on_end")}
+        self.on_book_cb = self.callbacks["on_book"]
+        self.no_feed_latency = feed_latency.kind == "constant" and feed_latency.params[0] == 0
         self.sync_instruments()
 
     def sync_instruments(self) -> None:
@@ -721,15 +754,19 @@ class _Engine:
 
     def call(self, name: str, *args: Any) -> None:
         try:
-            getattr(self.strategy, name)(self.ctx, *args)
+            self.callbacks[name](self.ctx, *args)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
-            if self.on_error == "skip":
-                self.strategy_errors += 1
-                return
-            raise _StrategyFailed(f"t={self.now}: the strategy's {name} raised "
-                                  f"{type(exc).__name__}: {exc}") from exc
+            self.failed(name, exc)
+
+    def failed(self, name: str, exc: Exception) -> None:
+        """A strategy callback raised: count it (skip mode) or stop the run."""
+        if self.on_error == "skip":
+            self.strategy_errors += 1
+            return
+        raise _StrategyFailed(f"t={self.now}: the strategy's {name} raised "
+                              f"{type(exc).__name__}: {exc}") from exc
 
     # -- requests (called by the strategy) ---------------------------------------------
     def submit(self, inst: Any, side: Any, qty: Any, price: Any, tif: str) -> int:
@@ -936,18 +973,19 @@ class _Engine:
         lv[k + 2], lv[k + 3] = (min(a), max(a)) if a else _EMPTY_RANGE
 
     # -- deliveries to the strategy ------------------------------------------------------
-    def view(self, st: _Inst, ts: int) -> BookView:
-        top = st.book.top(self.depth)       # a new array each time: its rows need no copy
-        return BookView(st.inst, ts, top[0], top[1], top[2], top[3])
-
     def book_changed(self, st: _Inst, ts: int) -> None:
-        v = self.view(st, ts)
-        lat = self.feed.draw(self.rng, ts)
+        top = st.book.top(self.depth)       # a new array each time: no copy needed
+        v = BookView(st.inst, ts, top)
+        lat = 0 if self.no_feed_latency else self.feed.draw(self.rng, ts)
         if lat == 0 and ts >= self.last_feed:
             self.last_feed = ts
-            self.now = max(self.now, ts)
             st.view = v
-            self.call("on_book", v)
+            try:
+                self.on_book_cb(self.ctx, v)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                self.failed("on_book", exc)
             return
         t = max(ts + lat, self.last_feed)
         self.last_feed = t
