@@ -635,3 +635,20 @@ def test_corrupted_streams_are_skipped_the_same_way_by_every_engine(itch: Any,
     assert len(runs[0].fills["qty"]) > 10
     for r in runs[1:]:
         assert r.skipped == runs[0].skipped and same(runs[0], r)
+
+
+def test_marks_taken_at_bbo_changes_equal_marks_taken_by_waking() -> None:
+    class BuyOnTimer(Strategy):
+        def on_timer(self, ctx: Any, now: int) -> None:
+            if not ctx.position(0) and not ctx.orders():
+                ctx.buy(0, 3)
+
+    # the best bid climbs a tick every other event; asks pile up above the best ask
+    rows = ev(*[add(k + 1, BID, 1000 + k, 2, ts_exchange=7 * k + 1) if k % 2 else
+                add(k + 1, ASK, 1100 + k, 5, ts_exchange=7 * k + 1) for k in range(60)])
+    woken = run(rows, BuyOnTimer(), on_book=None, timer=50, mark=13)
+    seen = run(rows, BuyOnTimer(), on_book="bbo", timer=50, mark=13)
+    assert len(woken.fills["qty"]) >= 1 and same(woken, seen)
+    assert woken.equity["ts"].tolist() == seen.equity["ts"].tolist()
+    assert woken.equity["equity"].tolist() == seen.equity["equity"].tolist()
+    assert len(set(seen.equity["equity"].tolist())) > 3

@@ -682,6 +682,9 @@ class _Engine:
         self.stopped: str | None = None
         self.next_mark = 0
         self.mark_scheduled = False
+        # every traded book's mid changes are seen: marks need no wake-up (catch_up)
+        self.marks_from_bbo = on_book in ("bbo", "event")
+        self.held = 0.0
         self.anchored = False
         self.queue_model, self.p, self.fees = queue_model, p, fees
         self.watch = np.zeros(0, np.uint8)
@@ -974,6 +977,10 @@ class _Engine:
 
     # -- deliveries to the strategy ------------------------------------------------------
     def book_changed(self, st: _Inst, ts: int) -> None:
+        if self.marks_from_bbo and st.position:
+            # the marks before this change, then the position at its new mid
+            self.catch_up(ts)
+            self.held = self.equity()
         top = st.book.top(self.depth)       # a new array each time: no copy needed
         v = BookView(st.inst, ts, top)
         lat = 0 if self.no_feed_latency else self.feed.draw(self.rng, ts)
@@ -1163,12 +1170,22 @@ class _Engine:
         self.next_mark = t0 + self.mark
 
     def catch_up(self, t: int) -> None:
-        """Marks of the grid points up to ``t`` while every position is flat: the equity
-        is then the cash, so the engine never woke for them. (While a position is open,
-        marks are scheduled: its value moves with the mid.)"""
-        if not self.mark or self.mark_scheduled or not self.anchored:
+        """Marks of the grid points up to ``t``, without waking the engine for them.
+
+        The equity only moves with the cash (fills) and with the mids of the books
+        holding a position. When every traded book is watched for BBO changes (or every
+        event), the engine sees each of those moments: ``held`` is the equity as of the
+        last one, and this runs before each of them. Otherwise it runs only while every
+        position is flat (the equity is the cash); marks are scheduled meanwhile."""
+        if not self.mark or not self.anchored:
             return
-        equity, fees, mark = self.cash, self.fees_paid, self.mark
+        if self.marks_from_bbo:
+            equity = self.held
+        elif self.mark_scheduled:
+            return
+        else:
+            equity = self.cash
+        fees, mark = self.fees_paid, self.mark
         g = self.next_mark
         while g <= t:
             self.marks.append((g, equity, fees))
@@ -1176,7 +1193,9 @@ class _Engine:
         self.next_mark = g
 
     def schedule_marks(self) -> None:
-        if self.mark and not self.mark_scheduled and self.anchored \
+        if self.marks_from_bbo:
+            self.held = self.equity()
+        elif self.mark and not self.mark_scheduled and self.anchored \
                 and any(st.position for st in self.insts.values()):
             self.mark_scheduled = True
             self.push(self.next_mark, _K_MARK, None)
@@ -1458,8 +1477,9 @@ def backtest(events: Any, strategy: Strategy, *, books: Any,
     mark : ns
         The equity curve's sampling interval (0: none), from the first event's time:
         a mark at ``g`` is the equity (cash, plus positions at the mid) before anything
-        that happens at ``g``. While every position is flat no wake-up is needed for
-        it (the equity is the cash), so marks cost nothing then.
+        that happens at ``g``. With ``on_book`` set the engine sees every change of the
+        traded books' mids, so marks are written then, without waking the engine; with
+        ``on_book=None`` it wakes at each mark while a position is open.
     markout : ns
         The horizon of the adverse-selection markout after each fill (0: none).
     on_error : "raise" or "skip"
