@@ -652,3 +652,22 @@ def test_marks_taken_at_bbo_changes_equal_marks_taken_by_waking() -> None:
     assert woken.equity["ts"].tolist() == seen.equity["ts"].tolist()
     assert woken.equity["equity"].tolist() == seen.equity["equity"].tolist()
     assert len(set(seen.equity["equity"].tolist())) > 3
+
+
+def test_results_go_to_parquet_and_a_plot(tmp_path: Any) -> None:
+    pytest.importorskip("matplotlib")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = ev(add(1, ASK, 1010, 5), add(2, BID, 1000, 5), add(3, BID, 1004, 5),
+              add(4, ASK, 1008, 5))
+    r = run(rows, Script([(BID, 2, None)], at=1), mark=5, markout=5)
+    paths = r.to_parquet(tmp_path / "run.parquet")
+    assert [p.rsplit("/", 1)[1] for p in paths] == [
+        "run.fills.parquet", "run.orders.parquet", "run.equity.parquet"]
+    fills = pq.read_table(paths[0]).to_pydict()
+    assert fills["price"] == [1010] and fills["qty"] == [2] and fills["taker"] == [True]
+    assert pq.read_table(paths[1]).to_pydict()["status"] == ["filled"]
+    assert pq.read_table(paths[2]).num_rows == len(r.equity["ts"]) > 0
+    fig = r.plot(tmp_path / "run.png")
+    assert len(fig.axes) == 2 and (tmp_path / "run.png").stat().st_size > 10_000
+    assert [line.get_label() for line in fig.axes[0].get_lines()][:2] == [
+        "equity", "fees paid (negative: rebates)"]

@@ -1367,19 +1367,21 @@ class BacktestResult:
         Figure = _mpl()
         fig = Figure(figsize=(10, 6), layout="constrained")
         ax1, ax2 = fig.subplots(2, 1, sharex=True)
-        eq = self.equity
-        hours = eq["ts"] / 3.6e12
-        ax1.plot(hours, eq["equity"], lw=1, label="equity")
-        ax1.plot(hours, -eq["fees"], lw=1, label="fees paid (negative)")
+        eq, f = self.equity, self.fills
+        t0 = int(eq["ts"][0]) if len(eq["ts"]) else int(f["ts"][0]) if len(f["ts"]) else 0
+        ax1.plot((eq["ts"] - t0) / 3.6e12, eq["equity"], lw=1, label="equity")
+        ax1.plot((eq["ts"] - t0) / 3.6e12, eq["fees"], lw=1,
+                 label="fees paid (negative: rebates)")
+        ax1.axhline(0, color="0.6", lw=0.5)
         ax1.set_ylabel("currency")
         ax1.legend(loc="best")
-        ax1.set_title("backtest: equity (cash + positions at the mid)")
-        f = self.fills
+        ax1.set_title("backtest: equity (cash + positions at the mid) and fees")
         buys = f["side"] == BID
-        ax2.scatter(f["ts"][buys] / 3.6e12, f["price"][buys], s=8, marker="^", label="buys")
-        ax2.scatter(f["ts"][~buys] / 3.6e12, f["price"][~buys], s=8, marker="v",
+        ax2.scatter((f["ts"][buys] - t0) / 3.6e12, f["price"][buys], s=8, marker="^",
+                    label="buys")
+        ax2.scatter((f["ts"][~buys] - t0) / 3.6e12, f["price"][~buys], s=8, marker="v",
                     label="sells")
-        ax2.set_xlabel("hours (exchange clock)")
+        ax2.set_xlabel("hours since the first mark (exchange clock)")
         ax2.set_ylabel("fill price (fixed-point)")
         ax2.legend(loc="best")
         if out_png is not None:
