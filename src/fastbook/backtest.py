@@ -94,9 +94,10 @@ _K_ARRIVE, _K_RESPONSE, _K_VIEW, _K_TIMER, _K_MARK, _K_MARKOUT, _K_TRADE = range
 
 
 class BacktestError(FastbookError):
-    """The simulation stopped: a strategy raised, or the data could not be applied.
+    """The simulation stopped because a strategy callback raised (``on_error="raise"``).
 
     ``result`` holds everything accounted up to the stop (a :class:`BacktestResult`).
+    (Events the books refuse raise ``fastbook.UpdateError`` with the event's index.)
     """
 
     def __init__(self, message: str, result: BacktestResult | None = None) -> None:
@@ -491,23 +492,26 @@ class _L2Queue:
         self.model, self.p = model, p
         self.tracker = QueueTracker(model, p=p, own_in_level=False, trade_through=True)
 
+    # The tracker's key of an own order is (id, seq): an order placed again (a new price,
+    # a bigger size) is a new place in the queue, and the tracker keeps finished keys.
     def place(self, o: Order, book: Any) -> None:
-        self.tracker.place(o.id, o.side, o.px, o.remaining,
+        self.tracker.place((o.id, o.seq), o.side, o.px, o.remaining,
                            level_qty=book.qty_at(o.side, o.px))
 
     def remove(self, o: Order) -> None:
-        if o.id in self.tracker._orders and self.tracker._orders[o.id].status == "resting":
-            self.tracker.cancel(o.id)
+        tracked = self.tracker._orders.get((o.id, o.seq))
+        if tracked is not None and tracked.status == "resting":
+            self.tracker.cancel((o.id, o.seq))
 
     def reduce(self, o: Order, qty: int) -> None:
-        self.tracker.reduce(o.id, qty)
+        self.tracker.reduce((o.id, o.seq), qty)
 
     def filled(self, o: Order, qty: int) -> None:
         # a crossing fill the tracker did not make itself
-        tracked = self.tracker._orders.get(o.id)
+        tracked = self.tracker._orders.get((o.id, o.seq))
         if tracked is not None and tracked.status == "resting":
             if qty >= tracked.remaining:
-                self.tracker.forget(o.id)
+                self.tracker.forget((o.id, o.seq))
             else:
                 tracked.remaining -= qty
                 tracked.filled += qty
@@ -520,7 +524,7 @@ class _L2Queue:
         if side not in (BID, ASK) or action == _STATUS:
             return []
         fills: list[tuple[Order, int]] = []
-        by_id = {o.id: o for o in own}
+        by_id = {(o.id, o.seq): o for o in own}
         if action in (_EXECUTE, _TRADE) and qty > 0 and not flags & _HIDDEN_OR_CROSS:
             fills += [(by_id[k], q) for k, q in self.tracker.on_trade(
                 price, qty, aggressor_side=ASK if side == BID else BID) if k in by_id]
@@ -612,15 +616,18 @@ class Context:
         self._e.request(order_id, "modify", price, qty)
 
     def orders(self, instrument: int | None = None) -> list[Order]:
-        """Own orders not known to be finished (as the engine knows them, copies)."""
-        return [o._copy() for o in self._e.orders.values()
+        """Own orders not known to be finished, as the strategy knows them: from the
+        answers received so far (``pending`` until the first one), copies. With a response
+        latency an order may already be filled at the exchange."""
+        return [o._copy() for o in self._e.known.values()
                 if o.status in ("pending", "resting")
                 and (instrument is None or o.instrument == instrument)]
 
     def order(self, order_id: int) -> Order:
-        o = self._e.orders.get(order_id)
+        """One own order as the strategy knows it (see :meth:`orders`)."""
+        o = self._e.known.get(order_id) if isinstance(order_id, (int, np.integer)) else None
         if o is None:
-            raise OrderError(f"t={self._e.now}: order {order_id} was never submitted")
+            raise OrderError(f"t={self._e.now}: order {order_id!r} was never submitted")
         return o._copy()
 
     def position(self, instrument: int) -> int:
@@ -671,6 +678,8 @@ class _Engine:
         self.fill_marks: list[float] = []   # mid at fill time + markout (nan: none)
         self.marks: list[tuple[int, float, float]] = []   # (ts, equity, fees)
         self.known_position: dict[int, int] = {}
+        self.known: dict[int, Order] = {}   # the orders as the answers so far describe them
+        self.peak: dict[int, int] = {}      # the largest size asked of each order
         self.known_cash = 0.0
         self.cash = 0.0
         self.fees_paid = 0.0
@@ -798,6 +807,8 @@ class _Engine:
                   self.now)
         self.next_id += 1
         self.orders[o.id] = o
+        self.known[o.id] = o._copy()
+        self.peak[o.id] = o.qty
         self.submitted_qty += o.qty
         self.push(self._entry_time(), _K_ARRIVE, ("new", o.id))
         return o.id
@@ -857,6 +868,9 @@ class _Engine:
             return
         price = o.price if item[2] is None else item[2]
         qty = o.qty if item[3] is None else item[3]
+        if qty > self.peak[o.id]:        # the fill ratio's denominator: the most ever asked
+            self.submitted_qty += qty - self.peak[o.id]
+            self.peak[o.id] = qty
         if qty <= o.filled:
             self.leave(st, o, "cancelled")
             self._respond(t, "order", o._copy())
@@ -868,7 +882,14 @@ class _Engine:
                 st.queue.reduce(o, less)
             self._respond(t, "order", o._copy())
             return
-        # a new price or a bigger size: the back of the (new) level, as a new arrival
+        # a new price or a bigger size: the back of the (new) level, as a new arrival; a new
+        # price that would take from a book that is not sound refuses the modify instead
+        # (the order stays as it was, as an exchange refusing a request leaves it)
+        why = self.unsound(st)
+        if why and price is not None and self.marketable(st, o.side, price):
+            self._respond(t, "modify_rejected",
+                          (o.id, f"no taking fill from a book that is not sound: {why}"))
+            return
         st.own.remove(o)
         st.queue.remove(o)
         o.price, o.qty = price, qty
@@ -881,15 +902,9 @@ class _Engine:
         """Order ``o`` reaches the book: it takes what it can, then rests or ends."""
         book = st.book
         other = ASK if o.side == BID else BID
-        best_other = book.best_ask() if o.side == BID else book.best_bid()
-        marketable = best_other is not None and (
-            o.price is None or _crosses(o.side, o.price, best_other[0]))
+        marketable = self.marketable(st, o.side, o.price)
         if marketable or o.price is None:
-            bid, ask = book.best_bid(), book.best_ask()
-            why = "the book is inside a snapshot" if st.stale else \
-                "the instrument is halted" if st.halted else \
-                "the book is crossed" if bid is not None and ask is not None \
-                and bid[0] >= ask[0] else ""
+            why = self.unsound(st)
             if why:
                 self.reject(t, o, f"no taking fill from a book that is not sound: {why}")
                 return
@@ -914,6 +929,24 @@ class _Engine:
         st.queue.place(o, book)
         self.update_levels(st)
         self._respond(t, "order", o._copy())
+
+    @staticmethod
+    def marketable(st: _Inst, side: int, price: int | None) -> bool:
+        """Would an order at ``price`` (None: a market order) take from the book now?"""
+        best = st.book.best_ask() if side == BID else st.book.best_bid()
+        return best is not None and (price is None or _crosses(side, price, best[0]))
+
+    @staticmethod
+    def unsound(st: _Inst) -> str:
+        """Why no taking fill may come from the book now ("" when it may)."""
+        if st.stale:
+            return "the book was cleared or is inside a snapshot"
+        if st.halted:
+            return "the instrument is halted"
+        bid, ask = st.book.best_bid(), st.book.best_ask()
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
+            return "the book is crossed"
+        return ""
 
     def reject(self, t: int, o: Order, reason: str) -> None:
         o.status, o.reason = "rejected", reason
@@ -1015,6 +1048,10 @@ class _Engine:
         elif kind == _K_RESPONSE:
             what, obj = payload
             if what == "fill":
+                k = self.known[obj.order_id]
+                k.filled += obj.qty
+                if k.filled >= k.qty:
+                    k.status = "filled"
                 self.known_position[obj.instrument] = self.known_position.get(
                     obj.instrument, 0) + (obj.qty if obj.side == BID else -obj.qty)
                 st = self.insts[obj.instrument]
@@ -1022,9 +1059,11 @@ class _Engine:
                     * obj.qty * st.qscale + obj.fee
                 self.call("on_fill", obj)
             elif what == "order":
+                self.known[obj.id] = obj._copy()
                 self.call("on_order", obj)
             else:
-                o = self.orders[obj[0]]._copy()
+                # a cancel or modify refused: the order as known, with the reason
+                o = self.known[obj[0]]._copy()
                 o.reason = obj[1]
                 self.call("on_order", o)
         elif kind == _K_VIEW:
@@ -1089,9 +1128,9 @@ class _Engine:
         self.now = max(self.now, ts)
         fills: list[tuple[Order, int]] = []
         if action in (_CLEAR, _SNAP_BEGIN):
-            st.stale = action == _SNAP_BEGIN
-            if action == _CLEAR:
-                st.queue.rebuild(book, st.own)
+            # a CLEAR is a feed discarding a book it knows is wrong (a resync): nothing is
+            # known of it until a snapshot ends, so nothing fills from it meanwhile
+            st.stale = True
         elif action == _SNAP_END:
             if st.stale:
                 st.stale = False
@@ -1106,7 +1145,10 @@ class _Engine:
                 st.queue.filled(o, q)
                 self.fill(ts, st, o, o.px, q, False)
         if self.on_trade and action in (_EXECUTE, _TRADE):
-            tside, tprice = (found[0], found[1]) if found is not None else (side, row[6])
+            # the event's price when it has one (ITCH 'C': the execution price), else
+            # the resting order's
+            tside = found[0] if found is not None else side
+            tprice = row[6] if row[6] != 0 or found is None else found[1]
             self.trade_seen(Trade(ts, inst, tside, tprice, row[7], row[5]))
         if self.on_book == "event" or (bbo is not None and book.bbo() != bbo):
             self.book_changed(st, ts)
@@ -1300,7 +1342,9 @@ class BacktestResult:
         return self._realized.get(instrument, 0.0)
 
     def summary(self) -> dict[str, Any]:
-        """P&L, costs, activity, Sharpe, drawdown, fill ratio and adverse selection."""
+        """P&L, costs, activity, Sharpe, drawdown, fill ratio and the fills' markout
+        (``markout_bps``: quantity-weighted ``side * (mid after markout - price) / price``
+        in basis points; negative is adverse selection)."""
         f = self.fills
         sides = np.where(f["side"] == BID, 1.0, -1.0)
         scale = np.array([self._scales[int(i)][0] for i in f["instrument"]], np.float64) \
@@ -1315,8 +1359,10 @@ class BacktestResult:
         peak = np.maximum.accumulate(np.concatenate(([0.0], eq))) if len(eq) else np.zeros(1)
         drawdown = float((peak - np.concatenate(([0.0], eq))).max()) if len(eq) else 0.0
         ok = ~np.isnan(f["markout_mid"])
-        adverse = float(np.mean(sides[ok] * (f["markout_mid"][ok] - f["price"][ok])
-                                / f["price"][ok]) * 1e4) \
+        # quantity-weighted: positive when the mid moved the fills' way, negative is
+        # adverse selection
+        markout = float(np.average(sides[ok] * (f["markout_mid"][ok] - f["price"][ok])
+                                   / f["price"][ok], weights=f["qty"][ok]) * 1e4) \
             if ok.any() and (f["price"][ok] != 0).all() else math.nan
         filled = int(f["qty"].sum())
         return {
@@ -1334,7 +1380,7 @@ class BacktestResult:
             "fill_ratio": filled / self.submitted_qty if self.submitted_qty else math.nan,
             "sharpe": sharpe,
             "max_drawdown": drawdown,
-            "adverse_selection_bps": adverse,
+            "markout_bps": markout,
             "events": self.events,
             "strategy_errors": self.strategy_errors,
             "stopped": self.stopped,

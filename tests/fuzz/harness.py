@@ -928,6 +928,7 @@ class SelfTestTarget:
 # -- the registry --------------------------------------------------------------------------------
 
 def _targets() -> dict[str, Callable[[], Any]]:
+    from tests.fuzz.backtest_target import BacktestTarget
     from tests.fuzz.board_server import BoardTarget, ServerTarget
     from tests.fuzz.features_target import FeaturesTarget
 
@@ -978,6 +979,7 @@ def _targets() -> dict[str, Callable[[], Any]]:
         "board": BoardTarget,
         "server": ServerTarget,
         "features": FeaturesTarget,
+        "backtest": BacktestTarget,
     }
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Inputs per target in the short run (about a second each, compiled).
 SHORT = {"itch50": 300, "ose": 150, "jpx_csv": 200, "lobster": 400, "capture": 80,
          "book": 4000, "consolidated": 3000, "board": 4000, "server": 2000,
-         "features": 600}
+         "features": 600, "backtest": 300}
 
 
 @pytest.mark.parametrize("target", harness.TARGETS)
