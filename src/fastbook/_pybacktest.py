@@ -31,8 +31,9 @@ class ShadowQueue:
         self.shadow = self._copy(book)
 
     def _copy(self, book: Any) -> OrderBook:
+        # side-keyed like the real book (J-GATE ids are unique per side only)
         shadow = OrderBook(price_decimals=self.meta["price_decimals"],
-                           qty_decimals=self.meta["qty_decimals"])
+                           qty_decimals=self.meta["qty_decimals"], side_keys=book.side_keys)
         orders = book.orders()
         for rec in orders.tolist():
             r = dict(zip(orders.dtype.names or (), rec, strict=True))
@@ -43,17 +44,18 @@ class ShadowQueue:
         self.shadow.add(_OWN + o.id, o.side, o.price, o.remaining)
 
     def remove(self, o: Any) -> None:
-        if (_OWN + o.id) in self.shadow:
-            self.shadow.delete(_OWN + o.id)
+        if self.shadow.order(_OWN + o.id, side=o.side) is not None:
+            self.shadow.delete(_OWN + o.id, side=o.side)
 
     def reduce(self, o: Any, qty: int) -> None:
-        self.shadow.reduce(_OWN + o.id, qty)
+        self.shadow.reduce(_OWN + o.id, qty, side=o.side)
 
     def filled(self, o: Any, qty: int) -> None:
-        self.shadow.execute(_OWN + o.id, qty)
+        self.shadow.execute(_OWN + o.id, qty, side=o.side)
 
     def _ranked(self, side: int) -> list[tuple[int, int]]:
-        return sorted((self.shadow.rank(oid) or 0, oid) for oid in self._own_ids(side))
+        return sorted((self.shadow.rank(oid, side=side) or 0, oid)
+                      for oid in self._own_ids(side))
 
     def _own_ids(self, side: int) -> list[int]:
         return [int(r[0]) for r in self.shadow.orders()[["order_id", "side"]].tolist()
@@ -82,9 +84,9 @@ class ShadowQueue:
             crossing(side, price, qty)
             shadow.add(oid, side, price, qty)
         elif action == _EXECUTE:
-            s = shadow.order(oid)
+            s = shadow.order(oid, side=side)
             assert s is not None
-            rank = shadow.rank(oid)
+            rank = shadow.rank(oid, side=side)
             assert rank is not None
             volume = qty
             for r, key in self._ranked(s[0]):
@@ -93,18 +95,18 @@ class ShadowQueue:
                     take = min(o.remaining, volume)
                     fills.append((o, take))
                     volume -= take
-            shadow.execute(oid, qty)
+            shadow.execute(oid, qty, side=side)
         elif action == _REDUCE:
-            shadow.reduce(oid, qty)
+            shadow.reduce(oid, qty, side=side)
         elif action == _DELETE:
-            shadow.delete(oid)
+            shadow.delete(oid, side=side)
         elif action == _REPLACE:
-            s = shadow.order(oid)
+            s = shadow.order(oid, side=side)
             assert s is not None
             if flags & _KEEP and new_id == oid:
-                shadow.modify(oid, qty, price)
+                shadow.modify(oid, qty, price, side=side)
             else:
-                shadow.replace(oid, new_id, qty, price)
+                shadow.replace(oid, new_id, qty, price, side=side)
             crossing(s[0], price, qty)
         return fills
 
