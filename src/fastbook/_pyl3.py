@@ -806,6 +806,25 @@ class BookSet:
             new = old - qty
         book.set(side, price, new)
 
+    def _event(self, book: Any, inst: int, action: int, side: int, price: int, qty: int,
+               order_id: int, new_order_id: int, flags: int) -> None:
+        # one event to its book, by the book's kind (raises _Failure)
+        if self._meta[inst]["kind"] == "l3":
+            self._l3_event(book, action, side, price, qty, order_id, new_order_id, flags)
+        else:
+            self._l2_event(book, action, side, price, qty)
+
+    def _count_failure(self, failure: _Failure, inst: int) -> None:
+        # skip mode: a failed event, counted by kind
+        if failure.kind == "bad_instrument":
+            self._bad_instrument += 1
+        else:
+            self._errors[inst][failure.kind] += 1
+
+    def _no_instrument(self, inst: int) -> _Failure:
+        return _Failure("bad_instrument", f"instrument {inst} is not in this BookSet "
+                                          f"(it has {len(self._books)} instruments)")
+
     def apply(self, events: Any, /, *, sampler: Any = None, callback: Any = None) -> int:
         import copy
 
@@ -840,9 +859,7 @@ class BookSet:
                 ts, _, inst, action, side, flags, price, qty, order_id, new_order_id, sequence = row
                 try:
                     if inst >= len(self._books):
-                        raise _Failure("bad_instrument",
-                                       f"instrument {inst} is not in this BookSet "
-                                       f"(it has {len(self._books)} instruments)")
+                        raise self._no_instrument(inst)
                     book = self._books[inst]
                     if atomic and inst not in saved:
                         saved[inst] = copy.deepcopy(book.__dict__)
@@ -851,18 +868,12 @@ class BookSet:
                     trade = sampler._trade_before(book, inst, row) if flows else None
                     sides = sampler._ofi_sides(book, inst, row) if flows else 3
                     last = marks is None or bool(marks[i] & MARK_LAST)
-                    if self._meta[inst]["kind"] == "l3":
-                        self._l3_event(book, action, side, price, qty, order_id, new_order_id,
-                                       flags)
-                    else:
-                        self._l2_event(book, action, side, price, qty)
+                    self._event(book, inst, action, side, price, qty, order_id, new_order_id,
+                                flags)
                 except _Failure as failure:
                     if self._skip:
                         skipped += 1
-                        if failure.kind == "bad_instrument":
-                            self._bad_instrument += 1
-                        else:
-                            self._errors[inst][failure.kind] += 1
+                        self._count_failure(failure, inst)
                         continue
                     message = self._message(failure, inst, action)
                     rollback()
@@ -939,20 +950,12 @@ class BookSet:
                 before = book.bbo() if book is not None and bits & 1 and not bits & 4 else None
                 try:
                     if book is None:
-                        raise _Failure("bad_instrument",
-                                       f"instrument {inst} is not in this BookSet "
-                                       f"(it has {len(self._books)} instruments)")
-                    if self._meta[inst]["kind"] == "l3":
-                        self._l3_event(book, action, side, price, qty, order_id, new_order_id,
-                                       flags)
-                    else:
-                        self._l2_event(book, action, side, price, qty)
+                        raise self._no_instrument(inst)
+                    self._event(book, inst, action, side, price, qty, order_id, new_order_id,
+                                flags)
                 except _Failure as failure:
                     if self._skip:
-                        if failure.kind == "bad_instrument":
-                            self._bad_instrument += 1
-                        else:
-                            self._errors[inst][failure.kind] += 1
+                        self._count_failure(failure, inst)
                         continue
                     raise UpdateError(f"event {i}: {self._message(failure, inst, action)}",
                                       i) from None
