@@ -24,6 +24,9 @@ _OWN = 1 << 63
 
 
 class ShadowQueue:
+    """The reference queue: a shadow book holding one unit per order, real and own, so that
+    its ranks are the price-time priority and no level can overflow."""
+
     kind = "l3"
 
     def __init__(self, meta: Any, book: Any) -> None:
@@ -37,21 +40,21 @@ class ShadowQueue:
         orders = book.orders()
         for rec in orders.tolist():
             r = dict(zip(orders.dtype.names or (), rec, strict=True))
-            shadow.add(r["order_id"], r["side"], r["price"], r["qty"])
+            shadow.add(r["order_id"], r["side"], r["price"], 1)
         return shadow
 
     def place(self, o: Any, book: Any) -> None:
-        self.shadow.add(_OWN + o.id, o.side, o.price, o.remaining)
+        self.shadow.add(_OWN + o.id, o.side, o.price, 1)
 
     def remove(self, o: Any) -> None:
         if self.shadow.order(_OWN + o.id, side=o.side) is not None:
             self.shadow.delete(_OWN + o.id, side=o.side)
 
     def reduce(self, o: Any, qty: int) -> None:
-        self.shadow.reduce(_OWN + o.id, qty, side=o.side)
+        pass        # the place is kept; sizes live in the orders
 
     def filled(self, o: Any, qty: int) -> None:
-        self.shadow.execute(_OWN + o.id, qty, side=o.side)
+        pass        # the engine removes the order when it is filled
 
     def _ranked(self, side: int) -> list[tuple[int, int]]:
         return sorted((self.shadow.rank(oid, side=side) or 0, oid)
@@ -63,6 +66,8 @@ class ShadowQueue:
 
     def event(self, book: Any, row: tuple[Any, ...], found: Any, old: int,
               own: list[Any]) -> list[tuple[Any, int]]:
+        """The event ``row``, just applied to the real book; ``found`` is the (side,
+        price, remaining) its order had there before it."""
         shadow = self.shadow
         by_id = {_OWN + o.id: o for o in own}
         action, side, price, qty, oid, new_id, flags = (row[3], row[4], row[6], row[7],
@@ -82,36 +87,31 @@ class ShadowQueue:
 
         if action == _ADD:
             crossing(side, price, qty)
-            shadow.add(oid, side, price, qty)
-        elif action == _EXECUTE:
-            s = shadow.order(oid, side=side)
-            assert s is not None
-            rank = shadow.rank(oid, side=side)
-            assert rank is not None
+            shadow.add(oid, side, price, 1)
+            return fills
+        if found is None or action not in (_EXECUTE, _REDUCE, _DELETE, _REPLACE):
+            return fills
+        fside, fprice, fqty = found
+        if action == _EXECUTE:
+            rank = shadow.rank(oid, side=fside)
+            assert rank is not None, "the shadow book lost a real order"
             volume = qty
-            for r, key in self._ranked(s[0]):
+            for r, key in self._ranked(fside):
                 if r < rank and volume > 0:
                     o = by_id[key]
                     take = min(o.remaining, volume)
                     fills.append((o, take))
                     volume -= take
-            shadow.execute(oid, qty, side=side)
-        elif action == _REDUCE:
-            shadow.reduce(oid, qty, side=side)
-        elif action == _DELETE:
-            shadow.delete(oid, side=side)
+        if action == _DELETE or (action in (_EXECUTE, _REDUCE) and qty >= fqty):
+            shadow.delete(oid, side=fside)
         elif action == _REPLACE:
-            s = shadow.order(oid, side=side)
-            assert s is not None
-            if flags & _KEEP and new_id == oid:
-                shadow.modify(oid, qty, price, side=side)
-            else:
-                shadow.replace(oid, new_id, qty, price, side=side)
-            crossing(s[0], price, qty)
+            if not (flags & _KEEP and new_id == oid and price == fprice and qty <= fqty):
+                shadow.replace(oid, new_id, 1, price, side=fside)    # to the back
+            crossing(fside, price, qty)
         return fills
 
     def rebuild(self, book: Any, own: list[Any]) -> None:
-        """After a snapshot or a clear: the real book again, the own orders at the back."""
+        """After a snapshot: the real book again, the own orders at the back."""
         self.shadow = self._copy(book)
         for o in sorted(own, key=lambda o: o.seq):
-            self.shadow.add(_OWN + o.id, o.side, o.price, o.remaining)
+            self.shadow.add(_OWN + o.id, o.side, o.price, 1)

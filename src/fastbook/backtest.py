@@ -1000,7 +1000,8 @@ class _Engine:
         if self.reference:
             # the reference sees every event before it is applied: own ranges that hold
             # every price (the fast path's bit 8)
-            lv[4 * st.inst:4 * st.inst + 4] = (-(1 << 62), 1 << 62, -(1 << 62), 1 << 62)
+            lv[4 * st.inst:4 * st.inst + 4] = (-(1 << 63), (1 << 63) - 1, -(1 << 63),
+                                               (1 << 63) - 1)
             return
         b = [o.px for o in st.own if o.side == BID]
         a = [o.px for o in st.own if o.side == ASK]
