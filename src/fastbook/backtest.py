@@ -1538,11 +1538,8 @@ def backtest(events: Any, strategy: Strategy, *, books: Any,
         Run the plain reference instead: every event through Python, and exact L3
         queues kept in a shadow book with the own orders in it (for tests).
     """
-    from fastbook.l3 import BookSet as _BS
-
     if not hasattr(books, "_advance"):
         raise ValueError(f"books must be a fastbook.BookSet, got {type(books).__name__}")
-    del _BS
     if on_book not in ("bbo", "event", None):
         raise ValueError(f"on_book must be 'bbo', 'event' or None, got {on_book!r}")
     if on_error not in ("raise", "skip"):
