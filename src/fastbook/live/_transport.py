@@ -14,6 +14,7 @@ driver's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -176,10 +177,25 @@ class _Picows(Transport):
 
         self._close_reason = ""
         self._text = text
-        self._tr, self._listener = await picows.ws_connect(
+        # picows's ws_connect, cancelled during its handshake (a feed stopped while it
+        # connects), leaves the socket it opened unclosed: connect in a task of its own,
+        # and on a cancel let it finish briefly and close what it opened
+        opening = asyncio.ensure_future(picows.ws_connect(
             Listener, self.url, websocket_handshake_timeout=open_timeout,
             enable_auto_ping=True, auto_ping_idle_timeout=20, auto_ping_reply_timeout=20,
-            max_frame_size=MAX_MESSAGE)
+            max_frame_size=MAX_MESSAGE))
+        try:
+            self._tr, self._listener = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            try:
+                tr, _ = await asyncio.wait_for(opening, 2)
+            except BaseException:
+                pass    # it failed (or did not finish in time): nothing more to close
+            else:
+                tr.disconnect()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(tr.wait_disconnected(), 1)
+            raise
 
     def send(self, text: str) -> None:
         if not self.closed:
