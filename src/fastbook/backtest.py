@@ -688,7 +688,6 @@ class _Engine:
         self.events = 0
         self.stops = 0
         self.submitted_qty = 0
-        self.stopped: str | None = None
         self.next_mark = 0
         self.mark_scheduled = False
         # every traded book's mid changes are seen: marks need no wake-up (catch_up)
@@ -1110,7 +1109,7 @@ class _Engine:
         row = events[i].tolist()
         inst = row[2]
         st = self.insts.get(inst)
-        if st is None or inst >= len(self.books):
+        if st is None:
             self.apply_one(events, i)
             return
         action, side = row[3], row[4]
